@@ -1,0 +1,230 @@
+//! The client side: what tools, apps and the SDK use to call system abilities.
+
+use crate::frame::{self, Decoded, FrameDecoder, Kind};
+use crate::{IpcError, RemoteError};
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::sync::{mpsc, oneshot};
+
+type Pending = HashMap<u64, oneshot::Sender<Result<Bytes, IpcError>>>;
+
+struct Shared {
+    pending: Mutex<Pending>,
+    subs: Mutex<HashMap<u64, mpsc::UnboundedSender<Bytes>>>,
+    closed: Mutex<Option<String>>,
+}
+
+/// A connection to the device daemon. Cheap to clone; calls may run concurrently.
+#[derive(Clone)]
+pub struct Client {
+    writer: Arc<tokio::sync::Mutex<OwnedWriteHalf>>,
+    shared: Arc<Shared>,
+    next_id: Arc<AtomicU64>,
+    _reader: Arc<ReaderGuard>,
+}
+
+struct ReaderGuard(tokio::task::JoinHandle<()>);
+impl Drop for ReaderGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Events of one subscription, in the order the daemon sent them. Dropping it stops delivery
+/// on this side; the SA learns of it when the client unsubscribes or disconnects.
+pub struct Subscription {
+    id: u64,
+    rx: mpsc::UnboundedReceiver<Bytes>,
+    shared: Arc<Shared>,
+}
+
+impl Subscription {
+    /// The id to pass to the SA's subscribe method.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+    /// The next event; `None` once the connection is closed.
+    pub async fn recv(&mut self) -> Option<Bytes> {
+        self.rx.recv().await
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Ok(mut subs) = self.shared.subs.lock() {
+            subs.remove(&self.id);
+        }
+    }
+}
+
+impl Client {
+    /// Connects to the daemon listening at `socket`.
+    pub async fn connect(socket: &Path) -> Result<Self, IpcError> {
+        let stream = UnixStream::connect(socket)
+            .await
+            .map_err(|source| IpcError::Connect {
+                path: socket.display().to_string(),
+                source,
+            })?;
+        let (mut rd, wr) = stream.into_split();
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(HashMap::new()),
+            subs: Mutex::new(HashMap::new()),
+            closed: Mutex::new(None),
+        });
+        let s2 = shared.clone();
+        let reader = tokio::spawn(async move {
+            let mut dec = FrameDecoder::new();
+            let reason = 'read: loop {
+                match rd.read_buf(dec.buffer()).await {
+                    Ok(0) => break "the daemon closed the connection".to_string(),
+                    Err(e) => break e.to_string(),
+                    Ok(_) => {}
+                }
+                loop {
+                    match dec.next() {
+                        Ok(Some(Decoded::Frame(f))) => match f.kind {
+                            Kind::Reply => {
+                                let tx = s2.pending.lock().ok().and_then(|mut p| p.remove(&f.id));
+                                if let Some(tx) = tx {
+                                    let _ = tx.send(frame::parse_reply(&f.body));
+                                }
+                            }
+                            Kind::Event => {
+                                if let Ok(subs) = s2.subs.lock()
+                                    && let Some(tx) = subs.get(&f.id)
+                                {
+                                    let _ = tx.send(f.body);
+                                }
+                            }
+                            Kind::Fatal => {
+                                let msg = crate::decode::<RemoteError>(&f.body)
+                                    .map(|e| e.to_string())
+                                    .unwrap_or_else(|e| e.message);
+                                break 'read msg;
+                            }
+                            Kind::Request => break 'read "daemon sent a request".to_string(),
+                        },
+                        Ok(Some(Decoded::Oversize { .. })) => {
+                            break 'read "daemon sent an oversize frame".to_string();
+                        }
+                        Ok(None) => break,
+                        Err(e) => break 'read e.to_string(),
+                    }
+                }
+            };
+            if let Ok(mut c) = s2.closed.lock() {
+                *c = Some(reason.clone());
+            }
+            let pending: Vec<_> = s2
+                .pending
+                .lock()
+                .map(|mut p| p.drain().collect())
+                .unwrap_or_default();
+            for (_, tx) in pending {
+                let _ = tx.send(Err(IpcError::Disconnected(reason.clone())));
+            }
+            if let Ok(mut subs) = s2.subs.lock() {
+                subs.clear();
+            }
+        });
+        Ok(Self {
+            writer: Arc::new(tokio::sync::Mutex::new(wr)),
+            shared,
+            next_id: Arc::new(AtomicU64::new(1)),
+            _reader: Arc::new(ReaderGuard(reader)),
+        })
+    }
+
+    /// Calls method `code` of system ability `sa` with raw bytes; the daemon's answer or error.
+    pub async fn call_raw(&self, sa: i32, code: u32, data: &[u8]) -> Result<Bytes, IpcError> {
+        let size = frame::request_body_len(data);
+        if size > frame::MAX_TRANSACTION {
+            return Err(IpcError::TooLarge {
+                size,
+                limit: frame::MAX_TRANSACTION,
+            });
+        }
+        self.send_raw_request(sa, code, data).await
+    }
+
+    /// Sends a request without the client-side size check, so that tests can see the daemon
+    /// enforce the limit on its own.
+    #[doc(hidden)]
+    pub async fn send_raw_request(
+        &self,
+        sa: i32,
+        code: u32,
+        data: &[u8],
+    ) -> Result<Bytes, IpcError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        {
+            if let Some(reason) = self.shared.closed.lock().ok().and_then(|c| c.clone()) {
+                return Err(IpcError::Disconnected(reason));
+            }
+            self.shared
+                .pending
+                .lock()
+                .map_err(|_| IpcError::Disconnected("poisoned".into()))?
+                .insert(id, tx);
+        }
+        let bytes = frame::request(id, sa, code, data);
+        let write = async {
+            let mut w = self.writer.lock().await;
+            w.write_all(&bytes).await
+        };
+        if let Err(e) = write.await {
+            if let Ok(mut p) = self.shared.pending.lock() {
+                p.remove(&id);
+            }
+            return Err(IpcError::Disconnected(e.to_string()));
+        }
+        match rx.await {
+            Ok(r) => r,
+            Err(_) => Err(IpcError::Disconnected("reader stopped".into())),
+        }
+    }
+
+    /// Calls a method with serde arguments and decodes its serde result.
+    pub async fn call<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
+        &self,
+        sa: i32,
+        code: u32,
+        req: &Req,
+    ) -> Result<Resp, IpcError> {
+        let bytes = self.call_raw(sa, code, &crate::encode(req)).await?;
+        postcard::from_bytes(&bytes).map_err(|e| IpcError::Decode(e.to_string()))
+    }
+
+    /// A new subscription: pass its id to the SA's subscribe method, then read events.
+    pub fn subscribe(&self) -> Subscription {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::unbounded_channel();
+        if let Ok(mut subs) = self.shared.subs.lock() {
+            subs.insert(id, tx);
+        }
+        Subscription {
+            id,
+            rx,
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Writes raw bytes on the connection (tests use it to send garbage).
+    #[doc(hidden)]
+    pub async fn write_raw(&self, bytes: &[u8]) -> std::io::Result<()> {
+        self.writer.lock().await.write_all(bytes).await
+    }
+
+    /// Why the connection closed, once it has.
+    pub fn closed_reason(&self) -> Option<String> {
+        self.shared.closed.lock().ok().and_then(|c| c.clone())
+    }
+}

@@ -1,0 +1,213 @@
+//! Kernel abstraction layer: everything above this crate asks here, not the OS, for paths,
+//! caller credentials and durable files, so that the rest of oxharmony stays kernel-agnostic
+//! in the way OpenHarmony's KAL keeps its services portable.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Environment variable that selects a device's data dir, as `--data-dir` does.
+pub const DATA_DIR_ENV: &str = "OXH_DATA_DIR";
+
+/// The data dir used when neither `--data-dir` nor `OXH_DATA_DIR` names one:
+/// `$XDG_DATA_HOME/oxharmony`, else `~/.local/share/oxharmony`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("oxharmony");
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    home.join(".local/share/oxharmony")
+}
+
+/// Where one device keeps its state; one value per device so several devices share a machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceDirs {
+    root: PathBuf,
+}
+
+impl DeviceDirs {
+    /// Wraps a data dir; nothing is created until [`DeviceDirs::create`].
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+    /// The data dir itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    /// Runtime files (socket, pid file): removed state, not kept state.
+    pub fn run_dir(&self) -> PathBuf {
+        self.root.join("run")
+    }
+    /// The local IPC socket that every tool and app connects to.
+    pub fn socket_path(&self) -> PathBuf {
+        self.run_dir().join("oxhd.sock")
+    }
+    /// The daemon's pid file, written once it is ready.
+    pub fn pid_path(&self) -> PathBuf {
+        self.run_dir().join("oxhd.pid")
+    }
+    /// Per-subsystem state dir, e.g. `param`, `log`, `device`.
+    pub fn subsystem(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+    /// Creates the data dir (0700: device keys live below it) and the run dir (0755, so that
+    /// other local users can reach the socket, whose token then decides what they may do).
+    pub fn create(&self) -> io::Result<()> {
+        fs::create_dir_all(&self.root)?;
+        fs::set_permissions(&self.root, fs::Permissions::from_mode(0o711))?;
+        let run = self.run_dir();
+        fs::create_dir_all(&run)?;
+        fs::set_permissions(&run, fs::Permissions::from_mode(0o755))?;
+        Ok(())
+    }
+}
+
+/// Credentials of the process at the other end of a Unix socket, as the kernel reports them
+/// (SO_PEERCRED). Never taken from anything the peer sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerCred {
+    /// Process id of the peer when it connected.
+    pub pid: i32,
+    /// Effective user id.
+    pub uid: u32,
+    /// Effective group id.
+    pub gid: u32,
+}
+
+/// Reads SO_PEERCRED from a connected Unix socket.
+pub fn peer_cred(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<PeerCred> {
+    use std::os::fd::AsRawFd;
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` and `len` are valid for writes and sized for SO_PEERCRED's ucred.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(PeerCred {
+        pid: cred.pid,
+        uid: cred.uid,
+        gid: cred.gid,
+    })
+}
+
+/// The executable of a process, from the kernel (`/proc/PID/exe`); `None` when it is gone or
+/// not readable by us (another user's process while we are not root).
+pub fn process_exe(pid: i32) -> Option<PathBuf> {
+    fs::read_link(format!("/proc/{pid}/exe")).ok()
+}
+
+/// The short name the kernel keeps for a process (`/proc/PID/comm`), for logs and dumps.
+pub fn process_name(pid: i32) -> Option<String> {
+    fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|s| s.trim_end().to_string())
+}
+
+/// The calling thread's kernel thread id, for hilog lines (pid and tid columns).
+pub fn current_tid() -> i32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() }
+}
+
+/// The current process's effective uid.
+pub fn current_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() }
+}
+
+/// Resident set size of a process in bytes, from `/proc/PID/status` (VmRSS).
+pub fn resident_memory(pid: i32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Writes `data` to `path` so that after a crash or power loss the file holds either the old
+/// content or the new, never a mix: write a temp file, fsync it, rename, fsync the directory.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    fs::create_dir_all(dir)?;
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(file_name);
+    tmp_name.push(format!(".tmp{}", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// The machine's host name, the default device name.
+pub fn hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_atomic_sets_mode_and_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k");
+        write_atomic(&p, b"one", 0o600).unwrap();
+        write_atomic(&p, b"two", 0o600).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temp file left");
+    }
+
+    #[test]
+    fn peer_cred_reports_our_own_process() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        use std::os::fd::AsFd;
+        let c = peer_cred(a.as_fd()).unwrap();
+        assert_eq!(c.pid as u32, std::process::id());
+        assert_eq!(c.uid, current_uid());
+    }
+
+    #[test]
+    fn dirs_layout() {
+        let d = DeviceDirs::new("/x");
+        assert_eq!(d.socket_path(), PathBuf::from("/x/run/oxhd.sock"));
+        assert_eq!(d.subsystem("param"), PathBuf::from("/x/param"));
+    }
+}
