@@ -1,1 +1,11 @@
-fn main(){}
+//! `oxh`: the oxharmony command line (and, through links, `hilog`, `param`, `hidumper`).
+
+fn main() {
+    match oxharmony::cli::main() {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}

@@ -1,1 +1,11 @@
-fn main(){}
+//! `oxhd`: the device daemon.
+
+use clap::Parser;
+
+fn main() {
+    let a = oxharmony::cli::OxhdArgs::parse();
+    if let Err(e) = oxharmony::cli::run_daemon(&a.global, &a.up) {
+        eprintln!("oxhd: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,1 +1,285 @@
-//! placeholder
+//! Device identity, and the device-manager SA's local part.
+//!
+//! A device is its Ed25519 key pair: created on first start, kept in the data dir (0600), and
+//! never sent anywhere. Its `udid` is the hex SHA-256 of the public key, so that it is stable,
+//! unique and verifiable against the key that later pairing pins.
+
+use ed25519_dalek::SigningKey;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+mod dm;
+pub use dm::{DeviceManagerSa, dm_method};
+
+/// Errors loading or creating a device's identity.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// The key or config file could not be read or written.
+    #[error("device identity at {path}: {source}")]
+    Io {
+        /// File involved.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The key file exists but is not a PKCS#8 Ed25519 key; it is left untouched.
+    #[error("device key {0} is corrupt (not a PKCS#8 Ed25519 key); refusing to replace it")]
+    CorruptKey(PathBuf),
+    /// The device config file is not valid JSON.
+    #[error("device config {path} is invalid: {reason}")]
+    BadConfig {
+        /// File.
+        path: PathBuf,
+        /// Parse error.
+        reason: String,
+    },
+    /// The OS random source failed.
+    #[error("no randomness for the device key: {0}")]
+    Random(String),
+    /// An unknown device type name.
+    #[error("unknown device type {0:?}; use one of: phone, tablet, tv, watch, pc, car, default")]
+    DeviceType(String),
+}
+
+/// OpenHarmony device types with DmDeviceType's numeric ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceType {
+    /// DEVICE_TYPE_PHONE 0x0E.
+    Phone,
+    /// DEVICE_TYPE_PAD 0x11.
+    Tablet,
+    /// DEVICE_TYPE_TV 0x9C.
+    Tv,
+    /// DEVICE_TYPE_WATCH 0x6D.
+    Watch,
+    /// DEVICE_TYPE_PC 0x0C.
+    Pc,
+    /// DEVICE_TYPE_CAR 0x83.
+    Car,
+    /// OpenHarmony's "default" product type, which device manager reports as a phone.
+    Default,
+}
+
+impl DeviceType {
+    /// DmDeviceType id.
+    pub fn type_id(self) -> u16 {
+        match self {
+            DeviceType::Phone | DeviceType::Default => 0x0E,
+            DeviceType::Tablet => 0x11,
+            DeviceType::Tv => 0x9C,
+            DeviceType::Watch => 0x6D,
+            DeviceType::Pc => 0x0C,
+            DeviceType::Car => 0x83,
+        }
+    }
+    /// The name used on the command line and in `const.product.devicetype`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceType::Phone => "phone",
+            DeviceType::Tablet => "tablet",
+            DeviceType::Tv => "tv",
+            DeviceType::Watch => "watch",
+            DeviceType::Pc => "pc",
+            DeviceType::Car => "car",
+            DeviceType::Default => "default",
+        }
+    }
+}
+
+impl std::str::FromStr for DeviceType {
+    type Err = IdentityError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "phone" => DeviceType::Phone,
+            "tablet" | "pad" => DeviceType::Tablet,
+            "tv" => DeviceType::Tv,
+            "watch" | "wearable" => DeviceType::Watch,
+            "pc" | "2in1" => DeviceType::Pc,
+            "car" => DeviceType::Car,
+            "default" => DeviceType::Default,
+            _ => return Err(IdentityError::DeviceType(s.to_string())),
+        })
+    }
+}
+
+/// The device's name and type, kept beside the key so that they survive restarts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceConfig {
+    /// Human-readable name shown to other devices.
+    pub name: String,
+    /// Device type.
+    pub device_type: DeviceType,
+}
+
+/// What `oxh device info` shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    /// Hex SHA-256 of the public key.
+    pub udid: String,
+    /// Device name.
+    pub name: String,
+    /// Device type name.
+    pub device_type: DeviceType,
+    /// DmDeviceType id.
+    pub device_type_id: u16,
+    /// OS full name and version.
+    pub os_version: String,
+}
+
+/// The OS version string, OpenHarmony's `const.ohos.fullname` style.
+pub const OS_FULL_NAME: &str = concat!("oxharmony-", env!("CARGO_PKG_VERSION"));
+
+/// A device's long-term identity.
+pub struct DeviceIdentity {
+    key: SigningKey,
+    config: DeviceConfig,
+}
+
+impl std::fmt::Debug for DeviceIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceIdentity")
+            .field("udid", &self.udid())
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> IdentityError + '_ {
+    move |source| IdentityError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl DeviceIdentity {
+    /// Loads the identity kept in `dir`, creating the key on first start. `name` and
+    /// `device_type`, when given, replace the stored ones.
+    pub fn load_or_create(
+        dir: &Path,
+        name: Option<&str>,
+        device_type: Option<DeviceType>,
+    ) -> Result<Self, IdentityError> {
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let key_path = dir.join("identity.key");
+        let key = match std::fs::read(&key_path) {
+            Ok(der) => SigningKey::from_pkcs8_der(&der)
+                .map_err(|_| IdentityError::CorruptKey(key_path.clone()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut seed = [0u8; 32];
+                getrandom::fill(&mut seed).map_err(|e| IdentityError::Random(e.to_string()))?;
+                let key = SigningKey::from_bytes(&seed);
+                let der = key
+                    .to_pkcs8_der()
+                    .map_err(|e| IdentityError::Random(e.to_string()))?;
+                oxh_kal::write_atomic(&key_path, der.as_bytes(), 0o600)
+                    .map_err(io_err(&key_path))?;
+                key
+            }
+            Err(e) => return Err(io_err(&key_path)(e)),
+        };
+        let cfg_path = dir.join("device.json");
+        let mut config = match std::fs::read(&cfg_path) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| IdentityError::BadConfig {
+                path: cfg_path.clone(),
+                reason: e.to_string(),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => DeviceConfig {
+                name: oxh_kal::hostname(),
+                device_type: DeviceType::Default,
+            },
+            Err(e) => return Err(io_err(&cfg_path)(e)),
+        };
+        if let Some(n) = name {
+            config.name = n.to_string();
+        }
+        if let Some(t) = device_type {
+            config.device_type = t;
+        }
+        let json = serde_json::to_vec_pretty(&config).unwrap_or_default();
+        oxh_kal::write_atomic(&cfg_path, &json, 0o644).map_err(io_err(&cfg_path))?;
+        Ok(Self { key, config })
+    }
+
+    /// The public key bytes.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.key.verifying_key().to_bytes()
+    }
+
+    /// Hex SHA-256 of the public key.
+    pub fn udid(&self) -> String {
+        hex::encode(Sha256::digest(self.public_key()))
+    }
+
+    /// Name and type.
+    pub fn config(&self) -> &DeviceConfig {
+        &self.config
+    }
+
+    /// The info shown by `oxh device info`.
+    pub fn info(&self) -> DeviceInfo {
+        DeviceInfo {
+            udid: self.udid(),
+            name: self.config.name.clone(),
+            device_type: self.config.device_type,
+            device_type_id: self.config.device_type.type_id(),
+            os_version: OS_FULL_NAME.to_string(),
+        }
+    }
+
+    /// The signing key, for the soft bus's TLS and pairing.
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.key
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn identity_is_created_once_and_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let a = DeviceIdentity::load_or_create(d.path(), None, None).unwrap();
+        let mode = std::fs::metadata(d.path().join("identity.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let b = DeviceIdentity::load_or_create(d.path(), Some("kitchen"), Some(DeviceType::Tv))
+            .unwrap();
+        assert_eq!(a.udid(), b.udid());
+        assert_eq!(a.udid().len(), 64);
+        assert_eq!(
+            a.udid(),
+            hex::encode(Sha256::digest(a.public_key())),
+            "udid is the hash of the public key"
+        );
+        let c = DeviceIdentity::load_or_create(d.path(), None, None).unwrap();
+        assert_eq!(c.config().name, "kitchen");
+        assert_eq!(c.info().device_type_id, 0x9C);
+    }
+
+    #[test]
+    fn corrupt_key_is_refused_not_replaced() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("identity.key"), b"junk").unwrap();
+        assert!(matches!(
+            DeviceIdentity::load_or_create(d.path(), None, None),
+            Err(IdentityError::CorruptKey(_))
+        ));
+        assert_eq!(
+            std::fs::read(d.path().join("identity.key")).unwrap(),
+            b"junk"
+        );
+    }
+
+    #[test]
+    fn device_types_parse() {
+        assert_eq!("TV".parse::<DeviceType>().unwrap().type_id(), 0x9C);
+        assert!("toaster".parse::<DeviceType>().is_err());
+    }
+}

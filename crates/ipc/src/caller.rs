@@ -150,11 +150,21 @@ mod tests {
         let exe = std::env::current_exe().unwrap().canonicalize().unwrap();
         let uid = oxh_kal::current_uid();
         let as_tool = ToolTokenResolver::new(vec![exe], uid);
-        let c = as_tool.resolve(PeerCred { pid: me, uid, gid: 0 });
+        let c = as_tool.resolve(PeerCred {
+            pid: me,
+            uid,
+            gid: 0,
+        });
         assert_eq!(c.token_type, TokenType::Shell);
         let not_tool = ToolTokenResolver::new(vec![], uid);
         assert_eq!(
-            not_tool.resolve(PeerCred { pid: me, uid, gid: 0 }).token_type,
+            not_tool
+                .resolve(PeerCred {
+                    pid: me,
+                    uid,
+                    gid: 0
+                })
+                .token_type,
             TokenType::Native
         );
         let stranger = not_tool.resolve(PeerCred {

@@ -88,7 +88,7 @@ impl Client {
                     Ok(_) => {}
                 }
                 loop {
-                    match dec.next() {
+                    match dec.decode_next() {
                         Ok(Some(Decoded::Frame(f))) => match f.kind {
                             Kind::Reply => {
                                 let tx = s2.pending.lock().ok().and_then(|mut p| p.remove(&f.id));

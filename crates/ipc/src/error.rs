@@ -60,7 +60,9 @@ impl RemoteError {
 #[derive(Debug, thiserror::Error)]
 pub enum IpcError {
     /// The daemon's socket could not be reached.
-    #[error("cannot connect to oxhd at {path}: {source} (is the device running? start it with `oxh up`)")]
+    #[error(
+        "cannot connect to oxhd at {path}: {source} (is the device running? start it with `oxh up`)"
+    )]
     Connect {
         /// Socket path tried.
         path: String,

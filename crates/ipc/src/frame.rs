@@ -87,7 +87,7 @@ pub enum FrameError {
 }
 
 /// Incremental decoder: feed it bytes with [`FrameDecoder::buffer`], take frames with
-/// [`FrameDecoder::next`].
+/// [`FrameDecoder::decode_next`].
 #[derive(Debug, Default)]
 pub struct FrameDecoder {
     buf: BytesMut,
@@ -112,43 +112,40 @@ impl FrameDecoder {
 
     /// The next frame, `Ok(None)` when more bytes are needed, or an error after which the
     /// stream must be closed.
-    pub fn next(&mut self) -> Result<Option<Decoded>, FrameError> {
-        {
+    pub fn decode_next(&mut self) -> Result<Option<Decoded>, FrameError> {
+        if self.skip > 0 {
+            let n = self.skip.min(self.buf.len());
+            self.buf.advance(n);
+            self.skip -= n;
             if self.skip > 0 {
-                let n = self.skip.min(self.buf.len());
-                self.buf.advance(n);
-                self.skip -= n;
-                if self.skip > 0 {
-                    return Ok(None);
-                }
-            }
-            if self.buf.len() < HEADER_LEN {
-                self.buf.reserve(HEADER_LEN);
                 return Ok(None);
             }
-            let len = u32::from_le_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]])
-                as usize;
-            let kind_byte = self.buf[4];
-            let kind = Kind::from_u8(kind_byte).ok_or(FrameError::UnknownKind(kind_byte))?;
-            let mut idb = [0u8; 8];
-            idb.copy_from_slice(&self.buf[5..13]);
-            let id = u64::from_le_bytes(idb);
-            if len > MAX_TRANSACTION {
-                if len > MAX_SKIP {
-                    return Err(FrameError::Length(len));
-                }
-                self.buf.advance(HEADER_LEN);
-                self.skip = len;
-                return Ok(Some(Decoded::Oversize { kind, id, len }));
-            }
-            if self.buf.len() < HEADER_LEN + len {
-                self.buf.reserve(HEADER_LEN + len - self.buf.len());
-                return Ok(None);
+        }
+        if self.buf.len() < HEADER_LEN {
+            self.buf.reserve(HEADER_LEN);
+            return Ok(None);
+        }
+        let len = u32::from_le_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize;
+        let kind_byte = self.buf[4];
+        let kind = Kind::from_u8(kind_byte).ok_or(FrameError::UnknownKind(kind_byte))?;
+        let mut idb = [0u8; 8];
+        idb.copy_from_slice(&self.buf[5..13]);
+        let id = u64::from_le_bytes(idb);
+        if len > MAX_TRANSACTION {
+            if len > MAX_SKIP {
+                return Err(FrameError::Length(len));
             }
             self.buf.advance(HEADER_LEN);
-            let body = self.buf.split_to(len).freeze();
-            return Ok(Some(Decoded::Frame(Frame { kind, id, body })));
+            self.skip = len;
+            return Ok(Some(Decoded::Oversize { kind, id, len }));
         }
+        if self.buf.len() < HEADER_LEN + len {
+            self.buf.reserve(HEADER_LEN + len - self.buf.len());
+            return Ok(None);
+        }
+        self.buf.advance(HEADER_LEN);
+        let body = self.buf.split_to(len).freeze();
+        Ok(Some(Decoded::Frame(Frame { kind, id, body })))
     }
 }
 
@@ -206,8 +203,8 @@ pub fn parse_reply(body: &Bytes) -> Result<Bytes, crate::IpcError> {
     match body.first() {
         Some(0) => Ok(body.slice(1..)),
         Some(1) => {
-            let e: crate::RemoteError = crate::decode(&body[1..])
-                .map_err(|e| crate::IpcError::Decode(e.message))?;
+            let e: crate::RemoteError =
+                crate::decode(&body[1..]).map_err(|e| crate::IpcError::Decode(e.message))?;
             Err(crate::IpcError::Remote(e))
         }
         _ => Err(crate::IpcError::Decode("reply without status".into())),
@@ -239,9 +236,9 @@ mod tests {
         for cut in 0..f.len() {
             let mut d = FrameDecoder::new();
             d.extend(&f[..cut]);
-            assert_eq!(d.next().unwrap(), None, "cut at {cut}");
+            assert_eq!(d.decode_next().unwrap(), None, "cut at {cut}");
             d.extend(&f[cut..]);
-            match d.next().unwrap() {
+            match d.decode_next().unwrap() {
                 Some(Decoded::Frame(fr)) => {
                     assert_eq!(fr.kind, Kind::Request);
                     assert_eq!(fr.id, 7);
@@ -260,14 +257,14 @@ mod tests {
         d.extend(&request(9, 1, 1, &big));
         d.extend(&request(10, 1, 1, b"x"));
         assert_eq!(
-            d.next().unwrap(),
+            d.decode_next().unwrap(),
             Some(Decoded::Oversize {
                 kind: Kind::Request,
                 id: 9,
                 len: MAX_TRANSACTION + 9
             })
         );
-        match d.next().unwrap() {
+        match d.decode_next().unwrap() {
             Some(Decoded::Frame(f)) => assert_eq!(f.id, 10),
             other => panic!("{other:?}"),
         }
@@ -277,10 +274,10 @@ mod tests {
     fn unknown_kind_and_huge_length_are_fatal() {
         let mut d = FrameDecoder::new();
         d.extend(&[1, 0, 0, 0, 99, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-        assert_eq!(d.next(), Err(FrameError::UnknownKind(99)));
+        assert_eq!(d.decode_next(), Err(FrameError::UnknownKind(99)));
         let mut d = FrameDecoder::new();
         d.extend(&[0xff, 0xff, 0xff, 0xff, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
-        assert!(matches!(d.next(), Err(FrameError::Length(_))));
+        assert!(matches!(d.decode_next(), Err(FrameError::Length(_))));
     }
 
     #[test]
@@ -289,7 +286,7 @@ mod tests {
         let f = reply(3, &Err(e.clone()));
         let mut d = FrameDecoder::new();
         d.extend(&f);
-        let Some(Decoded::Frame(fr)) = d.next().unwrap() else {
+        let Some(Decoded::Frame(fr)) = d.decode_next().unwrap() else {
             panic!()
         };
         match parse_reply(&fr.body) {
@@ -305,7 +302,7 @@ mod tests {
             'outer: for c in chunks {
                 d.extend(&c);
                 loop {
-                    match d.next() {
+                    match d.decode_next() {
                         Ok(Some(Decoded::Frame(f))) => prop_assert!(f.body.len() <= MAX_TRANSACTION),
                         Ok(Some(Decoded::Oversize { len, .. })) => prop_assert!(len <= MAX_SKIP),
                         Ok(None) => break,
@@ -319,7 +316,7 @@ mod tests {
         fn frames_roundtrip(id in any::<u64>(), sa in any::<i32>(), code in any::<u32>(), data in proptest::collection::vec(any::<u8>(), 0..2048)) {
             let mut d = FrameDecoder::new();
             d.extend(&request(id, sa, code, &data));
-            let Some(Decoded::Frame(f)) = d.next().unwrap() else { panic!() };
+            let Some(Decoded::Frame(f)) = d.decode_next().unwrap() else { panic!() };
             prop_assert_eq!(f.id, id);
             let (s, c, bytes) = parse_request(&f.body).unwrap();
             prop_assert_eq!((s, c, bytes.to_vec()), (sa, code, data));

@@ -182,18 +182,25 @@ async fn serve_conn(id: u64, stream: UnixStream, caller: Caller, dispatcher: Arc
     let mut dec = FrameDecoder::new();
     'read: loop {
         loop {
-            match dec.next() {
+            match dec.decode_next() {
                 Ok(Some(Decoded::Frame(f))) if f.kind == Kind::Request => {
                     let Some((sa, code, data)) = frame::parse_request(&f.body) else {
                         fatal(&conn, "malformed frame: request body shorter than 8 bytes");
                         break 'read;
                     };
-                    let permit = tokio::select! {
-                        p = limit.clone().acquire_owned() => p,
-                        // Keep reaping finished calls while waiting for room.
-                        _ = reap(&mut tasks) => continue,
+                    let permit = loop {
+                        if let Ok(p) = limit.clone().try_acquire_owned() {
+                            break p;
+                        }
+                        // Full: keep reaping finished calls while waiting for room.
+                        tokio::select! {
+                            p = limit.clone().acquire_owned() => match p {
+                                Ok(p) => break p,
+                                Err(_) => break 'read,
+                            },
+                            Some(_) = tasks.join_next() => {}
+                        }
                     };
-                    let Ok(permit) = permit else { break 'read };
                     let d = dispatcher.clone();
                     let c = conn.clone();
                     tasks.spawn(async move {
@@ -240,12 +247,6 @@ async fn serve_conn(id: u64, stream: UnixStream, caller: Caller, dispatcher: Arc
     dispatcher.on_disconnect(&conn);
     drop(conn);
     let _ = writer.await;
-}
-
-async fn reap(tasks: &mut JoinSet<()>) {
-    if tasks.join_next().await.is_none() {
-        std::future::pending::<()>().await;
-    }
 }
 
 fn fatal(conn: &ConnHandle, msg: &str) {

@@ -395,7 +395,10 @@ impl Dispatcher for Samgr {
         let running = start_entry(e).await.map_err(|reason| {
             RemoteError::new(
                 code::SA_INTERNAL,
-                format!("system ability {sa} ({}) failed to start: {reason}", e.profile.name),
+                format!(
+                    "system ability {sa} ({}) failed to start: {reason}",
+                    e.profile.name
+                ),
             )
         })?;
         let m = Self::find_method(running.methods(), code_)

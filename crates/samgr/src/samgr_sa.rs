@@ -81,7 +81,11 @@ impl SamgrSa {
                 i.id,
                 i.name,
                 i.state,
-                if i.run_on_create { "run-on-create" } else { "on-demand" }
+                if i.run_on_create {
+                    "run-on-create"
+                } else {
+                    "on-demand"
+                }
             ));
         }
         let clients = s.clients();
@@ -129,9 +133,7 @@ impl SystemAbility for SamgrSa {
     }
 
     fn dump(&self, _args: &[String]) -> String {
-        self.samgr()
-            .map(|s| self.dump_text(&s))
-            .unwrap_or_default()
+        self.samgr().map(|s| self.dump_text(&s)).unwrap_or_default()
     }
 
     fn on_client_died(&self, conn: &ConnHandle) {
@@ -148,4 +150,3 @@ impl SystemAbility for SamgrSa {
         }
     }
 }
-

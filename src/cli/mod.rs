@@ -1,0 +1,160 @@
+//! The `oxh` command line. One multi-call binary: run through a link named `hilog`, `param` or
+//! `hidumper` it is that OpenHarmony tool; run as `oxh` it has them all as subcommands.
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use std::path::{Path, PathBuf};
+
+mod device;
+mod hidumper;
+mod hilog;
+mod param;
+mod sa;
+
+/// Options every command takes.
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// The device's data dir: picks which local device to run or talk to.
+    #[arg(long, global = true, env = "OXH_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Print listings as JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+impl Global {
+    /// The data dir this command is about.
+    pub fn data_dir(&self) -> PathBuf {
+        oxh_sdk::resolve_data_dir(self.data_dir.as_deref())
+    }
+    /// Connects to the device.
+    pub async fn connect(&self) -> Result<oxh_sdk::Device> {
+        Ok(oxh_sdk::Device::connect(self.data_dir()).await?)
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "oxh",
+    version,
+    about = "oxharmony: OpenHarmony's distributed system services on Linux"
+)]
+struct Oxh {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run this device's daemon in the foreground (same code as `oxhd`).
+    Up(UpArgs),
+    /// System abilities.
+    #[command(subcommand)]
+    Sa(sa::SaCmd),
+    /// This device.
+    #[command(subcommand)]
+    Device(device::DeviceCmd),
+    /// System parameters (OpenHarmony's `param`).
+    Param(param::ParamArgs),
+    /// Logs (OpenHarmony's `hilog`).
+    Hilog(hilog::HilogArgs),
+    /// SA dumps (OpenHarmony's `hidumper`).
+    #[command(disable_help_flag = true)]
+    Hidumper {
+        /// hidumper's own arguments: -ls, -s ID [-a ARGS].
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+/// Options of `oxh up` / `oxhd`.
+#[derive(Debug, Clone, Args)]
+pub struct UpArgs {
+    /// Device name (default: the host name); kept for later starts.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Device type: phone, tablet, tv, watch, pc, car, default; kept for later starts.
+    #[arg(long = "type", value_name = "TYPE")]
+    pub device_type: Option<String>,
+}
+
+/// Runs a device: the body of `oxh up` and of `oxhd`.
+pub fn run_daemon(global: &Global, up: &UpArgs) -> Result<()> {
+    let device_type = up.device_type.as_deref().map(str::parse).transpose()?;
+    let cfg = crate::daemon::DaemonConfig {
+        data_dir: global.data_dir(),
+        name: up.name.clone(),
+        device_type,
+    };
+    crate::daemon::runtime()?.block_on(crate::daemon::run(cfg))
+}
+
+/// `oxhd`'s arguments: the global options and `up`'s.
+#[derive(Debug, Parser)]
+#[command(name = "oxhd", version, about = "oxharmony device daemon")]
+pub struct OxhdArgs {
+    /// Global options.
+    #[command(flatten)]
+    pub global: Global,
+    /// Device options.
+    #[command(flatten)]
+    pub up: UpArgs,
+}
+
+fn client_runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Entry point of the `oxh` binary; returns the process exit code.
+pub fn main() -> Result<i32> {
+    let argv: Vec<String> = std::env::args().collect();
+    let tool = argv
+        .first()
+        .map(|a| {
+            Path::new(a)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
+        .unwrap_or_default();
+    match tool.as_str() {
+        "hilog" => {
+            let t = hilog::HilogTool::parse_from(&argv);
+            client_runtime()?.block_on(hilog::run(&t.global, &t.args))
+        }
+        "param" => {
+            let t = param::ParamTool::parse_from(&argv);
+            client_runtime()?.block_on(param::run(&t.global, &t.args))
+        }
+        "hidumper" => {
+            let g = Global {
+                data_dir: None,
+                json: false,
+            };
+            client_runtime()?.block_on(hidumper::run(&g, &argv[1..]))
+        }
+        _ => {
+            let o = Oxh::parse_from(&argv);
+            match &o.cmd {
+                Cmd::Up(up) => run_daemon(&o.global, up).map(|_| 0),
+                Cmd::Sa(c) => client_runtime()?.block_on(sa::run(&o.global, c)),
+                Cmd::Device(c) => client_runtime()?.block_on(device::run(&o.global, c)),
+                Cmd::Param(a) => client_runtime()?.block_on(param::run(&o.global, a)),
+                Cmd::Hilog(a) => client_runtime()?.block_on(hilog::run(&o.global, a)),
+                Cmd::Hidumper { args } => {
+                    client_runtime()?.block_on(hidumper::run(&o.global, args))
+                }
+            }
+        }
+    }
+}
+
+/// Prints a value as pretty JSON.
+fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}

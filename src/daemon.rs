@@ -1,0 +1,168 @@
+//! oxhd: wires the system abilities into samgr and serves local IPC until told to stop.
+
+use anyhow::{Context, Result};
+use oxh_devauth::{DeviceIdentity, DeviceManagerSa, DeviceType};
+use oxh_ipc::{Server, ToolTokenResolver};
+use oxh_kal::DeviceDirs;
+use oxh_samgr::{BasicPermissionChecker, SaProfile, Samgr, SystemAbility, sa_id};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// How to run one device.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// The device's data dir.
+    pub data_dir: PathBuf,
+    /// Device name to set (kept for later starts).
+    pub name: Option<String>,
+    /// Device type to set (kept for later starts).
+    pub device_type: Option<DeviceType>,
+}
+
+/// Permissions of the shell token until the access-token manager owns them: what
+/// OpenHarmony's hdc shell may do with the tools of this issue.
+const SHELL_PERMISSIONS: &[&str] = &[
+    "ohos.permission.DUMP",
+    "ohos.permission.ACCESS_SERVICE_DM",
+    "ohos.permission.DISTRIBUTED_DATASYNC",
+];
+
+/// The canonical paths of the `oxh` tool binary: this executable when it is `oxh`, and `oxh`
+/// beside it. Processes running it get the shell token.
+fn tool_exes() -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    if let Ok(me) = std::env::current_exe().and_then(|p| p.canonicalize()) {
+        if me.file_name().is_some_and(|n| n == "oxh") {
+            v.push(me.clone());
+        }
+        if let Some(dir) = me.parent()
+            && let Ok(oxh) = dir.join("oxh").canonicalize()
+            && !v.contains(&oxh)
+        {
+            v.push(oxh);
+        }
+    }
+    v
+}
+
+/// Runs a device in the foreground until SIGINT or SIGTERM.
+pub async fn run(cfg: DaemonConfig) -> Result<()> {
+    let t0 = Instant::now();
+    let dirs = DeviceDirs::new(&cfg.data_dir);
+    dirs.create()
+        .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
+
+    let hilog = oxh_hilog::HilogService::new(oxh_hilog::HilogConfig {
+        persist_dir: Some(dirs.subsystem("log").join("hilog")),
+        ..Default::default()
+    });
+    hilog.install_global_subscriber();
+
+    let identity = DeviceIdentity::load_or_create(
+        &dirs.subsystem("device"),
+        cfg.name.as_deref(),
+        cfg.device_type,
+    )?;
+    let info = identity.info();
+
+    let param = oxh_param::ParamService::open(&dirs.subsystem("param"))
+        .context("cannot open the parameter store")?;
+    for (k, v) in [
+        ("const.product.name", info.name.as_str()),
+        ("const.product.devicetype", info.device_type.as_str()),
+        ("const.ohos.fullname", oxh_devauth::OS_FULL_NAME),
+        ("const.ohos.apiversion", "12"),
+    ] {
+        param.set_as_system(k, v).await.ok();
+    }
+
+    let checker = BasicPermissionChecker {
+        shell_permissions: SHELL_PERMISSIONS.iter().map(|s| s.to_string()).collect(),
+    };
+    let mut samgr = Samgr::new(Arc::new(checker));
+    let h = hilog.clone();
+    samgr.register(SaProfile::new(
+        sa_id::HILOG,
+        "HiLogService",
+        true,
+        move || {
+            let h = h.clone();
+            async move { Ok(h as Arc<dyn SystemAbility>) }
+        },
+    ))?;
+    let p = param.clone();
+    samgr.register(SaProfile::new(
+        sa_id::PARAM,
+        "ParamService",
+        true,
+        move || {
+            let p = p.clone();
+            async move { Ok(p as Arc<dyn SystemAbility>) }
+        },
+    ))?;
+    // On demand, as in OpenHarmony: device manager starts on its first call.
+    let dm_info = info.clone();
+    samgr.register(SaProfile::new(
+        sa_id::DEVICE_MANAGER,
+        "DeviceManagerService",
+        false,
+        move || {
+            let i = dm_info.clone();
+            async move { Ok(Arc::new(DeviceManagerSa::new(i)) as Arc<dyn SystemAbility>) }
+        },
+    ))?;
+    let samgr = samgr.start().await?;
+
+    let socket = dirs.socket_path();
+    let resolver = ToolTokenResolver::new(tool_exes(), oxh_kal::current_uid());
+    let server = Server::bind(&socket, samgr.clone(), Arc::new(resolver))
+        .with_context(|| format!("cannot listen on {}", socket.display()))?;
+    std::fs::write(dirs.pid_path(), format!("{}\n", std::process::id()))
+        .with_context(|| format!("cannot write {}", dirs.pid_path().display()))?;
+    let serve = tokio::spawn(server.run());
+
+    let ready_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    tracing::info!(
+        tag = "oxhd",
+        public_udid = info.udid.as_str(),
+        public_ms = ready_ms,
+        "device ready"
+    );
+    println!(
+        "oxhd ready: name={} type={} udid={} socket={} ({:.1} ms)",
+        info.name,
+        info.device_type.as_str(),
+        info.udid,
+        socket.display(),
+        ready_ms
+    );
+
+    wait_for_signal().await?;
+    tracing::info!(tag = "oxhd", "shutting down");
+    serve.abort();
+    let _ = std::fs::remove_file(&socket);
+    let _ = std::fs::remove_file(dirs.pid_path());
+    hilog.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+    Ok(())
+}
+
+/// Builds the daemon's runtime: two worker threads (the machines we target have few cores).
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("oxhd")
+        .enable_all()
+        .build()?)
+}

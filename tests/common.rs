@@ -1,0 +1,154 @@
+//! Test harness: a real device daemon in a temp dir, killed and reaped when dropped.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// How long a daemon may take to print its ready line before the test fails.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+pub fn oxhd_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_oxhd")
+}
+
+pub fn oxh_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_oxh")
+}
+
+/// A running device.
+pub struct TestDevice {
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl TestDevice {
+    /// Starts a device in a fresh temp dir and waits for its ready line.
+    pub fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("oxh-test-")
+            .tempdir()
+            .expect("temp dir");
+        let mut d = Self { dir, child: None };
+        d.restart();
+        d
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).expect("running")
+    }
+
+    /// (Re)starts the daemon on the same data dir; returns its ready line.
+    pub fn restart(&mut self) -> String {
+        assert!(self.child.is_none(), "stop the daemon first");
+        let mut child = Command::new(oxhd_bin())
+            .arg("--data-dir")
+            .arg(self.dir.path())
+            .arg("--name")
+            .arg("test-device")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn oxhd");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.starts_with("oxhd ready") {
+                    let _ = tx.send(line);
+                }
+            }
+        });
+        self.child = Some(child);
+        match rx.recv_timeout(READY_TIMEOUT) {
+            Ok(line) => line,
+            Err(_) => panic!("oxhd did not become ready within {READY_TIMEOUT:?}"),
+        }
+    }
+
+    /// SIGKILL, no chance to clean up: what a crash or power loss looks like to the daemon.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait: a clean stop.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            unsafe_kill(c.id(), libc::SIGTERM);
+            let _ = c.wait();
+        }
+    }
+
+    /// Runs `oxh --data-dir DIR ARGS...`.
+    pub fn oxh(&self, args: &[&str]) -> Output {
+        Command::new(oxh_bin())
+            .arg("--data-dir")
+            .arg(self.dir.path())
+            .args(args)
+            .output()
+            .expect("run oxh")
+    }
+
+    /// Runs `oxh` and expects success; returns stdout.
+    pub fn oxh_ok(&self, args: &[&str]) -> String {
+        let o = self.oxh(args);
+        assert!(
+            o.status.success(),
+            "oxh {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&o.stderr),
+            String::from_utf8_lossy(&o.stdout)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Runs `oxh` and expects failure; returns stderr.
+    pub fn oxh_err(&self, args: &[&str]) -> String {
+        let o = self.oxh(args);
+        assert!(
+            !o.status.success(),
+            "oxh {args:?} should have failed, printed {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    }
+
+    /// An SDK connection to this device.
+    pub async fn sdk(&self) -> oxh_sdk::Device {
+        oxh_sdk::Device::connect(self.dir.path())
+            .await
+            .expect("connect")
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("run/oxhd.sock")
+    }
+}
+
+impl Drop for TestDevice {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub fn unsafe_kill(pid: u32, sig: i32) {
+    // SAFETY: kill(2) on a pid we spawned; no memory is involved.
+    unsafe {
+        libc::kill(pid as i32, sig);
+    }
+}
+
+/// Waits for an async condition with a bounded timeout, failing the test with `what`.
+pub async fn within<T>(what: &str, d: Duration, f: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(d, f).await {
+        Ok(v) => v,
+        Err(_) => panic!("timed out after {d:?} waiting for {what}"),
+    }
+}
