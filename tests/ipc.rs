@@ -142,3 +142,57 @@ async fn connecting_without_a_daemon_says_how_to_start_one() {
     };
     assert!(e.to_string().contains("oxh up"), "{e}");
 }
+
+/// Another local user reaches the socket but gets a token without permissions, even through
+/// the shell tool: identity is the kernel's, not what the caller runs or says.
+#[test]
+fn another_user_gets_no_permissions() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!(
+            "SKIP another_user_gets_no_permissions: needs root to run as nobody (CI runs as root)"
+        );
+        return;
+    }
+    if std::process::Command::new("runuser")
+        .arg("--help")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIP another_user_gets_no_permissions: runuser not found");
+        return;
+    }
+    let dev = TestDevice::start();
+    // Let other users traverse to the socket (the data dir itself is 0711).
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dev.data_dir(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let as_nobody = |args: &[&str]| {
+        std::process::Command::new("runuser")
+            .args(["-u", "nobody", "--", oxh_bin(), "--data-dir"])
+            .arg(dev.data_dir())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = as_nobody(&["param", "get", "const.product.name"]);
+    assert!(
+        o.status.success(),
+        "reading is open: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = as_nobody(&["param", "set", "debug.nobody", "1"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("14700103"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = as_nobody(&["hilog", "-x"]);
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("201") && e.contains("ohos.permission.DUMP"),
+        "{e}"
+    );
+    dev.oxh_err(&["param", "get", "debug.nobody"]);
+}

@@ -59,7 +59,7 @@ enum Cmd {
     /// System parameters (OpenHarmony's `param`).
     Param(param::ParamArgs),
     /// Logs (OpenHarmony's `hilog`).
-    Hilog(hilog::HilogArgs),
+    Hilog(Box<hilog::HilogArgs>),
     /// SA dumps (OpenHarmony's `hidumper`).
     #[command(disable_help_flag = true)]
     Hidumper {

@@ -77,9 +77,9 @@ pub fn make_token_id(token_type: TokenType, unique: u32) -> u32 {
     TOKEN_VERSION | (t << TOKEN_TYPE_SHIFT) | (unique & 0xF_FFFF)
 }
 
-/// The built-in resolver: a process running one of oxharmony's own tool binaries gets the
-/// shell token; any other process of root or of the daemon's own user is a system process
-/// (native token); everyone else gets a token without permissions.
+/// The built-in resolver, for processes of root or of the daemon's own user: one running
+/// oxharmony's tool binary gets the shell token, any other is a system process (native
+/// token). Every other local user gets a token without permissions, whatever it runs.
 #[derive(Debug, Clone)]
 pub struct ToolTokenResolver {
     tool_exes: Vec<PathBuf>,
@@ -112,12 +112,15 @@ impl TokenResolver for ToolTokenResolver {
         let is_tool = exe
             .as_ref()
             .is_some_and(|e| self.tool_exes.iter().any(|t| t == e));
-        let (token_type, unique) = if is_tool {
-            (TokenType::Shell, 1)
-        } else if cred.uid == 0 || cred.uid == self.daemon_uid {
-            (TokenType::Native, fnv20(&process_name))
-        } else {
+        let trusted_uid = cred.uid == 0 || cred.uid == self.daemon_uid;
+        let (token_type, unique) = if !trusted_uid {
+            // Running the tool does not make another user the shell: OpenHarmony gives the
+            // shell token to the shell user only.
             (TokenType::Invalid, 0)
+        } else if is_tool {
+            (TokenType::Shell, 1)
+        } else {
+            (TokenType::Native, fnv20(&process_name))
         };
         Caller {
             pid: cred.pid,

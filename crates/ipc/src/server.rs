@@ -2,14 +2,16 @@
 
 use crate::frame::{self, Decoded, FrameDecoder, Kind};
 use crate::{Caller, RemoteError, TokenResolver, code};
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
+use std::future::Future;
 use std::os::fd::AsFd;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::sync::{Arc, Mutex};
+use tokio::io::AsyncReadExt;
+use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinSet;
 
 /// Requests one connection may have running at once; beyond this the daemon stops reading
@@ -33,12 +35,128 @@ pub trait Dispatcher: Send + Sync + 'static {
     fn on_disconnect(&self, conn: &ConnHandle);
 }
 
+/// Most bytes of events that may wait unsent for one client; past this a slow reader's events
+/// are refused (`push_event` returns false) while replies still queue.
+pub const MAX_PENDING_EVENT_BYTES: usize = 8 << 20;
+
 /// One client connection as seen by system abilities: who it is, and a way to push events.
 #[derive(Clone)]
 pub struct ConnHandle {
     id: u64,
     caller: Arc<Caller>,
-    tx: mpsc::UnboundedSender<Vec<u8>>,
+    sink: Sink,
+}
+
+#[derive(Clone)]
+enum Sink {
+    Socket(Arc<Outbox>),
+    Channel(mpsc::UnboundedSender<Vec<u8>>),
+}
+
+/// The write side of a connection. A frame is written straight from the task that produced
+/// it when nothing is queued (no hop through a writer task: a reply costs one syscall); what
+/// the socket does not take at once is queued, in order, for the writer task to flush.
+struct Outbox {
+    wr: OwnedWriteHalf,
+    q: Mutex<OutQ>,
+    notify: Notify,
+}
+
+#[derive(Default)]
+struct OutQ {
+    buf: BytesMut,
+    closed: bool,
+    close_after_flush: bool,
+}
+
+impl Outbox {
+    /// Queues or writes a frame; false once the connection is closed.
+    fn send(&self, frame: &[u8], is_event: bool) -> bool {
+        let Ok(mut q) = self.q.lock() else {
+            return false;
+        };
+        if q.closed || q.close_after_flush {
+            return false;
+        }
+        if is_event && q.buf.len() + frame.len() > MAX_PENDING_EVENT_BYTES {
+            return false;
+        }
+        if q.buf.is_empty() {
+            match self.wr.try_write(frame) {
+                Ok(n) if n == frame.len() => return true,
+                Ok(n) => q.buf.extend_from_slice(&frame[n..]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    q.buf.extend_from_slice(frame)
+                }
+                Err(_) => {
+                    q.closed = true;
+                    return false;
+                }
+            }
+        } else {
+            q.buf.extend_from_slice(frame);
+        }
+        drop(q);
+        self.notify.notify_one();
+        true
+    }
+
+    /// Sends a last frame, then closes once everything queued is written.
+    fn send_last(&self, frame: &[u8]) {
+        self.send(frame, false);
+        if let Ok(mut q) = self.q.lock() {
+            q.close_after_flush = true;
+        }
+        self.notify.notify_one();
+    }
+
+    fn close(&self) {
+        if let Ok(mut q) = self.q.lock() {
+            q.closed = true;
+        }
+        self.notify.notify_one();
+    }
+
+    fn is_closed(&self) -> bool {
+        self.q.lock().map(|q| q.closed).unwrap_or(true)
+    }
+
+    /// The writer task: flushes whatever [`Outbox::send`] could not write at once.
+    async fn run_writer(self: Arc<Self>) {
+        loop {
+            self.notify.notified().await;
+            loop {
+                {
+                    let Ok(mut q) = self.q.lock() else { return };
+                    if q.closed {
+                        return;
+                    }
+                    if q.buf.is_empty() {
+                        if q.close_after_flush {
+                            q.closed = true;
+                            drop(q);
+                            let _ = oxh_kal::shutdown_write(self.wr.as_ref().as_fd());
+                            return;
+                        }
+                        break;
+                    }
+                }
+                if self.wr.writable().await.is_err() {
+                    self.close();
+                    return;
+                }
+                let Ok(mut q) = self.q.lock() else { return };
+                match self.wr.try_write(&q.buf) {
+                    Ok(n) => q.buf.advance(n),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => {
+                        q.closed = true;
+                        return;
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for ConnHandle {
@@ -59,13 +177,24 @@ impl ConnHandle {
     pub fn caller(&self) -> &Caller {
         &self.caller
     }
-    /// Pushes an event to subscription `sub` of this client; false once the client is gone.
+    /// Pushes an event to subscription `sub` of this client; false once the client is gone,
+    /// or when it has not read [`MAX_PENDING_EVENT_BYTES`] of earlier events (a slow reader
+    /// loses events rather than growing the daemon's memory).
     pub fn push_event(&self, sub: u64, data: &[u8]) -> bool {
-        self.tx.send(frame::event(sub, data)).is_ok()
+        self.send(&frame::event(sub, data), true)
     }
     /// True once the client's connection has closed.
     pub fn is_closed(&self) -> bool {
-        self.tx.is_closed()
+        match &self.sink {
+            Sink::Socket(o) => o.is_closed(),
+            Sink::Channel(tx) => tx.is_closed(),
+        }
+    }
+    fn send(&self, frame: &[u8], is_event: bool) -> bool {
+        match &self.sink {
+            Sink::Socket(o) => o.send(frame, is_event),
+            Sink::Channel(tx) => tx.send(frame.to_vec()).is_ok(),
+        }
     }
     /// A handle for tests of SA logic without a socket; events land in the returned receiver.
     pub fn detached(caller: Caller) -> (Self, mpsc::UnboundedReceiver<Vec<u8>>) {
@@ -75,7 +204,7 @@ impl ConnHandle {
             Self {
                 id: NEXT.fetch_add(1, Ordering::Relaxed),
                 caller: Arc::new(caller),
-                tx,
+                sink: Sink::Channel(tx),
             },
             rx,
         )
@@ -146,36 +275,19 @@ impl Server {
 }
 
 async fn serve_conn(id: u64, stream: UnixStream, caller: Caller, dispatcher: Arc<dyn Dispatcher>) {
-    let (mut rd, mut wr) = stream.into_split();
-    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let (mut rd, wr) = stream.into_split();
+    let outbox = Arc::new(Outbox {
+        wr,
+        q: Mutex::new(OutQ::default()),
+        notify: Notify::new(),
+    });
     let conn = ConnHandle {
         id,
         caller: Arc::new(caller),
-        tx,
+        sink: Sink::Socket(outbox.clone()),
     };
     dispatcher.on_connect(&conn);
-
-    let writer = tokio::spawn(async move {
-        let mut batch = Vec::new();
-        while let Some(first) = rx.recv().await {
-            batch.clear();
-            batch.extend_from_slice(&first);
-            let mut closing = first.get(4) == Some(&(Kind::Fatal as u8));
-            while !closing && batch.len() < 256 * 1024 {
-                match rx.try_recv() {
-                    Ok(more) => {
-                        closing = more.get(4) == Some(&(Kind::Fatal as u8));
-                        batch.extend_from_slice(&more);
-                    }
-                    Err(_) => break,
-                }
-            }
-            if wr.write_all(&batch).await.is_err() || closing {
-                break;
-            }
-        }
-        let _ = wr.shutdown().await;
-    });
+    let writer = tokio::spawn(outbox.clone().run_writer());
 
     let limit = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut tasks = JoinSet::new();
@@ -203,11 +315,25 @@ async fn serve_conn(id: u64, stream: UnixStream, caller: Caller, dispatcher: Arc
                     };
                     let d = dispatcher.clone();
                     let c = conn.clone();
-                    tasks.spawn(async move {
-                        let result = d.dispatch(c.clone(), sa, code, data).await;
-                        let _ = c.tx.send(frame::reply(f.id, &result));
-                        drop(permit);
-                    });
+                    let mut call = Box::pin(async move { d.dispatch(c, sa, code, data).await });
+                    // Most calls finish without waiting: run them here and answer at once.
+                    // Polling with a no-op waker is sound because a call that is not done is
+                    // spawned, and the spawned task polls it again with a real waker.
+                    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                    match call.as_mut().poll(&mut cx) {
+                        std::task::Poll::Ready(result) => {
+                            conn.send(&frame::reply(f.id, &result), false);
+                            drop(permit);
+                        }
+                        std::task::Poll::Pending => {
+                            let c = conn.clone();
+                            tasks.spawn(async move {
+                                let result = call.await;
+                                c.send(&frame::reply(f.id, &result), false);
+                                drop(permit);
+                            });
+                        }
+                    }
                 }
                 Ok(Some(Decoded::Frame(f))) => {
                     fatal(
@@ -224,7 +350,7 @@ async fn serve_conn(id: u64, stream: UnixStream, caller: Caller, dispatcher: Arc
                             frame::MAX_TRANSACTION
                         ),
                     );
-                    let _ = conn.tx.send(frame::reply(rid, &Err(err)));
+                    conn.send(&frame::reply(rid, &Err(err)), false);
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -244,6 +370,14 @@ async fn serve_conn(id: u64, stream: UnixStream, caller: Caller, dispatcher: Arc
     // The client is gone (or broke the protocol): cancel its calls, then the death notice.
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
+    if !outbox
+        .q
+        .lock()
+        .map(|q| q.close_after_flush)
+        .unwrap_or(false)
+    {
+        outbox.close();
+    }
     dispatcher.on_disconnect(&conn);
     drop(conn);
     let _ = writer.await;
@@ -255,7 +389,11 @@ fn fatal(conn: &ConnHandle, msg: &str) {
         public_pid = conn.caller.pid,
         "closing connection: {msg}"
     );
-    let _ = conn
-        .tx
-        .send(frame::fatal(&RemoteError::new(code::MALFORMED_FRAME, msg)));
+    let bytes = frame::fatal(&RemoteError::new(code::MALFORMED_FRAME, msg));
+    match &conn.sink {
+        Sink::Socket(o) => o.send_last(&bytes),
+        Sink::Channel(tx) => {
+            let _ = tx.send(bytes);
+        }
+    }
 }

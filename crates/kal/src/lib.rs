@@ -107,6 +107,17 @@ pub fn peer_cred(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<PeerCred> {
     })
 }
 
+/// Shuts down the sending side of a socket, so the peer reads end-of-file even while other
+/// handles to the socket stay open.
+pub fn shutdown_write(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: shutdown(2) on a valid, borrowed descriptor; no memory is passed.
+    if unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_WR) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// The executable of a process, from the kernel (`/proc/PID/exe`); `None` when it is gone or
 /// not readable by us (another user's process while we are not root).
 pub fn process_exe(pid: i32) -> Option<PathBuf> {
