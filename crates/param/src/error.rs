@@ -8,7 +8,7 @@ use std::time::Duration;
 pub mod code {
     /// Input parameter is missing or invalid: a bad name, or a second set of a `const.*`
     /// parameter (OpenHarmony maps its READ_ONLY result to this code too).
-    pub const INVALID_ARGUMENT: i32 = 401;
+    pub const INVALID_ARGUMENT: i32 = oxh_ipc::code::INVALID_PARAM;
     /// "System parameter can not be found."
     pub const NOT_FOUND: i32 = 14_700_101;
     /// "System parameter value is invalid." (too long, or contains NUL)
