@@ -1,0 +1,3 @@
+//! temporary
+#[path = "../../softbus/src/transport/mod.rs"]
+pub mod transport;
