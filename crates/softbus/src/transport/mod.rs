@@ -8,6 +8,7 @@
 //! the smaller key wins on both sides, so they converge on one.
 
 pub mod tls;
+pub mod session;
 pub mod wire;
 
 use ed25519_dalek::SigningKey;
@@ -704,5 +705,52 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), wait).await.unwrap();
         assert_eq!(a.bus.online().len(), 1);
         assert_eq!(b.bus.online().len(), 1);
+    }
+}
+
+/// Two trusted buses on loopback, connected, with their socket tables (for tests).
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::session::Sessions;
+    use super::*;
+
+    struct All;
+    impl TrustView for All {
+        fn is_trusted(&self, _key: &[u8; 32]) -> bool {
+            true
+        }
+    }
+
+    fn node(name: &str) -> NodeInfo {
+        NodeInfo {
+            network_id: format!("net-{name}"),
+            udid: format!("udid-{name}"),
+            name: name.into(),
+            device_type: "pc".into(),
+            device_type_id: 0x0C,
+            os_version: "test".into(),
+            capabilities: vec![],
+            sa_list: vec![],
+            listen_port: 0,
+        }
+    }
+
+    /// a and b, online to each other.
+    pub(crate) async fn pair() -> (Arc<Bus>, Arc<Bus>, Arc<Sessions>, Arc<Sessions>) {
+        let cfg = BusConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ..Default::default()
+        };
+        let (a, ca) = Bus::start(&cfg, SigningKey::from_bytes(&[11; 32]), node("a"), Arc::new(All)).unwrap();
+        let (b, cb) = Bus::start(&cfg, SigningKey::from_bytes(&[12; 32]), node("b"), Arc::new(All)).unwrap();
+        let sa = Sessions::start(a.clone(), ca.streams);
+        let sb = Sessions::start(b.clone(), cb.streams);
+        a.connect(b.local_addr().unwrap(), None).await.unwrap();
+        // b registers a when its side of the hello completes.
+        let mut rx = b.subscribe();
+        if !b.is_online(&a.own_key) {
+            let _ = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+        }
+        (a, b, sa, sb)
     }
 }
