@@ -1,10 +1,14 @@
 //! oxhd: wires the system abilities into samgr and serves local IPC until told to stop.
 
 use anyhow::{Context, Result};
-use oxh_devauth::{DeviceIdentity, DeviceManagerSa, DeviceType};
-use oxh_ipc::{Server, ToolTokenResolver};
+use oxh_atm::{AccessTokenManager, AtmConfig, AtmTokenResolver};
+use oxh_devauth::{DeviceIdentity, DeviceType};
+use oxh_ipc::Server;
 use oxh_kal::DeviceDirs;
-use oxh_samgr::{BasicPermissionChecker, SaProfile, Samgr, SystemAbility, sa_id};
+use oxh_samgr::{SaProfile, Samgr, SystemAbility, sa_id};
+use oxh_softbus::discovery::Interfaces;
+use oxh_softbus::{DeviceManagerSa, Softbus, SoftbusConfig, SoftbusSa};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,15 +22,15 @@ pub struct DaemonConfig {
     pub name: Option<String>,
     /// Device type to set (kept for later starts).
     pub device_type: Option<DeviceType>,
+    /// Where the soft bus listens (QUIC over UDP).
+    pub listen: SocketAddr,
+    /// Static peers.
+    pub peers: Vec<SocketAddr>,
+    /// mDNS interfaces, `None` for no discovery.
+    pub discovery: Option<Interfaces>,
+    /// Heartbeat of the bus; a peer silent for 5 heartbeats is OFFLINE.
+    pub heartbeat: std::time::Duration,
 }
-
-/// Permissions of the shell token until the access-token manager owns them: what
-/// OpenHarmony's hdc shell may do with the tools of this issue.
-const SHELL_PERMISSIONS: &[&str] = &[
-    "ohos.permission.DUMP",
-    "ohos.permission.ACCESS_SERVICE_DM",
-    "ohos.permission.DISTRIBUTED_DATASYNC",
-];
 
 /// The canonical paths of the `oxh` tool binary: this executable when it is `oxh`, and `oxh`
 /// beside it. Processes running it get the shell token.
@@ -77,10 +81,20 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
         param.set_as_system(k, v).await.ok();
     }
 
-    let checker = BasicPermissionChecker {
-        shell_permissions: SHELL_PERMISSIONS.iter().map(|s| s.to_string()).collect(),
-    };
-    let mut samgr = Samgr::new(Arc::new(checker));
+    let atm = AccessTokenManager::open(&dirs.subsystem("atm"), AtmConfig::default())
+        .context("cannot open the access token store")?;
+    atm.spawn_usage_flusher();
+    let mut samgr = Samgr::new(atm.clone());
+    let a = atm.clone();
+    samgr.register(SaProfile::new(
+        sa_id::ACCESS_TOKEN,
+        oxh_atm::api::SA_NAME,
+        true,
+        move || {
+            let a = a.clone();
+            async move { Ok(a as Arc<dyn SystemAbility>) }
+        },
+    ))?;
     let h = hilog.clone();
     samgr.register(SaProfile::new(
         sa_id::HILOG,
@@ -101,21 +115,51 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
             async move { Ok(p as Arc<dyn SystemAbility>) }
         },
     ))?;
-    // On demand, as in OpenHarmony: device manager starts on its first call.
-    let dm_info = info.clone();
+
+    let sa_list = vec![
+        sa_id::SAMGR,
+        sa_id::HILOG,
+        sa_id::ACCESS_TOKEN,
+        sa_id::PARAM,
+        sa_id::SOFTBUS,
+        sa_id::DEVICE_MANAGER,
+    ];
+    let bus_cfg = SoftbusConfig {
+        listen: cfg.listen,
+        static_peers: cfg.peers.clone(),
+        discovery: cfg.discovery.clone(),
+        heartbeat: cfg.heartbeat,
+        idle_timeout: cfg.heartbeat * 5,
+    };
+    let softbus = Softbus::start(&identity, &dirs.subsystem("device"), bus_cfg, sa_list)
+        .await
+        .context("cannot start the soft bus")?;
+    let sb = softbus.clone();
     samgr.register(SaProfile::new(
         sa_id::DEVICE_MANAGER,
         "DeviceManagerService",
+        true,
+        move || {
+            let sb = sb.clone();
+            async move { Ok(Arc::new(DeviceManagerSa(sb)) as Arc<dyn SystemAbility>) }
+        },
+    ))?;
+    // On demand, as in OpenHarmony: the socket SA starts on its first call (the bus itself
+    // runs from the start, for the bus center).
+    let sb = softbus.clone();
+    samgr.register(SaProfile::new(
+        sa_id::SOFTBUS,
+        "SoftBusServer",
         false,
         move || {
-            let i = dm_info.clone();
-            async move { Ok(Arc::new(DeviceManagerSa::new(i)) as Arc<dyn SystemAbility>) }
+            let sb = sb.clone();
+            async move { Ok(Arc::new(SoftbusSa(sb)) as Arc<dyn SystemAbility>) }
         },
     ))?;
     let samgr = samgr.start().await?;
 
     let socket = dirs.socket_path();
-    let resolver = ToolTokenResolver::new(tool_exes(), oxh_kal::current_uid());
+    let resolver = AtmTokenResolver::new(atm.clone(), tool_exes(), oxh_kal::current_uid());
     let server = Server::bind(&socket, samgr.clone(), Arc::new(resolver))
         .with_context(|| format!("cannot listen on {}", socket.display()))?;
     std::fs::write(dirs.pid_path(), format!("{}\n", std::process::id()))
@@ -130,10 +174,15 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
         "device ready"
     );
     println!(
-        "oxhd ready: name={} type={} udid={} socket={} ({:.1} ms)",
+        "oxhd ready: name={} type={} udid={} network_id={} bus={} socket={} ({:.1} ms)",
         info.name,
         info.device_type.as_str(),
         info.udid,
+        softbus.network_id(),
+        softbus
+            .bus_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
         socket.display(),
         ready_ms
     );
@@ -141,6 +190,10 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
     wait_for_signal().await?;
     tracing::info!(tag = "oxhd", "shutting down");
     serve.abort();
+    softbus.shutdown();
+    if let Err(e) = atm.flush_usage() {
+        tracing::warn!(tag = "oxhd", "{e}");
+    }
     let _ = std::fs::remove_file(&socket);
     let _ = std::fs::remove_file(dirs.pid_path());
     hilog.shutdown().await;

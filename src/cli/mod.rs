@@ -5,11 +5,14 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 
+mod atm;
+mod bus;
 mod device;
 mod hidumper;
 mod hilog;
 mod param;
 mod sa;
+mod sim;
 
 /// Options every command takes.
 #[derive(Debug, Clone, Args)]
@@ -60,6 +63,14 @@ enum Cmd {
     Param(param::ParamArgs),
     /// Logs (OpenHarmony's `hilog`).
     Hilog(Box<hilog::HilogArgs>),
+    /// Access tokens and permissions.
+    #[command(subcommand)]
+    Atm(atm::AtmCmd),
+    /// Soft bus sockets: listen on a session name, send to a device.
+    #[command(subcommand)]
+    Bus(bus::BusCmd),
+    /// Run a local super device: several devices on this machine, bound to each other.
+    Sim(sim::SimArgs),
     /// SA dumps (OpenHarmony's `hidumper`).
     #[command(disable_help_flag = true)]
     Hidumper {
@@ -78,15 +89,40 @@ pub struct UpArgs {
     /// Device type: phone, tablet, tv, watch, pc, car, default; kept for later starts.
     #[arg(long = "type", value_name = "TYPE")]
     pub device_type: Option<String>,
+    /// Soft bus address (QUIC over UDP); port 0 picks a free port.
+    #[arg(long, default_value = "0.0.0.0:0", value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// A static peer HOST:PORT, for networks without multicast (repeatable).
+    #[arg(long = "peer", value_name = "HOST:PORT")]
+    pub peers: Vec<std::net::SocketAddr>,
+    /// mDNS discovery on: all, loopback, off, or interface names (comma separated).
+    #[arg(long, default_value = "all")]
+    pub discovery: String,
+    /// Bus heartbeat in milliseconds; a peer silent for 5 heartbeats is OFFLINE.
+    #[arg(long, default_value_t = 500)]
+    pub heartbeat_ms: u64,
 }
 
 /// Runs a device: the body of `oxh up` and of `oxhd`.
 pub fn run_daemon(global: &Global, up: &UpArgs) -> Result<()> {
     let device_type = up.device_type.as_deref().map(str::parse).transpose()?;
+    use oxh_softbus::discovery::Interfaces;
+    let discovery = match up.discovery.as_str() {
+        "all" => Some(Interfaces::All),
+        "loopback" => Some(Interfaces::Loopback),
+        "off" | "none" => None,
+        names => Some(Interfaces::Named(
+            names.split(',').map(|n| n.trim().to_string()).collect(),
+        )),
+    };
     let cfg = crate::daemon::DaemonConfig {
         data_dir: global.data_dir(),
         name: up.name.clone(),
         device_type,
+        listen: up.listen,
+        peers: up.peers.clone(),
+        discovery,
+        heartbeat: std::time::Duration::from_millis(up.heartbeat_ms.max(50)),
     };
     crate::daemon::runtime()?.block_on(crate::daemon::run(cfg))
 }
@@ -143,6 +179,9 @@ pub fn main() -> Result<i32> {
                 Cmd::Up(up) => run_daemon(&o.global, up).map(|_| 0),
                 Cmd::Sa(c) => client_runtime()?.block_on(sa::run(&o.global, c)),
                 Cmd::Device(c) => client_runtime()?.block_on(device::run(&o.global, c)),
+                Cmd::Atm(c) => client_runtime()?.block_on(atm::run(&o.global, c)),
+                Cmd::Bus(c) => client_runtime()?.block_on(bus::run(&o.global, c)),
+                Cmd::Sim(a) => sim::run(&o.global, a),
                 Cmd::Param(a) => client_runtime()?.block_on(param::run(&o.global, a)),
                 Cmd::Hilog(a) => client_runtime()?.block_on(hilog::run(&o.global, a)),
                 Cmd::Hidumper { args } => {

@@ -1,8 +1,14 @@
-//! Device identity, and the device-manager SA's local part.
+//! Device identity, PIN binding and the trusted-device store.
 //!
 //! A device is its Ed25519 key pair: created on first start, kept in the data dir (0600), and
 //! never sent anywhere. Its `udid` is the hex SHA-256 of the public key, so that it is stable,
-//! unique and verifiable against the key that later pairing pins.
+//! unique and verifiable against the key that pairing pins.
+//!
+//! - [`bind`]: the sans-IO PIN binding protocol (SPAKE2 + key confirmation, bound to the TLS
+//!   session), run by an initiator and a target.
+//! - [`pin`]: the target's PIN lifecycle: issue, expiry, failure counting and lockout.
+//! - [`trust`]: the SQLite store of bound devices and the in-memory key set the TLS verifier
+//!   consults on every handshake.
 
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
@@ -10,8 +16,21 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
-mod dm;
-pub use dm::{DeviceManagerSa, dm_method};
+pub mod bind;
+pub mod pin;
+pub mod trust;
+pub use bind::{
+    BindError, BindMsg, BoundPeer, Channel, DeviceRecord, Initiator, LocalDevice, Progress,
+    ProtocolError, Step, Target, decode_bind_msg,
+};
+pub use pin::{Pin, PinManager};
+pub use trust::{StoreError, TrustSnapshot, TrustStore, TrustedDevice};
+
+/// The udid of a public key: hex SHA-256, so any device can check a claimed udid against the
+/// key that authenticated it.
+pub fn udid_of(public_key: &[u8; 32]) -> String {
+    hex::encode(Sha256::digest(public_key))
+}
 
 /// Errors loading or creating a device's identity.
 #[derive(Debug, thiserror::Error)]
@@ -210,7 +229,7 @@ impl DeviceIdentity {
 
     /// Hex SHA-256 of the public key.
     pub fn udid(&self) -> String {
-        hex::encode(Sha256::digest(self.public_key()))
+        udid_of(&self.public_key())
     }
 
     /// Name and type.

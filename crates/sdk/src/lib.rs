@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 pub use oxh_ipc::{Caller, IpcError as Error, RemoteError, TokenType};
 
+pub mod bus;
 pub mod device_manager;
 pub mod hilog;
 pub mod param;
@@ -76,6 +77,16 @@ impl Device {
     /// Logging (`@ohos.hilog`).
     pub fn hilog(&self) -> hilog::HiLog<'_> {
         hilog::HiLog { dev: self }
+    }
+
+    /// Access tokens and permissions (`@ohos.abilityAccessCtrl`, `@ohos.privacyManager`).
+    pub fn atm(&self) -> oxh_atm::api::AtmProxy<'_> {
+        oxh_atm::api::AtmProxy::new(&self.client)
+    }
+
+    /// Soft bus sockets.
+    pub fn bus(&self) -> bus::Bus<'_> {
+        bus::Bus { dev: self }
     }
 
     /// The device manager (`@ohos.distributedDeviceManager`).

@@ -7,8 +7,8 @@
 //! within the idle timeout. If both sides dial at once, the connection dialed by the device with
 //! the smaller key wins on both sides, so they converge on one.
 
-pub mod tls;
 pub mod session;
+pub mod tls;
 pub mod wire;
 
 use ed25519_dalek::SigningKey;
@@ -57,6 +57,7 @@ pub struct NodeInfo {
 enum Control {
     Hello { version: u16, info: NodeInfo },
     InfoUpdate(NodeInfo),
+    Unbind,
 }
 
 const PROTOCOL_VERSION: u16 = 1;
@@ -70,6 +71,13 @@ pub enum BusEvent {
     Offline(NodeInfo),
     /// It sent new info.
     InfoChanged(NodeInfo),
+    /// It unbound this device: drop its trust too.
+    Unbound {
+        /// Its info.
+        info: NodeInfo,
+        /// Its key.
+        key: [u8; 32],
+    },
 }
 
 /// Who is trusted: the daemon answers from the trusted-device store.
@@ -194,9 +202,8 @@ impl Bus {
     ) -> Result<(Arc<Bus>, BusChannels), BusError> {
         let transport = Arc::new(transport_config(cfg));
         let server_tls = tls::server_config(&key)?;
-        let qsc = quinn::crypto::rustls::QuicServerConfig::try_from(server_tls).map_err(|e| {
-            BusError::Tls(tls::TlsError::Cert(format!("quic server config: {e}")))
-        })?;
+        let qsc = quinn::crypto::rustls::QuicServerConfig::try_from(server_tls)
+            .map_err(|e| BusError::Tls(tls::TlsError::Cert(format!("quic server config: {e}"))))?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(qsc));
         server.transport_config(transport.clone());
         let endpoint = quinn::Endpoint::server(server, cfg.listen)?;
@@ -235,7 +242,10 @@ impl Bus {
 
     /// This device's info as peers see it.
     pub fn local_info(&self) -> NodeInfo {
-        self.local.read().map(|l| l.clone()).unwrap_or_else(|p| p.into_inner().clone())
+        self.local
+            .read()
+            .map(|l| l.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
     }
 
     /// Online/offline events from now on.
@@ -262,7 +272,10 @@ impl Bus {
 
     /// True when the device with this key is online.
     pub fn is_online(&self, key: &[u8; 32]) -> bool {
-        self.peers.lock().map(|p| p.contains_key(key)).unwrap_or(false)
+        self.peers
+            .lock()
+            .map(|p| p.contains_key(key))
+            .unwrap_or(false)
     }
 
     /// Closes the connection to a device (after unbinding it, or at shutdown).
@@ -277,10 +290,33 @@ impl Bus {
         }
     }
 
+    /// Tells an online peer that this device unbound it, then closes the connection.
+    pub async fn send_unbind(&self, key: &[u8; 32]) -> bool {
+        let conn = self
+            .peers
+            .lock()
+            .ok()
+            .and_then(|p| p.get(key).map(|p| p.conn.clone()));
+        let Some(c) = conn else { return false };
+        let sent = match c.open_uni().await {
+            Ok(mut s) => {
+                let ok = write_frame(&mut s, &Control::Unbind).await.is_ok();
+                let _ = s.finish();
+                let _ = s.stopped().await;
+                ok
+            }
+            Err(_) => false,
+        };
+        c.close(quinn::VarInt::from_u32(CLOSE_BYE), b"unbound");
+        sent
+    }
+
     /// Sends changed local info to every online peer (INFO_CHANGED on their side).
     pub async fn update_local_info(&self, f: impl FnOnce(&mut NodeInfo)) {
         let info = {
-            let Ok(mut l) = self.local.write() else { return };
+            let Ok(mut l) = self.local.write() else {
+                return;
+            };
             f(&mut l);
             l.clone()
         };
@@ -297,11 +333,14 @@ impl Bus {
         }
     }
 
-    fn client_config(&self, expected: Option<[u8; 32]>, alpn: &[u8]) -> Result<quinn::ClientConfig, BusError> {
+    fn client_config(
+        &self,
+        expected: Option<[u8; 32]>,
+        alpn: &[u8],
+    ) -> Result<quinn::ClientConfig, BusError> {
         let tls = tls::client_config(&self.key, expected, alpn)?;
-        let qcc = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| {
-            BusError::Tls(tls::TlsError::Cert(format!("quic client config: {e}")))
-        })?;
+        let qcc = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+            .map_err(|e| BusError::Tls(tls::TlsError::Cert(format!("quic client config: {e}"))))?;
         let mut c = quinn::ClientConfig::new(Arc::new(qcc));
         c.transport_config(self.transport.clone());
         Ok(c)
@@ -311,18 +350,27 @@ impl Bus {
     /// trusted device may answer (static peers). Returns its info once it is online.
     pub async fn connect(
         self: &Arc<Self>,
-        addr: SocketAddr, expected: Option<[u8; 32]>) -> Result<NodeInfo, BusError> {
+        addr: SocketAddr,
+        expected: Option<[u8; 32]>,
+    ) -> Result<NodeInfo, BusError> {
         let cfg = self.client_config(expected, tls::ALPN_BUS)?;
         let connecting = self
             .endpoint
             .connect_with(cfg, addr, "oxh-device")
-            .map_err(|e| BusError::Connect { addr, reason: e.to_string() })?;
-        let conn = connecting
-            .await
-            .map_err(|e| BusError::Connect { addr, reason: e.to_string() })?;
+            .map_err(|e| BusError::Connect {
+                addr,
+                reason: e.to_string(),
+            })?;
+        let conn = connecting.await.map_err(|e| BusError::Connect {
+            addr,
+            reason: e.to_string(),
+        })?;
         let key = tls::peer_key(&conn).ok_or(BusError::Untrusted(addr))?;
         if !self.trust.is_trusted(&key) {
-            conn.close(quinn::VarInt::from_u32(CLOSE_UNTRUSTED), b"untrusted device");
+            conn.close(
+                quinn::VarInt::from_u32(CLOSE_UNTRUSTED),
+                b"untrusted device",
+            );
             return Err(BusError::Untrusted(addr));
         }
         let hs = |reason: String| match conn.close_reason() {
@@ -338,7 +386,9 @@ impl Bus {
             version: PROTOCOL_VERSION,
             info: self.local_info(),
         };
-        write_frame(&mut send, &hello).await.map_err(|e| hs(e.to_string()))?;
+        write_frame(&mut send, &hello)
+            .await
+            .map_err(|e| hs(e.to_string()))?;
         let info = match read_frame::<_, Control>(&mut recv, MAX_CONTROL_FRAME).await {
             Ok(Some(Control::Hello { info, .. })) => info,
             Ok(_) => return Err(hs("peer sent no hello".into())),
@@ -351,14 +401,23 @@ impl Bus {
 
     /// Dials a device for PIN binding: any key is accepted, and only the binding protocol
     /// may run on the connection.
-    pub async fn connect_for_binding(&self, addr: SocketAddr) -> Result<(quinn::Connection, [u8; 32]), BusError> {
+    pub async fn connect_for_binding(
+        &self,
+        addr: SocketAddr,
+    ) -> Result<(quinn::Connection, [u8; 32]), BusError> {
         let cfg = self.client_config(None, tls::ALPN_BIND)?;
         let conn = self
             .endpoint
             .connect_with(cfg, addr, "oxh-device")
-            .map_err(|e| BusError::Connect { addr, reason: e.to_string() })?
+            .map_err(|e| BusError::Connect {
+                addr,
+                reason: e.to_string(),
+            })?
             .await
-            .map_err(|e| BusError::Connect { addr, reason: e.to_string() })?;
+            .map_err(|e| BusError::Connect {
+                addr,
+                reason: e.to_string(),
+            })?;
         let key = tls::peer_key(&conn).ok_or(BusError::Untrusted(addr))?;
         Ok((conn, key))
     }
@@ -384,12 +443,21 @@ impl Bus {
             .unwrap_or_default();
         let key = tls::peer_key(&conn).ok_or("no device key")?;
         if alpn == tls::ALPN_BIND {
-            let _ = self.bind_tx.send(BindIncoming { conn, peer_key: key }).await;
+            let _ = self
+                .bind_tx
+                .send(BindIncoming {
+                    conn,
+                    peer_key: key,
+                })
+                .await;
             return Ok(());
         }
         if alpn != tls::ALPN_BUS || !self.trust.is_trusted(&key) {
             tracing::warn!(tag = "softbus", public_addr = %addr, "refused an untrusted device");
-            conn.close(quinn::VarInt::from_u32(CLOSE_UNTRUSTED), b"untrusted device");
+            conn.close(
+                quinn::VarInt::from_u32(CLOSE_UNTRUSTED),
+                b"untrusted device",
+            );
             return Err(format!("untrusted device at {addr}"));
         }
         let (mut send, mut recv) = tokio::time::timeout(Duration::from_secs(5), conn.accept_bi())
@@ -407,7 +475,9 @@ impl Bus {
             version: PROTOCOL_VERSION,
             info: self.local_info(),
         };
-        write_frame(&mut send, &hello).await.map_err(|e| e.to_string())?;
+        write_frame(&mut send, &hello)
+            .await
+            .map_err(|e| e.to_string())?;
         self.register(key, conn, info, key);
         Ok(())
     }
@@ -467,10 +537,15 @@ impl Bus {
                 _ = conn.closed() => break,
                 s = conn.accept_uni() => match s {
                     Ok(mut s) => {
-                        if let Ok(Some(Control::InfoUpdate(new))) =
-                            read_frame::<_, Control>(&mut s, MAX_CONTROL_FRAME).await
-                        {
-                            self.info_changed(&key, &conn, new);
+                        match read_frame::<_, Control>(&mut s, MAX_CONTROL_FRAME).await {
+                            Ok(Some(Control::InfoUpdate(new))) => self.info_changed(&key, &conn, new),
+                            Ok(Some(Control::Unbind)) => {
+                                if let Some(info) = self.peer_info(&key) {
+                                    let _ = self.events.send(BusEvent::Unbound { info, key });
+                                }
+                                conn.close(quinn::VarInt::from_u32(CLOSE_BYE), b"unbound");
+                            }
+                            _ => {}
                         }
                     }
                     Err(_) => break,
@@ -639,14 +714,20 @@ mod tests {
             let _ = done_tx.send(());
         });
         let ev = next_event(&mut ea).await;
-        assert!(matches!(ev, BusEvent::InfoChanged(ref i) if i.name == "b2"), "{ev:?}");
+        assert!(
+            matches!(ev, BusEvent::InfoChanged(ref i) if i.name == "b2"),
+            "{ev:?}"
+        );
         let _ = done_rx.await;
         // b vanishes: a sees OFFLINE after the idle timeout (500 ms here).
         let t = std::time::Instant::now();
         stop_tx.send(()).unwrap();
         th.join().unwrap();
         let ev = next_event(&mut ea).await;
-        assert!(matches!(ev, BusEvent::Offline(ref i) if i.name == "b2"), "{ev:?}");
+        assert!(
+            matches!(ev, BusEvent::Offline(ref i) if i.name == "b2"),
+            "{ev:?}"
+        );
         assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
         assert!(a.bus.online().is_empty());
     }
@@ -657,7 +738,10 @@ mod tests {
         let b = dev("b", 4);
         // a trusts b, b does not trust a: b refuses the connection after the handshake.
         a.trust.0.lock().unwrap().insert(b.key);
-        let e = a.bus.connect(b.bus.local_addr().unwrap(), Some(b.key)).await;
+        let e = a
+            .bus
+            .connect(b.bus.local_addr().unwrap(), Some(b.key))
+            .await;
         assert!(matches!(e, Err(BusError::Refused(_))), "{:?}", e.err());
         assert!(b.bus.online().is_empty());
         assert!(a.bus.online().is_empty());
@@ -668,7 +752,10 @@ mod tests {
         assert!(matches!(e, Err(BusError::Untrusted(_))), "{:?}", e.err());
         // Pinning another key than the server's fails in the TLS handshake.
         c.trust.0.lock().unwrap().insert(a.key);
-        let e = c.bus.connect(a.bus.local_addr().unwrap(), Some(b.key)).await;
+        let e = c
+            .bus
+            .connect(a.bus.local_addr().unwrap(), Some(b.key))
+            .await;
         assert!(matches!(e, Err(BusError::Connect { .. })), "{:?}", e.err());
         // And with the right pin it works.
         c.bus
@@ -702,7 +789,9 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         };
-        tokio::time::timeout(Duration::from_secs(5), wait).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), wait)
+            .await
+            .unwrap();
         assert_eq!(a.bus.online().len(), 1);
         assert_eq!(b.bus.online().len(), 1);
     }
@@ -741,8 +830,20 @@ pub(crate) mod tests_support {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             ..Default::default()
         };
-        let (a, ca) = Bus::start(&cfg, SigningKey::from_bytes(&[11; 32]), node("a"), Arc::new(All)).unwrap();
-        let (b, cb) = Bus::start(&cfg, SigningKey::from_bytes(&[12; 32]), node("b"), Arc::new(All)).unwrap();
+        let (a, ca) = Bus::start(
+            &cfg,
+            SigningKey::from_bytes(&[11; 32]),
+            node("a"),
+            Arc::new(All),
+        )
+        .unwrap();
+        let (b, cb) = Bus::start(
+            &cfg,
+            SigningKey::from_bytes(&[12; 32]),
+            node("b"),
+            Arc::new(All),
+        )
+        .unwrap();
         let sa = Sessions::start(a.clone(), ca.streams);
         let sb = Sessions::start(b.clone(), cb.streams);
         a.connect(b.local_addr().unwrap(), None).await.unwrap();

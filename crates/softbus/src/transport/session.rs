@@ -490,7 +490,9 @@ mod tests {
             panic!()
         };
         assert_eq!(peer_network_id, a.local_info().network_id);
-        sa.send(s, 1, DataType::Message, b"hi".to_vec()).await.unwrap();
+        sa.send(s, 1, DataType::Message, b"hi".to_vec())
+            .await
+            .unwrap();
         assert_eq!(
             ev(&mut lrx).await,
             SocketEvent::Message {
@@ -512,7 +514,8 @@ mod tests {
             Err(SessionError::Invalid(_))
         ));
         assert!(matches!(
-            sa.send(s, 1, DataType::Message, vec![0; MAX_MESSAGE + 1]).await,
+            sa.send(s, 1, DataType::Message, vec![0; MAX_MESSAGE + 1])
+                .await,
             Err(SessionError::Invalid(_))
         ));
         // Only the owner may use a socket.
@@ -532,13 +535,18 @@ mod tests {
             }
         );
         sa.shutdown(s, 1).await.unwrap();
-        assert!(matches!(ev(&mut lrx).await, SocketEvent::Shutdown { socket, .. } if socket == peer_sock));
+        assert!(
+            matches!(ev(&mut lrx).await, SocketEvent::Shutdown { socket, .. } if socket == peer_sock)
+        );
         // No listener: refused with a reason.
         let (ntx, _nrx) = mpsc::unbounded_channel();
         let e = sa
             .bind(&b_net, "nobody-here", "me", DataType::Message, 1, ntx)
             .await
             .unwrap_err();
-        assert!(matches!(e, SessionError::Refused(ref r) if r.contains("nobody-here")), "{e}");
+        assert!(
+            matches!(e, SessionError::Refused(ref r) if r.contains("nobody-here")),
+            "{e}"
+        );
     }
 }

@@ -1,0 +1,438 @@
+//! The table of seen devices and the events its changes produce. Pure: the mDNS adapter and
+//! the transport feed it observations and the time; it returns the event to publish.
+
+use super::advert::{Advert, UdidHash};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use std::time::SystemTime;
+
+/// Upper bound on devices kept, so that a flood of forged adverts cannot exhaust memory.
+pub const MAX_DEVICES: usize = 1024;
+/// Upper bound on static peers.
+pub const MAX_STATIC_PEERS: usize = 256;
+
+/// One device as we last saw it, or a static peer not yet probed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenDevice {
+    /// What the device advertises; `None` only for a static peer whose advert is not known yet.
+    pub advert: Option<Advert>,
+    /// The full DNS-SD instance name, when seen over mDNS.
+    pub instance: Option<String>,
+    /// The address it was added under with [`DeviceTable::add_static`], if any.
+    pub static_addr: Option<SocketAddr>,
+    /// Where to reach it.
+    pub addresses: Vec<IpAddr>,
+    /// The QUIC port to connect to (the SRV port, or the static address's port).
+    pub port: u16,
+    /// When it was last heard of; `None` for a static peer not yet probed.
+    pub last_seen: Option<SystemTime>,
+}
+
+impl SeenDevice {
+    /// The device's udid hash, once its advert is known.
+    pub fn uh(&self) -> Option<UdidHash> {
+        self.advert.as_ref().map(|a| a.uh)
+    }
+}
+
+/// A change in the table, published to subscribers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiscoveryEvent {
+    /// A device not in the table before.
+    Found(SeenDevice),
+    /// A known device changed its advert, addresses, port or how we know it.
+    Updated(SeenDevice),
+    /// A device left (mDNS goodbye or expiry) and is not a static peer; its last state.
+    Lost(SeenDevice),
+}
+
+/// Why the table refused an observation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TableError {
+    /// `update_static` for an address never given to `add_static`.
+    #[error("{0} is not a static peer; add it first")]
+    NotStatic(SocketAddr),
+    /// The advert is our own (the address leads back to this device).
+    #[error("{0} is this device itself")]
+    OwnAdvert(SocketAddr),
+    /// A bound is reached.
+    #[error("too many {0}")]
+    Full(&'static str),
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    advert: Advert,
+    instance: Option<String>,
+    mdns_addrs: Vec<IpAddr>,
+    mdns_port: u16,
+    static_addr: Option<SocketAddr>,
+    last_seen: SystemTime,
+}
+
+impl Entry {
+    fn view(&self) -> SeenDevice {
+        let mut addresses = self.mdns_addrs.clone();
+        let mut port = self.mdns_port;
+        if let Some(sa) = self.static_addr {
+            if !addresses.contains(&sa.ip()) {
+                addresses.push(sa.ip());
+            }
+            if self.instance.is_none() {
+                port = sa.port();
+            }
+        }
+        SeenDevice {
+            advert: Some(self.advert.clone()),
+            instance: self.instance.clone(),
+            static_addr: self.static_addr,
+            addresses,
+            port,
+            last_seen: Some(self.last_seen),
+        }
+    }
+}
+
+/// Devices by udid hash, plus static peers whose advert is still unknown.
+#[derive(Debug)]
+pub struct DeviceTable {
+    own: UdidHash,
+    devices: BTreeMap<UdidHash, Entry>,
+    pending: BTreeSet<SocketAddr>,
+}
+
+impl DeviceTable {
+    /// An empty table for the device whose udid hash is `own` (never listed).
+    pub fn new(own: UdidHash) -> Self {
+        DeviceTable {
+            own,
+            devices: BTreeMap::new(),
+            pending: BTreeSet::new(),
+        }
+    }
+
+    /// Every device, then every pending static peer.
+    pub fn snapshot(&self) -> Vec<SeenDevice> {
+        let mut out: Vec<SeenDevice> = self.devices.values().map(Entry::view).collect();
+        out.extend(self.pending.iter().map(|sa| SeenDevice {
+            advert: None,
+            instance: None,
+            static_addr: Some(*sa),
+            addresses: vec![sa.ip()],
+            port: sa.port(),
+            last_seen: None,
+        }));
+        out
+    }
+
+    /// An mDNS instance resolved (or re-resolved) to this advert and these addresses.
+    pub fn on_resolved(
+        &mut self,
+        instance: &str,
+        advert: Advert,
+        mut addrs: Vec<IpAddr>,
+        srv_port: u16,
+        now: SystemTime,
+    ) -> Option<DiscoveryEvent> {
+        if advert.uh == self.own {
+            return None;
+        }
+        addrs.sort();
+        addrs.dedup();
+        if let Some(e) = self.devices.get_mut(&advert.uh) {
+            let before = e.view();
+            e.advert = advert;
+            e.instance = Some(instance.to_string());
+            e.mdns_addrs = addrs;
+            e.mdns_port = srv_port;
+            e.last_seen = now;
+            let after = e.view();
+            return changed(&before, after);
+        }
+        if self.devices.len() >= MAX_DEVICES {
+            return None;
+        }
+        let e = Entry {
+            instance: Some(instance.to_string()),
+            mdns_addrs: addrs,
+            mdns_port: srv_port,
+            static_addr: None,
+            last_seen: now,
+            advert,
+        };
+        let view = e.view();
+        self.devices.insert(e.advert.uh, e);
+        Some(DiscoveryEvent::Found(view))
+    }
+
+    /// An mDNS instance went away. A device that is also a static peer stays.
+    pub fn on_removed(&mut self, instance: &str) -> Option<DiscoveryEvent> {
+        let uh = *self
+            .devices
+            .iter()
+            .find(|(_, e)| e.instance.as_deref() == Some(instance))?
+            .0;
+        let e = self.devices.get_mut(&uh)?;
+        if e.static_addr.is_some() {
+            e.instance = None;
+            e.mdns_addrs.clear();
+            return Some(DiscoveryEvent::Updated(e.view()));
+        }
+        let e = self.devices.remove(&uh)?;
+        Some(DiscoveryEvent::Lost(e.view()))
+    }
+
+    /// Records a static peer to be probed. Returns false if it was already known.
+    pub fn add_static(&mut self, addr: SocketAddr) -> Result<bool, TableError> {
+        if self.pending.contains(&addr)
+            || self.devices.values().any(|e| e.static_addr == Some(addr))
+        {
+            return Ok(false);
+        }
+        if self.pending.len() >= MAX_STATIC_PEERS {
+            return Err(TableError::Full("static peers"));
+        }
+        self.pending.insert(addr);
+        Ok(true)
+    }
+
+    /// The transport probed static peer `addr` and got `advert`.
+    pub fn update_static(
+        &mut self,
+        addr: SocketAddr,
+        advert: Advert,
+        now: SystemTime,
+    ) -> Result<Option<DiscoveryEvent>, TableError> {
+        let known = self.pending.contains(&addr)
+            || self.devices.values().any(|e| e.static_addr == Some(addr));
+        if !known {
+            return Err(TableError::NotStatic(addr));
+        }
+        if advert.uh == self.own {
+            self.pending.remove(&addr);
+            return Err(TableError::OwnAdvert(addr));
+        }
+        // The address may have moved to another device (a new machine on the old IP).
+        let old = self
+            .devices
+            .iter()
+            .find(|(uh, e)| e.static_addr == Some(addr) && **uh != advert.uh)
+            .map(|(uh, _)| *uh);
+        if let Some(uh) = old
+            && let Some(e) = self.devices.get_mut(&uh)
+        {
+            e.static_addr = None;
+            if e.instance.is_none() {
+                self.devices.remove(&uh);
+            }
+        }
+        if let Some(e) = self.devices.get_mut(&advert.uh) {
+            self.pending.remove(&addr);
+            let before = e.view();
+            e.advert = advert;
+            e.static_addr = Some(addr);
+            e.last_seen = now;
+            return Ok(changed(&before, e.view()));
+        }
+        if self.devices.len() >= MAX_DEVICES {
+            return Err(TableError::Full("devices"));
+        }
+        self.pending.remove(&addr);
+        let e = Entry {
+            instance: None,
+            mdns_addrs: Vec::new(),
+            mdns_port: advert.port,
+            static_addr: Some(addr),
+            last_seen: now,
+            advert,
+        };
+        let view = e.view();
+        self.devices.insert(e.advert.uh, e);
+        Ok(Some(DiscoveryEvent::Found(view)))
+    }
+
+    /// Forgets a static peer. A device also seen over mDNS stays, as an mDNS device.
+    pub fn remove_static(&mut self, addr: SocketAddr) -> Option<DiscoveryEvent> {
+        if self.pending.remove(&addr) {
+            return None;
+        }
+        let uh = *self
+            .devices
+            .iter()
+            .find(|(_, e)| e.static_addr == Some(addr))?
+            .0;
+        let e = self.devices.get_mut(&uh)?;
+        e.static_addr = None;
+        if e.instance.is_some() {
+            return Some(DiscoveryEvent::Updated(e.view()));
+        }
+        let e = self.devices.remove(&uh)?;
+        Some(DiscoveryEvent::Lost(e.view()))
+    }
+}
+
+/// `Updated` if anything but the time changed.
+fn changed(before: &SeenDevice, after: SeenDevice) -> Option<DiscoveryEvent> {
+    let same = before.advert == after.advert
+        && before.instance == after.instance
+        && before.static_addr == after.static_addr
+        && before.addresses == after.addresses
+        && before.port == after.port;
+    (!same).then_some(DiscoveryEvent::Updated(after))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discovery::advert::Capabilities;
+    use oxh_devauth::DeviceType;
+    use std::time::Duration;
+
+    fn advert(udid: &str, name: &str) -> Advert {
+        Advert::new(udid, name, DeviceType::Pc, Capabilities::DDMP, 4700)
+    }
+    fn t(s: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(s)
+    }
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("test address")
+    }
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().expect("test address")
+    }
+
+    #[test]
+    fn found_updated_lost() {
+        let mut tb = DeviceTable::new(advert("me", "me").uh);
+        let a = advert("a", "A");
+        let ev = tb.on_resolved(
+            "A._oxh._udp.local.",
+            a.clone(),
+            vec![ip("10.0.0.2")],
+            4700,
+            t(1),
+        );
+        assert!(matches!(ev, Some(DiscoveryEvent::Found(ref d)) if d.uh() == Some(a.uh)));
+        // Same again: only the time moves, no event.
+        assert_eq!(
+            tb.on_resolved(
+                "A._oxh._udp.local.",
+                a.clone(),
+                vec![ip("10.0.0.2")],
+                4700,
+                t(2)
+            ),
+            None
+        );
+        assert_eq!(tb.snapshot()[0].last_seen, Some(t(2)));
+        let mut renamed = a.clone();
+        renamed.name = "A2".into();
+        let ev = tb.on_resolved(
+            "A2._oxh._udp.local.",
+            renamed,
+            vec![ip("10.0.0.2")],
+            4700,
+            t(3),
+        );
+        assert!(
+            matches!(ev, Some(DiscoveryEvent::Updated(ref d)) if d.advert.as_ref().map(|a| a.name.as_str()) == Some("A2"))
+        );
+        // The goodbye for the old instance name does not remove the renamed device.
+        assert_eq!(tb.on_removed("A._oxh._udp.local."), None);
+        assert!(matches!(
+            tb.on_removed("A2._oxh._udp.local."),
+            Some(DiscoveryEvent::Lost(_))
+        ));
+        assert!(tb.snapshot().is_empty());
+    }
+
+    #[test]
+    fn own_advert_is_ignored() {
+        let me = advert("me", "me");
+        let mut tb = DeviceTable::new(me.uh);
+        assert_eq!(tb.on_resolved("me", me.clone(), vec![], 1, t(1)), None);
+        assert!(tb.snapshot().is_empty());
+        let addr = sa("127.0.0.1:4700");
+        assert_eq!(tb.add_static(addr), Ok(true));
+        assert_eq!(
+            tb.update_static(addr, me, t(1)),
+            Err(TableError::OwnAdvert(addr))
+        );
+        assert!(tb.snapshot().is_empty());
+    }
+
+    #[test]
+    fn static_peers() {
+        let mut tb = DeviceTable::new(advert("me", "me").uh);
+        let addr = sa("192.0.2.7:47000");
+        let a = advert("a", "A");
+        assert_eq!(
+            tb.update_static(addr, a.clone(), t(1)),
+            Err(TableError::NotStatic(addr))
+        );
+        assert_eq!(tb.add_static(addr), Ok(true));
+        assert_eq!(tb.add_static(addr), Ok(false));
+        let snap = tb.snapshot();
+        assert_eq!(snap.len(), 1);
+        assert_eq!((snap[0].advert.is_none(), snap[0].port), (true, 47000));
+
+        let ev = tb.update_static(addr, a.clone(), t(2));
+        assert!(
+            matches!(ev, Ok(Some(DiscoveryEvent::Found(ref d))) if d.port == 47000 && d.addresses == vec![addr.ip()])
+        );
+        assert_eq!(tb.snapshot().len(), 1);
+        assert_eq!(tb.update_static(addr, a.clone(), t(3)), Ok(None));
+
+        // Seen over mDNS as well: one entry, mDNS port wins; its goodbye keeps the static peer.
+        let ev = tb.on_resolved("A", a.clone(), vec![ip("10.1.1.1")], 4700, t(4));
+        assert!(
+            matches!(ev, Some(DiscoveryEvent::Updated(ref d)) if d.port == 4700 && d.addresses.len() == 2)
+        );
+        assert!(
+            matches!(tb.on_removed("A"), Some(DiscoveryEvent::Updated(ref d)) if d.port == 47000)
+        );
+        assert_eq!(tb.snapshot().len(), 1);
+
+        // Another device now answers on that address.
+        let b = advert("b", "B");
+        assert!(matches!(
+            tb.update_static(addr, b.clone(), t(5)),
+            Ok(Some(DiscoveryEvent::Found(_)))
+        ));
+        let snap = tb.snapshot();
+        assert_eq!(snap.len(), 1);
+        assert_eq!(snap[0].uh(), Some(b.uh));
+
+        assert!(matches!(
+            tb.remove_static(addr),
+            Some(DiscoveryEvent::Lost(_))
+        ));
+        assert!(tb.snapshot().is_empty());
+    }
+
+    #[test]
+    fn bounded() {
+        let mut tb = DeviceTable::new(advert("me", "me").uh);
+        for i in 0..MAX_STATIC_PEERS {
+            let port = u16::try_from(i + 1).unwrap_or(1);
+            assert_eq!(
+                tb.add_static(SocketAddr::new(ip("10.0.0.1"), port)),
+                Ok(true)
+            );
+        }
+        assert_eq!(
+            tb.add_static(sa("10.0.0.2:1")),
+            Err(TableError::Full("static peers"))
+        );
+        for i in 0..MAX_DEVICES + 5 {
+            tb.on_resolved(
+                &format!("i{i}"),
+                advert(&i.to_string(), "x"),
+                vec![],
+                1,
+                t(1),
+            );
+        }
+        assert_eq!(tb.snapshot().len(), MAX_DEVICES + MAX_STATIC_PEERS);
+    }
+}

@@ -1,0 +1,788 @@
+//! The soft bus service of one device: the bus, sockets, discovery, binding and the bus center
+//! (LNN), behind the device manager (4802) and soft bus (4700) system abilities.
+//!
+//! Bus center: every trusted device that is discovered (mDNS, by the hash of its udid), named
+//! as a static peer, or that was online before, is a connection candidate. A reconciler dials
+//! candidates that are not online, with exponential backoff per address, so a device that
+//! comes back goes ONLINE again without re-binding.
+
+use crate::api::{SeenView, SocketEventView, StateEvent, TrustedView};
+use crate::binding::{self, BindFailure};
+use crate::discovery::{Advert, Capabilities, Discovery, DiscoveryConfig, Interfaces, UdidHash};
+use crate::transport::session::{Owner, SessionError, Sessions, SocketEvent};
+use crate::transport::{Bus, BusConfig, BusEvent, NodeInfo, TrustView};
+use oxh_devauth::bind::LocalDevice;
+use oxh_devauth::{DeviceIdentity, DeviceInfo, Pin, PinManager, TrustSnapshot, TrustStore};
+use oxh_ipc::{ConnHandle, RemoteError, encode};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// OpenHarmony's device-manager failure code.
+pub const ERR_DM_FAILED: i32 = 11_600_101;
+
+/// How a device's soft bus runs.
+#[derive(Debug, Clone)]
+pub struct SoftbusConfig {
+    /// Where the QUIC endpoint listens.
+    pub listen: SocketAddr,
+    /// Static peers (HOST:PORT), for networks without multicast.
+    pub static_peers: Vec<SocketAddr>,
+    /// mDNS interfaces; `None` turns discovery off.
+    pub discovery: Option<Interfaces>,
+    /// Heartbeat (keep-alive) interval.
+    pub heartbeat: Duration,
+    /// Silence after which a peer is OFFLINE.
+    pub idle_timeout: Duration,
+}
+
+impl Default for SoftbusConfig {
+    fn default() -> Self {
+        let b = BusConfig::default();
+        Self {
+            listen: b.listen,
+            static_peers: Vec::new(),
+            discovery: Some(Interfaces::All),
+            heartbeat: b.heartbeat,
+            idle_timeout: b.idle_timeout,
+        }
+    }
+}
+
+/// Errors starting the soft bus.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The trusted-device store.
+    #[error(transparent)]
+    Trust(#[from] oxh_devauth::StoreError),
+    /// The QUIC endpoint.
+    #[error(transparent)]
+    Bus(#[from] crate::transport::BusError),
+    /// mDNS.
+    #[error(transparent)]
+    Discovery(#[from] crate::discovery::DiscoveryError),
+}
+
+struct Snap(TrustSnapshot);
+impl TrustView for Snap {
+    fn is_trusted(&self, key: &[u8; 32]) -> bool {
+        self.0.is_trusted(key)
+    }
+}
+
+#[derive(Debug)]
+struct Candidate {
+    expected: Option<[u8; 32]>,
+    next_try: Instant,
+    backoff: Duration,
+    in_flight: bool,
+    /// The key that answered last time (static peers learn it).
+    key: Option<[u8; 32]>,
+}
+
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(3);
+const RECONCILE_EVERY: Duration = Duration::from_millis(100);
+
+/// One device's soft bus.
+pub struct Softbus {
+    me: LocalDevice,
+    info: DeviceInfo,
+    network_id: String,
+    bus: Arc<Bus>,
+    sessions: Arc<Sessions>,
+    discovery: Option<Discovery>,
+    trust: TrustStore,
+    snapshot: TrustSnapshot,
+    pins: Arc<Mutex<PinManager>>,
+    epoch: Instant,
+    candidates: Mutex<HashMap<SocketAddr, Candidate>>,
+    state_subs: Mutex<Vec<(ConnHandle, u64)>>,
+    pending_bytes: Mutex<HashMap<(Owner, u64), Vec<u8>>>,
+}
+
+fn random_network_id() -> String {
+    let mut b = [0u8; 32];
+    if getrandom::fill(&mut b).is_err() {
+        // Fall back on the clock: unique per start, which is all networkId promises.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        b[..16].copy_from_slice(&t.to_le_bytes());
+    }
+    hex::encode(b)
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn err(code: i32, m: impl Into<String>) -> RemoteError {
+    RemoteError::new(code, m)
+}
+
+impl Softbus {
+    /// Starts the bus, discovery and the bus center for `identity`, keeping trust in `dir`.
+    pub async fn start(
+        identity: &DeviceIdentity,
+        dir: &Path,
+        cfg: SoftbusConfig,
+        sa_list: Vec<i32>,
+    ) -> Result<Arc<Self>, StartError> {
+        let trust = TrustStore::open(&dir.join("trust.db"))?;
+        let snapshot = trust.snapshot();
+        let info = identity.info();
+        let network_id = random_network_id();
+        let me = LocalDevice::from_identity(identity);
+        let node = NodeInfo {
+            network_id: network_id.clone(),
+            udid: info.udid.clone(),
+            name: info.name.clone(),
+            device_type: info.device_type.as_str().into(),
+            device_type_id: info.device_type_id,
+            os_version: info.os_version.clone(),
+            capabilities: vec!["osdCapability".into(), "ddmpCapability".into()],
+            sa_list,
+            listen_port: 0,
+        };
+        let bus_cfg = BusConfig {
+            listen: cfg.listen,
+            heartbeat: cfg.heartbeat,
+            idle_timeout: cfg.idle_timeout,
+        };
+        let (bus, channels) = Bus::start(
+            &bus_cfg,
+            identity.signing_key().clone(),
+            node,
+            Arc::new(Snap(snapshot.clone())),
+        )?;
+        let port = bus.local_addr().map(|a| a.port()).unwrap_or(0);
+        let discovery = match cfg.discovery.clone() {
+            Some(ifs) => {
+                let caps = ["osdCapability", "ddmpCapability"]
+                    .iter()
+                    .filter_map(|n| Capabilities::from_name(n))
+                    .fold(Capabilities(0), |a, b| Capabilities(a.0 | b.0));
+                let advert = Advert::new(&info.udid, &info.name, info.device_type, caps, port);
+                let mut dc = DiscoveryConfig::new(advert);
+                dc.interfaces = ifs;
+                Some(Discovery::start(dc)?)
+            }
+            None => None,
+        };
+        let sessions = Sessions::start(bus.clone(), channels.streams);
+        let sb = Arc::new(Softbus {
+            me,
+            info,
+            network_id,
+            bus,
+            sessions,
+            discovery,
+            trust,
+            snapshot,
+            pins: Arc::new(Mutex::new(PinManager::new())),
+            epoch: Instant::now(),
+            candidates: Mutex::new(HashMap::new()),
+            state_subs: Mutex::new(Vec::new()),
+            pending_bytes: Mutex::new(HashMap::new()),
+        });
+        for p in &cfg.static_peers {
+            sb.add_peer(*p);
+        }
+        // Incoming binding connections.
+        let mut bind_rx = channels.bind;
+        let s = Arc::downgrade(&sb);
+        tokio::spawn(async move {
+            while let Some(inc) = bind_rx.recv().await {
+                let Some(sb) = s.upgrade() else { break };
+                tokio::spawn(async move { sb.respond_bind(inc).await });
+            }
+        });
+        // Bus events → trust updates, candidates and subscribers.
+        let mut events = sb.bus.subscribe();
+        let s = Arc::downgrade(&sb);
+        tokio::spawn(async move {
+            loop {
+                let ev = match events.recv().await {
+                    Ok(e) => e,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => break,
+                };
+                let Some(sb) = s.upgrade() else { break };
+                sb.on_bus_event(ev);
+            }
+        });
+        let s = Arc::downgrade(&sb);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(RECONCILE_EVERY);
+            loop {
+                tick.tick().await;
+                let Some(sb) = s.upgrade() else { break };
+                sb.reconcile();
+            }
+        });
+        Ok(sb)
+    }
+
+    /// The bus address.
+    pub fn bus_addr(&self) -> Option<SocketAddr> {
+        self.bus.local_addr()
+    }
+
+    /// This run's networkId.
+    pub fn network_id(&self) -> &str {
+        &self.network_id
+    }
+
+    /// This device's info.
+    pub fn local_info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    /// The socket table.
+    pub fn sessions(&self) -> &Arc<Sessions> {
+        &self.sessions
+    }
+
+    /// Adds a static peer.
+    pub fn add_peer(&self, addr: SocketAddr) {
+        if let Some(d) = &self.discovery {
+            let _ = d.add_static(addr);
+        }
+        if let Ok(mut c) = self.candidates.lock() {
+            c.entry(addr).or_insert(Candidate {
+                expected: None,
+                next_try: Instant::now(),
+                backoff: BACKOFF_MIN,
+                in_flight: false,
+                key: None,
+            });
+        }
+    }
+
+    fn trusted_hashes(&self) -> HashMap<UdidHash, [u8; 32]> {
+        self.trust
+            .list()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| (UdidHash::of(&t.udid), t.public_key))
+            .collect()
+    }
+
+    /// Dials every candidate that should be online and is not.
+    fn reconcile(self: &Arc<Self>) {
+        if let Some(d) = &self.discovery {
+            let hashes = self.trusted_hashes();
+            for seen in d.snapshot() {
+                let Some(key) = seen.uh().and_then(|h| hashes.get(&h).copied()) else {
+                    continue;
+                };
+                if let Some(ip) = seen.addresses.first()
+                    && let Ok(mut c) = self.candidates.lock()
+                {
+                    c.entry(SocketAddr::new(*ip, seen.port))
+                        .or_insert(Candidate {
+                            expected: Some(key),
+                            next_try: Instant::now(),
+                            backoff: BACKOFF_MIN,
+                            in_flight: false,
+                            key: Some(key),
+                        });
+                }
+            }
+        }
+        let now = Instant::now();
+        let mut due = Vec::new();
+        if let Ok(mut cands) = self.candidates.lock() {
+            for (addr, c) in cands.iter_mut() {
+                let online = c.key.is_some_and(|k| self.bus.is_online(&k));
+                let still_trusted = c.key.is_none_or(|k| self.snapshot.is_trusted(&k));
+                if online || !still_trusted || c.in_flight || c.next_try > now {
+                    continue;
+                }
+                if c.key.is_none() && self.snapshot.is_empty() {
+                    continue;
+                }
+                c.in_flight = true;
+                due.push((*addr, c.expected));
+            }
+        }
+        for (addr, expected) in due {
+            let sb = self.clone();
+            tokio::spawn(async move {
+                let r = sb.bus.connect(addr, expected).await;
+                if let Ok(mut cands) = sb.candidates.lock()
+                    && let Some(c) = cands.get_mut(&addr)
+                {
+                    c.in_flight = false;
+                    match r {
+                        Ok(info) => {
+                            c.backoff = BACKOFF_MIN;
+                            c.key = sb.key_of_udid(&info.udid);
+                        }
+                        Err(_) => {
+                            c.next_try = Instant::now() + c.backoff;
+                            c.backoff = (c.backoff * 2).min(BACKOFF_MAX);
+                        }
+                    }
+                }
+            });
+        }
+    }
+
+    fn key_of_udid(&self, udid: &str) -> Option<[u8; 32]> {
+        self.trust.get(udid).ok().flatten().map(|t| t.public_key)
+    }
+
+    fn view_of(&self, info: &NodeInfo, online: bool) -> TrustedView {
+        TrustedView {
+            udid: info.udid.clone(),
+            name: info.name.clone(),
+            device_type: info.device_type.clone(),
+            online,
+            network_id: online.then(|| info.network_id.clone()),
+        }
+    }
+
+    fn on_bus_event(self: &Arc<Self>, ev: BusEvent) {
+        let out = match &ev {
+            BusEvent::Online(i) => {
+                // Remember where it listens, so that we can dial it back after a loss.
+                if let (Some(key), Some((conn, _))) = (
+                    self.key_of_udid(&i.udid),
+                    self.bus.connection(&i.network_id),
+                ) && i.listen_port != 0
+                {
+                    let addr = SocketAddr::new(conn.remote_address().ip(), i.listen_port);
+                    if let Ok(mut c) = self.candidates.lock() {
+                        let e = c.entry(addr).or_insert(Candidate {
+                            expected: Some(key),
+                            next_try: Instant::now(),
+                            backoff: BACKOFF_MIN,
+                            in_flight: false,
+                            key: Some(key),
+                        });
+                        e.key = Some(key);
+                    }
+                }
+                StateEvent::Online(self.view_of(i, true))
+            }
+            BusEvent::Offline(i) => StateEvent::Offline(self.view_of(i, false)),
+            BusEvent::InfoChanged(i) => StateEvent::InfoChanged(self.view_of(i, true)),
+            BusEvent::Unbound { info, .. } => {
+                let _ = self.trust.remove(&info.udid);
+                self.forget_candidates_of(&info.udid);
+                tracing::info!(
+                    tag = "devicemanager",
+                    public_name = info.name.as_str(),
+                    "unbound by the peer"
+                );
+                return;
+            }
+        };
+        self.publish(&out);
+    }
+
+    fn publish(&self, ev: &StateEvent) {
+        let bytes = encode(ev);
+        if let Ok(mut subs) = self.state_subs.lock() {
+            subs.retain(|(c, sub)| c.push_event(*sub, &bytes) || !c.is_closed());
+        }
+    }
+
+    fn forget_candidates_of(&self, udid: &str) {
+        if let Ok(mut c) = self.candidates.lock() {
+            c.retain(|_, v| v.key.is_none_or(|k| oxh_devauth::udid_of(&k) != udid));
+        }
+    }
+
+    async fn respond_bind(self: Arc<Self>, inc: crate::transport::BindIncoming) {
+        match binding::respond(inc, self.me.clone(), self.pins.clone(), self.epoch).await {
+            Ok(peer) => {
+                let t = peer.to_trusted(now_secs());
+                tracing::info!(
+                    tag = "devicemanager",
+                    public_name = t.name.as_str(),
+                    "bound with a device (target side)"
+                );
+                if let Err(e) = self.trust.add(&t) {
+                    tracing::error!(
+                        tag = "devicemanager",
+                        "cannot store the trusted device: {e}"
+                    );
+                }
+            }
+            Err(e) => {
+                tracing::warn!(tag = "devicemanager", "binding attempt failed: {e}");
+            }
+        }
+    }
+
+    // ---- device manager methods ----
+
+    /// A fresh PIN for binding (target side).
+    pub fn issue_pin(&self) -> Result<(Pin, u64), RemoteError> {
+        let mut p = self
+            .pins
+            .lock()
+            .map_err(|_| err(ERR_DM_FAILED, "pin state unavailable"))?;
+        let now = self.epoch.elapsed();
+        let pin = p
+            .issue(now)
+            .map_err(|e| err(e.code(), format!("cannot issue a PIN: {e}")))?;
+        let left = p.current(now).map(|(_, left)| left.as_secs()).unwrap_or(60);
+        Ok((pin, left))
+    }
+
+    /// Devices seen on the network.
+    pub fn discovered(&self) -> Vec<SeenView> {
+        let Some(d) = &self.discovery else {
+            return Vec::new();
+        };
+        let trusted = self.trusted_hashes();
+        d.snapshot()
+            .into_iter()
+            .filter_map(|s| {
+                let a = s.advert.clone()?;
+                let key = trusted.get(&a.uh).copied();
+                Some(SeenView {
+                    id: a.uh.to_hex(),
+                    name: a.name.clone(),
+                    device_type: a.device_type_name.clone(),
+                    addresses: s
+                        .addresses
+                        .iter()
+                        .map(|ip| SocketAddr::new(*ip, s.port).to_string())
+                        .collect(),
+                    trusted: key.is_some(),
+                    online: key.is_some_and(|k| self.bus.is_online(&k)),
+                })
+            })
+            .collect()
+    }
+
+    fn resolve_target(&self, id: &str) -> Result<SocketAddr, RemoteError> {
+        if let Ok(a) = id.parse::<SocketAddr>() {
+            return Ok(a);
+        }
+        let seen = self.discovered();
+        let hits: Vec<_> = seen
+            .iter()
+            .filter(|s| s.id.starts_with(id) || s.name == id)
+            .collect();
+        match hits.as_slice() {
+            [one] => one
+                .addresses
+                .first()
+                .and_then(|a| a.parse().ok())
+                .ok_or_else(|| err(ERR_DM_FAILED, format!("device {id} has no address"))),
+            [] => Err(err(
+                401,
+                format!(
+                    "no discovered device matches {id:?}; see `oxh device discover`, or give HOST:PORT"
+                ),
+            )),
+            _ => Err(err(
+                401,
+                format!("{id:?} matches several devices; give more of the id"),
+            )),
+        }
+    }
+
+    /// Binds with a device using its PIN (initiator side).
+    pub async fn bind(self: &Arc<Self>, id: &str, pin: &str) -> Result<TrustedView, RemoteError> {
+        let pin: Pin = pin
+            .parse()
+            .map_err(|_| err(401, "the PIN must be 6 digits"))?;
+        let addr = self.resolve_target(id)?;
+        let t0 = Instant::now();
+        let peer = binding::initiate(&self.bus, addr, self.me.clone(), pin, self.epoch)
+            .await
+            .map_err(|e: BindFailure| err(e.code(), format!("bind failed: {e}")))?;
+        let t = peer.to_trusted(now_secs());
+        self.trust
+            .add(&t)
+            .map_err(|e| err(e.code(), format!("cannot store the trusted device: {e}")))?;
+        tracing::info!(
+            tag = "devicemanager",
+            public_name = t.name.as_str(),
+            public_ms = t0.elapsed().as_millis() as u64,
+            "bound with a device"
+        );
+        // Go online right away.
+        if let Ok(mut c) = self.candidates.lock() {
+            c.insert(
+                addr,
+                Candidate {
+                    expected: Some(t.public_key),
+                    next_try: Instant::now(),
+                    backoff: BACKOFF_MIN,
+                    in_flight: false,
+                    key: Some(t.public_key),
+                },
+            );
+        }
+        let online = match self.bus.connect(addr, Some(t.public_key)).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(tag = "devicemanager", "bound, but not connected yet: {e}");
+                false
+            }
+        };
+        Ok(TrustedView {
+            udid: t.udid.clone(),
+            name: t.name.clone(),
+            device_type: t.device_type.clone(),
+            online,
+            network_id: self
+                .bus
+                .online()
+                .into_iter()
+                .find(|n| n.udid == t.udid)
+                .map(|n| n.network_id),
+        })
+    }
+
+    /// Trusted devices, with online state.
+    pub fn trusted(&self) -> Vec<TrustedView> {
+        let online: HashMap<String, NodeInfo> = self
+            .bus
+            .online()
+            .into_iter()
+            .map(|n| (n.udid.clone(), n))
+            .collect();
+        self.trust
+            .list()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| {
+                let n = online.get(&t.udid);
+                TrustedView {
+                    udid: t.udid.clone(),
+                    name: n.map(|n| n.name.clone()).unwrap_or(t.name.clone()),
+                    device_type: t.device_type.clone(),
+                    online: n.is_some(),
+                    network_id: n.map(|n| n.network_id.clone()),
+                }
+            })
+            .collect()
+    }
+
+    /// Removes trust with a device, on the peer too when it is online.
+    pub async fn unbind(&self, id: &str) -> Result<(), RemoteError> {
+        let list = self.trust.list().unwrap_or_default();
+        let online = self.bus.online();
+        let hits: Vec<_> = list
+            .iter()
+            .filter(|t| {
+                t.udid == id
+                    || t.udid.starts_with(id) && id.len() >= 6
+                    || t.name == id
+                    || online
+                        .iter()
+                        .any(|n| n.udid == t.udid && n.network_id == id)
+            })
+            .collect();
+        let t = match hits.as_slice() {
+            [one] => (*one).clone(),
+            [] => return Err(err(401, format!("no trusted device matches {id:?}"))),
+            _ => return Err(err(401, format!("{id:?} matches several trusted devices"))),
+        };
+        self.trust
+            .remove(&t.udid)
+            .map_err(|e| err(e.code(), e.to_string()))?;
+        self.bus.send_unbind(&t.public_key).await;
+        self.forget_candidates_of(&t.udid);
+        Ok(())
+    }
+
+    /// Subscribes a client to state events.
+    pub fn subscribe_state(&self, conn: ConnHandle, sub: u64) {
+        if let Ok(mut s) = self.state_subs.lock() {
+            s.push((conn, sub));
+        }
+    }
+
+    // ---- sockets ----
+
+    fn forward(conn: ConnHandle, sub: u64) -> mpsc::UnboundedSender<SocketEvent> {
+        let (tx, mut rx) = mpsc::unbounded_channel::<SocketEvent>();
+        tokio::spawn(async move {
+            while let Some(ev) = rx.recv().await {
+                let views = match ev {
+                    SocketEvent::Bind {
+                        socket,
+                        peer_name,
+                        peer_network_id,
+                        peer_device,
+                        ..
+                    } => vec![SocketEventView::Bind {
+                        socket,
+                        peer_name,
+                        peer_network_id,
+                        peer_device,
+                    }],
+                    SocketEvent::Message { socket, data } => {
+                        vec![SocketEventView::Message { socket, data }]
+                    }
+                    SocketEvent::Bytes { socket, data } => {
+                        let n = data.len().div_ceil(crate::api::IPC_PART).max(1);
+                        let mut v = Vec::with_capacity(n);
+                        if data.is_empty() {
+                            v.push(SocketEventView::BytesPart {
+                                socket,
+                                data,
+                                last: true,
+                            });
+                        } else {
+                            for (i, part) in data.chunks(crate::api::IPC_PART).enumerate() {
+                                v.push(SocketEventView::BytesPart {
+                                    socket,
+                                    data: part.to_vec(),
+                                    last: i + 1 == n,
+                                });
+                            }
+                        }
+                        v
+                    }
+                    SocketEvent::Shutdown { socket, reason } => {
+                        vec![SocketEventView::Shutdown { socket, reason }]
+                    }
+                };
+                for v in views {
+                    if !conn.push_event(sub, &encode(&v)) && conn.is_closed() {
+                        return;
+                    }
+                }
+            }
+        });
+        tx
+    }
+
+    /// Listen on a session name for a client.
+    pub fn listen(&self, conn: &ConnHandle, name: &str, sub: u64) -> Result<(), RemoteError> {
+        self.sessions
+            .listen(name, conn.id(), Self::forward(conn.clone(), sub))
+            .map_err(session_err)
+    }
+
+    /// Open a socket for a client.
+    pub async fn bind_socket(
+        &self,
+        conn: &ConnHandle,
+        a: crate::api::BindSocketArgs,
+    ) -> Result<u64, RemoteError> {
+        self.sessions
+            .bind(
+                &a.network_id,
+                &a.name,
+                &a.own_name,
+                a.data_type,
+                conn.id(),
+                Self::forward(conn.clone(), a.sub),
+            )
+            .await
+            .map_err(session_err)
+    }
+
+    /// Send on a client's socket; bytes may come in parts.
+    pub async fn send(
+        &self,
+        conn: &ConnHandle,
+        a: crate::api::SendArgs,
+    ) -> Result<(), RemoteError> {
+        let key = (conn.id(), a.socket);
+        let data = {
+            let mut p = self
+                .pending_bytes
+                .lock()
+                .map_err(|_| err(ERR_DM_FAILED, "poisoned"))?;
+            let buf = p.entry(key).or_default();
+            if buf.len() + a.data.len() > crate::transport::session::MAX_BYTES {
+                p.remove(&key);
+                return Err(err(
+                    401,
+                    format!(
+                        "bytes exceed the {}-byte (4 MiB) limit",
+                        crate::transport::session::MAX_BYTES
+                    ),
+                ));
+            }
+            buf.extend_from_slice(&a.data);
+            if a.more {
+                return Ok(());
+            }
+            p.remove(&key).unwrap_or_default()
+        };
+        self.sessions
+            .send(a.socket, conn.id(), a.kind, data)
+            .await
+            .map_err(session_err)
+    }
+
+    /// Close a client's socket.
+    pub async fn shutdown_socket(&self, conn: &ConnHandle, socket: u64) -> Result<(), RemoteError> {
+        self.sessions
+            .shutdown(socket, conn.id())
+            .await
+            .map_err(session_err)
+    }
+
+    /// A client is gone: its listeners, sockets and subscriptions go too.
+    pub fn client_died(&self, conn: &ConnHandle) {
+        self.sessions.forget_owner(conn.id());
+        if let Ok(mut p) = self.pending_bytes.lock() {
+            p.retain(|(o, _), _| *o != conn.id());
+        }
+        if let Ok(mut s) = self.state_subs.lock() {
+            s.retain(|(c, _)| c.id() != conn.id());
+        }
+    }
+
+    /// State for hidumper.
+    pub fn dump(&self) -> String {
+        let mut out = format!(
+            "  networkId: {}\n  bus: {}\n  discovery: {}\n",
+            self.network_id,
+            self.bus_addr().map(|a| a.to_string()).unwrap_or_default(),
+            if self.discovery.is_some() {
+                "on"
+            } else {
+                "off"
+            }
+        );
+        for t in self.trusted() {
+            out.push_str(&format!(
+                "  trusted {} ({}) {}\n",
+                t.name,
+                &t.udid[..12.min(t.udid.len())],
+                if t.online { "online" } else { "offline" }
+            ));
+        }
+        let c = self.candidates.lock().map(|c| c.len()).unwrap_or(0);
+        out.push_str(&format!("  connection candidates: {c}\n"));
+        out.push_str(&self.sessions.dump());
+        out
+    }
+
+    /// Closes the bus and stops discovery.
+    pub fn shutdown(&self) {
+        self.bus.shutdown();
+    }
+}
+
+fn session_err(e: SessionError) -> RemoteError {
+    let code = match &e {
+        SessionError::Invalid(_) => 401,
+        // SOFTBUS_* failures surface as OpenHarmony's generic soft bus error.
+        _ => 32_390_000,
+    };
+    RemoteError::new(code, e.to_string())
+}

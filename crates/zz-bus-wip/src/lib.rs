@@ -1,3 +1,0 @@
-//! temporary
-#[path = "../../softbus/src/transport/mod.rs"]
-pub mod transport;

@@ -1,0 +1,210 @@
+//! `oxh sim`: a local super device. Starts N device daemons on this machine, each with its own
+//! data dir and identity, binds them to each other through the real PIN flow, waits until all
+//! are online to each other, prints them, and runs until Ctrl-C.
+
+use super::Global;
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// `oxh sim` options.
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// How many devices.
+    #[arg(long, default_value_t = 3)]
+    pub devices: usize,
+    /// Put the devices' data dirs under DIR (default: a fresh temp dir).
+    #[arg(long)]
+    pub base_dir: Option<PathBuf>,
+    /// Start, bind, print, then exit instead of running until Ctrl-C (for scripts and tests).
+    #[arg(long)]
+    pub exit_when_ready: bool,
+}
+
+/// The children; killed (SIGTERM, then reaped) when dropped, also on a panic.
+struct Children(Vec<Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for c in &self.0 {
+            // SAFETY: kill(2) on our own children; no memory involved.
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGTERM);
+            }
+        }
+        for c in &mut self.0 {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                match c.try_wait() {
+                    Ok(Some(_)) => break,
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(20))
+                    }
+                    _ => {
+                        let _ = c.kill();
+                        let _ = c.wait();
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+struct Started {
+    name: String,
+    data_dir: PathBuf,
+    bus: String,
+}
+
+fn ready_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+}
+
+/// Runs `oxh sim`.
+pub fn run(_g: &Global, a: &SimArgs) -> Result<i32> {
+    if a.devices == 0 || a.devices > 32 {
+        bail!("--devices must be 1..=32");
+    }
+    let (base, _tmp) = match &a.base_dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            (d.clone(), None)
+        }
+        None => {
+            let t = tempfile_dir()?;
+            (t.clone(), Some(t))
+        }
+    };
+    let exe = std::env::current_exe().context("cannot find the oxh binary")?;
+    let mut children = Children(Vec::new());
+    let mut started: Vec<Started> = Vec::new();
+    for i in 1..=a.devices {
+        let name = format!("dev{i}");
+        let data_dir = base.join(&name);
+        let mut cmd = Command::new(&exe);
+        cmd.arg("--data-dir").arg(&data_dir).args([
+            "up",
+            "--name",
+            &name,
+            "--listen",
+            "127.0.0.1:0",
+            "--discovery",
+            "off",
+        ]);
+        for s in &started {
+            cmd.args(["--peer", &s.bus]);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("cannot start {name}"))?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        children.0.push(child);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.starts_with("oxhd ready") {
+                    let _ = tx.send(line);
+                }
+            }
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .with_context(|| format!("{name} did not become ready within 20 s"))?;
+        let bus = ready_field(&line, "bus")
+            .context("ready line without bus address")?
+            .to_string();
+        started.push(Started {
+            name,
+            data_dir,
+            bus,
+        });
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let t0 = Instant::now();
+    let table = rt.block_on(async {
+        let mut devs = Vec::new();
+        for s in &started {
+            devs.push(oxh_sdk::Device::connect(&s.data_dir).await?);
+        }
+        // Bind every pair through the real PIN flow: j shows a PIN, i binds with it.
+        for j in 0..devs.len() {
+            for i in 0..j {
+                let pin = devs[j].device_manager().issue_pin().await?;
+                devs[i]
+                    .device_manager()
+                    .bind(&started[j].bus, &pin.pin)
+                    .await
+                    .with_context(|| {
+                        format!("{} cannot bind {}", started[i].name, started[j].name)
+                    })?;
+            }
+        }
+        // Wait until everyone sees everyone online.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let mut all = true;
+            for d in &devs {
+                let t = d.device_manager().trusted_devices().await?;
+                if t.iter().filter(|t| t.online).count() < devs.len() - 1 {
+                    all = false;
+                }
+            }
+            if all {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("devices did not all come online within 20 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut rows = Vec::new();
+        for (d, s) in devs.iter().zip(&started) {
+            let l = d.device_manager().local_device_info().await?;
+            rows.push((
+                s.name.clone(),
+                l.network_id,
+                s.bus.clone(),
+                s.data_dir.clone(),
+            ));
+        }
+        anyhow::Ok(rows)
+    })?;
+    println!(
+        "super device ready: {} devices bound and online in {:.0} ms",
+        table.len(),
+        t0.elapsed().as_secs_f64() * 1e3
+    );
+    println!("{:<6} {:<18} {:<22} DATA DIR", "NAME", "NETWORK ID", "BUS");
+    for (name, nid, bus, dir) in &table {
+        println!(
+            "{name:<6} {:<18} {bus:<22} {}",
+            &nid[..16.min(nid.len())],
+            dir.display()
+        );
+    }
+    println!("talk to a device with: oxh --data-dir DIR ...   (Ctrl-C stops them all)");
+    if a.exit_when_ready {
+        return Ok(0);
+    }
+    rt.block_on(async {
+        let _ = tokio::signal::ctrl_c().await;
+    });
+    eprintln!("stopping {} devices", children.0.len());
+    drop(children);
+    Ok(0)
+}
+
+fn tempfile_dir() -> Result<PathBuf> {
+    let base = std::env::temp_dir().join(format!("oxh-sim-{}", std::process::id()));
+    std::fs::create_dir_all(&base)?;
+    Ok(base)
+}
