@@ -28,7 +28,7 @@ pub struct DaemonConfig {
     pub peers: Vec<SocketAddr>,
     /// mDNS interfaces, `None` for no discovery.
     pub discovery: Option<Interfaces>,
-    /// Heartbeat of the bus; a peer silent for 5 heartbeats is OFFLINE.
+    /// Heartbeat of the bus; a peer silent for 4 heartbeats is OFFLINE.
     pub heartbeat: std::time::Duration,
 }
 
@@ -129,7 +129,7 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
         static_peers: cfg.peers.clone(),
         discovery: cfg.discovery.clone(),
         heartbeat: cfg.heartbeat,
-        idle_timeout: cfg.heartbeat * 5,
+        idle_timeout: cfg.heartbeat * 4,
     };
     let softbus = Softbus::start(&identity, &dirs.subsystem("device"), bus_cfg, sa_list)
         .await

@@ -21,18 +21,49 @@ pub fn oxh_bin() -> &'static str {
 pub struct TestDevice {
     pub dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Extra `oxhd` arguments, used on every (re)start.
+    pub extra: Vec<String>,
+    /// The last ready line.
+    pub ready: String,
 }
 
 impl TestDevice {
     /// Starts a device in a fresh temp dir and waits for its ready line.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts a device with extra `oxhd` arguments. Without `--discovery`, discovery is off, so
+    /// that no test multicasts outside loopback.
+    pub fn start_with(extra: &[&str]) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("oxh-test-")
             .tempdir()
             .expect("temp dir");
-        let mut d = Self { dir, child: None };
+        let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        if !extra.iter().any(|a| a == "--discovery") {
+            extra.extend(["--discovery".into(), "off".into()]);
+        }
+        if !extra.iter().any(|a| a == "--listen") {
+            extra.extend(["--listen".into(), "127.0.0.1:0".into()]);
+        }
+        let mut d = Self {
+            dir,
+            child: None,
+            extra,
+            ready: String::new(),
+        };
         d.restart();
         d
+    }
+
+    /// A field of the ready line, e.g. `bus` or `network_id`.
+    pub fn ready_field(&self, key: &str) -> String {
+        self.ready
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+            .unwrap_or_else(|| panic!("no {key} in {}", self.ready))
+            .to_string()
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -51,6 +82,7 @@ impl TestDevice {
             .arg(self.dir.path())
             .arg("--name")
             .arg("test-device")
+            .args(&self.extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -66,7 +98,10 @@ impl TestDevice {
         });
         self.child = Some(child);
         match rx.recv_timeout(READY_TIMEOUT) {
-            Ok(line) => line,
+            Ok(line) => {
+                self.ready = line.clone();
+                line
+            }
             Err(_) => panic!("oxhd did not become ready within {READY_TIMEOUT:?}"),
         }
     }

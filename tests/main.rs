@@ -9,3 +9,4 @@ mod hilog;
 mod ipc;
 mod param;
 mod samgr;
+mod softbus;

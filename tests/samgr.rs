@@ -6,26 +6,27 @@ use crate::common::*;
 async fn on_demand_sa_starts_on_its_first_call() {
     let dev = TestDevice::start();
     let out = dev.oxh_ok(&["sa", "list"]);
-    let dm_line = out
+    let bus_line = out
         .lines()
-        .find(|l| l.contains("4802"))
-        .expect("4802 listed");
-    assert!(dm_line.contains("DeviceManagerService"), "{out}");
-    assert!(dm_line.contains("not started"), "{out}");
+        .find(|l| l.contains("4700"))
+        .expect("4700 listed");
+    assert!(bus_line.contains("SoftBusServer"), "{out}");
+    assert!(bus_line.contains("not started"), "{out}");
     assert!(
         out.lines()
             .any(|l| l.contains("3901") && l.contains("running")),
         "{out}"
     );
-    let info = dev.oxh_ok(&["device", "info"]);
-    assert!(info.contains("udid:"), "{info}");
+    // The first call starts it.
+    let sdk = dev.sdk().await;
+    let _listening = sdk.bus().listen("on-demand").await.unwrap();
     let out = dev.oxh_ok(&["sa", "list", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let dm = v
         .as_array()
         .unwrap()
         .iter()
-        .find(|s| s["id"] == 4802)
+        .find(|s| s["id"] == 4700)
         .unwrap();
     assert_eq!(dm["state"], "Running", "started by the call: {out}");
 }
@@ -34,7 +35,7 @@ async fn on_demand_sa_starts_on_its_first_call() {
 async fn hidumper_lists_and_dumps() {
     let dev = TestDevice::start();
     let ls = dev.oxh_ok(&["hidumper", "-ls"]);
-    for id in ["0", "1290", "3901", "4802"] {
+    for id in ["0", "1290", "3503", "3901", "4700", "4802"] {
         assert!(
             ls.lines().any(|l| l.split_whitespace().next() == Some(id)),
             "{id} in {ls}"
@@ -43,8 +44,10 @@ async fn hidumper_lists_and_dumps() {
     let d = dev.oxh_ok(&["hidumper", "-s", "0"]);
     assert!(d.contains("SystemAbilityManager"), "{d}");
     assert!(d.contains("clients:"), "{d}");
-    let d = dev.oxh_ok(&["hidumper", "-s", "4802"]);
+    let d = dev.oxh_ok(&["hidumper", "-s", "4700"]);
     assert!(d.contains("not started"), "not started by a dump: {d}");
+    let d = dev.oxh_ok(&["hidumper", "-s", "4802"]);
+    assert!(d.contains("networkId"), "{d}");
     let e = dev.oxh_err(&["hidumper", "-s", "777"]);
     assert!(e.contains("777") && e.contains("not registered"), "{e}");
 }

@@ -98,7 +98,7 @@ pub struct UpArgs {
     /// mDNS discovery on: all, loopback, off, or interface names (comma separated).
     #[arg(long, default_value = "all")]
     pub discovery: String,
-    /// Bus heartbeat in milliseconds; a peer silent for 5 heartbeats is OFFLINE.
+    /// Bus heartbeat in milliseconds; a peer silent for 4 heartbeats is OFFLINE.
     #[arg(long, default_value_t = 500)]
     pub heartbeat_ms: u64,
 }

@@ -99,6 +99,15 @@ pub fn run(_g: &Global, a: &SimArgs) -> Result<i32> {
         for s in &started {
             cmd.args(["--peer", &s.bus]);
         }
+        // If the sim itself dies (even SIGKILL), the kernel stops its devices.
+        // SAFETY: prctl(2) in the child before exec; async-signal-safe, touches no memory.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -196,7 +205,21 @@ pub fn run(_g: &Global, a: &SimArgs) -> Result<i32> {
         return Ok(0);
     }
     rt.block_on(async {
-        let _ = tokio::signal::ctrl_c().await;
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            (Ok(mut i), Ok(mut t)) => {
+                tokio::select! {
+                    _ = i.recv() => {},
+                    _ = t.recv() => {},
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
     });
     eprintln!("stopping {} devices", children.0.len());
     drop(children);

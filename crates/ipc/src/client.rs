@@ -42,6 +42,8 @@ pub struct Subscription {
     id: u64,
     rx: mpsc::UnboundedReceiver<Bytes>,
     shared: Arc<Shared>,
+    /// Keeps the connection open as long as someone listens on it.
+    _client: Client,
 }
 
 impl Subscription {
@@ -214,6 +216,7 @@ impl Client {
             id,
             rx,
             shared: self.shared.clone(),
+            _client: self.clone(),
         }
     }
 

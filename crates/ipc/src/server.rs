@@ -370,17 +370,32 @@ async fn serve_conn(id: u64, stream: UnixStream, caller: Caller, dispatcher: Arc
     // The client is gone (or broke the protocol): cancel its calls, then the death notice.
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
-    if !outbox
+    let broke_protocol = outbox
         .q
         .lock()
         .map(|q| q.close_after_flush)
-        .unwrap_or(false)
-    {
+        .unwrap_or(false);
+    if !broke_protocol {
         outbox.close();
     }
     dispatcher.on_disconnect(&conn);
     drop(conn);
     let _ = writer.await;
+    if broke_protocol {
+        // Closing with unread input would reset the connection (RST) and could destroy the
+        // error frame before the client reads it: discard what it still sends, bounded.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+            let mut sink = vec![0u8; 16 * 1024];
+            let mut total = 0usize;
+            while total < frame::MAX_TRANSACTION {
+                match rd.read(&mut sink).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => total += n,
+                }
+            }
+        })
+        .await;
+    }
 }
 
 fn fatal(conn: &ConnHandle, msg: &str) {

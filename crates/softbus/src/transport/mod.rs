@@ -102,7 +102,7 @@ impl Default for BusConfig {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 0)),
             heartbeat: Duration::from_millis(500),
-            idle_timeout: Duration::from_millis(2500),
+            idle_timeout: Duration::from_millis(2000),
         }
     }
 }
