@@ -190,20 +190,14 @@ fn main() {
         let db2 = db.clone();
         let echo = tokio::spawn(async move {
             while let Some(e) = l.next().await {
-                match e {
-                    SocketEvent::Message { data, .. } => {
-                        if db2.bus().send_message(peer, &data).await.is_err() {
-                            break;
-                        }
-                    }
-                    SocketEvent::Bytes { data, .. } => {
-                        // Acknowledge each payload with its size, for throughput.
-                        let n = (data.len() as u64).to_le_bytes();
-                        if db2.bus().send_message(peer, &n).await.is_err() {
-                            break;
-                        }
-                    }
-                    _ => {}
+                // Echo messages; acknowledge each bytes payload with its size.
+                let reply = match e {
+                    SocketEvent::Message { data, .. } => data,
+                    SocketEvent::Bytes { data, .. } => (data.len() as u64).to_le_bytes().to_vec(),
+                    _ => continue,
+                };
+                if db2.bus().send_message(peer, &reply).await.is_err() {
+                    break;
                 }
             }
         });
@@ -250,14 +244,21 @@ fn main() {
     let (p50, p99) = (pct(&mut rtt, 0.5), pct(&mut rtt, 0.99));
     let iperf = iperf3();
 
-    println!("soft bus bench: 2 devices on loopback, {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    println!(
+        "soft bus bench: 2 devices on loopback, {} cores",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
     match iperf {
         Some(bps) => println!(
             "iperf3 TCP loopback           {:8.0} MB/s ({:.1} Gbit/s)",
             bps / 8e6,
             bps / 1e9
         ),
-        None => println!("iperf3 TCP loopback           (iperf3 not installed: apt-get install iperf3)"),
+        None => {
+            println!("iperf3 TCP loopback           (iperf3 not installed: apt-get install iperf3)")
+        }
     }
     println!(
         "bytes app->app (4 MiB x {})  {:8.0} MB/s{}",

@@ -3,10 +3,12 @@
 
 mod common;
 
+mod atm;
 mod cli;
 mod crash;
 mod hilog;
 mod ipc;
+mod netns;
 mod param;
 mod samgr;
 mod softbus;

@@ -3,7 +3,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use oxh_ipc::frame::{Decoded, FrameDecoder, MAX_SKIP, MAX_TRANSACTION, parse_reply, parse_request};
+use oxh_ipc::frame::{
+    Decoded, FrameDecoder, MAX_SKIP, MAX_TRANSACTION, parse_reply, parse_request,
+};
 
 fuzz_target!(|data: &[u8]| {
     // First byte picks the chunk size, so that split reads are explored too.

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::OnceCell;
 
 mod samgr_sa;
+pub use samgr_method::MethodInfo;
 pub use samgr_sa::{SAMGR_SA_ID, SamgrSa, samgr_method};
 
 /// SA ids: OpenHarmony's where the service exists there, documented ones of ours otherwise.
@@ -297,9 +298,14 @@ impl Samgr {
     }
 
     /// The dump of one SA for `hidumper -s`; a not-started SA is reported, not started.
+    /// samgr's own dump with `-m` (or `methods`) adds every running SA's method table.
     pub fn dump(&self, id: i32, args: &[String]) -> Result<String, RemoteError> {
         if id == SAMGR_SA_ID {
-            return Ok(self.samgr_sa.dump_text(self));
+            let mut out = self.samgr_sa.dump_text(self);
+            if args.iter().any(|a| matches!(a.as_str(), "-m" | "methods")) {
+                out.push_str(&self.methods_text());
+            }
+            return Ok(out);
         }
         let e = self.entries.get(&id).ok_or_else(|| not_found(id))?;
         Ok(match e.cell.get() {
@@ -309,6 +315,53 @@ impl Samgr {
                 e.profile.name, id
             ),
         })
+    }
+
+    /// The method table of SA `id` (what each method is called and what it takes to call
+    /// it), starting the SA if it is on-demand and not started yet.
+    pub async fn methods_of(&self, id: i32) -> Result<&'static [Method], RemoteError> {
+        if id == SAMGR_SA_ID {
+            return Ok(samgr_sa::own_methods());
+        }
+        let e = self.entries.get(&id).ok_or_else(|| not_found(id))?;
+        let running = start_entry(e)
+            .await
+            .map_err(|reason| start_failed(id, e, reason))?;
+        Ok(running.methods())
+    }
+
+    /// Every running SA's method table, for `hidumper -s 0 -a -m`.
+    fn methods_text(&self) -> String {
+        let mut tables: Vec<(i32, &str, Option<&'static [Method]>)> = vec![(
+            SAMGR_SA_ID,
+            "SystemAbilityManager",
+            Some(samgr_sa::own_methods()),
+        )];
+        tables.extend(self.entries.values().map(|e| {
+            (
+                e.profile.id,
+                e.profile.name,
+                e.cell.get().map(|sa| sa.methods()),
+            )
+        }));
+        let mut out = String::from("  methods (code name: who may call):\n");
+        for (id, name, methods) in tables {
+            out.push_str(&format!("    {name} ({id})\n"));
+            let Some(methods) = methods else {
+                out.push_str("      not started; its table is known once it runs\n");
+                continue;
+            };
+            for m in methods {
+                let who = match (m.permission, m.system_only) {
+                    (Some(p), true) => format!("system processes with {p}"),
+                    (Some(p), false) => p.to_string(),
+                    (None, true) => "system processes".to_string(),
+                    (None, false) => "everyone".to_string(),
+                };
+                out.push_str(&format!("      {:>3} {}: {who}\n", m.code, m.name));
+            }
+        }
+        out
     }
 
     /// Connected clients, for the samgr dump.
@@ -359,6 +412,16 @@ fn not_found(id: i32) -> RemoteError {
     )
 }
 
+fn start_failed(id: i32, e: &Entry, reason: String) -> RemoteError {
+    RemoteError::new(
+        code::SA_INTERNAL,
+        format!(
+            "system ability {id} ({}) failed to start: {reason}",
+            e.profile.name
+        ),
+    )
+}
+
 async fn start_entry(e: &Entry) -> Result<&Arc<dyn SystemAbility>, String> {
     e.cell
         .get_or_try_init(|| async {
@@ -392,15 +455,9 @@ impl Dispatcher for Samgr {
             return self.samgr_sa.call(CallContext { conn }, code_, data).await;
         }
         let e = self.entries.get(&sa).ok_or_else(|| not_found(sa))?;
-        let running = start_entry(e).await.map_err(|reason| {
-            RemoteError::new(
-                code::SA_INTERNAL,
-                format!(
-                    "system ability {sa} ({}) failed to start: {reason}",
-                    e.profile.name
-                ),
-            )
-        })?;
+        let running = start_entry(e)
+            .await
+            .map_err(|reason| start_failed(sa, e, reason))?;
         let m = Self::find_method(running.methods(), code_)
             .ok_or_else(|| unknown_method(e.profile.name, code_))?;
         self.gate(e.profile.name, m, conn.caller())?;

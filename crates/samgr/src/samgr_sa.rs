@@ -1,4 +1,5 @@
-//! samgr's own methods: list, dump, echo, whoami, and client-death events.
+//! samgr's own methods: list, dump, echo, whoami, client-death events, and each SA's method
+//! table with what it takes to call each method.
 
 use crate::{CallContext, Method, Samgr, SystemAbility};
 use bytes::Bytes;
@@ -22,6 +23,37 @@ pub mod samgr_method {
     pub const WHOAMI: u32 = 4;
     /// `u64` subscription id → `()`; events are [`ClientDied`]. System processes only.
     pub const SUBSCRIBE_DEATHS: u32 = 5;
+    /// `i32` SA id → `Vec<MethodInfo>`: the SA's methods with the permission each declares
+    /// (what samgr's gate checks). Starts an on-demand SA, as any call to it does. Open: the
+    /// method tables are part of the published API, as OpenHarmony's permission list is.
+    pub const LIST_METHODS: u32 = 6;
+    /// `Vec<u8>` → the same bytes, like [`ECHO`] but gated by `ohos.permission.DUMP`: the
+    /// benchmark of the permission check's cost on a round trip compares the two.
+    pub const ECHO_CHECKED: u32 = 7;
+
+    /// One row of [`LIST_METHODS`].
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct MethodInfo {
+        /// Transaction code.
+        pub code: u32,
+        /// Method name.
+        pub name: String,
+        /// The permission the caller must hold, if any.
+        pub permission: Option<String>,
+        /// Only system processes (native tokens) may call it.
+        pub system_only: bool,
+    }
+
+    impl From<&crate::Method> for MethodInfo {
+        fn from(m: &crate::Method) -> Self {
+            Self {
+                code: m.code,
+                name: m.name.to_string(),
+                permission: m.permission.map(str::to_string),
+                system_only: m.system_only,
+            }
+        }
+    }
 
     /// Arguments of [`DUMP`].
     #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -52,7 +84,14 @@ const METHODS: &[Method] = &[
     Method::open(ECHO, "Echo"),
     Method::open(WHOAMI, "WhoAmI"),
     Method::system(SUBSCRIBE_DEATHS, "SubscribeClientDeaths"),
+    Method::open(LIST_METHODS, "ListMethods"),
+    Method::with_permission(ECHO_CHECKED, "EchoChecked", "ohos.permission.DUMP"),
 ];
+
+/// samgr's own method table.
+pub(crate) fn own_methods() -> &'static [Method] {
+    METHODS
+}
 
 /// samgr as an SA.
 #[derive(Default)]
@@ -119,7 +158,14 @@ impl SystemAbility for SamgrSa {
                 let a: DumpArgs = decode(&data)?;
                 Ok(encode(&self.samgr()?.dump(a.sa, &a.args)?))
             }
-            ECHO => Ok(data.to_vec()),
+            ECHO | ECHO_CHECKED => Ok(data.to_vec()),
+            LIST_METHODS => {
+                let sa: i32 = decode(&data)?;
+                let methods = self.samgr()?.methods_of(sa).await?;
+                Ok(encode(
+                    &methods.iter().map(MethodInfo::from).collect::<Vec<_>>(),
+                ))
+            }
             WHOAMI => Ok(encode(ctx.caller())),
             SUBSCRIBE_DEATHS => {
                 let sub: u64 = decode(&data)?;

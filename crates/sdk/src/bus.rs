@@ -1,12 +1,23 @@
 //! Soft bus sockets (OpenHarmony's Socket API): listen on a name, bind to a peer's name, send
-//! messages (≤ 4 KiB) and bytes (≤ 4 MiB).
+//! messages (≤ 4 KiB), bytes (≤ 4 MiB), files of any size and unreliable stream frames.
+//!
+//! Files: the daemon never opens a path its caller names, so [`Bus::send_file`] reads the
+//! files here and streams their contents to the daemon, and the receiving side writes them
+//! here too: [`SocketEvents::save_files_into`] saves each incoming file into a directory under
+//! a temp name and renames it to its final name only once it is complete and its SHA-256
+//! matches the sender's; anything else removes the temp file.
 
 use crate::{Device, Error};
-use oxh_ipc::Subscription;
+use oxh_ipc::{Client, RemoteError, Subscription};
 use oxh_softbus::api::{
-    self, BindSocketArgs, IPC_PART, ListenArgs, SOFTBUS_SA_ID, SendArgs, SocketEventView,
+    self, BindSocketArgs, FILE_PART, FileOp, FilePiece, FileResultArgs, IPC_PART, ListenArgs,
+    SOFTBUS_SA_ID, SendArgs, SendFileArgs, SendStreamArgs, SocketEventView,
 };
-pub use oxh_softbus::transport::session::{DataType, MAX_BYTES, MAX_MESSAGE};
+pub use oxh_softbus::transport::session::{DataType, MAX_BYTES, MAX_MESSAGE, sanitize_file_name};
+use oxh_softbus::transport::session::{Digest, Sha256};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Proxy for the soft bus SA.
 pub struct Bus<'a> {
@@ -41,6 +52,56 @@ pub enum SocketEvent {
         /// Payload.
         data: Vec<u8>,
     },
+    /// OnFile, start: a file is arriving (saved under a temp name until complete).
+    FileStart {
+        /// Socket.
+        socket: u64,
+        /// The name it will have.
+        name: String,
+        /// Its size.
+        size: u64,
+    },
+    /// OnFile, progress: after each chunk of a file being saved.
+    FileProgress {
+        /// Socket.
+        socket: u64,
+        /// File name.
+        name: String,
+        /// Bytes received so far.
+        received: u64,
+        /// Total size.
+        size: u64,
+    },
+    /// OnFile, finish: the file is complete, its SHA-256 matched, it has its final name.
+    FileFinish {
+        /// Socket.
+        socket: u64,
+        /// File name.
+        name: String,
+        /// Size in bytes.
+        size: u64,
+        /// SHA-256, lower-case hex.
+        sha256: String,
+        /// Where it was saved.
+        path: PathBuf,
+    },
+    /// OnFile, error: the file was not saved (refused name, broken transfer, checksum
+    /// mismatch, no receive directory); no temp file is left behind.
+    FileError {
+        /// Socket.
+        socket: u64,
+        /// File name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// OnStream: one stream frame (unreliable: frames may be lost).
+    Stream {
+        /// Socket.
+        socket: u64,
+        /// The frame.
+        data: Vec<u8>,
+    },
     /// OnShutdown.
     Shutdown {
         /// Socket.
@@ -50,16 +111,301 @@ pub enum SocketEvent {
     },
 }
 
+/// Progress of [`Bus::send_file`], after each chunk handed to the soft bus.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendProgress {
+    /// Which file (0-based) of `count`.
+    pub index: usize,
+    /// How many files.
+    pub count: usize,
+    /// Destination name.
+    pub name: String,
+    /// Bytes of this file sent so far.
+    pub sent: u64,
+    /// Its size.
+    pub size: u64,
+}
+
+/// A file the receiver confirmed: saved with a matching checksum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentFile {
+    /// Destination name.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256, lower-case hex.
+    pub sha256: String,
+}
+
+/// IPC calls of file data in flight at once.
+const PIPELINE: usize = 3;
+
+/// A call in flight, polled alongside the others so that each request is written as soon as
+/// the one before it is (requests go out in the order of their first poll).
+struct InFlight<F: std::future::Future> {
+    fut: std::pin::Pin<Box<F>>,
+    done: Option<F::Output>,
+}
+
+impl<F: std::future::Future> InFlight<F> {
+    fn new(f: F) -> Self {
+        Self {
+            fut: Box::pin(f),
+            done: None,
+        }
+    }
+
+    fn step(&mut self, cx: &mut std::task::Context<'_>) {
+        if self.done.is_none()
+            && let std::task::Poll::Ready(v) = self.fut.as_mut().poll(cx)
+        {
+            self.done = Some(v);
+        }
+    }
+}
+
+enum Step {
+    Done,
+    Chunk(Option<std::io::Result<Vec<u8>>>),
+    End,
+}
+
+/// Lower-case hex of a digest.
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// SHA-256 of a file, lower-case hex, as the file transfer computes it (for callers that
+/// want to compare a source with what arrived).
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex(&h.finalize()))
+}
+
+fn local(code: i32, msg: String) -> Error {
+    Error::Remote(RemoteError::new(code, msg))
+}
+
+/// The writer thread of a file being received: where its chunks go, and its final hash.
+type Writer = (
+    tokio::sync::mpsc::Sender<WriteMsg>,
+    tokio::task::JoinHandle<std::io::Result<[u8; 32]>>,
+);
+
+enum WriteMsg {
+    Data(Vec<u8>),
+    Finish,
+}
+
+/// A file being received: its temp file (removed on drop unless renamed) and its writer.
+struct Incoming {
+    socket: u64,
+    name: String,
+    size: u64,
+    got: u64,
+    /// Temp file; `None` when the file is only drained (not saved).
+    tmp: Option<PathBuf>,
+    dest: PathBuf,
+    /// Why it will not be saved, when that is known early.
+    error: Option<String>,
+    writer: Option<Writer>,
+}
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        if let Some(t) = self.tmp.take() {
+            let _ = std::fs::remove_file(t);
+        }
+    }
+}
+
+static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// Writes and hashes on a blocking thread, so that the next piece is fetched meanwhile; on
+/// `Finish` the data is synced before the hash is returned.
+fn spawn_writer(mut f: std::fs::File) -> Writer {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<WriteMsg>(4);
+    let h = tokio::task::spawn_blocking(move || {
+        let mut h = Sha256::new();
+        while let Some(m) = rx.blocking_recv() {
+            match m {
+                WriteMsg::Data(d) => {
+                    f.write_all(&d)?;
+                    h.update(&d);
+                }
+                WriteMsg::Finish => {
+                    f.sync_all()?;
+                    return Ok(h.finalize().into());
+                }
+            }
+        }
+        Err(std::io::Error::other("transfer broken"))
+    });
+    (tx, h)
+}
+
 /// Events of a listener or a bound socket.
+///
+/// `next` is not cancel-safe while a file is arriving (a piece pulled by a dropped call is
+/// lost, and the file fails its checksum); call it in a loop rather than racing it.
 pub struct SocketEvents {
     sub: Subscription,
+    client: Client,
     partial: std::collections::HashMap<u64, Vec<u8>>,
+    save_dir: Option<PathBuf>,
+    active: Option<Incoming>,
 }
 
 impl SocketEvents {
+    fn new(sub: Subscription, client: Client) -> Self {
+        Self {
+            sub,
+            client,
+            partial: Default::default(),
+            save_dir: None,
+            active: None,
+        }
+    }
+
+    /// Saves incoming files into `dir` (OpenHarmony's file receive root): under a temp name
+    /// first, renamed when complete and checksummed. Without it, files are drained and
+    /// refused with a [`SocketEvent::FileError`].
+    pub fn save_files_into(&mut self, dir: impl Into<PathBuf>) {
+        self.save_dir = Some(dir.into());
+    }
+
+    fn start_file(&mut self, socket: u64, name: String, size: u64) -> SocketEvent {
+        let mut inc = Incoming {
+            socket,
+            name: name.clone(),
+            size,
+            got: 0,
+            tmp: None,
+            dest: PathBuf::new(),
+            error: None,
+            writer: None,
+        };
+        match (&self.save_dir, sanitize_file_name(&name)) {
+            (None, _) => inc.error = Some("this receiver saves no files".into()),
+            (Some(_), Err(e)) => inc.error = Some(e.to_string()),
+            (Some(dir), Ok(clean)) => {
+                let tmp = dir.join(format!(
+                    ".oxh-recv-{}-{}.part",
+                    std::process::id(),
+                    TMP_SEQ.fetch_add(1, Ordering::Relaxed)
+                ));
+                match std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&tmp)
+                {
+                    Ok(f) => {
+                        inc.tmp = Some(tmp);
+                        inc.dest = dir.join(clean);
+                        inc.writer = Some(spawn_writer(f));
+                    }
+                    Err(e) => {
+                        inc.error = Some(format!("cannot create a file in {}: {e}", dir.display()))
+                    }
+                }
+            }
+        }
+        self.active = Some(inc);
+        SocketEvent::FileStart { socket, name, size }
+    }
+
+    /// Pulls the next piece of the active file; `Some` when there is an event to report.
+    async fn pump_file(&mut self) -> Option<SocketEvent> {
+        let socket = self.active.as_ref()?.socket;
+        let piece: Result<FilePiece, Error> = self
+            .client
+            .call(SOFTBUS_SA_ID, api::bus::RECV_FILE, &socket)
+            .await;
+        match piece {
+            Ok(FilePiece::Data(d)) => {
+                let a = self.active.as_mut()?;
+                a.got += d.len() as u64;
+                let received = a.got;
+                if let Some((tx, _)) = &a.writer {
+                    if tx.send(WriteMsg::Data(d)).await.is_err() {
+                        // The writer failed; its error comes out at the end.
+                        a.writer.take();
+                        a.error
+                            .get_or_insert_with(|| "cannot write the file".into());
+                    }
+                    return Some(SocketEvent::FileProgress {
+                        socket,
+                        name: a.name.clone(),
+                        received,
+                        size: a.size,
+                    });
+                }
+                None
+            }
+            Ok(FilePiece::End { sha256, seq }) => {
+                let mut a = self.active.take()?;
+                let result = a.finish(sha256).await;
+                let error = result.as_ref().err().cloned();
+                let _ = self
+                    .client
+                    .call::<_, ()>(
+                        SOFTBUS_SA_ID,
+                        api::bus::FILE_RESULT,
+                        &FileResultArgs { socket, seq, error },
+                    )
+                    .await;
+                Some(match result {
+                    Ok(path) => SocketEvent::FileFinish {
+                        socket,
+                        name: a.name.clone(),
+                        size: a.size,
+                        sha256: hex(&sha256),
+                        path,
+                    },
+                    Err(reason) => SocketEvent::FileError {
+                        socket,
+                        name: a.name.clone(),
+                        reason,
+                    },
+                })
+            }
+            Ok(FilePiece::Broken { reason }) => {
+                let a = self.active.take()?;
+                Some(SocketEvent::FileError {
+                    socket,
+                    name: a.name.clone(),
+                    reason,
+                })
+            }
+            Err(e) => {
+                let a = self.active.take()?;
+                Some(SocketEvent::FileError {
+                    socket,
+                    name: a.name.clone(),
+                    reason: e.to_string(),
+                })
+            }
+        }
+    }
+
     /// The next event; `None` once the connection closed.
     pub async fn next(&mut self) -> Option<SocketEvent> {
         loop {
+            if self.active.is_some() {
+                if let Some(ev) = self.pump_file().await {
+                    return Some(ev);
+                }
+                continue;
+            }
             let b = self.sub.recv().await?;
             let v: SocketEventView = oxh_ipc::decode(&b).ok()?;
             return Some(match v {
@@ -84,12 +430,70 @@ impl SocketEvents {
                     let data = self.partial.remove(&socket).unwrap_or_default();
                     SocketEvent::Bytes { socket, data }
                 }
+                SocketEventView::FileBegin { socket, name, size } => {
+                    self.start_file(socket, name, size)
+                }
+                SocketEventView::FileRefused {
+                    socket,
+                    name,
+                    reason,
+                } => SocketEvent::FileError {
+                    socket,
+                    name,
+                    reason,
+                },
+                SocketEventView::Stream { socket, data } => SocketEvent::Stream { socket, data },
                 SocketEventView::Shutdown { socket, reason } => {
                     self.partial.remove(&socket);
                     SocketEvent::Shutdown { socket, reason }
                 }
             });
         }
+    }
+}
+
+impl Incoming {
+    /// Completes a file: checks the checksum, renames the temp file, syncs the directory.
+    async fn finish(&mut self, sha256: [u8; 32]) -> Result<PathBuf, String> {
+        let writer = self.writer.take();
+        if let Some(e) = self.error.take() {
+            if let Some((tx, h)) = writer {
+                drop(tx);
+                if let Ok(Err(we)) = h.await {
+                    return Err(format!("{e}: {we}"));
+                }
+            }
+            return Err(e);
+        }
+        let Some((tx, h)) = writer else {
+            return Err("not saved".into());
+        };
+        if self.got != self.size {
+            return Err(format!("got {} of {} bytes", self.got, self.size));
+        }
+        let _ = tx.send(WriteMsg::Finish).await;
+        let actual = match h.await {
+            Ok(Ok(a)) => a,
+            Ok(Err(e)) => return Err(format!("cannot write the file: {e}")),
+            Err(e) => return Err(format!("writer failed: {e}")),
+        };
+        if actual != sha256 {
+            return Err(format!(
+                "checksum mismatch: sender {}, received {}",
+                hex(&sha256),
+                hex(&actual)
+            ));
+        }
+        let tmp = self.tmp.clone().ok_or("no temp file")?;
+        std::fs::rename(&tmp, &self.dest)
+            .map_err(|e| format!("cannot rename to {}: {e}", self.dest.display()))?;
+        self.tmp = None;
+        if let Some(dir) = self.dest.parent()
+            && let Ok(d) = std::fs::File::open(dir)
+        {
+            let _ = d.sync_all();
+        }
+        Ok(self.dest.clone())
     }
 }
 
@@ -105,10 +509,7 @@ impl Bus<'_> {
             .client
             .call::<_, ()>(SOFTBUS_SA_ID, api::bus::LISTEN, &a)
             .await?;
-        Ok(SocketEvents {
-            sub,
-            partial: Default::default(),
-        })
+        Ok(SocketEvents::new(sub, self.dev.client.clone()))
     }
 
     /// Opens a socket to session `name` on the device `network_id`.
@@ -132,13 +533,7 @@ impl Bus<'_> {
             .client
             .call(SOFTBUS_SA_ID, api::bus::BIND, &a)
             .await?;
-        Ok((
-            socket,
-            SocketEvents {
-                sub,
-                partial: Default::default(),
-            },
-        ))
+        Ok((socket, SocketEvents::new(sub, self.dev.client.clone())))
     }
 
     /// Sends a message (≤ 4 KiB).
@@ -174,6 +569,212 @@ impl Bus<'_> {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Sends files (SendFile), each under its own file name; see [`Bus::send_files_as`].
+    pub async fn send_file<P: AsRef<Path>>(
+        &self,
+        socket: u64,
+        paths: &[P],
+        progress: impl FnMut(&SendProgress),
+    ) -> Result<Vec<SentFile>, Error> {
+        let mut files = Vec::with_capacity(paths.len());
+        for p in paths {
+            let p = p.as_ref();
+            let name = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .ok_or_else(|| local(401, format!("{} names no UTF-8 file name", p.display())))?;
+            files.push((p.to_path_buf(), name.to_string()));
+        }
+        self.send_files_as(socket, &files, progress).await
+    }
+
+    /// Sends files (SendFile with OpenHarmony's sFileList/dFileList): each `(source,
+    /// destination name)` in turn. This process reads the sources; each returns once the
+    /// receiver has saved it with a matching SHA-256, and the first failure stops the rest.
+    /// `progress` is called after each chunk.
+    pub async fn send_files_as(
+        &self,
+        socket: u64,
+        files: &[(PathBuf, String)],
+        mut progress: impl FnMut(&SendProgress),
+    ) -> Result<Vec<SentFile>, Error> {
+        let mut done = Vec::with_capacity(files.len());
+        for (index, (path, name)) in files.iter().enumerate() {
+            let mut report = |sent, size| {
+                progress(&SendProgress {
+                    index,
+                    count: files.len(),
+                    name: name.clone(),
+                    sent,
+                    size,
+                })
+            };
+            done.push(self.send_one(socket, path, name, &mut report).await?);
+        }
+        Ok(done)
+    }
+
+    async fn file_op(&self, socket: u64, op: FileOp) -> Result<(), Error> {
+        self.dev
+            .client
+            .call(
+                SOFTBUS_SA_ID,
+                api::bus::SEND_FILE,
+                &SendFileArgs { socket, op },
+            )
+            .await
+    }
+
+    async fn send_one(
+        &self,
+        socket: u64,
+        path: &Path,
+        name: &str,
+        progress: &mut impl FnMut(u64, u64),
+    ) -> Result<SentFile, Error> {
+        let cant = |e: std::io::Error| local(401, format!("cannot read {}: {e}", path.display()));
+        let file = std::fs::File::open(path).map_err(cant)?;
+        let meta = file.metadata().map_err(cant)?;
+        if !meta.is_file() {
+            return Err(local(401, format!("{} is not a file", path.display())));
+        }
+        let size = meta.len();
+        self.file_op(
+            socket,
+            FileOp::Begin {
+                name: name.into(),
+                size,
+            },
+        )
+        .await?;
+        progress(0, size);
+        // Read and hash on a blocking thread while the previous chunk travels.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
+        let reader = tokio::task::spawn_blocking(move || {
+            let mut f = file;
+            let mut h = Sha256::new();
+            let mut left = size;
+            while left > 0 {
+                let n = (FILE_PART as u64).min(left) as usize;
+                let mut buf = vec![0u8; n];
+                if let Err(e) = f.read_exact(&mut buf) {
+                    let _ = tx.blocking_send(Err(e));
+                    return None;
+                }
+                h.update(&buf);
+                if tx.blocking_send(Ok(buf)).is_err() {
+                    return None;
+                }
+                left -= n as u64;
+            }
+            Some(<[u8; 32]>::from(h.finalize()))
+        });
+        // Up to PIPELINE calls in flight, all driven together, so that the daemon works on
+        // one chunk while the next is being written to it.
+        let mut inflight = std::collections::VecDeque::new();
+        let mut sent = 0u64;
+        let mut failed = None;
+        let mut eof = false;
+        loop {
+            let step = std::future::poll_fn(|cx| {
+                for (_, c) in inflight.iter_mut() {
+                    InFlight::step(c, cx);
+                }
+                if inflight
+                    .front()
+                    .is_some_and(|(_, c): &(u64, InFlight<_>)| c.done.is_some())
+                {
+                    return std::task::Poll::Ready(Step::Done);
+                }
+                if !eof
+                    && inflight.len() < PIPELINE
+                    && let std::task::Poll::Ready(c) = rx.poll_recv(cx)
+                {
+                    return std::task::Poll::Ready(Step::Chunk(c));
+                }
+                if eof && inflight.is_empty() {
+                    return std::task::Poll::Ready(Step::End);
+                }
+                std::task::Poll::Pending
+            })
+            .await;
+            match step {
+                Step::Done => {
+                    if let Some((upto, c)) = inflight.pop_front() {
+                        if let Some(Err(e)) = c.done {
+                            failed = Some(e);
+                            break;
+                        }
+                        progress(upto, size);
+                    }
+                }
+                Step::Chunk(Some(Ok(buf))) => {
+                    let offset = sent;
+                    sent += buf.len() as u64;
+                    let op = FileOp::Data { offset, data: buf };
+                    inflight.push_back((sent, InFlight::new(self.file_op(socket, op))));
+                }
+                Step::Chunk(Some(Err(e))) => {
+                    failed = Some(cant(e));
+                    break;
+                }
+                Step::Chunk(None) => eof = true,
+                Step::End => break,
+            }
+        }
+        if let Some(e) = failed {
+            drop(rx);
+            for (_, c) in inflight {
+                if c.done.is_none() {
+                    let _ = c.fut.await;
+                }
+            }
+            let _ = self
+                .file_op(
+                    socket,
+                    FileOp::Abort {
+                        reason: e.to_string(),
+                    },
+                )
+                .await;
+            return Err(e);
+        }
+        let sha256 = match reader.await {
+            Ok(Some(s)) => s,
+            _ => return Err(local(401, format!("cannot read {}", path.display()))),
+        };
+        self.file_op(socket, FileOp::End { sha256 }).await?;
+        Ok(SentFile {
+            name: name.into(),
+            size,
+            sha256: hex(&sha256),
+        })
+    }
+
+    /// Sends one stream frame (SendStream) as an unreliable datagram: it may be lost, and a
+    /// frame over [`Bus::max_stream`] fails with 401.
+    pub async fn send_stream(&self, socket: u64, data: &[u8]) -> Result<(), Error> {
+        let a = SendStreamArgs {
+            socket,
+            data: data.to_vec(),
+        };
+        self.dev
+            .client
+            .call(SOFTBUS_SA_ID, api::bus::SEND_STREAM, &a)
+            .await
+    }
+
+    /// The largest stream frame the socket's path takes now (it can grow as the path MTU is
+    /// discovered).
+    pub async fn max_stream(&self, socket: u64) -> Result<usize, Error> {
+        let n: u64 = self
+            .dev
+            .client
+            .call(SOFTBUS_SA_ID, api::bus::MAX_STREAM, &socket)
+            .await?;
+        Ok(n as usize)
     }
 
     /// Closes a socket.

@@ -1,8 +1,8 @@
-//! The system ability manager: list, dump, and client-death notices.
+//! The system ability manager: list, dump, method tables, and client-death notices.
 
 use crate::{Device, Error};
 use oxh_ipc::{Caller, Subscription};
-use oxh_samgr::samgr_method::{self as m, ClientDied, DumpArgs};
+use oxh_samgr::samgr_method::{self as m, ClientDied, DumpArgs, MethodInfo};
 use oxh_samgr::{SAMGR_SA_ID, SaInfo};
 
 /// Proxy for samgr.
@@ -45,6 +45,22 @@ impl Samgr<'_> {
             .dev
             .client
             .call_raw(SAMGR_SA_ID, m::ECHO, data)
+            .await?
+            .to_vec())
+    }
+    /// SA `sa`'s methods with the permission each declares (starts an on-demand SA).
+    pub async fn list_methods(&self, sa: i32) -> Result<Vec<MethodInfo>, Error> {
+        self.dev
+            .client
+            .call(SAMGR_SA_ID, m::LIST_METHODS, &sa)
+            .await
+    }
+    /// Like [`Self::echo`], through a method gated by ohos.permission.DUMP.
+    pub async fn echo_checked(&self, data: &[u8]) -> Result<Vec<u8>, Error> {
+        Ok(self
+            .dev
+            .client
+            .call_raw(SAMGR_SA_ID, m::ECHO_CHECKED, data)
             .await?
             .to_vec())
     }

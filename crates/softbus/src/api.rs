@@ -38,7 +38,22 @@ pub mod bus {
     pub const SEND: u32 = 3;
     /// `u64` socket → `()`.
     pub const SHUTDOWN: u32 = 4;
+    /// [`super::SendFileArgs`] → `()`: one step of SendFile. The client reads its files and
+    /// streams them in parts (the daemon never opens a path a caller names); `End` returns
+    /// once the receiver has checked and saved the file.
+    pub const SEND_FILE: u32 = 5;
+    /// `u64` socket → [`super::FilePiece`]: the next piece of an incoming file (after a
+    /// [`super::SocketEventView::FileBegin`]); waits for it. Pulling paces the transfer.
+    pub const RECV_FILE: u32 = 6;
+    /// [`super::FileResultArgs`] → `()`: the receiver's verdict on a file, sent to the sender.
+    pub const FILE_RESULT: u32 = 7;
+    /// [`super::SendStreamArgs`] → `()`: one unreliable stream frame (SendStream).
+    pub const SEND_STREAM: u32 = 8;
+    /// `u64` socket → `u64`: the largest stream frame the socket's path takes now.
+    pub const MAX_STREAM: u32 = 9;
 }
+
+pub use crate::transport::session::{FileOp, FilePiece};
 
 /// This device, as `oxh device info` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,6 +160,7 @@ pub struct SendArgs {
     /// Message or bytes.
     pub kind: crate::transport::session::DataType,
     /// This part.
+    #[serde(with = "crate::transport::session::blob")]
     pub data: Vec<u8>,
     /// More parts follow.
     pub more: bool,
@@ -169,6 +185,7 @@ pub enum SocketEventView {
         /// Socket.
         socket: u64,
         /// Payload.
+        #[serde(with = "crate::transport::session::blob")]
         data: Vec<u8>,
     },
     /// Part of a bytes payload; `last` ends it.
@@ -176,9 +193,36 @@ pub enum SocketEventView {
         /// Socket.
         socket: u64,
         /// This part.
+        #[serde(with = "crate::transport::session::blob")]
         data: Vec<u8>,
         /// Final part.
         last: bool,
+    },
+    /// A file starts arriving (OnFile start): pull it with [`bus::RECV_FILE`].
+    FileBegin {
+        /// Socket.
+        socket: u64,
+        /// Checked name to save it under.
+        name: String,
+        /// Size in bytes.
+        size: u64,
+    },
+    /// The peer offered a file under a name this device refuses; it was skipped.
+    FileRefused {
+        /// Socket.
+        socket: u64,
+        /// The name as sent.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// One stream frame (OnStream).
+    Stream {
+        /// Socket.
+        socket: u64,
+        /// The frame.
+        #[serde(with = "crate::transport::session::blob")]
+        data: Vec<u8>,
     },
     /// The socket closed.
     Shutdown {
@@ -191,3 +235,37 @@ pub enum SocketEventView {
 
 /// IPC part size for bytes: under the 1 MiB transaction limit with room for framing.
 pub const IPC_PART: usize = 512 * 1024;
+
+/// Chunk size for file contents over IPC and on the wire: under the 1 MiB IPC transaction
+/// limit with room for framing, and large enough that per-chunk costs stay small.
+pub const FILE_PART: usize = 1024 * 1024 - 16 * 1024;
+
+/// Arguments of [`bus::SEND_FILE`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendFileArgs {
+    /// Socket.
+    pub socket: u64,
+    /// The step.
+    pub op: FileOp,
+}
+
+/// Arguments of [`bus::FILE_RESULT`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileResultArgs {
+    /// Socket.
+    pub socket: u64,
+    /// The file's `seq` from [`FilePiece::End`].
+    pub seq: u64,
+    /// `None`: saved with a matching checksum; else why not.
+    pub error: Option<String>,
+}
+
+/// Arguments of [`bus::SEND_STREAM`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendStreamArgs {
+    /// Socket.
+    pub socket: u64,
+    /// The frame.
+    #[serde(with = "crate::transport::session::blob")]
+    pub data: Vec<u8>,
+}

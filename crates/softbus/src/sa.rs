@@ -1,6 +1,9 @@
 //! The device manager (4802) and soft bus (4700) system abilities over [`Softbus`].
 
-use crate::api::{self, BindArgs, BindSocketArgs, ListenArgs, LocalDevice, PinView, SendArgs};
+use crate::api::{
+    self, BindArgs, BindSocketArgs, FileResultArgs, ListenArgs, LocalDevice, PinView, SendArgs,
+    SendFileArgs, SendStreamArgs,
+};
 use crate::service::Softbus;
 use bytes::Bytes;
 use oxh_ipc::{ConnHandle, RemoteError, decode, encode};
@@ -40,6 +43,11 @@ const BUS_METHODS: &[Method] = &[
     Method::with_permission(api::bus::BIND, "Bind", DISTRIBUTED_DATASYNC),
     Method::with_permission(api::bus::SEND, "Send", DISTRIBUTED_DATASYNC),
     Method::with_permission(api::bus::SHUTDOWN, "Shutdown", DISTRIBUTED_DATASYNC),
+    Method::with_permission(api::bus::SEND_FILE, "SendFile", DISTRIBUTED_DATASYNC),
+    Method::with_permission(api::bus::RECV_FILE, "RecvFile", DISTRIBUTED_DATASYNC),
+    Method::with_permission(api::bus::FILE_RESULT, "FileResult", DISTRIBUTED_DATASYNC),
+    Method::with_permission(api::bus::SEND_STREAM, "SendStream", DISTRIBUTED_DATASYNC),
+    Method::with_permission(api::bus::MAX_STREAM, "GetMaxStream", DISTRIBUTED_DATASYNC),
 ];
 
 /// The device manager SA.
@@ -142,6 +150,29 @@ impl SystemAbility for SoftbusSa {
                 let s: u64 = decode(&data)?;
                 sb.shutdown_socket(&ctx.conn, s).await?;
                 Ok(encode(&()))
+            }
+            api::bus::SEND_FILE => {
+                let a: SendFileArgs = decode(&data)?;
+                sb.send_file(&ctx.conn, a).await?;
+                Ok(encode(&()))
+            }
+            api::bus::RECV_FILE => {
+                let s: u64 = decode(&data)?;
+                Ok(encode(&sb.recv_file(&ctx.conn, s).await?))
+            }
+            api::bus::FILE_RESULT => {
+                let a: FileResultArgs = decode(&data)?;
+                sb.file_result(&ctx.conn, a).await?;
+                Ok(encode(&()))
+            }
+            api::bus::SEND_STREAM => {
+                let a: SendStreamArgs = decode(&data)?;
+                sb.send_stream(&ctx.conn, &a)?;
+                Ok(encode(&()))
+            }
+            api::bus::MAX_STREAM => {
+                let s: u64 = decode(&data)?;
+                Ok(encode(&(sb.max_stream(&ctx.conn, s)? as u64)))
             }
             _ => Err(RemoteError::invalid(format!("unknown code {code}"))),
         }

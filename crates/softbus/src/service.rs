@@ -652,6 +652,21 @@ impl Softbus {
                         }
                         v
                     }
+                    SocketEvent::FileBegin { socket, name, size } => {
+                        vec![SocketEventView::FileBegin { socket, name, size }]
+                    }
+                    SocketEvent::FileRefused {
+                        socket,
+                        name,
+                        reason,
+                    } => vec![SocketEventView::FileRefused {
+                        socket,
+                        name,
+                        reason,
+                    }],
+                    SocketEvent::Stream { socket, data } => {
+                        vec![SocketEventView::Stream { socket, data }]
+                    }
                     SocketEvent::Shutdown { socket, reason } => {
                         vec![SocketEventView::Shutdown { socket, reason }]
                     }
@@ -724,6 +739,60 @@ impl Softbus {
         self.sessions
             .send(a.socket, conn.id(), a.kind, data)
             .await
+            .map_err(session_err)
+    }
+
+    /// One step of sending a file from a client that reads the file itself.
+    pub async fn send_file(
+        &self,
+        conn: &ConnHandle,
+        a: crate::api::SendFileArgs,
+    ) -> Result<(), RemoteError> {
+        self.sessions
+            .send_file(a.socket, conn.id(), a.op)
+            .await
+            .map_err(session_err)
+    }
+
+    /// The next piece of a file arriving on a client's socket.
+    pub async fn recv_file(
+        &self,
+        conn: &ConnHandle,
+        socket: u64,
+    ) -> Result<crate::api::FilePiece, RemoteError> {
+        self.sessions
+            .recv_file(socket, conn.id())
+            .await
+            .map_err(session_err)
+    }
+
+    /// A receiving client's verdict on a file.
+    pub async fn file_result(
+        &self,
+        conn: &ConnHandle,
+        a: crate::api::FileResultArgs,
+    ) -> Result<(), RemoteError> {
+        self.sessions
+            .file_result(a.socket, conn.id(), a.seq, a.error)
+            .await
+            .map_err(session_err)
+    }
+
+    /// One unreliable stream frame on a client's socket.
+    pub fn send_stream(
+        &self,
+        conn: &ConnHandle,
+        a: &crate::api::SendStreamArgs,
+    ) -> Result<(), RemoteError> {
+        self.sessions
+            .send_stream(a.socket, conn.id(), &a.data)
+            .map_err(session_err)
+    }
+
+    /// The largest stream frame a client's socket takes now.
+    pub fn max_stream(&self, conn: &ConnHandle, socket: u64) -> Result<usize, RemoteError> {
+        self.sessions
+            .max_stream(socket, conn.id())
             .map_err(session_err)
     }
 

@@ -614,6 +614,14 @@ pub struct IncomingStream {
     pub recv: quinn::RecvStream,
 }
 
+/// Fuzzing hook (fuzz/): decodes a control-stream frame body as the bus does; `Some` (the message
+/// encoded again) if it is one.
+#[doc(hidden)]
+pub fn fuzz_decode_control(body: &[u8]) -> Option<Vec<u8>> {
+    let m: Control = wire::decode(body).ok()?;
+    postcard::to_allocvec(&m).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,27 +1,99 @@
 //! Sockets (OpenHarmony's Socket API): named endpoints on trusted devices, each socket one
 //! QUIC stream on the pair's shared connection.
 //!
-//! A socket opens with `Open{name, from, data_type}`; the peer answers `Accept` if a listener
-//! owns that name, else `Reject`. Then `Message` (≤ 4 KiB) and `Bytes` (≤ 4 MiB) frames flow
-//! either way until `Shutdown` or the stream ends. A session name belongs to the local client
-//! that first listens on it; another client cannot take it over.
+//! A socket opens with `Open{name, from, data_type, socket}`; the peer answers
+//! `Accept{socket}` if a listener owns that name, else `Reject`. Each side thereby learns the
+//! other's socket id, which datagrams name (see below). Then `Message` (≤ 4 KiB) and `Bytes`
+//! (≤ 4 MiB) frames flow either way until `Shutdown` or the stream ends. A session name
+//! belongs to the local client that first listens on it; another client cannot take it over.
+//!
+//! **Files** (SendFile) travel on the socket's stream as `FileBegin{name, size}`, `FileData`
+//! chunks of at most [`MAX_FILE_CHUNK`] and `FileEnd{sha256}`; QUIC's flow control paces the
+//! sender, and no chunk waits for a round trip. The receiving daemon never touches the file
+//! system: it hands the pieces to its client, which pulls them ([`Sessions::recv_file`]) and
+//! so paces the stream too, writes them under a temp name, checks the SHA-256 and answers
+//! with [`Sessions::file_result`], which travels back as `FileAck{seq, error}`: the sender's
+//! `End` returns only once the receiver has the whole file. Files are numbered per socket and
+//! direction (`seq`, from 0) in the order of their `FileBegin`. Names from the peer are checked
+//! with [`sanitize_file_name`]; a refused file is skipped and acknowledged with an error.
+//!
+//! **Streams** (SendStream) are unreliable QUIC datagrams:
+//! `kind:u8 = 1 | receiver's socket id:u64 LE | frame`. A datagram counts only on the
+//! connection its socket lives on, so a peer can reach only sockets it is a party to.
 
-use super::wire::{read_frame, write_frame};
+use super::wire::{WireError, decode, read_frame, write_frame};
 use super::{Bus, IncomingStream, NodeInfo};
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use tokio::sync::mpsc;
+use std::sync::{Arc, Mutex, Weak};
+use tokio::io::AsyncReadExt;
+use tokio::sync::{mpsc, oneshot};
+
+/// SHA-256 as files are checked with, re-exported so that clients of the soft bus (the SDK,
+/// tests) hash exactly as the protocol expects without a dependency of their own.
+pub use sha2::{Digest, Sha256};
 
 /// OpenHarmony's limit for one message (SendMessage): 4 KiB.
 pub const MAX_MESSAGE: usize = 4 * 1024;
 /// OpenHarmony's limit for one bytes payload (SendBytes): 4 MiB.
 pub const MAX_BYTES: usize = 4 * 1024 * 1024;
+/// Largest file chunk on the wire: big enough that per-chunk costs vanish, small enough that
+/// it also fits one IPC transaction (1 MiB) on either side.
+pub const MAX_FILE_CHUNK: usize = 1024 * 1024;
+/// Longest file name accepted from a peer (Linux's NAME_MAX).
+pub const MAX_FILE_NAME: usize = 255;
 /// Largest frame on a socket stream: a bytes payload and its framing.
 const MAX_SOCKET_FRAME: usize = MAX_BYTES + 64;
 /// Longest session name (OpenHarmony's SESSION_NAME_SIZE_MAX is 256 with the NUL).
 pub const MAX_NAME: usize = 255;
+/// File pieces a receiving daemon holds for its client before it stops reading the stream.
+const FILE_QUEUE: usize = 8;
+/// Datagram kind byte of a socket stream frame.
+const DGRAM_STREAM: u8 = 1;
+/// Datagram header: kind and the receiver's socket id.
+pub const STREAM_HEADER: usize = 9;
+
+/// Serde for byte buffers as one blob: postcard encodes a `Vec<u8>` exactly as it encodes
+/// bytes (length, then the bytes), but as a sequence it would visit them one at a time, which
+/// costs more than the network on a bulk transfer. Use with `#[serde(with = "blob")]`.
+pub mod blob {
+    use serde::de::{Deserializer, SeqAccess, Visitor};
+    use serde::ser::Serializer;
+
+    /// Serializes as bytes.
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    /// Deserializes bytes (or, from formats that wrote a sequence, a sequence of u8).
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        d.deserialize_byte_buf(Blob)
+    }
+
+    struct Blob;
+
+    impl<'de> Visitor<'de> for Blob {
+        type Value = Vec<u8>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("bytes")
+        }
+        fn visit_bytes<E>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+        fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Vec<u8>, A::Error> {
+            let mut v = Vec::with_capacity(a.size_hint().unwrap_or(0).min(1 << 20));
+            while let Some(b) = a.next_element()? {
+                v.push(b);
+            }
+            Ok(v)
+        }
+    }
+}
 
 /// Who owns a listener or socket: a local IPC connection id.
 pub type Owner = u64;
@@ -37,23 +109,46 @@ pub enum DataType {
     File,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+/// Frames on a socket stream. `FileData` must stay at index [`FILE_DATA_TAG`]: it is written
+/// and read without copying through postcard (see [`write_file_data`]).
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 enum Frame {
     Open {
         name: String,
         from: String,
         data_type: DataType,
+        socket: u64,
     },
-    Accept,
+    Accept {
+        socket: u64,
+    },
     Reject {
         reason: String,
     },
-    Message(Vec<u8>),
-    Bytes(Vec<u8>),
+    Message(#[serde(with = "blob")] Vec<u8>),
+    Bytes(#[serde(with = "blob")] Vec<u8>),
     Shutdown {
         reason: String,
     },
+    FileBegin {
+        name: String,
+        size: u64,
+    },
+    FileData(#[serde(with = "blob")] Vec<u8>),
+    FileEnd {
+        sha256: [u8; 32],
+    },
+    FileAbort {
+        reason: String,
+    },
+    FileAck {
+        seq: u64,
+        error: Option<String>,
+    },
 }
+
+/// Postcard's variant index of `Frame::FileData`.
+const FILE_DATA_TAG: u8 = 7;
 
 /// What a socket's owner hears.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +171,7 @@ pub enum SocketEvent {
         /// Socket.
         socket: u64,
         /// Payload.
+        #[serde(with = "blob")]
         data: Vec<u8>,
     },
     /// OnBytes.
@@ -83,12 +179,91 @@ pub enum SocketEvent {
         /// Socket.
         socket: u64,
         /// Payload.
+        #[serde(with = "blob")]
+        data: Vec<u8>,
+    },
+    /// OnFile, start: pull the contents with [`Sessions::recv_file`] until its end.
+    FileBegin {
+        /// Socket.
+        socket: u64,
+        /// The file's name, already checked with [`sanitize_file_name`].
+        name: String,
+        /// Its size in bytes.
+        size: u64,
+    },
+    /// OnFile, error: the peer offered a file under a name we refuse; it is skipped.
+    FileRefused {
+        /// Socket.
+        socket: u64,
+        /// The name as the peer sent it.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// OnStream: one datagram frame.
+    Stream {
+        /// Socket.
+        socket: u64,
+        /// The frame.
+        #[serde(with = "blob")]
         data: Vec<u8>,
     },
     /// OnShutdown.
     Shutdown {
         /// Socket.
         socket: u64,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One step of sending a file, as the sending client drives it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FileOp {
+    /// Starts a file of `size` bytes named `name` on the receiver.
+    Begin {
+        /// Destination name (OpenHarmony's dFileList entry); the receiver checks it.
+        name: String,
+        /// Exact size that will follow.
+        size: u64,
+    },
+    /// The next chunk, at most [`MAX_FILE_CHUNK`], at `offset` (which must follow on from
+    /// the previous chunk: calls may be pipelined, and a chunk out of order is an error rather
+    /// than a corrupt file).
+    Data {
+        /// Where in the file the chunk starts.
+        offset: u64,
+        /// The bytes.
+        #[serde(with = "blob")]
+        data: Vec<u8>,
+    },
+    /// All bytes sent; waits until the receiver confirms (or refuses) the file.
+    End {
+        /// SHA-256 of the contents.
+        sha256: [u8; 32],
+    },
+    /// Gives up on the current file (the sender could not read it).
+    Abort {
+        /// Why, for the receiver.
+        reason: String,
+    },
+}
+
+/// A piece of an incoming file, as the receiving client pulls it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FilePiece {
+    /// The next bytes.
+    Data(#[serde(with = "blob")] Vec<u8>),
+    /// All bytes arrived; the sender's SHA-256 to check them against. Answer with
+    /// [`Sessions::file_result`] and this `seq`.
+    End {
+        /// The sender's checksum.
+        sha256: [u8; 32],
+        /// The file's number on this socket.
+        seq: u64,
+    },
+    /// The transfer broke (peer gone, aborted, socket closed): discard what arrived.
+    Broken {
         /// Why.
         reason: String,
     },
@@ -112,9 +287,37 @@ pub enum SessionError {
     /// The peer refused.
     #[error("peer refused the socket: {0}")]
     Refused(String),
+    /// The receiver did not take the file.
+    #[error("the receiver did not take the file: {0}")]
+    FileRejected(String),
     /// The stream broke.
     #[error("socket failed: {0}")]
     Io(String),
+}
+
+/// Checks a file name that came from a peer and returns the name to save under: directory
+/// components are stripped (`a/b.txt` → `b.txt`); absolute paths, `..` anywhere, empty
+/// names, `.`, control characters and names over [`MAX_FILE_NAME`] bytes are refused, so that
+/// a peer can only ever name a plain file inside the receiver's directory.
+pub fn sanitize_file_name(name: &str) -> Result<String, SessionError> {
+    let bad = |why: &str| Err(SessionError::Invalid(format!("file name {name:?} {why}")));
+    if name.starts_with('/') {
+        return bad("is an absolute path");
+    }
+    if name.chars().any(|c| c.is_control()) {
+        return bad("contains control characters");
+    }
+    if name.split('/').any(|c| c == "..") {
+        return bad("contains '..'");
+    }
+    let last = name.rsplit('/').next().unwrap_or_default();
+    if last.is_empty() || last == "." {
+        return bad("names no file");
+    }
+    if last.len() > MAX_FILE_NAME {
+        return bad("is too long");
+    }
+    Ok(last.to_string())
 }
 
 struct Listener {
@@ -122,18 +325,40 @@ struct Listener {
     tx: mpsc::UnboundedSender<SocketEvent>,
 }
 
+/// The sending half of a socket, with the state of the file being sent on it.
+struct SendHalf {
+    stream: quinn::SendStream,
+    /// (seq, size, bytes sent) of the file in progress.
+    file: Option<(u64, u64, u64)>,
+    next_seq: u64,
+}
+
 struct Socket {
     owner: Owner,
     data_type: DataType,
-    send: Arc<tokio::sync::Mutex<quinn::SendStream>>,
+    send: Arc<tokio::sync::Mutex<SendHalf>>,
     peer: NodeInfo,
+    conn: quinn::Connection,
+    peer_socket: u64,
+    tx: mpsc::UnboundedSender<SocketEvent>,
 }
+
+type FileRx = Arc<tokio::sync::Mutex<mpsc::Receiver<FilePiece>>>;
+/// The receiver's verdict on a file: `None` when saved.
+type AckTx = oneshot::Sender<Option<String>>;
 
 /// The socket table of one device.
 pub struct Sessions {
     bus: Arc<Bus>,
+    me: Weak<Sessions>,
     listeners: Mutex<HashMap<String, Listener>>,
     sockets: Mutex<HashMap<u64, Socket>>,
+    /// Incoming file pieces per socket, for its owner to pull.
+    incoming: Mutex<HashMap<u64, (Owner, FileRx)>>,
+    /// Senders waiting for the receiver's verdict on a file: (socket, seq).
+    acks: Mutex<HashMap<(u64, u64), AckTx>>,
+    /// Connections (stable ids) with a datagram reader.
+    dgram_readers: Mutex<HashSet<usize>>,
     next: AtomicU64,
 }
 
@@ -146,13 +371,104 @@ fn check_name(name: &str) -> Result<(), SessionError> {
     Ok(())
 }
 
+fn io(e: impl ToString) -> SessionError {
+    SessionError::Io(e.to_string())
+}
+
+/// Writes a `FileData` frame whose bytes go to QUIC without a copy: the frame header is
+/// built by hand, exactly as postcard would encode `Frame::FileData(data)`.
+async fn write_file_data(w: &mut quinn::SendStream, data: Vec<u8>) -> Result<(), SessionError> {
+    let mut head = Vec::with_capacity(16);
+    let mut len_varint = Vec::with_capacity(10);
+    let mut n = data.len() as u64;
+    loop {
+        let b = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            len_varint.push(b);
+            break;
+        }
+        len_varint.push(b | 0x80);
+    }
+    let body_len = 1 + len_varint.len() + data.len();
+    head.extend_from_slice(&(body_len as u32).to_le_bytes());
+    head.push(FILE_DATA_TAG);
+    head.extend_from_slice(&len_varint);
+    w.write_all_chunks(&mut [Bytes::from(head), Bytes::from(data)])
+        .await
+        .map_err(io)
+}
+
+/// Reads one socket frame; `FileData` is read straight into its buffer (no decode copy).
+async fn read_socket_frame<R: tokio::io::AsyncRead + Unpin>(
+    r: &mut R,
+) -> Result<Option<Frame>, WireError> {
+    let mut len = [0u8; 4];
+    match AsyncReadExt::read_exact(r, &mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_SOCKET_FRAME {
+        return Err(WireError::TooLarge {
+            len,
+            max: MAX_SOCKET_FRAME,
+        });
+    }
+    if len == 0 {
+        return Err(WireError::Decode("empty frame".into()));
+    }
+    let tag = r.read_u8().await?;
+    if tag == FILE_DATA_TAG {
+        let mut n: u64 = 0;
+        let mut used = 0usize;
+        loop {
+            let b = r.read_u8().await?;
+            n |= u64::from(b & 0x7f) << (7 * used);
+            used += 1;
+            if b & 0x80 == 0 {
+                break;
+            }
+            if used >= 5 {
+                return Err(WireError::Decode("bad chunk length".into()));
+            }
+        }
+        let n = usize::try_from(n).map_err(|_| WireError::Decode("bad chunk length".into()))?;
+        if 1 + used + n != len || n > MAX_FILE_CHUNK {
+            return Err(WireError::Decode("bad file chunk".into()));
+        }
+        let mut data = vec![0u8; n];
+        AsyncReadExt::read_exact(r, &mut data).await?;
+        return Ok(Some(Frame::FileData(data)));
+    }
+    let mut body = vec![0u8; len];
+    body[0] = tag;
+    AsyncReadExt::read_exact(r, &mut body[1..]).await?;
+    decode(&body).map(Some)
+}
+
+/// A file arriving on a socket, as the reading loop tracks it.
+struct InFile {
+    seq: u64,
+    size: u64,
+    got: u64,
+    /// `None` when the file is being skipped (refused name, client gone).
+    sink: Option<mpsc::Sender<FilePiece>>,
+    refused: Option<String>,
+}
+
 impl Sessions {
     /// The socket table, serving incoming streams from `streams`.
     pub fn start(bus: Arc<Bus>, mut streams: mpsc::Receiver<IncomingStream>) -> Arc<Self> {
-        let me = Arc::new(Self {
+        let me = Arc::new_cyclic(|me| Self {
             bus,
+            me: me.clone(),
             listeners: Mutex::new(HashMap::new()),
             sockets: Mutex::new(HashMap::new()),
+            incoming: Mutex::new(HashMap::new()),
+            acks: Mutex::new(HashMap::new()),
+            dgram_readers: Mutex::new(HashSet::new()),
             next: AtomicU64::new(1),
         });
         let m = me.clone();
@@ -192,6 +508,9 @@ impl Sessions {
         if let Ok(mut l) = self.listeners.lock() {
             l.retain(|_, v| v.owner != owner);
         }
+        if let Ok(mut f) = self.incoming.lock() {
+            f.retain(|_, (o, _)| *o != owner);
+        }
         let gone: Vec<_> = self
             .sockets
             .lock()
@@ -208,13 +527,13 @@ impl Sessions {
             tokio::spawn(async move {
                 let mut w = s.send.lock().await;
                 let _ = write_frame(
-                    &mut *w,
+                    &mut w.stream,
                     &Frame::Shutdown {
                         reason: "peer closed".into(),
                     },
                 )
                 .await;
-                let _ = w.finish();
+                let _ = w.stream.finish();
             });
         }
     }
@@ -235,56 +554,76 @@ impl Sessions {
             .bus
             .connection(network_id)
             .ok_or_else(|| SessionError::Offline(network_id.into()))?;
-        let (mut send, mut recv) = conn
-            .open_bi()
-            .await
-            .map_err(|e| SessionError::Io(e.to_string()))?;
+        let (mut send, mut recv) = conn.open_bi().await.map_err(io)?;
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
         write_frame(
             &mut send,
             &Frame::Open {
                 name: name.into(),
                 from: own_name.into(),
                 data_type,
+                socket: id,
             },
         )
         .await
-        .map_err(|e| SessionError::Io(e.to_string()))?;
-        match read_frame::<_, Frame>(&mut recv, 4096).await {
-            Ok(Some(Frame::Accept)) => {}
+        .map_err(io)?;
+        let peer_socket = match read_frame::<_, Frame>(&mut recv, 4096).await {
+            Ok(Some(Frame::Accept { socket })) => socket,
             Ok(Some(Frame::Reject { reason })) => return Err(SessionError::Refused(reason)),
             Ok(_) => return Err(SessionError::Io("peer sent no answer".into())),
-            Err(e) => return Err(SessionError::Io(e.to_string())),
-        }
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        self.add_socket(id, owner, data_type, send, recv, peer, tx);
+            Err(e) => return Err(io(e)),
+        };
+        self.add_socket(
+            id,
+            Socket {
+                owner,
+                data_type,
+                send: Arc::new(tokio::sync::Mutex::new(SendHalf {
+                    stream: send,
+                    file: None,
+                    next_seq: 0,
+                })),
+                peer,
+                conn,
+                peer_socket,
+                tx,
+            },
+            recv,
+        );
         Ok(id)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn add_socket(
-        self: &Arc<Self>,
-        id: u64,
-        owner: Owner,
-        data_type: DataType,
-        send: quinn::SendStream,
-        recv: quinn::RecvStream,
-        peer: NodeInfo,
-        tx: mpsc::UnboundedSender<SocketEvent>,
-    ) {
-        let send = Arc::new(tokio::sync::Mutex::new(send));
-        if let Ok(mut s) = self.sockets.lock() {
-            s.insert(
-                id,
-                Socket {
-                    owner,
-                    data_type,
-                    send,
-                    peer,
-                },
-            );
+    fn add_socket(self: &Arc<Self>, id: u64, s: Socket, recv: quinn::RecvStream) {
+        let tx = s.tx.clone();
+        self.ensure_datagram_reader(&s.conn);
+        if let Ok(mut m) = self.sockets.lock() {
+            m.insert(id, s);
         }
         let me = self.clone();
         tokio::spawn(async move { me.read_socket(id, recv, tx).await });
+    }
+
+    /// The queue of incoming file pieces of a socket, made on the first file.
+    fn file_sink(&self, id: u64) -> Option<mpsc::Sender<FilePiece>> {
+        let owner = self.sockets.lock().ok()?.get(&id)?.owner;
+        let (tx, rx) = mpsc::channel(FILE_QUEUE);
+        self.incoming
+            .lock()
+            .ok()?
+            .insert(id, (owner, Arc::new(tokio::sync::Mutex::new(rx))));
+        Some(tx)
+    }
+
+    /// Writes a frame on a socket's stream, if the socket still exists.
+    async fn write_on(&self, id: u64, f: &Frame) {
+        let send = self
+            .sockets
+            .lock()
+            .ok()
+            .and_then(|s| s.get(&id).map(|s| s.send.clone()));
+        if let Some(send) = send {
+            let _ = write_frame(&mut send.lock().await.stream, f).await;
+        }
     }
 
     async fn read_socket(
@@ -293,25 +632,151 @@ impl Sessions {
         mut recv: quinn::RecvStream,
         tx: mpsc::UnboundedSender<SocketEvent>,
     ) {
+        let mut sink: Option<mpsc::Sender<FilePiece>> = None;
+        let mut file: Option<InFile> = None;
+        let mut seq = 0u64;
         let reason = loop {
-            match read_frame::<_, Frame>(&mut recv, MAX_SOCKET_FRAME).await {
-                Ok(Some(Frame::Message(data))) if data.len() <= MAX_MESSAGE => {
+            let frame = match read_socket_frame(&mut recv).await {
+                Ok(Some(f)) => f,
+                Ok(None) => break "peer closed the socket".to_string(),
+                Err(e) => break e.to_string(),
+            };
+            match frame {
+                Frame::Message(data) if data.len() <= MAX_MESSAGE => {
                     let _ = tx.send(SocketEvent::Message { socket: id, data });
                 }
-                Ok(Some(Frame::Bytes(data))) if data.len() <= MAX_BYTES => {
+                Frame::Bytes(data) if data.len() <= MAX_BYTES => {
                     let _ = tx.send(SocketEvent::Bytes { socket: id, data });
                 }
-                Ok(Some(Frame::Shutdown { reason })) => break reason,
-                Ok(None) => break "peer closed the socket".to_string(),
-                Ok(Some(_)) => break "protocol error".to_string(),
-                Err(e) => break e.to_string(),
+                Frame::Shutdown { reason } => break reason,
+                Frame::FileBegin { name, size } => {
+                    if file.is_some() {
+                        break "protocol error: a file began inside another".to_string();
+                    }
+                    let this = seq;
+                    seq += 1;
+                    match sanitize_file_name(&name) {
+                        Ok(clean) => {
+                            if sink.as_ref().is_none_or(|s| s.is_closed()) {
+                                sink = self.file_sink(id);
+                            }
+                            let _ = tx.send(SocketEvent::FileBegin {
+                                socket: id,
+                                name: clean,
+                                size,
+                            });
+                            file = Some(InFile {
+                                seq: this,
+                                size,
+                                got: 0,
+                                sink: sink.clone(),
+                                refused: None,
+                            });
+                        }
+                        Err(e) => {
+                            let reason = format!("refused: {e}");
+                            let _ = tx.send(SocketEvent::FileRefused {
+                                socket: id,
+                                name,
+                                reason: reason.clone(),
+                            });
+                            file = Some(InFile {
+                                seq: this,
+                                size,
+                                got: 0,
+                                sink: None,
+                                refused: Some(reason),
+                            });
+                        }
+                    }
+                }
+                Frame::FileData(data) => {
+                    let Some(f) = file.as_mut() else {
+                        break "protocol error: file data outside a file".to_string();
+                    };
+                    f.got += data.len() as u64;
+                    if f.got > f.size {
+                        break "protocol error: more file data than announced".to_string();
+                    }
+                    if let Some(s) = &f.sink
+                        && s.send(FilePiece::Data(data)).await.is_err()
+                    {
+                        f.sink = None;
+                        f.refused = Some("the receiving client is gone".into());
+                    }
+                }
+                Frame::FileEnd { sha256 } => {
+                    let Some(f) = file.as_ref() else {
+                        break "protocol error: file end outside a file".to_string();
+                    };
+                    if f.got != f.size {
+                        break format!(
+                            "protocol error: file ended after {} of {} bytes",
+                            f.got, f.size
+                        );
+                    }
+                    let Some(f) = file.take() else { continue };
+                    let delivered = match &f.sink {
+                        Some(s) => s.send(FilePiece::End { sha256, seq: f.seq }).await.is_ok(),
+                        None => false,
+                    };
+                    if !delivered {
+                        let error = f
+                            .refused
+                            .unwrap_or_else(|| "the receiving client is gone".into());
+                        self.write_on(
+                            id,
+                            &Frame::FileAck {
+                                seq: f.seq,
+                                error: Some(error),
+                            },
+                        )
+                        .await;
+                    }
+                }
+                Frame::FileAbort { reason } => {
+                    if let Some(f) = file.take()
+                        && let Some(s) = f.sink
+                    {
+                        let _ = s
+                            .send(FilePiece::Broken {
+                                reason: format!("the sender gave up: {reason}"),
+                            })
+                            .await;
+                    }
+                }
+                Frame::FileAck { seq, error } => {
+                    let waiter = self.acks.lock().ok().and_then(|mut a| a.remove(&(id, seq)));
+                    if let Some(w) = waiter {
+                        let _ = w.send(error);
+                    }
+                }
+                _ => break "protocol error".to_string(),
             }
         };
+        // A file cut off: its receiver must discard what arrived.
+        if let Some(f) = file
+            && let Some(s) = f.sink
+        {
+            let _ = s.try_send(FilePiece::Broken {
+                reason: format!("transfer broken: {reason}"),
+            });
+        }
+        // Nothing left to pull: forget the queue now (otherwise the client drains it).
+        if let Some(s) = sink
+            && s.capacity() == s.max_capacity()
+            && let Ok(mut inc) = self.incoming.lock()
+        {
+            inc.remove(&id);
+        }
         let existed = self
             .sockets
             .lock()
             .map(|mut s| s.remove(&id).is_some())
             .unwrap_or(false);
+        if let Ok(mut a) = self.acks.lock() {
+            a.retain(|(s, _), _| *s != id);
+        }
         if existed {
             let _ = tx.send(SocketEvent::Shutdown { socket: id, reason });
         }
@@ -323,20 +788,23 @@ impl Sessions {
             mut send,
             mut recv,
         } = s;
-        let (name, peer_name, data_type) = match read_frame::<_, Frame>(&mut recv, 4096).await {
-            Ok(Some(Frame::Open {
-                name,
-                from,
-                data_type,
-            })) => (name, from, data_type),
-            _ => return,
-        };
+        let (name, peer_name, data_type, peer_socket) =
+            match read_frame::<_, Frame>(&mut recv, 4096).await {
+                Ok(Some(Frame::Open {
+                    name,
+                    from,
+                    data_type,
+                    socket,
+                })) => (name, from, data_type, socket),
+                _ => return,
+            };
         let tx = self
             .listeners
             .lock()
             .ok()
             .and_then(|l| l.get(&name).map(|l| (l.owner, l.tx.clone())));
-        let Some((owner, tx)) = tx.filter(|(_, tx)| !tx.is_closed()) else {
+        let conn = self.bus.connection(&from.network_id).map(|c| c.0);
+        let (Some((owner, tx)), Some(conn)) = (tx.filter(|(_, tx)| !tx.is_closed()), conn) else {
             let _ = write_frame(
                 &mut send,
                 &Frame::Reject {
@@ -347,10 +815,13 @@ impl Sessions {
             let _ = send.finish();
             return;
         };
-        if write_frame(&mut send, &Frame::Accept).await.is_err() {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        if write_frame(&mut send, &Frame::Accept { socket: id })
+            .await
+            .is_err()
+        {
             return;
         }
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
         let _ = tx.send(SocketEvent::Bind {
             socket: id,
             name,
@@ -358,7 +829,38 @@ impl Sessions {
             peer_network_id: from.network_id.clone(),
             peer_device: from.name.clone(),
         });
-        self.add_socket(id, owner, data_type, send, recv, from, tx);
+        self.add_socket(
+            id,
+            Socket {
+                owner,
+                data_type,
+                send: Arc::new(tokio::sync::Mutex::new(SendHalf {
+                    stream: send,
+                    file: None,
+                    next_seq: 0,
+                })),
+                peer: from,
+                conn,
+                peer_socket,
+                tx,
+            },
+            recv,
+        );
+    }
+
+    fn send_half(
+        &self,
+        socket: u64,
+        owner: Owner,
+    ) -> Result<Arc<tokio::sync::Mutex<SendHalf>>, SessionError> {
+        let s = self
+            .sockets
+            .lock()
+            .map_err(|_| SessionError::Io("poisoned".into()))?;
+        s.get(&socket)
+            .filter(|e| e.owner == owner)
+            .map(|e| e.send.clone())
+            .ok_or(SessionError::NoSocket(socket))
     }
 
     /// Sends a message (≤ 4 KiB) or bytes (≤ 4 MiB) on a socket the caller owns.
@@ -369,17 +871,7 @@ impl Sessions {
         kind: DataType,
         data: Vec<u8>,
     ) -> Result<(), SessionError> {
-        let (send, _dt) = {
-            let s = self
-                .sockets
-                .lock()
-                .map_err(|_| SessionError::Io("poisoned".into()))?;
-            let e = s
-                .get(&socket)
-                .filter(|e| e.owner == owner)
-                .ok_or(SessionError::NoSocket(socket))?;
-            (e.send.clone(), e.data_type)
-        };
+        let send = self.send_half(socket, owner)?;
         let frame = match kind {
             DataType::Message if data.len() > MAX_MESSAGE => {
                 return Err(SessionError::Invalid(format!(
@@ -400,9 +892,253 @@ impl Sessions {
             }
         };
         let mut w = send.lock().await;
-        write_frame(&mut *w, &frame)
+        write_frame(&mut w.stream, &frame).await.map_err(io)
+    }
+
+    /// One step of sending a file on a socket the caller owns (SendFile). `End` returns once
+    /// the receiver has checked and saved the file, or with its reason for not doing so.
+    pub async fn send_file(
+        &self,
+        socket: u64,
+        owner: Owner,
+        op: FileOp,
+    ) -> Result<(), SessionError> {
+        let send = self.send_half(socket, owner)?;
+        let mut w = send.lock().await;
+        match op {
+            FileOp::Begin { name, size } => {
+                if w.file.is_some() {
+                    return Err(SessionError::Invalid(
+                        "a file is already being sent on this socket".into(),
+                    ));
+                }
+                if name.is_empty() || name.len() > 4096 || name.contains('\0') {
+                    return Err(SessionError::Invalid(format!(
+                        "file name {name:?} must be 1..=4096 bytes without NUL"
+                    )));
+                }
+                let seq = w.next_seq;
+                write_frame(&mut w.stream, &Frame::FileBegin { name, size })
+                    .await
+                    .map_err(io)?;
+                w.next_seq += 1;
+                w.file = Some((seq, size, 0));
+                Ok(())
+            }
+            FileOp::Data { offset, data } => {
+                let Some((_, size, sent)) = w.file.as_mut() else {
+                    return Err(SessionError::Invalid("no file begun on this socket".into()));
+                };
+                if offset != *sent {
+                    return Err(SessionError::Invalid(format!(
+                        "file chunk at offset {offset}, expected {sent}"
+                    )));
+                }
+                if data.len() > MAX_FILE_CHUNK {
+                    return Err(SessionError::Invalid(format!(
+                        "file chunk of {} bytes exceeds {MAX_FILE_CHUNK}",
+                        data.len()
+                    )));
+                }
+                if *sent + data.len() as u64 > *size {
+                    return Err(SessionError::Invalid(format!(
+                        "more data than the {size} bytes announced"
+                    )));
+                }
+                *sent += data.len() as u64;
+                if data.is_empty() {
+                    return Ok(());
+                }
+                write_file_data(&mut w.stream, data).await
+            }
+            FileOp::End { sha256 } => {
+                let Some((seq, size, sent)) = w.file else {
+                    return Err(SessionError::Invalid("no file begun on this socket".into()));
+                };
+                if sent != size {
+                    return Err(SessionError::Invalid(format!(
+                        "only {sent} of the {size} bytes announced were sent"
+                    )));
+                }
+                let (ack_tx, ack_rx) = oneshot::channel();
+                if let Ok(mut a) = self.acks.lock() {
+                    a.insert((socket, seq), ack_tx);
+                }
+                w.file = None;
+                let r = write_frame(&mut w.stream, &Frame::FileEnd { sha256 }).await;
+                drop(w);
+                // The reading loop drops waiters when the socket ends; if it already has,
+                // nobody will answer.
+                let alive = self
+                    .sockets
+                    .lock()
+                    .map(|s| s.contains_key(&socket))
+                    .unwrap_or(false);
+                if r.is_err() || !alive {
+                    if let Ok(mut a) = self.acks.lock() {
+                        a.remove(&(socket, seq));
+                    }
+                    return Err(SessionError::Io(
+                        "the socket closed before the file was confirmed".into(),
+                    ));
+                }
+                match ack_rx.await {
+                    Ok(None) => Ok(()),
+                    Ok(Some(e)) => Err(SessionError::FileRejected(e)),
+                    Err(_) => Err(SessionError::Io(
+                        "the socket closed before the receiver confirmed the file".into(),
+                    )),
+                }
+            }
+            FileOp::Abort { reason } => {
+                if w.file.take().is_some() {
+                    write_frame(&mut w.stream, &Frame::FileAbort { reason })
+                        .await
+                        .map_err(io)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The next piece of the file arriving on a socket the caller owns; waits for it.
+    pub async fn recv_file(&self, socket: u64, owner: Owner) -> Result<FilePiece, SessionError> {
+        let rx = self
+            .incoming
+            .lock()
+            .map_err(|_| SessionError::Io("poisoned".into()))?
+            .get(&socket)
+            .filter(|(o, _)| *o == owner)
+            .map(|(_, rx)| rx.clone())
+            .ok_or(SessionError::NoSocket(socket))?;
+        let piece = rx.lock().await.recv().await;
+        match piece {
+            Some(p) => Ok(p),
+            None => {
+                if let Ok(mut inc) = self.incoming.lock()
+                    && inc.get(&socket).is_some_and(|(_, r)| Arc::ptr_eq(r, &rx))
+                {
+                    inc.remove(&socket);
+                }
+                Ok(FilePiece::Broken {
+                    reason: "the socket closed during the transfer".into(),
+                })
+            }
+        }
+    }
+
+    /// The receiving client's verdict on file `seq` (None: saved), sent back to the sender.
+    pub async fn file_result(
+        &self,
+        socket: u64,
+        owner: Owner,
+        seq: u64,
+        error: Option<String>,
+    ) -> Result<(), SessionError> {
+        let send = self.send_half(socket, owner)?;
+        let mut w = send.lock().await;
+        write_frame(&mut w.stream, &Frame::FileAck { seq, error })
             .await
-            .map_err(|e| SessionError::Io(e.to_string()))
+            .map_err(io)
+    }
+
+    /// The largest frame [`Sessions::send_stream`] can send on a socket now: the path's
+    /// datagram size less our header.
+    pub fn max_stream(&self, socket: u64, owner: Owner) -> Result<usize, SessionError> {
+        let s = self
+            .sockets
+            .lock()
+            .map_err(|_| SessionError::Io("poisoned".into()))?;
+        let s = s
+            .get(&socket)
+            .filter(|e| e.owner == owner)
+            .ok_or(SessionError::NoSocket(socket))?;
+        Ok(s.conn
+            .max_datagram_size()
+            .unwrap_or(0)
+            .saturating_sub(STREAM_HEADER))
+    }
+
+    /// Sends one stream frame as an unreliable datagram (SendStream): it may be lost, never
+    /// split; a frame over [`Sessions::max_stream`] is an error.
+    pub fn send_stream(&self, socket: u64, owner: Owner, data: &[u8]) -> Result<(), SessionError> {
+        let (conn, peer_socket) = {
+            let s = self
+                .sockets
+                .lock()
+                .map_err(|_| SessionError::Io("poisoned".into()))?;
+            let s = s
+                .get(&socket)
+                .filter(|e| e.owner == owner)
+                .ok_or(SessionError::NoSocket(socket))?;
+            (s.conn.clone(), s.peer_socket)
+        };
+        let max = conn
+            .max_datagram_size()
+            .unwrap_or(0)
+            .saturating_sub(STREAM_HEADER);
+        if data.len() > max {
+            return Err(SessionError::Invalid(format!(
+                "stream frame of {} bytes exceeds the path's {max}-byte datagram limit",
+                data.len()
+            )));
+        }
+        let mut d = Vec::with_capacity(STREAM_HEADER + data.len());
+        d.push(DGRAM_STREAM);
+        d.extend_from_slice(&peer_socket.to_le_bytes());
+        d.extend_from_slice(data);
+        conn.send_datagram(Bytes::from(d)).map_err(|e| match e {
+            quinn::SendDatagramError::TooLarge => {
+                SessionError::Invalid("stream frame exceeds the path's datagram limit".into())
+            }
+            e => io(e),
+        })
+    }
+
+    /// Reads the datagrams of a connection, once per connection.
+    fn ensure_datagram_reader(&self, conn: &quinn::Connection) {
+        let id = conn.stable_id();
+        let fresh = self
+            .dgram_readers
+            .lock()
+            .map(|mut r| r.insert(id))
+            .unwrap_or(false);
+        if !fresh {
+            return;
+        }
+        let me = self.me.clone();
+        let conn = conn.clone();
+        tokio::spawn(async move {
+            while let Ok(d) = conn.read_datagram().await {
+                let Some(m) = me.upgrade() else { return };
+                m.on_datagram(&conn, &d);
+            }
+            if let Some(m) = me.upgrade()
+                && let Ok(mut r) = m.dgram_readers.lock()
+            {
+                r.remove(&id);
+            }
+        });
+    }
+
+    fn on_datagram(&self, conn: &quinn::Connection, d: &[u8]) {
+        let (Some(&DGRAM_STREAM), Some(id)) = (d.first(), d.get(1..STREAM_HEADER)) else {
+            return;
+        };
+        let mut b = [0u8; 8];
+        b.copy_from_slice(id);
+        let socket = u64::from_le_bytes(b);
+        let tx = self.sockets.lock().ok().and_then(|s| {
+            s.get(&socket)
+                .filter(|s| s.conn.stable_id() == conn.stable_id())
+                .map(|s| s.tx.clone())
+        });
+        if let Some(tx) = tx {
+            let _ = tx.send(SocketEvent::Stream {
+                socket,
+                data: d[STREAM_HEADER..].to_vec(),
+            });
+        }
     }
 
     /// Closes a socket the caller owns (Shutdown).
@@ -415,15 +1151,18 @@ impl Sessions {
         let s = s
             .filter(|s| s.owner == owner)
             .ok_or(SessionError::NoSocket(socket))?;
+        if let Ok(mut inc) = self.incoming.lock() {
+            inc.remove(&socket);
+        }
         let mut w = s.send.lock().await;
         let _ = write_frame(
-            &mut *w,
+            &mut w.stream,
             &Frame::Shutdown {
                 reason: "closed by peer".into(),
             },
         )
         .await;
-        let _ = w.finish();
+        let _ = w.stream.finish();
         Ok(())
     }
 
@@ -449,6 +1188,20 @@ impl Sessions {
             s.join(", ")
         )
     }
+}
+/// Fuzzing hook (fuzz/): reads socket frames from `stream` as a socket's reading loop does,
+/// up to 64; returns each frame encoded again, and the error that stopped the reading if any.
+#[doc(hidden)]
+pub async fn fuzz_read_socket_frames(mut stream: &[u8]) -> (Vec<Vec<u8>>, Option<WireError>) {
+    let mut out = Vec::new();
+    for _ in 0..64 {
+        match read_socket_frame(&mut stream).await {
+            Ok(Some(f)) => out.push(postcard::to_allocvec(&f).unwrap_or_default()),
+            Ok(None) => return (out, None),
+            Err(e) => return (out, Some(e)),
+        }
+    }
+    (out, None)
 }
 
 #[cfg(test)]
@@ -547,6 +1300,393 @@ mod tests {
         assert!(
             matches!(e, SessionError::Refused(ref r) if r.contains("nobody-here")),
             "{e}"
+        );
+    }
+
+    async fn pull(s: &Sessions, sock: u64, owner: Owner) -> FilePiece {
+        tokio::time::timeout(Duration::from_secs(10), s.recv_file(sock, owner))
+            .await
+            .expect("piece in 10 s")
+            .expect("pull")
+    }
+
+    /// Receives one whole file on `sock`, checking the sender's checksum like the SDK does.
+    async fn receive_all(s: &Sessions, sock: u64, owner: Owner) -> (Vec<u8>, bool) {
+        let mut got = Vec::new();
+        loop {
+            match pull(s, sock, owner).await {
+                FilePiece::Data(d) => got.extend_from_slice(&d),
+                FilePiece::End { sha256, seq } => {
+                    let ok: [u8; 32] = Sha256::digest(&got).into();
+                    let ok = ok == sha256;
+                    s.file_result(sock, owner, seq, (!ok).then(|| "checksum".into()))
+                        .await
+                        .unwrap();
+                    return (got, ok);
+                }
+                FilePiece::Broken { reason } => panic!("broken: {reason}"),
+            }
+        }
+    }
+
+    async fn send_whole(
+        s: &Sessions,
+        sock: u64,
+        owner: Owner,
+        name: &str,
+        data: &[u8],
+    ) -> Result<(), SessionError> {
+        s.send_file(
+            sock,
+            owner,
+            FileOp::Begin {
+                name: name.into(),
+                size: data.len() as u64,
+            },
+        )
+        .await?;
+        for (i, c) in data.chunks(MAX_FILE_CHUNK).enumerate() {
+            let offset = (i * MAX_FILE_CHUNK) as u64;
+            s.send_file(
+                sock,
+                owner,
+                FileOp::Data {
+                    offset,
+                    data: c.to_vec(),
+                },
+            )
+            .await?;
+        }
+        let sha256: [u8; 32] = Sha256::digest(data).into();
+        s.send_file(sock, owner, FileOp::End { sha256 }).await
+    }
+
+    #[test]
+    fn file_names_from_peers_are_checked() {
+        assert_eq!(sanitize_file_name("a.txt").unwrap(), "a.txt");
+        assert_eq!(sanitize_file_name("dir/sub/a.txt").unwrap(), "a.txt");
+        assert_eq!(sanitize_file_name("..a").unwrap(), "..a");
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../x",
+            "a/../x",
+            "/etc/passwd",
+            "dir/",
+            "a\nb",
+            "x/..",
+        ] {
+            assert!(sanitize_file_name(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(sanitize_file_name(&"n".repeat(MAX_FILE_NAME + 1)).is_err());
+    }
+
+    #[test]
+    fn blobs_encode_as_byte_sequences_do() {
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct Seq(Vec<u8>);
+        let data: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
+        let a = postcard::to_allocvec(&Frame::Bytes(data.clone())).unwrap();
+        let b = postcard::to_allocvec(&(4u8, Seq(data.clone()))).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(
+            postcard::from_bytes::<Frame>(&b).unwrap(),
+            Frame::Bytes(data)
+        );
+    }
+
+    #[test]
+    fn file_data_tag_is_postcards() {
+        let b = postcard::to_allocvec(&Frame::FileData(vec![1, 2, 3])).unwrap();
+        assert_eq!(b, [FILE_DATA_TAG, 3, 1, 2, 3]);
+    }
+
+    #[tokio::test]
+    async fn files_cross_with_checksums_acks_and_refusals() {
+        let (_a, b, sa, sb) = pair().await;
+        let (ltx, mut lrx) = mpsc::unbounded_channel();
+        sb.listen("files", 7, ltx).unwrap();
+        let (btx, _brx) = mpsc::unbounded_channel();
+        let s = sa
+            .bind(
+                &b.local_info().network_id,
+                "files",
+                "me",
+                DataType::File,
+                1,
+                btx,
+            )
+            .await
+            .unwrap();
+        let SocketEvent::Bind { socket: peer, .. } = ev(&mut lrx).await else {
+            panic!()
+        };
+        // Sizes around the chunk size, and an empty file.
+        for (i, len) in [
+            0usize,
+            1,
+            MAX_FILE_CHUNK,
+            MAX_FILE_CHUNK + 1,
+            3 * MAX_FILE_CHUNK + 7,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let data: Vec<u8> = (0..len).map(|j| (j * 7 + i) as u8).collect();
+            let name = format!("dir/f{i}");
+            let send = send_whole(&sa, s, 1, &name, &data);
+            let recv = async {
+                let e = ev(&mut lrx).await;
+                assert_eq!(
+                    e,
+                    SocketEvent::FileBegin {
+                        socket: peer,
+                        name: format!("f{i}"),
+                        size: len as u64
+                    }
+                );
+                receive_all(&sb, peer, 7).await
+            };
+            let (sent, (got, ok)) = tokio::join!(send, recv);
+            sent.unwrap();
+            assert!(ok);
+            assert_eq!(got, data);
+        }
+        // A hostile name is refused and the sender hears why; the socket still works.
+        let e = send_whole(&sa, s, 1, "../x", b"evil").await.unwrap_err();
+        assert!(
+            matches!(e, SessionError::FileRejected(ref r) if r.contains("..")),
+            "{e}"
+        );
+        assert!(matches!(
+            ev(&mut lrx).await,
+            SocketEvent::FileRefused { .. }
+        ));
+        // A wrong checksum is rejected by the receiving client.
+        let send = async {
+            sa.send_file(
+                s,
+                1,
+                FileOp::Begin {
+                    name: "c".into(),
+                    size: 2,
+                },
+            )
+            .await
+            .unwrap();
+            sa.send_file(
+                s,
+                1,
+                FileOp::Data {
+                    offset: 0,
+                    data: b"ab".to_vec(),
+                },
+            )
+            .await
+            .unwrap();
+            sa.send_file(s, 1, FileOp::End { sha256: [0; 32] }).await
+        };
+        let recv = async {
+            assert!(matches!(ev(&mut lrx).await, SocketEvent::FileBegin { .. }));
+            receive_all(&sb, peer, 7).await
+        };
+        let (sent, (_, ok)) = tokio::join!(send, recv);
+        assert!(!ok);
+        assert_eq!(sent, Err(SessionError::FileRejected("checksum".into())));
+        // The sender cannot send more than it announced, nor end early.
+        sa.send_file(
+            s,
+            1,
+            FileOp::Begin {
+                name: "d".into(),
+                size: 1,
+            },
+        )
+        .await
+        .unwrap();
+        assert!(matches!(
+            sa.send_file(
+                s,
+                1,
+                FileOp::Data {
+                    offset: 0,
+                    data: vec![0; 2]
+                }
+            )
+            .await,
+            Err(SessionError::Invalid(_))
+        ));
+        // Chunks must follow on from each other.
+        assert!(matches!(
+            sa.send_file(s, 1, FileOp::Data { offset: 1, data: vec![0; 1] }).await,
+            Err(SessionError::Invalid(ref m)) if m.contains("offset")
+        ));
+        assert!(matches!(
+            sa.send_file(s, 1, FileOp::End { sha256: [0; 32] }).await,
+            Err(SessionError::Invalid(_))
+        ));
+        // Aborting: the receiver hears that the transfer broke.
+        sa.send_file(
+            s,
+            1,
+            FileOp::Abort {
+                reason: "gone".into(),
+            },
+        )
+        .await
+        .unwrap();
+        assert!(matches!(ev(&mut lrx).await, SocketEvent::FileBegin { .. }));
+        assert!(matches!(pull(&sb, peer, 7).await, FilePiece::Broken { .. }));
+        // The socket closing mid-file breaks the transfer too.
+        sa.send_file(
+            s,
+            1,
+            FileOp::Begin {
+                name: "e".into(),
+                size: 10,
+            },
+        )
+        .await
+        .unwrap();
+        sa.send_file(
+            s,
+            1,
+            FileOp::Data {
+                offset: 0,
+                data: vec![1; 4],
+            },
+        )
+        .await
+        .unwrap();
+        sa.shutdown(s, 1).await.unwrap();
+        assert!(matches!(ev(&mut lrx).await, SocketEvent::FileBegin { .. }));
+        assert_eq!(pull(&sb, peer, 7).await, FilePiece::Data(vec![1; 4]));
+        assert!(matches!(pull(&sb, peer, 7).await, FilePiece::Broken { .. }));
+        assert!(matches!(ev(&mut lrx).await, SocketEvent::Shutdown { .. }));
+    }
+
+    #[tokio::test]
+    async fn stream_frames_are_datagrams_with_a_size_limit() {
+        let (_a, b, sa, sb) = pair().await;
+        let (ltx, mut lrx) = mpsc::unbounded_channel();
+        sb.listen("media", 7, ltx).unwrap();
+        let (btx, mut brx) = mpsc::unbounded_channel();
+        let s = sa
+            .bind(
+                &b.local_info().network_id,
+                "media",
+                "me",
+                DataType::Bytes,
+                1,
+                btx,
+            )
+            .await
+            .unwrap();
+        let SocketEvent::Bind { socket: peer, .. } = ev(&mut lrx).await else {
+            panic!()
+        };
+        let max = sa.max_stream(s, 1).unwrap();
+        assert!(max >= 1000, "{max}");
+        sa.send_stream(s, 1, &[5u8; 1000]).unwrap();
+        assert_eq!(
+            ev(&mut lrx).await,
+            SocketEvent::Stream {
+                socket: peer,
+                data: vec![5u8; 1000]
+            }
+        );
+        sb.send_stream(peer, 7, b"back").unwrap();
+        assert_eq!(
+            ev(&mut brx).await,
+            SocketEvent::Stream {
+                socket: s,
+                data: b"back".to_vec()
+            }
+        );
+        assert!(matches!(
+            sa.send_stream(s, 1, &vec![0u8; 64 * 1024]),
+            Err(SessionError::Invalid(ref m)) if m.contains("datagram")
+        ));
+        assert_eq!(sa.send_stream(s, 2, b"x"), Err(SessionError::NoSocket(s)));
+    }
+
+    /// The session layer alone (no IPC), for throughput work:
+    /// `cargo test -p oxh-softbus --release --lib session_file_throughput -- --ignored --nocapture`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "throughput measurement"]
+    async fn session_file_throughput() {
+        let (_a, b, sa, sb) = pair().await;
+        let (ltx, mut lrx) = mpsc::unbounded_channel();
+        sb.listen("files", 7, ltx).unwrap();
+        let (btx, _brx) = mpsc::unbounded_channel();
+        let s = sa
+            .bind(
+                &b.local_info().network_id,
+                "files",
+                "me",
+                DataType::File,
+                1,
+                btx,
+            )
+            .await
+            .unwrap();
+        let SocketEvent::Bind { socket: peer, .. } = ev(&mut lrx).await else {
+            panic!()
+        };
+        let total: u64 = 1 << 30;
+        let chunk = vec![0x5au8; crate::api::FILE_PART];
+        let t = std::time::Instant::now();
+        let send = async {
+            sa.send_file(
+                s,
+                1,
+                FileOp::Begin {
+                    name: "x".into(),
+                    size: total,
+                },
+            )
+            .await
+            .unwrap();
+            let mut left = total;
+            while left > 0 {
+                let n = left.min(chunk.len() as u64) as usize;
+                let offset = total - left;
+                sa.send_file(
+                    s,
+                    1,
+                    FileOp::Data {
+                        offset,
+                        data: chunk[..n].to_vec(),
+                    },
+                )
+                .await
+                .unwrap();
+                left -= n as u64;
+            }
+            sa.send_file(s, 1, FileOp::End { sha256: [0; 32] }).await
+        };
+        let recv = async {
+            assert!(matches!(ev(&mut lrx).await, SocketEvent::FileBegin { .. }));
+            let mut got = 0u64;
+            loop {
+                match pull(&sb, peer, 7).await {
+                    FilePiece::Data(d) => got += d.len() as u64,
+                    FilePiece::End { seq, .. } => {
+                        sb.file_result(peer, 7, seq, None).await.unwrap();
+                        return got;
+                    }
+                    FilePiece::Broken { reason } => panic!("{reason}"),
+                }
+            }
+        };
+        let (r, got) = tokio::join!(send, recv);
+        r.unwrap();
+        assert_eq!(got, total);
+        let el = t.elapsed();
+        eprintln!(
+            "1 GiB through the session layer in {el:?}: {:.0} MB/s",
+            total as f64 / 1e6 / el.as_secs_f64()
         );
     }
 }

@@ -1,0 +1,37 @@
+//! Fuzzes the discovery advert decoder on TXT records as mDNS carries them: the input is
+//! DNS TXT wire format (a length byte, then that many bytes, repeated), each string split at
+//! its first `=` into key and value (no `=`: a key without value), as mdns-sd hands them to us.
+//! An advert that decodes must survive its own TXT form unchanged.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use oxh_softbus::discovery::Advert;
+
+fuzz_target!(|data: &[u8]| {
+    let mut strings = Vec::new();
+    let mut rest = data;
+    while let Some((&n, tail)) = rest.split_first() {
+        let n = usize::from(n).min(tail.len());
+        strings.push(&tail[..n]);
+        rest = &tail[n..];
+    }
+    let entries: Vec<(&str, Option<&[u8]>)> = strings
+        .iter()
+        .filter_map(|s| {
+            let (k, v) = match s.iter().position(|&b| b == b'=') {
+                Some(i) => (&s[..i], Some(&s[i + 1..])),
+                None => (&s[..], None),
+            };
+            Some((std::str::from_utf8(k).ok()?, v))
+        })
+        .collect();
+    if let Ok(a) = Advert::from_txt(entries) {
+        let txt = a.to_txt();
+        for (k, v) in &txt {
+            assert!(k.len() + 1 + v.len() <= 255, "TXT string too long: {k}={v}");
+        }
+        let back = Advert::from_txt(txt.iter().map(|(k, v)| (k.as_str(), Some(v.as_bytes()))))
+            .expect("our own TXT record decodes");
+        assert_eq!(back, a);
+    }
+});
