@@ -141,6 +141,11 @@ pub fn format_log(fmt: &str, args: &[LogArg], mask: bool) -> String {
             i += 1;
             continue;
         }
+        // The message is cut to MAX_MSG_LEN anyway: stop once past it, so that a small request
+        // full of wide specifiers cannot make the daemon build megabytes of text.
+        if out.len() > crate::MAX_MSG_LEN {
+            return out;
+        }
         out.push_str(&fmt[lit_start..i]);
         let start = i;
         i += 1;
@@ -360,6 +365,14 @@ fn pad_number(out: &mut String, spec: &Spec, sign: &str, digits: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn many_wide_specifiers_stay_bounded() {
+        let fmt = "%4095d".repeat(10_000);
+        let args: Vec<LogArg> = (0..10_000).map(|i| LogArg::from(i as i64)).collect();
+        let out = format_log(&fmt, &args, false);
+        assert!(out.len() <= 2 * crate::MAX_MSG_LEN, "{} bytes", out.len());
+    }
 
     fn f(fmt: &str, args: &[LogArg]) -> String {
         format_log(fmt, args, false)

@@ -137,7 +137,47 @@ impl Visit for Visitor {
     }
 }
 
+impl HilogLayer {
+    /// Whether events of this callsite are stored at all: ours from `min_level` up, other
+    /// crates' (quinn, rustls, ...) from INFO up. Deciding per callsite lets tracing skip the
+    /// rest entirely, which matters on hot paths such as QUIC's per-packet debug events.
+    fn wants(&self, meta: &tracing::Metadata<'_>) -> bool {
+        if meta.is_span() {
+            // No spans are stored; disabling them saves the registry's work per span.
+            return false;
+        }
+        let Some(level) = level_from_tracing(meta.level()) else {
+            return false;
+        };
+        let floor = if meta.target().starts_with("oxh") {
+            self.min_level
+        } else {
+            self.min_level.max(Level::Info)
+        };
+        level >= floor
+    }
+}
+
 impl<S: Subscriber> Layer<S> for HilogLayer {
+    fn register_callsite(
+        &self,
+        meta: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        if self.wants(meta) {
+            tracing::subscriber::Interest::always()
+        } else {
+            tracing::subscriber::Interest::never()
+        }
+    }
+
+    fn enabled(&self, meta: &tracing::Metadata<'_>, _ctx: Context<'_, S>) -> bool {
+        self.wants(meta)
+    }
+
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::DEBUG)
+    }
+
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         let meta = event.metadata();
         let Some(level) = level_from_tracing(meta.level()) else {

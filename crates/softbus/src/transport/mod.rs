@@ -176,8 +176,39 @@ pub struct BusChannels {
     pub streams: mpsc::Receiver<IncomingStream>,
 }
 
+/// UDP socket buffer size asked for: bulk transfer on loopback/LAN overruns the default
+/// (about 200 KiB) and drops packets.
+const SOCKET_BUFFER: usize = 8 << 20;
+/// Largest UDP payload (IPv4 loopback's limit). MTU discovery climbs towards it, so loopback
+/// and jumbo-frame LANs carry far fewer, larger packets; ordinary paths settle at their MTU.
+const MAX_UDP_PAYLOAD: u16 = 65_507;
+
+/// The bus's UDP socket, with large buffers, wrapped in a quinn endpoint.
+fn bind_endpoint(
+    addr: SocketAddr,
+    server: quinn::ServerConfig,
+) -> std::io::Result<quinn::Endpoint> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        let _ = sock.set_only_v6(false);
+    }
+    // Best effort: the kernel caps these at net.core.[rw]mem_max.
+    let _ = sock.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
+    sock.bind(&addr.into())?;
+    let mut ep = quinn::EndpointConfig::default();
+    let _ = ep.max_udp_payload_size(MAX_UDP_PAYLOAD);
+    let runtime = quinn::default_runtime()
+        .ok_or_else(|| std::io::Error::other("no async runtime for the bus"))?;
+    quinn::Endpoint::new(ep, Some(server), sock.into(), runtime)
+}
+
 fn transport_config(cfg: &BusConfig) -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
+    let mut mtu = quinn::MtuDiscoveryConfig::default();
+    mtu.upper_bound(MAX_UDP_PAYLOAD);
+    t.mtu_discovery_config(Some(mtu));
     t.keep_alive_interval(Some(cfg.heartbeat));
     if let Ok(idle) = quinn::IdleTimeout::try_from(cfg.idle_timeout) {
         t.max_idle_timeout(Some(idle));
@@ -206,7 +237,7 @@ impl Bus {
             .map_err(|e| BusError::Tls(tls::TlsError::Cert(format!("quic server config: {e}"))))?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(qsc));
         server.transport_config(transport.clone());
-        let endpoint = quinn::Endpoint::server(server, cfg.listen)?;
+        let endpoint = bind_endpoint(cfg.listen, server)?;
         let own_key = key.verifying_key().to_bytes();
         let mut local = local;
         local.listen_port = endpoint.local_addr()?.port();
