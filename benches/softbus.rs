@@ -143,6 +143,10 @@ fn main() {
         });
     }
 
+    eprintln!(
+        "bound ({} binds); measuring start-to-online",
+        bind_times.len()
+    );
     // Start-to-ONLINE: restart b; it dials a from its static peer.
     let mut online_times = Vec::new();
     for _ in 0..5 {
@@ -173,6 +177,7 @@ fn main() {
         drop(da);
     }
 
+    eprintln!("online times measured; measuring round trips and throughput");
     // Message round trip and bytes throughput, app to app.
     let (rtt, mbps) = rt.block_on(async {
         let da = oxh_sdk::Device::connect(&a.dir).await.expect("a");
@@ -214,6 +219,7 @@ fn main() {
                 lat.push(t.elapsed());
             }
         }
+        eprintln!("round trips done; bytes throughput");
         let payload = vec![1u8; 4 << 20];
         let total: usize = 512 << 20;
         let n = total / payload.len();

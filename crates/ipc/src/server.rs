@@ -60,6 +60,8 @@ struct Outbox {
     wr: OwnedWriteHalf,
     q: Mutex<OutQ>,
     notify: Notify,
+    /// Signalled when queued bytes were written, for senders waiting for room.
+    room: Notify,
 }
 
 #[derive(Default)]
@@ -147,7 +149,10 @@ impl Outbox {
                 }
                 let Ok(mut q) = self.q.lock() else { return };
                 match self.wr.try_write(&q.buf) {
-                    Ok(n) => q.buf.advance(n),
+                    Ok(n) => {
+                        q.buf.advance(n);
+                        self.room.notify_waiters();
+                    }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(_) => {
                         q.closed = true;
@@ -188,6 +193,28 @@ impl ConnHandle {
         match &self.sink {
             Sink::Socket(o) => o.is_closed(),
             Sink::Channel(tx) => tx.is_closed(),
+        }
+    }
+    /// Pushes an event like [`ConnHandle::push_event`], but when the client is behind, waits
+    /// for it to read instead of dropping the event: for data that must not be lost (socket
+    /// bytes), where the sender is better slowed down. False once the client is gone.
+    pub async fn push_event_wait(&self, sub: u64, data: &[u8]) -> bool {
+        let frame = frame::event(sub, data);
+        match &self.sink {
+            Sink::Channel(tx) => tx.send(frame).is_ok(),
+            Sink::Socket(o) => loop {
+                let room = o.room.notified();
+                tokio::pin!(room);
+                room.as_mut().enable();
+                if o.send(&frame, true) {
+                    return true;
+                }
+                if o.is_closed() {
+                    return false;
+                }
+                // Bounded: re-check at least every 100 ms in case the writer is gone.
+                let _ = tokio::time::timeout(std::time::Duration::from_millis(100), room).await;
+            },
         }
     }
     fn send(&self, frame: &[u8], is_event: bool) -> bool {
@@ -280,6 +307,7 @@ async fn serve_conn(id: u64, stream: UnixStream, caller: Caller, dispatcher: Arc
         wr,
         q: Mutex::new(OutQ::default()),
         notify: Notify::new(),
+        room: Notify::new(),
     });
     let conn = ConnHandle {
         id,

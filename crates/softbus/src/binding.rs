@@ -132,8 +132,11 @@ pub async fn initiate(
         }
     }
     .await;
-    // Let the last frame reach the peer before closing.
-    let _ = tokio::time::timeout(Duration::from_millis(200), conn.closed()).await;
+    // On success the target's Accept was the last frame: close at once. On failure our Abort
+    // may still be in flight: give it a moment to reach the peer.
+    if result.is_err() {
+        let _ = tokio::time::timeout(Duration::from_millis(200), conn.closed()).await;
+    }
     conn.close(quinn::VarInt::from_u32(0), b"binding done");
     result
 }

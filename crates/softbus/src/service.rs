@@ -672,7 +672,7 @@ impl Softbus {
                     }
                 };
                 for v in views {
-                    if !conn.push_event(sub, &encode(&v)) && conn.is_closed() {
+                    if !conn.push_event_wait(sub, &encode(&v)).await {
                         return;
                     }
                 }

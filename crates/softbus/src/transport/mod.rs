@@ -521,6 +521,7 @@ impl Bus {
         dialer_key: [u8; 32],
     ) {
         let mut was_online = false;
+        let mut restarted: Option<NodeInfo> = None;
         {
             let Ok(mut peers) = self.peers.lock() else {
                 return;
@@ -528,12 +529,20 @@ impl Bus {
             if let Some(existing) = peers.get(&key)
                 && existing.conn.close_reason().is_none()
             {
-                was_online = true;
-                if existing.dialer_key <= dialer_key
-                    && existing.conn.stable_id() != conn.stable_id()
-                {
-                    conn.close(quinn::VarInt::from_u32(CLOSE_DUPLICATE), b"duplicate");
-                    return;
+                if existing.info.network_id == info.network_id {
+                    // Same run of the peer: both sides dialed at once, and the connection
+                    // dialed by the smaller key wins on both sides.
+                    was_online = true;
+                    if existing.dialer_key <= dialer_key
+                        && existing.conn.stable_id() != conn.stable_id()
+                    {
+                        conn.close(quinn::VarInt::from_u32(CLOSE_DUPLICATE), b"duplicate");
+                        return;
+                    }
+                } else {
+                    // A new networkId: the peer restarted and the old connection is dead,
+                    // even if its idle timeout has not fired yet.
+                    restarted = Some(existing.info.clone());
                 }
                 existing
                     .conn
@@ -547,6 +556,9 @@ impl Bus {
                     dialer_key,
                 },
             );
+        }
+        if let Some(old) = restarted {
+            let _ = self.events.send(BusEvent::Offline(old));
         }
         if !was_online {
             tracing::info!(
