@@ -87,6 +87,7 @@ fn iperf3() -> Option<f64> {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
+    let _ = server.kill();
     let _ = server.wait();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
     v["end"]["sum_received"]["bits_per_second"].as_f64()
