@@ -684,3 +684,51 @@ async fn stream_frames_arrive_as_datagrams_and_oversize_frames_fail() {
         }
     );
 }
+
+/// Static peers (networks without multicast) are probed and listed by `discover`, and can be
+/// bound by their discover id like mDNS-found devices.
+#[tokio::test]
+async fn static_peers_are_discovered_and_bindable_by_id() {
+    let a = TestDevice::start();
+    let b = TestDevice::start_with(&["--peer", &a.ready_field("bus")]);
+    let sb = b.sdk().await;
+    let t = Instant::now();
+    let seen = within(
+        "a to appear in b's discover",
+        Duration::from_secs(5),
+        async {
+            loop {
+                let s = sb.device_manager().discover().await.unwrap();
+                if let Some(v) = s.into_iter().next() {
+                    return v;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        },
+    )
+    .await;
+    eprintln!("static peer listed after {:?}", t.elapsed());
+    assert_eq!(seen.name, "test-device");
+    assert!(!seen.trusted);
+    assert_eq!(seen.addresses, vec![a.ready_field("bus")]);
+    assert_eq!(seen.id.len(), 32, "the udid hash, never the udid");
+    let udid_a: serde_json::Value =
+        serde_json::from_str(&a.oxh_ok(&["device", "info", "--json"])).unwrap();
+    assert!(!seen.id.contains(udid_a["udid"].as_str().unwrap()));
+    let out = b.oxh_ok(&["device", "discover"]);
+    assert!(out.contains(&seen.id) && out.contains(" no "), "{out}");
+    // Bind by a prefix of the id.
+    let pin = a
+        .sdk()
+        .await
+        .device_manager()
+        .issue_pin()
+        .await
+        .unwrap()
+        .pin;
+    b.oxh_ok(&["device", "bind", &seen.id[..8], "--pin", &pin]);
+    wait_online(&b, 1).await;
+    let out = b.oxh_ok(&["device", "discover", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["trusted"], true, "{out}");
+}

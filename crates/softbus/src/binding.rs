@@ -13,6 +13,44 @@ const EXPORTER_LABEL: &[u8] = b"EXPORTER-oxh-bind-v1";
 /// Largest binding frame (devauth's limit).
 const MAX_BIND_FRAME: usize = 4096;
 
+/// First frame of a probe: a peer asking who we are (for static peers, which mDNS does not
+/// describe). Not a valid binding message, so it cannot be confused with one.
+const PROBE_MAGIC: &[u8] = b"\0oxh-probe-v1";
+
+/// What a device tells anyone who probes it: what its mDNS advert says, nothing more.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProbeInfo {
+    /// Device name.
+    pub name: String,
+    /// Device type name.
+    pub device_type: String,
+    /// Hash of the udid, hex (as in the mDNS advert's `uh`).
+    pub uh: String,
+}
+
+/// Asks the device at `addr` for its [`ProbeInfo`] over a binding connection.
+pub async fn probe(bus: &Arc<Bus>, addr: SocketAddr) -> Result<ProbeInfo, BindFailure> {
+    let (conn, _key) = bus
+        .connect_for_binding(addr)
+        .await
+        .map_err(|e| BindFailure::Transport(e.to_string()))?;
+    let r = async {
+        let (mut send, mut recv) = conn
+            .open_bi()
+            .await
+            .map_err(|e| BindFailure::Transport(e.to_string()))?;
+        write_msg(&mut send, PROBE_MAGIC).await?;
+        let b = read_msg(&mut recv).await?;
+        postcard::from_bytes(&b)
+            .map_err(|e| BindFailure::Transport(format!("bad probe reply: {e}")))
+    };
+    let r = tokio::time::timeout(Duration::from_secs(5), r)
+        .await
+        .unwrap_or_else(|_| Err(BindFailure::Transport("probe timed out".into())));
+    conn.close(quinn::VarInt::from_u32(0), b"probe done");
+    r
+}
+
 /// Why binding failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BindFailure {
@@ -142,12 +180,14 @@ pub async fn initiate(
 }
 
 /// Serves one incoming binding connection against this device's PIN.
+/// Returns `Ok(None)` when the peer only probed.
 pub async fn respond(
     incoming: BindIncoming,
     me: LocalDevice,
     pins: Arc<Mutex<PinManager>>,
     epoch: Instant,
-) -> Result<BoundPeer, BindFailure> {
+    probe_info: &ProbeInfo,
+) -> Result<Option<BoundPeer>, BindFailure> {
     let conn = incoming.conn;
     let result = async {
         let chan = Channel {
@@ -159,12 +199,27 @@ pub async fn respond(
             .map_err(|_| BindFailure::Transport("no binding stream".into()))?
             .map_err(|e| BindFailure::Transport(e.to_string()))?;
         let mut target = Target::new(me, chan, epoch.elapsed())?;
+        let first = tokio::time::timeout(Duration::from_secs(30), read_msg(&mut recv))
+            .await
+            .map_err(|_| BindFailure::Transport("no first binding message".into()))??;
+        if first == PROBE_MAGIC {
+            let reply = postcard::to_allocvec(probe_info)
+                .map_err(|e| BindFailure::Transport(e.to_string()))?;
+            write_msg(&mut send, &reply).await?;
+            let _ = send.finish();
+            return Ok(None);
+        }
+        let mut pending = Some(first);
         loop {
             let wait = target
                 .deadline()
                 .map(|d| d.saturating_sub(epoch.elapsed()))
                 .unwrap_or(Duration::from_secs(30));
-            let step = match tokio::time::timeout(wait, read_msg(&mut recv)).await {
+            let next = match pending.take() {
+                Some(b) => Ok(Ok(b)),
+                None => tokio::time::timeout(wait, read_msg(&mut recv)).await,
+            };
+            let step = match next {
                 Ok(Ok(bytes)) => {
                     let mut p = pins
                         .lock()
@@ -178,7 +233,7 @@ pub async fn respond(
                 },
             };
             if let Some(p) = apply(step, &mut send).await? {
-                return Ok(p);
+                return Ok(Some(p));
             }
         }
     }

@@ -83,6 +83,17 @@ struct Candidate {
     key: Option<[u8; 32]>,
 }
 
+/// A static peer and what its last probe said.
+#[derive(Debug, Default)]
+struct StaticPeer {
+    info: Option<binding::ProbeInfo>,
+    last_probe: Option<Instant>,
+    in_flight: bool,
+}
+
+/// How often a static peer is probed again (its name may change).
+const PROBE_EVERY: Duration = Duration::from_secs(10);
+
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(3);
 const RECONCILE_EVERY: Duration = Duration::from_millis(100);
@@ -101,6 +112,8 @@ pub struct Softbus {
     epoch: Instant,
     candidates: Mutex<HashMap<SocketAddr, Candidate>>,
     state_subs: Mutex<Vec<(ConnHandle, u64)>>,
+    probe_info: binding::ProbeInfo,
+    statics: Mutex<HashMap<SocketAddr, StaticPeer>>,
     pending_bytes: Mutex<HashMap<(Owner, u64), Vec<u8>>>,
 }
 
@@ -178,6 +191,11 @@ impl Softbus {
             None => None,
         };
         let sessions = Sessions::start(bus.clone(), channels.streams);
+        let probe_info = binding::ProbeInfo {
+            name: info.name.clone(),
+            device_type: info.device_type.as_str().to_string(),
+            uh: UdidHash::of(&info.udid).to_hex(),
+        };
         let sb = Arc::new(Softbus {
             me,
             info,
@@ -191,6 +209,8 @@ impl Softbus {
             epoch: Instant::now(),
             candidates: Mutex::new(HashMap::new()),
             state_subs: Mutex::new(Vec::new()),
+            probe_info,
+            statics: Mutex::new(HashMap::new()),
             pending_bytes: Mutex::new(HashMap::new()),
         });
         for p in &cfg.static_peers {
@@ -256,6 +276,9 @@ impl Softbus {
         if let Some(d) = &self.discovery {
             let _ = d.add_static(addr);
         }
+        if let Ok(mut s) = self.statics.lock() {
+            s.entry(addr).or_default();
+        }
         if let Ok(mut c) = self.candidates.lock() {
             c.entry(addr).or_insert(Candidate {
                 expected: None,
@@ -298,6 +321,7 @@ impl Softbus {
                 }
             }
         }
+        self.probe_statics();
         let now = Instant::now();
         let mut due = Vec::new();
         if let Ok(mut cands) = self.candidates.lock() {
@@ -331,6 +355,41 @@ impl Softbus {
                             c.next_try = Instant::now() + c.backoff;
                             c.backoff = (c.backoff * 2).min(BACKOFF_MAX);
                         }
+                    }
+                }
+            });
+        }
+    }
+
+    /// Probes static peers whose advert is unknown or old, so `discover` can list them.
+    fn probe_statics(self: &Arc<Self>) {
+        let now = Instant::now();
+        let due: Vec<SocketAddr> = match self.statics.lock() {
+            Ok(mut s) => s
+                .iter_mut()
+                .filter(|(_, p)| {
+                    !p.in_flight
+                        && p.last_probe
+                            .is_none_or(|t| now.duration_since(t) > PROBE_EVERY)
+                })
+                .map(|(a, p)| {
+                    p.in_flight = true;
+                    *a
+                })
+                .collect(),
+            Err(_) => return,
+        };
+        for addr in due {
+            let sb = self.clone();
+            tokio::spawn(async move {
+                let r = binding::probe(&sb.bus, addr).await;
+                if let Ok(mut s) = sb.statics.lock()
+                    && let Some(p) = s.get_mut(&addr)
+                {
+                    p.in_flight = false;
+                    p.last_probe = Some(Instant::now());
+                    if let Ok(info) = r {
+                        p.info = Some(info);
                     }
                 }
             });
@@ -404,8 +463,17 @@ impl Softbus {
     }
 
     async fn respond_bind(self: Arc<Self>, inc: crate::transport::BindIncoming) {
-        match binding::respond(inc, self.me.clone(), self.pins.clone(), self.epoch).await {
-            Ok(peer) => {
+        match binding::respond(
+            inc,
+            self.me.clone(),
+            self.pins.clone(),
+            self.epoch,
+            &self.probe_info,
+        )
+        .await
+        {
+            Ok(None) => tracing::debug!(tag = "devicemanager", "answered a probe"),
+            Ok(Some(peer)) => {
                 let t = peer.to_trusted(now_secs());
                 tracing::info!(
                     tag = "devicemanager",
@@ -441,15 +509,12 @@ impl Softbus {
         Ok((pin, left))
     }
 
-    /// Devices seen on the network.
+    /// Devices seen on the network (mDNS), and static peers that answered a probe.
     pub fn discovered(&self) -> Vec<SeenView> {
-        let Some(d) = &self.discovery else {
-            return Vec::new();
-        };
         let trusted = self.trusted_hashes();
-        d.snapshot()
-            .into_iter()
-            .filter_map(|s| {
+        let mut out: Vec<SeenView> = Vec::new();
+        if let Some(d) = &self.discovery {
+            out.extend(d.snapshot().into_iter().filter_map(|s| {
                 let a = s.advert.clone()?;
                 let key = trusted.get(&a.uh).copied();
                 Some(SeenView {
@@ -464,8 +529,32 @@ impl Softbus {
                     trusted: key.is_some(),
                     online: key.is_some_and(|k| self.bus.is_online(&k)),
                 })
+            }));
+        }
+        let statics: Vec<(SocketAddr, binding::ProbeInfo)> = self
+            .statics
+            .lock()
+            .map(|s| {
+                s.iter()
+                    .filter_map(|(a, p)| p.info.clone().map(|i| (*a, i)))
+                    .collect()
             })
-            .collect()
+            .unwrap_or_default();
+        for (addr, p) in statics {
+            if out.iter().any(|v| v.id == p.uh) {
+                continue;
+            }
+            let key = UdidHash::from_hex(&p.uh).and_then(|h| trusted.get(&h).copied());
+            out.push(SeenView {
+                id: p.uh,
+                name: p.name,
+                device_type: p.device_type,
+                addresses: vec![addr.to_string()],
+                trusted: key.is_some(),
+                online: key.is_some_and(|k| self.bus.is_online(&k)),
+            });
+        }
+        out
     }
 
     fn resolve_target(&self, id: &str) -> Result<SocketAddr, RemoteError> {
