@@ -14,7 +14,6 @@ use oxh_softbus::api::StateEvent;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -27,111 +26,7 @@ const DISCOVER_WITHIN: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------- fixtures
 
-fn run(prog: &str, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(prog)
-        .args(args)
-        .output()
-        .map_err(|e| format!("{prog}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{prog} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn ns_run(ns: &str, cmd: &[&str]) -> Result<String, String> {
-    let mut args = vec!["netns", "exec", ns];
-    args.extend_from_slice(cmd);
-    run("ip", &args)
-}
-
-/// Why this test cannot run here, if it cannot.
-fn skip_reason() -> Option<String> {
-    // SAFETY: geteuid(2) has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("not root (network namespaces need CAP_SYS_ADMIN)".into());
-    }
-    if let Err(e) = run("ip", &["-V"]) {
-        return Some(format!("no usable `ip`: {e}"));
-    }
-    None
-}
-
-static NS_SEQ: AtomicU32 = AtomicU32::new(0);
-
-/// Network namespaces made by the test; deleted on drop (in reverse), which also deletes the
-/// veths and the bridge inside them.
-struct Netns {
-    names: Vec<String>,
-}
-
-impl Netns {
-    /// Creates a namespace, unique per process (pid) and call, with `lo` up.
-    fn add(&mut self) -> Result<String, String> {
-        let name = format!(
-            "oxhnt{}-{}",
-            std::process::id(),
-            NS_SEQ.fetch_add(1, Ordering::Relaxed)
-        );
-        run("ip", &["netns", "add", &name])?;
-        self.names.push(name.clone());
-        ns_run(&name, &["ip", "link", "set", "lo", "up"])?;
-        Ok(name)
-    }
-
-    /// A bridge `br0` in a namespace of its own, with one veth per host namespace: `pN` on
-    /// the bridge side, `eth0` with 10.78.0.N+1/24 on the host side.
-    fn bridge(&mut self, hosts: &[String]) -> Result<(), String> {
-        let br = self.add()?;
-        ns_run(&br, &["ip", "link", "add", "br0", "type", "bridge"])?;
-        ns_run(&br, &["ip", "link", "set", "br0", "up"])?;
-        for (i, ns) in hosts.iter().enumerate() {
-            let port = format!("p{i}");
-            ns_run(
-                &br,
-                &[
-                    "ip", "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", ns,
-                ],
-            )?;
-            ns_run(&br, &["ip", "link", "set", &port, "master", "br0", "up"])?;
-            let addr = format!("10.78.0.{}/24", i + 1);
-            ns_run(ns, &["ip", "addr", "add", &addr, "dev", "eth0"])?;
-            ns_run(ns, &["ip", "link", "set", "eth0", "up"])?;
-        }
-        for ns in hosts {
-            wait_link_up(ns)?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        for n in self.names.drain(..).rev() {
-            if let Err(e) = run("ip", &["netns", "del", &n]) {
-                eprintln!("cleanup: {e}");
-            }
-        }
-    }
-}
-
-/// Waits (bounded) until `eth0` in `ns` is up.
-fn wait_link_up(ns: &str) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let out = ns_run(ns, &["ip", "-br", "link", "show", "eth0"])?;
-        if out.contains(" UP ") {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(format!("eth0 in {ns} not up: {out}"));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use oxh_testkit::{Netns, ns_run, skip_reason};
 
 /// A real `oxhd` inside a namespace; killed and reaped on drop. Must be dropped before the
 /// [`Netns`] (declare it after), or `ip netns del` leaves a namespace held by the process.
@@ -353,7 +248,7 @@ async fn three_hosts_on_a_bridge_discover_bind_go_offline_and_come_back() {
         eprintln!("SKIPPED: {why}");
         return;
     }
-    let mut netns = Netns { names: Vec::new() };
+    let mut netns = Netns::new("oxhnt");
     let hosts = match (0..3).map(|_| netns.add()).collect::<Result<Vec<_>, _>>() {
         Ok(h) => h,
         Err(e) => {
@@ -361,7 +256,7 @@ async fn three_hosts_on_a_bridge_discover_bind_go_offline_and_come_back() {
             return;
         }
     };
-    if let Err(e) = netns.bridge(&hosts) {
+    if let Err(e) = netns.bridge(&hosts, "10.78.0") {
         eprintln!("SKIPPED: cannot make a bridge between namespaces: {e}");
         return;
     }

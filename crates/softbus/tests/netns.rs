@@ -11,7 +11,6 @@ use oxh_softbus::discovery::{
 };
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -28,72 +27,7 @@ const ESTABLISHED_AFTER: Duration = Duration::from_millis(2300);
 
 // ---------------------------------------------------------------- parent side: fixtures
 
-/// Network namespaces created by a test; deleted on drop, which also removes their veths.
-struct Netns {
-    names: Vec<String>,
-}
-
-static NS_SEQ: AtomicU32 = AtomicU32::new(0);
-
-impl Netns {
-    fn new() -> Self {
-        Netns { names: Vec::new() }
-    }
-    /// Creates a namespace with `lo` up and returns its name.
-    fn add(&mut self) -> Result<String, String> {
-        let name = format!(
-            "oxhsb{}-{}",
-            std::process::id(),
-            NS_SEQ.fetch_add(1, Ordering::Relaxed)
-        );
-        run("ip", &["netns", "add", &name])?;
-        self.names.push(name.clone());
-        ns_run(&name, &["ip", "link", "set", "lo", "up"])?;
-        Ok(name)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        for n in self.names.drain(..).rev() {
-            let _ = Command::new("ip").args(["netns", "del", &n]).status();
-        }
-    }
-}
-
-fn run(prog: &str, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(prog)
-        .args(args)
-        .output()
-        .map_err(|e| format!("{prog}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{prog} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn ns_run(ns: &str, cmd: &[&str]) -> Result<String, String> {
-    let mut args = vec!["netns", "exec", ns];
-    args.extend_from_slice(cmd);
-    run("ip", &args)
-}
-
-/// Why these tests cannot run here, if they cannot.
-fn skip_reason() -> Option<String> {
-    match run("id", &["-u"]) {
-        Ok(uid) if uid.trim() == "0" => {}
-        Ok(_) => return Some("not root".into()),
-        Err(e) => return Some(e),
-    }
-    if let Err(e) = run("ip", &["-V"]) {
-        return Some(format!("no usable `ip`: {e}"));
-    }
-    None
-}
+use oxh_testkit::{Netns, ns_run, run, skip_reason, wait_link_up};
 
 macro_rules! skip_unless_possible {
     () => {
@@ -199,28 +133,6 @@ impl Drop for Proc {
     }
 }
 
-/// Joins namespaces `nss` with a bridge that lives in a namespace of its own; gives the i-th
-/// an address 10.77.0.(i+1)/24 on interface `eth0`.
-fn bridge(netns: &mut Netns, nss: &[String]) -> Result<(), String> {
-    let br = netns.add()?;
-    ns_run(&br, &["ip", "link", "add", "br0", "type", "bridge"])?;
-    ns_run(&br, &["ip", "link", "set", "br0", "up"])?;
-    for (i, ns) in nss.iter().enumerate() {
-        let port = format!("p{i}");
-        ns_run(
-            &br,
-            &[
-                "ip", "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", ns,
-            ],
-        )?;
-        ns_run(&br, &["ip", "link", "set", &port, "master", "br0", "up"])?;
-        let addr = format!("10.77.0.{}/24", i + 1);
-        ns_run(ns, &["ip", "addr", "add", &addr, "dev", "eth0"])?;
-        ns_run(ns, &["ip", "link", "set", "eth0", "up"])?;
-    }
-    Ok(())
-}
-
 /// Splits "<uh> <number>" as the children print it.
 fn split2(s: &str) -> (String, u64) {
     let mut it = s.split_whitespace();
@@ -236,22 +148,6 @@ fn epoch_ms() -> u128 {
         .unwrap_or(0)
 }
 
-/// Waits (bounded) until IPv4 on `eth0` in `ns` is usable, i.e. the address is not tentative
-/// and the link is up, so that the first multicast is not lost to the link coming up.
-fn wait_link_up(ns: &str) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let out = ns_run(ns, &["ip", "-br", "link", "show", "eth0"])?;
-        if out.contains(" UP ") {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(format!("eth0 in {ns} not up: {out}"));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 // ---------------------------------------------------------------- tests
 
 /// Two devices in two namespaces joined by a bridge (separate hosts, as far as the network
@@ -259,10 +155,12 @@ fn wait_link_up(ns: &str) -> Result<(), String> {
 #[test]
 fn devices_on_a_bridge_find_each_other_within_1s() {
     skip_unless_possible!();
-    let mut netns = Netns::new();
+    let mut netns = Netns::new("oxhsb");
     let a = netns.add().expect("netns a");
     let b = netns.add().expect("netns b");
-    bridge(&mut netns, &[a.clone(), b.clone()]).expect("bridge");
+    netns
+        .bridge(&[a.clone(), b.clone()], "10.77.0")
+        .expect("bridge");
     wait_link_up(&a).expect("a up");
     wait_link_up(&b).expect("b up");
 
@@ -276,7 +174,7 @@ fn devices_on_a_bridge_find_each_other_within_1s() {
 #[test]
 fn loopback_only_devices_find_each_other_within_1s() {
     skip_unless_possible!();
-    let mut netns = Netns::new();
+    let mut netns = Netns::new("oxhsb");
     let ns = netns.add().expect("netns");
     let flags = ns_run(&ns, &["ip", "-br", "link", "show", "lo"]).unwrap_or_default();
     eprintln!("lo: {}", flags.trim());
@@ -342,11 +240,11 @@ fn peers_find_each_other(a: &str, b: &str, ifaces: &str) {
 #[test]
 fn two_instances_in_one_namespace_find_each_other_within_1s() {
     skip_unless_possible!();
-    let mut netns = Netns::new();
+    let mut netns = Netns::new("oxhsb");
     let a = netns.add().expect("netns");
     let b = netns.add().expect("netns");
     // A namespace of its own for the far end, so that eth0 is a plain multicast-capable link.
-    bridge(&mut netns, &[a.clone(), b]).expect("bridge");
+    netns.bridge(&[a.clone(), b], "10.77.0").expect("bridge");
     wait_link_up(&a).expect("up");
     let mut p = Proc::child_in(&a, "pair", &[("OXH_IFACES", "eth0")]);
     let r = p
@@ -390,10 +288,12 @@ fn python_zeroconf_sees_our_advert() {
         eprintln!("SKIPPED: python3 with zeroconf is not available (pip install zeroconf): {e}");
         return;
     }
-    let mut netns = Netns::new();
+    let mut netns = Netns::new("oxhsb");
     let a = netns.add().expect("netns a");
     let b = netns.add().expect("netns b");
-    bridge(&mut netns, &[a.clone(), b.clone()]).expect("bridge");
+    netns
+        .bridge(&[a.clone(), b.clone()], "10.77.0")
+        .expect("bridge");
     wait_link_up(&a).expect("a up");
     wait_link_up(&b).expect("b up");
 
