@@ -19,7 +19,6 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 
 /// OpenHarmony's device-manager failure code.
 pub const ERR_DM_FAILED: i32 = 11_600_101;
@@ -701,8 +700,8 @@ impl Softbus {
 
     // ---- sockets ----
 
-    fn forward(conn: ConnHandle, sub: u64) -> mpsc::UnboundedSender<SocketEvent> {
-        let (tx, mut rx) = mpsc::unbounded_channel::<SocketEvent>();
+    fn forward(conn: ConnHandle, sub: u64) -> crate::transport::session::EventTx {
+        let (tx, mut rx) = crate::transport::session::event_channel();
         tokio::spawn(async move {
             while let Some(ev) = rx.recv().await {
                 let views = match ev {

@@ -95,6 +95,18 @@ pub mod blob {
     }
 }
 
+/// Where a socket's events go: bounded, so that a client that does not keep up stops the
+/// socket's reader, and QUIC flow control then slows the sender (no unbounded queue).
+pub type EventTx = mpsc::Sender<SocketEvent>;
+
+/// Events queued per listener or socket before its reader waits.
+pub const EVENT_QUEUE: usize = 16;
+
+/// A new event channel for a listener or socket.
+pub fn event_channel() -> (EventTx, mpsc::Receiver<SocketEvent>) {
+    mpsc::channel(EVENT_QUEUE)
+}
+
 /// Who owns a listener or socket: a local IPC connection id.
 pub type Owner = u64;
 
@@ -322,7 +334,7 @@ pub fn sanitize_file_name(name: &str) -> Result<String, SessionError> {
 
 struct Listener {
     owner: Owner,
-    tx: mpsc::UnboundedSender<SocketEvent>,
+    tx: EventTx,
 }
 
 /// The sending half of a socket, with the state of the file being sent on it.
@@ -340,7 +352,7 @@ struct Socket {
     peer: NodeInfo,
     conn: quinn::Connection,
     peer_socket: u64,
-    tx: mpsc::UnboundedSender<SocketEvent>,
+    tx: EventTx,
 }
 
 type FileRx = Arc<tokio::sync::Mutex<mpsc::Receiver<FilePiece>>>;
@@ -482,12 +494,7 @@ impl Sessions {
     }
 
     /// Listens on `name` for `owner`; events go to `tx`.
-    pub fn listen(
-        &self,
-        name: &str,
-        owner: Owner,
-        tx: mpsc::UnboundedSender<SocketEvent>,
-    ) -> Result<(), SessionError> {
+    pub fn listen(&self, name: &str, owner: Owner, tx: EventTx) -> Result<(), SessionError> {
         check_name(name)?;
         let mut l = self
             .listeners
@@ -546,7 +553,7 @@ impl Sessions {
         own_name: &str,
         data_type: DataType,
         owner: Owner,
-        tx: mpsc::UnboundedSender<SocketEvent>,
+        tx: EventTx,
     ) -> Result<u64, SessionError> {
         check_name(name)?;
         check_name(own_name)?;
@@ -626,12 +633,7 @@ impl Sessions {
         }
     }
 
-    async fn read_socket(
-        self: Arc<Self>,
-        id: u64,
-        mut recv: quinn::RecvStream,
-        tx: mpsc::UnboundedSender<SocketEvent>,
-    ) {
+    async fn read_socket(self: Arc<Self>, id: u64, mut recv: quinn::RecvStream, tx: EventTx) {
         let mut sink: Option<mpsc::Sender<FilePiece>> = None;
         let mut file: Option<InFile> = None;
         let mut seq = 0u64;
@@ -643,10 +645,10 @@ impl Sessions {
             };
             match frame {
                 Frame::Message(data) if data.len() <= MAX_MESSAGE => {
-                    let _ = tx.send(SocketEvent::Message { socket: id, data });
+                    let _ = tx.send(SocketEvent::Message { socket: id, data }).await;
                 }
                 Frame::Bytes(data) if data.len() <= MAX_BYTES => {
-                    let _ = tx.send(SocketEvent::Bytes { socket: id, data });
+                    let _ = tx.send(SocketEvent::Bytes { socket: id, data }).await;
                 }
                 Frame::Shutdown { reason } => break reason,
                 Frame::FileBegin { name, size } => {
@@ -660,11 +662,13 @@ impl Sessions {
                             if sink.as_ref().is_none_or(|s| s.is_closed()) {
                                 sink = self.file_sink(id);
                             }
-                            let _ = tx.send(SocketEvent::FileBegin {
-                                socket: id,
-                                name: clean,
-                                size,
-                            });
+                            let _ = tx
+                                .send(SocketEvent::FileBegin {
+                                    socket: id,
+                                    name: clean,
+                                    size,
+                                })
+                                .await;
                             file = Some(InFile {
                                 seq: this,
                                 size,
@@ -675,11 +679,13 @@ impl Sessions {
                         }
                         Err(e) => {
                             let reason = format!("refused: {e}");
-                            let _ = tx.send(SocketEvent::FileRefused {
-                                socket: id,
-                                name,
-                                reason: reason.clone(),
-                            });
+                            let _ = tx
+                                .send(SocketEvent::FileRefused {
+                                    socket: id,
+                                    name,
+                                    reason: reason.clone(),
+                                })
+                                .await;
                             file = Some(InFile {
                                 seq: this,
                                 size,
@@ -778,7 +784,7 @@ impl Sessions {
             a.retain(|(s, _), _| *s != id);
         }
         if existed {
-            let _ = tx.send(SocketEvent::Shutdown { socket: id, reason });
+            let _ = tx.send(SocketEvent::Shutdown { socket: id, reason }).await;
         }
     }
 
@@ -822,13 +828,15 @@ impl Sessions {
         {
             return;
         }
-        let _ = tx.send(SocketEvent::Bind {
-            socket: id,
-            name,
-            peer_name,
-            peer_network_id: from.network_id.clone(),
-            peer_device: from.name.clone(),
-        });
+        let _ = tx
+            .send(SocketEvent::Bind {
+                socket: id,
+                name,
+                peer_name,
+                peer_network_id: from.network_id.clone(),
+                peer_device: from.name.clone(),
+            })
+            .await;
         self.add_socket(
             id,
             Socket {
@@ -1134,7 +1142,8 @@ impl Sessions {
                 .map(|s| s.tx.clone())
         });
         if let Some(tx) = tx {
-            let _ = tx.send(SocketEvent::Stream {
+            // Streams are unreliable by contract: a client that is behind loses frames.
+            let _ = tx.try_send(SocketEvent::Stream {
                 socket,
                 data: d[STREAM_HEADER..].to_vec(),
             });
@@ -1210,7 +1219,7 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    async fn ev(rx: &mut mpsc::UnboundedReceiver<SocketEvent>) -> SocketEvent {
+    async fn ev(rx: &mut mpsc::Receiver<SocketEvent>) -> SocketEvent {
         tokio::time::timeout(Duration::from_secs(5), rx.recv())
             .await
             .expect("event in 5 s")
@@ -1220,15 +1229,15 @@ mod tests {
     #[tokio::test]
     async fn message_and_bytes_both_ways_with_limits() {
         let (a, b, sa, sb) = pair().await;
-        let (ltx, mut lrx) = mpsc::unbounded_channel();
+        let (ltx, mut lrx) = event_channel();
         sb.listen("chat", 7, ltx).unwrap();
         // Another client cannot take the name.
-        let (otx, _orx) = mpsc::unbounded_channel();
+        let (otx, _orx) = event_channel();
         assert_eq!(
             sb.listen("chat", 8, otx),
             Err(SessionError::NameTaken("chat".into()))
         );
-        let (btx, mut brx) = mpsc::unbounded_channel();
+        let (btx, mut brx) = event_channel();
         let b_net = b.local_info().network_id;
         let s = sa
             .bind(&b_net, "chat", "me", DataType::Bytes, 1, btx)
@@ -1292,7 +1301,7 @@ mod tests {
             matches!(ev(&mut lrx).await, SocketEvent::Shutdown { socket, .. } if socket == peer_sock)
         );
         // No listener: refused with a reason.
-        let (ntx, _nrx) = mpsc::unbounded_channel();
+        let (ntx, _nrx) = event_channel();
         let e = sa
             .bind(&b_net, "nobody-here", "me", DataType::Message, 1, ntx)
             .await
@@ -1405,9 +1414,9 @@ mod tests {
     #[tokio::test]
     async fn files_cross_with_checksums_acks_and_refusals() {
         let (_a, b, sa, sb) = pair().await;
-        let (ltx, mut lrx) = mpsc::unbounded_channel();
+        let (ltx, mut lrx) = event_channel();
         sb.listen("files", 7, ltx).unwrap();
-        let (btx, _brx) = mpsc::unbounded_channel();
+        let (btx, _brx) = event_channel();
         let s = sa
             .bind(
                 &b.local_info().network_id,
@@ -1569,9 +1578,9 @@ mod tests {
     #[tokio::test]
     async fn stream_frames_are_datagrams_with_a_size_limit() {
         let (_a, b, sa, sb) = pair().await;
-        let (ltx, mut lrx) = mpsc::unbounded_channel();
+        let (ltx, mut lrx) = event_channel();
         sb.listen("media", 7, ltx).unwrap();
-        let (btx, mut brx) = mpsc::unbounded_channel();
+        let (btx, mut brx) = event_channel();
         let s = sa
             .bind(
                 &b.local_info().network_id,
@@ -1617,9 +1626,9 @@ mod tests {
     #[ignore = "throughput measurement"]
     async fn session_file_throughput() {
         let (_a, b, sa, sb) = pair().await;
-        let (ltx, mut lrx) = mpsc::unbounded_channel();
+        let (ltx, mut lrx) = event_channel();
         sb.listen("files", 7, ltx).unwrap();
-        let (btx, _brx) = mpsc::unbounded_channel();
+        let (btx, _brx) = event_channel();
         let s = sa
             .bind(
                 &b.local_info().network_id,
