@@ -16,7 +16,7 @@ pub struct SimArgs {
     /// How many devices.
     #[arg(long, default_value_t = 3)]
     pub devices: usize,
-    /// Put the devices' data dirs under DIR (default: a fresh temp dir).
+    /// Put the devices' data dirs under DIR, kept after exit (default: a fresh temp dir, removed at exit).
     #[arg(long)]
     pub base_dir: Option<PathBuf>,
     /// Start, bind, print, then exit instead of running until Ctrl-C (for scripts and tests).
@@ -54,6 +54,17 @@ impl Drop for Children {
     }
 }
 
+/// The fresh temp dir made when no `--base-dir` was given; removed when the sim ends.
+struct TempBase(Option<PathBuf>);
+
+impl Drop for TempBase {
+    fn drop(&mut self) {
+        if let Some(d) = &self.0 {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
 struct Started {
     name: String,
     data_dir: PathBuf,
@@ -70,14 +81,15 @@ pub fn run(_g: &Global, a: &SimArgs) -> Result<i32> {
     if a.devices == 0 || a.devices > 32 {
         bail!("--devices must be 1..=32");
     }
+    // Declared before the children, so dropped after them: a temp base goes once they stopped.
     let (base, _tmp) = match &a.base_dir {
         Some(d) => {
             std::fs::create_dir_all(d)?;
-            (d.clone(), None)
+            (d.clone(), TempBase(None))
         }
         None => {
             let t = tempfile_dir()?;
-            (t.clone(), Some(t))
+            (t.clone(), TempBase(Some(t)))
         }
     };
     let exe = std::env::current_exe().context("cannot find the oxh binary")?;
