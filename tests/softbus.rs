@@ -201,10 +201,14 @@ async fn a_vanished_device_goes_offline_within_3s_and_comes_back_without_rebindi
         .unwrap();
     let t = Instant::now();
     b.kill9();
+    let old_network_id = b.ready_field("network_id");
     let ev = within("OFFLINE", Duration::from_secs(10), watch.next())
         .await
         .unwrap();
-    assert!(matches!(ev, StateEvent::Offline(_)), "{ev:?}");
+    assert!(
+        matches!(ev, StateEvent::Offline(ref v) if v.network_id.as_deref() == Some(old_network_id.as_str()) && !v.online),
+        "OFFLINE names the networkId that went away: {ev:?}"
+    );
     let took = t.elapsed();
     assert!(took < Duration::from_secs(3), "OFFLINE after {took:?}");
     // b comes back (new networkId, new port): it dials a from its static peer, no re-binding.

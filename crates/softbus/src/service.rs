@@ -432,7 +432,11 @@ impl Softbus {
                 }
                 StateEvent::Online(self.view_of(i, true))
             }
-            BusEvent::Offline(i) => StateEvent::Offline(self.view_of(i, false)),
+            // OFFLINE names the networkId that went away, as OpenHarmony's callback does.
+            BusEvent::Offline(i) => StateEvent::Offline(TrustedView {
+                network_id: Some(i.network_id.clone()),
+                ..self.view_of(i, false)
+            }),
             BusEvent::InfoChanged(i) => StateEvent::InfoChanged(self.view_of(i, true)),
             BusEvent::Unbound { info, .. } => {
                 let _ = self.trust.remove(&info.udid);
