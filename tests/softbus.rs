@@ -20,18 +20,82 @@ async fn bind(a: &TestDevice, b: &TestDevice) {
     assert_eq!(t.udid.len(), 64);
 }
 
+/// Waits until `d` has `n` trusted devices online: subscribes to state changes first, then
+/// reads the list, then waits on the events, so that no change can slip in between.
 async fn wait_online(d: &TestDevice, n: usize) {
     let sdk = d.sdk().await;
+    let dm = sdk.device_manager();
+    let mut watch = dm.on_state_change().await.unwrap();
+    let mut online: std::collections::HashSet<String> = dm
+        .trusted_devices()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.online)
+        .map(|t| t.udid)
+        .collect();
     within("devices online", Duration::from_secs(10), async {
-        loop {
-            let t = sdk.device_manager().trusted_devices().await.unwrap();
-            if t.iter().filter(|t| t.online).count() >= n {
-                return;
+        while online.len() < n {
+            match watch.next().await.expect("state events") {
+                StateEvent::Online(v) | StateEvent::InfoChanged(v) => {
+                    online.insert(v.udid);
+                }
+                StateEvent::Offline(v) => {
+                    online.remove(&v.udid);
+                }
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
     .await;
+}
+
+/// Two devices bound through the PIN flow and online to each other.
+async fn online_pair() -> (TestDevice, TestDevice) {
+    let a = TestDevice::start();
+    let b = TestDevice::start();
+    bind(&a, &b).await;
+    wait_online(&a, 1).await;
+    wait_online(&b, 1).await;
+    (a, b)
+}
+
+/// A socket from a to b's listener `name`: SDK handles, a's socket and events, b's listener
+/// and its side of the socket.
+struct OpenSocket {
+    sa: oxh_sdk::Device,
+    sb: oxh_sdk::Device,
+    sock: u64,
+    replies: oxh_sdk::bus::SocketEvents,
+    listener: oxh_sdk::bus::SocketEvents,
+    peer: u64,
+}
+
+async fn open_socket(a: &TestDevice, b: &TestDevice, name: &str, dt: DataType) -> OpenSocket {
+    let sb = b.sdk().await;
+    let mut listener = sb.bus().listen(name).await.unwrap();
+    let sa = a.sdk().await;
+    let (sock, replies) = sa
+        .bus()
+        .bind(&b.ready_field("network_id"), name, "me", dt)
+        .await
+        .unwrap();
+    let SocketEvent::Bind {
+        socket: peer,
+        peer_network_id,
+        ..
+    } = listener.next().await.unwrap()
+    else {
+        panic!("expected bind")
+    };
+    assert_eq!(peer_network_id, a.ready_field("network_id"));
+    OpenSocket {
+        sa,
+        sb,
+        sock,
+        replies,
+        listener,
+        peer,
+    }
 }
 
 #[tokio::test]
@@ -94,27 +158,15 @@ async fn wrong_pin_fails_clearly_and_three_failures_lock_binding_out() {
 
 #[tokio::test]
 async fn messages_and_bytes_between_devices_with_limits() {
-    let a = TestDevice::start();
-    let b = TestDevice::start();
-    bind(&a, &b).await;
-    wait_online(&a, 1).await;
-    let sb = b.sdk().await;
-    let mut listener = sb.bus().listen("chat").await.unwrap();
-    let sa = a.sdk().await;
-    let (sock, mut replies) = sa
-        .bus()
-        .bind(&b.ready_field("network_id"), "chat", "me", DataType::Bytes)
-        .await
-        .unwrap();
-    let SocketEvent::Bind {
-        socket: peer,
-        peer_network_id,
-        ..
-    } = listener.next().await.unwrap()
-    else {
-        panic!("expected bind")
-    };
-    assert_eq!(peer_network_id, a.ready_field("network_id"));
+    let (a, b) = online_pair().await;
+    let OpenSocket {
+        sa,
+        sb,
+        sock,
+        mut replies,
+        mut listener,
+        peer,
+    } = open_socket(&a, &b, "chat", DataType::Bytes).await;
     sa.bus().send_message(sock, b"hello").await.unwrap();
     assert_eq!(
         listener.next().await.unwrap(),
@@ -227,10 +279,7 @@ async fn a_vanished_device_goes_offline_within_3s_and_comes_back_without_rebindi
 
 #[tokio::test]
 async fn unbind_removes_trust_on_both_sides() {
-    let a = TestDevice::start();
-    let b = TestDevice::start();
-    bind(&a, &b).await;
-    wait_online(&b, 1).await;
+    let (a, b) = online_pair().await;
     let udid_b: serde_json::Value =
         serde_json::from_str(&b.oxh_ok(&["device", "info", "--json"])).unwrap();
     a.oxh_ok(&["device", "unbind", udid_b["udid"].as_str().unwrap()]);
@@ -400,11 +449,7 @@ fn dir_names(dir: &std::path::Path) -> Vec<String> {
 
 /// Two bound devices, online, and a listener CLI on b saving into a fresh dir.
 async fn file_pair() -> (TestDevice, TestDevice, tempfile::TempDir) {
-    let a = TestDevice::start();
-    let b = TestDevice::start();
-    bind(&a, &b).await;
-    wait_online(&a, 1).await;
-    wait_online(&b, 1).await;
+    let (a, b) = online_pair().await;
     (a, b, tempfile::tempdir().unwrap())
 }
 
@@ -622,21 +667,15 @@ async fn hostile_file_names_are_refused_and_nothing_lands_outside_the_dir() {
 
 #[tokio::test]
 async fn stream_frames_arrive_as_datagrams_and_oversize_frames_fail() {
-    let a = TestDevice::start();
-    let b = TestDevice::start();
-    bind(&a, &b).await;
-    wait_online(&a, 1).await;
-    let sb = b.sdk().await;
-    let mut l = sb.bus().listen("media").await.unwrap();
-    let sa = a.sdk().await;
-    let (sock, mut replies) = sa
-        .bus()
-        .bind(&b.ready_field("network_id"), "media", "me", DataType::Bytes)
-        .await
-        .unwrap();
-    let SocketEvent::Bind { socket: peer, .. } = l.next().await.unwrap() else {
-        panic!("expected bind")
-    };
+    let (a, b) = online_pair().await;
+    let OpenSocket {
+        sa,
+        sb,
+        sock,
+        mut replies,
+        listener: mut l,
+        peer,
+    } = open_socket(&a, &b, "media", DataType::Bytes).await;
     let max = sa.bus().max_stream(sock).await.unwrap();
     assert!(max >= 1000, "max stream frame {max}");
     let frames: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 1000]).collect();
