@@ -1,0 +1,14 @@
+//! hdc, the device connector (OpenHarmony's developtools_hdc, on oxharmony).
+//!
+//! - [`frame`] and [`proto`]: the sans-IO packet codec and the messages (pure, fuzzed).
+//! - [`session`]: many channels over one connection, with credits and a heartbeat.
+//! - [`keys`]: the host key pair (`~/.harmony/hdckey`), pinned device keys, the device's
+//!   authorised host list, TLS 1.3 configurations.
+//! - [`device`]: the device side (run inside oxhd), [`server`]: the host server (127.0.0.1:8710),
+//!   [`client`]: what the `hdc` tool uses to talk to the server.
+
+pub mod frame;
+pub mod keys;
+pub mod proto;
+pub mod session;
+pub mod transfer;

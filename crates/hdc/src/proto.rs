@@ -1,0 +1,237 @@
+//! What travels in the packets: postcard-encoded requests, control messages and exits.
+
+use serde::{Deserialize, Serialize};
+
+/// Protocol version in the hello; a peer with another version is refused.
+pub const VERSION: u32 = 1;
+
+/// First packet each way on a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// [`VERSION`].
+    pub version: u32,
+    /// The sender's name (device name, host name).
+    pub name: String,
+    /// Empty when the sender accepts the session; otherwise why not (the session then closes).
+    pub refused: String,
+}
+
+/// Options of `file send` / `file recv`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileOpts {
+    /// `-a`: keep modification times and modes.
+    pub keep_attrs: bool,
+    /// `-z`: compress chunks (zstd).
+    pub compress: bool,
+    /// `-sync`: send only files newer than the receiver's copy.
+    pub sync: bool,
+}
+
+/// A pty's size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WinSize {
+    /// Rows.
+    pub rows: u16,
+    /// Columns.
+    pub cols: u16,
+}
+
+/// What a channel is for: the payload of an Open packet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// A shell: interactive (`command` None) or one command; on a pty when `pty` is given.
+    Shell {
+        /// The command line, run by `/bin/sh -c`.
+        command: Option<String>,
+        /// Pty size; `None` runs on pipes (stdout as Data, stderr as Ctrl::Stderr).
+        pty: Option<WinSize>,
+        /// TERM for the pty.
+        term: String,
+    },
+    /// Files from the opener to the acceptor, written under `remote`.
+    FileSend {
+        /// Destination path on the receiving side.
+        remote: String,
+        /// Options.
+        opts: FileOpts,
+    },
+    /// Files from the acceptor to the opener, read from `remote`.
+    FileRecv {
+        /// Source path on the sending side.
+        remote: String,
+        /// Options.
+        opts: FileOpts,
+    },
+    /// Open a TCP connection to 127.0.0.1:`port` on the accepting side and relay bytes.
+    Connect {
+        /// Port.
+        port: u16,
+    },
+    /// Device only: listen on 127.0.0.1:`port`; each accepted connection opens a Connect
+    /// channel back to the host with `host_port`. Closing this channel stops the listener.
+    ReverseListen {
+        /// Device port.
+        port: u16,
+        /// Host port the connections go to.
+        host_port: u16,
+    },
+    /// The device's hilog with `hilog`'s own arguments.
+    Hilog {
+        /// Arguments.
+        args: Vec<String>,
+    },
+    /// Restart the device daemon.
+    Boot,
+    /// Client to host server: the listed targets.
+    ListTargets {
+        /// `-v`.
+        verbose: bool,
+    },
+    /// Client to host server: connect (or with `remove`, drop) a device over TCP.
+    Tconn {
+        /// HOST:PORT.
+        addr: String,
+        /// `-remove`.
+        remove: bool,
+    },
+    /// Client to host server: stop the server.
+    Kill,
+    /// Client to host server: add a forward (`reverse` false: host port to device port).
+    FportAdd {
+        /// Local (host for fport, device for rport) `tcp:PORT`.
+        local: String,
+        /// Remote `tcp:PORT`.
+        remote: String,
+        /// rport.
+        reverse: bool,
+    },
+    /// Client to host server: list forwards.
+    FportList,
+    /// Client to host server: remove a forward.
+    FportRemove {
+        /// The rule's first spec.
+        local: String,
+        /// The rule's second spec.
+        remote: String,
+    },
+}
+
+/// A client's request to the host server: a device request for `target`, or a server request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientRequest {
+    /// `-t KEY`; `None`: the only target.
+    pub target: Option<String>,
+    /// What to do.
+    pub req: Request,
+}
+
+/// One file (or directory) in a transfer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileMeta {
+    /// Path relative to the transfer's root ("" when the root is a single file).
+    pub rel: String,
+    /// A directory (no data follows).
+    pub dir: bool,
+    /// Size in bytes.
+    pub size: u64,
+    /// Mode bits.
+    pub mode: u32,
+    /// Modification time, seconds since the epoch.
+    pub mtime: i64,
+    /// Nanoseconds of the modification time.
+    pub mtime_ns: u32,
+}
+
+/// Control messages on a channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Ctrl {
+    /// The client's terminal changed size.
+    WindowSize(WinSize),
+    /// Deliver this signal to the shell's process group.
+    Signal(i32),
+    /// The sender will send no more Data (stdin closed).
+    Eof,
+    /// Bytes of the command's stderr.
+    Stderr(Vec<u8>),
+    /// A file or directory starts; for a file, Data chunks follow, then [`Ctrl::FileEnd`].
+    FileBegin(FileMeta),
+    /// The file's chunks are all sent; XXH3-128 of its bytes.
+    FileEnd {
+        /// Checksum of the uncompressed bytes.
+        hash: u128,
+    },
+    /// Receiver to sender after a FileBegin with `-sync`: send it (true) or skip it (false).
+    Want(bool),
+    /// All files are sent.
+    Done,
+    /// Text to print on the client's stdout.
+    Text(String),
+}
+
+/// The payload of a Close packet.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exit {
+    /// Exit status for the client (0 ok; a shell's own status; 128+signal when killed).
+    pub code: i32,
+    /// Printed on the client's stderr when not empty.
+    pub message: String,
+}
+
+impl Exit {
+    /// Success without a message.
+    pub fn ok() -> Exit {
+        Exit::default()
+    }
+    /// Failure with a message (OpenHarmony's `[Fail]` prefix is added by the caller).
+    pub fn fail(message: impl Into<String>) -> Exit {
+        Exit {
+            code: 1,
+            message: message.into(),
+        }
+    }
+}
+
+/// Postcard encode (infallible for our types).
+pub fn to_bytes<T: Serialize>(v: &T) -> Vec<u8> {
+    postcard::to_allocvec(v).unwrap_or_default()
+}
+
+/// Postcard decode of outside bytes.
+pub fn from_bytes<'a, T: Deserialize<'a>>(b: &'a [u8]) -> Result<T, postcard::Error> {
+    postcard::from_bytes(b)
+}
+
+/// Parses `tcp:PORT`.
+pub fn parse_tcp(spec: &str) -> Option<u16> {
+    spec.strip_prefix("tcp:")?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip() {
+        let r = ClientRequest {
+            target: Some("127.0.0.1:8711".into()),
+            req: Request::FileSend {
+                remote: "/data/x".into(),
+                opts: FileOpts {
+                    keep_attrs: true,
+                    compress: true,
+                    sync: false,
+                },
+            },
+        };
+        let b = to_bytes(&r);
+        assert_eq!(from_bytes::<ClientRequest>(&b).unwrap(), r);
+        assert!(from_bytes::<ClientRequest>(&b[..b.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn tcp_specs() {
+        assert_eq!(parse_tcp("tcp:9000"), Some(9000));
+        assert_eq!(parse_tcp("tcp:x"), None);
+        assert_eq!(parse_tcp("udp:9000"), None);
+    }
+}

@@ -1,0 +1,654 @@
+//! The async adapter around [`crate::frame`]: one session over any byte stream (TLS to a
+//! device, plain TCP from a client to the host server), many channels over it.
+//!
+//! - Flow control per channel: a sender may have at most [`WINDOW`] bytes of Data that the
+//!   receiver's consumer has not taken yet (credits come back as Credit packets), so one slow
+//!   channel never stalls the others and no queue grows without bound.
+//! - Heartbeat: a Ping every [`PING_EVERY`]; a session that hears nothing for [`DEAD_AFTER`]
+//!   is dead. A dead session (EOF, error, silence) ends every channel with a Close carrying the
+//!   reason, so no command hangs on a device that went away.
+
+use crate::frame::{self, CHUNK, HEADER_LEN, Kind, Packet};
+use crate::proto::{self, Ctrl, Exit, Hello};
+use bytes::{Bytes, BytesMut};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{Semaphore, mpsc, watch};
+
+/// Bytes of Data in flight per channel and direction.
+pub const WINDOW: usize = 16 * CHUNK;
+/// Heartbeat period.
+pub const PING_EVERY: Duration = Duration::from_secs(2);
+/// Silence after which a session is dead.
+pub const DEAD_AFTER: Duration = Duration::from_secs(8);
+/// Channel ids opened by the accepting side of a connection have this bit set, so both sides
+/// may open channels without colliding.
+pub const ACCEPTOR_BIT: u32 = 0x8000_0000;
+
+/// Errors of a session.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The session or the channel is closed.
+    #[error("{0}")]
+    Closed(String),
+    /// Socket error.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// Bad bytes from the peer.
+    #[error(transparent)]
+    Frame(#[from] frame::FrameError),
+    /// A payload did not decode.
+    #[error("malformed message: {0}")]
+    Decode(#[from] postcard::Error),
+    /// The peer refused the session.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// What a channel's receiver gets.
+#[derive(Debug)]
+pub enum Event {
+    /// Stream bytes.
+    Data(Bytes),
+    /// A control message.
+    Ctrl(Ctrl),
+    /// The channel ended (also when the session died: the exit then says why).
+    Close(Exit),
+}
+
+enum Out {
+    Small(Vec<u8>),
+    Big([u8; HEADER_LEN], Bytes),
+}
+
+struct Entry {
+    tx: mpsc::UnboundedSender<Event>,
+    credit: Arc<Semaphore>,
+}
+
+struct Inner {
+    out: mpsc::UnboundedSender<Out>,
+    chans: Mutex<HashMap<u32, Entry>>,
+    next: AtomicU32,
+    base: u32,
+    dead: watch::Sender<Option<String>>,
+    rx_bytes: AtomicU64,
+}
+
+impl Inner {
+    fn send_small(&self, kind: Kind, ch: u32, payload: &[u8]) -> bool {
+        self.out
+            .send(Out::Small(frame::encode(kind, ch, payload)))
+            .is_ok()
+    }
+    fn kill(&self, reason: &str) {
+        let already = self.dead.borrow().is_some();
+        if already {
+            return;
+        }
+        self.dead.send_replace(Some(reason.to_string()));
+        let chans: Vec<Entry> = match self.chans.lock() {
+            Ok(mut m) => m.drain().map(|(_, e)| e).collect(),
+            Err(_) => Vec::new(),
+        };
+        for e in chans {
+            e.credit.close();
+            let _ = e.tx.send(Event::Close(Exit::fail(reason)));
+        }
+    }
+    fn register(&self, id: u32) -> (mpsc::UnboundedReceiver<Event>, Arc<Semaphore>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let credit = Arc::new(Semaphore::new(WINDOW));
+        if let Ok(mut m) = self.chans.lock() {
+            m.insert(
+                id,
+                Entry {
+                    tx,
+                    credit: credit.clone(),
+                },
+            );
+        }
+        if self.dead.borrow().is_some() {
+            credit.close();
+        }
+        (rx, credit)
+    }
+    fn forget(&self, id: u32) -> bool {
+        match self.chans.lock() {
+            Ok(mut m) => m.remove(&id).map(|e| e.credit.close()).is_some(),
+            Err(_) => false,
+        }
+    }
+    fn dead_reason(&self) -> String {
+        self.dead
+            .borrow()
+            .clone()
+            .unwrap_or_else(|| "channel closed".into())
+    }
+}
+
+/// A channel opened by the peer, with its request.
+pub struct Incoming {
+    /// The channel.
+    pub channel: Channel,
+    /// The Open payload (postcard; the acceptor decides what type it is).
+    pub request: Bytes,
+}
+
+/// One session; cheap to clone.
+#[derive(Clone)]
+pub struct Session {
+    inner: Arc<Inner>,
+}
+
+/// Writes one packet directly (used for the hello, before the session tasks run).
+async fn write_packet<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    kind: Kind,
+    ch: u32,
+    p: &[u8],
+) -> std::io::Result<()> {
+    w.write_all(&frame::encode(kind, ch, p)).await?;
+    w.flush().await
+}
+
+/// Reads one packet directly (the hello).
+async fn read_packet<R: AsyncRead + Unpin>(r: &mut R) -> Result<Packet, SessionError> {
+    let mut h = [0u8; HEADER_LEN];
+    r.read_exact(&mut h).await?;
+    let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+    let mut buf = BytesMut::from(&h[..]);
+    if len > 64 * 1024 {
+        return Err(frame::FrameError::TooLong(len as u32).into());
+    }
+    buf.resize(HEADER_LEN + len, 0);
+    r.read_exact(&mut buf[HEADER_LEN..]).await?;
+    frame::decode(&mut buf)?.ok_or_else(|| SessionError::Closed("short hello".into()))
+}
+
+/// Exchanges hellos: sends ours, reads the peer's. A refusal from the peer is an error with
+/// its reason; ours (non-empty `refused`) is sent and then the caller drops the stream.
+pub async fn hello<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    mine: &Hello,
+) -> Result<Hello, SessionError> {
+    write_packet(s, Kind::Hello, 0, &proto::to_bytes(mine)).await?;
+    let p = tokio::time::timeout(DEAD_AFTER, read_packet(s))
+        .await
+        .map_err(|_| {
+            SessionError::Closed("[Fail]no answer from the peer (hello timed out)".into())
+        })??;
+    if p.kind != Kind::Hello {
+        return Err(SessionError::Closed("[Fail]peer did not greet".into()));
+    }
+    let h: Hello = proto::from_bytes(&p.payload)?;
+    if !h.refused.is_empty() {
+        return Err(SessionError::Refused(h.refused));
+    }
+    if h.version != proto::VERSION {
+        return Err(SessionError::Refused(format!(
+            "[Fail]protocol version {} is not {}",
+            h.version,
+            proto::VERSION
+        )));
+    }
+    Ok(h)
+}
+
+impl Session {
+    /// Runs a session over `stream` (after [`hello`]). `acceptor`: this side accepted the
+    /// connection (its channel ids get [`ACCEPTOR_BIT`]). `label` names the peer in the
+    /// message every channel gets when the session dies. Returns the session and the
+    /// channels the peer opens.
+    pub fn start<S>(
+        stream: S,
+        acceptor: bool,
+        label: String,
+    ) -> (Session, mpsc::UnboundedReceiver<Incoming>)
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        let (dead, _) = watch::channel(None);
+        let inner = Arc::new(Inner {
+            out: out_tx,
+            chans: Mutex::new(HashMap::new()),
+            next: AtomicU32::new(1),
+            base: if acceptor { ACCEPTOR_BIT } else { 0 },
+            dead,
+            rx_bytes: AtomicU64::new(0),
+        });
+        let (inc_tx, inc_rx) = mpsc::unbounded_channel();
+        let (r, w) = tokio::io::split(stream);
+        tokio::spawn(writer(w, out_rx, inner.clone()));
+        let i = inner.clone();
+        tokio::spawn(async move {
+            let reason = match reader(r, &i, inc_tx).await {
+                Ok(()) => format!("[Fail]{label} closed the connection"),
+                Err(e) => format!("[Fail]{label}: connection lost ({e})"),
+            };
+            i.kill(&reason);
+        });
+        let i = inner.clone();
+        tokio::spawn(async move {
+            let mut dead = i.dead.subscribe();
+            let mut n = 0u64;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(PING_EVERY) => {}
+                    _ = dead.wait_for(|d| d.is_some()) => return,
+                }
+                n += 1;
+                if !i.send_small(Kind::Ping, 0, &n.to_le_bytes()) {
+                    return;
+                }
+            }
+        });
+        (Session { inner }, inc_rx)
+    }
+
+    /// Opens a channel with a request (postcard bytes).
+    pub fn open(&self, request: &[u8]) -> Result<Channel, SessionError> {
+        if let Some(r) = self.inner.dead.borrow().clone() {
+            return Err(SessionError::Closed(r));
+        }
+        let mut id = 0;
+        while id & !ACCEPTOR_BIT == 0 {
+            id =
+                (self.inner.next.fetch_add(1, Ordering::Relaxed) & !ACCEPTOR_BIT) | self.inner.base;
+        }
+        let (rx, credit) = self.inner.register(id);
+        self.inner.send_small(Kind::Open, id, request);
+        Ok(Channel::new(id, self.inner.clone(), rx, credit))
+    }
+
+    /// Why the session died, once it has.
+    pub fn dead(&self) -> Option<String> {
+        self.inner.dead.borrow().clone()
+    }
+
+    /// Waits until the session is dead.
+    pub async fn closed(&self) {
+        let mut d = self.inner.dead.subscribe();
+        let _ = d.wait_for(|d| d.is_some()).await;
+    }
+
+    /// Ends the session and every channel on it.
+    pub fn shutdown(&self, reason: &str) {
+        self.inner.kill(reason);
+    }
+
+    /// Bytes received so far (payloads), for statistics.
+    pub fn rx_bytes(&self) -> u64 {
+        self.inner.rx_bytes.load(Ordering::Relaxed)
+    }
+}
+
+async fn writer<W: AsyncWrite>(w: W, mut rx: mpsc::UnboundedReceiver<Out>, inner: Arc<Inner>) {
+    let mut w = std::pin::pin!(w);
+    let mut dead = inner.dead.subscribe();
+    let mut staging: Vec<u8> = Vec::with_capacity(64 * 1024);
+    loop {
+        let first = tokio::select! {
+            o = rx.recv() => o,
+            _ = dead.wait_for(|d| d.is_some()) => None,
+        };
+        let Some(mut o) = first else { break };
+        let r: std::io::Result<()> = async {
+            loop {
+                match o {
+                    Out::Small(v) => staging.extend_from_slice(&v),
+                    Out::Big(h, p) => {
+                        staging.extend_from_slice(&h);
+                        w.write_all(&staging).await?;
+                        staging.clear();
+                        w.write_all(&p).await?;
+                    }
+                }
+                if staging.len() > 64 * 1024 {
+                    w.write_all(&staging).await?;
+                    staging.clear();
+                }
+                match rx.try_recv() {
+                    Ok(n) => o = n,
+                    Err(_) => break,
+                }
+            }
+            if !staging.is_empty() {
+                w.write_all(&staging).await?;
+                staging.clear();
+            }
+            w.flush().await
+        }
+        .await;
+        if let Err(e) = r {
+            inner.kill(&format!("[Fail]connection lost ({e})"));
+            break;
+        }
+    }
+    let _ = w.shutdown().await;
+}
+
+async fn reader<R: AsyncRead>(
+    r: R,
+    inner: &Arc<Inner>,
+    incoming: mpsc::UnboundedSender<Incoming>,
+) -> Result<(), SessionError> {
+    let mut r = std::pin::pin!(r);
+    let mut buf = BytesMut::with_capacity(2 * frame::MAX_PAYLOAD);
+    let mut dead = inner.dead.subscribe();
+    loop {
+        while let Some(p) = frame::decode(&mut buf)? {
+            dispatch(inner, p, &incoming)?;
+        }
+        if buf.capacity() - buf.len() < 64 * 1024 {
+            buf.reserve(frame::MAX_PAYLOAD);
+        }
+        let n = tokio::select! {
+            n = tokio::time::timeout(DEAD_AFTER, r.read_buf(&mut buf)) => match n {
+                Ok(n) => n?,
+                Err(_) => return Err(SessionError::Closed(format!("no heartbeat for {DEAD_AFTER:?}"))),
+            },
+            _ = dead.wait_for(|d| d.is_some()) => return Ok(()),
+        };
+        if n == 0 {
+            return Ok(());
+        }
+    }
+}
+
+fn dispatch(
+    inner: &Arc<Inner>,
+    p: Packet,
+    incoming: &mpsc::UnboundedSender<Incoming>,
+) -> Result<(), SessionError> {
+    let ch = p.channel;
+    match p.kind {
+        Kind::Open => {
+            let (rx, credit) = inner.register(ch);
+            let channel = Channel::new(ch, inner.clone(), rx, credit);
+            let _ = incoming.send(Incoming {
+                channel,
+                request: p.payload,
+            });
+        }
+        Kind::Data => {
+            inner
+                .rx_bytes
+                .fetch_add(p.payload.len() as u64, Ordering::Relaxed);
+            if let Ok(m) = inner.chans.lock()
+                && let Some(e) = m.get(&ch)
+            {
+                let _ = e.tx.send(Event::Data(p.payload));
+            }
+        }
+        Kind::Ctrl => {
+            let c: Ctrl = proto::from_bytes(&p.payload)?;
+            if let Ok(m) = inner.chans.lock()
+                && let Some(e) = m.get(&ch)
+            {
+                let _ = e.tx.send(Event::Ctrl(c));
+            }
+        }
+        Kind::Close => {
+            let exit: Exit = proto::from_bytes(&p.payload).unwrap_or_else(|_| Exit::fail("closed"));
+            let e = inner.chans.lock().ok().and_then(|mut m| m.remove(&ch));
+            if let Some(e) = e {
+                e.credit.close();
+                let _ = e.tx.send(Event::Close(exit));
+            }
+        }
+        Kind::Credit => {
+            let n = frame::credit_of(&p) as usize;
+            if let Ok(m) = inner.chans.lock()
+                && let Some(e) = m.get(&ch)
+                && e.credit.available_permits() + n <= 2 * WINDOW
+            {
+                e.credit.add_permits(n);
+            }
+        }
+        Kind::Ping => {
+            inner.send_small(Kind::Pong, 0, &p.payload);
+        }
+        Kind::Pong => {}
+        Kind::Hello => {
+            return Err(SessionError::Closed("second hello".into()));
+        }
+    }
+    Ok(())
+}
+
+/// One channel: receive with [`Channel::recv`], send with [`Channel::send`] or through a
+/// [`Sender`] from another task. Dropping it without [`Channel::close`] closes it with an
+/// error exit.
+pub struct Channel {
+    id: u32,
+    inner: Arc<Inner>,
+    rx: mpsc::UnboundedReceiver<Event>,
+    credit: Arc<Semaphore>,
+    pending_credit: usize,
+    done: bool,
+}
+
+/// The sending half of a channel, for a task that pumps one direction.
+#[derive(Clone)]
+pub struct Sender {
+    id: u32,
+    inner: Arc<Inner>,
+    credit: Arc<Semaphore>,
+}
+
+impl Sender {
+    /// Sends stream bytes (waits for credit: back-pressure). Splits anything over a chunk.
+    pub async fn send(&self, mut data: Bytes) -> Result<(), SessionError> {
+        while !data.is_empty() {
+            let part = data.split_to(data.len().min(CHUNK));
+            let n = part.len() as u32;
+            match self.credit.acquire_many(n).await {
+                Ok(p) => p.forget(),
+                Err(_) => return Err(SessionError::Closed(self.inner.dead_reason())),
+            }
+            let h = frame::header(Kind::Data, self.id, part.len());
+            if self.inner.out.send(Out::Big(h, part)).is_err() {
+                return Err(SessionError::Closed(self.inner.dead_reason()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a control message.
+    pub fn ctrl(&self, c: &Ctrl) -> Result<(), SessionError> {
+        if self.credit.is_closed() {
+            return Err(SessionError::Closed(self.inner.dead_reason()));
+        }
+        self.inner
+            .send_small(Kind::Ctrl, self.id, &proto::to_bytes(c));
+        Ok(())
+    }
+
+    /// Ends the channel with this exit (once; later calls do nothing).
+    pub fn close(&self, exit: &Exit) {
+        if self.inner.forget(self.id) {
+            self.inner
+                .send_small(Kind::Close, self.id, &proto::to_bytes(exit));
+        }
+    }
+}
+
+impl Channel {
+    fn new(
+        id: u32,
+        inner: Arc<Inner>,
+        rx: mpsc::UnboundedReceiver<Event>,
+        credit: Arc<Semaphore>,
+    ) -> Self {
+        Channel {
+            id,
+            inner,
+            rx,
+            credit,
+            pending_credit: 0,
+            done: false,
+        }
+    }
+
+    /// The channel id.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// A sending half.
+    pub fn sender(&self) -> Sender {
+        Sender {
+            id: self.id,
+            inner: self.inner.clone(),
+            credit: self.credit.clone(),
+        }
+    }
+
+    /// The next event; after a Close (or when the session died) always a Close.
+    pub async fn recv(&mut self) -> Event {
+        if self.done {
+            return Event::Close(Exit::fail(self.inner.dead_reason()));
+        }
+        let ev = match self.rx.recv().await {
+            Some(ev) => ev,
+            None => Event::Close(Exit::fail(self.inner.dead_reason())),
+        };
+        match &ev {
+            Event::Data(b) => {
+                self.pending_credit += b.len();
+                if self.pending_credit >= WINDOW / 4 || self.rx.is_empty() {
+                    let n = std::mem::take(&mut self.pending_credit) as u32;
+                    self.inner
+                        .send_small(Kind::Credit, self.id, &n.to_le_bytes());
+                }
+            }
+            Event::Close(_) => self.done = true,
+            Event::Ctrl(_) => {}
+        }
+        ev
+    }
+
+    /// Sends stream bytes.
+    pub async fn send(&self, data: Bytes) -> Result<(), SessionError> {
+        self.sender().send(data).await
+    }
+
+    /// Sends a control message.
+    pub fn ctrl(&self, c: &Ctrl) -> Result<(), SessionError> {
+        self.sender().ctrl(c)
+    }
+
+    /// Ends the channel with this exit.
+    pub fn close(mut self, exit: &Exit) {
+        self.done = true;
+        self.sender().close(exit);
+    }
+}
+
+impl Drop for Channel {
+    fn drop(&mut self) {
+        if !self.done {
+            self.sender().close(&Exit::fail("[Fail]channel abandoned"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::Request;
+
+    fn hello_of(name: &str) -> Hello {
+        Hello {
+            version: proto::VERSION,
+            name: name.into(),
+            refused: String::new(),
+        }
+    }
+
+    async fn pair() -> (
+        Session,
+        mpsc::UnboundedReceiver<Incoming>,
+        Session,
+        mpsc::UnboundedReceiver<Incoming>,
+    ) {
+        let (mut a, mut b) = tokio::io::duplex(256 * 1024);
+        let (x, y) = (hello_of("a"), hello_of("b"));
+        let (ha, hb) = tokio::join!(hello(&mut a, &x), hello(&mut b, &y));
+        assert_eq!(ha.unwrap().name, "b");
+        assert_eq!(hb.unwrap().name, "a");
+        let (sa, ia) = Session::start(a, false, "b".into());
+        let (sb, ib) = Session::start(b, true, "a".into());
+        (sa, ia, sb, ib)
+    }
+
+    #[tokio::test]
+    async fn channel_carries_data_ctrl_and_close() {
+        let (sa, _ia, _sb, mut ib) = pair().await;
+        let req = proto::to_bytes(&Request::Boot);
+        let mut ch = sa.open(&req).unwrap();
+        let mut inc = ib.recv().await.unwrap();
+        assert_eq!(
+            proto::from_bytes::<Request>(&inc.request).unwrap(),
+            Request::Boot
+        );
+        assert!(inc.channel.id() & ACCEPTOR_BIT == 0);
+        // More than a window, so credits must flow back for it to finish.
+        let big = Bytes::from(vec![5u8; WINDOW * 3 + 17]);
+        let s = ch.sender();
+        let b2 = big.clone();
+        let send = tokio::spawn(async move { s.send(b2).await });
+        let mut got = 0;
+        while got < big.len() {
+            match inc.channel.recv().await {
+                Event::Data(d) => got += d.len(),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        send.await.unwrap().unwrap();
+        inc.channel.ctrl(&Ctrl::Text("hi".into())).unwrap();
+        inc.channel.close(&Exit {
+            code: 3,
+            message: String::new(),
+        });
+        assert!(matches!(ch.recv().await, Event::Ctrl(Ctrl::Text(t)) if t == "hi"));
+        assert!(matches!(
+            ch.recv().await,
+            Event::Close(Exit { code: 3, .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_dead_peer_ends_every_channel_with_a_reason() {
+        let (sa, _ia, sb, mut ib) = pair().await;
+        let mut ch = sa.open(&proto::to_bytes(&Request::Boot)).unwrap();
+        let _inc = ib.recv().await.unwrap();
+        sb.shutdown("gone");
+        match tokio::time::timeout(Duration::from_secs(5), ch.recv())
+            .await
+            .unwrap()
+        {
+            Event::Close(e) => {
+                assert_ne!(e.code, 0);
+                assert!(e.message.contains("[Fail]b"), "{}", e.message);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(sa.open(b"x").is_err());
+    }
+
+    #[tokio::test]
+    async fn refused_hello_is_an_error_with_the_reason() {
+        let (mut a, mut b) = tokio::io::duplex(4096);
+        let mut no = hello_of("dev");
+        no.refused = "[Fail]unauthorized".into();
+        let host = hello_of("host");
+        let (ra, _) = tokio::join!(hello(&mut a, &host), hello(&mut b, &no));
+        assert!(matches!(ra, Err(SessionError::Refused(r)) if r == "[Fail]unauthorized"));
+    }
+}

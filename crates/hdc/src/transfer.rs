@@ -1,0 +1,571 @@
+//! File transfer over a channel: `file send` and `file recv` run the same two halves, the
+//! sender on one end and the receiver on the other.
+//!
+//! Sender: `FileBegin` (metadata), Data chunks of [`CHUNK`] bytes (each zstd-compressed alone
+//! with `-z`), `FileEnd` (XXH3-128 of the bytes), ..., `Done`; then it waits for the receiver's
+//! Close, which carries the result. Reading, hashing and compressing run on a blocking thread
+//! so the network side and the disk side use different cores; credits keep several chunks in
+//! flight. Receiver: each file goes to a temp name in the target directory and is renamed
+//! only when all of it is in and its checksum matches, so a broken transfer never leaves a
+//! partial file under the final name. No fsync per chunk.
+
+use crate::frame::CHUNK;
+use crate::proto::{Ctrl, Exit, FileMeta, FileOpts};
+use crate::session::{Channel, Event};
+use bytes::{Bytes, BytesMut};
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use xxhash_rust::xxh3::Xxh3;
+
+/// Depth limit of directory walks.
+const MAX_DEPTH: usize = 64;
+
+/// What a finished transfer did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Stats {
+    /// Files carried (directories not counted).
+    pub files: u64,
+    /// Bytes of file content.
+    pub bytes: u64,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+impl Stats {
+    /// OpenHarmony's closing line.
+    pub fn finish_line(&self) -> String {
+        let ms = self.elapsed.as_millis().max(1);
+        let rate = self.bytes as f64 / 1024.0 / (ms as f64 / 1000.0);
+        format!(
+            "FileTransfer finish, Size:{}, File count = {}, time:{}ms rate:{:.2}kB/s",
+            self.bytes, self.files, ms, rate
+        )
+    }
+}
+
+fn fail_path(what: &str, e: &std::io::Error, p: &Path) -> String {
+    format!("[Fail]Error {what}: {e}, path:{}", p.display())
+}
+
+fn meta_of(rel: String, m: &std::fs::Metadata) -> FileMeta {
+    FileMeta {
+        rel,
+        dir: m.is_dir(),
+        size: if m.is_dir() { 0 } else { m.len() },
+        mode: m.mode() & 0o7777,
+        mtime: m.mtime(),
+        mtime_ns: m.mtime_nsec() as u32,
+    }
+}
+
+/// Lists what a transfer of `root` carries, parents before children.
+pub fn walk(root: &Path) -> Result<Vec<(PathBuf, FileMeta)>, String> {
+    let m = std::fs::metadata(root).map_err(|e| fail_path("opening file", &e, root))?;
+    let name = root
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "root".into());
+    let mut out = vec![(root.to_path_buf(), meta_of(name.clone(), &m))];
+    if m.is_dir() {
+        walk_dir(root, &name, 0, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn walk_dir(
+    dir: &Path,
+    rel: &str,
+    depth: usize,
+    out: &mut Vec<(PathBuf, FileMeta)>,
+) -> Result<(), String> {
+    if depth > MAX_DEPTH {
+        return Err(format!(
+            "[Fail]directory tree deeper than {MAX_DEPTH}: {}",
+            dir.display()
+        ));
+    }
+    let rd = std::fs::read_dir(dir).map_err(|e| fail_path("opening directory", &e, dir))?;
+    let mut entries: Vec<_> = rd.filter_map(Result::ok).collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let p = e.path();
+        // Symlinks are followed only if they point at files; loops are not walked.
+        let Ok(m) = std::fs::metadata(&p) else {
+            continue;
+        };
+        let r = format!("{rel}/{}", e.file_name().to_string_lossy());
+        if m.is_dir() {
+            if e.file_type().is_ok_and(|t| t.is_symlink()) {
+                continue;
+            }
+            out.push((p.clone(), meta_of(r.clone(), &m)));
+            walk_dir(&p, &r, depth + 1, out)?;
+        } else if m.is_file() {
+            out.push((p, meta_of(r, &m)));
+        }
+    }
+    Ok(())
+}
+
+/// Sends `root` (a file or a directory tree) over `ch`; returns the stats or the failure
+/// message (already with `[Fail]`).
+pub async fn send(ch: &mut Channel, root: &Path, opts: &FileOpts) -> Result<Stats, String> {
+    match send_inner(ch, root, opts).await {
+        Ok(s) => Ok(s),
+        Err(Failure::Msg(m)) => Err(m),
+        // The channel was closed under us: the receiver's Close says why.
+        Err(Failure::Closed(m)) => {
+            match tokio::time::timeout(Duration::from_secs(2), ch.recv()).await {
+                Ok(Event::Close(e)) if !e.message.is_empty() => Err(e.message),
+                _ => Err(m),
+            }
+        }
+    }
+}
+
+enum Failure {
+    Msg(String),
+    Closed(String),
+}
+
+impl From<String> for Failure {
+    fn from(m: String) -> Self {
+        Failure::Msg(m)
+    }
+}
+
+fn closed(e: crate::session::SessionError) -> Failure {
+    Failure::Closed(e.to_string())
+}
+
+async fn send_inner(ch: &mut Channel, root: &Path, opts: &FileOpts) -> Result<Stats, Failure> {
+    let t0 = Instant::now();
+    let list = walk(root)?;
+    let mut stats = Stats::default();
+    let tx = ch.sender();
+    for (path, meta) in list {
+        tx.ctrl(&Ctrl::FileBegin(meta.clone())).map_err(closed)?;
+        if meta.dir {
+            continue;
+        }
+        if opts.sync {
+            match next_ctrl(ch).await? {
+                Ctrl::Want(true) => {}
+                Ctrl::Want(false) => continue,
+                other => return Err(format!("[Fail]unexpected {other:?}").into()),
+            }
+        }
+        let (ctx, mut crx) = tokio::sync::mpsc::channel::<Result<Bytes, String>>(4);
+        let compress = opts.compress;
+        let p = path.clone();
+        let reader = tokio::task::spawn_blocking(move || read_file(&p, compress, ctx));
+        while let Some(chunk) = crx.recv().await {
+            let chunk = chunk?;
+            let sent = tokio::select! {
+                r = tx.send(chunk) => r.map_err(closed),
+                ev = ch.recv() => Err(Failure::Msg(early_end(ev))),
+            };
+            sent?;
+        }
+        let hash = reader.await.map_err(|e| format!("[Fail]{e}"))??;
+        tx.ctrl(&Ctrl::FileEnd { hash }).map_err(closed)?;
+        stats.files += 1;
+        stats.bytes += meta.size;
+    }
+    tx.ctrl(&Ctrl::Done).map_err(closed)?;
+    loop {
+        match ch.recv().await {
+            Event::Close(e) if e.code == 0 => break,
+            Event::Close(e) => return Err(Failure::Msg(e.message)),
+            _ => {}
+        }
+    }
+    stats.elapsed = t0.elapsed();
+    Ok(stats)
+}
+
+fn early_end(ev: Event) -> String {
+    match ev {
+        Event::Close(e) if !e.message.is_empty() => e.message,
+        Event::Close(_) => "[Fail]receiver ended the transfer".into(),
+        other => format!("[Fail]unexpected {other:?} during a transfer"),
+    }
+}
+
+async fn next_ctrl(ch: &mut Channel) -> Result<Ctrl, String> {
+    match ch.recv().await {
+        Event::Ctrl(c) => Ok(c),
+        ev => Err(early_end(ev)),
+    }
+}
+
+fn read_file(
+    path: &Path,
+    compress: bool,
+    tx: tokio::sync::mpsc::Sender<Result<Bytes, String>>,
+) -> Result<u128, String> {
+    let mut f = std::fs::File::open(path).map_err(|e| fail_path("opening file", &e, path))?;
+    let mut h = Xxh3::new();
+    loop {
+        let mut buf = BytesMut::zeroed(CHUNK);
+        let mut n = 0;
+        while n < CHUNK {
+            match f.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(fail_path("reading file", &e, path)),
+            }
+        }
+        if n == 0 {
+            break;
+        }
+        buf.truncate(n);
+        h.update(&buf);
+        let out = if compress {
+            Bytes::from(zstd::bulk::compress(&buf, 1).map_err(|e| format!("[Fail]compress: {e}"))?)
+        } else {
+            buf.freeze()
+        };
+        if tx.blocking_send(Ok(out)).is_err() {
+            return Err("[Fail]transfer aborted".into());
+        }
+        if n < CHUNK {
+            break;
+        }
+    }
+    Ok(h.digest128())
+}
+
+/// Where a received entry goes: into `dest` if it is an existing directory, else `dest` is
+/// the new name of the root.
+fn target_of(dest: &Path, dest_is_dir: bool, rel: &str) -> PathBuf {
+    if dest_is_dir {
+        dest.join(rel)
+    } else {
+        match rel.split_once('/') {
+            Some((_, rest)) => dest.join(rest),
+            None => dest.to_path_buf(),
+        }
+    }
+}
+
+struct Incoming {
+    tmp: PathBuf,
+    target: PathBuf,
+    meta: FileMeta,
+    tx: std::sync::mpsc::SyncSender<Bytes>,
+    writer: std::thread::JoinHandle<Result<(u128, u64), String>>,
+}
+
+fn mtime_of(m: &FileMeta) -> SystemTime {
+    if m.mtime >= 0 {
+        UNIX_EPOCH + Duration::new(m.mtime as u64, m.mtime_ns)
+    } else {
+        UNIX_EPOCH
+    }
+}
+
+fn apply_attrs(path: &Path, m: &FileMeta) -> Result<(), String> {
+    let f = std::fs::File::open(path).map_err(|e| fail_path("opening file", &e, path))?;
+    f.set_times(
+        std::fs::FileTimes::new()
+            .set_modified(mtime_of(m))
+            .set_accessed(mtime_of(m)),
+    )
+    .map_err(|e| fail_path("setting times", &e, path))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(m.mode))
+        .map_err(|e| fail_path("setting mode", &e, path))
+}
+
+/// Receives a transfer into `dest`, then closes `ch` with the result. Returns the stats or the
+/// failure message.
+pub async fn recv(ch: &mut Channel, dest: &Path, opts: &FileOpts) -> Result<Stats, String> {
+    let r = recv_inner(ch, dest, opts).await;
+    let exit = match &r {
+        Ok(_) => Exit::ok(),
+        Err(m) => Exit::fail(m.clone()),
+    };
+    ch.sender().close(&exit);
+    r
+}
+
+async fn recv_inner(ch: &mut Channel, dest: &Path, opts: &FileOpts) -> Result<Stats, String> {
+    let t0 = Instant::now();
+    let dest_is_dir = dest.is_dir();
+    let mut stats = Stats::default();
+    let mut cur: Option<Incoming> = None;
+    let mut dirs: Vec<(PathBuf, FileMeta)> = Vec::new();
+    let result = loop {
+        let ev = ch.recv().await;
+        match ev {
+            Event::Ctrl(Ctrl::FileBegin(meta)) => {
+                if meta
+                    .rel
+                    .split('/')
+                    .any(|c| c == ".." || c.is_empty() || c == ".")
+                {
+                    break Err(format!("[Fail]bad path in transfer: {}", meta.rel));
+                }
+                let target = target_of(dest, dest_is_dir, &meta.rel);
+                if meta.dir {
+                    if let Err(e) = std::fs::create_dir_all(&target) {
+                        break Err(fail_path("creating directory", &e, &target));
+                    }
+                    dirs.push((target, meta));
+                    continue;
+                }
+                if opts.sync {
+                    let newer = std::fs::metadata(&target).ok().is_some_and(|m| {
+                        (m.mtime(), m.mtime_nsec() as u32) >= (meta.mtime, meta.mtime_ns)
+                    });
+                    let _ = ch.ctrl(&Ctrl::Want(!newer));
+                    if newer {
+                        continue;
+                    }
+                }
+                match start_file(target, meta, opts.compress) {
+                    Ok(inc) => cur = Some(inc),
+                    Err(e) => break Err(e),
+                }
+            }
+            Event::Data(d) => {
+                let Some(inc) = &cur else {
+                    break Err("[Fail]data outside a file".into());
+                };
+                if inc.tx.send(d).is_err() {
+                    // The writer failed: its error comes out of join below.
+                    let inc = cur.take().map(finish_abort);
+                    break Err(inc.unwrap_or_else(|| "[Fail]write failed".into()));
+                }
+            }
+            Event::Ctrl(Ctrl::FileEnd { hash }) => {
+                let Some(inc) = cur.take() else {
+                    break Err("[Fail]file end outside a file".into());
+                };
+                match finish_file(inc, hash, opts.keep_attrs) {
+                    Ok(n) => {
+                        stats.files += 1;
+                        stats.bytes += n;
+                    }
+                    Err(e) => break Err(e),
+                }
+            }
+            Event::Ctrl(Ctrl::Done) => break Ok(()),
+            Event::Ctrl(_) => {}
+            Event::Close(e) => {
+                break Err(if e.message.is_empty() {
+                    "[Fail]sender ended the transfer".into()
+                } else {
+                    e.message
+                });
+            }
+        }
+    };
+    if let Some(inc) = cur.take() {
+        finish_abort(inc);
+    }
+    result?;
+    if opts.keep_attrs {
+        for (p, m) in dirs.iter().rev() {
+            apply_attrs(p, m)?;
+        }
+    }
+    stats.elapsed = t0.elapsed();
+    Ok(stats)
+}
+
+fn start_file(target: PathBuf, meta: FileMeta, compress: bool) -> Result<Incoming, String> {
+    let dir = target
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut rnd = [0u8; 6];
+    let _ = getrandom::fill(&mut rnd);
+    let tmp = dir.join(format!(".{name}.hdc-{}", hex::encode(rnd)));
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(|e| fail_path("opening file", &e, &target))?;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(8);
+    let t = tmp.clone();
+    let writer = std::thread::spawn(move || {
+        let mut f = std::io::BufWriter::with_capacity(0, f);
+        let mut h = Xxh3::new();
+        let mut n = 0u64;
+        for d in rx {
+            let plain: Bytes = if compress {
+                Bytes::from(
+                    zstd::bulk::decompress(&d, CHUNK)
+                        .map_err(|e| format!("[Fail]decompress: {e}"))?,
+                )
+            } else {
+                d
+            };
+            h.update(&plain);
+            n += plain.len() as u64;
+            f.write_all(&plain)
+                .map_err(|e| fail_path("writing file", &e, &t))?;
+        }
+        f.flush().map_err(|e| fail_path("writing file", &e, &t))?;
+        Ok((h.digest128(), n))
+    });
+    Ok(Incoming {
+        tmp,
+        target,
+        meta,
+        tx,
+        writer,
+    })
+}
+
+fn finish_abort(inc: Incoming) -> String {
+    drop(inc.tx);
+    let r = inc.writer.join();
+    let _ = std::fs::remove_file(&inc.tmp);
+    match r {
+        Ok(Err(e)) => e,
+        _ => "[Fail]transfer aborted".into(),
+    }
+}
+
+fn finish_file(inc: Incoming, hash: u128, keep: bool) -> Result<u64, String> {
+    drop(inc.tx);
+    let r = inc
+        .writer
+        .join()
+        .unwrap_or_else(|_| Err("[Fail]writer crashed".into()));
+    let done = (|| {
+        let (h, n) = r?;
+        if h != hash || n != inc.meta.size {
+            return Err(format!(
+                "[Fail]checksum mismatch for {} ({n} of {} bytes)",
+                inc.target.display(),
+                inc.meta.size
+            ));
+        }
+        if keep {
+            apply_attrs(&inc.tmp, &inc.meta)?;
+        }
+        std::fs::rename(&inc.tmp, &inc.target)
+            .map_err(|e| fail_path("renaming file", &e, &inc.target))?;
+        Ok(n)
+    })();
+    if done.is_err() {
+        let _ = std::fs::remove_file(&inc.tmp);
+    }
+    done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{self, Hello, Request};
+    use crate::session::{Session, hello};
+
+    async fn pair() -> (
+        Session,
+        Session,
+        tokio::sync::mpsc::UnboundedReceiver<crate::session::Incoming>,
+    ) {
+        let (mut a, mut b) = tokio::io::duplex(1 << 20);
+        let h = Hello {
+            version: proto::VERSION,
+            name: "x".into(),
+            refused: String::new(),
+        };
+        let (x, y) = tokio::join!(hello(&mut a, &h), hello(&mut b, &h));
+        x.unwrap();
+        y.unwrap();
+        let (sa, _) = Session::start(a, false, "a".into());
+        let (sb, ib) = Session::start(b, true, "b".into());
+        (sa, sb, ib)
+    }
+
+    async fn run(
+        src: &Path,
+        dest: &Path,
+        opts: FileOpts,
+    ) -> (Result<Stats, String>, Result<Stats, String>) {
+        let (sa, _sb, mut ib) = pair().await;
+        let mut ch = sa.open(&proto::to_bytes(&Request::Boot)).unwrap();
+        let mut inc = ib.recv().await.unwrap();
+        let o2 = opts.clone();
+        let d = dest.to_path_buf();
+        let r = tokio::spawn(async move { recv(&mut inc.channel, &d, &o2).await });
+        let s = send(&mut ch, src, &opts).await;
+        (s, r.await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn tree_with_attrs_and_compression() {
+        let src = tempfile::tempdir().unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        let root = src.path().join("tree");
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        let big: Vec<u8> = (0..CHUNK * 2 + 77).map(|i| (i % 251) as u8).collect();
+        std::fs::write(root.join("a/b/big"), &big).unwrap();
+        std::fs::write(root.join("small"), b"hi").unwrap();
+        std::fs::set_permissions(root.join("small"), std::fs::Permissions::from_mode(0o751))
+            .unwrap();
+        let old = UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        std::fs::File::open(root.join("small"))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let opts = FileOpts {
+            keep_attrs: true,
+            compress: true,
+            sync: false,
+        };
+        let (s, r) = run(&root, dst.path(), opts).await;
+        let s = s.unwrap();
+        assert_eq!(s.files, 2);
+        assert_eq!(r.unwrap().bytes, big.len() as u64 + 2);
+        assert_eq!(std::fs::read(dst.path().join("tree/a/b/big")).unwrap(), big);
+        let m = std::fs::metadata(dst.path().join("tree/small")).unwrap();
+        assert_eq!(m.mode() & 0o7777, 0o751);
+        assert_eq!(m.modified().unwrap(), old);
+        assert!(s.finish_line().starts_with("FileTransfer finish, Size:"));
+    }
+
+    #[tokio::test]
+    async fn sync_skips_files_that_are_not_newer() {
+        let src = tempfile::tempdir().unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        let f = src.path().join("f");
+        std::fs::write(&f, b"new").unwrap();
+        std::fs::File::open(&f)
+            .unwrap()
+            .set_modified(UNIX_EPOCH + Duration::from_secs(10))
+            .unwrap();
+        let out = dst.path().join("f");
+        std::fs::write(&out, b"mine").unwrap();
+        let opts = FileOpts {
+            keep_attrs: false,
+            compress: false,
+            sync: true,
+        };
+        let (s, _) = run(&f, &out, opts).await;
+        assert_eq!(s.unwrap().files, 0);
+        assert_eq!(std::fs::read(&out).unwrap(), b"mine");
+    }
+
+    #[tokio::test]
+    async fn unwritable_target_is_a_clear_error_and_no_file() {
+        let src = tempfile::tempdir().unwrap();
+        let f = src.path().join("f");
+        std::fs::write(&f, b"x").unwrap();
+        let (s, r) = run(&f, Path::new("/nonexistent-dir/x"), FileOpts::default()).await;
+        let e = s.unwrap_err();
+        assert!(e.starts_with("[Fail]Error opening file"), "{e}");
+        assert!(r.is_err());
+    }
+}
