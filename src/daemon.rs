@@ -50,6 +50,50 @@ fn tool_exes() -> Vec<PathBuf> {
     v
 }
 
+/// The token sync's view of the access-token manager (see `oxh_softbus::dbinder`): token
+/// states travel encoded as `oxh_atm::api::RemoteTokenState`.
+struct AtmBridge(Arc<AccessTokenManager>);
+
+impl oxh_softbus::dbinder::TokenBridge for AtmBridge {
+    fn export(&self, token_id: u32) -> Option<(u64, Vec<u8>)> {
+        self.0
+            .export_token(token_id)
+            .map(|(rev, st)| (rev, oxh_ipc::encode(&st)))
+    }
+    fn import(
+        &self,
+        udid: &str,
+        token_id: u32,
+        rev: u64,
+        state: &[u8],
+    ) -> Result<(u32, oxh_ipc::TokenType, String), String> {
+        let st: oxh_atm::api::RemoteTokenState =
+            oxh_ipc::decode(state).map_err(|e| e.to_string())?;
+        let id = self
+            .0
+            .import_remote_token(udid, token_id, rev, &st)
+            .map_err(|e| e.to_string())?;
+        Ok((id, st.token_type, st.name))
+    }
+    fn lookup(
+        &self,
+        udid: &str,
+        token_id: u32,
+        rev: u64,
+    ) -> Option<(u32, oxh_ipc::TokenType, String)> {
+        self.0.remote_token(udid, token_id, rev)
+    }
+    fn forget(&self, udid: &str, token_id: u32) {
+        self.0.remove_remote_token(udid, token_id);
+    }
+    fn forget_device(&self, udid: &str) {
+        self.0.drop_remote_device(udid);
+    }
+    fn verify(&self, token_id: u32, permission: &str) -> bool {
+        self.0.verify_token(token_id, permission)
+    }
+}
+
 /// Runs a device in the foreground until SIGINT or SIGTERM.
 pub async fn run(cfg: DaemonConfig) -> Result<()> {
     let t0 = Instant::now();
@@ -157,6 +201,23 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
         },
     ))?;
     let samgr = samgr.start().await?;
+    // dbinder: calls to and from SAs on other devices, with the callers' tokens synced.
+    let dbinder = softbus.dbinder().clone();
+    dbinder.set_bridge(Arc::new(AtmBridge(atm.clone())));
+    dbinder.set_dispatcher(samgr.clone());
+    samgr.set_remote(dbinder.clone());
+    let mut changes = atm.subscribe_changes();
+    tokio::spawn(async move {
+        loop {
+            match changes.recv().await {
+                Ok(id) => {
+                    dbinder.token_changed(id).await;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => break,
+            }
+        }
+    });
 
     let socket = dirs.socket_path();
     let resolver = AtmTokenResolver::new(atm.clone(), tool_exes(), oxh_kal::current_uid());

@@ -45,6 +45,12 @@ const PUBLIC_METHODS: &[(i32, &str, &str)] = &[
         "the method tables with their permissions are the published API",
     ),
     (
+        sa_id::SAMGR,
+        "CallRemote",
+        "the device that runs the method checks the caller's synced token, with \
+         DISTRIBUTED_DATASYNC (remote_tokens_follow_grants_and_revocations_on_the_origin_device)",
+    ),
+    (
         sa_id::HILOG,
         "Write",
         "every process may log (OH_LOG_Print needs no permission); the pid is the kernel's, \
@@ -116,6 +122,8 @@ const CAMERA: &str = "ohos.permission.CAMERA";
 const MICROPHONE: &str = "ohos.permission.MICROPHONE";
 const INTERNET: &str = "ohos.permission.INTERNET";
 const MARKER_TAG: &str = "AtmWalkMarker";
+const REMOTE_APP: &str = "com.example.remotecaller";
+const DATASYNC: &str = "ohos.permission.DISTRIBUTED_DATASYNC";
 
 fn is_public(sa: i32, name: &str) -> bool {
     PUBLIC_METHODS
@@ -334,6 +342,46 @@ async fn child_setup(dev: &oxh_sdk::Device) {
     emit(json!({ "whoami": me, "app": id }));
 }
 
+/// As root named `oxhd`: creates the app whose processes run as `nobody` and that asks for
+/// DISTRIBUTED_DATASYNC (user_grant: DENIED until the user grants it).
+async fn child_setup_remote(dev: &oxh_sdk::Device) {
+    let nobody = 65_534;
+    let id = dev
+        .atm()
+        .alloc_hap_token(
+            app_info(REMOTE_APP, Some(nobody)),
+            HapPolicy::normal(&[DATASYNC, INTERNET]),
+        )
+        .await
+        .unwrap()
+        .token_id();
+    emit(json!({ "app": id }));
+}
+
+/// As nobody (the remote-calling app): who it is here, then an echo and a DUMP-gated echo
+/// through samgr on device `peer`.
+async fn child_remote(dev: &oxh_sdk::Device, peer: &str) {
+    let me = dev.samgr().whoami().await.unwrap();
+    let s = dev.samgr();
+    let echo = s
+        .call_remote_raw(peer, sa_id::SAMGR, samgr::ECHO, b"across".to_vec())
+        .await;
+    let checked = s
+        .call_remote_raw(peer, sa_id::SAMGR, samgr::ECHO_CHECKED, b"x".to_vec())
+        .await;
+    let whoami: Result<Caller, _> = s.call_remote(peer, sa_id::SAMGR, samgr::WHOAMI, &()).await;
+    let r = |v: Result<Vec<u8>, oxh_ipc::IpcError>| match v {
+        Ok(b) => json!({ "ok": true, "data": String::from_utf8_lossy(&b) }),
+        Err(e) => err_json(&e),
+    };
+    emit(json!({
+        "whoami": me,
+        "echo": r(echo),
+        "checked": r(checked),
+        "remote_whoami": whoami.map_err(|e| e.to_string()),
+    }));
+}
+
 /// As nobody: every gated method of every SA, with an empty and a well-formed payload, and
 /// param sets that the SA's own rules refuse.
 async fn child_walk(dev: &oxh_sdk::Device, app: u32) {
@@ -423,12 +471,18 @@ async fn child_process_entry() {
         it.next().unwrap().parse::<u32>().unwrap(),
         it.next().unwrap().to_string(),
     );
-    if mode == "setup" || mode == "claim" {
+    if mode == "setup" || mode == "setup_remote" || mode == "claim" {
         set_process_name("oxhd");
     }
-    let dev = oxh_sdk::Device::connect(&dir).await.unwrap();
+    let dev_dir = dir.split(' ').next().unwrap_or_default().to_string();
+    let dev = oxh_sdk::Device::connect(&dev_dir).await.unwrap();
     match mode.as_str() {
         "setup" => child_setup(&dev).await,
+        "setup_remote" => child_setup_remote(&dev).await,
+        "remote" => {
+            let peer = dir.split(' ').nth(1).expect("remote needs DIR NETWORK_ID");
+            child_remote(&dev, peer).await
+        }
         "walk" => child_walk(&dev, arg).await,
         "claim" => child_claim(&dev, arg).await,
         m => panic!("unknown child mode {m}"),
@@ -438,8 +492,20 @@ async fn child_process_entry() {
 /// Runs [`child_process_entry`] in a new process, as `user` (through runuser) or as this
 /// user; returns its result lines.
 fn run_child(user: Option<&str>, mode: &str, arg: u32, dev: &TestDevice) -> Vec<Value> {
+    run_child_with(user, mode, arg, dev, "")
+}
+
+/// [`run_child`] with one more word for the child (after the data dir).
+fn run_child_with(
+    user: Option<&str>,
+    mode: &str,
+    arg: u32,
+    dev: &TestDevice,
+    extra: &str,
+) -> Vec<Value> {
     let exe = std::env::current_exe().unwrap();
-    let spec = format!("{mode} {arg} {}", dev.data_dir().display());
+    let spec = format!("{mode} {arg} {} {extra}", dev.data_dir().display());
+    let spec = spec.trim_end().to_string();
     let mut cmd = match user {
         Some(u) => {
             let mut c = Command::new("runuser");
@@ -703,4 +769,115 @@ async fn a_caller_cannot_claim_another_identity() {
         let code = &l["result"]["code"];
         assert!(code == 201 || code == 202, "{l}");
     }
+}
+
+/// B's copy of A's token for [`REMOTE_APP`], if B holds one.
+async fn remote_copy(b: &oxh_sdk::Device, a_udid: &str) -> Option<TokenInfo> {
+    b.atm()
+        .tokens()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.name == REMOTE_APP && t.remote_udid.as_deref() == Some(a_udid))
+}
+
+/// Waits (bounded) until B's copy of the app's token is in the wanted state.
+async fn wait_copy(
+    b: &oxh_sdk::Device,
+    a_udid: &str,
+    what: &str,
+    ok: impl Fn(Option<&TokenInfo>) -> bool,
+) {
+    within(what, std::time::Duration::from_secs(5), async {
+        loop {
+            if ok(remote_copy(b, a_udid).await.as_ref()) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn remote_tokens_follow_grants_and_revocations_on_the_origin_device() {
+    let test = "remote_tokens_follow_grants_and_revocations_on_the_origin_device";
+    if !can_run_as_nobody(test) {
+        return;
+    }
+    let (a, b) = crate::softbus::online_pair().await;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(a.data_dir(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let app = run_child(None, "setup_remote", 0, &a)[0]["app"]
+        .as_u64()
+        .unwrap() as u32;
+    let b_net = b.ready_field("network_id");
+    let a_udid = a.ready_field("udid");
+    let sb = b.sdk().await;
+    let call = || run_child_with(Some("nobody"), "remote", 0, &a, &b_net).remove(0);
+
+    // DATASYNC is user_grant: DENIED on A, so B refuses, and says it checked.
+    let r = call();
+    let who: Caller = serde_json::from_value(r["whoami"].clone()).unwrap();
+    assert_eq!((who.token_type, who.token_id), (TokenType::Hap, app), "{r}");
+    assert_eq!(r["echo"]["code"], 201, "{r}");
+    let msg = r["echo"]["message"].as_str().unwrap();
+    assert!(msg.contains(DATASYNC) && msg.contains(&b_net[..8]), "{msg}");
+    let copy = remote_copy(&sb, &a_udid)
+        .await
+        .expect("B holds a copy of the caller's token");
+    assert_eq!(
+        (copy.token_type, copy.granted),
+        (TokenType::Hap, 1),
+        "INTERNET only: {copy:?}"
+    );
+    assert_ne!(copy.token_id, app, "the copy has a local id of B's");
+
+    // Granted on A: B lets the call through, under the copy's id, and still refuses what the
+    // app does not hold (DUMP).
+    a.oxh_ok(&["atm", "grant", REMOTE_APP, DATASYNC]);
+    let r = call();
+    assert_eq!(r["echo"], json!({ "ok": true, "data": "across" }), "{r}");
+    assert_eq!(r["checked"]["code"], 201, "{r}");
+    assert!(
+        r["checked"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ohos.permission.DUMP"),
+        "{r}"
+    );
+    let rw: Caller = serde_json::from_value(r["remote_whoami"]["Ok"].clone()).unwrap();
+    assert_eq!(
+        (rw.token_type, rw.token_id),
+        (TokenType::Hap, copy.token_id),
+        "{r}"
+    );
+    assert!(rw.process_name.starts_with(REMOTE_APP), "{rw:?}");
+    assert_eq!(
+        b.oxh_ok(&["atm", "check", &copy.token_id.to_string(), DATASYNC])
+            .trim(),
+        "GRANTED"
+    );
+
+    // Revoked on A: the push reaches B's copy, and the next call is refused.
+    a.oxh_ok(&["atm", "revoke", REMOTE_APP, DATASYNC]);
+    wait_copy(&sb, &a_udid, "revocation pushed to B", |c| {
+        c.is_some_and(|c| c.granted == 1)
+    })
+    .await;
+    let r = call();
+    assert_eq!(r["echo"]["code"], 201, "{r}");
+
+    // Unbound: B drops every token copied from A.
+    a.oxh_ok(&["device", "unbind", &b.ready_field("udid")]);
+    wait_copy(&sb, &a_udid, "copies dropped at unbind", |c| c.is_none()).await;
+    assert!(
+        sb.atm()
+            .tokens()
+            .await
+            .unwrap()
+            .iter()
+            .all(|t| t.remote_udid.is_none()),
+        "no remote token left on B"
+    );
 }

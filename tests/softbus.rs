@@ -50,7 +50,7 @@ async fn wait_online(d: &TestDevice, n: usize) {
 }
 
 /// Two devices bound through the PIN flow and online to each other.
-async fn online_pair() -> (TestDevice, TestDevice) {
+pub(crate) async fn online_pair() -> (TestDevice, TestDevice) {
     let a = TestDevice::start();
     let b = TestDevice::start();
     bind(&a, &b).await;

@@ -172,6 +172,27 @@ pub struct TokenInfo {
     pub requested: u32,
     /// Of those, how many are granted now.
     pub granted: u32,
+    /// For a copy of a caller's token on another device (tokensync): that device's udid.
+    #[serde(default)]
+    pub remote_udid: Option<String>,
+}
+
+/// What another device needs to check permissions for one of our callers: the token's kind,
+/// APL, name and granted permissions (OpenHarmony's HapTokenInfoForSync, reduced to what
+/// `verify` reads). Sent on the soft bus with every first call of a connection and on every
+/// change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteTokenState {
+    /// HAP, native or shell.
+    pub token_type: TokenType,
+    /// Its APL.
+    pub apl: Apl,
+    /// Bundle or process name.
+    pub name: String,
+    /// User id (HAP only).
+    pub user_id: Option<i32>,
+    /// Names of the permissions it holds now.
+    pub granted: Vec<String>,
 }
 
 /// A token and the state of each of its permissions.

@@ -5,14 +5,16 @@
 //! Writers take the store lock, write SQLite, and only then update memory under a short write
 //! lock, so a failed write changes nothing and readers (every `verify`) never wait on disk.
 //!
-//! Tokens across devices (OpenHarmony's tokensync) are not here yet. They fit as a fourth
-//! kind of [`Token`]: a local id mapped from (remote udid, remote token id), carrying the
-//! permission states synced from the remote device, dropped when it is unbound; `verify`
-//! then needs no change.
+//! Tokens across devices (OpenHarmony's tokensync) are a fourth kind of [`Token`]: a local id
+//! mapped from (remote udid, remote token id), carrying the permission states synced from the
+//! remote device, kept in memory only (the origin device resends them on the first call of
+//! each connection), and dropped when that device is unbound; `verify` needs no change.
+//! Every change of a token gives it a new revision and is announced on
+//! [`AccessTokenManager::subscribe_changes`], which is how changes reach other devices.
 
 use crate::api::{
-    CheckResult, PermissionInfo, PermsArgs, TokenDetail, TokenInfo, TokenTarget, UsageArgs,
-    UsageRecord,
+    CheckResult, PermissionInfo, PermsArgs, RemoteTokenState, TokenDetail, TokenInfo, TokenTarget,
+    UsageArgs, UsageRecord,
 };
 use crate::config::{
     AtmConfig, NativePermissions, NativeProcess, SHELL_PROCESS, UNCONFIGURED_PROCESS,
@@ -43,12 +45,31 @@ enum Kind {
         uid: Option<u32>,
     },
     Shell,
+    /// A caller on another device, as that device described it.
+    Remote(Box<RemoteKind>),
 }
+
+/// What identifies a remote token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RemoteKind {
+    udid: String,
+    remote_id: u32,
+    token_type: TokenType,
+    name: String,
+    user_id: Option<i32>,
+    /// The origin device's revision of the states this copy holds.
+    remote_rev: u64,
+}
+
+/// Revisions of tokens: every new version of a token (creation, grant, revoke, update) takes
+/// the next one, so "has this device seen the current state?" is one comparison.
+static NEXT_REV: AtomicU64 = AtomicU64::new(1);
 
 /// One token in memory.
 #[derive(Debug, Clone)]
 struct Token {
     id: u32,
+    rev: u64,
     attr: u32,
     apl: Apl,
     kind: Kind,
@@ -76,6 +97,7 @@ impl Token {
         let bits = bitset(&states);
         Self {
             id,
+            rev: NEXT_REV.fetch_add(1, Ordering::Relaxed),
             attr,
             apl,
             kind,
@@ -103,6 +125,7 @@ impl Token {
             Kind::Hap(h) => &h.bundle_name,
             Kind::Native { process_name, .. } => process_name,
             Kind::Shell => SHELL_PROCESS,
+            Kind::Remote(r) => &r.name,
         }
     }
 
@@ -115,6 +138,7 @@ impl Token {
             Kind::Hap(_) => TokenType::Hap,
             Kind::Native { .. } => TokenType::Native,
             Kind::Shell => TokenType::Shell,
+            Kind::Remote(ref r) => r.token_type,
         }
     }
 
@@ -123,6 +147,7 @@ impl Token {
             Kind::Hap(h) => (Some(h.user_id), Some(h.inst_index), h.uid),
             Kind::Native { uid, .. } => (None, None, *uid),
             Kind::Shell => (None, None, None),
+            Kind::Remote(r) => (r.user_id, None, None),
         };
         TokenInfo {
             token_id: self.id,
@@ -135,6 +160,10 @@ impl Token {
             uid,
             requested: self.states.len() as u32,
             granted: self.states.iter().filter(|s| s.granted).count() as u32,
+            remote_udid: match &self.kind {
+                Kind::Remote(r) => Some(r.udid.clone()),
+                _ => None,
+            },
         }
     }
 
@@ -163,6 +192,8 @@ struct State {
     haps: HashMap<HapKey, u32>,
     by_uid: HashMap<u32, u32>,
     natives: HashMap<String, u32>,
+    /// (origin udid, token id there) -> local id.
+    remote: HashMap<(String, u32), u32>,
     shell: u32,
     unconfigured: u32,
 }
@@ -180,6 +211,9 @@ impl State {
                 self.by_uid.insert(uid, t.id);
             }
         }
+        if let Kind::Remote(r) = &t.kind {
+            self.remote.insert((r.udid.clone(), r.remote_id), t.id);
+        }
         self.tokens.insert(t.id, Arc::new(t));
     }
 
@@ -193,6 +227,9 @@ impl State {
             {
                 self.by_uid.remove(&uid);
             }
+        }
+        if let Kind::Remote(r) = &t.kind {
+            self.remote.remove(&(r.udid.clone(), r.remote_id));
         }
         Some(t)
     }
@@ -231,6 +268,7 @@ pub struct AccessTokenManager {
     state: RwLock<State>,
     usage: Mutex<UsageBook>,
     stats: Stats,
+    changes: tokio::sync::broadcast::Sender<u32>,
 }
 
 impl std::fmt::Debug for AccessTokenManager {
@@ -384,6 +422,7 @@ impl AccessTokenManager {
             state: RwLock::new(st),
             usage: Mutex::new(usage),
             stats: Stats::default(),
+            changes: tokio::sync::broadcast::channel(1024).0,
         }))
     }
 
@@ -562,6 +601,8 @@ impl AccessTokenManager {
         let mut st = self.write();
         st.remove(token_id);
         st.insert(t);
+        drop(st);
+        self.notify(token_id);
         Ok(ex)
     }
 
@@ -574,6 +615,7 @@ impl AccessTokenManager {
         }
         db.delete_hap(token_id)?;
         self.write().remove(token_id);
+        self.notify(token_id);
         self.book().remove_token(token_id);
         tracing::info!(tag = "atm", public_token = token_id, "hap token deleted");
         Ok(())
@@ -772,6 +814,7 @@ impl AccessTokenManager {
         }
         let nt = Token::new(t.id, t.attr, t.apl, t.kind.clone(), states);
         self.write().tokens.insert(token_id, Arc::new(nt));
+        self.notify(token_id);
         tracing::info!(
             tag = "atm",
             public_token = token_id,
@@ -972,6 +1015,171 @@ impl AccessTokenManager {
             token_type,
             process_name,
         }
+    }
+
+    // ---- tokens across devices (tokensync) ----
+
+    fn notify(&self, token_id: u32) {
+        // No receiver is fine: no other device has been told about any token yet.
+        let _ = self.changes.send(token_id);
+    }
+
+    /// Token ids whose permission states changed (grant, revoke, update) or that were
+    /// deleted, from now on: the token sync pushes them to the devices that hold copies.
+    pub fn subscribe_changes(&self) -> tokio::sync::broadcast::Receiver<u32> {
+        self.changes.subscribe()
+    }
+
+    /// A local token's current revision and what another device needs to check permissions
+    /// for it (OpenHarmony's GetHapTokenInfoFromRemote); `None` if it does not exist.
+    /// Remote tokens are not exported again: a call never hops on to a third device.
+    pub fn export_token(&self, token_id: u32) -> Option<(u64, RemoteTokenState)> {
+        let t = self.read().tokens.get(&token_id).cloned()?;
+        if matches!(t.kind, Kind::Remote(_)) {
+            return None;
+        }
+        let granted = t
+            .states
+            .iter()
+            .filter(|s| s.granted)
+            .filter_map(|s| s.def().map(|d| d.name.to_string()))
+            .collect();
+        let user_id = match &t.kind {
+            Kind::Hap(h) => Some(h.user_id),
+            _ => None,
+        };
+        Some((
+            t.rev,
+            RemoteTokenState {
+                token_type: t.token_type(),
+                apl: t.apl,
+                name: t.name().to_string(),
+                user_id,
+                granted,
+            },
+        ))
+    }
+
+    /// The local id of the copy of token `remote_id` of device `udid`, if this device holds
+    /// that token at revision `remote_rev`.
+    /// Returns the copy's local id, type and name.
+    pub fn remote_token(
+        &self,
+        udid: &str,
+        remote_id: u32,
+        remote_rev: u64,
+    ) -> Option<(u32, TokenType, String)> {
+        let st = self.read();
+        let id = *st.remote.get(&(udid.to_string(), remote_id))?;
+        match &st.tokens.get(&id)?.kind {
+            Kind::Remote(r) if r.remote_rev == remote_rev => {
+                Some((id, r.token_type, r.name.clone()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Stores (or refreshes) the copy of token `remote_id` of device `udid` at revision
+    /// `remote_rev` (OpenHarmony's SetRemoteHapTokenInfo) and returns its local id, which stays
+    /// the same across refreshes. Permissions this device does not define are left out;
+    /// invalid tokens are refused.
+    pub fn import_remote_token(
+        &self,
+        udid: &str,
+        remote_id: u32,
+        remote_rev: u64,
+        state: &RemoteTokenState,
+    ) -> Result<u32, AtmError> {
+        if udid.is_empty() || udid.len() > 128 {
+            return Err(AtmError::InvalidArgument(format!(
+                "remote device id of {} bytes",
+                udid.len()
+            )));
+        }
+        if state.token_type == TokenType::Invalid || remote_id == token::INVALID_TOKEN_ID {
+            return Err(AtmError::InvalidArgument(
+                "a caller without a token cannot be mapped".into(),
+            ));
+        }
+        if state.name.len() > 256 {
+            return Err(AtmError::InvalidArgument(format!(
+                "remote token name of {} bytes (the limit is 256)",
+                state.name.len()
+            )));
+        }
+        let states: Vec<PermState> = state
+            .granted
+            .iter()
+            .filter_map(|p| definitions::index_of(p))
+            .map(|index| PermState {
+                index,
+                granted: true,
+                flags: flag::SYSTEM_FIXED,
+            })
+            .collect();
+        let kind = Kind::Remote(Box::new(RemoteKind {
+            udid: udid.to_string(),
+            remote_id,
+            token_type: state.token_type,
+            name: state.name.clone(),
+            user_id: state.user_id,
+            remote_rev,
+        }));
+        let mut st = self.write();
+        let id = match st.remote.get(&(udid.to_string(), remote_id)) {
+            Some(id) => *id,
+            None => {
+                let mut n = 0u64;
+                loop {
+                    let u = random_unique(n ^ u64::from(remote_id) << 20);
+                    if u >= 0x100 && !st.unique_taken(u) {
+                        break token::make(state.token_type, u, false, false);
+                    }
+                    n += 1;
+                }
+            }
+        };
+        st.remove(id);
+        st.insert(Token::new(id, 0, state.apl, kind, states));
+        drop(st);
+        tracing::debug!(
+            tag = "atm",
+            public_token = id,
+            public_remote_token = remote_id,
+            "remote token synced"
+        );
+        Ok(id)
+    }
+
+    /// Drops the copy of one token of device `udid` (it was deleted there).
+    pub fn remove_remote_token(&self, udid: &str, remote_id: u32) -> bool {
+        let mut st = self.write();
+        match st.remote.get(&(udid.to_string(), remote_id)).copied() {
+            Some(id) => st.remove(id).is_some(),
+            None => false,
+        }
+    }
+
+    /// Drops every token copied from device `udid` (it was unbound); returns how many.
+    pub fn drop_remote_device(&self, udid: &str) -> usize {
+        let mut st = self.write();
+        let ids: Vec<u32> = st
+            .remote
+            .iter()
+            .filter(|((u, _), _)| u == udid)
+            .map(|(_, id)| *id)
+            .collect();
+        for id in &ids {
+            st.remove(*id);
+        }
+        if !ids.is_empty() {
+            tracing::info!(
+                tag = "atm",
+                public_count = ids.len(),
+                "remote tokens of an unbound device dropped"
+            );
+        }
+        ids.len()
     }
 
     // ---- dump ----

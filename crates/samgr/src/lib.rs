@@ -214,6 +214,22 @@ pub struct Samgr {
     checker: Arc<dyn PermissionChecker>,
     samgr_sa: Arc<SamgrSa>,
     clients: Mutex<BTreeMap<u64, Caller>>,
+    remote: std::sync::OnceLock<Arc<dyn RemoteSaCaller>>,
+}
+
+/// Calls SAs on other devices (dbinder). The soft bus implements it and the daemon wires it
+/// in, so that samgr does not depend on the soft bus.
+#[async_trait::async_trait]
+pub trait RemoteSaCaller: Send + Sync + 'static {
+    /// Calls method `code` of SA `sa` on device `network_id` on behalf of local `caller`.
+    async fn call_remote(
+        &self,
+        caller: &Caller,
+        network_id: &str,
+        sa: i32,
+        code: u32,
+        data: Vec<u8>,
+    ) -> Result<Vec<u8>, RemoteError>;
 }
 
 /// Errors from registration and start.
@@ -242,6 +258,7 @@ impl Samgr {
             checker,
             samgr_sa: Arc::new(SamgrSa::default()),
             clients: Mutex::new(BTreeMap::new()),
+            remote: std::sync::OnceLock::new(),
         }
     }
 
@@ -274,6 +291,15 @@ impl Samgr {
         let me = Arc::new(self);
         me.samgr_sa.attach(Arc::downgrade(&me));
         Ok(me)
+    }
+
+    /// Wires in remote calls (the soft bus's dbinder); once.
+    pub fn set_remote(&self, r: Arc<dyn RemoteSaCaller>) {
+        let _ = self.remote.set(r);
+    }
+
+    pub(crate) fn remote(&self) -> Option<Arc<dyn RemoteSaCaller>> {
+        self.remote.get().cloned()
     }
 
     /// Every registered SA with its state, samgr first.

@@ -30,6 +30,24 @@ pub mod samgr_method {
     /// `Vec<u8>` → the same bytes, like [`ECHO`] but gated by `ohos.permission.DUMP`: the
     /// benchmark of the permission check's cost on a round trip compares the two.
     pub const ECHO_CHECKED: u32 = 7;
+    /// [`RemoteCallArgs`] → the remote method's reply: calls an SA on another trusted device
+    /// (OpenHarmony's GetSystemAbility(saId, networkId) proxy, dbinder). Open here: the device
+    /// that runs the method checks the caller's synced token, including
+    /// `ohos.permission.DISTRIBUTED_DATASYNC`.
+    pub const CALL_REMOTE: u32 = 8;
+
+    /// Arguments of [`CALL_REMOTE`].
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct RemoteCallArgs {
+        /// The device, by networkId.
+        pub network_id: String,
+        /// SA id there.
+        pub sa: i32,
+        /// Method code.
+        pub code: u32,
+        /// The method's arguments, encoded as for a local call.
+        pub data: Vec<u8>,
+    }
 
     /// One row of [`LIST_METHODS`].
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,6 +104,7 @@ const METHODS: &[Method] = &[
     Method::system(SUBSCRIBE_DEATHS, "SubscribeClientDeaths"),
     Method::open(LIST_METHODS, "ListMethods"),
     Method::with_permission(ECHO_CHECKED, "EchoChecked", "ohos.permission.DUMP"),
+    Method::open(CALL_REMOTE, "CallRemote"),
 ];
 
 /// samgr's own method table.
@@ -167,6 +186,18 @@ impl SystemAbility for SamgrSa {
                 ))
             }
             WHOAMI => Ok(encode(ctx.caller())),
+            CALL_REMOTE => {
+                let a: RemoteCallArgs = decode(&data)?;
+                let remote = self.samgr()?.remote().ok_or_else(|| {
+                    RemoteError::new(
+                        oxh_ipc::code::NOT_SUPPORTED,
+                        "this device has no soft bus: no remote calls",
+                    )
+                })?;
+                remote
+                    .call_remote(ctx.caller(), &a.network_id, a.sa, a.code, a.data)
+                    .await
+            }
             SUBSCRIBE_DEATHS => {
                 let sub: u64 = decode(&data)?;
                 if let Ok(mut s) = self.death_subs.lock() {

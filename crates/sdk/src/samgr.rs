@@ -64,6 +64,43 @@ impl Samgr<'_> {
             .await?
             .to_vec())
     }
+    /// Calls method `code` of SA `sa` on the trusted device `network_id` (OpenHarmony's remote
+    /// SA proxy, dbinder), with `data` encoded as for a local call; returns the raw reply.
+    /// That device checks this caller's token as synced from here: the caller needs
+    /// ohos.permission.DISTRIBUTED_DATASYNC and whatever the method needs.
+    pub async fn call_remote_raw(
+        &self,
+        network_id: &str,
+        sa: i32,
+        code: u32,
+        data: Vec<u8>,
+    ) -> Result<Vec<u8>, Error> {
+        let args = m::RemoteCallArgs {
+            network_id: network_id.to_string(),
+            sa,
+            code,
+            data,
+        };
+        Ok(self
+            .dev
+            .client
+            .call_raw(SAMGR_SA_ID, m::CALL_REMOTE, &oxh_ipc::encode(&args))
+            .await?
+            .to_vec())
+    }
+    /// [`Self::call_remote_raw`] with typed arguments and reply.
+    pub async fn call_remote<A: serde::Serialize, R: serde::de::DeserializeOwned>(
+        &self,
+        network_id: &str,
+        sa: i32,
+        code: u32,
+        args: &A,
+    ) -> Result<R, Error> {
+        let b = self
+            .call_remote_raw(network_id, sa, code, oxh_ipc::encode(args))
+            .await?;
+        Ok(oxh_ipc::decode(&b)?)
+    }
     /// Subscribes to notices of other clients' deaths (system processes only).
     pub async fn watch_deaths(&self) -> Result<DeathWatch, Error> {
         let sub = self.dev.client.subscribe();

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod binding;
+pub mod dbinder;
 pub mod discovery;
 pub mod sa;
 pub mod service;

@@ -104,6 +104,7 @@ pub struct Softbus {
     network_id: String,
     bus: Arc<Bus>,
     sessions: Arc<Sessions>,
+    dbinder: Arc<crate::dbinder::Dbinder>,
     discovery: Option<Discovery>,
     trust: TrustStore,
     snapshot: TrustSnapshot,
@@ -190,6 +191,8 @@ impl Softbus {
             None => None,
         };
         let sessions = Sessions::start(bus.clone(), channels.streams);
+        let dbinder = crate::dbinder::Dbinder::new(bus.clone());
+        sessions.set_dbinder(dbinder.clone());
         let probe_info = binding::ProbeInfo {
             name: info.name.clone(),
             device_type: info.device_type.as_str().to_string(),
@@ -201,6 +204,7 @@ impl Softbus {
             network_id,
             bus,
             sessions,
+            dbinder,
             discovery,
             trust,
             snapshot,
@@ -253,6 +257,11 @@ impl Softbus {
     /// The bus address.
     pub fn bus_addr(&self) -> Option<SocketAddr> {
         self.bus.local_addr()
+    }
+
+    /// Remote SA calls and the token sync (wired by the daemon).
+    pub fn dbinder(&self) -> &Arc<crate::dbinder::Dbinder> {
+        &self.dbinder
     }
 
     /// This run's networkId.
@@ -440,6 +449,7 @@ impl Softbus {
             BusEvent::InfoChanged(i) => StateEvent::InfoChanged(self.view_of(i, true)),
             BusEvent::Unbound { info, .. } => {
                 let _ = self.trust.remove(&info.udid);
+                self.dbinder.device_unbound(&info.udid);
                 self.forget_candidates_of(&info.udid);
                 tracing::info!(
                     tag = "devicemanager",
@@ -691,6 +701,7 @@ impl Softbus {
             .remove(&t.udid)
             .map_err(|e| err(e.code(), e.to_string()))?;
         self.bus.send_unbind(&t.public_key).await;
+        self.dbinder.device_unbound(&t.udid);
         self.forget_candidates_of(&t.udid);
         Ok(())
     }

@@ -157,6 +157,8 @@ enum Frame {
         seq: u64,
         error: Option<String>,
     },
+    /// Opens a stream of remote SA calls (dbinder) instead of a socket.
+    Dbinder,
 }
 
 /// Postcard's variant index of `Frame::FileData`.
@@ -372,6 +374,8 @@ pub struct Sessions {
     /// Connections (stable ids) with a datagram reader.
     dgram_readers: Mutex<HashSet<usize>>,
     next: AtomicU64,
+    /// Serves streams of remote SA calls.
+    dbinder: std::sync::OnceLock<Arc<crate::dbinder::Dbinder>>,
 }
 
 fn check_name(name: &str) -> Result<(), SessionError> {
@@ -409,6 +413,15 @@ async fn write_file_data(w: &mut quinn::SendStream, data: Vec<u8>) -> Result<(),
     w.write_all_chunks(&mut [Bytes::from(head), Bytes::from(data)])
         .await
         .map_err(io)
+}
+
+/// Opens a stream of remote SA calls on `conn` (the first frame says what the stream is).
+pub(crate) async fn open_dbinder_stream(
+    conn: &quinn::Connection,
+) -> Result<(quinn::SendStream, quinn::RecvStream), SessionError> {
+    let (mut send, recv) = conn.open_bi().await.map_err(io)?;
+    write_frame(&mut send, &Frame::Dbinder).await.map_err(io)?;
+    Ok((send, recv))
 }
 
 /// Reads one socket frame; `FileData` is read straight into its buffer (no decode copy).
@@ -482,6 +495,7 @@ impl Sessions {
             acks: Mutex::new(HashMap::new()),
             dgram_readers: Mutex::new(HashSet::new()),
             next: AtomicU64::new(1),
+            dbinder: std::sync::OnceLock::new(),
         });
         let m = me.clone();
         tokio::spawn(async move {
@@ -491,6 +505,11 @@ impl Sessions {
             }
         });
         me
+    }
+
+    /// Hands incoming streams of remote SA calls to `d`.
+    pub(crate) fn set_dbinder(&self, d: Arc<crate::dbinder::Dbinder>) {
+        let _ = self.dbinder.set(d);
     }
 
     /// Listens on `name` for `owner`; events go to `tx`.
@@ -802,6 +821,12 @@ impl Sessions {
                     data_type,
                     socket,
                 })) => (name, from, data_type, socket),
+                Ok(Some(Frame::Dbinder)) => {
+                    if let Some(d) = self.dbinder.get() {
+                        d.clone().serve(from, send, recv).await;
+                    }
+                    return;
+                }
                 _ => return,
             };
         let tx = self
