@@ -1,0 +1,1 @@
+//! The bundle manager's IPC contract (filled below).

@@ -1,0 +1,31 @@
+//! The bundle manager: OpenHarmony's own package format (HAP and `.app`), its signing
+//! scheme, and installing, updating and uninstalling bundles (bundlemanager_bundle_framework,
+//! appverify, hapsigner), as system ability 401.
+//!
+//! - [`package`]: reading packages safely (names, sizes, ratios) into [`model::HapInfo`].
+//! - [`signing`]: the signing block (`HAP Sig Block 42` / `<hap sign block>`), the digest.
+//! - [`pkcs7`], [`der`]: the PKCS#7 SignedData of the signature and the profile.
+//! - [`verify`]: every check of a package's signature, apart, against trust roots.
+//! - [`tools`]: `oxh hap keygen`, `sign`, `pack`.
+//! - [`api`]: method codes and argument types for the SDK and `bm`.
+//! - [`error`]: [`BundleError`] with OpenHarmony's codes and `bm` messages.
+//! - `service` (feature `service`): [`BundleManager`], the SA with its SQLite store.
+
+pub mod api;
+pub mod der;
+pub mod error;
+pub mod model;
+pub mod package;
+pub mod pkcs7;
+pub mod signing;
+pub mod tools;
+pub mod verify;
+
+#[cfg(feature = "service")]
+mod sa;
+#[cfg(feature = "service")]
+mod service;
+
+pub use error::{BundleError, code};
+#[cfg(feature = "service")]
+pub use service::BundleManager;

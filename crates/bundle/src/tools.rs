@@ -1,0 +1,446 @@
+//! The developer side: `oxh hap keygen` (a dev root CA, a signing certificate and a signed
+//! profile), `oxh hap sign` (hapsigner's format: a v3 block with the profile and the PKCS#7
+//! signature) and `oxh hap pack` (a directory with module.json5 into a HAP). These run in
+//! the CLI, on the developer's files; the daemon never calls them.
+
+use crate::error::{BundleError, code};
+use crate::model;
+use crate::pkcs7;
+use crate::signing::{self, BLOCK_PROFILE, BLOCK_SIGNATURE};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
+};
+use serde_json::{Value, json};
+use std::io::Write;
+use std::path::Path;
+
+/// What `hap keygen` writes.
+#[derive(Debug, Clone)]
+pub struct KeySet {
+    /// The dev root CA certificate (PEM): what devices add to their trust roots.
+    pub root_pem: String,
+    /// The root's private key (PKCS#8 PEM), to issue more signing certificates.
+    pub root_key_pem: String,
+    /// The signing key (PKCS#8 PEM).
+    pub dev_key_pem: String,
+    /// The signing certificate (PEM), issued by the root.
+    pub dev_cert_pem: String,
+    /// The signed profile (PKCS#7 DER).
+    pub profile_p7b: Vec<u8>,
+}
+
+fn ierr(e: impl std::fmt::Display) -> BundleError {
+    BundleError::internal(e.to_string())
+}
+
+fn dn(cn: &str) -> DistinguishedName {
+    let mut d = DistinguishedName::new();
+    d.push(DnType::CountryName, "CN");
+    d.push(DnType::OrganizationName, "oxharmony");
+    d.push(DnType::OrganizationalUnitName, "oxharmony dev");
+    d.push(DnType::CommonName, cn);
+    d
+}
+
+/// What the profile grants.
+#[derive(Debug, Clone)]
+pub struct ProfileSpec {
+    /// The bundle it is for.
+    pub bundle_name: String,
+    /// `debug` (device-ids apply) or `release`.
+    pub kind: String,
+    /// APL: normal, system_basic, system_core.
+    pub apl: String,
+    /// allowed-acls.
+    pub acls: Vec<String>,
+    /// debug-info.device-ids.
+    pub device_ids: Vec<String>,
+    /// validity, Unix seconds.
+    pub not_before: u64,
+    /// validity, Unix seconds.
+    pub not_after: u64,
+}
+
+/// Creates a dev root, a signing certificate under it and a profile signed by the signing key.
+pub fn keygen(spec: &ProfileSpec, now: u64) -> Result<KeySet, BundleError> {
+    model::check_bundle_name(&spec.bundle_name)?;
+    let root_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(ierr)?;
+    let mut rp = CertificateParams::new(Vec::<String>::new()).map_err(ierr)?;
+    rp.distinguished_name = dn("oxharmony Dev Root CA");
+    rp.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    rp.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    rp.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    rp.not_after = rcgen::date_time_ymd(2049, 12, 31);
+    rp.serial_number = Some(serial(now, 1));
+    let root = rp.self_signed(&root_key).map_err(ierr)?;
+    let issuer = Issuer::new(rp, &root_key);
+
+    let dev_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(ierr)?;
+    let mut dp = CertificateParams::new(Vec::<String>::new()).map_err(ierr)?;
+    dp.distinguished_name = dn(&format!("{} Application Release", spec.bundle_name));
+    dp.is_ca = IsCa::ExplicitNoCa;
+    dp.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    dp.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    dp.not_after = rcgen::date_time_ymd(2049, 12, 31);
+    dp.serial_number = Some(serial(now, 2));
+    let dev = dp.signed_by(&dev_key, &issuer).map_err(ierr)?;
+
+    let chain = vec![dev.der().to_vec(), root.der().to_vec()];
+    let profile_p7b = make_profile(spec, &dev.pem(), &dev_key.serialize_der(), &chain, now)?;
+    Ok(KeySet {
+        root_pem: root.pem(),
+        root_key_pem: root_key.serialize_pem(),
+        dev_key_pem: dev_key.serialize_pem(),
+        dev_cert_pem: dev.pem(),
+        profile_p7b,
+    })
+}
+
+fn serial(now: u64, n: u8) -> rcgen::SerialNumber {
+    let mut b = now.to_be_bytes().to_vec();
+    b.push(n);
+    b[0] &= 0x7f;
+    rcgen::SerialNumber::from_slice(&b)
+}
+
+/// The profile JSON for a spec, with the signing certificate embedded.
+pub fn profile_json(spec: &ProfileSpec, cert_pem: &str) -> Value {
+    let cert_key = if spec.kind == "debug" {
+        "development-certificate"
+    } else {
+        "distribution-certificate"
+    };
+    let mut v = json!({
+        "version-code": 1,
+        "version-name": "1.0.0",
+        "uuid": format!("oxh-{:x}", spec.not_before),
+        "type": spec.kind,
+        "app-distribution-type": if spec.kind == "debug" { "none" } else { "os_integration" },
+        "validity": {"not-before": spec.not_before, "not-after": spec.not_after},
+        "bundle-info": {
+            "developer-id": "oxharmony",
+            cert_key: cert_pem,
+            "bundle-name": spec.bundle_name,
+            "apl": spec.apl,
+            "app-feature": "hos_normal_app",
+        },
+        "acls": {"allowed-acls": spec.acls},
+        "permissions": {"restricted-permissions": []},
+        "issuer": "oxharmony",
+    });
+    if spec.kind == "debug" {
+        v["debug-info"] = json!({"device-id-type": "udid", "device-ids": spec.device_ids});
+    }
+    v
+}
+
+/// Signs profile JSON into a `.p7b`.
+pub fn make_profile(
+    spec: &ProfileSpec,
+    cert_pem: &str,
+    key_pkcs8: &[u8],
+    chain: &[Vec<u8>],
+    now: u64,
+) -> Result<Vec<u8>, BundleError> {
+    let json = serde_json::to_vec(&profile_json(spec, cert_pem)).map_err(ierr)?;
+    pkcs7::sign(&json, key_pkcs8, chain, &utc_time(now)).map_err(ierr)
+}
+
+/// UTCTime text (YYMMDDHHMMSSZ) of a Unix time.
+pub fn utc_time(t: u64) -> String {
+    let days = (t / 86_400) as i64;
+    let rem = t % 86_400;
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{:02}{:02}{:02}{:02}{:02}{:02}Z",
+        y % 100,
+        m,
+        d,
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// The zip without its signing block (for re-signing), or the input if unsigned.
+pub fn strip_block(data: &[u8]) -> Result<Vec<u8>, BundleError> {
+    let z = signing::zip_layout(data).map_err(|e| BundleError::parse(e.to_string()))?;
+    let Some(b) = signing::find_block(data, &z).map_err(|e| BundleError::parse(e.to_string()))?
+    else {
+        return Ok(data.to_vec());
+    };
+    let mut out = Vec::with_capacity(data.len() - b.size);
+    out.extend_from_slice(&data[..b.start]);
+    out.extend_from_slice(&data[z.cd_offset..]);
+    let eocd = z.eocd - b.size;
+    out[eocd + 16..eocd + 20].copy_from_slice(&(b.start as u32).to_le_bytes());
+    Ok(out)
+}
+
+/// Signs a HAP: the profile and a PKCS#7 signature over the content digest go into a v3
+/// block (profile first, so the digest covers it).
+pub fn sign_hap(
+    hap: &[u8],
+    key_pem: &str,
+    chain_pem: &[u8],
+    profile_p7b: &[u8],
+    now: u64,
+) -> Result<Vec<u8>, BundleError> {
+    let unsigned = strip_block(hap)?;
+    let z = signing::zip_layout(&unsigned).map_err(|e| BundleError::parse(e.to_string()))?;
+    let key = pem::parse(key_pem)
+        .map_err(|e| BundleError::new(code::VERIFY_PKCS7_FAIL, format!("key: {e}")))?;
+    let chain = crate::verify::pem_certs(chain_pem);
+    if chain.is_empty() {
+        return Err(BundleError::new(
+            code::VERIFY_PKCS7_FAIL,
+            "no certificate in the --cert file",
+        ));
+    }
+    let digest = signing::content_digest(&unsigned, &z, z.cd_offset, &[profile_p7b]);
+    let content = signing::signed_content(&digest);
+    let sig = pkcs7::sign(&content, key.contents(), &chain, &utc_time(now))
+        .map_err(|e| BundleError::new(code::VERIFY_PKCS7_FAIL, e.to_string()))?;
+    Ok(signing::insert_block(
+        &unsigned,
+        &z,
+        &[(BLOCK_PROFILE, profile_p7b), (BLOCK_SIGNATURE, &sig)],
+    ))
+}
+
+/// Files of a package source, as (relative name, bytes).
+pub type Files = Vec<(String, Vec<u8>)>;
+
+/// Reads a package source directory (regular files only; symlinks are refused).
+pub fn read_dir_files(dir: &Path) -> Result<Files, BundleError> {
+    fn walk(base: &Path, dir: &Path, out: &mut Files, depth: usize) -> Result<(), BundleError> {
+        if depth > 32 {
+            return Err(BundleError::invalid_file("directory nesting too deep"));
+        }
+        let mut ents: Vec<_> = std::fs::read_dir(dir)
+            .map_err(|e| {
+                BundleError::new(code::FILE_PATH_INVALID, format!("{}: {e}", dir.display()))
+            })?
+            .filter_map(Result::ok)
+            .collect();
+        ents.sort_by_key(|e| e.file_name());
+        for e in ents {
+            let p = e.path();
+            let ft = e.file_type().map_err(ierr)?;
+            if ft.is_symlink() {
+                return Err(BundleError::invalid_file(format!(
+                    "{} is a symbolic link",
+                    p.display()
+                )));
+            } else if ft.is_dir() {
+                walk(base, &p, out, depth + 1)?;
+            } else if ft.is_file() {
+                let rel = p
+                    .strip_prefix(base)
+                    .map_err(ierr)?
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                let b = std::fs::read(&p).map_err(|e| ierr(format!("{}: {e}", p.display())))?;
+                out.push((rel, b));
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out, 0)?;
+    Ok(out)
+}
+
+/// Builds an unsigned HAP from source files: `module.json5` (with `app` and `module`, or with
+/// `module` only and an `app.json5` beside it) becomes `module.json`; `pack.info` is made;
+/// every other file goes in as is.
+pub fn pack(files: &Files) -> Result<Vec<u8>, BundleError> {
+    let get = |n: &str| files.iter().find(|(k, _)| k == n).map(|(_, v)| v);
+    let parse5 = |n: &str, b: &[u8]| -> Result<Value, BundleError> {
+        let t =
+            std::str::from_utf8(b).map_err(|_| BundleError::parse(format!("{n} is not UTF-8")))?;
+        json5::from_str(t).map_err(|e| BundleError::parse(format!("{n}: {e}")))
+    };
+    let mut cfg = match (get("module.json5"), get("module.json")) {
+        (Some(b), _) => parse5("module.json5", b)?,
+        (None, Some(b)) => parse5("module.json", b)?,
+        _ => return Err(BundleError::parse("no module.json5 in the directory")),
+    };
+    if cfg.get("app").is_none() {
+        let app = get("app.json5").ok_or_else(|| {
+            BundleError::parse("module.json5 has no \"app\" and there is no app.json5")
+        })?;
+        let a = parse5("app.json5", app)?;
+        cfg["app"] = a.get("app").cloned().unwrap_or(a);
+    }
+    let module_json = serde_json::to_vec_pretty(&cfg).map_err(ierr)?;
+    let info = model::parse_module_json(&module_json)?;
+    let pack_info = json!({
+        "summary": {
+            "app": {
+                "bundleName": info.app.bundle_name,
+                "bundleType": "app",
+                "version": {"code": info.app.version_code, "name": info.app.version_name},
+            },
+            "modules": [{
+                "mainAbility": info.main_element,
+                "deviceType": info.device_types,
+                "distro": {"moduleType": info.module_type.as_str(), "moduleName": info.module_name, "deliveryWithInstall": true, "installationFree": false},
+                "apiVersion": {"compatible": info.app.min_api_version, "target": info.app.target_api_version, "releaseType": info.app.api_release_type},
+            }],
+        },
+        "packages": [{
+            "name": format!("{}-default", info.module_name),
+            "moduleType": info.module_type.as_str(),
+            "deviceType": info.device_types,
+            "deliveryWithInstall": true,
+        }],
+    });
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let deflate = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    let mut put = |name: &str, b: &[u8]| -> Result<(), BundleError> {
+        crate::package::check_entry_name(name)?;
+        w.start_file(name, deflate).map_err(ierr)?;
+        w.write_all(b).map_err(ierr)
+    };
+    put("module.json", &module_json)?;
+    put("pack.info", &serde_json::to_vec(&pack_info).map_err(ierr)?)?;
+    for (n, b) in files {
+        if matches!(
+            n.as_str(),
+            "module.json5" | "module.json" | "app.json5" | "pack.info"
+        ) {
+            continue;
+        }
+        put(n, b)?;
+    }
+    Ok(w.finish().map_err(ierr)?.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::package::{Limits, open_hap};
+    use crate::verify::{VerifyOptions, pem_certs, verify};
+
+    pub(crate) fn src(bundle: &str, version: u32) -> Files {
+        let m = format!(
+            "// a comment, as JSON5 allows\n{{app: {{bundleName: '{bundle}', versionCode: {version}, versionName: '{version}.0', minAPIVersion: 12, targetAPIVersion: 12}},\n module: {{name: 'entry', type: 'entry', deviceTypes: ['default'], mainElement: 'EntryAbility', abilities: [{{name: 'EntryAbility', exported: true}}], requestPermissions: [{{name: 'ohos.permission.INTERNET'}}, {{name: 'ohos.permission.CAMERA', reason: '$string:r'}}],}}}}"
+        );
+        vec![
+            ("module.json5".into(), m.into_bytes()),
+            ("ets/modules.abc".into(), vec![1, 2, 3]),
+            (
+                "libs/arm64-v8a/libx.so".into(),
+                vec![0x7f, b'E', b'L', b'F'],
+            ),
+        ]
+    }
+
+    #[test]
+    fn utc_time_known_values() {
+        assert_eq!(utc_time(0), "700101000000Z");
+        assert_eq!(utc_time(1_655_792_632), "220621062352Z");
+    }
+
+    #[test]
+    fn keygen_pack_sign_verify_and_tamper() {
+        let now = 1_800_000_000;
+        let spec = ProfileSpec {
+            bundle_name: "com.example.myapp".into(),
+            kind: "debug".into(),
+            apl: "normal".into(),
+            acls: vec![],
+            device_ids: vec!["UDID1".into()],
+            not_before: now - 10,
+            not_after: now + 1000,
+        };
+        let ks = keygen(&spec, now).unwrap();
+        let hap = pack(&src("com.example.myapp", 1)).unwrap();
+        let signed = sign_hap(
+            &hap,
+            &ks.dev_key_pem,
+            ks.dev_cert_pem.as_bytes(),
+            &ks.profile_p7b,
+            now,
+        )
+        .unwrap();
+        let l = Limits::default();
+        let h = open_hap(&signed, &l).unwrap();
+        assert_eq!(h.info.app.bundle_name, "com.example.myapp");
+        assert_eq!(h.abis, vec!["arm64-v8a"]);
+        let opts = VerifyOptions {
+            roots: pem_certs(ks.root_pem.as_bytes()),
+            ignore_expiry: false,
+            device_id: Some("UDID1".into()),
+            now,
+        };
+        let r = verify(&h, &opts);
+        r.result().unwrap();
+        assert!(r.app_id.starts_with("com.example.myapp_"));
+        // Another device, another clock, no roots: each check fails on its own.
+        let r2 = verify(
+            &h,
+            &VerifyOptions {
+                device_id: Some("X".into()),
+                ..opts.clone()
+            },
+        );
+        assert_eq!(r2.result().unwrap_err().code, code::APP_SOURCE_NOT_TRUSTED);
+        let r3 = verify(
+            &h,
+            &VerifyOptions {
+                roots: vec![],
+                ..opts.clone()
+            },
+        );
+        assert_eq!(r3.result().unwrap_err().code, code::VERIFY_PKCS7_FAIL);
+        // Re-signing replaces the block.
+        let again = sign_hap(
+            &signed,
+            &ks.dev_key_pem,
+            ks.dev_cert_pem.as_bytes(),
+            &ks.profile_p7b,
+            now,
+        )
+        .unwrap();
+        let ha = open_hap(&again, &l).unwrap();
+        assert_eq!(ha.block.as_ref().unwrap().blocks.len(), 2);
+        verify(&ha, &opts).result().unwrap();
+        // One byte changed in the entries: digest fails.
+        let mut bad = signed.clone();
+        bad[40] ^= 1;
+        if let Ok(h) = open_hap(&bad, &l) {
+            assert_eq!(
+                verify(&h, &opts).result().unwrap_err().code,
+                code::BAD_DIGEST
+            );
+        }
+        // Wrong bundle: profile for another name.
+        let hap2 = pack(&src("com.example.other", 1)).unwrap();
+        let s2 = sign_hap(
+            &hap2,
+            &ks.dev_key_pem,
+            ks.dev_cert_pem.as_bytes(),
+            &ks.profile_p7b,
+            now,
+        )
+        .unwrap();
+        let h2 = open_hap(&s2, &l).unwrap();
+        assert_eq!(
+            verify(&h2, &opts).result().unwrap_err().code,
+            code::BUNDLE_NAME_MISMATCH
+        );
+    }
+}

@@ -1,0 +1,462 @@
+//! Verifying a HAP's signature as OpenHarmony's appverify does, each check apart: the
+//! content digest, the PKCS#7 signature, the chain to a trust root, the signed profile and
+//! its fields (bundle name, validity, debug device ids, signer = profile certificate).
+//! Pure: trust roots, the device id and the clock come in [`VerifyOptions`].
+
+use crate::error::{BundleError, code};
+use crate::package::Hap;
+use crate::pkcs7;
+use crate::signing::{self, BLOCK_PROFILE, BLOCK_SIGNATURE};
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use x509_parser::prelude::*;
+
+/// What to verify against.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    /// Trust roots (DER).
+    pub roots: Vec<Vec<u8>>,
+    /// Accept an expired (or not yet valid) profile.
+    pub ignore_expiry: bool,
+    /// This device's UDID, checked against a debug profile's device-ids; `None` skips it.
+    pub device_id: Option<String>,
+    /// Now, in Unix seconds; 0 skips the validity check.
+    pub now: u64,
+}
+
+/// The signed provisioning profile's fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    /// `type`: debug or release.
+    pub kind: String,
+    /// app-distribution-type.
+    pub distribution_type: String,
+    /// bundle-info.bundle-name.
+    pub bundle_name: String,
+    /// bundle-info.apl (normal when absent).
+    pub apl: String,
+    /// bundle-info.app-feature.
+    pub app_feature: String,
+    /// bundle-info.developer-id.
+    pub developer_id: String,
+    /// The signing certificate (development- or distribution-certificate), PEM.
+    pub certificate: String,
+    /// validity.not-before, Unix seconds.
+    pub not_before: u64,
+    /// validity.not-after, Unix seconds.
+    pub not_after: u64,
+    /// acls.allowed-acls.
+    pub acls: Vec<String>,
+    /// debug-info.device-ids.
+    pub device_ids: Vec<String>,
+    /// uuid.
+    pub uuid: String,
+}
+
+fn secs(v: Option<&Value>) -> u64 {
+    let n = v.and_then(Value::as_u64).unwrap_or(0);
+    // Some profiles write milliseconds.
+    if n > 100_000_000_000 { n / 1000 } else { n }
+}
+
+/// Parses profile JSON.
+pub fn parse_profile(json: &[u8]) -> Result<Profile, BundleError> {
+    let v: Value = serde_json::from_slice(json).map_err(|e| {
+        BundleError::new(
+            code::PROFILE_PARSE_FAIL,
+            format!("profile is not JSON: {e}"),
+        )
+    })?;
+    let bi = v
+        .get("bundle-info")
+        .ok_or_else(|| BundleError::new(code::PROFILE_PARSE_FAIL, "profile has no bundle-info"))?;
+    let st = |o: &Value, k: &str| o.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let list = |o: Option<&Value>, k: &str| -> Vec<String> {
+        o.and_then(|o| o.get(k))
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let kind = st(&v, "type");
+    let cert = if kind == "debug" {
+        st(bi, "development-certificate")
+    } else {
+        st(bi, "distribution-certificate")
+    };
+    let apl = st(bi, "apl");
+    Ok(Profile {
+        distribution_type: st(&v, "app-distribution-type"),
+        bundle_name: st(bi, "bundle-name"),
+        apl: if apl.is_empty() { "normal".into() } else { apl },
+        app_feature: st(bi, "app-feature"),
+        developer_id: st(bi, "developer-id"),
+        certificate: cert,
+        not_before: secs(v.get("validity").and_then(|x| x.get("not-before"))),
+        not_after: secs(v.get("validity").and_then(|x| x.get("not-after"))),
+        acls: list(v.get("acls"), "allowed-acls"),
+        device_ids: list(v.get("debug-info"), "device-ids"),
+        uuid: st(&v, "uuid"),
+        kind,
+    })
+}
+
+/// One check's outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Check {
+    /// digest, signature, chain, profile-signature, profile-chain, profile-certificate,
+    /// profile-bundle-name, profile-validity, profile-device.
+    pub name: String,
+    /// Passed; `None` when not checked (e.g. no device id offline).
+    pub ok: Option<bool>,
+    /// What was found.
+    pub detail: String,
+    /// The result code if it failed.
+    pub code: i32,
+}
+
+/// Everything `hap verify` reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    /// The file has a signing block.
+    pub signed: bool,
+    /// Block version (2 or 3).
+    pub block_version: u32,
+    /// Sub-block types present, hex.
+    pub blocks: Vec<String>,
+    /// Checks in order.
+    pub checks: Vec<Check>,
+    /// Signer certificate subject CN.
+    pub signer: String,
+    /// Chain subjects, signer first.
+    pub chain: Vec<String>,
+    /// appId: bundleName + "_" + base64(signer public key).
+    pub app_id: String,
+    /// The profile, if readable.
+    pub profile: Option<Profile>,
+}
+
+impl Report {
+    /// The first failed check as an error; `Ok` when every check passed or was not run.
+    pub fn result(&self) -> Result<(), BundleError> {
+        if !self.signed {
+            return Err(BundleError::new(
+                code::NO_SIGNATURE,
+                "the package has no signing block (unsigned)",
+            ));
+        }
+        match self.checks.iter().find(|c| c.ok == Some(false)) {
+            Some(c) => Err(BundleError::new(
+                c.code,
+                format!("{}: {}", c.name, c.detail),
+            )),
+            None => Ok(()),
+        }
+    }
+    fn push(&mut self, name: &str, ok: Option<bool>, detail: impl Into<String>, code: i32) {
+        self.checks.push(Check {
+            name: name.into(),
+            ok,
+            detail: detail.into(),
+            code,
+        });
+    }
+}
+
+/// The public key (SubjectPublicKeyInfo DER) of a certificate, base64: the key part of appId.
+pub fn public_key_b64(cert_der: &[u8]) -> Option<String> {
+    let (_, c) = X509Certificate::from_der(cert_der).ok()?;
+    Some(base64::engine::general_purpose::STANDARD.encode(c.public_key().raw))
+}
+
+/// Decodes every certificate in a PEM text.
+pub fn pem_certs(text: &[u8]) -> Vec<Vec<u8>> {
+    ::pem::parse_many(text)
+        .map(|v| {
+            v.into_iter()
+                .filter(|p| p.tag() == "CERTIFICATE")
+                .map(|p| p.into_contents())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Verifies a HAP; every check is reported, the first failure decides [`Report::result`].
+pub fn verify(hap: &Hap<'_>, opts: &VerifyOptions) -> Report {
+    let mut r = Report::default();
+    let data = hap.data;
+    let Some(block) = &hap.block else {
+        return r;
+    };
+    r.signed = true;
+    r.block_version = block.version;
+    r.blocks = block
+        .blocks
+        .iter()
+        .map(|b| format!("{:#x}", b.kind))
+        .collect();
+    let Some(sig) = block.value(data, BLOCK_SIGNATURE) else {
+        r.push(
+            "signature",
+            Some(false),
+            "no signature sub-block (0x20000000)",
+            code::NO_SIGNATURE,
+        );
+        return r;
+    };
+    // Digest.
+    let computed =
+        signing::content_digest(data, &hap.layout, block.start, &block.optional_values(data));
+    let sd = match pkcs7::parse(sig) {
+        Ok(sd) => sd,
+        Err(e) => {
+            r.push(
+                "signature",
+                Some(false),
+                format!("PKCS#7: {e}"),
+                code::VERIFY_PKCS7_FAIL,
+            );
+            return r;
+        }
+    };
+    let claimed = sd.content.and_then(signing::parse_signed_content);
+    match claimed.as_ref().and_then(|v| v.first()) {
+        Some((_, d)) if d[..] == computed[..] => r.push(
+            "digest",
+            Some(true),
+            format!("SHA-256 over 1 MiB chunks = {}", hex32(&computed)),
+            0,
+        ),
+        Some((_, d)) => r.push(
+            "digest",
+            Some(false),
+            format!(
+                "the package was changed after signing: computed {}, signed {}",
+                hex32(&computed),
+                hex32(d)
+            ),
+            code::BAD_DIGEST,
+        ),
+        None => r.push(
+            "digest",
+            Some(false),
+            "the signature's content names no digest",
+            code::BAD_DIGEST,
+        ),
+    }
+    // Signature.
+    let signer = match sd.verify() {
+        Ok(c) => {
+            r.signer = pkcs7::subject_cn(c);
+            r.push(
+                "signature",
+                Some(true),
+                format!("PKCS#7 signed by \"{}\"", r.signer),
+                0,
+            );
+            Some(c)
+        }
+        Err(e) => {
+            r.push(
+                "signature",
+                Some(false),
+                format!("PKCS#7: {e}"),
+                code::VERIFY_PKCS7_FAIL,
+            );
+            None
+        }
+    };
+    // Chain.
+    if let Some(c) = signer {
+        let ch = pkcs7::build_chain(c, &sd.certs, &opts.roots);
+        r.chain = ch.subjects.clone();
+        r.push(
+            "chain",
+            Some(ch.trusted),
+            match &ch.problem {
+                None => format!("{} -> trusted root", ch.subjects.join(" -> ")),
+                Some(p) => format!("{}: {p}", ch.subjects.join(" -> ")),
+            },
+            code::VERIFY_PKCS7_FAIL,
+        );
+        r.app_id = format!(
+            "{}_{}",
+            hap.info.app.bundle_name,
+            public_key_b64(c).unwrap_or_default()
+        );
+    }
+    // Profile.
+    let Some(pb) = block.value(data, BLOCK_PROFILE) else {
+        r.push(
+            "profile",
+            Some(false),
+            "no profile sub-block (0x20000002)",
+            code::NO_PROFILE_BLOCK,
+        );
+        return r;
+    };
+    // AppGallery-distributed packages carry the profile as plain JSON: it is covered by the
+    // package signature (it is an optional block before it) but not signed on its own.
+    let (psd, plain) = if pb.first() == Some(&b'{') {
+        r.push(
+            "profile-signature",
+            None,
+            "plain JSON profile (as AppGallery distributes it), covered by the package signature only",
+            code::VERIFY_PKCS7_FAIL,
+        );
+        (None, Some(pb))
+    } else {
+        match pkcs7::parse(pb) {
+            Ok(p) => (Some(p), None),
+            Err(e) => {
+                r.push(
+                    "profile-signature",
+                    Some(false),
+                    format!("{e}"),
+                    code::PROFILE_PARSE_FAIL,
+                );
+                return r;
+            }
+        }
+    };
+    let profile_json = plain.or_else(|| psd.as_ref().and_then(|p| p.content));
+    if let Some(psd) = &psd {
+        match psd.verify() {
+            Ok(pc) => {
+                r.push(
+                    "profile-signature",
+                    Some(true),
+                    format!("signed by \"{}\"", pkcs7::subject_cn(pc)),
+                    0,
+                );
+                let ch = pkcs7::build_chain(pc, &psd.certs, &opts.roots);
+                r.push(
+                    "profile-chain",
+                    Some(ch.trusted),
+                    match &ch.problem {
+                        None => format!("{} -> trusted root", ch.subjects.join(" -> ")),
+                        Some(p) => format!("{}: {p}", ch.subjects.join(" -> ")),
+                    },
+                    code::VERIFY_PKCS7_FAIL,
+                );
+            }
+            Err(e) => r.push(
+                "profile-signature",
+                Some(false),
+                format!("{e}"),
+                code::VERIFY_PKCS7_FAIL,
+            ),
+        }
+    }
+    let profile = match profile_json.map(parse_profile) {
+        Some(Ok(p)) => p,
+        Some(Err(e)) => {
+            r.push("profile", Some(false), e.reason, e.code);
+            return r;
+        }
+        None => {
+            r.push(
+                "profile",
+                Some(false),
+                "the profile signature holds no content",
+                code::PROFILE_PARSE_FAIL,
+            );
+            return r;
+        }
+    };
+    // Signer = the profile's certificate.
+    if plain.is_some() {
+        r.push(
+            "profile-certificate",
+            None,
+            "not applicable: the store re-signed the package with its own certificate",
+            code::VERIFY_PKCS7_FAIL,
+        );
+    } else if let Some(c) = signer {
+        let same = pem_certs(profile.certificate.as_bytes())
+            .first()
+            .is_some_and(|pc| public_key_b64(pc) == public_key_b64(c));
+        r.push(
+            "profile-certificate",
+            Some(same),
+            if same {
+                "the signer is the profile's certificate".to_string()
+            } else {
+                "the signer is not the certificate the profile names".to_string()
+            },
+            code::VERIFY_PKCS7_FAIL,
+        );
+    }
+    let bn = &hap.info.app.bundle_name;
+    r.push(
+        "profile-bundle-name",
+        Some(profile.bundle_name == *bn),
+        format!("profile \"{}\", package \"{bn}\"", profile.bundle_name),
+        code::BUNDLE_NAME_MISMATCH,
+    );
+    if opts.now == 0 || opts.ignore_expiry {
+        r.push(
+            "profile-validity",
+            None,
+            format!(
+                "{}..{} (not checked)",
+                profile.not_before, profile.not_after
+            ),
+            code::APP_SOURCE_NOT_TRUSTED,
+        );
+    } else {
+        let ok = profile.not_before <= opts.now && opts.now <= profile.not_after;
+        r.push(
+            "profile-validity",
+            Some(ok),
+            format!(
+                "valid {}..{}, now {}{}",
+                profile.not_before,
+                profile.not_after,
+                opts.now,
+                if ok { "" } else { ": expired or not yet valid" }
+            ),
+            code::APP_SOURCE_NOT_TRUSTED,
+        );
+    }
+    if profile.kind == "debug" {
+        match &opts.device_id {
+            Some(d) => {
+                let ok = profile.device_ids.iter().any(|x| x == d);
+                r.push(
+                    "profile-device",
+                    Some(ok),
+                    format!(
+                        "debug profile lists {} device(s){}",
+                        profile.device_ids.len(),
+                        if ok {
+                            ", this one among them"
+                        } else {
+                            ", not this one"
+                        }
+                    ),
+                    code::APP_SOURCE_NOT_TRUSTED,
+                );
+            }
+            None => r.push(
+                "profile-device",
+                None,
+                format!(
+                    "debug profile lists {} device(s) (no device to check)",
+                    profile.device_ids.len()
+                ),
+                code::APP_SOURCE_NOT_TRUSTED,
+            ),
+        }
+    }
+    r.profile = Some(profile);
+    r
+}
+
+fn hex32(d: &[u8]) -> String {
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
