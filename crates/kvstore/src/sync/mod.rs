@@ -1,0 +1,994 @@
+//! The sync core: a sans-IO state machine per store replica. It takes messages from peers,
+//! sync requests and the time (ms, any monotonic origin) as input and returns messages to
+//! send and results as [`Event`]s. It reads and writes the replica through the [`Replica`]
+//! trait: the service passes its SQLite store, tests an in-memory [`MemReplica`], so a lost,
+//! duplicated or reordered packet, a partition or a restart is a deterministic unit test.
+//!
+//! The protocol (see also `docs/DESIGN.md`, "KV sync"):
+//! 1. The initiator sends `Hello` (version, its store epoch, device security level, push/pull);
+//!    the responder checks type, security levels and version and answers `HelloAck`.
+//! 2. A pusher sends the writes whose local sequence number is above the peer's watermark, in
+//!    packets of at most [`crate::wire::MAX_PACKET_ENTRIES`] entries or
+//!    [`crate::wire::MAX_PACKET_BYTES`] bytes, at most [`crate::wire::WINDOW`] in flight.
+//! 3. The receiver applies each packet in one transaction (last writer wins on (HLC, device)),
+//!    then acknowledges `(from, upto]`. The pusher moves the peer's watermark (durably) only
+//!    on acknowledgements, so a broken sync resumes where it stopped, and a packet applied
+//!    twice changes nothing.
+//! 4. Without progress for the retransmission timeout the pusher goes back to the watermark;
+//!    an initiator that hears nothing says `Hello` again. A changed store epoch (the peer's
+//!    store was recreated) resets the watermark: a full resync, never a silent delete.
+
+use crate::hlc::{Hlc, Version, wins};
+use crate::limits::device_covers;
+use crate::wire::{
+    Batch, MAX_PACKET_BYTES, MAX_PACKET_ENTRIES, Msg, PROTOCOL_VERSION, StoreDesc, SyncStatus,
+    WINDOW, WireEntry,
+};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+/// A write as a replica holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Partition: `""` in a single-version store, the writing device in a device store.
+    pub part: String,
+    /// The key.
+    pub key: Vec<u8>,
+    /// The value, `None` for a delete (tombstone).
+    pub value: Option<Vec<u8>>,
+    /// HLC timestamp of the write.
+    pub ts: u64,
+    /// Device that made the write.
+    pub origin: String,
+}
+
+/// What an applied write did to the visible data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ChangeKind {
+    /// A key that had no value got one.
+    Insert,
+    /// A key's value was replaced.
+    Update,
+    /// A key's value was deleted.
+    Delete,
+}
+
+/// One visible change, for dataChange events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// What happened.
+    pub kind: ChangeKind,
+    /// The write.
+    pub record: Record,
+}
+
+/// What a replica remembers of a peer: its store epoch and how far it has acknowledged our
+/// writes (our local sequence number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerState {
+    /// The peer's store epoch when it last acknowledged.
+    pub epoch: [u8; 16],
+    /// Our local sequence number up to which the peer holds our writes.
+    pub acked: u64,
+}
+
+/// The storage a [`SyncEngine`] works on. Errors are messages: they end the sync round with
+/// [`SyncStatus::Failed`].
+pub trait Replica {
+    /// The store's epoch: random, chosen when the store was created.
+    fn epoch(&self) -> [u8; 16];
+    /// Writes with local sequence numbers in `(after, upto]`, oldest first, leaving out those
+    /// received from `skip_src` (the peer has them), at most `max_entries` entries or about
+    /// `max_bytes` key and value bytes (at least one entry). Returns them and `upto`, the last
+    /// sequence number looked at; `upto == after` when there is nothing more.
+    fn changes_since(
+        &mut self,
+        after: u64,
+        skip_src: &str,
+        max_entries: usize,
+        max_bytes: usize,
+    ) -> Result<(Vec<Record>, u64), String>;
+    /// Applies writes received from `src` in one transaction; a write replaces the stored one
+    /// only if it wins (LWW on (HLC, device)). Returns the visible changes.
+    fn apply(&mut self, src: &str, recs: Vec<Record>) -> Result<Vec<Change>, String>;
+    /// What we know of `peer`.
+    fn peer(&self, peer: &str) -> Result<Option<PeerState>, String>;
+    /// Records that `peer` acknowledged up to `acked` (durably, before returning).
+    fn set_peer(&mut self, peer: &str, st: PeerState) -> Result<(), String>;
+    /// `peer`'s store has a new epoch: forget what it acknowledged, so that everything is sent
+    /// again, including writes that came from it.
+    fn reset_peer(&mut self, peer: &str, epoch: [u8; 16]) -> Result<(), String>;
+}
+
+/// Which way data flows in a sync round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum SyncMode {
+    /// PUSH_ONLY: our writes to the peer.
+    Push,
+    /// PULL_ONLY: the peer's writes to us.
+    Pull,
+    /// PUSH_PULL: both.
+    PushPull,
+}
+
+impl SyncMode {
+    fn push(self) -> bool {
+        matches!(self, SyncMode::Push | SyncMode::PushPull)
+    }
+    fn pull(self) -> bool {
+        matches!(self, SyncMode::Pull | SyncMode::PushPull)
+    }
+    fn covers(self, other: SyncMode) -> bool {
+        (self.push() || !other.push()) && (self.pull() || !other.pull())
+    }
+}
+
+impl std::str::FromStr for SyncMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "push" | "push_only" => Ok(SyncMode::Push),
+            "pull" | "pull_only" => Ok(SyncMode::Pull),
+            "push-pull" | "push_pull" | "pushpull" => Ok(SyncMode::PushPull),
+            _ => Err(format!("sync mode {s:?}: expected push, pull or push-pull")),
+        }
+    }
+}
+
+/// Timing and sizes of the sync.
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    /// Without progress for this long, resend (go back to the watermark, or Hello again).
+    pub rto_ms: u64,
+    /// Without hearing from the peer for this long, the round ends with `Timeout`.
+    pub timeout_ms: u64,
+    /// Entries per packet.
+    pub max_entries: usize,
+    /// Key + value bytes per packet.
+    pub max_bytes: usize,
+    /// Packets in flight.
+    pub window: usize,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        Self {
+            rto_ms: 2000,
+            timeout_ms: 15_000,
+            max_entries: MAX_PACKET_ENTRIES,
+            max_bytes: MAX_PACKET_BYTES,
+            window: WINDOW,
+        }
+    }
+}
+
+/// What the engine asks its driver to do, or tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Send `msg` to device `to`.
+    Send {
+        /// Peer device.
+        to: String,
+        /// The message.
+        msg: Msg,
+    },
+    /// Sync round `req` with `peer` ended.
+    Complete {
+        /// Peer device.
+        peer: String,
+        /// Round id (from [`SyncEngine::sync`]).
+        req: u64,
+        /// How it ended.
+        status: SyncStatus,
+    },
+    /// Writes from `from` changed the visible data.
+    Changed {
+        /// Peer device that sent them.
+        from: String,
+        /// The changes.
+        changes: Vec<Change>,
+    },
+}
+
+/// Pushing our writes to one peer in one round.
+#[derive(Debug)]
+struct Push {
+    /// Read position: the next packet starts after this sequence number.
+    next: u64,
+    /// The peer's watermark: everything up to here is acknowledged.
+    acked: u64,
+    /// Sent, not yet acknowledged.
+    inflight: Vec<(u64, u64)>,
+    /// Acknowledged ranges above the watermark (acks that arrived out of order).
+    ahead: Vec<(u64, u64)>,
+    last_progress: u64,
+    /// Send `Done` when finished (we push because the peer pulls).
+    send_done: bool,
+    finished: bool,
+}
+
+#[derive(Debug)]
+struct Round {
+    req: u64,
+    mode: SyncMode,
+    hello_ok: bool,
+    push_done: bool,
+    pull_done: bool,
+    last_heard: u64,
+    last_hello: u64,
+}
+
+/// The sync state machine of one store replica (all its peers).
+#[derive(Debug)]
+pub struct SyncEngine {
+    desc: StoreDesc,
+    device_level: u8,
+    cfg: SyncConfig,
+    /// Our outgoing round per peer.
+    rounds: HashMap<String, Round>,
+    /// Pushes per (peer, round).
+    pushes: HashMap<(String, u64), Push>,
+    /// Rounds peers opened with us (recent ones), per peer.
+    accepted: HashMap<String, VecDeque<u64>>,
+    next_req: u64,
+}
+
+const ACCEPTED_KEPT: usize = 8;
+
+fn batch_of(recs: Vec<Record>) -> Batch {
+    let mut devices: Vec<String> = Vec::new();
+    let mut index: HashMap<String, u32> = HashMap::new();
+    let mut idx = |d: &str, devices: &mut Vec<String>| -> u32 {
+        if let Some(&i) = index.get(d) {
+            return i;
+        }
+        let i = devices.len() as u32;
+        devices.push(d.to_string());
+        index.insert(d.to_string(), i);
+        i
+    };
+    let base_ts = recs.first().map_or(0, |r| r.ts);
+    let mut prev = base_ts;
+    let mut entries = Vec::with_capacity(recs.len());
+    for r in recs {
+        let part = if r.part.is_empty() {
+            0
+        } else {
+            idx(&r.part, &mut devices) + 1
+        };
+        let origin = idx(&r.origin, &mut devices);
+        entries.push(WireEntry {
+            part,
+            origin,
+            ts_delta: r.ts.wrapping_sub(prev) as i64,
+            key: r.key,
+            value: r.value,
+        });
+        prev = r.ts;
+    }
+    Batch {
+        devices,
+        base_ts,
+        entries,
+    }
+}
+
+/// Turns a received batch back into records; `None` if it references devices it lacks.
+pub fn records_of(b: Batch) -> Option<Vec<Record>> {
+    let mut ts = b.base_ts;
+    let mut out = Vec::with_capacity(b.entries.len());
+    for e in b.entries {
+        ts = ts.wrapping_add_signed(e.ts_delta);
+        let part = if e.part == 0 {
+            String::new()
+        } else {
+            b.devices.get(e.part as usize - 1)?.clone()
+        };
+        let origin = b.devices.get(e.origin as usize)?.clone();
+        out.push(Record {
+            part,
+            key: e.key,
+            value: e.value,
+            ts,
+            origin,
+        });
+    }
+    Some(out)
+}
+
+impl SyncEngine {
+    /// An engine for the store `desc` on a device of security level `device_level`.
+    pub fn new(desc: StoreDesc, device_level: u8, cfg: SyncConfig) -> Self {
+        Self {
+            desc,
+            device_level,
+            cfg,
+            rounds: HashMap::new(),
+            pushes: HashMap::new(),
+            accepted: HashMap::new(),
+            next_req: 1,
+        }
+    }
+
+    /// The store this engine syncs.
+    pub fn desc(&self) -> &StoreDesc {
+        &self.desc
+    }
+
+    /// True while a round of ours with `peer` is running.
+    pub fn busy_with(&self, peer: &str) -> bool {
+        self.rounds.contains_key(peer)
+    }
+
+    /// True while anything is in progress (rounds or pushes).
+    pub fn active(&self) -> bool {
+        !self.rounds.is_empty() || self.pushes.values().any(|p| !p.finished)
+    }
+
+    /// Starts a sync round with `peer`; returns its id. A round already running with that
+    /// peer that covers `mode` is joined (its id is returned).
+    pub fn sync<R: Replica>(
+        &mut self,
+        r: &mut R,
+        peer: &str,
+        mode: SyncMode,
+        now: u64,
+        out: &mut Vec<Event>,
+    ) -> u64 {
+        if let Some(rd) = self.rounds.get(peer) {
+            if rd.mode.covers(mode) {
+                return rd.req;
+            }
+            let old = rd.req;
+            self.end_round(peer, SyncStatus::Failed("superseded".into()), out);
+            self.pushes.remove(&(peer.to_string(), old));
+        }
+        let req = (now << 16) ^ self.next_req;
+        self.next_req += 1;
+        self.rounds.insert(
+            peer.to_string(),
+            Round {
+                req,
+                mode,
+                hello_ok: false,
+                push_done: !mode.push(),
+                pull_done: !mode.pull(),
+                last_heard: now,
+                last_hello: now,
+            },
+        );
+        self.send_hello(r, peer, req, mode, out);
+        req
+    }
+
+    fn send_hello<R: Replica>(
+        &self,
+        r: &R,
+        peer: &str,
+        req: u64,
+        mode: SyncMode,
+        out: &mut Vec<Event>,
+    ) {
+        out.push(Event::Send {
+            to: peer.to_string(),
+            msg: Msg::Hello {
+                req,
+                version: PROTOCOL_VERSION,
+                epoch: r.epoch(),
+                device_level: self.device_level,
+                push: mode.push(),
+                pull: mode.pull(),
+            },
+        });
+    }
+
+    fn end_round(&mut self, peer: &str, status: SyncStatus, out: &mut Vec<Event>) {
+        if let Some(rd) = self.rounds.remove(peer) {
+            self.pushes.remove(&(peer.to_string(), rd.req));
+            out.push(Event::Complete {
+                peer: peer.to_string(),
+                req: rd.req,
+                status,
+            });
+        }
+    }
+
+    /// The peer went offline: its round ends with `DeviceOffline`, pushes to it stop.
+    pub fn peer_offline(&mut self, peer: &str, out: &mut Vec<Event>) {
+        self.end_round(peer, SyncStatus::DeviceOffline, out);
+        self.pushes.retain(|(p, _), _| p != peer);
+        self.accepted.remove(peer);
+    }
+
+    fn note_epoch<R: Replica>(r: &mut R, peer: &str, epoch: [u8; 16]) -> Result<(), String> {
+        match r.peer(peer)? {
+            Some(st) if st.epoch == epoch => Ok(()),
+            _ => r.reset_peer(peer, epoch),
+        }
+    }
+
+    fn start_push<R: Replica>(
+        &mut self,
+        r: &mut R,
+        peer: &str,
+        req: u64,
+        send_done: bool,
+        now: u64,
+        out: &mut Vec<Event>,
+    ) -> Result<(), String> {
+        let acked = r.peer(peer)?.map_or(0, |s| s.acked);
+        self.pushes.insert(
+            (peer.to_string(), req),
+            Push {
+                next: acked,
+                acked,
+                inflight: Vec::new(),
+                ahead: Vec::new(),
+                last_progress: now,
+                send_done,
+                finished: false,
+            },
+        );
+        self.pump(r, peer, req, now, out)
+    }
+
+    /// Fills the window of push `(peer, req)`; marks it finished when all is acknowledged.
+    fn pump<R: Replica>(
+        &mut self,
+        r: &mut R,
+        peer: &str,
+        req: u64,
+        _now: u64,
+        out: &mut Vec<Event>,
+    ) -> Result<(), String> {
+        let key = (peer.to_string(), req);
+        let Some(p) = self.pushes.get_mut(&key) else {
+            return Ok(());
+        };
+        if p.finished {
+            return Ok(());
+        }
+        let mut exhausted = false;
+        while p.inflight.len() < self.cfg.window {
+            let (recs, upto) =
+                r.changes_since(p.next, peer, self.cfg.max_entries, self.cfg.max_bytes)?;
+            if upto <= p.next {
+                exhausted = true;
+                break;
+            }
+            let from = p.next;
+            p.inflight.push((from, upto));
+            p.next = upto;
+            out.push(Event::Send {
+                to: peer.to_string(),
+                msg: Msg::Data {
+                    req,
+                    from,
+                    upto,
+                    batch: batch_of(recs),
+                },
+            });
+        }
+        if exhausted && p.inflight.is_empty() && p.acked >= p.next {
+            p.finished = true;
+            let send_done = p.send_done;
+            if send_done {
+                out.push(Event::Send {
+                    to: peer.to_string(),
+                    msg: Msg::Done { req },
+                });
+            }
+            if let Some(rd) = self.rounds.get_mut(peer)
+                && rd.req == req
+            {
+                rd.push_done = true;
+                if rd.pull_done {
+                    self.end_round(peer, SyncStatus::Success, out);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn fail(&mut self, peer: &str, req: u64, e: String, out: &mut Vec<Event>) {
+        self.pushes.remove(&(peer.to_string(), req));
+        if self.rounds.get(peer).is_some_and(|rd| rd.req == req) {
+            self.end_round(peer, SyncStatus::Failed(e), out);
+        }
+    }
+
+    /// Handles a message from `from`.
+    pub fn handle<R: Replica>(
+        &mut self,
+        r: &mut R,
+        from: &str,
+        msg: Msg,
+        now: u64,
+        out: &mut Vec<Event>,
+    ) {
+        match msg {
+            Msg::Hello {
+                req,
+                version,
+                epoch,
+                device_level,
+                push,
+                pull,
+            } => {
+                let status = if version != PROTOCOL_VERSION {
+                    SyncStatus::ProtocolMismatch
+                } else if (pull && !device_covers(device_level, self.desc.level))
+                    || (push && !device_covers(self.device_level, self.desc.level))
+                {
+                    SyncStatus::SecurityLevelMismatch
+                } else {
+                    SyncStatus::Success
+                };
+                let status = match (&status, Self::note_epoch(r, from, epoch)) {
+                    (SyncStatus::Success, Err(e)) => SyncStatus::Failed(e),
+                    _ => status,
+                };
+                out.push(Event::Send {
+                    to: from.to_string(),
+                    msg: Msg::HelloAck {
+                        req,
+                        epoch: r.epoch(),
+                        device_level: self.device_level,
+                        status: status.clone(),
+                    },
+                });
+                if status != SyncStatus::Success {
+                    return;
+                }
+                let acc = self.accepted.entry(from.to_string()).or_default();
+                if !acc.contains(&req) {
+                    acc.push_back(req);
+                    if acc.len() > ACCEPTED_KEPT {
+                        acc.pop_front();
+                    }
+                }
+                if pull {
+                    // A repeated Hello restarts our push from the watermark.
+                    if let Err(e) = self.start_push(r, from, req, true, now, out) {
+                        self.fail(from, req, e, out);
+                    }
+                }
+            }
+            Msg::HelloAck {
+                req,
+                epoch,
+                device_level,
+                status,
+            } => {
+                let Some(rd) = self.rounds.get_mut(from).filter(|rd| rd.req == req) else {
+                    return;
+                };
+                rd.last_heard = now;
+                if rd.hello_ok {
+                    return;
+                }
+                if status != SyncStatus::Success {
+                    self.end_round(from, status, out);
+                    return;
+                }
+                if rd.mode.push() && !device_covers(device_level, self.desc.level) {
+                    self.end_round(from, SyncStatus::SecurityLevelMismatch, out);
+                    return;
+                }
+                rd.hello_ok = true;
+                let push = rd.mode.push();
+                if let Err(e) = Self::note_epoch(r, from, epoch) {
+                    self.end_round(from, SyncStatus::Failed(e), out);
+                    return;
+                }
+                if push && let Err(e) = self.start_push(r, from, req, false, now, out) {
+                    self.fail(from, req, e, out);
+                }
+            }
+            Msg::Data {
+                req,
+                from: lo,
+                upto,
+                batch,
+            } => {
+                let ours = self
+                    .rounds
+                    .get(from)
+                    .is_some_and(|rd| rd.req == req && rd.hello_ok && rd.mode.pull());
+                let theirs = self
+                    .accepted
+                    .get(from)
+                    .is_some_and(|a| a.contains(&req));
+                if !ours && !theirs {
+                    out.push(Event::Send {
+                        to: from.to_string(),
+                        msg: Msg::Nack { req },
+                    });
+                    return;
+                }
+                if ours && let Some(rd) = self.rounds.get_mut(from) {
+                    rd.last_heard = now;
+                }
+                let Some(recs) = records_of(batch) else {
+                    self.fail(from, req, "malformed data packet".into(), out);
+                    return;
+                };
+                match r.apply(from, recs) {
+                    Ok(changes) => {
+                        if !changes.is_empty() {
+                            out.push(Event::Changed {
+                                from: from.to_string(),
+                                changes,
+                            });
+                        }
+                        out.push(Event::Send {
+                            to: from.to_string(),
+                            msg: Msg::Ack {
+                                req,
+                                from: lo,
+                                upto,
+                            },
+                        });
+                    }
+                    Err(e) => self.fail(from, req, e, out),
+                }
+            }
+            Msg::Ack {
+                req,
+                from: lo,
+                upto,
+            } => {
+                if let Some(rd) = self.rounds.get_mut(from).filter(|rd| rd.req == req) {
+                    rd.last_heard = now;
+                }
+                let key = (from.to_string(), req);
+                let Some(p) = self.pushes.get_mut(&key) else {
+                    return;
+                };
+                if let Some(i) = p.inflight.iter().position(|&x| x == (lo, upto)) {
+                    p.inflight.remove(i);
+                    p.last_progress = now;
+                }
+                p.ahead.push((lo, upto));
+                let before = p.acked;
+                loop {
+                    let mut moved = false;
+                    p.ahead.retain(|&(a, b)| {
+                        if a <= p.acked {
+                            if b > p.acked {
+                                p.acked = b;
+                                moved = true;
+                            }
+                            false
+                        } else {
+                            true
+                        }
+                    });
+                    if !moved {
+                        break;
+                    }
+                }
+                if p.acked > before {
+                    let acked = p.acked;
+                    let res = r.peer(from).and_then(|st| {
+                        let epoch = st.map(|s| s.epoch).unwrap_or_default();
+                        r.set_peer(from, PeerState { epoch, acked })
+                    });
+                    if let Err(e) = res {
+                        self.fail(from, req, e, out);
+                        return;
+                    }
+                }
+                if let Err(e) = self.pump(r, from, req, now, out) {
+                    self.fail(from, req, e, out);
+                }
+            }
+            Msg::Done { req } => {
+                if let Some(rd) = self.rounds.get_mut(from).filter(|rd| rd.req == req) {
+                    rd.last_heard = now;
+                    rd.pull_done = true;
+                    if rd.push_done {
+                        self.end_round(from, SyncStatus::Success, out);
+                    }
+                }
+            }
+            Msg::Nack { req } => {
+                self.pushes.remove(&(from.to_string(), req));
+                if let Some(rd) = self.rounds.get_mut(from).filter(|rd| rd.req == req) {
+                    rd.hello_ok = false;
+                    rd.push_done = !rd.mode.push();
+                    rd.pull_done = !rd.mode.pull();
+                    rd.last_hello = now;
+                    let mode = rd.mode;
+                    self.send_hello(r, from, req, mode, out);
+                }
+            }
+        }
+    }
+
+    /// Advances time: retransmits and timeouts.
+    pub fn tick<R: Replica>(&mut self, r: &mut R, now: u64, out: &mut Vec<Event>) {
+        let timed_out: Vec<String> = self
+            .rounds
+            .iter()
+            .filter(|(_, rd)| now.saturating_sub(rd.last_heard) >= self.cfg.timeout_ms)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in timed_out {
+            self.end_round(&p, SyncStatus::Timeout, out);
+        }
+        let rto = self.cfg.rto_ms;
+        let timeout = self.cfg.timeout_ms;
+        self.pushes
+            .retain(|_, p| p.finished || now.saturating_sub(p.last_progress) < timeout);
+        // Say Hello again where nothing was heard for an RTO (lost Hello, lost Done, or the
+        // responder restarted).
+        let mut hellos = Vec::new();
+        for (peer, rd) in self.rounds.iter_mut() {
+            let quiet = now.saturating_sub(rd.last_heard.max(rd.last_hello)) >= rto;
+            let waiting = !rd.hello_ok || (!rd.pull_done && rd.push_done);
+            if quiet && waiting {
+                rd.last_hello = now;
+                hellos.push((peer.clone(), rd.req, rd.mode));
+            }
+        }
+        for (peer, req, mode) in hellos {
+            self.send_hello(r, &peer, req, mode, out);
+        }
+        // Go back to the watermark where packets went unacknowledged for an RTO.
+        let stalled: Vec<(String, u64)> = self
+            .pushes
+            .iter_mut()
+            .filter(|(_, p)| {
+                !p.finished && !p.inflight.is_empty() && now.saturating_sub(p.last_progress) >= rto
+            })
+            .map(|(k, p)| {
+                p.inflight.clear();
+                p.next = p.acked;
+                p.last_progress = now;
+                k.clone()
+            })
+            .collect();
+        for (peer, req) in stalled {
+            if let Err(e) = self.pump(r, &peer, req, now, out) {
+                self.fail(&peer, req, e, out);
+            }
+        }
+        // Drop finished pushes of rounds the peer opened once they are old.
+        self.pushes
+            .retain(|_, p| !p.finished || now.saturating_sub(p.last_progress) < timeout);
+    }
+}
+
+/// An in-memory replica: what the simulation tests and the benchmark's peer run on. It keeps
+/// the same rules as the SQLite store (sequence numbers, LWW, tombstones, peer watermarks).
+#[derive(Debug, Clone)]
+pub struct MemReplica {
+    /// This device.
+    pub device: String,
+    /// The store's type decides the partition of local writes.
+    pub device_store: bool,
+    epoch: [u8; 16],
+    hlc: Hlc,
+    rows: BTreeMap<(String, Vec<u8>), MemRow>,
+    by_seq: BTreeMap<u64, (String, Vec<u8>)>,
+    seq: u64,
+    peers: HashMap<String, PeerState>,
+}
+
+#[derive(Debug, Clone)]
+struct MemRow {
+    value: Option<Vec<u8>>,
+    ts: u64,
+    origin: String,
+    seq: u64,
+    src: String,
+}
+
+impl MemReplica {
+    /// An empty replica for `device` with store epoch `epoch`.
+    pub fn new(device: &str, epoch: [u8; 16], device_store: bool) -> Self {
+        Self {
+            device: device.into(),
+            device_store,
+            epoch,
+            hlc: Hlc::new(0),
+            rows: BTreeMap::new(),
+            by_seq: BTreeMap::new(),
+            seq: 0,
+            peers: HashMap::new(),
+        }
+    }
+
+    fn write(&mut self, src: &str, rec: Record) {
+        let k = (rec.part.clone(), rec.key.clone());
+        if let Some(old) = self.rows.get(&k) {
+            self.by_seq.remove(&old.seq);
+        }
+        self.seq += 1;
+        self.by_seq.insert(self.seq, k.clone());
+        self.rows.insert(
+            k,
+            MemRow {
+                value: rec.value,
+                ts: rec.ts,
+                origin: rec.origin,
+                seq: self.seq,
+                src: src.into(),
+            },
+        );
+    }
+
+    /// A local put (or delete with `None`) at physical time `now_ms`; returns its record.
+    pub fn put(&mut self, key: &[u8], value: Option<Vec<u8>>, now_ms: u64) -> Record {
+        let ts = self.hlc.now(now_ms);
+        let part = if self.device_store {
+            self.device.clone()
+        } else {
+            String::new()
+        };
+        let rec = Record {
+            part,
+            key: key.to_vec(),
+            value,
+            ts,
+            origin: self.device.clone(),
+        };
+        self.write("", rec.clone());
+        rec
+    }
+
+    /// The visible value of `(part, key)`.
+    pub fn get(&self, part: &str, key: &[u8]) -> Option<&[u8]> {
+        self.rows
+            .get(&(part.to_string(), key.to_vec()))
+            .and_then(|r| r.value.as_deref())
+    }
+
+    /// Every row, tombstones included, as `(part, key) -> (value, ts, origin)`.
+    pub fn snapshot(&self) -> BTreeMap<(String, Vec<u8>), (Option<Vec<u8>>, u64, String)> {
+        self.rows
+            .iter()
+            .map(|(k, r)| (k.clone(), (r.value.clone(), r.ts, r.origin.clone())))
+            .collect()
+    }
+
+    /// The visible data only.
+    pub fn live(&self) -> BTreeMap<(String, Vec<u8>), Vec<u8>> {
+        self.rows
+            .iter()
+            .filter_map(|(k, r)| r.value.clone().map(|v| (k.clone(), v)))
+            .collect()
+    }
+
+    /// Removes tombstones that every one of `peers` has acknowledged.
+    pub fn gc_tombstones(&mut self, peers: &[String]) -> usize {
+        let Some(min) = peers
+            .iter()
+            .map(|p| self.peers.get(p).map_or(0, |s| s.acked))
+            .min()
+        else {
+            return 0;
+        };
+        let gone: Vec<(String, Vec<u8>)> = self
+            .rows
+            .iter()
+            .filter(|(_, r)| r.value.is_none() && r.seq <= min)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &gone {
+            if let Some(r) = self.rows.remove(k) {
+                self.by_seq.remove(&r.seq);
+            }
+        }
+        gone.len()
+    }
+
+    /// A restart: what survives is what was durable (everything; the clock is re-seeded
+    /// from the largest stored timestamp, as the SQLite store does).
+    pub fn restarted(mut self) -> Self {
+        let floor = self.rows.values().map(|r| r.ts).max().unwrap_or(0);
+        self.hlc = Hlc::new(floor);
+        self
+    }
+}
+
+impl Replica for MemReplica {
+    fn epoch(&self) -> [u8; 16] {
+        self.epoch
+    }
+
+    fn changes_since(
+        &mut self,
+        after: u64,
+        skip_src: &str,
+        max_entries: usize,
+        max_bytes: usize,
+    ) -> Result<(Vec<Record>, u64), String> {
+        let mut out = Vec::new();
+        let mut upto = after;
+        let mut bytes = 0usize;
+        for (&seq, k) in self.by_seq.range(after + 1..) {
+            if out.len() >= max_entries || (bytes >= max_bytes && !out.is_empty()) {
+                break;
+            }
+            upto = seq;
+            let Some(r) = self.rows.get(k) else { continue };
+            if r.src == skip_src {
+                continue;
+            }
+            bytes += k.1.len() + r.value.as_ref().map_or(0, Vec::len);
+            out.push(Record {
+                part: k.0.clone(),
+                key: k.1.clone(),
+                value: r.value.clone(),
+                ts: r.ts,
+                origin: r.origin.clone(),
+            });
+        }
+        Ok((out, upto))
+    }
+
+    fn apply(&mut self, src: &str, recs: Vec<Record>) -> Result<Vec<Change>, String> {
+        let mut changes = Vec::new();
+        for rec in recs {
+            self.hlc.observe(rec.ts);
+            let k = (rec.part.clone(), rec.key.clone());
+            let old_live = match self.rows.get(&k) {
+                Some(old) => {
+                    let cur = Version {
+                        ts: old.ts,
+                        device: &old.origin,
+                    };
+                    if !wins(
+                        Version {
+                            ts: rec.ts,
+                            device: &rec.origin,
+                        },
+                        cur,
+                    ) {
+                        continue;
+                    }
+                    old.value.is_some()
+                }
+                None => false,
+            };
+            let kind = match (old_live, rec.value.is_some()) {
+                (false, true) => Some(ChangeKind::Insert),
+                (true, true) => Some(ChangeKind::Update),
+                (true, false) => Some(ChangeKind::Delete),
+                (false, false) => None,
+            };
+            if let Some(kind) = kind {
+                changes.push(Change {
+                    kind,
+                    record: rec.clone(),
+                });
+            }
+            self.write(src, rec);
+        }
+        Ok(changes)
+    }
+
+    fn peer(&self, peer: &str) -> Result<Option<PeerState>, String> {
+        Ok(self.peers.get(peer).copied())
+    }
+
+    fn set_peer(&mut self, peer: &str, st: PeerState) -> Result<(), String> {
+        self.peers.insert(peer.into(), st);
+        Ok(())
+    }
+
+    fn reset_peer(&mut self, peer: &str, epoch: [u8; 16]) -> Result<(), String> {
+        self.peers
+            .insert(peer.into(), PeerState { epoch, acked: 0 });
+        for r in self.rows.values_mut() {
+            if r.src == peer {
+                r.src.clear();
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
