@@ -1376,6 +1376,68 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_remote_copy_answers_as_the_origin_and_follows_its_revisions() {
+        let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (a, b) = (open(da.path()), open(db.path()));
+        let mut changes = a.subscribe_changes();
+        let id = a
+            .alloc_hap_token(
+                &app("com.example.remote", Some(20_010_001)),
+                &HapPolicy::normal(&[INTERNET, CAMERA]),
+            )
+            .unwrap()
+            .token_id();
+        let (rev1, st) = a.export_token(id).unwrap();
+        assert_eq!(st.granted, vec![INTERNET.to_string()]);
+        let copy = b.import_remote_token("udid-a", id, rev1, &st).unwrap();
+        assert_ne!(copy, id, "local id of its own");
+        assert_eq!(token::type_of(copy), TokenType::Hap);
+        for p in [INTERNET, CAMERA, "ohos.permission.DUMP"] {
+            assert_eq!(b.verify_token(copy, p), a.verify_token(id, p), "{p}");
+        }
+        assert_eq!(
+            b.remote_token("udid-a", id, rev1),
+            Some((copy, TokenType::Hap, "com.example.remote".into()))
+        );
+        assert!(
+            b.caller_for(
+                oxh_kal::PeerCred {
+                    pid: 1,
+                    uid: 20_010_001,
+                    gid: 0
+                },
+                "x".into(),
+                false,
+                0
+            )
+            .token_id
+                != copy,
+            "a local uid never resolves to a remote copy"
+        );
+
+        a.grant_permission(id, CAMERA, flag::USER_SET).unwrap();
+        assert_eq!(changes.try_recv().unwrap(), id, "grant announced");
+        let (rev2, st2) = a.export_token(id).unwrap();
+        assert!(rev2 > rev1);
+        assert_eq!(b.remote_token("udid-a", id, rev2), None, "stale copy not used");
+        assert_eq!(b.import_remote_token("udid-a", id, rev2, &st2).unwrap(), copy);
+        assert!(b.verify_token(copy, CAMERA));
+        let e = b.revoke_permission(copy, CAMERA, flag::USER_SET).unwrap_err();
+        assert!(matches!(e, AtmError::NotAHap(_)), "copies change only at the origin: {e}");
+        assert!(b.export_token(copy).is_none(), "copies are not passed on");
+
+        assert_eq!(b.drop_remote_device("udid-other"), 0);
+        assert_eq!(b.drop_remote_device("udid-a"), 1);
+        assert!(!b.verify_token(copy, INTERNET));
+        assert!(b.tokens().iter().all(|t| t.remote_udid.is_none()));
+        let bad = RemoteTokenState {
+            token_type: TokenType::Invalid,
+            ..st2
+        };
+        assert!(b.import_remote_token("udid-a", id, rev2, &bad).is_err());
+    }
+
+    #[test]
     fn user_grant_flow_and_fixed_flags() {
         let dir = tempfile::tempdir().unwrap();
         let atm = open(dir.path());
