@@ -159,6 +159,30 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
             async move { Ok(p as Arc<dyn SystemAbility>) }
         },
     ))?;
+    // The bundle manager: installs create app tokens in the access-token manager in-process.
+    let p = param.clone();
+    let bms = oxh_bundle::BundleManager::open(
+        oxh_bundle::service::BundleConfig {
+            dir: dirs.subsystem("bundle"),
+            data_root: dirs.root().to_path_buf(),
+            device_id: Some(info.udid.clone()),
+            dev_mode: Box::new(move || {
+                p.value(oxh_bundle::api::DEV_MODE_PARAM).as_deref() == Some("1")
+            }),
+            limits: Default::default(),
+        },
+        atm.clone(),
+    )
+    .context("cannot open the bundle store")?;
+    samgr.register(SaProfile::new(
+        sa_id::BUNDLE_MGR,
+        "BundleMgrService",
+        true,
+        move || {
+            let b = bms.clone();
+            async move { Ok(b as Arc<dyn SystemAbility>) }
+        },
+    ))?;
 
     let sa_list = vec![
         sa_id::SAMGR,

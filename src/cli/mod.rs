@@ -6,8 +6,10 @@ use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 
 mod atm;
+mod bm;
 mod bus;
 mod device;
+mod hap;
 mod hidumper;
 mod hilog;
 mod param;
@@ -61,6 +63,11 @@ enum Cmd {
     Device(device::DeviceCmd),
     /// System parameters (OpenHarmony's `param`).
     Param(param::ParamArgs),
+    /// Packages: pack, keygen, sign, verify, info, trust roots.
+    #[command(subcommand)]
+    Hap(hap::HapCmd),
+    /// The bundle manager (OpenHarmony's `bm`).
+    Bm(bm::BmArgs),
     /// Logs (OpenHarmony's `hilog`).
     Hilog(Box<hilog::HilogArgs>),
     /// Access tokens and permissions.
@@ -166,6 +173,10 @@ pub fn main() -> Result<i32> {
             let t = param::ParamTool::parse_from(&argv);
             client_runtime()?.block_on(param::run(&t.global, &t.args))
         }
+        "bm" => {
+            let t = bm::BmTool::parse_from(&argv);
+            client_runtime()?.block_on(bm::run(&t.global, &t.args))
+        }
         "hidumper" => {
             let g = Global {
                 data_dir: None,
@@ -183,6 +194,8 @@ pub fn main() -> Result<i32> {
                 Cmd::Bus(c) => client_runtime()?.block_on(bus::run(&o.global, c)),
                 Cmd::Sim(a) => sim::run(&o.global, a),
                 Cmd::Param(a) => client_runtime()?.block_on(param::run(&o.global, a)),
+                Cmd::Hap(c) => client_runtime()?.block_on(hap::run(&o.global, c)),
+                Cmd::Bm(a) => client_runtime()?.block_on(bm::run(&o.global, a)),
                 Cmd::Hilog(a) => client_runtime()?.block_on(hilog::run(&o.global, a)),
                 Cmd::Hidumper { args } => {
                     client_runtime()?.block_on(hidumper::run(&o.global, args))

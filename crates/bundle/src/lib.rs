@@ -24,7 +24,7 @@ pub mod verify;
 #[cfg(feature = "service")]
 mod sa;
 #[cfg(feature = "service")]
-mod service;
+pub mod service;
 
 pub use error::{BundleError, code};
 #[cfg(feature = "service")]

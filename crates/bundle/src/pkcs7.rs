@@ -366,10 +366,18 @@ pub fn build_chain(leaf: &[u8], pool: &[&[u8]], roots: &[Vec<u8>]) -> Chain {
             }
             Some(n) => cur = n,
             None => {
+                let issuer = c
+                    .issuer()
+                    .iter_common_name()
+                    .next()
+                    .and_then(|cn| cn.as_str().ok().map(str::to_string))
+                    .unwrap_or_else(|| c.issuer().to_string());
                 return fail(
                     subjects,
                     false,
-                    format!("no certificate found that signed \"{}\"", subject_cn(&cur)),
+                    format!(
+                        "its issuer \"{issuer}\" is neither embedded in the signature nor among this device's trust roots"
+                    ),
                 );
             }
         }

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 pub use oxh_ipc::{Caller, IpcError as Error, RemoteError, TokenType};
 
+pub mod bundle;
 pub mod bus;
 pub mod device_manager;
 pub mod hilog;
@@ -82,6 +83,11 @@ impl Device {
     /// Access tokens and permissions (`@ohos.abilityAccessCtrl`, `@ohos.privacyManager`).
     pub fn atm(&self) -> oxh_atm::api::AtmProxy<'_> {
         oxh_atm::api::AtmProxy::new(&self.client)
+    }
+
+    /// The bundle manager (`@ohos.bundle.installer`, `@ohos.bundle.bundleManager`).
+    pub fn bundle(&self) -> bundle::Bundle<'_> {
+        bundle::Bundle { dev: self }
     }
 
     /// Soft bus sockets.

@@ -1,0 +1,381 @@
+//! `oxh hap`: the developer's side of packages: pack, keygen, sign, verify, info, and the
+//! device's trust roots. Everything but `trust` and the trust part of `verify` works offline.
+
+use super::{Global, print_json};
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use oxh_bundle::package::{Limits, open_hap};
+use oxh_bundle::tools::{self, ProfileSpec};
+use oxh_bundle::verify::{VerifyOptions, pem_certs, verify};
+use std::path::PathBuf;
+
+/// `oxh hap ...`
+#[derive(Debug, Subcommand)]
+pub enum HapCmd {
+    /// Build an unsigned HAP from a directory with module.json5 (+ files).
+    Pack {
+        /// Source directory.
+        dir: PathBuf,
+        /// Output HAP.
+        #[arg(short = 'o', long = "out")]
+        out: PathBuf,
+    },
+    /// Create a dev root CA, a signing key + certificate and a signed debug profile.
+    Keygen {
+        /// The bundle the profile is for.
+        #[arg(long)]
+        bundle: String,
+        /// Output directory (root.pem, root.key, dev.key, dev.pem, dev.p7b).
+        #[arg(long)]
+        out: PathBuf,
+        /// A device UDID the debug profile allows (repeatable); default: this device's.
+        #[arg(long = "device-id")]
+        device_ids: Vec<String>,
+        /// APL in the profile: normal, system_basic, system_core.
+        #[arg(long, default_value = "normal")]
+        apl: String,
+        /// A permission the profile allows above the APL (repeatable).
+        #[arg(long = "acl")]
+        acls: Vec<String>,
+        /// Make a release profile (no device list) instead of a debug one.
+        #[arg(long)]
+        release: bool,
+        /// Profile validity in days.
+        #[arg(long, default_value_t = 365)]
+        days: u64,
+    },
+    /// Sign a HAP (replaces an existing signature).
+    Sign {
+        /// Input HAP.
+        hap: PathBuf,
+        /// Signing key (PKCS#8 PEM).
+        #[arg(long)]
+        key: PathBuf,
+        /// Signing certificate (PEM; more certificates after it are embedded as the chain).
+        #[arg(long)]
+        cert: PathBuf,
+        /// Signed profile (.p7b).
+        #[arg(long)]
+        profile: PathBuf,
+        /// Output HAP.
+        #[arg(short = 'o', long = "out")]
+        out: PathBuf,
+    },
+    /// Verify a HAP's signature, each check apart.
+    Verify {
+        /// The HAP.
+        hap: PathBuf,
+        /// Extra trust root (PEM), besides the device's.
+        #[arg(long)]
+        root: Vec<PathBuf>,
+        /// Do not ask the device for its trust roots.
+        #[arg(long)]
+        offline: bool,
+        /// Accept an expired profile.
+        #[arg(long)]
+        ignore_expiry: bool,
+    },
+    /// Bundle, version, modules, abilities, permissions, signer.
+    Info {
+        /// A HAP or .app.
+        file: PathBuf,
+    },
+    /// The device's trust roots.
+    #[command(subcommand)]
+    Trust(TrustCmd),
+}
+
+/// `oxh hap trust ...`
+#[derive(Debug, Subcommand)]
+pub enum TrustCmd {
+    /// Add a root certificate (PEM).
+    Add {
+        /// PEM file.
+        pem: PathBuf,
+    },
+    /// List trust roots.
+    Ls,
+    /// Remove a trust root by name (as `ls` shows it).
+    Rm {
+        /// Name.
+        name: String,
+    },
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Runs `oxh hap ...`.
+pub async fn run(g: &Global, c: &HapCmd) -> Result<i32> {
+    match c {
+        HapCmd::Pack { dir, out } => {
+            let files = tools::read_dir_files(dir)?;
+            let hap = tools::pack(&files)?;
+            std::fs::write(out, &hap).with_context(|| format!("cannot write {}", out.display()))?;
+            let h = open_hap(&hap, &Limits::default())?;
+            println!(
+                "packed {} {} module {} ({} bytes) -> {}",
+                h.info.app.bundle_name,
+                h.info.app.version_code,
+                h.info.module_name,
+                hap.len(),
+                out.display()
+            );
+            Ok(0)
+        }
+        HapCmd::Keygen {
+            bundle,
+            out,
+            device_ids,
+            apl,
+            acls,
+            release,
+            days,
+        } => {
+            let mut ids = device_ids.clone();
+            if ids.is_empty() && !release {
+                match g.connect().await {
+                    Ok(dev) => {
+                        let l = dev.device_manager().local_device_info().await?;
+                        ids.push(l.info.udid.clone());
+                    }
+                    Err(_) => eprintln!(
+                        "note: no device running and no --device-id: the debug profile lists no device"
+                    ),
+                }
+            }
+            let t = now();
+            let spec = ProfileSpec {
+                bundle_name: bundle.clone(),
+                kind: if *release { "release" } else { "debug" }.into(),
+                apl: apl.clone(),
+                acls: acls.clone(),
+                device_ids: ids,
+                not_before: t.saturating_sub(3600),
+                not_after: t + days * 86_400,
+            };
+            let ks = tools::keygen(&spec, t)?;
+            std::fs::create_dir_all(out)?;
+            let w = |n: &str, b: &[u8]| -> Result<()> {
+                let p = out.join(n);
+                std::fs::write(&p, b).with_context(|| format!("cannot write {}", p.display()))
+            };
+            w("root.pem", ks.root_pem.as_bytes())?;
+            w("root.key", ks.root_key_pem.as_bytes())?;
+            w("dev.key", ks.dev_key_pem.as_bytes())?;
+            w("dev.pem", ks.dev_cert_pem.as_bytes())?;
+            w("dev.p7b", &ks.profile_p7b)?;
+            {
+                use std::os::unix::fs::PermissionsExt;
+                for k in ["root.key", "dev.key"] {
+                    std::fs::set_permissions(out.join(k), std::fs::Permissions::from_mode(0o600))?;
+                }
+            }
+            println!(
+                "keys for {bundle} in {}: root.pem (dev root CA), root.key, dev.key, dev.pem, dev.p7b ({} profile)",
+                out.display(),
+                spec.kind
+            );
+            Ok(0)
+        }
+        HapCmd::Sign {
+            hap,
+            key,
+            cert,
+            profile,
+            out,
+        } => {
+            let data =
+                std::fs::read(hap).with_context(|| format!("cannot read {}", hap.display()))?;
+            let key = std::fs::read_to_string(key)?;
+            let cert = std::fs::read(cert)?;
+            let prof = std::fs::read(profile)?;
+            let signed = tools::sign_hap(&data, &key, &cert, &prof, now())?;
+            std::fs::write(out, &signed)?;
+            println!("signed -> {} ({} bytes)", out.display(), signed.len());
+            Ok(0)
+        }
+        HapCmd::Verify {
+            hap,
+            root,
+            offline,
+            ignore_expiry,
+        } => {
+            let data =
+                std::fs::read(hap).with_context(|| format!("cannot read {}", hap.display()))?;
+            let mut roots = Vec::new();
+            for r in root {
+                roots.extend(pem_certs(&std::fs::read(r)?));
+            }
+            let mut device_id = None;
+            if !offline && let Ok(dev) = g.connect().await {
+                for t in dev.bundle().trust_list().await? {
+                    roots.extend(pem_certs(t.pem.as_bytes()));
+                }
+                if let Ok(l) = dev.device_manager().local_device_info().await {
+                    device_id = Some(l.info.udid.clone());
+                }
+            }
+            let h = match open_hap(&data, &Limits::default()) {
+                Ok(h) => h,
+                Err(e) => {
+                    println!("{e}");
+                    return Ok(1);
+                }
+            };
+            let r = verify(
+                &h,
+                &VerifyOptions {
+                    roots,
+                    ignore_expiry: *ignore_expiry,
+                    device_id,
+                    now: now(),
+                },
+            );
+            let res = r.result();
+            if g.json {
+                print_json(&serde_json::json!({
+                    "ok": res.is_ok(),
+                    "code": res.as_ref().err().map(|e| e.code),
+                    "report": r,
+                }))?;
+            } else {
+                if !r.signed {
+                    println!("unsigned: no signing block");
+                } else {
+                    println!(
+                        "signing block v{} ({})",
+                        r.block_version,
+                        r.blocks.join(", ")
+                    );
+                }
+                for c in &r.checks {
+                    let mark = match c.ok {
+                        Some(true) => "ok  ",
+                        Some(false) => "FAIL",
+                        None => "--  ",
+                    };
+                    println!("{mark} {:<20} {}", c.name, c.detail);
+                }
+                if !r.app_id.is_empty() {
+                    println!("appId: {}", r.app_id);
+                }
+                match &res {
+                    Ok(()) => println!("verified"),
+                    Err(e) => println!("not verified: {e}"),
+                }
+            }
+            Ok(if res.is_ok() { 0 } else { 1 })
+        }
+        HapCmd::Info { file } => {
+            let data =
+                std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+            let l = Limits::default();
+            let haps: Vec<Vec<u8>> = match oxh_bundle::package::kind(&data, &l)? {
+                oxh_bundle::package::Kind::Hap => vec![data],
+                oxh_bundle::package::Kind::App => oxh_bundle::package::app_haps(&data, &l)?
+                    .into_iter()
+                    .map(|x| x.1)
+                    .collect(),
+            };
+            let mut out = Vec::new();
+            for d in &haps {
+                let h = open_hap(d, &l)?;
+                let r = verify(&h, &VerifyOptions::default());
+                out.push(serde_json::json!({
+                    "model": h.info.model,
+                    "app": h.info.app,
+                    "module": {
+                        "name": h.info.module_name,
+                        "type": h.info.module_type,
+                        "deviceTypes": h.info.device_types,
+                        "mainElement": h.info.main_element,
+                        "abilities": h.info.abilities,
+                        "extensionAbilities": h.info.extension_abilities,
+                        "requestPermissions": h.info.request_permissions,
+                        "abis": h.abis,
+                    },
+                    "signed": r.signed,
+                    "signer": r.signer,
+                    "profile": r.profile,
+                }));
+            }
+            if g.json {
+                print_json(&out)?;
+            } else {
+                for v in out {
+                    let a = &v["app"];
+                    let m = &v["module"];
+                    println!("bundle:      {}", a["bundle_name"].as_str().unwrap_or(""));
+                    println!(
+                        "version:     {} ({})",
+                        a["version_code"],
+                        a["version_name"].as_str().unwrap_or("")
+                    );
+                    println!("model:       {}", v["model"].as_str().unwrap_or(""));
+                    println!(
+                        "module:      {} ({})",
+                        m["name"].as_str().unwrap_or(""),
+                        m["type"].as_str().unwrap_or("")
+                    );
+                    let names = |k: &str| -> String {
+                        m[k].as_array()
+                            .map(|a| {
+                                a.iter()
+                                    .filter_map(|x| x["name"].as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            })
+                            .unwrap_or_default()
+                    };
+                    println!("abilities:   {}", names("abilities"));
+                    println!("extensions:  {}", names("extensionAbilities"));
+                    println!("permissions: {}", names("requestPermissions"));
+                    println!(
+                        "signer:      {}",
+                        if v["signed"].as_bool() == Some(true) {
+                            v["signer"].as_str().unwrap_or("")
+                        } else {
+                            "(unsigned)"
+                        }
+                    );
+                }
+            }
+            Ok(0)
+        }
+        HapCmd::Trust(t) => {
+            let dev = g.connect().await?;
+            let b = dev.bundle();
+            match t {
+                TrustCmd::Add { pem } => {
+                    let text = std::fs::read_to_string(pem)
+                        .with_context(|| format!("cannot read {}", pem.display()))?;
+                    let name = b.trust_add(&text).await?;
+                    println!("trust root added: {name}");
+                }
+                TrustCmd::Ls => {
+                    let l = b.trust_list().await?;
+                    if g.json {
+                        print_json(&l)?;
+                    } else {
+                        for r in l {
+                            println!("{}  {}", r.name, r.subject);
+                        }
+                    }
+                }
+                TrustCmd::Rm { name } => {
+                    if name.is_empty() {
+                        bail!("name a trust root");
+                    }
+                    b.trust_remove(name).await?;
+                    println!("trust root removed: {name}");
+                }
+            }
+            Ok(0)
+        }
+    }
+}
