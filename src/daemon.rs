@@ -30,6 +30,8 @@ pub struct DaemonConfig {
     pub discovery: Option<Interfaces>,
     /// Heartbeat of the bus; a peer silent for 4 heartbeats is OFFLINE.
     pub heartbeat: std::time::Duration,
+    /// hdc's TCP port: stored as `persist.hdc.port` when given (0: any free port).
+    pub hdc_port: Option<u16>,
 }
 
 /// The canonical paths of the `oxh` tool binary: this executable when it is `oxh`, and `oxh`
@@ -250,6 +252,7 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
     std::fs::write(dirs.pid_path(), format!("{}\n", std::process::id()))
         .with_context(|| format!("cannot write {}", dirs.pid_path().display()))?;
     let serve = tokio::spawn(server.run());
+    let hdc = start_hdc(&cfg, &dirs, &identity, &param).await;
 
     let ready_ms = t0.elapsed().as_secs_f64() * 1000.0;
     tracing::info!(
@@ -259,7 +262,7 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
         "device ready"
     );
     println!(
-        "oxhd ready: name={} type={} udid={} network_id={} bus={} socket={} ({:.1} ms)",
+        "oxhd ready: name={} type={} udid={} network_id={} bus={} hdc={} socket={} ({:.1} ms)",
         info.name,
         info.device_type.as_str(),
         info.udid,
@@ -268,11 +271,27 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
             .bus_addr()
             .map(|a| a.to_string())
             .unwrap_or_default(),
+        hdc.as_ref()
+            .map(|h| std::net::SocketAddr::from(([127, 0, 0, 1], h.addr.port())).to_string())
+            .unwrap_or_else(|| "off".into()),
         socket.display(),
         ready_ms
     );
 
-    wait_for_signal().await?;
+    // `hdc target boot` restarts the daemon in place (same pid, same arguments).
+    let boot = hdc.as_ref().map(|h| h.boot.clone());
+    let rebooting = tokio::select! {
+        r = wait_for_signal() => { r?; false }
+        _ = async {
+            match &boot {
+                Some(b) => b.notified().await,
+                None => std::future::pending().await,
+            }
+        } => true,
+    };
+    if let Some(h) = &hdc {
+        h.stop();
+    }
     tracing::info!(tag = "oxhd", "shutting down");
     serve.abort();
     softbus.shutdown();
@@ -282,7 +301,59 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
     let _ = std::fs::remove_file(&socket);
     let _ = std::fs::remove_file(dirs.pid_path());
     hilog.shutdown().await;
+    if rebooting {
+        reexec()?;
+    }
     Ok(())
+}
+
+/// Starts hdc's device side on the port in `persist.hdc.port` (default 8711, all interfaces);
+/// a port in use is logged and hdc stays off, the rest of the device runs.
+async fn start_hdc(
+    cfg: &DaemonConfig,
+    dirs: &DeviceDirs,
+    identity: &DeviceIdentity,
+    param: &Arc<oxh_param::ParamService>,
+) -> Option<oxh_hdc::device::DeviceHdc> {
+    if let Some(p) = cfg.hdc_port {
+        param
+            .set_as_system("persist.hdc.port", &p.to_string())
+            .await
+            .ok();
+    }
+    let port = param
+        .value("persist.hdc.port")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(oxh_hdc::device::DEFAULT_DEVICE_PORT);
+    let p = param.clone();
+    let dc = oxh_hdc::device::DeviceConfig {
+        data_dir: cfg.data_dir.clone(),
+        hdc_dir: dirs.subsystem("hdc"),
+        name: identity.info().name,
+        key: identity.signing_key().clone(),
+        oxh_exe: tool_exes().into_iter().next(),
+        params: Arc::new(move |k: &str| p.value(k)),
+    };
+    match oxh_hdc::device::start(dc, SocketAddr::from(([0, 0, 0, 0], port))).await {
+        Ok(h) => Some(h),
+        Err(e) => {
+            tracing::warn!(tag = "oxhd", "hdc off: cannot listen on port {port}: {e}");
+            None
+        }
+    }
+}
+
+/// Replaces this process with a fresh start of the same binary and arguments (same pid).
+fn reexec() -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let exe = std::env::current_exe()?;
+    let mut c = std::process::Command::new(exe);
+    if let Some(a0) = args.first() {
+        c.arg0(a0);
+    }
+    let err = c.args(args.iter().skip(1)).exec();
+    Err(anyhow::anyhow!("cannot restart: {err}"))
 }
 
 async fn wait_for_signal() -> Result<()> {

@@ -7,6 +7,7 @@ mod atm;
 mod cli;
 mod crash;
 mod hilog;
+mod hdc;
 mod ipc;
 mod netns;
 mod param;

@@ -10,6 +10,7 @@ mod bm;
 mod bus;
 mod device;
 mod hap;
+mod hdc;
 mod hidumper;
 mod hilog;
 mod param;
@@ -82,6 +83,13 @@ enum Cmd {
     #[command(disable_help_flag = true)]
     Hidumper {
         /// hidumper's own arguments: -ls, -s ID [-a ARGS].
+    /// The device connector (OpenHarmony's `hdc`); `oxh hdc allow` for the device owner.
+    #[command(disable_help_flag = true)]
+    Hdc {
+        /// hdc's own arguments (`hdc help`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -112,6 +120,9 @@ pub struct UpArgs {
 
 /// Runs a device: the body of `oxh up` and of `oxhd`.
 pub fn run_daemon(global: &Global, up: &UpArgs) -> Result<()> {
+    /// hdc's TCP port, kept as `persist.hdc.port` (default 8711; 0 picks a free port).
+    #[arg(long, value_name = "PORT")]
+    pub hdc_port: Option<u16>,
     let device_type = up.device_type.as_deref().map(str::parse).transpose()?;
     use oxh_softbus::discovery::Interfaces;
     let discovery = match up.discovery.as_str() {
@@ -134,6 +145,7 @@ pub fn run_daemon(global: &Global, up: &UpArgs) -> Result<()> {
     crate::daemon::runtime()?.block_on(crate::daemon::run(cfg))
 }
 
+        hdc_port: up.hdc_port,
 /// `oxhd`'s arguments: the global options and `up`'s.
 #[derive(Debug, Parser)]
 #[command(name = "oxhd", version, about = "oxharmony device daemon")]
@@ -181,6 +193,13 @@ pub fn main() -> Result<i32> {
             let g = Global {
                 data_dir: None,
                 json: false,
+        "hdc" => {
+            let g = Global {
+                data_dir: None,
+                json: false,
+            };
+            hdc::main(&g, &argv[1..])
+        }
             };
             client_runtime()?.block_on(hidumper::run(&g, &argv[1..]))
         }
@@ -202,6 +221,7 @@ pub fn main() -> Result<i32> {
                 }
             }
         }
+                Cmd::Hdc { args } => hdc::main(&o.global, args),
     }
 }
 

@@ -45,6 +45,13 @@ pub fn fingerprint(key: &[u8; 32]) -> String {
     hex::encode(Sha256::digest(key))
 }
 
+/// The fingerprint of a hex key (empty if it is not one).
+pub fn fingerprint_hex(hexkey: &str) -> String {
+    parse_key(hexkey)
+        .map(|k| fingerprint(&k))
+        .unwrap_or_default()
+}
+
 /// `~/.harmony` (HOME from the environment).
 pub fn harmony_dir() -> PathBuf {
     std::env::var_os("HOME")

@@ -7,8 +7,13 @@
 //! - [`device`]: the device side (run inside oxhd), [`server`]: the host server (127.0.0.1:8710),
 //!   [`client`]: what the `hdc` tool uses to talk to the server.
 
+pub mod client;
+pub mod device;
 pub mod frame;
 pub mod keys;
 pub mod proto;
+pub mod relay;
+pub mod server;
 pub mod session;
+pub mod shell;
 pub mod transfer;

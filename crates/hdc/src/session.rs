@@ -198,6 +198,36 @@ pub async fn hello<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(h)
 }
 
+/// The accepting side's hello: reads the peer's, answers with `decide(peer)` (a non-empty
+/// `refused` refuses), and returns the peer's, or the refusal as an error.
+pub async fn accept_hello<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    decide: impl FnOnce(&Hello) -> Hello,
+) -> Result<Hello, SessionError> {
+    let p = tokio::time::timeout(DEAD_AFTER, read_packet(s))
+        .await
+        .map_err(|_| SessionError::Closed("hello timed out".into()))??;
+    if p.kind != Kind::Hello {
+        return Err(SessionError::Closed("peer did not greet".into()));
+    }
+    let peer: Hello = proto::from_bytes(&p.payload)?;
+    let mut mine = decide(&peer);
+    if peer.version != proto::VERSION && mine.refused.is_empty() {
+        mine.refused = format!(
+            "[Fail]protocol version {} is not {}",
+            peer.version,
+            proto::VERSION
+        );
+    }
+    write_packet(s, Kind::Hello, 0, &proto::to_bytes(&mine)).await?;
+    if !mine.refused.is_empty() {
+        // Let the refusal reach the peer before the caller drops the stream.
+        let _ = s.shutdown().await;
+        return Err(SessionError::Refused(mine.refused));
+    }
+    Ok(peer)
+}
+
 impl Session {
     /// Runs a session over `stream` (after [`hello`]). `acceptor`: this side accepted the
     /// connection (its channel ids get [`ACCEPTOR_BIT`]). `label` names the peer in the
@@ -442,10 +472,11 @@ pub struct Sender {
 }
 
 impl Sender {
-    /// Sends stream bytes (waits for credit: back-pressure). Splits anything over a chunk.
+    /// Sends stream bytes (waits for credit: back-pressure). One call of up to
+    /// [`frame::MAX_PAYLOAD`] bytes arrives as one Data event (file chunks rely on it).
     pub async fn send(&self, mut data: Bytes) -> Result<(), SessionError> {
         while !data.is_empty() {
-            let part = data.split_to(data.len().min(CHUNK));
+            let part = data.split_to(data.len().min(frame::MAX_PAYLOAD));
             let n = part.len() as u32;
             match self.credit.acquire_many(n).await {
                 Ok(p) => p.forget(),
