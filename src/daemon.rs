@@ -193,6 +193,7 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
         sa_id::PARAM,
         sa_id::SOFTBUS,
         sa_id::DEVICE_MANAGER,
+        sa_id::DISTRIBUTED_KV,
     ];
     let bus_cfg = SoftbusConfig {
         listen: cfg.listen,
@@ -224,6 +225,45 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
         move || {
             let sb = sb.clone();
             async move { Ok(Arc::new(SoftbusSa(sb)) as Arc<dyn SystemAbility>) }
+        },
+    ))?;
+    // Distributed KV (SA 1301). The device's security level is the const param
+    // const.security.device_security_level: SL1 by default, as on OpenHarmony's development
+    // boards; `oxh sim` starts its devices with OXH_DEVICE_SECURITY_LEVEL=SL3.
+    let level = std::env::var("OXH_DEVICE_SECURITY_LEVEL")
+        .ok()
+        .and_then(|v| oxh_kvstore::limits::parse_device_level(&v))
+        .unwrap_or(oxh_kvstore::limits::DEFAULT_DEVICE_LEVEL);
+    param
+        .set_as_system(
+            oxh_kvstore::limits::DEVICE_SECURITY_LEVEL_PARAM,
+            &format!("SL{level}"),
+        )
+        .await
+        .ok();
+    let kv = oxh_kvstore::KvService::open(oxh_kvstore::KvConfig {
+        dir: dirs.subsystem("kvstore"),
+        device_id: info.udid.clone(),
+        device_level: level,
+        sync: Default::default(),
+    })
+    .context("cannot open the KV stores")?;
+    let a = atm.clone();
+    kv.set_app_resolver(Arc::new(move |id| {
+        a.token_detail(&oxh_atm::api::TokenTarget::Id(id))
+            .ok()
+            .filter(|d| d.info.token_type == oxh_ipc::TokenType::Hap)
+            .map(|d| d.info.name)
+    }));
+    kv.attach_softbus(softbus.clone())
+        .context("cannot start KV sync")?;
+    samgr.register(SaProfile::new(
+        sa_id::DISTRIBUTED_KV,
+        oxh_kvstore::api::SA_NAME,
+        true,
+        move || {
+            let kv = kv.clone();
+            async move { Ok(kv as Arc<dyn SystemAbility>) }
         },
     ))?;
     let samgr = samgr.start().await?;

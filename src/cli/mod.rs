@@ -13,6 +13,7 @@ mod hap;
 mod hdc;
 mod hidumper;
 mod hilog;
+mod kv;
 mod param;
 mod sa;
 mod sim;
@@ -77,6 +78,9 @@ enum Cmd {
     /// Soft bus sockets: listen on a session name, send to a device.
     #[command(subcommand)]
     Bus(bus::BusCmd),
+    /// The distributed KV store (@ohos.data.distributedKVStore).
+    #[command(subcommand)]
+    Kv(kv::KvCmd),
     /// Run a local super device: several devices on this machine, bound to each other.
     Sim(sim::SimArgs),
     /// SA dumps (OpenHarmony's `hidumper`).
@@ -211,6 +215,7 @@ pub fn main() -> Result<i32> {
                 Cmd::Device(c) => client_runtime()?.block_on(device::run(&o.global, c)),
                 Cmd::Atm(c) => client_runtime()?.block_on(atm::run(&o.global, c)),
                 Cmd::Bus(c) => client_runtime()?.block_on(bus::run(&o.global, c)),
+                Cmd::Kv(c) => client_runtime()?.block_on(kv::run(&o.global, c)),
                 Cmd::Sim(a) => sim::run(&o.global, a),
                 Cmd::Param(a) => client_runtime()?.block_on(param::run(&o.global, a)),
                 Cmd::Hap(c) => client_runtime()?.block_on(hap::run(&o.global, c)),

@@ -99,6 +99,8 @@ pub fn run(_g: &Global, a: &SimArgs) -> Result<i32> {
         let name = format!("dev{i}");
         let data_dir = base.join(&name);
         let mut cmd = Command::new(&exe);
+        // A sim's devices are SL3, so that they sync S1..S3 KV stores.
+        cmd.env("OXH_DEVICE_SECURITY_LEVEL", "SL3");
         cmd.arg("--data-dir").arg(&data_dir).args([
             "up",
             "--name",

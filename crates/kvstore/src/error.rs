@@ -96,6 +96,9 @@ mod tests {
         assert_eq!(KvError::Closed.code(), 15_100_005);
         let r: RemoteError = KvError::OptionsChanged("kind".into()).into();
         assert_eq!(r.code, 15_100_002);
-        assert!(r.message.starts_with("Open existed database with changed options."));
+        assert!(
+            r.message
+                .starts_with("Open existed database with changed options.")
+        );
     }
 }

@@ -18,6 +18,12 @@ pub mod sync;
 pub mod wire;
 
 #[cfg(feature = "service")]
+mod sa;
+#[cfg(feature = "service")]
+pub mod service;
+#[cfg(feature = "service")]
 pub mod store;
 
 pub use error::{KvError, code};
+#[cfg(feature = "service")]
+pub use service::{KvConfig, KvService};

@@ -3,7 +3,7 @@
 //! timestamp, origin device and local sequence number; deletes are tombstones (value NULL)
 //! until every known peer has acknowledged them.
 
-use crate::api::{Entry, EntriesPage, Query};
+use crate::api::{EntriesPage, Entry, Query};
 use crate::error::KvError;
 use crate::hlc::{Hlc, Version, wins};
 use crate::limits::{SecurityLevel, StoreType};
@@ -95,12 +95,7 @@ fn random_epoch() -> [u8; 16] {
 impl Store {
     /// Opens the store at `path` for device `device`. With `create` the store is made if it
     /// is missing; an existing store must match `want`'s type and level (15100002).
-    pub fn open(
-        path: &Path,
-        device: &str,
-        want: StoreMeta,
-        create: bool,
-    ) -> Result<Self, KvError> {
+    pub fn open(path: &Path, device: &str, want: StoreMeta, create: bool) -> Result<Self, KvError> {
         let exists = path.exists();
         if !exists && !create {
             return Err(KvError::NotFound(format!(
@@ -114,8 +109,10 @@ impl Store {
             std::fs::create_dir_all(dir).map_err(|e| KvError::Storage(e.to_string()))?;
         }
         let conn = Connection::open(path).map_err(st)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(st)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(st)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(st)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(st)?;
         conn.execute_batch(SCHEMA).map_err(st)?;
         let get = |k: &str| -> Result<Option<Vec<u8>>, KvError> {
             conn.query_row("SELECT v FROM meta WHERE k = ?1", [k], |r| r.get(0))
@@ -199,8 +196,8 @@ impl Store {
     /// Reads a store's options without opening it for writes (for the service's start-up
     /// scan of auto-sync stores).
     pub fn peek_meta(path: &Path) -> Option<StoreMeta> {
-        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .ok()?;
+        let conn =
+            Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
         let get = |k: &str| -> Option<Vec<u8>> {
             conn.query_row("SELECT v FROM meta WHERE k = ?1", [k], |r| r.get(0))
                 .ok()
@@ -286,8 +283,15 @@ impl Store {
                 };
                 let ts = hlc.now(now);
                 seq += 1;
-                up.execute(params![part, key, value, ts as i64, self.device, seq as i64])
-                    .map_err(st)?;
+                up.execute(params![
+                    part,
+                    key,
+                    value,
+                    ts as i64,
+                    self.device,
+                    seq as i64
+                ])
+                .map_err(st)?;
                 changes.push(Change {
                     kind,
                     record: Record {
@@ -405,12 +409,12 @@ impl Store {
     /// device store, its writes in a single store. Returns the rows removed.
     pub fn remove_device_data(&mut self, dev: &str) -> Result<u64, KvError> {
         let n = match self.meta.kind {
-            StoreType::DeviceCollaboration => self
-                .conn
-                .execute("DELETE FROM kv WHERE part = ?1", [dev]),
-            StoreType::SingleVersion => self
-                .conn
-                .execute("DELETE FROM kv WHERE origin = ?1", [dev]),
+            StoreType::DeviceCollaboration => {
+                self.conn.execute("DELETE FROM kv WHERE part = ?1", [dev])
+            }
+            StoreType::SingleVersion => {
+                self.conn.execute("DELETE FROM kv WHERE origin = ?1", [dev])
+            }
         }
         .map_err(st)?;
         Ok(n as u64)
@@ -444,15 +448,16 @@ impl Store {
         let b = Connection::open_with_flags(src, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(st)?;
         let part = self.local_part().to_string();
-        let read = |c: &Connection| -> Result<std::collections::BTreeMap<Vec<u8>, Vec<u8>>, KvError> {
-            let mut s = c
-                .prepare("SELECT key, value FROM kv WHERE part = ?1 AND value IS NOT NULL")
-                .map_err(st)?;
-            let rows = s
-                .query_map([&part], |r| Ok((r.get(0)?, r.get(1)?)))
-                .map_err(st)?;
-            rows.collect::<Result<_, _>>().map_err(st)
-        };
+        let read =
+            |c: &Connection| -> Result<std::collections::BTreeMap<Vec<u8>, Vec<u8>>, KvError> {
+                let mut s = c
+                    .prepare("SELECT key, value FROM kv WHERE part = ?1 AND value IS NOT NULL")
+                    .map_err(st)?;
+                let rows = s
+                    .query_map([&part], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .map_err(st)?;
+                rows.collect::<Result<_, _>>().map_err(st)
+            };
         let want = read(&b)?;
         let have = read(&self.conn)?;
         let mut ops = Vec::new();
@@ -473,7 +478,10 @@ impl Store {
     pub fn gc_tombstones(&mut self, peers: &[String]) -> Result<u64, KvError> {
         let mut min = u64::MAX;
         for p in peers {
-            let acked = self.peer(p).map_err(KvError::Storage)?.map_or(0, |s| s.acked);
+            let acked = self
+                .peer(p)
+                .map_err(KvError::Storage)?
+                .map_or(0, |s| s.acked);
             min = min.min(acked);
         }
         if peers.is_empty() || min == 0 {
@@ -657,7 +665,9 @@ impl Replica for Store {
 
     fn set_peer(&mut self, peer: &str, st: PeerState) -> Result<(), String> {
         self.conn
-            .prepare_cached("INSERT OR REPLACE INTO peers(device, epoch, acked) VALUES (?1, ?2, ?3)")
+            .prepare_cached(
+                "INSERT OR REPLACE INTO peers(device, epoch, acked) VALUES (?1, ?2, ?3)",
+            )
             .map_err(s)?
             .execute(params![peer, st.epoch.to_vec(), st.acked as i64])
             .map_err(s)?;
@@ -680,7 +690,7 @@ impl Replica for Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sync::{MemReplica, SyncConfig, SyncEngine, SyncMode, Event};
+    use crate::sync::{Event, MemReplica, SyncConfig, SyncEngine, SyncMode};
     use crate::wire::{StoreDesc, SyncStatus};
 
     fn meta() -> StoreMeta {
@@ -701,10 +711,15 @@ mod tests {
         );
         let mut s = Store::open(&p, "dev", meta(), true).unwrap();
         let c = s
-            .write(vec![(b"a".to_vec(), Some(b"1".to_vec())), (b"b".to_vec(), Some(b"2".to_vec()))])
+            .write(vec![
+                (b"a".to_vec(), Some(b"1".to_vec())),
+                (b"b".to_vec(), Some(b"2".to_vec())),
+            ])
             .unwrap();
         assert_eq!(c.len(), 2);
-        let c = s.write(vec![(b"a".to_vec(), None), (b"zz".to_vec(), None)]).unwrap();
+        let c = s
+            .write(vec![(b"a".to_vec(), None), (b"zz".to_vec(), None)])
+            .unwrap();
         assert_eq!(c.len(), 1, "deleting a missing key changes nothing");
         let ts_before = s.hlc.last();
         drop(s);
@@ -722,7 +737,10 @@ mod tests {
         );
         let mut sl = meta();
         sl.level = SecurityLevel::S2;
-        assert_eq!(Store::open(&p, "dev", sl, true).unwrap_err().code(), 15_100_002);
+        assert_eq!(
+            Store::open(&p, "dev", sl, true).unwrap_err().code(),
+            15_100_002
+        );
     }
 
     #[test]
@@ -774,7 +792,8 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let mut s = Store::open(&d.path().join("s.db"), "dev", meta(), true).unwrap();
         for i in 0..4u8 {
-            s.write(vec![(vec![b'k', i], Some(vec![0; 300 * 1024]))]).unwrap();
+            s.write(vec![(vec![b'k', i], Some(vec![0; 300 * 1024]))])
+                .unwrap();
         }
         let p = s.entries(&Query::default(), None, None).unwrap();
         assert!(p.more && p.entries.len() == 2, "{}", p.entries.len());
@@ -792,8 +811,11 @@ mod tests {
         s.write(vec![(b"a".to_vec(), Some(b"1".to_vec()))]).unwrap();
         let bk = d.path().join("backup/b1.bak");
         s.backup(&bk).unwrap();
-        s.write(vec![(b"a".to_vec(), Some(b"2".to_vec())), (b"n".to_vec(), Some(b"x".to_vec()))])
-            .unwrap();
+        s.write(vec![
+            (b"a".to_vec(), Some(b"2".to_vec())),
+            (b"n".to_vec(), Some(b"x".to_vec())),
+        ])
+        .unwrap();
         let c = s.restore(&bk).unwrap();
         assert_eq!(c.len(), 2);
         assert_eq!(s.get("", b"a").unwrap(), Some(b"1".to_vec()));
@@ -810,7 +832,8 @@ mod tests {
         let mut a = Store::open(&d.path().join("a.db"), "A", meta(), true).unwrap();
         let mut b = MemReplica::new("B", [7; 16], false);
         a.write(vec![(b"k".to_vec(), Some(b"v".to_vec()))]).unwrap();
-        a.write(vec![(b"k2".to_vec(), Some(b"v".to_vec()))]).unwrap();
+        a.write(vec![(b"k2".to_vec(), Some(b"v".to_vec()))])
+            .unwrap();
         a.write(vec![(b"k2".to_vec(), None)]).unwrap();
         b.put(b"m", Some(b"w".to_vec()), now_ms());
         let desc = StoreDesc {
@@ -831,7 +854,9 @@ mod tests {
             }
             for e in evs {
                 match e {
-                    Event::Send { to, msg } if to == "B" => eb.handle(&mut b, "A", msg, 0, &mut out),
+                    Event::Send { to, msg } if to == "B" => {
+                        eb.handle(&mut b, "A", msg, 0, &mut out)
+                    }
                     Event::Send { msg, .. } => ea.handle(&mut a, "B", msg, 0, &mut out),
                     Event::Complete { req: r, status, .. } if r == req => done = Some(status),
                     _ => {}

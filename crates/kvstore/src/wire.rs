@@ -64,7 +64,10 @@ mod blob {
         #[derive(Serialize, Deserialize)]
         struct W(#[serde(with = "super")] Vec<u8>);
 
-        pub(crate) fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        pub(crate) fn serialize<S: Serializer>(
+            v: &Option<Vec<u8>>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
             match v {
                 Some(b) => s.serialize_some(&W(b.clone())),
                 None => s.serialize_none(),

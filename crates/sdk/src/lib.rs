@@ -19,6 +19,7 @@ pub mod bundle;
 pub mod bus;
 pub mod device_manager;
 pub mod hilog;
+pub mod kv;
 pub mod param;
 pub mod samgr;
 

@@ -594,10 +594,7 @@ impl SyncEngine {
                     .rounds
                     .get(from)
                     .is_some_and(|rd| rd.req == req && rd.hello_ok && rd.mode.pull());
-                let theirs = self
-                    .accepted
-                    .get(from)
-                    .is_some_and(|a| a.contains(&req));
+                let theirs = self.accepted.get(from).is_some_and(|a| a.contains(&req));
                 if !ours && !theirs {
                     out.push(Event::Send {
                         to: from.to_string(),
@@ -759,6 +756,10 @@ impl SyncEngine {
     }
 }
 
+/// A row as [`MemReplica::snapshot`] shows it: value (`None`: tombstone), HLC timestamp,
+/// origin device.
+pub type Snap = (Option<Vec<u8>>, u64, String);
+
 /// An in-memory replica: what the simulation tests and the benchmark's peer run on. It keeps
 /// the same rules as the SQLite store (sequence numbers, LWW, tombstones, peer watermarks).
 #[derive(Debug, Clone)]
@@ -845,7 +846,7 @@ impl MemReplica {
     }
 
     /// Every row, tombstones included, as `(part, key) -> (value, ts, origin)`.
-    pub fn snapshot(&self) -> BTreeMap<(String, Vec<u8>), (Option<Vec<u8>>, u64, String)> {
+    pub fn snapshot(&self) -> BTreeMap<(String, Vec<u8>), Snap> {
         self.rows
             .iter()
             .map(|(k, r)| (k.clone(), (r.value.clone(), r.ts, r.origin.clone())))

@@ -60,7 +60,7 @@ struct Sim {
     cut: Vec<bool>,
     completes: Vec<(usize, String, u64, SyncStatus)>,
     /// Every write whose put returned: (part, key) -> versions.
-    writes: BTreeMap<(String, Vec<u8>), Vec<(u64, String, Option<Vec<u8>>)>>,
+    writes: BTreeMap<(String, Vec<u8>), Vec<Written>>,
 }
 
 impl Sim {
@@ -204,6 +204,9 @@ impl Sim {
         Ok(())
     }
 }
+
+/// (HLC, origin, value) of a write whose put returned.
+type Written = (u64, String, Option<Vec<u8>>);
 
 #[derive(Debug, Clone)]
 enum Act {
@@ -423,7 +426,10 @@ fn a_broken_sync_resumes_from_the_watermark() {
         }
     }
     sim.settle();
-    assert!(sent_from.iter().all(|&f| f >= acked), "{sent_from:?} < {acked}");
+    assert!(
+        sent_from.iter().all(|&f| f >= acked),
+        "{sent_from:?} < {acked}"
+    );
     assert_eq!(sim.nodes[1].rep.live().len(), 30);
 }
 
@@ -436,7 +442,11 @@ fn tombstones_go_once_every_peer_acknowledged_them() {
     assert_eq!(sim.nodes[0].rep.gc_tombstones(&peers), 0);
     sim.sync(0, 1, SyncMode::Push);
     sim.settle();
-    assert_eq!(sim.nodes[0].rep.gc_tombstones(&peers), 0, "dev2 has not seen it");
+    assert_eq!(
+        sim.nodes[0].rep.gc_tombstones(&peers),
+        0,
+        "dev2 has not seen it"
+    );
     sim.sync(0, 2, SyncMode::Push);
     sim.settle();
     assert_eq!(sim.nodes[0].rep.gc_tombstones(&peers), 1);
@@ -451,7 +461,10 @@ fn remote_changes_are_reported_with_their_kind() {
     let r2 = a.put(b"x", Some(b"2".to_vec()), 101);
     let r3 = a.put(b"x", None, 102);
     let kinds = |c: Vec<Change>| c.into_iter().map(|c| c.kind).collect::<Vec<_>>();
-    assert_eq!(kinds(b.apply("a", vec![r1.clone()]).unwrap()), [ChangeKind::Insert]);
+    assert_eq!(
+        kinds(b.apply("a", vec![r1.clone()]).unwrap()),
+        [ChangeKind::Insert]
+    );
     assert_eq!(kinds(b.apply("a", vec![r2]).unwrap()), [ChangeKind::Update]);
     assert_eq!(kinds(b.apply("a", vec![r1]).unwrap()), []);
     assert_eq!(kinds(b.apply("a", vec![r3]).unwrap()), [ChangeKind::Delete]);

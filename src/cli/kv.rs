@@ -1,0 +1,457 @@
+//! `oxh kv`: the distributed KV store from the command line (the shell names the app).
+
+use super::{Global, print_json};
+use anyhow::{Result, bail};
+use clap::{Args, Subcommand};
+use oxh_kvstore::api::{
+    self, BackupArgs, DataChange, DeleteArgs, DeviceSyncResult, EntriesArgs, EntriesPage, Entry,
+    GetArgs, OpenArgs, Options, PutArgs, Query, StoreInfo, StoreRef, SubscribeArgs, SubscribeType,
+    SyncArgs,
+};
+use oxh_kvstore::limits::{SecurityLevel, StoreType};
+use oxh_kvstore::sync::SyncMode;
+use oxh_kvstore::wire::SyncStatus;
+use oxh_sdk::Device;
+
+/// Which store.
+#[derive(Debug, Clone, Args)]
+pub struct StoreOpts {
+    /// The app (bundle name) whose store it is.
+    #[arg(long)]
+    app: String,
+    /// The storeId.
+    #[arg(long)]
+    store: String,
+    /// Store type when the store is created: single or device.
+    #[arg(long = "type", value_name = "TYPE")]
+    kind: Option<String>,
+    /// Security level when the store is created: S1..S4.
+    #[arg(long)]
+    level: Option<String>,
+    /// Create the store with auto sync on.
+    #[arg(long)]
+    auto_sync: bool,
+}
+
+/// `oxh kv` commands.
+#[derive(Debug, Subcommand)]
+pub enum KvCmd {
+    /// Put a value (creates the store if it is missing).
+    Put {
+        #[command(flatten)]
+        s: StoreOpts,
+        key: String,
+        value: String,
+    },
+    /// Print a value.
+    Get {
+        #[command(flatten)]
+        s: StoreOpts,
+        key: String,
+        /// Device store: the entry this device (networkId or device id) wrote.
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// Delete a key.
+    Del {
+        #[command(flatten)]
+        s: StoreOpts,
+        key: String,
+    },
+    /// List entries.
+    Ls {
+        #[command(flatten)]
+        s: StoreOpts,
+        /// Only keys starting with this.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Device store: only what this device wrote.
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// Sync with other devices; prints the result per device.
+    Sync {
+        #[command(flatten)]
+        s: StoreOpts,
+        /// `all` or networkIds / device ids, comma separated.
+        #[arg(long, default_value = "all")]
+        devices: String,
+        /// push, pull or push-pull.
+        #[arg(long, default_value = "push-pull")]
+        mode: String,
+        /// How long to wait, in milliseconds.
+        #[arg(long, default_value_t = 30_000)]
+        timeout_ms: u64,
+    },
+    /// Print change events as they happen.
+    Watch {
+        #[command(flatten)]
+        s: StoreOpts,
+        /// Only this device's own changes.
+        #[arg(long)]
+        local: bool,
+        /// Only changes from other devices.
+        #[arg(long)]
+        remote: bool,
+        /// Both (the default).
+        #[arg(long)]
+        all: bool,
+        /// Exit after this many dataChange events.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// Back the store up under NAME.
+    Backup {
+        #[command(flatten)]
+        s: StoreOpts,
+        name: String,
+    },
+    /// Restore the backup NAME.
+    Restore {
+        #[command(flatten)]
+        s: StoreOpts,
+        name: String,
+    },
+    /// List the app's stores.
+    Stores {
+        /// The app.
+        #[arg(long)]
+        app: String,
+    },
+    /// Delete a store.
+    DeleteStore {
+        #[command(flatten)]
+        s: StoreOpts,
+    },
+}
+
+fn sref(s: &StoreOpts) -> StoreRef {
+    StoreRef {
+        app: Some(s.app.clone()),
+        store_id: s.store.clone(),
+    }
+}
+
+/// Opens (creating if missing) when the user gave options, so that a mismatch is reported.
+async fn open(dev: &Device, s: &StoreOpts, create: bool) -> Result<Option<StoreInfo>> {
+    if s.kind.is_none() && s.level.is_none() && !s.auto_sync && !create {
+        return Ok(None);
+    }
+    let options = Options {
+        create_if_missing: create,
+        auto_sync: s.auto_sync,
+        kv_store_type: match &s.kind {
+            Some(k) => k.parse::<StoreType>()?,
+            None => StoreType::SingleVersion,
+        },
+        security_level: match &s.level {
+            Some(l) => l.parse::<SecurityLevel>()?,
+            None => SecurityLevel::S1,
+        },
+        ..Options::default()
+    };
+    let info = dev
+        .client()
+        .call(
+            api::SA_ID,
+            api::GET_KV_STORE,
+            &OpenArgs {
+                store: sref(s),
+                options,
+            },
+        )
+        .await?;
+    Ok(Some(info))
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn entry_json(e: &Entry) -> serde_json::Value {
+    serde_json::json!({ "device": e.device, "key": text(&e.key), "value": text(&e.value) })
+}
+
+fn short(d: &str) -> &str {
+    &d[..d.len().min(8)]
+}
+
+/// Runs `oxh kv ...`.
+pub async fn run(g: &Global, c: &KvCmd) -> Result<i32> {
+    let dev = g.connect().await?;
+    let cl = dev.client();
+    match c {
+        KvCmd::Put { s, key, value } => {
+            let args = PutArgs {
+                store: sref(s),
+                entries: vec![(key.as_bytes().to_vec(), value.as_bytes().to_vec())],
+            };
+            let explicit = s.kind.is_some() || s.level.is_some() || s.auto_sync;
+            if explicit {
+                open(&dev, s, true).await?;
+            }
+            match cl.call::<_, ()>(api::SA_ID, api::PUT, &args).await {
+                Err(oxh_ipc::IpcError::Remote(e))
+                    if !explicit && e.code == api::code::NOT_FOUND =>
+                {
+                    open(&dev, s, true).await?;
+                    cl.call::<_, ()>(api::SA_ID, api::PUT, &args).await?;
+                }
+                r => r?,
+            }
+            Ok(0)
+        }
+        KvCmd::Get { s, key, device } => {
+            open(&dev, s, false).await?;
+            let v: Vec<u8> = cl
+                .call(
+                    api::SA_ID,
+                    api::GET,
+                    &GetArgs {
+                        store: sref(s),
+                        key: key.as_bytes().to_vec(),
+                        device: device.clone(),
+                    },
+                )
+                .await?;
+            if g.json {
+                print_json(&serde_json::json!({ key.as_str(): text(&v) }))?;
+            } else {
+                println!("{}", text(&v));
+            }
+            Ok(0)
+        }
+        KvCmd::Del { s, key } => {
+            open(&dev, s, false).await?;
+            let () = cl
+                .call(
+                    api::SA_ID,
+                    api::DELETE,
+                    &DeleteArgs {
+                        store: sref(s),
+                        keys: vec![key.as_bytes().to_vec()],
+                    },
+                )
+                .await?;
+            Ok(0)
+        }
+        KvCmd::Ls { s, prefix, device } => {
+            open(&dev, s, false).await?;
+            let mut all: Vec<Entry> = Vec::new();
+            let mut after = None;
+            loop {
+                let page: EntriesPage = cl
+                    .call(
+                        api::SA_ID,
+                        api::GET_ENTRIES,
+                        &EntriesArgs {
+                            store: sref(s),
+                            query: Query {
+                                prefix: prefix.as_ref().map(|p| p.as_bytes().to_vec()),
+                                ..Default::default()
+                            },
+                            device: device.clone(),
+                            after: after.clone(),
+                        },
+                    )
+                    .await?;
+                let more = page.more && !page.entries.is_empty();
+                after = page.entries.last().map(|e| e.key.clone());
+                all.extend(page.entries);
+                if !more {
+                    break;
+                }
+            }
+            if g.json {
+                print_json(&all.iter().map(entry_json).collect::<Vec<_>>())?;
+            } else {
+                for e in &all {
+                    if e.device.is_empty() {
+                        println!("{} = {}", text(&e.key), text(&e.value));
+                    } else {
+                        println!(
+                            "[{}] {} = {}",
+                            short(&e.device),
+                            text(&e.key),
+                            text(&e.value)
+                        );
+                    }
+                }
+            }
+            Ok(0)
+        }
+        KvCmd::Sync {
+            s,
+            devices,
+            mode,
+            timeout_ms,
+        } => {
+            open(&dev, s, false).await?;
+            let mode: SyncMode = mode.parse().map_err(anyhow::Error::msg)?;
+            let devices: Vec<String> = if devices == "all" {
+                Vec::new()
+            } else {
+                devices
+                    .split(',')
+                    .map(|d| d.trim().to_string())
+                    .filter(|d| !d.is_empty())
+                    .collect()
+            };
+            let res: Vec<DeviceSyncResult> = cl
+                .call(
+                    api::SA_ID,
+                    api::SYNC,
+                    &SyncArgs {
+                        store: sref(s),
+                        devices,
+                        mode,
+                        timeout_ms: *timeout_ms,
+                    },
+                )
+                .await?;
+            let ok = res.iter().all(|r| r.status == SyncStatus::Success);
+            if g.json {
+                let v: Vec<_> = res
+                    .iter()
+                    .map(|r| {
+                        serde_json::json!({
+                            "networkId": r.network_id,
+                            "deviceId": r.device_id,
+                            "status": r.status.as_str(),
+                        })
+                    })
+                    .collect();
+                print_json(&v)?;
+            } else {
+                for r in &res {
+                    println!("{} {}", r.network_id, r.status.as_str());
+                }
+            }
+            Ok(if ok { 0 } else { 1 })
+        }
+        KvCmd::Watch {
+            s,
+            local,
+            remote,
+            all,
+            count,
+        } => {
+            open(&dev, s, false).await?;
+            let kind = match (local, remote, all) {
+                (true, false, false) => SubscribeType::Local,
+                (false, true, false) => SubscribeType::Remote,
+                (false, false, _) | (_, _, true) => SubscribeType::All,
+                _ => bail!("choose one of --local, --remote, --all"),
+            };
+            let mut sub = cl.subscribe();
+            let () = cl
+                .call(
+                    api::SA_ID,
+                    api::SUBSCRIBE,
+                    &SubscribeArgs {
+                        store: sref(s),
+                        sub: sub.id(),
+                        kind,
+                    },
+                )
+                .await?;
+            // Tests and scripts wait for this line before they write.
+            println!("watching {}/{}", s.app, s.store);
+            let mut seen = 0u64;
+            while count.is_none_or(|n| seen < n) {
+                let Some(b) = sub.recv().await else { break };
+                let Ok(ev) = oxh_ipc::decode::<DataChange>(&b) else {
+                    continue;
+                };
+                match ev {
+                    DataChange::Change {
+                        device_id,
+                        remote,
+                        inserted,
+                        updated,
+                        deleted,
+                        ..
+                    } => {
+                        seen += 1;
+                        let from = if remote { "remote" } else { "local" };
+                        if g.json {
+                            println!(
+                                "{}",
+                                serde_json::json!({
+                                    "origin": from,
+                                    "deviceId": device_id,
+                                    "insert": inserted.iter().map(entry_json).collect::<Vec<_>>(),
+                                    "update": updated.iter().map(entry_json).collect::<Vec<_>>(),
+                                    "delete": deleted.iter().map(entry_json).collect::<Vec<_>>(),
+                                })
+                            );
+                        } else {
+                            for (what, l) in [
+                                ("insert", &inserted),
+                                ("update", &updated),
+                                ("delete", &deleted),
+                            ] {
+                                for e in l {
+                                    println!(
+                                        "{what} {} = {} ({from} {})",
+                                        text(&e.key),
+                                        text(&e.value),
+                                        short(&device_id)
+                                    );
+                                }
+                            }
+                        }
+                    }
+                    DataChange::SyncComplete { results, .. } => {
+                        for r in results {
+                            println!("syncComplete {} {}", short(&r.device_id), r.status.as_str());
+                        }
+                    }
+                }
+            }
+            Ok(0)
+        }
+        KvCmd::Backup { s, name } | KvCmd::Restore { s, name } => {
+            open(&dev, s, false).await?;
+            let code = if matches!(c, KvCmd::Backup { .. }) {
+                api::BACKUP
+            } else {
+                api::RESTORE
+            };
+            let () = cl
+                .call(
+                    api::SA_ID,
+                    code,
+                    &BackupArgs {
+                        store: sref(s),
+                        name: name.clone(),
+                    },
+                )
+                .await?;
+            Ok(0)
+        }
+        KvCmd::Stores { app } => {
+            let ids: Vec<String> = cl
+                .call(
+                    api::SA_ID,
+                    api::GET_ALL_KV_STORE_ID,
+                    &api::AppArgs {
+                        app: Some(app.clone()),
+                    },
+                )
+                .await?;
+            if g.json {
+                print_json(&ids)?;
+            } else {
+                for i in ids {
+                    println!("{i}");
+                }
+            }
+            Ok(0)
+        }
+        KvCmd::DeleteStore { s } => {
+            let () = cl.call(api::SA_ID, api::DELETE_KV_STORE, &sref(s)).await?;
+            Ok(0)
+        }
+    }
+}
