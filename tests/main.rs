@@ -4,6 +4,7 @@
 mod common;
 
 mod atm;
+mod bundle;
 mod cli;
 mod crash;
 mod hilog;

@@ -126,8 +126,10 @@ impl<'a> ZipView<'a> {
                 limits.max_package_bytes
             )));
         }
-        let layout = signing::zip_layout(data)
-            .map_err(|e| BundleError::parse(format!("not a readable zip: {e}")))?;
+        let layout = signing::zip_layout(data).map_err(|e| match e {
+            signing::SigningError::Zip64 => BundleError::invalid_file(e.to_string()),
+            e => BundleError::parse(format!("not a readable zip: {e}")),
+        })?;
         if layout.entries > limits.max_entries {
             return Err(BundleError::invalid_file(format!(
                 "package has {} entries, more than the {} allowed",

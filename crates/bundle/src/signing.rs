@@ -42,6 +42,9 @@ pub enum SigningError {
     /// The end record points outside the file.
     #[error("zip end record is inconsistent: {0}")]
     BadEocd(&'static str),
+    /// A zip64 archive: more than 65,535 entries or over 4 GiB, which packages may not be.
+    #[error("zip64 archive (more than 65535 entries or over 4 GiB): not accepted for packages")]
+    Zip64,
     /// A signing block footer is there but its headers or sizes do not fit.
     #[error("malformed signing block: {0}")]
     BadBlock(String),
@@ -78,8 +81,10 @@ pub fn zip_layout(data: &[u8]) -> Result<ZipLayout, SigningError> {
         let entries = u16_at(data, i + 10).unwrap_or(0) as u64;
         let cd_size = u32_at(data, i + 12).unwrap_or(0) as usize;
         let cd_offset = u32_at(data, i + 16).unwrap_or(0) as usize;
-        if cd_offset == 0xffff_ffff || cd_size == 0xffff_ffff {
-            return Err(SigningError::BadEocd("zip64 is not supported for packages"));
+        let zip64_locator = i >= 20 && u32_at(data, i - 20) == Some(0x0706_4b50);
+        if zip64_locator || entries == 0xffff || cd_offset == 0xffff_ffff || cd_size == 0xffff_ffff
+        {
+            return Err(SigningError::Zip64);
         }
         if cd_offset.checked_add(cd_size) != Some(i) {
             return Err(SigningError::BadEocd(
