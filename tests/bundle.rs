@@ -728,3 +728,91 @@ fn install_needs_the_install_permission() {
     let (ok, _) = run(&dev, &["bm", "dump", "-n", "com.example.perm"]);
     assert!(!ok, "nothing installed");
 }
+
+/// `oxh sim` devices trust the sim's dev root; apps signed under it verify against it.
+#[test]
+fn sim_devices_trust_the_sim_dev_root() {
+    let base = tempfile::tempdir().unwrap();
+    let b = base.path();
+    let o = Command::new(oxh_bin())
+        .args([
+            "sim",
+            "--devices",
+            "2",
+            "--base-dir",
+            s(b),
+            "--exit-when-ready",
+        ])
+        .output()
+        .expect("run oxh sim");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let root = std::fs::read_to_string(b.join("devroot/root.pem")).unwrap();
+    for d in ["dev1", "dev2"] {
+        let trusted: Vec<String> = std::fs::read_dir(b.join(d).join("bundle/trust"))
+            .unwrap()
+            .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+            .collect();
+        assert_eq!(
+            trusted,
+            vec![root.clone()],
+            "{d} trusts exactly the sim's root"
+        );
+    }
+    // Sign under the sim's root (offline: no device needed) and verify against it.
+    let w = b.join("app");
+    write_src(&w.join("src"), 1, None);
+    let oxh = |args: &[&str]| {
+        let o = Command::new(oxh_bin()).args(args).output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(o.status.success(), "{args:?}: {text}");
+        text
+    };
+    let keys = w.join("keys");
+    let none = b.join("no-device");
+    oxh(&[
+        "--data-dir",
+        s(&none),
+        "hap",
+        "keygen",
+        "--bundle",
+        BUNDLE,
+        "--out",
+        s(&keys),
+        "--root",
+        s(&b.join("devroot")),
+        "--device-id",
+        "X",
+    ]);
+    oxh(&["hap", "pack", s(&w.join("src")), "-o", s(&w.join("u.hap"))]);
+    oxh(&[
+        "hap",
+        "sign",
+        s(&w.join("u.hap")),
+        "--key",
+        s(&keys.join("dev.key")),
+        "--cert",
+        s(&keys.join("dev.pem")),
+        "--profile",
+        s(&keys.join("dev.p7b")),
+        "-o",
+        s(&w.join("s.hap")),
+    ]);
+    let v = oxh(&[
+        "hap",
+        "verify",
+        "--offline",
+        "--root",
+        s(&b.join("devroot/root.pem")),
+        s(&w.join("s.hap")),
+    ]);
+    assert!(v.contains("ok   chain") && v.contains("verified"), "{v}");
+}

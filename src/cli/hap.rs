@@ -43,6 +43,10 @@ pub enum HapCmd {
         /// Profile validity in days.
         #[arg(long, default_value_t = 365)]
         days: u64,
+        /// Issue under an existing root: DIR/root.pem and DIR/root.key (e.g. the dev root
+        /// `oxh sim` devices trust) instead of a new one.
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
     },
     /// Sign a HAP (replaces an existing signature).
     Sign {
@@ -135,6 +139,7 @@ pub async fn run(g: &Global, c: &HapCmd) -> Result<i32> {
             acls,
             release,
             days,
+            root,
         } => {
             let mut ids = device_ids.clone();
             if ids.is_empty() && !release {
@@ -158,7 +163,16 @@ pub async fn run(g: &Global, c: &HapCmd) -> Result<i32> {
                 not_before: t.saturating_sub(3600),
                 not_after: t + days * 86_400,
             };
-            let ks = tools::keygen(&spec, t)?;
+            let ks = match root {
+                Some(r) => {
+                    let cert = std::fs::read_to_string(r.join("root.pem"))
+                        .with_context(|| format!("cannot read {}/root.pem", r.display()))?;
+                    let key = std::fs::read_to_string(r.join("root.key"))
+                        .with_context(|| format!("cannot read {}/root.key", r.display()))?;
+                    tools::keygen_under(&spec, t, &cert, &key)?
+                }
+                None => tools::keygen(&spec, t)?,
+            };
             std::fs::create_dir_all(out)?;
             let w = |n: &str, b: &[u8]| -> Result<()> {
                 let p = out.join(n);

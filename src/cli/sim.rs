@@ -189,6 +189,20 @@ pub fn run(_g: &Global, a: &SimArgs) -> Result<i32> {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        // One dev root for this sim run, trusted by every device: apps signed under it
+        // (`oxh hap keygen --root BASE/devroot`) install on all of them.
+        let root_dir = base.join("devroot");
+        std::fs::create_dir_all(&root_dir)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let (root_pem, root_key) = oxh_bundle::tools::dev_root(now)?;
+        std::fs::write(root_dir.join("root.pem"), &root_pem)?;
+        std::fs::write(root_dir.join("root.key"), &root_key)?;
+        for d in &devs {
+            d.bundle().trust_add(&root_pem).await?;
+        }
         let mut rows = Vec::new();
         for (d, s) in devs.iter().zip(&started) {
             let l = d.device_manager().local_device_info().await?;
@@ -215,6 +229,10 @@ pub fn run(_g: &Global, a: &SimArgs) -> Result<i32> {
         );
     }
     println!("talk to a device with: oxh --data-dir DIR ...   (Ctrl-C stops them all)");
+    println!(
+        "every device trusts the dev root in {}: sign apps with `oxh hap keygen --root` on it",
+        base.join("devroot").display()
+    );
     if a.exit_when_ready {
         return Ok(0);
     }

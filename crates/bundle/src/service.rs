@@ -315,7 +315,10 @@ impl BundleManager {
             .map(|b| format!("{b:02x}"))
             .collect::<String>()
             + ".pem";
-        let pem_out = ::pem::encode(&::pem::Pem::new("CERTIFICATE", der.clone()));
+        let pem_out = ::pem::encode_config(
+            &::pem::Pem::new("CERTIFICATE", der.clone()),
+            ::pem::EncodeConfig::new().set_line_ending(::pem::LineEnding::LF),
+        );
         std::fs::write(self.trust_dir().join(&name), pem_out).map_err(ierr)?;
         Ok(name)
     }

@@ -62,10 +62,14 @@ pub struct ProfileSpec {
     pub not_after: u64,
 }
 
-/// Creates a dev root, a signing certificate under it and a profile signed by the signing key.
-pub fn keygen(spec: &ProfileSpec, now: u64) -> Result<KeySet, BundleError> {
-    model::check_bundle_name(&spec.bundle_name)?;
+/// A dev root CA: (certificate PEM, PKCS#8 key PEM).
+pub fn dev_root(now: u64) -> Result<(String, String), BundleError> {
     let root_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(ierr)?;
+    let root = root_params(now)?.self_signed(&root_key).map_err(ierr)?;
+    Ok((root.pem(), root_key.serialize_pem()))
+}
+
+fn root_params(now: u64) -> Result<CertificateParams, BundleError> {
     let mut rp = CertificateParams::new(Vec::<String>::new()).map_err(ierr)?;
     rp.distinguished_name = dn("oxharmony Dev Root CA");
     rp.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -73,8 +77,31 @@ pub fn keygen(spec: &ProfileSpec, now: u64) -> Result<KeySet, BundleError> {
     rp.not_before = rcgen::date_time_ymd(2020, 1, 1);
     rp.not_after = rcgen::date_time_ymd(2049, 12, 31);
     rp.serial_number = Some(serial(now, 1));
-    let root = rp.self_signed(&root_key).map_err(ierr)?;
-    let issuer = Issuer::new(rp, &root_key);
+    Ok(rp)
+}
+
+/// Creates a dev root, a signing certificate under it and a profile signed by the signing key.
+pub fn keygen(spec: &ProfileSpec, now: u64) -> Result<KeySet, BundleError> {
+    let (root_pem, root_key_pem) = dev_root(now)?;
+    keygen_under(spec, now, &root_pem, &root_key_pem)
+}
+
+/// Like [`keygen`], under an existing root (e.g. the one `oxh sim` devices trust).
+pub fn keygen_under(
+    spec: &ProfileSpec,
+    now: u64,
+    root_pem: &str,
+    root_key_pem: &str,
+) -> Result<KeySet, BundleError> {
+    model::check_bundle_name(&spec.bundle_name)?;
+    let root_key = KeyPair::from_pem(root_key_pem)
+        .map_err(|e| BundleError::internal(format!("root key: {e}")))?;
+    let issuer = Issuer::from_ca_cert_pem(root_pem, &root_key)
+        .map_err(|e| BundleError::internal(format!("root certificate: {e}")))?;
+    let root_der = crate::verify::pem_certs(root_pem.as_bytes())
+        .into_iter()
+        .next()
+        .ok_or_else(|| BundleError::internal("no certificate in the root PEM"))?;
 
     let dev_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(ierr)?;
     let mut dp = CertificateParams::new(Vec::<String>::new()).map_err(ierr)?;
@@ -86,11 +113,11 @@ pub fn keygen(spec: &ProfileSpec, now: u64) -> Result<KeySet, BundleError> {
     dp.serial_number = Some(serial(now, 2));
     let dev = dp.signed_by(&dev_key, &issuer).map_err(ierr)?;
 
-    let chain = vec![dev.der().to_vec(), root.der().to_vec()];
+    let chain = vec![dev.der().to_vec(), root_der];
     let profile_p7b = make_profile(spec, &dev.pem(), &dev_key.serialize_der(), &chain, now)?;
     Ok(KeySet {
-        root_pem: root.pem(),
-        root_key_pem: root_key.serialize_pem(),
+        root_pem: root_pem.to_string(),
+        root_key_pem: root_key_pem.to_string(),
         dev_key_pem: dev_key.serialize_pem(),
         dev_cert_pem: dev.pem(),
         profile_p7b,
