@@ -89,6 +89,108 @@ const PUBLIC_METHODS: &[(i32, &str, &str)] = &[
         "param applies its write rules by name inside the SA: no rule lets a hap or an \
          invalid token write (checked below, and refused as nobody below)",
     ),
+    (
+        sa_id::DISTRIBUTED_KV,
+        "GetKVStore",
+        "an app's own KV stores need no permission (as in OpenHarmony); the service takes the \
+         app from the caller's token and refuses other apps' stores and invalid tokens",
+    ),
+    (
+        sa_id::DISTRIBUTED_KV,
+        "Put",
+        "an app's own KV stores need no permission (as in OpenHarmony); the service takes the \
+         app from the caller's token and refuses other apps' stores and invalid tokens",
+    ),
+    (
+        sa_id::DISTRIBUTED_KV,
+        "Delete",
+        "an app's own KV stores need no permission (as in OpenHarmony); the service takes the \
+         app from the caller's token and refuses other apps' stores and invalid tokens",
+    ),
+    (
+        sa_id::DISTRIBUTED_KV,
+        "Get",
+        "an app's own KV stores need no permission (as in OpenHarmony); the service takes the \
+         app from the caller's token and refuses other apps' stores and invalid tokens",
+    ),
+    (
+        sa_id::DISTRIBUTED_KV,
+        "GetEntries",
+        "an app's own KV stores need no permission (as in OpenHarmony); the service takes the \
+         app from the caller's token and refuses other apps' stores and invalid tokens",
+    ),
+    (
+        sa_id::DISTRIBUTED_KV,
+        "SubscribeKvStore",
+        "an app's own KV stores need no permission (as in OpenHarmony); the service takes the \
+         app from the caller's token and refuses other apps' stores and invalid tokens",
+    ),
+    (
+        sa_id::DISTRIBUTED_KV,
+        "UnsubscribeKvStore",
+        "an app's own KV stores need no permission (as in OpenHarmony); the service takes the \
+         app from the caller's token and refuses other apps' stores and invalid tokens",
+    ),
+    (
+        sa_id::DISTRIBUTED_KV,
+        "Backup",
+        "an app's own KV stores need no permission (as in OpenHarmony); the service takes the \
+         app from the caller's token and refuses other apps' stores and invalid tokens",
+    ),
+    (
+        sa_id::DISTRIBUTED_KV,
+        "Restore",
+        "an app's own KV stores need no permission (as in OpenHarmony); the service takes the \
+         app from the caller's token and refuses other apps' stores and invalid tokens",
+    ),
+    (
+        sa_id::DISTRIBUTED_KV,
+        "DeleteBackup",
+        "an app's own KV stores need no permission (as in OpenHarmony); the service takes the \
+         app from the caller's token and refuses other apps' stores and invalid tokens",
+    ),
+    (
+        sa_id::DISTRIBUTED_KV,
+        "RemoveDeviceData",
+        "an app's own KV stores need no permission (as in OpenHarmony); the service takes the \
+         app from the caller's token and refuses other apps' stores and invalid tokens",
+    ),
+    (
+        sa_id::DISTRIBUTED_KV,
+        "StartTransaction",
+        "an app's own KV stores need no permission (as in OpenHarmony); the service takes the \
+         app from the caller's token and refuses other apps' stores and invalid tokens",
+    ),
+    (
+        sa_id::DISTRIBUTED_KV,
+        "Commit",
+        "an app's own KV stores need no permission (as in OpenHarmony); the service takes the \
+         app from the caller's token and refuses other apps' stores and invalid tokens",
+    ),
+    (
+        sa_id::DISTRIBUTED_KV,
+        "Rollback",
+        "an app's own KV stores need no permission (as in OpenHarmony); the service takes the \
+         app from the caller's token and refuses other apps' stores and invalid tokens",
+    ),
+    (
+        sa_id::DISTRIBUTED_KV,
+        "CloseKVStore",
+        "an app's own KV stores need no permission (as in OpenHarmony); the service takes the \
+         app from the caller's token and refuses other apps' stores and invalid tokens",
+    ),
+    (
+        sa_id::DISTRIBUTED_KV,
+        "DeleteKVStore",
+        "an app's own KV stores need no permission (as in OpenHarmony); the service takes the \
+         app from the caller's token and refuses other apps' stores and invalid tokens",
+    ),
+    (
+        sa_id::DISTRIBUTED_KV,
+        "GetAllKVStoreId",
+        "an app's own KV stores need no permission (as in OpenHarmony); the service takes the \
+         app from the caller's token and refuses other apps' stores and invalid tokens",
+    ),
 ];
 
 /// Dump lines that change because of the refused calls themselves, with why; the rest of

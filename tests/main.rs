@@ -10,6 +10,7 @@ mod crash;
 mod hilog;
 mod hdc;
 mod ipc;
+mod kv;
 mod netns;
 mod param;
 mod samgr;

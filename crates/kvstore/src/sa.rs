@@ -28,7 +28,7 @@ const METHODS: &[Method] = &[
     Method::open(api::CLOSE, "CloseKVStore"),
     Method::open(api::DELETE_KV_STORE, "DeleteKVStore"),
     Method::open(api::GET_ALL_KV_STORE_ID, "GetAllKVStoreId"),
-    Method::open(api::DUMP, "Dump"),
+    Method::system(api::DUMP, "Dump"),
 ];
 
 #[async_trait::async_trait]

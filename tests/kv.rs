@@ -1,0 +1,399 @@
+//! The distributed KV store with real daemons: the CLI and SDK on one device, two devices
+//! bound through the real PIN flow syncing (explicitly and automatically), change events,
+//! and `kill -9` mid-write and mid-sync.
+
+use crate::common::*;
+use oxh_sdk::kv::{DataChange, KVManager, Options, Query, SubscribeType, SyncMode, SyncStatus};
+use oxh_softbus::api::StateEvent;
+use std::collections::HashSet;
+use std::time::Duration;
+
+const APP: &str = "com.example.notes";
+
+/// Binds `a` to `b` through the real PIN flow (`a` enters `b`'s PIN).
+async fn bind(a: &TestDevice, b: &TestDevice) {
+    let pin = b.sdk().await.device_manager().issue_pin().await.unwrap();
+    a.sdk()
+        .await
+        .device_manager()
+        .bind(&b.ready_field("bus"), &pin.pin)
+        .await
+        .unwrap();
+}
+
+/// Waits until `d` sees device `udid` online (events first, then the list: nothing slips).
+async fn wait_online(d: &TestDevice, udid: &str) {
+    let sdk = d.sdk().await;
+    let dm = sdk.device_manager();
+    let mut watch = dm.on_state_change().await.unwrap();
+    if dm
+        .trusted_devices()
+        .await
+        .unwrap()
+        .iter()
+        .any(|t| t.udid == udid && t.online)
+    {
+        return;
+    }
+    within("device online", Duration::from_secs(15), async {
+        loop {
+            match watch.next().await.expect("state events") {
+                StateEvent::Online(v) | StateEvent::InfoChanged(v) if v.udid == udid => return,
+                _ => {}
+            }
+        }
+    })
+    .await;
+}
+
+/// `a`, and `b` which knows where `a` listens (so `b` can be restarted and come back).
+async fn pair() -> (TestDevice, TestDevice) {
+    let a = TestDevice::start();
+    let b = TestDevice::start_with(&["--peer", &a.ready_field("bus")]);
+    bind(&a, &b).await;
+    wait_online(&a, &b.ready_field("udid")).await;
+    wait_online(&b, &a.ready_field("udid")).await;
+    (a, b)
+}
+
+fn kv<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["kv"];
+    v.extend_from_slice(args);
+    v
+}
+
+#[test]
+fn cli_put_get_list_delete_with_openharmony_errors() {
+    let d = TestDevice::start();
+    let s = ["--app", APP, "--store", "s1"];
+    d.oxh_ok(&kv(&["put", s[0], s[1], s[2], s[3], "title", "hello"]));
+    d.oxh_ok(&kv(&["put", s[0], s[1], s[2], s[3], "body", "world"]));
+    assert_eq!(
+        d.oxh_ok(&kv(&["get", s[0], s[1], s[2], s[3], "title"])),
+        "hello\n"
+    );
+    let ls = d.oxh_ok(&kv(&["ls", s[0], s[1], s[2], s[3], "--prefix", "ti"]));
+    assert_eq!(ls, "title = hello\n");
+    d.oxh_ok(&kv(&["del", s[0], s[1], s[2], s[3], "title"]));
+    let e = d.oxh_err(&kv(&["get", s[0], s[1], s[2], s[3], "title"]));
+    assert!(e.contains("15100004") && e.contains("Not found"), "{e}");
+    let long = "k".repeat(1025);
+    let e = d.oxh_err(&kv(&["put", s[0], s[1], s[2], s[3], &long, "v"]));
+    assert!(e.contains("401") && e.contains("1024"), "{e}");
+    let e = d.oxh_err(&kv(&[
+        "put", s[0], s[1], s[2], s[3], "--type", "device", "k", "v",
+    ]));
+    assert!(e.contains("15100002"), "{e}");
+    let e = d.oxh_err(&kv(&["get", "--app", APP, "--store", "no_such", "k"]));
+    assert!(e.contains("15100004"), "{e}");
+    let e = d.oxh_err(&kv(&["put", "--app", "../etc", "--store", "s1", "k", "v"]));
+    assert!(e.contains("401"), "{e}");
+    assert_eq!(d.oxh_ok(&kv(&["stores", "--app", APP])), "s1\n");
+    // Backup, change, restore.
+    d.oxh_ok(&kv(&["backup", s[0], s[1], s[2], s[3], "b1"]));
+    d.oxh_ok(&kv(&["put", s[0], s[1], s[2], s[3], "body", "changed"]));
+    d.oxh_ok(&kv(&["restore", s[0], s[1], s[2], s[3], "b1"]));
+    assert_eq!(
+        d.oxh_ok(&kv(&["get", s[0], s[1], s[2], s[3], "body"])),
+        "world\n"
+    );
+    // The store is a SQLite file where the issue says, readable by standard tools.
+    assert!(
+        d.data_dir()
+            .join("kvstore")
+            .join(APP)
+            .join("s1.db")
+            .exists()
+    );
+}
+
+#[tokio::test]
+async fn sdk_batches_queries_transactions_and_limits() {
+    let d = TestDevice::start();
+    let dev = d.sdk().await;
+    let mgr = KVManager::new(&dev, Some(APP));
+    let st = mgr
+        .get_single_kv_store("sdk", Options::default())
+        .await
+        .unwrap();
+    let batch: Vec<(Vec<u8>, Vec<u8>)> = (0..128)
+        .map(|i| (format!("k{i:03}").into_bytes(), vec![b'v'; 10]))
+        .collect();
+    st.put_batch(&batch).await.unwrap();
+    let mut too_many = batch.clone();
+    too_many.push((b"x".to_vec(), b"y".to_vec()));
+    assert_eq!(remote_code(st.put_batch(&too_many).await), 401);
+    let q = Query {
+        prefix: Some(b"k1".to_vec()),
+        desc: true,
+        limit: Some(3),
+        ..Default::default()
+    };
+    let got: Vec<Vec<u8>> = st
+        .get_entries_query(&q)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.key)
+        .collect();
+    assert_eq!(got, [b"k127".to_vec(), b"k126".to_vec(), b"k125".to_vec()]);
+    assert_eq!(st.get_entries(b"k0").await.unwrap().len(), 100);
+    // A transaction's writes land together at commit, and a rollback drops them.
+    st.start_transaction().await.unwrap();
+    st.put(b"t1", b"1").await.unwrap();
+    assert_eq!(remote_code(st.get(b"t1").await), 15_100_004);
+    st.commit().await.unwrap();
+    assert_eq!(st.get(b"t1").await.unwrap(), b"1");
+    st.start_transaction().await.unwrap();
+    st.delete(b"t1").await.unwrap();
+    st.rollback().await.unwrap();
+    assert_eq!(st.get(b"t1").await.unwrap(), b"1");
+    // A value of 1 MiB − 1 KiB goes through one call (the IPC limit is 1 MiB).
+    let big = vec![7u8; 1024 * 1023];
+    st.put(b"big", &big).await.unwrap();
+    assert_eq!(st.get(b"big").await.unwrap(), big);
+    // Subscriptions: at most 8 per store (15100001).
+    let mut ws = Vec::new();
+    for _ in 0..8 {
+        ws.push(st.on_data_change(SubscribeType::Local).await.unwrap());
+    }
+    assert_eq!(
+        remote_code(st.on_data_change(SubscribeType::All).await.map(|_| ())),
+        15_100_001
+    );
+    st.put(b"ev", b"1").await.unwrap();
+    let ev = within("local change", Duration::from_secs(5), ws[0].next())
+        .await
+        .unwrap();
+    assert!(
+        matches!(&ev, DataChange::Change { remote: false, inserted, .. } if inserted[0].key == b"ev"),
+        "{ev:?}"
+    );
+    mgr.delete_kv_store("sdk").await.unwrap();
+    assert_eq!(remote_code(mgr.delete_kv_store("sdk").await), 15_100_004);
+}
+
+fn remote_code<T: std::fmt::Debug>(r: Result<T, oxh_sdk::Error>) -> i32 {
+    match r {
+        Err(oxh_sdk::Error::Remote(e)) => e.code,
+        other => panic!("expected a remote error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn two_devices_sync_through_the_cli_and_report_per_device() {
+    let (a, b) = pair().await;
+    let s = ["--app", APP, "--store", "s1"];
+    a.oxh_ok(&kv(&["put", s[0], s[1], s[2], s[3], "k1", "from-a"]));
+    let out = a.oxh_ok(&kv(&["sync", s[0], s[1], s[2], s[3]]));
+    assert_eq!(out, format!("{} success\n", b.ready_field("network_id")));
+    assert_eq!(
+        b.oxh_ok(&kv(&["get", s[0], s[1], s[2], s[3], "k1"])),
+        "from-a\n"
+    );
+    // Pull: b writes, a pulls.
+    b.oxh_ok(&kv(&["put", s[0], s[1], s[2], s[3], "k2", "from-b"]));
+    a.oxh_ok(&kv(&["sync", s[0], s[1], s[2], s[3], "--mode", "pull"]));
+    assert_eq!(
+        a.oxh_ok(&kv(&["get", s[0], s[1], s[2], s[3], "k2"])),
+        "from-b\n"
+    );
+    // A delete travels as a tombstone.
+    a.oxh_ok(&kv(&["del", s[0], s[1], s[2], s[3], "k1"]));
+    a.oxh_ok(&kv(&["sync", s[0], s[1], s[2], s[3], "--mode", "push"]));
+    b.oxh_err(&kv(&["get", s[0], s[1], s[2], s[3], "k1"]));
+    // A device store: b reads a's entries under a's networkId, and keeps its own apart.
+    let ds = ["--app", APP, "--store", "dev1", "--type", "device"];
+    a.oxh_ok(&kv(&[
+        "put", ds[0], ds[1], ds[2], ds[3], ds[4], ds[5], "k", "a-val",
+    ]));
+    b.oxh_ok(&kv(&[
+        "put", ds[0], ds[1], ds[2], ds[3], ds[4], ds[5], "k", "b-val",
+    ]));
+    a.oxh_ok(&kv(&["sync", ds[0], ds[1], ds[2], ds[3]]));
+    let a_net = a.ready_field("network_id");
+    let got = b.oxh_ok(&kv(&[
+        "get", ds[0], ds[1], ds[2], ds[3], "k", "--device", &a_net,
+    ]));
+    assert_eq!(got, "a-val\n");
+    assert_eq!(
+        b.oxh_ok(&kv(&["get", ds[0], ds[1], ds[2], ds[3], "k"])),
+        "b-val\n"
+    );
+    // S3 stores do not go to SL1 devices (the default level; `oxh sim` makes SL3 devices).
+    let hi = ["--app", APP, "--store", "secret", "--level", "S3"];
+    a.oxh_ok(&kv(&[
+        "put", hi[0], hi[1], hi[2], hi[3], hi[4], hi[5], "k", "v",
+    ]));
+    let o = a.oxh(&kv(&["sync", hi[0], hi[1], hi[2], hi[3]]));
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("security level mismatch"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
+
+#[tokio::test]
+async fn remote_changes_arrive_as_events_and_auto_sync_pushes_local_writes() {
+    let (a, b) = pair().await;
+    let opts = Options {
+        auto_sync: true,
+        ..Options::default()
+    };
+    let (da, db) = (a.sdk().await, b.sdk().await);
+    let sa = KVManager::new(&da, Some(APP))
+        .get_single_kv_store("auto", opts.clone())
+        .await
+        .unwrap();
+    let sb = KVManager::new(&db, Some(APP))
+        .get_single_kv_store("auto", opts)
+        .await
+        .unwrap();
+    let mut wb = sb.on_data_change(SubscribeType::Remote).await.unwrap();
+    // No sync call: auto sync pushes the write.
+    sa.put(b"auto-key", b"1").await.unwrap();
+    let ev = within("remote change on b", Duration::from_secs(10), async {
+        loop {
+            if let DataChange::Change { .. } = wb.next().await.expect("events") {
+                break;
+            }
+        }
+    });
+    ev.await;
+    assert_eq!(sb.get(b"auto-key").await.unwrap(), b"1");
+    let ev_b = wb_last_change(&mut wb, &sa, b"auto-key2").await;
+    assert_eq!(ev_b.0, a.ready_field("udid"));
+    assert!(ev_b.1);
+    // An explicit sync reports per device too.
+    let r = sa
+        .sync(&[], SyncMode::PushPull, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].status, SyncStatus::Success);
+    assert_eq!(r[0].network_id, b.ready_field("network_id"));
+}
+
+/// Writes `key` on `from` and returns (device id, remote) of the event `w` sees for it.
+async fn wb_last_change(
+    w: &mut oxh_sdk::kv::DataChangeWatcher,
+    from: &oxh_sdk::kv::SingleKVStore,
+    key: &[u8],
+) -> (String, bool) {
+    from.put(key, b"x").await.unwrap();
+    within("the change event", Duration::from_secs(10), async {
+        loop {
+            if let Some(DataChange::Change {
+                device_id,
+                remote,
+                inserted,
+                ..
+            }) = w.next().await
+                && inserted.iter().any(|e| e.key == key)
+            {
+                return (device_id, remote);
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn kill9_mid_write_loses_no_acknowledged_write() {
+    let mut d = TestDevice::start();
+    let acked = {
+        let dev = d.sdk().await;
+        let st = KVManager::new(&dev, Some(APP))
+            .get_single_kv_store("crash", Options::default())
+            .await
+            .unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let writer = tokio::spawn(async move {
+            for i in 0..100_000u32 {
+                if st.put(format!("k{i}").as_bytes(), b"v").await.is_err() {
+                    return;
+                }
+                let _ = tx.send(i);
+            }
+        });
+        let mut acked = Vec::new();
+        // Kill once 50 writes were acknowledged, while more are in flight.
+        while acked.len() < 50 {
+            acked.push(rx.recv().await.expect("writes"));
+        }
+        d.kill9();
+        let _ = writer.await;
+        while let Ok(i) = rx.try_recv() {
+            acked.push(i);
+        }
+        acked
+    };
+    d.restart();
+    let dev = d.sdk().await;
+    let st = KVManager::new(&dev, Some(APP))
+        .get_single_kv_store("crash", Options::default())
+        .await
+        .unwrap();
+    let have: HashSet<Vec<u8>> = st
+        .get_entries(b"k")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.key)
+        .collect();
+    for i in &acked {
+        assert!(
+            have.contains(format!("k{i}").as_bytes()),
+            "k{i} was acknowledged, then lost"
+        );
+    }
+}
+
+#[tokio::test]
+async fn kill9_mid_sync_then_restart_resumes_and_loses_nothing() {
+    let (a, mut b) = pair().await;
+    let (da, db) = (a.sdk().await, b.sdk().await);
+    let sa = KVManager::new(&da, Some(APP))
+        .get_single_kv_store("big", Options::default())
+        .await
+        .unwrap();
+    let sb = KVManager::new(&db, Some(APP))
+        .get_single_kv_store("big", Options::default())
+        .await
+        .unwrap();
+    const N: usize = 20_000;
+    for c in 0..N / 125 {
+        let batch: Vec<(Vec<u8>, Vec<u8>)> = (0..125)
+            .map(|i| (format!("k{:05}", c * 125 + i).into_bytes(), vec![b'x'; 100]))
+            .collect();
+        sa.put_batch(&batch).await.unwrap();
+    }
+    let mut wb = sb.on_data_change(SubscribeType::Remote).await.unwrap();
+    let sync = {
+        let sa = sa.clone();
+        tokio::spawn(async move { sa.sync(&[], SyncMode::Push, Duration::from_secs(20)).await })
+    };
+    // The first packet is applied on b: kill b in the middle of the sync.
+    within("the first packet on b", Duration::from_secs(20), wb.next()).await;
+    drop(wb);
+    drop(sb);
+    drop(db);
+    b.kill9();
+    let r = sync.await.unwrap().unwrap();
+    assert_ne!(r[0].status, SyncStatus::Success, "b died mid-sync: {r:?}");
+    b.restart();
+    wait_online(&a, &b.ready_field("udid")).await;
+    let r = sa
+        .sync(&[], SyncMode::Push, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(r[0].status, SyncStatus::Success, "{r:?}");
+    let db = b.sdk().await;
+    let sb = KVManager::new(&db, Some(APP))
+        .get_single_kv_store("big", Options::default())
+        .await
+        .unwrap();
+    let n = sb.get_entries(b"k").await.unwrap().len();
+    assert_eq!(n, N);
+}
