@@ -12,8 +12,15 @@
 //!    and the rest of the machine hit both alike; p50 ratio, and the median of the per-step
 //!    differences.
 //!
+//! 3. Tokens across devices (two real daemons on loopback, bound with a PIN): a remote call
+//!    (dbinder: app → A → QUIC → B's samgr gate with the synced token → back) beside a local
+//!    call, alternating; and, with an app running as `nobody` calling B in a loop through A,
+//!    the time from the start of a revocation on A to the app's first refused call on B
+//!    (goal: < 1 s), and to B's copy of the token being updated by the push.
+//!
 //! Run: `cargo bench --bench atm` (env OXH_BENCH_ITERS: round trips per method, default
-//! 50,000). Pinned: `taskset -c 0 target/release/deps/atm-* --bench`.
+//! 50,000). Pinned: `taskset -c 0 target/release/deps/atm-* --bench`. Part 3's revocation
+//! figure needs root (the app runs as `nobody` through runuser) and says so otherwise.
 
 use oxh_atm::rules::{DlpType, HapInfoParams, HapPolicy, flag};
 use oxh_atm::{AccessTokenManager, AtmConfig};
@@ -138,6 +145,17 @@ fn verify_bench() {
 struct Daemon {
     child: std::process::Child,
     dir: tempfile::TempDir,
+    ready: String,
+}
+
+impl Daemon {
+    fn field(&self, key: &str) -> String {
+        self.ready
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+            .unwrap_or_default()
+            .to_string()
+    }
 }
 
 impl Drop for Daemon {
@@ -167,7 +185,11 @@ fn start_daemon() -> Daemon {
             break;
         }
     }
-    Daemon { child, dir }
+    Daemon {
+        child,
+        dir,
+        ready: line.trim().to_string(),
+    }
 }
 
 /// `iters` steps of one call to `a` and one to `b` (samgr method codes, 64 bytes each), in a
@@ -300,6 +322,234 @@ fn main() {
             .map(|n| n.get())
             .unwrap_or(0)
     );
+    if let Ok(spec) = std::env::var(CHILD_ENV) {
+        return remote_app_child(&spec);
+    }
     verify_bench();
     ipc_bench(iters);
+    tokensync_bench(iters / 10);
+}
+
+const CHILD_ENV: &str = "OXH_ATM_BENCH_CHILD";
+const DATASYNC: &str = "ohos.permission.DISTRIBUTED_DATASYNC";
+const REMOTE_APP: &str = "com.example.benchremote";
+const FLIPS: usize = 20;
+
+fn now_ns() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+/// The app (as nobody): calls B through A in a loop and prints each change of outcome with
+/// the wall-clock time it saw it ("ok NS" / "denied NS"), until stdin closes or 120 s pass.
+fn remote_app_child(spec: &str) {
+    use std::io::Write;
+    let mut it = spec.split(' ');
+    let (dir, peer) = (
+        it.next().expect("dir").to_string(),
+        it.next().expect("peer").to_string(),
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::stdin().read_line(&mut s);
+        let _ = tx.send(());
+    });
+    rt.block_on(async {
+        let dev = oxh_sdk::Device::connect(&dir).await.expect("connect");
+        let s = dev.samgr();
+        let mut last: Option<bool> = None;
+        let end = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < end && rx.try_recv().is_err() {
+            let ok = s
+                .call_remote_raw(&peer, 0, oxh_samgr::samgr_method::ECHO, vec![1])
+                .await
+                .is_ok();
+            if last != Some(ok) {
+                println!("{} {}", if ok { "ok" } else { "denied" }, now_ns());
+                let _ = std::io::stdout().flush();
+                last = Some(ok);
+            }
+        }
+    });
+}
+
+fn tokensync_bench(iters: usize) {
+    use oxh_samgr::samgr_method::ECHO;
+    let a = start_daemon();
+    let b = start_daemon();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    let b_net = b.field("network_id");
+    rt.block_on(async {
+        let da = oxh_sdk::Device::connect(a.dir.path()).await.expect("a");
+        let db = oxh_sdk::Device::connect(b.dir.path()).await.expect("b");
+        let pin = db.device_manager().issue_pin().await.expect("pin");
+        da.device_manager()
+            .bind(&b.field("bus"), &pin.pin)
+            .await
+            .expect("bind");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !da
+            .device_manager()
+            .trusted_devices()
+            .await
+            .expect("trusted")
+            .iter()
+            .any(|t| t.online)
+        {
+            assert!(Instant::now() < deadline, "B never came online");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let s = da.samgr();
+        let msg = vec![0x5au8; MSG];
+        for _ in 0..iters / 10 {
+            s.call_remote_raw(&b_net, 0, ECHO, msg.clone())
+                .await
+                .expect("warm");
+        }
+        let (mut local, mut remote) = (Vec::new(), Vec::new());
+        for _ in 0..iters {
+            let t = Instant::now();
+            s.echo(&msg).await.expect("local");
+            local.push(t.elapsed());
+            let t = Instant::now();
+            let r = s
+                .call_remote_raw(&b_net, 0, ECHO, msg.clone())
+                .await
+                .expect("remote");
+            remote.push(t.elapsed());
+            assert_eq!(r, msg);
+        }
+        println!("tokens across devices: {iters} steps of a local and a remote Echo ({MSG} bytes)");
+        compare(
+            "local Echo (app -> A)",
+            "remote Echo (app -> A -> B)",
+            local,
+            remote,
+        );
+    });
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("  revocation latency: skipped (needs root to run the app as nobody)");
+        return;
+    }
+    // The app: a HAP token for nobody's uid, created with the daemon's own token (only the
+    // bundle manager may create tokens; this process takes oxhd's name for the connection).
+    let comm = format!("/proc/self/task/{}/comm", std::process::id());
+    let old = std::fs::read_to_string(&comm).unwrap_or_default();
+    std::fs::write(&comm, "oxhd").expect("set comm");
+    let da = rt
+        .block_on(oxh_sdk::Device::connect(a.dir.path()))
+        .expect("a");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(a.dir.path(), std::fs::Permissions::from_mode(0o711)).expect("chmod");
+    rt.block_on(async {
+        let info = HapInfoParams {
+            user_id: 100,
+            bundle_name: REMOTE_APP.into(),
+            inst_index: 0,
+            dlp_type: DlpType::Common,
+            app_id_desc: format!("{REMOTE_APP}_appid"),
+            api_version: 12,
+            is_system_app: false,
+            app_distribution_type: "app_gallery".into(),
+            uid: Some(65_534),
+        };
+        da.atm()
+            .alloc_hap_token(info, HapPolicy::normal(&[DATASYNC]))
+            .await
+            .expect("alloc");
+    });
+    // The daemon resolved the connection's caller before it answered; the name can go back.
+    let _ = std::fs::write(&comm, old.trim());
+    let exe = std::env::current_exe().expect("exe");
+    let mut child = Command::new("runuser")
+        .args(["-u", "nobody", "--", "env"])
+        .arg(format!("{CHILD_ENV}={} {b_net}", a.dir.path().display()))
+        .arg(&exe)
+        .arg("--bench")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("runuser");
+    let (tx, lines) = std::sync::mpsc::channel::<(bool, u128)>();
+    let out = child.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            let mut w = l.split(' ');
+            if let (Some(k), Some(t)) = (w.next(), w.next().and_then(|t| t.parse().ok())) {
+                let _ = tx.send((k == "ok", t));
+            }
+        }
+    });
+    let target = oxh_atm::api::TokenTarget::Bundle {
+        user_id: 100,
+        bundle_name: REMOTE_APP.into(),
+        inst_index: 0,
+    };
+    let wait = |want: bool| -> u128 {
+        loop {
+            match lines.recv_timeout(Duration::from_secs(10)) {
+                Ok((ok, t)) if ok == want => return t,
+                Ok(_) => continue,
+                Err(_) => panic!("the app never saw {}", if want { "ok" } else { "denied" }),
+            }
+        }
+    };
+    wait(false);
+    let (mut refused, mut pushed) = (Vec::new(), Vec::new());
+    let db = rt
+        .block_on(oxh_sdk::Device::connect(b.dir.path()))
+        .expect("b");
+    for _ in 0..FLIPS {
+        rt.block_on(da.atm().grant(target.clone(), DATASYNC, flag::USER_SET))
+            .expect("grant");
+        wait(true);
+        let t0 = now_ns();
+        let t = Instant::now();
+        rt.block_on(da.atm().revoke(target.clone(), DATASYNC, flag::USER_SET))
+            .expect("revoke");
+        // B's copy: polled until the push lands.
+        rt.block_on(async {
+            let end = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < end {
+                let copy = db.atm().tokens().await.expect("tokens");
+                if copy
+                    .iter()
+                    .any(|c| c.name == REMOTE_APP && c.remote_udid.is_some() && c.granted == 0)
+                {
+                    pushed.push(t.elapsed());
+                    return;
+                }
+            }
+        });
+        let t1 = wait(false);
+        refused.push(Duration::from_nanos(t1.saturating_sub(t0) as u64));
+    }
+    drop(child.stdin.take());
+    let _ = child.wait();
+    refused.sort();
+    pushed.sort();
+    println!(
+        "  revocation on A -> the app's first refused call on B ({FLIPS} revocations): p50 {:.2} ms, max {:.2} ms (goal: < 1000 ms)",
+        us(percentile(&refused, 0.5)) / 1000.0,
+        us(*refused.last().expect("runs")) / 1000.0
+    );
+    if !pushed.is_empty() {
+        println!(
+            "  revocation on A -> B's copy of the token updated (push, {} of {FLIPS}): p50 {:.2} ms, max {:.2} ms",
+            pushed.len(),
+            us(percentile(&pushed, 0.5)) / 1000.0,
+            us(*pushed.last().expect("runs")) / 1000.0
+        );
+    }
 }
