@@ -194,6 +194,12 @@ async fn run_with(g: &Global, atm: &AtmProxy<'_>, cmd: &AtmCmd) -> Result<i32> {
                 if t.token_attr & 1 != 0 {
                     name.push_str(" [system app]");
                 }
+                if let Some(udid) = &t.remote_udid {
+                    name.push_str(&format!(
+                        " [remote: device {}...]",
+                        udid.get(..12).unwrap_or(udid)
+                    ));
+                }
                 println!(
                     "{:#010x} {:<7} {:<12} {:>8} {:>9}  {name}",
                     t.token_id,
