@@ -69,6 +69,8 @@ struct Started {
     name: String,
     data_dir: PathBuf,
     bus: String,
+    /// hdc's address (`hdc tconn` it), or "off".
+    hdc: String,
 }
 
 fn ready_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
@@ -109,6 +111,8 @@ pub fn run(_g: &Global, a: &SimArgs) -> Result<i32> {
             "127.0.0.1:0",
             "--discovery",
             "off",
+            "--hdc-port",
+            "0",
         ]);
         for s in &started {
             cmd.args(["--peer", &s.bus]);
@@ -143,10 +147,12 @@ pub fn run(_g: &Global, a: &SimArgs) -> Result<i32> {
         let bus = ready_field(&line, "bus")
             .context("ready line without bus address")?
             .to_string();
+        let hdc = ready_field(&line, "hdc").unwrap_or("off").to_string();
         started.push(Started {
             name,
             data_dir,
             bus,
+            hdc,
         });
     }
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -202,6 +208,8 @@ pub fn run(_g: &Global, a: &SimArgs) -> Result<i32> {
         std::fs::write(root_dir.join("root.key"), &root_key)?;
         for d in &devs {
             d.bundle().trust_add(&root_pem).await?;
+            // Local development: hdc connects without the authorisation step.
+            d.param().set("persist.hdc.auth_bypass", "1").await?;
         }
         let mut rows = Vec::new();
         for (d, s) in devs.iter().zip(&started) {
@@ -227,6 +235,9 @@ pub fn run(_g: &Global, a: &SimArgs) -> Result<i32> {
             &nid[..16.min(nid.len())],
             dir.display()
         );
+    }
+    for s in &started {
+        println!("hdc {:<6} {}   (hdc tconn {})", s.name, s.hdc, s.hdc);
     }
     println!("talk to a device with: oxh --data-dir DIR ...   (Ctrl-C stops them all)");
     println!(

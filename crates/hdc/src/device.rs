@@ -114,6 +114,10 @@ async fn serve_conn(
     let mut tls = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
         .await
         .map_err(|_| session::SessionError::Closed("tls handshake timed out".into()))??;
+    // Big TLS send buffer: a whole file chunk is encrypted in one go, not 64 KiB at a time.
+    tls.get_mut()
+        .1
+        .set_buffer_limit(Some(crate::session::WINDOW));
     let host_key = keys::peer_key(tls.get_ref().1.peer_certificates())
         .ok_or_else(|| session::SessionError::Closed("no host key".into()))?;
     let bypass = (cfg.params)("persist.hdc.auth_bypass").as_deref() == Some("1");

@@ -7,6 +7,8 @@
 //! - [`device`]: the device side (run inside oxhd), [`server`]: the host server (127.0.0.1:8710),
 //!   [`client`]: what the `hdc` tool uses to talk to the server.
 
+pub use bytes;
+
 pub mod client;
 pub mod device;
 pub mod frame;

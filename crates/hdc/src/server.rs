@@ -266,6 +266,7 @@ impl Server {
                     format!("[Fail]TLS handshake with {addr} failed: {e}")
                 }
             })?;
+        tls.get_mut().1.set_buffer_limit(Some(session::WINDOW));
         let dev_key = keys::peer_key(tls.get_ref().1.peer_certificates())
             .ok_or_else(|| "[Fail]device sent no key".to_string())?;
         let me = Hello {
