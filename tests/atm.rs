@@ -961,6 +961,15 @@ async fn remote_tokens_follow_grants_and_revocations_on_the_origin_device() {
         "GRANTED"
     );
 
+    let listing = b.oxh_ok(&["atm", "tokens"]);
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.contains(REMOTE_APP)
+                && l.contains(&format!("[remote: device {}", &a_udid[..12]))),
+        "{listing}"
+    );
+
     // Revoked on A: the push reaches B's copy, and the next call is refused.
     a.oxh_ok(&["atm", "revoke", REMOTE_APP, DATASYNC]);
     wait_copy(&sb, &a_udid, "revocation pushed to B", |c| {
