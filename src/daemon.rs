@@ -30,6 +30,8 @@ pub struct DaemonConfig {
     pub discovery: Option<Interfaces>,
     /// Heartbeat of the bus; a peer silent for 4 heartbeats is OFFLINE.
     pub heartbeat: std::time::Duration,
+    /// How long a binding PIN stays valid.
+    pub pin_validity: std::time::Duration,
     /// hdc's TCP port: stored as `persist.hdc.port` when given (0: any free port).
     pub hdc_port: Option<u16>,
 }
@@ -201,6 +203,7 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
         discovery: cfg.discovery.clone(),
         heartbeat: cfg.heartbeat,
         idle_timeout: cfg.heartbeat * 4,
+        pin_validity: cfg.pin_validity,
     };
     let softbus = Softbus::start(&identity, &dirs.subsystem("device"), bus_cfg, sa_list)
         .await

@@ -157,6 +157,27 @@ async fn wrong_pin_fails_clearly_and_three_failures_lock_binding_out() {
 }
 
 #[tokio::test]
+async fn an_expired_pin_is_refused_and_a_fresh_one_binds() {
+    let a = TestDevice::start();
+    let b = TestDevice::start_with(&["--pin-validity-secs", "2"]);
+    let bus = b.ready_field("bus");
+    let dm = b.sdk().await;
+    let pin = dm.device_manager().issue_pin().await.unwrap().pin;
+    // Past the PIN's validity (a deadline of the target's clock, not a race).
+    tokio::time::sleep(Duration::from_millis(2_300)).await;
+    let e = a.oxh_err(&["device", "bind", &bus, "--pin", &pin]);
+    assert!(e.contains("expired") && e.contains("oxh device pin"), "{e}");
+    assert!(
+        b.oxh_ok(&["device", "list", "--json"]).trim() == "[]",
+        "nothing trusted"
+    );
+    // An expiry is not a wrong guess: no lockout, and a fresh PIN binds.
+    let pin = dm.device_manager().issue_pin().await.unwrap().pin;
+    let out = a.oxh_ok(&["device", "bind", &bus, "--pin", &pin]);
+    assert!(out.contains("bound with"), "{out}");
+}
+
+#[tokio::test]
 async fn messages_and_bytes_between_devices_with_limits() {
     let (a, b) = online_pair().await;
     let OpenSocket {

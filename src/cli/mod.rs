@@ -83,10 +83,6 @@ enum Cmd {
     Kv(kv::KvCmd),
     /// Run a local super device: several devices on this machine, bound to each other.
     Sim(sim::SimArgs),
-    /// SA dumps (OpenHarmony's `hidumper`).
-    #[command(disable_help_flag = true)]
-    Hidumper {
-        /// hidumper's own arguments: -ls, -s ID [-a ARGS].
     /// The device connector (OpenHarmony's `hdc`); `oxh hdc allow` for the device owner.
     #[command(disable_help_flag = true)]
     Hdc {
@@ -94,6 +90,10 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// SA dumps (OpenHarmony's `hidumper`).
+    #[command(disable_help_flag = true)]
+    Hidumper {
+        /// hidumper's own arguments: -ls, -s ID [-a ARGS].
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -120,13 +120,16 @@ pub struct UpArgs {
     /// Bus heartbeat in milliseconds; a peer silent for 4 heartbeats is OFFLINE.
     #[arg(long, default_value_t = 500)]
     pub heartbeat_ms: u64,
+    /// How long a binding PIN (`oxh device pin`) stays valid, in seconds (OpenHarmony: 60).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub pin_validity_secs: u64,
+    /// hdc's TCP port, kept as `persist.hdc.port` (default 8711; 0 picks a free port).
+    #[arg(long, value_name = "PORT")]
+    pub hdc_port: Option<u16>,
 }
 
 /// Runs a device: the body of `oxh up` and of `oxhd`.
 pub fn run_daemon(global: &Global, up: &UpArgs) -> Result<()> {
-    /// hdc's TCP port, kept as `persist.hdc.port` (default 8711; 0 picks a free port).
-    #[arg(long, value_name = "PORT")]
-    pub hdc_port: Option<u16>,
     let device_type = up.device_type.as_deref().map(str::parse).transpose()?;
     use oxh_softbus::discovery::Interfaces;
     let discovery = match up.discovery.as_str() {
@@ -145,11 +148,12 @@ pub fn run_daemon(global: &Global, up: &UpArgs) -> Result<()> {
         peers: up.peers.clone(),
         discovery,
         heartbeat: std::time::Duration::from_millis(up.heartbeat_ms.max(50)),
+        pin_validity: std::time::Duration::from_secs(up.pin_validity_secs),
+        hdc_port: up.hdc_port,
     };
     crate::daemon::runtime()?.block_on(crate::daemon::run(cfg))
 }
 
-        hdc_port: up.hdc_port,
 /// `oxhd`'s arguments: the global options and `up`'s.
 #[derive(Debug, Parser)]
 #[command(name = "oxhd", version, about = "oxharmony device daemon")]
@@ -193,10 +197,6 @@ pub fn main() -> Result<i32> {
             let t = bm::BmTool::parse_from(&argv);
             client_runtime()?.block_on(bm::run(&t.global, &t.args))
         }
-        "hidumper" => {
-            let g = Global {
-                data_dir: None,
-                json: false,
         "hdc" => {
             let g = Global {
                 data_dir: None,
@@ -204,6 +204,10 @@ pub fn main() -> Result<i32> {
             };
             hdc::main(&g, &argv[1..])
         }
+        "hidumper" => {
+            let g = Global {
+                data_dir: None,
+                json: false,
             };
             client_runtime()?.block_on(hidumper::run(&g, &argv[1..]))
         }
@@ -221,12 +225,12 @@ pub fn main() -> Result<i32> {
                 Cmd::Hap(c) => client_runtime()?.block_on(hap::run(&o.global, c)),
                 Cmd::Bm(a) => client_runtime()?.block_on(bm::run(&o.global, a)),
                 Cmd::Hilog(a) => client_runtime()?.block_on(hilog::run(&o.global, a)),
+                Cmd::Hdc { args } => hdc::main(&o.global, args),
                 Cmd::Hidumper { args } => {
                     client_runtime()?.block_on(hidumper::run(&o.global, args))
                 }
             }
         }
-                Cmd::Hdc { args } => hdc::main(&o.global, args),
     }
 }
 

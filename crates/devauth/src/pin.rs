@@ -113,6 +113,7 @@ pub struct PinManager {
     failures: u32,
     locked_until: Option<Duration>,
     random: RandomFill,
+    validity: Duration,
 }
 
 impl fmt::Debug for PinManager {
@@ -145,7 +146,15 @@ impl PinManager {
             failures: 0,
             locked_until: None,
             random: Box::new(fill),
+            validity: PIN_VALIDITY,
         }
+    }
+
+    /// Sets how long a PIN stays valid (default [`PIN_VALIDITY`], OpenHarmony's 60 s); a
+    /// device maker may shorten it, and tests of expiry need not wait a minute.
+    pub fn with_validity(mut self, validity: Duration) -> Self {
+        self.validity = validity;
+        self
     }
 
     /// Seconds left in the lockout, if binding is locked out at `now`.
@@ -172,7 +181,8 @@ impl PinManager {
         }
     }
 
-    /// `oxh device pin`: issues a fresh random PIN valid for [`PIN_VALIDITY`], replacing any
+    /// `oxh device pin`: issues a fresh random PIN valid for [`PIN_VALIDITY`] (or the validity
+    /// set with [`Self::with_validity`]), replacing any
     /// earlier one. Refused while locked out, so that locking out is not undone by asking for a
     /// new PIN.
     pub fn issue(&mut self, now: Duration) -> Result<Pin, BindError> {
@@ -182,7 +192,7 @@ impl PinManager {
         self.current = Some(Issued {
             pin,
             generation: self.generation,
-            expires: now + PIN_VALIDITY,
+            expires: now + self.validity,
         });
         Ok(pin)
     }

@@ -36,6 +36,8 @@ pub struct SoftbusConfig {
     pub heartbeat: Duration,
     /// Silence after which a peer is OFFLINE.
     pub idle_timeout: Duration,
+    /// How long a PIN shown for binding stays valid (OpenHarmony: 60 s).
+    pub pin_validity: Duration,
 }
 
 impl Default for SoftbusConfig {
@@ -47,6 +49,7 @@ impl Default for SoftbusConfig {
             discovery: Some(Interfaces::All),
             heartbeat: b.heartbeat,
             idle_timeout: b.idle_timeout,
+            pin_validity: oxh_devauth::pin::PIN_VALIDITY,
         }
     }
 }
@@ -208,7 +211,9 @@ impl Softbus {
             discovery,
             trust,
             snapshot,
-            pins: Arc::new(Mutex::new(PinManager::new())),
+            pins: Arc::new(Mutex::new(
+                PinManager::new().with_validity(cfg.pin_validity),
+            )),
             epoch: Instant::now(),
             candidates: Mutex::new(HashMap::new()),
             state_subs: Mutex::new(Vec::new()),
