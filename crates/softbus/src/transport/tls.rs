@@ -36,9 +36,20 @@ pub enum TlsError {
     Config(#[from] rustls::Error),
 }
 
-/// The crypto provider: ring, TLS 1.3 only.
+/// The crypto provider: ring, TLS 1.3 only, with TLS_AES_128_GCM_SHA256 (TLS 1.3's
+/// mandatory suite) first: every bus byte is sealed with it, and AES-128 costs less per byte
+/// than ring's default first choice, AES-256, at a security level beyond any attack.
 pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    use rustls::crypto::ring::cipher_suite::{
+        TLS13_AES_128_GCM_SHA256, TLS13_AES_256_GCM_SHA384, TLS13_CHACHA20_POLY1305_SHA256,
+    };
+    let mut p = rustls::crypto::ring::default_provider();
+    p.cipher_suites = vec![
+        TLS13_AES_128_GCM_SHA256,
+        TLS13_AES_256_GCM_SHA384,
+        TLS13_CHACHA20_POLY1305_SHA256,
+    ];
+    Arc::new(p)
 }
 
 /// A self-signed certificate for the device key, and the key in rustls's form.
