@@ -629,3 +629,126 @@ fn one_gib_both_ways_same_sha256() {
     ]);
     assert_eq!(sha256_file(&back), want);
 }
+
+/// A pty for the `hdc` client, as a terminal would give it.
+fn open_pty(rows: u16, cols: u16) -> (std::fs::File, std::os::fd::OwnedFd) {
+    use std::os::fd::FromRawFd;
+    let mut m = -1;
+    let mut s = -1;
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: openpty fills two ints; null name and termios are allowed.
+    let r = unsafe { libc::openpty(&mut m, &mut s, std::ptr::null_mut(), std::ptr::null(), &ws) };
+    assert_eq!(r, 0, "openpty");
+    // SAFETY: fresh fds from openpty, owned here.
+    unsafe {
+        (
+            std::fs::File::from_raw_fd(m),
+            std::os::fd::OwnedFd::from_raw_fd(s),
+        )
+    }
+}
+
+#[test]
+fn interactive_shell_on_a_pty_with_resize_and_ctrl_c() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    use std::sync::{Arc, Mutex};
+    let (h, _d, _addr) = connected();
+    let (master, slave) = open_pty(30, 100);
+    let mut cmd = h.cmd(&["shell"]);
+    cmd.stdin(slave.try_clone().expect("dup"))
+        .stdout(slave.try_clone().expect("dup"))
+        .stderr(slave.try_clone().expect("dup"));
+    // SAFETY: setsid and TIOCSCTTY between fork and exec, async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            libc::ioctl(0, libc::TIOCSCTTY, 0);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("spawn hdc shell");
+    drop(slave);
+    let seen = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let mut reader = master.try_clone().expect("dup");
+    let s2 = seen.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            s2.lock().expect("lock").extend_from_slice(&buf[..n]);
+        }
+    });
+    let wait_for = |what: &str| {
+        let t0 = Instant::now();
+        loop {
+            let text = String::from_utf8_lossy(&seen.lock().expect("lock")).into_owned();
+            if text.contains(what) {
+                return;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(15),
+                "no {what:?} in {text:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let mut w = master.try_clone().expect("dup");
+    // The device's pty has the client's size.
+    w.write_all(b"stty size; echo mark-$((6*7))\r")
+        .expect("write");
+    wait_for("mark-42");
+    wait_for("30 100");
+    // A resize of the client's terminal reaches the device's pty.
+    let ws = libc::winsize {
+        ws_row: 40,
+        ws_col: 120,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ with a struct we own, on our pty master.
+    unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    let t0 = Instant::now();
+    let mut n = 0;
+    loop {
+        n += 1;
+        w.write_all(format!("stty size; echo probe-{n}-done\r").as_bytes())
+            .expect("write");
+        wait_for(&format!("probe-{n}-done"));
+        if String::from_utf8_lossy(&seen.lock().expect("lock")).contains("40 120") {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "resize did not reach the device"
+        );
+    }
+    // Ctrl-C goes to the device's foreground job, not to hdc.
+    w.write_all(b"sleep 30; echo not-$((3+4))-int\r")
+        .expect("write");
+    std::thread::sleep(Duration::from_millis(300));
+    w.write_all(&[3]).expect("ctrl-c");
+    w.write_all(b"echo after-$((1+1))\r").expect("write");
+    wait_for("after-2");
+    assert!(!String::from_utf8_lossy(&seen.lock().expect("lock")).contains("not-7-int"));
+    w.write_all(b"exit 5\r").expect("write");
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "hdc shell did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(5));
+}

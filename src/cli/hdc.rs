@@ -122,7 +122,13 @@ pub fn main(global: &Global, args: &[String]) -> Result<i32> {
             }
             start(port)
         }
-        _ => runtime()?.block_on(command(port, target, &args)),
+        _ => {
+            let rt = runtime()?;
+            let r = rt.block_on(command(port, target, &args));
+            // A read of stdin may still be blocked on a runtime thread: do not wait for it.
+            rt.shutdown_background();
+            r
+        }
     }
 }
 

@@ -1,0 +1,338 @@
+//! hdc benchmark: a real `oxhd` with hdc on loopback, the real host server and `hdc` tool,
+//! beside OpenSSH's scp/ssh (Debian's openssh-server and client) on loopback in the same run.
+//! Measures `hdc file send` / `file recv` of one big file with and without `-z` against `scp`
+//! up and down, and the `hdc shell true` round trip against `ssh HOST true`.
+//!
+//! Run: `cargo bench --bench hdc` (needs /usr/sbin/sshd and scp for the peer figures: the
+//! peer is skipped with a note when missing). `OXH_BENCH_MB` sets the file size (1024).
+//! Times are wall times of the whole command (process start included), medians of 3 runs.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn timed(mut c: Command) -> f64 {
+    let t = Instant::now();
+    let o = c.output().expect("run");
+    assert!(
+        o.status.success(),
+        "{c:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    t.elapsed().as_secs_f64()
+}
+
+struct Host {
+    home: PathBuf,
+    port: u16,
+}
+
+impl Host {
+    fn hdc(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_oxh"));
+        c.arg("hdc")
+            .args(args)
+            .env("HOME", &self.home)
+            .env("OHOS_HDC_SERVER_PORT", self.port.to_string())
+            .stdin(Stdio::null());
+        c
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.hdc(&["kill"]).output();
+    }
+}
+
+fn make_file(p: &Path, mb: usize) {
+    let mut w = std::io::BufWriter::new(std::fs::File::create(p).expect("create"));
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut block = vec![0u8; 1 << 20];
+    for _ in 0..mb {
+        for c in block.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            c.copy_from_slice(&x.to_le_bytes()[..c.len()]);
+        }
+        w.write_all(&block).expect("write");
+    }
+    w.flush().expect("flush");
+}
+
+struct Sshd {
+    _proc: Proc,
+    port: u16,
+    key: PathBuf,
+    user: String,
+}
+
+impl Sshd {
+    fn opts(&self) -> Vec<String> {
+        vec![
+            "-i".into(),
+            self.key.to_string_lossy().into_owned(),
+            "-o".into(),
+            "StrictHostKeyChecking=no".into(),
+            "-o".into(),
+            "UserKnownHostsFile=/dev/null".into(),
+            "-o".into(),
+            "LogLevel=ERROR".into(),
+            "-o".into(),
+            "BatchMode=yes".into(),
+        ]
+    }
+}
+
+/// Starts sshd on a free loopback port with a temp host key and an authorised temp key.
+fn start_sshd(dir: &Path) -> Result<Sshd, String> {
+    let sshd = Path::new("/usr/sbin/sshd");
+    if !sshd.exists() || Command::new("scp").arg("-V").output().is_err() {
+        return Err("sshd or scp missing (apt-get install openssh-server openssh-client)".into());
+    }
+    let _ = std::fs::create_dir_all("/run/sshd");
+    for name in ["host", "client"] {
+        let o = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(dir.join(name))
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !o.status.success() {
+            return Err(String::from_utf8_lossy(&o.stderr).into_owned());
+        }
+    }
+    std::fs::copy(dir.join("client.pub"), dir.join("authorized_keys"))
+        .map_err(|e| e.to_string())?;
+    let user = String::from_utf8_lossy(
+        &Command::new("id")
+            .arg("-un")
+            .output()
+            .map_err(|e| e.to_string())?
+            .stdout,
+    )
+    .trim()
+    .to_string();
+    let port = free_port();
+    let cfg = format!(
+        "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nPidFile {}\n\
+         StrictModes no\nUsePAM no\nPermitRootLogin yes\nPasswordAuthentication no\n",
+        dir.join("host").display(),
+        dir.join("authorized_keys").display(),
+        dir.join("sshd.pid").display()
+    );
+    std::fs::write(dir.join("sshd_config"), cfg).map_err(|e| e.to_string())?;
+    let child = Command::new(sshd)
+        .args(["-D", "-e", "-f"])
+        .arg(dir.join("sshd_config"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let s = Sshd {
+        _proc: Proc(child),
+        port,
+        key: dir.join("client"),
+        user,
+    };
+    let t0 = Instant::now();
+    loop {
+        let o = Command::new("ssh")
+            .args(s.opts())
+            .args([
+                "-p",
+                &port.to_string(),
+                &format!("{}@127.0.0.1", s.user),
+                "true",
+            ])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if o.status.success() {
+            return Ok(s);
+        }
+        if t0.elapsed() > Duration::from_secs(10) {
+            return Err(format!(
+                "sshd did not accept: {}",
+                String::from_utf8_lossy(&o.stderr)
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn main() {
+    let mb: usize = std::env::var("OXH_BENCH_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
+    let bytes = (mb as f64) * 1048576.0;
+    let tmp = tempfile::Builder::new()
+        .prefix("oxh-bench-hdc-")
+        .tempdir()
+        .expect("tmp");
+    let src = tmp.path().join("src.bin");
+    make_file(&src, mb);
+
+    // The device.
+    let data = tmp.path().join("device");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_oxhd"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--discovery",
+            "off",
+            "--hdc-port",
+            "0",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn oxhd");
+    let out = BufReader::new(child.stdout.take().expect("stdout"));
+    let _dev = Proc(child);
+    let ready = out
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("oxhd ready"))
+        .expect("oxhd ready");
+    let addr = ready
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("hdc="))
+        .expect("hdc address")
+        .to_string();
+    let o = Command::new(env!("CARGO_BIN_EXE_oxh"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["param", "set", "persist.hdc.auth_bypass", "1"])
+        .output()
+        .expect("param set");
+    assert!(o.status.success());
+    let host = Host {
+        home: tmp.path().join("home"),
+        port: free_port(),
+    };
+    std::fs::create_dir_all(&host.home).expect("home");
+    let o = host.hdc(&["tconn", &addr]).output().expect("tconn");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let remote = data.join("dst.bin");
+    let back = tmp.path().join("back.bin");
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    let mut rows: Vec<(String, f64)> = Vec::new();
+    for (name, args) in [
+        ("hdc file send", vec!["file", "send"]),
+        ("hdc file recv", vec!["file", "recv"]),
+        ("hdc file send -z", vec!["file", "send", "-z"]),
+        ("hdc file recv -z", vec!["file", "recv", "-z"]),
+    ] {
+        let recv = args.contains(&"recv");
+        let runs: Vec<f64> = (0..3)
+            .map(|_| {
+                let mut a: Vec<String> = args.iter().map(|x| x.to_string()).collect();
+                if recv {
+                    a.extend([s(&remote), s(&back)]);
+                } else {
+                    a.extend([s(&src), s(&remote)]);
+                }
+                let a: Vec<&str> = a.iter().map(String::as_str).collect();
+                timed(host.hdc(&a))
+            })
+            .collect();
+        rows.push((name.to_string(), bytes / median(runs) / 1e6));
+    }
+    let shell: Vec<f64> = (0..21)
+        .map(|_| timed(host.hdc(&["shell", "true"])) * 1e3)
+        .collect();
+    let shell_ms = median(shell);
+
+    let ssh = start_sshd(tmp.path());
+    let mut scp_up = None;
+    let mut scp_down = None;
+    let mut ssh_ms = None;
+    match &ssh {
+        Ok(sd) => {
+            let target = format!("{}@127.0.0.1", sd.user);
+            let scp = |from: String, to: String| {
+                let mut c = Command::new("scp");
+                c.args(sd.opts())
+                    .args(["-q", "-P", &sd.port.to_string(), &from, &to]);
+                c
+            };
+            let rem = tmp.path().join("scp-dst.bin");
+            let up: Vec<f64> = (0..3)
+                .map(|_| timed(scp(s(&src), format!("{target}:{}", s(&rem)))))
+                .collect();
+            scp_up = Some(bytes / median(up) / 1e6);
+            let down: Vec<f64> = (0..3)
+                .map(|_| {
+                    timed(scp(
+                        format!("{target}:{}", s(&rem)),
+                        s(&tmp.path().join("scp-back.bin")),
+                    ))
+                })
+                .collect();
+            scp_down = Some(bytes / median(down) / 1e6);
+            let rt: Vec<f64> = (0..21)
+                .map(|_| {
+                    let mut c = Command::new("ssh");
+                    c.args(sd.opts())
+                        .args(["-p", &sd.port.to_string(), &target, "true"]);
+                    timed(c) * 1e3
+                })
+                .collect();
+            ssh_ms = Some(median(rt));
+        }
+        Err(e) => println!("peer skipped: {e}"),
+    }
+
+    println!("hdc vs scp/ssh on loopback, {mb} MiB file, medians of 3 (MB = 10^6 bytes)");
+    println!(
+        "{:<22} {:>10} {:>12} {:>8}",
+        "measurement", "hdc", "peer", "ratio"
+    );
+    for (name, v) in &rows {
+        let peer = if name.contains("send") {
+            scp_up
+        } else {
+            scp_down
+        };
+        let (p, r) = match peer {
+            Some(p) => (format!("{p:.0} MB/s"), format!("{:.2}x", v / p)),
+            None => ("-".into(), "-".into()),
+        };
+        println!("{name:<22} {:>7.0} MB/s {p:>12} {r:>8}", v);
+    }
+    let (p, r) = match ssh_ms {
+        Some(p) => (format!("{p:.1} ms"), format!("{:.2}x", p / shell_ms)),
+        None => ("-".into(), "-".into()),
+    };
+    println!(
+        "{:<22} {:>7.1} ms {p:>12} {r:>8}  (ratio: ssh time / hdc time)",
+        "hdc shell true", shell_ms
+    );
+    println!("goals: file >= 1000 MB/s and >= 2x scp; shell true < 30 ms");
+}
