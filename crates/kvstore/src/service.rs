@@ -26,7 +26,7 @@ use oxh_softbus::Softbus;
 use oxh_softbus::transport::session::{DataType, MAX_BYTES, Owner, SocketEvent, event_channel};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -94,6 +94,9 @@ pub struct KvService {
     waiters: Mutex<HashMap<(StoreKey, String, u64), Vec<Waiter>>>,
     txns: Mutex<HashMap<(u64, StoreKey), Vec<Op>>>,
     t0: Instant,
+    /// Sync messages sent, their bytes (as handed to the soft bus, fragment flags included),
+    /// and the key + value bytes inside them: the wire-to-payload ratio.
+    sent: [AtomicU64; 3],
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -124,6 +127,7 @@ impl KvService {
             waiters: Mutex::new(HashMap::new()),
             txns: Mutex::new(HashMap::new()),
             t0: Instant::now(),
+            sent: Default::default(),
         });
         for (bundle, id, meta) in me.scan() {
             if meta.auto_sync {
@@ -642,6 +646,12 @@ impl KvService {
         if let Some(n) = self.net.get() {
             s += &format!("online peers: {}\n", lock(&n.online).len());
         }
+        s += &format!(
+            "sync sent: {} messages, {} bytes, {} payload bytes\n",
+            self.sent[0].load(Ordering::Relaxed),
+            self.sent[1].load(Ordering::Relaxed),
+            self.sent[2].load(Ordering::Relaxed)
+        );
         if verbose {
             let mut keys: Vec<_> = stores.keys().cloned().collect();
             keys.sort();
@@ -718,6 +728,18 @@ impl KvService {
     fn send_to(&self, udid: &str, env: &Envelope) {
         let Some(net) = self.net.get() else { return };
         let bytes = wire::encode(env);
+        let payload: usize = match &env.msg {
+            Msg::Data { batch, .. } => batch
+                .entries
+                .iter()
+                .map(|e| e.key.len() + e.value.as_ref().map_or(0, Vec::len))
+                .sum(),
+            _ => 0,
+        };
+        let frags = bytes.len().div_ceil(MAX_BYTES - 1).max(1);
+        self.sent[0].fetch_add(1, Ordering::Relaxed);
+        self.sent[1].fetch_add((bytes.len() + frags) as u64, Ordering::Relaxed);
+        self.sent[2].fetch_add(payload as u64, Ordering::Relaxed);
         let mut links = lock(&net.links);
         let tx = match links.get(udid).filter(|t| !t.is_closed()) {
             Some(t) => t.clone(),
@@ -1056,5 +1078,132 @@ pub fn meta_of(o: &Options) -> StoreMeta {
         kind: o.kv_store_type,
         level: o.security_level,
         auto_sync: o.auto_sync,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{GetArgs, OpenArgs, StoreRef};
+
+    fn caller(t: TokenType, token_id: u32) -> Caller {
+        Caller {
+            pid: 1,
+            uid: 0,
+            gid: 0,
+            token_id,
+            token_type: t,
+            process_name: "t".into(),
+        }
+    }
+
+    fn svc(dir: &std::path::Path) -> Arc<KvService> {
+        let s = KvService::open(KvConfig {
+            dir: dir.to_path_buf(),
+            device_id: "dev".into(),
+            device_level: 1,
+            sync: SyncConfig::default(),
+        })
+        .unwrap();
+        s.set_app_resolver(Arc::new(|id| match id {
+            7 => Some("com.a".to_string()),
+            8 => Some("com.b".to_string()),
+            _ => None,
+        }));
+        s
+    }
+
+    fn sref(app: Option<&str>) -> StoreRef {
+        StoreRef {
+            app: app.map(String::from),
+            store_id: "s".into(),
+        }
+    }
+
+    #[test]
+    fn apps_reach_only_their_own_stores() {
+        let d = tempfile::tempdir().unwrap();
+        let s = svc(d.path());
+        let app_a = caller(TokenType::Hap, 7);
+        let app_b = caller(TokenType::Hap, 8);
+        let open = |store| OpenArgs {
+            store,
+            options: Options::default(),
+        };
+        // An app opens its own store without naming itself, or naming itself.
+        s.get_kv_store(&app_a, &open(sref(None))).unwrap();
+        s.write(
+            &app_a,
+            1,
+            &sref(Some("com.a")),
+            vec![(b"k".to_vec(), Some(b"a".to_vec()))],
+        )
+        .unwrap();
+        // Another app may not name it (201), and its own "s" is another store.
+        let e = s
+            .get_kv_store(&app_b, &open(sref(Some("com.a"))))
+            .unwrap_err();
+        assert_eq!(e.code(), 201);
+        s.get_kv_store(&app_b, &open(sref(None))).unwrap();
+        let get = GetArgs {
+            store: sref(None),
+            key: b"k".to_vec(),
+            device: None,
+        };
+        assert_eq!(s.get(&app_b, &get).unwrap_err().code(), 15_100_004);
+        assert_eq!(s.get(&app_a, &get).unwrap(), b"a");
+        // The shell names the app; it must.
+        let sh = caller(TokenType::Shell, 0);
+        assert_eq!(
+            s.get(
+                &sh,
+                &GetArgs {
+                    store: sref(Some("com.a")),
+                    ..get.clone()
+                }
+            )
+            .unwrap(),
+            b"a"
+        );
+        assert_eq!(s.get(&sh, &get).unwrap_err().code(), 401);
+        // No token, or an app the token manager does not know: nothing.
+        assert_eq!(
+            s.get(&caller(TokenType::Invalid, 0), &get)
+                .unwrap_err()
+                .code(),
+            201
+        );
+        assert_eq!(
+            s.get(&caller(TokenType::Hap, 9), &get).unwrap_err().code(),
+            201
+        );
+        assert!(d.path().join("com.a/s.db").exists() && d.path().join("com.b/s.db").exists());
+    }
+
+    #[test]
+    fn auto_sync_stores_are_opened_at_start() {
+        let d = tempfile::tempdir().unwrap();
+        {
+            let s = svc(d.path());
+            let o = Options {
+                auto_sync: true,
+                ..Options::default()
+            };
+            s.get_kv_store(
+                &caller(TokenType::Shell, 0),
+                &OpenArgs {
+                    store: sref(Some("com.a")),
+                    options: o,
+                },
+            )
+            .unwrap();
+        }
+        let s = svc(d.path());
+        assert!(
+            s.dump_text(true)
+                .contains("com.a/s: single S1 auto_sync=true"),
+            "{}",
+            s.dump_text(true)
+        );
     }
 }

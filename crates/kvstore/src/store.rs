@@ -788,6 +788,28 @@ mod tests {
     }
 
     #[test]
+    fn remove_device_data_drops_only_that_devices_writes() {
+        let d = tempfile::tempdir().unwrap();
+        let mut m = meta();
+        m.kind = StoreType::DeviceCollaboration;
+        let mut s = Store::open(&d.path().join("s.db"), "me", m, true).unwrap();
+        s.write(vec![(b"k".to_vec(), Some(b"mine".to_vec()))])
+            .unwrap();
+        let theirs = Record {
+            part: "peer".into(),
+            key: b"k".to_vec(),
+            value: Some(b"theirs".to_vec()),
+            ts: 1,
+            origin: "peer".into(),
+        };
+        assert_eq!(s.apply("peer", vec![theirs]).unwrap().len(), 1);
+        assert_eq!(s.get("peer", b"k").unwrap(), Some(b"theirs".to_vec()));
+        assert_eq!(s.remove_device_data("peer").unwrap(), 1);
+        assert_eq!(s.get("peer", b"k").unwrap(), None);
+        assert_eq!(s.get("me", b"k").unwrap(), Some(b"mine".to_vec()));
+    }
+
+    #[test]
     fn pages_stay_under_the_ipc_limit() {
         let d = tempfile::tempdir().unwrap();
         let mut s = Store::open(&d.path().join("s.db"), "dev", meta(), true).unwrap();

@@ -1,0 +1,298 @@
+//! KV store benchmark. Storage: our store (`oxh_kvstore::store::Store`: LWW rows with HLC,
+//! sequence numbers and change lists) beside plain SQLite (rusqlite, one key/value table)
+//! doing the same work in the same run, with the same durability (WAL, synchronous=FULL):
+//! single-put throughput and durable latency p50, batched puts (128 per transaction), gets.
+//! Through the daemon: SDK put p50 (app → IPC → SA → SQLite commit → reply). Sync: 100,000
+//! entries of 100 bytes from one `oxhd` to another on loopback (bound with a PIN): time, and
+//! the bytes the sync handed to the soft bus against the key + value bytes.
+//!
+//! Run: `cargo bench --bench kv`. `OXH_BENCH_SYNC_ENTRIES` changes the sync size.
+
+use oxh_kvstore::limits::{SecurityLevel, StoreType};
+use oxh_kvstore::store::{Store, StoreMeta};
+use oxh_sdk::kv::{KVManager, Options, SyncMode, SyncStatus};
+use rusqlite::{Connection, params};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SINGLE: usize = 500;
+const BATCHED: usize = 100_000;
+const GETS: usize = 100_000;
+
+struct Daemon {
+    child: Child,
+    dir: std::path::PathBuf,
+    ready: String,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Daemon {
+    fn field(&self, key: &str) -> String {
+        self.ready
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+fn start(dir: &std::path::Path, peers: &[String]) -> Daemon {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_oxhd"));
+    cmd.arg("--data-dir")
+        .arg(dir)
+        .args(["--listen", "127.0.0.1:0", "--discovery", "off"]);
+    for p in peers {
+        cmd.args(["--peer", p]);
+    }
+    let mut child = cmd.stdout(Stdio::piped()).spawn().expect("spawn oxhd");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if out.read_line(&mut line).expect("read") == 0 {
+            panic!("oxhd exited before ready");
+        }
+        if line.starts_with("oxhd ready") {
+            break;
+        }
+    }
+    Daemon {
+        child,
+        dir: dir.to_path_buf(),
+        ready: line.trim().to_string(),
+    }
+}
+
+fn p50(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn key(i: usize) -> Vec<u8> {
+    format!("key{i:08}").into_bytes()
+}
+
+fn plain(dir: &std::path::Path) -> Connection {
+    let c = Connection::open(dir.join("plain.db")).expect("open");
+    c.pragma_update(None, "journal_mode", "WAL").expect("wal");
+    c.pragma_update(None, "synchronous", "FULL").expect("full");
+    c.execute_batch("CREATE TABLE IF NOT EXISTS kv(key BLOB PRIMARY KEY, value BLOB NOT NULL)")
+        .expect("schema");
+    c
+}
+
+fn ours(dir: &std::path::Path) -> Store {
+    Store::open(
+        &dir.join("ours.db"),
+        "bench-device",
+        StoreMeta {
+            kind: StoreType::SingleVersion,
+            level: SecurityLevel::S1,
+            auto_sync: false,
+        },
+        true,
+    )
+    .expect("open")
+}
+
+fn storage() {
+    let d = tempfile::tempdir().expect("tmp");
+    let value = vec![b'v'; 100];
+    let mut s = ours(d.path());
+    let c = plain(d.path());
+
+    // Single durable puts, interleaved so both see the same disk state.
+    let (mut lo, mut lp) = (Vec::new(), Vec::new());
+    for i in 0..SINGLE {
+        let t = Instant::now();
+        s.write(vec![(key(i), Some(value.clone()))]).expect("put");
+        lo.push(t.elapsed());
+        let t = Instant::now();
+        c.prepare_cached("INSERT OR REPLACE INTO kv(key, value) VALUES (?1, ?2)")
+            .expect("prep")
+            .execute(params![key(i), value])
+            .expect("put");
+        lp.push(t.elapsed());
+    }
+    let (so, sp): (Duration, Duration) = (lo.iter().sum(), lp.iter().sum());
+    let (to, tp) = (
+        SINGLE as f64 / so.as_secs_f64(),
+        SINGLE as f64 / sp.as_secs_f64(),
+    );
+    println!(
+        "single put (durable):  ours {to:>9.0}/s  plain SQLite {tp:>9.0}/s  ratio {:.2}x",
+        to / tp
+    );
+    let (po, pp) = (p50(&mut lo), p50(&mut lp));
+    println!(
+        "single put p50:        ours {:>8.3} ms  plain SQLite {:>8.3} ms  ratio {:.2}x",
+        po.as_secs_f64() * 1e3,
+        pp.as_secs_f64() * 1e3,
+        po.as_secs_f64() / pp.as_secs_f64()
+    );
+
+    // Batched puts: 128 per transaction.
+    let t = Instant::now();
+    for b in 0..BATCHED / 128 {
+        let ops = (0..128)
+            .map(|i| (key(SINGLE + b * 128 + i), Some(value.clone())))
+            .collect();
+        s.write(ops).expect("batch");
+    }
+    let bo = (BATCHED / 128 * 128) as f64 / t.elapsed().as_secs_f64();
+    let mut c = c;
+    let t = Instant::now();
+    for b in 0..BATCHED / 128 {
+        let tx = c.transaction().expect("tx");
+        {
+            let mut st = tx
+                .prepare_cached("INSERT OR REPLACE INTO kv(key, value) VALUES (?1, ?2)")
+                .expect("prep");
+            for i in 0..128 {
+                st.execute(params![key(SINGLE + b * 128 + i), value])
+                    .expect("put");
+            }
+        }
+        tx.commit().expect("commit");
+    }
+    let bp = (BATCHED / 128 * 128) as f64 / t.elapsed().as_secs_f64();
+    println!(
+        "batched put (128/tx):  ours {bo:>9.0}/s  plain SQLite {bp:>9.0}/s  ratio {:.2}x",
+        bo / bp
+    );
+
+    // Gets of present keys, in a scattered order.
+    let n = SINGLE + BATCHED / 128 * 128;
+    let order: Vec<usize> = (0..GETS).map(|i| (i * 7919) % n).collect();
+    let t = Instant::now();
+    for &i in &order {
+        assert!(s.get("", &key(i)).expect("get").is_some());
+    }
+    let go = GETS as f64 / t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    for &i in &order {
+        let v: Vec<u8> = c
+            .prepare_cached("SELECT value FROM kv WHERE key = ?1")
+            .expect("prep")
+            .query_row([key(i)], |r| r.get(0))
+            .expect("get");
+        assert_eq!(v.len(), 100);
+    }
+    let gp = GETS as f64 / t.elapsed().as_secs_f64();
+    println!(
+        "get:                   ours {go:>9.0}/s  plain SQLite {gp:>9.0}/s  ratio {:.2}x",
+        go / gp
+    );
+}
+
+fn sent(dump: &str) -> (u64, u64) {
+    let line = dump
+        .lines()
+        .find(|l| l.starts_with("sync sent:"))
+        .expect("sync counters in the dump");
+    let nums: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    (nums[1], nums[2])
+}
+
+fn sync() {
+    let entries: usize = std::env::var("OXH_BENCH_SYNC_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let base = tempfile::tempdir().expect("tmp");
+    let a = start(&base.path().join("a"), &[]);
+    let b = start(&base.path().join("b"), &[a.field("bus")]);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
+    rt.block_on(async {
+        let da = oxh_sdk::Device::connect(&a.dir).await.expect("a");
+        let db = oxh_sdk::Device::connect(&b.dir).await.expect("b");
+        let pin = db.device_manager().issue_pin().await.expect("pin");
+        da.device_manager()
+            .bind(&b.field("bus"), &pin.pin)
+            .await
+            .expect("bind");
+        let sa = KVManager::new(&da, Some("com.example.bench"))
+            .get_single_kv_store("bench", Options::default())
+            .await
+            .expect("store a");
+        // Through the daemon: one durable put per call.
+        let mut lat = Vec::new();
+        for i in 0..SINGLE {
+            let t = Instant::now();
+            sa.put(format!("ipc{i}").as_bytes(), &[b'v'; 100])
+                .await
+                .expect("put");
+            lat.push(t.elapsed());
+        }
+        println!(
+            "SDK put p50 (app → daemon → durable commit): {:.3} ms",
+            p50(&mut lat).as_secs_f64() * 1e3
+        );
+        sa.delete_batch(&(0..128).map(|i| format!("ipc{i}").into_bytes()).collect::<Vec<_>>())
+            .await
+            .expect("del");
+        for c in 0..entries.div_ceil(128) {
+            let batch: Vec<(Vec<u8>, Vec<u8>)> = (c * 128..((c + 1) * 128).min(entries))
+                .map(|i| (key(i), vec![b'x'; 100 - key(i).len()]))
+                .collect();
+            sa.put_batch(&batch).await.expect("batch");
+        }
+        // Wait until b is online for a.
+        let t = Instant::now();
+        loop {
+            let tr = da.device_manager().trusted_devices().await.expect("trusted");
+            if tr.iter().any(|t| t.online) {
+                break;
+            }
+            assert!(t.elapsed() < Duration::from_secs(20), "b never came online");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let before = sent(&da.samgr().dump(oxh_kvstore::api::SA_ID, vec![]).await.expect("dump"));
+        let t = Instant::now();
+        let r = sa
+            .sync(&[], SyncMode::Push, Duration::from_secs(120))
+            .await
+            .expect("sync");
+        let took = t.elapsed();
+        assert_eq!(r[0].status, SyncStatus::Success, "{r:?}");
+        let after = sent(&da.samgr().dump(oxh_kvstore::api::SA_ID, vec![]).await.expect("dump"));
+        let sb = KVManager::new(&db, Some("com.example.bench"))
+            .get_single_kv_store("bench", Options::default())
+            .await
+            .expect("store b");
+        let got = sb.get_entries(b"key").await.expect("entries").len();
+        assert_eq!(got, entries, "b has every entry");
+        let (wire, payload) = (after.0 - before.0, after.1 - before.1);
+        println!(
+            "sync {entries} × 100 B entries a → b (loopback): {:.2} s ({:.0} entries/s; goal < 2 s)",
+            took.as_secs_f64(),
+            entries as f64 / took.as_secs_f64()
+        );
+        println!(
+            "sync bytes to the soft bus {wire} / key+value bytes {payload} = {:.3}x (goal ≤ 1.2x)",
+            wire as f64 / payload as f64
+        );
+    });
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    storage();
+    sync();
+}
