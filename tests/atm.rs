@@ -191,6 +191,24 @@ const PUBLIC_METHODS: &[(i32, &str, &str)] = &[
         "an app's own KV stores need no permission (as in OpenHarmony); the service takes the \
          app from the caller's token and refuses other apps' stores and invalid tokens",
     ),
+    (
+        sa_id::DISTRIBUTED_KV,
+        "AppendValue",
+        "put/get of a large value in parts: as Put and Get (the app's own stores; staged \
+         parts are the caller's connection's own)",
+    ),
+    (
+        sa_id::DISTRIBUTED_KV,
+        "PutStaged",
+        "put/get of a large value in parts: as Put and Get (the app's own stores; staged \
+         parts are the caller's connection's own)",
+    ),
+    (
+        sa_id::DISTRIBUTED_KV,
+        "GetPart",
+        "put/get of a large value in parts: as Put and Get (the app's own stores; staged \
+         parts are the caller's connection's own)",
+    ),
 ];
 
 /// Dump lines that change because of the refused calls themselves, with why; the rest of

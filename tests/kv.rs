@@ -148,10 +148,17 @@ async fn sdk_batches_queries_transactions_and_limits() {
     st.delete(b"t1").await.unwrap();
     st.rollback().await.unwrap();
     assert_eq!(st.get(b"t1").await.unwrap(), b"1");
-    // A value of 1 MiB − 1 KiB goes through one call (the IPC limit is 1 MiB).
-    let big = vec![7u8; 1024 * 1023];
+    // The largest value, 4 MiB − 1, goes up and comes back in parts (one IPC call carries at
+    // most 1 MiB), by get and by getEntries; one byte more is refused.
+    let big: Vec<u8> = (0..4 * 1024 * 1024 - 1).map(|i| (i % 251) as u8).collect();
     st.put(b"big", &big).await.unwrap();
     assert_eq!(st.get(b"big").await.unwrap(), big);
+    let e = st.get_entries(b"big").await.unwrap();
+    assert_eq!(e.len(), 1);
+    assert!(e[0].value == big);
+    let mut over = big.clone();
+    over.push(0);
+    assert_eq!(remote_code(st.put(b"big2", &over).await), 401);
     // Subscriptions: at most 8 per store (15100001).
     let mut ws = Vec::new();
     for _ in 0..8 {
@@ -220,6 +227,24 @@ async fn two_devices_sync_through_the_cli_and_report_per_device() {
         b.oxh_ok(&kv(&["get", ds[0], ds[1], ds[2], ds[3], "k"])),
         "b-val\n"
     );
+    // The largest value crosses in fragments (a soft-bus Bytes frame is at most 4 MiB).
+    let (da, db) = (a.sdk().await, b.sdk().await);
+    let big: Vec<u8> = (0..4 * 1024 * 1024 - 1).map(|i| (i % 253) as u8).collect();
+    let sa = KVManager::new(&da, Some(APP))
+        .get_single_kv_store("s1", Options::default())
+        .await
+        .unwrap();
+    sa.put(b"big", &big).await.unwrap();
+    let r = sa
+        .sync(&[], SyncMode::Push, Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(r[0].status, SyncStatus::Success);
+    let sb = KVManager::new(&db, Some(APP))
+        .get_single_kv_store("s1", Options::default())
+        .await
+        .unwrap();
+    assert!(sb.get(b"big").await.unwrap() == big);
     // S3 stores do not go to SL1 devices (the default level; `oxh sim` makes SL3 devices).
     let hi = ["--app", APP, "--store", "secret", "--level", "S3"];
     a.oxh_ok(&kv(&[

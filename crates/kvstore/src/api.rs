@@ -21,6 +21,8 @@
 //! | [`START_TRANSACTION`] / [`COMMIT`] / [`ROLLBACK`] | transactions | [`StoreRef`] | `()` |
 //! | [`CLOSE`] / [`DELETE_KV_STORE`] | closeKVStore, deleteKVStore | [`StoreRef`] | `()` |
 //! | [`GET_ALL_KV_STORE_ID`] | getAllKVStoreId | [`AppArgs`] | `Vec<String>` |
+//! | [`APPEND_VALUE`] / [`PUT_STAGED`] | put of a value over 1 MiB | [`AppendArgs`], [`PutStagedArgs`] | `u64`, `()` |
+//! | [`GET_PART`] | get of a value over 1 MiB | [`GetPartArgs`] | [`ValuePart`] |
 
 use crate::limits::{SecurityLevel, StoreType};
 use crate::sync::{ChangeKind, SyncMode};
@@ -76,6 +78,20 @@ pub const DELETE_KV_STORE: u32 = 17;
 pub const GET_ALL_KV_STORE_ID: u32 = 18;
 /// [`DumpArgs`] → `String`.
 pub const DUMP: u32 = 19;
+/// [`AppendArgs`] → `u64` (bytes staged so far): a value larger than one IPC call (1 MiB)
+/// goes up in parts, kept per connection, then [`PUT_STAGED`] stores it.
+pub const APPEND_VALUE: u32 = 20;
+/// [`PutStagedArgs`] → `()`.
+pub const PUT_STAGED: u32 = 21;
+/// [`GetPartArgs`] → [`ValuePart`]: a value read in parts (values up to 4 MiB − 1 do not fit
+/// one IPC reply).
+pub const GET_PART: u32 = 22;
+
+/// Largest part of a value in one call ([`APPEND_VALUE`], [`GET_PART`]).
+pub const VALUE_PART: usize = 512 * 1024;
+/// Values above this are left out of [`EntriesPage`]s and events (fetch them with
+/// [`GET_PART`]), so that a reply or an event stays under the 1 MiB IPC limit.
+pub const INLINE_VALUE: usize = 512 * 1024;
 
 /// Which store a call is about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -228,6 +244,47 @@ pub struct EntriesPage {
     pub entries: Vec<Entry>,
     /// More follow: ask again with `after` = the last key.
     pub more: bool,
+    /// Indexes of entries whose value (over [`INLINE_VALUE`]) was left out: read it with
+    /// [`GET_PART`].
+    pub partial: Vec<u32>,
+}
+
+/// Arguments of [`APPEND_VALUE`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppendArgs {
+    /// Upload id, chosen by the client (per connection).
+    pub upload: u64,
+    /// The next part (≤ [`VALUE_PART`]).
+    pub data: Vec<u8>,
+}
+
+/// Arguments of [`PUT_STAGED`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutStagedArgs {
+    /// The store.
+    pub store: StoreRef,
+    /// Key.
+    pub key: Vec<u8>,
+    /// The upload holding the value.
+    pub upload: u64,
+}
+
+/// Arguments of [`GET_PART`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GetPartArgs {
+    /// What to read.
+    pub get: GetArgs,
+    /// From this byte of the value.
+    pub offset: u64,
+}
+
+/// Result of [`GET_PART`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValuePart {
+    /// The value's whole length.
+    pub total: u64,
+    /// Bytes from the offset (at most [`VALUE_PART`]).
+    pub data: Vec<u8>,
 }
 
 /// Arguments of [`SYNC`].

@@ -29,6 +29,9 @@ const METHODS: &[Method] = &[
     Method::open(api::DELETE_KV_STORE, "DeleteKVStore"),
     Method::open(api::GET_ALL_KV_STORE_ID, "GetAllKVStoreId"),
     Method::system(api::DUMP, "Dump"),
+    Method::open(api::APPEND_VALUE, "AppendValue"),
+    Method::open(api::PUT_STAGED, "PutStaged"),
+    Method::open(api::GET_PART, "GetPart"),
 ];
 
 #[async_trait::async_trait]
@@ -101,6 +104,18 @@ impl SystemAbility for KvService {
                 let a: api::AppArgs = decode(&data)?;
                 self.store_ids(&caller, a.app.as_deref())
                     .map(|x| encode(&x))
+            }
+            api::APPEND_VALUE => {
+                let a: api::AppendArgs = decode(&data)?;
+                self.append_value(conn.id(), &a).map(|x| encode(&x))
+            }
+            api::PUT_STAGED => {
+                let a: api::PutStagedArgs = decode(&data)?;
+                self.put_staged(&caller, conn.id(), &a).map(|x| encode(&x))
+            }
+            api::GET_PART => {
+                let a: api::GetPartArgs = decode(&data)?;
+                self.get_part(&caller, &a).map(|x| encode(&x))
             }
             api::DUMP => {
                 let a: api::DumpArgs = decode(&data)?;

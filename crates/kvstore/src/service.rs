@@ -97,19 +97,27 @@ pub struct KvService {
     /// Sync messages sent, their bytes (as handed to the soft bus, fragment flags included),
     /// and the key + value bytes inside them: the wire-to-payload ratio.
     sent: [AtomicU64; 3],
+    /// Large values being uploaded in parts, per (connection, upload id).
+    staged: Mutex<HashMap<(u64, u64), Vec<u8>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// An event's entry; values over [`api::INLINE_VALUE`] are left out (an event must fit one
+/// IPC frame): read them with GET_PART.
 fn entry_of(c: &Change) -> (ChangeKind, Entry) {
+    let value = match &c.record.value {
+        Some(v) if v.len() <= api::INLINE_VALUE => v.clone(),
+        _ => Vec::new(),
+    };
     (
         c.kind,
         Entry {
             device: c.record.part.clone(),
             key: c.record.key.clone(),
-            value: c.record.value.clone().unwrap_or_default(),
+            value,
         },
     )
 }
@@ -128,6 +136,7 @@ impl KvService {
             txns: Mutex::new(HashMap::new()),
             t0: Instant::now(),
             sent: Default::default(),
+            staged: Mutex::new(HashMap::new()),
         });
         for (bundle, id, meta) in me.scan() {
             if meta.auto_sync {
@@ -388,6 +397,60 @@ impl KvService {
             }
         }
         d.to_string()
+    }
+
+    /// Appends a part of a large value to upload `upload` of connection `conn`.
+    pub fn append_value(&self, conn: u64, a: &api::AppendArgs) -> Result<u64, KvError> {
+        if a.data.len() > api::VALUE_PART {
+            return Err(KvError::invalid(format!(
+                "a value part holds at most {} bytes",
+                api::VALUE_PART
+            )));
+        }
+        let mut st = lock(&self.staged);
+        if !st.contains_key(&(conn, a.upload)) && st.keys().filter(|k| k.0 == conn).count() >= 4 {
+            return Err(KvError::OverMaxLimits(
+                "at most 4 uploads per connection".into(),
+            ));
+        }
+        let buf = st.entry((conn, a.upload)).or_default();
+        if buf.len() + a.data.len() > limits::MAX_VALUE_LENGTH {
+            st.remove(&(conn, a.upload));
+            return Err(KvError::invalid(format!(
+                "value exceeds the {}-byte limit",
+                limits::MAX_VALUE_LENGTH
+            )));
+        }
+        buf.extend_from_slice(&a.data);
+        Ok(buf.len() as u64)
+    }
+
+    /// Puts the value staged in upload `a.upload`.
+    pub fn put_staged(
+        &self,
+        caller: &Caller,
+        conn: u64,
+        a: &api::PutStagedArgs,
+    ) -> Result<(), KvError> {
+        let v = lock(&self.staged)
+            .remove(&(conn, a.upload))
+            .ok_or_else(|| KvError::invalid("no such upload"))?;
+        self.write(caller, conn, &a.store, vec![(a.key.clone(), Some(v))])
+    }
+
+    /// A part of a value, from `offset`.
+    pub fn get_part(
+        &self,
+        caller: &Caller,
+        a: &api::GetPartArgs,
+    ) -> Result<api::ValuePart, KvError> {
+        let v = self.get(caller, &a.get)?;
+        let from = (a.offset as usize).min(v.len());
+        let to = (from + api::VALUE_PART).min(v.len());
+        Ok(api::ValuePart {
+            total: v.len() as u64,
+            data: v[from..to].to_vec(),
+        })
     }
 
     /// get.
@@ -679,6 +742,7 @@ impl KvService {
     /// A client went away: its subscriptions and open transactions end.
     pub fn client_died(&self, conn: &ConnHandle) {
         lock(&self.txns).retain(|(c, _), _| *c != conn.id());
+        lock(&self.staged).retain(|(c, _), _| *c != conn.id());
         for o in lock(&self.stores).values() {
             lock(&o.subs).retain(|s| s.conn.id() != conn.id());
         }

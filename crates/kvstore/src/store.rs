@@ -388,12 +388,17 @@ impl Store {
         let mut out = Vec::new();
         let mut bytes = 0usize;
         let mut more = false;
+        let mut partial = Vec::new();
         while let Some(r) = rows.next().map_err(st)? {
-            let e = Entry {
+            let mut e = Entry {
                 device: r.get(0).map_err(st)?,
                 key: r.get(1).map_err(st)?,
                 value: r.get(2).map_err(st)?,
             };
+            if e.value.len() > crate::api::INLINE_VALUE {
+                e.value = Vec::new();
+                partial.push(out.len() as u32);
+            }
             let n = e.key.len() + e.value.len() + e.device.len() + 16;
             if !out.is_empty() && bytes + n > PAGE_BYTES {
                 more = true;
@@ -402,7 +407,11 @@ impl Store {
             bytes += n;
             out.push(e);
         }
-        Ok(EntriesPage { entries: out, more })
+        Ok(EntriesPage {
+            entries: out,
+            more,
+            partial,
+        })
     }
 
     /// Drops (locally, without tombstones) what device `dev` wrote: its partition in a

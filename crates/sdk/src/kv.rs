@@ -20,7 +20,12 @@ use oxh_kvstore::api::{
     self, AppArgs, BackupArgs, DeleteArgs, EntriesArgs, EntriesPage, GetArgs, OpenArgs, PutArgs,
     RemoveDeviceDataArgs, StoreRef, SubscribeArgs, SyncArgs,
 };
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+/// Values above this go up in parts (one IPC call carries at most 1 MiB).
+const PUT_INLINE: usize = 768 * 1024;
+static NEXT_UPLOAD: AtomicU64 = AtomicU64::new(1);
 
 pub use oxh_kvstore::api::{
     DataChange, DeviceSyncResult, Entry, Options, Query, StoreInfo, SubscribeType, code,
@@ -172,12 +177,37 @@ impl SingleKVStore {
         self.dev.client.call(api::SA_ID, code, a).await
     }
 
-    /// put: returns once the write is committed to disk.
+    /// put: returns once the write is committed to disk. Values up to 4 MiB − 1; those over
+    /// 768 KiB go up in parts.
     pub async fn put(&self, key: &[u8], value: &[u8]) -> Result<(), Error> {
-        self.put_batch(&[(key.to_vec(), value.to_vec())]).await
+        if value.len() <= PUT_INLINE {
+            return self.put_batch(&[(key.to_vec(), value.to_vec())]).await;
+        }
+        let upload = NEXT_UPLOAD.fetch_add(1, Ordering::Relaxed);
+        for part in value.chunks(api::VALUE_PART) {
+            let _: u64 = self
+                .call(
+                    api::APPEND_VALUE,
+                    &api::AppendArgs {
+                        upload,
+                        data: part.to_vec(),
+                    },
+                )
+                .await?;
+        }
+        self.call(
+            api::PUT_STAGED,
+            &api::PutStagedArgs {
+                store: self.store.clone(),
+                key: key.to_vec(),
+                upload,
+            },
+        )
+        .await
     }
 
-    /// putBatch: up to 128 entries, committed together.
+    /// putBatch: up to 128 entries, committed together (together under 1 MiB: one IPC
+    /// call; put larger values one by one).
     pub async fn put_batch(&self, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<(), Error> {
         self.call(
             api::PUT,
@@ -212,15 +242,29 @@ impl SingleKVStore {
     }
 
     async fn get_from(&self, device: Option<&str>, key: &[u8]) -> Result<Vec<u8>, Error> {
-        self.call(
-            api::GET,
-            &GetArgs {
-                store: self.store.clone(),
-                key: key.to_vec(),
-                device: device.map(String::from),
-            },
-        )
-        .await
+        let get = GetArgs {
+            store: self.store.clone(),
+            key: key.to_vec(),
+            device: device.map(String::from),
+        };
+        // In parts: a value may be larger than one IPC reply. Bounded by the value's size.
+        let mut out = Vec::new();
+        loop {
+            let part: api::ValuePart = self
+                .call(
+                    api::GET_PART,
+                    &api::GetPartArgs {
+                        get: get.clone(),
+                        offset: out.len() as u64,
+                    },
+                )
+                .await?;
+            let empty = part.data.is_empty();
+            out.extend(part.data);
+            if out.len() as u64 >= part.total || empty {
+                return Ok(out);
+            }
+        }
     }
 
     /// getEntries(keyPrefix).
@@ -261,7 +305,14 @@ impl SingleKVStore {
                 .await?;
             let more = page.more && !page.entries.is_empty();
             after = page.entries.last().map(|e| e.key.clone());
-            out.extend(page.entries);
+            let mut entries = page.entries;
+            for &i in &page.partial {
+                if let Some(e) = entries.get_mut(i as usize) {
+                    let dev = (!e.device.is_empty()).then(|| e.device.clone());
+                    e.value = self.get_from(dev.as_deref(), &e.key).await?;
+                }
+            }
+            out.extend(entries);
             if !more {
                 return Ok(out);
             }
