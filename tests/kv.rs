@@ -387,7 +387,7 @@ async fn kill9_mid_sync_then_restart_resumes_and_loses_nothing() {
         .get_single_kv_store("big", Options::default())
         .await
         .unwrap();
-    const N: usize = 20_000;
+    const N: usize = 40_000;
     for c in 0..N / 125 {
         let batch: Vec<(Vec<u8>, Vec<u8>)> = (0..125)
             .map(|i| (format!("k{:05}", c * 125 + i).into_bytes(), vec![b'x'; 100]))
