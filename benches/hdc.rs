@@ -139,7 +139,8 @@ fn start_sshd(dir: &Path) -> Result<Sshd, String> {
     let port = free_port();
     let cfg = format!(
         "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nPidFile {}\n\
-         StrictModes no\nUsePAM no\nPermitRootLogin yes\nPasswordAuthentication no\n",
+         StrictModes no\nUsePAM no\nPermitRootLogin yes\nPasswordAuthentication no\n\
+         Subsystem sftp /usr/lib/openssh/sftp-server\n",
         dir.join("host").display(),
         dir.join("authorized_keys").display(),
         dir.join("sshd.pid").display()
@@ -262,7 +263,9 @@ fn main() {
                 timed(host.hdc(&a))
             })
             .collect();
-        rows.push((name.to_string(), bytes / median(runs) / 1e6));
+        let rate = bytes / median(runs.clone()) / 1e6;
+        eprintln!("{name}: {rate:.0} MB/s (runs: {runs:.2?} s)");
+        rows.push((name.to_string(), rate));
     }
     let shell: Vec<f64> = (0..21)
         .map(|_| timed(host.hdc(&["shell", "true"])) * 1e3)

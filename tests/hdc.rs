@@ -752,3 +752,63 @@ fn interactive_shell_on_a_pty_with_resize_and_ctrl_c() {
     };
     assert_eq!(status.code(), Some(5));
 }
+
+#[test]
+fn install_and_uninstall_through_the_bundle_manager() {
+    let (h, d, _addr) = connected();
+    let work = tempfile::tempdir().expect("tmp");
+    let w = work.path();
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    let bundle = "com.example.hdcdemo";
+    let keys = w.join("keys");
+    d.oxh_ok(&["hap", "keygen", "--bundle", bundle, "--out", &s(&keys)]);
+    d.oxh_ok(&["hap", "trust", "add", &s(&keys.join("root.pem"))]);
+    let src = w.join("src");
+    std::fs::create_dir_all(src.join("ets")).expect("mkdir");
+    std::fs::write(
+        src.join("module.json5"),
+        format!(
+            "{{ app: {{ bundleName: '{bundle}', versionCode: 1, versionName: '1.0.0', minAPIVersion: 12, targetAPIVersion: 12 }},\n  module: {{ name: 'entry', type: 'entry', deviceTypes: ['default'], mainElement: 'EntryAbility', abilities: [{{ name: 'EntryAbility', exported: true }}] }} }}\n"
+        ),
+    )
+    .expect("module.json5");
+    std::fs::write(src.join("ets/modules.abc"), b"code").expect("abc");
+    let unsigned = w.join("u.hap");
+    d.oxh_ok(&["hap", "pack", &s(&src), "-o", &s(&unsigned)]);
+    let hap = w.join("demo.hap");
+    d.oxh_ok(&[
+        "hap",
+        "sign",
+        &s(&unsigned),
+        "--key",
+        &s(&keys.join("dev.key")),
+        "--cert",
+        &s(&keys.join("dev.pem")),
+        "--profile",
+        &s(&keys.join("dev.p7b")),
+        "-o",
+        &s(&hap),
+    ]);
+    let out = h.ok(&["install", &s(&hap)]);
+    assert!(out.contains("install bundle successfully."), "{out}");
+    assert!(d.oxh_ok(&["bm", "dump", "-a"]).contains(bundle));
+    // The staged copy on the device is gone.
+    let staged: Vec<_> = std::fs::read_dir(d.data_dir().join("hdc/tmp"))
+        .map(|r| r.filter_map(Result::ok).collect())
+        .unwrap_or_default();
+    assert!(staged.is_empty(), "{staged:?}");
+    // A broken package: bm's error, non-zero exit.
+    let junk = w.join("junk.hap");
+    std::fs::write(&junk, b"not a zip").expect("junk");
+    let o = h.hdc(&["install", &s(&junk)]);
+    assert!(!o.status.success());
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(text.contains("failed to install bundle"), "{text}");
+    let out = h.ok(&["uninstall", bundle]);
+    assert!(out.contains("uninstall bundle successfully."), "{out}");
+    assert!(!d.oxh_ok(&["bm", "dump", "-a"]).contains(bundle));
+}

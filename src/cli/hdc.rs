@@ -22,6 +22,8 @@ usage: hdc [-t KEY] COMMAND
   fport tcp:HOST_PORT tcp:DEVICE_PORT   forward a host port to the device
   rport tcp:DEVICE_PORT tcp:HOST_PORT   forward a device port to the host
   fport ls | fport rm SPEC SPEC         list / remove forwards
+  install [-r] PACKAGE                  install a .hap/.hsp/.app (or a directory of them)
+  uninstall [-k] BUNDLE                 uninstall a bundle (-k keeps its data)
   target boot                           restart the device daemon
   kill [-r] | start [-r]                stop / start the host server
   -m                                    run the host server in the foreground
@@ -286,9 +288,40 @@ async fn command(port: u16, target: Option<String>, args: &[&str]) -> Result<i32
             simple(&sess, None, req).await
         }
         ["target", "boot"] => simple(&sess, t, Request::Boot).await,
-        ["install" | "uninstall", ..] => {
-            eprintln!("[Fail]install/uninstall need the bundle manager, not wired into hdc yet");
-            1
+        ["install", rest @ ..] => {
+            let replace = rest.contains(&"-r");
+            let paths: Vec<&&str> = rest.iter().filter(|a| !a.starts_with('-')).collect();
+            let [path] = paths.as_slice() else {
+                eprintln!(
+                    "[Fail]usage: hdc install [-r] PACKAGE (.hap, .hsp, .app or a directory)"
+                );
+                return Ok(1);
+            };
+            match client::open(&sess, t, Request::Install { replace }) {
+                Ok(mut ch) => {
+                    let opts = FileOpts::default();
+                    match oxh_hdc::transfer::send_files(&mut ch, Path::new(path), &opts, false)
+                        .await
+                    {
+                        Ok(_) => client::print_until_close(&mut ch).await,
+                        Err(e) => done(Err(e)),
+                    }
+                }
+                Err(e) => done(Err(e)),
+            }
+        }
+        ["uninstall", rest @ ..] => {
+            let keep = rest.contains(&"-k");
+            let names: Vec<&&str> = rest.iter().filter(|a| !a.starts_with('-')).collect();
+            let [name] = names.as_slice() else {
+                eprintln!("[Fail]usage: hdc uninstall [-k] BUNDLE_NAME");
+                return Ok(1);
+            };
+            let req = Request::Uninstall {
+                name: name.to_string(),
+                keep,
+            };
+            simple(&sess, t, req).await
         }
         ["discover", ..] => {
             eprintln!("[Fail]discover is not supported yet: connect with `hdc tconn IP:PORT`");

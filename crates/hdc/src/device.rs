@@ -251,6 +251,57 @@ async fn handle(cfg: Arc<DeviceConfig>, sess: Session, inc: Incoming, boot: Arc<
             }
             channel.close(&Exit::ok());
         }
+        Request::Install { replace } => {
+            let Some(exe) = cfg.oxh_exe.clone() else {
+                channel.close(&Exit::fail("[Fail]bm is not available on this device"));
+                return;
+            };
+            let mut rnd = [0u8; 6];
+            let _ = getrandom::fill(&mut rnd);
+            let tmp = cfg
+                .hdc_dir
+                .join("tmp")
+                .join(format!("install-{}", hex::encode(rnd)));
+            if let Err(e) = std::fs::create_dir_all(&tmp) {
+                channel.close(&Exit::fail(format!("[Fail]cannot stage the package: {e}")));
+                return;
+            }
+            match transfer::recv_files(&mut channel, &tmp, &proto::FileOpts::default()).await {
+                Ok(_) => {
+                    let pkg = std::fs::read_dir(&tmp)
+                        .ok()
+                        .and_then(|mut d| d.next())
+                        .and_then(Result::ok)
+                        .map(|e| e.path())
+                        .unwrap_or_else(|| tmp.clone());
+                    let mut c = shell_command(&cfg, &[&exe.to_string_lossy()]);
+                    c.arg("--data-dir")
+                        .arg(&cfg.data_dir)
+                        .args(["bm", "install", "-p"])
+                        .arg(pkg);
+                    if replace {
+                        c.arg("-r");
+                    }
+                    shell::run_piped(channel, c).await;
+                }
+                Err(m) => channel.close(&Exit::fail(m)),
+            }
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        Request::Uninstall { name, keep } => {
+            let Some(exe) = cfg.oxh_exe.clone() else {
+                channel.close(&Exit::fail("[Fail]bm is not available on this device"));
+                return;
+            };
+            let mut c = shell_command(&cfg, &[&exe.to_string_lossy()]);
+            c.arg("--data-dir")
+                .arg(&cfg.data_dir)
+                .args(["bm", "uninstall", "-n", &name]);
+            if keep {
+                c.arg("-k");
+            }
+            shell::run_piped(channel, c).await
+        }
         Request::Boot => {
             channel.close(&Exit::ok());
             // Let the close reach the host before the process restarts.

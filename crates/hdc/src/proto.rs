@@ -82,6 +82,19 @@ pub enum Request {
     },
     /// Restart the device daemon.
     Boot,
+    /// Install a package (a .hap, .hsp, .app or a directory of them): the files follow as in
+    /// [`Request::FileSend`], then the device runs `bm install` on them.
+    Install {
+        /// `-r`: replace an installed bundle.
+        replace: bool,
+    },
+    /// Uninstall a bundle (`bm uninstall`).
+    Uninstall {
+        /// Bundle name.
+        name: String,
+        /// `-k`: keep its data.
+        keep: bool,
+    },
     /// Client to host server: the listed targets.
     ListTargets {
         /// `-v`.

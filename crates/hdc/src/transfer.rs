@@ -109,10 +109,21 @@ fn walk_dir(
     Ok(())
 }
 
-/// Sends `root` (a file or a directory tree) over `ch`; returns the stats or the failure
-/// message (already with `[Fail]`).
+/// Sends `root` (a file or a directory tree) over `ch` and waits for the receiver's result;
+/// returns the stats or the failure message (already with `[Fail]`).
 pub async fn send(ch: &mut Channel, root: &Path, opts: &FileOpts) -> Result<Stats, String> {
-    match send_inner(ch, root, opts).await {
+    send_files(ch, root, opts, true).await
+}
+
+/// Sends `root`; with `wait`, waits for the receiver's Close (its result) too. Without, the
+/// caller reads what the receiver does next (e.g. an install's output).
+pub async fn send_files(
+    ch: &mut Channel,
+    root: &Path,
+    opts: &FileOpts,
+    wait: bool,
+) -> Result<Stats, String> {
+    match send_inner(ch, root, opts, wait).await {
         Ok(s) => Ok(s),
         Err(Failure::Msg(m)) => Err(m),
         // The channel was closed under us: the receiver's Close says why.
@@ -140,7 +151,12 @@ fn closed(e: crate::session::SessionError) -> Failure {
     Failure::Closed(e.to_string())
 }
 
-async fn send_inner(ch: &mut Channel, root: &Path, opts: &FileOpts) -> Result<Stats, Failure> {
+async fn send_inner(
+    ch: &mut Channel,
+    root: &Path,
+    opts: &FileOpts,
+    wait: bool,
+) -> Result<Stats, Failure> {
     let t0 = Instant::now();
     let list = walk(root)?;
     let mut stats = Stats::default();
@@ -175,11 +191,13 @@ async fn send_inner(ch: &mut Channel, root: &Path, opts: &FileOpts) -> Result<St
         stats.bytes += meta.size;
     }
     tx.ctrl(&Ctrl::Done).map_err(closed)?;
-    loop {
-        match ch.recv().await {
-            Event::Close(e) if e.code == 0 => break,
-            Event::Close(e) => return Err(Failure::Msg(e.message)),
-            _ => {}
+    if wait {
+        loop {
+            match ch.recv().await {
+                Event::Close(e) if e.code == 0 => break,
+                Event::Close(e) => return Err(Failure::Msg(e.message)),
+                _ => {}
+            }
         }
     }
     stats.elapsed = t0.elapsed();
@@ -283,7 +301,7 @@ fn apply_attrs(path: &Path, m: &FileMeta) -> Result<(), String> {
 /// Receives a transfer into `dest`, then closes `ch` with the result. Returns the stats or the
 /// failure message.
 pub async fn recv(ch: &mut Channel, dest: &Path, opts: &FileOpts) -> Result<Stats, String> {
-    let r = recv_inner(ch, dest, opts).await;
+    let r = recv_files(ch, dest, opts).await;
     let exit = match &r {
         Ok(_) => Exit::ok(),
         Err(m) => Exit::fail(m.clone()),
@@ -292,7 +310,8 @@ pub async fn recv(ch: &mut Channel, dest: &Path, opts: &FileOpts) -> Result<Stat
     r
 }
 
-async fn recv_inner(ch: &mut Channel, dest: &Path, opts: &FileOpts) -> Result<Stats, String> {
+/// Receives a transfer into `dest` without closing `ch` (the caller sends the result).
+pub async fn recv_files(ch: &mut Channel, dest: &Path, opts: &FileOpts) -> Result<Stats, String> {
     let t0 = Instant::now();
     let dest_is_dir = dest.is_dir();
     let mut stats = Stats::default();
