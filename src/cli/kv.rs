@@ -203,17 +203,30 @@ pub async fn run(g: &Global, c: &KvCmd) -> Result<i32> {
         }
         KvCmd::Get { s, key, device } => {
             open(&dev, s, false).await?;
-            let v: Vec<u8> = cl
-                .call(
-                    api::SA_ID,
-                    api::GET,
-                    &GetArgs {
-                        store: sref(s),
-                        key: key.as_bytes().to_vec(),
-                        device: device.clone(),
-                    },
-                )
-                .await?;
+            let get = GetArgs {
+                store: sref(s),
+                key: key.as_bytes().to_vec(),
+                device: device.clone(),
+            };
+            // In parts: a value may be larger than one IPC reply (bounded by its size).
+            let mut v: Vec<u8> = Vec::new();
+            loop {
+                let part: api::ValuePart = cl
+                    .call(
+                        api::SA_ID,
+                        api::GET_PART,
+                        &api::GetPartArgs {
+                            get: get.clone(),
+                            offset: v.len() as u64,
+                        },
+                    )
+                    .await?;
+                let empty = part.data.is_empty();
+                v.extend(part.data);
+                if v.len() as u64 >= part.total || empty {
+                    break;
+                }
+            }
             if g.json {
                 print_json(&serde_json::json!({ key.as_str(): text(&v) }))?;
             } else {
@@ -257,7 +270,14 @@ pub async fn run(g: &Global, c: &KvCmd) -> Result<i32> {
                     .await?;
                 let more = page.more && !page.entries.is_empty();
                 after = page.entries.last().map(|e| e.key.clone());
-                all.extend(page.entries);
+                let mut entries = page.entries;
+                // Values over 512 KiB are not in the page; say so rather than print nothing.
+                for &i in &page.partial {
+                    if let Some(e) = entries.get_mut(i as usize) {
+                        e.value = b"<large value: use get>".to_vec();
+                    }
+                }
+                all.extend(entries);
                 if !more {
                     break;
                 }
