@@ -726,3 +726,75 @@ mod netns {
         .await
     }
 }
+
+#[test]
+fn sim_devices_are_sl3_and_sync_s3_stores() {
+    use std::io::BufRead;
+    let base = tempfile::tempdir().unwrap();
+    let mut sim = std::process::Command::new(oxh_bin())
+        .args(["sim", "--devices", "2", "--base-dir"])
+        .arg(base.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = sim.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    // Stops the sim (and through it its devices) also when an assertion fails.
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            unsafe_kill(self.0.id(), libc::SIGTERM);
+            let _ = self.0.wait();
+        }
+    }
+    let _stop = Stop(sim);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let l = rx
+            .recv_timeout(left)
+            .expect("the sim's devices bound and online");
+        if l.contains("devices bound and online") {
+            break;
+        }
+    }
+    let oxh = |dev: &str, args: &[&str]| {
+        let o = std::process::Command::new(oxh_bin())
+            .arg("--data-dir")
+            .arg(base.path().join(dev))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert_eq!(
+        oxh(
+            "dev1",
+            &["param", "get", "const.security.device_security_level"]
+        ),
+        "SL3\n"
+    );
+    let s = ["--app", APP, "--store", "secret"];
+    oxh(
+        "dev1",
+        &kv(&["put", s[0], s[1], s[2], s[3], "--level", "S3", "k", "v"]),
+    );
+    let r = oxh("dev1", &kv(&["sync", s[0], s[1], s[2], s[3]]));
+    assert!(r.ends_with("success\n"), "{r}");
+    assert_eq!(
+        oxh("dev2", &kv(&["get", s[0], s[1], s[2], s[3], "k"])),
+        "v\n"
+    );
+}
