@@ -249,6 +249,7 @@ fn main() {
         ("hdc file recv", vec!["file", "recv"]),
         ("hdc file send -z", vec!["file", "send", "-z"]),
         ("hdc file recv -z", vec!["file", "recv", "-z"]),
+        ("hdc file send (relay)", vec!["file", "send"]),
     ] {
         let recv = args.contains(&"recv");
         let runs: Vec<f64> = (0..3)
@@ -260,7 +261,12 @@ fn main() {
                     a.extend([s(&src), s(&remote)]);
                 }
                 let a: Vec<&str> = a.iter().map(String::as_str).collect();
-                timed(host.hdc(&a))
+                let mut c = host.hdc(&a);
+                if name.contains("relay") {
+                    // Through the host server, as before the direct data path.
+                    c.env("OXH_HDC_DIRECT", "0");
+                }
+                timed(c)
             })
             .collect();
         let rate = bytes / median(runs.clone()) / 1e6;

@@ -244,15 +244,33 @@ fn directory_tree_with_attrs_both_ways() {
         std::time::UNIX_EPOCH + Duration::from_secs(1_600_000_000)
     );
 
-    // And back, into a new name.
+    // And back, into a new name, through the host server this time (no direct session).
     let back = src.path().join("back");
+    let o = h
+        .cmd(&[
+            "file",
+            "recv",
+            "-a",
+            &got.to_string_lossy(),
+            &back.to_string_lossy(),
+        ])
+        .env("OXH_HDC_DIRECT", "0")
+        .output()
+        .expect("recv");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // And the direct way (the client dials the device itself).
+    let back2 = src.path().join("back2");
     h.ok(&[
         "file",
         "recv",
         "-a",
         &got.to_string_lossy(),
-        &back.to_string_lossy(),
+        &back2.to_string_lossy(),
     ]);
+    assert_eq!(
+        std::fs::read(back2.join("sub/deeper/big.bin")).expect("read"),
+        big
+    );
     assert_eq!(
         std::fs::read(back.join("sub/deeper/big.bin")).expect("read"),
         big

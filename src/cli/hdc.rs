@@ -245,12 +245,21 @@ async fn command(port: u16, target: Option<String>, args: &[&str]) -> Result<i32
                 eprintln!("[Fail]usage: hdc file {dir} [-a] [-z] [-sync] SOURCE DESTINATION");
                 return Ok(1);
             };
+            // File bytes go straight to the device when this host can dial it (same key, the
+            // device pinned): one hop less. Otherwise through the server.
+            let direct = direct_session(&sess, t.clone()).await;
+            let open = |req: Request| match &direct {
+                Some(d) => d
+                    .open(&oxh_hdc::proto::to_bytes(&req))
+                    .map_err(|e| e.to_string()),
+                None => client::open(&sess, t.clone(), req),
+            };
             if *dir == "send" {
                 let req = Request::FileSend {
                     remote: b.clone(),
                     opts: opts.clone(),
                 };
-                match client::open(&sess, t, req) {
+                match open(req) {
                     Ok(mut ch) => done(oxh_hdc::transfer::send(&mut ch, Path::new(a), &opts).await),
                     Err(e) => done(Err(e)),
                 }
@@ -259,7 +268,7 @@ async fn command(port: u16, target: Option<String>, args: &[&str]) -> Result<i32
                     remote: a.clone(),
                     opts: opts.clone(),
                 };
-                match client::open(&sess, t, req) {
+                match open(req) {
                     Ok(mut ch) => done(oxh_hdc::transfer::recv(&mut ch, Path::new(b), &opts).await),
                     Err(e) => done(Err(e)),
                 }
@@ -333,6 +342,31 @@ async fn command(port: u16, target: Option<String>, args: &[&str]) -> Result<i32
         }
     };
     Ok(code)
+}
+
+/// A direct session to the target for file data, if this host can dial it
+/// (`OXH_HDC_DIRECT=0` turns it off).
+async fn direct_session(
+    sess: &oxh_hdc::session::Session,
+    target: Option<String>,
+) -> Option<oxh_hdc::session::Session> {
+    if std::env::var("OXH_HDC_DIRECT").as_deref() == Ok("0") {
+        return None;
+    }
+    let key = match target {
+        Some(k) => k,
+        None => {
+            let list = client::text_of(sess, Request::ListTargets { verbose: false })
+                .await
+                .ok()?;
+            let keys: Vec<&str> = list.lines().filter(|l| !l.starts_with('[')).collect();
+            match keys.as_slice() {
+                [one] => one.to_string(),
+                _ => return None,
+            }
+        }
+    };
+    client::direct(&key).await.ok()
 }
 
 fn done(r: Result<oxh_hdc::transfer::Stats, String>) -> i32 {

@@ -45,6 +45,30 @@ pub async fn connect(
     Ok(Session::start(tcp, false, "hdc server".into()).0)
 }
 
+/// A session straight to the (already connected, pinned) device at `addr`, for bulk data:
+/// file bytes then skip the host server's hop. The device checks this host's key as for the
+/// server's own session.
+pub async fn direct(addr: &str) -> Result<Session, String> {
+    let home = crate::keys::harmony_dir();
+    let key = crate::keys::host_key(&home).map_err(|e| e.to_string())?;
+    let (tls, _) = crate::server::dial(&key, &home, addr, false).await?;
+    Ok(Session::start(tls, false, format!("device {addr}")).0)
+}
+
+/// The text a server request prints (e.g. `list targets`), or its failure.
+pub async fn text_of(sess: &Session, req: Request) -> Result<String, String> {
+    let mut ch = open(sess, None, req)?;
+    let mut out = String::new();
+    loop {
+        match ch.recv().await {
+            Event::Ctrl(Ctrl::Text(t)) => out.push_str(&t),
+            Event::Close(e) if e.code == 0 => return Ok(out),
+            Event::Close(e) => return Err(e.message),
+            _ => {}
+        }
+    }
+}
+
 /// Opens a channel for a request.
 pub fn open(sess: &Session, target: Option<String>, req: Request) -> Result<Channel, String> {
     sess.open(&proto::to_bytes(&ClientRequest { target, req }))

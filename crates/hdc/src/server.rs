@@ -238,49 +238,7 @@ impl Server {
         {
             return Ok(s);
         }
-        let sa: SocketAddr = tokio::net::lookup_host(addr)
-            .await
-            .ok()
-            .and_then(|mut a| a.next())
-            .ok_or_else(|| format!("[Fail]Bad connect key {addr}: use IP:PORT"))?;
-        let tcp = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(sa))
-            .await
-            .map_err(|_| format!("[Fail]Connect to {addr} timed out"))?
-            .map_err(|e| format!("[Fail]Connect to {addr} failed: {e}"))?;
-        let _ = tcp.set_nodelay(true);
-        let pinned = keys::known_device(&self.home, addr);
-        let cfg = keys::client_config(&self.key, pinned).map_err(|e| format!("[Fail]{e}"))?;
-        let connector = tokio_rustls::TlsConnector::from(cfg);
-        let name = ServerName::try_from("oxh-device").map_err(|e| e.to_string())?;
-        let mut tls = tokio::time::timeout(Duration::from_secs(10), connector.connect(name, tcp))
-            .await
-            .map_err(|_| format!("[Fail]TLS handshake with {addr} timed out"))?
-            .map_err(|e| {
-                if pinned.is_some() {
-                    format!(
-                        "[Fail]The device at {addr} presented another key than the one pinned \
-                         on first connect ({e}); if it was reinstalled, remove its line from {}",
-                        self.home.join("hdc_known_devices").display()
-                    )
-                } else {
-                    format!("[Fail]TLS handshake with {addr} failed: {e}")
-                }
-            })?;
-        tls.get_mut().1.set_buffer_limit(Some(session::WINDOW));
-        let dev_key = keys::peer_key(tls.get_ref().1.peer_certificates())
-            .ok_or_else(|| "[Fail]device sent no key".to_string())?;
-        let me = Hello {
-            version: proto::VERSION,
-            name: host_name(),
-            refused: String::new(),
-        };
-        let hello = session::hello(&mut tls, &me).await.map_err(|e| match e {
-            session::SessionError::Refused(r) => r,
-            e => format!("[Fail]{addr}: {e}"),
-        })?;
-        if pinned.is_none() {
-            keys::pin_device(&self.home, addr, &dev_key).map_err(|e| format!("[Fail]{e}"))?;
-        }
+        let (tls, hello) = dial(&self.key, &self.home, addr, true).await?;
         let (sess, incoming) = Session::start(tls, false, format!("device {addr}"));
         if let Ok(mut t) = self.targets.lock() {
             t.insert(
@@ -471,4 +429,65 @@ impl Server {
             )),
         }
     }
+}
+
+/// A TLS stream to a device, after the hellos.
+pub type DeviceStream = tokio_rustls::client::TlsStream<TcpStream>;
+
+/// Dials a device: TCP, TLS 1.3 with the host `key`, the device key pinned in `home` (pinned
+/// now on first use when `pin_new`, refused otherwise), hellos. Returns the stream and the
+/// device's hello.
+pub async fn dial(
+    key: &SigningKey,
+    home: &std::path::Path,
+    addr: &str,
+    pin_new: bool,
+) -> Result<(DeviceStream, Hello), String> {
+    let sa: SocketAddr = tokio::net::lookup_host(addr)
+        .await
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| format!("[Fail]Bad connect key {addr}: use IP:PORT"))?;
+    let tcp = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(sa))
+        .await
+        .map_err(|_| format!("[Fail]Connect to {addr} timed out"))?
+        .map_err(|e| format!("[Fail]Connect to {addr} failed: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    let pinned = keys::known_device(home, addr);
+    if pinned.is_none() && !pin_new {
+        return Err(format!("[Fail]{addr} is not a known device"));
+    }
+    let cfg = keys::client_config(key, pinned).map_err(|e| format!("[Fail]{e}"))?;
+    let connector = tokio_rustls::TlsConnector::from(cfg);
+    let name = ServerName::try_from("oxh-device").map_err(|e| e.to_string())?;
+    let mut tls = tokio::time::timeout(Duration::from_secs(10), connector.connect(name, tcp))
+        .await
+        .map_err(|_| format!("[Fail]TLS handshake with {addr} timed out"))?
+        .map_err(|e| {
+            if pinned.is_some() {
+                format!(
+                    "[Fail]The device at {addr} presented another key than the one pinned \
+                         on first connect ({e}); if it was reinstalled, remove its line from {}",
+                    home.join("hdc_known_devices").display()
+                )
+            } else {
+                format!("[Fail]TLS handshake with {addr} failed: {e}")
+            }
+        })?;
+    tls.get_mut().1.set_buffer_limit(Some(session::WINDOW));
+    let dev_key = keys::peer_key(tls.get_ref().1.peer_certificates())
+        .ok_or_else(|| "[Fail]device sent no key".to_string())?;
+    let me = Hello {
+        version: proto::VERSION,
+        name: host_name(),
+        refused: String::new(),
+    };
+    let hello = session::hello(&mut tls, &me).await.map_err(|e| match e {
+        session::SessionError::Refused(r) => r,
+        e => format!("[Fail]{addr}: {e}"),
+    })?;
+    if pinned.is_none() {
+        keys::pin_device(home, addr, &dev_key).map_err(|e| format!("[Fail]{e}"))?;
+    }
+    Ok((tls, hello))
 }
