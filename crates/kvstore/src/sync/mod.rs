@@ -392,6 +392,26 @@ impl SyncEngine {
         }
     }
 
+    /// Received writes must fit the store: a single store has no partitions, a device store's
+    /// entry sits in the partition of the device that wrote it, and keys and values keep the
+    /// limits a local write has.
+    fn valid(&self, recs: &[Record]) -> bool {
+        recs.iter().all(|r| {
+            let part_ok = match self.desc.kind {
+                crate::limits::StoreType::SingleVersion => r.part.is_empty(),
+                crate::limits::StoreType::DeviceCollaboration => {
+                    !r.part.is_empty() && r.part == r.origin
+                }
+            };
+            part_ok
+                && !r.origin.is_empty()
+                && crate::limits::check_key(self.desc.kind, &r.key).is_ok()
+                && r.value
+                    .as_ref()
+                    .is_none_or(|v| crate::limits::check_value(v).is_ok())
+        })
+    }
+
     /// The peer went offline: its round ends with `DeviceOffline`, pushes to it stop.
     pub fn peer_offline(&mut self, peer: &str, out: &mut Vec<Event>) {
         self.end_round(peer, SyncStatus::DeviceOffline, out);
@@ -605,7 +625,7 @@ impl SyncEngine {
                 if ours && let Some(rd) = self.rounds.get_mut(from) {
                     rd.last_heard = now;
                 }
-                let Some(recs) = records_of(batch) else {
+                let Some(recs) = records_of(batch).filter(|r| self.valid(r)) else {
                     self.fail(from, req, "malformed data packet".into(), out);
                     return;
                 };

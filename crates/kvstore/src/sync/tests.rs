@@ -469,3 +469,78 @@ fn remote_changes_are_reported_with_their_kind() {
     assert_eq!(kinds(b.apply("a", vec![r1]).unwrap()), []);
     assert_eq!(kinds(b.apply("a", vec![r3]).unwrap()), [ChangeKind::Delete]);
 }
+
+#[test]
+fn data_that_does_not_fit_the_store_is_refused() {
+    let mut sim = Sim::new(2, StoreType::SingleVersion, &[0, 0]);
+    sim.put(0, 1, Some(1));
+    sim.sync(0, 1, SyncMode::Push);
+    sim.deliver(0); // Hello
+    sim.deliver(0); // HelloAck
+    let Some((
+        f,
+        t,
+        Msg::Data {
+            req,
+            from,
+            upto,
+            mut batch,
+        },
+    )) = sim.queue.pop_front()
+    else {
+        panic!("expected data")
+    };
+    // A partition in a single store, and a key over the limit: neither is applied.
+    batch.devices.push("dev0".into());
+    batch.entries[0].part = 1;
+    sim.queue.push_back((
+        f,
+        t,
+        Msg::Data {
+            req,
+            from,
+            upto,
+            batch: batch.clone(),
+        },
+    ));
+    sim.deliver(0);
+    assert!(sim.nodes[1].rep.live().is_empty());
+    batch.entries[0].part = 0;
+    batch.entries[0].key = vec![b'k'; 1025];
+    let mut out = Vec::new();
+    let n = &mut sim.nodes[1];
+    n.eng.handle(
+        &mut n.rep,
+        "dev0",
+        Msg::Hello {
+            req: 77,
+            version: crate::wire::PROTOCOL_VERSION,
+            epoch: [0; 16],
+            device_level: 1,
+            push: true,
+            pull: false,
+        },
+        0,
+        &mut out,
+    );
+    n.eng.handle(
+        &mut n.rep,
+        "dev0",
+        Msg::Data {
+            req: 77,
+            from,
+            upto,
+            batch,
+        },
+        0,
+        &mut out,
+    );
+    assert!(n.rep.live().is_empty());
+    assert!(!out.iter().any(|e| matches!(
+        e,
+        Event::Send {
+            msg: Msg::Ack { .. },
+            ..
+        }
+    )));
+}
