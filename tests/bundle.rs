@@ -614,6 +614,34 @@ fn evil_packages_are_refused_and_write_nothing() {
         w.finish().unwrap().into_inner()
     };
     cases.push(("100,000 entries", many, "9568271"));
+    // A well-formed package whose signed profile names another bundle.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let spec = oxh_bundle::tools::ProfileSpec {
+        bundle_name: "com.example.someoneelse".into(),
+        kind: "release".into(),
+        apl: "normal".into(),
+        acls: vec![],
+        device_ids: vec![],
+        not_before: now - 60,
+        not_after: now + 3600,
+    };
+    let ks = oxh_bundle::tools::keygen(&spec, now).unwrap();
+    let root = work.path().join("root.pem");
+    std::fs::write(&root, &ks.root_pem).unwrap();
+    dev.oxh_ok(&["hap", "trust", "add", s(&root)]);
+    let other = zip_with(&[("module.json", module, None)]);
+    let wrong = oxh_bundle::tools::sign_hap(
+        &other,
+        &ks.dev_key_pem,
+        ks.dev_cert_pem.as_bytes(),
+        &ks.profile_p7b,
+        now,
+    )
+    .unwrap();
+    cases.push(("wrong profile bundle name", wrong, "9568329"));
     let outside = ["/tmp/evil-abs.so", "/evil.so"];
     let before = tree(dev.data_dir());
     for (what, data, code) in &cases {
@@ -621,7 +649,13 @@ fn evil_packages_are_refused_and_write_nothing() {
             .path()
             .join(format!("{}.hap", what.replace([' ', ','], "_")));
         std::fs::write(&p, data).unwrap();
-        let (ok, out) = run(&dev, &["bm", "install", "-p", s(&p), "--skip-verify"]);
+        // Signature checks are skipped (dev mode) except for the signed case, so that each
+        // package is refused for what it is, not for being unsigned.
+        let mut args = vec!["bm", "install", "-p", s(&p)];
+        if !what.contains("profile") {
+            args.push("--skip-verify");
+        }
+        let (ok, out) = run(&dev, &args);
         assert!(!ok, "{what}: {out}");
         assert!(
             out.contains(&format!("code:{code}")),

@@ -438,22 +438,38 @@ mod tests {
     fn limits_refuse_before_inflating() {
         let l = Limits::default();
         let ok = zip_of(&[("module.json", MODULE)], None);
-        assert_eq!(open_hap(&ok, &l).unwrap().info.app.bundle_name, "com.example.t");
+        assert_eq!(
+            open_hap(&ok, &l).unwrap().info.app.bundle_name,
+            "com.example.t"
+        );
         let e = open_hap(&zip_of(&[("module.json", MODULE)], Some("libs/a.so")), &l).unwrap_err();
         assert!(e.reason.contains("symbolic link"), "{e}");
-        let e = open_hap(&zip_of(&[("module.json", MODULE), ("../x", b"x")], None), &l).unwrap_err();
+        let e = open_hap(
+            &zip_of(&[("module.json", MODULE), ("../x", b"x")], None),
+            &l,
+        )
+        .unwrap_err();
         assert!(e.reason.contains(".."), "{e}");
         // 8 MiB of zeros: ratio ~1000.
         let z = vec![0u8; 8 << 20];
         let e = open_hap(&zip_of(&[("module.json", MODULE), ("z", &z)], None), &l).unwrap_err();
         assert!(e.reason.contains("zip bomb"), "{e}");
-        let tight = Limits { max_entries: 3, ..l };
+        let tight = Limits {
+            max_entries: 3,
+            ..l
+        };
         let many: Vec<(String, Vec<u8>)> = (0..5).map(|i| (format!("f{i}"), vec![])).collect();
-        let refs: Vec<(&str, &[u8])> = many.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
+        let refs: Vec<(&str, &[u8])> = many
+            .iter()
+            .map(|(n, d)| (n.as_str(), d.as_slice()))
+            .collect();
         let e = open_hap(&zip_of(&refs, None), &tight).unwrap_err();
         assert_eq!(e.code, code::INVALID_BUNDLE_FILE);
         assert!(e.reason.contains("entries"), "{e}");
-        let small = Limits { max_entry_bytes: 10, ..l };
+        let small = Limits {
+            max_entry_bytes: 10,
+            ..l
+        };
         let e = open_hap(&zip_of(&[("module.json", MODULE)], None), &small).unwrap_err();
         assert!(e.reason.contains("declares"), "{e}");
     }
@@ -461,9 +477,15 @@ mod tests {
     #[test]
     fn libs_extract_only_below_dest() {
         let d = tempfile::tempdir().unwrap();
-        let z = zip_of(&[("module.json", MODULE), ("libs/x86_64/liba.so", b"A")], None);
+        let z = zip_of(
+            &[("module.json", MODULE), ("libs/x86_64/liba.so", b"A")],
+            None,
+        );
         assert_eq!(extract_libs(&z, &Limits::default(), d.path()).unwrap(), 1);
-        assert_eq!(std::fs::read(d.path().join("x86_64/liba.so")).unwrap(), b"A");
+        assert_eq!(
+            std::fs::read(d.path().join("x86_64/liba.so")).unwrap(),
+            b"A"
+        );
         // Second extraction over existing files: refused, never overwritten through.
         assert!(extract_libs(&z, &Limits::default(), d.path()).is_err());
     }

@@ -43,7 +43,16 @@ impl SystemAbility for BundleManager {
             }
             api::INSTALL => {
                 let a: InstallArgs = decode(&data)?;
-                let r = self.install(conn, &a);
+                // Parsing, hashing and file writes take a while for big packages: on the
+                // daemon's multi-thread runtime, tell it this worker blocks.
+                let multi = tokio::runtime::Handle::try_current().is_ok_and(|h| {
+                    h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+                });
+                let r = if multi {
+                    tokio::task::block_in_place(|| self.install(conn, &a))
+                } else {
+                    self.install(conn, &a)
+                };
                 if let Err(e) = &r {
                     tracing::info!(
                         tag = "bms",
