@@ -798,3 +798,170 @@ fn sim_devices_are_sl3_and_sync_s3_stores() {
         "v\n"
     );
 }
+
+// ------------------------------------------------------------ app isolation, for real
+
+mod app {
+    //! An installed app (a HAP token for the uid `nobody`) running as `nobody`: it reaches its
+    //! own stores without naming itself, not another app's, and cannot sync without
+    //! DISTRIBUTED_DATASYNC. The client is this test binary run again through `runuser` with
+    //! [`CHILD_ENV`] set; it prints its findings as JSON lines.
+
+    use super::{APP, kv};
+    use crate::common::TestDevice;
+    use oxh_atm::rules::{DlpType, HapInfoParams, HapPolicy};
+    use oxh_sdk::kv::{KVManager, Options, SyncMode};
+    use serde_json::{Value, json};
+    use std::process::Command;
+    use std::time::Duration;
+
+    const CHILD_ENV: &str = "OXH_KV_TEST_CHILD";
+    const RESULT: &str = "OXH-KV-RESULT ";
+    const KVAPP: &str = "com.example.kvapp";
+
+    fn code<T>(r: Result<T, oxh_sdk::Error>) -> Value {
+        match r {
+            Ok(_) => json!(0),
+            Err(e) => json!(e.code()),
+        }
+    }
+
+    /// Not a test of its own: the client processes' entry point (nothing without CHILD_ENV).
+    #[tokio::test]
+    async fn child_entry() {
+        let Ok(spec) = std::env::var(CHILD_ENV) else {
+            return;
+        };
+        let (mode, dir) = spec.split_once(' ').expect("MODE DIR");
+        if mode == "setup" {
+            // As root named oxhd (a native process) that may create app tokens.
+            let path = format!("/proc/self/task/{}/comm", std::process::id());
+            std::fs::write(&path, "oxhd").unwrap();
+        }
+        let dev = oxh_sdk::Device::connect(dir).await.unwrap();
+        let out = match mode {
+            "setup" => {
+                let id = dev
+                    .atm()
+                    .alloc_hap_token(
+                        HapInfoParams {
+                            user_id: 100,
+                            bundle_name: KVAPP.into(),
+                            inst_index: 0,
+                            dlp_type: DlpType::Common,
+                            app_id_desc: format!("{KVAPP}_appid"),
+                            api_version: 12,
+                            is_system_app: false,
+                            app_distribution_type: "app_gallery".into(),
+                            uid: Some(65_534),
+                        },
+                        HapPolicy::normal(&["ohos.permission.INTERNET"]),
+                    )
+                    .await
+                    .unwrap()
+                    .token_id();
+                json!({ "app": id })
+            }
+            "app" => {
+                let who = dev.samgr().whoami().await.unwrap();
+                let own = KVManager::new(&dev, None)
+                    .get_single_kv_store("mine", Options::default())
+                    .await
+                    .unwrap();
+                let put = code(own.put(b"k", b"mine").await);
+                let get = own
+                    .get(b"k")
+                    .await
+                    .map(|v| String::from_utf8(v).unwrap())
+                    .ok();
+                let named_self = code(
+                    KVManager::new(&dev, Some(KVAPP))
+                        .get_single_kv_store("mine", Options::default())
+                        .await,
+                );
+                let other = code(
+                    KVManager::new(&dev, Some(APP))
+                        .get_single_kv_store("s1", Options::default())
+                        .await,
+                );
+                let sync = code(own.sync(&[], SyncMode::Push, Duration::from_secs(1)).await);
+                json!({
+                    "token_type": who.token_type.as_str(),
+                    "put": put,
+                    "get": get,
+                    "named_self": named_self,
+                    "other": other,
+                    "sync": sync,
+                })
+            }
+            m => panic!("unknown mode {m}"),
+        };
+        println!("{RESULT}{out}");
+    }
+
+    fn run_child(user: Option<&str>, mode: &str, dev: &TestDevice) -> Value {
+        let exe = std::env::current_exe().unwrap();
+        let spec = format!("{mode} {}", dev.data_dir().display());
+        let mut cmd = match user {
+            Some(u) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", u, "--", "env"])
+                    .arg(format!("{CHILD_ENV}={spec}"))
+                    .arg(&exe);
+                c
+            }
+            None => {
+                let mut c = Command::new(&exe);
+                c.env(CHILD_ENV, &spec);
+                c
+            }
+        };
+        let o = cmd
+            .args([
+                "--exact",
+                "kv::app::child_entry",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success(),
+            "{out}\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let line = out
+            .lines()
+            .find_map(|l| l.find(RESULT).map(|i| l[i + RESULT.len()..].to_string()))
+            .unwrap_or_else(|| panic!("no result from the child: {out}"));
+        serde_json::from_str(&line).unwrap()
+    }
+
+    #[test]
+    fn an_app_reaches_only_its_own_stores_and_cannot_sync_without_datasync() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0
+            || Command::new("runuser").arg("--help").output().is_err()
+        {
+            eprintln!("SKIPPED: needs root and runuser to run an app as nobody");
+            return;
+        }
+        let d = TestDevice::start();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(d.data_dir(), std::fs::Permissions::from_mode(0o711)).unwrap();
+        d.oxh_ok(&kv(&["put", "--app", APP, "--store", "s1", "secret", "x"]));
+        let setup = run_child(None, "setup", &d);
+        assert!(setup["app"].as_u64().is_some(), "{setup}");
+        let r = run_child(Some("nobody"), "app", &d);
+        assert_eq!(r["token_type"], "hap", "{r}");
+        assert_eq!(r["put"], 0, "{r}");
+        assert_eq!(r["get"], "mine", "{r}");
+        assert_eq!(r["named_self"], 0, "{r}");
+        assert_eq!(r["other"], 201, "another app's store: {r}");
+        assert_eq!(r["sync"], 201, "sync without DISTRIBUTED_DATASYNC: {r}");
+        // The app's data is under its own bundle, where the shell finds it.
+        let got = d.oxh_ok(&kv(&["get", "--app", KVAPP, "--store", "mine", "k"]));
+        assert_eq!(got, "mine\n");
+    }
+}
