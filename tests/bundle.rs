@@ -850,3 +850,73 @@ fn sim_devices_trust_the_sim_dev_root() {
     ]);
     assert!(v.contains("ok   chain") && v.contains("verified"), "{v}");
 }
+
+/// An `.app` (pack.info + HAPs) installs as one bundle with all its modules; `oxh hap info`
+/// reads it.
+#[test]
+fn app_file_installs_its_haps_as_one_bundle() {
+    let dev = TestDevice::start();
+    let work = tempfile::tempdir().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let bundle = "com.example.multi";
+    let spec = oxh_bundle::tools::ProfileSpec {
+        bundle_name: bundle.into(),
+        kind: "release".into(),
+        apl: "normal".into(),
+        acls: vec![],
+        device_ids: vec![],
+        not_before: now - 60,
+        not_after: now + 3600,
+    };
+    let ks = oxh_bundle::tools::keygen(&spec, now).unwrap();
+    let root = work.path().join("root.pem");
+    std::fs::write(&root, &ks.root_pem).unwrap();
+    dev.oxh_ok(&["hap", "trust", "add", s(&root)]);
+    let hap = |name: &str, kind: &str| {
+        let m = format!(
+            "{{app: {{bundleName: '{bundle}', versionCode: 7, versionName: '7'}}, module: {{name: '{name}', type: '{kind}', deviceTypes: ['default'], abilities: [{{name: '{name}Ability'}}]}}}}"
+        );
+        let files: oxh_bundle::tools::Files = vec![("module.json5".into(), m.into_bytes())];
+        let unsigned = oxh_bundle::tools::pack(&files).unwrap();
+        oxh_bundle::tools::sign_hap(
+            &unsigned,
+            &ks.dev_key_pem,
+            ks.dev_cert_pem.as_bytes(),
+            &ks.profile_p7b,
+            now,
+        )
+        .unwrap()
+    };
+    let entry = hap("entry", "entry");
+    let feature = hap("camera", "feature");
+    let pack_info = format!(
+        "{{\"summary\":{{\"app\":{{\"bundleName\":\"{bundle}\",\"version\":{{\"code\":7,\"name\":\"7\"}}}}}}}}"
+    );
+    let app = zip_with(&[
+        ("pack.info", pack_info.as_bytes(), None),
+        ("entry-default.hap", &entry, None),
+        ("camera-default.hap", &feature, None),
+    ]);
+    let p = work.path().join("multi.app");
+    std::fs::write(&p, &app).unwrap();
+    let info = dev.oxh_ok(&["hap", "info", s(&p)]);
+    assert!(
+        info.contains("camera (feature)") && info.contains("entry (entry)"),
+        "{info}"
+    );
+    assert_eq!(
+        dev.oxh_ok(&["bm", "install", "-p", s(&p)]).trim(),
+        "install bundle successfully."
+    );
+    let d = dump(&dev, bundle);
+    assert_eq!(
+        d["hapModuleNames"],
+        serde_json::json!(["camera", "entry"]),
+        "{d}"
+    );
+    assert!(code_dir(&dev, bundle).join("camera.hap").is_file());
+    assert!(code_dir(&dev, bundle).join("entry.hap").is_file());
+}
