@@ -173,15 +173,12 @@ impl BundleManager {
                 ),
             ));
         }
-        if total
-            > self
-                .cfg
-                .limits
-                .max_package_bytes
-                .saturating_mul(u64::from(files))
-        {
+        // One install (all its files together) is bounded like one package, so staging can
+        // never hold more than that per session.
+        if total > self.cfg.limits.max_package_bytes {
             return Err(BundleError::invalid_file(format!(
-                "{total} bytes announced, too large"
+                "{total} bytes announced, more than the {} allowed for one install",
+                self.cfg.limits.max_package_bytes
             )));
         }
         let mut s = lock(&self.sessions);
