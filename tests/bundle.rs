@@ -920,3 +920,32 @@ fn app_file_installs_its_haps_as_one_bundle() {
     assert!(code_dir(&dev, bundle).join("camera.hap").is_file());
     assert!(code_dir(&dev, bundle).join("entry.hap").is_file());
 }
+
+/// `oxh` run through a link named `bm` is OpenHarmony's `bm`.
+#[test]
+fn bm_is_a_multi_call_name() {
+    let dev = TestDevice::start();
+    let d = tempfile::tempdir().unwrap();
+    let bm = d.path().join("bm");
+    std::os::unix::fs::symlink(oxh_bin(), &bm).unwrap();
+    let o = Command::new(&bm)
+        .env("OXH_DATA_DIR", dev.data_dir())
+        .args(["dump", "-a"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "ID: 100:");
+    let o = Command::new(&bm)
+        .env("OXH_DATA_DIR", dev.data_dir())
+        .args(["install", "-p", "/nonexistent/x.hap"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!o.status.success());
+    assert!(
+        out.starts_with(
+            "error: failed to install bundle.\ncode:9568269\nerror: install file path invalid.\n"
+        ),
+        "{out}"
+    );
+}
