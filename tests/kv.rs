@@ -290,7 +290,8 @@ async fn remote_changes_arrive_as_events_and_auto_sync_pushes_local_writes() {
     let ev_b = wb_last_change(&mut wb, &sa, b"auto-key2").await;
     assert_eq!(ev_b.0, a.ready_field("udid"));
     assert!(ev_b.1);
-    // An explicit sync reports per device too.
+    // An explicit sync reports per device, and as a syncComplete event.
+    let mut wa = sa.on_data_change(SubscribeType::All).await.unwrap();
     let r = sa
         .sync(&[], SyncMode::PushPull, Duration::from_secs(10))
         .await
@@ -298,6 +299,16 @@ async fn remote_changes_arrive_as_events_and_auto_sync_pushes_local_writes() {
     assert_eq!(r.len(), 1);
     assert_eq!(r[0].status, SyncStatus::Success);
     assert_eq!(r[0].network_id, b.ready_field("network_id"));
+    let done = within("syncComplete", Duration::from_secs(10), async {
+        loop {
+            if let Some(DataChange::SyncComplete { results, .. }) = wa.next().await {
+                return results;
+            }
+        }
+    })
+    .await;
+    assert_eq!(done[0].device_id, b.ready_field("udid"));
+    assert_eq!(done[0].status, SyncStatus::Success);
 }
 
 /// Writes `key` on `from` and returns (device id, remote) of the event `w` sees for it.
