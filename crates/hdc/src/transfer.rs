@@ -12,7 +12,7 @@
 use crate::frame::CHUNK;
 use crate::proto::{Ctrl, Exit, FileMeta, FileOpts};
 use crate::session::{Channel, Event};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -227,25 +227,22 @@ fn read_file(
     let mut f = std::fs::File::open(path).map_err(|e| fail_path("opening file", &e, path))?;
     let mut h = Xxh3::new();
     loop {
-        let mut buf = BytesMut::zeroed(CHUNK);
-        let mut n = 0;
-        while n < CHUNK {
-            match f.read(&mut buf[n..]) {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(fail_path("reading file", &e, path)),
-            }
-        }
+        // Read into fresh, uninitialised capacity (File reads without zeroing it first), and
+        // hand the buffer on without a copy.
+        let mut buf = Vec::with_capacity(CHUNK);
+        (&mut f)
+            .take(CHUNK as u64)
+            .read_to_end(&mut buf)
+            .map_err(|e| fail_path("reading file", &e, path))?;
+        let n = buf.len();
         if n == 0 {
             break;
         }
-        buf.truncate(n);
         h.update(&buf);
         let out = if compress {
             Bytes::from(zstd::bulk::compress(&buf, 1).map_err(|e| format!("[Fail]compress: {e}"))?)
         } else {
-            buf.freeze()
+            Bytes::from(buf)
         };
         if tx.blocking_send(Ok(out)).is_err() {
             return Err("[Fail]transfer aborted".into());
