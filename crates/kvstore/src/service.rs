@@ -785,6 +785,12 @@ impl KvService {
                     }
                 }
                 Event::Changed { from, changes } => self.notify(o, &from, true, &changes),
+                Event::Superseded { peer, old, new } => {
+                    let mut w = lock(&self.waiters);
+                    if let Some(ws) = w.remove(&(key.clone(), peer.clone(), old)) {
+                        w.entry((key.clone(), peer, new)).or_default().extend(ws);
+                    }
+                }
             }
         }
     }

@@ -180,6 +180,15 @@ pub enum Event {
         /// How it ended.
         status: SyncStatus,
     },
+    /// Round `old` with `peer` was replaced by the wider round `new` (its result is `new`'s).
+    Superseded {
+        /// Peer device.
+        peer: String,
+        /// The replaced round.
+        old: u64,
+        /// The round that replaces it.
+        new: u64,
+    },
     /// Writes from `from` changed the visible data.
     Changed {
         /// Peer device that sent them.
@@ -334,16 +343,26 @@ impl SyncEngine {
         now: u64,
         out: &mut Vec<Event>,
     ) -> u64 {
+        let mut superseded = None;
         if let Some(rd) = self.rounds.get(peer) {
             if rd.mode.covers(mode) {
                 return rd.req;
             }
+            // A wider round replaces it; whoever waits on the old one waits on the new one.
             let old = rd.req;
-            self.end_round(peer, SyncStatus::Failed("superseded".into()), out);
+            self.rounds.remove(peer);
             self.pushes.remove(&(peer.to_string(), old));
+            superseded = Some(old);
         }
         let req = (now << 16) ^ self.next_req;
         self.next_req += 1;
+        if let Some(old) = superseded {
+            out.push(Event::Superseded {
+                peer: peer.to_string(),
+                old,
+                new: req,
+            });
+        }
         self.rounds.insert(
             peer.to_string(),
             Round {

@@ -97,7 +97,7 @@ impl Sim {
                 Event::Complete { peer, req, status } => {
                     self.completes.push((from, peer, req, status));
                 }
-                Event::Changed { .. } => {}
+                Event::Changed { .. } | Event::Superseded { .. } => {}
             }
         }
     }
@@ -543,4 +543,28 @@ fn data_that_does_not_fit_the_store_is_refused() {
             ..
         }
     )));
+}
+
+#[test]
+fn a_wider_round_supersedes_a_running_one_without_failing_it() {
+    let mut rep = MemReplica::new("a", [1; 16], false);
+    let mut eng = SyncEngine::new(
+        desc(StoreType::SingleVersion, SecurityLevel::S1),
+        1,
+        small_cfg(),
+    );
+    let mut out = Vec::new();
+    let push = eng.sync(&mut rep, "b", SyncMode::Push, 0, &mut out);
+    // A push joins the push; a push-pull replaces it.
+    assert_eq!(eng.sync(&mut rep, "b", SyncMode::Push, 1, &mut out), push);
+    out.clear();
+    let both = eng.sync(&mut rep, "b", SyncMode::PushPull, 2, &mut out);
+    assert_ne!(both, push);
+    assert!(out.contains(&Event::Superseded {
+        peer: "b".into(),
+        old: push,
+        new: both
+    }));
+    assert!(!out.iter().any(|e| matches!(e, Event::Complete { .. })));
+    assert_eq!(eng.sync(&mut rep, "b", SyncMode::Pull, 3, &mut out), both);
 }
