@@ -260,7 +260,20 @@ async fn command(port: u16, target: Option<String>, args: &[&str]) -> Result<i32
                     opts: opts.clone(),
                 };
                 match open(req) {
-                    Ok(mut ch) => done(oxh_hdc::transfer::send(&mut ch, Path::new(a), &opts).await),
+                    Ok(mut ch) => {
+                        let p = std::sync::Arc::new(oxh_hdc::transfer::Progress::default());
+                        let bar = client::progress_bar(p.clone());
+                        let r = oxh_hdc::transfer::send_files(
+                            &mut ch,
+                            Path::new(a),
+                            &opts,
+                            true,
+                            Some(p),
+                        )
+                        .await;
+                        client::clear_progress(bar);
+                        done(r)
+                    }
                     Err(e) => done(Err(e)),
                 }
             } else {
@@ -269,7 +282,15 @@ async fn command(port: u16, target: Option<String>, args: &[&str]) -> Result<i32
                     opts: opts.clone(),
                 };
                 match open(req) {
-                    Ok(mut ch) => done(oxh_hdc::transfer::recv(&mut ch, Path::new(b), &opts).await),
+                    Ok(mut ch) => {
+                        let p = std::sync::Arc::new(oxh_hdc::transfer::Progress::default());
+                        let bar = client::progress_bar(p.clone());
+                        let r =
+                            oxh_hdc::transfer::recv_progress(&mut ch, Path::new(b), &opts, Some(p))
+                                .await;
+                        client::clear_progress(bar);
+                        done(r)
+                    }
                     Err(e) => done(Err(e)),
                 }
             }
@@ -309,8 +330,14 @@ async fn command(port: u16, target: Option<String>, args: &[&str]) -> Result<i32
             match client::open(&sess, t, Request::Install { replace }) {
                 Ok(mut ch) => {
                     let opts = FileOpts::default();
-                    match oxh_hdc::transfer::send_files(&mut ch, Path::new(path), &opts, false)
-                        .await
+                    match oxh_hdc::transfer::send_files(
+                        &mut ch,
+                        Path::new(path),
+                        &opts,
+                        false,
+                        None,
+                    )
+                    .await
                     {
                         Ok(_) => client::print_until_close(&mut ch).await,
                         Err(e) => done(Err(e)),

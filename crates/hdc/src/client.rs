@@ -69,6 +69,41 @@ pub async fn text_of(sess: &Session, req: Request) -> Result<String, String> {
     }
 }
 
+/// Draws a progress bar on stderr while a transfer runs, if stderr is a terminal; abort the
+/// returned task when done (then [`clear_progress`]).
+pub fn progress_bar(
+    p: std::sync::Arc<crate::transfer::Progress>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    // SAFETY: isatty on fd 2.
+    if unsafe { libc::isatty(2) } != 1 {
+        return None;
+    }
+    Some(tokio::spawn(async move {
+        use std::sync::atomic::Ordering::Relaxed;
+        let t0 = Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let (d, t) = (p.done.load(Relaxed), p.total.load(Relaxed));
+            let pct = (d * 100).checked_div(t).unwrap_or(0).min(100);
+            let bar = "=".repeat((pct / 4) as usize);
+            let rate = d as f64 / t0.elapsed().as_secs_f64().max(1e-3) / 1e6;
+            eprint!(
+                "\r[{bar:<25}] {pct:>3}% {:.1}/{:.1} MB {rate:.0} MB/s",
+                d as f64 / 1e6,
+                t as f64 / 1e6
+            );
+        }
+    }))
+}
+
+/// Ends a progress bar.
+pub fn clear_progress(bar: Option<tokio::task::JoinHandle<()>>) {
+    if let Some(b) = bar {
+        b.abort();
+        eprint!("\r\x1b[K");
+    }
+}
+
 /// Opens a channel for a request.
 pub fn open(sess: &Session, target: Option<String>, req: Request) -> Result<Channel, String> {
     sess.open(&proto::to_bytes(&ClientRequest { target, req }))

@@ -266,7 +266,8 @@ async fn handle(cfg: Arc<DeviceConfig>, sess: Session, inc: Incoming, boot: Arc<
                 channel.close(&Exit::fail(format!("[Fail]cannot stage the package: {e}")));
                 return;
             }
-            match transfer::recv_files(&mut channel, &tmp, &proto::FileOpts::default()).await {
+            match transfer::recv_files(&mut channel, &tmp, &proto::FileOpts::default(), None).await
+            {
                 Ok(_) => {
                     let pkg = std::fs::read_dir(&tmp)
                         .ok()

@@ -16,11 +16,25 @@ use bytes::Bytes;
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use xxhash_rust::xxh3::Xxh3;
 
 /// Depth limit of directory walks.
 const MAX_DEPTH: usize = 64;
+
+/// Bytes expected and done so far, for a progress bar (updated by the disk threads).
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Bytes of file content announced so far.
+    pub total: AtomicU64,
+    /// Bytes read (sender) or written (receiver).
+    pub done: AtomicU64,
+}
+
+/// An optional progress handle.
+pub type ProgressRef = Option<Arc<Progress>>;
 
 /// What a finished transfer did.
 #[derive(Debug, Clone, Copy, Default)]
@@ -112,7 +126,7 @@ fn walk_dir(
 /// Sends `root` (a file or a directory tree) over `ch` and waits for the receiver's result;
 /// returns the stats or the failure message (already with `[Fail]`).
 pub async fn send(ch: &mut Channel, root: &Path, opts: &FileOpts) -> Result<Stats, String> {
-    send_files(ch, root, opts, true).await
+    send_files(ch, root, opts, true, None).await
 }
 
 /// Sends `root`; with `wait`, waits for the receiver's Close (its result) too. Without, the
@@ -122,8 +136,9 @@ pub async fn send_files(
     root: &Path,
     opts: &FileOpts,
     wait: bool,
+    progress: ProgressRef,
 ) -> Result<Stats, String> {
-    match send_inner(ch, root, opts, wait).await {
+    match send_inner(ch, root, opts, wait, progress).await {
         Ok(s) => Ok(s),
         Err(Failure::Msg(m)) => Err(m),
         // The channel was closed under us: the receiver's Close says why.
@@ -156,9 +171,14 @@ async fn send_inner(
     root: &Path,
     opts: &FileOpts,
     wait: bool,
+    progress: ProgressRef,
 ) -> Result<Stats, Failure> {
     let t0 = Instant::now();
     let list = walk(root)?;
+    if let Some(p) = &progress {
+        let total: u64 = list.iter().map(|(_, m)| m.size).sum();
+        p.total.fetch_add(total, Ordering::Relaxed);
+    }
     let mut stats = Stats::default();
     let tx = ch.sender();
     for (path, meta) in list {
@@ -176,7 +196,8 @@ async fn send_inner(
         let (ctx, mut crx) = tokio::sync::mpsc::channel::<Result<Bytes, String>>(4);
         let compress = opts.compress;
         let p = path.clone();
-        let reader = tokio::task::spawn_blocking(move || read_file(&p, compress, ctx));
+        let prog = progress.clone();
+        let reader = tokio::task::spawn_blocking(move || read_file(&p, compress, ctx, prog));
         while let Some(chunk) = crx.recv().await {
             let chunk = chunk?;
             let sent = tokio::select! {
@@ -223,6 +244,7 @@ fn read_file(
     path: &Path,
     compress: bool,
     tx: tokio::sync::mpsc::Sender<Result<Bytes, String>>,
+    progress: ProgressRef,
 ) -> Result<u128, String> {
     let mut f = std::fs::File::open(path).map_err(|e| fail_path("opening file", &e, path))?;
     let mut h = Xxh3::new();
@@ -239,6 +261,9 @@ fn read_file(
             break;
         }
         h.update(&buf);
+        if let Some(p) = &progress {
+            p.done.fetch_add(n as u64, Ordering::Relaxed);
+        }
         let out = if compress {
             Bytes::from(zstd::bulk::compress(&buf, 1).map_err(|e| format!("[Fail]compress: {e}"))?)
         } else {
@@ -298,7 +323,17 @@ fn apply_attrs(path: &Path, m: &FileMeta) -> Result<(), String> {
 /// Receives a transfer into `dest`, then closes `ch` with the result. Returns the stats or the
 /// failure message.
 pub async fn recv(ch: &mut Channel, dest: &Path, opts: &FileOpts) -> Result<Stats, String> {
-    let r = recv_files(ch, dest, opts).await;
+    recv_progress(ch, dest, opts, None).await
+}
+
+/// [`recv`] with a progress handle.
+pub async fn recv_progress(
+    ch: &mut Channel,
+    dest: &Path,
+    opts: &FileOpts,
+    progress: ProgressRef,
+) -> Result<Stats, String> {
+    let r = recv_files(ch, dest, opts, progress).await;
     let exit = match &r {
         Ok(_) => Exit::ok(),
         Err(m) => Exit::fail(m.clone()),
@@ -308,7 +343,12 @@ pub async fn recv(ch: &mut Channel, dest: &Path, opts: &FileOpts) -> Result<Stat
 }
 
 /// Receives a transfer into `dest` without closing `ch` (the caller sends the result).
-pub async fn recv_files(ch: &mut Channel, dest: &Path, opts: &FileOpts) -> Result<Stats, String> {
+pub async fn recv_files(
+    ch: &mut Channel,
+    dest: &Path,
+    opts: &FileOpts,
+    progress: ProgressRef,
+) -> Result<Stats, String> {
     let t0 = Instant::now();
     let dest_is_dir = dest.is_dir();
     let mut stats = Stats::default();
@@ -342,7 +382,10 @@ pub async fn recv_files(ch: &mut Channel, dest: &Path, opts: &FileOpts) -> Resul
                         continue;
                     }
                 }
-                match start_file(target, meta, opts.compress) {
+                if let Some(p) = &progress {
+                    p.total.fetch_add(meta.size, Ordering::Relaxed);
+                }
+                match start_file(target, meta, opts.compress, progress.clone()) {
                     Ok(inc) => cur = Some(inc),
                     Err(e) => break Err(e),
                 }
@@ -393,7 +436,12 @@ pub async fn recv_files(ch: &mut Channel, dest: &Path, opts: &FileOpts) -> Resul
     Ok(stats)
 }
 
-fn start_file(target: PathBuf, meta: FileMeta, compress: bool) -> Result<Incoming, String> {
+fn start_file(
+    target: PathBuf,
+    meta: FileMeta,
+    compress: bool,
+    progress: ProgressRef,
+) -> Result<Incoming, String> {
     let dir = target
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -426,6 +474,9 @@ fn start_file(target: PathBuf, meta: FileMeta, compress: bool) -> Result<Incomin
                 d
             };
             h.update(&plain);
+            if let Some(p) = &progress {
+                p.done.fetch_add(plain.len() as u64, Ordering::Relaxed);
+            }
             n += plain.len() as u64;
             f.write_all(&plain)
                 .map_err(|e| fail_path("writing file", &e, &t))?;
