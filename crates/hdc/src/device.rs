@@ -237,7 +237,10 @@ async fn handle(cfg: Arc<DeviceConfig>, sess: Session, inc: Incoming, boot: Arc<
             loop {
                 tokio::select! {
                     a = l.accept() => {
-                        let Ok((t, _)) = a else { continue };
+                        let Ok((t, _)) = a else {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        };
                         let req = proto::to_bytes(&Request::Connect { port: host_port });
                         match sess.open(&req) {
                             Ok(ch) => { tokio::spawn(relay::tcp(ch, t)); }

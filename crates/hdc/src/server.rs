@@ -362,6 +362,8 @@ impl Server {
             tokio::spawn(async move {
                 loop {
                     let Ok((t, _)) = l.accept().await else {
+                        // Out of descriptors or similar: do not spin.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     };
                     let Ok((_, s)) = me.target(Some(&k)).await else {

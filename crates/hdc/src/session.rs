@@ -67,6 +67,8 @@ enum Out {
 struct Entry {
     tx: mpsc::UnboundedSender<Event>,
     credit: Arc<Semaphore>,
+    /// Data bytes queued for the consumer: a peer that sends past its credit is cut off.
+    queued: usize,
 }
 
 struct Inner {
@@ -108,6 +110,7 @@ impl Inner {
                 Entry {
                     tx,
                     credit: credit.clone(),
+                    queued: 0,
                 },
             );
         }
@@ -409,9 +412,15 @@ fn dispatch(
             inner
                 .rx_bytes
                 .fetch_add(p.payload.len() as u64, Ordering::Relaxed);
-            if let Ok(m) = inner.chans.lock()
-                && let Some(e) = m.get(&ch)
+            if let Ok(mut m) = inner.chans.lock()
+                && let Some(e) = m.get_mut(&ch)
             {
+                e.queued += p.payload.len();
+                if e.queued > 2 * WINDOW {
+                    return Err(SessionError::Closed(
+                        "peer sent past its flow-control window".into(),
+                    ));
+                }
                 let _ = e.tx.send(Event::Data(p.payload));
             }
         }
@@ -552,6 +561,11 @@ impl Channel {
         match &ev {
             Event::Data(b) => {
                 self.pending_credit += b.len();
+                if let Ok(mut m) = self.inner.chans.lock()
+                    && let Some(e) = m.get_mut(&self.id)
+                {
+                    e.queued = e.queued.saturating_sub(b.len());
+                }
                 if self.pending_credit >= WINDOW / 4 || self.rx.is_empty() {
                     let n = std::mem::take(&mut self.pending_credit) as u32;
                     self.inner
@@ -671,6 +685,29 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         assert!(sa.open(b"x").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_ignores_credits_is_cut_off() {
+        let (sa, _ia, sb, mut ib) = pair().await;
+        let ch = sa.open(&proto::to_bytes(&Request::Boot)).unwrap();
+        // Held, never read from.
+        let _inc = ib.recv().await.unwrap();
+        // Bypass the sender's credit check: raw Data packets past twice the window.
+        let chunk = Bytes::from(vec![0u8; frame::MAX_PAYLOAD]);
+        for _ in 0..(2 * WINDOW / frame::MAX_PAYLOAD + 2) {
+            let h = frame::header(Kind::Data, ch.id(), chunk.len());
+            let _ = sa.inner.out.send(Out::Big(h, chunk.clone()));
+        }
+        // The receiver never reads Data here, so its queue only grows: the session must die.
+        tokio::time::timeout(Duration::from_secs(5), sb.closed())
+            .await
+            .expect("session cut off");
+        assert!(
+            sb.dead().unwrap().contains("flow-control"),
+            "{:?}",
+            sb.dead()
+        );
     }
 
     #[tokio::test]
