@@ -296,7 +296,7 @@ struct Incoming {
     tmp: PathBuf,
     target: PathBuf,
     meta: FileMeta,
-    tx: std::sync::mpsc::SyncSender<Bytes>,
+    tx: tokio::sync::mpsc::Sender<Bytes>,
     writer: std::thread::JoinHandle<Result<(u128, u64), String>>,
 }
 
@@ -394,7 +394,8 @@ pub async fn recv_files(
                 let Some(inc) = &cur else {
                     break Err("[Fail]data outside a file".into());
                 };
-                if inc.tx.send(d).is_err() {
+                // Waits (without blocking the runtime) while the disk thread is behind.
+                if inc.tx.send(d).await.is_err() {
                     // The writer failed: its error comes out of join below.
                     let inc = cur.take().map(finish_abort);
                     break Err(inc.unwrap_or_else(|| "[Fail]write failed".into()));
@@ -404,7 +405,12 @@ pub async fn recv_files(
                 let Some(inc) = cur.take() else {
                     break Err("[Fail]file end outside a file".into());
                 };
-                match finish_file(inc, hash, opts.keep_attrs) {
+                let keep = opts.keep_attrs;
+                // Joins the disk thread: off the runtime's threads.
+                let done = tokio::task::spawn_blocking(move || finish_file(inc, hash, keep))
+                    .await
+                    .unwrap_or_else(|_| Err("[Fail]writer crashed".into()));
+                match done {
                     Ok(n) => {
                         stats.files += 1;
                         stats.bytes += n;
@@ -458,13 +464,13 @@ fn start_file(
         .create_new(true)
         .open(&tmp)
         .map_err(|e| fail_path("opening file", &e, &target))?;
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(8);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(8);
     let t = tmp.clone();
     let writer = std::thread::spawn(move || {
         let mut f = std::io::BufWriter::with_capacity(0, f);
         let mut h = Xxh3::new();
         let mut n = 0u64;
-        for d in rx {
+        while let Some(d) = rx.blocking_recv() {
             let plain: Bytes = if compress {
                 Bytes::from(
                     zstd::bulk::decompress(&d, CHUNK)
