@@ -34,7 +34,18 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn timed(mut c: Command) -> f64 {
+fn timed(c: Command) -> f64 {
+    timed_to(c, None)
+}
+
+/// Times a command that writes `dest`. Untimed before it: the previous run's copy is removed
+/// and dirty pages are written back, so no run (ours or the peer's) pays for the previous
+/// one's unlink or writeback.
+fn timed_to(mut c: Command, dest: Option<&Path>) -> f64 {
+    if let Some(d) = dest {
+        let _ = std::fs::remove_file(d);
+    }
+    let _ = Command::new("sync").status();
     let t = Instant::now();
     let o = c.output().expect("run");
     assert!(
@@ -266,7 +277,7 @@ fn main() {
                     // Through the host server, as before the direct data path.
                     c.env("OXH_HDC_DIRECT", "0");
                 }
-                timed(c)
+                timed_to(c, Some(if recv { &back } else { &remote }))
             })
             .collect();
         let rate = bytes / median(runs.clone()) / 1e6;
@@ -293,15 +304,13 @@ fn main() {
             };
             let rem = tmp.path().join("scp-dst.bin");
             let up: Vec<f64> = (0..3)
-                .map(|_| timed(scp(s(&src), format!("{target}:{}", s(&rem)))))
+                .map(|_| timed_to(scp(s(&src), format!("{target}:{}", s(&rem))), Some(&rem)))
                 .collect();
             scp_up = Some(bytes / median(up) / 1e6);
             let down: Vec<f64> = (0..3)
                 .map(|_| {
-                    timed(scp(
-                        format!("{target}:{}", s(&rem)),
-                        s(&tmp.path().join("scp-back.bin")),
-                    ))
+                    let to = tmp.path().join("scp-back.bin");
+                    timed_to(scp(format!("{target}:{}", s(&rem)), s(&to)), Some(&to))
                 })
                 .collect();
             scp_down = Some(bytes / median(down) / 1e6);
