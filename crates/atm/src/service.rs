@@ -1419,11 +1419,23 @@ pub(crate) mod tests {
         assert_eq!(changes.try_recv().unwrap(), id, "grant announced");
         let (rev2, st2) = a.export_token(id).unwrap();
         assert!(rev2 > rev1);
-        assert_eq!(b.remote_token("udid-a", id, rev2), None, "stale copy not used");
-        assert_eq!(b.import_remote_token("udid-a", id, rev2, &st2).unwrap(), copy);
+        assert_eq!(
+            b.remote_token("udid-a", id, rev2),
+            None,
+            "stale copy not used"
+        );
+        assert_eq!(
+            b.import_remote_token("udid-a", id, rev2, &st2).unwrap(),
+            copy
+        );
         assert!(b.verify_token(copy, CAMERA));
-        let e = b.revoke_permission(copy, CAMERA, flag::USER_SET).unwrap_err();
-        assert!(matches!(e, AtmError::NotAHap(_)), "copies change only at the origin: {e}");
+        let e = b
+            .revoke_permission(copy, CAMERA, flag::USER_SET)
+            .unwrap_err();
+        assert!(
+            matches!(e, AtmError::NotAHap(_)),
+            "copies change only at the origin: {e}"
+        );
         assert!(b.export_token(copy).is_none(), "copies are not passed on");
 
         assert_eq!(b.drop_remote_device("udid-other"), 0);
