@@ -634,11 +634,23 @@ impl KvService {
     ) -> Result<Vec<DeviceSyncResult>, KvError> {
         let key = self.key(caller, &a.store)?;
         let o = self.existing(&key)?;
-        let online: HashMap<String, String> = self
-            .net
-            .get()
-            .map(|n| lock(&n.online).clone())
-            .unwrap_or_default();
+        // The bus's view, not the one fed by state events: right after a device comes back,
+        // its ONLINE event may not have reached this service yet; it is applied here first.
+        let online: HashMap<String, String> = match self.net.get() {
+            Some(n) => {
+                let now: HashMap<String, String> = n
+                    .softbus
+                    .trusted()
+                    .into_iter()
+                    .filter_map(|t| t.network_id.map(|nid| (t.udid, nid)))
+                    .collect();
+                for (u, nid) in &now {
+                    self.peer_online(u, nid);
+                }
+                now
+            }
+            None => HashMap::new(),
+        };
         let mut targets: Vec<(String, String, Option<String>)> = Vec::new(); // (asked, udid, networkId)
         if a.devices.is_empty() || a.devices.iter().any(|d| d == "all") {
             for (u, n) in &online {
@@ -929,7 +941,13 @@ impl KvService {
 
     fn peer_online(&self, udid: &str, network_id: &str) {
         let Some(net) = self.net.get() else { return };
-        lock(&net.online).insert(udid.to_string(), network_id.to_string());
+        // Known online under this networkId already (applied by `sync` ahead of its event).
+        if lock(&net.online)
+            .insert(udid.to_string(), network_id.to_string())
+            .is_some_and(|n| n == network_id)
+        {
+            return;
+        }
         lock(&net.links).remove(udid);
         // Catch up: every auto-sync store syncs both ways with the device that came online.
         let stores: Vec<(StoreKey, Arc<OpenStore>)> = lock(&self.stores)
