@@ -296,6 +296,9 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
         .with_context(|| format!("cannot write {}", dirs.pid_path().display()))?;
     let serve = tokio::spawn(server.run());
     let hdc = start_hdc(&cfg, &dirs, &identity, &param).await;
+    if let Some(h) = &hdc {
+        softbus.advertise_hdc_port(h.addr.port());
+    }
 
     let ready_ms = t0.elapsed().as_secs_f64() * 1000.0;
     tracing::info!(

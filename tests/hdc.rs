@@ -830,3 +830,34 @@ fn install_and_uninstall_through_the_bundle_manager() {
     assert!(out.contains("uninstall bundle successfully."), "{out}");
     assert!(!d.oxh_ok(&["bm", "dump", "-a"]).contains(bundle));
 }
+
+#[test]
+fn discover_lists_devices_that_advertise_an_hdc_port_and_tconn_reaches_them() {
+    // mDNS on loopback only: this test sends nothing beyond this machine.
+    let d = TestDevice::start_with(&["--hdc-port", "0", "--discovery", "loopback"]);
+    let name = d.ready_field("name");
+    d.oxh_ok(&["param", "set", "persist.hdc.auth_bypass", "1"]);
+    let port = d.ready_field("hdc").rsplit(':').next().unwrap().to_string();
+    let h = Host::new();
+    let want = format!("127.0.0.1:{port}\t{name} (");
+    // Each round listens 1 s; the device answers the first query, so the first round
+    // normally finds it (bounded: at most 5 rounds).
+    let mut out = String::new();
+    for _ in 0..5 {
+        let o = h
+            .cmd(&["discover"])
+            .env("OXH_HDC_DISCOVER_IFACES", "loopback")
+            .env("OXH_HDC_DISCOVER_MS", "1000")
+            .output()
+            .expect("run hdc discover");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        out = String::from_utf8_lossy(&o.stdout).into_owned();
+        if out.contains(&want) {
+            break;
+        }
+    }
+    assert!(out.lines().any(|l| l.starts_with(&want)), "{out}");
+    let addr = format!("127.0.0.1:{port}");
+    assert!(h.ok(&["tconn", &addr]).contains("Connect OK"));
+    assert_eq!(h.ok(&["-t", &addr, "shell", "echo found"]).trim(), "found");
+}

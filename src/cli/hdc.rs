@@ -359,10 +359,7 @@ async fn command(port: u16, target: Option<String>, args: &[&str]) -> Result<i32
             };
             simple(&sess, t, req).await
         }
-        ["discover", ..] => {
-            eprintln!("[Fail]discover is not supported yet: connect with `hdc tconn IP:PORT`");
-            1
-        }
+        ["discover", ..] => discover()?,
         _ => {
             eprintln!("[Fail]Unknown command: {}\n{USAGE}", args.join(" "));
             1
@@ -438,5 +435,47 @@ fn allow(global: &Global, args: &[&str]) -> Result<i32> {
         &key[..16],
         if always { "always" } else { "once" }
     );
+    Ok(0)
+}
+
+/// `hdc discover`: oxharmony devices answering mDNS (the soft bus's `_oxh._udp` adverts) that
+/// advertise an hdc port, as `IP:PORT<TAB>NAME (TYPE)`, ready for `hdc tconn IP:PORT`.
+/// `OXH_HDC_DISCOVER_IFACES` picks the interfaces (`all`, the default; `loopback`; or names,
+/// comma separated) and `OXH_HDC_DISCOVER_MS` how long to listen (default 2000).
+fn discover() -> Result<i32> {
+    use oxh_softbus::discovery::{Interfaces, browse};
+    let ifaces = match std::env::var("OXH_HDC_DISCOVER_IFACES").as_deref() {
+        Err(_) | Ok("") | Ok("all") => Interfaces::All,
+        Ok("loopback") => Interfaces::Loopback,
+        Ok(names) => Interfaces::Named(names.split(',').map(|n| n.trim().to_string()).collect()),
+    };
+    let wait = std::env::var("OXH_HDC_DISCOVER_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000u64);
+    let found = browse(&ifaces, std::time::Duration::from_millis(wait))?;
+    let mut n = 0;
+    for f in &found {
+        let Some(port) = f.advert.hdc else { continue };
+        // An IPv4 address first: what `hdc tconn` users type.
+        let Some(ip) = f
+            .addrs
+            .iter()
+            .find(|a| a.is_ipv4())
+            .or_else(|| f.addrs.first())
+        else {
+            continue;
+        };
+        println!(
+            "{}\t{} ({})",
+            std::net::SocketAddr::new(*ip, port),
+            f.advert.name,
+            f.advert.device_type_name
+        );
+        n += 1;
+    }
+    if n == 0 {
+        println!("[Empty]");
+    }
     Ok(0)
 }

@@ -264,6 +264,17 @@ impl Softbus {
         self.bus.local_addr()
     }
 
+    /// Adds the device connector's port to this device's mDNS advert (`hdc discover`).
+    pub fn advertise_hdc_port(&self, port: u16) {
+        if let Some(d) = &self.discovery {
+            let mut a = d.advert();
+            a.hdc = Some(port);
+            if let Err(e) = d.update_advert(a) {
+                tracing::warn!(tag = "softbus", "hdc port not advertised: {e}");
+            }
+        }
+    }
+
     /// Remote SA calls and the token sync (wired by the daemon).
     pub fn dbinder(&self) -> &Arc<crate::dbinder::Dbinder> {
         &self.dbinder

@@ -210,6 +210,8 @@ pub struct Advert {
     pub caps: Capabilities,
     /// The QUIC port that sessions connect to.
     pub port: u16,
+    /// The device connector's TCP port, when hdc listens (`hdc discover` shows it).
+    pub hdc: Option<u16>,
 }
 
 impl Advert {
@@ -228,6 +230,7 @@ impl Advert {
             device_type_name: device_type.as_str().to_string(),
             caps,
             port,
+            hdc: None,
         }
     }
 
@@ -253,6 +256,9 @@ impl Advert {
             ("port".into(), self.port.to_string()),
             ("uh".into(), self.uh.to_hex()),
         ]
+        .into_iter()
+        .chain(self.hdc.map(|p| ("hdc".to_string(), p.to_string())))
+        .collect()
     }
 
     /// Reads a TXT record: `(key, value)` pairs as received, `None` for a key without `=`.
@@ -317,6 +323,14 @@ impl Advert {
             key: "uh",
             reason: "expected 32 hex digits",
         })?;
+        // Optional: a bad value only means no hdc port is known.
+        let hdc = map
+            .get("hdc")
+            .copied()
+            .flatten()
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.parse::<u16>().ok())
+            .filter(|p| *p != 0);
         Ok(Advert {
             uh,
             name,
@@ -324,6 +338,7 @@ impl Advert {
             device_type_name: type_name.to_string(),
             caps,
             port,
+            hdc,
         })
     }
 
@@ -580,6 +595,7 @@ mod tests {
             caps in any::<u32>(),
             port in 1u16..,
             uh in any::<[u8; 16]>(),
+            hdc in proptest::option::of(1u16..),
         ) {
             let a = Advert {
                 uh: UdidHash(uh),
@@ -588,6 +604,7 @@ mod tests {
                 device_type_name: "pc".into(),
                 caps: Capabilities(caps),
                 port,
+                hdc,
             };
             prop_assert_eq!(decode(&a.to_txt()), Ok(a));
         }

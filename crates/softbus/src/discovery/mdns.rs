@@ -345,3 +345,52 @@ fn handle(shared: &Shared, ev: ServiceEvent) {
         _ => {}
     }
 }
+
+/// One device found by [`browse`]: its advert and the addresses it answered from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// What it advertises.
+    pub advert: Advert,
+    /// Its addresses, sorted.
+    pub addrs: Vec<IpAddr>,
+}
+
+/// Lists the devices that answer on `interfaces` within `wait`, without advertising anything:
+/// for tools on a machine that is not itself a device (`hdc discover` on a developer's PC).
+/// Devices whose adverts do not parse are left out; results are sorted by name.
+pub fn browse(interfaces: &Interfaces, wait: Duration) -> Result<Vec<Found>, DiscoveryError> {
+    if matches!(interfaces, Interfaces::Named(n) if n.is_empty()) {
+        return Err(DiscoveryError::NoInterfaces);
+    }
+    let daemon = ServiceDaemon::new()?;
+    let run = || -> Result<Vec<Found>, DiscoveryError> {
+        if *interfaces != Interfaces::All {
+            daemon.disable_interface(IfKind::All)?;
+            daemon.enable_interface(interfaces.if_kinds())?;
+        }
+        let rx = daemon.browse(SERVICE_TYPE)?;
+        let deadline = std::time::Instant::now() + wait;
+        let mut found: std::collections::BTreeMap<String, Found> = Default::default();
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            let Ok(ev) = rx.recv_timeout(left) else {
+                break;
+            };
+            if let ServiceEvent::ServiceResolved(svc) = ev {
+                let txt = svc.get_properties().iter().map(|p| (p.key(), p.val()));
+                if let Ok(advert) = Advert::from_txt(txt) {
+                    let mut addrs: Vec<IpAddr> =
+                        svc.get_addresses().iter().map(|a| a.to_ip_addr()).collect();
+                    addrs.sort();
+                    addrs.dedup();
+                    found.insert(svc.get_fullname().to_string(), Found { advert, addrs });
+                }
+            }
+        }
+        let mut v: Vec<Found> = found.into_values().collect();
+        v.sort_by(|a, b| a.advert.name.cmp(&b.advert.name));
+        Ok(v)
+    };
+    let r = run();
+    let _ = daemon.shutdown();
+    r
+}

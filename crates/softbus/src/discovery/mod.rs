@@ -15,5 +15,5 @@ pub mod mdns;
 pub mod table;
 
 pub use advert::{Advert, Capabilities, SERVICE_TYPE, TxtError, UdidHash};
-pub use mdns::{Discovery, DiscoveryConfig, DiscoveryError, Interfaces};
+pub use mdns::{Discovery, DiscoveryConfig, DiscoveryError, Found, Interfaces, browse};
 pub use table::{DeviceTable, DiscoveryEvent, SeenDevice, TableError};
