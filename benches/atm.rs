@@ -22,6 +22,9 @@
 //! 50,000). Pinned: `taskset -c 0 target/release/deps/atm-* --bench`. Part 3's revocation
 //! figure needs root (the app runs as `nobody` through runuser) and says so otherwise.
 
+mod common;
+use common::Daemon;
+
 use oxh_atm::rules::{DlpType, HapInfoParams, HapPolicy, flag};
 use oxh_atm::{AccessTokenManager, AtmConfig};
 use oxh_ipc::{Caller, TokenType};
@@ -142,54 +145,8 @@ fn verify_bench() {
     );
 }
 
-struct Daemon {
-    child: std::process::Child,
-    dir: tempfile::TempDir,
-    ready: String,
-}
-
-impl Daemon {
-    fn field(&self, key: &str) -> String {
-        self.ready
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
-            .unwrap_or_default()
-            .to_string()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start_daemon() -> Daemon {
-    let dir = tempfile::tempdir().expect("tmp");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_oxhd"))
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["--discovery", "off", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn oxhd");
-    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if out.read_line(&mut line).expect("read") == 0 {
-            panic!("oxhd exited before ready");
-        }
-        if line.starts_with("oxhd ready") {
-            break;
-        }
-    }
-    Daemon {
-        child,
-        dir,
-        ready: line.trim().to_string(),
-    }
+    Daemon::start_temp(common::LOOPBACK)
 }
 
 /// `iters` steps of one call to `a` and one to `b` (samgr method codes, 64 bytes each), in a
@@ -260,7 +217,7 @@ fn ipc_bench(iters: usize) {
         .build()
         .expect("rt");
     rt.block_on(async {
-        let dev = oxh_sdk::Device::connect(d.dir.path())
+        let dev = oxh_sdk::Device::connect(d.dir.as_path())
             .await
             .expect("connect");
         let samgr = dev.samgr();
@@ -390,8 +347,8 @@ fn tokensync_bench(iters: usize) {
         .expect("rt");
     let b_net = b.field("network_id");
     rt.block_on(async {
-        let da = oxh_sdk::Device::connect(a.dir.path()).await.expect("a");
-        let db = oxh_sdk::Device::connect(b.dir.path()).await.expect("b");
+        let da = oxh_sdk::Device::connect(a.dir.as_path()).await.expect("a");
+        let db = oxh_sdk::Device::connect(b.dir.as_path()).await.expect("b");
         let pin = db.device_manager().issue_pin().await.expect("pin");
         da.device_manager()
             .bind(&b.field("bus"), &pin.pin)
@@ -448,10 +405,11 @@ fn tokensync_bench(iters: usize) {
     let old = std::fs::read_to_string(&comm).unwrap_or_default();
     std::fs::write(&comm, "oxhd").expect("set comm");
     let da = rt
-        .block_on(oxh_sdk::Device::connect(a.dir.path()))
+        .block_on(oxh_sdk::Device::connect(a.dir.as_path()))
         .expect("a");
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(a.dir.path(), std::fs::Permissions::from_mode(0o711)).expect("chmod");
+    std::fs::set_permissions(a.dir.as_path(), std::fs::Permissions::from_mode(0o711))
+        .expect("chmod");
     rt.block_on(async {
         let info = HapInfoParams {
             user_id: 100,
@@ -474,7 +432,7 @@ fn tokensync_bench(iters: usize) {
     let exe = std::env::current_exe().expect("exe");
     let mut child = Command::new("runuser")
         .args(["-u", "nobody", "--", "env"])
-        .arg(format!("{CHILD_ENV}={} {b_net}", a.dir.path().display()))
+        .arg(format!("{CHILD_ENV}={} {b_net}", a.dir.as_path().display()))
         .arg(&exe)
         .arg("--bench")
         .stdin(Stdio::piped())
@@ -508,7 +466,7 @@ fn tokensync_bench(iters: usize) {
     wait(false);
     let (mut refused, mut pushed) = (Vec::new(), Vec::new());
     let db = rt
-        .block_on(oxh_sdk::Device::connect(b.dir.path()))
+        .block_on(oxh_sdk::Device::connect(b.dir.as_path()))
         .expect("b");
     for _ in 0..FLIPS {
         rt.block_on(da.atm().grant(target.clone(), DATASYNC, flag::USER_SET))

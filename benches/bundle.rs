@@ -12,10 +12,13 @@
 //!
 //! Run: `cargo bench --bench bundle` (env OXH_BENCH_ITERS, default 15).
 
+mod common;
+use common::Daemon;
+
 use oxh_bundle::package::{Limits, open_hap};
 use oxh_bundle::tools::{self, ProfileSpec};
 use oxh_bundle::verify::{VerifyOptions, pem_certs, verify};
-use std::io::{BufRead, BufReader};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -61,40 +64,8 @@ fn noise(n: usize, seed: u64) -> Vec<u8> {
     v
 }
 
-struct Daemon {
-    child: std::process::Child,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start_daemon() -> Daemon {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_oxhd"))
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["--listen", "127.0.0.1:0", "--discovery", "off"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn oxhd");
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for l in BufReader::new(out).lines().map_while(Result::ok) {
-            if l.starts_with("oxhd ready") {
-                let _ = tx.send(l);
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(30))
-        .expect("oxhd ready");
-    Daemon { child, dir }
+    Daemon::start_temp(common::LOOPBACK)
 }
 
 fn peers(iters: usize, file: &Path) -> [(&'static str, Option<Duration>); 3] {
@@ -121,7 +92,7 @@ fn main() {
         .unwrap();
     let daemon = start_daemon();
     let dev = rt
-        .block_on(oxh_sdk::Device::connect(daemon.dir.path()))
+        .block_on(oxh_sdk::Device::connect(daemon.dir.as_path()))
         .expect("connect");
     let udid = rt
         .block_on(dev.device_manager().local_device_info())

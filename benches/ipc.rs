@@ -4,9 +4,12 @@
 //!
 //! Run: `cargo bench --bench ipc` (env OXH_BENCH_ITERS to change the round-trip count).
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+use common::Daemon;
+
+use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const ECHO_ENV: &str = "OXH_BENCH_ECHO_SOCKET";
@@ -65,41 +68,11 @@ fn raw_ping_pong(iters: usize, warmup: usize) -> Vec<Duration> {
     lat
 }
 
-struct Daemon {
-    child: std::process::Child,
-    dir: tempfile::TempDir,
-    ready_line: String,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start_daemon() -> (Daemon, Duration) {
-    let dir = tempfile::tempdir().expect("tmp");
     let t = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_oxhd"))
-        .arg("--data-dir")
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn oxhd");
-    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if out.read_line(&mut line).expect("read") == 0 {
-            panic!("oxhd exited before ready");
-        }
-        if line.starts_with("oxhd ready") {
-            break;
-        }
-    }
+    let d = Daemon::start_temp(&[]);
     // Ready means answering calls: time until the first round trip completes.
-    let sock = dir.path().join("run/oxhd.sock");
+    let sock = d.dir.join("run/oxhd.sock");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -111,14 +84,7 @@ fn start_daemon() -> (Daemon, Duration) {
             .expect("echo");
     });
     let elapsed = t.elapsed();
-    (
-        Daemon {
-            child,
-            dir,
-            ready_line: line.trim().to_string(),
-        },
-        elapsed,
-    )
+    (d, elapsed)
 }
 
 fn ipc_round_trips(d: &Daemon, iters: usize, warmup: usize) -> Vec<Duration> {
@@ -127,7 +93,7 @@ fn ipc_round_trips(d: &Daemon, iters: usize, warmup: usize) -> Vec<Duration> {
         .build()
         .expect("rt");
     rt.block_on(async {
-        let dev = oxh_sdk::Device::connect(d.dir.path())
+        let dev = oxh_sdk::Device::connect(d.dir.as_path())
             .await
             .expect("connect");
         let samgr = dev.samgr();
@@ -172,7 +138,7 @@ fn main() {
     for _ in 0..10 {
         let (d, t) = start_daemon();
         starts.push(t);
-        ready_lines.push(d.ready_line.clone());
+        ready_lines.push(d.ready.clone());
     }
     starts.sort();
 

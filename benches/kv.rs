@@ -8,66 +8,25 @@
 //!
 //! Run: `cargo bench --bench kv`. `OXH_BENCH_SYNC_ENTRIES` changes the sync size.
 
+mod common;
+use common::Daemon;
+
 use oxh_kvstore::limits::{SecurityLevel, StoreType};
 use oxh_kvstore::store::{Store, StoreMeta};
 use oxh_sdk::kv::{KVManager, Options, SyncMode, SyncStatus};
 use rusqlite::{Connection, params};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const SINGLE: usize = 500;
 const BATCHED: usize = 100_000;
 const GETS: usize = 100_000;
 
-struct Daemon {
-    child: Child,
-    dir: std::path::PathBuf,
-    ready: String,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Daemon {
-    fn field(&self, key: &str) -> String {
-        self.ready
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
-            .unwrap_or_default()
-            .to_string()
-    }
-}
-
 fn start(dir: &std::path::Path, peers: &[String]) -> Daemon {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_oxhd"));
-    cmd.arg("--data-dir")
-        .arg(dir)
-        .args(["--listen", "127.0.0.1:0", "--discovery", "off"]);
+    let mut args: Vec<&str> = common::LOOPBACK.to_vec();
     for p in peers {
-        cmd.args(["--peer", p]);
+        args.extend(["--peer", p.as_str()]);
     }
-    let mut child = cmd.stdout(Stdio::piped()).spawn().expect("spawn oxhd");
-    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if out.read_line(&mut line).expect("read") == 0 {
-            panic!("oxhd exited before ready");
-        }
-        if line.starts_with("oxhd ready") {
-            break;
-        }
-    }
-    Daemon {
-        child,
-        dir: dir.to_path_buf(),
-        ready: line.trim().to_string(),
-    }
+    Daemon::start_in(dir, &args)
 }
 
 fn p50(v: &mut [Duration]) -> Duration {

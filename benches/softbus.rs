@@ -6,63 +6,21 @@
 //! Run: `cargo bench --bench softbus` (needs iperf3 for the peer figure; it is skipped with a
 //! note when missing). `OXH_BENCH_ROUNDS` changes the round-trip count.
 
+mod common;
+use common::Daemon;
+
 use oxh_sdk::bus::{DataType, SocketEvent};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-struct Daemon {
-    child: Child,
-    dir: std::path::PathBuf,
-    ready: String,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Daemon {
-    fn field(&self, key: &str) -> String {
-        self.ready
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
-            .unwrap_or_default()
-            .to_string()
-    }
-}
 
 fn start(dir: &std::path::Path, peers: &[String]) -> (Daemon, Instant) {
     let t = Instant::now();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_oxhd"));
-    cmd.arg("--data-dir")
-        .arg(dir)
-        .args(["--listen", "127.0.0.1:0", "--discovery", "off"]);
+    let mut args: Vec<&str> = common::LOOPBACK.to_vec();
     for p in peers {
-        cmd.args(["--peer", p]);
+        args.extend(["--peer", p.as_str()]);
     }
-    let mut child = cmd.stdout(Stdio::piped()).spawn().expect("spawn oxhd");
-    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if out.read_line(&mut line).expect("read") == 0 {
-            panic!("oxhd exited before ready");
-        }
-        if line.starts_with("oxhd ready") {
-            break;
-        }
-    }
-    (
-        Daemon {
-            child,
-            dir: dir.to_path_buf(),
-            ready: line.trim().to_string(),
-        },
-        t,
-    )
+    (Daemon::start_in(dir, &args), t)
 }
 
 fn pct(v: &mut [Duration], p: f64) -> Duration {

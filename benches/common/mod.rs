@@ -1,0 +1,76 @@
+//! Shared by the benchmarks: a real `oxhd`, started on a data dir and waited for until its
+//! ready line, killed and reaped when dropped (each bench is its own binary, so this module is
+//! compiled into each; not every bench uses every item).
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// A running device.
+pub struct Daemon {
+    /// The oxhd process.
+    pub child: Child,
+    /// Its data dir.
+    pub dir: PathBuf,
+    /// Its ready line (`oxhd ready: name=... bus=... hdc=...`).
+    pub ready: String,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Daemon {
+    /// Starts oxhd on `dir` with `args` and waits for its ready line.
+    pub fn start_in(dir: &Path, args: &[&str]) -> Daemon {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_oxhd"))
+            .arg("--data-dir")
+            .arg(dir)
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn oxhd");
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if out.read_line(&mut line).expect("read") == 0 {
+                panic!("oxhd exited before ready");
+            }
+            if line.starts_with("oxhd ready") {
+                break;
+            }
+        }
+        Daemon {
+            child,
+            dir: dir.to_path_buf(),
+            ready: line.trim().to_string(),
+            _tmp: None,
+        }
+    }
+
+    /// Starts oxhd on a fresh temp dir (removed with the daemon) with `args`.
+    pub fn start_temp(args: &[&str]) -> Daemon {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let mut d = Self::start_in(tmp.path(), args);
+        d._tmp = Some(tmp);
+        d
+    }
+
+    /// A field of the ready line, e.g. `bus` or `network_id`.
+    pub fn field(&self, key: &str) -> String {
+        self.ready
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+/// oxhd arguments that keep a bench device on loopback without mDNS.
+pub const LOOPBACK: &[&str] = &["--listen", "127.0.0.1:0", "--discovery", "off"];
