@@ -10,20 +10,30 @@
 //! - [`trust`]: the SQLite store of bound devices and the in-memory key set the TLS verifier
 //!   consults on every handshake.
 
+#[cfg(feature = "service")]
 use ed25519_dalek::SigningKey;
+#[cfg(feature = "service")]
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::path::{Path, PathBuf};
+#[cfg(feature = "service")]
+use std::path::Path;
+use std::path::PathBuf;
 
+#[cfg(feature = "service")]
 pub mod bind;
+#[cfg(feature = "service")]
 pub mod pin;
+#[cfg(feature = "service")]
 pub mod trust;
+#[cfg(feature = "service")]
 pub use bind::{
     BindError, BindMsg, BoundPeer, Channel, DeviceRecord, Initiator, LocalDevice, Progress,
     ProtocolError, Step, Target, decode_bind_msg,
 };
+#[cfg(feature = "service")]
 pub use pin::{Pin, PinManager};
+#[cfg(feature = "service")]
 pub use trust::{StoreError, TrustSnapshot, TrustStore, TrustedDevice};
 
 /// The udid of a public key: hex SHA-256, so any device can check a claimed udid against the
@@ -152,11 +162,13 @@ pub struct DeviceInfo {
 pub const OS_FULL_NAME: &str = concat!("oxharmony-", env!("CARGO_PKG_VERSION"));
 
 /// A device's long-term identity.
+#[cfg(feature = "service")]
 pub struct DeviceIdentity {
     key: SigningKey,
     config: DeviceConfig,
 }
 
+#[cfg(feature = "service")]
 impl std::fmt::Debug for DeviceIdentity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DeviceIdentity")
@@ -166,6 +178,7 @@ impl std::fmt::Debug for DeviceIdentity {
     }
 }
 
+#[cfg(feature = "service")]
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> IdentityError + '_ {
     move |source| IdentityError::Io {
         path: path.to_path_buf(),
@@ -173,6 +186,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> IdentityError + '_ {
     }
 }
 
+#[cfg(feature = "service")]
 impl DeviceIdentity {
     /// Loads the identity kept in `dir`, creating the key on first start. `name` and
     /// `device_type`, when given, replace the stored ones.
@@ -254,7 +268,7 @@ impl DeviceIdentity {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "service"))]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;

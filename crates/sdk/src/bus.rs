@@ -13,8 +13,8 @@ use oxh_softbus::api::{
     self, BindSocketArgs, FILE_PART, FileOp, FilePiece, FileResultArgs, IPC_PART, ListenArgs,
     SOFTBUS_SA_ID, SendArgs, SendFileArgs, SendStreamArgs, SocketEventView,
 };
-pub use oxh_softbus::transport::session::{DataType, MAX_BYTES, MAX_MESSAGE, sanitize_file_name};
-use oxh_softbus::transport::session::{Digest, Sha256};
+pub use oxh_softbus::proto::{DataType, MAX_BYTES, MAX_MESSAGE, sanitize_file_name};
+use oxh_softbus::proto::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

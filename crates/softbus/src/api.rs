@@ -53,7 +53,7 @@ pub mod bus {
     pub const MAX_STREAM: u32 = 9;
 }
 
-pub use crate::transport::session::{FileOp, FilePiece};
+pub use crate::proto::{FileOp, FilePiece};
 
 /// This device, as `oxh device info` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,7 +146,7 @@ pub struct BindSocketArgs {
     /// Our socket's name.
     pub own_name: String,
     /// Data type.
-    pub data_type: crate::transport::session::DataType,
+    pub data_type: crate::proto::DataType,
     /// Subscription for events.
     pub sub: u64,
 }
@@ -158,9 +158,9 @@ pub struct SendArgs {
     /// Socket.
     pub socket: u64,
     /// Message or bytes.
-    pub kind: crate::transport::session::DataType,
+    pub kind: crate::proto::DataType,
     /// This part.
-    #[serde(with = "crate::transport::session::blob")]
+    #[serde(with = "crate::proto::blob")]
     pub data: Vec<u8>,
     /// More parts follow.
     pub more: bool,
@@ -185,7 +185,7 @@ pub enum SocketEventView {
         /// Socket.
         socket: u64,
         /// Payload.
-        #[serde(with = "crate::transport::session::blob")]
+        #[serde(with = "crate::proto::blob")]
         data: Vec<u8>,
     },
     /// Part of a bytes payload; `last` ends it.
@@ -193,7 +193,7 @@ pub enum SocketEventView {
         /// Socket.
         socket: u64,
         /// This part.
-        #[serde(with = "crate::transport::session::blob")]
+        #[serde(with = "crate::proto::blob")]
         data: Vec<u8>,
         /// Final part.
         last: bool,
@@ -221,7 +221,7 @@ pub enum SocketEventView {
         /// Socket.
         socket: u64,
         /// The frame.
-        #[serde(with = "crate::transport::session::blob")]
+        #[serde(with = "crate::proto::blob")]
         data: Vec<u8>,
     },
     /// The socket closed.
@@ -266,6 +266,6 @@ pub struct SendStreamArgs {
     /// Socket.
     pub socket: u64,
     /// The frame.
-    #[serde(with = "crate::transport::session::blob")]
+    #[serde(with = "crate::proto::blob")]
     pub data: Vec<u8>,
 }

@@ -4,12 +4,22 @@
 //! and talk over sockets ([`transport::session`]).
 
 pub mod api;
+pub mod proto;
+
+#[cfg(feature = "service")]
 pub mod binding;
+#[cfg(feature = "service")]
 pub mod dbinder;
+#[cfg(feature = "service")]
 pub mod discovery;
+#[cfg(feature = "service")]
 pub mod sa;
+#[cfg(feature = "service")]
 pub mod service;
+#[cfg(feature = "service")]
 pub mod transport;
 
+#[cfg(feature = "service")]
 pub use sa::{DeviceManagerSa, SoftbusSa};
+#[cfg(feature = "service")]
 pub use service::{Softbus, SoftbusConfig};
