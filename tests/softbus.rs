@@ -796,3 +796,40 @@ async fn static_peers_are_discovered_and_bindable_by_id() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v[0]["trusted"], true, "{out}");
 }
+
+#[tokio::test]
+async fn sa_list_of_another_device_through_a_remote_call() {
+    let (a, b) = online_pair().await;
+    let here: serde_json::Value =
+        serde_json::from_str(&a.oxh_ok(&["sa", "list", "--json"])).unwrap();
+    let there: serde_json::Value = serde_json::from_str(&a.oxh_ok(&[
+        "sa",
+        "list",
+        "--json",
+        "--device",
+        &b.ready_field("network_id"),
+    ]))
+    .unwrap();
+    let direct: serde_json::Value =
+        serde_json::from_str(&b.oxh_ok(&["sa", "list", "--json"])).unwrap();
+    let ids = |v: &serde_json::Value| -> Vec<i64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(ids(&there), ids(&direct), "B's list, as B itself gives it");
+    assert_eq!(ids(&here), ids(&direct), "same build, same SAs");
+    // B's copy of A's shell token ran the call.
+    let tokens = b.oxh_ok(&["atm", "tokens"]);
+    assert!(
+        tokens
+            .lines()
+            .any(|l| l.contains("hdcd") && l.contains("[remote: device")),
+        "{tokens}"
+    );
+    // Unknown devices get a clear error.
+    let e = a.oxh_err(&["sa", "list", "--device", "0123456789abcdef"]);
+    assert!(e.contains("not online") && e.contains("11600102"), "{e}");
+}

@@ -9,15 +9,32 @@ use oxh_samgr::SaState;
 #[derive(Debug, Subcommand)]
 pub enum SaCmd {
     /// Every system ability: id, name, state.
-    List,
+    List {
+        /// On another trusted device (by networkId), through a remote call: that device checks
+        /// this caller's synced token (it needs ohos.permission.DISTRIBUTED_DATASYNC).
+        #[arg(long, value_name = "NETWORK_ID")]
+        device: Option<String>,
+    },
 }
 
 /// Runs `oxh sa ...`.
 pub async fn run(g: &Global, cmd: &SaCmd) -> Result<i32> {
     match cmd {
-        SaCmd::List => {
+        SaCmd::List { device } => {
             let dev = g.connect().await?;
-            let list = dev.samgr().list().await?;
+            let list: Vec<oxh_samgr::SaInfo> = match device {
+                Some(nid) => {
+                    dev.samgr()
+                        .call_remote(
+                            nid,
+                            oxh_samgr::SAMGR_SA_ID,
+                            oxh_samgr::samgr_method::LIST,
+                            &(),
+                        )
+                        .await?
+                }
+                None => dev.samgr().list().await?,
+            };
             if g.json {
                 print_json(&list)?;
             } else {
