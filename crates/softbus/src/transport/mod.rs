@@ -176,6 +176,9 @@ pub struct BusChannels {
     pub streams: mpsc::Receiver<IncomingStream>,
 }
 
+/// How long an unbinding device waits for the peer to act on its Unbind.
+pub const UNBIND_WAIT: Duration = Duration::from_secs(2);
+
 /// UDP socket buffer size asked for: bulk transfer on loopback/LAN overruns the default
 /// (about 200 KiB) and drops packets.
 const SOCKET_BUFFER: usize = 8 << 20;
@@ -321,7 +324,8 @@ impl Bus {
         }
     }
 
-    /// Tells an online peer that this device unbound it, then closes the connection.
+    /// Tells an online peer that this device unbound it, waits (at most [`UNBIND_WAIT`]) until
+    /// the peer has closed the connection in answer, then closes it.
     pub async fn send_unbind(&self, key: &[u8; 32]) -> bool {
         let conn = self
             .peers
@@ -333,11 +337,16 @@ impl Bus {
             Ok(mut s) => {
                 let ok = write_frame(&mut s, &Control::Unbind).await.is_ok();
                 let _ = s.finish();
-                let _ = s.stopped().await;
                 ok
             }
             Err(_) => false,
         };
+        // The peer closes the connection once it has acted on the Unbind. Closing first could
+        // win the race against its reading of the stream (the stream's data arrives, but the
+        // close is seen first and the Unbind is never read), so wait for its close, bounded.
+        if sent {
+            let _ = tokio::time::timeout(UNBIND_WAIT, c.closed()).await;
+        }
         c.close(quinn::VarInt::from_u32(CLOSE_BYE), b"unbound");
         sent
     }
