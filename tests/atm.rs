@@ -18,7 +18,6 @@ use oxh_samgr::samgr_method::{self as samgr, DumpArgs};
 use oxh_samgr::{MethodInfo, SaInfo, SaState, sa_id};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
-use std::process::Command;
 
 /// Methods anyone may call, with why. Every other method of every SA must declare a
 /// permission or be system-only; `every_sa_method_declares_who_may_call_it` enforces both
@@ -623,60 +622,14 @@ fn run_child_with(
     dev: &TestDevice,
     extra: &str,
 ) -> Vec<Value> {
-    let exe = std::env::current_exe().unwrap();
     let spec = format!("{mode} {arg} {} {extra}", dev.data_dir().display());
-    let spec = spec.trim_end().to_string();
-    let mut cmd = match user {
-        Some(u) => {
-            let mut c = Command::new("runuser");
-            c.args(["-u", u, "--", "env"])
-                .arg(format!("{CHILD_ENV}={spec}"))
-                .arg(&exe);
-            c
-        }
-        None => {
-            let mut c = Command::new(&exe);
-            c.env(CHILD_ENV, &spec);
-            c
-        }
-    };
-    let o = cmd
-        .args([
-            "--exact",
-            "atm::child_process_entry",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .output()
-        .expect("run the child");
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "child {mode} failed: {out}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let lines: Vec<Value> = out
-        .lines()
-        // libtest's "test NAME ... " may share the line with the first result.
-        .filter_map(|l| l.find(RESULT).map(|i| &l[i + RESULT.len()..]))
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert!(!lines.is_empty(), "child {mode} printed no results: {out}");
-    lines
-}
-
-/// Whether this run can switch to `nobody`; prints why not.
-fn can_run_as_nobody(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIP {test}: needs root to run a client as nobody (CI runs as root)");
-        return false;
-    }
-    if Command::new("runuser").arg("--help").output().is_err() {
-        eprintln!("SKIP {test}: runuser not found");
-        return false;
-    }
-    true
+    run_test_child(
+        user,
+        CHILD_ENV,
+        spec.trim_end(),
+        "atm::child_process_entry",
+        RESULT,
+    )
 }
 
 /// A device whose socket other users can reach (the data dir is 0700 by default).

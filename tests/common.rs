@@ -187,3 +187,62 @@ pub async fn within<T>(what: &str, d: Duration, f: impl std::future::Future<Outp
         Err(_) => panic!("timed out after {d:?} waiting for {what}"),
     }
 }
+
+/// Runs this test binary again as a client process: only test `test` (an entry point that acts
+/// only when `env` is set), with `env=spec`, as `user` through runuser or as this user. Returns
+/// the JSON values it printed, one per line, each after `marker` (libtest's "test NAME ... "
+/// may share the line with the first one). Fails the test if the child fails or prints none.
+pub fn run_test_child(
+    user: Option<&str>,
+    env: &str,
+    spec: &str,
+    test: &str,
+    marker: &str,
+) -> Vec<serde_json::Value> {
+    let exe = std::env::current_exe().expect("test binary");
+    let mut cmd = match user {
+        Some(u) => {
+            let mut c = Command::new("runuser");
+            c.args(["-u", u, "--", "env"])
+                .arg(format!("{env}={spec}"))
+                .arg(&exe);
+            c
+        }
+        None => {
+            let mut c = Command::new(&exe);
+            c.env(env, spec);
+            c
+        }
+    };
+    let o = cmd
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .output()
+        .expect("run the child");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "child {spec} failed: {out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .filter_map(|l| l.find(marker).map(|i| &l[i + marker.len()..]))
+        .map(|l| serde_json::from_str(l).expect("child result is JSON"))
+        .collect();
+    assert!(!lines.is_empty(), "child {spec} printed no results: {out}");
+    lines
+}
+
+/// Whether this run can start clients as `nobody` (root and runuser); prints why not.
+pub fn can_run_as_nobody(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIP {test}: needs root to run a client as nobody (CI runs as root)");
+        return false;
+    }
+    if Command::new("runuser").arg("--help").output().is_err() {
+        eprintln!("SKIP {test}: runuser not found");
+        return false;
+    }
+    true
+}

@@ -819,11 +819,10 @@ mod app {
     //! [`CHILD_ENV`] set; it prints its findings as JSON lines.
 
     use super::{APP, kv};
-    use crate::common::TestDevice;
+    use crate::common::{TestDevice, can_run_as_nobody, run_test_child};
     use oxh_atm::rules::{DlpType, HapInfoParams, HapPolicy};
     use oxh_sdk::kv::{KVManager, Options, SyncMode};
     use serde_json::{Value, json};
-    use std::process::Command;
     use std::time::Duration;
 
     const CHILD_ENV: &str = "OXH_KV_TEST_CHILD";
@@ -911,51 +910,14 @@ mod app {
     }
 
     fn run_child(user: Option<&str>, mode: &str, dev: &TestDevice) -> Value {
-        let exe = std::env::current_exe().unwrap();
         let spec = format!("{mode} {}", dev.data_dir().display());
-        let mut cmd = match user {
-            Some(u) => {
-                let mut c = Command::new("runuser");
-                c.args(["-u", u, "--", "env"])
-                    .arg(format!("{CHILD_ENV}={spec}"))
-                    .arg(&exe);
-                c
-            }
-            None => {
-                let mut c = Command::new(&exe);
-                c.env(CHILD_ENV, &spec);
-                c
-            }
-        };
-        let o = cmd
-            .args([
-                "--exact",
-                "kv::app::child_entry",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .output()
-            .unwrap();
-        let out = String::from_utf8_lossy(&o.stdout);
-        assert!(
-            o.status.success(),
-            "{out}\n{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        let line = out
-            .lines()
-            .find_map(|l| l.find(RESULT).map(|i| l[i + RESULT.len()..].to_string()))
-            .unwrap_or_else(|| panic!("no result from the child: {out}"));
-        serde_json::from_str(&line).unwrap()
+        run_test_child(user, CHILD_ENV, &spec, "kv::app::child_entry", RESULT).remove(0)
     }
 
     #[test]
     fn an_app_reaches_only_its_own_stores_and_cannot_sync_without_datasync() {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0
-            || Command::new("runuser").arg("--help").output().is_err()
+        if !can_run_as_nobody("an_app_reaches_only_its_own_stores_and_cannot_sync_without_datasync")
         {
-            eprintln!("SKIPPED: needs root and runuser to run an app as nobody");
             return;
         }
         let d = TestDevice::start();
