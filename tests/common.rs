@@ -246,3 +246,132 @@ pub fn can_run_as_nobody(test: &str) -> bool {
     }
     true
 }
+
+/// A real `oxhd` inside a namespace; killed and reaped on drop. Must be dropped before the
+/// [`Netns`] (declare it after), or `ip netns del` leaves a namespace held by the process.
+pub struct NsDevice {
+    /// Its namespace.
+    pub ns: String,
+    /// Its device name.
+    pub name: String,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    ready: String,
+}
+
+impl NsDevice {
+    /// Starts oxhd named `name` in namespace `ns` with `args` (after `--data-dir`, `--name`
+    /// and `--listen 0.0.0.0:0`) and waits for its ready line.
+    pub fn start(ns: &str, name: &str, args: &[&str]) -> Result<Self, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("oxh-netns-")
+            .tempdir()
+            .map_err(|e| format!("temp dir: {e}"))?;
+        let log = std::fs::File::create(dir.path().join("oxhd.stderr"))
+            .map_err(|e| format!("log file: {e}"))?;
+        // `ip netns exec` execs the command: the child's pid is oxhd's.
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns, oxhd_bin(), "--data-dir"])
+            .arg(dir.path())
+            .args(["--name", name, "--listen", "0.0.0.0:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .map_err(|e| format!("spawn oxhd in {ns}: {e}"))?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.starts_with("oxhd ready") {
+                    let _ = tx.send(line);
+                }
+            }
+        });
+        let mut d = NsDevice {
+            ns: ns.into(),
+            name: name.into(),
+            dir,
+            child: Some(child),
+            ready: String::new(),
+        };
+        d.ready = rx
+            .recv_timeout(READY_TIMEOUT)
+            .map_err(|_| format!("{name} not ready; stderr:\n{}", d.log_tail()))?;
+        Ok(d)
+    }
+
+    /// A field of the ready line.
+    pub fn ready_field(&self, key: &str) -> String {
+        self.ready
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+            .unwrap_or_else(|| panic!("no {key} in {}", self.ready))
+            .to_string()
+    }
+
+    /// Its udid.
+    pub fn udid(&self) -> String {
+        self.ready_field("udid")
+    }
+
+    /// Its data dir.
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// An SDK connection from the host namespace.
+    pub async fn sdk(&self) -> oxh_sdk::Device {
+        oxh_sdk::Device::connect(self.data_dir())
+            .await
+            .expect("connect over IPC from the host namespace")
+    }
+
+    /// `oxh --data-dir DIR ARGS...`, run in the host namespace.
+    pub fn oxh(&self, args: &[&str]) -> Output {
+        Command::new(oxh_bin())
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .args(args)
+            .output()
+            .expect("run oxh")
+    }
+
+    /// `oxh` that must succeed; its stdout.
+    pub fn oxh_ok(&self, args: &[&str]) -> String {
+        let o = self.oxh(args);
+        assert!(
+            o.status.success(),
+            "oxh {args:?} on {} failed: {}\n{}",
+            self.name,
+            String::from_utf8_lossy(&o.stderr),
+            String::from_utf8_lossy(&o.stdout)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Sets its link up or down.
+    pub fn link(&self, state: &str) {
+        oxh_testkit::ns_run(&self.ns, &["ip", "link", "set", "eth0", state]).expect("ip link set");
+    }
+
+    fn log_tail(&self) -> String {
+        let s = std::fs::read_to_string(self.data_dir().join("oxhd.stderr")).unwrap_or_default();
+        let lines: Vec<&str> = s.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for NsDevice {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let tail = self.log_tail();
+            if std::thread::panicking() && !tail.is_empty() {
+                eprintln!("--- {} ({}) stderr:\n{tail}", self.name, self.ns);
+            }
+            unsafe_kill(c.id(), libc::SIGKILL);
+            let _ = c.wait();
+        }
+    }
+}

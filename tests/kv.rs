@@ -487,92 +487,15 @@ mod netns {
     //! prints why and passes without them. Guards remove processes and namespaces.
 
     use super::APP;
-    use crate::common::{oxhd_bin, unsafe_kill, within};
+    use crate::common::{NsDevice, within};
     use oxh_sdk::kv::{Entry, KVManager, Options, SingleKVStore, SyncMode, SyncStatus};
-    use oxh_testkit::{Netns, ns_run, skip_reason};
-    use std::io::{BufRead, BufReader};
-    use std::process::{Child, Command, Stdio};
+    use oxh_testkit::{Netns, skip_reason};
     use std::time::Duration;
 
-    struct NsDevice {
-        ns: String,
-        ip: String,
-        dir: tempfile::TempDir,
-        child: Option<Child>,
-        ready: String,
-    }
-
-    impl NsDevice {
-        fn start(ns: &str, ip: &str, name: &str) -> Self {
-            let dir = tempfile::Builder::new()
-                .prefix("oxh-kvns-")
-                .tempdir()
-                .unwrap();
-            let mut child = Command::new("ip")
-                .args(["netns", "exec", ns, oxhd_bin(), "--data-dir"])
-                .arg(dir.path())
-                .args([
-                    "--name",
-                    name,
-                    "--listen",
-                    "0.0.0.0:0",
-                    "--discovery",
-                    "off",
-                    "--heartbeat-ms",
-                    "300",
-                ])
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn oxhd in a namespace");
-            let stdout = child.stdout.take().expect("stdout");
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    if line.starts_with("oxhd ready") {
-                        let _ = tx.send(line);
-                    }
-                }
-            });
-            let ready = rx
-                .recv_timeout(crate::common::READY_TIMEOUT)
-                .expect("oxhd ready in the namespace");
-            Self {
-                ns: ns.into(),
-                ip: ip.into(),
-                dir,
-                child: Some(child),
-                ready,
-            }
-        }
-        fn field(&self, key: &str) -> String {
-            self.ready
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
-                .expect("ready field")
-                .to_string()
-        }
-        /// Where its bus listens, as the other hosts reach it.
-        fn bus(&self) -> String {
-            let port = self.field("bus").rsplit(':').next().unwrap().to_string();
-            format!("{}:{port}", self.ip)
-        }
-        async fn sdk(&self) -> oxh_sdk::Device {
-            oxh_sdk::Device::connect(self.dir.path()).await.unwrap()
-        }
-        fn link(&self, state: &str) {
-            ns_run(&self.ns, &["ip", "link", "set", "eth0", state]).expect("ip link set");
-        }
-    }
-
-    impl Drop for NsDevice {
-        fn drop(&mut self) {
-            if let Some(mut c) = self.child.take() {
-                unsafe_kill(c.id(), libc::SIGKILL);
-                let _ = c.wait();
-            }
-        }
+    /// Where `d`'s bus listens, as the other hosts reach it (`ip` is its address).
+    fn bus(d: &NsDevice, ip: &str) -> String {
+        let port = d.ready_field("bus").rsplit(':').next().unwrap().to_string();
+        format!("{ip}:{port}")
     }
 
     async fn wait_online_count(d: &NsDevice, n: usize) {
@@ -634,16 +557,26 @@ mod netns {
             .iter()
             .enumerate()
             .map(|(i, ns)| {
-                NsDevice::start(ns, &format!("10.79.0.{}", i + 1), &format!("kv{pid}-{i}"))
+                NsDevice::start(
+                    ns,
+                    &format!("kv{pid}-{i}"),
+                    &["--discovery", "off", "--heartbeat-ms", "300"],
+                )
+                .expect("start oxhd in a namespace")
             })
             .collect();
         let [a, b, c] = &devs[..] else { unreachable!() };
-        for (x, y) in [(a, b), (a, c), (b, c)] {
+        // Host i has 10.79.0.(i+1) (the bridge numbers them in order).
+        for (x, y, y_ip) in [
+            (a, b, "10.79.0.2"),
+            (a, c, "10.79.0.3"),
+            (b, c, "10.79.0.3"),
+        ] {
             let pin = y.sdk().await.device_manager().issue_pin().await.unwrap();
             x.sdk()
                 .await
                 .device_manager()
-                .bind(&y.bus(), &pin.pin)
+                .bind(&bus(y, y_ip), &pin.pin)
                 .await
                 .unwrap();
         }
@@ -678,7 +611,7 @@ mod netns {
         wait_online_count(c, 0).await;
         let r = stores[0]
             .sync(
-                &[c.field("network_id")],
+                &[c.ready_field("network_id")],
                 SyncMode::Push,
                 Duration::from_secs(5),
             )

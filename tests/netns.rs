@@ -9,12 +9,8 @@
 //! Needs root and `ip`; without them the test prints why and passes. Namespaces, links and
 //! processes are removed by drop guards, also when the test fails.
 
-use crate::common::{oxh_bin, oxhd_bin, unsafe_kill, within};
+use crate::common::{NsDevice, within};
 use oxh_softbus::api::StateEvent;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// The Done-when bound: a host whose link goes down is OFFLINE for the others within this.
@@ -26,134 +22,7 @@ const DISCOVER_WITHIN: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------- fixtures
 
-use oxh_testkit::{Netns, ns_run, skip_reason};
-
-/// A real `oxhd` inside a namespace; killed and reaped on drop. Must be dropped before the
-/// [`Netns`] (declare it after), or `ip netns del` leaves a namespace held by the process.
-struct NsDevice {
-    ns: String,
-    name: String,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-    ready: String,
-}
-
-impl NsDevice {
-    fn start(ns: &str, name: &str) -> Result<Self, String> {
-        let dir = tempfile::Builder::new()
-            .prefix("oxh-netns-")
-            .tempdir()
-            .map_err(|e| format!("temp dir: {e}"))?;
-        let log = std::fs::File::create(dir.path().join("oxhd.stderr"))
-            .map_err(|e| format!("log file: {e}"))?;
-        // `ip netns exec` execs the command: the child's pid is oxhd's.
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", ns, oxhd_bin(), "--data-dir"])
-            .arg(dir.path())
-            .args([
-                "--name",
-                name,
-                "--listen",
-                "0.0.0.0:0",
-                "--discovery",
-                "eth0",
-                "--heartbeat-ms",
-                "500",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .map_err(|e| format!("spawn oxhd in {ns}: {e}"))?;
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.starts_with("oxhd ready") {
-                    let _ = tx.send(line);
-                }
-            }
-        });
-        let mut d = NsDevice {
-            ns: ns.into(),
-            name: name.into(),
-            dir,
-            child: Some(child),
-            ready: String::new(),
-        };
-        d.ready = rx
-            .recv_timeout(crate::common::READY_TIMEOUT)
-            .map_err(|_| format!("{name} not ready; stderr:\n{}", d.log_tail()))?;
-        Ok(d)
-    }
-
-    fn ready_field(&self, key: &str) -> String {
-        self.ready
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
-            .unwrap_or_else(|| panic!("no {key} in {}", self.ready))
-            .to_string()
-    }
-
-    fn udid(&self) -> String {
-        self.ready_field("udid")
-    }
-
-    fn data_dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    async fn sdk(&self) -> oxh_sdk::Device {
-        oxh_sdk::Device::connect(self.data_dir())
-            .await
-            .expect("connect over IPC from the host namespace")
-    }
-
-    /// `oxh --data-dir DIR ARGS...`, run in the host namespace.
-    fn oxh(&self, args: &[&str]) -> Output {
-        Command::new(oxh_bin())
-            .arg("--data-dir")
-            .arg(self.data_dir())
-            .args(args)
-            .output()
-            .expect("run oxh")
-    }
-
-    fn oxh_ok(&self, args: &[&str]) -> String {
-        let o = self.oxh(args);
-        assert!(
-            o.status.success(),
-            "oxh {args:?} on {} failed: {}\n{}",
-            self.name,
-            String::from_utf8_lossy(&o.stderr),
-            String::from_utf8_lossy(&o.stdout)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-
-    fn link(&self, state: &str) {
-        ns_run(&self.ns, &["ip", "link", "set", "eth0", state]).expect("ip link set");
-    }
-
-    fn log_tail(&self) -> String {
-        let s = std::fs::read_to_string(self.data_dir().join("oxhd.stderr")).unwrap_or_default();
-        let lines: Vec<&str> = s.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-}
-
-impl Drop for NsDevice {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let tail = self.log_tail();
-            if std::thread::panicking() && !tail.is_empty() {
-                eprintln!("--- {} ({}) stderr:\n{tail}", self.name, self.ns);
-            }
-            unsafe_kill(c.id(), libc::SIGKILL);
-            let _ = c.wait();
-        }
-    }
-}
+use oxh_testkit::{Netns, skip_reason};
 
 /// The discover ids of the devices `d` sees, by name.
 async fn seen_ids(d: &NsDevice) -> Vec<(String, String)> {
@@ -266,7 +135,14 @@ async fn three_hosts_on_a_bridge_discover_bind_go_offline_and_come_back() {
     let devs: Vec<NsDevice> = ["a", "b", "c"]
         .iter()
         .zip(&hosts)
-        .map(|(n, ns)| NsDevice::start(ns, &format!("nt{pid}-{n}")).expect("start oxhd"))
+        .map(|(n, ns)| {
+            NsDevice::start(
+                ns,
+                &format!("nt{pid}-{n}"),
+                &["--discovery", "eth0", "--heartbeat-ms", "500"],
+            )
+            .expect("start oxhd")
+        })
         .collect();
     let [a, b, c] = &devs[..] else { unreachable!() };
 
