@@ -53,6 +53,25 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// `oxh hap sign IN --key .. --cert .. --profile .. -o OUT` with the files `hap keygen` wrote
+/// into `keys`.
+fn sign_args(keys: &Path, input: &Path, out: &Path) -> Vec<String> {
+    let f = |n: &str| keys.join(n).to_string_lossy().into_owned();
+    vec![
+        "hap".into(),
+        "sign".into(),
+        s(input).into(),
+        "--key".into(),
+        f("dev.key"),
+        "--cert".into(),
+        f("dev.pem"),
+        "--profile".into(),
+        f("dev.p7b"),
+        "-o".into(),
+        s(out).into(),
+    ]
+}
+
 /// Runs oxh; returns (success, stdout + stderr).
 fn run(dev: &TestDevice, args: &[&str]) -> (bool, String) {
     let o = dev.oxh(args);
@@ -109,27 +128,11 @@ fn round_trip_keygen_pack_sign_verify_install_update_downgrade_uninstall() {
     for f in ["root.pem", "dev.key", "dev.pem", "dev.p7b"] {
         assert!(keys.join(f).is_file(), "{f}");
     }
-    let (key, cert, prof) = (
-        keys.join("dev.key"),
-        keys.join("dev.pem"),
-        keys.join("dev.p7b"),
-    );
     let sign = |src: &Path, out: &Path| {
         let unsigned = out.with_extension("unsigned.hap");
         dev.oxh_ok(&["hap", "pack", s(src), "-o", s(&unsigned)]);
-        dev.oxh_ok(&[
-            "hap",
-            "sign",
-            s(&unsigned),
-            "--key",
-            s(&key),
-            "--cert",
-            s(&cert),
-            "--profile",
-            s(&prof),
-            "-o",
-            s(out),
-        ]);
+        let a = sign_args(&keys, &unsigned, out);
+        dev.oxh_ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
     };
     write_src(&w.join("src1"), 1, None);
     let v1 = w.join("v1.hap");
@@ -246,19 +249,8 @@ fn round_trip_keygen_pack_sign_verify_install_update_downgrade_uninstall() {
     let v3u = w.join("v3.unsigned.hap");
     let v3 = w.join("v3.hap");
     dev.oxh_ok(&["hap", "pack", s(&w.join("src3")), "-o", s(&v3u)]);
-    dev.oxh_ok(&[
-        "hap",
-        "sign",
-        s(&v3u),
-        "--key",
-        s(&keys2.join("dev.key")),
-        "--cert",
-        s(&keys2.join("dev.pem")),
-        "--profile",
-        s(&keys2.join("dev.p7b")),
-        "-o",
-        s(&v3),
-    ]);
+    let a = sign_args(&keys2, &v3u, &v3);
+    dev.oxh_ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
     let (ok, out) = run(&dev, &["bm", "install", "-p", s(&v3)]);
     assert!(!ok && out.contains("code:9568332"), "{out}");
     // A tampered v3 from the right signer: refused at verification, v2 intact.
@@ -339,19 +331,8 @@ fn app_uid_resolves_to_the_app_token() {
     dev.oxh_ok(&["hap", "trust", "add", s(&keys.join("root.pem"))]);
     write_src(&w.join("src"), 1, None);
     dev.oxh_ok(&["hap", "pack", s(&w.join("src")), "-o", s(&w.join("u.hap"))]);
-    dev.oxh_ok(&[
-        "hap",
-        "sign",
-        s(&w.join("u.hap")),
-        "--key",
-        s(&keys.join("dev.key")),
-        "--cert",
-        s(&keys.join("dev.pem")),
-        "--profile",
-        s(&keys.join("dev.p7b")),
-        "-o",
-        s(&w.join("s.hap")),
-    ]);
+    let a = sign_args(&keys, &w.join("u.hap"), &w.join("s.hap"));
+    dev.oxh_ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
     dev.oxh_ok(&["bm", "install", "-p", s(&w.join("s.hap"))]);
     let d = dump(&dev, BUNDLE);
     let uid = d["uid"].as_u64().unwrap();
@@ -827,19 +808,8 @@ fn sim_devices_trust_the_sim_dev_root() {
         "X",
     ]);
     oxh(&["hap", "pack", s(&w.join("src")), "-o", s(&w.join("u.hap"))]);
-    oxh(&[
-        "hap",
-        "sign",
-        s(&w.join("u.hap")),
-        "--key",
-        s(&keys.join("dev.key")),
-        "--cert",
-        s(&keys.join("dev.pem")),
-        "--profile",
-        s(&keys.join("dev.p7b")),
-        "-o",
-        s(&w.join("s.hap")),
-    ]);
+    let a = sign_args(&keys, &w.join("u.hap"), &w.join("s.hap"));
+    oxh(&a.iter().map(String::as_str).collect::<Vec<_>>());
     let v = oxh(&[
         "hap",
         "verify",
