@@ -375,3 +375,16 @@ impl Drop for NsDevice {
         }
     }
 }
+
+/// Waits for `child` to exit, at most `bound` (polling, since std has no timed wait); fails
+/// the test with `what` if it does not.
+pub fn wait_exit(child: &mut Child, bound: Duration, what: &str) -> std::process::ExitStatus {
+    let t0 = std::time::Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            return s;
+        }
+        assert!(t0.elapsed() < bound, "{what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -143,17 +143,11 @@ fn shell_passes_signals_through() {
     out.read_exact(&mut buf).expect("ready");
     assert_eq!(&buf, b"ready\n");
     unsafe_kill(child.id(), libc::SIGINT);
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "shell did not end after SIGINT"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_exit(
+        &mut child,
+        Duration::from_secs(10),
+        "shell did not end after SIGINT",
+    );
     let mut rest = String::new();
     out.read_to_string(&mut rest).ok();
     assert_eq!(status.code(), Some(7), "{rest}");
@@ -513,17 +507,11 @@ fn device_restart_mid_session_is_a_clear_error() {
     let mut buf = [0u8; 8];
     out.read_exact(&mut buf).expect("started");
     d.kill9();
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(15),
-            "hdc shell hangs after the device died"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_exit(
+        &mut child,
+        Duration::from_secs(15),
+        "hdc shell hangs after the device died",
+    );
     let mut err = String::new();
     child
         .stderr
@@ -757,17 +745,11 @@ fn interactive_shell_on_a_pty_with_resize_and_ctrl_c() {
     wait_for("after-2");
     assert!(!String::from_utf8_lossy(&seen.lock().expect("lock")).contains("not-7-int"));
     w.write_all(b"exit 5\r").expect("write");
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "hdc shell did not exit"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_exit(
+        &mut child,
+        Duration::from_secs(10),
+        "hdc shell did not exit",
+    );
     assert_eq!(status.code(), Some(5));
 }
 
