@@ -104,6 +104,12 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
     let dirs = DeviceDirs::new(&cfg.data_dir);
     dirs.create()
         .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
+    // Every subsystem's state is the daemon's alone (other users reach it through IPC);
+    // only the run dir (socket), the shell user's dir and the apps' dirs are shared.
+    for s in ["log", "device", "param", "atm", "bundle", "kvstore", "hdc"] {
+        dirs.make_private(s)
+            .with_context(|| format!("cannot make {}", dirs.subsystem(s).display()))?;
+    }
 
     let hilog = oxh_hilog::HilogService::new(oxh_hilog::HilogConfig {
         persist_dir: Some(dirs.subsystem("log").join("hilog")),
@@ -289,13 +295,26 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
     });
 
     let socket = dirs.socket_path();
-    let resolver = AtmTokenResolver::new(atm.clone(), tool_exes(), oxh_kal::current_uid());
+    // hdc's shell user, whose `oxh` runs get the shell token.
+    let shell_user = oxh_hdc::device::resolve_shell_user(
+        param.value(oxh_hdc::device::SHELL_USER_PARAM).as_deref(),
+    );
+    if let Err(m) = &shell_user {
+        tracing::error!(tag = "oxhd", "{m}");
+    }
+    let shell_uid = shell_user
+        .as_ref()
+        .ok()
+        .and_then(|u| u.as_ref())
+        .map(|u| u.id.uid);
+    let resolver = AtmTokenResolver::new(atm.clone(), tool_exes(), oxh_kal::current_uid())
+        .with_shell_uid(shell_uid);
     let server = Server::bind(&socket, samgr.clone(), Arc::new(resolver))
         .with_context(|| format!("cannot listen on {}", socket.display()))?;
     std::fs::write(dirs.pid_path(), format!("{}\n", std::process::id()))
         .with_context(|| format!("cannot write {}", dirs.pid_path().display()))?;
     let serve = tokio::spawn(server.run());
-    let hdc = start_hdc(&cfg, &dirs, &identity, &param).await;
+    let hdc = start_hdc(&cfg, &dirs, &identity, &param, shell_user).await;
     if let Some(h) = &hdc {
         softbus.advertise_hdc_port(h.addr.port());
     }
@@ -360,6 +379,7 @@ async fn start_hdc(
     dirs: &DeviceDirs,
     identity: &DeviceIdentity,
     param: &Arc<oxh_param::ParamService>,
+    shell_user: Result<Option<oxh_kal::user::UserEntry>, String>,
 ) -> Option<oxh_hdc::device::DeviceHdc> {
     if let Some(p) = cfg.hdc_port {
         param
@@ -371,7 +391,11 @@ async fn start_hdc(
         .value("persist.hdc.port")
         .and_then(|v| v.parse().ok())
         .unwrap_or(oxh_hdc::device::DEFAULT_DEVICE_PORT);
-    let p = param.clone();
+    let shell_tmp = dirs.shell_tmp();
+    if let Err(e) = make_shell_tmp(&shell_tmp, &shell_user) {
+        tracing::warn!(tag = "oxhd", "cannot make {}: {e}", shell_tmp.display());
+    }
+    let (p, ps) = (param.clone(), param.clone());
     let dc = oxh_hdc::device::DeviceConfig {
         data_dir: cfg.data_dir.clone(),
         hdc_dir: dirs.subsystem("hdc"),
@@ -379,6 +403,12 @@ async fn start_hdc(
         key: identity.signing_key().clone(),
         oxh_exe: tool_exes().into_iter().next(),
         params: Arc::new(move |k: &str| p.value(k)),
+        set_param: Arc::new(move |k, v| {
+            let ps = ps.clone();
+            Box::pin(async move { ps.set_as_system(&k, &v).await.map_err(|e| e.to_string()) })
+        }),
+        shell_user,
+        shell_tmp,
     };
     match oxh_hdc::device::start(dc, SocketAddr::from(([0, 0, 0, 0], port))).await {
         Ok(h) => Some(h),
@@ -387,6 +417,23 @@ async fn start_hdc(
             None
         }
     }
+}
+
+/// The shell user's dir (OpenHarmony's /data/local/tmp: `shell:shell`, 0771), below a
+/// `local` dir others may only pass through.
+fn make_shell_tmp(
+    dir: &std::path::Path,
+    shell_user: &Result<Option<oxh_kal::user::UserEntry>, String>,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    if let Some(parent) = dir.parent() {
+        std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o711))?;
+    }
+    if let Ok(Some(u)) = shell_user {
+        std::os::unix::fs::chown(dir, Some(u.id.uid), Some(u.id.gid))?;
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o771))
 }
 
 /// Replaces this process with a fresh start of the same binary and arguments (same pid).

@@ -4,7 +4,7 @@
 use crate::common::*;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -78,6 +78,12 @@ fn device(bypass: bool) -> (TestDevice, String) {
     }
     let addr = d.ready_field("hdc");
     (d, addr)
+}
+
+/// The device's shell user's own dir (OpenHarmony's /data/local/tmp): where a shell user may
+/// write.
+fn shell_tmp(d: &TestDevice) -> std::path::PathBuf {
+    d.data_dir().join("local/tmp")
 }
 
 fn connected() -> (Host, TestDevice, String) {
@@ -190,6 +196,89 @@ fn unauthorised_host_is_refused_then_allowed() {
     assert!(other.err(&["tconn", &addr]).contains("unauthorized"));
 }
 
+#[test]
+fn shell_and_files_run_as_the_shell_user_and_smode_switches_to_root() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIP: the daemon must be root to run the shell as another user (CI is root)");
+        return;
+    }
+    let (h, d, _addr) = connected();
+    let tmp = shell_tmp(&d);
+    let tmp_meta = std::fs::metadata(&tmp).expect("shell tmp");
+    assert_eq!(tmp_meta.permissions().mode() & 0o7777, 0o771);
+    let shell_uid = tmp_meta.uid();
+    assert_ne!(shell_uid, 0, "the shell's dir belongs to the shell user");
+
+    // The shell runs as that user, starts in its dir, and its `oxh` runs get the shell token.
+    let id = h.ok(&["shell", "id -u; id -g; pwd"]);
+    let id: Vec<&str> = id.lines().collect();
+    assert_eq!(id[0], shell_uid.to_string(), "{id:?}");
+    assert_eq!(id[1], tmp_meta.gid().to_string(), "{id:?}");
+    assert_eq!(id[2], tmp.to_string_lossy(), "{id:?}");
+    let who = h.ok(&["shell", "oxh sa whoami"]);
+    assert!(
+        who.contains(&format!("uid {shell_uid} ")) && who.contains("(Shell)"),
+        "{who}"
+    );
+    // What the shell token allows works; what it does not is refused by the token rules.
+    h.ok(&["shell", "oxh atm tokens"]);
+    let o = h.hdc(&["shell", "oxh param set const.product.name evil"]);
+    assert_ne!(o.status.code(), Some(0));
+
+    // Files: the kernel checks them as the shell user.
+    let src = tempfile::tempdir().expect("tmp");
+    let f = src.path().join("note.txt");
+    std::fs::write(&f, b"hello").expect("write");
+    let out = h.ok(&["file", "send", &f.to_string_lossy(), &tmp.to_string_lossy()]);
+    assert!(out.contains("File count = 1,"), "{out}");
+    let sent = std::fs::metadata(tmp.join("note.txt")).expect("sent");
+    assert_eq!(sent.uid(), shell_uid, "new files belong to the shell user");
+    // The data dir (root's, 0711) takes no new files from it, and nothing is left there.
+    let e = h.err(&[
+        "file",
+        "send",
+        &f.to_string_lossy(),
+        &d.data_dir().to_string_lossy(),
+    ]);
+    assert!(
+        e.contains("[Fail]Error opening file") && e.contains("Permission denied"),
+        "{e}"
+    );
+    assert!(!d.data_dir().join("note.txt").exists());
+    // Nor may it read the daemon's state: the device's identity key, the token database.
+    for secret in ["device/identity.key", "atm/atm.db", "device"] {
+        let stolen = src.path().join("stolen");
+        let e = h.err(&[
+            "file",
+            "recv",
+            &d.data_dir().join(secret).to_string_lossy(),
+            &stolen.to_string_lossy(),
+        ]);
+        assert!(e.contains("Permission denied"), "{secret}: {e}");
+        assert!(!stolen.exists(), "{secret}");
+    }
+
+    // hdc smode: root for the next commands; smode -r drops again.
+    h.ok(&["smode"]);
+    assert_eq!(h.ok(&["shell", "id -u"]).trim(), "0");
+    h.ok(&[
+        "file",
+        "send",
+        &f.to_string_lossy(),
+        &d.data_dir().to_string_lossy(),
+    ]);
+    assert_eq!(
+        std::fs::metadata(d.data_dir().join("note.txt"))
+            .expect("sent as root")
+            .uid(),
+        0
+    );
+    assert_eq!(d.oxh_ok(&["param", "get", "persist.hdc.root"]).trim(), "1");
+    h.ok(&["smode", "-r"]);
+    assert_eq!(h.ok(&["shell", "id -u"]).trim(), shell_uid.to_string());
+}
+
 fn set_mtime(p: &Path, secs: u64) {
     let f = std::fs::File::open(p).expect("open");
     f.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(secs))
@@ -209,8 +298,7 @@ fn directory_tree_with_attrs_both_ways() {
         .expect("chmod");
     set_mtime(&root.join("run.sh"), 1_600_000_000);
     set_mtime(&root.join("sub/deeper/big.bin"), 1_500_000_000);
-    let remote = d.data_dir().join("incoming");
-    std::fs::create_dir_all(&remote).expect("mkdir");
+    let remote = shell_tmp(&d);
 
     let out = h.ok(&[
         "file",
@@ -315,8 +403,7 @@ fn killed_transfer_leaves_no_final_file() {
             w.write_all(&block).expect("write");
         }
     }
-    let dest_dir = d.data_dir().join("dest");
-    std::fs::create_dir_all(&dest_dir).expect("mkdir");
+    let dest_dir = shell_tmp(&d);
     let dest = dest_dir.join("big");
     let mut child = h
         .cmd(&[
@@ -339,9 +426,8 @@ fn killed_transfer_leaves_no_final_file() {
         if tmp {
             break;
         }
-        if child.try_wait().expect("wait").is_some() {
-            eprintln!("transfer finished before it could be killed; nothing to check");
-            return;
+        if let Some(st) = child.try_wait().expect("wait") {
+            panic!("the transfer ended ({st}) before its temp file was seen");
         }
         assert!(
             t0.elapsed() < Duration::from_secs(20),
@@ -358,6 +444,7 @@ fn killed_transfer_leaves_no_final_file() {
             .expect("ls")
             .filter_map(Result::ok)
             .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("big"))
             .collect();
         if names.is_empty() {
             break;
@@ -617,7 +704,7 @@ fn one_gib_both_ways_same_sha256() {
         }
     }
     let want = sha256_file(&f);
-    let remote = d.data_dir().join("g1");
+    let remote = shell_tmp(&d).join("g1");
     h.ok(&[
         "file",
         "send",

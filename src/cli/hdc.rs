@@ -25,6 +25,8 @@ usage: hdc [-t KEY] COMMAND
   install [-r] PACKAGE                  install a .hap/.hsp/.app (or a directory of them)
   uninstall [-k] BUNDLE                 uninstall a bundle (-k keeps its data)
   target boot                           restart the device daemon
+  smode [-r]                            run shells and file transfers as root (-r: as the
+                                        shell user again)
   kill [-r] | start [-r]                stop / start the host server
   -m                                    run the host server in the foreground
   version
@@ -269,6 +271,7 @@ async fn command(port: u16, target: Option<String>, args: &[&str]) -> Result<i32
                             &opts,
                             true,
                             Some(p),
+                            &None,
                         )
                         .await;
                         client::clear_progress(bar);
@@ -285,9 +288,14 @@ async fn command(port: u16, target: Option<String>, args: &[&str]) -> Result<i32
                     Ok(mut ch) => {
                         let p = std::sync::Arc::new(oxh_hdc::transfer::Progress::default());
                         let bar = client::progress_bar(p.clone());
-                        let r =
-                            oxh_hdc::transfer::recv_progress(&mut ch, Path::new(b), &opts, Some(p))
-                                .await;
+                        let r = oxh_hdc::transfer::recv_progress(
+                            &mut ch,
+                            Path::new(b),
+                            &opts,
+                            Some(p),
+                            &None,
+                        )
+                        .await;
                         client::clear_progress(bar);
                         done(r)
                     }
@@ -318,6 +326,10 @@ async fn command(port: u16, target: Option<String>, args: &[&str]) -> Result<i32
             simple(&sess, None, req).await
         }
         ["target", "boot"] => simple(&sess, t, Request::Boot).await,
+        ["smode", rest @ ..] => {
+            let root = !rest.contains(&"-r");
+            simple(&sess, t, Request::Smode { root }).await
+        }
         ["install", rest @ ..] => {
             let replace = rest.contains(&"-r");
             let paths: Vec<&&str> = rest.iter().filter(|a| !a.starts_with('-')).collect();
@@ -336,6 +348,7 @@ async fn command(port: u16, target: Option<String>, args: &[&str]) -> Result<i32
                         &opts,
                         false,
                         None,
+                        &None,
                     )
                     .await
                     {

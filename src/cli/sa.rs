@@ -15,6 +15,9 @@ pub enum SaCmd {
         #[arg(long, value_name = "NETWORK_ID")]
         device: Option<String>,
     },
+    /// Who the daemon takes this process for: pid, uid and gid from the kernel, and the
+    /// access token that decides what it may do.
+    Whoami,
 }
 
 /// Runs `oxh sa ...`.
@@ -51,6 +54,19 @@ pub async fn run(g: &Global, cmd: &SaCmd) -> Result<i32> {
                     };
                     println!("{:>6}  {:<28} {:<12} {start}", i.id, i.name, state);
                 }
+            }
+            Ok(0)
+        }
+        SaCmd::Whoami => {
+            let dev = g.connect().await?;
+            let c = dev.samgr().whoami().await?;
+            if g.json {
+                print_json(&c)?;
+            } else {
+                println!(
+                    "pid {} uid {} gid {} token {:#010x} ({:?}) process {}",
+                    c.pid, c.uid, c.gid, c.token_id, c.token_type, c.process_name
+                );
             }
             Ok(0)
         }

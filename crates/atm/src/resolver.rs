@@ -16,6 +16,7 @@ pub struct AtmTokenResolver {
     atm: Arc<AccessTokenManager>,
     tool_exes: Vec<PathBuf>,
     daemon_uid: u32,
+    shell_uid: Option<u32>,
 }
 
 impl AtmTokenResolver {
@@ -26,7 +27,15 @@ impl AtmTokenResolver {
             atm,
             tool_exes,
             daemon_uid,
+            shell_uid: None,
         }
+    }
+
+    /// hdc's shell user: its runs of the `oxh` tool get the shell token too (its other
+    /// processes get nothing, as any other user's).
+    pub fn with_shell_uid(mut self, uid: Option<u32>) -> Self {
+        self.shell_uid = uid;
+        self
     }
 }
 
@@ -34,10 +43,11 @@ impl TokenResolver for AtmTokenResolver {
     fn resolve(&self, cred: PeerCred) -> Caller {
         let process_name = oxh_kal::process_name(cred.pid).unwrap_or_default();
         let trusted = cred.uid == 0 || cred.uid == self.daemon_uid;
-        let is_tool =
-            trusted && oxh_kal::process_exe(cred.pid).is_some_and(|e| self.tool_exes.contains(&e));
+        let shell = self.shell_uid == Some(cred.uid);
+        let is_tool = (trusted || shell)
+            && oxh_kal::process_exe(cred.pid).is_some_and(|e| self.tool_exes.contains(&e));
         self.atm
-            .caller_for(cred, process_name, is_tool, self.daemon_uid)
+            .caller_for(cred, process_name, is_tool, self.daemon_uid, self.shell_uid)
     }
 }
 

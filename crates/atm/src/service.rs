@@ -978,15 +978,18 @@ impl AccessTokenManager {
     // ---- identities ----
 
     /// The caller for kernel credentials (see [`crate::config`] for the order of the rules).
-    /// `is_tool` says the process runs the `oxh` tool; it counts only for trusted uids.
+    /// `is_tool` says the process runs the `oxh` tool; it counts only for trusted uids and
+    /// hdc's shell user (`shell_uid`), whose runs of the tool are the shell.
     pub fn caller_for(
         &self,
         cred: oxh_kal::PeerCred,
         process_name: String,
         is_tool: bool,
         daemon_uid: u32,
+        shell_uid: Option<u32>,
     ) -> Caller {
         let trusted = cred.uid == 0 || cred.uid == daemon_uid;
+        let shell = is_tool && (trusted || shell_uid == Some(cred.uid));
         let st = self.read();
         let native = st
             .natives
@@ -996,7 +999,7 @@ impl AccessTokenManager {
                 trusted || matches!(t.kind, Kind::Native { uid: Some(u), .. } if u == cred.uid)
             })
             .map(|t| t.id);
-        let (token_type, token_id) = if trusted && is_tool {
+        let (token_type, token_id) = if shell {
             (TokenType::Shell, st.shell)
         } else if let Some(id) = st.by_uid.get(&cred.uid) {
             (TokenType::Hap, *id)
@@ -1408,7 +1411,8 @@ pub(crate) mod tests {
                 },
                 "x".into(),
                 false,
-                0
+                0,
+                None
             )
             .token_id
                 != copy,
@@ -1568,6 +1572,7 @@ pub(crate) mod tests {
             "app".into(),
             false,
             4242,
+            None,
         );
         assert_eq!(c.token_type, TokenType::Invalid);
         assert!(matches!(
@@ -1609,6 +1614,7 @@ pub(crate) mod tests {
                 name.into(),
                 tool,
                 daemon_uid,
+                Some(2000),
             )
         };
         let c = who(0, "oxh", true);
@@ -1625,6 +1631,14 @@ pub(crate) mod tests {
         let c = who(3013, "kvstored", false);
         assert_eq!(c.token_type, TokenType::Invalid, "name alone is not enough");
         let c = who(3013, "oxhd", true);
+        assert_eq!((c.token_type, c.token_id), (TokenType::Invalid, 0));
+        // hdc's shell user: the tool is the shell, anything else it runs gets nothing.
+        let c = who(2000, "oxh", true);
+        assert_eq!(
+            (c.token_type, c.token_id),
+            (TokenType::Shell, atm.shell_token_id())
+        );
+        let c = who(2000, "sh", false);
         assert_eq!((c.token_type, c.token_id), (TokenType::Invalid, 0));
         let c = who(0, "python3", false);
         assert_eq!(c.token_type, TokenType::Native);

@@ -1,16 +1,23 @@
 //! The device side of hdc, run inside oxhd: a TLS listener on the port in `persist.hdc.port`,
 //! host authentication, and the commands (shell, files, port forwarding, hilog, boot).
 //!
-//! Commands run as the daemon's user; a shell's `oxh` invocations get the shell token (the
-//! access-token manager gives it to that user running the `oxh` binary), so the access-token
-//! rules apply to what the shell does through oxh.
+//! Shells, hilog, installs and file transfers run as the device's shell user, as hdcd drops
+//! to OpenHarmony's `shell` user (uid 2000): the system's `shell` user when there is one,
+//! else the bare uid 2000, or the user `persist.hdc.shell_user` names (read at start). The
+//! shell user's `oxh` invocations get the shell token (the access-token manager gives it to
+//! that user running the `oxh` binary), so the access-token rules apply to what the shell
+//! does through oxh, and the kernel's file permissions apply to what it reads and writes.
+//! `hdc smode` (`persist.hdc.root=1`) runs them as the daemon's user (root) instead;
+//! `hdc smode -r` drops again. A daemon that is not root runs them as itself.
 
 use crate::keys::{self, Verdict};
 use crate::proto::{self, Exit, Hello, Request};
 use crate::session::{self, Incoming, Session};
 use crate::{relay, shell, transfer};
 use ed25519_dalek::SigningKey;
+use oxh_kal::user::{Identity, UserEntry};
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +31,72 @@ pub const DEFAULT_DEVICE_PORT: u16 = 8711;
 
 /// Reads a parameter (the daemon passes its in-process parameter service).
 pub type ParamGet = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+/// Sets a parameter as the system (for `hdc smode`).
+pub type ParamSet = Arc<
+    dyn Fn(
+            String,
+            String,
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// OpenHarmony's shell user, which hdcd runs everything for a host as.
+pub const SHELL_USER: &str = "shell";
+/// OpenHarmony's shell uid (and gid): used when the system has no `shell` user.
+pub const SHELL_UID: u32 = 2000;
+/// Parameter naming another shell user (a name or a uid); read when the daemon starts.
+pub const SHELL_USER_PARAM: &str = "persist.hdc.shell_user";
+/// Parameter `hdc smode` sets: "1" runs host commands as the daemon's user.
+pub const ROOT_PARAM: &str = "persist.hdc.root";
+/// "0" marks a release device: no root mode (`hdc smode` refused, `persist.hdc.root`
+/// ignored), as on OpenHarmony's user builds. Unset or "1": a developer's device.
+pub const DEBUGGABLE_PARAM: &str = "const.debuggable";
+
+/// Who host commands run as: `Ok(None)` when the daemon cannot switch users (it is not
+/// root) or the configured user is root; an error when the configured user does not exist
+/// (every command that needs the user then fails with it, rather than running as root).
+pub fn resolve_shell_user(spec: Option<&str>) -> Result<Option<UserEntry>, String> {
+    if !Identity::can_switch() {
+        return Ok(None);
+    }
+    let spec = spec.filter(|s| !s.is_empty()).unwrap_or(SHELL_USER);
+    let found = oxh_kal::user::lookup_user(spec)
+        .map_err(|e| format!("[Fail]cannot look up the shell user {spec}: {e}"))?;
+    let user = match found {
+        Some(u) => u,
+        None if spec == SHELL_USER => {
+            match oxh_kal::user::user_by_uid(SHELL_UID)
+                .map_err(|e| format!("[Fail]cannot look up uid {SHELL_UID}: {e}"))?
+            {
+                Some(other) => {
+                    return Err(format!(
+                        "[Fail]no shell user: there is no `{SHELL_USER}` user and uid \
+                         {SHELL_UID} belongs to `{}`; create a `{SHELL_USER}` user or set \
+                         {SHELL_USER_PARAM}",
+                        other.name
+                    ));
+                }
+                None => UserEntry {
+                    name: SHELL_USER.into(),
+                    home: None,
+                    id: Identity {
+                        uid: SHELL_UID,
+                        gid: SHELL_UID,
+                        groups: vec![SHELL_UID],
+                    },
+                },
+            }
+        }
+        None => {
+            return Err(format!(
+                "[Fail]no shell user: {SHELL_USER_PARAM} names `{spec}`, which does not exist"
+            ));
+        }
+    };
+    Ok((user.id.uid != 0).then_some(user))
+}
 
 /// What the device side needs from the daemon.
 #[derive(Clone)]
@@ -38,8 +111,30 @@ pub struct DeviceConfig {
     pub key: SigningKey,
     /// The `oxh` tool binary, for `hdc hilog` and the shell's PATH.
     pub oxh_exe: Option<PathBuf>,
-    /// Parameters (`persist.hdc.auth_bypass`).
+    /// Parameters (`persist.hdc.auth_bypass`, `persist.hdc.root`).
     pub params: ParamGet,
+    /// Sets `persist.hdc.root` for `hdc smode`.
+    pub set_param: ParamSet,
+    /// The shell user (see [`resolve_shell_user`]).
+    pub shell_user: Result<Option<UserEntry>, String>,
+    /// The shell user's own writable dir (OpenHarmony's /data/local/tmp): installs are
+    /// staged there, and a shell starts there when the user has no home.
+    pub shell_tmp: PathBuf,
+}
+
+impl DeviceConfig {
+    fn debuggable(&self) -> bool {
+        (self.params)(DEBUGGABLE_PARAM).as_deref() != Some("0")
+    }
+
+    /// Who the next host command runs as: the shell user, or `None` (the daemon's user) in
+    /// root mode or when the daemon cannot switch.
+    fn acting_user(&self) -> Result<Option<Arc<UserEntry>>, String> {
+        if self.debuggable() && (self.params)(ROOT_PARAM).as_deref() == Some("1") {
+            return Ok(None);
+        }
+        self.shell_user.clone().map(|u| u.map(Arc::new))
+    }
 }
 
 /// The running device side.
@@ -155,7 +250,11 @@ async fn serve_conn(
     Ok(())
 }
 
-fn shell_command(cfg: &DeviceConfig, argv: &[&str]) -> std::process::Command {
+fn shell_command(
+    cfg: &DeviceConfig,
+    who: Option<&UserEntry>,
+    argv: &[&str],
+) -> std::process::Command {
     let mut c = std::process::Command::new(argv[0]);
     c.args(&argv[1..]);
     c.env("OXH_DATA_DIR", &cfg.data_dir);
@@ -163,8 +262,36 @@ fn shell_command(cfg: &DeviceConfig, argv: &[&str]) -> std::process::Command {
         let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into());
         c.env("PATH", format!("{}:{path}", dir.display()));
     }
-    if let Ok(home) = std::env::var("HOME") {
-        c.current_dir(home);
+    match who {
+        Some(u) => {
+            let home = u.home.clone().unwrap_or_else(|| cfg.shell_tmp.clone());
+            let name = if u.name.is_empty() {
+                SHELL_USER
+            } else {
+                &u.name
+            };
+            c.env("HOME", &home)
+                .env("USER", name)
+                .env("LOGNAME", name)
+                .current_dir(&home);
+            let id = u.id.clone();
+            // SAFETY: between fork and exec the hook only makes system calls (isatty,
+            // fchown, setgroups, setgid, setuid) on data allocated before the fork.
+            unsafe {
+                c.pre_exec(move || {
+                    // A pty's slave belongs to whoever uses it, as login(1) does.
+                    if libc::isatty(0) == 1 {
+                        libc::fchown(0, id.uid, id.gid);
+                    }
+                    id.become_in_child()
+                });
+            }
+        }
+        None => {
+            if let Ok(home) = std::env::var("HOME") {
+                c.current_dir(home);
+            }
+        }
     }
     c
 }
@@ -181,11 +308,31 @@ async fn handle(cfg: Arc<DeviceConfig>, sess: Session, inc: Incoming, boot: Arc<
             return;
         }
     };
+    // Host commands that run programs or touch files do it as the shell user.
+    let as_shell = matches!(
+        req,
+        Request::Shell { .. }
+            | Request::Hilog { .. }
+            | Request::FileSend { .. }
+            | Request::FileRecv { .. }
+            | Request::Install { .. }
+            | Request::Uninstall { .. }
+    );
+    let who = match cfg.acting_user() {
+        Ok(w) => w,
+        Err(m) if as_shell => {
+            channel.close(&Exit::fail(m));
+            return;
+        }
+        Err(_) => None,
+    };
+    let act: transfer::ActAs = who.as_ref().map(|u| Arc::new(u.id.clone()));
+    let who = who.as_deref();
     match req {
         Request::Shell { command, pty, term } => {
             let mut c = match &command {
-                Some(line) => shell_command(&cfg, &["/bin/sh", "-c", line]),
-                None => shell_command(&cfg, &["/bin/sh", "-i"]),
+                Some(line) => shell_command(&cfg, who, &["/bin/sh", "-c", line]),
+                None => shell_command(&cfg, who, &["/bin/sh", "-i"]),
             };
             c.env("TERM", if term.is_empty() { "xterm" } else { &term });
             match pty {
@@ -198,7 +345,7 @@ async fn handle(cfg: Arc<DeviceConfig>, sess: Session, inc: Incoming, boot: Arc<
                 channel.close(&Exit::fail("[Fail]hilog is not available on this device"));
                 return;
             };
-            let mut c = shell_command(&cfg, &[&exe.to_string_lossy()]);
+            let mut c = shell_command(&cfg, who, &[&exe.to_string_lossy()]);
             c.arg("--data-dir")
                 .arg(&cfg.data_dir)
                 .arg("hilog")
@@ -206,11 +353,11 @@ async fn handle(cfg: Arc<DeviceConfig>, sess: Session, inc: Incoming, boot: Arc<
             shell::run_piped(channel, c).await
         }
         Request::FileSend { remote, opts } => {
-            let _ = transfer::recv(&mut channel, Path::new(&remote), &opts).await;
+            let _ = transfer::recv(&mut channel, Path::new(&remote), &opts, &act).await;
             channel.close(&Exit::ok());
         }
         Request::FileRecv { remote, opts } => {
-            let r = transfer::send(&mut channel, Path::new(&remote), &opts).await;
+            let r = transfer::send(&mut channel, Path::new(&remote), &opts, &act).await;
             let exit = match r {
                 Ok(_) => Exit::ok(),
                 Err(m) => Exit::fail(m),
@@ -261,16 +408,19 @@ async fn handle(cfg: Arc<DeviceConfig>, sess: Session, inc: Incoming, boot: Arc<
             };
             let mut rnd = [0u8; 6];
             let _ = getrandom::fill(&mut rnd);
-            let tmp = cfg
-                .hdc_dir
-                .join("tmp")
-                .join(format!("install-{}", hex::encode(rnd)));
-            if let Err(e) = std::fs::create_dir_all(&tmp) {
-                channel.close(&Exit::fail(format!("[Fail]cannot stage the package: {e}")));
+            // Staged where the shell user may write, as hdcd stages in /data/local/tmp,
+            // since `bm install` then reads it as that user.
+            let tmp = cfg.shell_tmp.join(format!("install-{}", hex::encode(rnd)));
+            let made = transfer::as_user(&act, || {
+                std::fs::create_dir_all(&tmp)
+                    .map_err(|e| format!("[Fail]cannot stage the package: {e}"))
+            });
+            if let Err(m) = made.and_then(|r| r) {
+                channel.close(&Exit::fail(m));
                 return;
             }
-            match transfer::recv_files(&mut channel, &tmp, &proto::FileOpts::default(), None).await
-            {
+            let opts = proto::FileOpts::default();
+            match transfer::recv_files(&mut channel, &tmp, &opts, None, &act).await {
                 Ok(_) => {
                     let pkg = std::fs::read_dir(&tmp)
                         .ok()
@@ -278,7 +428,7 @@ async fn handle(cfg: Arc<DeviceConfig>, sess: Session, inc: Incoming, boot: Arc<
                         .and_then(Result::ok)
                         .map(|e| e.path())
                         .unwrap_or_else(|| tmp.clone());
-                    let mut c = shell_command(&cfg, &[&exe.to_string_lossy()]);
+                    let mut c = shell_command(&cfg, who, &[&exe.to_string_lossy()]);
                     c.arg("--data-dir")
                         .arg(&cfg.data_dir)
                         .args(["bm", "install", "-p"])
@@ -290,14 +440,14 @@ async fn handle(cfg: Arc<DeviceConfig>, sess: Session, inc: Incoming, boot: Arc<
                 }
                 Err(m) => channel.close(&Exit::fail(m)),
             }
-            let _ = std::fs::remove_dir_all(&tmp);
+            let _ = transfer::as_user(&act, || std::fs::remove_dir_all(&tmp));
         }
         Request::Uninstall { name, keep } => {
             let Some(exe) = cfg.oxh_exe.clone() else {
                 channel.close(&Exit::fail("[Fail]bm is not available on this device"));
                 return;
             };
-            let mut c = shell_command(&cfg, &[&exe.to_string_lossy()]);
+            let mut c = shell_command(&cfg, who, &[&exe.to_string_lossy()]);
             c.arg("--data-dir")
                 .arg(&cfg.data_dir)
                 .args(["bm", "uninstall", "-n", &name]);
@@ -305,6 +455,19 @@ async fn handle(cfg: Arc<DeviceConfig>, sess: Session, inc: Incoming, boot: Arc<
                 c.arg("-k");
             }
             shell::run_piped(channel, c).await
+        }
+        Request::Smode { root } if root && !cfg.debuggable() => {
+            channel.close(&Exit::fail(
+                "[Fail]Cannot set root run mode in undebuggable version.",
+            ));
+        }
+        Request::Smode { root } => {
+            let v = if root { "1" } else { "0" };
+            let exit = match (cfg.set_param)(ROOT_PARAM.into(), v.into()).await {
+                Ok(()) => Exit::ok(),
+                Err(e) => Exit::fail(format!("[Fail]cannot change the shell mode: {e}")),
+            };
+            channel.close(&exit);
         }
         Request::Boot => {
             channel.close(&Exit::ok());

@@ -127,6 +127,12 @@ pub enum Request {
         /// The rule's second spec.
         remote: String,
     },
+    /// `hdc smode` (`root` true) runs host commands as the daemon's user (root) from now on;
+    /// `hdc smode -r` (false) as the shell user again.
+    Smode {
+        /// Root mode on or off.
+        root: bool,
+    },
 }
 
 /// A client's request to the host server: a device request for `target`, or a server request.

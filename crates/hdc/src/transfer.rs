@@ -21,6 +21,26 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use xxhash_rust::xxh3::Xxh3;
 
+/// Who the device side acts as on files: the shell user, or `None` for the process's own
+/// user (the host side, root mode, or a daemon that is not root).
+pub type ActAs = Option<Arc<oxh_kal::user::Identity>>;
+
+/// Runs `f` with this thread's file access checked as `act` (see
+/// [`oxh_kal::user::Identity::as_fs`]); `f` must not await.
+pub fn as_user<T>(act: &ActAs, f: impl FnOnce() -> T) -> Result<T, String> {
+    match act {
+        None => Ok(f()),
+        Some(id) => id
+            .as_fs(f)
+            .map_err(|e| format!("[Fail]cannot act as the shell user: {e}")),
+    }
+}
+
+/// [`as_user`] for work that fails with a message of its own.
+fn as_user_r<T>(act: &ActAs, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    as_user(act, f).and_then(|r| r)
+}
+
 /// Depth limit of directory walks.
 const MAX_DEPTH: usize = 64;
 
@@ -125,8 +145,13 @@ fn walk_dir(
 
 /// Sends `root` (a file or a directory tree) over `ch` and waits for the receiver's result;
 /// returns the stats or the failure message (already with `[Fail]`).
-pub async fn send(ch: &mut Channel, root: &Path, opts: &FileOpts) -> Result<Stats, String> {
-    send_files(ch, root, opts, true, None).await
+pub async fn send(
+    ch: &mut Channel,
+    root: &Path,
+    opts: &FileOpts,
+    act: &ActAs,
+) -> Result<Stats, String> {
+    send_files(ch, root, opts, true, None, act).await
 }
 
 /// Sends `root`; with `wait`, waits for the receiver's Close (its result) too. Without, the
@@ -137,8 +162,9 @@ pub async fn send_files(
     opts: &FileOpts,
     wait: bool,
     progress: ProgressRef,
+    act: &ActAs,
 ) -> Result<Stats, String> {
-    match send_inner(ch, root, opts, wait, progress).await {
+    match send_inner(ch, root, opts, wait, progress, act).await {
         Ok(s) => Ok(s),
         Err(Failure::Msg(m)) => Err(m),
         // The channel was closed under us: the receiver's Close says why.
@@ -172,9 +198,10 @@ async fn send_inner(
     opts: &FileOpts,
     wait: bool,
     progress: ProgressRef,
+    act: &ActAs,
 ) -> Result<Stats, Failure> {
     let t0 = Instant::now();
-    let list = walk(root)?;
+    let list = as_user_r(act, || walk(root))?;
     if let Some(p) = &progress {
         let total: u64 = list.iter().map(|(_, m)| m.size).sum();
         p.total.fetch_add(total, Ordering::Relaxed);
@@ -197,7 +224,10 @@ async fn send_inner(
         let compress = opts.compress;
         let p = path.clone();
         let prog = progress.clone();
-        let reader = tokio::task::spawn_blocking(move || read_file(&p, compress, ctx, prog));
+        let a = act.clone();
+        let reader = tokio::task::spawn_blocking(move || {
+            as_user_r(&a, || read_file(&p, compress, ctx, prog))
+        });
         while let Some(chunk) = crx.recv().await {
             let chunk = chunk?;
             let sent = tokio::select! {
@@ -322,8 +352,13 @@ fn apply_attrs(path: &Path, m: &FileMeta) -> Result<(), String> {
 
 /// Receives a transfer into `dest`, then closes `ch` with the result. Returns the stats or the
 /// failure message.
-pub async fn recv(ch: &mut Channel, dest: &Path, opts: &FileOpts) -> Result<Stats, String> {
-    recv_progress(ch, dest, opts, None).await
+pub async fn recv(
+    ch: &mut Channel,
+    dest: &Path,
+    opts: &FileOpts,
+    act: &ActAs,
+) -> Result<Stats, String> {
+    recv_progress(ch, dest, opts, None, act).await
 }
 
 /// [`recv`] with a progress handle.
@@ -332,8 +367,9 @@ pub async fn recv_progress(
     dest: &Path,
     opts: &FileOpts,
     progress: ProgressRef,
+    act: &ActAs,
 ) -> Result<Stats, String> {
-    let r = recv_files(ch, dest, opts, progress).await;
+    let r = recv_files(ch, dest, opts, progress, act).await;
     let exit = match &r {
         Ok(_) => Exit::ok(),
         Err(m) => Exit::fail(m.clone()),
@@ -348,9 +384,10 @@ pub async fn recv_files(
     dest: &Path,
     opts: &FileOpts,
     progress: ProgressRef,
+    act: &ActAs,
 ) -> Result<Stats, String> {
     let t0 = Instant::now();
-    let dest_is_dir = dest.is_dir();
+    let dest_is_dir = as_user(act, || dest.is_dir())?;
     let mut stats = Stats::default();
     let mut cur: Option<Incoming> = None;
     let mut dirs: Vec<(PathBuf, FileMeta)> = Vec::new();
@@ -367,16 +404,23 @@ pub async fn recv_files(
                 }
                 let target = target_of(dest, dest_is_dir, &meta.rel);
                 if meta.dir {
-                    if let Err(e) = std::fs::create_dir_all(&target) {
-                        break Err(fail_path("creating directory", &e, &target));
+                    let made = as_user_r(act, || {
+                        std::fs::create_dir_all(&target)
+                            .map_err(|e| fail_path("creating directory", &e, &target))
+                    });
+                    if let Err(e) = made {
+                        break Err(e);
                     }
                     dirs.push((target, meta));
                     continue;
                 }
                 if opts.sync {
-                    let newer = std::fs::metadata(&target).ok().is_some_and(|m| {
-                        (m.mtime(), m.mtime_nsec() as u32) >= (meta.mtime, meta.mtime_ns)
-                    });
+                    let newer = as_user(act, || std::fs::metadata(&target))
+                        .ok()
+                        .and_then(Result::ok)
+                        .is_some_and(|m| {
+                            (m.mtime(), m.mtime_nsec() as u32) >= (meta.mtime, meta.mtime_ns)
+                        });
                     let _ = ch.ctrl(&Ctrl::Want(!newer));
                     if newer {
                         continue;
@@ -385,7 +429,9 @@ pub async fn recv_files(
                 if let Some(p) = &progress {
                     p.total.fetch_add(meta.size, Ordering::Relaxed);
                 }
-                match start_file(target, meta, opts.compress, progress.clone()) {
+                match as_user_r(act, || {
+                    start_file(target, meta, opts.compress, progress.clone())
+                }) {
                     Ok(inc) => cur = Some(inc),
                     Err(e) => break Err(e),
                 }
@@ -397,7 +443,7 @@ pub async fn recv_files(
                 // Waits (without blocking the runtime) while the disk thread is behind.
                 if inc.tx.send(d).await.is_err() {
                     // The writer failed: its error comes out of join below.
-                    let inc = cur.take().map(finish_abort);
+                    let inc = cur.take().map(|i| finish_abort(i, act));
                     break Err(inc.unwrap_or_else(|| "[Fail]write failed".into()));
                 }
             }
@@ -406,10 +452,13 @@ pub async fn recv_files(
                     break Err("[Fail]file end outside a file".into());
                 };
                 let keep = opts.keep_attrs;
+                let a = act.clone();
                 // Joins the disk thread: off the runtime's threads.
-                let done = tokio::task::spawn_blocking(move || finish_file(inc, hash, keep))
-                    .await
-                    .unwrap_or_else(|_| Err("[Fail]writer crashed".into()));
+                let done = tokio::task::spawn_blocking(move || {
+                    as_user_r(&a, || finish_file(inc, hash, keep))
+                })
+                .await
+                .unwrap_or_else(|_| Err("[Fail]writer crashed".into()));
                 match done {
                     Ok(n) => {
                         stats.files += 1;
@@ -430,13 +479,13 @@ pub async fn recv_files(
         }
     };
     if let Some(inc) = cur.take() {
-        finish_abort(inc);
+        finish_abort(inc, act);
     }
     result?;
     if opts.keep_attrs {
-        for (p, m) in dirs.iter().rev() {
-            apply_attrs(p, m)?;
-        }
+        as_user_r(act, || {
+            dirs.iter().rev().try_for_each(|(p, m)| apply_attrs(p, m))
+        })?;
     }
     stats.elapsed = t0.elapsed();
     Ok(stats)
@@ -499,10 +548,10 @@ fn start_file(
     })
 }
 
-fn finish_abort(inc: Incoming) -> String {
+fn finish_abort(inc: Incoming, act: &ActAs) -> String {
     drop(inc.tx);
     let r = inc.writer.join();
-    let _ = std::fs::remove_file(&inc.tmp);
+    let _ = as_user(act, || std::fs::remove_file(&inc.tmp));
     match r {
         Ok(Err(e)) => e,
         _ => "[Fail]transfer aborted".into(),
@@ -572,8 +621,8 @@ mod tests {
         let mut inc = ib.recv().await.unwrap();
         let o2 = opts.clone();
         let d = dest.to_path_buf();
-        let r = tokio::spawn(async move { recv(&mut inc.channel, &d, &o2).await });
-        let s = send(&mut ch, src, &opts).await;
+        let r = tokio::spawn(async move { recv(&mut inc.channel, &d, &o2, &None).await });
+        let s = send(&mut ch, src, &opts, &None).await;
         (s, r.await.unwrap())
     }
 

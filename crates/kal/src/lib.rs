@@ -7,6 +7,8 @@ use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+pub mod user;
+
 /// Environment variable that selects a device's data dir, as `--data-dir` does.
 pub const DATA_DIR_ENV: &str = "OXH_DATA_DIR";
 
@@ -49,6 +51,20 @@ impl DeviceDirs {
     /// The daemon's pid file, written once it is ready.
     pub fn pid_path(&self) -> PathBuf {
         self.run_dir().join("oxhd.pid")
+    }
+    /// The shell user's writable dir, OpenHarmony's /data/local/tmp: where hdc stages
+    /// installs and a shell without a home starts.
+    pub fn shell_tmp(&self) -> PathBuf {
+        self.root.join("local").join("tmp")
+    }
+    /// Creates a subsystem's dir readable by the daemon's user only (0700, also when it
+    /// exists from an older start): other local users (apps, hdc's shell user) reach its
+    /// state only through the subsystem's IPC methods, never by file.
+    pub fn make_private(&self, name: &str) -> io::Result<PathBuf> {
+        let p = self.subsystem(name);
+        fs::create_dir_all(&p)?;
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o700))?;
+        Ok(p)
     }
     /// Per-subsystem state dir, e.g. `param`, `log`, `device`.
     pub fn subsystem(&self, name: &str) -> PathBuf {

@@ -166,7 +166,15 @@ pub struct Bus {
     transport: Arc<quinn::TransportConfig>,
     bind_tx: mpsc::Sender<BindIncoming>,
     streams_tx: mpsc::Sender<IncomingStream>,
+    /// Woken whenever a connection is registered (see [`DUPLICATE_GRACE`]).
+    registered: tokio::sync::Notify,
 }
+
+/// When both sides dial at once, each keeps the connection dialed by the smaller key. A side
+/// that registered the losing connection first sees the peer close it as a duplicate, maybe
+/// before the winner reaches it: it waits this long for the winner before calling the peer
+/// OFFLINE, so the race does not show as an OFFLINE/ONLINE flap.
+const DUPLICATE_GRACE: Duration = Duration::from_secs(2);
 
 /// What the bus hands to the layers above: binding connections and session streams.
 pub struct BusChannels {
@@ -205,6 +213,15 @@ fn bind_endpoint(
     let runtime = quinn::default_runtime()
         .ok_or_else(|| std::io::Error::other("no async runtime for the bus"))?;
     quinn::Endpoint::new(ep, Some(server), sock.into(), runtime)
+}
+
+/// The peer closed `conn` as the losing one of two simultaneous dials.
+fn closed_as_duplicate(conn: &quinn::Connection) -> bool {
+    matches!(
+        conn.close_reason(),
+        Some(quinn::ConnectionError::ApplicationClosed(ref c))
+            if c.error_code == quinn::VarInt::from_u32(CLOSE_DUPLICATE)
+    )
 }
 
 fn transport_config(cfg: &BusConfig) -> quinn::TransportConfig {
@@ -258,6 +275,7 @@ impl Bus {
             transport,
             bind_tx,
             streams_tx,
+            registered: tokio::sync::Notify::new(),
         });
         tokio::spawn(bus.clone().accept_loop());
         Ok((
@@ -566,6 +584,7 @@ impl Bus {
                 },
             );
         }
+        self.registered.notify_waiters();
         if let Some(old) = restarted {
             let _ = self.events.send(BusEvent::Offline(old));
         }
@@ -613,6 +632,9 @@ impl Bus {
                 },
             }
         }
+        if closed_as_duplicate(&conn) {
+            self.await_replacement(&key, &conn).await;
+        }
         let removed = self.peers.lock().ok().and_then(|mut p| {
             if p.get(&key).map(|e| e.conn.stable_id()) == Some(conn.stable_id()) {
                 p.remove(&key)
@@ -628,6 +650,32 @@ impl Bus {
                 "device offline"
             );
             let _ = self.events.send(BusEvent::Offline(p.info));
+        }
+    }
+
+    fn is_current(&self, key: &[u8; 32], conn: &quinn::Connection) -> bool {
+        self.peers
+            .lock()
+            .ok()
+            .and_then(|p| p.get(key).map(|e| e.conn.stable_id()))
+            == Some(conn.stable_id())
+    }
+
+    /// Waits (at most [`DUPLICATE_GRACE`]) until `conn` is no longer the peer's connection.
+    async fn await_replacement(&self, key: &[u8; 32], conn: &quinn::Connection) {
+        let deadline = tokio::time::sleep(DUPLICATE_GRACE);
+        tokio::pin!(deadline);
+        loop {
+            let woken = self.registered.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            if !self.is_current(key, conn) {
+                return;
+            }
+            tokio::select! {
+                _ = woken => {}
+                _ = &mut deadline => return,
+            }
         }
     }
 
@@ -826,34 +874,54 @@ mod tests {
 
     #[tokio::test]
     async fn simultaneous_dials_converge_on_one_connection() {
-        let a = dev("a", 6);
-        let b = dev("b", 7);
-        a.trust.0.lock().unwrap().insert(b.key);
-        b.trust.0.lock().unwrap().insert(a.key);
-        let (ra, rb) = tokio::join!(
-            a.bus.connect(b.bus.local_addr().unwrap(), Some(b.key)),
-            b.bus.connect(a.bus.local_addr().unwrap(), Some(a.key))
-        );
-        assert!(ra.is_ok() && rb.is_ok());
-        // Whichever connection won, both sides end up holding a live one, and only one.
-        let wait = async {
-            loop {
-                if let (Some(ca), Some(cb)) = (
-                    a.bus.connection("net-b").map(|c| c.0),
-                    b.bus.connection("net-a").map(|c| c.0),
-                ) && ca.close_reason().is_none()
-                    && cb.close_reason().is_none()
-                {
-                    return;
+        // Several rounds: which connection each side registers first varies run to run.
+        for round in 0..8u8 {
+            let a = dev("a", 6 + 2 * round);
+            let b = dev("b", 7 + 2 * round);
+            a.trust.0.lock().unwrap().insert(b.key);
+            b.trust.0.lock().unwrap().insert(a.key);
+            let (mut ea, mut eb) = (a.bus.subscribe(), b.bus.subscribe());
+            let (ra, rb) = tokio::join!(
+                a.bus.connect(b.bus.local_addr().unwrap(), Some(b.key)),
+                b.bus.connect(a.bus.local_addr().unwrap(), Some(a.key))
+            );
+            assert!(ra.is_ok() && rb.is_ok());
+            // Converged: both sides hold a live connection, the same one (same dialer).
+            let dialer = |d: &Dev| {
+                let p = d.bus.peers.lock().unwrap();
+                p.values()
+                    .next()
+                    .filter(|p| p.conn.close_reason().is_none())
+                    .map(|p| p.dialer_key)
+            };
+            let wait = async {
+                loop {
+                    if let (Some(x), Some(y)) = (dialer(&a), dialer(&b))
+                        && x == y
+                    {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
                 }
-                tokio::time::sleep(Duration::from_millis(10)).await;
+            };
+            tokio::time::timeout(Duration::from_secs(5), wait)
+                .await
+                .unwrap();
+            assert_eq!(a.bus.online().len(), 1);
+            assert_eq!(b.bus.online().len(), 1);
+            // Each side said ONLINE once and never OFFLINE: the race is invisible above.
+            for (name, rx) in [("a", &mut ea), ("b", &mut eb)] {
+                let mut seen = Vec::new();
+                while let Ok(ev) = rx.try_recv() {
+                    seen.push(match ev {
+                        BusEvent::Online(_) => "online",
+                        BusEvent::Offline(_) => "offline",
+                        _ => "other",
+                    });
+                }
+                assert_eq!(seen, ["online"], "round {round}, side {name}");
             }
-        };
-        tokio::time::timeout(Duration::from_secs(5), wait)
-            .await
-            .unwrap();
-        assert_eq!(a.bus.online().len(), 1);
-        assert_eq!(b.bus.online().len(), 1);
+        }
     }
 }
 
