@@ -205,6 +205,12 @@ fn main() {
         .prefix("oxh-bench-hdc-")
         .tempdir()
         .expect("tmp");
+    // The device's shell user (files are written and read as it) must reach its own dir.
+    std::fs::set_permissions(
+        tmp.path(),
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o711),
+    )
+    .expect("chmod");
     let src = tmp.path().join("src.bin");
     make_file(&src, mb);
 
@@ -251,7 +257,7 @@ fn main() {
     let o = host.hdc(&["tconn", &addr]).output().expect("tconn");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
-    let remote = data.join("dst.bin");
+    let remote = data.join("local/tmp/dst.bin");
     let back = tmp.path().join("back.bin");
     let s = |p: &Path| p.to_string_lossy().into_owned();
     let mut rows: Vec<(String, f64)> = Vec::new();
