@@ -206,9 +206,12 @@ async fn serve_conn(
     boot: Arc<Notify>,
 ) -> Result<(), session::SessionError> {
     let _ = tcp.set_nodelay(true);
-    let mut tls = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
-        .await
-        .map_err(|_| session::SessionError::Closed("tls handshake timed out".into()))??;
+    let mut tls = tokio::time::timeout(
+        Duration::from_secs(10),
+        acceptor.accept(session::buffered(tcp)),
+    )
+    .await
+    .map_err(|_| session::SessionError::Closed("tls handshake timed out".into()))??;
     // Big TLS send buffer: a whole file chunk is encrypted in one go, not 64 KiB at a time.
     tls.get_mut()
         .1

@@ -434,7 +434,7 @@ impl Server {
 }
 
 /// A TLS stream to a device, after the hellos.
-pub type DeviceStream = tokio_rustls::client::TlsStream<TcpStream>;
+pub type DeviceStream = tokio_rustls::client::TlsStream<tokio::io::BufReader<TcpStream>>;
 
 /// Dials a device: TCP, TLS 1.3 with the host `key`, the device key pinned in `home` (pinned
 /// now on first use when `pin_new`, refused otherwise), hellos. Returns the stream and the
@@ -462,20 +462,23 @@ pub async fn dial(
     let cfg = keys::client_config(key, pinned).map_err(|e| format!("[Fail]{e}"))?;
     let connector = tokio_rustls::TlsConnector::from(cfg);
     let name = ServerName::try_from("oxh-device").map_err(|e| e.to_string())?;
-    let mut tls = tokio::time::timeout(Duration::from_secs(10), connector.connect(name, tcp))
-        .await
-        .map_err(|_| format!("[Fail]TLS handshake with {addr} timed out"))?
-        .map_err(|e| {
-            if pinned.is_some() {
-                format!(
-                    "[Fail]The device at {addr} presented another key than the one pinned \
+    let mut tls = tokio::time::timeout(
+        Duration::from_secs(10),
+        connector.connect(name, session::buffered(tcp)),
+    )
+    .await
+    .map_err(|_| format!("[Fail]TLS handshake with {addr} timed out"))?
+    .map_err(|e| {
+        if pinned.is_some() {
+            format!(
+                "[Fail]The device at {addr} presented another key than the one pinned \
                          on first connect ({e}); if it was reinstalled, remove its line from {}",
-                    home.join("hdc_known_devices").display()
-                )
-            } else {
-                format!("[Fail]TLS handshake with {addr} failed: {e}")
-            }
-        })?;
+                home.join("hdc_known_devices").display()
+            )
+        } else {
+            format!("[Fail]TLS handshake with {addr} failed: {e}")
+        }
+    })?;
     tls.get_mut().1.set_buffer_limit(Some(session::WINDOW));
     let dev_key = keys::peer_key(tls.get_ref().1.peer_certificates())
         .ok_or_else(|| "[Fail]device sent no key".to_string())?;

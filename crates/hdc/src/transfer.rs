@@ -19,7 +19,22 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use xxhash_rust::xxh3::Xxh3;
+
+/// XXH3-128 of a file's bytes, as the sender and receiver compare them. twox-hash picks the
+/// AVX2 code at run time (xxhash-rust chose SSE2 at build time: twice the cost here).
+struct Xxh3(twox_hash::XxHash3_128);
+
+impl Xxh3 {
+    fn new() -> Self {
+        Xxh3(twox_hash::XxHash3_128::new())
+    }
+    fn update(&mut self, b: &[u8]) {
+        self.0.write(b);
+    }
+    fn digest128(&self) -> u128 {
+        self.0.finish_128()
+    }
+}
 
 /// Who the device side acts as on files: the shell user, or `None` for the process's own
 /// user (the host side, root mode, or a daemon that is not root).
