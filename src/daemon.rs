@@ -395,6 +395,22 @@ async fn start_hdc(
     if let Err(e) = make_shell_tmp(&shell_tmp, &shell_user) {
         tracing::warn!(tag = "oxhd", "cannot make {}: {e}", shell_tmp.display());
     }
+    // The shell user must reach the socket for `oxh` in an hdc shell to work: say so at
+    // once when a parent of the data dir keeps it out (root's home is 0700).
+    if let Ok(Some(u)) = &shell_user {
+        let sock = dirs.socket_path();
+        if let Ok(Err(e)) = u.id.as_fs(|| std::fs::metadata(&sock)) {
+            tracing::warn!(
+                tag = "oxhd",
+                "hdc's shell user (uid {}) cannot reach {}: {e}; `oxh` in hdc shells will not \
+                 connect. Make the data dir's parents searchable (chmod o+x) or use a data dir \
+                 such as {}",
+                u.id.uid,
+                sock.display(),
+                oxh_kal::SYSTEM_DATA_DIR
+            );
+        }
+    }
     let (p, ps) = (param.clone(), param.clone());
     let dc = oxh_hdc::device::DeviceConfig {
         data_dir: cfg.data_dir.clone(),

@@ -12,11 +12,19 @@ pub mod user;
 /// Environment variable that selects a device's data dir, as `--data-dir` does.
 pub const DATA_DIR_ENV: &str = "OXH_DATA_DIR";
 
+/// Where root keeps a device by default: a system service's place, which other users (apps,
+/// hdc's shell user) can reach the socket under, unlike root's home (0700).
+pub const SYSTEM_DATA_DIR: &str = "/var/lib/oxharmony";
+
 /// The data dir used when neither `--data-dir` nor `OXH_DATA_DIR` names one:
-/// `$XDG_DATA_HOME/oxharmony`, else `~/.local/share/oxharmony`.
+/// `$XDG_DATA_HOME/oxharmony`; else for root [`SYSTEM_DATA_DIR`], for anyone else
+/// `~/.local/share/oxharmony`.
 pub fn default_data_dir() -> PathBuf {
     if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
         return PathBuf::from(x).join("oxharmony");
+    }
+    if current_uid() == 0 {
+        return PathBuf::from(SYSTEM_DATA_DIR);
     }
     let home = std::env::var_os("HOME")
         .filter(|v| !v.is_empty())
