@@ -56,6 +56,30 @@ fn timed_to(mut c: Command, dest: Option<&Path>) -> f64 {
     t.elapsed().as_secs_f64()
 }
 
+/// CPU seconds (user + system) of this process's waited-for children so far.
+fn children_cpu() -> f64 {
+    // SAFETY: getrusage fills the struct we pass.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru);
+        ru
+    };
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
+    t(ru.ru_utime) + t(ru.ru_stime)
+}
+
+/// CPU seconds (user + system) a running process has used, from /proc.
+fn proc_cpu(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / hz
+}
+
 struct Host {
     home: PathBuf,
     port: u16,
@@ -231,6 +255,7 @@ fn main() {
         .spawn()
         .expect("spawn oxhd");
     let out = BufReader::new(child.stdout.take().expect("stdout"));
+    let dev_pid = child.id();
     let _dev = Proc(child);
     let ready = out
         .lines()
@@ -261,6 +286,9 @@ fn main() {
     let back = tmp.path().join("back.bin");
     let s = |p: &Path| p.to_string_lossy().into_owned();
     let mut rows: Vec<(String, f64)> = Vec::new();
+    // CPU per GiB of the hdc tool and of oxhd (median run): what the transfer costs, which a
+    // busy machine does not change the way it changes wall time.
+    let mut cpu_rows: Vec<(String, f64, f64)> = Vec::new();
     for (name, args) in [
         ("hdc file send", vec!["file", "send"]),
         ("hdc file recv", vec!["file", "recv"]),
@@ -269,6 +297,7 @@ fn main() {
         ("hdc file send (relay)", vec!["file", "send"]),
     ] {
         let recv = args.contains(&"recv");
+        let mut cpu: Vec<(f64, f64)> = Vec::new();
         let runs: Vec<f64> = (0..3)
             .map(|_| {
                 let mut a: Vec<String> = args.iter().map(|x| x.to_string()).collect();
@@ -283,12 +312,21 @@ fn main() {
                     // Through the host server, as before the direct data path.
                     c.env("OXH_HDC_DIRECT", "0");
                 }
-                timed_to(c, Some(if recv { &back } else { &remote }))
+                let (c0, d0) = (children_cpu(), proc_cpu(dev_pid));
+                let t = timed_to(c, Some(if recv { &back } else { &remote }));
+                cpu.push((children_cpu() - c0, proc_cpu(dev_pid) - d0));
+                t
             })
             .collect();
         let rate = bytes / median(runs.clone()) / 1e6;
-        eprintln!("{name}: {rate:.0} MB/s (runs: {runs:.2?} s)");
+        let gib = bytes / (1u64 << 30) as f64;
+        let client = median(cpu.iter().map(|c| c.0 / gib).collect());
+        let device = median(cpu.iter().map(|c| c.1 / gib).collect());
+        eprintln!(
+            "{name}: {rate:.0} MB/s (runs: {runs:.2?} s; CPU/GiB hdc {client:.2} s, oxhd {device:.2} s)"
+        );
         rows.push((name.to_string(), rate));
+        cpu_rows.push((name.to_string(), client, device));
     }
     let shell: Vec<f64> = (0..21)
         .map(|_| timed(host.hdc(&["shell", "true"])) * 1e3)
@@ -359,4 +397,10 @@ fn main() {
         "hdc shell true", shell_ms
     );
     println!("goals: file >= 1000 MB/s and >= 2x scp; shell true < 30 ms");
+    println!(
+        "CPU seconds per GiB (user + system, median run): hdc tool / oxhd (host server not counted)"
+    );
+    for (name, c, d) in &cpu_rows {
+        println!("{name:<22} {c:>6.2} s / {d:.2} s");
+    }
 }
