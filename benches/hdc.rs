@@ -119,6 +119,31 @@ fn make_file(p: &Path, mb: usize) {
     w.flush().expect("flush");
 }
 
+/// `mb` MiB of log-like text (hilog lines with changing numbers): what `-z` is for.
+fn make_text_file(p: &Path, mb: usize) {
+    let mut w = std::io::BufWriter::new(std::fs::File::create(p).expect("create"));
+    let (mut n, mut x) = (0u64, 0x9e37_79b9u64);
+    while n < (mb as u64) << 20 {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let line = format!(
+            "11-26 17:{:02}:{:02}.{:03} {:5} {:5} I C01500/oxhd: session {} sent {} bytes to {:016x}\n",
+            (x >> 8) % 60,
+            (x >> 16) % 60,
+            (x >> 24) % 1000,
+            4000 + (x >> 32) % 900,
+            4000 + (x >> 40) % 900,
+            (x >> 48) % 64,
+            (x >> 20) % 100_000,
+            x
+        );
+        w.write_all(line.as_bytes()).expect("write");
+        n += line.len() as u64;
+    }
+    w.flush().expect("flush");
+}
+
 struct Sshd {
     _proc: Proc,
     port: u16,
@@ -237,6 +262,8 @@ fn main() {
     .expect("chmod");
     let src = tmp.path().join("src.bin");
     make_file(&src, mb);
+    let text = tmp.path().join("src.txt");
+    make_text_file(&text, mb);
 
     // The device.
     let data = tmp.path().join("device");
@@ -295,8 +322,16 @@ fn main() {
         ("hdc file send -z", vec!["file", "send", "-z"]),
         ("hdc file recv -z", vec!["file", "recv", "-z"]),
         ("hdc file send (relay)", vec!["file", "send"]),
+        ("hdc file send -z, text", vec!["file", "send", "-z"]),
+        ("hdc file recv -z, text", vec!["file", "recv", "-z"]),
     ] {
         let recv = args.contains(&"recv");
+        let is_text = name.ends_with("text");
+        let (src, remote) = if is_text {
+            (text.clone(), data.join("local/tmp/dst.txt"))
+        } else {
+            (src.clone(), remote.clone())
+        };
         let mut cpu: Vec<(f64, f64)> = Vec::new();
         let runs: Vec<f64> = (0..3)
             .map(|_| {
@@ -318,8 +353,9 @@ fn main() {
                 t
             })
             .collect();
-        let rate = bytes / median(runs.clone()) / 1e6;
-        let gib = bytes / (1u64 << 30) as f64;
+        let size = std::fs::metadata(&src).map_or(bytes, |m| m.len() as f64);
+        let rate = size / median(runs.clone()) / 1e6;
+        let gib = size / (1u64 << 30) as f64;
         let client = median(cpu.iter().map(|c| c.0 / gib).collect());
         let device = median(cpu.iter().map(|c| c.1 / gib).collect());
         eprintln!(
@@ -371,7 +407,10 @@ fn main() {
         Err(e) => println!("peer skipped: {e}"),
     }
 
-    println!("hdc vs scp/ssh on loopback, {mb} MiB file, medians of 3 (MB = 10^6 bytes)");
+    println!(
+        "hdc vs scp/ssh on loopback, {mb} MiB file (pseudo-random bytes; \"text\": log lines, \
+         MB/s of file bytes), medians of 3 (MB = 10^6 bytes)"
+    );
     println!(
         "{:<22} {:>10} {:>12} {:>8}",
         "measurement", "hdc", "peer", "ratio"

@@ -310,7 +310,7 @@ fn read_file(
             p.done.fetch_add(n as u64, Ordering::Relaxed);
         }
         let out = if compress {
-            Bytes::from(zstd::bulk::compress(&buf, 1).map_err(|e| format!("[Fail]compress: {e}"))?)
+            Bytes::from(compress_chunk(&buf)?)
         } else {
             Bytes::from(buf)
         };
@@ -322,6 +322,54 @@ fn read_file(
         }
     }
     Ok(h.digest128())
+}
+
+/// zstd level of `-z` chunks.
+const ZSTD_LEVEL: i32 = 1;
+/// Bytes of a chunk compressed first to judge the rest: already-compressed data (packages,
+/// media, archives) is sent as stored blocks instead of paying zstd for no gain.
+const PROBE: usize = 32 * 1024;
+/// A probe that does not shrink below this share (in percent) marks the chunk incompressible.
+const INCOMPRESSIBLE_PCT: usize = 97;
+
+/// One `-z` chunk as one zstd frame: compressed, or, when a probe of its start shows it will
+/// not shrink, stored (a frame of raw blocks, which any zstd decoder reads at memcpy speed).
+fn compress_chunk(buf: &[u8]) -> Result<Vec<u8>, String> {
+    let fail = |e: std::io::Error| format!("[Fail]compress: {e}");
+    if buf.len() >= 2 * PROBE {
+        let probe = zstd::bulk::compress(&buf[..PROBE], ZSTD_LEVEL).map_err(fail)?;
+        if probe.len() * 100 >= PROBE * INCOMPRESSIBLE_PCT {
+            return Ok(stored_frame(buf));
+        }
+    }
+    let z = zstd::bulk::compress(buf, ZSTD_LEVEL).map_err(fail)?;
+    Ok(if z.len() >= buf.len() {
+        stored_frame(buf)
+    } else {
+        z
+    })
+}
+
+/// A zstd frame (RFC 8878) holding `data` in raw blocks: magic, a header with a 4-byte
+/// content size and the single-segment flag (so no window descriptor), then blocks of at
+/// most 128 KiB, each behind its 3-byte header (last flag, type 0 = raw, size).
+fn stored_frame(data: &[u8]) -> Vec<u8> {
+    const MAX_BLOCK: usize = 128 * 1024;
+    let mut v = Vec::with_capacity(data.len() + 9 + 3 * (data.len() / MAX_BLOCK + 1));
+    v.extend_from_slice(&0xFD2F_B528u32.to_le_bytes());
+    v.push(0b1010_0000);
+    v.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    let mut blocks = data.chunks(MAX_BLOCK).peekable();
+    if blocks.peek().is_none() {
+        v.extend_from_slice(&[1, 0, 0]);
+    }
+    while let Some(b) = blocks.next() {
+        let last = u32::from(blocks.peek().is_none());
+        let header = last | ((b.len() as u32) << 3);
+        v.extend_from_slice(&header.to_le_bytes()[..3]);
+        v.extend_from_slice(b);
+    }
+    v
 }
 
 /// Where a received entry goes: into `dest` if it is an existing directory, else `dest` is
@@ -671,6 +719,42 @@ mod tests {
         assert_eq!(m.mode() & 0o7777, 0o751);
         assert_eq!(m.modified().unwrap(), old);
         assert!(s.finish_line().starts_with("FileTransfer finish, Size:"));
+    }
+
+    #[test]
+    fn z_chunks_are_zstd_frames_stored_when_they_would_not_shrink() {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let random: Vec<u8> = (0..CHUNK)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let text: Vec<u8> = b"hilog line 42: everything is fine\n"
+            .iter()
+            .copied()
+            .cycle()
+            .take(CHUNK)
+            .collect();
+        let small = b"tiny".to_vec();
+        for (name, data) in [("random", &random), ("text", &text), ("small", &small)] {
+            let z = compress_chunk(data).unwrap();
+            assert_eq!(&zstd::bulk::decompress(&z, CHUNK).unwrap(), data, "{name}");
+        }
+        // Incompressible: stored, a few bytes of framing over the data.
+        let z = compress_chunk(&random).unwrap();
+        assert!(z.len() <= random.len() + 9 + 3 * 4, "{}", z.len());
+        assert!(compress_chunk(&text).unwrap().len() < text.len() / 20);
+        for n in [0, 1, 128 * 1024, 128 * 1024 + 1, CHUNK] {
+            let d = &random[..n];
+            assert_eq!(
+                zstd::bulk::decompress(&stored_frame(d), CHUNK).unwrap(),
+                d,
+                "{n}"
+            );
+        }
     }
 
     #[tokio::test]
