@@ -156,6 +156,20 @@ impl Client {
         self.send_raw_request(sa, code, data).await
     }
 
+    /// [`Client::call_raw`] with data given as the concatenation of `parts`, so that a bulk
+    /// payload is copied once, into the request frame, rather than into an argument buffer
+    /// first.
+    pub async fn call_parts(&self, sa: i32, code: u32, parts: &[&[u8]]) -> Result<Bytes, IpcError> {
+        let size = 8 + parts.iter().map(|p| p.len()).sum::<usize>();
+        if size > frame::MAX_TRANSACTION {
+            return Err(IpcError::TooLarge {
+                size,
+                limit: frame::MAX_TRANSACTION,
+            });
+        }
+        self.send_request_parts(sa, code, parts).await
+    }
+
     /// Sends a request without the client-side size check, so that tests can see the daemon
     /// enforce the limit on its own.
     #[doc(hidden)]
@@ -164,6 +178,15 @@ impl Client {
         sa: i32,
         code: u32,
         data: &[u8],
+    ) -> Result<Bytes, IpcError> {
+        self.send_request_parts(sa, code, &[data]).await
+    }
+
+    async fn send_request_parts(
+        &self,
+        sa: i32,
+        code: u32,
+        parts: &[&[u8]],
     ) -> Result<Bytes, IpcError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
@@ -177,7 +200,12 @@ impl Client {
                 .map_err(|_| IpcError::Disconnected("poisoned".into()))?
                 .insert(id, tx);
         }
-        let bytes = frame::request(id, sa, code, data);
+        let (sa, code) = (sa.to_le_bytes(), code.to_le_bytes());
+        let mut all: Vec<&[u8]> = Vec::with_capacity(2 + parts.len());
+        all.extend([&sa[..], &code[..]]);
+        all.extend_from_slice(parts);
+        let mut bytes = Vec::new();
+        frame::encode_into(&mut bytes, Kind::Request, id, &all);
         let write = async {
             let mut w = self.writer.lock().await;
             w.write_all(&bytes).await

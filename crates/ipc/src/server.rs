@@ -199,7 +199,14 @@ impl ConnHandle {
     /// for it to read instead of dropping the event: for data that must not be lost (socket
     /// bytes), where the sender is better slowed down. False once the client is gone.
     pub async fn push_event_wait(&self, sub: u64, data: &[u8]) -> bool {
-        let frame = frame::event(sub, data);
+        self.push_event_parts_wait(sub, &[data]).await
+    }
+    /// [`ConnHandle::push_event_wait`] of an event whose data is the concatenation of
+    /// `parts`: the frame is built with one copy of each part (bulk data need not be
+    /// assembled first).
+    pub async fn push_event_parts_wait(&self, sub: u64, parts: &[&[u8]]) -> bool {
+        let mut frame = Vec::new();
+        frame::encode_into(&mut frame, Kind::Event, sub, parts);
         match &self.sink {
             Sink::Channel(tx) => tx.send(frame).is_ok(),
             Sink::Socket(o) => loop {

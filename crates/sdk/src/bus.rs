@@ -170,6 +170,51 @@ enum Step {
     End,
 }
 
+/// postcard's varint.
+fn varint(mut n: u64, out: &mut Vec<u8>) {
+    loop {
+        let b = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+/// A [`SocketEventView::BytesPart`] read in place: (socket, data, last), or `None` if the
+/// event is another one. The data is appended to the payload being reassembled straight from
+/// the IPC frame, without decoding it into a buffer of its own first.
+fn parse_bytes_part(b: &[u8]) -> Option<(u64, &[u8], bool)> {
+    fn varint(b: &[u8], at: &mut usize) -> Option<u64> {
+        let mut n = 0u64;
+        for i in 0..10 {
+            let x = *b.get(*at)?;
+            *at += 1;
+            n |= u64::from(x & 0x7f) << (7 * i);
+            if x & 0x80 == 0 {
+                return Some(n);
+            }
+        }
+        None
+    }
+    // postcard's variant index of SocketEventView::BytesPart.
+    if b.first() != Some(&2) {
+        return None;
+    }
+    let mut at = 1;
+    let socket = varint(b, &mut at)?;
+    let len = usize::try_from(varint(b, &mut at)?).ok()?;
+    let end = at.checked_add(len)?;
+    let last = match b.get(end..)? {
+        [0] => false,
+        [1] => true,
+        _ => return None,
+    };
+    Some((socket, b.get(at..end)?, last))
+}
+
 /// Lower-case hex of a digest.
 pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
@@ -407,6 +452,22 @@ impl SocketEvents {
                 continue;
             }
             let b = self.sub.recv().await?;
+            if let Some((socket, data, last)) = parse_bytes_part(&b) {
+                let buf = self.partial.entry(socket).or_default();
+                if buf.is_empty() && last {
+                    return Some(SocketEvent::Bytes {
+                        socket,
+                        data: data.to_vec(),
+                    });
+                }
+                buf.reserve(if last { data.len() } else { IPC_PART });
+                buf.extend_from_slice(data);
+                if !last {
+                    continue;
+                }
+                let data = self.partial.remove(&socket).unwrap_or_default();
+                return Some(SocketEvent::Bytes { socket, data });
+            }
             let v: SocketEventView = oxh_ipc::decode(&b).ok()?;
             return Some(match v {
                 SocketEventView::Bind {
@@ -550,23 +611,26 @@ impl Bus<'_> {
             .await
     }
 
-    /// Sends bytes (≤ 4 MiB), in parts under the IPC transaction limit.
+    /// Sends bytes (≤ 4 MiB), in parts under the IPC transaction limit. Each part is copied
+    /// once, into its request frame: the [`SendArgs`] around it are encoded by hand.
     pub async fn send_bytes(&self, socket: u64, data: &[u8]) -> Result<(), Error> {
         let n = data.len().div_ceil(IPC_PART).max(1);
         for i in 0..n {
             let part = data
                 .get(i * IPC_PART..((i + 1) * IPC_PART).min(data.len()))
                 .unwrap_or(&[]);
-            let a = SendArgs {
-                socket,
-                kind: DataType::Bytes,
-                data: part.to_vec(),
-                more: i + 1 < n,
-            };
-            self.dev
+            let mut head = Vec::with_capacity(24);
+            varint(socket, &mut head);
+            // postcard's variant index of DataType::Bytes.
+            head.push(1);
+            varint(part.len() as u64, &mut head);
+            let more = [u8::from(i + 1 < n)];
+            let r = self
+                .dev
                 .client
-                .call::<_, ()>(SOFTBUS_SA_ID, api::bus::SEND, &a)
+                .call_parts(SOFTBUS_SA_ID, api::bus::SEND, &[&head, part, &more])
                 .await?;
+            oxh_ipc::decode::<()>(&r).map_err(|e| Error::Decode(e.message))?;
         }
         Ok(())
     }
@@ -783,5 +847,41 @@ impl Bus<'_> {
             .client
             .call(SOFTBUS_SA_ID, api::bus::SHUTDOWN, &socket)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hand_encoded_send_args_and_parsed_parts_match_postcard() {
+        let data: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
+        let socket = 1u64 << 33;
+        let mut head = Vec::new();
+        varint(socket, &mut head);
+        head.push(1);
+        varint(data.len() as u64, &mut head);
+        let mut mine = head.clone();
+        mine.extend_from_slice(&data);
+        mine.push(1);
+        let a = SendArgs {
+            socket,
+            kind: DataType::Bytes,
+            data: data.clone(),
+            more: true,
+        };
+        assert_eq!(mine, oxh_ipc::encode(&a));
+        for last in [false, true] {
+            let v = oxh_ipc::encode(&SocketEventView::BytesPart {
+                socket,
+                data: data.clone(),
+                last,
+            });
+            assert_eq!(parse_bytes_part(&v), Some((socket, &data[..], last)));
+            assert_eq!(parse_bytes_part(&v[..v.len() - 1]), None);
+        }
+        let m = oxh_ipc::encode(&SocketEventView::Message { socket, data });
+        assert_eq!(parse_bytes_part(&m), None);
     }
 }

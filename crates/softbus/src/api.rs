@@ -233,8 +233,9 @@ pub enum SocketEventView {
     },
 }
 
-/// IPC part size for bytes: under the 1 MiB transaction limit with room for framing.
-pub const IPC_PART: usize = 512 * 1024;
+/// IPC part size for bytes: as close to the 1 MiB transaction limit as framing allows (fewer
+/// calls and events per payload).
+pub const IPC_PART: usize = 1024 * 1024 - 16 * 1024;
 
 /// Chunk size for file contents over IPC and on the wire: under the 1 MiB IPC transaction
 /// limit with room for framing, and large enough that per-chunk costs stay small.

@@ -117,7 +117,7 @@ pub struct Softbus {
     state_subs: Mutex<Vec<(ConnHandle, u64)>>,
     probe_info: binding::ProbeInfo,
     statics: Mutex<HashMap<SocketAddr, StaticPeer>>,
-    pending_bytes: Mutex<HashMap<(Owner, u64), Vec<u8>>>,
+    pending_bytes: Mutex<HashMap<(Owner, u64), Vec<bytes::Bytes>>>,
 }
 
 fn random_network_id() -> String {
@@ -732,72 +732,7 @@ impl Softbus {
     // ---- sockets ----
 
     fn forward(conn: ConnHandle, sub: u64) -> crate::transport::session::EventTx {
-        let (tx, mut rx) = crate::transport::session::event_channel();
-        tokio::spawn(async move {
-            while let Some(ev) = rx.recv().await {
-                let views = match ev {
-                    SocketEvent::Bind {
-                        socket,
-                        peer_name,
-                        peer_network_id,
-                        peer_device,
-                        ..
-                    } => vec![SocketEventView::Bind {
-                        socket,
-                        peer_name,
-                        peer_network_id,
-                        peer_device,
-                    }],
-                    SocketEvent::Message { socket, data } => {
-                        vec![SocketEventView::Message { socket, data }]
-                    }
-                    SocketEvent::Bytes { socket, data } => {
-                        let n = data.len().div_ceil(crate::api::IPC_PART).max(1);
-                        let mut v = Vec::with_capacity(n);
-                        if data.is_empty() {
-                            v.push(SocketEventView::BytesPart {
-                                socket,
-                                data,
-                                last: true,
-                            });
-                        } else {
-                            for (i, part) in data.chunks(crate::api::IPC_PART).enumerate() {
-                                v.push(SocketEventView::BytesPart {
-                                    socket,
-                                    data: part.to_vec(),
-                                    last: i + 1 == n,
-                                });
-                            }
-                        }
-                        v
-                    }
-                    SocketEvent::FileBegin { socket, name, size } => {
-                        vec![SocketEventView::FileBegin { socket, name, size }]
-                    }
-                    SocketEvent::FileRefused {
-                        socket,
-                        name,
-                        reason,
-                    } => vec![SocketEventView::FileRefused {
-                        socket,
-                        name,
-                        reason,
-                    }],
-                    SocketEvent::Stream { socket, data } => {
-                        vec![SocketEventView::Stream { socket, data }]
-                    }
-                    SocketEvent::Shutdown { socket, reason } => {
-                        vec![SocketEventView::Shutdown { socket, reason }]
-                    }
-                };
-                for v in views {
-                    if !conn.push_event_wait(sub, &encode(&v)).await {
-                        return;
-                    }
-                }
-            }
-        });
-        tx
+        crate::transport::session::EventTx::Sink(Arc::new(IpcSink { conn, sub }))
     }
 
     /// Listen on a session name for a client.
@@ -826,20 +761,25 @@ impl Softbus {
             .map_err(session_err)
     }
 
-    /// Send on a client's socket; bytes may come in parts.
+    /// Send on a client's socket; bytes may come in parts, which are kept as they arrived
+    /// (not copied together) and handed to the socket with the last one.
     pub async fn send(
         &self,
         conn: &ConnHandle,
-        a: crate::api::SendArgs,
+        socket: u64,
+        kind: crate::proto::DataType,
+        data: bytes::Bytes,
+        more: bool,
     ) -> Result<(), RemoteError> {
-        let key = (conn.id(), a.socket);
-        let data = {
+        let key = (conn.id(), socket);
+        let parts = {
             let mut p = self
                 .pending_bytes
                 .lock()
                 .map_err(|_| err(ERR_DM_FAILED, "poisoned"))?;
-            let buf = p.entry(key).or_default();
-            if buf.len() + a.data.len() > crate::transport::session::MAX_BYTES {
+            let parts = p.entry(key).or_default();
+            let have: usize = parts.iter().map(|b| b.len()).sum();
+            if have + data.len() > crate::transport::session::MAX_BYTES {
                 p.remove(&key);
                 return Err(err(
                     401,
@@ -849,14 +789,14 @@ impl Softbus {
                     ),
                 ));
             }
-            buf.extend_from_slice(&a.data);
-            if a.more {
+            parts.push(data);
+            if more {
                 return Ok(());
             }
             p.remove(&key).unwrap_or_default()
         };
         self.sessions
-            .send(a.socket, conn.id(), a.kind, data)
+            .send_parts(socket, conn.id(), kind, parts)
             .await
             .map_err(session_err)
     }
@@ -966,6 +906,148 @@ impl Softbus {
     }
 }
 
+/// Socket events of one subscription, written to the owner's IPC connection by the socket's
+/// reader itself (no forwarding task: one task wake-up less per message).
+struct IpcSink {
+    conn: ConnHandle,
+    sub: u64,
+}
+
+/// postcard's variant indexes in [`SocketEventView`] of the events encoded by hand.
+const VIEW_MESSAGE: u8 = 1;
+const VIEW_BYTES_PART: u8 = 2;
+const VIEW_STREAM: u8 = 5;
+
+/// postcard's varint.
+fn varint(mut n: u64, out: &mut Vec<u8>) {
+    loop {
+        let b = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+/// The head of a [`SocketEventView`] carrying `data` (variant, socket, data length); `data`
+/// and, for bytes parts, the `last` flag follow. Encoded by hand so that payloads are copied
+/// once, into the IPC frame, instead of into a view and then its encoding.
+fn view_head(tag: u8, socket: u64, len: usize) -> Vec<u8> {
+    let mut h = Vec::with_capacity(24);
+    h.push(tag);
+    varint(socket, &mut h);
+    varint(len as u64, &mut h);
+    h
+}
+
+impl IpcSink {
+    async fn push_data(&self, tag: u8, socket: u64, data: &[u8]) -> bool {
+        let head = view_head(tag, socket, data.len());
+        self.conn
+            .push_event_parts_wait(self.sub, &[&head, data])
+            .await
+    }
+
+    async fn push_bytes(&self, socket: u64, data: &[u8]) -> bool {
+        if data.is_empty() {
+            let head = view_head(VIEW_BYTES_PART, socket, 0);
+            return self
+                .conn
+                .push_event_parts_wait(self.sub, &[&head, &[1]])
+                .await;
+        }
+        let n = data.len().div_ceil(crate::api::IPC_PART);
+        for (i, part) in data.chunks(crate::api::IPC_PART).enumerate() {
+            let head = view_head(VIEW_BYTES_PART, socket, part.len());
+            let last = [u8::from(i + 1 == n)];
+            if !self
+                .conn
+                .push_event_parts_wait(self.sub, &[&head, part, &last])
+                .await
+            {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn view(ev: SocketEvent) -> Option<SocketEventView> {
+        Some(match ev {
+            SocketEvent::Bind {
+                socket,
+                peer_name,
+                peer_network_id,
+                peer_device,
+                ..
+            } => SocketEventView::Bind {
+                socket,
+                peer_name,
+                peer_network_id,
+                peer_device,
+            },
+            SocketEvent::FileBegin { socket, name, size } => {
+                SocketEventView::FileBegin { socket, name, size }
+            }
+            SocketEvent::FileRefused {
+                socket,
+                name,
+                reason,
+            } => SocketEventView::FileRefused {
+                socket,
+                name,
+                reason,
+            },
+            SocketEvent::Shutdown { socket, reason } => {
+                SocketEventView::Shutdown { socket, reason }
+            }
+            SocketEvent::Message { .. }
+            | SocketEvent::Bytes { .. }
+            | SocketEvent::Stream { .. } => {
+                return None;
+            }
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::transport::session::EventSink for IpcSink {
+    async fn deliver(&self, ev: SocketEvent) -> bool {
+        match ev {
+            SocketEvent::Message { socket, data } => {
+                self.push_data(VIEW_MESSAGE, socket, &data).await
+            }
+            SocketEvent::Stream { socket, data } => {
+                self.push_data(VIEW_STREAM, socket, &data).await
+            }
+            SocketEvent::Bytes { socket, data } => self.push_bytes(socket, &data).await,
+            other => match Self::view(other) {
+                Some(v) => self.conn.push_event_wait(self.sub, &encode(&v)).await,
+                None => true,
+            },
+        }
+    }
+
+    fn try_deliver(&self, ev: SocketEvent) -> bool {
+        match ev {
+            SocketEvent::Stream { socket, data } => {
+                let mut d = view_head(VIEW_STREAM, socket, data.len());
+                d.extend_from_slice(&data);
+                self.conn.push_event(self.sub, &d)
+            }
+            other => match Self::view(other) {
+                Some(v) => self.conn.push_event(self.sub, &encode(&v)),
+                None => false,
+            },
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.conn.is_closed()
+    }
+}
+
 fn session_err(e: SessionError) -> RemoteError {
     let code = match &e {
         SessionError::Invalid(_) => 401,
@@ -973,4 +1055,46 @@ fn session_err(e: SessionError) -> RemoteError {
         _ => 32_390_000,
     };
     RemoteError::new(code, e.to_string())
+}
+
+#[cfg(test)]
+mod view_tests {
+    use super::*;
+
+    #[test]
+    fn hand_encoded_views_are_postcards() {
+        let data: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
+        let socket = 1u64 << 40;
+        let mut m = view_head(VIEW_MESSAGE, socket, data.len());
+        m.extend_from_slice(&data);
+        assert_eq!(
+            m,
+            encode(&SocketEventView::Message {
+                socket,
+                data: data.clone()
+            })
+        );
+        let mut s = view_head(VIEW_STREAM, socket, data.len());
+        s.extend_from_slice(&data);
+        assert_eq!(
+            s,
+            encode(&SocketEventView::Stream {
+                socket,
+                data: data.clone()
+            })
+        );
+        for last in [false, true] {
+            let mut b = view_head(VIEW_BYTES_PART, socket, data.len());
+            b.extend_from_slice(&data);
+            b.push(u8::from(last));
+            assert_eq!(
+                b,
+                encode(&SocketEventView::BytesPart {
+                    socket,
+                    data: data.clone(),
+                    last
+                })
+            );
+        }
+    }
 }
