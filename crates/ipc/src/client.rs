@@ -111,7 +111,9 @@ impl Client {
                                     .unwrap_or_else(|e| e.message);
                                 break 'read msg;
                             }
-                            Kind::Request => break 'read "daemon sent a request".to_string(),
+                            Kind::Request | Kind::RequestFd => {
+                                break 'read "daemon sent a request".to_string();
+                            }
                         },
                         Ok(Some(Decoded::Oversize { .. })) => {
                             break 'read "daemon sent an oversize frame".to_string();
@@ -182,11 +184,43 @@ impl Client {
         self.send_request_parts(sa, code, &[data]).await
     }
 
+    /// Calls a method with serde arguments and a file descriptor for the daemon to use (a
+    /// file this process opened: the daemon never opens paths its callers name), and decodes
+    /// its serde result.
+    pub async fn call_with_fd<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
+        &self,
+        sa: i32,
+        code: u32,
+        req: &Req,
+        fd: std::os::fd::BorrowedFd<'_>,
+    ) -> Result<Resp, IpcError> {
+        let data = crate::encode(req);
+        let size = frame::request_body_len(&data);
+        if size > frame::MAX_TRANSACTION {
+            return Err(IpcError::TooLarge {
+                size,
+                limit: frame::MAX_TRANSACTION,
+            });
+        }
+        let bytes = self.request(&[&data], sa, code, Some(fd)).await?;
+        postcard::from_bytes(&bytes).map_err(|e| IpcError::Decode(e.to_string()))
+    }
+
     async fn send_request_parts(
         &self,
         sa: i32,
         code: u32,
         parts: &[&[u8]],
+    ) -> Result<Bytes, IpcError> {
+        self.request(parts, sa, code, None).await
+    }
+
+    async fn request(
+        &self,
+        parts: &[&[u8]],
+        sa: i32,
+        code: u32,
+        fd: Option<std::os::fd::BorrowedFd<'_>>,
     ) -> Result<Bytes, IpcError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
@@ -205,10 +239,33 @@ impl Client {
         all.extend([&sa[..], &code[..]]);
         all.extend_from_slice(parts);
         let mut bytes = Vec::new();
-        frame::encode_into(&mut bytes, Kind::Request, id, &all);
+        let kind = if fd.is_some() {
+            Kind::RequestFd
+        } else {
+            Kind::Request
+        };
+        frame::encode_into(&mut bytes, kind, id, &all);
         let write = async {
             let mut w = self.writer.lock().await;
-            w.write_all(&bytes).await
+            let mut rest = &bytes[..];
+            if let Some(fd) = fd {
+                use std::os::fd::AsFd;
+                let sock = w.as_ref();
+                loop {
+                    sock.writable().await?;
+                    match sock.try_io(tokio::io::Interest::WRITABLE, || {
+                        oxh_kal::send_with_fd(sock.as_fd(), rest, fd)
+                    }) {
+                        Ok(n) => {
+                            rest = &rest[n..];
+                            break;
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            w.write_all(rest).await
         };
         if let Err(e) = write.await {
             if let Ok(mut p) = self.shared.pending.lock() {

@@ -48,6 +48,8 @@ const BUS_METHODS: &[Method] = &[
     Method::with_permission(api::bus::FILE_RESULT, "FileResult", DISTRIBUTED_DATASYNC),
     Method::with_permission(api::bus::SEND_STREAM, "SendStream", DISTRIBUTED_DATASYNC),
     Method::with_permission(api::bus::MAX_STREAM, "GetMaxStream", DISTRIBUTED_DATASYNC),
+    Method::with_permission(api::bus::SEND_FILE_FD, "SendFile", DISTRIBUTED_DATASYNC),
+    Method::with_permission(api::bus::RECV_FILE_FD, "RecvFile", DISTRIBUTED_DATASYNC),
 ];
 
 /// Reads a postcard [`SendArgs`] without copying its data: the part is a slice of the IPC
@@ -209,6 +211,22 @@ impl SystemAbility for SoftbusSa {
                 let a: SendStreamArgs = decode(&data)?;
                 sb.send_stream(&ctx.conn, &a)?;
                 Ok(encode(&()))
+            }
+            api::bus::SEND_FILE_FD => {
+                let a: api::SendFileFdArgs = decode(&data)?;
+                let fd = ctx
+                    .conn
+                    .take_fd()
+                    .ok_or_else(|| RemoteError::invalid("SendFile by descriptor needs one"))?;
+                Ok(encode(&sb.send_file_fd(&ctx.conn, a, fd).await?))
+            }
+            api::bus::RECV_FILE_FD => {
+                let a: api::RecvFileFdArgs = decode(&data)?;
+                let fd = ctx
+                    .conn
+                    .take_fd()
+                    .ok_or_else(|| RemoteError::invalid("RecvFile by descriptor needs one"))?;
+                Ok(encode(&sb.recv_file_fd(&ctx.conn, a, fd).await?))
             }
             api::bus::MAX_STREAM => {
                 let s: u64 = decode(&data)?;

@@ -118,6 +118,23 @@ pub struct Softbus {
     probe_info: binding::ProbeInfo,
     statics: Mutex<HashMap<SocketAddr, StaticPeer>>,
     pending_bytes: Mutex<HashMap<(Owner, u64), Vec<bytes::Bytes>>>,
+    /// Files being sent from a caller's descriptor, per (client, socket).
+    fd_sends: Mutex<HashMap<(Owner, u64), FdSend>>,
+    /// Files being received into a caller's descriptor, per (client, socket).
+    fd_recvs: Mutex<HashMap<(Owner, u64), FdRecv>>,
+}
+
+/// A file being sent from a caller's descriptor: its size, how far it went, its hash so far.
+struct FdSend {
+    size: u64,
+    sent: u64,
+    hash: crate::proto::Sha256,
+}
+
+/// A file being received into a caller's descriptor: bytes written, their hash so far.
+struct FdRecv {
+    got: u64,
+    hash: crate::proto::Sha256,
 }
 
 fn random_network_id() -> String {
@@ -220,6 +237,8 @@ impl Softbus {
             probe_info,
             statics: Mutex::new(HashMap::new()),
             pending_bytes: Mutex::new(HashMap::new()),
+            fd_sends: Mutex::new(HashMap::new()),
+            fd_recvs: Mutex::new(HashMap::new()),
         });
         for p in &cfg.static_peers {
             sb.add_peer(*p);
@@ -813,6 +832,230 @@ impl Softbus {
             .map_err(session_err)
     }
 
+    /// One step of sending a file through the caller's descriptor: begins it (when `a.name`
+    /// is set), then reads, hashes and sends it up to `a.upto`; at its end, sends the hash
+    /// and waits for the receiver's verdict. Reading and hashing run on a blocking thread
+    /// while the previous chunk goes out.
+    pub async fn send_file_fd(
+        &self,
+        conn: &ConnHandle,
+        a: crate::api::SendFileFdArgs,
+        fd: std::os::fd::OwnedFd,
+    ) -> Result<crate::api::FileFdSent, RemoteError> {
+        use crate::proto::{Digest, FileOp, MAX_FILE_CHUNK, Sha256};
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::File::from(fd);
+        if !file.metadata().is_ok_and(|m| m.is_file()) {
+            return Err(err(401, "SendFile needs a regular file"));
+        }
+        let (owner, socket) = (conn.id(), a.socket);
+        let key = (owner, socket);
+        let lock_err = || err(ERR_DM_FAILED, "poisoned");
+        if let Some(name) = a.name {
+            let size = file
+                .metadata()
+                .map_err(|e| err(401, format!("cannot read the file: {e}")))?
+                .len();
+            self.sessions
+                .send_file(socket, owner, FileOp::Begin { name, size })
+                .await
+                .map_err(session_err)?;
+            let st = FdSend {
+                size,
+                sent: 0,
+                hash: Sha256::new(),
+            };
+            self.fd_sends
+                .lock()
+                .map_err(|_| lock_err())?
+                .insert(key, st);
+        }
+        let FdSend { size, sent, hash } = self
+            .fd_sends
+            .lock()
+            .map_err(|_| lock_err())?
+            .remove(&key)
+            .ok_or_else(|| err(401, "no file begun on this socket"))?;
+        let upto = a.upto.clamp(sent, size);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+        let reader = tokio::task::spawn_blocking(move || {
+            let mut hash = hash;
+            let mut at = sent;
+            while at < upto {
+                let n = (upto - at).min(MAX_FILE_CHUNK as u64) as usize;
+                let mut buf = vec![0u8; n];
+                file.read_exact_at(&mut buf, at)?;
+                hash.update(&buf);
+                at += n as u64;
+                if tx.blocking_send(buf).is_err() {
+                    break;
+                }
+            }
+            Ok::<_, std::io::Error>((hash, at))
+        });
+        let mut done = sent;
+        let mut failed = None;
+        while let Some(buf) = rx.recv().await {
+            let n = buf.len() as u64;
+            let op = FileOp::Data {
+                offset: done,
+                data: buf,
+            };
+            if let Err(e) = self.sessions.send_file(socket, owner, op).await {
+                failed = Some(session_err(e));
+                break;
+            }
+            done += n;
+        }
+        drop(rx);
+        let read = reader.await;
+        let hash = match (failed, read) {
+            (None, Ok(Ok((hash, at)))) if at == done => hash,
+            (failed, read) => {
+                let e = failed.unwrap_or_else(|| match read {
+                    Ok(Err(e)) => err(401, format!("cannot read the file: {e}")),
+                    _ => err(ERR_DM_FAILED, "file reader failed"),
+                });
+                let reason = e.message.clone();
+                let _ = self
+                    .sessions
+                    .send_file(socket, owner, FileOp::Abort { reason })
+                    .await;
+                return Err(e);
+            }
+        };
+        if done < size {
+            let st = FdSend {
+                size,
+                sent: done,
+                hash,
+            };
+            self.fd_sends
+                .lock()
+                .map_err(|_| lock_err())?
+                .insert(key, st);
+            return Ok(crate::api::FileFdSent {
+                sent: done,
+                size,
+                sha256: None,
+            });
+        }
+        let sha256: [u8; 32] = hash.finalize().into();
+        self.sessions
+            .send_file(socket, owner, FileOp::End { sha256 })
+            .await
+            .map_err(session_err)?;
+        Ok(crate::api::FileFdSent {
+            sent: done,
+            size,
+            sha256: Some(sha256),
+        })
+    }
+
+    /// One step of receiving a file into the caller's descriptor (its temp file): writes and
+    /// hashes the pieces on a blocking thread while the next ones arrive; at the end, syncs
+    /// the file and reports both hashes. The caller checks them, renames, and answers with
+    /// [`Softbus::file_result`].
+    pub async fn recv_file_fd(
+        &self,
+        conn: &ConnHandle,
+        a: crate::api::RecvFileFdArgs,
+        fd: std::os::fd::OwnedFd,
+    ) -> Result<crate::api::FileFdReceived, RemoteError> {
+        use crate::api::FileFdReceived;
+        use crate::proto::{Digest, FilePiece, Sha256};
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::File::from(fd);
+        if !file.metadata().is_ok_and(|m| m.is_file()) {
+            return Err(err(401, "RecvFile needs a regular file"));
+        }
+        let (owner, socket) = (conn.id(), a.socket);
+        let key = (owner, socket);
+        let lock_err = || err(ERR_DM_FAILED, "poisoned");
+        let FdRecv { got, hash } = self
+            .fd_recvs
+            .lock()
+            .map_err(|_| lock_err())?
+            .remove(&key)
+            .unwrap_or_else(|| FdRecv {
+                got: 0,
+                hash: Sha256::new(),
+            });
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+        let writer = tokio::task::spawn_blocking(move || {
+            let mut hash = hash;
+            let mut at = got;
+            while let Some(d) = rx.blocking_recv() {
+                file.write_all_at(&d, at)?;
+                hash.update(&d);
+                at += d.len() as u64;
+            }
+            Ok::<_, std::io::Error>((hash, at, file))
+        });
+        let mut received = got;
+        let mut write_failed = false;
+        let outcome = loop {
+            if received >= a.upto {
+                break None;
+            }
+            match self.sessions.recv_file(socket, owner).await {
+                Ok(FilePiece::Data(d)) => {
+                    received += d.len() as u64;
+                    if !write_failed && tx.send(d).await.is_err() {
+                        // The writer failed; keep draining the file, its error comes at the end.
+                        write_failed = true;
+                    }
+                }
+                Ok(end @ FilePiece::End { .. }) => break Some(Ok(end)),
+                Ok(FilePiece::Broken { reason }) => break Some(Ok(FilePiece::Broken { reason })),
+                Err(e) => break Some(Err(session_err(e))),
+            }
+        };
+        drop(tx);
+        let written = writer.await;
+        match outcome {
+            None => match written {
+                Ok(Ok((hash, at, _))) => {
+                    let st = FdRecv { got: at, hash };
+                    self.fd_recvs
+                        .lock()
+                        .map_err(|_| lock_err())?
+                        .insert(key, st);
+                    Ok(FileFdReceived::Progress { received })
+                }
+                // Keep draining on later steps, so that the end reports the error.
+                Ok(Err(e)) => Err(err(ERR_DM_FAILED, format!("cannot write the file: {e}"))),
+                Err(_) => Err(err(ERR_DM_FAILED, "file writer failed")),
+            },
+            Some(Err(e)) => Err(e),
+            Some(Ok(FilePiece::Broken { reason })) => Ok(FileFdReceived::Broken { reason }),
+            Some(Ok(FilePiece::End { sha256, seq })) => {
+                let synced = match written {
+                    Ok(Ok((hash, _, file))) => tokio::task::spawn_blocking(move || {
+                        file.sync_all().map(|_| <[u8; 32]>::from(hash.finalize()))
+                    })
+                    .await
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+                    .and_then(|r| r),
+                    Ok(Err(e)) => Err(e),
+                    Err(e) => Err(std::io::Error::other(e.to_string())),
+                };
+                let (actual, error) = match synced {
+                    Ok(h) => (Some(h), None),
+                    Err(e) => (None, Some(format!("cannot write the file: {e}"))),
+                };
+                Ok(FileFdReceived::End {
+                    seq,
+                    sha256,
+                    actual,
+                    error,
+                    received,
+                })
+            }
+            Some(Ok(FilePiece::Data(_))) => Err(err(ERR_DM_FAILED, "unexpected file piece")),
+        }
+    }
+
     /// The next piece of a file arriving on a client's socket.
     pub async fn recv_file(
         &self,
@@ -868,6 +1111,12 @@ impl Softbus {
         self.sessions.forget_owner(conn.id());
         if let Ok(mut p) = self.pending_bytes.lock() {
             p.retain(|(o, _), _| *o != conn.id());
+        }
+        if let Ok(mut f) = self.fd_sends.lock() {
+            f.retain(|(o, _), _| *o != conn.id());
+        }
+        if let Ok(mut f) = self.fd_recvs.lock() {
+            f.retain(|(o, _), _| *o != conn.id());
         }
         if let Ok(mut s) = self.state_subs.lock() {
             s.retain(|(c, _)| c.id() != conn.id());
