@@ -10,7 +10,7 @@
 //!
 //! Run: `cargo bench --bench softbus` (needs iperf3 for the peer figure; it is skipped with a
 //! note when missing). `OXH_BENCH_ROUNDS` changes the round-trip count, `OXH_BENCH_FILE_MB`
-//! the file size (default 1024; 0 skips it), `OXH_BENCH_ONLY=raw,rtt,bytes,file,online,bind`
+//! the file size (default 1024; 0 skips it), `OXH_BENCH_FILE_DIR` where its files go, `OXH_BENCH_ONLY=raw,rtt,bytes,file,online,bind`
 //! runs only those parts, and `OXH_QUIC=gso=0,cc=bbr|cubic|reno,iw=BYTES,mtu=BYTES,mtumax=BYTES,fair=0,
 //! ack=PACKETS,swin=BYTES,rwin=BYTES` changes the raw quinn transport for experiments.
 
@@ -140,6 +140,78 @@ async fn raw_quinn(streams: usize, total: u64) -> f64 {
     n as f64 / secs / 1e6
 }
 
+/// The file figure's own limits, in the same run: writing `mb` MiB into `dir` and syncing it
+/// (what the receiver must do before it renames), and SHA-256 over `mb` MiB in memory (what
+/// each side computes); MB/s each.
+fn file_limits(dir: &std::path::Path, mb: u64) -> (f64, f64) {
+    use oxh_softbus::proto::{Digest, Sha256};
+    use std::io::Write;
+    let buf = vec![0x5au8; 1 << 20];
+    let path = dir.join("disk.bin");
+    let t = Instant::now();
+    {
+        let mut f = std::fs::File::create(&path).expect("disk file");
+        for _ in 0..mb {
+            f.write_all(&buf).expect("write");
+        }
+        f.sync_all().expect("sync");
+    }
+    let disk = (mb << 20) as f64 / t.elapsed().as_secs_f64() / 1e6;
+    let _ = std::fs::remove_file(&path);
+    let t = Instant::now();
+    let mut h = Sha256::new();
+    for _ in 0..mb {
+        h.update(&buf);
+    }
+    std::hint::black_box(h.finalize());
+    let sha = (mb << 20) as f64 / t.elapsed().as_secs_f64() / 1e6;
+    (disk, sha)
+}
+
+/// Round trips of 64 B messages between two quinn endpoints in this process (one connection,
+/// one stream, echoed by the server): QUIC's own share of a message round trip.
+async fn raw_quinn_rtt(rounds: usize) -> Vec<Duration> {
+    let (t, _) = raw_transport();
+    let (se, ce, cc, addr) = oxh_softbus::transport::probe_pair(t).expect("endpoints");
+    let server = tokio::spawn(async move {
+        let conn = se.accept().await.expect("incoming").await.expect("accept");
+        let (mut send, mut recv) = conn.accept_bi().await.expect("stream");
+        let mut buf = [0u8; 64];
+        while recv.read_exact(&mut buf).await.is_ok() {
+            if send.write_all(&buf).await.is_err() {
+                break;
+            }
+        }
+        drop(se);
+    });
+    let conn = ce
+        .connect_with(cc, addr, "oxh-device")
+        .expect("connect")
+        .await
+        .expect("handshake");
+    let lat = tokio::spawn(async move {
+        let (mut send, mut recv) = conn.open_bi().await.expect("open");
+        let mut buf = [7u8; 64];
+        let mut lat = Vec::with_capacity(rounds);
+        for i in 0..rounds + rounds / 10 {
+            let t = Instant::now();
+            send.write_all(&buf).await.expect("write");
+            recv.read_exact(&mut buf).await.expect("read");
+            if i >= rounds / 10 {
+                lat.push(t.elapsed());
+            }
+        }
+        let _ = send.finish();
+        conn.close(0u32.into(), b"done");
+        lat
+    })
+    .await
+    .expect("client");
+    let _ = server.await;
+    ce.wait_idle().await;
+    lat
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -262,7 +334,11 @@ fn main() {
         .map(|n| n.get())
         .unwrap_or(0);
 
-    let iperf = iperf3();
+    let iperf = if ["raw", "bytes", "file"].iter().any(|p| wanted(p)) {
+        iperf3()
+    } else {
+        None
+    };
     let ratio = |mbps: f64| {
         iperf
             .map(|b| format!("  = {:.2}x iperf3", mbps / (b / 8e6)))
@@ -271,6 +347,10 @@ fn main() {
     // The QUIC ceiling: 1 GiB over one connection, 1 stream and 4 streams, 3 runs each.
     let mut raw1 = Vec::new();
     let mut raw4 = Vec::new();
+    let mut raw_rtt = Vec::new();
+    if wanted("rtt") {
+        raw_rtt = rt.block_on(raw_quinn_rtt(rounds));
+    }
     if wanted("raw") {
         for _ in 0..3 {
             raw1.push(rt.block_on(raw_quinn(1, 1 << 30)));
@@ -286,6 +366,7 @@ fn main() {
     let mut rtt: Vec<Duration> = Vec::new();
     let mut mbps = None;
     let mut file_mbps = None;
+    let mut limits = None;
     if need_daemons {
         let (a, _) = start(&base.path().join("a"), &[]);
         let (mut b, _) = start(&base.path().join("b"), &[a.field("bus")]);
@@ -384,20 +465,30 @@ fn main() {
                     }
                 }
             });
+            // On a runtime worker, as an app's task would be (not on the thread blocked in
+            // block_on, which every reply would have to wake from another thread).
             let mut lat = Vec::with_capacity(rounds);
             if wanted("rtt") {
-                let msg = [7u8; 64];
-                for i in 0..rounds + rounds / 10 {
-                    let t = Instant::now();
-                    da.bus().send_message(sock, &msg).await.expect("send");
-                    match replies.next().await {
-                        Some(SocketEvent::Message { .. }) => {}
-                        other => panic!("{other:?}"),
+                let da2 = da.clone();
+                let (l, r) = tokio::spawn(async move {
+                    let msg = [7u8; 64];
+                    for i in 0..rounds + rounds / 10 {
+                        let t = Instant::now();
+                        da2.bus().send_message(sock, &msg).await.expect("send");
+                        match replies.next().await {
+                            Some(SocketEvent::Message { .. }) => {}
+                            other => panic!("{other:?}"),
+                        }
+                        if i >= rounds / 10 {
+                            lat.push(t.elapsed());
+                        }
                     }
-                    if i >= rounds / 10 {
-                        lat.push(t.elapsed());
-                    }
-                }
+                    (lat, replies)
+                })
+                .await
+                .expect("round trips");
+                lat = l;
+                replies = r;
             }
             let mut mbps = None;
             if wanted("bytes") {
@@ -432,9 +523,18 @@ fn main() {
         rtt = lat;
         mbps = m;
         if wanted("file") && file_mb > 0 {
-            let dir = base.path().join("files");
+            // OXH_BENCH_FILE_DIR puts the files elsewhere (e.g. a tmpfs, to take the disk out).
+            let dir = match std::env::var_os("OXH_BENCH_FILE_DIR") {
+                Some(d) => {
+                    std::path::PathBuf::from(d).join(format!("oxh-bench-{}", std::process::id()))
+                }
+                None => base.path().join("files"),
+            };
             std::fs::create_dir_all(&dir).expect("files dir");
+            // The limits first: each writes as much new data as the transfer does.
+            limits = Some(file_limits(&dir, file_mb));
             file_mbps = Some(rt.block_on(file_throughput(&a, &b, &dir, file_mb)));
+            let _ = std::fs::remove_dir_all(&dir);
         }
     }
 
@@ -491,6 +591,29 @@ fn main() {
             "file app->app ({file_mb} MiB)       {f:8.0} MB/s{}{}",
             ratio(f),
             raw_ratio(f)
+        );
+    }
+    if let Some((disk, sha)) = limits {
+        let vs = |l: f64| {
+            file_mbps
+                .map(|f| format!("  (file = {:.2}x)", f / l))
+                .unwrap_or_default()
+        };
+        println!(
+            "disk write+fsync {file_mb} MiB      {disk:8.0} MB/s{}",
+            vs(disk)
+        );
+        println!(
+            "SHA-256 {file_mb} MiB in memory     {sha:8.0} MB/s{}",
+            vs(sha)
+        );
+    }
+    if !raw_rtt.is_empty() {
+        let (p50, p99) = (pct(&mut raw_rtt, 0.5), pct(&mut raw_rtt, 0.99));
+        println!(
+            "raw quinn RTT 64 B (1 process) p50 {:7.1} us  p99 {:7.1} us",
+            p50.as_secs_f64() * 1e6,
+            p99.as_secs_f64() * 1e6
         );
     }
     if !rtt.is_empty() {

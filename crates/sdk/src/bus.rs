@@ -13,7 +13,7 @@ use crate::{Device, Error};
 use oxh_ipc::{Client, RemoteError, Subscription};
 use oxh_softbus::api::{
     self, BindSocketArgs, FILE_FD_STEP, FileFdReceived, FileFdSent, FilePiece, FileResultArgs,
-    IPC_PART, ListenArgs, RecvFileFdArgs, SOFTBUS_SA_ID, SendArgs, SendFileFdArgs, SendStreamArgs,
+    IPC_PART, ListenArgs, RecvFileFdArgs, SOFTBUS_SA_ID, SendFileFdArgs, SendStreamArgs,
     SocketEventView,
 };
 pub use oxh_softbus::proto::{DataType, MAX_BYTES, MAX_MESSAGE, sanitize_file_name};
@@ -595,38 +595,46 @@ impl Bus<'_> {
 
     /// Sends a message (≤ 4 KiB).
     pub async fn send_message(&self, socket: u64, data: &[u8]) -> Result<(), Error> {
-        let a = SendArgs {
-            socket,
-            kind: DataType::Message,
-            data: data.to_vec(),
-            more: false,
-        };
-        self.dev
+        self.send_part(socket, DataType::Message, data, false).await
+    }
+
+    /// One [`api::bus::SEND`] call, its [`api::SendArgs`] encoded by hand around `data` so that
+    /// the payload is copied once, into the request frame.
+    async fn send_part(
+        &self,
+        socket: u64,
+        kind: DataType,
+        data: &[u8],
+        more: bool,
+    ) -> Result<(), Error> {
+        let mut head = Vec::with_capacity(24);
+        varint(socket, &mut head);
+        // postcard's variant index of the DataType.
+        head.push(match kind {
+            DataType::Message => 0,
+            DataType::Bytes => 1,
+            DataType::File => 2,
+        });
+        varint(data.len() as u64, &mut head);
+        let more = [u8::from(more)];
+        let r = self
+            .dev
             .client
-            .call(SOFTBUS_SA_ID, api::bus::SEND, &a)
-            .await
+            .call_parts(SOFTBUS_SA_ID, api::bus::SEND, &[&head, data, &more])
+            .await?;
+        oxh_ipc::decode::<()>(&r).map_err(|e| Error::Decode(e.message))
     }
 
     /// Sends bytes (≤ 4 MiB), in parts under the IPC transaction limit. Each part is copied
-    /// once, into its request frame: the [`SendArgs`] around it are encoded by hand.
+    /// once, into its request frame: the [`api::SendArgs`] around it are encoded by hand.
     pub async fn send_bytes(&self, socket: u64, data: &[u8]) -> Result<(), Error> {
         let n = data.len().div_ceil(IPC_PART).max(1);
         for i in 0..n {
             let part = data
                 .get(i * IPC_PART..((i + 1) * IPC_PART).min(data.len()))
                 .unwrap_or(&[]);
-            let mut head = Vec::with_capacity(24);
-            varint(socket, &mut head);
-            // postcard's variant index of DataType::Bytes.
-            head.push(1);
-            varint(part.len() as u64, &mut head);
-            let more = [u8::from(i + 1 < n)];
-            let r = self
-                .dev
-                .client
-                .call_parts(SOFTBUS_SA_ID, api::bus::SEND, &[&head, part, &more])
+            self.send_part(socket, DataType::Bytes, part, i + 1 < n)
                 .await?;
-            oxh_ipc::decode::<()>(&r).map_err(|e| Error::Decode(e.message))?;
         }
         Ok(())
     }
@@ -774,7 +782,7 @@ mod tests {
         let mut mine = head.clone();
         mine.extend_from_slice(&data);
         mine.push(1);
-        let a = SendArgs {
+        let a = api::SendArgs {
             socket,
             kind: DataType::Bytes,
             data: data.clone(),
