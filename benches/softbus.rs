@@ -8,11 +8,17 @@
 //! over several, so that the gap between app-to-app and iperf3 splits into quinn's share and
 //! ours.
 //!
+//! And files: 1 GiB app to app (SDK send_file, the receiver saving, checking and syncing it),
+//! beside its own limits in the same run: writing and syncing 1 GiB to the same directory,
+//! and SHA-256 over 1 GiB (each side hashes the file).
+//!
 //! Run: `cargo bench --bench softbus` (needs iperf3 for the peer figure; it is skipped with a
-//! note when missing). `OXH_BENCH_ROUNDS` changes the round-trip count, `OXH_BENCH_FILE_MB`
-//! the file size (default 1024; 0 skips it), `OXH_BENCH_FILE_DIR` where its files go, `OXH_BENCH_ONLY=raw,rtt,bytes,file,online,bind`
-//! runs only those parts, and `OXH_QUIC=gso=0,cc=bbr|cubic|reno,iw=BYTES,mtu=BYTES,mtumax=BYTES,fair=0,
-//! ack=PACKETS,swin=BYTES,rwin=BYTES` changes the raw quinn transport for experiments.
+//! note when missing). Knobs: `OXH_BENCH_ROUNDS` (round trips, default 20,000),
+//! `OXH_BENCH_FILE_MB` (file size, default 1024; 0 skips it), `OXH_BENCH_FILE_DIR` (where the
+//! files go, e.g. a tmpfs to take the disk out), `OXH_BENCH_FILE_TRACE=1` (when each step of
+//! the file was sent), `OXH_BENCH_ONLY=raw,rtt,bytes,file,online,bind` (only those parts), and
+//! `OXH_QUIC=gso=0,cc=bbr|cubic|reno,iw=BYTES,mtu=BYTES,mtumax=BYTES,fair=0,ack=PACKETS,
+//! swin=BYTES,rwin=BYTES` (the raw quinn transport, for experiments).
 
 mod common;
 use common::Daemon;
@@ -301,10 +307,19 @@ async fn file_throughput(a: &Daemon, b: &Daemon, dir: &std::path::Path, mb: u64)
         }
     });
     let t = Instant::now();
+    let mut marks = Vec::new();
     da.bus()
-        .send_file(sock, &[&src], |_| {})
+        .send_file(sock, &[&src], |p| {
+            marks.push((p.sent >> 20, t.elapsed().as_millis()))
+        })
         .await
         .expect("send file");
+    if std::env::var_os("OXH_BENCH_FILE_TRACE").is_some() {
+        eprintln!(
+            "file steps (MiB sent, ms): {marks:?}; confirmed at {} ms",
+            t.elapsed().as_millis()
+        );
+    }
     let secs = t.elapsed().as_secs_f64();
     let size = recv.await.expect("receiver");
     let _ = std::fs::remove_file(&src);

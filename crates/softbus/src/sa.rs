@@ -86,6 +86,21 @@ fn parse_send_args(b: &Bytes) -> Option<(u64, crate::proto::DataType, Bytes, boo
     Some((socket, kind, b.slice(at..end), more))
 }
 
+/// Fuzzing hook (fuzz/): parses [`SendArgs`] as the soft bus SA does, and checks that when
+/// postcard decodes the same bytes too, both read the same arguments.
+#[doc(hidden)]
+pub fn fuzz_parse_send_args(body: &[u8]) {
+    let b = Bytes::copy_from_slice(body);
+    if let (Some((socket, kind, part, more)), Ok(a)) =
+        (parse_send_args(&b), decode::<SendArgs>(body))
+    {
+        assert_eq!(
+            (a.socket, a.kind, &a.data[..], a.more),
+            (socket, kind, &part[..], more)
+        );
+    }
+}
+
 /// The device manager SA.
 pub struct DeviceManagerSa(pub Arc<Softbus>);
 

@@ -131,6 +131,9 @@ struct FdSend {
     hash: crate::proto::Sha256,
 }
 
+/// How much of a received file is written before its write-back to disk is started.
+const WRITEBACK_EVERY: u64 = 8 << 20;
+
 /// A file being received into a caller's descriptor: bytes written, their hash so far.
 struct FdRecv {
     got: u64,
@@ -983,12 +986,20 @@ impl Softbus {
             });
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
         let writer = tokio::task::spawn_blocking(move || {
+            use std::os::fd::AsFd;
             let mut hash = hash;
             let mut at = got;
+            let mut flushed = got;
             while let Some(d) = rx.blocking_recv() {
                 file.write_all_at(&d, at)?;
                 hash.update(&d);
                 at += d.len() as u64;
+                // Write back as it arrives, so that the fsync at the end does not have the
+                // whole file to write (it then took as long as the transfer itself).
+                if at - flushed >= WRITEBACK_EVERY {
+                    let _ = oxh_kal::start_writeback(file.as_fd(), flushed, at - flushed);
+                    flushed = at;
+                }
             }
             Ok::<_, std::io::Error>((hash, at, file))
         });
