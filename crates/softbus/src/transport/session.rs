@@ -9,10 +9,11 @@
 //!
 //! **Files** (SendFile) travel on the socket's stream as `FileBegin{name, size}`, `FileData`
 //! chunks of at most [`MAX_FILE_CHUNK`] and `FileEnd{sha256}`; QUIC's flow control paces the
-//! sender, and no chunk waits for a round trip. The receiving daemon never touches the file
-//! system: it hands the pieces to its client, which pulls them ([`Sessions::recv_file`]) and
-//! so paces the stream too, writes them under a temp name, checks the SHA-256 and answers
-//! with [`Sessions::file_result`], which travels back as `FileAck{seq, error}`: the sender's
+//! sender, and no chunk waits for a round trip. The receiving daemon never opens a path: it
+//! hands the pieces to its owner, which pulls them ([`Sessions::recv_file`]) and so paces the
+//! stream too (the soft bus service pulls them on behalf of a client and writes them through
+//! the descriptor of the client's temp file), checks the SHA-256 and answers with
+//! [`Sessions::file_result`], which travels back as `FileAck{seq, error}`: the sender's
 //! `End` returns only once the receiver has the whole file. Files are numbered per socket and
 //! direction (`seq`, from 0) in the order of their `FileBegin`. Names from the peer are checked
 //! with [`sanitize_file_name`]; a refused file is skipped and acknowledged with an error.
