@@ -5,6 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 use oxh_ipc::decode;
 use oxh_softbus::api::{BindArgs, BindSocketArgs, ListenArgs, SendArgs};
+use oxh_softbus::sa::fuzz_parse_send_args;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&which, body)) = data.split_first() else {
@@ -35,6 +36,8 @@ fuzz_target!(|data: &[u8]| {
         }
         _ => {
             let _ = decode::<SendArgs>(body);
+            // The SA's copy-free parse of the same bytes must agree with postcard.
+            fuzz_parse_send_args(body);
         }
     }
 });

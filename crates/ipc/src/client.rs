@@ -111,7 +111,9 @@ impl Client {
                                     .unwrap_or_else(|e| e.message);
                                 break 'read msg;
                             }
-                            Kind::Request => break 'read "daemon sent a request".to_string(),
+                            Kind::Request | Kind::RequestFd => {
+                                break 'read "daemon sent a request".to_string();
+                            }
                         },
                         Ok(Some(Decoded::Oversize { .. })) => {
                             break 'read "daemon sent an oversize frame".to_string();
@@ -156,6 +158,20 @@ impl Client {
         self.send_raw_request(sa, code, data).await
     }
 
+    /// [`Client::call_raw`] with data given as the concatenation of `parts`, so that a bulk
+    /// payload is copied once, into the request frame, rather than into an argument buffer
+    /// first.
+    pub async fn call_parts(&self, sa: i32, code: u32, parts: &[&[u8]]) -> Result<Bytes, IpcError> {
+        let size = 8 + parts.iter().map(|p| p.len()).sum::<usize>();
+        if size > frame::MAX_TRANSACTION {
+            return Err(IpcError::TooLarge {
+                size,
+                limit: frame::MAX_TRANSACTION,
+            });
+        }
+        self.send_request_parts(sa, code, parts).await
+    }
+
     /// Sends a request without the client-side size check, so that tests can see the daemon
     /// enforce the limit on its own.
     #[doc(hidden)]
@@ -164,6 +180,47 @@ impl Client {
         sa: i32,
         code: u32,
         data: &[u8],
+    ) -> Result<Bytes, IpcError> {
+        self.send_request_parts(sa, code, &[data]).await
+    }
+
+    /// Calls a method with serde arguments and a file descriptor for the daemon to use (a
+    /// file this process opened: the daemon never opens paths its callers name), and decodes
+    /// its serde result.
+    pub async fn call_with_fd<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
+        &self,
+        sa: i32,
+        code: u32,
+        req: &Req,
+        fd: std::os::fd::BorrowedFd<'_>,
+    ) -> Result<Resp, IpcError> {
+        let data = crate::encode(req);
+        let size = frame::request_body_len(&data);
+        if size > frame::MAX_TRANSACTION {
+            return Err(IpcError::TooLarge {
+                size,
+                limit: frame::MAX_TRANSACTION,
+            });
+        }
+        let bytes = self.request(&[&data], sa, code, Some(fd)).await?;
+        postcard::from_bytes(&bytes).map_err(|e| IpcError::Decode(e.to_string()))
+    }
+
+    async fn send_request_parts(
+        &self,
+        sa: i32,
+        code: u32,
+        parts: &[&[u8]],
+    ) -> Result<Bytes, IpcError> {
+        self.request(parts, sa, code, None).await
+    }
+
+    async fn request(
+        &self,
+        parts: &[&[u8]],
+        sa: i32,
+        code: u32,
+        fd: Option<std::os::fd::BorrowedFd<'_>>,
     ) -> Result<Bytes, IpcError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
@@ -177,10 +234,38 @@ impl Client {
                 .map_err(|_| IpcError::Disconnected("poisoned".into()))?
                 .insert(id, tx);
         }
-        let bytes = frame::request(id, sa, code, data);
+        let (sa, code) = (sa.to_le_bytes(), code.to_le_bytes());
+        let mut all: Vec<&[u8]> = Vec::with_capacity(2 + parts.len());
+        all.extend([&sa[..], &code[..]]);
+        all.extend_from_slice(parts);
+        let mut bytes = Vec::new();
+        let kind = if fd.is_some() {
+            Kind::RequestFd
+        } else {
+            Kind::Request
+        };
+        frame::encode_into(&mut bytes, kind, id, &all);
         let write = async {
             let mut w = self.writer.lock().await;
-            w.write_all(&bytes).await
+            let mut rest = &bytes[..];
+            if let Some(fd) = fd {
+                use std::os::fd::AsFd;
+                let sock = w.as_ref();
+                loop {
+                    sock.writable().await?;
+                    match sock.try_io(tokio::io::Interest::WRITABLE, || {
+                        oxh_kal::send_with_fd(sock.as_fd(), rest, fd)
+                    }) {
+                        Ok(n) => {
+                            rest = &rest[n..];
+                            break;
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            w.write_all(rest).await
         };
         if let Err(e) = write.await {
             if let Ok(mut p) = self.shared.pending.lock() {

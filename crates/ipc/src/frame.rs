@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! frame   = len:u32 LE | kind:u8 | id:u64 LE | body[len]
-//! Request body = sa:i32 LE | code:u32 LE | data        (data: postcard)
+//! Request body = sa:i32 LE | code:u32 LE | data        (data: postcard; RequestFd alike)
 //! Reply   body = status:u8 (0 ok, 1 error) | data      (error data: postcard RemoteError)
 //! Event   body = data                                 (id = the subscription id)
 //! Fatal   body = postcard RemoteError                  (id 0; the sender then closes)
@@ -34,6 +34,9 @@ pub enum Kind {
     Event = 3,
     /// Daemon to client: the connection is being closed, and why.
     Fatal = 4,
+    /// Client to daemon: a request with one file descriptor attached (SCM_RIGHTS, sent with
+    /// the frame's first byte), for calls on a file the caller opened itself.
+    RequestFd = 5,
 }
 
 impl Kind {
@@ -43,6 +46,7 @@ impl Kind {
             2 => Some(Kind::Reply),
             3 => Some(Kind::Event),
             4 => Some(Kind::Fatal),
+            5 => Some(Kind::RequestFd),
             _ => None,
         }
     }

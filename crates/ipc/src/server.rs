@@ -45,7 +45,13 @@ pub struct ConnHandle {
     id: u64,
     caller: Arc<Caller>,
     sink: Sink,
+    /// The descriptor that came with the call this handle was made for; closed when the call
+    /// ends unless the SA took it.
+    fd: Option<Arc<Mutex<Option<std::os::fd::OwnedFd>>>>,
 }
+
+/// Descriptors a client may have sent ahead of their requests; more is a protocol error.
+const MAX_QUEUED_FDS: usize = 8;
 
 #[derive(Clone)]
 enum Sink {
@@ -188,6 +194,11 @@ impl ConnHandle {
     pub fn push_event(&self, sub: u64, data: &[u8]) -> bool {
         self.send(&frame::event(sub, data), true)
     }
+    /// The file descriptor the client attached to this call (SCM_RIGHTS), once: a file it
+    /// opened with its own rights, for the SA to read or write instead of a path.
+    pub fn take_fd(&self) -> Option<std::os::fd::OwnedFd> {
+        self.fd.as_ref()?.lock().ok()?.take()
+    }
     /// True once the client's connection has closed.
     pub fn is_closed(&self) -> bool {
         match &self.sink {
@@ -199,7 +210,14 @@ impl ConnHandle {
     /// for it to read instead of dropping the event: for data that must not be lost (socket
     /// bytes), where the sender is better slowed down. False once the client is gone.
     pub async fn push_event_wait(&self, sub: u64, data: &[u8]) -> bool {
-        let frame = frame::event(sub, data);
+        self.push_event_parts_wait(sub, &[data]).await
+    }
+    /// [`ConnHandle::push_event_wait`] of an event whose data is the concatenation of
+    /// `parts`: the frame is built with one copy of each part (bulk data need not be
+    /// assembled first).
+    pub async fn push_event_parts_wait(&self, sub: u64, parts: &[&[u8]]) -> bool {
+        let mut frame = Vec::new();
+        frame::encode_into(&mut frame, Kind::Event, sub, parts);
         match &self.sink {
             Sink::Channel(tx) => tx.send(frame).is_ok(),
             Sink::Socket(o) => loop {
@@ -232,6 +250,7 @@ impl ConnHandle {
                 id: NEXT.fetch_add(1, Ordering::Relaxed),
                 caller: Arc::new(caller),
                 sink: Sink::Channel(tx),
+                fd: None,
             },
             rx,
         )
@@ -313,7 +332,9 @@ async fn serve_conn(id: u64, stream: UnixStream, caller: Caller, dispatcher: Arc
         id,
         caller: Arc::new(caller),
         sink: Sink::Socket(outbox.clone()),
+        fd: None,
     };
+    let mut fds: Vec<std::os::fd::OwnedFd> = Vec::new();
     dispatcher.on_connect(&conn);
     let writer = tokio::spawn(outbox.clone().run_writer());
 
@@ -323,10 +344,21 @@ async fn serve_conn(id: u64, stream: UnixStream, caller: Caller, dispatcher: Arc
     'read: loop {
         loop {
             match dec.decode_next() {
-                Ok(Some(Decoded::Frame(f))) if f.kind == Kind::Request => {
+                Ok(Some(Decoded::Frame(f)))
+                    if f.kind == Kind::Request || f.kind == Kind::RequestFd =>
+                {
                     let Some((sa, code, data)) = frame::parse_request(&f.body) else {
                         fatal(&conn, "malformed frame: request body shorter than 8 bytes");
                         break 'read;
+                    };
+                    let fd = if f.kind == Kind::RequestFd {
+                        if fds.is_empty() {
+                            fatal(&conn, "malformed frame: no file descriptor came with it");
+                            break 'read;
+                        }
+                        Some(Arc::new(Mutex::new(Some(fds.remove(0)))))
+                    } else {
+                        None
                     };
                     let permit = loop {
                         if let Ok(p) = limit.clone().try_acquire_owned() {
@@ -342,7 +374,8 @@ async fn serve_conn(id: u64, stream: UnixStream, caller: Caller, dispatcher: Arc
                         }
                     };
                     let d = dispatcher.clone();
-                    let c = conn.clone();
+                    let mut c = conn.clone();
+                    c.fd = fd.clone();
                     let mut call = Box::pin(async move { d.dispatch(c, sa, code, data).await });
                     // Most calls finish without waiting: run them here and answer at once.
                     // Polling with a no-op waker is sound because a call that is not done is
@@ -350,6 +383,7 @@ async fn serve_conn(id: u64, stream: UnixStream, caller: Caller, dispatcher: Arc
                     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
                     match call.as_mut().poll(&mut cx) {
                         std::task::Poll::Ready(result) => {
+                            close_fd(&fd);
                             conn.send(&frame::reply(f.id, &result), false);
                             drop(permit);
                         }
@@ -357,6 +391,7 @@ async fn serve_conn(id: u64, stream: UnixStream, caller: Caller, dispatcher: Arc
                             let c = conn.clone();
                             tasks.spawn(async move {
                                 let result = call.await;
+                                close_fd(&fd);
                                 c.send(&frame::reply(f.id, &result), false);
                                 drop(permit);
                             });
@@ -387,8 +422,12 @@ async fn serve_conn(id: u64, stream: UnixStream, caller: Caller, dispatcher: Arc
                 }
             }
         }
+        if fds.len() > MAX_QUEUED_FDS {
+            fatal(&conn, "too many file descriptors without their requests");
+            break 'read;
+        }
         tokio::select! {
-            r = rd.read_buf(dec.buffer()) => match r {
+            r = read_with_fds(&rd, dec.buffer(), &mut fds) => match r {
                 Ok(0) | Err(_) => break 'read,
                 Ok(_) => {}
             },
@@ -426,6 +465,43 @@ async fn serve_conn(id: u64, stream: UnixStream, caller: Caller, dispatcher: Arc
     }
 }
 
+/// Closes a call's descriptor if the SA did not take it.
+fn close_fd(fd: &Option<Arc<Mutex<Option<std::os::fd::OwnedFd>>>>) {
+    if let Some(f) = fd
+        && let Ok(mut f) = f.lock()
+    {
+        f.take();
+    }
+}
+
+/// Reads what the client sent, with any descriptors attached to it (requests of kind
+/// [`Kind::RequestFd`] carry one); `Ok(0)` at end of stream.
+async fn read_with_fds(
+    rd: &tokio::net::unix::OwnedReadHalf,
+    buf: &mut BytesMut,
+    fds: &mut Vec<std::os::fd::OwnedFd>,
+) -> std::io::Result<usize> {
+    if buf.capacity() - buf.len() < 4096 {
+        buf.reserve(64 * 1024);
+    }
+    let sock = rd.as_ref();
+    loop {
+        sock.readable().await?;
+        let spare = buf.spare_capacity_mut();
+        match sock.try_io(tokio::io::Interest::READABLE, || {
+            oxh_kal::recv_with_fds(sock.as_fd(), spare, fds)
+        }) {
+            Ok(n) => {
+                // SAFETY: recvmsg initialized the first `n` bytes of the spare capacity.
+                unsafe { buf.set_len(buf.len() + n) };
+                return Ok(n);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 fn fatal(conn: &ConnHandle, msg: &str) {
     tracing::warn!(
         tag = "ipc",
@@ -438,5 +514,64 @@ fn fatal(conn: &ConnHandle, msg: &str) {
         Sink::Channel(tx) => {
             let _ = tx.send(bytes);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Client, IpcError, ToolTokenResolver};
+    use std::io::{Read, Seek};
+
+    /// Answers every call with the contents of the file that came with it, or "none".
+    struct ReadsFd;
+
+    #[async_trait::async_trait]
+    impl Dispatcher for ReadsFd {
+        async fn dispatch(
+            &self,
+            conn: ConnHandle,
+            _sa: i32,
+            _code: u32,
+            _data: Bytes,
+        ) -> Result<Vec<u8>, RemoteError> {
+            let Some(fd) = conn.take_fd() else {
+                return Ok(crate::encode(&"none".to_string()));
+            };
+            let mut f = std::fs::File::from(fd);
+            let mut s = String::new();
+            f.rewind().and_then(|_| f.read_to_string(&mut s)).ok();
+            Ok(crate::encode(&s))
+        }
+        fn on_disconnect(&self, _conn: &ConnHandle) {}
+    }
+
+    #[tokio::test]
+    async fn a_descriptor_travels_with_its_request_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("ipc.sock");
+        let server = Server::bind(
+            &sock,
+            Arc::new(ReadsFd),
+            Arc::new(ToolTokenResolver::new(vec![], oxh_kal::current_uid())),
+        )
+        .unwrap();
+        let task = tokio::spawn(server.run());
+        let c = Client::connect(&sock).await.unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, "contents").unwrap();
+        let f = std::fs::File::open(&path).unwrap();
+        use std::os::fd::AsFd;
+        let got: String = c.call_with_fd(1, 1, &(), f.as_fd()).await.unwrap();
+        assert_eq!(got, "contents");
+        let got: String = c.call(1, 1, &()).await.unwrap();
+        assert_eq!(got, "none");
+        // A request that says it carries a descriptor but does not is a protocol error.
+        let mut bad = Vec::new();
+        frame::encode_into(&mut bad, Kind::RequestFd, 99, &[&[0u8; 8]]);
+        c.write_raw(&bad).await.unwrap();
+        let e = c.call::<_, String>(1, 1, &()).await.unwrap_err();
+        assert!(matches!(e, IpcError::Disconnected(_)), "{e:?}");
+        task.abort();
     }
 }

@@ -1,21 +1,24 @@
 //! Soft bus sockets (OpenHarmony's Socket API): listen on a name, bind to a peer's name, send
 //! messages (≤ 4 KiB), bytes (≤ 4 MiB), files of any size and unreliable stream frames.
 //!
-//! Files: the daemon never opens a path its caller names, so [`Bus::send_file`] reads the
-//! files here and streams their contents to the daemon, and the receiving side writes them
-//! here too: [`SocketEvents::save_files_into`] saves each incoming file into a directory under
-//! a temp name and renames it to its final name only once it is complete and its SHA-256
-//! matches the sender's; anything else removes the temp file.
+//! Files: the daemon never opens a path its caller names, so [`Bus::send_file`] opens the
+//! files here and passes their descriptors (SCM_RIGHTS) to the daemon, which reads and hashes
+//! them itself (the contents do not cross IPC). On the receiving side
+//! [`SocketEvents::save_files_into`] creates each incoming file here under a temp name and
+//! passes its descriptor to the daemon, which writes, hashes and syncs it; this side renames
+//! it to its final name only once it is complete and its SHA-256 matches the sender's, and
+//! removes the temp file otherwise.
 
 use crate::{Device, Error};
 use oxh_ipc::{Client, RemoteError, Subscription};
 use oxh_softbus::api::{
-    self, BindSocketArgs, FILE_PART, FileOp, FilePiece, FileResultArgs, IPC_PART, ListenArgs,
-    SOFTBUS_SA_ID, SendArgs, SendFileArgs, SendStreamArgs, SocketEventView,
+    self, BindSocketArgs, FILE_FD_STEP, FileFdReceived, FileFdSent, FilePiece, FileResultArgs,
+    IPC_PART, ListenArgs, RecvFileFdArgs, SOFTBUS_SA_ID, SendFileFdArgs, SendStreamArgs,
+    SocketEventView,
 };
 pub use oxh_softbus::proto::{DataType, MAX_BYTES, MAX_MESSAGE, sanitize_file_name};
 use oxh_softbus::proto::{Digest, Sha256};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -137,37 +140,49 @@ pub struct SentFile {
     pub sha256: String,
 }
 
-/// IPC calls of file data in flight at once.
-const PIPELINE: usize = 3;
-
-/// A call in flight, polled alongside the others so that each request is written as soon as
-/// the one before it is (requests go out in the order of their first poll).
-struct InFlight<F: std::future::Future> {
-    fut: std::pin::Pin<Box<F>>,
-    done: Option<F::Output>,
-}
-
-impl<F: std::future::Future> InFlight<F> {
-    fn new(f: F) -> Self {
-        Self {
-            fut: Box::pin(f),
-            done: None,
+/// postcard's varint.
+fn varint(mut n: u64, out: &mut Vec<u8>) {
+    loop {
+        let b = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(b);
+            return;
         }
-    }
-
-    fn step(&mut self, cx: &mut std::task::Context<'_>) {
-        if self.done.is_none()
-            && let std::task::Poll::Ready(v) = self.fut.as_mut().poll(cx)
-        {
-            self.done = Some(v);
-        }
+        out.push(b | 0x80);
     }
 }
 
-enum Step {
-    Done,
-    Chunk(Option<std::io::Result<Vec<u8>>>),
-    End,
+/// A [`SocketEventView::BytesPart`] read in place: (socket, data, last), or `None` if the
+/// event is another one. The data is appended to the payload being reassembled straight from
+/// the IPC frame, without decoding it into a buffer of its own first.
+fn parse_bytes_part(b: &[u8]) -> Option<(u64, &[u8], bool)> {
+    fn varint(b: &[u8], at: &mut usize) -> Option<u64> {
+        let mut n = 0u64;
+        for i in 0..10 {
+            let x = *b.get(*at)?;
+            *at += 1;
+            n |= u64::from(x & 0x7f) << (7 * i);
+            if x & 0x80 == 0 {
+                return Some(n);
+            }
+        }
+        None
+    }
+    // postcard's variant index of SocketEventView::BytesPart.
+    if b.first() != Some(&2) {
+        return None;
+    }
+    let mut at = 1;
+    let socket = varint(b, &mut at)?;
+    let len = usize::try_from(varint(b, &mut at)?).ok()?;
+    let end = at.checked_add(len)?;
+    let last = match b.get(end..)? {
+        [0] => false,
+        [1] => true,
+        _ => return None,
+    };
+    Some((socket, b.get(at..end)?, last))
 }
 
 /// Lower-case hex of a digest.
@@ -195,18 +210,8 @@ fn local(code: i32, msg: String) -> Error {
     Error::Remote(RemoteError::new(code, msg))
 }
 
-/// The writer thread of a file being received: where its chunks go, and its final hash.
-type Writer = (
-    tokio::sync::mpsc::Sender<WriteMsg>,
-    tokio::task::JoinHandle<std::io::Result<[u8; 32]>>,
-);
-
-enum WriteMsg {
-    Data(Vec<u8>),
-    Finish,
-}
-
-/// A file being received: its temp file (removed on drop unless renamed) and its writer.
+/// A file being received: its temp file (removed on drop unless renamed), which the daemon
+/// writes through the descriptor this process passes it.
 struct Incoming {
     socket: u64,
     name: String,
@@ -217,7 +222,8 @@ struct Incoming {
     dest: PathBuf,
     /// Why it will not be saved, when that is known early.
     error: Option<String>,
-    writer: Option<Writer>,
+    /// The open temp file, while the daemon writes it.
+    file: Option<std::fs::File>,
 }
 
 impl Drop for Incoming {
@@ -229,29 +235,6 @@ impl Drop for Incoming {
 }
 
 static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
-
-/// Writes and hashes on a blocking thread, so that the next piece is fetched meanwhile; on
-/// `Finish` the data is synced before the hash is returned.
-fn spawn_writer(mut f: std::fs::File) -> Writer {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<WriteMsg>(4);
-    let h = tokio::task::spawn_blocking(move || {
-        let mut h = Sha256::new();
-        while let Some(m) = rx.blocking_recv() {
-            match m {
-                WriteMsg::Data(d) => {
-                    f.write_all(&d)?;
-                    h.update(&d);
-                }
-                WriteMsg::Finish => {
-                    f.sync_all()?;
-                    return Ok(h.finalize().into());
-                }
-            }
-        }
-        Err(std::io::Error::other("transfer broken"))
-    });
-    (tx, h)
-}
 
 /// Events of a listener or a bound socket.
 ///
@@ -292,7 +275,7 @@ impl SocketEvents {
             tmp: None,
             dest: PathBuf::new(),
             error: None,
-            writer: None,
+            file: None,
         };
         match (&self.save_dir, sanitize_file_name(&name)) {
             (None, _) => inc.error = Some("this receiver saves no files".into()),
@@ -311,7 +294,7 @@ impl SocketEvents {
                     Ok(f) => {
                         inc.tmp = Some(tmp);
                         inc.dest = dir.join(clean);
-                        inc.writer = Some(spawn_writer(f));
+                        inc.file = Some(f);
                     }
                     Err(e) => {
                         inc.error = Some(format!("cannot create a file in {}: {e}", dir.display()))
@@ -323,9 +306,75 @@ impl SocketEvents {
         SocketEvent::FileStart { socket, name, size }
     }
 
-    /// Pulls the next piece of the active file; `Some` when there is an event to report.
+    /// Moves the active file on; `Some` when there is an event to report. A file being saved
+    /// is written by the daemon through our temp file's descriptor, a step at a time; one not
+    /// saved is drained piece by piece and refused at its end.
     async fn pump_file(&mut self) -> Option<SocketEvent> {
         let socket = self.active.as_ref()?.socket;
+        let step = match self
+            .active
+            .as_ref()
+            .and_then(|a| a.file.as_ref().map(|f| (a, f)))
+        {
+            Some((a, f)) => {
+                use std::os::fd::AsFd;
+                let args = RecvFileFdArgs {
+                    socket,
+                    upto: a.got + FILE_FD_STEP,
+                };
+                Some(
+                    self.client
+                        .call_with_fd::<_, FileFdReceived>(
+                            SOFTBUS_SA_ID,
+                            api::bus::RECV_FILE_FD,
+                            &args,
+                            f.as_fd(),
+                        )
+                        .await,
+                )
+            }
+            None => None,
+        };
+        if let Some(step) = step {
+            let a = self.active.as_mut()?;
+            match step {
+                Ok(FileFdReceived::Progress { received }) => {
+                    a.got = received;
+                    return Some(SocketEvent::FileProgress {
+                        socket,
+                        name: a.name.clone(),
+                        received,
+                        size: a.size,
+                    });
+                }
+                Ok(FileFdReceived::End {
+                    seq,
+                    sha256,
+                    actual,
+                    error,
+                    received,
+                }) => {
+                    a.got = received;
+                    let mut a = self.active.take()?;
+                    let result = a.finish(sha256, actual, error);
+                    return Some(self.answer(a, socket, seq, sha256, result).await);
+                }
+                Ok(FileFdReceived::Broken { reason }) => {
+                    let a = self.active.take()?;
+                    return Some(SocketEvent::FileError {
+                        socket,
+                        name: a.name.clone(),
+                        reason,
+                    });
+                }
+                Err(e) => {
+                    // The daemon could not write it: drain the rest and refuse it at the end.
+                    a.file = None;
+                    a.error.get_or_insert_with(|| e.to_string());
+                    return None;
+                }
+            }
+        }
         let piece: Result<FilePiece, Error> = self
             .client
             .call(SOFTBUS_SA_ID, api::bus::RECV_FILE, &socket)
@@ -334,49 +383,12 @@ impl SocketEvents {
             Ok(FilePiece::Data(d)) => {
                 let a = self.active.as_mut()?;
                 a.got += d.len() as u64;
-                let received = a.got;
-                if let Some((tx, _)) = &a.writer {
-                    if tx.send(WriteMsg::Data(d)).await.is_err() {
-                        // The writer failed; its error comes out at the end.
-                        a.writer.take();
-                        a.error
-                            .get_or_insert_with(|| "cannot write the file".into());
-                    }
-                    return Some(SocketEvent::FileProgress {
-                        socket,
-                        name: a.name.clone(),
-                        received,
-                        size: a.size,
-                    });
-                }
                 None
             }
             Ok(FilePiece::End { sha256, seq }) => {
                 let mut a = self.active.take()?;
-                let result = a.finish(sha256).await;
-                let error = result.as_ref().err().cloned();
-                let _ = self
-                    .client
-                    .call::<_, ()>(
-                        SOFTBUS_SA_ID,
-                        api::bus::FILE_RESULT,
-                        &FileResultArgs { socket, seq, error },
-                    )
-                    .await;
-                Some(match result {
-                    Ok(path) => SocketEvent::FileFinish {
-                        socket,
-                        name: a.name.clone(),
-                        size: a.size,
-                        sha256: hex(&sha256),
-                        path,
-                    },
-                    Err(reason) => SocketEvent::FileError {
-                        socket,
-                        name: a.name.clone(),
-                        reason,
-                    },
-                })
+                let result = a.finish(sha256, None, None);
+                Some(self.answer(a, socket, seq, sha256, result).await)
             }
             Ok(FilePiece::Broken { reason }) => {
                 let a = self.active.take()?;
@@ -397,6 +409,40 @@ impl SocketEvents {
         }
     }
 
+    /// Tells the sender what became of a file, and reports it.
+    async fn answer(
+        &self,
+        a: Incoming,
+        socket: u64,
+        seq: u64,
+        sha256: [u8; 32],
+        result: Result<PathBuf, String>,
+    ) -> SocketEvent {
+        let error = result.as_ref().err().cloned();
+        let _ = self
+            .client
+            .call::<_, ()>(
+                SOFTBUS_SA_ID,
+                api::bus::FILE_RESULT,
+                &FileResultArgs { socket, seq, error },
+            )
+            .await;
+        match result {
+            Ok(path) => SocketEvent::FileFinish {
+                socket,
+                name: a.name.clone(),
+                size: a.size,
+                sha256: hex(&sha256),
+                path,
+            },
+            Err(reason) => SocketEvent::FileError {
+                socket,
+                name: a.name.clone(),
+                reason,
+            },
+        }
+    }
+
     /// The next event; `None` once the connection closed.
     pub async fn next(&mut self) -> Option<SocketEvent> {
         loop {
@@ -407,6 +453,22 @@ impl SocketEvents {
                 continue;
             }
             let b = self.sub.recv().await?;
+            if let Some((socket, data, last)) = parse_bytes_part(&b) {
+                let buf = self.partial.entry(socket).or_default();
+                if buf.is_empty() && last {
+                    return Some(SocketEvent::Bytes {
+                        socket,
+                        data: data.to_vec(),
+                    });
+                }
+                buf.reserve(if last { data.len() } else { IPC_PART });
+                buf.extend_from_slice(data);
+                if !last {
+                    continue;
+                }
+                let data = self.partial.remove(&socket).unwrap_or_default();
+                return Some(SocketEvent::Bytes { socket, data });
+            }
             let v: SocketEventView = oxh_ipc::decode(&b).ok()?;
             return Some(match v {
                 SocketEventView::Bind {
@@ -453,30 +515,25 @@ impl SocketEvents {
 }
 
 impl Incoming {
-    /// Completes a file: checks the checksum, renames the temp file, syncs the directory.
-    async fn finish(&mut self, sha256: [u8; 32]) -> Result<PathBuf, String> {
-        let writer = self.writer.take();
-        if let Some(e) = self.error.take() {
-            if let Some((tx, h)) = writer {
-                drop(tx);
-                if let Ok(Err(we)) = h.await {
-                    return Err(format!("{e}: {we}"));
-                }
-            }
+    /// Completes a file the daemon wrote and synced: checks size and checksum, renames the
+    /// temp file, syncs the directory. `actual` is the hash of what was written (`None`: not
+    /// saved), `error` why writing failed.
+    fn finish(
+        &mut self,
+        sha256: [u8; 32],
+        actual: Option<[u8; 32]>,
+        error: Option<String>,
+    ) -> Result<PathBuf, String> {
+        self.file = None;
+        if let Some(e) = self.error.take().or(error) {
             return Err(e);
         }
-        let Some((tx, h)) = writer else {
+        let Some(actual) = actual else {
             return Err("not saved".into());
         };
         if self.got != self.size {
             return Err(format!("got {} of {} bytes", self.got, self.size));
         }
-        let _ = tx.send(WriteMsg::Finish).await;
-        let actual = match h.await {
-            Ok(Ok(a)) => a,
-            Ok(Err(e)) => return Err(format!("cannot write the file: {e}")),
-            Err(e) => return Err(format!("writer failed: {e}")),
-        };
         if actual != sha256 {
             return Err(format!(
                 "checksum mismatch: sender {}, received {}",
@@ -538,34 +595,45 @@ impl Bus<'_> {
 
     /// Sends a message (≤ 4 KiB).
     pub async fn send_message(&self, socket: u64, data: &[u8]) -> Result<(), Error> {
-        let a = SendArgs {
-            socket,
-            kind: DataType::Message,
-            data: data.to_vec(),
-            more: false,
-        };
-        self.dev
-            .client
-            .call(SOFTBUS_SA_ID, api::bus::SEND, &a)
-            .await
+        self.send_part(socket, DataType::Message, data, false).await
     }
 
-    /// Sends bytes (≤ 4 MiB), in parts under the IPC transaction limit.
+    /// One [`api::bus::SEND`] call, its [`api::SendArgs`] encoded by hand around `data` so that
+    /// the payload is copied once, into the request frame.
+    async fn send_part(
+        &self,
+        socket: u64,
+        kind: DataType,
+        data: &[u8],
+        more: bool,
+    ) -> Result<(), Error> {
+        let mut head = Vec::with_capacity(24);
+        varint(socket, &mut head);
+        // postcard's variant index of the DataType.
+        head.push(match kind {
+            DataType::Message => 0,
+            DataType::Bytes => 1,
+            DataType::File => 2,
+        });
+        varint(data.len() as u64, &mut head);
+        let more = [u8::from(more)];
+        let r = self
+            .dev
+            .client
+            .call_parts(SOFTBUS_SA_ID, api::bus::SEND, &[&head, data, &more])
+            .await?;
+        oxh_ipc::decode::<()>(&r).map_err(|e| Error::Decode(e.message))
+    }
+
+    /// Sends bytes (≤ 4 MiB), in parts under the IPC transaction limit. Each part is copied
+    /// once, into its request frame: the [`api::SendArgs`] around it are encoded by hand.
     pub async fn send_bytes(&self, socket: u64, data: &[u8]) -> Result<(), Error> {
         let n = data.len().div_ceil(IPC_PART).max(1);
         for i in 0..n {
             let part = data
                 .get(i * IPC_PART..((i + 1) * IPC_PART).min(data.len()))
                 .unwrap_or(&[]);
-            let a = SendArgs {
-                socket,
-                kind: DataType::Bytes,
-                data: part.to_vec(),
-                more: i + 1 < n,
-            };
-            self.dev
-                .client
-                .call::<_, ()>(SOFTBUS_SA_ID, api::bus::SEND, &a)
+            self.send_part(socket, DataType::Bytes, part, i + 1 < n)
                 .await?;
         }
         Ok(())
@@ -616,17 +684,8 @@ impl Bus<'_> {
         Ok(done)
     }
 
-    async fn file_op(&self, socket: u64, op: FileOp) -> Result<(), Error> {
-        self.dev
-            .client
-            .call(
-                SOFTBUS_SA_ID,
-                api::bus::SEND_FILE,
-                &SendFileArgs { socket, op },
-            )
-            .await
-    }
-
+    /// Sends one file: the daemon reads it through this process's descriptor (the contents
+    /// never cross IPC), a step at a time so that `progress` hears how far it got.
     async fn send_one(
         &self,
         socket: u64,
@@ -634,6 +693,7 @@ impl Bus<'_> {
         name: &str,
         progress: &mut impl FnMut(u64, u64),
     ) -> Result<SentFile, Error> {
+        use std::os::fd::AsFd;
         let cant = |e: std::io::Error| local(401, format!("cannot read {}: {e}", path.display()));
         let file = std::fs::File::open(path).map_err(cant)?;
         let meta = file.metadata().map_err(cant)?;
@@ -641,116 +701,37 @@ impl Bus<'_> {
             return Err(local(401, format!("{} is not a file", path.display())));
         }
         let size = meta.len();
-        self.file_op(
-            socket,
-            FileOp::Begin {
-                name: name.into(),
-                size,
-            },
-        )
-        .await?;
         progress(0, size);
-        // Read and hash on a blocking thread while the previous chunk travels.
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
-        let reader = tokio::task::spawn_blocking(move || {
-            let mut f = file;
-            let mut h = Sha256::new();
-            let mut left = size;
-            while left > 0 {
-                let n = (FILE_PART as u64).min(left) as usize;
-                let mut buf = vec![0u8; n];
-                if let Err(e) = f.read_exact(&mut buf) {
-                    let _ = tx.blocking_send(Err(e));
-                    return None;
-                }
-                h.update(&buf);
-                if tx.blocking_send(Ok(buf)).is_err() {
-                    return None;
-                }
-                left -= n as u64;
-            }
-            Some(<[u8; 32]>::from(h.finalize()))
-        });
-        // Up to PIPELINE calls in flight, all driven together, so that the daemon works on
-        // one chunk while the next is being written to it.
-        let mut inflight = std::collections::VecDeque::new();
         let mut sent = 0u64;
-        let mut failed = None;
-        let mut eof = false;
+        let mut first = true;
         loop {
-            let step = std::future::poll_fn(|cx| {
-                for (_, c) in inflight.iter_mut() {
-                    InFlight::step(c, cx);
-                }
-                if inflight
-                    .front()
-                    .is_some_and(|(_, c): &(u64, InFlight<_>)| c.done.is_some())
-                {
-                    return std::task::Poll::Ready(Step::Done);
-                }
-                if !eof
-                    && inflight.len() < PIPELINE
-                    && let std::task::Poll::Ready(c) = rx.poll_recv(cx)
-                {
-                    return std::task::Poll::Ready(Step::Chunk(c));
-                }
-                if eof && inflight.is_empty() {
-                    return std::task::Poll::Ready(Step::End);
-                }
-                std::task::Poll::Pending
-            })
-            .await;
-            match step {
-                Step::Done => {
-                    if let Some((upto, c)) = inflight.pop_front() {
-                        if let Some(Err(e)) = c.done {
-                            failed = Some(e);
-                            break;
-                        }
-                        progress(upto, size);
-                    }
-                }
-                Step::Chunk(Some(Ok(buf))) => {
-                    let offset = sent;
-                    sent += buf.len() as u64;
-                    let op = FileOp::Data { offset, data: buf };
-                    inflight.push_back((sent, InFlight::new(self.file_op(socket, op))));
-                }
-                Step::Chunk(Some(Err(e))) => {
-                    failed = Some(cant(e));
-                    break;
-                }
-                Step::Chunk(None) => eof = true,
-                Step::End => break,
+            let args = SendFileFdArgs {
+                socket,
+                name: first.then(|| name.to_string()),
+                upto: sent.saturating_add(FILE_FD_STEP),
+            };
+            let r: FileFdSent = self
+                .dev
+                .client
+                .call_with_fd(SOFTBUS_SA_ID, api::bus::SEND_FILE_FD, &args, file.as_fd())
+                .await?;
+            first = false;
+            progress(r.sent, r.size);
+            if let Some(sha256) = r.sha256 {
+                return Ok(SentFile {
+                    name: name.into(),
+                    size: r.size,
+                    sha256: hex(&sha256),
+                });
             }
-        }
-        if let Some(e) = failed {
-            drop(rx);
-            for (_, c) in inflight {
-                if c.done.is_none() {
-                    let _ = c.fut.await;
-                }
+            if r.sent <= sent {
+                return Err(local(
+                    32_390_000,
+                    format!("sending {} made no progress", path.display()),
+                ));
             }
-            let _ = self
-                .file_op(
-                    socket,
-                    FileOp::Abort {
-                        reason: e.to_string(),
-                    },
-                )
-                .await;
-            return Err(e);
+            sent = r.sent;
         }
-        let sha256 = match reader.await {
-            Ok(Some(s)) => s,
-            _ => return Err(local(401, format!("cannot read {}", path.display()))),
-        };
-        self.file_op(socket, FileOp::End { sha256 }).await?;
-        Ok(SentFile {
-            name: name.into(),
-            size,
-            sha256: hex(&sha256),
-        })
     }
 
     /// Sends one stream frame (SendStream) as an unreliable datagram: it may be lost, and a
@@ -783,5 +764,41 @@ impl Bus<'_> {
             .client
             .call(SOFTBUS_SA_ID, api::bus::SHUTDOWN, &socket)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hand_encoded_send_args_and_parsed_parts_match_postcard() {
+        let data: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
+        let socket = 1u64 << 33;
+        let mut head = Vec::new();
+        varint(socket, &mut head);
+        head.push(1);
+        varint(data.len() as u64, &mut head);
+        let mut mine = head.clone();
+        mine.extend_from_slice(&data);
+        mine.push(1);
+        let a = api::SendArgs {
+            socket,
+            kind: DataType::Bytes,
+            data: data.clone(),
+            more: true,
+        };
+        assert_eq!(mine, oxh_ipc::encode(&a));
+        for last in [false, true] {
+            let v = oxh_ipc::encode(&SocketEventView::BytesPart {
+                socket,
+                data: data.clone(),
+                last,
+            });
+            assert_eq!(parse_bytes_part(&v), Some((socket, &data[..], last)));
+            assert_eq!(parse_bytes_part(&v[..v.len() - 1]), None);
+        }
+        let m = oxh_ipc::encode(&SocketEventView::Message { socket, data });
+        assert_eq!(parse_bytes_part(&m), None);
     }
 }

@@ -51,6 +51,14 @@ pub mod bus {
     pub const SEND_STREAM: u32 = 8;
     /// `u64` socket → `u64`: the largest stream frame the socket's path takes now.
     pub const MAX_STREAM: u32 = 9;
+    /// [`super::SendFileFdArgs`], with a descriptor of the file (opened by the caller for
+    /// reading) attached → [`super::FileFdSent`]: SendFile where the daemon reads the file
+    /// through the caller's descriptor (never by path), so its contents do not cross IPC.
+    pub const SEND_FILE_FD: u32 = 10;
+    /// [`super::RecvFileFdArgs`], with a descriptor of the caller's temp file (opened for
+    /// writing) attached → [`super::FileFdReceived`]: the daemon writes the incoming file
+    /// there and hashes it; the caller checks, renames and answers with [`FILE_RESULT`].
+    pub const RECV_FILE_FD: u32 = 11;
 }
 
 pub use crate::proto::{FileOp, FilePiece};
@@ -233,8 +241,9 @@ pub enum SocketEventView {
     },
 }
 
-/// IPC part size for bytes: under the 1 MiB transaction limit with room for framing.
-pub const IPC_PART: usize = 512 * 1024;
+/// IPC part size for bytes: as close to the 1 MiB transaction limit as framing allows (fewer
+/// calls and events per payload).
+pub const IPC_PART: usize = 1024 * 1024 - 16 * 1024;
 
 /// Chunk size for file contents over IPC and on the wire: under the 1 MiB IPC transaction
 /// limit with room for framing, and large enough that per-chunk costs stay small.
@@ -269,3 +278,69 @@ pub struct SendStreamArgs {
     #[serde(with = "crate::proto::blob")]
     pub data: Vec<u8>,
 }
+
+/// Arguments of [`bus::SEND_FILE_FD`]. Calls go in steps, so the caller can show progress:
+/// each returns once the file is sent up to `upto` bytes (or whole).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendFileFdArgs {
+    /// Socket.
+    pub socket: u64,
+    /// On the first step: the destination name (begins the file; its size is the
+    /// descriptor's). `None` on later steps.
+    pub name: Option<String>,
+    /// Send up to this offset in this step.
+    pub upto: u64,
+}
+
+/// Result of [`bus::SEND_FILE_FD`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileFdSent {
+    /// Bytes sent so far.
+    pub sent: u64,
+    /// The file's size.
+    pub size: u64,
+    /// Once the whole file is sent and the receiver confirmed it: its SHA-256.
+    pub sha256: Option<[u8; 32]>,
+}
+
+/// Arguments of [`bus::RECV_FILE_FD`]: returns once `upto` bytes of the incoming file are
+/// written, or the file ended or broke.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecvFileFdArgs {
+    /// Socket.
+    pub socket: u64,
+    /// Write up to this many bytes of the file in this step.
+    pub upto: u64,
+}
+
+/// Result of [`bus::RECV_FILE_FD`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FileFdReceived {
+    /// `received` bytes written so far; call again.
+    Progress {
+        /// Bytes written.
+        received: u64,
+    },
+    /// All bytes arrived and are written and synced to the descriptor.
+    End {
+        /// The file's number on the socket, for [`bus::FILE_RESULT`].
+        seq: u64,
+        /// The sender's SHA-256.
+        sha256: [u8; 32],
+        /// SHA-256 of what was written; `None` when writing failed (see `error`).
+        actual: Option<[u8; 32]>,
+        /// Why the file could not be written.
+        error: Option<String>,
+        /// Bytes written.
+        received: u64,
+    },
+    /// The transfer broke: discard the temp file.
+    Broken {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Bytes of a file moved per [`bus::SEND_FILE_FD`] / [`bus::RECV_FILE_FD`] step: large enough
+/// that the calls cost nothing beside the data, small enough for progress reports.
+pub const FILE_FD_STEP: u64 = 64 << 20;

@@ -48,7 +48,58 @@ const BUS_METHODS: &[Method] = &[
     Method::with_permission(api::bus::FILE_RESULT, "FileResult", DISTRIBUTED_DATASYNC),
     Method::with_permission(api::bus::SEND_STREAM, "SendStream", DISTRIBUTED_DATASYNC),
     Method::with_permission(api::bus::MAX_STREAM, "GetMaxStream", DISTRIBUTED_DATASYNC),
+    Method::with_permission(api::bus::SEND_FILE_FD, "SendFile", DISTRIBUTED_DATASYNC),
+    Method::with_permission(api::bus::RECV_FILE_FD, "RecvFile", DISTRIBUTED_DATASYNC),
 ];
+
+/// Reads a postcard [`SendArgs`] without copying its data: the part is a slice of the IPC
+/// frame it came in. `None` when it is not well formed (the caller then decodes it the usual
+/// way, for the usual error).
+fn parse_send_args(b: &Bytes) -> Option<(u64, crate::proto::DataType, Bytes, bool)> {
+    fn varint(b: &[u8], at: &mut usize) -> Option<u64> {
+        let mut n = 0u64;
+        for i in 0..10 {
+            let x = *b.get(*at)?;
+            *at += 1;
+            n |= u64::from(x & 0x7f) << (7 * i);
+            if x & 0x80 == 0 {
+                return Some(n);
+            }
+        }
+        None
+    }
+    let mut at = 0;
+    let socket = varint(b, &mut at)?;
+    let kind = match varint(b, &mut at)? {
+        0 => crate::proto::DataType::Message,
+        1 => crate::proto::DataType::Bytes,
+        2 => crate::proto::DataType::File,
+        _ => return None,
+    };
+    let len = usize::try_from(varint(b, &mut at)?).ok()?;
+    let end = at.checked_add(len)?;
+    let more = match b.get(end..)? {
+        [0] => false,
+        [1] => true,
+        _ => return None,
+    };
+    Some((socket, kind, b.slice(at..end), more))
+}
+
+/// Fuzzing hook (fuzz/): parses [`SendArgs`] as the soft bus SA does, and checks that when
+/// postcard decodes the same bytes too, both read the same arguments.
+#[doc(hidden)]
+pub fn fuzz_parse_send_args(body: &[u8]) {
+    let b = Bytes::copy_from_slice(body);
+    if let (Some((socket, kind, part, more)), Ok(a)) =
+        (parse_send_args(&b), decode::<SendArgs>(body))
+    {
+        assert_eq!(
+            (a.socket, a.kind, &a.data[..], a.more),
+            (socket, kind, &part[..], more)
+        );
+    }
+}
 
 /// The device manager SA.
 pub struct DeviceManagerSa(pub Arc<Softbus>);
@@ -142,8 +193,14 @@ impl SystemAbility for SoftbusSa {
                 Ok(encode(&sb.bind_socket(&ctx.conn, a).await?))
             }
             api::bus::SEND => {
-                let a: SendArgs = decode(&data)?;
-                sb.send(&ctx.conn, a).await?;
+                let (socket, kind, part, more) = match parse_send_args(&data) {
+                    Some(a) => a,
+                    None => {
+                        let a: SendArgs = decode(&data)?;
+                        (a.socket, a.kind, Bytes::from(a.data), a.more)
+                    }
+                };
+                sb.send(&ctx.conn, socket, kind, part, more).await?;
                 Ok(encode(&()))
             }
             api::bus::SHUTDOWN => {
@@ -170,6 +227,22 @@ impl SystemAbility for SoftbusSa {
                 sb.send_stream(&ctx.conn, &a)?;
                 Ok(encode(&()))
             }
+            api::bus::SEND_FILE_FD => {
+                let a: api::SendFileFdArgs = decode(&data)?;
+                let fd = ctx
+                    .conn
+                    .take_fd()
+                    .ok_or_else(|| RemoteError::invalid("SendFile by descriptor needs one"))?;
+                Ok(encode(&sb.send_file_fd(&ctx.conn, a, fd).await?))
+            }
+            api::bus::RECV_FILE_FD => {
+                let a: api::RecvFileFdArgs = decode(&data)?;
+                let fd = ctx
+                    .conn
+                    .take_fd()
+                    .ok_or_else(|| RemoteError::invalid("RecvFile by descriptor needs one"))?;
+                Ok(encode(&sb.recv_file_fd(&ctx.conn, a, fd).await?))
+            }
             api::bus::MAX_STREAM => {
                 let s: u64 = decode(&data)?;
                 Ok(encode(&(sb.max_stream(&ctx.conn, s)? as u64)))
@@ -184,5 +257,37 @@ impl SystemAbility for SoftbusSa {
 
     fn on_client_died(&self, conn: &ConnHandle) {
         self.0.client_died(conn);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn send_args_parse_as_postcard_decodes_them() {
+        for (data, more, kind) in [
+            (vec![], false, crate::proto::DataType::Message),
+            (
+                (0..300u32).map(|i| i as u8).collect(),
+                true,
+                crate::proto::DataType::Bytes,
+            ),
+        ] {
+            let a = SendArgs {
+                socket: 1 << 35,
+                kind,
+                data: data.clone(),
+                more,
+            };
+            let b = Bytes::from(encode(&a));
+            let (socket, k, part, m) = parse_send_args(&b).unwrap();
+            assert_eq!((socket, k, &part[..], m), (a.socket, kind, &data[..], more));
+            // Truncated or padded input is not taken.
+            assert!(parse_send_args(&b.slice(..b.len() - 1)).is_none());
+            let mut longer = b.to_vec();
+            longer.push(0);
+            assert!(parse_send_args(&Bytes::from(longer)).is_none());
+        }
     }
 }

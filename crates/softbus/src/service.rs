@@ -117,7 +117,27 @@ pub struct Softbus {
     state_subs: Mutex<Vec<(ConnHandle, u64)>>,
     probe_info: binding::ProbeInfo,
     statics: Mutex<HashMap<SocketAddr, StaticPeer>>,
-    pending_bytes: Mutex<HashMap<(Owner, u64), Vec<u8>>>,
+    pending_bytes: Mutex<HashMap<(Owner, u64), Vec<bytes::Bytes>>>,
+    /// Files being sent from a caller's descriptor, per (client, socket).
+    fd_sends: Mutex<HashMap<(Owner, u64), FdSend>>,
+    /// Files being received into a caller's descriptor, per (client, socket).
+    fd_recvs: Mutex<HashMap<(Owner, u64), FdRecv>>,
+}
+
+/// A file being sent from a caller's descriptor: its size, how far it went, its hash so far.
+struct FdSend {
+    size: u64,
+    sent: u64,
+    hash: crate::proto::Sha256,
+}
+
+/// How much of a received file is written before its write-back to disk is started.
+const WRITEBACK_EVERY: u64 = 8 << 20;
+
+/// A file being received into a caller's descriptor: bytes written, their hash so far.
+struct FdRecv {
+    got: u64,
+    hash: crate::proto::Sha256,
 }
 
 fn random_network_id() -> String {
@@ -220,6 +240,8 @@ impl Softbus {
             probe_info,
             statics: Mutex::new(HashMap::new()),
             pending_bytes: Mutex::new(HashMap::new()),
+            fd_sends: Mutex::new(HashMap::new()),
+            fd_recvs: Mutex::new(HashMap::new()),
         });
         for p in &cfg.static_peers {
             sb.add_peer(*p);
@@ -732,72 +754,7 @@ impl Softbus {
     // ---- sockets ----
 
     fn forward(conn: ConnHandle, sub: u64) -> crate::transport::session::EventTx {
-        let (tx, mut rx) = crate::transport::session::event_channel();
-        tokio::spawn(async move {
-            while let Some(ev) = rx.recv().await {
-                let views = match ev {
-                    SocketEvent::Bind {
-                        socket,
-                        peer_name,
-                        peer_network_id,
-                        peer_device,
-                        ..
-                    } => vec![SocketEventView::Bind {
-                        socket,
-                        peer_name,
-                        peer_network_id,
-                        peer_device,
-                    }],
-                    SocketEvent::Message { socket, data } => {
-                        vec![SocketEventView::Message { socket, data }]
-                    }
-                    SocketEvent::Bytes { socket, data } => {
-                        let n = data.len().div_ceil(crate::api::IPC_PART).max(1);
-                        let mut v = Vec::with_capacity(n);
-                        if data.is_empty() {
-                            v.push(SocketEventView::BytesPart {
-                                socket,
-                                data,
-                                last: true,
-                            });
-                        } else {
-                            for (i, part) in data.chunks(crate::api::IPC_PART).enumerate() {
-                                v.push(SocketEventView::BytesPart {
-                                    socket,
-                                    data: part.to_vec(),
-                                    last: i + 1 == n,
-                                });
-                            }
-                        }
-                        v
-                    }
-                    SocketEvent::FileBegin { socket, name, size } => {
-                        vec![SocketEventView::FileBegin { socket, name, size }]
-                    }
-                    SocketEvent::FileRefused {
-                        socket,
-                        name,
-                        reason,
-                    } => vec![SocketEventView::FileRefused {
-                        socket,
-                        name,
-                        reason,
-                    }],
-                    SocketEvent::Stream { socket, data } => {
-                        vec![SocketEventView::Stream { socket, data }]
-                    }
-                    SocketEvent::Shutdown { socket, reason } => {
-                        vec![SocketEventView::Shutdown { socket, reason }]
-                    }
-                };
-                for v in views {
-                    if !conn.push_event_wait(sub, &encode(&v)).await {
-                        return;
-                    }
-                }
-            }
-        });
-        tx
+        crate::transport::session::EventTx::Sink(Arc::new(IpcSink { conn, sub }))
     }
 
     /// Listen on a session name for a client.
@@ -826,20 +783,25 @@ impl Softbus {
             .map_err(session_err)
     }
 
-    /// Send on a client's socket; bytes may come in parts.
+    /// Send on a client's socket; bytes may come in parts, which are kept as they arrived
+    /// (not copied together) and handed to the socket with the last one.
     pub async fn send(
         &self,
         conn: &ConnHandle,
-        a: crate::api::SendArgs,
+        socket: u64,
+        kind: crate::proto::DataType,
+        data: bytes::Bytes,
+        more: bool,
     ) -> Result<(), RemoteError> {
-        let key = (conn.id(), a.socket);
-        let data = {
+        let key = (conn.id(), socket);
+        let parts = {
             let mut p = self
                 .pending_bytes
                 .lock()
                 .map_err(|_| err(ERR_DM_FAILED, "poisoned"))?;
-            let buf = p.entry(key).or_default();
-            if buf.len() + a.data.len() > crate::transport::session::MAX_BYTES {
+            let parts = p.entry(key).or_default();
+            let have: usize = parts.iter().map(|b| b.len()).sum();
+            if have + data.len() > crate::transport::session::MAX_BYTES {
                 p.remove(&key);
                 return Err(err(
                     401,
@@ -849,14 +811,14 @@ impl Softbus {
                     ),
                 ));
             }
-            buf.extend_from_slice(&a.data);
-            if a.more {
+            parts.push(data);
+            if more {
                 return Ok(());
             }
             p.remove(&key).unwrap_or_default()
         };
         self.sessions
-            .send(a.socket, conn.id(), a.kind, data)
+            .send_parts(socket, conn.id(), kind, parts)
             .await
             .map_err(session_err)
     }
@@ -871,6 +833,238 @@ impl Softbus {
             .send_file(a.socket, conn.id(), a.op)
             .await
             .map_err(session_err)
+    }
+
+    /// One step of sending a file through the caller's descriptor: begins it (when `a.name`
+    /// is set), then reads, hashes and sends it up to `a.upto`; at its end, sends the hash
+    /// and waits for the receiver's verdict. Reading and hashing run on a blocking thread
+    /// while the previous chunk goes out.
+    pub async fn send_file_fd(
+        &self,
+        conn: &ConnHandle,
+        a: crate::api::SendFileFdArgs,
+        fd: std::os::fd::OwnedFd,
+    ) -> Result<crate::api::FileFdSent, RemoteError> {
+        use crate::proto::{Digest, FileOp, MAX_FILE_CHUNK, Sha256};
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::File::from(fd);
+        if !file.metadata().is_ok_and(|m| m.is_file()) {
+            return Err(err(401, "SendFile needs a regular file"));
+        }
+        let (owner, socket) = (conn.id(), a.socket);
+        let key = (owner, socket);
+        let lock_err = || err(ERR_DM_FAILED, "poisoned");
+        if let Some(name) = a.name {
+            let size = file
+                .metadata()
+                .map_err(|e| err(401, format!("cannot read the file: {e}")))?
+                .len();
+            self.sessions
+                .send_file(socket, owner, FileOp::Begin { name, size })
+                .await
+                .map_err(session_err)?;
+            let st = FdSend {
+                size,
+                sent: 0,
+                hash: Sha256::new(),
+            };
+            self.fd_sends
+                .lock()
+                .map_err(|_| lock_err())?
+                .insert(key, st);
+        }
+        let FdSend { size, sent, hash } = self
+            .fd_sends
+            .lock()
+            .map_err(|_| lock_err())?
+            .remove(&key)
+            .ok_or_else(|| err(401, "no file begun on this socket"))?;
+        let upto = a.upto.clamp(sent, size);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+        let reader = tokio::task::spawn_blocking(move || {
+            let mut hash = hash;
+            let mut at = sent;
+            while at < upto {
+                let n = (upto - at).min(MAX_FILE_CHUNK as u64) as usize;
+                let mut buf = vec![0u8; n];
+                file.read_exact_at(&mut buf, at)?;
+                hash.update(&buf);
+                at += n as u64;
+                if tx.blocking_send(buf).is_err() {
+                    break;
+                }
+            }
+            Ok::<_, std::io::Error>((hash, at))
+        });
+        let mut done = sent;
+        let mut failed = None;
+        while let Some(buf) = rx.recv().await {
+            let n = buf.len() as u64;
+            let op = FileOp::Data {
+                offset: done,
+                data: buf,
+            };
+            if let Err(e) = self.sessions.send_file(socket, owner, op).await {
+                failed = Some(session_err(e));
+                break;
+            }
+            done += n;
+        }
+        drop(rx);
+        let read = reader.await;
+        let hash = match (failed, read) {
+            (None, Ok(Ok((hash, at)))) if at == done => hash,
+            (failed, read) => {
+                let e = failed.unwrap_or_else(|| match read {
+                    Ok(Err(e)) => err(401, format!("cannot read the file: {e}")),
+                    _ => err(ERR_DM_FAILED, "file reader failed"),
+                });
+                let reason = e.message.clone();
+                let _ = self
+                    .sessions
+                    .send_file(socket, owner, FileOp::Abort { reason })
+                    .await;
+                return Err(e);
+            }
+        };
+        if done < size {
+            let st = FdSend {
+                size,
+                sent: done,
+                hash,
+            };
+            self.fd_sends
+                .lock()
+                .map_err(|_| lock_err())?
+                .insert(key, st);
+            return Ok(crate::api::FileFdSent {
+                sent: done,
+                size,
+                sha256: None,
+            });
+        }
+        let sha256: [u8; 32] = hash.finalize().into();
+        self.sessions
+            .send_file(socket, owner, FileOp::End { sha256 })
+            .await
+            .map_err(session_err)?;
+        Ok(crate::api::FileFdSent {
+            sent: done,
+            size,
+            sha256: Some(sha256),
+        })
+    }
+
+    /// One step of receiving a file into the caller's descriptor (its temp file): writes and
+    /// hashes the pieces on a blocking thread while the next ones arrive; at the end, syncs
+    /// the file and reports both hashes. The caller checks them, renames, and answers with
+    /// [`Softbus::file_result`].
+    pub async fn recv_file_fd(
+        &self,
+        conn: &ConnHandle,
+        a: crate::api::RecvFileFdArgs,
+        fd: std::os::fd::OwnedFd,
+    ) -> Result<crate::api::FileFdReceived, RemoteError> {
+        use crate::api::FileFdReceived;
+        use crate::proto::{Digest, FilePiece, Sha256};
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::File::from(fd);
+        if !file.metadata().is_ok_and(|m| m.is_file()) {
+            return Err(err(401, "RecvFile needs a regular file"));
+        }
+        let (owner, socket) = (conn.id(), a.socket);
+        let key = (owner, socket);
+        let lock_err = || err(ERR_DM_FAILED, "poisoned");
+        let FdRecv { got, hash } = self
+            .fd_recvs
+            .lock()
+            .map_err(|_| lock_err())?
+            .remove(&key)
+            .unwrap_or_else(|| FdRecv {
+                got: 0,
+                hash: Sha256::new(),
+            });
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+        let writer = tokio::task::spawn_blocking(move || {
+            use std::os::fd::AsFd;
+            let mut hash = hash;
+            let mut at = got;
+            let mut flushed = got;
+            while let Some(d) = rx.blocking_recv() {
+                file.write_all_at(&d, at)?;
+                hash.update(&d);
+                at += d.len() as u64;
+                // Write back as it arrives, so that the fsync at the end does not have the
+                // whole file to write (it then took as long as the transfer itself).
+                if at - flushed >= WRITEBACK_EVERY {
+                    let _ = oxh_kal::start_writeback(file.as_fd(), flushed, at - flushed);
+                    flushed = at;
+                }
+            }
+            Ok::<_, std::io::Error>((hash, at, file))
+        });
+        let mut received = got;
+        let mut write_failed = false;
+        let outcome = loop {
+            if received >= a.upto {
+                break None;
+            }
+            match self.sessions.recv_file(socket, owner).await {
+                Ok(FilePiece::Data(d)) => {
+                    received += d.len() as u64;
+                    if !write_failed && tx.send(d).await.is_err() {
+                        // The writer failed; keep draining the file, its error comes at the end.
+                        write_failed = true;
+                    }
+                }
+                Ok(end @ FilePiece::End { .. }) => break Some(Ok(end)),
+                Ok(FilePiece::Broken { reason }) => break Some(Ok(FilePiece::Broken { reason })),
+                Err(e) => break Some(Err(session_err(e))),
+            }
+        };
+        drop(tx);
+        let written = writer.await;
+        match outcome {
+            None => match written {
+                Ok(Ok((hash, at, _))) => {
+                    let st = FdRecv { got: at, hash };
+                    self.fd_recvs
+                        .lock()
+                        .map_err(|_| lock_err())?
+                        .insert(key, st);
+                    Ok(FileFdReceived::Progress { received })
+                }
+                // Keep draining on later steps, so that the end reports the error.
+                Ok(Err(e)) => Err(err(ERR_DM_FAILED, format!("cannot write the file: {e}"))),
+                Err(_) => Err(err(ERR_DM_FAILED, "file writer failed")),
+            },
+            Some(Err(e)) => Err(e),
+            Some(Ok(FilePiece::Broken { reason })) => Ok(FileFdReceived::Broken { reason }),
+            Some(Ok(FilePiece::End { sha256, seq })) => {
+                let synced = match written {
+                    Ok(Ok((hash, _, file))) => tokio::task::spawn_blocking(move || {
+                        file.sync_all().map(|_| <[u8; 32]>::from(hash.finalize()))
+                    })
+                    .await
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+                    .and_then(|r| r),
+                    Ok(Err(e)) => Err(e),
+                    Err(e) => Err(std::io::Error::other(e.to_string())),
+                };
+                let (actual, error) = match synced {
+                    Ok(h) => (Some(h), None),
+                    Err(e) => (None, Some(format!("cannot write the file: {e}"))),
+                };
+                Ok(FileFdReceived::End {
+                    seq,
+                    sha256,
+                    actual,
+                    error,
+                    received,
+                })
+            }
+            Some(Ok(FilePiece::Data(_))) => Err(err(ERR_DM_FAILED, "unexpected file piece")),
+        }
     }
 
     /// The next piece of a file arriving on a client's socket.
@@ -929,6 +1123,12 @@ impl Softbus {
         if let Ok(mut p) = self.pending_bytes.lock() {
             p.retain(|(o, _), _| *o != conn.id());
         }
+        if let Ok(mut f) = self.fd_sends.lock() {
+            f.retain(|(o, _), _| *o != conn.id());
+        }
+        if let Ok(mut f) = self.fd_recvs.lock() {
+            f.retain(|(o, _), _| *o != conn.id());
+        }
         if let Ok(mut s) = self.state_subs.lock() {
             s.retain(|(c, _)| c.id() != conn.id());
         }
@@ -966,6 +1166,148 @@ impl Softbus {
     }
 }
 
+/// Socket events of one subscription, written to the owner's IPC connection by the socket's
+/// reader itself (no forwarding task: one task wake-up less per message).
+struct IpcSink {
+    conn: ConnHandle,
+    sub: u64,
+}
+
+/// postcard's variant indexes in [`SocketEventView`] of the events encoded by hand.
+const VIEW_MESSAGE: u8 = 1;
+const VIEW_BYTES_PART: u8 = 2;
+const VIEW_STREAM: u8 = 5;
+
+/// postcard's varint.
+fn varint(mut n: u64, out: &mut Vec<u8>) {
+    loop {
+        let b = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+/// The head of a [`SocketEventView`] carrying `data` (variant, socket, data length); `data`
+/// and, for bytes parts, the `last` flag follow. Encoded by hand so that payloads are copied
+/// once, into the IPC frame, instead of into a view and then its encoding.
+fn view_head(tag: u8, socket: u64, len: usize) -> Vec<u8> {
+    let mut h = Vec::with_capacity(24);
+    h.push(tag);
+    varint(socket, &mut h);
+    varint(len as u64, &mut h);
+    h
+}
+
+impl IpcSink {
+    async fn push_data(&self, tag: u8, socket: u64, data: &[u8]) -> bool {
+        let head = view_head(tag, socket, data.len());
+        self.conn
+            .push_event_parts_wait(self.sub, &[&head, data])
+            .await
+    }
+
+    async fn push_bytes(&self, socket: u64, data: &[u8]) -> bool {
+        if data.is_empty() {
+            let head = view_head(VIEW_BYTES_PART, socket, 0);
+            return self
+                .conn
+                .push_event_parts_wait(self.sub, &[&head, &[1]])
+                .await;
+        }
+        let n = data.len().div_ceil(crate::api::IPC_PART);
+        for (i, part) in data.chunks(crate::api::IPC_PART).enumerate() {
+            let head = view_head(VIEW_BYTES_PART, socket, part.len());
+            let last = [u8::from(i + 1 == n)];
+            if !self
+                .conn
+                .push_event_parts_wait(self.sub, &[&head, part, &last])
+                .await
+            {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn view(ev: SocketEvent) -> Option<SocketEventView> {
+        Some(match ev {
+            SocketEvent::Bind {
+                socket,
+                peer_name,
+                peer_network_id,
+                peer_device,
+                ..
+            } => SocketEventView::Bind {
+                socket,
+                peer_name,
+                peer_network_id,
+                peer_device,
+            },
+            SocketEvent::FileBegin { socket, name, size } => {
+                SocketEventView::FileBegin { socket, name, size }
+            }
+            SocketEvent::FileRefused {
+                socket,
+                name,
+                reason,
+            } => SocketEventView::FileRefused {
+                socket,
+                name,
+                reason,
+            },
+            SocketEvent::Shutdown { socket, reason } => {
+                SocketEventView::Shutdown { socket, reason }
+            }
+            SocketEvent::Message { .. }
+            | SocketEvent::Bytes { .. }
+            | SocketEvent::Stream { .. } => {
+                return None;
+            }
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::transport::session::EventSink for IpcSink {
+    async fn deliver(&self, ev: SocketEvent) -> bool {
+        match ev {
+            SocketEvent::Message { socket, data } => {
+                self.push_data(VIEW_MESSAGE, socket, &data).await
+            }
+            SocketEvent::Stream { socket, data } => {
+                self.push_data(VIEW_STREAM, socket, &data).await
+            }
+            SocketEvent::Bytes { socket, data } => self.push_bytes(socket, &data).await,
+            other => match Self::view(other) {
+                Some(v) => self.conn.push_event_wait(self.sub, &encode(&v)).await,
+                None => true,
+            },
+        }
+    }
+
+    fn try_deliver(&self, ev: SocketEvent) -> bool {
+        match ev {
+            SocketEvent::Stream { socket, data } => {
+                let mut d = view_head(VIEW_STREAM, socket, data.len());
+                d.extend_from_slice(&data);
+                self.conn.push_event(self.sub, &d)
+            }
+            other => match Self::view(other) {
+                Some(v) => self.conn.push_event(self.sub, &encode(&v)),
+                None => false,
+            },
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.conn.is_closed()
+    }
+}
+
 fn session_err(e: SessionError) -> RemoteError {
     let code = match &e {
         SessionError::Invalid(_) => 401,
@@ -973,4 +1315,46 @@ fn session_err(e: SessionError) -> RemoteError {
         _ => 32_390_000,
     };
     RemoteError::new(code, e.to_string())
+}
+
+#[cfg(test)]
+mod view_tests {
+    use super::*;
+
+    #[test]
+    fn hand_encoded_views_are_postcards() {
+        let data: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
+        let socket = 1u64 << 40;
+        let mut m = view_head(VIEW_MESSAGE, socket, data.len());
+        m.extend_from_slice(&data);
+        assert_eq!(
+            m,
+            encode(&SocketEventView::Message {
+                socket,
+                data: data.clone()
+            })
+        );
+        let mut s = view_head(VIEW_STREAM, socket, data.len());
+        s.extend_from_slice(&data);
+        assert_eq!(
+            s,
+            encode(&SocketEventView::Stream {
+                socket,
+                data: data.clone()
+            })
+        );
+        for last in [false, true] {
+            let mut b = view_head(VIEW_BYTES_PART, socket, data.len());
+            b.extend_from_slice(&data);
+            b.push(u8::from(last));
+            assert_eq!(
+                b,
+                encode(&SocketEventView::BytesPart {
+                    socket,
+                    data: data.clone(),
+                    last
+                })
+            );
+        }
+    }
 }

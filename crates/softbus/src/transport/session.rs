@@ -9,10 +9,11 @@
 //!
 //! **Files** (SendFile) travel on the socket's stream as `FileBegin{name, size}`, `FileData`
 //! chunks of at most [`MAX_FILE_CHUNK`] and `FileEnd{sha256}`; QUIC's flow control paces the
-//! sender, and no chunk waits for a round trip. The receiving daemon never touches the file
-//! system: it hands the pieces to its client, which pulls them ([`Sessions::recv_file`]) and
-//! so paces the stream too, writes them under a temp name, checks the SHA-256 and answers
-//! with [`Sessions::file_result`], which travels back as `FileAck{seq, error}`: the sender's
+//! sender, and no chunk waits for a round trip. The receiving daemon never opens a path: it
+//! hands the pieces to its owner, which pulls them ([`Sessions::recv_file`]) and so paces the
+//! stream too (the soft bus service pulls them on behalf of a client and writes them through
+//! the descriptor of the client's temp file), checks the SHA-256 and answers with
+//! [`Sessions::file_result`], which travels back as `FileAck{seq, error}`: the sender's
 //! `End` returns only once the receiver has the whole file. Files are numbered per socket and
 //! direction (`seq`, from 0) in the order of their `FileBegin`. Names from the peer are checked
 //! with [`sanitize_file_name`]; a refused file is skipped and acknowledged with an error.
@@ -40,23 +41,73 @@ const FILE_QUEUE: usize = 8;
 /// Datagram kind byte of a socket stream frame.
 const DGRAM_STREAM: u8 = 1;
 
-/// Where a socket's events go: bounded, so that a client that does not keep up stops the
-/// socket's reader, and QUIC flow control then slows the sender (no unbounded queue).
-pub type EventTx = mpsc::Sender<SocketEvent>;
+/// Where a socket's events go. Either way a client that does not keep up stops the socket's
+/// reader, and QUIC flow control then slows the sender (no unbounded queue).
+#[derive(Clone)]
+pub enum EventTx {
+    /// A bounded queue, for an owner that pulls events itself (tests, in-process users).
+    Queue(mpsc::Sender<SocketEvent>),
+    /// Delivered by the socket's reader itself, with no hand-off to another task: each
+    /// hand-off is a task wake-up, which costs more than the rest of a message's trip.
+    Sink(Arc<dyn EventSink>),
+}
+
+/// The receiving end of [`EventTx::Sink`]: the daemon's IPC connection to the owner.
+#[async_trait::async_trait]
+pub trait EventSink: Send + Sync + 'static {
+    /// Delivers an event, waiting while the owner is behind; false once the owner is gone.
+    async fn deliver(&self, ev: SocketEvent) -> bool;
+    /// Delivers an event if that needs no waiting; false if dropped or the owner is gone.
+    fn try_deliver(&self, ev: SocketEvent) -> bool;
+    /// True once the owner is gone.
+    fn is_closed(&self) -> bool;
+}
+
+/// The owner of an [`EventTx`] is gone.
+#[derive(Debug)]
+pub struct Gone;
+
+impl EventTx {
+    /// Delivers an event, waiting while the owner is behind.
+    pub async fn send(&self, ev: SocketEvent) -> Result<(), Gone> {
+        match self {
+            EventTx::Queue(q) => q.send(ev).await.map_err(|_| Gone),
+            EventTx::Sink(s) => s.deliver(ev).await.then_some(()).ok_or(Gone),
+        }
+    }
+
+    /// Delivers an event if that needs no waiting.
+    pub fn try_send(&self, ev: SocketEvent) -> Result<(), Gone> {
+        match self {
+            EventTx::Queue(q) => q.try_send(ev).map_err(|_| Gone),
+            EventTx::Sink(s) => s.try_deliver(ev).then_some(()).ok_or(Gone),
+        }
+    }
+
+    /// True once the owner is gone.
+    pub fn is_closed(&self) -> bool {
+        match self {
+            EventTx::Queue(q) => q.is_closed(),
+            EventTx::Sink(s) => s.is_closed(),
+        }
+    }
+}
 
 /// Events queued per listener or socket before its reader waits.
 pub const EVENT_QUEUE: usize = 16;
 
-/// A new event channel for a listener or socket.
+/// A new event queue for a listener or socket.
 pub fn event_channel() -> (EventTx, mpsc::Receiver<SocketEvent>) {
-    mpsc::channel(EVENT_QUEUE)
+    let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+    (EventTx::Queue(tx), rx)
 }
 
 /// Who owns a listener or socket: a local IPC connection id.
 pub type Owner = u64;
 
-/// Frames on a socket stream. `FileData` must stay at index [`FILE_DATA_TAG`]: it is written
-/// and read without copying through postcard (see [`write_file_data`]).
+/// Frames on a socket stream. `Message`, `Bytes` and `FileData` must stay at the indexes
+/// [`MESSAGE_TAG`], [`BYTES_TAG`], [`FILE_DATA_TAG`]: they are written and read without
+/// copying through postcard (see [`write_blob_frame`]).
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 enum Frame {
     Open {
@@ -95,6 +146,10 @@ enum Frame {
     Dbinder,
 }
 
+/// Postcard's variant index of `Frame::Message`.
+const MESSAGE_TAG: u8 = 3;
+/// Postcard's variant index of `Frame::Bytes`.
+const BYTES_TAG: u8 = 4;
 /// Postcard's variant index of `Frame::FileData`.
 const FILE_DATA_TAG: u8 = 7;
 
@@ -155,12 +210,17 @@ fn io(e: impl ToString) -> SessionError {
     SessionError::Io(e.to_string())
 }
 
-/// Writes a `FileData` frame whose bytes go to QUIC without a copy: the frame header is
-/// built by hand, exactly as postcard would encode `Frame::FileData(data)`.
-async fn write_file_data(w: &mut quinn::SendStream, data: Vec<u8>) -> Result<(), SessionError> {
-    let mut head = Vec::with_capacity(16);
+/// Writes a frame that carries one blob (`Message`, `Bytes`, `FileData`) whose bytes go to QUIC
+/// without a copy: the frame header is built by hand, exactly as postcard would encode the
+/// variant `tag` with the concatenation of `parts` as its blob.
+async fn write_blob_frame(
+    w: &mut quinn::SendStream,
+    tag: u8,
+    parts: Vec<Bytes>,
+) -> Result<(), SessionError> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
     let mut len_varint = Vec::with_capacity(10);
-    let mut n = data.len() as u64;
+    let mut n = len as u64;
     loop {
         let b = (n & 0x7f) as u8;
         n >>= 7;
@@ -170,13 +230,15 @@ async fn write_file_data(w: &mut quinn::SendStream, data: Vec<u8>) -> Result<(),
         }
         len_varint.push(b | 0x80);
     }
-    let body_len = 1 + len_varint.len() + data.len();
+    let body_len = 1 + len_varint.len() + len;
+    let mut head = Vec::with_capacity(16);
     head.extend_from_slice(&(body_len as u32).to_le_bytes());
-    head.push(FILE_DATA_TAG);
+    head.push(tag);
     head.extend_from_slice(&len_varint);
-    w.write_all_chunks(&mut [Bytes::from(head), Bytes::from(data)])
-        .await
-        .map_err(io)
+    let mut chunks = Vec::with_capacity(1 + parts.len());
+    chunks.push(Bytes::from(head));
+    chunks.extend(parts.into_iter().filter(|p| !p.is_empty()));
+    w.write_all_chunks(&mut chunks).await.map_err(io)
 }
 
 /// Opens a stream of remote SA calls on `conn` (the first frame says what the stream is).
@@ -188,7 +250,8 @@ pub(crate) async fn open_dbinder_stream(
     Ok((send, recv))
 }
 
-/// Reads one socket frame; `FileData` is read straight into its buffer (no decode copy).
+/// Reads one socket frame; the blobs of `Message`, `Bytes` and `FileData` are read straight
+/// into their buffers (no decode copy).
 async fn read_socket_frame<R: tokio::io::AsyncRead + Unpin>(
     r: &mut R,
 ) -> Result<Option<Frame>, WireError> {
@@ -209,7 +272,13 @@ async fn read_socket_frame<R: tokio::io::AsyncRead + Unpin>(
         return Err(WireError::Decode("empty frame".into()));
     }
     let tag = r.read_u8().await?;
-    if tag == FILE_DATA_TAG {
+    let blob_max = match tag {
+        MESSAGE_TAG => Some(MAX_MESSAGE),
+        BYTES_TAG => Some(MAX_BYTES),
+        FILE_DATA_TAG => Some(MAX_FILE_CHUNK),
+        _ => None,
+    };
+    if let Some(max) = blob_max {
         let mut n: u64 = 0;
         let mut used = 0usize;
         loop {
@@ -224,12 +293,16 @@ async fn read_socket_frame<R: tokio::io::AsyncRead + Unpin>(
             }
         }
         let n = usize::try_from(n).map_err(|_| WireError::Decode("bad chunk length".into()))?;
-        if 1 + used + n != len || n > MAX_FILE_CHUNK {
-            return Err(WireError::Decode("bad file chunk".into()));
+        if 1 + used + n != len || n > max {
+            return Err(WireError::Decode("bad blob length".into()));
         }
         let mut data = vec![0u8; n];
         AsyncReadExt::read_exact(r, &mut data).await?;
-        return Ok(Some(Frame::FileData(data)));
+        return Ok(Some(match tag {
+            MESSAGE_TAG => Frame::Message(data),
+            BYTES_TAG => Frame::Bytes(data),
+            _ => Frame::FileData(data),
+        }));
     }
     let mut body = vec![0u8; len];
     body[0] = tag;
@@ -668,28 +741,40 @@ impl Sessions {
         kind: DataType,
         data: Vec<u8>,
     ) -> Result<(), SessionError> {
+        self.send_parts(socket, owner, kind, vec![Bytes::from(data)])
+            .await
+    }
+
+    /// [`Sessions::send`] of the concatenation of `parts`, as they arrived over IPC: they go
+    /// to QUIC as they are, without being copied into one buffer first.
+    pub async fn send_parts(
+        &self,
+        socket: u64,
+        owner: Owner,
+        kind: DataType,
+        parts: Vec<Bytes>,
+    ) -> Result<(), SessionError> {
         let send = self.send_half(socket, owner)?;
-        let frame = match kind {
-            DataType::Message if data.len() > MAX_MESSAGE => {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let tag = match kind {
+            DataType::Message if len > MAX_MESSAGE => {
                 return Err(SessionError::Invalid(format!(
-                    "message of {} bytes exceeds the {MAX_MESSAGE}-byte (4 KiB) limit",
-                    data.len()
+                    "message of {len} bytes exceeds the {MAX_MESSAGE}-byte (4 KiB) limit"
                 )));
             }
-            DataType::Bytes if data.len() > MAX_BYTES => {
+            DataType::Bytes if len > MAX_BYTES => {
                 return Err(SessionError::Invalid(format!(
-                    "bytes of {} exceed the {MAX_BYTES}-byte (4 MiB) limit",
-                    data.len()
+                    "bytes of {len} exceed the {MAX_BYTES}-byte (4 MiB) limit"
                 )));
             }
-            DataType::Message => Frame::Message(data),
-            DataType::Bytes => Frame::Bytes(data),
+            DataType::Message => MESSAGE_TAG,
+            DataType::Bytes => BYTES_TAG,
             DataType::File => {
                 return Err(SessionError::Invalid("use send_file for files".into()));
             }
         };
         let mut w = send.lock().await;
-        write_frame(&mut w.stream, &frame).await.map_err(io)
+        write_blob_frame(&mut w.stream, tag, parts).await
     }
 
     /// One step of sending a file on a socket the caller owns (SendFile). `End` returns once
@@ -746,7 +831,7 @@ impl Sessions {
                 if data.is_empty() {
                     return Ok(());
                 }
-                write_file_data(&mut w.stream, data).await
+                write_blob_frame(&mut w.stream, FILE_DATA_TAG, vec![Bytes::from(data)]).await
             }
             FileOp::End { sha256 } => {
                 let Some((seq, size, sent)) = w.file else {
@@ -1195,9 +1280,13 @@ mod tests {
     }
 
     #[test]
-    fn file_data_tag_is_postcards() {
+    fn blob_tags_are_postcards() {
         let b = postcard::to_allocvec(&Frame::FileData(vec![1, 2, 3])).unwrap();
         assert_eq!(b, [FILE_DATA_TAG, 3, 1, 2, 3]);
+        let b = postcard::to_allocvec(&Frame::Message(vec![1])).unwrap();
+        assert_eq!(b, [MESSAGE_TAG, 1, 1]);
+        let b = postcard::to_allocvec(&Frame::Bytes(vec![])).unwrap();
+        assert_eq!(b, [BYTES_TAG, 0]);
     }
 
     #[tokio::test]
