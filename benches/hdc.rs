@@ -364,6 +364,19 @@ fn main() {
         rows.push((name.to_string(), rate));
         cpu_rows.push((name.to_string(), client, device));
     }
+    // The limit of `-z` on compressible data: zstd level 1 on one core, the CLI over the same
+    // text file in the same run (what one compressing thread can do at best).
+    let zstd_text = Command::new("zstd").arg("-V").output().is_ok().then(|| {
+        let t: Vec<f64> = (0..3)
+            .map(|_| {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("zstd -q -1 -c '{}' > /dev/null", s(&text)));
+                timed(c)
+            })
+            .collect();
+        std::fs::metadata(&text).map_or(bytes, |m| m.len() as f64) / median(t) / 1e6
+    });
     let shell: Vec<f64> = (0..21)
         .map(|_| timed(host.hdc(&["shell", "true"])) * 1e3)
         .collect();
@@ -435,6 +448,11 @@ fn main() {
         "{:<22} {:>7.1} ms {p:>12} {r:>8}  (ratio: ssh time / hdc time)",
         "hdc shell true", shell_ms
     );
+    if let Some(z) = zstd_text {
+        println!(
+            "limit for -z on the text file: `zstd -1` (one core) compresses it at {z:.0} MB/s"
+        );
+    }
     println!("goals: file >= 1000 MB/s and >= 2x scp; shell true < 30 ms");
     println!(
         "CPU seconds per GiB (user + system, median run): hdc tool / oxhd (host server not counted)"
