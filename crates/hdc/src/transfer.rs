@@ -293,6 +293,7 @@ fn read_file(
 ) -> Result<u128, String> {
     let mut f = std::fs::File::open(path).map_err(|e| fail_path("opening file", &e, path))?;
     let mut h = Xxh3::new();
+    let mut sent = 0u64;
     loop {
         // Read into fresh, uninitialised capacity (File reads without zeroing it first), and
         // hand the buffer on without a copy.
@@ -310,18 +311,37 @@ fn read_file(
             p.done.fetch_add(n as u64, Ordering::Relaxed);
         }
         let out = if compress {
-            Bytes::from(compress_chunk(&buf)?)
+            let queued = tx.max_capacity() - tx.capacity();
+            Bytes::from(if squeeze(sent, queued) {
+                compress_chunk(&buf)?
+            } else {
+                stored_frame(&buf)
+            })
         } else {
             Bytes::from(buf)
         };
         if tx.blocking_send(Ok(out)).is_err() {
             return Err("[Fail]transfer aborted".into());
         }
+        sent += n as u64;
         if n < CHUNK {
             break;
         }
     }
     Ok(h.digest128())
+}
+
+/// Whether `-z` compresses the next chunk, `sent` bytes into a file, with `queued` chunks
+/// (of 4) still waiting for the network side. Compressing pays only while the link is slower
+/// than zstd: chunks then pile up in the queue. When they do not, the link keeps up with us
+/// and zstd would only slow the transfer (on loopback zstd level 1 runs at a third of hdc's
+/// plain speed), so the chunk goes stored, as `zstd --adapt` trades ratio for speed. Measured
+/// on loopback with log text: compressing at 1, 2 and 3 queued chunks gave 704, 792 and 845
+/// MB/s (always compressing: 306). The first flow-control window of a file is always
+/// compressed: until it fills, the queue says nothing about the link, and a small file
+/// compressed costs milliseconds.
+fn squeeze(sent: u64, queued: usize) -> bool {
+    sent < crate::session::WINDOW as u64 || queued >= 3
 }
 
 /// zstd level of `-z` chunks.
@@ -755,6 +775,58 @@ mod tests {
                 "{n}"
             );
         }
+    }
+
+    #[test]
+    fn z_compresses_the_first_window_then_only_while_chunks_wait_for_the_link() {
+        let w = crate::session::WINDOW as u64;
+        assert!(squeeze(0, 0) && squeeze(w - 1, 0));
+        assert!(!squeeze(w, 0), "the link waits for us: store");
+        assert!(
+            !squeeze(w, 1),
+            "one chunk waiting is normal hand-over: store"
+        );
+        assert!(!squeeze(w, 2));
+        assert!(
+            squeeze(w, 3) && squeeze(10 * w, 4),
+            "chunks pile up: compress"
+        );
+    }
+
+    #[test]
+    fn z_on_a_slow_link_compresses_every_chunk() {
+        // A consumer that takes a chunk only when the queue is full: a link slower than zstd.
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("log.txt");
+        let line = b"11-26 17:23:58.522  4973  4973 I C01500/oxhd: session 7 sent 1200 bytes\n";
+        let text: Vec<u8> = line.iter().copied().cycle().take(40 * CHUNK).collect();
+        std::fs::write(&f, &text).unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+        let p = f.clone();
+        let reader = std::thread::spawn(move || read_file(&p, true, tx, None));
+        let (mut wire, mut back) = (0usize, Vec::new());
+        let t0 = std::time::Instant::now();
+        loop {
+            while rx.len() < rx.max_capacity() && !reader.is_finished() {
+                assert!(t0.elapsed() < Duration::from_secs(60), "reader stalled");
+                std::thread::yield_now();
+            }
+            match rx.blocking_recv() {
+                Some(c) => {
+                    let c = c.unwrap();
+                    wire += c.len();
+                    back.extend(zstd::bulk::decompress(&c, CHUNK).unwrap());
+                }
+                None => break,
+            }
+        }
+        reader.join().unwrap().unwrap();
+        assert_eq!(back, text);
+        assert!(
+            wire < text.len() / 20,
+            "{wire} of {} bytes on the wire",
+            text.len()
+        );
     }
 
     #[tokio::test]
