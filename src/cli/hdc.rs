@@ -178,6 +178,19 @@ async fn simple(s: &oxh_hdc::session::Session, target: Option<String>, req: Requ
     }
 }
 
+/// Runs a transfer with a progress bar while it lasts (on a terminal).
+async fn with_progress<F, Fut>(f: F) -> Result<oxh_hdc::transfer::Stats, String>
+where
+    F: FnOnce(oxh_hdc::transfer::ProgressRef) -> Fut,
+    Fut: std::future::Future<Output = Result<oxh_hdc::transfer::Stats, String>>,
+{
+    let p = std::sync::Arc::new(oxh_hdc::transfer::Progress::default());
+    let bar = client::progress_bar(p.clone());
+    let r = f(Some(p)).await;
+    client::clear_progress(bar);
+    r
+}
+
 fn file_opts(args: &[&str]) -> (FileOpts, Vec<String>) {
     let mut o = FileOpts::default();
     let mut rest = Vec::new();
@@ -263,19 +276,14 @@ async fn command(port: u16, target: Option<String>, args: &[&str]) -> Result<i32
                 };
                 match open(req) {
                     Ok(mut ch) => {
-                        let p = std::sync::Arc::new(oxh_hdc::transfer::Progress::default());
-                        let bar = client::progress_bar(p.clone());
-                        let r = oxh_hdc::transfer::send_files(
-                            &mut ch,
-                            Path::new(a),
-                            &opts,
-                            true,
-                            Some(p),
-                            &None,
+                        let (ch, o) = (&mut ch, &opts);
+                        done(
+                            with_progress(move |p| {
+                                let src = Path::new(a);
+                                oxh_hdc::transfer::send_files(ch, src, o, true, p, &None)
+                            })
+                            .await,
                         )
-                        .await;
-                        client::clear_progress(bar);
-                        done(r)
                     }
                     Err(e) => done(Err(e)),
                 }
@@ -286,18 +294,14 @@ async fn command(port: u16, target: Option<String>, args: &[&str]) -> Result<i32
                 };
                 match open(req) {
                     Ok(mut ch) => {
-                        let p = std::sync::Arc::new(oxh_hdc::transfer::Progress::default());
-                        let bar = client::progress_bar(p.clone());
-                        let r = oxh_hdc::transfer::recv_progress(
-                            &mut ch,
-                            Path::new(b),
-                            &opts,
-                            Some(p),
-                            &None,
+                        let (ch, o) = (&mut ch, &opts);
+                        done(
+                            with_progress(move |p| {
+                                let dest = Path::new(b);
+                                oxh_hdc::transfer::recv_progress(ch, dest, o, p, &None)
+                            })
+                            .await,
                         )
-                        .await;
-                        client::clear_progress(bar);
-                        done(r)
                     }
                     Err(e) => done(Err(e)),
                 }

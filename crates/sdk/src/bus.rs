@@ -17,7 +17,7 @@ use oxh_softbus::api::{
     SocketEventView,
 };
 pub use oxh_softbus::proto::{DataType, MAX_BYTES, MAX_MESSAGE, sanitize_file_name};
-use oxh_softbus::proto::{Digest, Sha256};
+use oxh_softbus::proto::{Digest, Sha256, put_varint, take_varint};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -140,42 +140,17 @@ pub struct SentFile {
     pub sha256: String,
 }
 
-/// postcard's varint.
-fn varint(mut n: u64, out: &mut Vec<u8>) {
-    loop {
-        let b = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(b);
-            return;
-        }
-        out.push(b | 0x80);
-    }
-}
-
 /// A [`SocketEventView::BytesPart`] read in place: (socket, data, last), or `None` if the
 /// event is another one. The data is appended to the payload being reassembled straight from
 /// the IPC frame, without decoding it into a buffer of its own first.
 fn parse_bytes_part(b: &[u8]) -> Option<(u64, &[u8], bool)> {
-    fn varint(b: &[u8], at: &mut usize) -> Option<u64> {
-        let mut n = 0u64;
-        for i in 0..10 {
-            let x = *b.get(*at)?;
-            *at += 1;
-            n |= u64::from(x & 0x7f) << (7 * i);
-            if x & 0x80 == 0 {
-                return Some(n);
-            }
-        }
-        None
-    }
     // postcard's variant index of SocketEventView::BytesPart.
     if b.first() != Some(&2) {
         return None;
     }
     let mut at = 1;
-    let socket = varint(b, &mut at)?;
-    let len = usize::try_from(varint(b, &mut at)?).ok()?;
+    let socket = take_varint(b, &mut at)?;
+    let len = usize::try_from(take_varint(b, &mut at)?).ok()?;
     let end = at.checked_add(len)?;
     let last = match b.get(end..)? {
         [0] => false,
@@ -608,14 +583,14 @@ impl Bus<'_> {
         more: bool,
     ) -> Result<(), Error> {
         let mut head = Vec::with_capacity(24);
-        varint(socket, &mut head);
+        put_varint(socket, &mut head);
         // postcard's variant index of the DataType.
         head.push(match kind {
             DataType::Message => 0,
             DataType::Bytes => 1,
             DataType::File => 2,
         });
-        varint(data.len() as u64, &mut head);
+        put_varint(data.len() as u64, &mut head);
         let more = [u8::from(more)];
         let r = self
             .dev
@@ -776,9 +751,9 @@ mod tests {
         let data: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
         let socket = 1u64 << 33;
         let mut head = Vec::new();
-        varint(socket, &mut head);
+        put_varint(socket, &mut head);
         head.push(1);
-        varint(data.len() as u64, &mut head);
+        put_varint(data.len() as u64, &mut head);
         let mut mine = head.clone();
         mine.extend_from_slice(&data);
         mine.push(1);

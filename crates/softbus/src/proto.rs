@@ -237,3 +237,32 @@ pub fn sanitize_file_name(name: &str) -> Result<String, SessionError> {
     }
     Ok(last.to_string())
 }
+
+/// Appends `n` as postcard's varint (LEB128), for the hand-encoded frames on the bytes path
+/// (the SDK's `SendArgs`, the daemon's `BytesPart` events), which skip a copy through serde.
+pub fn put_varint(mut n: u64, out: &mut Vec<u8>) {
+    loop {
+        let b = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+/// Reads a postcard varint at `*at` and moves past it; `None` if it runs off the end or is
+/// longer than a u64's ten bytes.
+pub fn take_varint(b: &[u8], at: &mut usize) -> Option<u64> {
+    let mut n = 0u64;
+    for i in 0..10 {
+        let x = *b.get(*at)?;
+        *at += 1;
+        n |= u64::from(x & 0x7f) << (7 * i);
+        if x & 0x80 == 0 {
+            return Some(n);
+        }
+    }
+    None
+}

@@ -56,27 +56,15 @@ const BUS_METHODS: &[Method] = &[
 /// frame it came in. `None` when it is not well formed (the caller then decodes it the usual
 /// way, for the usual error).
 fn parse_send_args(b: &Bytes) -> Option<(u64, crate::proto::DataType, Bytes, bool)> {
-    fn varint(b: &[u8], at: &mut usize) -> Option<u64> {
-        let mut n = 0u64;
-        for i in 0..10 {
-            let x = *b.get(*at)?;
-            *at += 1;
-            n |= u64::from(x & 0x7f) << (7 * i);
-            if x & 0x80 == 0 {
-                return Some(n);
-            }
-        }
-        None
-    }
     let mut at = 0;
-    let socket = varint(b, &mut at)?;
-    let kind = match varint(b, &mut at)? {
+    let socket = crate::proto::take_varint(b, &mut at)?;
+    let kind = match crate::proto::take_varint(b, &mut at)? {
         0 => crate::proto::DataType::Message,
         1 => crate::proto::DataType::Bytes,
         2 => crate::proto::DataType::File,
         _ => return None,
     };
-    let len = usize::try_from(varint(b, &mut at)?).ok()?;
+    let len = usize::try_from(crate::proto::take_varint(b, &mut at)?).ok()?;
     let end = at.checked_add(len)?;
     let more = match b.get(end..)? {
         [0] => false,

@@ -1178,27 +1178,14 @@ const VIEW_MESSAGE: u8 = 1;
 const VIEW_BYTES_PART: u8 = 2;
 const VIEW_STREAM: u8 = 5;
 
-/// postcard's varint.
-fn varint(mut n: u64, out: &mut Vec<u8>) {
-    loop {
-        let b = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(b);
-            return;
-        }
-        out.push(b | 0x80);
-    }
-}
-
 /// The head of a [`SocketEventView`] carrying `data` (variant, socket, data length); `data`
 /// and, for bytes parts, the `last` flag follow. Encoded by hand so that payloads are copied
 /// once, into the IPC frame, instead of into a view and then its encoding.
 fn view_head(tag: u8, socket: u64, len: usize) -> Vec<u8> {
     let mut h = Vec::with_capacity(24);
     h.push(tag);
-    varint(socket, &mut h);
-    varint(len as u64, &mut h);
+    crate::proto::put_varint(socket, &mut h);
+    crate::proto::put_varint(len as u64, &mut h);
     h
 }
 
