@@ -34,6 +34,10 @@ pub struct DaemonConfig {
     pub pin_validity: std::time::Duration,
     /// hdc's TCP port: stored as `persist.hdc.port` when given (0: any free port).
     pub hdc_port: Option<u16>,
+    /// hdc's shell user: stored as `persist.hdc.shell_user` when given.
+    pub hdc_shell_user: Option<String>,
+    /// `Some(false)`: a release device (`const.debuggable=0`).
+    pub debuggable: Option<bool>,
 }
 
 /// The canonical paths of the `oxh` tool binary: this executable when it is `oxh`, and `oxh`
@@ -133,6 +137,21 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
         ("const.ohos.apiversion", "12"),
     ] {
         param.set_as_system(k, v).await.ok();
+    }
+    if let Some(d) = cfg.debuggable {
+        let v = if d { "1" } else { "0" };
+        if let Err(e) = param
+            .set_as_system(oxh_hdc::device::DEBUGGABLE_PARAM, v)
+            .await
+        {
+            tracing::warn!(tag = "oxhd", "--debuggable {d} not applied: {e}");
+        }
+    }
+    if let Some(u) = &cfg.hdc_shell_user {
+        param
+            .set_as_system(oxh_hdc::device::SHELL_USER_PARAM, u)
+            .await
+            .with_context(|| format!("cannot keep --hdc-shell-user {u}"))?;
     }
 
     let atm = AccessTokenManager::open(&dirs.subsystem("atm"), AtmConfig::default())

@@ -72,7 +72,13 @@ impl Drop for Host {
 
 /// A device with hdc on a free port and authentication bypassed (as `oxh sim` does).
 fn device(bypass: bool) -> (TestDevice, String) {
-    let d = TestDevice::start_with(&["--hdc-port", "0"]);
+    device_with(bypass, &[])
+}
+
+fn device_with(bypass: bool, extra: &[&str]) -> (TestDevice, String) {
+    let mut args = vec!["--hdc-port", "0"];
+    args.extend_from_slice(extra);
+    let d = TestDevice::start_with(&args);
     if bypass {
         d.oxh_ok(&["param", "set", "persist.hdc.auth_bypass", "1"]);
     }
@@ -87,7 +93,11 @@ fn shell_tmp(d: &TestDevice) -> std::path::PathBuf {
 }
 
 fn connected() -> (Host, TestDevice, String) {
-    let (d, addr) = device(true);
+    connected_with(&[])
+}
+
+fn connected_with(extra: &[&str]) -> (Host, TestDevice, String) {
+    let (d, addr) = device_with(true, extra);
     let h = Host::new();
     let out = h.ok(&["tconn", &addr]);
     assert!(out.contains("Connect OK"), "{out}");
@@ -277,6 +287,45 @@ fn shell_and_files_run_as_the_shell_user_and_smode_switches_to_root() {
     assert_eq!(d.oxh_ok(&["param", "get", "persist.hdc.root"]).trim(), "1");
     h.ok(&["smode", "-r"]);
     assert_eq!(h.ok(&["shell", "id -u"]).trim(), shell_uid.to_string());
+
+    // The shell may not choose who it runs as (nor may root's `oxh`, which is the shell too):
+    // only the daemon's `--hdc-shell-user` sets it.
+    let o = h.hdc(&["shell", "oxh param set persist.hdc.shell_user 0"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        !d.oxh(&["param", "set", "persist.hdc.shell_user", "0"])
+            .status
+            .success()
+    );
+}
+
+#[test]
+fn a_release_device_refuses_smode_and_root_as_the_shell_user() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIP: the daemon must be root to run the shell as another user (CI is root)");
+        return;
+    }
+    let (h, d, _addr) = connected_with(&["--debuggable", "false"]);
+    assert_eq!(d.oxh_ok(&["param", "get", "const.debuggable"]).trim(), "0");
+    let e = h.err(&["smode"]);
+    assert!(
+        e.contains("Cannot set root run mode in undebuggable version"),
+        "{e}"
+    );
+    // persist.hdc.root (which the shell may set, as on OpenHarmony) is ignored here.
+    h.ok(&["shell", "oxh param set persist.hdc.root 1"]);
+    assert_ne!(h.ok(&["shell", "id -u"]).trim(), "0");
+    drop(h);
+    drop(d);
+
+    // Root named as the shell user: commands fail with a clear error rather than run as root.
+    let (h, _d, _addr) = connected_with(&["--hdc-shell-user", "root"]);
+    let e = h.err(&["shell", "id -u"]);
+    assert!(
+        e.contains("[Fail]no shell user") && e.contains("root"),
+        "{e}"
+    );
 }
 
 fn set_mtime(p: &Path, secs: u64) {

@@ -126,6 +126,14 @@ pub struct UpArgs {
     /// hdc's TCP port, kept as `persist.hdc.port` (default 8711; 0 picks a free port).
     #[arg(long, value_name = "PORT")]
     pub hdc_port: Option<u16>,
+    /// Who hdc's shells and file transfers run as (a user name or uid; not root), kept as
+    /// `persist.hdc.shell_user` (default: the `shell` user, else uid 2000).
+    #[arg(long, value_name = "USER")]
+    pub hdc_shell_user: Option<String>,
+    /// `false` makes this a release device: `const.debuggable=0`, no `hdc smode` (a const
+    /// parameter: the first start that sets it decides).
+    #[arg(long, value_name = "BOOL")]
+    pub debuggable: Option<bool>,
 }
 
 /// Runs a device: the body of `oxh up` and of `oxhd`.
@@ -150,6 +158,8 @@ pub fn run_daemon(global: &Global, up: &UpArgs) -> Result<()> {
         heartbeat: std::time::Duration::from_millis(up.heartbeat_ms.max(50)),
         pin_validity: std::time::Duration::from_secs(up.pin_validity_secs),
         hdc_port: up.hdc_port,
+        hdc_shell_user: up.hdc_shell_user.clone(),
+        debuggable: up.debuggable,
     };
     crate::daemon::runtime()?.block_on(crate::daemon::run(cfg))
 }

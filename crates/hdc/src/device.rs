@@ -55,8 +55,9 @@ pub const ROOT_PARAM: &str = "persist.hdc.root";
 pub const DEBUGGABLE_PARAM: &str = "const.debuggable";
 
 /// Who host commands run as: `Ok(None)` when the daemon cannot switch users (it is not
-/// root) or the configured user is root; an error when the configured user does not exist
-/// (every command that needs the user then fails with it, rather than running as root).
+/// root); an error when the configured user does not exist or is root (every command that
+/// needs the user then fails with it, rather than running as root: root is `hdc smode`'s,
+/// which a release device refuses).
 pub fn resolve_shell_user(spec: Option<&str>) -> Result<Option<UserEntry>, String> {
     if !Identity::can_switch() {
         return Ok(None);
@@ -95,7 +96,13 @@ pub fn resolve_shell_user(spec: Option<&str>) -> Result<Option<UserEntry>, Strin
             ));
         }
     };
-    Ok((user.id.uid != 0).then_some(user))
+    if user.id.uid == 0 {
+        return Err(format!(
+            "[Fail]no shell user: {SHELL_USER_PARAM} names root; shells run as root only \
+             through `hdc smode`, on a debuggable device"
+        ));
+    }
+    Ok(Some(user))
 }
 
 /// What the device side needs from the daemon.

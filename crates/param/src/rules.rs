@@ -217,6 +217,13 @@ pub const ACCESS_RULES: &[AccessRule] = &[
         why: "security policy switches",
     },
     AccessRule {
+        prefix: "persist.hdc.shell_user",
+        read: EVERYONE,
+        write: SYSTEM,
+        why: "who hdc's shells run as: set by the device's owner (`oxhd --hdc-shell-user`), \
+              never by the shell itself",
+    },
+    AccessRule {
         prefix: "persist.",
         read: EVERYONE,
         write: SYSTEM_AND_SHELL,
@@ -417,6 +424,8 @@ mod tests {
             ("startup.service.ctl.x", Shell, false),
             ("sys.usb.config", Shell, false),
             ("persist.hdc.port", Shell, true),
+            ("persist.hdc.shell_user", Shell, false),
+            ("persist.hdc.shell_user", Native, true),
             ("persist.hdc.port", Native, true),
             ("debug.x", Shell, true),
             ("test.x", Shell, true),
