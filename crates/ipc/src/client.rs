@@ -74,6 +74,7 @@ impl Client {
                 path: socket.display().to_string(),
                 source,
             })?;
+        oxh_kal::set_socket_buffers(std::os::fd::AsFd::as_fd(&stream), crate::SOCKET_BUFFER);
         let (mut rd, wr) = stream.into_split();
         let shared = Arc::new(Shared {
             pending: Mutex::new(HashMap::new()),

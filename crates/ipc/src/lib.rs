@@ -7,6 +7,9 @@
 //! turned into a [`Caller`] with an access token; nothing the caller sends can change it.
 
 pub mod caller;
+/// Send/receive buffer asked for on every IPC connection, both ends: bulk calls (soft-bus
+/// bytes in ~1 MiB parts) then cross in one write and one wake-up instead of five.
+pub const SOCKET_BUFFER: usize = 4 << 20;
 pub mod client;
 pub mod error;
 pub mod frame;

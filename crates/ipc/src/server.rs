@@ -298,6 +298,7 @@ impl Server {
         loop {
             match self.listener.accept().await {
                 Ok((stream, _)) => {
+                    oxh_kal::set_socket_buffers(stream.as_fd(), crate::SOCKET_BUFFER);
                     let id = next_id.fetch_add(1, Ordering::Relaxed);
                     let cred = match oxh_kal::peer_cred(stream.as_fd()) {
                         Ok(c) => c,

@@ -102,6 +102,27 @@ pub struct PeerCred {
     pub gid: u32,
 }
 
+/// Asks for `bytes` of send and receive buffer on a socket (best effort: the kernel caps it
+/// at net.core.[wr]mem_max). A Unix stream socket's send buffer bounds the bytes not yet read
+/// by the peer, so with the default 208 KiB a 1 MiB IPC part crosses in five writes and wakes
+/// the reader five times.
+pub fn set_socket_buffers(fd: std::os::fd::BorrowedFd<'_>, bytes: usize) {
+    use std::os::fd::AsRawFd;
+    let v = bytes.min(i32::MAX as usize) as libc::c_int;
+    for opt in [libc::SO_SNDBUF, libc::SO_RCVBUF] {
+        // SAFETY: setsockopt reads one c_int we own, on a descriptor the caller owns.
+        unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                (&v as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+}
+
 /// Reads SO_PEERCRED from a connected Unix socket.
 pub fn peer_cred(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<PeerCred> {
     use std::os::fd::AsRawFd;
