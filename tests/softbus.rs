@@ -455,8 +455,21 @@ fn random_file(path: &std::path::Path, len: u64, seed: u64) {
     f.flush().unwrap();
 }
 
+/// SHA-256 of a file, computed here, independently of the transfer's own checksum.
 fn sha256(path: &std::path::Path) -> String {
-    oxh_sdk::bus::sha256_file(path).unwrap()
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    std::io::copy(&mut std::fs::File::open(path).unwrap(), &mut h).unwrap();
+    oxh_sdk::bus::hex(&h.finalize())
+}
+
+/// XXH3-128 of a file, computed here with twox-hash directly, to check the checksum the
+/// transfer reports.
+fn xxh128(path: &std::path::Path) -> String {
+    let mut h = twox_hash::XxHash3_128::new();
+    let data = std::fs::read(path).unwrap();
+    h.write(&data);
+    format!("{:032x}", h.finish_128())
 }
 
 fn dir_names(dir: &std::path::Path) -> Vec<String> {
@@ -475,7 +488,8 @@ async fn file_pair() -> (TestDevice, TestDevice, tempfile::TempDir) {
 }
 
 /// Sends `files` with the CLI from a to b's `chat` listener and checks that each arrived
-/// whole, under its name, with the sender's SHA-256, and that no temp file is left.
+/// whole, under its name, with the sender's SHA-256 (computed here), that both sides report
+/// the file's XXH3-128, and that no temp file is left.
 async fn send_and_check(
     a: &TestDevice,
     b: &TestDevice,
@@ -502,9 +516,10 @@ async fn send_and_check(
     for f in files {
         let name = f.file_name().unwrap().to_string_lossy().into_owned();
         let want = sha256(f);
+        let sum = xxh128(f);
         let size = std::fs::metadata(f).unwrap().len();
         assert!(
-            sent.contains(&format!("sent {name}: {size} bytes, sha256 {want}")),
+            sent.contains(&format!("sent {name}: {size} bytes, xxh128 {sum}")),
             "{sent}"
         );
         let line = l
@@ -513,7 +528,7 @@ async fn send_and_check(
             })
             .await;
         assert!(
-            line.contains(&format!("{size} bytes, sha256 {want}")),
+            line.contains(&format!("{size} bytes, xxh128 {sum}")),
             "{line}"
         );
         assert_eq!(sha256(&out.join(&name)), want, "{name} on disk");

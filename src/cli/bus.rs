@@ -54,7 +54,7 @@ fn rate(bytes: u64, d: Duration) -> String {
 #[derive(Debug, Subcommand)]
 pub enum BusCmd {
     /// Receive on a session name: prints each message, each bytes payload's size, each stream
-    /// frame's size, and one line per file (size and SHA-256).
+    /// frame's size, and one line per file (size and XXH3-128 checksum).
     Listen {
         /// Save received files into DIR (created if missing): under a temp name until complete
         /// and checksummed. Without it, files are refused.
@@ -78,7 +78,7 @@ pub enum BusCmd {
         /// The contents of FILE as one bytes payload (≤ 4 MiB).
         #[arg(long, group = "what")]
         bytes: Option<PathBuf>,
-        /// Files to transfer, of any size; each is confirmed by the receiver's SHA-256 check.
+        /// Files to transfer, of any size; each is confirmed by the receiver's checksum (XXH3-128) check.
         #[arg(long, group = "what", num_args = 1..)]
         file: Vec<PathBuf>,
     },
@@ -127,14 +127,14 @@ pub async fn run(g: &Global, cmd: &BusCmd) -> Result<i32> {
                     SocketEvent::FileFinish {
                         name,
                         size,
-                        sha256,
+                        checksum,
                         path,
                         ..
                     } => {
                         progress.clear();
                         n += 1;
                         format!(
-                            "file {name}: {size} bytes, sha256 {sha256}, saved as {} ({})",
+                            "file {name}: {size} bytes, xxh128 {checksum}, saved as {} ({})",
                             path.display(),
                             rate(*size, started.elapsed())
                         )
@@ -218,7 +218,7 @@ pub async fn run(g: &Global, cmd: &BusCmd) -> Result<i32> {
                 let _ = bus.shutdown(socket).await;
                 let total: u64 = sent.iter().map(|f| f.size).sum();
                 for f in &sent {
-                    println!("sent {}: {} bytes, sha256 {}", f.name, f.size, f.sha256);
+                    println!("sent {}: {} bytes, xxh128 {}", f.name, f.size, f.checksum);
                 }
                 println!(
                     "sent {} file(s), {total} bytes to {name} on {network_id} in {:.2} s: {}",

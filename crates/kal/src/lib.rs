@@ -7,6 +7,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+pub mod direct;
 pub mod user;
 
 /// Environment variable that selects a device's data dir, as `--data-dir` does.

@@ -6,7 +6,7 @@
 //! them itself (the contents do not cross IPC). On the receiving side
 //! [`SocketEvents::save_files_into`] creates each incoming file here under a temp name and
 //! passes its descriptor to the daemon, which writes, hashes and syncs it; this side renames
-//! it to its final name only once it is complete and its SHA-256 matches the sender's, and
+//! it to its final name only once it is complete and its checksum (XXH3-128) matches the sender's, and
 //! removes the temp file otherwise.
 
 use crate::{Device, Error};
@@ -16,8 +16,8 @@ use oxh_softbus::api::{
     IPC_PART, ListenArgs, RecvFileFdArgs, SOFTBUS_SA_ID, SendFileFdArgs, SendStreamArgs,
     SocketEventView,
 };
+use oxh_softbus::proto::{Checksum, FileHasher, put_varint, take_varint};
 pub use oxh_softbus::proto::{DataType, MAX_BYTES, MAX_MESSAGE, sanitize_file_name};
-use oxh_softbus::proto::{Digest, Sha256, put_varint, take_varint};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -75,7 +75,7 @@ pub enum SocketEvent {
         /// Total size.
         size: u64,
     },
-    /// OnFile, finish: the file is complete, its SHA-256 matched, it has its final name.
+    /// OnFile, finish: the file is complete, its checksum matched, it has its final name.
     FileFinish {
         /// Socket.
         socket: u64,
@@ -83,8 +83,8 @@ pub enum SocketEvent {
         name: String,
         /// Size in bytes.
         size: u64,
-        /// SHA-256, lower-case hex.
-        sha256: String,
+        /// Its checksum (XXH3-128), lower-case hex.
+        checksum: String,
         /// Where it was saved.
         path: PathBuf,
     },
@@ -136,8 +136,8 @@ pub struct SentFile {
     pub name: String,
     /// Size in bytes.
     pub size: u64,
-    /// SHA-256, lower-case hex.
-    pub sha256: String,
+    /// Its checksum (XXH3-128), lower-case hex.
+    pub checksum: String,
 }
 
 /// A [`SocketEventView::BytesPart`] read in place: (socket, data, last), or `None` if the
@@ -165,11 +165,11 @@ pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// SHA-256 of a file, lower-case hex, as the file transfer computes it (for callers that
-/// want to compare a source with what arrived).
-pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+/// A file's checksum (XXH3-128), lower-case hex, as the file transfer computes it (for
+/// callers that want to compare a source with what arrived).
+pub fn checksum_file(path: &Path) -> std::io::Result<String> {
     let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
+    let mut h = FileHasher::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = f.read(&mut buf)?;
@@ -178,7 +178,7 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
         }
         h.update(&buf[..n]);
     }
-    Ok(hex(&h.finalize()))
+    Ok(hex(&h.finish()))
 }
 
 fn local(code: i32, msg: String) -> Error {
@@ -324,15 +324,15 @@ impl SocketEvents {
                 }
                 Ok(FileFdReceived::End {
                     seq,
-                    sha256,
+                    checksum,
                     actual,
                     error,
                     received,
                 }) => {
                     a.got = received;
                     let mut a = self.active.take()?;
-                    let result = a.finish(sha256, actual, error);
-                    return Some(self.answer(a, socket, seq, sha256, result).await);
+                    let result = a.finish(checksum, actual, error);
+                    return Some(self.answer(a, socket, seq, checksum, result).await);
                 }
                 Ok(FileFdReceived::Broken { reason }) => {
                     let a = self.active.take()?;
@@ -360,10 +360,10 @@ impl SocketEvents {
                 a.got += d.len() as u64;
                 None
             }
-            Ok(FilePiece::End { sha256, seq }) => {
+            Ok(FilePiece::End { checksum, seq }) => {
                 let mut a = self.active.take()?;
-                let result = a.finish(sha256, None, None);
-                Some(self.answer(a, socket, seq, sha256, result).await)
+                let result = a.finish(checksum, None, None);
+                Some(self.answer(a, socket, seq, checksum, result).await)
             }
             Ok(FilePiece::Broken { reason }) => {
                 let a = self.active.take()?;
@@ -390,7 +390,7 @@ impl SocketEvents {
         a: Incoming,
         socket: u64,
         seq: u64,
-        sha256: [u8; 32],
+        checksum: Checksum,
         result: Result<PathBuf, String>,
     ) -> SocketEvent {
         let error = result.as_ref().err().cloned();
@@ -407,7 +407,7 @@ impl SocketEvents {
                 socket,
                 name: a.name.clone(),
                 size: a.size,
-                sha256: hex(&sha256),
+                checksum: hex(&checksum),
                 path,
             },
             Err(reason) => SocketEvent::FileError {
@@ -495,8 +495,8 @@ impl Incoming {
     /// saved), `error` why writing failed.
     fn finish(
         &mut self,
-        sha256: [u8; 32],
-        actual: Option<[u8; 32]>,
+        checksum: Checksum,
+        actual: Option<Checksum>,
         error: Option<String>,
     ) -> Result<PathBuf, String> {
         self.file = None;
@@ -509,10 +509,10 @@ impl Incoming {
         if self.got != self.size {
             return Err(format!("got {} of {} bytes", self.got, self.size));
         }
-        if actual != sha256 {
+        if actual != checksum {
             return Err(format!(
                 "checksum mismatch: sender {}, received {}",
-                hex(&sha256),
+                hex(&checksum),
                 hex(&actual)
             ));
         }
@@ -635,7 +635,7 @@ impl Bus<'_> {
 
     /// Sends files (SendFile with OpenHarmony's sFileList/dFileList): each `(source,
     /// destination name)` in turn. This process reads the sources; each returns once the
-    /// receiver has saved it with a matching SHA-256, and the first failure stops the rest.
+    /// receiver has saved it with a matching checksum, and the first failure stops the rest.
     /// `progress` is called after each chunk.
     pub async fn send_files_as(
         &self,
@@ -692,11 +692,11 @@ impl Bus<'_> {
                 .await?;
             first = false;
             progress(r.sent, r.size);
-            if let Some(sha256) = r.sha256 {
+            if let Some(checksum) = r.checksum {
                 return Ok(SentFile {
                     name: name.into(),
                     size: r.size,
-                    sha256: hex(&sha256),
+                    checksum: hex(&checksum),
                 });
             }
             if r.sent <= sent {

@@ -61,7 +61,7 @@ pub mod bus {
     pub const RECV_FILE_FD: u32 = 11;
 }
 
-pub use crate::proto::{FileOp, FilePiece};
+pub use crate::proto::{Checksum, FileOp, FilePiece};
 
 /// This device, as `oxh device info` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -299,8 +299,8 @@ pub struct FileFdSent {
     pub sent: u64,
     /// The file's size.
     pub size: u64,
-    /// Once the whole file is sent and the receiver confirmed it: its SHA-256.
-    pub sha256: Option<[u8; 32]>,
+    /// Once the whole file is sent and the receiver confirmed it: its checksum (XXH3-128).
+    pub checksum: Option<Checksum>,
 }
 
 /// Arguments of [`bus::RECV_FILE_FD`]: returns once `upto` bytes of the incoming file are
@@ -325,10 +325,10 @@ pub enum FileFdReceived {
     End {
         /// The file's number on the socket, for [`bus::FILE_RESULT`].
         seq: u64,
-        /// The sender's SHA-256.
-        sha256: [u8; 32],
-        /// SHA-256 of what was written; `None` when writing failed (see `error`).
-        actual: Option<[u8; 32]>,
+        /// The sender's checksum.
+        checksum: Checksum,
+        /// Checksum of what was written; `None` when writing failed (see `error`).
+        actual: Option<Checksum>,
         /// Why the file could not be written.
         error: Option<String>,
         /// Bytes written.

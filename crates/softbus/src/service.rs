@@ -128,16 +128,14 @@ pub struct Softbus {
 struct FdSend {
     size: u64,
     sent: u64,
-    hash: crate::proto::Sha256,
+    hash: crate::proto::FileHasher,
 }
 
-/// How much of a received file is written before its write-back to disk is started.
-const WRITEBACK_EVERY: u64 = 8 << 20;
-
-/// A file being received into a caller's descriptor: bytes written, their hash so far.
+/// A file being received into a caller's descriptor, between steps: its writer (which may
+/// hold a gathered, not yet written tail) and the hash of what arrived.
 struct FdRecv {
-    got: u64,
-    hash: crate::proto::Sha256,
+    writer: oxh_kal::direct::SeqWriter,
+    hash: crate::proto::FileHasher,
 }
 
 fn random_network_id() -> String {
@@ -845,7 +843,7 @@ impl Softbus {
         a: crate::api::SendFileFdArgs,
         fd: std::os::fd::OwnedFd,
     ) -> Result<crate::api::FileFdSent, RemoteError> {
-        use crate::proto::{Digest, FileOp, MAX_FILE_CHUNK, Sha256};
+        use crate::proto::{FileHasher, FileOp, MAX_FILE_CHUNK};
         use std::os::unix::fs::FileExt;
         let file = std::fs::File::from(fd);
         if !file.metadata().is_ok_and(|m| m.is_file()) {
@@ -866,7 +864,7 @@ impl Softbus {
             let st = FdSend {
                 size,
                 sent: 0,
-                hash: Sha256::new(),
+                hash: FileHasher::new(),
             };
             self.fd_sends
                 .lock()
@@ -940,18 +938,18 @@ impl Softbus {
             return Ok(crate::api::FileFdSent {
                 sent: done,
                 size,
-                sha256: None,
+                checksum: None,
             });
         }
-        let sha256: [u8; 32] = hash.finalize().into();
+        let checksum = hash.finish();
         self.sessions
-            .send_file(socket, owner, FileOp::End { sha256 })
+            .send_file(socket, owner, FileOp::End { checksum })
             .await
             .map_err(session_err)?;
         Ok(crate::api::FileFdSent {
             sent: done,
             size,
-            sha256: Some(sha256),
+            checksum: Some(checksum),
         })
     }
 
@@ -966,8 +964,7 @@ impl Softbus {
         fd: std::os::fd::OwnedFd,
     ) -> Result<crate::api::FileFdReceived, RemoteError> {
         use crate::api::FileFdReceived;
-        use crate::proto::{Digest, FilePiece, Sha256};
-        use std::os::unix::fs::FileExt;
+        use crate::proto::{FileHasher, FilePiece};
         let file = std::fs::File::from(fd);
         if !file.metadata().is_ok_and(|m| m.is_file()) {
             return Err(err(401, "RecvFile needs a regular file"));
@@ -975,33 +972,23 @@ impl Softbus {
         let (owner, socket) = (conn.id(), a.socket);
         let key = (owner, socket);
         let lock_err = || err(ERR_DM_FAILED, "poisoned");
-        let FdRecv { got, hash } = self
-            .fd_recvs
-            .lock()
-            .map_err(|_| lock_err())?
-            .remove(&key)
-            .unwrap_or_else(|| FdRecv {
-                got: 0,
-                hash: Sha256::new(),
-            });
+        let state = self.fd_recvs.lock().map_err(|_| lock_err())?.remove(&key);
+        // The first step's descriptor is the one written through; later steps pass the same
+        // temp file again, and the writer keeps what it gathered between them.
+        let (writer, hash) = match state {
+            Some(FdRecv { writer, hash }) => (writer, hash),
+            None => (oxh_kal::direct::SeqWriter::new(file, 0), FileHasher::new()),
+        };
+        let got = writer.position();
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
         let writer = tokio::task::spawn_blocking(move || {
-            use std::os::fd::AsFd;
-            let mut hash = hash;
-            let mut at = got;
-            let mut flushed = got;
+            let (mut writer, mut hash) = (writer, hash);
             while let Some(d) = rx.blocking_recv() {
-                file.write_all_at(&d, at)?;
+                // Hash first: the data is in cache now, and a failed write ends the file anyway.
                 hash.update(&d);
-                at += d.len() as u64;
-                // Write back as it arrives, so that the fsync at the end does not have the
-                // whole file to write (it then took as long as the transfer itself).
-                if at - flushed >= WRITEBACK_EVERY {
-                    let _ = oxh_kal::start_writeback(file.as_fd(), flushed, at - flushed);
-                    flushed = at;
-                }
+                writer.write(&d)?;
             }
-            Ok::<_, std::io::Error>((hash, at, file))
+            Ok::<_, std::io::Error>((hash, writer))
         });
         let mut received = got;
         let mut write_failed = false;
@@ -1026,8 +1013,8 @@ impl Softbus {
         let written = writer.await;
         match outcome {
             None => match written {
-                Ok(Ok((hash, at, _))) => {
-                    let st = FdRecv { got: at, hash };
+                Ok(Ok((hash, writer))) => {
+                    let st = FdRecv { writer, hash };
                     self.fd_recvs
                         .lock()
                         .map_err(|_| lock_err())?
@@ -1040,10 +1027,10 @@ impl Softbus {
             },
             Some(Err(e)) => Err(e),
             Some(Ok(FilePiece::Broken { reason })) => Ok(FileFdReceived::Broken { reason }),
-            Some(Ok(FilePiece::End { sha256, seq })) => {
+            Some(Ok(FilePiece::End { checksum, seq })) => {
                 let synced = match written {
-                    Ok(Ok((hash, _, file))) => tokio::task::spawn_blocking(move || {
-                        file.sync_all().map(|_| <[u8; 32]>::from(hash.finalize()))
+                    Ok(Ok((hash, writer))) => tokio::task::spawn_blocking(move || {
+                        writer.finish()?.sync_all().map(|_| hash.finish())
                     })
                     .await
                     .map_err(|e| std::io::Error::other(e.to_string()))
@@ -1057,7 +1044,7 @@ impl Softbus {
                 };
                 Ok(FileFdReceived::End {
                     seq,
-                    sha256,
+                    checksum,
                     actual,
                     error,
                     received,

@@ -8,11 +8,11 @@
 //! belongs to the local client that first listens on it; another client cannot take it over.
 //!
 //! **Files** (SendFile) travel on the socket's stream as `FileBegin{name, size}`, `FileData`
-//! chunks of at most [`MAX_FILE_CHUNK`] and `FileEnd{sha256}`; QUIC's flow control paces the
+//! chunks of at most [`MAX_FILE_CHUNK`] and `FileEnd{checksum}`; QUIC's flow control paces the
 //! sender, and no chunk waits for a round trip. The receiving daemon never opens a path: it
 //! hands the pieces to its owner, which pulls them ([`Sessions::recv_file`]) and so paces the
 //! stream too (the soft bus service pulls them on behalf of a client and writes them through
-//! the descriptor of the client's temp file), checks the SHA-256 and answers with
+//! the descriptor of the client's temp file), checks the checksum (XXH3-128) and answers with
 //! [`Sessions::file_result`], which travels back as `FileAck{seq, error}`: the sender's
 //! `End` returns only once the receiver has the whole file. Files are numbered per socket and
 //! direction (`seq`, from 0) in the order of their `FileBegin`. Names from the peer are checked
@@ -133,7 +133,7 @@ enum Frame {
     },
     FileData(#[serde(with = "blob")] Vec<u8>),
     FileEnd {
-        sha256: [u8; 32],
+        checksum: crate::proto::Checksum,
     },
     FileAbort {
         reason: String,
@@ -567,7 +567,7 @@ impl Sessions {
                         f.refused = Some("the receiving client is gone".into());
                     }
                 }
-                Frame::FileEnd { sha256 } => {
+                Frame::FileEnd { checksum } => {
                     let Some(f) = file.as_ref() else {
                         break "protocol error: file end outside a file".to_string();
                     };
@@ -579,7 +579,13 @@ impl Sessions {
                     }
                     let Some(f) = file.take() else { continue };
                     let delivered = match &f.sink {
-                        Some(s) => s.send(FilePiece::End { sha256, seq: f.seq }).await.is_ok(),
+                        Some(s) => s
+                            .send(FilePiece::End {
+                                checksum,
+                                seq: f.seq,
+                            })
+                            .await
+                            .is_ok(),
                         None => false,
                     };
                     if !delivered {
@@ -833,7 +839,7 @@ impl Sessions {
                 }
                 write_blob_frame(&mut w.stream, FILE_DATA_TAG, vec![Bytes::from(data)]).await
             }
-            FileOp::End { sha256 } => {
+            FileOp::End { checksum } => {
                 let Some((seq, size, sent)) = w.file else {
                     return Err(SessionError::Invalid("no file begun on this socket".into()));
                 };
@@ -847,7 +853,7 @@ impl Sessions {
                     a.insert((socket, seq), ack_tx);
                 }
                 w.file = None;
-                let r = write_frame(&mut w.stream, &Frame::FileEnd { sha256 }).await;
+                let r = write_frame(&mut w.stream, &Frame::FileEnd { checksum }).await;
                 drop(w);
                 // The reading loop drops waiters when the socket ends; if it already has,
                 // nobody will answer.
@@ -1199,9 +1205,9 @@ mod tests {
         loop {
             match pull(s, sock, owner).await {
                 FilePiece::Data(d) => got.extend_from_slice(&d),
-                FilePiece::End { sha256, seq } => {
-                    let ok: [u8; 32] = Sha256::digest(&got).into();
-                    let ok = ok == sha256;
+                FilePiece::End { checksum, seq } => {
+                    let ok = FileHasher::of(&got);
+                    let ok = ok == checksum;
                     s.file_result(sock, owner, seq, (!ok).then(|| "checksum".into()))
                         .await
                         .unwrap();
@@ -1240,8 +1246,8 @@ mod tests {
             )
             .await?;
         }
-        let sha256: [u8; 32] = Sha256::digest(data).into();
-        s.send_file(sock, owner, FileOp::End { sha256 }).await
+        let checksum = FileHasher::of(data);
+        s.send_file(sock, owner, FileOp::End { checksum }).await
     }
 
     #[test]
@@ -1372,7 +1378,7 @@ mod tests {
             )
             .await
             .unwrap();
-            sa.send_file(s, 1, FileOp::End { sha256: [0; 32] }).await
+            sa.send_file(s, 1, FileOp::End { checksum: [0; 16] }).await
         };
         let recv = async {
             assert!(matches!(ev(&mut lrx).await, SocketEvent::FileBegin { .. }));
@@ -1410,7 +1416,7 @@ mod tests {
             Err(SessionError::Invalid(ref m)) if m.contains("offset")
         ));
         assert!(matches!(
-            sa.send_file(s, 1, FileOp::End { sha256: [0; 32] }).await,
+            sa.send_file(s, 1, FileOp::End { checksum: [0; 16] }).await,
             Err(SessionError::Invalid(_))
         ));
         // Aborting: the receiver hears that the transfer broke.
@@ -1551,7 +1557,7 @@ mod tests {
                 .unwrap();
                 left -= n as u64;
             }
-            sa.send_file(s, 1, FileOp::End { sha256: [0; 32] }).await
+            sa.send_file(s, 1, FileOp::End { checksum: [0; 16] }).await
         };
         let recv = async {
             assert!(matches!(ev(&mut lrx).await, SocketEvent::FileBegin { .. }));
