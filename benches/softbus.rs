@@ -358,6 +358,11 @@ async fn file_throughput(a: &Daemon, b: &Daemon, dir: &std::path::Path, mb: u64)
     rates
 }
 
+/// Bytes runs measured, each [`BYTES_PER_RUN`] in 4 MiB payloads; the median is reported.
+const BYTES_RUNS: usize = 3;
+/// Bytes moved in one bytes run.
+const BYTES_PER_RUN: usize = 1 << 30;
+
 /// File transfers measured (see [`file_throughput`]).
 const FILE_RUNS: usize = 3;
 
@@ -543,29 +548,32 @@ fn main() {
             let mut mbps = None;
             if wanted("bytes") {
                 let payload = vec![1u8; 4 << 20];
-                let total: usize = 512 << 20;
-                let n = total / payload.len();
-                let t = Instant::now();
-                // Keep up to 4 payloads in flight.
-                let mut in_flight = 0;
-                let mut acked = 0;
-                for _ in 0..n {
-                    da.bus().send_bytes(sock, &payload).await.expect("bytes");
-                    in_flight += 1;
-                    while in_flight >= 4 {
+                let n = BYTES_PER_RUN / payload.len();
+                let mut runs = Vec::with_capacity(BYTES_RUNS);
+                for _ in 0..BYTES_RUNS {
+                    let t = Instant::now();
+                    // Keep up to 4 payloads in flight.
+                    let mut in_flight = 0;
+                    let mut acked = 0;
+                    for _ in 0..n {
+                        da.bus().send_bytes(sock, &payload).await.expect("bytes");
+                        in_flight += 1;
+                        while in_flight >= 4 {
+                            if let Some(SocketEvent::Message { .. }) = replies.next().await {
+                                in_flight -= 1;
+                                acked += 1;
+                            }
+                        }
+                    }
+                    while acked < n {
                         if let Some(SocketEvent::Message { .. }) = replies.next().await {
-                            in_flight -= 1;
                             acked += 1;
                         }
                     }
+                    let secs = t.elapsed().as_secs_f64();
+                    runs.push((n * payload.len()) as f64 / secs / 1e6);
                 }
-                while acked < n {
-                    if let Some(SocketEvent::Message { .. }) = replies.next().await {
-                        acked += 1;
-                    }
-                }
-                let secs = t.elapsed().as_secs_f64();
-                mbps = Some((n * payload.len()) as f64 / secs / 1e6);
+                mbps = Some(runs);
             }
             echo.abort();
             (lat, mbps)
@@ -631,9 +639,14 @@ fn main() {
             format!(", {:.2}x raw quinn", v / raw1[raw1.len() / 2])
         }
     };
-    if let Some(mbps) = mbps {
+    if let Some(runs) = mbps {
+        let mut sorted: Vec<f64> = runs;
+        let listed: Vec<String> = sorted.iter().map(|r| format!("{r:.0}")).collect();
+        let mbps = median(&mut sorted);
         println!(
-            "bytes app->app (4 MiB x 128)   {mbps:8.0} MB/s{}{}",
+            "bytes app->app (4 MiB x {})   {mbps:8.0} MB/s (runs {}){}{}",
+            BYTES_PER_RUN >> 22,
+            listed.join(", "),
             ratio(mbps),
             raw_ratio(mbps)
         );

@@ -65,6 +65,19 @@ impl Drop for Subscription {
     }
 }
 
+/// The reply to a request already written (see [`Client::send_parts`]).
+pub struct PendingReply(oneshot::Receiver<Result<Bytes, IpcError>>);
+
+impl PendingReply {
+    /// Waits for the daemon's answer or error.
+    pub async fn reply(self) -> Result<Bytes, IpcError> {
+        match self.0.await {
+            Ok(r) => r,
+            Err(_) => Err(IpcError::Disconnected("reader stopped".into())),
+        }
+    }
+}
+
 impl Client {
     /// Connects to the daemon listening at `socket`.
     pub async fn connect(socket: &Path) -> Result<Self, IpcError> {
@@ -163,14 +176,7 @@ impl Client {
     /// payload is copied once, into the request frame, rather than into an argument buffer
     /// first.
     pub async fn call_parts(&self, sa: i32, code: u32, parts: &[&[u8]]) -> Result<Bytes, IpcError> {
-        let size = 8 + parts.iter().map(|p| p.len()).sum::<usize>();
-        if size > frame::MAX_TRANSACTION {
-            return Err(IpcError::TooLarge {
-                size,
-                limit: frame::MAX_TRANSACTION,
-            });
-        }
-        self.send_request_parts(sa, code, parts).await
+        self.send_parts(sa, code, parts).await?.reply().await
     }
 
     /// Sends a request without the client-side size check, so that tests can see the daemon
@@ -223,6 +229,37 @@ impl Client {
         code: u32,
         fd: Option<std::os::fd::BorrowedFd<'_>>,
     ) -> Result<Bytes, IpcError> {
+        self.send_request(parts, sa, code, fd).await?.reply().await
+    }
+
+    /// [`Client::call_parts`] in two halves: this one returns once the request is written,
+    /// and the reply is awaited later ([`PendingReply::reply`]). A caller that sends several
+    /// requests before awaiting any keeps the daemon busy instead of waiting for a round
+    /// trip per request; the daemon takes one connection's requests in the order they were
+    /// written.
+    pub async fn send_parts(
+        &self,
+        sa: i32,
+        code: u32,
+        parts: &[&[u8]],
+    ) -> Result<PendingReply, IpcError> {
+        let size = 8 + parts.iter().map(|p| p.len()).sum::<usize>();
+        if size > frame::MAX_TRANSACTION {
+            return Err(IpcError::TooLarge {
+                size,
+                limit: frame::MAX_TRANSACTION,
+            });
+        }
+        self.send_request(parts, sa, code, None).await
+    }
+
+    async fn send_request(
+        &self,
+        parts: &[&[u8]],
+        sa: i32,
+        code: u32,
+        fd: Option<std::os::fd::BorrowedFd<'_>>,
+    ) -> Result<PendingReply, IpcError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         {
@@ -274,10 +311,7 @@ impl Client {
             }
             return Err(IpcError::Disconnected(e.to_string()));
         }
-        match rx.await {
-            Ok(r) => r,
-            Err(_) => Err(IpcError::Disconnected("reader stopped".into())),
-        }
+        Ok(PendingReply(rx))
     }
 
     /// Calls a method with serde arguments and decodes its serde result.

@@ -16,7 +16,7 @@ pub mod frame;
 pub mod server;
 
 pub use caller::{Caller, TokenResolver, TokenType, ToolTokenResolver};
-pub use client::{Client, Subscription};
+pub use client::{Client, PendingReply, Subscription};
 pub use error::{IpcError, RemoteError, code};
 pub use frame::MAX_TRANSACTION;
 pub use server::{ConnHandle, Dispatcher, Server};

@@ -570,18 +570,24 @@ impl Bus<'_> {
 
     /// Sends a message (≤ 4 KiB).
     pub async fn send_message(&self, socket: u64, data: &[u8]) -> Result<(), Error> {
-        self.send_part(socket, DataType::Message, data, false).await
+        let r = self
+            .send_part(socket, DataType::Message, data, false)
+            .await?
+            .reply()
+            .await?;
+        oxh_ipc::decode::<()>(&r).map_err(|e| Error::Decode(e.message))
     }
 
-    /// One [`api::bus::SEND`] call, its [`api::SendArgs`] encoded by hand around `data` so that
-    /// the payload is copied once, into the request frame.
+    /// Writes one [`api::bus::SEND`] request, its [`api::SendArgs`] encoded by hand around
+    /// `data` so that the payload is copied once, into the request frame, and returns without
+    /// waiting for its reply.
     async fn send_part(
         &self,
         socket: u64,
         kind: DataType,
         data: &[u8],
         more: bool,
-    ) -> Result<(), Error> {
+    ) -> Result<oxh_ipc::PendingReply, Error> {
         let mut head = Vec::with_capacity(24);
         put_varint(socket, &mut head);
         // postcard's variant index of the DataType.
@@ -592,24 +598,36 @@ impl Bus<'_> {
         });
         put_varint(data.len() as u64, &mut head);
         let more = [u8::from(more)];
-        let r = self
+        Ok(self
             .dev
             .client
-            .call_parts(SOFTBUS_SA_ID, api::bus::SEND, &[&head, data, &more])
-            .await?;
-        oxh_ipc::decode::<()>(&r).map_err(|e| Error::Decode(e.message))
+            .send_parts(SOFTBUS_SA_ID, api::bus::SEND, &[&head, data, &more])
+            .await?)
     }
 
     /// Sends bytes (≤ 4 MiB), in parts under the IPC transaction limit. Each part is copied
     /// once, into its request frame: the [`api::SendArgs`] around it are encoded by hand.
+    /// All parts are written before any reply is awaited (the daemon takes them in order and
+    /// answers a part that is not the last at once), so a payload costs one round trip to
+    /// the daemon, not one per part.
     pub async fn send_bytes(&self, socket: u64, data: &[u8]) -> Result<(), Error> {
+        if data.len() > MAX_BYTES {
+            return Err(local(
+                401,
+                format!("bytes exceed the {MAX_BYTES}-byte (4 MiB) limit"),
+            ));
+        }
         let n = data.len().div_ceil(IPC_PART).max(1);
+        let mut replies = Vec::with_capacity(n);
         for i in 0..n {
             let part = data
                 .get(i * IPC_PART..((i + 1) * IPC_PART).min(data.len()))
                 .unwrap_or(&[]);
-            self.send_part(socket, DataType::Bytes, part, i + 1 < n)
-                .await?;
+            replies.push(self.send_part(socket, DataType::Bytes, part, i + 1 < n).await?);
+        }
+        for r in replies {
+            let r = r.reply().await?;
+            oxh_ipc::decode::<()>(&r).map_err(|e| Error::Decode(e.message))?;
         }
         Ok(())
     }
