@@ -276,17 +276,37 @@ impl Client {
         let mut all: Vec<&[u8]> = Vec::with_capacity(2 + parts.len());
         all.extend([&sa[..], &code[..]]);
         all.extend_from_slice(parts);
-        let mut bytes = Vec::new();
         let kind = if fd.is_some() {
             Kind::RequestFd
         } else {
             Kind::Request
         };
-        frame::encode_into(&mut bytes, kind, id, &all);
         let write = async {
             let mut w = self.writer.lock().await;
+            let Some(fd) = fd else {
+                // The header and the parts go out in one writev: a bulk part is not copied
+                // into a frame buffer first.
+                let len: usize = all.iter().map(|p| p.len()).sum();
+                let head = frame::header(kind, id, len);
+                let mut slices: Vec<std::io::IoSlice<'_>> = std::iter::once(&head[..])
+                    .chain(all.iter().copied())
+                    .filter(|p| !p.is_empty())
+                    .map(std::io::IoSlice::new)
+                    .collect();
+                let mut rest = &mut slices[..];
+                while !rest.is_empty() {
+                    let n = w.write_vectored(rest).await?;
+                    if n == 0 {
+                        return Err(std::io::ErrorKind::WriteZero.into());
+                    }
+                    std::io::IoSlice::advance_slices(&mut rest, n);
+                }
+                return Ok(());
+            };
+            let mut bytes = Vec::new();
+            frame::encode_into(&mut bytes, kind, id, &all);
             let mut rest = &bytes[..];
-            if let Some(fd) = fd {
+            {
                 use std::os::fd::AsFd;
                 let sock = w.as_ref();
                 loop {

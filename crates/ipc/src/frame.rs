@@ -157,12 +157,20 @@ impl FrameDecoder {
 pub fn encode_into(out: &mut Vec<u8>, kind: Kind, id: u64, parts: &[&[u8]]) {
     let len: usize = parts.iter().map(|p| p.len()).sum();
     out.reserve(HEADER_LEN + len);
-    out.extend_from_slice(&(len as u32).to_le_bytes());
-    out.push(kind as u8);
-    out.extend_from_slice(&id.to_le_bytes());
+    out.extend_from_slice(&header(kind, id, len));
     for p in parts {
         out.extend_from_slice(p);
     }
+}
+
+/// The header of a frame whose body is `len` bytes, for writers that send the body from
+/// where it already is (writev) rather than copying it behind the header.
+pub fn header(kind: Kind, id: u64, len: usize) -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    h[..4].copy_from_slice(&(len as u32).to_le_bytes());
+    h[4] = kind as u8;
+    h[5..].copy_from_slice(&id.to_le_bytes());
+    h
 }
 
 /// One request frame.

@@ -575,4 +575,65 @@ mod tests {
         assert!(matches!(e, IpcError::Disconnected(_)), "{e:?}");
         task.abort();
     }
+
+    /// Appends each call's data to one log and answers with the log's length and the
+    /// data's first byte, so that order and integrity show in the answers.
+    struct Appends(Mutex<Vec<u8>>);
+
+    #[async_trait::async_trait]
+    impl Dispatcher for Appends {
+        async fn dispatch(
+            &self,
+            _conn: ConnHandle,
+            _sa: i32,
+            _code: u32,
+            data: Bytes,
+        ) -> Result<Vec<u8>, RemoteError> {
+            let mut log = self.0.lock().map_err(|_| RemoteError::new(1, "poisoned"))?;
+            log.extend_from_slice(&data);
+            Ok(crate::encode(&(log.len() as u64, data.first().copied())))
+        }
+        fn on_disconnect(&self, _conn: &ConnHandle) {}
+    }
+
+    /// Requests written one after another before any reply is awaited (as the SDK sends a
+    /// payload's parts), large enough to fill the socket buffer mid-writev, reach the SA
+    /// whole and in the order they were written.
+    #[tokio::test]
+    async fn pipelined_requests_arrive_whole_and_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("ipc.sock");
+        let log = Arc::new(Appends(Mutex::new(Vec::new())));
+        let server = Server::bind(
+            &sock,
+            log.clone(),
+            Arc::new(ToolTokenResolver::new(vec![], oxh_kal::current_uid())),
+        )
+        .unwrap();
+        let task = tokio::spawn(server.run());
+        let c = Client::connect(&sock).await.unwrap();
+        let part = |i: u8| vec![i; frame::MAX_TRANSACTION - 64];
+        let mut pending = Vec::new();
+        for i in 0..8u8 {
+            let p = part(i);
+            pending.push(c.send_parts(1, 1, &[&p[..1], &p[1..]]).await.unwrap());
+        }
+        for (i, r) in pending.into_iter().enumerate() {
+            let (len, first): (u64, Option<u8>) = crate::decode(&r.reply().await.unwrap()).unwrap();
+            assert_eq!(len, ((i + 1) * (frame::MAX_TRANSACTION - 64)) as u64);
+            assert_eq!(first, Some(i as u8));
+        }
+        let want: Vec<u8> = (0..8u8).flat_map(part).collect();
+        assert!(
+            *log.0.lock().unwrap() == want,
+            "the log is not the parts in order"
+        );
+        // Over the limit is refused before anything is written.
+        let big = vec![0u8; frame::MAX_TRANSACTION];
+        assert!(matches!(
+            c.send_parts(1, 1, &[&big]).await,
+            Err(IpcError::TooLarge { .. })
+        ));
+        task.abort();
+    }
 }

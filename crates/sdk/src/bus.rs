@@ -623,7 +623,10 @@ impl Bus<'_> {
             let part = data
                 .get(i * IPC_PART..((i + 1) * IPC_PART).min(data.len()))
                 .unwrap_or(&[]);
-            replies.push(self.send_part(socket, DataType::Bytes, part, i + 1 < n).await?);
+            replies.push(
+                self.send_part(socket, DataType::Bytes, part, i + 1 < n)
+                    .await?,
+            );
         }
         for r in replies {
             let r = r.reply().await?;

@@ -296,8 +296,14 @@ async fn read_socket_frame<R: tokio::io::AsyncRead + Unpin>(
         if 1 + used + n != len || n > max {
             return Err(WireError::Decode("bad blob length".into()));
         }
-        let mut data = vec![0u8; n];
-        AsyncReadExt::read_exact(r, &mut data).await?;
+        // Read into spare capacity: zeroing a 4 MiB buffer first cost as much as a copy.
+        let mut data = Vec::with_capacity(n);
+        let mut blob = AsyncReadExt::take(&mut *r, n as u64);
+        while data.len() < n {
+            if AsyncReadExt::read_buf(&mut blob, &mut data).await? == 0 {
+                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+            }
+        }
         return Ok(Some(match tag {
             MESSAGE_TAG => Frame::Message(data),
             BYTES_TAG => Frame::Bytes(data),
