@@ -598,11 +598,10 @@ impl Bus<'_> {
         });
         put_varint(data.len() as u64, &mut head);
         let more = [u8::from(more)];
-        Ok(self
-            .dev
+        self.dev
             .client
             .send_parts(SOFTBUS_SA_ID, api::bus::SEND, &[&head, data, &more])
-            .await?)
+            .await
     }
 
     /// Sends bytes (≤ 4 MiB), in parts under the IPC transaction limit. Each part is copied
