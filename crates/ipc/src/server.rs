@@ -80,29 +80,42 @@ struct OutQ {
 impl Outbox {
     /// Queues or writes a frame; false once the connection is closed.
     fn send(&self, frame: &[u8], is_event: bool) -> bool {
+        self.send_vectored(&[frame], is_event)
+    }
+
+    /// Queues or writes a frame given in pieces (header, then body parts): when nothing is
+    /// queued they go out in one writev, so a bulk body is not copied into a frame first;
+    /// only what the socket does not take is copied into the queue.
+    fn send_vectored(&self, pieces: &[&[u8]], is_event: bool) -> bool {
         let Ok(mut q) = self.q.lock() else {
             return false;
         };
         if q.closed || q.close_after_flush {
             return false;
         }
-        if is_event && q.buf.len() + frame.len() > MAX_PENDING_EVENT_BYTES {
+        let len: usize = pieces.iter().map(|p| p.len()).sum();
+        if is_event && q.buf.len() + len > MAX_PENDING_EVENT_BYTES {
             return false;
         }
+        let mut written = 0;
         if q.buf.is_empty() {
-            match self.wr.try_write(frame) {
-                Ok(n) if n == frame.len() => return true,
-                Ok(n) => q.buf.extend_from_slice(&frame[n..]),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    q.buf.extend_from_slice(frame)
-                }
+            let slices: Vec<std::io::IoSlice<'_>> =
+                pieces.iter().map(|p| std::io::IoSlice::new(p)).collect();
+            match self.wr.try_write_vectored(&slices) {
+                Ok(n) if n == len => return true,
+                Ok(n) => written = n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(_) => {
                     q.closed = true;
                     return false;
                 }
             }
-        } else {
-            q.buf.extend_from_slice(frame);
+        }
+        // Queue the rest, skipping what the socket took.
+        for p in pieces {
+            let skip = written.min(p.len());
+            written -= skip;
+            q.buf.extend_from_slice(&p[skip..]);
         }
         drop(q);
         self.notify.notify_one();
@@ -213,18 +226,25 @@ impl ConnHandle {
         self.push_event_parts_wait(sub, &[data]).await
     }
     /// [`ConnHandle::push_event_wait`] of an event whose data is the concatenation of
-    /// `parts`: the frame is built with one copy of each part (bulk data need not be
-    /// assembled first).
+    /// `parts`: header and parts go to the socket in one writev (bulk data is neither
+    /// assembled nor copied into a frame, unless the socket is full and it must be queued).
     pub async fn push_event_parts_wait(&self, sub: u64, parts: &[&[u8]]) -> bool {
-        let mut frame = Vec::new();
-        frame::encode_into(&mut frame, Kind::Event, sub, parts);
         match &self.sink {
-            Sink::Channel(tx) => tx.send(frame).is_ok(),
+            Sink::Channel(tx) => {
+                let mut frame = Vec::new();
+                frame::encode_into(&mut frame, Kind::Event, sub, parts);
+                tx.send(frame).is_ok()
+            }
             Sink::Socket(o) => loop {
+                let len = parts.iter().map(|p| p.len()).sum();
+                let head = frame::header(Kind::Event, sub, len);
+                let mut pieces = Vec::with_capacity(1 + parts.len());
+                pieces.push(&head[..]);
+                pieces.extend_from_slice(parts);
                 let room = o.room.notified();
                 tokio::pin!(room);
                 room.as_mut().enable();
-                if o.send(&frame, true) {
+                if o.send_vectored(&pieces, true) {
                     return true;
                 }
                 if o.is_closed() {
