@@ -187,6 +187,79 @@ fn file_limits(dir: &std::path::Path, mb: u64) -> (f64, f64, f64) {
     (direct, cached, sum)
 }
 
+/// The floor of any design in which an app's message passes through its device's daemon
+/// (OpenHarmony's, and ours): 64 B round trips over the same six hops (app → daemon over a
+/// Unix socket, daemon → daemon over UDP loopback, daemon → app, and back), with blocking
+/// reads and writes and nothing else: no crypto, no framing, no runtime. Threads stand in
+/// for the four processes, which makes it a lower bound (a thread switch skips the
+/// address-space switch). A 1-byte message ends it.
+fn relay_floor(rounds: usize) -> Vec<Duration> {
+    use std::io::{Read, Write};
+    use std::net::UdpSocket;
+    use std::os::unix::net::UnixStream;
+    let (mut app_a, mut dev_a) = UnixStream::pair().expect("uds a");
+    let (mut app_b, mut dev_b) = UnixStream::pair().expect("uds b");
+    let ua = UdpSocket::bind("127.0.0.1:0").expect("udp a");
+    let ub = UdpSocket::bind("127.0.0.1:0").expect("udp b");
+    ua.connect(ub.local_addr().expect("addr b"))
+        .expect("connect a");
+    ub.connect(ua.local_addr().expect("addr a"))
+        .expect("connect b");
+    // Daemon A: app's message out over UDP, the answer back to the app.
+    let da = std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        loop {
+            let n = dev_a.read(&mut buf).expect("a read app");
+            ua.send(&buf[..n]).expect("a send");
+            if n == 1 {
+                return;
+            }
+            let n = ua.recv(&mut buf).expect("a recv");
+            dev_a.write_all(&buf[..n]).expect("a write app");
+        }
+    });
+    // Daemon B: a datagram to its app, the app's answer back over UDP.
+    let db = std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        loop {
+            let n = ub.recv(&mut buf).expect("b recv");
+            dev_b.write_all(&buf[..n]).expect("b write app");
+            if n == 1 {
+                return;
+            }
+            let n = dev_b.read(&mut buf).expect("b read app");
+            ub.send(&buf[..n]).expect("b send");
+        }
+    });
+    // App B echoes.
+    let echo = std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        loop {
+            let n = app_b.read(&mut buf).expect("echo read");
+            if n <= 1 {
+                return;
+            }
+            app_b.write_all(&buf[..n]).expect("echo write");
+        }
+    });
+    let msg = [7u8; 64];
+    let mut buf = [0u8; 64];
+    let mut lat = Vec::with_capacity(rounds);
+    for i in 0..rounds + rounds / 10 {
+        let t = Instant::now();
+        app_a.write_all(&msg).expect("app write");
+        app_a.read_exact(&mut buf).expect("app read");
+        if i >= rounds / 10 {
+            lat.push(t.elapsed());
+        }
+    }
+    app_a.write_all(&[0]).expect("stop");
+    for t in [da, db, echo] {
+        t.join().expect("relay thread");
+    }
+    lat
+}
+
 /// Round trips of 64 B messages between two quinn endpoints in this process (one connection,
 /// one stream, echoed by the server): QUIC's own share of a message round trip.
 async fn raw_quinn_rtt(rounds: usize) -> Vec<Duration> {
@@ -402,8 +475,10 @@ fn main() {
     let mut raw1 = Vec::new();
     let mut raw4 = Vec::new();
     let mut raw_rtt = Vec::new();
+    let mut floor_rtt = Vec::new();
     if wanted("rtt") {
         raw_rtt = rt.block_on(raw_quinn_rtt(rounds));
+        floor_rtt = relay_floor(rounds);
     }
     if wanted("raw") {
         for _ in 0..3 {
@@ -605,11 +680,12 @@ fn main() {
             bps / 8e6,
             bps / 1e9
         ),
-        None => {
+        None if ["raw", "bytes", "file"].iter().any(|p| wanted(p)) => {
             println!(
                 "iperf3 TCP loopback            (iperf3 missing or failed: apt-get install iperf3)"
             )
         }
+        None => {}
     }
     if !raw1.is_empty() {
         let knobs = raw_transport().1;
@@ -683,6 +759,14 @@ fn main() {
         let (p50, p99) = (pct(&mut raw_rtt, 0.5), pct(&mut raw_rtt, 0.99));
         println!(
             "raw quinn RTT 64 B (1 process) p50 {:7.1} us  p99 {:7.1} us",
+            p50.as_secs_f64() * 1e6,
+            p99.as_secs_f64() * 1e6
+        );
+    }
+    if !floor_rtt.is_empty() {
+        let (p50, p99) = (pct(&mut floor_rtt, 0.5), pct(&mut floor_rtt, 0.99));
+        println!(
+            "6 bare hops app-daemon-daemon-app p50 {:7.1} us  p99 {:7.1} us  (floor: blocking UDS/UDP relay, no crypto)",
             p50.as_secs_f64() * 1e6,
             p99.as_secs_f64() * 1e6
         );

@@ -123,6 +123,42 @@ async fn pin_binding_makes_both_sides_trusted_and_online() {
     assert!(e.contains("11600101"), "{e}");
 }
 
+/// The target keeps the trust before it sends its final binding message: killed the moment
+/// the initiator reports success, it still trusts the initiator after a restart (it used to
+/// store it a few milliseconds later, and a kill in between left a one-sided binding that
+/// never came online). Twenty rounds, since the window was small: without the fix, about
+/// one round in ten lost it.
+#[tokio::test]
+async fn a_target_killed_right_after_binding_still_trusts_the_initiator() {
+    let a = TestDevice::start();
+    let da = a.sdk().await;
+    for round in 0..20 {
+        let mut b = TestDevice::start();
+        let pin = b
+            .sdk()
+            .await
+            .device_manager()
+            .issue_pin()
+            .await
+            .unwrap()
+            .pin;
+        da.device_manager()
+            .bind(&b.ready_field("bus"), &pin)
+            .await
+            .unwrap();
+        b.kill9();
+        b.restart();
+        let list: serde_json::Value =
+            serde_json::from_str(&b.oxh_ok(&["device", "list", "--json"])).unwrap();
+        assert_eq!(
+            list.as_array().map(|l| l.len()),
+            Some(1),
+            "round {round}: the target lost the binding: {list}"
+        );
+        assert_eq!(list[0]["udid"], a.ready_field("udid"), "round {round}");
+    }
+}
+
 #[tokio::test]
 async fn wrong_pin_fails_clearly_and_three_failures_lock_binding_out() {
     let a = TestDevice::start();

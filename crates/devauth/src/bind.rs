@@ -31,7 +31,9 @@
 //! of an unknown version ends the session with an error; nothing but the exact flow above ends
 //! in success.
 //!
-//! The target is bound once it sends `Accept`; should that frame be lost, the initiator fails
+//! The target is bound once it sends `Accept` (the soft bus stores the trust before it sends
+//! it, so an initiator that heard `Accept` may count on the target keeping it, even across an
+//! immediate restart); should that frame be lost, the initiator fails
 //! (timeout) while the target already trusts it. The user sees the failure and binds again,
 //! which replaces the entry ([`crate::TrustStore::add`] replaces by udid).
 //!

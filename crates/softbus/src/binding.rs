@@ -181,13 +181,20 @@ pub async fn initiate(
 
 /// Serves one incoming binding connection against this device's PIN.
 /// Returns `Ok(None)` when the peer only probed.
+///
+/// `keep` stores the new trusted device. It runs before `Accept` is sent: the initiator
+/// reports success as soon as `Accept` arrives, and its user may restart or power off this
+/// device right then, so the trust must already be on disk here. When it fails, no `Accept`
+/// goes out and binding fails on both sides.
 pub async fn respond(
     incoming: BindIncoming,
     me: LocalDevice,
     pins: Arc<Mutex<PinManager>>,
     epoch: Instant,
     probe_info: &ProbeInfo,
+    keep: impl FnOnce(&BoundPeer) -> Result<(), String>,
 ) -> Result<Option<BoundPeer>, BindFailure> {
+    let mut keep = Some(keep);
     let conn = incoming.conn;
     let result = async {
         let chan = Channel {
@@ -232,6 +239,13 @@ pub async fn respond(
                     None => continue,
                 },
             };
+            if let Progress::Bound(p) = &step.progress
+                && let Some(keep) = keep.take()
+            {
+                keep(p).map_err(|e| {
+                    BindFailure::Transport(format!("cannot store the trusted device: {e}"))
+                })?;
+            }
             if let Some(p) = apply(step, &mut send).await? {
                 return Ok(Some(p));
             }

@@ -512,29 +512,28 @@ impl Softbus {
     }
 
     async fn respond_bind(self: Arc<Self>, inc: crate::transport::BindIncoming) {
+        let keep = |peer: &oxh_devauth::BoundPeer| {
+            self.trust
+                .add(&peer.to_trusted(now_secs()))
+                .map_err(|e| e.to_string())
+        };
         match binding::respond(
             inc,
             self.me.clone(),
             self.pins.clone(),
             self.epoch,
             &self.probe_info,
+            keep,
         )
         .await
         {
             Ok(None) => tracing::debug!(tag = "devicemanager", "answered a probe"),
             Ok(Some(peer)) => {
-                let t = peer.to_trusted(now_secs());
                 tracing::info!(
                     tag = "devicemanager",
-                    public_name = t.name.as_str(),
+                    public_name = peer.to_trusted(now_secs()).name.as_str(),
                     "bound with a device (target side)"
                 );
-                if let Err(e) = self.trust.add(&t) {
-                    tracing::error!(
-                        tag = "devicemanager",
-                        "cannot store the trusted device: {e}"
-                    );
-                }
             }
             Err(e) => {
                 tracing::warn!(tag = "devicemanager", "binding attempt failed: {e}");
@@ -844,7 +843,6 @@ impl Softbus {
         fd: std::os::fd::OwnedFd,
     ) -> Result<crate::api::FileFdSent, RemoteError> {
         use crate::proto::{FileHasher, FileOp, MAX_FILE_CHUNK};
-        use std::os::unix::fs::FileExt;
         let file = std::fs::File::from(fd);
         if !file.metadata().is_ok_and(|m| m.is_file()) {
             return Err(err(401, "SendFile needs a regular file"));
@@ -884,8 +882,7 @@ impl Softbus {
             let mut at = sent;
             while at < upto {
                 let n = (upto - at).min(MAX_FILE_CHUNK as u64) as usize;
-                let mut buf = vec![0u8; n];
-                file.read_exact_at(&mut buf, at)?;
+                let buf = oxh_kal::read_exact_at(&file, n, at)?;
                 hash.update(&buf);
                 at += n as u64;
                 if tx.blocking_send(buf).is_err() {
@@ -980,15 +977,16 @@ impl Softbus {
             None => (oxh_kal::direct::SeqWriter::new(file, 0), FileHasher::new()),
         };
         let got = writer.position();
+        let mut hash = hash;
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+        // The writing thread only copies and writes (direct writes block for the device);
+        // the hash is taken here, as each piece arrives and is still in cache.
         let writer = tokio::task::spawn_blocking(move || {
-            let (mut writer, mut hash) = (writer, hash);
+            let mut writer = writer;
             while let Some(d) = rx.blocking_recv() {
-                // Hash first: the data is in cache now, and a failed write ends the file anyway.
-                hash.update(&d);
                 writer.write(&d)?;
             }
-            Ok::<_, std::io::Error>((hash, writer))
+            Ok::<_, std::io::Error>(writer)
         });
         let mut received = got;
         let mut write_failed = false;
@@ -999,6 +997,7 @@ impl Softbus {
             match self.sessions.recv_file(socket, owner).await {
                 Ok(FilePiece::Data(d)) => {
                     received += d.len() as u64;
+                    hash.update(&d);
                     if !write_failed && tx.send(d).await.is_err() {
                         // The writer failed; keep draining the file, its error comes at the end.
                         write_failed = true;
@@ -1013,7 +1012,7 @@ impl Softbus {
         let written = writer.await;
         match outcome {
             None => match written {
-                Ok(Ok((hash, writer))) => {
+                Ok(Ok(writer)) => {
                     let st = FdRecv { writer, hash };
                     self.fd_recvs
                         .lock()
@@ -1029,7 +1028,7 @@ impl Softbus {
             Some(Ok(FilePiece::Broken { reason })) => Ok(FileFdReceived::Broken { reason }),
             Some(Ok(FilePiece::End { checksum, seq })) => {
                 let synced = match written {
-                    Ok(Ok((hash, writer))) => tokio::task::spawn_blocking(move || {
+                    Ok(Ok(writer)) => tokio::task::spawn_blocking(move || {
                         writer.finish()?.sync_all().map(|_| hash.finish())
                     })
                     .await
