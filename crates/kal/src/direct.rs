@@ -60,6 +60,11 @@ impl SeqWriter {
         }
     }
 
+    /// The file being written.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
     /// Whether writes currently bypass the page cache.
     pub fn is_direct(&self) -> bool {
         self.direct

@@ -971,10 +971,18 @@ impl Softbus {
         let lock_err = || err(ERR_DM_FAILED, "poisoned");
         let state = self.fd_recvs.lock().map_err(|_| lock_err())?.remove(&key);
         // The first step's descriptor is the one written through; later steps pass the same
-        // temp file again, and the writer keeps what it gathered between them.
+        // temp file again, and the writer keeps what it gathered between them. A state left
+        // from a file whose steps stopped early belongs to another file: never write into it.
+        let same_file = |w: &oxh_kal::direct::SeqWriter| {
+            use std::os::unix::fs::MetadataExt;
+            match (w.file().metadata(), file.metadata()) {
+                (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+                _ => false,
+            }
+        };
         let (writer, hash) = match state {
-            Some(FdRecv { writer, hash }) => (writer, hash),
-            None => (oxh_kal::direct::SeqWriter::new(file, 0), FileHasher::new()),
+            Some(FdRecv { writer, hash }) if same_file(&writer) => (writer, hash),
+            _ => (oxh_kal::direct::SeqWriter::new(file, 0), FileHasher::new()),
         };
         let got = writer.position();
         let mut hash = hash;
