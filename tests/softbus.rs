@@ -213,6 +213,59 @@ async fn an_expired_pin_is_refused_and_a_fresh_one_binds() {
     assert!(out.contains("bound with"), "{out}");
 }
 
+/// Two tasks sending multi-part bytes on one connection and socket at once: every payload
+/// arrives whole, none made of the other's parts (the daemon joins a socket's parts in the
+/// order they arrive, so the SDK writes a payload's parts back to back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_sent_by_two_tasks_at_once_arrive_whole() {
+    let (a, b) = online_pair().await;
+    let OpenSocket {
+        sa,
+        sock,
+        mut listener,
+        ..
+    } = open_socket(&a, &b, "chat", DataType::Bytes).await;
+    // Five IPC parts each; enough of them that the socket to the daemon fills and a
+    // writer has to wait between parts.
+    const LEN: usize = oxh_sdk::bus::MAX_BYTES;
+    const EACH: usize = 12;
+    let tasks: Vec<_> = [1u8, 2]
+        .into_iter()
+        .map(|fill| {
+            let sa = sa.clone();
+            tokio::spawn(async move {
+                let payload = vec![fill; LEN];
+                for _ in 0..EACH {
+                    sa.bus().send_bytes(sock, &payload).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut got = [0, 0];
+    for _ in 0..2 * EACH {
+        let ev = tokio::time::timeout(Duration::from_secs(30), listener.next())
+            .await
+            .expect("a payload within 30 s")
+            .expect("listener open");
+        match ev {
+            SocketEvent::Bytes { data, .. } => {
+                assert_eq!(data.len(), LEN);
+                let fill = data[0];
+                assert!(
+                    data.iter().all(|&x| x == fill),
+                    "a payload mixed the parts of two sends"
+                );
+                got[usize::from(fill - 1)] += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(got, [EACH, EACH]);
+}
+
 #[tokio::test]
 async fn messages_and_bytes_between_devices_with_limits() {
     let (a, b) = online_pair().await;

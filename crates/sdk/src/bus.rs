@@ -618,6 +618,7 @@ impl Bus<'_> {
         }
         let n = data.len().div_ceil(IPC_PART).max(1);
         let mut replies = Vec::with_capacity(n);
+        let writing = self.dev.bytes_send.lock().await;
         for i in 0..n {
             let part = data
                 .get(i * IPC_PART..((i + 1) * IPC_PART).min(data.len()))
@@ -627,6 +628,7 @@ impl Bus<'_> {
                     .await?,
             );
         }
+        drop(writing);
         for r in replies {
             let r = r.reply().await?;
             oxh_ipc::decode::<()>(&r).map_err(|e| Error::Decode(e.message))?;

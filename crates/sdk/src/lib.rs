@@ -40,6 +40,10 @@ pub fn resolve_data_dir(explicit: Option<&Path>) -> PathBuf {
 pub struct Device {
     client: Client,
     data_dir: PathBuf,
+    /// Held while a bytes payload's parts are written, so that tasks sending bytes at once
+    /// on this connection cannot interleave their parts (the daemon joins a socket's parts
+    /// in the order they arrive).
+    bytes_send: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Device {
@@ -48,7 +52,11 @@ impl Device {
         let data_dir = data_dir.as_ref().to_path_buf();
         let socket = oxh_kal::DeviceDirs::new(&data_dir).socket_path();
         let client = Client::connect(&socket).await?;
-        Ok(Self { client, data_dir })
+        Ok(Self {
+            client,
+            data_dir,
+            bytes_send: Default::default(),
+        })
     }
 
     /// Connects to the device chosen by `OXH_DATA_DIR`, or the default one.
