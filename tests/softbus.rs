@@ -621,6 +621,11 @@ async fn send_and_check(
             "{line}"
         );
         assert_eq!(sha256(&out.join(&name)), want, "{name} on disk");
+        assert_eq!(
+            oxh_sdk::bus::checksum_file(&out.join(&name)).unwrap(),
+            sum,
+            "the SDK's checksum_file agrees with XXH3-128"
+        );
     }
     let mut names: Vec<String> = files
         .iter()

@@ -188,7 +188,10 @@ impl Client {
         code: u32,
         data: &[u8],
     ) -> Result<Bytes, IpcError> {
-        self.send_request_parts(sa, code, &[data]).await
+        self.send_request(&[data], sa, code, None)
+            .await?
+            .reply()
+            .await
     }
 
     /// Calls a method with serde arguments and a file descriptor for the daemon to use (a
@@ -209,27 +212,12 @@ impl Client {
                 limit: frame::MAX_TRANSACTION,
             });
         }
-        let bytes = self.request(&[&data], sa, code, Some(fd)).await?;
+        let bytes = self
+            .send_request(&[&data], sa, code, Some(fd))
+            .await?
+            .reply()
+            .await?;
         postcard::from_bytes(&bytes).map_err(|e| IpcError::Decode(e.to_string()))
-    }
-
-    async fn send_request_parts(
-        &self,
-        sa: i32,
-        code: u32,
-        parts: &[&[u8]],
-    ) -> Result<Bytes, IpcError> {
-        self.request(parts, sa, code, None).await
-    }
-
-    async fn request(
-        &self,
-        parts: &[&[u8]],
-        sa: i32,
-        code: u32,
-        fd: Option<std::os::fd::BorrowedFd<'_>>,
-    ) -> Result<Bytes, IpcError> {
-        self.send_request(parts, sa, code, fd).await?.reply().await
     }
 
     /// [`Client::call_parts`] in two halves: this one returns once the request is written,

@@ -6,8 +6,8 @@
 //! them itself (the contents do not cross IPC). On the receiving side
 //! [`SocketEvents::save_files_into`] creates each incoming file here under a temp name and
 //! passes its descriptor to the daemon, which writes, hashes and syncs it; this side renames
-//! it to its final name only once it is complete and its checksum (XXH3-128) matches the sender's, and
-//! removes the temp file otherwise.
+//! it to its final name only once it is complete and its checksum (XXH3-128) matches the
+//! sender's, and removes the temp file otherwise.
 
 use crate::{Device, Error};
 use oxh_ipc::{Client, RemoteError, Subscription};

@@ -531,7 +531,7 @@ impl Softbus {
             Ok(Some(peer)) => {
                 tracing::info!(
                     tag = "devicemanager",
-                    public_name = peer.to_trusted(now_secs()).name.as_str(),
+                    public_name = peer.record.name.as_str(),
                     "bound with a device (target side)"
                 );
             }
