@@ -34,6 +34,8 @@ pub struct DaemonConfig {
     pub pin_validity: std::time::Duration,
     /// hdc's TCP port: stored as `persist.hdc.port` when given (0: any free port).
     pub hdc_port: Option<u16>,
+    /// The address hdc listens on.
+    pub hdc_listen: std::net::IpAddr,
     /// hdc's shell user: stored as `persist.hdc.shell_user` when given.
     pub hdc_shell_user: Option<String>,
     /// `Some(false)`: a release device (`const.debuggable=0`).
@@ -391,7 +393,8 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
     Ok(())
 }
 
-/// Starts hdc's device side on the port in `persist.hdc.port` (default 8711, all interfaces);
+/// Starts hdc's device side on the port in `persist.hdc.port` (default 8711) of
+/// `cfg.hdc_listen` (default: all interfaces);
 /// a port in use is logged and hdc stays off, the rest of the device runs.
 async fn start_hdc(
     cfg: &DaemonConfig,
@@ -445,7 +448,7 @@ async fn start_hdc(
         shell_user,
         shell_tmp,
     };
-    match oxh_hdc::device::start(dc, SocketAddr::from(([0, 0, 0, 0], port))).await {
+    match oxh_hdc::device::start(dc, SocketAddr::new(cfg.hdc_listen, port)).await {
         Ok(h) => Some(h),
         Err(e) => {
             tracing::warn!(tag = "oxhd", "hdc off: cannot listen on port {port}: {e}");

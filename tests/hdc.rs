@@ -979,3 +979,267 @@ fn discover_lists_devices_that_advertise_an_hdc_port_and_tconn_reaches_them() {
     assert!(h.ok(&["tconn", &addr]).contains("Connect OK"));
     assert_eq!(h.ok(&["-t", &addr, "shell", "echo found"]).trim(), "found");
 }
+
+// ---- hardening: who may reach a host server and a device ----
+
+const RAW_HELLO_ENV: &str = "OXH_HDC_RAW_HELLO";
+const RAW_HELLO_RESULT: &str = "OXH-HDC-RAW-HELLO ";
+
+/// Child entry (does nothing unless [`RAW_HELLO_ENV`] names a port): greets the host server on
+/// that port as a client that skips the client's own check of who runs the server, as a
+/// hostile client would, and prints whether the server let it in.
+#[test]
+fn child_raw_hello_entry() {
+    let Ok(port) = std::env::var(RAW_HELLO_ENV) else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let verdict = rt.block_on(async {
+        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port.parse().expect("port")))
+            .await
+            .expect("connect");
+        let me = oxh_hdc::proto::Hello {
+            version: oxh_hdc::proto::VERSION,
+            name: "stranger".into(),
+            refused: String::new(),
+        };
+        match oxh_hdc::session::hello(&mut tcp, &me).await {
+            Ok(_) => serde_json::json!({"accepted": true}),
+            Err(e) => serde_json::json!({"accepted": false, "why": e.to_string()}),
+        }
+    });
+    println!("{RAW_HELLO_RESULT}{verdict}");
+}
+
+/// `oxh hdc ARGS` as `nobody`, with a HOME of its own and the given server port.
+fn as_nobody(home: &Path, port: u16, args: &[&str]) -> Output {
+    Command::new("runuser")
+        .args(["-u", "nobody", "--", "env"])
+        .arg(format!("HOME={}", home.display()))
+        .arg(format!("OHOS_HDC_SERVER_PORT={port}"))
+        .arg(oxh_bin())
+        .arg("hdc")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("runuser")
+}
+
+/// A HOME that `nobody` may write.
+fn nobody_home() -> tempfile::TempDir {
+    let t = tempfile::tempdir().expect("home");
+    std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    t
+}
+
+/// Finding: any local user got root through root's host server (`hdc smode`, then a shell as
+/// root). Now the server refuses other users before any command, the client refuses another
+/// user's server, and nothing changes on the device.
+#[test]
+fn another_local_user_cannot_use_roots_host_server() {
+    if !can_run_as_nobody("another_local_user_cannot_use_roots_host_server") {
+        return;
+    }
+    let (h, d, addr) = connected();
+    // Root's own forward, which a stranger must not ride either.
+    let (dev_port, _echo) = echo_server();
+    let local = free_port();
+    h.ok(&["fport", &format!("tcp:{local}"), &format!("tcp:{dev_port}")]);
+    echo_through(local, 1).expect("root's forward works");
+
+    let home = nobody_home();
+    let marker = format!("/root/oxh-hdc-stranger-{}", std::process::id());
+    for args in [
+        vec!["smode"],
+        vec!["shell", &format!("id; touch {marker}")],
+        vec!["list", "targets"],
+    ] {
+        let o = as_nobody(home.path(), h.port, &args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{args:?} as nobody succeeded: {err}");
+        assert!(
+            err.contains("belongs to uid 0, not to you"),
+            "{args:?}: {err}"
+        );
+        assert!(
+            !String::from_utf8_lossy(&o.stdout).contains("uid="),
+            "{args:?}"
+        );
+    }
+    assert!(!Path::new(&marker).exists(), "the stranger's shell ran");
+    assert_ne!(
+        d.oxh_ok(&["param", "get", "persist.hdc.root"]).trim(),
+        "1",
+        "smode went through"
+    );
+    // A client that skips its own check is refused by the server itself.
+    let v = run_test_child(
+        Some("nobody"),
+        RAW_HELLO_ENV,
+        &h.port.to_string(),
+        "hdc::child_raw_hello_entry",
+        RAW_HELLO_RESULT,
+    );
+    assert_eq!(v[0]["accepted"], false, "{v:?}");
+    let why = v[0]["why"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("serves only its own user") && why.contains("not uid 65534"),
+        "{why}"
+    );
+    // A forwarded port answers root and closes on the stranger without a byte.
+    let o = Command::new("runuser")
+        .args(["-u", "nobody", "--", "bash", "-c"])
+        .arg(format!(
+            "exec 3<>/dev/tcp/127.0.0.1/{local} && echo hello >&3 && timeout 5 cat <&3"
+        ))
+        .output()
+        .expect("runuser bash");
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("hello"),
+        "the stranger's bytes came back through root's forward"
+    );
+    echo_through(local, 2).expect("root's forward still works");
+    // The device's bypass is for its own user: a stranger's own server is not let in.
+    let port = free_port();
+    let o = as_nobody(home.path(), port, &["tconn", &addr]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("unauthorized"), "{err}");
+    let _ = as_nobody(home.path(), port, &["kill"]);
+    // Root's own use is untouched.
+    assert_eq!(h.ok(&["shell", "echo still"]).trim(), "still");
+}
+
+/// Finding: devices with `persist.hdc.auth_bypass=1` (as `oxh sim` makes them) gave a root
+/// shell to the LAN. Now the bypass holds only on loopback: a host in another network
+/// namespace is sent through authorisation and refused.
+#[test]
+fn auth_bypass_does_not_reach_the_lan() {
+    use oxh_testkit::{Netns, skip_reason};
+    if let Some(why) = skip_reason() {
+        eprintln!("SKIPPED auth_bypass_does_not_reach_the_lan: {why}");
+        return;
+    }
+    let mut netns = Netns::new("oxhhd");
+    let hosts = match (0..2).map(|_| netns.add()).collect::<Result<Vec<_>, _>>() {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("SKIPPED: cannot make network namespaces: {e}");
+            return;
+        }
+    };
+    if let Err(e) = netns.bridge(&hosts, "10.79.0") {
+        eprintln!("SKIPPED: cannot make a bridge between namespaces: {e}");
+        return;
+    }
+    // Declared after `netns`: stopped before the namespaces go.
+    let dev = NsDevice::start(
+        &hosts[0],
+        "lan-dev",
+        &["--hdc-port", "0", "--discovery", "off"],
+    )
+    .expect("device in its namespace");
+    dev.oxh_ok(&["param", "set", "persist.hdc.auth_bypass", "1"]);
+    let port = dev
+        .ready_field("hdc")
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_string();
+    let target = format!("10.79.0.1:{port}");
+    let home = tempfile::tempdir().expect("home");
+    let server_port = free_port().to_string();
+    let neighbour = |args: &[&str]| -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &hosts[1], oxh_bin(), "hdc"])
+            .args(args)
+            .env("HOME", home.path())
+            .env("OHOS_HDC_SERVER_PORT", &server_port)
+            .stdin(Stdio::null())
+            .output()
+            .expect("hdc in the neighbour's namespace")
+    };
+    let o = neighbour(&["tconn", &target]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "the LAN got in: {err}");
+    assert!(err.contains("unauthorized"), "{err}");
+    let o = neighbour(&["-t", &target, "shell", "id"]);
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("uid="),
+        "a shell ran for the LAN"
+    );
+    let _ = neighbour(&["kill"]);
+}
+
+/// Finding: as another user, `oxh hdc allow --always` failed with a raw "Permission denied
+/// (os error 13)" on a temp file, `--list` said "no host is waiting" when it could not read
+/// the list, and `bm install -p` of an unreadable file said "does not exist". Each now says
+/// what it is: OpenHarmony's 201 for the device owner's lists, "permission denied" for a file.
+#[test]
+fn a_stranger_is_told_permission_denied() {
+    if !can_run_as_nobody("a_stranger_is_told_permission_denied") {
+        return;
+    }
+    let d = TestDevice::start_with(&["--hdc-port", "0"]);
+    // Other users may reach the socket (as on a real device), not the state.
+    std::fs::set_permissions(d.data_dir(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let h = Host::new();
+    assert!(
+        h.err(&["tconn", &d.ready_field("hdc")])
+            .contains("unauthorized")
+    );
+    let pending = d.oxh_ok(&["hdc", "allow", "--list"]);
+    let fp = pending
+        .split_whitespace()
+        .next()
+        .expect("a pending host")
+        .to_string();
+    let nobody = |args: &[&str]| -> Output {
+        Command::new("runuser")
+            .args(["-u", "nobody", "--", oxh_bin(), "--data-dir"])
+            .arg(d.data_dir())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("runuser")
+    };
+    for args in [
+        vec!["hdc", "allow", "--always", fp.as_str()],
+        vec!["hdc", "allow", fp.as_str()],
+        vec!["hdc", "allow", "--list"],
+    ] {
+        let o = nobody(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{args:?}: {err}");
+        assert!(
+            err.contains("error 201: permission denied"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains(".tmp"), "{args:?}: {err}");
+        assert!(
+            !String::from_utf8_lossy(&o.stdout).contains("no host is waiting"),
+            "{args:?}"
+        );
+    }
+    // Nothing changed: the host is still waiting and still refused.
+    assert!(d.oxh_ok(&["hdc", "allow", "--list"]).contains(&fp));
+    assert!(
+        h.err(&["tconn", &d.ready_field("hdc")])
+            .contains("unauthorized")
+    );
+
+    let private = tempfile::tempdir().unwrap(); // 0700, root's
+    let hap = private.path().join("secret.hap");
+    std::fs::write(&hap, b"PK").unwrap();
+    let o = nobody(&["bm", "install", "-p", &hap.to_string_lossy()]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!o.status.success(), "{out}");
+    assert!(out.contains("permission denied"), "{out}");
+    assert!(!out.contains("does not exist"), "{out}");
+    // A path that really is missing still says so.
+    let o = nobody(&["bm", "install", "-p", "/nonexistent/x.hap"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("does not exist"));
+}

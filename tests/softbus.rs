@@ -449,6 +449,20 @@ fn sim_starts_a_bound_super_device() {
         );
         assert!(base.path().join(d).join("device/trust.db").exists());
     }
+    // Its devices let this user's hdc in without authorisation, so they listen on loopback
+    // alone (a LAN neighbour must not reach them), and the dev root key every device trusts
+    // is its owner's secret.
+    let hdc_lines: Vec<&str> = text.lines().filter(|l| l.starts_with("hdc ")).collect();
+    assert_eq!(hdc_lines.len(), 3, "{text}");
+    for l in hdc_lines {
+        assert!(l.contains("(hdc tconn 127.0.0.1:"), "{l}");
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let key_mode = std::fs::metadata(base.path().join("devroot/root.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(key_mode & 0o777, 0o600, "devroot/root.key");
     // The devices were stopped on exit.
     let sock = base.path().join("dev1/run/oxhd.sock");
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -91,11 +91,24 @@ fn fail(what: &str, c: i32, reason: &str) -> i32 {
     1
 }
 
+/// An error about a package path, in words: "does not exist" only when it does not.
+fn path_error(p: &Path, e: std::io::Error) -> std::io::Error {
+    let why = match e.kind() {
+        std::io::ErrorKind::NotFound => "does not exist".to_string(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        _ => e.to_string(),
+    };
+    std::io::Error::new(e.kind(), format!("{}: {why}", p.display()))
+}
+
 /// The files `-p` names: files as given, a directory's `*.hap`/`*.hsp`/`*.app`, sorted.
 fn package_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in paths {
-        if p.is_dir() {
+        // Stat first: "does not exist" only when it does not; a path this user may not
+        // reach says so.
+        let meta = std::fs::metadata(p).map_err(|e| path_error(p, e))?;
+        if meta.is_dir() {
             let mut v: Vec<PathBuf> = std::fs::read_dir(p)?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|f| {
@@ -108,20 +121,18 @@ fn package_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
                 .collect();
             v.sort();
             out.extend(v);
-        } else if p.is_file() {
-            out.push(p.clone());
         } else {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!("{} does not exist", p.display()),
-            ));
+            out.push(p.clone());
         }
     }
     Ok(out)
 }
 
 fn read_all(files: &[PathBuf]) -> std::io::Result<Vec<Vec<u8>>> {
-    files.iter().map(|f| std::fs::read(Path::new(f))).collect()
+    files
+        .iter()
+        .map(|f| std::fs::read(Path::new(f)).map_err(|e| path_error(f, e)))
+        .collect()
 }
 
 /// Runs `bm ...`; returns the exit code.

@@ -174,21 +174,22 @@ pub async fn run(g: &Global, c: &HapCmd) -> Result<i32> {
                 None => tools::keygen(&spec, t)?,
             };
             std::fs::create_dir_all(out)?;
-            let w = |n: &str, b: &[u8]| -> Result<()> {
+            // Private keys are secrets (0600 from the start); certificates and the profile
+            // are public.
+            let w = |n: &str, b: &[u8], secret: bool| -> Result<()> {
                 let p = out.join(n);
-                std::fs::write(&p, b).with_context(|| format!("cannot write {}", p.display()))
-            };
-            w("root.pem", ks.root_pem.as_bytes())?;
-            w("root.key", ks.root_key_pem.as_bytes())?;
-            w("dev.key", ks.dev_key_pem.as_bytes())?;
-            w("dev.pem", ks.dev_cert_pem.as_bytes())?;
-            w("dev.p7b", &ks.profile_p7b)?;
-            {
-                use std::os::unix::fs::PermissionsExt;
-                for k in ["root.key", "dev.key"] {
-                    std::fs::set_permissions(out.join(k), std::fs::Permissions::from_mode(0o600))?;
+                if secret {
+                    oxh_kal::write_secret(&p, b)
+                } else {
+                    oxh_kal::write_atomic(&p, b, 0o644)
                 }
-            }
+                .with_context(|| format!("cannot write {}", p.display()))
+            };
+            w("root.pem", ks.root_pem.as_bytes(), false)?;
+            w("root.key", ks.root_key_pem.as_bytes(), true)?;
+            w("dev.key", ks.dev_key_pem.as_bytes(), true)?;
+            w("dev.pem", ks.dev_cert_pem.as_bytes(), false)?;
+            w("dev.p7b", &ks.profile_p7b, false)?;
             println!(
                 "keys for {bundle} in {}: root.pem (dev root CA), root.key, dev.key, dev.pem, dev.p7b ({} profile)",
                 out.display(),

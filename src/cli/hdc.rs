@@ -430,7 +430,7 @@ fn allow(global: &Global, args: &[&str]) -> Result<i32> {
     let list = args.contains(&"--list") || args.iter().all(|a| a.starts_with("--"));
     let who: Vec<&&str> = args.iter().filter(|a| !a.starts_with("--")).collect();
     if list {
-        let p = oxh_hdc::keys::pending(&dir);
+        let p = oxh_hdc::keys::pending(&dir)?;
         if p.is_empty() {
             println!("no host is waiting");
         }

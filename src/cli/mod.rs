@@ -126,6 +126,10 @@ pub struct UpArgs {
     /// hdc's TCP port, kept as `persist.hdc.port` (default 8711; 0 picks a free port).
     #[arg(long, value_name = "PORT")]
     pub hdc_port: Option<u16>,
+    /// The address hdc listens on: every interface by default (hosts on the LAN connect
+    /// after authorisation); 127.0.0.1 keeps it to this machine, as `oxh sim` does.
+    #[arg(long, value_name = "IP", default_value = "0.0.0.0")]
+    pub hdc_listen: std::net::IpAddr,
     /// Who hdc's shells and file transfers run as (a user name or uid; not root), kept as
     /// `persist.hdc.shell_user` (default: the `shell` user, else uid 2000).
     #[arg(long, value_name = "USER")]
@@ -158,6 +162,7 @@ pub fn run_daemon(global: &Global, up: &UpArgs) -> Result<()> {
         heartbeat: std::time::Duration::from_millis(up.heartbeat_ms.max(50)),
         pin_validity: std::time::Duration::from_secs(up.pin_validity_secs),
         hdc_port: up.hdc_port,
+        hdc_listen: up.hdc_listen,
         hdc_shell_user: up.hdc_shell_user.clone(),
         debuggable: up.debuggable,
     };

@@ -113,6 +113,10 @@ pub fn run(_g: &Global, a: &SimArgs) -> Result<i32> {
             "off",
             "--hdc-port",
             "0",
+            // Its devices let this machine's user in without authorisation (below): the LAN
+            // must not reach them at all.
+            "--hdc-listen",
+            "127.0.0.1",
         ]);
         for s in &started {
             cmd.args(["--peer", &s.bus]);
@@ -205,11 +209,14 @@ pub fn run(_g: &Global, a: &SimArgs) -> Result<i32> {
             .unwrap_or(0);
         let (root_pem, root_key) = oxh_bundle::tools::dev_root(now)?;
         std::fs::write(root_dir.join("root.pem"), &root_pem)?;
-        std::fs::write(root_dir.join("root.key"), &root_key)?;
+        // The CA every sim device trusts: whoever reads it can sign apps they all install.
+        oxh_kal::write_secret(&root_dir.join("root.key"), root_key.as_bytes())?;
         for d in &devs {
             d.bundle().trust_add(&root_pem).await?;
             // Local development: hdc connects without the authorisation step.
-            d.param().set("persist.hdc.auth_bypass", "1").await?;
+            d.param()
+                .set(oxh_hdc::device::AUTH_BYPASS_PARAM, "1")
+                .await?;
         }
         let mut rows = Vec::new();
         for (d, s) in devs.iter().zip(&started) {

@@ -207,8 +207,7 @@ impl DeviceIdentity {
                 let der = key
                     .to_pkcs8_der()
                     .map_err(|e| IdentityError::Random(e.to_string()))?;
-                oxh_kal::write_atomic(&key_path, der.as_bytes(), 0o600)
-                    .map_err(io_err(&key_path))?;
+                oxh_kal::write_secret(&key_path, der.as_bytes()).map_err(io_err(&key_path))?;
                 key
             }
             Err(e) => return Err(io_err(&key_path)(e)),

@@ -34,14 +34,16 @@ pub async fn connect(
         }
     };
     let _ = tcp.set_nodelay(true);
+    crate::local::check_server(&tcp, port)?;
     let me = Hello {
         version: proto::VERSION,
         name: "hdc".into(),
         refused: String::new(),
     };
-    session::hello(&mut tcp, &me)
-        .await
-        .map_err(|e| format!("[Fail]hdc server: {e}"))?;
+    session::hello(&mut tcp, &me).await.map_err(|e| match e {
+        session::SessionError::Refused(r) => r,
+        e => format!("[Fail]hdc server: {e}"),
+    })?;
     Ok(Session::start(tcp, false, "hdc server".into()).0)
 }
 

@@ -48,6 +48,9 @@ pub const SHELL_USER: &str = "shell";
 pub const SHELL_UID: u32 = 2000;
 /// Parameter naming another shell user (a name or a uid); read when the daemon starts.
 pub const SHELL_USER_PARAM: &str = "persist.hdc.shell_user";
+/// Parameter that lets hosts in without authorisation ("1"); honoured only for hosts on this
+/// machine that run as the daemon's user or root ([`crate::local::bypass_allowed`]).
+pub const AUTH_BYPASS_PARAM: &str = "persist.hdc.auth_bypass";
 /// Parameter `hdc smode` sets: "1" runs host commands as the daemon's user.
 pub const ROOT_PARAM: &str = "persist.hdc.root";
 /// "0" marks a release device: no root mode (`hdc smode` refused, `persist.hdc.root`
@@ -118,7 +121,7 @@ pub struct DeviceConfig {
     pub key: SigningKey,
     /// The `oxh` tool binary, for `hdc hilog` and the shell's PATH.
     pub oxh_exe: Option<PathBuf>,
-    /// Parameters (`persist.hdc.auth_bypass`, `persist.hdc.root`).
+    /// Parameters ([`AUTH_BYPASS_PARAM`], [`ROOT_PARAM`], ...).
     pub params: ParamGet,
     /// Sets `persist.hdc.root` for `hdc smode`.
     pub set_param: ParamSet,
@@ -169,14 +172,24 @@ pub async fn start(cfg: DeviceConfig, listen: SocketAddr) -> std::io::Result<Dev
     let boot = Arc::new(Notify::new());
     let cfg = Arc::new(cfg);
     let b = boot.clone();
+    let limiter = crate::limits::device_limiter();
     let task = tokio::spawn(async move {
         loop {
             let Ok((tcp, peer)) = l.accept().await else {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             };
+            // Bounded before the handshake: a stranger's connections cost buffers too.
+            let slot = match limiter.admit(peer.ip()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(tag = "hdcd", "connection from {peer} dropped: {e}");
+                    continue;
+                }
+            };
             let (cfg, acceptor, b) = (cfg.clone(), acceptor.clone(), b.clone());
             tokio::spawn(async move {
+                let _slot = slot;
                 if let Err(e) = serve_conn(cfg, acceptor, tcp, b).await {
                     tracing::info!(tag = "hdcd", "session from {peer} ended: {e}");
                 }
@@ -213,6 +226,11 @@ async fn serve_conn(
     boot: Arc<Notify>,
 ) -> Result<(), session::SessionError> {
     let _ = tcp.set_nodelay(true);
+    // The bypass is for development on this machine: a host on loopback running as this
+    // daemon's user (or root). Anyone else, a LAN neighbour or another local user, is
+    // authorised as usual.
+    let bypass = (cfg.params)(AUTH_BYPASS_PARAM).as_deref() == Some("1")
+        && crate::local::bypass_allowed(&tcp);
     let mut tls = tokio::time::timeout(
         Duration::from_secs(10),
         acceptor.accept(session::buffered(tcp)),
@@ -225,7 +243,6 @@ async fn serve_conn(
         .set_buffer_limit(Some(crate::session::WINDOW));
     let host_key = keys::peer_key(tls.get_ref().1.peer_certificates())
         .ok_or_else(|| session::SessionError::Closed("no host key".into()))?;
-    let bypass = (cfg.params)("persist.hdc.auth_bypass").as_deref() == Some("1");
     let fp = keys::fingerprint(&host_key);
     let hdc_dir = cfg.hdc_dir.clone();
     let name = cfg.name.clone();

@@ -12,7 +12,6 @@ use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use oxh_softbus::transport::tls::{ClientKeyVerifier, ServerKeyVerifier, device_cert};
 use sha2::{Digest, Sha256};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -31,13 +30,24 @@ pub enum KeyError {
     /// TLS setup.
     #[error("tls: {0}")]
     Tls(String),
+    /// The file is another user's (the device's trust lists belong to the user running
+    /// oxhd): OpenHarmony's 201.
+    #[error(
+        "error {}: permission denied: cannot access {} (it belongs to the user that runs oxhd)",
+        oxh_ipc::code::PERMISSION_DENIED,
+        .0.display()
+    )]
+    PermissionDenied(PathBuf),
     /// `oxh hdc allow` with a key that matches nothing (or several).
     #[error("{0}")]
     NoSuchHost(String),
 }
 
 fn io(p: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
-    move |e| KeyError::Io(p.to_path_buf(), e)
+    move |e| match e.kind() {
+        std::io::ErrorKind::PermissionDenied => KeyError::PermissionDenied(p.to_path_buf()),
+        _ => KeyError::Io(p.to_path_buf(), e),
+    }
 }
 
 /// Short printable id of a key: hex SHA-256.
@@ -61,18 +71,7 @@ pub fn harmony_dir() -> PathBuf {
 }
 
 fn write_private(path: &Path, data: &[u8]) -> Result<(), KeyError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
-    f.write_all(data).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
+    oxh_kal::write_secret(path, data).map_err(io(path))
 }
 
 /// The host key pair in `dir/hdckey`, made on first use.
@@ -97,10 +96,19 @@ pub fn host_key(dir: &Path) -> Result<SigningKey, KeyError> {
     }
 }
 
+/// The lines of a list file; none when it does not exist yet.
+fn try_read_lines(path: &Path) -> Result<Vec<String>, KeyError> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => Ok(s.lines().map(str::to_string).collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(io(path)(e)),
+    }
+}
+
+/// The lines of a list file, or none for a file that cannot be read: where an unreadable list
+/// means "not trusted" (a connecting host), which is the safe answer.
 fn read_lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .map(|s| s.lines().map(str::to_string).collect())
-        .unwrap_or_default()
+    try_read_lines(path).unwrap_or_default()
 }
 
 fn write_lines(path: &Path, lines: &[String]) -> Result<(), KeyError> {
@@ -189,8 +197,8 @@ pub fn authorize(dir: &Path, key: &[u8; 32], name: &str) -> Verdict {
 }
 
 /// A host that asked and was refused: (key hex, unix time, name).
-pub fn pending(dir: &Path) -> Vec<(String, u64, String)> {
-    read_lines(&dir.join("pending"))
+pub fn pending(dir: &Path) -> Result<Vec<(String, u64, String)>, KeyError> {
+    Ok(try_read_lines(&dir.join("pending"))?
         .iter()
         .filter_map(|l| {
             let mut it = l.splitn(3, ' ');
@@ -198,14 +206,14 @@ pub fn pending(dir: &Path) -> Vec<(String, u64, String)> {
             let t = it.next()?.parse().ok()?;
             Some((k, t, it.next().unwrap_or("").to_string()))
         })
-        .collect()
+        .collect())
 }
 
 /// Allows a host (by a unique prefix of its key or its fingerprint, among the pending ones,
 /// or a full key), once or always. Returns the key allowed.
 pub fn allow(dir: &Path, who: &str, always: bool) -> Result<String, KeyError> {
     let who = who.trim().to_ascii_lowercase();
-    let pend = pending(dir);
+    let pend = pending(dir)?;
     let key = if parse_key(&who).is_some() {
         who.clone()
     } else {
@@ -242,7 +250,7 @@ pub fn allow(dir: &Path, who: &str, always: bool) -> Result<String, KeyError> {
         "allow_once"
     };
     let path = dir.join(file);
-    let mut lines = read_lines(&path);
+    let mut lines = try_read_lines(&path)?;
     if !lines
         .iter()
         .any(|l| l.split(' ').next() == Some(key.as_str()))
@@ -254,7 +262,7 @@ pub fn allow(dir: &Path, who: &str, always: bool) -> Result<String, KeyError> {
         });
         write_lines(&path, &lines)?;
     }
-    let rest: Vec<String> = read_lines(&dir.join("pending"))
+    let rest: Vec<String> = try_read_lines(&dir.join("pending"))?
         .into_iter()
         .filter(|l| l.split(' ').next() != Some(key.as_str()))
         .collect();
@@ -335,7 +343,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let k = [7u8; 32];
         assert_eq!(authorize(d.path(), &k, "my pc"), Verdict::Refused);
-        let p = pending(d.path());
+        let p = pending(d.path()).unwrap();
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].2, "my_pc");
         let hk = allow(d.path(), &p[0].0[..10], false).unwrap();

@@ -6,6 +6,8 @@
 //!   authorised host list, TLS 1.3 configurations.
 //! - [`device`]: the device side (run inside oxhd), [`server`]: the host server (127.0.0.1:8710),
 //!   [`client`]: what the `hdc` tool uses to talk to the server.
+//! - [`local`]: which local user a loopback connection comes from (the host server serves
+//!   only its own); [`limits`]: how many connections the listeners hold.
 
 pub use bytes;
 
@@ -13,6 +15,8 @@ pub mod client;
 pub mod device;
 pub mod frame;
 pub mod keys;
+pub mod limits;
+pub mod local;
 pub mod proto;
 pub mod relay;
 pub mod server;

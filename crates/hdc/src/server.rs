@@ -1,8 +1,13 @@
 //! The host server (OpenHarmony's `hdc -m`): listens on 127.0.0.1:8710 (or
 //! `OHOS_HDC_SERVER_PORT`) for hdc clients, keeps one TLS session per device, and runs each
 //! client command as a channel on the device's session. It also owns the port forwards.
+//!
+//! It serves only its own user: every connection, from an `hdc` client or to a forwarded
+//! port, is checked with the kernel ([`crate::local`]) and another user's is refused, since
+//! whoever reaches the server acts as this user on every device it is connected to.
 
 use crate::keys;
+use crate::limits;
 use crate::proto::{self, ClientRequest, Ctrl, Exit, Hello, Request};
 use crate::relay;
 use crate::session::{self, Channel, Incoming, Session};
@@ -18,6 +23,9 @@ use tokio::sync::Notify;
 
 /// The default host server port (OpenHarmony's).
 pub const DEFAULT_SERVER_PORT: u16 = 8710;
+
+/// How long a refused connection may take to read its refusal.
+const REFUSAL_WAIT: Duration = Duration::from_secs(2);
 
 /// The server port: `OHOS_HDC_SERVER_PORT` or 8710.
 pub fn server_port() -> u16 {
@@ -49,6 +57,7 @@ pub struct Server {
     /// Notified by `hdc kill`.
     pub stop: Notify,
     connect_lock: tokio::sync::Mutex<()>,
+    clients: Arc<limits::Limiter<()>>,
 }
 
 fn host_name() -> String {
@@ -68,6 +77,7 @@ impl Server {
             forwards: Mutex::new(Vec::new()),
             stop: Notify::new(),
             connect_lock: tokio::sync::Mutex::new(()),
+            clients: limits::server_limiter(),
         }))
     }
 
@@ -93,6 +103,23 @@ impl Server {
 
     async fn client(self: Arc<Self>, mut tcp: TcpStream) {
         let _ = tcp.set_nodelay(true);
+        let admitted = crate::local::check_client(&tcp)
+            .and_then(|()| self.clients.admit(()).map_err(|e| e.to_string()));
+        let slot = match admitted {
+            Ok(slot) => slot,
+            Err(refused) => {
+                tracing::warn!(tag = "hdc", "client refused: {refused}");
+                let no = Hello {
+                    version: proto::VERSION,
+                    name: "hdc server".into(),
+                    refused,
+                };
+                // A refused peer gets its answer quickly or nothing: it holds no slot.
+                let _ = tokio::time::timeout(REFUSAL_WAIT, session::accept_hello(&mut tcp, |_| no))
+                    .await;
+                return;
+            }
+        };
         let me = Hello {
             version: proto::VERSION,
             name: "hdc server".into(),
@@ -101,10 +128,12 @@ impl Server {
         if session::accept_hello(&mut tcp, |_| me).await.is_err() {
             return;
         }
-        let (_sess, mut incoming) = Session::start(tcp, true, "hdc server".into());
+        let (sess, mut incoming) = Session::start(tcp, true, "hdc server".into());
+        let _slot = slot;
         while let Some(inc) = incoming.recv().await {
             tokio::spawn(self.clone().request(inc));
         }
+        sess.closed().await;
     }
 
     async fn request(self: Arc<Self>, inc: Incoming) {
@@ -366,6 +395,11 @@ impl Server {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     };
+                    // A forwarded port reaches the device as this user: for this user alone.
+                    if let Err(e) = crate::local::check_client(&t) {
+                        tracing::warn!(tag = "hdc", "tcp:{lp} connection refused: {e}");
+                        continue;
+                    }
                     let Ok((_, s)) = me.target(Some(&k)).await else {
                         continue;
                     };

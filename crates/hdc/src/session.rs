@@ -12,7 +12,7 @@ use crate::frame::{self, CHUNK, HEADER_LEN, Kind, Packet};
 use crate::proto::{self, Ctrl, Exit, Hello};
 use bytes::{Bytes, BytesMut};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -34,6 +34,16 @@ pub fn buffered(tcp: tokio::net::TcpStream) -> tokio::io::BufReader<tokio::net::
 pub const PING_EVERY: Duration = Duration::from_secs(2);
 /// Silence after which a session is dead.
 pub const DEAD_AFTER: Duration = Duration::from_secs(8);
+/// Channels one session may have open at once: an `hdc fport` carries one per forwarded
+/// connection (hundreds in parallel are normal), while each may hold up to [`WINDOW`] of
+/// received data, so the count is bounded with [`MAX_SESSION_BUFFERED`]. An Open past it is
+/// answered with a Close saying so.
+pub const MAX_CHANNELS: usize = 1024;
+/// Received bytes (Data and control messages) one session may hold for consumers that have
+/// not taken them yet, over all its channels. Each channel's own window bounds an honest
+/// peer; this bounds a peer that opens many channels and fills them all. Past it the session
+/// is cut with a message saying why.
+pub const MAX_SESSION_BUFFERED: usize = 256 << 20;
 /// Channel ids opened by the accepting side of a connection have this bit set, so both sides
 /// may open channels without colliding.
 pub const ACCEPTOR_BIT: u32 = 0x8000_0000;
@@ -75,7 +85,8 @@ enum Out {
 }
 
 struct Entry {
-    tx: mpsc::UnboundedSender<Event>,
+    /// Events with the bytes each holds against the budgets (data and control payloads).
+    tx: mpsc::UnboundedSender<(Event, usize)>,
     credit: Arc<Semaphore>,
     /// Data bytes queued for the consumer: a peer that sends past its credit is cut off.
     queued: usize,
@@ -88,6 +99,9 @@ struct Inner {
     base: u32,
     dead: watch::Sender<Option<String>>,
     rx_bytes: AtomicU64,
+    /// Bytes received and not yet taken by consumers, over every channel
+    /// ([`MAX_SESSION_BUFFERED`]).
+    queued_total: AtomicUsize,
 }
 
 impl Inner {
@@ -107,11 +121,12 @@ impl Inner {
             Err(_) => Vec::new(),
         };
         for e in chans {
+            self.unqueue(e.queued);
             e.credit.close();
-            let _ = e.tx.send(Event::Close(Exit::fail(reason)));
+            let _ = e.tx.send((Event::Close(Exit::fail(reason)), 0));
         }
     }
-    fn register(&self, id: u32) -> (mpsc::UnboundedReceiver<Event>, Arc<Semaphore>) {
+    fn register(&self, id: u32) -> (mpsc::UnboundedReceiver<(Event, usize)>, Arc<Semaphore>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let credit = Arc::new(Semaphore::new(WINDOW));
         if let Ok(mut m) = self.chans.lock() {
@@ -130,10 +145,41 @@ impl Inner {
         (rx, credit)
     }
     fn forget(&self, id: u32) -> bool {
-        match self.chans.lock() {
-            Ok(mut m) => m.remove(&id).map(|e| e.credit.close()).is_some(),
-            Err(_) => false,
+        let gone = self.chans.lock().ok().and_then(|mut m| m.remove(&id));
+        match gone {
+            Some(e) => {
+                self.unqueue(e.queued);
+                e.credit.close();
+                true
+            }
+            None => false,
         }
+    }
+    /// Counts `n` more received bytes against the session's budget; false when it is over.
+    fn enqueue(&self, n: usize) -> bool {
+        self.queued_total.fetch_add(n, Ordering::Relaxed) + n <= MAX_SESSION_BUFFERED
+    }
+    /// `n` received bytes were taken (or dropped with their channel).
+    fn unqueue(&self, n: usize) {
+        let _ = self
+            .queued_total
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
+                Some(q.saturating_sub(n))
+            });
+    }
+    /// A consumer took `n` bytes of channel `id`. A channel already gone had what it held
+    /// taken off the session's count when it went.
+    fn taken(&self, id: u32, n: usize) {
+        if let Ok(mut m) = self.chans.lock()
+            && let Some(e) = m.get_mut(&id)
+        {
+            e.queued = e.queued.saturating_sub(n);
+            self.unqueue(n);
+        }
+    }
+    /// Bytes held for consumers now.
+    fn queued(&self) -> usize {
+        self.queued_total.load(Ordering::Relaxed)
     }
     fn dead_reason(&self) -> String {
         self.dead
@@ -263,6 +309,7 @@ impl Session {
             base: if acceptor { ACCEPTOR_BIT } else { 0 },
             dead,
             rx_bytes: AtomicU64::new(0),
+            queued_total: AtomicUsize::new(0),
         });
         let (inc_tx, inc_rx) = mpsc::unbounded_channel();
         let (r, w) = tokio::io::split(stream);
@@ -403,6 +450,13 @@ async fn reader<R: AsyncRead>(
     }
 }
 
+fn session_over_budget(inner: &Inner) -> SessionError {
+    SessionError::Closed(format!(
+        "peer made this session hold {} bytes for consumers (limit {MAX_SESSION_BUFFERED})",
+        inner.queued()
+    ))
+}
+
 fn dispatch(
     inner: &Arc<Inner>,
     p: Packet,
@@ -411,6 +465,30 @@ fn dispatch(
     let ch = p.channel;
     match p.kind {
         Kind::Open => {
+            // The peer's ids carry its side's bit, and a live id is never opened twice: a
+            // peer that breaks either would take over another channel's accounting.
+            if ch & ACCEPTOR_BIT == inner.base || ch & !ACCEPTOR_BIT == 0 {
+                return Err(SessionError::Closed(format!(
+                    "peer opened channel {ch:#x} of ours"
+                )));
+            }
+            let open = match inner.chans.lock() {
+                Ok(m) => m.len(),
+                Err(_) => MAX_CHANNELS,
+            };
+            if inner.chans.lock().is_ok_and(|m| m.contains_key(&ch)) {
+                return Err(SessionError::Closed(format!(
+                    "peer reopened channel {ch:#x}"
+                )));
+            }
+            if open >= MAX_CHANNELS {
+                let exit = Exit::fail(format!(
+                    "[Fail]too many channels: {open} are open on this session (limit \
+                     {MAX_CHANNELS}); close some and retry"
+                ));
+                inner.send_small(Kind::Close, ch, &proto::to_bytes(&exit));
+                return Ok(());
+            }
             let (rx, credit) = inner.register(ch);
             let channel = Channel::new(ch, inner.clone(), rx, credit);
             let _ = incoming.send(Incoming {
@@ -431,23 +509,39 @@ fn dispatch(
                         "peer sent past its flow-control window".into(),
                     ));
                 }
-                let _ = e.tx.send(Event::Data(p.payload));
+                if !inner.enqueue(p.payload.len()) {
+                    return Err(session_over_budget(inner));
+                }
+                let n = p.payload.len();
+                let _ = e.tx.send((Event::Data(p.payload), n));
             }
         }
         Kind::Ctrl => {
             let c: Ctrl = proto::from_bytes(&p.payload)?;
-            if let Ok(m) = inner.chans.lock()
-                && let Some(e) = m.get(&ch)
+            // Control messages take no credit, but they are held until read: they count
+            // against the channel's window and the session's budget like data.
+            if let Ok(mut m) = inner.chans.lock()
+                && let Some(e) = m.get_mut(&ch)
             {
-                let _ = e.tx.send(Event::Ctrl(c));
+                e.queued += p.payload.len();
+                if e.queued > 2 * WINDOW {
+                    return Err(SessionError::Closed(
+                        "peer sent control messages past its window".into(),
+                    ));
+                }
+                if !inner.enqueue(p.payload.len()) {
+                    return Err(session_over_budget(inner));
+                }
+                let _ = e.tx.send((Event::Ctrl(c), p.payload.len()));
             }
         }
         Kind::Close => {
             let exit: Exit = proto::from_bytes(&p.payload).unwrap_or_else(|_| Exit::fail("closed"));
             let e = inner.chans.lock().ok().and_then(|mut m| m.remove(&ch));
             if let Some(e) = e {
+                inner.unqueue(e.queued);
                 e.credit.close();
-                let _ = e.tx.send(Event::Close(exit));
+                let _ = e.tx.send((Event::Close(exit), 0));
             }
         }
         Kind::Credit => {
@@ -476,7 +570,7 @@ fn dispatch(
 pub struct Channel {
     id: u32,
     inner: Arc<Inner>,
-    rx: mpsc::UnboundedReceiver<Event>,
+    rx: mpsc::UnboundedReceiver<(Event, usize)>,
     credit: Arc<Semaphore>,
     pending_credit: usize,
     done: bool,
@@ -532,7 +626,7 @@ impl Channel {
     fn new(
         id: u32,
         inner: Arc<Inner>,
-        rx: mpsc::UnboundedReceiver<Event>,
+        rx: mpsc::UnboundedReceiver<(Event, usize)>,
         credit: Arc<Semaphore>,
     ) -> Self {
         Channel {
@@ -564,18 +658,16 @@ impl Channel {
         if self.done {
             return Event::Close(Exit::fail(self.inner.dead_reason()));
         }
-        let ev = match self.rx.recv().await {
+        let (ev, held) = match self.rx.recv().await {
             Some(ev) => ev,
-            None => Event::Close(Exit::fail(self.inner.dead_reason())),
+            None => (Event::Close(Exit::fail(self.inner.dead_reason())), 0),
         };
+        if held > 0 {
+            self.inner.taken(self.id, held);
+        }
         match &ev {
             Event::Data(b) => {
                 self.pending_credit += b.len();
-                if let Ok(mut m) = self.inner.chans.lock()
-                    && let Some(e) = m.get_mut(&self.id)
-                {
-                    e.queued = e.queued.saturating_sub(b.len());
-                }
                 if self.pending_credit >= WINDOW / 4 || self.rx.is_empty() {
                     let n = std::mem::take(&mut self.pending_credit) as u32;
                     self.inner
@@ -728,5 +820,127 @@ mod tests {
         let host = hello_of("host");
         let (ra, _) = tokio::join!(hello(&mut a, &host), hello(&mut b, &no));
         assert!(matches!(ra, Err(SessionError::Refused(r)) if r == "[Fail]unauthorized"));
+    }
+
+    /// A session on one end of a duplex and the raw bytes of the other, after the hellos: the
+    /// raw side plays a hostile peer that writes whatever frames it likes.
+    async fn raw_peer() -> (
+        Session,
+        mpsc::UnboundedReceiver<Incoming>,
+        tokio::io::DuplexStream,
+    ) {
+        let (mut raw, mut b) = tokio::io::duplex(4 << 20);
+        let (x, y) = (hello_of("raw"), hello_of("b"));
+        let (hr, hb) = tokio::join!(hello(&mut raw, &x), hello(&mut b, &y));
+        hr.unwrap();
+        hb.unwrap();
+        let (sb, ib) = Session::start(b, true, "raw".into());
+        (sb, ib, raw)
+    }
+
+    /// Reads frames from the raw side until one is a Close for `ch`; returns its exit.
+    async fn close_of(raw: &mut tokio::io::DuplexStream, ch: u32) -> Exit {
+        let mut buf = BytesMut::new();
+        loop {
+            while let Some(p) = frame::decode(&mut buf).unwrap() {
+                if p.kind == Kind::Close && p.channel == ch {
+                    return proto::from_bytes(&p.payload).unwrap();
+                }
+            }
+            let n = raw.read_buf(&mut buf).await.unwrap();
+            assert!(n > 0, "session ended before closing channel {ch}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_open_past_the_channel_limit_is_refused_and_the_rest_live() {
+        let (sb, mut ib, mut raw) = raw_peer().await;
+        let req = proto::to_bytes(&Request::Boot);
+        let mut held = Vec::new();
+        for id in 1..=MAX_CHANNELS as u32 + 1 {
+            raw.write_all(&frame::encode(Kind::Open, id, &req))
+                .await
+                .unwrap();
+        }
+        for _ in 0..MAX_CHANNELS {
+            held.push(ib.recv().await.unwrap());
+        }
+        let exit = close_of(&mut raw, MAX_CHANNELS as u32 + 1).await;
+        assert_ne!(exit.code, 0);
+        assert!(
+            exit.message.contains("too many channels"),
+            "{}",
+            exit.message
+        );
+        assert!(sb.dead().is_none());
+        // A slot frees when a channel closes.
+        let gone = held.pop().unwrap();
+        gone.channel.close(&Exit::ok());
+        let id = MAX_CHANNELS as u32 + 2;
+        raw.write_all(&frame::encode(Kind::Open, id, &req))
+            .await
+            .unwrap();
+        let again = tokio::time::timeout(Duration::from_secs(10), ib.recv())
+            .await
+            .expect("the freed slot is used")
+            .unwrap();
+        assert_eq!(again.channel.id(), id);
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_fills_many_channels_past_the_session_budget_is_cut() {
+        let (sb, mut ib, mut raw) = raw_peer().await;
+        let req = proto::to_bytes(&Request::Boot);
+        // Each channel gets what its own window allows (2 x WINDOW before it is cut alone);
+        // together they pass the session's budget. Nobody reads them.
+        let per = 2 * WINDOW;
+        let chans = MAX_SESSION_BUFFERED / per + 1;
+        let chunk = vec![7u8; frame::MAX_PAYLOAD];
+        let mut held = Vec::new();
+        let writer = async {
+            for id in 1..=chans as u32 {
+                raw.write_all(&frame::encode(Kind::Open, id, &req)).await?;
+                let mut left = per;
+                while left > 0 {
+                    let n = left.min(chunk.len());
+                    raw.write_all(&frame::encode(Kind::Data, id, &chunk[..n]))
+                        .await?;
+                    left -= n;
+                }
+            }
+            std::io::Result::Ok(())
+        };
+        let reader = async {
+            while let Some(inc) = ib.recv().await {
+                held.push(inc);
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(60), async {
+            tokio::join!(writer, reader)
+        })
+        .await;
+        let why = sb.dead().expect("the session was cut");
+        assert!(
+            why.contains("hold") && why.contains(&MAX_SESSION_BUFFERED.to_string()),
+            "{why}"
+        );
+        assert!(held.len() <= chans);
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_opens_an_id_of_ours_or_reuses_one_is_cut() {
+        for ids in [vec![ACCEPTOR_BIT | 5], vec![9, 9]] {
+            let (sb, _ib, mut raw) = raw_peer().await;
+            let req = proto::to_bytes(&Request::Boot);
+            for id in &ids {
+                raw.write_all(&frame::encode(Kind::Open, *id, &req))
+                    .await
+                    .unwrap();
+            }
+            tokio::time::timeout(Duration::from_secs(10), sb.closed())
+                .await
+                .expect("cut");
+            assert!(sb.dead().unwrap().contains("channel"), "{ids:?}");
+        }
     }
 }

@@ -8,6 +8,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 pub mod direct;
+pub mod sockdiag;
 pub mod user;
 
 /// Environment variable that selects a device's data dir, as `--data-dir` does.
@@ -403,6 +404,16 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Mode of every secret file (private keys, the sim's dev root key): the owner alone reads it.
+pub const SECRET_MODE: u32 = 0o600;
+
+/// Writes a secret (a private key) as [`write_atomic`] does, mode [`SECRET_MODE`] from the
+/// moment it exists: the temp file is created 0600, so no other user can open it even while
+/// it is being written. An existing file of wider mode is replaced, not reused.
+pub fn write_secret(path: &Path, data: &[u8]) -> io::Result<()> {
+    write_atomic(path, data, SECRET_MODE)
 }
 
 /// The machine's host name, the default device name.
