@@ -1070,8 +1070,9 @@ fn another_local_user_cannot_use_roots_host_server() {
         );
     }
     assert!(!Path::new(&marker).exists(), "the stranger's shell ran");
+    let root_mode = d.oxh(&["param", "get", "persist.hdc.root"]);
     assert_ne!(
-        d.oxh_ok(&["param", "get", "persist.hdc.root"]).trim(),
+        String::from_utf8_lossy(&root_mode.stdout).trim(),
         "1",
         "smode went through"
     );
