@@ -943,4 +943,125 @@ mod tests {
             assert!(sb.dead().unwrap().contains("channel"), "{ids:?}");
         }
     }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Open(u8),
+        Data(u8, u16),
+        Ctrl(u8),
+        Consume(u8),
+        PeerClose(u8),
+        LocalClose(u8),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0u8..6).prop_map(Op::Open),
+            (0u8..6, 1u16..4096).prop_map(|(c, n)| Op::Data(c, n)),
+            (0u8..6).prop_map(Op::Ctrl),
+            (0u8..6).prop_map(Op::Consume),
+            (0u8..6).prop_map(Op::PeerClose),
+            (0u8..6).prop_map(Op::LocalClose),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// Whatever a peer opens, sends and closes, and whatever the consumers take or drop:
+        /// the session's held-bytes count is exactly what its open channels hold, and once
+        /// every channel is gone it is zero (nothing leaks into the budget).
+        #[test]
+        fn held_bytes_balance_whatever_the_peer_and_consumers_do(
+            ops in proptest::collection::vec(op(), 0..120)
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                let (sb, mut ib, mut raw) = raw_peer().await;
+                let req = proto::to_bytes(&Request::Boot);
+                let ctrl = proto::to_bytes(&Ctrl::Text("x".repeat(40)));
+                let mut open: HashMap<u8, Channel> = HashMap::new();
+                let mut next_id = 1u32;
+                let mut ids: HashMap<u8, u32> = HashMap::new();
+                // Lets the session's reader take in what was written.
+                async fn settle(sb: &Session) {
+                    for _ in 0..4 {
+                        tokio::task::yield_now().await;
+                    }
+                    let _ = sb.dead();
+                }
+                for o in ops {
+                    match o {
+                        Op::Open(c) if !ids.contains_key(&c) => {
+                            let id = next_id;
+                            next_id += 1;
+                            raw.write_all(&frame::encode(Kind::Open, id, &req)).await.unwrap();
+                            let inc = ib.recv().await.unwrap();
+                            ids.insert(c, id);
+                            open.insert(c, inc.channel);
+                        }
+                        Op::Data(c, n) => {
+                            if let Some(id) = ids.get(&c) {
+                                let d = vec![1u8; n as usize];
+                                raw.write_all(&frame::encode(Kind::Data, *id, &d)).await.unwrap();
+                            }
+                        }
+                        Op::Ctrl(c) => {
+                            if let Some(id) = ids.get(&c) {
+                                raw.write_all(&frame::encode(Kind::Ctrl, *id, &ctrl)).await.unwrap();
+                            }
+                        }
+                        Op::Consume(c) => {
+                            settle(&sb).await;
+                            if let Some(ch) = open.get_mut(&c)
+                                && !ch.rx.is_empty()
+                            {
+                                let _ = ch.recv().await;
+                            }
+                        }
+                        Op::PeerClose(c) => {
+                            if let Some(id) = ids.remove(&c) {
+                                let e = proto::to_bytes(&Exit::ok());
+                                raw.write_all(&frame::encode(Kind::Close, id, &e)).await.unwrap();
+                            }
+                        }
+                        Op::LocalClose(c) => {
+                            if let Some(ch) = open.remove(&c) {
+                                ids.remove(&c);
+                                ch.sender().close(&Exit::ok());
+                            }
+                        }
+                        Op::Open(_) => {}
+                    }
+                    settle(&sb).await;
+                    let held: usize = sb
+                        .inner
+                        .chans
+                        .lock()
+                        .unwrap()
+                        .values()
+                        .map(|e| e.queued)
+                        .sum();
+                    assert_eq!(sb.inner.queued(), held);
+                    assert!(sb.dead().is_none(), "{:?}", sb.dead());
+                }
+                for (_, ch) in open.drain() {
+                    ch.sender().close(&Exit::ok());
+                }
+                for (_, id) in ids.drain() {
+                    let e = proto::to_bytes(&Exit::ok());
+                    raw.write_all(&frame::encode(Kind::Close, id, &e)).await.unwrap();
+                }
+                // Bounded: the reader takes the Closes in within a few turns.
+                tokio::time::timeout(Duration::from_secs(10), async {
+                    while !sb.inner.chans.lock().unwrap().is_empty() {
+                        tokio::task::yield_now().await;
+                    }
+                })
+                .await
+                .expect("every channel gone");
+                assert_eq!(sb.inner.queued(), 0);
+            });
+        }
+    }
 }
