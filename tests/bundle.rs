@@ -394,12 +394,7 @@ async fn child_whoami() {
 }
 
 fn is_root(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIP {test}: needs root to run a process as another uid (CI runs as root)");
-        return false;
-    }
-    true
+    oxh_testkit::require_root(test, "to run a process as another uid")
 }
 
 /// OpenHarmony's own packages on a device that trusts OpenHarmony's root: each refused as its

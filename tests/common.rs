@@ -235,16 +235,7 @@ pub fn run_test_child(
 
 /// Whether this run can start clients as `nobody` (root and runuser); prints why not.
 pub fn can_run_as_nobody(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIP {test}: needs root to run a client as nobody (CI runs as root)");
-        return false;
-    }
-    if Command::new("runuser").arg("--help").output().is_err() {
-        eprintln!("SKIP {test}: runuser not found");
-        return false;
-    }
-    true
+    oxh_testkit::require_nobody(test)
 }
 
 /// A real `oxhd` inside a namespace; killed and reaped on drop. Must be dropped before the

@@ -208,9 +208,10 @@ fn unauthorised_host_is_refused_then_allowed() {
 
 #[test]
 fn shell_and_files_run_as_the_shell_user_and_smode_switches_to_root() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIP: the daemon must be root to run the shell as another user (CI is root)");
+    if !oxh_testkit::require_root(
+        "shell_and_files_run_as_the_shell_user_and_smode_switches_to_root",
+        "for the daemon to run the shell as another user",
+    ) {
         return;
     }
     let (h, d, _addr) = connected();
@@ -301,9 +302,10 @@ fn shell_and_files_run_as_the_shell_user_and_smode_switches_to_root() {
 
 #[test]
 fn a_release_device_refuses_smode_and_root_as_the_shell_user() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIP: the daemon must be root to run the shell as another user (CI is root)");
+    if !oxh_testkit::require_root(
+        "a_release_device_refuses_smode_and_root_as_the_shell_user",
+        "for the daemon to run the shell as another user",
+    ) {
         return;
     }
     let (h, d, _addr) = connected_with(&["--debuggable", "false"]);
@@ -1119,23 +1121,11 @@ fn another_local_user_cannot_use_roots_host_server() {
 /// namespace is sent through authorisation and refused.
 #[test]
 fn auth_bypass_does_not_reach_the_lan() {
-    use oxh_testkit::{Netns, skip_reason};
-    if let Some(why) = skip_reason() {
-        eprintln!("SKIPPED auth_bypass_does_not_reach_the_lan: {why}");
+    let Some((_netns, hosts)) =
+        oxh_testkit::bridged_hosts("auth_bypass_does_not_reach_the_lan", "oxhhd", 2, "10.80.0")
+    else {
         return;
-    }
-    let mut netns = Netns::new("oxhhd");
-    let hosts = match (0..2).map(|_| netns.add()).collect::<Result<Vec<_>, _>>() {
-        Ok(h) => h,
-        Err(e) => {
-            eprintln!("SKIPPED: cannot make network namespaces: {e}");
-            return;
-        }
     };
-    if let Err(e) = netns.bridge(&hosts, "10.79.0") {
-        eprintln!("SKIPPED: cannot make a bridge between namespaces: {e}");
-        return;
-    }
     // Declared after `netns`: stopped before the namespaces go.
     let dev = NsDevice::start(
         &hosts[0],
@@ -1150,7 +1140,7 @@ fn auth_bypass_does_not_reach_the_lan() {
         .next()
         .unwrap()
         .to_string();
-    let target = format!("10.79.0.1:{port}");
+    let target = format!("10.80.0.1:{port}");
     let home = tempfile::tempdir().expect("home");
     let server_port = free_port().to_string();
     let neighbour = |args: &[&str]| -> Output {

@@ -147,19 +147,7 @@ async fn connecting_without_a_daemon_says_how_to_start_one() {
 /// the shell tool: identity is the kernel's, not what the caller runs or says.
 #[test]
 fn another_user_gets_no_permissions() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!(
-            "SKIP another_user_gets_no_permissions: needs root to run as nobody (CI runs as root)"
-        );
-        return;
-    }
-    if std::process::Command::new("runuser")
-        .arg("--help")
-        .output()
-        .is_err()
-    {
-        eprintln!("SKIP another_user_gets_no_permissions: runuser not found");
+    if !oxh_testkit::require_nobody("another_user_gets_no_permissions") {
         return;
     }
     let dev = TestDevice::start();

@@ -489,7 +489,6 @@ mod netns {
     use super::APP;
     use crate::common::{NsDevice, within};
     use oxh_sdk::kv::{Entry, KVManager, Options, SingleKVStore, SyncMode, SyncStatus};
-    use oxh_testkit::{Netns, skip_reason};
     use std::time::Duration;
 
     /// Where `d`'s bus listens, as the other hosts reach it (`ip` is its address).
@@ -536,22 +535,14 @@ mod netns {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn three_hosts_converge_after_a_partition_heals() {
-        if let Some(why) = skip_reason() {
-            eprintln!("SKIPPED: {why}");
+        let Some((_netns, hosts)) = oxh_testkit::bridged_hosts(
+            "three_hosts_converge_after_a_partition_heals",
+            "oxhkv",
+            3,
+            "10.79.0",
+        ) else {
             return;
-        }
-        let mut netns = Netns::new("oxhkv");
-        let hosts = match (0..3).map(|_| netns.add()).collect::<Result<Vec<_>, _>>() {
-            Ok(h) => h,
-            Err(e) => {
-                eprintln!("SKIPPED: cannot make network namespaces: {e}");
-                return;
-            }
         };
-        if let Err(e) = netns.bridge(&hosts, "10.79.0") {
-            eprintln!("SKIPPED: cannot bridge the namespaces: {e}");
-            return;
-        }
         let pid = std::process::id();
         let devs: Vec<NsDevice> = hosts
             .iter()

@@ -22,7 +22,7 @@ const DISCOVER_WITHIN: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------- fixtures
 
-use oxh_testkit::{Netns, skip_reason};
+use oxh_testkit::bridged_hosts;
 
 /// The discover ids of the devices `d` sees, by name.
 async fn seen_ids(d: &NsDevice) -> Vec<(String, String)> {
@@ -113,22 +113,14 @@ fn online(ev: &StateEvent) -> Option<&oxh_softbus::api::TrustedView> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_hosts_on_a_bridge_discover_bind_go_offline_and_come_back() {
-    if let Some(why) = skip_reason() {
-        eprintln!("SKIPPED: {why}");
+    let Some((_netns, hosts)) = bridged_hosts(
+        "three_hosts_on_a_bridge_discover_bind_go_offline_and_come_back",
+        "oxhnt",
+        3,
+        "10.78.0",
+    ) else {
         return;
-    }
-    let mut netns = Netns::new("oxhnt");
-    let hosts = match (0..3).map(|_| netns.add()).collect::<Result<Vec<_>, _>>() {
-        Ok(h) => h,
-        Err(e) => {
-            eprintln!("SKIPPED: cannot make network namespaces: {e}");
-            return;
-        }
     };
-    if let Err(e) = netns.bridge(&hosts, "10.78.0") {
-        eprintln!("SKIPPED: cannot make a bridge between namespaces: {e}");
-        return;
-    }
 
     // Declared after `netns`: dropped (killed) before the namespaces are deleted.
     let pid = std::process::id();

@@ -240,8 +240,10 @@ mod tests {
 
     #[test]
     fn a_thread_acts_as_another_user_on_files_and_only_that_thread() {
-        if !Identity::can_switch() {
-            eprintln!("SKIP: needs root to act as another user (CI runs as root)");
+        if !oxh_testkit::require_root(
+            "a_thread_acts_as_another_user_on_files_and_only_that_thread",
+            "to act as another user",
+        ) {
             return;
         }
         let dir = tempfile::tempdir().unwrap();

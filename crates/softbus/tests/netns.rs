@@ -32,7 +32,7 @@ use oxh_testkit::{Netns, ns_run, run, skip_reason, wait_link_up};
 macro_rules! skip_unless_possible {
     () => {
         if let Some(why) = skip_reason() {
-            eprintln!("SKIPPED: {why}");
+            oxh_testkit::skip(module_path!(), &why);
             return;
         }
     };

@@ -29,6 +29,72 @@ pub fn ns_run(ns: &str, cmd: &[&str]) -> Result<String, String> {
     run("ip", &args)
 }
 
+/// Set to `1` (`.ci/run` does, when it runs as root): a test that would skip because this run
+/// lacks root, `runuser` or namespaces fails instead, since such a run must be able to run it.
+pub const REQUIRE_ROOT_ENV: &str = "OXH_REQUIRE_ROOT";
+
+/// Skips `test` because of `why` (something only root, or a root machine's tools, provide):
+/// prints why; under [`REQUIRE_ROOT_ENV`]`=1` panics instead, so the skip cannot pass
+/// unnoticed where the test must run.
+pub fn skip(test: &str, why: &str) {
+    if std::env::var(REQUIRE_ROOT_ENV).as_deref() == Ok("1") {
+        panic!("{test} would skip ({why}), but {REQUIRE_ROOT_ENV}=1: this run must run it");
+    }
+    eprintln!("SKIP {test}: {why}");
+}
+
+/// Whether this process is root; if not, [`skip`]s `test` (`what` says what root is for).
+pub fn require_root(test: &str, what: &str) -> bool {
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    skip(test, &format!("needs root {what} (CI runs as root)"));
+    false
+}
+
+/// Whether this run can start processes as `nobody` (root and `runuser`); if not, [`skip`]s.
+pub fn require_nobody(test: &str) -> bool {
+    if !require_root(test, "to run a process as nobody") {
+        return false;
+    }
+    if Command::new("runuser").arg("--help").output().is_err() {
+        skip(test, "runuser not found");
+        return false;
+    }
+    true
+}
+
+/// `n` host namespaces on a bridge (`{subnet}.1`, `.2`, ... on their `eth0`), or `None`
+/// after [`skip`]ping `test` when namespaces cannot be made here.
+pub fn bridged_hosts(
+    test: &str,
+    prefix: &str,
+    n: usize,
+    subnet: &str,
+) -> Option<(Netns, Vec<String>)> {
+    if let Some(why) = skip_reason() {
+        skip(test, &why);
+        return None;
+    }
+    let mut netns = Netns::new(prefix);
+    let hosts = match (0..n).map(|_| netns.add()).collect::<Result<Vec<_>, _>>() {
+        Ok(h) => h,
+        Err(e) => {
+            skip(test, &format!("cannot make network namespaces: {e}"));
+            return None;
+        }
+    };
+    if let Err(e) = netns.bridge(&hosts, subnet) {
+        skip(
+            test,
+            &format!("cannot make a bridge between namespaces: {e}"),
+        );
+        return None;
+    }
+    Some((netns, hosts))
+}
+
 /// Why namespace tests cannot run here (not root, no `ip`), if they cannot; tests print it
 /// and skip.
 pub fn skip_reason() -> Option<String> {
