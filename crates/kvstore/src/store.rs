@@ -521,6 +521,27 @@ impl Store {
         Ok(n as u64)
     }
 
+    /// Every row, tombstones included, as [`crate::sync::MemReplica::snapshot`] shows them
+    /// (for simulations that hold a store beside memory replicas).
+    #[cfg(test)]
+    pub(crate) fn snapshot(
+        &self,
+    ) -> std::collections::BTreeMap<(String, Vec<u8>), crate::sync::Snap> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT part, key, value, ts, origin FROM kv")
+            .expect("prepare");
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    (r.get(0)?, r.get(1)?),
+                    (r.get(2)?, r.get::<_, i64>(3)? as u64, r.get(4)?),
+                ))
+            })
+            .expect("query");
+        rows.collect::<Result<_, _>>().expect("rows")
+    }
+
     /// Row counts (live, tombstones) for dumps.
     pub fn counts(&self) -> (u64, u64) {
         self.conn
