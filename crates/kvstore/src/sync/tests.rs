@@ -53,7 +53,8 @@ impl Rep {
                 s.write_at(vec![(key.to_vec(), value)], phys).unwrap();
                 let after = s.snapshot().remove(&k);
                 match after {
-                    Some((value, ts, origin)) if after_differs(&before, ts) => Some(Record {
+                    // A new timestamp on the row is this write's record.
+                    Some((value, ts, origin)) if before.is_none_or(|b| b.1 != ts) => Some(Record {
                         part: k.0,
                         key: k.1,
                         value,
@@ -108,11 +109,6 @@ impl Rep {
             }
         }
     }
-}
-
-#[cfg(feature = "service")]
-fn after_differs(before: &Option<Snap>, ts: u64) -> bool {
-    before.as_ref().is_none_or(|b| b.1 != ts)
 }
 
 impl Replica for Rep {
