@@ -259,6 +259,36 @@ async fn two_devices_sync_through_the_cli_and_report_per_device() {
     );
 }
 
+/// Regression (hardening item 4, "a delete can be undone by sync"): `kv del` on a device that
+/// had not yet received the keys exited 0 but recorded nothing, and the next sync brought the
+/// keys back on both devices although the delete was the later write.
+#[tokio::test]
+async fn a_delete_of_keys_never_received_wins_after_sync_both_ways() {
+    let (a, b) = pair().await;
+    let s = ["--app", APP, "--store", "gone"];
+    a.oxh_ok(&kv(&["put", s[0], s[1], s[2], s[3], "k1", "from-a"]));
+    a.oxh_ok(&kv(&["put", s[0], s[1], s[2], s[3], "k2", "from-a"]));
+    // b has the store but has never synced it: it holds neither key.
+    b.oxh_ok(&kv(&["put", s[0], s[1], s[2], s[3], "mine", "from-b"]));
+    b.oxh_err(&kv(&["get", s[0], s[1], s[2], s[3], "k1"]));
+    // A later write than a's puts, by the HLC (both read the same host clock).
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(b.oxh_ok(&kv(&["del", s[0], s[1], s[2], s[3], "k1"])), "");
+    assert_eq!(b.oxh_ok(&kv(&["del", s[0], s[1], s[2], s[3], "k2"])), "");
+    a.oxh_ok(&kv(&["sync", s[0], s[1], s[2], s[3]]));
+    b.oxh_ok(&kv(&["sync", s[0], s[1], s[2], s[3]]));
+    for d in [&a, &b] {
+        for k in ["k1", "k2"] {
+            let e = d.oxh_err(&kv(&["get", s[0], s[1], s[2], s[3], k]));
+            assert!(e.contains("15100004"), "{k}: {e}");
+        }
+        assert_eq!(
+            d.oxh_ok(&kv(&["get", s[0], s[1], s[2], s[3], "mine"])),
+            "from-b\n"
+        );
+    }
+}
+
 #[tokio::test]
 async fn remote_changes_arrive_as_events_and_auto_sync_pushes_local_writes() {
     let (a, b) = pair().await;

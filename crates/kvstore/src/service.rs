@@ -345,9 +345,14 @@ impl KvService {
         o: &Arc<OpenStore>,
         ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     ) -> Result<(), KvError> {
+        let recorded = !ops.is_empty();
         let changes = lock(&o.store).write(ops)?;
-        if !changes.is_empty() {
+        // Every op is recorded, a delete of a key without a value too (its tombstone must
+        // reach the devices that hold one), so auto sync pushes even with no visible change.
+        if recorded {
             o.dirty.store(true, Ordering::Relaxed);
+        }
+        if !changes.is_empty() {
             self.notify(o, &self.cfg.device_id, false, &changes);
         }
         Ok(())
@@ -1266,6 +1271,39 @@ mod tests {
             201
         );
         assert!(d.path().join("com.a/s.db").exists() && d.path().join("com.b/s.db").exists());
+    }
+
+    /// Regression (hardening item 4): delete and deleteBatch of keys this device holds no
+    /// value for succeed, leave tombstones, and mark the store for auto sync, so that the
+    /// deletes reach the devices that hold those keys.
+    #[test]
+    fn deletes_of_absent_keys_succeed_and_are_recorded_for_sync() {
+        let d = tempfile::tempdir().unwrap();
+        let s = svc(d.path());
+        let sh = caller(TokenType::Shell, 0);
+        let r = sref(Some("com.a"));
+        s.get_kv_store(
+            &sh,
+            &OpenArgs {
+                store: r.clone(),
+                options: Options {
+                    auto_sync: true,
+                    ..Options::default()
+                },
+            },
+        )
+        .unwrap();
+        let o = s.existing(&("com.a".into(), "s".into())).unwrap();
+        s.write(&sh, 1, &r, vec![(b"gone".to_vec(), None)]).unwrap();
+        assert!(o.dirty.swap(false, Ordering::Relaxed), "delete");
+        assert_eq!(lock(&o.store).counts(), (0, 1));
+        s.write(&sh, 1, &r, vec![(b"here".to_vec(), Some(b"v".to_vec()))])
+            .unwrap();
+        o.dirty.store(false, Ordering::Relaxed);
+        let batch = vec![(b"here".to_vec(), None), (b"never".to_vec(), None)];
+        s.write(&sh, 1, &r, batch).unwrap();
+        assert!(o.dirty.load(Ordering::Relaxed), "deleteBatch");
+        assert_eq!(lock(&o.store).counts(), (0, 3));
     }
 
     #[test]

@@ -249,11 +249,23 @@ impl Store {
         }
     }
 
-    /// Local puts (`Some`) and deletes (`None`), committed together. Deleting a key that has
-    /// no value does nothing. Returns the visible changes.
+    /// Local puts (`Some`) and deletes (`None`), committed together. Every op records a row
+    /// with a new HLC timestamp, a delete of a key this device holds no value for too: the
+    /// key may have a value on a device we have not synced with yet, and only a tombstone
+    /// lets the later delete win there by LWW. Such a delete is no visible change, so it
+    /// returns no [`Change`] (and succeeds, as OpenHarmony's delete of an absent key does).
+    /// Returns the visible changes.
     pub fn write(&mut self, ops: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<Vec<Change>, KvError> {
+        self.write_at(ops, now_ms())
+    }
+
+    /// [`Store::write`] at physical time `now` (ms), so simulations can run on virtual time.
+    pub fn write_at(
+        &mut self,
+        ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+        now: u64,
+    ) -> Result<Vec<Change>, KvError> {
         let part = self.local_part().to_string();
-        let now = now_ms();
         let tx = self.conn.transaction().map_err(st)?;
         let mut changes = Vec::with_capacity(ops.len());
         let mut seq = self.seq;
@@ -276,10 +288,11 @@ impl Store {
                     .map_err(st)?;
                 let live = live.unwrap_or(false);
                 let kind = match (live, value.is_some()) {
-                    (false, true) => ChangeKind::Insert,
-                    (true, true) => ChangeKind::Update,
-                    (true, false) => ChangeKind::Delete,
-                    (false, false) => continue,
+                    (false, true) => Some(ChangeKind::Insert),
+                    (true, true) => Some(ChangeKind::Update),
+                    (true, false) => Some(ChangeKind::Delete),
+                    // Still recorded below: the tombstone must reach devices that hold a value.
+                    (false, false) => None,
                 };
                 let ts = hlc.now(now);
                 seq += 1;
@@ -292,16 +305,18 @@ impl Store {
                     seq as i64
                 ])
                 .map_err(st)?;
-                changes.push(Change {
-                    kind,
-                    record: Record {
-                        part: part.clone(),
-                        key,
-                        value,
-                        ts,
-                        origin: self.device.clone(),
-                    },
-                });
+                if let Some(kind) = kind {
+                    changes.push(Change {
+                        kind,
+                        record: Record {
+                            part: part.clone(),
+                            key,
+                            value,
+                            ts,
+                            origin: self.device.clone(),
+                        },
+                    });
+                }
             }
         }
         tx.commit().map_err(st)?;
@@ -504,6 +519,27 @@ impl Store {
             )
             .map_err(st)?;
         Ok(n as u64)
+    }
+
+    /// Every row, tombstones included, as [`crate::sync::MemReplica::snapshot`] shows them
+    /// (for simulations that hold a store beside memory replicas).
+    #[cfg(test)]
+    pub(crate) fn snapshot(
+        &self,
+    ) -> std::collections::BTreeMap<(String, Vec<u8>), crate::sync::Snap> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT part, key, value, ts, origin FROM kv")
+            .expect("prepare");
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    (r.get(0)?, r.get(1)?),
+                    (r.get(2)?, r.get::<_, i64>(3)? as u64, r.get(4)?),
+                ))
+            })
+            .expect("query");
+        rows.collect::<Result<_, _>>().expect("rows")
     }
 
     /// Row counts (live, tombstones) for dumps.
@@ -729,13 +765,13 @@ mod tests {
         let c = s
             .write(vec![(b"a".to_vec(), None), (b"zz".to_vec(), None)])
             .unwrap();
-        assert_eq!(c.len(), 1, "deleting a missing key changes nothing");
+        assert_eq!(c.len(), 1, "deleting a missing key is no visible change");
         let ts_before = s.hlc.last();
         drop(s);
         let s = Store::open(&p, "dev", meta(), false).unwrap();
         assert_eq!(s.get("", b"a").unwrap(), None);
         assert_eq!(s.get("", b"b").unwrap(), Some(b"2".to_vec()));
-        assert_eq!(s.counts(), (1, 1));
+        assert_eq!(s.counts(), (1, 2), "both deletes left a tombstone");
         assert!(s.hlc.last() >= ts_before);
         drop(s);
         let mut other = meta();
@@ -855,6 +891,70 @@ mod tests {
             s.restore(&d.path().join("nope")).unwrap_err().code(),
             15_100_004
         );
+    }
+
+    /// Runs a sync round from `a` with `b` (device "B") to its end.
+    fn sync_with(a: &mut Store, b: &mut MemReplica, mode: SyncMode) -> Option<SyncStatus> {
+        let desc = StoreDesc {
+            bundle: "x".into(),
+            store_id: "s".into(),
+            kind: StoreType::SingleVersion,
+            level: SecurityLevel::S1,
+        };
+        let mut ea = SyncEngine::new(desc.clone(), 1, SyncConfig::default());
+        let mut eb = SyncEngine::new(desc, 1, SyncConfig::default());
+        let mut out = Vec::new();
+        let req = ea.sync(a, "B", mode, 0, &mut out);
+        let mut done = None;
+        for _ in 0..100 {
+            let evs = std::mem::take(&mut out);
+            if evs.is_empty() {
+                break;
+            }
+            for e in evs {
+                match e {
+                    Event::Send { to, msg } if to == "B" => eb.handle(b, "A", msg, 0, &mut out),
+                    Event::Send { msg, .. } => ea.handle(a, "B", msg, 0, &mut out),
+                    Event::Complete { req: r, status, .. } if r == req => done = Some(status),
+                    _ => {}
+                }
+            }
+        }
+        done
+    }
+
+    /// Regression (hardening item 4, "a delete can be undone by sync"): deleting a key this
+    /// device never held recorded nothing, so the value written elsewhere came back by sync
+    /// although the delete was the later write.
+    #[test]
+    fn a_delete_of_an_absent_key_records_a_tombstone_that_syncs() {
+        let d = tempfile::tempdir().unwrap();
+        let mut a = Store::open(&d.path().join("a.db"), "A", meta(), true).unwrap();
+        let mut b = MemReplica::new("B", [7; 16], false);
+        // B wrote the key first (physical time 1000); A has never seen it.
+        b.put(b"k", Some(b"v".to_vec()), 1000);
+        let c = a.write_at(vec![(b"k".to_vec(), None)], 2000).unwrap();
+        assert!(c.is_empty(), "no visible change");
+        assert_eq!(a.counts(), (0, 1), "but a tombstone row");
+        let (recs, upto) = a.changes_since(0, "B", 100, 1 << 20).unwrap();
+        assert_eq!(upto, 1);
+        assert_eq!(recs.len(), 1);
+        assert_eq!(
+            (recs[0].key.as_slice(), recs[0].value.as_ref()),
+            (&b"k"[..], None)
+        );
+        assert!(recs[0].ts > 1000 << 16, "{}", recs[0].ts);
+        // GC keeps it until B has acknowledged it.
+        assert_eq!(a.gc_tombstones(&["B".into()]).unwrap(), 0);
+        assert_eq!(
+            sync_with(&mut a, &mut b, SyncMode::PushPull),
+            Some(SyncStatus::Success)
+        );
+        assert_eq!(b.get("", b"k"), None, "the later delete wins on B");
+        assert_eq!(a.get("", b"k").unwrap(), None, "and stays on A");
+        assert_eq!(a.gc_tombstones(&["B".into(), "C".into()]).unwrap(), 0);
+        assert_eq!(a.gc_tombstones(&["B".into()]).unwrap(), 1);
+        assert_eq!(a.counts(), (0, 0));
     }
 
     #[test]
