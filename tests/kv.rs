@@ -271,8 +271,8 @@ async fn a_delete_of_keys_never_received_wins_after_sync_both_ways() {
     // b has the store but has never synced it: it holds neither key.
     b.oxh_ok(&kv(&["put", s[0], s[1], s[2], s[3], "mine", "from-b"]));
     b.oxh_err(&kv(&["get", s[0], s[1], s[2], s[3], "k1"]));
-    // A later write than a's puts, by the HLC (both read the same host clock).
-    std::thread::sleep(Duration::from_millis(20));
+    // The deletes are later writes than a's puts by the HLC: both devices read this host's
+    // clock, and b's put and get above (two processes of several ms each) ran in between.
     assert_eq!(b.oxh_ok(&kv(&["del", s[0], s[1], s[2], s[3], "k1"])), "");
     assert_eq!(b.oxh_ok(&kv(&["del", s[0], s[1], s[2], s[3], "k2"])), "");
     a.oxh_ok(&kv(&["sync", s[0], s[1], s[2], s[3]]));
