@@ -21,9 +21,9 @@ pub mod tag {
     pub const SEQUENCE: u8 = 0x30;
     /// SET (constructed)
     pub const SET: u8 = 0x31;
-    /// [0] constructed, context-specific
+    /// \[0\] constructed, context-specific
     pub const CTX0: u8 = 0xa0;
-    /// [1] constructed, context-specific
+    /// \[1\] constructed, context-specific
     pub const CTX1: u8 = 0xa1;
 }
 
@@ -52,7 +52,7 @@ pub struct Tlv<'a> {
 }
 
 impl<'a> Tlv<'a> {
-    /// A reader over this TLV's content (for SEQUENCE, SET, [n]).
+    /// A reader over this TLV's content (for SEQUENCE, SET, \[n\]).
     pub fn reader(&self) -> Reader<'a> {
         Reader::new(self.value)
     }

@@ -28,7 +28,7 @@ pub struct SignerInfo<'a> {
     pub serial: Option<&'a [u8]>,
     /// Digest algorithm OID content.
     pub digest_alg: &'a [u8],
-    /// The signed attributes as encoded (tag [0]); the signature covers them re-tagged as SET.
+    /// The signed attributes as encoded (tag \[0\]); the signature covers them re-tagged as SET.
     pub signed_attrs: Option<der::Tlv<'a>>,
     /// Signature algorithm OID content.
     pub sig_alg: &'a [u8],

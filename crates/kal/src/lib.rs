@@ -105,7 +105,7 @@ pub struct PeerCred {
 }
 
 /// Asks for `bytes` of send and receive buffer on a socket (best effort: the kernel caps it
-/// at net.core.[wr]mem_max). A Unix stream socket's send buffer bounds the bytes not yet read
+/// at net.core.wmem_max and rmem_max). A Unix stream socket's send buffer bounds the bytes not yet read
 /// by the peer, so with the default 208 KiB a 1 MiB IPC part crosses in five writes and wakes
 /// the reader five times.
 pub fn set_socket_buffers(fd: std::os::fd::BorrowedFd<'_>, bytes: usize) {
