@@ -1751,8 +1751,10 @@ pub(crate) mod tests {
         );
     }
 
+    /// `verify` answers from the cache the same way every time (its speed is measured by
+    /// `cargo bench --bench atm`, beside a plain map lookup, not asserted here).
     #[test]
-    fn verify_is_well_under_a_microsecond() {
+    fn verify_answers_every_call_from_the_cache() {
         let dir = tempfile::tempdir().unwrap();
         let atm = open(dir.path());
         let id = atm
@@ -1760,19 +1762,12 @@ pub(crate) mod tests {
             .unwrap()
             .token_id();
         let c = caller(id);
-        let n = 200_000;
-        let t = std::time::Instant::now();
-        let mut hits = 0;
-        for _ in 0..n {
-            if atm.verify(std::hint::black_box(&c), std::hint::black_box(INTERNET)) {
-                hits += 1;
-            }
-        }
-        let per = t.elapsed() / n;
+        let n = 10_000;
+        let hits = (0..n)
+            .filter(|_| atm.verify(std::hint::black_box(&c), std::hint::black_box(INTERNET)))
+            .count();
         assert_eq!(hits, n);
-        println!("verify: {per:?} per call");
-        // Generous for debug builds on a loaded CI machine; release is ~50 ns.
-        assert!(per < std::time::Duration::from_micros(5), "{per:?}");
+        assert!(!atm.verify(&c, CAMERA), "not granted");
     }
 
     #[test]
