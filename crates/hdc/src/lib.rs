@@ -12,6 +12,7 @@
 pub use bytes;
 
 pub mod client;
+pub mod core;
 pub mod device;
 pub mod frame;
 pub mod keys;

@@ -1,25 +1,26 @@
-//! The async adapter around [`crate::frame`]: one session over any byte stream (TLS to a
-//! device, plain TCP from a client to the host server), many channels over it.
+//! The async adapter around [`crate::core`]: one session over any byte stream (TLS to a
+//! device, plain TCP from a client to the host server), many channels over it. The core
+//! decides everything (channels, credits, limits, heartbeat and dead-after); this file only
+//! moves bytes between it and the stream, runs its timer, and hands its events to the
+//! channels' users.
 //!
-//! - Flow control per channel: a sender may have at most [`WINDOW`] bytes of Data that the
-//!   receiver's consumer has not taken yet (credits come back as Credit packets), so one slow
-//!   channel never stalls the others and no queue grows without bound.
-//! - Heartbeat: a Ping every [`PING_EVERY`]; a session that hears nothing for [`DEAD_AFTER`]
-//!   is dead. A dead session (EOF, error, silence) ends every channel with a Close carrying the
-//!   reason, so no command hangs on a device that went away.
+//! Three tasks per session: a reader (stream → core), a writer (core → stream, woken when
+//! the core has frames) and a timer (the core's deadline). The core sits behind one mutex,
+//! never held across an await.
 
-use crate::frame::{self, CHUNK, HEADER_LEN, Kind, Packet};
+use crate::core::{CoreEvent, SendError, SessionCore, Transmit};
+use crate::frame::{self, HEADER_LEN, Kind, Packet};
 use crate::proto::{self, Ctrl, Exit, Hello};
 use bytes::{Bytes, BytesMut};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
-/// Bytes of Data in flight per channel and direction.
-pub const WINDOW: usize = 16 * CHUNK;
+pub use crate::core::{
+    ACCEPTOR_BIT, DEAD_AFTER, MAX_CHANNELS, MAX_SESSION_BUFFERED, PING_EVERY, WINDOW,
+};
+
 /// Read buffer under a TLS stream. rustls asks its transport for at most 4 KiB at a time;
 /// straight from the socket that is a system call (and often a wake-up) per 4 KiB, about
 /// 260,000 per GiB. Served from this buffer instead, the socket is read in large gulps.
@@ -29,24 +30,6 @@ pub const TLS_READ_BUFFER: usize = 256 * 1024;
 pub fn buffered(tcp: tokio::net::TcpStream) -> tokio::io::BufReader<tokio::net::TcpStream> {
     tokio::io::BufReader::with_capacity(TLS_READ_BUFFER, tcp)
 }
-
-/// Heartbeat period.
-pub const PING_EVERY: Duration = Duration::from_secs(2);
-/// Silence after which a session is dead.
-pub const DEAD_AFTER: Duration = Duration::from_secs(8);
-/// Channels one session may have open at once: an `hdc fport` carries one per forwarded
-/// connection (hundreds in parallel are normal), while each may hold up to [`WINDOW`] of
-/// received data, so the count is bounded with [`MAX_SESSION_BUFFERED`]. An Open past it is
-/// answered with a Close saying so.
-pub const MAX_CHANNELS: usize = 1024;
-/// Received bytes (Data and control messages) one session may hold for consumers that have
-/// not taken them yet, over all its channels. Each channel's own window bounds an honest
-/// peer; this bounds a peer that opens many channels and fills them all. Past it the session
-/// is cut with a message saying why.
-pub const MAX_SESSION_BUFFERED: usize = 256 << 20;
-/// Channel ids opened by the accepting side of a connection have this bit set, so both sides
-/// may open channels without colliding.
-pub const ACCEPTOR_BIT: u32 = 0x8000_0000;
 
 /// Errors of a session.
 #[derive(Debug, thiserror::Error)]
@@ -79,114 +62,145 @@ pub enum Event {
     Close(Exit),
 }
 
-enum Out {
-    Small(Vec<u8>),
-    Big([u8; HEADER_LEN], Bytes),
+/// A channel's user side: where its events go, and what wakes a sender waiting for credit.
+struct Local {
+    /// Events with the bytes each holds against the core's budgets.
+    tx: mpsc::UnboundedSender<(Event, usize)>,
+    credit: Arc<Notify>,
 }
 
-struct Entry {
-    /// Events with the bytes each holds against the budgets (data and control payloads).
-    tx: mpsc::UnboundedSender<(Event, usize)>,
-    credit: Arc<Semaphore>,
-    /// Data bytes queued for the consumer: a peer that sends past its credit is cut off.
-    queued: usize,
+struct State {
+    core: SessionCore,
+    locals: HashMap<u32, Local>,
+    /// Where channels the peer opens go; dropped when the session dies, so the owner's
+    /// receiver ends.
+    incoming: Option<mpsc::UnboundedSender<Incoming>>,
 }
 
 struct Inner {
-    out: mpsc::UnboundedSender<Out>,
-    chans: Mutex<HashMap<u32, Entry>>,
-    next: AtomicU32,
-    base: u32,
+    st: Mutex<State>,
+    /// Wakes the writer: the core has frames.
+    wake: Notify,
     dead: watch::Sender<Option<String>>,
-    rx_bytes: AtomicU64,
-    /// Bytes received and not yet taken by consumers, over every channel
-    /// ([`MAX_SESSION_BUFFERED`]).
-    queued_total: AtomicUsize,
+    /// Names the peer in the reason every channel gets when the session dies.
+    label: String,
 }
 
 impl Inner {
-    fn send_small(&self, kind: Kind, ch: u32, payload: &[u8]) -> bool {
-        self.out
-            .send(Out::Small(frame::encode(kind, ch, payload)))
-            .is_ok()
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock leaves the core as it was between two calls: go on.
+        self.st.lock().unwrap_or_else(|p| p.into_inner())
     }
-    fn kill(&self, reason: &str) {
-        let already = self.dead.borrow().is_some();
-        if already {
-            return;
-        }
-        self.dead.send_replace(Some(reason.to_string()));
-        let chans: Vec<Entry> = match self.chans.lock() {
-            Ok(mut m) => m.drain().map(|(_, e)| e).collect(),
-            Err(_) => Vec::new(),
+
+    /// Runs `f` on the core, then hands out what it produced. Channels the peer opened are
+    /// passed on after the lock is released (dropping one takes the lock).
+    fn with_core<T>(self: &Arc<Self>, f: impl FnOnce(&mut SessionCore) -> T) -> T {
+        let (r, opened, to) = {
+            let mut st = self.lock();
+            let r = f(&mut st.core);
+            let opened = self.drain(&mut st);
+            let to = if opened.is_empty() {
+                None
+            } else {
+                st.incoming.clone()
+            };
+            (r, opened, to)
         };
-        for e in chans {
-            self.unqueue(e.queued);
-            e.credit.close();
-            let _ = e.tx.send((Event::Close(Exit::fail(reason)), 0));
-        }
-    }
-    fn register(&self, id: u32) -> (mpsc::UnboundedReceiver<(Event, usize)>, Arc<Semaphore>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let credit = Arc::new(Semaphore::new(WINDOW));
-        if let Ok(mut m) = self.chans.lock() {
-            m.insert(
-                id,
-                Entry {
-                    tx,
-                    credit: credit.clone(),
-                    queued: 0,
-                },
-            );
-        }
-        if self.dead.borrow().is_some() {
-            credit.close();
-        }
-        (rx, credit)
-    }
-    fn forget(&self, id: u32) -> bool {
-        let gone = self.chans.lock().ok().and_then(|mut m| m.remove(&id));
-        match gone {
-            Some(e) => {
-                self.unqueue(e.queued);
-                e.credit.close();
-                true
+        if let Some(to) = to {
+            for inc in opened {
+                // A session whose owner stopped listening drops the channel (closing it).
+                let _ = to.send(inc);
             }
-            None => false,
         }
+        r
     }
-    /// Counts `n` more received bytes against the session's budget; false when it is over.
-    fn enqueue(&self, n: usize) -> bool {
-        self.queued_total.fetch_add(n, Ordering::Relaxed) + n <= MAX_SESSION_BUFFERED
-    }
-    /// `n` received bytes were taken (or dropped with their channel).
-    fn unqueue(&self, n: usize) {
-        let _ = self
-            .queued_total
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
-                Some(q.saturating_sub(n))
-            });
-    }
-    /// A consumer took `n` bytes of channel `id`. A channel already gone had what it held
-    /// taken off the session's count when it went.
-    fn taken(&self, id: u32, n: usize) {
-        if let Ok(mut m) = self.chans.lock()
-            && let Some(e) = m.get_mut(&id)
-        {
-            e.queued = e.queued.saturating_sub(n);
-            self.unqueue(n);
+
+    fn drain(self: &Arc<Self>, st: &mut State) -> Vec<Incoming> {
+        let mut opened = Vec::new();
+        while let Some(ev) = st.core.poll_event() {
+            match ev {
+                CoreEvent::Opened { ch, request } => {
+                    let (rx, credit) = register(&mut st.locals, ch);
+                    opened.push(Incoming {
+                        channel: Channel::new(ch, self.clone(), rx, credit),
+                        request,
+                    });
+                }
+                CoreEvent::Data { ch, data } => {
+                    if let Some(l) = st.locals.get(&ch) {
+                        let n = data.len();
+                        let _ = l.tx.send((Event::Data(data), n));
+                    }
+                }
+                CoreEvent::Ctrl { ch, ctrl, held } => {
+                    if let Some(l) = st.locals.get(&ch) {
+                        let _ = l.tx.send((Event::Ctrl(ctrl), held));
+                    }
+                }
+                CoreEvent::Closed { ch, exit } => {
+                    if let Some(l) = st.locals.remove(&ch) {
+                        let _ = l.tx.send((Event::Close(exit), 0));
+                        l.credit.notify_waiters();
+                    }
+                }
+                CoreEvent::Credit { ch } => {
+                    if let Some(l) = st.locals.get(&ch) {
+                        l.credit.notify_waiters();
+                    }
+                }
+                CoreEvent::Dead { reason, killed, .. } => {
+                    let reason = if killed {
+                        reason
+                    } else {
+                        format!("[Fail]{}: connection lost ({reason})", self.label)
+                    };
+                    self.dead.send_replace(Some(reason.clone()));
+                    st.incoming = None;
+                    for (_, l) in st.locals.drain() {
+                        let _ = l.tx.send((Event::Close(Exit::fail(&reason)), 0));
+                        l.credit.notify_waiters();
+                    }
+                }
+            }
         }
+        if st.core.has_transmit() {
+            self.wake.notify_one();
+        }
+        opened
     }
-    /// Bytes held for consumers now.
-    fn queued(&self) -> usize {
-        self.queued_total.load(Ordering::Relaxed)
+
+    fn kill(self: &Arc<Self>, reason: &str) {
+        self.with_core(|c| c.kill(reason));
     }
+
     fn dead_reason(&self) -> String {
         self.dead
             .borrow()
             .clone()
             .unwrap_or_else(|| "channel closed".into())
     }
+
+    fn closed_error(&self, e: SendError) -> SessionError {
+        match e {
+            SendError::Closed(_) | SendError::NoCredit => SessionError::Closed(self.dead_reason()),
+        }
+    }
+}
+
+fn register(
+    locals: &mut HashMap<u32, Local>,
+    ch: u32,
+) -> (mpsc::UnboundedReceiver<(Event, usize)>, Arc<Notify>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let credit = Arc::new(Notify::new());
+    locals.insert(
+        ch,
+        Local {
+            tx,
+            credit: credit.clone(),
+        },
+    );
+    (rx, credit)
 }
 
 /// A channel opened by the peer, with its request.
@@ -300,59 +314,42 @@ impl Session {
     where
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
-        let (out_tx, out_rx) = mpsc::unbounded_channel();
         let (dead, _) = watch::channel(None);
-        let inner = Arc::new(Inner {
-            out: out_tx,
-            chans: Mutex::new(HashMap::new()),
-            next: AtomicU32::new(1),
-            base: if acceptor { ACCEPTOR_BIT } else { 0 },
-            dead,
-            rx_bytes: AtomicU64::new(0),
-            queued_total: AtomicUsize::new(0),
-        });
         let (inc_tx, inc_rx) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            st: Mutex::new(State {
+                core: SessionCore::new(acceptor, std::time::Instant::now()),
+                locals: HashMap::new(),
+                incoming: Some(inc_tx),
+            }),
+            wake: Notify::new(),
+            dead,
+            label,
+        });
         let (r, w) = tokio::io::split(stream);
-        tokio::spawn(writer(w, out_rx, inner.clone()));
-        let i = inner.clone();
-        tokio::spawn(async move {
-            let reason = match reader(r, &i, inc_tx).await {
-                Ok(()) => format!("[Fail]{label} closed the connection"),
-                Err(e) => format!("[Fail]{label}: connection lost ({e})"),
-            };
-            i.kill(&reason);
-        });
-        let i = inner.clone();
-        tokio::spawn(async move {
-            let mut dead = i.dead.subscribe();
-            let mut n = 0u64;
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(PING_EVERY) => {}
-                    _ = dead.wait_for(|d| d.is_some()) => return,
-                }
-                n += 1;
-                if !i.send_small(Kind::Ping, 0, &n.to_le_bytes()) {
-                    return;
-                }
-            }
-        });
+        tokio::spawn(writer(w, inner.clone()));
+        tokio::spawn(reader(r, inner.clone()));
+        tokio::spawn(timer(inner.clone()));
         (Session { inner }, inc_rx)
     }
 
     /// Opens a channel with a request (postcard bytes).
     pub fn open(&self, request: &[u8]) -> Result<Channel, SessionError> {
-        if let Some(r) = self.inner.dead.borrow().clone() {
-            return Err(SessionError::Closed(r));
+        let opened = {
+            let mut st = self.inner.lock();
+            match st.core.open(request) {
+                Ok(id) => {
+                    let (rx, credit) = register(&mut st.locals, id);
+                    Ok((id, rx, credit))
+                }
+                Err(e) => Err(e),
+            }
+        };
+        self.inner.wake.notify_one();
+        match opened {
+            Ok((id, rx, credit)) => Ok(Channel::new(id, self.inner.clone(), rx, credit)),
+            Err(e) => Err(self.inner.closed_error(e)),
         }
-        let mut id = 0;
-        while id & !ACCEPTOR_BIT == 0 {
-            id =
-                (self.inner.next.fetch_add(1, Ordering::Relaxed) & !ACCEPTOR_BIT) | self.inner.base;
-        }
-        let (rx, credit) = self.inner.register(id);
-        self.inner.send_small(Kind::Open, id, request);
-        Ok(Channel::new(id, self.inner.clone(), rx, credit))
     }
 
     /// Why the session died, once it has.
@@ -373,38 +370,45 @@ impl Session {
 
     /// Bytes received so far (payloads), for statistics.
     pub fn rx_bytes(&self) -> u64 {
-        self.inner.rx_bytes.load(Ordering::Relaxed)
+        self.inner.lock().core.rx_bytes()
     }
 }
 
-async fn writer<W: AsyncWrite>(w: W, mut rx: mpsc::UnboundedReceiver<Out>, inner: Arc<Inner>) {
+async fn writer<W: AsyncWrite>(w: W, inner: Arc<Inner>) {
     let mut w = std::pin::pin!(w);
     let mut dead = inner.dead.subscribe();
     let mut staging: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut batch: Vec<Transmit> = Vec::new();
     loop {
-        let first = tokio::select! {
-            o = rx.recv() => o,
-            _ = dead.wait_for(|d| d.is_some()) => None,
-        };
-        let Some(mut o) = first else { break };
+        tokio::select! {
+            _ = inner.wake.notified() => {}
+            _ = dead.wait_for(|d| d.is_some()) => break,
+        }
         let r: std::io::Result<()> = async {
             loop {
-                match o {
-                    Out::Small(v) => staging.extend_from_slice(&v),
-                    Out::Big(h, p) => {
-                        staging.extend_from_slice(&h);
-                        w.write_all(&staging).await?;
-                        staging.clear();
-                        w.write_all(&p).await?;
+                {
+                    let mut st = inner.lock();
+                    while let Some(t) = st.core.poll_transmit() {
+                        batch.push(t);
                     }
                 }
-                if staging.len() > 64 * 1024 {
-                    w.write_all(&staging).await?;
-                    staging.clear();
+                if batch.is_empty() {
+                    break;
                 }
-                match rx.try_recv() {
-                    Ok(n) => o = n,
-                    Err(_) => break,
+                for t in batch.drain(..) {
+                    match t {
+                        Transmit::Small(v) => staging.extend_from_slice(&v),
+                        Transmit::Big(h, p) => {
+                            staging.extend_from_slice(&h);
+                            w.write_all(&staging).await?;
+                            staging.clear();
+                            w.write_all(&p).await?;
+                        }
+                    }
+                    if staging.len() > 64 * 1024 {
+                        w.write_all(&staging).await?;
+                        staging.clear();
+                    }
                 }
             }
             if !staging.is_empty() {
@@ -422,146 +426,51 @@ async fn writer<W: AsyncWrite>(w: W, mut rx: mpsc::UnboundedReceiver<Out>, inner
     let _ = w.shutdown().await;
 }
 
-async fn reader<R: AsyncRead>(
-    r: R,
-    inner: &Arc<Inner>,
-    incoming: mpsc::UnboundedSender<Incoming>,
-) -> Result<(), SessionError> {
+async fn reader<R: AsyncRead>(r: R, inner: Arc<Inner>) {
     let mut r = std::pin::pin!(r);
     let mut buf = BytesMut::with_capacity(2 * frame::MAX_PAYLOAD);
     let mut dead = inner.dead.subscribe();
     loop {
-        while let Some(p) = frame::decode(&mut buf)? {
-            dispatch(inner, p, &incoming)?;
-        }
         if buf.capacity() - buf.len() < 64 * 1024 {
             buf.reserve(frame::MAX_PAYLOAD);
         }
         let n = tokio::select! {
-            n = tokio::time::timeout(DEAD_AFTER, r.read_buf(&mut buf)) => match n {
-                Ok(n) => n?,
-                Err(_) => return Err(SessionError::Closed(format!("no heartbeat for {DEAD_AFTER:?}"))),
-            },
-            _ = dead.wait_for(|d| d.is_some()) => return Ok(()),
+            n = r.read_buf(&mut buf) => n,
+            _ = dead.wait_for(|d| d.is_some()) => return,
         };
-        if n == 0 {
-            return Ok(());
+        match n {
+            Ok(0) => {
+                let why = format!("[Fail]{} closed the connection", inner.label);
+                inner.kill(&why);
+                return;
+            }
+            Ok(_) => {
+                let now = std::time::Instant::now();
+                inner.with_core(|c| c.receive(&mut buf, now));
+            }
+            Err(e) => {
+                let why = format!("[Fail]{}: connection lost ({e})", inner.label);
+                inner.kill(&why);
+                return;
+            }
         }
     }
 }
 
-fn session_over_budget(inner: &Inner) -> SessionError {
-    SessionError::Closed(format!(
-        "peer made this session hold {} bytes for consumers (limit {MAX_SESSION_BUFFERED})",
-        inner.queued()
-    ))
-}
-
-fn dispatch(
-    inner: &Arc<Inner>,
-    p: Packet,
-    incoming: &mpsc::UnboundedSender<Incoming>,
-) -> Result<(), SessionError> {
-    let ch = p.channel;
-    match p.kind {
-        Kind::Open => {
-            // The peer's ids carry its side's bit, and a live id is never opened twice: a
-            // peer that breaks either would take over another channel's accounting.
-            if ch & ACCEPTOR_BIT == inner.base || ch & !ACCEPTOR_BIT == 0 {
-                return Err(SessionError::Closed(format!(
-                    "peer opened channel {ch:#x} of ours"
-                )));
-            }
-            let open = match inner.chans.lock() {
-                Ok(m) => m.len(),
-                Err(_) => MAX_CHANNELS,
-            };
-            if inner.chans.lock().is_ok_and(|m| m.contains_key(&ch)) {
-                return Err(SessionError::Closed(format!(
-                    "peer reopened channel {ch:#x}"
-                )));
-            }
-            if open >= MAX_CHANNELS {
-                let exit = Exit::fail(format!(
-                    "[Fail]too many channels: {open} are open on this session (limit \
-                     {MAX_CHANNELS}); close some and retry"
-                ));
-                inner.send_small(Kind::Close, ch, &proto::to_bytes(&exit));
-                return Ok(());
-            }
-            let (rx, credit) = inner.register(ch);
-            let channel = Channel::new(ch, inner.clone(), rx, credit);
-            let _ = incoming.send(Incoming {
-                channel,
-                request: p.payload,
-            });
+/// Runs the core's deadline: heartbeats, and the end of a silent peer.
+async fn timer(inner: Arc<Inner>) {
+    let mut dead = inner.dead.subscribe();
+    loop {
+        let Some(at) = inner.lock().core.deadline() else {
+            return;
+        };
+        tokio::select! {
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(at)) => {}
+            _ = dead.wait_for(|d| d.is_some()) => return,
         }
-        Kind::Data => {
-            inner
-                .rx_bytes
-                .fetch_add(p.payload.len() as u64, Ordering::Relaxed);
-            if let Ok(mut m) = inner.chans.lock()
-                && let Some(e) = m.get_mut(&ch)
-            {
-                e.queued += p.payload.len();
-                if e.queued > 2 * WINDOW {
-                    return Err(SessionError::Closed(
-                        "peer sent past its flow-control window".into(),
-                    ));
-                }
-                if !inner.enqueue(p.payload.len()) {
-                    return Err(session_over_budget(inner));
-                }
-                let n = p.payload.len();
-                let _ = e.tx.send((Event::Data(p.payload), n));
-            }
-        }
-        Kind::Ctrl => {
-            let c: Ctrl = proto::from_bytes(&p.payload)?;
-            // Control messages take no credit, but they are held until read: they count
-            // against the channel's window and the session's budget like data.
-            if let Ok(mut m) = inner.chans.lock()
-                && let Some(e) = m.get_mut(&ch)
-            {
-                e.queued += p.payload.len();
-                if e.queued > 2 * WINDOW {
-                    return Err(SessionError::Closed(
-                        "peer sent control messages past its window".into(),
-                    ));
-                }
-                if !inner.enqueue(p.payload.len()) {
-                    return Err(session_over_budget(inner));
-                }
-                let _ = e.tx.send((Event::Ctrl(c), p.payload.len()));
-            }
-        }
-        Kind::Close => {
-            let exit: Exit = proto::from_bytes(&p.payload).unwrap_or_else(|_| Exit::fail("closed"));
-            let e = inner.chans.lock().ok().and_then(|mut m| m.remove(&ch));
-            if let Some(e) = e {
-                inner.unqueue(e.queued);
-                e.credit.close();
-                let _ = e.tx.send((Event::Close(exit), 0));
-            }
-        }
-        Kind::Credit => {
-            let n = frame::credit_of(&p) as usize;
-            if let Ok(m) = inner.chans.lock()
-                && let Some(e) = m.get(&ch)
-                && e.credit.available_permits() + n <= 2 * WINDOW
-            {
-                e.credit.add_permits(n);
-            }
-        }
-        Kind::Ping => {
-            inner.send_small(Kind::Pong, 0, &p.payload);
-        }
-        Kind::Pong => {}
-        Kind::Hello => {
-            return Err(SessionError::Closed("second hello".into()));
-        }
+        let now = std::time::Instant::now();
+        inner.with_core(|c| c.on_timeout(now));
     }
-    Ok(())
 }
 
 /// One channel: receive with [`Channel::recv`], send with [`Channel::send`] or through a
@@ -571,8 +480,7 @@ pub struct Channel {
     id: u32,
     inner: Arc<Inner>,
     rx: mpsc::UnboundedReceiver<(Event, usize)>,
-    credit: Arc<Semaphore>,
-    pending_credit: usize,
+    credit: Arc<Notify>,
     done: bool,
 }
 
@@ -581,7 +489,7 @@ pub struct Channel {
 pub struct Sender {
     id: u32,
     inner: Arc<Inner>,
-    credit: Arc<Semaphore>,
+    credit: Arc<Notify>,
 }
 
 impl Sender {
@@ -590,14 +498,21 @@ impl Sender {
     pub async fn send(&self, mut data: Bytes) -> Result<(), SessionError> {
         while !data.is_empty() {
             let part = data.split_to(data.len().min(frame::MAX_PAYLOAD));
-            let n = part.len() as u32;
-            match self.credit.acquire_many(n).await {
-                Ok(p) => p.forget(),
-                Err(_) => return Err(SessionError::Closed(self.inner.dead_reason())),
-            }
-            let h = frame::header(Kind::Data, self.id, part.len());
-            if self.inner.out.send(Out::Big(h, part)).is_err() {
-                return Err(SessionError::Closed(self.inner.dead_reason()));
+            loop {
+                // Registered before the core is asked, so a credit that arrives between the
+                // answer and the wait still wakes it.
+                let credit = self.credit.notified();
+                tokio::pin!(credit);
+                credit.as_mut().enable();
+                let r = self.inner.lock().core.send_data(self.id, part.clone());
+                match r {
+                    Ok(()) => {
+                        self.inner.wake.notify_one();
+                        break;
+                    }
+                    Err(SendError::NoCredit) => credit.await,
+                    Err(e) => return Err(self.inner.closed_error(e)),
+                }
             }
         }
         Ok(())
@@ -605,20 +520,20 @@ impl Sender {
 
     /// Sends a control message.
     pub fn ctrl(&self, c: &Ctrl) -> Result<(), SessionError> {
-        if self.credit.is_closed() {
-            return Err(SessionError::Closed(self.inner.dead_reason()));
-        }
-        self.inner
-            .send_small(Kind::Ctrl, self.id, &proto::to_bytes(c));
-        Ok(())
+        let r = self.inner.lock().core.send_ctrl(self.id, c);
+        self.inner.wake.notify_one();
+        r.map_err(|e| self.inner.closed_error(e))
     }
 
     /// Ends the channel with this exit (once; later calls do nothing).
     pub fn close(&self, exit: &Exit) {
-        if self.inner.forget(self.id) {
-            self.inner
-                .send_small(Kind::Close, self.id, &proto::to_bytes(exit));
+        {
+            let mut st = self.inner.lock();
+            if st.core.close(self.id, exit) {
+                st.locals.remove(&self.id);
+            }
         }
+        self.inner.wake.notify_one();
     }
 }
 
@@ -627,14 +542,13 @@ impl Channel {
         id: u32,
         inner: Arc<Inner>,
         rx: mpsc::UnboundedReceiver<(Event, usize)>,
-        credit: Arc<Semaphore>,
+        credit: Arc<Notify>,
     ) -> Self {
         Channel {
             id,
             inner,
             rx,
             credit,
-            pending_credit: 0,
             done: false,
         }
     }
@@ -662,20 +576,23 @@ impl Channel {
             Some(ev) => ev,
             None => (Event::Close(Exit::fail(self.inner.dead_reason())), 0),
         };
+        let data = matches!(ev, Event::Data(_));
         if held > 0 {
-            self.inner.taken(self.id, held);
-        }
-        match &ev {
-            Event::Data(b) => {
-                self.pending_credit += b.len();
-                if self.pending_credit >= WINDOW / 4 || self.rx.is_empty() {
-                    let n = std::mem::take(&mut self.pending_credit) as u32;
-                    self.inner
-                        .send_small(Kind::Credit, self.id, &n.to_le_bytes());
-                }
+            // Credit goes back at once when nothing more is queued, so a sender that is
+            // waiting on the last bytes of its window is not left waiting.
+            let flush = self.rx.is_empty();
+            let id = self.id;
+            let more = {
+                let mut st = self.inner.lock();
+                st.core.consumed(id, held, data, flush);
+                st.core.has_transmit()
+            };
+            if more {
+                self.inner.wake.notify_one();
             }
-            Event::Close(_) => self.done = true,
-            Event::Ctrl(_) => {}
+        }
+        if let Event::Close(_) = ev {
+            self.done = true;
         }
         ev
     }
@@ -709,6 +626,7 @@ impl Drop for Channel {
 mod tests {
     use super::*;
     use crate::proto::Request;
+    use std::time::Duration;
 
     fn hello_of(name: &str) -> Hello {
         Hello {
@@ -791,15 +709,26 @@ mod tests {
 
     #[tokio::test]
     async fn a_peer_that_ignores_credits_is_cut_off() {
-        let (sa, _ia, sb, mut ib) = pair().await;
-        let ch = sa.open(&proto::to_bytes(&Request::Boot)).unwrap();
+        let (sb, mut ib, mut raw) = raw_peer().await;
+        raw.write_all(&frame::encode(
+            Kind::Open,
+            1,
+            &proto::to_bytes(&Request::Boot),
+        ))
+        .await
+        .unwrap();
         // Held, never read from.
         let _inc = ib.recv().await.unwrap();
-        // Bypass the sender's credit check: raw Data packets past twice the window.
-        let chunk = Bytes::from(vec![0u8; frame::MAX_PAYLOAD]);
+        // Raw Data packets past twice the window, as a peer ignoring its credit would send.
+        let chunk = vec![0u8; frame::MAX_PAYLOAD];
         for _ in 0..(2 * WINDOW / frame::MAX_PAYLOAD + 2) {
-            let h = frame::header(Kind::Data, ch.id(), chunk.len());
-            let _ = sa.inner.out.send(Out::Big(h, chunk.clone()));
+            if raw
+                .write_all(&frame::encode(Kind::Data, 1, &chunk))
+                .await
+                .is_err()
+            {
+                break;
+            }
         }
         // The receiver never reads Data here, so its queue only grows: the session must die.
         tokio::time::timeout(Duration::from_secs(5), sb.closed())
@@ -1034,15 +963,7 @@ mod tests {
                         Op::Open(_) => {}
                     }
                     settle(&sb).await;
-                    let held: usize = sb
-                        .inner
-                        .chans
-                        .lock()
-                        .unwrap()
-                        .values()
-                        .map(|e| e.queued)
-                        .sum();
-                    assert_eq!(sb.inner.queued(), held);
+                    assert!(sb.inner.lock().core.held() <= MAX_SESSION_BUFFERED);
                     assert!(sb.dead().is_none(), "{:?}", sb.dead());
                 }
                 for (_, ch) in open.drain() {
@@ -1054,13 +975,13 @@ mod tests {
                 }
                 // Bounded: the reader takes the Closes in within a few turns.
                 tokio::time::timeout(Duration::from_secs(10), async {
-                    while !sb.inner.chans.lock().unwrap().is_empty() {
+                    while sb.inner.lock().core.open_channels() > 0 {
                         tokio::task::yield_now().await;
                     }
                 })
                 .await
                 .expect("every channel gone");
-                assert_eq!(sb.inner.queued(), 0);
+                assert_eq!(sb.inner.lock().core.held(), 0);
             });
         }
     }
