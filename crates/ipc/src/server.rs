@@ -1013,4 +1013,172 @@ mod tests {
         ));
         task.abort();
     }
+
+    /// Code 1 holds a wait slot and never answers, 2 never answers, anything else echoes.
+    struct Holds;
+
+    #[async_trait::async_trait]
+    impl Dispatcher for Holds {
+        async fn dispatch(
+            &self,
+            conn: ConnHandle,
+            _sa: i32,
+            code: u32,
+            data: Bytes,
+        ) -> Result<Vec<u8>, RemoteError> {
+            match code {
+                1 => {
+                    let _slot = conn.hold_wait("test")?;
+                    std::future::pending().await
+                }
+                2 => std::future::pending().await,
+                _ => Ok(data.to_vec()),
+            }
+        }
+        fn on_disconnect(&self, _conn: &ConnHandle) {}
+    }
+
+    fn strangers_server(
+        dir: &Path,
+    ) -> (
+        std::path::PathBuf,
+        Arc<Budgets>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let sock = dir.join("ipc.sock");
+        let server = Server::bind(
+            &sock,
+            Arc::new(Holds),
+            Arc::new(ToolTokenResolver::new(vec![], oxh_kal::current_uid())),
+        )
+        .unwrap()
+        .without_privileged_uids();
+        let budgets = server.budgets();
+        (sock, budgets, tokio::spawn(server.run()))
+    }
+
+    async fn until(what: &str, mut f: impl FnMut() -> bool) {
+        tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while !f() {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+    }
+
+    #[tokio::test]
+    async fn connections_past_the_uid_limit_are_refused_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sock, budgets, task) = strangers_server(dir.path());
+        let uid = oxh_kal::current_uid();
+        let mut held = Vec::new();
+        for _ in 0..MAX_CONNECTIONS_PER_UID {
+            let c = Client::connect(&sock).await.unwrap();
+            assert_eq!(c.call_raw(0, 3, b"hi").await.unwrap(), &b"hi"[..]);
+            held.push(c);
+        }
+        let extra = Client::connect(&sock).await.unwrap();
+        let e = extra.call_raw(0, 3, b"hi").await.unwrap_err();
+        assert_eq!(e.code(), Some(code::TOO_BUSY), "{e}");
+        assert!(
+            e.to_string().contains(&format!(
+                "too busy: {MAX_CONNECTIONS_PER_UID} connections for uid {uid} (limit {MAX_CONNECTIONS_PER_UID})"
+            )),
+            "{e}"
+        );
+        // A closed connection makes room; nothing stays counted once all are closed.
+        held.pop();
+        until("a slot to free", || {
+            budgets.conns.held(&uid) < MAX_CONNECTIONS_PER_UID
+        })
+        .await;
+        let c = Client::connect(&sock).await.unwrap();
+        assert_eq!(c.call_raw(0, 3, b"ok").await.unwrap(), &b"ok"[..]);
+        drop((c, held, extra));
+        until("every connection to be given back", || {
+            budgets.conns.total() == 0
+        })
+        .await;
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn waits_and_pending_calls_past_their_limits_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sock, budgets, task) = strangers_server(dir.path());
+        let c = Client::connect(&sock).await.unwrap();
+        let mut waits = Vec::new();
+        for _ in 0..MAX_PENDING_WAITS {
+            waits.push(c.send_parts(0, 1, &[]).await.unwrap());
+        }
+        let e = c.call_raw(0, 1, b"").await.unwrap_err();
+        assert_eq!(e.code(), Some(code::TOO_BUSY), "{e}");
+        assert!(
+            e.to_string()
+                .contains("32 test waits pending on this connection (limit 32)"),
+            "{e}"
+        );
+        let mut calls = Vec::new();
+        for _ in 0..MAX_PENDING_CALLS - MAX_PENDING_WAITS as usize {
+            calls.push(c.send_parts(0, 2, &[]).await.unwrap());
+        }
+        let e = c.call_raw(0, 2, b"").await.unwrap_err();
+        assert_eq!(e.code(), Some(code::TOO_BUSY), "{e}");
+        assert!(
+            e.to_string()
+                .contains("256 calls pending on this connection (limit 256)"),
+            "{e}"
+        );
+        // Other connections are not affected.
+        let other = Client::connect(&sock).await.unwrap();
+        assert_eq!(other.call_raw(0, 3, b"x").await.unwrap(), &b"x"[..]);
+        let uid = oxh_kal::current_uid();
+        assert_eq!(budgets.calls.held(&uid), MAX_PENDING_CALLS as u64);
+        drop((c, waits, calls));
+        until("the calls to be given back", || {
+            budgets.calls.total() == 0 && budgets.bytes.total() == 0
+        })
+        .await;
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn partial_frames_past_the_uid_byte_limit_are_refused_and_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sock, budgets, task) = strangers_server(dir.path());
+        let uid = oxh_kal::current_uid();
+        // Each connection starts a 1 MiB request and sends half of it.
+        let body = frame::MAX_TRANSACTION;
+        let head = frame::header(Kind::Request, 7, body);
+        let half = vec![0u8; body / 2];
+        let per = (frame::HEADER_LEN + body) as u64;
+        let fit = MAX_UID_BYTES / per;
+        let mut conns = Vec::new();
+        for _ in 0..fit {
+            let c = Client::connect(&sock).await.unwrap();
+            c.write_raw(&head).await.unwrap();
+            c.write_raw(&half).await.unwrap();
+            conns.push(c);
+        }
+        until("the partial frames to be admitted", || {
+            budgets.bytes.held(&uid) == fit * per
+        })
+        .await;
+        let c = Client::connect(&sock).await.unwrap();
+        let p = c.send_parts(0, 3, &[&vec![1u8; body - 8]]).await.unwrap();
+        let e = p.reply().await.unwrap_err();
+        assert_eq!(e.code(), Some(code::TOO_BUSY), "{e}");
+        assert!(
+            e.to_string()
+                .contains(&format!("request bytes buffered for uid {uid}")),
+            "{e}"
+        );
+        // The refused frame was skipped, not buffered: the connection carries on.
+        assert_eq!(c.call_raw(0, 3, b"after").await.unwrap(), &b"after"[..]);
+        assert!(budgets.bytes.held(&uid) <= MAX_UID_BYTES);
+        drop((conns, c));
+        until("the bytes to be given back", || budgets.bytes.total() == 0).await;
+        task.abort();
+    }
 }
