@@ -11,6 +11,7 @@ mod hdc;
 mod hilog;
 mod ipc;
 mod kv;
+mod limits;
 mod netns;
 mod param;
 mod samgr;

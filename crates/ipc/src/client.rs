@@ -18,6 +18,18 @@ struct Shared {
     pending: Mutex<Pending>,
     subs: Mutex<HashMap<u64, mpsc::UnboundedSender<Bytes>>>,
     closed: Mutex<Option<String>>,
+    /// What the daemon said when it closed the connection (its Fatal frame), if it did.
+    fatal: Mutex<Option<RemoteError>>,
+}
+
+impl Shared {
+    /// The error for a call on a closed connection: the daemon's own reason if it gave one.
+    fn closed_error(&self, reason: &str) -> IpcError {
+        match self.fatal.lock().ok().and_then(|f| f.clone()) {
+            Some(e) => IpcError::Closed(e),
+            None => IpcError::Disconnected(reason.to_string()),
+        }
+    }
 }
 
 /// A connection to the device daemon. Cheap to clone; calls may run concurrently.
@@ -93,11 +105,13 @@ impl Client {
             pending: Mutex::new(HashMap::new()),
             subs: Mutex::new(HashMap::new()),
             closed: Mutex::new(None),
+            fatal: Mutex::new(None),
         });
         let s2 = shared.clone();
         let reader = tokio::spawn(async move {
             let mut dec = FrameDecoder::new();
             let reason = 'read: loop {
+                dec.reserve_for_read();
                 match rd.read_buf(dec.buffer()).await {
                     Ok(0) => break "the daemon closed the connection".to_string(),
                     Err(e) => break e.to_string(),
@@ -120,9 +134,16 @@ impl Client {
                                 }
                             }
                             Kind::Fatal => {
-                                let msg = crate::decode::<RemoteError>(&f.body)
-                                    .map(|e| e.to_string())
-                                    .unwrap_or_else(|e| e.message);
+                                let msg = match crate::decode::<RemoteError>(&f.body) {
+                                    Ok(e) => {
+                                        let msg = e.to_string();
+                                        if let Ok(mut f) = s2.fatal.lock() {
+                                            *f = Some(e);
+                                        }
+                                        msg
+                                    }
+                                    Err(e) => e.message,
+                                };
                                 break 'read msg;
                             }
                             Kind::Request | Kind::RequestFd => {
@@ -146,7 +167,7 @@ impl Client {
                 .map(|mut p| p.drain().collect())
                 .unwrap_or_default();
             for (_, tx) in pending {
-                let _ = tx.send(Err(IpcError::Disconnected(reason.clone())));
+                let _ = tx.send(Err(s2.closed_error(&reason)));
             }
             if let Ok(mut subs) = s2.subs.lock() {
                 subs.clear();
@@ -252,7 +273,7 @@ impl Client {
         let (tx, rx) = oneshot::channel();
         {
             if let Some(reason) = self.shared.closed.lock().ok().and_then(|c| c.clone()) {
-                return Err(IpcError::Disconnected(reason));
+                return Err(self.shared.closed_error(&reason));
             }
             self.shared
                 .pending

@@ -23,6 +23,10 @@ pub mod code {
     pub const MALFORMED_FRAME: i32 = 1_900_004;
     /// The system ability failed to start or failed internally.
     pub const SA_INTERNAL: i32 = 1_900_005;
+    /// The caller holds as much as the daemon lets one caller hold (connections, buffered
+    /// request bytes, pending calls or waits; the message says which, with the count and the
+    /// limit). Nothing was done; retry once some of the caller's own calls or connections end.
+    pub const TOO_BUSY: i32 = 1_900_006;
 }
 
 /// An error returned by the daemon for one call: an error code and a readable message.
@@ -83,6 +87,10 @@ pub enum IpcError {
     /// The connection went away before the reply arrived.
     #[error("connection to oxhd closed: {0}")]
     Disconnected(String),
+    /// The daemon closed the connection and said why (a protocol error, or too many
+    /// connections: [`code::TOO_BUSY`]).
+    #[error("oxhd closed the connection: {}", .0.message)]
+    Closed(RemoteError),
     /// The reply could not be decoded.
     #[error("cannot decode reply: {0}")]
     Decode(String),
@@ -95,7 +103,7 @@ impl IpcError {
     /// The error code, where the daemon gave one.
     pub fn code(&self) -> Option<i32> {
         match self {
-            IpcError::Remote(r) => Some(r.code),
+            IpcError::Remote(r) | IpcError::Closed(r) => Some(r.code),
             IpcError::TooLarge { .. } => Some(code::TRANSACTION_TOO_LARGE),
             _ => None,
         }

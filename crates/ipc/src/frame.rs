@@ -21,6 +21,23 @@ pub const MAX_TRANSACTION: usize = 1 << 20;
 pub const MAX_SKIP: usize = 64 << 20;
 /// Bytes before the body.
 pub const HEADER_LEN: usize = 13;
+/// Most bytes read at a time while no frame has shown itself to be large: a connection that
+/// trickles bytes or stalls mid-frame makes the daemon hold at most this much more than it
+/// sent, and small pipelined frames still arrive many to a read.
+pub const READ_CHUNK: usize = 64 * 1024;
+/// Reads are not made into less room than this (one page-sized read per syscall at least).
+const MIN_READ: usize = 4096;
+
+/// A frame's header, before its body is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// The frame's kind.
+    pub kind: Kind,
+    /// Its id.
+    pub id: u64,
+    /// Its declared body length.
+    pub len: usize,
+}
 
 /// What a frame carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,7 +143,6 @@ impl FrameDecoder {
             }
         }
         if self.buf.len() < HEADER_LEN {
-            self.buf.reserve(HEADER_LEN);
             return Ok(None);
         }
         let len = u32::from_le_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize;
@@ -144,12 +160,92 @@ impl FrameDecoder {
             return Ok(Some(Decoded::Oversize { kind, id, len }));
         }
         if self.buf.len() < HEADER_LEN + len {
-            self.buf.reserve(HEADER_LEN + len - self.buf.len());
             return Ok(None);
         }
         self.buf.advance(HEADER_LEN);
         let body = self.buf.split_to(len).freeze();
+        if self.buf.is_empty() {
+            // Let go of the allocation the frames came from: an idle connection then holds
+            // no buffer, and one is freed as soon as the calls holding its frames end.
+            self.buf = BytesMut::new();
+        }
         Ok(Some(Decoded::Frame(Frame { kind, id, body })))
+    }
+
+    /// The header of the frame at the front of the buffer, once its [`HEADER_LEN`] bytes are
+    /// in: for a receiver that decides whether to take a frame before its body arrives
+    /// (see [`FrameDecoder::skip_front`]). Discards bytes still being skipped first.
+    pub fn peek(&mut self) -> Result<Option<Header>, FrameError> {
+        if self.skip > 0 {
+            let n = self.skip.min(self.buf.len());
+            self.buf.advance(n);
+            self.skip -= n;
+            if self.skip > 0 {
+                return Ok(None);
+            }
+        }
+        if self.buf.len() < HEADER_LEN {
+            return Ok(None);
+        }
+        let len = u32::from_le_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize;
+        let kind = Kind::from_u8(self.buf[4]).ok_or(FrameError::UnknownKind(self.buf[4]))?;
+        if len > MAX_SKIP {
+            return Err(FrameError::Length(len));
+        }
+        let mut idb = [0u8; 8];
+        idb.copy_from_slice(&self.buf[5..13]);
+        Ok(Some(Header {
+            kind,
+            id: u64::from_le_bytes(idb),
+            len,
+        }))
+    }
+
+    /// Drops the frame at the front (its header must be in, see [`FrameDecoder::peek`]):
+    /// what is buffered now and the rest of its body as it arrives, without buffering it.
+    pub fn skip_front(&mut self) {
+        let Ok(Some(h)) = self.peek() else { return };
+        let n = (HEADER_LEN + h.len).min(self.buf.len());
+        self.buf.advance(n);
+        self.skip = HEADER_LEN + h.len - n;
+        if self.buf.is_empty() {
+            self.buf = BytesMut::new();
+        }
+    }
+
+    /// Bytes buffered and not yet taken as frames.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Makes room for the next read: the buffer grows as bytes arrive, not when a header
+    /// announces them. Up to [`READ_CHUNK`] is read at a time; only once that much of one
+    /// frame is in is room made for the rest of it (a bulk frame is then read in one or two
+    /// reads instead of sixteen, and copied at most once, when the first chunk moves).
+    pub fn reserve_for_read(&mut self) {
+        let spare = self.buf.capacity() - self.buf.len();
+        let mut want = READ_CHUNK;
+        let mut floor = MIN_READ;
+        if self.skip == 0
+            && self.buf.len() >= READ_CHUNK
+            && let Some(len) = self.front_len()
+            && len <= MAX_TRANSACTION
+        {
+            want = (HEADER_LEN + len)
+                .saturating_sub(self.buf.len())
+                .max(MIN_READ);
+            floor = want;
+        }
+        if spare < floor {
+            self.buf.reserve(want);
+        }
+    }
+
+    /// The declared body length of the frame at the front, once its header is in.
+    fn front_len(&self) -> Option<usize> {
+        let b = self.buf.get(..4)?;
+        (self.buf.len() >= HEADER_LEN)
+            .then(|| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
     }
 }
 

@@ -6,6 +6,7 @@
 //! Who the caller is comes from the kernel (SO_PEERCRED) when the connection is accepted and is
 //! turned into a [`Caller`] with an access token; nothing the caller sends can change it.
 
+pub mod budget;
 pub mod caller;
 /// Send/receive buffer asked for on every IPC connection, both ends: bulk calls (soft-bus
 /// bytes in ~1 MiB parts) then cross in one write and one wake-up instead of five.
@@ -19,7 +20,7 @@ pub use caller::{Caller, TokenResolver, TokenType, ToolTokenResolver};
 pub use client::{Client, PendingReply, Subscription};
 pub use error::{IpcError, RemoteError, code};
 pub use frame::MAX_TRANSACTION;
-pub use server::{ConnHandle, Dispatcher, Server};
+pub use server::{ConnHandle, Dispatcher, Server, WaitSlot, too_busy};
 
 /// Encodes a request or reply payload: every SA method's arguments and results travel as
 /// postcard, a compact serde format, so a 64-byte request stays about 64 bytes on the wire.

@@ -350,14 +350,36 @@ pub fn current_tid() -> i32 {
 /// serves each from a fresh mmap (or trims freed heap straight back to the kernel), so every
 /// buffer is faulted in and zeroed page by page again: measured, 115,000 page faults and
 /// about twice the CPU per GiB received by hdc. With buffers up to 16 MiB taken from the
-/// heap and up to 64 MiB of free heap kept, the same GiB costs 9,000 faults. Call first thing
-/// in `main`, before other threads exist. Does nothing on other C libraries.
+/// heap and free heap kept until [`KEPT_FREE_HEAP`] of it is at the top of a heap, the same
+/// GiB costs 9,000 faults. Call first thing in `main`, before other threads exist. Does
+/// nothing on other C libraries.
 pub fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator parameters; called before other threads start.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 16 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, KEPT_FREE_HEAP as libc::c_int);
+    }
+}
+
+/// Free memory at the top of a heap that glibc keeps before giving it back (M_TRIM_THRESHOLD).
+/// It was 64 MiB, which is the size of a thread arena's heap: glibc then never gave back
+/// the top of a thread arena, and `malloc_trim` does not either (it trims only the main
+/// arena's top), so 30 MiB a stranger's connections had buffered stayed resident after they
+/// closed. 16 MiB, the mmap threshold, still keeps the bulk paths' 0.5-4 MiB buffers warm
+/// (freeing one rarely leaves 16 MiB free at the top), and bounds what each arena keeps.
+pub const KEPT_FREE_HEAP: usize = 16 << 20;
+
+/// Gives the memory the allocator holds free back to the kernel (glibc's `malloc_trim(0)`:
+/// free pages of every arena, not only the top of the heap). [`keep_freed_memory`] keeps up to
+/// 64 MiB of freed heap per arena for speed; a server calls this once a burst of work is
+/// over (connections closed) so what they used does not stay resident. Takes a few
+/// milliseconds on a large heap; call it off the async threads. Does nothing elsewhere.
+pub fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory to the kernel; it is thread-safe.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -52,6 +52,8 @@ impl SystemAbility for ParamService {
             }
             api::WAIT => {
                 let a: WaitArgs = decode(&data)?;
+                // One of the connection's wait slots for as long as the wait lasts.
+                let _slot = ctx.conn.hold_wait("param")?;
                 let v = self
                     .wait(
                         token,

@@ -36,6 +36,42 @@ pub use crate::proto::*;
 
 /// Largest frame on a socket stream: a bytes payload and its framing.
 const MAX_SOCKET_FRAME: usize = MAX_BYTES + 64;
+
+// What one peer device can make this daemon hold (listed in docs/DESIGN.md, "Limits").
+// QUIC bounds what it buffers itself (see `super::transport_config`); these bound what the
+// socket layer takes out of QUIC and holds until an app has it.
+
+/// Sockets one peer device may have open to this device at once. An `Open` past it is
+/// answered with `Reject` naming the limit (the peer's `Bind` fails with it). An app pair
+/// needs a socket per session; 128 is many sessions, and each costs a task and a frame.
+pub const MAX_SOCKETS_PER_PEER: usize = 128;
+/// Streams from one peer that have not yet said what they are (their first frame, `Open`
+/// or `Dbinder`). A stream past it is dropped unread; one that says nothing for
+/// [`OPEN_TIMEOUT`] is dropped too.
+pub const MAX_PENDING_OPENS_PER_PEER: u64 = 16;
+/// How long a new stream may take to send its first frame.
+pub const OPEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Bytes of incoming frames (messages, bytes, file pieces) read from one peer's streams and
+/// not yet delivered to the app. When it is reached, sockets of that peer stop reading until
+/// some is delivered, and QUIC flow control slows the peer (back-pressure, not an error).
+/// 64 MiB: sixteen 4 MiB payloads in flight, far above what one socket needs for full speed
+/// (it reads one frame at a time).
+pub const MAX_PEER_RX_BYTES: u64 = 64 << 20;
+/// The same for all peers together.
+pub const MAX_RX_BYTES: u64 = 256 << 20;
+
+/// The per-peer ledger of incoming bytes.
+type RxBudget = Arc<oxh_ipc::budget::Ledger<String>>;
+/// Incoming bytes held until their frame is delivered.
+type RxGrant = oxh_ipc::budget::Grant<String>;
+
+fn rx_budget() -> RxBudget {
+    oxh_ipc::budget::Ledger::new(oxh_ipc::budget::Limits {
+        per_key: MAX_PEER_RX_BYTES,
+        total: MAX_RX_BYTES,
+        reserved: 0,
+    })
+}
 /// File pieces a receiving daemon holds for its client before it stops reading the stream.
 const FILE_QUEUE: usize = 8;
 /// Datagram kind byte of a socket stream frame.
@@ -195,6 +231,10 @@ pub struct Sessions {
     next: AtomicU64,
     /// Serves streams of remote SA calls.
     dbinder: std::sync::OnceLock<Arc<crate::dbinder::Dbinder>>,
+    /// Incoming bytes not yet delivered, per peer udid ([`MAX_PEER_RX_BYTES`]).
+    rx_bytes: RxBudget,
+    /// New streams that have not sent their first frame, per peer udid.
+    pending_opens: Arc<oxh_ipc::budget::Ledger<String>>,
 }
 
 fn check_name(name: &str) -> Result<(), SessionError> {
@@ -255,6 +295,26 @@ pub(crate) async fn open_dbinder_stream(
 async fn read_socket_frame<R: tokio::io::AsyncRead + Unpin>(
     r: &mut R,
 ) -> Result<Option<Frame>, WireError> {
+    Ok(read_socket_frame_in(r, None).await?.map(|(f, _)| f))
+}
+
+/// [`read_socket_frame`], taking the frame's bytes from `budget` (the peer's ledger and key)
+/// before its buffer is allocated, waiting while the peer holds its limit; the grant comes
+/// back with the frame, to keep until it is delivered.
+async fn read_socket_frame_in<R: tokio::io::AsyncRead + Unpin>(
+    r: &mut R,
+    budget: Option<(&RxBudget, &str)>,
+) -> Result<Option<(Frame, Option<RxGrant>)>, WireError> {
+    let take = |n: usize| async move {
+        match budget {
+            Some((b, peer)) => b
+                .acquire(peer.to_owned(), false, n as u64)
+                .await
+                .map(Some)
+                .map_err(|e| WireError::Decode(format!("frame over the peer's budget: {e}"))),
+            None => Ok(None),
+        }
+    };
     let mut len = [0u8; 4];
     match AsyncReadExt::read_exact(r, &mut len).await {
         Ok(_) => {}
@@ -296,6 +356,7 @@ async fn read_socket_frame<R: tokio::io::AsyncRead + Unpin>(
         if 1 + used + n != len || n > max {
             return Err(WireError::Decode("bad blob length".into()));
         }
+        let grant = take(n).await?;
         // Read into spare capacity: zeroing a 4 MiB buffer first cost as much as a copy.
         let mut data = Vec::with_capacity(n);
         let mut blob = AsyncReadExt::take(&mut *r, n as u64);
@@ -304,16 +365,21 @@ async fn read_socket_frame<R: tokio::io::AsyncRead + Unpin>(
                 return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
             }
         }
-        return Ok(Some(match tag {
+        let frame = match tag {
             MESSAGE_TAG => Frame::Message(data),
             BYTES_TAG => Frame::Bytes(data),
             _ => Frame::FileData(data),
-        }));
+        };
+        return Ok(Some((frame, grant)));
     }
+    let grant = take(len).await?;
     let mut body = vec![0u8; len];
     body[0] = tag;
     AsyncReadExt::read_exact(r, &mut body[1..]).await?;
-    decode(&body).map(Some)
+    let frame = decode(&body)?;
+    drop(body);
+    drop(grant);
+    Ok(Some((frame, None)))
 }
 
 /// A file arriving on a socket, as the reading loop tracks it.
@@ -339,6 +405,12 @@ impl Sessions {
             dgram_readers: Mutex::new(HashSet::new()),
             next: AtomicU64::new(1),
             dbinder: std::sync::OnceLock::new(),
+            rx_bytes: rx_budget(),
+            pending_opens: oxh_ipc::budget::Ledger::new(oxh_ipc::budget::Limits {
+                per_key: MAX_PENDING_OPENS_PER_PEER,
+                total: u64::MAX,
+                reserved: 0,
+            }),
         });
         let m = me.clone();
         tokio::spawn(async move {
@@ -464,12 +536,13 @@ impl Sessions {
 
     fn add_socket(self: &Arc<Self>, id: u64, s: Socket, recv: quinn::RecvStream) {
         let tx = s.tx.clone();
+        let peer = s.peer.udid.clone();
         self.ensure_datagram_reader(&s.conn);
         if let Ok(mut m) = self.sockets.lock() {
             m.insert(id, s);
         }
         let me = self.clone();
-        tokio::spawn(async move { me.read_socket(id, recv, tx).await });
+        tokio::spawn(async move { me.read_socket(id, peer, recv, tx).await });
     }
 
     /// The queue of incoming file pieces of a socket, made on the first file.
@@ -495,16 +568,26 @@ impl Sessions {
         }
     }
 
-    async fn read_socket(self: Arc<Self>, id: u64, mut recv: quinn::RecvStream, tx: EventTx) {
+    async fn read_socket(
+        self: Arc<Self>,
+        id: u64,
+        peer: String,
+        mut recv: quinn::RecvStream,
+        tx: EventTx,
+    ) {
         let mut sink: Option<mpsc::Sender<FilePiece>> = None;
         let mut file: Option<InFile> = None;
         let mut seq = 0u64;
+        let budget = self.rx_bytes.clone();
         let reason = loop {
-            let frame = match read_socket_frame(&mut recv).await {
-                Ok(Some(f)) => f,
-                Ok(None) => break "peer closed the socket".to_string(),
-                Err(e) => break e.to_string(),
-            };
+            // The grant lives to the end of this iteration: until the frame is delivered
+            // (to the app, or to the file queue of at most FILE_QUEUE pieces).
+            let (frame, _grant) =
+                match read_socket_frame_in(&mut recv, Some((&budget, &peer))).await {
+                    Ok(Some(f)) => f,
+                    Ok(None) => break "peer closed the socket".to_string(),
+                    Err(e) => break e.to_string(),
+                };
             match frame {
                 Frame::Message(data) if data.len() <= MAX_MESSAGE => {
                     let _ = tx.send(SocketEvent::Message { socket: id, data }).await;
@@ -662,22 +745,33 @@ impl Sessions {
             mut send,
             mut recv,
         } = s;
-        let (name, peer_name, data_type, peer_socket) =
-            match read_frame::<_, Frame>(&mut recv, 4096).await {
-                Ok(Some(Frame::Open {
-                    name,
-                    from,
-                    data_type,
-                    socket,
-                })) => (name, from, data_type, socket),
-                Ok(Some(Frame::Dbinder)) => {
-                    if let Some(d) = self.dbinder.get() {
-                        d.clone().serve(from, send, recv).await;
-                    }
-                    return;
+        let Ok(pending) = self.pending_opens.try_acquire(from.udid.clone(), false, 1) else {
+            tracing::warn!(
+                tag = "softbus",
+                public_name = from.name.as_str(),
+                "dropping a stream: {MAX_PENDING_OPENS_PER_PEER} streams of this peer have not said what they are"
+            );
+            return;
+        };
+        let first =
+            tokio::time::timeout(OPEN_TIMEOUT, read_frame::<_, Frame>(&mut recv, 4096)).await;
+        drop(pending);
+        let Ok(first) = first else { return };
+        let (name, peer_name, data_type, peer_socket) = match first {
+            Ok(Some(Frame::Open {
+                name,
+                from,
+                data_type,
+                socket,
+            })) => (name, from, data_type, socket),
+            Ok(Some(Frame::Dbinder)) => {
+                if let Some(d) = self.dbinder.get() {
+                    d.clone().serve(from, send, recv).await;
                 }
-                _ => return,
-            };
+                return;
+            }
+            _ => return,
+        };
         let tx = self
             .listeners
             .lock()
@@ -695,6 +789,24 @@ impl Sessions {
             let _ = send.finish();
             return;
         };
+        let open = self
+            .sockets
+            .lock()
+            .map(|s| s.values().filter(|v| v.peer.udid == from.udid).count())
+            .unwrap_or(0);
+        if open >= MAX_SOCKETS_PER_PEER {
+            let _ = write_frame(
+                &mut send,
+                &Frame::Reject {
+                    reason: format!(
+                        "too busy: {open} sockets from this device (limit {MAX_SOCKETS_PER_PEER})"
+                    ),
+                },
+            )
+            .await;
+            let _ = send.finish();
+            return;
+        }
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         if write_frame(&mut send, &Frame::Accept { socket: id })
             .await

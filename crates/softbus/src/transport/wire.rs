@@ -54,8 +54,13 @@ pub async fn read_frame<R: AsyncReadExt + Unpin, T: DeserializeOwned>(
     if len > max {
         return Err(WireError::TooLarge { len, max });
     }
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body).await?;
+    // Grow as bytes arrive: a peer that announces a large frame and stalls makes the daemon
+    // hold what it sent, not the length it announced.
+    let mut body = Vec::with_capacity(len.min(64 * 1024));
+    let got = r.take(len as u64).read_to_end(&mut body).await?;
+    if got < len {
+        return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+    }
     decode(&body).map(Some)
 }
 
