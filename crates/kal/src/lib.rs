@@ -405,7 +405,7 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
     result
 }
 
-/// The machine's host name, the default device name.
+/// The machine's host name (not the default device name: it stays off the network).
 pub fn hostname() -> String {
     fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
