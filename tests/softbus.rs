@@ -884,7 +884,7 @@ async fn static_peers_are_discovered_and_bindable_by_id() {
     assert_eq!(seen.name, "test-device");
     assert!(!seen.trusted);
     assert_eq!(seen.addresses, vec![a.ready_field("bus")]);
-    assert_eq!(seen.id.len(), 32, "the udid hash, never the udid");
+    assert_eq!(seen.id.len(), 32, "the advert id, never the udid");
     let udid_a: serde_json::Value =
         serde_json::from_str(&a.oxh_ok(&["device", "info", "--json"])).unwrap();
     assert!(!seen.id.contains(udid_a["udid"].as_str().unwrap()));
