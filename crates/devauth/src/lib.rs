@@ -54,7 +54,7 @@ pub const ADVERT_KEY_LEN: usize = 32;
 /// given only to devices it binds with (sealed under the PAKE key), from which its rotating
 /// mDNS id is derived. Whoever holds it recognises the device's adverts; nobody else can link
 /// them. Debug output never shows it.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct AdvertKey(pub [u8; ADVERT_KEY_LEN]);
 
 impl std::fmt::Debug for AdvertKey {

@@ -201,6 +201,7 @@ impl Softbus {
             capabilities: vec!["osdCapability".into(), "ddmpCapability".into()],
             sa_list,
             listen_port: 0,
+            advert_key: identity.advert_key(),
         };
         let bus_cfg = BusConfig {
             listen: cfg.listen,
@@ -515,7 +516,33 @@ impl Softbus {
         }
     }
 
+    /// Keeps the advert key a trusted peer told over its pinned connection, when the record
+    /// lacks it (bound before advert keys) or holds an older one.
+    /// The record is found by the key that authenticated the connection, not by the udid the
+    /// info claims, so that one trusted device cannot set another's key.
+    fn learn_advert_key(&self, i: &NodeInfo) {
+        let Some(key) = self.bus.key_of(&i.network_id) else {
+            return;
+        };
+        let Ok(Some(t)) = self.trust.find_by_key(&key) else {
+            return;
+        };
+        if t.advert_key != Some(i.advert_key) {
+            match self.trust.set_advert_key(&t.udid, i.advert_key) {
+                Ok(_) => tracing::info!(
+                    tag = "devicemanager",
+                    public_name = i.name.as_str(),
+                    "learnt a trusted device's advert key"
+                ),
+                Err(e) => tracing::warn!(tag = "devicemanager", "advert key not kept: {e}"),
+            }
+        }
+    }
+
     fn on_bus_event(self: &Arc<Self>, ev: BusEvent) {
+        if let BusEvent::Online(i) | BusEvent::InfoChanged(i) = &ev {
+            self.learn_advert_key(i);
+        }
         let out = match &ev {
             BusEvent::Online(i) => {
                 // Remember where it listens, so that we can dial it back after a loss.
