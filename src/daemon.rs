@@ -13,6 +13,24 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Debug builds only: the advert epoch in seconds, so that tests can watch a real daemon's
+/// advert id rotate without waiting [`oxh_softbus::discovery::ADVERT_EPOCH`]. Release builds
+/// ignore it: devices recognise each other only if they agree on the epoch.
+pub const ADVERT_EPOCH_ENV: &str = "OXH_ADVERT_EPOCH_SECS";
+
+/// The advert epoch: [`ADVERT_EPOCH_ENV`] in debug builds when set, else the standard one.
+fn advert_epoch() -> std::time::Duration {
+    #[cfg(debug_assertions)]
+    if let Some(s) = std::env::var(ADVERT_EPOCH_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|s| *s > 0)
+    {
+        return std::time::Duration::from_secs(s);
+    }
+    oxh_softbus::discovery::ADVERT_EPOCH
+}
+
 /// How to run one device.
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
@@ -231,6 +249,7 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
         heartbeat: cfg.heartbeat,
         idle_timeout: cfg.heartbeat * 4,
         pin_validity: cfg.pin_validity,
+        advert_epoch: advert_epoch(),
     };
     let softbus = Softbus::start(&identity, &dirs.subsystem("device"), bus_cfg, sa_list)
         .await

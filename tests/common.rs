@@ -243,34 +243,82 @@ pub fn can_run_as_nobody(test: &str) -> bool {
 pub struct NsDevice {
     /// Its namespace.
     pub ns: String,
-    /// Its device name.
+    /// Its device name (or, for a device started without one, its label in messages).
     pub name: String,
     dir: tempfile::TempDir,
     child: Option<Child>,
     ready: String,
+    /// Whether `--name` is passed; arguments and environment, for restarts.
+    named: bool,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl NsDevice {
     /// Starts oxhd named `name` in namespace `ns` with `args` (after `--data-dir`, `--name`
     /// and `--listen 0.0.0.0:0`) and waits for its ready line.
     pub fn start(ns: &str, name: &str, args: &[&str]) -> Result<Self, String> {
+        Self::start_with(ns, name, true, args, &[])
+    }
+
+    /// As [`NsDevice::start`]; without `--name` unless `named` (then `name` is only a label),
+    /// and with extra environment.
+    pub fn start_with(
+        ns: &str,
+        name: &str,
+        named: bool,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Self, String> {
         let dir = tempfile::Builder::new()
             .prefix("oxh-netns-")
             .tempdir()
             .map_err(|e| format!("temp dir: {e}"))?;
-        let log = std::fs::File::create(dir.path().join("oxhd.stderr"))
+        let mut d = NsDevice {
+            ns: ns.into(),
+            name: name.into(),
+            dir,
+            child: None,
+            ready: String::new(),
+            named,
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        d.spawn()?;
+        Ok(d)
+    }
+
+    /// Kills the daemon and starts it again on the same data dir; waits for its ready line.
+    pub fn restart(&mut self) -> Result<(), String> {
+        self.kill();
+        self.spawn()
+    }
+
+    fn spawn(&mut self) -> Result<(), String> {
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("oxhd.stderr"))
             .map_err(|e| format!("log file: {e}"))?;
         // `ip netns exec` execs the command: the child's pid is oxhd's.
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", ns, oxhd_bin(), "--data-dir"])
-            .arg(dir.path())
-            .args(["--name", name, "--listen", "0.0.0.0:0"])
-            .args(args)
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns, oxhd_bin(), "--data-dir"])
+            .arg(self.dir.path());
+        if self.named {
+            cmd.args(["--name", &self.name]);
+        }
+        let mut child = cmd
+            .args(["--listen", "0.0.0.0:0"])
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
             .spawn()
-            .map_err(|e| format!("spawn oxhd in {ns}: {e}"))?;
+            .map_err(|e| format!("spawn oxhd in {}: {e}", self.ns))?;
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -280,17 +328,18 @@ impl NsDevice {
                 }
             }
         });
-        let mut d = NsDevice {
-            ns: ns.into(),
-            name: name.into(),
-            dir,
-            child: Some(child),
-            ready: String::new(),
-        };
-        d.ready = rx
+        self.child = Some(child);
+        self.ready = rx
             .recv_timeout(READY_TIMEOUT)
-            .map_err(|_| format!("{name} not ready; stderr:\n{}", d.log_tail()))?;
-        Ok(d)
+            .map_err(|_| format!("{} not ready; stderr:\n{}", self.name, self.log_tail()))?;
+        Ok(())
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            unsafe_kill(c.id(), libc::SIGKILL);
+            let _ = c.wait();
+        }
     }
 
     /// A field of the ready line.
@@ -356,13 +405,12 @@ impl NsDevice {
 
 impl Drop for NsDevice {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
+        if self.child.is_some() {
             let tail = self.log_tail();
             if std::thread::panicking() && !tail.is_empty() {
                 eprintln!("--- {} ({}) stderr:\n{tail}", self.name, self.ns);
             }
-            unsafe_kill(c.id(), libc::SIGKILL);
-            let _ = c.wait();
+            self.kill();
         }
     }
 }

@@ -296,3 +296,218 @@ async fn wait_offline_count(d: &NsDevice, n: usize, bound: Duration) {
     })
     .await;
 }
+
+// ---------------------------------------------------------------- adverts
+
+/// The advert epoch the advert test's daemons use (debug builds' `OXH_ADVERT_EPOCH_SECS`).
+const TEST_EPOCH_SECS: u64 = 3;
+
+/// Collects every `_oxh._udp` instance python-zeroconf resolves during argv[1] seconds.
+const ZEROCONF_WATCH: &str = r#"
+import json, sys, time
+from zeroconf import Zeroconf, ServiceBrowser, ServiceListener
+TYPE = "_oxh._udp.local."
+zc = Zeroconf()
+todo = []
+class L(ServiceListener):
+    def add_service(self, zc, type_, name): todo.append(name)
+    def update_service(self, zc, type_, name): todo.append(name)
+    def remove_service(self, zc, type_, name): pass
+ServiceBrowser(zc, TYPE, L())
+seen = {}
+deadline = time.monotonic() + float(sys.argv[1])
+while time.monotonic() < deadline:
+    while todo:
+        n = todo.pop(0)
+        info = zc.get_service_info(TYPE, n, timeout=1500)
+        if info is None:
+            continue
+        props = {k.decode(): (v.decode() if v is not None else None) for k, v in info.properties.items()}
+        seen[n] = {"instance": n, "server": info.server, "props": props}
+    time.sleep(0.05)
+zc.close()
+print("ZEROCONF " + json.dumps(list(seen.values())))
+"#;
+
+/// Runs [`ZEROCONF_WATCH`] in `ns` for `secs` on a thread; `None` (with the reason printed)
+/// when python3 with zeroconf is not there.
+fn zeroconf_watch(ns: &str, secs: u64) -> Option<std::thread::JoinHandle<Vec<serde_json::Value>>> {
+    if let Err(e) = oxh_testkit::run("python3", &["-c", "import zeroconf"]) {
+        eprintln!("SKIPPED the python-zeroconf part: no python3 with zeroconf: {e}");
+        return None;
+    }
+    let ns = ns.to_string();
+    Some(std::thread::spawn(move || {
+        let o = std::process::Command::new("ip")
+            .args(["netns", "exec", &ns, "python3", "-c", ZEROCONF_WATCH])
+            .arg(secs.to_string())
+            .output()
+            .expect("run python3");
+        let out = String::from_utf8_lossy(&o.stdout);
+        let json = out
+            .lines()
+            .find_map(|l| l.strip_prefix("ZEROCONF "))
+            .unwrap_or_else(|| {
+                panic!(
+                    "python-zeroconf printed nothing: {out}\n{}",
+                    String::from_utf8_lossy(&o.stderr)
+                )
+            });
+        serde_json::from_str::<serde_json::Value>(json)
+            .expect("JSON")
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }))
+}
+
+/// Item 5 of the hardening issue, "adverts are trackable", on real daemons: a device started
+/// without a name advertises no name and nothing of the host name; its id, instance name and
+/// host name change every epoch; a bound peer recognises it in each epoch (and finds it again
+/// by its advert after it restarts on a new port), while a stranger on the same link sees
+/// the very same ids and recognises none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adverts_rotate_carry_no_host_name_and_only_bound_peers_recognise_them() {
+    if let Some(why) = skip_reason() {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    let mut netns = Netns::new("oxhad");
+    let hosts = match (0..3).map(|_| netns.add()).collect::<Result<Vec<_>, _>>() {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("SKIPPED: cannot make network namespaces: {e}");
+            return;
+        }
+    };
+    if let Err(e) = netns.bridge(&hosts, "10.79.0") {
+        eprintln!("SKIPPED: cannot make a bridge between namespaces: {e}");
+        return;
+    }
+    let epoch = TEST_EPOCH_SECS.to_string();
+    let env = [("OXH_ADVERT_EPOCH_SECS", epoch.as_str())];
+    let args = ["--discovery", "eth0", "--heartbeat-ms", "500"];
+    let pid = std::process::id();
+    // Two and a half epochs of the wire, from the stranger's namespace.
+    let watch = zeroconf_watch(&hosts[2], TEST_EPOCH_SECS * 5 / 2 + 2);
+    // A: no name set. B: binds with A. C: a stranger.
+    let mut a = NsDevice::start_with(&hosts[0], &format!("ad{pid}-a"), false, &args, &env)
+        .expect("start A");
+    let b =
+        NsDevice::start_with(&hosts[1], &format!("ad{pid}-b"), true, &args, &env).expect("start B");
+    let c =
+        NsDevice::start_with(&hosts[2], &format!("ad{pid}-c"), true, &args, &env).expect("start C");
+    let unnamed = oxh_devauth::DEFAULT_NAME;
+
+    // B finds A (by the default name: A sends none) and binds by HOST:PORT.
+    let (sb, sc) = (b.sdk().await, c.sdk().await);
+    let addr_a = within("B discovers A", DISCOVER_WITHIN, async {
+        loop {
+            let seen = sb.device_manager().discover().await.unwrap();
+            if let Some(s) = seen.into_iter().find(|s| s.name == unnamed) {
+                return s.addresses[0].clone();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    bind(&b, &a, &addr_a, false).await;
+    wait_all_online(&b, 1, Duration::from_secs(10)).await;
+
+    // Watch both views of A for two epoch changes: B marks A's ids trusted, C never does.
+    let (mut ids_b, mut ids_c) = (Vec::<String>::new(), Vec::<String>::new());
+    within(
+        "B and C to see A under three ids",
+        Duration::from_secs(TEST_EPOCH_SECS * 4 + 5),
+        async {
+            while ids_b.len() < 3 || ids_c.len() < 3 {
+                for s in sb.device_manager().discover().await.unwrap() {
+                    if s.trusted && !ids_b.contains(&s.id) {
+                        ids_b.push(s.id);
+                    }
+                }
+                for s in sc.device_manager().discover().await.unwrap() {
+                    assert!(!s.trusted, "C trusts nobody: {s:?}");
+                    if s.name == unnamed && !ids_c.contains(&s.id) {
+                        ids_c.push(s.id);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        },
+    )
+    .await;
+    eprintln!("A's ids as B resolved them: {ids_b:?}; as C saw them: {ids_c:?}");
+    assert!(
+        ids_b.iter().filter(|i| ids_c.contains(i)).count() >= 2,
+        "C saw the ids that B recognised, and could not tell they were A's"
+    );
+    assert!(ids_b.iter().all(|i| i.len() == 32));
+    let udid_a = a.udid();
+    for id in ids_b.iter().chain(&ids_c) {
+        assert!(!udid_a.contains(id.as_str()), "{id} is part of the udid");
+    }
+
+    // The wire, read by another mDNS implementation.
+    if let Some(w) = watch {
+        let seen = w.join().expect("zeroconf thread");
+        eprintln!("python-zeroconf saw: {seen:?}");
+        let host = oxh_kal::hostname();
+        let of_a: Vec<&serde_json::Value> = seen
+            .iter()
+            .filter(|s| {
+                s["props"]["id"]
+                    .as_str()
+                    .is_some_and(|id| ids_c.iter().any(|i| i == id))
+            })
+            .collect();
+        assert!(of_a.len() >= 2, "A under two epochs' instances: {seen:?}");
+        let mut instances = std::collections::HashSet::new();
+        let mut servers = std::collections::HashSet::new();
+        for s in &of_a {
+            let props = s["props"].as_object().expect("props");
+            assert!(!props.contains_key("name"), "no name was set: {s}");
+            assert!(!props.contains_key("uh"), "no stable udid hash: {s}");
+            assert_eq!(props["v"], "2", "{s}");
+            let instance = s["instance"].as_str().unwrap_or_default();
+            let server = s["server"].as_str().unwrap_or_default();
+            let id = props["id"].as_str().unwrap_or_default();
+            assert!(
+                instance.contains(&id[..8]) && server.contains(&id[..12]),
+                "{s}"
+            );
+            let texts = props
+                .values()
+                .filter_map(|v| v.as_str())
+                .chain([instance, server]);
+            for t in texts {
+                let leaks = if host.len() >= 3 {
+                    t.contains(&host)
+                } else {
+                    t == host
+                };
+                assert!(!leaks, "host name {host:?} in {t:?}");
+                assert!(!t.contains(&udid_a[..16]), "udid in {t:?}");
+            }
+            instances.insert(instance.to_string());
+            servers.insert(server.to_string());
+        }
+        assert_eq!(instances.len(), of_a.len(), "instance names rotate");
+        assert_eq!(servers.len(), of_a.len(), "host names rotate");
+        assert!(
+            seen.iter()
+                .any(|s| s["props"]["name"].as_str() == Some(b.name.as_str())),
+            "a device with a name set advertises it: {seen:?}"
+        );
+    }
+
+    // A restarts on a new port: neither remembers an address of the other that works, so they
+    // meet again only through each other's adverts, resolved with the keys bound.
+    let mut wb = sb.device_manager().on_state_change().await.unwrap();
+    a.restart().expect("restart A");
+    let back = wait_event(&mut wb, &udid_a, online, BACK_WITHIN).await;
+    assert!(
+        back.is_some(),
+        "B saw no ONLINE for A within {BACK_WITHIN:?}"
+    );
+}

@@ -427,6 +427,57 @@ async fn unbind_removes_trust_on_both_sides() {
     assert!(e.to_string().contains("not online"), "{e}");
 }
 
+/// The advert key `d` keeps for each trusted device (`None`: the record lacks it).
+fn stored_advert_keys(d: &TestDevice) -> Vec<Option<Vec<u8>>> {
+    let db = rusqlite::Connection::open(d.data_dir().join("device/trust.db")).unwrap();
+    let mut st = db.prepare("SELECT advert_key FROM trusted_device").unwrap();
+    st.query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// Trust records from before advert keys (the column added, NULL) learn the peer's key the
+/// next time the two are online, over the connection pinned to the peer's device key.
+#[tokio::test]
+async fn records_bound_before_advert_keys_learn_them_over_the_pinned_connection() {
+    let mut a = TestDevice::start();
+    let mut b = TestDevice::start_with(&["--peer", &a.ready_field("bus")]);
+    bind(&a, &b).await;
+    wait_online(&a, 1).await;
+    // Binding stored each other's key: the one in the peer's advert.key.
+    let key_of = |d: &TestDevice| std::fs::read(d.data_dir().join("device/advert.key")).unwrap();
+    assert_eq!(stored_advert_keys(&a), [Some(key_of(&b))]);
+    assert_eq!(stored_advert_keys(&b), [Some(key_of(&a))]);
+    a.stop();
+    b.stop();
+    for d in [&a, &b] {
+        let db = rusqlite::Connection::open(d.data_dir().join("device/trust.db")).unwrap();
+        db.execute("UPDATE trusted_device SET advert_key = NULL", [])
+            .unwrap();
+    }
+    assert_eq!(stored_advert_keys(&a), [None]);
+    a.restart();
+    // b dials a where it listens now.
+    let at = b.extra.iter().position(|x| x == "--peer").unwrap() + 1;
+    b.extra[at] = a.ready_field("bus");
+    b.restart();
+    wait_online(&a, 1).await;
+    wait_online(&b, 1).await;
+    within(
+        "both records to learn the key",
+        Duration::from_secs(10),
+        async {
+            while stored_advert_keys(&a) != [Some(key_of(&b))]
+                || stored_advert_keys(&b) != [Some(key_of(&a))]
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        },
+    )
+    .await;
+}
+
 #[test]
 fn sim_starts_a_bound_super_device() {
     let base = tempfile::tempdir().unwrap();
@@ -898,7 +949,7 @@ async fn static_peers_are_discovered_and_bindable_by_id() {
     assert_eq!(seen.name, "test-device");
     assert!(!seen.trusted);
     assert_eq!(seen.addresses, vec![a.ready_field("bus")]);
-    assert_eq!(seen.id.len(), 32, "the udid hash, never the udid");
+    assert_eq!(seen.id.len(), 32, "the advert id, never the udid");
     let udid_a: serde_json::Value =
         serde_json::from_str(&a.oxh_ok(&["device", "info", "--json"])).unwrap();
     assert!(!seen.id.contains(udid_a["udid"].as_str().unwrap()));

@@ -1,11 +1,17 @@
 //! Fuzzes the discovery advert decoder on TXT records as mDNS carries them: the input is
 //! DNS TXT wire format (a length byte, then that many bytes, repeated), each string split at
 //! its first `=` into key and value (no `=`: a key without value), as mdns-sd hands them to us.
-//! An advert that decodes must survive its own TXT form unchanged.
+//! An advert that decodes must survive its own TXT form unchanged, and its id, resolved as a
+//! bound peer resolves it, must only ever resolve to a device whose key derives that id.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use oxh_softbus::discovery::Advert;
+use oxh_devauth::AdvertKey;
+use oxh_softbus::discovery::{Advert, AdvertId, EPOCH_SKEW, Resolver};
+
+/// A bound device's key and the epoch the resolver runs in.
+const KEY: AdvertKey = AdvertKey([0x42; 32]);
+const EPOCH: u64 = 1_978_000;
 
 fuzz_target!(|data: &[u8]| {
     let mut strings = Vec::new();
@@ -33,5 +39,11 @@ fuzz_target!(|data: &[u8]| {
         let back = Advert::from_txt(txt.iter().map(|(k, v)| (k.as_str(), Some(v.as_bytes()))))
             .expect("our own TXT record decodes");
         assert_eq!(back, a);
+        let r = Resolver::new(EPOCH, [("bound", KEY)]);
+        if r.resolve(&a.id).is_some() {
+            let ours = (EPOCH - EPOCH_SKEW..=EPOCH + EPOCH_SKEW)
+                .any(|e| AdvertId::derive(&KEY, e) == a.id);
+            assert!(ours, "{:?} resolved without being the key's id", a.id);
+        }
     }
 });

@@ -486,7 +486,10 @@ fn discover() -> Result<i32> {
         println!(
             "{}\t{} ({})",
             std::net::SocketAddr::new(*ip, port),
-            f.advert.name,
+            f.advert
+                .name
+                .as_deref()
+                .unwrap_or(oxh_devauth::DEFAULT_NAME),
             f.advert.device_type_name
         );
         n += 1;

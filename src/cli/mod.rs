@@ -102,7 +102,8 @@ enum Cmd {
 /// Options of `oxh up` / `oxhd`.
 #[derive(Debug, Clone, Args)]
 pub struct UpArgs {
-    /// Device name (default: the host name); kept for later starts.
+    /// Device name shown to other devices; kept for later starts ("" clears it). Without one,
+    /// adverts carry no name and the device shows as "oxharmony device", never the host name.
     #[arg(long)]
     pub name: Option<String>,
     /// Device type: phone, tablet, tv, watch, pc, car, default; kept for later starts.

@@ -1,6 +1,7 @@
 //! PIN binding: two devices that share nothing but a 6-digit PIN, shown on one and typed on the
 //! other, learn each other's long-term Ed25519 key, so that every later connection between them
-//! is pinned. OpenHarmony's device_auth does this for its peer-to-peer group; here the PIN keys a
+//! is pinned, and each other's advert identity key ([`crate::AdvertKey`]), so that each
+//! recognises the other's rotating mDNS adverts. OpenHarmony's device_auth does this for its peer-to-peer group; here the PIN keys a
 //! real PAKE (SPAKE2), so that an eavesdropper or a man in the middle learns nothing it could
 //! test PINs against offline, and every online guess costs one of the target's three tries.
 //!
@@ -19,9 +20,9 @@
 //!  Start {X, pk_A}               ───────────────▶   pk_A == TLS peer key?  PIN valid, not locked out?
 //!                                ◀───────────────   Challenge {Y, pk_B}
 //!  pk_B == TLS peer key?
-//!  Confirm {rec_A, sig_A, mac_A} ───────────────▶   mac_A ok? (else: wrong PIN, one failure counted)
+//!  Confirm {rec_A, sig_A, mac_A, ak_A}  ────────▶   mac_A ok? (else: wrong PIN, one failure counted)
 //!                                                   sig_A ok, rec_A.udid == H(pk_A)?  PIN consumed
-//!                                ◀───────────────   Accept {rec_B, sig_B, mac_B}       → bound to A
+//!                                ◀────────────────  Accept {rec_B, sig_B, mac_B, ak_B} → bound to A
 //!  mac_B, sig_B, rec_B ok?  → bound to B
 //! ```
 //!
@@ -48,13 +49,20 @@
 //! - Transcript hash `TH = SHA-256("oxh-bind-v1 transcript" || E || pk_A || pk_B || X || Y)`
 //!   (all fixed length): it covers the exporter, both SPAKE2 messages and both long-term keys.
 //! - `HKDF-SHA256(salt = TH, ikm = K)`; `kA = Expand("oxh-bind-v1 confirm initiator", 32)`,
-//!   `kB = Expand("oxh-bind-v1 confirm target", 32)`.
+//!   `kB = Expand("oxh-bind-v1 confirm target", 32)`; the pads that seal the advert keys,
+//!   `pA = Expand("oxh-bind-v2 advert key initiator", 32)`,
+//!   `pB = Expand("oxh-bind-v2 advert key target", 32)`.
+//! - `ak_A = advert_key_A XOR pA`, `ak_B = advert_key_B XOR pB`: each pad is used once, and
+//!   only the holders of the PIN-keyed `K` can derive it. The initiator sends `ak_A` before it
+//!   knows that the target holds the PIN; sealed, it is useless to a target that does not (a
+//!   bare advert key would let such a target follow the initiator's adverts).
 //! - `R(rec) = SHA-256(u32be len || udid || u32be len || name || u32be len || device_type ||
 //!   u16be device_type_id)`.
 //! - `sig_A = Ed25519_skA("oxh-bind-v1 sig initiator" || TH || R(rec_A))`,
-//!   `mac_A = HMAC-SHA256(kA, "oxh-bind-v1 mac initiator" || TH || R(rec_A) || sig_A)`.
+//!   `mac_A = HMAC-SHA256(kA, "oxh-bind-v1 mac initiator" || TH || R(rec_A) || sig_A || ak_A)`.
 //! - `sig_B = Ed25519_skB("oxh-bind-v1 sig target" || TH || mac_A || R(rec_B))`,
-//!   `mac_B = HMAC-SHA256(kB, "oxh-bind-v1 mac target" || TH || mac_A || R(rec_B) || sig_B)`.
+//!   `mac_B = HMAC-SHA256(kB, "oxh-bind-v1 mac target" || TH || mac_A || R(rec_B) || sig_B
+//!   || ak_B)`.
 //!
 //! A wrong PIN, or a different `E` (a relay between two TLS sessions), gives different `K` or
 //! `TH` on the two sides and the MAC fails. Each side checks that the peer's `pk` in the protocol
@@ -66,12 +74,12 @@
 //! One message per transport frame, at most [`MAX_BIND_MSG`] (4096) bytes:
 //!
 //! ```text
-//! frame      = version:u8 (= 1) || postcard(BindMsg)
+//! frame      = version:u8 (= 2) || postcard(BindMsg)
 //! BindMsg    = varint type || fields, by type:
 //!   0 Start     spake:[32] public_key:[32]                   (raw bytes, no length)
 //!   1 Challenge spake:[32] public_key:[32]
-//!   2 Confirm   device:DeviceRecord signature:bytes mac:[32]
-//!   3 Accept    device:DeviceRecord signature:bytes mac:[32]
+//!   2 Confirm   device:DeviceRecord signature:bytes mac:[32] advert_key:[32] (sealed)
+//!   3 Accept    device:DeviceRecord signature:bytes mac:[32] advert_key:[32] (sealed)
 //!   4 Abort     reason:AbortReason
 //! DeviceRecord = udid:string name:string device_type:string device_type_id:varint(u16)
 //! string, bytes = varint length || bytes (UTF-8 for string); signature must be 64 bytes
@@ -81,10 +89,11 @@
 //!
 //! varint is postcard's (LEB128, zigzag for signed). A frame with trailing bytes is rejected.
 //! A different version byte is rejected before the rest is parsed, so a later version can
-//! change everything after it.
+//! change everything after it. Version 2 added the sealed advert keys; version 1 peers are
+//! refused with [`ProtocolError::BadVersion`].
 
 use crate::pin::{Pin, PinManager, PinTicket};
-use crate::{DeviceIdentity, udid_of};
+use crate::{AdvertKey, DeviceIdentity, udid_of};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
@@ -94,7 +103,7 @@ use spake2::{Ed25519Group, Identity, Password, Spake2};
 use std::time::Duration;
 
 /// The protocol version this code speaks, the first byte of every frame.
-pub const BIND_VERSION: u8 = 1;
+pub const BIND_VERSION: u8 = 2;
 /// Largest frame accepted (OpenHarmony's 4 KiB message limit).
 pub const MAX_BIND_MSG: usize = 4096;
 /// How long one binding session may take from its start before it fails with
@@ -114,6 +123,8 @@ const LABEL_SIG_I: &[u8] = b"oxh-bind-v1 sig initiator";
 const LABEL_SIG_T: &[u8] = b"oxh-bind-v1 sig target";
 const LABEL_MAC_I: &[u8] = b"oxh-bind-v1 mac initiator";
 const LABEL_MAC_T: &[u8] = b"oxh-bind-v1 mac target";
+const LABEL_PAD_I: &[u8] = b"oxh-bind-v2 advert key initiator";
+const LABEL_PAD_T: &[u8] = b"oxh-bind-v2 advert key target";
 
 /// Error codes for binding failures, OpenHarmony's, documented here once.
 pub mod code {
@@ -283,10 +294,12 @@ impl DeviceRecord {
     }
 }
 
-/// This device, as binding needs it: the signing key and the record sent to the peer.
+/// This device, as binding needs it: the signing key, the advert key and the record sent to
+/// the peer.
 #[derive(Clone)]
 pub struct LocalDevice {
     key: SigningKey,
+    advert_key: AdvertKey,
     record: DeviceRecord,
 }
 
@@ -299,12 +312,19 @@ impl std::fmt::Debug for LocalDevice {
 }
 
 impl LocalDevice {
-    /// Builds from a key and the name and type to announce; the udid is derived from the key,
-    /// so it cannot disagree with it.
-    pub fn new(key: SigningKey, name: &str, device_type: &str, device_type_id: u16) -> Self {
+    /// Builds from the keys and the name and type to announce; the udid is derived from the
+    /// key, so it cannot disagree with it.
+    pub fn new(
+        key: SigningKey,
+        advert_key: AdvertKey,
+        name: &str,
+        device_type: &str,
+        device_type_id: u16,
+    ) -> Self {
         let udid = udid_of(&key.verifying_key().to_bytes());
         Self {
             key,
+            advert_key,
             record: DeviceRecord {
                 udid,
                 name: name.to_string(),
@@ -316,12 +336,13 @@ impl LocalDevice {
 
     /// This device's identity as loaded from the data dir.
     pub fn from_identity(id: &DeviceIdentity) -> Self {
-        let c = id.config();
+        let info = id.info();
         Self::new(
             id.signing_key().clone(),
-            &c.name,
-            c.device_type.as_str(),
-            c.device_type.type_id(),
+            id.advert_key(),
+            &info.name,
+            info.device_type.as_str(),
+            info.device_type_id,
         )
     }
 
@@ -352,6 +373,8 @@ pub struct BoundPeer {
     pub record: DeviceRecord,
     /// The peer's long-term key, which authenticated the TLS connection.
     pub public_key: [u8; 32],
+    /// The peer's advert identity key, unsealed with the PAKE key.
+    pub advert_key: AdvertKey,
 }
 
 impl BoundPeer {
@@ -364,6 +387,7 @@ impl BoundPeer {
             device_type: self.record.device_type.clone(),
             device_type_id: self.record.device_type_id,
             bound_at,
+            advert_key: Some(self.advert_key),
         }
     }
 }
@@ -395,6 +419,8 @@ pub struct Confirm {
     pub signature: Vec<u8>,
     /// HMAC-SHA256 key confirmation.
     pub mac: [u8; 32],
+    /// The sender's advert key XOR a pad only the PIN holders can derive.
+    pub advert_key: [u8; 32],
 }
 
 /// Why a side ended the session.
@@ -611,6 +637,8 @@ struct Keys {
     th: [u8; 32],
     k_i: [u8; 32],
     k_t: [u8; 32],
+    pad_i: [u8; 32],
+    pad_t: [u8; 32],
 }
 
 impl Keys {
@@ -637,8 +665,23 @@ impl Keys {
         // 32 bytes is always a valid HKDF-SHA256 output length.
         let _ = hk.expand(LABEL_CONFIRM_I, &mut k_i);
         let _ = hk.expand(LABEL_CONFIRM_T, &mut k_t);
-        Self { th, k_i, k_t }
+        let mut pad_i = [0u8; 32];
+        let mut pad_t = [0u8; 32];
+        let _ = hk.expand(LABEL_PAD_I, &mut pad_i);
+        let _ = hk.expand(LABEL_PAD_T, &mut pad_t);
+        Self {
+            th,
+            k_i,
+            k_t,
+            pad_i,
+            pad_t,
+        }
     }
+}
+
+/// Seals or unseals an advert key with a one-time pad.
+fn xor_pad(key: &[u8; 32], pad: &[u8; 32]) -> [u8; 32] {
+    std::array::from_fn(|i| key[i] ^ pad[i])
 }
 
 fn hmac(key: &[u8; 32], parts: &[&[u8]]) -> Hmac<Sha256> {
@@ -823,7 +866,8 @@ impl Initiator {
             .key
             .sign(&[LABEL_SIG_I, &keys.th, &r].concat())
             .to_bytes();
-        let mac_i: [u8; 32] = hmac(&keys.k_i, &[LABEL_MAC_I, &keys.th, &r, &sig])
+        let ak = xor_pad(&self.me.advert_key.0, &keys.pad_i);
+        let mac_i: [u8; 32] = hmac(&keys.k_i, &[LABEL_MAC_I, &keys.th, &r, &sig, &ak])
             .finalize()
             .into_bytes()
             .into();
@@ -831,6 +875,7 @@ impl Initiator {
             device: self.me.record.clone(),
             signature: sig.to_vec(),
             mac: mac_i,
+            advert_key: ak,
         })
         .encode();
         self.state = IState::AwaitAccept {
@@ -843,9 +888,19 @@ impl Initiator {
 
     fn on_accept(keys: &Keys, pk_t: [u8; 32], mac_i: &[u8; 32], a: Confirm) -> Step {
         let r = a.device.digest();
-        if hmac(&keys.k_t, &[LABEL_MAC_T, &keys.th, mac_i, &r, &a.signature])
-            .verify_slice(&a.mac)
-            .is_err()
+        if hmac(
+            &keys.k_t,
+            &[
+                LABEL_MAC_T,
+                &keys.th,
+                mac_i,
+                &r,
+                &a.signature,
+                &a.advert_key,
+            ],
+        )
+        .verify_slice(&a.mac)
+        .is_err()
         {
             return fail(BindError::WrongPin);
         }
@@ -860,6 +915,7 @@ impl Initiator {
             progress: Progress::Bound(BoundPeer {
                 record: a.device,
                 public_key: pk_t,
+                advert_key: AdvertKey(xor_pad(&a.advert_key, &keys.pad_t)),
             }),
         }
     }
@@ -868,7 +924,8 @@ impl Initiator {
 enum TState {
     AwaitStart,
     AwaitConfirm {
-        keys: Keys,
+        /// Boxed: the keys and pads are most of the state, and only this variant has them.
+        keys: Box<Keys>,
         pk_i: [u8; 32],
         ticket: PinTicket,
     },
@@ -993,7 +1050,7 @@ impl Target {
         };
         let keys = Keys::derive(&self.chan.exporter, &s.public_key, &pk_t, &x, &y, &k);
         self.state = TState::AwaitConfirm {
-            keys,
+            keys: Box::new(keys),
             pk_i: s.public_key,
             ticket,
         };
@@ -1021,9 +1078,12 @@ impl Target {
             return fail(e);
         }
         let r_i = c.device.digest();
-        if hmac(&keys.k_i, &[LABEL_MAC_I, &keys.th, &r_i, &c.signature])
-            .verify_slice(&c.mac)
-            .is_err()
+        if hmac(
+            &keys.k_i,
+            &[LABEL_MAC_I, &keys.th, &r_i, &c.signature, &c.advert_key],
+        )
+        .verify_slice(&c.mac)
+        .is_err()
         {
             pins.record_failure(now);
             return fail(BindError::WrongPin);
@@ -1041,7 +1101,8 @@ impl Target {
             .key
             .sign(&[LABEL_SIG_T, &keys.th, &c.mac, &r_t].concat())
             .to_bytes();
-        let mac_t: [u8; 32] = hmac(&keys.k_t, &[LABEL_MAC_T, &keys.th, &c.mac, &r_t, &sig])
+        let ak = xor_pad(&self.me.advert_key.0, &keys.pad_t);
+        let mac_t: [u8; 32] = hmac(&keys.k_t, &[LABEL_MAC_T, &keys.th, &c.mac, &r_t, &sig, &ak])
             .finalize()
             .into_bytes()
             .into();
@@ -1049,6 +1110,7 @@ impl Target {
             device: self.me.record.clone(),
             signature: sig.to_vec(),
             mac: mac_t,
+            advert_key: ak,
         })
         .encode();
         Step {
@@ -1056,6 +1118,7 @@ impl Target {
             progress: Progress::Bound(BoundPeer {
                 record: c.device,
                 public_key: pk_i,
+                advert_key: AdvertKey(xor_pad(&c.advert_key, &keys.pad_i)),
             }),
         }
     }

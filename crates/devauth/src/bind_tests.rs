@@ -10,7 +10,18 @@ fn secs(s: u64) -> Duration {
 }
 
 fn dev(seed: u8, name: &str) -> LocalDevice {
-    LocalDevice::new(SigningKey::from_bytes(&[seed; 32]), name, "pc", 0x0C)
+    LocalDevice::new(
+        SigningKey::from_bytes(&[seed; 32]),
+        advert_key_of(seed),
+        name,
+        "pc",
+        0x0C,
+    )
+}
+
+/// The advert key of test device `seed`.
+fn advert_key_of(seed: u8) -> AdvertKey {
+    AdvertKey([seed.wrapping_add(100); 32])
 }
 
 fn pk(d: &LocalDevice) -> [u8; 32] {
@@ -133,6 +144,61 @@ fn happy_path_both_sides_learn_each_others_key() {
 }
 
 #[test]
+fn both_sides_store_each_others_advert_key_which_never_travels_in_clear() {
+    let (a, b) = (dev(1, "laptop"), dev(2, "tv"));
+    let mut pins = pins_yielding(&[123_456]);
+    pins.issue(secs(0)).unwrap();
+    let run = bind_once(&a, &b, "123456", &mut pins, secs(5), 7, 1);
+    let got_a = run.a.unwrap().unwrap();
+    let got_b = run.b.unwrap().unwrap();
+    assert_eq!(got_a.advert_key, advert_key_of(2), "A learned B's key");
+    assert_eq!(got_b.advert_key, advert_key_of(1), "B learned A's key");
+    assert_eq!(got_a.to_trusted(1).advert_key, Some(advert_key_of(2)));
+    assert_eq!(got_b.to_trusted(1).advert_key, Some(advert_key_of(1)));
+    for (_, f) in &run.frames {
+        for k in [advert_key_of(1), advert_key_of(2)] {
+            assert!(!f.windows(32).any(|w| w == k.0), "an advert key in clear");
+        }
+    }
+}
+
+#[test]
+fn a_target_without_the_pin_cannot_unseal_the_initiators_advert_key() {
+    // The target guesses a PIN; the initiator's Confirm (sent before it can tell) carries its
+    // sealed key, and the pad the wrong guess derives does not open it.
+    let (a, b) = (dev(1, "a"), dev(2, "b"));
+    let mut pins = pins_yielding(&[111_111]);
+    pins.issue(secs(0)).unwrap();
+    let (mut ia, start) =
+        Initiator::start_seeded(a.clone(), chan(7, &b), pin("123456"), secs(1), [1; 32]);
+    let mut tb = Target::new_seeded(b.clone(), chan(7, &a), secs(1), [2; 32]);
+    let ch = tb.handle(&start, secs(1), &mut pins).send.unwrap();
+    let confirm = ia.handle(&ch, secs(1)).send.unwrap();
+    let BindMsg::Confirm(c) = decode_bind_msg(&confirm).unwrap() else {
+        panic!("not a Confirm")
+    };
+    assert_ne!(c.advert_key, advert_key_of(1).0);
+    let TState::AwaitConfirm { keys, .. } = &tb.state else {
+        panic!("target not waiting for Confirm")
+    };
+    assert_ne!(xor_pad(&c.advert_key, &keys.pad_i), advert_key_of(1).0);
+    // And a sealed key altered in flight fails the confirmation.
+    let mut pins = pins_yielding(&[123_456]);
+    pins.issue(secs(0)).unwrap();
+    let (mut ia, start) =
+        Initiator::start_seeded(a.clone(), chan(7, &b), pin("123456"), secs(1), [1; 32]);
+    let mut tb = Target::new_seeded(b.clone(), chan(7, &a), secs(1), [2; 32]);
+    let ch = tb.handle(&start, secs(1), &mut pins).send.unwrap();
+    let confirm = ia.handle(&ch, secs(1)).send.unwrap();
+    let BindMsg::Confirm(mut c) = decode_bind_msg(&confirm).unwrap() else {
+        panic!("not a Confirm")
+    };
+    c.advert_key[0] ^= 1;
+    let s = tb.handle(&BindMsg::Confirm(c).encode(), secs(1), &mut pins);
+    assert_eq!(s.error(), Some(&BindError::WrongPin));
+}
+
+#[test]
 fn from_identity_uses_the_device_key_and_config() {
     let d = tempfile::tempdir().unwrap();
     let id = DeviceIdentity::load_or_create(d.path(), Some("kitchen"), Some(crate::DeviceType::Tv))
@@ -142,6 +208,7 @@ fn from_identity_uses_the_device_key_and_config() {
     assert_eq!(l.record().device_type, "tv");
     assert_eq!(l.record().device_type_id, 0x9C);
     assert_eq!(pk(&l), id.public_key());
+    assert_eq!(l.advert_key, id.advert_key());
 }
 
 #[test]
@@ -527,7 +594,7 @@ fn cancel_tells_the_peer() {
 #[test]
 fn frame_checks() {
     let ok = BindMsg::Abort(AbortReason::LockedOut { retry_after: 7 }).encode();
-    assert_eq!(ok, [1, 4, 2, 7], "version, type, reason, varint");
+    assert_eq!(ok, [2, 4, 2, 7], "version, type, reason, varint");
     assert_eq!(
         decode_bind_msg(&ok).unwrap(),
         BindMsg::Abort(AbortReason::LockedOut { retry_after: 7 })
@@ -536,12 +603,15 @@ fn frame_checks() {
         decode_bind_msg(&[]),
         Err(BindError::Protocol(ProtocolError::Empty))
     );
-    let mut v2 = ok.clone();
-    v2[0] = 2;
-    assert_eq!(
-        decode_bind_msg(&v2),
-        Err(BindError::Protocol(ProtocolError::BadVersion(2)))
-    );
+    // Version 1 (before sealed advert keys) and later versions are refused.
+    for v in [1u8, 3] {
+        let mut other = ok.clone();
+        other[0] = v;
+        assert_eq!(
+            decode_bind_msg(&other),
+            Err(BindError::Protocol(ProtocolError::BadVersion(v)))
+        );
+    }
     let mut trailing = ok.clone();
     trailing.push(0);
     assert!(matches!(
@@ -549,7 +619,7 @@ fn frame_checks() {
         Err(BindError::Protocol(ProtocolError::Malformed(_)))
     ));
     assert!(matches!(
-        decode_bind_msg(&[1, 9]),
+        decode_bind_msg(&[BIND_VERSION, 9]),
         Err(BindError::Protocol(ProtocolError::Malformed(_)))
     ));
     assert!(matches!(
@@ -562,7 +632,7 @@ fn frame_checks() {
     })
     .encode();
     assert_eq!(start.len(), 1 + 1 + 64);
-    assert_eq!(&start[..2], &[1, 0]);
+    assert_eq!(&start[..2], &[BIND_VERSION, 0]);
 }
 
 #[test]

@@ -42,6 +42,27 @@ pub fn udid_of(public_key: &[u8; 32]) -> String {
     hex::encode(Sha256::digest(public_key))
 }
 
+/// The name a device shows when its owner has set none. Deliberately not the host name: the
+/// name goes into the mDNS advert, and a host name often names the owner and is stable
+/// across networks (see docs/DESIGN.md, "Adverts").
+pub const DEFAULT_NAME: &str = "oxharmony device";
+
+/// Length of an [`AdvertKey`].
+pub const ADVERT_KEY_LEN: usize = 32;
+
+/// A device's advert identity key: a random secret, kept beside the identity key (0600) and
+/// given only to devices it binds with (sealed under the PAKE key), from which its rotating
+/// mDNS id is derived. Whoever holds it recognises the device's adverts; nobody else can link
+/// them. Debug output never shows it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct AdvertKey(pub [u8; ADVERT_KEY_LEN]);
+
+impl std::fmt::Debug for AdvertKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdvertKey(..)")
+    }
+}
+
 /// Errors loading or creating a device's identity.
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
@@ -56,6 +77,9 @@ pub enum IdentityError {
     /// The key file exists but is not a PKCS#8 Ed25519 key; it is left untouched.
     #[error("device key {0} is corrupt (not a PKCS#8 Ed25519 key); refusing to replace it")]
     CorruptKey(PathBuf),
+    /// The advert key file exists but does not hold exactly 32 bytes; it is left untouched.
+    #[error("advert key {0} is corrupt (not {ADVERT_KEY_LEN} bytes); refusing to replace it")]
+    CorruptAdvertKey(PathBuf),
     /// The device config file is not valid JSON.
     #[error("device config {path} is invalid: {reason}")]
     BadConfig {
@@ -137,8 +161,10 @@ impl std::str::FromStr for DeviceType {
 /// The device's name and type, kept beside the key so that they survive restarts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceConfig {
-    /// Human-readable name shown to other devices.
-    pub name: String,
+    /// Human-readable name shown to other devices, only when the owner set one (`oxhd
+    /// --name`); `None` shows [`DEFAULT_NAME`] and leaves the name out of adverts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// Device type.
     pub device_type: DeviceType,
 }
@@ -165,6 +191,7 @@ pub const OS_FULL_NAME: &str = concat!("oxharmony-", env!("CARGO_PKG_VERSION"));
 #[cfg(feature = "service")]
 pub struct DeviceIdentity {
     key: SigningKey,
+    advert_key: AdvertKey,
     config: DeviceConfig,
 }
 
@@ -188,8 +215,11 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> IdentityError + '_ {
 
 #[cfg(feature = "service")]
 impl DeviceIdentity {
-    /// Loads the identity kept in `dir`, creating the key on first start. `name` and
-    /// `device_type`, when given, replace the stored ones.
+    /// Loads the identity kept in `dir`, creating the keys on first start. `name` and
+    /// `device_type`, when given, replace the stored ones (an empty name clears it).
+    ///
+    /// Earlier versions stored the host name as the default name; a stored name equal to the
+    /// host name is read as "no name set", so that upgraded devices stop advertising it.
     pub fn load_or_create(
         dir: &Path,
         name: Option<&str>,
@@ -212,27 +242,36 @@ impl DeviceIdentity {
             }
             Err(e) => return Err(io_err(&key_path)(e)),
         };
+        let advert_key = load_or_create_advert_key(&dir.join("advert.key"))?;
         let cfg_path = dir.join("device.json");
-        let mut config = match std::fs::read(&cfg_path) {
+        let mut config: DeviceConfig = match std::fs::read(&cfg_path) {
             Ok(b) => serde_json::from_slice(&b).map_err(|e| IdentityError::BadConfig {
                 path: cfg_path.clone(),
                 reason: e.to_string(),
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => DeviceConfig {
-                name: oxh_kal::hostname(),
+                name: None,
                 device_type: DeviceType::Default,
             },
             Err(e) => return Err(io_err(&cfg_path)(e)),
         };
+        if config.name.as_deref() == Some(oxh_kal::hostname().as_str()) {
+            config.name = None;
+        }
         if let Some(n) = name {
-            config.name = n.to_string();
+            let n = n.trim();
+            config.name = (!n.is_empty()).then(|| n.to_string());
         }
         if let Some(t) = device_type {
             config.device_type = t;
         }
         let json = serde_json::to_vec_pretty(&config).unwrap_or_default();
         oxh_kal::write_atomic(&cfg_path, &json, 0o644).map_err(io_err(&cfg_path))?;
-        Ok(Self { key, config })
+        Ok(Self {
+            key,
+            advert_key,
+            config,
+        })
     }
 
     /// The public key bytes.
@@ -254,7 +293,11 @@ impl DeviceIdentity {
     pub fn info(&self) -> DeviceInfo {
         DeviceInfo {
             udid: self.udid(),
-            name: self.config.name.clone(),
+            name: self
+                .config
+                .name
+                .clone()
+                .unwrap_or_else(|| DEFAULT_NAME.to_string()),
             device_type: self.config.device_type,
             device_type_id: self.config.device_type.type_id(),
             os_version: OS_FULL_NAME.to_string(),
@@ -264,6 +307,28 @@ impl DeviceIdentity {
     /// The signing key, for the soft bus's TLS and pairing.
     pub fn signing_key(&self) -> &SigningKey {
         &self.key
+    }
+
+    /// The advert identity key, given to bound devices so that they recognise our adverts.
+    pub fn advert_key(&self) -> AdvertKey {
+        self.advert_key
+    }
+}
+
+/// Reads the 32 raw bytes at `path`, or creates them (random, 0600) on first start.
+#[cfg(feature = "service")]
+fn load_or_create_advert_key(path: &Path) -> Result<AdvertKey, IdentityError> {
+    match std::fs::read(path) {
+        Ok(b) => <[u8; ADVERT_KEY_LEN]>::try_from(b.as_slice())
+            .map(AdvertKey)
+            .map_err(|_| IdentityError::CorruptAdvertKey(path.to_path_buf())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut k = [0u8; ADVERT_KEY_LEN];
+            getrandom::fill(&mut k).map_err(|e| IdentityError::Random(e.to_string()))?;
+            oxh_kal::write_secret(path, &k).map_err(io_err(path))?;
+            Ok(AdvertKey(k))
+        }
+        Err(e) => Err(io_err(path)(e)),
     }
 }
 
@@ -291,8 +356,56 @@ mod tests {
             "udid is the hash of the public key"
         );
         let c = DeviceIdentity::load_or_create(d.path(), None, None).unwrap();
-        assert_eq!(c.config().name, "kitchen");
+        assert_eq!(c.config().name.as_deref(), Some("kitchen"));
         assert_eq!(c.info().device_type_id, 0x9C);
+    }
+
+    #[test]
+    fn advert_key_is_created_once_private_and_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let a = DeviceIdentity::load_or_create(d.path(), None, None).unwrap();
+        let path = d.path().join("advert.key");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(std::fs::read(&path).unwrap(), a.advert_key().0);
+        let b = DeviceIdentity::load_or_create(d.path(), None, None).unwrap();
+        assert_eq!(a.advert_key(), b.advert_key());
+        assert_ne!(a.advert_key().0, [0u8; 32]);
+        let other = tempfile::tempdir().unwrap();
+        let c = DeviceIdentity::load_or_create(other.path(), None, None).unwrap();
+        assert_ne!(a.advert_key(), c.advert_key(), "random per device");
+        assert_eq!(format!("{:?}", a.advert_key()), "AdvertKey(..)");
+        std::fs::write(&path, b"short").unwrap();
+        assert!(matches!(
+            DeviceIdentity::load_or_create(d.path(), None, None),
+            Err(IdentityError::CorruptAdvertKey(_))
+        ));
+        assert_eq!(std::fs::read(&path).unwrap(), b"short", "left untouched");
+    }
+
+    #[test]
+    fn without_a_name_set_the_host_name_is_never_the_name() {
+        let d = tempfile::tempdir().unwrap();
+        let a = DeviceIdentity::load_or_create(d.path(), None, None).unwrap();
+        assert_eq!(a.config().name, None);
+        assert_eq!(a.info().name, DEFAULT_NAME);
+        let json = std::fs::read_to_string(d.path().join("device.json")).unwrap();
+        assert!(!json.contains("name"), "{json}");
+        // A config written by an earlier version, which defaulted the name to the host name.
+        let legacy = format!(
+            r#"{{"name": {:?}, "device_type": "pc"}}"#,
+            oxh_kal::hostname()
+        );
+        std::fs::write(d.path().join("device.json"), legacy).unwrap();
+        let b = DeviceIdentity::load_or_create(d.path(), None, None).unwrap();
+        assert_eq!(b.config().name, None);
+        assert_eq!(b.info().name, DEFAULT_NAME);
+        assert_eq!(b.config().device_type, DeviceType::Pc);
+        // An owner's name is kept; an empty one clears it.
+        let c = DeviceIdentity::load_or_create(d.path(), Some("Den"), None).unwrap();
+        assert_eq!(c.info().name, "Den");
+        let e = DeviceIdentity::load_or_create(d.path(), Some(" "), None).unwrap();
+        assert_eq!(e.config().name, None);
     }
 
     #[test]

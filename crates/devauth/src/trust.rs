@@ -7,8 +7,12 @@
 //!
 //! Every entry keeps the invariant `udid == hex SHA-256(public_key)`, checked on write and
 //! again on load, so that a udid can never be pinned to a key it was not derived from.
+//!
+//! Schema history: the `advert_key` column came with the rotating mDNS ids; [`TrustStore::open`]
+//! adds it to stores made before, where it stays NULL until the device binds again (or tells
+//! its key over a pinned connection, see [`TrustStore::set_advert_key`]).
 
-use crate::udid_of;
+use crate::{ADVERT_KEY_LEN, AdvertKey, udid_of};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -29,6 +33,9 @@ pub struct TrustedDevice {
     pub device_type_id: u16,
     /// When it was bound, unix seconds.
     pub bound_at: u64,
+    /// Its advert identity key, to recognise its rotating adverts; `None` for a device bound
+    /// before advert keys existed.
+    pub advert_key: Option<AdvertKey>,
 }
 
 impl TrustedDevice {
@@ -144,13 +151,17 @@ CREATE TABLE IF NOT EXISTS trusted_device (
     name           TEXT NOT NULL,
     device_type    TEXT NOT NULL,
     device_type_id INTEGER NOT NULL,
-    bound_at       INTEGER NOT NULL
+    bound_at       INTEGER NOT NULL,
+    advert_key     BLOB
 ) STRICT;
 ";
 
-const COLUMNS: &str = "udid, public_key, name, device_type, device_type_id, bound_at";
+/// Brings a store made before the `advert_key` column up to date (idempotent).
+const MIGRATE_ADVERT_KEY: &str = "ALTER TABLE trusted_device ADD COLUMN advert_key BLOB";
 
-type Row = (String, Vec<u8>, String, String, i64, i64);
+const COLUMNS: &str = "udid, public_key, name, device_type, device_type_id, bound_at, advert_key";
+
+type Row = (String, Vec<u8>, String, String, i64, i64, Option<Vec<u8>>);
 
 fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
     Ok((
@@ -160,6 +171,7 @@ fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
         r.get(3)?,
         r.get(4)?,
         r.get(5)?,
+        r.get(6)?,
     ))
 }
 
@@ -201,6 +213,17 @@ impl TrustStore {
         conn.execute_batch("PRAGMA synchronous = FULL;")
             .map_err(sq)?;
         conn.execute_batch(SCHEMA).map_err(sq)?;
+        let has_advert_key: bool = conn
+            .query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('trusted_device') WHERE name = 'advert_key'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(sq)?
+            > 0;
+        if !has_advert_key {
+            conn.execute_batch(MIGRATE_ADVERT_KEY).map_err(sq)?;
+        }
         let store = Self {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
@@ -227,7 +250,7 @@ impl TrustStore {
             path: self.path.clone(),
             reason,
         };
-        let (udid, key, name, device_type, type_id, bound_at) = row;
+        let (udid, key, name, device_type, type_id, bound_at, advert_key) = row;
         let public_key: [u8; 32] = key
             .as_slice()
             .try_into()
@@ -236,6 +259,13 @@ impl TrustStore {
             .map_err(|_| corrupt(format!("{udid}: device type id {type_id}")))?;
         let bound_at =
             u64::try_from(bound_at).map_err(|_| corrupt(format!("{udid}: bound_at {bound_at}")))?;
+        let advert_key = advert_key
+            .map(|k| {
+                <[u8; ADVERT_KEY_LEN]>::try_from(k.as_slice())
+                    .map(AdvertKey)
+                    .map_err(|_| corrupt(format!("{udid}: advert key is {} bytes", k.len())))
+            })
+            .transpose()?;
         let d = TrustedDevice {
             udid,
             public_key,
@@ -243,6 +273,7 @@ impl TrustStore {
             device_type,
             device_type_id,
             bound_at,
+            advert_key,
         };
         d.validate()
             .map_err(|e| corrupt(format!("{}: {e}", d.udid)))?;
@@ -256,7 +287,8 @@ impl TrustStore {
         let conn = self.conn();
         conn.execute(
             &format!(
-                "INSERT OR REPLACE INTO trusted_device ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+                "INSERT OR REPLACE INTO trusted_device ({COLUMNS}) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
             ),
             params![
                 dev.udid,
@@ -265,12 +297,30 @@ impl TrustStore {
                 dev.device_type,
                 i64::from(dev.device_type_id),
                 dev.bound_at as i64,
+                dev.advert_key.as_ref().map(|k| &k.0[..]),
             ],
         )
         .map_err(self.sq())?;
         // Updated while the connection is held, so snapshot updates follow commit order.
         self.snapshot.write().insert(dev.public_key, dev.clone());
         Ok(())
+    }
+
+    /// Records the advert key that a bound device told over a connection pinned to its key
+    /// (how records from before advert keys learn one). Returns whether the device is bound.
+    pub fn set_advert_key(&self, udid: &str, key: AdvertKey) -> Result<bool, StoreError> {
+        let conn = self.conn();
+        let n = conn
+            .execute(
+                "UPDATE trusted_device SET advert_key = ?2 WHERE udid = ?1",
+                params![udid, &key.0[..]],
+            )
+            .map_err(self.sq())?;
+        let mut snap = self.snapshot.write();
+        for d in snap.values_mut().filter(|d| d.udid == udid) {
+            d.advert_key = Some(key);
+        }
+        Ok(n > 0)
     }
 
     /// Removes (unbinds) a device; returns whether it was there.
@@ -370,6 +420,7 @@ mod tests {
             device_type: "tv".into(),
             device_type_id: 0x9C,
             bound_at,
+            advert_key: Some(AdvertKey([seed; 32])),
         }
     }
 
@@ -451,5 +502,65 @@ mod tests {
             TrustStore::open(&path),
             Err(StoreError::Corrupt { .. })
         ));
+    }
+
+    #[test]
+    fn a_store_from_before_advert_keys_is_migrated_and_keeps_its_devices() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trust.db");
+        let d = device(7, "old", 1);
+        {
+            // The schema as it was, with one device bound then.
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE trusted_device (
+                    udid TEXT PRIMARY KEY NOT NULL, public_key BLOB NOT NULL UNIQUE,
+                    name TEXT NOT NULL, device_type TEXT NOT NULL,
+                    device_type_id INTEGER NOT NULL, bound_at INTEGER NOT NULL) STRICT;",
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO trusted_device VALUES (?1, ?2, 'old', 'tv', 156, 1)",
+                params![d.udid, &d.public_key[..]],
+            )
+            .unwrap();
+        }
+        let s = TrustStore::open(&path).unwrap();
+        let got = s.get(&d.udid).unwrap().unwrap();
+        assert_eq!(got.advert_key, None);
+        assert_eq!(
+            got,
+            TrustedDevice {
+                advert_key: None,
+                ..d.clone()
+            }
+        );
+        // It learns the key later, durably, and the snapshot follows.
+        assert!(s.set_advert_key(&d.udid, AdvertKey([9; 32])).unwrap());
+        assert!(
+            !s.set_advert_key(&device(8, "x", 1).udid, AdvertKey([9; 32]))
+                .unwrap()
+        );
+        assert_eq!(
+            s.snapshot().get(&d.public_key).unwrap().advert_key,
+            Some(AdvertKey([9; 32]))
+        );
+        drop(s);
+        let s = TrustStore::open(&path).unwrap();
+        assert_eq!(s.list().unwrap()[0].advert_key, Some(AdvertKey([9; 32])));
+        // A new binding stores its key.
+        s.add(&device(8, "new", 2)).unwrap();
+        assert_eq!(
+            s.get(&device(8, "new", 2).udid)
+                .unwrap()
+                .unwrap()
+                .advert_key,
+            Some(AdvertKey([8; 32]))
+        );
+        // A key of the wrong length is reported, not used.
+        s.conn()
+            .execute("UPDATE trusted_device SET advert_key = x'0102'", [])
+            .unwrap();
+        assert!(matches!(s.list(), Err(StoreError::Corrupt { .. })));
     }
 }

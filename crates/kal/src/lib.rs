@@ -438,7 +438,7 @@ pub fn write_secret(path: &Path, data: &[u8]) -> io::Result<()> {
     write_atomic(path, data, SECRET_MODE)
 }
 
-/// The machine's host name, the default device name.
+/// The machine's host name (not the default device name: it stays off the network).
 pub fn hostname() -> String {
     fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())

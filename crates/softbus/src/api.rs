@@ -77,7 +77,8 @@ pub struct LocalDevice {
 /// A device seen on the network.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SeenView {
-    /// What `oxh device bind <id>` takes: the short udid hash.
+    /// What `oxh device bind <id>` takes: the device's advert id of the moment (it rotates
+    /// every epoch, so a stranger cannot follow the device by it).
     pub id: String,
     /// Device name.
     pub name: String,

@@ -20,12 +20,12 @@ const PROBE_MAGIC: &[u8] = b"\0oxh-probe-v1";
 /// What a device tells anyone who probes it: what its mDNS advert says, nothing more.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ProbeInfo {
-    /// Device name.
-    pub name: String,
+    /// Device name, only if the owner set one.
+    pub name: Option<String>,
     /// Device type name.
     pub device_type: String,
-    /// Hash of the udid, hex (as in the mDNS advert's `uh`).
-    pub uh: String,
+    /// This epoch's advert id, hex (as in the mDNS advert's `id`).
+    pub id: String,
 }
 
 /// Asks the device at `addr` for its [`ProbeInfo`] over a binding connection.

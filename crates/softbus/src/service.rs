@@ -1,24 +1,30 @@
 //! The soft bus service of one device: the bus, sockets, discovery, binding and the bus center
 //! (LNN), behind the device manager (4802) and soft bus (4700) system abilities.
 //!
-//! Bus center: every trusted device that is discovered (mDNS, by the hash of its udid), named
-//! as a static peer, or that was online before, is a connection candidate. A reconciler dials
+//! Bus center: every trusted device that is discovered (mDNS, its rotating advert id resolved
+//! against the advert keys of trusted devices), named as a static peer, or that was online
+//! before, is a connection candidate. A reconciler dials
 //! candidates that are not online, with exponential backoff per address, so a device that
 //! comes back goes ONLINE again without re-binding.
 
 use crate::api::{SeenView, SocketEventView, StateEvent, TrustedView};
 use crate::binding::{self, BindFailure};
-use crate::discovery::{Advert, Capabilities, Discovery, DiscoveryConfig, Interfaces, UdidHash};
+use crate::discovery::{
+    Advert, AdvertId, Capabilities, Discovery, DiscoveryConfig, Epochs, Interfaces, Resolver,
+};
 use crate::transport::session::{Owner, SessionError, Sessions, SocketEvent};
 use crate::transport::{Bus, BusConfig, BusEvent, NodeInfo, TrustView};
 use oxh_devauth::bind::LocalDevice;
-use oxh_devauth::{DeviceIdentity, DeviceInfo, Pin, PinManager, TrustSnapshot, TrustStore};
+use oxh_devauth::{
+    AdvertKey, DeviceIdentity, DeviceInfo, Pin, PinManager, TrustSnapshot, TrustStore,
+    TrustedDevice,
+};
 use oxh_ipc::{ConnHandle, RemoteError, encode};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// OpenHarmony's device-manager failure code.
 pub const ERR_DM_FAILED: i32 = 11_600_101;
@@ -38,6 +44,9 @@ pub struct SoftbusConfig {
     pub idle_timeout: Duration,
     /// How long a PIN shown for binding stays valid (OpenHarmony: 60 s).
     pub pin_validity: Duration,
+    /// How long one advert id lasts: [`crate::discovery::ADVERT_EPOCH`]; shorter only in
+    /// tests, since bound devices must agree on it to recognise each other.
+    pub advert_epoch: Duration,
 }
 
 impl Default for SoftbusConfig {
@@ -50,6 +59,7 @@ impl Default for SoftbusConfig {
             heartbeat: b.heartbeat,
             idle_timeout: b.idle_timeout,
             pin_validity: oxh_devauth::pin::PIN_VALIDITY,
+            advert_epoch: crate::discovery::ADVERT_EPOCH,
         }
     }
 }
@@ -99,6 +109,8 @@ const PROBE_EVERY: Duration = Duration::from_secs(10);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(3);
 const RECONCILE_EVERY: Duration = Duration::from_millis(100);
+/// Longest wait between checks of the advert epoch, so that a wall-clock jump is noticed.
+const EPOCH_CHECK_MAX: Duration = Duration::from_secs(60);
 
 /// One device's soft bus.
 pub struct Softbus {
@@ -115,7 +127,11 @@ pub struct Softbus {
     epoch: Instant,
     candidates: Mutex<HashMap<SocketAddr, Candidate>>,
     state_subs: Mutex<Vec<(ConnHandle, u64)>>,
-    probe_info: binding::ProbeInfo,
+    /// The secret behind our rotating advert ids.
+    advert_key: AdvertKey,
+    epochs: Epochs,
+    /// The name the owner set, the only one adverts and probe replies carry.
+    own_name: Option<String>,
     statics: Mutex<HashMap<SocketAddr, StaticPeer>>,
     pending_bytes: Mutex<HashMap<(Owner, u64), Vec<bytes::Bytes>>>,
     /// Files being sent from a caller's descriptor, per (client, socket).
@@ -185,6 +201,7 @@ impl Softbus {
             capabilities: vec!["osdCapability".into(), "ddmpCapability".into()],
             sa_list,
             listen_port: 0,
+            advert_key: identity.advert_key(),
         };
         let bus_cfg = BusConfig {
             listen: cfg.listen,
@@ -198,13 +215,17 @@ impl Softbus {
             Arc::new(Snap(snapshot.clone())),
         )?;
         let port = bus.local_addr().map(|a| a.port()).unwrap_or(0);
+        let advert_key = identity.advert_key();
+        let epochs = Epochs::new(cfg.advert_epoch);
+        let own_name = identity.config().name.clone();
         let discovery = match cfg.discovery.clone() {
             Some(ifs) => {
                 let caps = ["osdCapability", "ddmpCapability"]
                     .iter()
                     .filter_map(|n| Capabilities::from_name(n))
                     .fold(Capabilities(0), |a, b| Capabilities(a.0 | b.0));
-                let advert = Advert::new(&info.udid, &info.name, info.device_type, caps, port);
+                let id = AdvertId::derive(&advert_key, epochs.at(SystemTime::now()));
+                let advert = Advert::new(id, own_name.as_deref(), info.device_type, caps, port);
                 let mut dc = DiscoveryConfig::new(advert);
                 dc.interfaces = ifs;
                 Some(Discovery::start(dc)?)
@@ -214,11 +235,6 @@ impl Softbus {
         let sessions = Sessions::start(bus.clone(), channels.streams);
         let dbinder = crate::dbinder::Dbinder::new(bus.clone());
         sessions.set_dbinder(dbinder.clone());
-        let probe_info = binding::ProbeInfo {
-            name: info.name.clone(),
-            device_type: info.device_type.as_str().to_string(),
-            uh: UdidHash::of(&info.udid).to_hex(),
-        };
         let sb = Arc::new(Softbus {
             me,
             info,
@@ -235,7 +251,9 @@ impl Softbus {
             epoch: Instant::now(),
             candidates: Mutex::new(HashMap::new()),
             state_subs: Mutex::new(Vec::new()),
-            probe_info,
+            advert_key,
+            epochs,
+            own_name,
             statics: Mutex::new(HashMap::new()),
             pending_bytes: Mutex::new(HashMap::new()),
             fd_sends: Mutex::new(HashMap::new()),
@@ -267,6 +285,17 @@ impl Softbus {
                 sb.on_bus_event(ev);
             }
         });
+        // A new advert id at each epoch; the epoch comes from the wall clock, as peers' do.
+        let s = Arc::downgrade(&sb);
+        tokio::spawn(async move {
+            loop {
+                let wait = match s.upgrade() {
+                    Some(sb) => sb.rotate_advert(SystemTime::now()),
+                    None => break,
+                };
+                tokio::time::sleep(wait).await;
+            }
+        });
         let s = Arc::downgrade(&sb);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(RECONCILE_EVERY);
@@ -286,12 +315,39 @@ impl Softbus {
 
     /// Adds the device connector's port to this device's mDNS advert (`hdc discover`).
     pub fn advertise_hdc_port(&self, port: u16) {
+        if let Some(d) = &self.discovery
+            && let Err(e) = d.modify_advert(|a| a.hdc = Some(port))
+        {
+            tracing::warn!(tag = "softbus", "hdc port not advertised: {e}");
+        }
+    }
+
+    /// Our advert id at `now`.
+    fn advert_id_at(&self, now: SystemTime) -> AdvertId {
+        AdvertId::derive(&self.advert_key, self.epochs.at(now))
+    }
+
+    /// Advertises the id of the epoch `now` falls in, if it is not already; returns how long
+    /// until the next check (the next epoch, or sooner so that clock jumps are noticed).
+    fn rotate_advert(&self, now: SystemTime) -> Duration {
         if let Some(d) = &self.discovery {
-            let mut a = d.advert();
-            a.hdc = Some(port);
-            if let Err(e) = d.update_advert(a) {
-                tracing::warn!(tag = "softbus", "hdc port not advertised: {e}");
+            let id = self.advert_id_at(now);
+            if d.advert().id != id {
+                match d.modify_advert(|a| a.id = id) {
+                    Ok(()) => tracing::debug!(tag = "softbus", "advert id rotated"),
+                    Err(e) => tracing::warn!(tag = "softbus", "advert id not rotated: {e}"),
+                }
             }
+        }
+        self.epochs.until_next(now).min(EPOCH_CHECK_MAX)
+    }
+
+    /// What a probe is told: what the advert says now.
+    fn probe_info(&self) -> binding::ProbeInfo {
+        binding::ProbeInfo {
+            name: self.own_name.clone(),
+            device_type: self.info.device_type.as_str().to_string(),
+            id: self.advert_id_at(SystemTime::now()).to_hex(),
         }
     }
 
@@ -334,21 +390,27 @@ impl Softbus {
         }
     }
 
-    fn trusted_hashes(&self) -> HashMap<UdidHash, [u8; 32]> {
-        self.trust
-            .list()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|t| (UdidHash::of(&t.udid), t.public_key))
-            .collect()
+    /// Recognises the current advert ids of trusted devices that told us their advert key.
+    fn resolver(&self) -> Resolver<TrustedDevice> {
+        let trusted = self.trust.list().unwrap_or_default();
+        Resolver::new(
+            self.epochs.at(SystemTime::now()),
+            trusted
+                .into_iter()
+                .filter_map(|t| t.advert_key.map(|k| (t, k))),
+        )
     }
 
     /// Dials every candidate that should be online and is not.
     fn reconcile(self: &Arc<Self>) {
         if let Some(d) = &self.discovery {
-            let hashes = self.trusted_hashes();
+            let resolver = self.resolver();
             for seen in d.snapshot() {
-                let Some(key) = seen.uh().and_then(|h| hashes.get(&h).copied()) else {
+                let Some(key) = seen
+                    .id()
+                    .and_then(|id| resolver.resolve(&id))
+                    .map(|t| t.public_key)
+                else {
                     continue;
                 };
                 if let Some(ip) = seen.addresses.first()
@@ -454,7 +516,33 @@ impl Softbus {
         }
     }
 
+    /// Keeps the advert key a trusted peer told over its pinned connection, when the record
+    /// lacks it (bound before advert keys) or holds an older one.
+    /// The record is found by the key that authenticated the connection, not by the udid the
+    /// info claims, so that one trusted device cannot set another's key.
+    fn learn_advert_key(&self, i: &NodeInfo) {
+        let Some(key) = self.bus.key_of(&i.network_id) else {
+            return;
+        };
+        let Ok(Some(t)) = self.trust.find_by_key(&key) else {
+            return;
+        };
+        if t.advert_key != Some(i.advert_key) {
+            match self.trust.set_advert_key(&t.udid, i.advert_key) {
+                Ok(_) => tracing::info!(
+                    tag = "devicemanager",
+                    public_name = i.name.as_str(),
+                    "learnt a trusted device's advert key"
+                ),
+                Err(e) => tracing::warn!(tag = "devicemanager", "advert key not kept: {e}"),
+            }
+        }
+    }
+
     fn on_bus_event(self: &Arc<Self>, ev: BusEvent) {
+        if let BusEvent::Online(i) | BusEvent::InfoChanged(i) = &ev {
+            self.learn_advert_key(i);
+        }
         let out = match &ev {
             BusEvent::Online(i) => {
                 // Remember where it listens, so that we can dial it back after a loss.
@@ -522,7 +610,7 @@ impl Softbus {
             self.me.clone(),
             self.pins.clone(),
             self.epoch,
-            &self.probe_info,
+            &self.probe_info(),
             keep,
         )
         .await
@@ -557,17 +645,25 @@ impl Softbus {
         Ok((pin, left))
     }
 
-    /// Devices seen on the network (mDNS), and static peers that answered a probe.
+    /// Devices seen on the network (mDNS), and static peers that answered a probe. Each is
+    /// listed under its advert id of the moment; a trusted one is recognised by its advert key
+    /// and, when it sends no name, shows the name it bound with.
     pub fn discovered(&self) -> Vec<SeenView> {
-        let trusted = self.trusted_hashes();
+        let resolver = self.resolver();
+        let name_of = |name: Option<&str>, t: Option<&TrustedDevice>| {
+            name.map(str::to_string)
+                .or_else(|| t.map(|t| t.name.clone()))
+                .unwrap_or_else(|| oxh_devauth::DEFAULT_NAME.to_string())
+        };
         let mut out: Vec<SeenView> = Vec::new();
         if let Some(d) = &self.discovery {
             out.extend(d.snapshot().into_iter().filter_map(|s| {
                 let a = s.advert.clone()?;
-                let key = trusted.get(&a.uh).copied();
+                let t = resolver.resolve(&a.id);
+                let key = t.map(|t| t.public_key);
                 Some(SeenView {
-                    id: a.uh.to_hex(),
-                    name: a.name.clone(),
+                    id: a.id.to_hex(),
+                    name: name_of(a.name.as_deref(), t),
                     device_type: a.device_type_name.clone(),
                     addresses: s
                         .addresses
@@ -589,13 +685,14 @@ impl Softbus {
             })
             .unwrap_or_default();
         for (addr, p) in statics {
-            if out.iter().any(|v| v.id == p.uh) {
+            if out.iter().any(|v| v.id == p.id) {
                 continue;
             }
-            let key = UdidHash::from_hex(&p.uh).and_then(|h| trusted.get(&h).copied());
+            let t = AdvertId::from_hex(&p.id).and_then(|id| resolver.resolve(&id));
+            let key = t.map(|t| t.public_key);
             out.push(SeenView {
-                id: p.uh,
-                name: p.name,
+                id: p.id.clone(),
+                name: name_of(p.name.as_deref(), t),
                 device_type: p.device_type,
                 addresses: vec![addr.to_string()],
                 trusted: key.is_some(),

@@ -5,10 +5,11 @@
 //! Needs root and `ip`; the interop test also needs python3 with `zeroconf`. Without them the
 //! tests print why and pass.
 
-use oxh_devauth::DeviceType;
+use oxh_devauth::{AdvertKey, DeviceType};
 use oxh_softbus::discovery::{
-    Advert, Capabilities, Discovery, DiscoveryConfig, DiscoveryEvent, Interfaces,
+    Advert, AdvertId, Capabilities, Discovery, DiscoveryConfig, DiscoveryEvent, Epochs, Interfaces,
 };
+use sha2::{Digest, Sha256};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
@@ -133,7 +134,7 @@ impl Drop for Proc {
     }
 }
 
-/// Splits "<uh> <number>" as the children print it.
+/// Splits "<id> <number>" as the children print it.
 fn split2(s: &str) -> (String, u64) {
     let mut it = s.split_whitespace();
     let a = it.next().unwrap_or_default().to_string();
@@ -206,9 +207,9 @@ fn peers_find_each_other(a: &str, b: &str, ifaces: &str) {
         .wait_for("READY ", Duration::from_secs(10))
         .expect("b ready");
 
-    // Each child prints READY <uh> <epoch ms at start> and FOUND <uh> <epoch ms>.
-    let (uh_a, _) = split2(&ready_a);
-    let (uh_b, b_started) = split2(&ready_b);
+    // Each child prints READY <id> <epoch ms at start> and FOUND <id> <epoch ms>.
+    let (id_a, _) = split2(&ready_a);
+    let (id_b, b_started) = split2(&ready_b);
     let found_by_b = pb
         .wait_for("FOUND ", Duration::from_secs(5))
         .expect("b finds a");
@@ -217,7 +218,7 @@ fn peers_find_each_other(a: &str, b: &str, ifaces: &str) {
         .expect("a finds b");
     let (who_b, at_b) = split2(&found_by_b);
     let (who_a, at_a) = split2(&found_by_a);
-    assert_eq!((&who_b, &who_a), (&uh_a, &uh_b));
+    assert_eq!((&who_b, &who_a), (&id_a, &id_b));
     let (ms_b, ms_a) = (
         at_b.saturating_sub(b_started),
         at_a.saturating_sub(b_started),
@@ -231,7 +232,7 @@ fn peers_find_each_other(a: &str, b: &str, ifaces: &str) {
     let lost = pa
         .wait_for("LOST ", Duration::from_secs(3))
         .expect("a sees b leave");
-    assert!(lost.starts_with(&uh_b), "{lost}");
+    assert!(lost.starts_with(&id_b), "{lost}");
     pa.finish();
 }
 
@@ -305,7 +306,7 @@ fn python_zeroconf_sees_our_advert() {
     let ready = dev
         .wait_for("READY ", Duration::from_secs(10))
         .expect("ready");
-    let (uh, _) = split2(&ready);
+    let (id, _) = split2(&ready);
 
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", &b, "python3", "-c", ZEROCONF_BROWSE]);
@@ -316,8 +317,9 @@ fn python_zeroconf_sees_our_advert() {
     eprintln!("python-zeroconf saw: {json}");
     assert!(!json.contains(CHILD_UDID), "raw udid leaked: {json}");
     assert!(json.contains(r#""resolved": true"#), "{json}");
-    assert!(json.contains(r#""v": "1""#), "{json}");
-    assert!(json.contains(&format!(r#""uh": "{uh}""#)), "{json}");
+    assert!(json.contains(r#""v": "2""#), "{json}");
+    assert!(json.contains(&format!(r#""id": "{id}""#)), "{json}");
+    assert!(!json.contains(r#""uh""#), "no stable udid hash: {json}");
     assert!(json.contains(r#""name": "Zeroconf test.pc""#), "{json}");
     assert!(json.contains(r#""type": "0x0C:pc""#), "{json}");
     assert!(
@@ -326,9 +328,13 @@ fn python_zeroconf_sees_our_advert() {
     );
     assert!(json.contains(r#""port": 47000"#), "{json}");
     assert!(json.contains("10.77.0.1"), "{json}");
-    // The instance name is the device type plus a hash suffix.
+    // The instance and host names are the device type plus the start of the rotating id.
     assert!(
-        json.contains(&format!("oxharmony pc [{}]._oxh._udp.local.", &uh[..8])),
+        json.contains(&format!("oxharmony pc [{}]._oxh._udp.local.", &id[..8])),
+        "{json}"
+    );
+    assert!(
+        json.contains(&format!(r#""server": "oxh-{}.local.""#, &id[..12])),
         "{json}"
     );
     dev.finish();
@@ -339,14 +345,20 @@ fn python_zeroconf_sees_our_advert() {
 /// The raw udid that children use; the interop test checks it never reaches the wire.
 const CHILD_UDID: &str = "5be7d34a2ab1c0ffee5be7d34a2ab1c0ffee5be7d34a2ab1c0ffee5be7d34a2a";
 
+/// The advert of the device `udid` (its advert key derived from it) in the current epoch.
+fn advert_of(udid: &str, name: &str, ty: DeviceType, caps: Capabilities) -> Advert {
+    let key = AdvertKey(Sha256::digest(udid.as_bytes()).into());
+    let epoch = Epochs::default().at(std::time::SystemTime::now());
+    Advert::new(AdvertId::derive(&key, epoch), Some(name), ty, caps, 47000)
+}
+
 fn child_config(name: &str, udid: &str) -> DiscoveryConfig {
     let ifaces = std::env::var("OXH_IFACES").unwrap_or_default();
-    let advert = Advert::new(
+    let advert = advert_of(
         udid,
         name,
         DeviceType::Pc,
         Capabilities::DDMP | Capabilities::OSD,
-        47000,
     );
     let mut config = DiscoveryConfig::new(advert);
     config.interfaces = match ifaces.as_str() {
@@ -398,8 +410,8 @@ fn child() {
     });
 }
 
-/// Advertises; prints READY <uh> <epoch ms>, then FOUND <uh> <epoch ms> for each device,
-/// LOST <uh> when one leaves; stops when stdin closes (or after 30 s).
+/// Advertises; prints READY <id> <epoch ms>, then FOUND <id> <epoch ms> for each device,
+/// LOST <id> when one leaves; stops when stdin closes (or after 30 s).
 async fn child_peer() {
     let name = std::env::var("OXH_NAME").unwrap_or_else(|_| "peer".into());
     // Each peer needs its own identity: derive one from the name.
@@ -409,11 +421,11 @@ async fn child_peer() {
         format!("udid-of-{name}")
     };
     let config = child_config(&name, &udid);
-    let uh = config.advert.uh;
+    let id = config.advert.id;
     let start = epoch_ms();
     let disc = Discovery::start(config).expect("start discovery");
     let mut rx = disc.subscribe();
-    say(format!("READY {uh} {start}"));
+    say(format!("READY {id} {start}"));
 
     let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
     std::thread::spawn(move || {
@@ -433,12 +445,12 @@ async fn child_peer() {
             _ = &mut deadline => break,
             ev = rx.recv() => match ev {
                 Ok(DiscoveryEvent::Found(d)) => {
-                    let uh = d.uh().map(|u| u.to_hex()).unwrap_or_default();
-                    say(format!("FOUND {uh} {}", epoch_ms()));
+                    let id = d.id().map(|u| u.to_hex()).unwrap_or_default();
+                    say(format!("FOUND {id} {}", epoch_ms()));
                 }
                 Ok(DiscoveryEvent::Lost(d)) => {
-                    let uh = d.uh().map(|u| u.to_hex()).unwrap_or_default();
-                    say(format!("LOST {uh}"));
+                    let id = d.id().map(|u| u.to_hex()).unwrap_or_default();
+                    say(format!("LOST {id}"));
                 }
                 Ok(DiscoveryEvent::Updated(_)) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                 Err(_) => break,
@@ -462,9 +474,9 @@ async fn child_pair() {
         next_found(&mut rx_b, FOUND_WITHIN)
     );
     let ms = t0.elapsed().as_millis();
-    let (a_uh, b_uh) = (a.advert().uh, b.advert().uh);
+    let (a_id, b_id) = (a.advert().id, b.advert().id);
     match (fa, fb) {
-        (Some(x), Some(y)) if x.uh() == Some(b_uh) && y.uh() == Some(a_uh) => {}
+        (Some(x), Some(y)) if x.id() == Some(b_id) && y.id() == Some(a_id) => {}
         (x, y) => {
             say(format!(
                 "PAIR timeout after {ms} ms: a saw {:?}, b saw {:?}",
@@ -474,14 +486,14 @@ async fn child_pair() {
             return;
         }
     }
-    if a.snapshot().iter().any(|d| d.uh() == Some(a_uh)) {
+    if a.snapshot().iter().any(|d| d.id() == Some(a_id)) {
         say("PAIR error: a lists itself".into());
         return;
     }
 
     // A renames itself: B sees one Updated and no Lost.
     let mut renamed = a.advert();
-    renamed.name = "Pair A renamed".into();
+    renamed.name = Some("Pair A renamed".into());
     a.update_advert(renamed).expect("update advert");
     let t1 = Instant::now();
     let mut updated_ms = None;
@@ -491,7 +503,7 @@ async fn child_pair() {
             DiscoveryEvent::Updated(d)
                 if d.advert
                     .as_ref()
-                    .is_some_and(|v| v.name == "Pair A renamed") =>
+                    .is_some_and(|v| v.name.as_deref() == Some("Pair A renamed")) =>
             {
                 updated_ms.get_or_insert(t1.elapsed().as_millis());
             }
@@ -519,12 +531,11 @@ async fn child_pair() {
 
     // Static peers: pending without advert, then Found once the transport gives the advert.
     let addr: std::net::SocketAddr = "192.0.2.9:47000".parse().expect("addr");
-    let stranger = Advert::new(
+    let stranger = advert_of(
         "udid-static",
         "Static",
         DeviceType::Tv,
         Capabilities::empty(),
-        47000,
     );
     let ok = a.add_static(addr).expect("add static")
         && a.snapshot()
@@ -533,7 +544,7 @@ async fn child_pair() {
         && a.update_static(addr, stranger.clone()).is_ok()
         && std::iter::from_fn(|| rx_a.try_recv().ok())
             .take(1000)
-            .any(|ev| matches!(ev, DiscoveryEvent::Found(d) if d.uh() == Some(stranger.uh)))
+            .any(|ev| matches!(ev, DiscoveryEvent::Found(d) if d.id() == Some(stranger.id)))
         && a.update_static(addr, a.advert()).is_err();
     if !ok {
         say(format!("PAIR error: static peers: {:?}", a.snapshot()));

@@ -4,33 +4,44 @@
 //!
 //! | key    | value                                   | example                 |
 //! |--------|-----------------------------------------|-------------------------|
-//! | `v`    | protocol version, first so it can be checked first | `1`          |
+//! | `v`    | protocol version, first so it can be checked first | `2`          |
 //! | `type` | DmDeviceType id in hex, `:`, type name  | `0x0E:phone`            |
-//! | `name` | device name, UTF-8, at most 127 bytes   | `Living room`           |
+//! | `name` | device name, UTF-8, at most 127 bytes; only if the owner set one | `Living room` |
 //! | `caps` | DSoftBus capability names, `,`-separated; bits without a name as numbers | `dvKit,osdCapability` |
 //! | `port` | the QUIC port (also the SRV port)       | `47000`                 |
-//! | `uh`   | udid hash: 16 bytes of SHA-256 over a label and the udid, hex | 32 hex digits |
+//! | `id`   | the rotating [`AdvertId`] of this epoch, hex | 32 hex digits      |
 //!
-//! OpenHarmony's CoAP discovery sends the raw udid in clear; we send only `uh`, which lets a
-//! device that already knows a udid (a bound peer) recognise it, and tells others nothing they
-//! could use to derive the udid or the public key behind it.
+//! OpenHarmony's CoAP discovery sends the raw udid in clear. Version 1 of this advert sent a
+//! stable hash of it instead, which still let anyone on a LAN follow a device across networks
+//! and restarts. Version 2 sends an id that changes every [`ADVERT_EPOCH`], derived from a
+//! secret only bound devices hold (the device's [`AdvertKey`]), in the manner of Bluetooth's
+//! resolvable private addresses: a bound peer recognises it at once ([`Resolver`]); anyone else
+//! sees a new, unlinkable value each epoch. The instance and host names derive from the id,
+//! so they rotate with it. See docs/DESIGN.md, "Adverts".
 
-use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use hmac::{Hmac, Mac};
+use oxh_devauth::AdvertKey;
+use sha2::Sha256;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::time::{Duration, SystemTime};
 
 /// The DNS-SD service type every oxharmony device advertises and browses.
 pub const SERVICE_TYPE: &str = "_oxh._udp.local.";
-/// The TXT `v` value this code writes and accepts.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The TXT `v` value this code writes and accepts (2: rotating `id` in place of `uh`).
+pub const PROTOCOL_VERSION: u32 = 2;
+/// How long one advert id is used before the next replaces it.
+pub const ADVERT_EPOCH: Duration = Duration::from_secs(15 * 60);
+/// Epochs either side of a resolver's own whose ids it still accepts, for clock skew.
+pub const EPOCH_SKEW: u64 = 1;
+/// HMAC input label of advert ids, so that the key is never used for anything else.
+const ID_LABEL: &[u8] = b"oxh-advert-id-v2\0";
 /// Longest device name kept, in bytes: OpenHarmony's DEVICE_NAME_BUF_LEN (128) less its NUL.
 pub const MAX_NAME_BYTES: usize = 127;
 /// Longest device type name accepted from a peer.
 pub const MAX_TYPE_NAME_BYTES: usize = 16;
 /// A DNS label, and so a DNS-SD instance name, holds at most 63 bytes (RFC 6763 §4.1.1).
 pub const MAX_INSTANCE_BYTES: usize = 63;
-/// The name used when a device's name is empty after cleaning.
-pub const DEFAULT_NAME: &str = "oxharmony device";
 
 /// Why a TXT record could not be read as an [`Advert`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -150,25 +161,27 @@ impl std::ops::BitOr for Capabilities {
     }
 }
 
-/// A udid's public stand-in: 16 bytes of SHA-256("oxh-softbus-udid-v1\0" ‖ udid).
+/// A device's advert id for one epoch: the first 16 bytes of
+/// HMAC-SHA256(advert key, "oxh-advert-id-v2\0" ‖ epoch as u64 big-endian).
 ///
-/// It identifies a device across adverts (and lets a bound peer match it against the udid it
-/// pinned) without revealing the udid.
+/// Without the key, ids of different epochs (or devices) are unrelated random values; with
+/// it, a bound peer computes the ids it expects and looks them up ([`Resolver`]).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct UdidHash(pub [u8; 16]);
+pub struct AdvertId(pub [u8; 16]);
 
-impl UdidHash {
-    /// The hash of `udid`.
-    pub fn of(udid: &str) -> Self {
-        let mut h = Sha256::new();
-        h.update(b"oxh-softbus-udid-v1\0");
-        h.update(udid.as_bytes());
-        let d = h.finalize();
+impl AdvertId {
+    /// The id of the device holding `key` in epoch `epoch`.
+    pub fn derive(key: &AdvertKey, epoch: u64) -> Self {
+        // HMAC takes a key of any length.
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&key.0).expect("any key length");
+        m.update(ID_LABEL);
+        m.update(&epoch.to_be_bytes());
+        let d = m.finalize().into_bytes();
         let mut out = [0u8; 16];
         out.copy_from_slice(&d[..16]);
-        UdidHash(out)
+        AdvertId(out)
     }
-    /// Lower-case hex, as sent in TXT `uh`.
+    /// Lower-case hex, as sent in TXT `id`.
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }
@@ -179,29 +192,102 @@ impl UdidHash {
         }
         let mut out = [0u8; 16];
         hex::decode_to_slice(s, &mut out).ok()?;
-        Some(UdidHash(out))
+        Some(AdvertId(out))
     }
 }
 
-impl fmt::Display for UdidHash {
+impl fmt::Display for AdvertId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_hex())
     }
 }
 
-impl fmt::Debug for UdidHash {
+impl fmt::Debug for AdvertId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "UdidHash({})", self.to_hex())
+        write!(f, "AdvertId({})", self.to_hex())
+    }
+}
+
+/// Numbers time in epochs of a fixed length since the Unix epoch. Pure: the time is passed
+/// in, so tests run on virtual time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Epochs {
+    secs: u64,
+}
+
+impl Default for Epochs {
+    fn default() -> Self {
+        Epochs::new(ADVERT_EPOCH)
+    }
+}
+
+impl Epochs {
+    /// Epochs of `len` (whole seconds, at least one). Devices must agree on it to recognise
+    /// each other: everything but tests uses [`ADVERT_EPOCH`].
+    pub fn new(len: Duration) -> Self {
+        Epochs {
+            secs: len.as_secs().max(1),
+        }
+    }
+    /// The epoch length.
+    pub fn len(&self) -> Duration {
+        Duration::from_secs(self.secs)
+    }
+    /// The epoch `t` falls in (0 for times before 1970).
+    pub fn at(&self, t: SystemTime) -> u64 {
+        let s = t
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        s / self.secs
+    }
+    /// How long after `t` the next epoch begins.
+    pub fn until_next(&self, t: SystemTime) -> Duration {
+        let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+        let next = Duration::from_secs((since.as_secs() / self.secs + 1) * self.secs);
+        next.saturating_sub(since)
+    }
+}
+
+/// Recognises bound devices' advert ids: holds each trusted device's ids for one epoch and
+/// the [`EPOCH_SKEW`] epochs either side, so that a lookup is one hash probe however many
+/// adverts arrive (a flood of forged ones costs no HMACs).
+#[derive(Debug, Clone)]
+pub struct Resolver<T> {
+    epoch: u64,
+    ids: HashMap<AdvertId, T>,
+}
+
+impl<T: Clone> Resolver<T> {
+    /// The ids of `devices` (each with its advert key) around `epoch`.
+    pub fn new(epoch: u64, devices: impl IntoIterator<Item = (T, AdvertKey)>) -> Self {
+        let mut ids = HashMap::new();
+        for (dev, key) in devices {
+            let first = epoch.saturating_sub(EPOCH_SKEW);
+            for e in first..=epoch.saturating_add(EPOCH_SKEW) {
+                ids.insert(AdvertId::derive(&key, e), dev.clone());
+            }
+        }
+        Resolver { epoch, ids }
+    }
+    /// The epoch it was built for.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+    /// The bound device that advertises `id`, if any.
+    pub fn resolve(&self, id: &AdvertId) -> Option<&T> {
+        self.ids.get(id)
     }
 }
 
 /// What one device advertises: everything in its TXT record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Advert {
-    /// Hash of the device's udid; the key a peer is known by.
-    pub uh: UdidHash,
-    /// Device name as the user set it (cleaned: no control characters, at most 127 bytes).
-    pub name: String,
+    /// This epoch's rotating id; what a device is known by until the next epoch.
+    pub id: AdvertId,
+    /// Device name as the owner set it (cleaned: no control characters, at most 127 bytes);
+    /// `None` when no name was set, and then it is left out of the TXT record.
+    pub name: Option<String>,
     /// DmDeviceType id, e.g. 0x0E for a phone.
     pub device_type_id: u16,
     /// Device type name, e.g. `phone`: lower-case ASCII letters, digits, `-` and `_`.
@@ -215,17 +301,17 @@ pub struct Advert {
 }
 
 impl Advert {
-    /// The advert for a device with this udid; the udid itself is hashed, not kept.
+    /// The advert with id `id` (see [`AdvertId::derive`]) and the name the owner set, if any.
     pub fn new(
-        udid: &str,
-        name: &str,
+        id: AdvertId,
+        name: Option<&str>,
         device_type: oxh_devauth::DeviceType,
         caps: Capabilities,
         port: u16,
     ) -> Self {
         Advert {
-            uh: UdidHash::of(udid),
-            name: clean_name(name),
+            id,
+            name: name.and_then(clean_name),
             device_type_id: device_type.type_id(),
             device_type_name: device_type.as_str().to_string(),
             caps,
@@ -245,18 +331,21 @@ impl Advert {
         if !valid_type_name(&type_name) {
             type_name = "unknown".to_string();
         }
+        let name = self.name.as_deref().and_then(clean_name);
         vec![
             ("v".into(), PROTOCOL_VERSION.to_string()),
             (
                 "type".into(),
                 format!("0x{:02X}:{type_name}", self.device_type_id),
             ),
-            ("name".into(), clean_name(&self.name)),
-            ("caps".into(), self.caps.encode()),
-            ("port".into(), self.port.to_string()),
-            ("uh".into(), self.uh.to_hex()),
         ]
         .into_iter()
+        .chain(name.map(|n| ("name".to_string(), n)))
+        .chain([
+            ("caps".into(), self.caps.encode()),
+            ("port".into(), self.port.to_string()),
+            ("id".into(), self.id.to_hex()),
+        ])
         .chain(self.hdc.map(|p| ("hdc".to_string(), p.to_string())))
         .collect()
     }
@@ -305,7 +394,12 @@ impl Advert {
             });
         }
 
-        let name = clean_name(&String::from_utf8_lossy(get("name")?));
+        // Optional: a device whose owner set no name sends none (an empty one reads the same).
+        let name = map
+            .get("name")
+            .copied()
+            .flatten()
+            .and_then(|raw| clean_name(&String::from_utf8_lossy(raw)));
         // A device without capabilities may leave `caps` empty or out.
         let caps = match map.get("caps").copied().flatten() {
             Some(raw) => Capabilities::decode(&String::from_utf8_lossy(raw)),
@@ -319,8 +413,8 @@ impl Advert {
                 key: "port",
                 reason: "not a port number 1-65535",
             })?;
-        let uh = UdidHash::from_hex(get_str("uh")?).ok_or(TxtError::Invalid {
-            key: "uh",
+        let id = AdvertId::from_hex(get_str("id")?).ok_or(TxtError::Invalid {
+            key: "id",
             reason: "expected 32 hex digits",
         })?;
         // Optional: a bad value only means no hdc port is known.
@@ -332,7 +426,7 @@ impl Advert {
             .and_then(|v| v.parse::<u16>().ok())
             .filter(|p| *p != 0);
         Ok(Advert {
-            uh,
+            id,
             name,
             device_type_id,
             device_type_name: type_name.to_string(),
@@ -343,35 +437,33 @@ impl Advert {
     }
 
     /// The DNS-SD instance name, e.g. `oxharmony pc [3fa2c1d0]`: the device type (so people
-    /// browsing with avahi-browse see what it is) and a short hash suffix (so that devices
-    /// differ). It leaves out the device name on purpose: a rename then keeps the instance, so
-    /// peers see one update rather than a goodbye racing a new announcement. The name is in TXT.
+    /// browsing with avahi-browse see what it is) and the start of the rotating id (so that
+    /// devices differ, and the name rotates with the id). It leaves out the device name on
+    /// purpose: a rename then keeps the instance, so peers see one update rather than a
+    /// goodbye racing a new announcement. The name is in TXT.
     pub fn instance_name(&self) -> String {
         let type_name = if valid_type_name(&self.device_type_name) {
             self.device_type_name.as_str()
         } else {
             "device"
         };
-        format!("oxharmony {type_name} [{}]", &self.uh.to_hex()[..8])
+        format!("oxharmony {type_name} [{}]", &self.id.to_hex()[..8])
     }
 
-    /// The mDNS host name for our address records: no personal data, a valid DNS label.
+    /// The mDNS host name for our address records: from the rotating id, so neither the
+    /// machine's host name nor anything stable; a valid DNS label.
     pub fn host_name(&self) -> String {
-        format!("oxh-{}.local.", &self.uh.to_hex()[..12])
+        format!("oxh-{}.local.", &self.id.to_hex()[..12])
     }
 }
 
-/// Removes control characters, trims, limits to [`MAX_NAME_BYTES`] and substitutes
-/// [`DEFAULT_NAME`] for an empty result.
-pub fn clean_name(name: &str) -> String {
+/// Removes control characters, trims and limits to [`MAX_NAME_BYTES`]; `None` if nothing is
+/// left.
+pub fn clean_name(name: &str) -> Option<String> {
     let mut s: String = name.chars().filter(|c| !c.is_control()).collect();
     truncate_utf8(&mut s, MAX_NAME_BYTES);
     let s = s.trim();
-    if s.is_empty() {
-        DEFAULT_NAME.to_string()
-    } else {
-        s.to_string()
-    }
+    (!s.is_empty()).then(|| s.to_string())
 }
 
 fn truncate_utf8(s: &mut String, max: usize) {
@@ -407,16 +499,27 @@ mod tests {
     use oxh_devauth::DeviceType;
     use proptest::prelude::*;
 
-    const UDID: &str = "9f2c4e0b7a1d3c5e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e";
+    const KEY: AdvertKey = AdvertKey([0x42; 32]);
+    const OTHER: AdvertKey = AdvertKey([0x17; 32]);
+    /// An epoch of 15 minutes somewhere in 2026.
+    const E: u64 = 1_978_000;
 
-    fn sample() -> Advert {
+    fn advert_at(key: &AdvertKey, epoch: u64, name: Option<&str>) -> Advert {
         Advert::new(
-            UDID,
-            "Living room",
+            AdvertId::derive(key, epoch),
+            name,
             DeviceType::Tv,
             Capabilities::DVKIT | Capabilities::OSD,
             47000,
         )
+    }
+
+    fn sample() -> Advert {
+        advert_at(&KEY, E, Some("Living room"))
+    }
+
+    fn t(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
     }
 
     fn decode(txt: &[(String, String)]) -> Result<Advert, TxtError> {
@@ -427,7 +530,7 @@ mod tests {
     fn round_trip() {
         let a = sample();
         let txt = a.to_txt();
-        assert_eq!(txt[0], ("v".to_string(), "1".to_string()));
+        assert_eq!(txt[0], ("v".to_string(), "2".to_string()));
         assert_eq!(decode(&txt), Ok(a.clone()));
         assert_eq!(a.device_type(), Some(DeviceType::Tv));
     }
@@ -439,21 +542,120 @@ mod tests {
         assert_eq!(txt["name"], "Living room");
         assert_eq!(txt["caps"], "dvKit,osdCapability");
         assert_eq!(txt["port"], "47000");
-        assert_eq!(txt["uh"].len(), 32);
+        assert_eq!(txt["v"], "2");
+        assert_eq!(txt["id"], AdvertId::derive(&KEY, E).to_hex());
+        assert!(!txt.contains_key("uh"), "no stable udid hash any more");
     }
 
     #[test]
-    fn udid_never_appears() {
-        let a = sample();
-        let all: String = a
-            .to_txt()
+    fn the_id_is_the_documented_hmac() {
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&KEY.0).unwrap();
+        m.update(b"oxh-advert-id-v2\0");
+        m.update(&E.to_be_bytes());
+        let d = m.finalize().into_bytes();
+        assert_eq!(AdvertId::derive(&KEY, E).0, d[..16]);
+    }
+
+    /// Two epochs of one device: everything that identifies it differs, and what stays (version,
+    /// type, capabilities, port) is what any device of that type and port would send.
+    #[test]
+    fn two_epochs_of_one_device_share_nothing_identifying() {
+        let (a, b) = (advert_at(&KEY, E, None), advert_at(&KEY, E + 1, None));
+        assert_ne!(a.id, b.id);
+        assert_ne!(a.instance_name(), b.instance_name());
+        assert_ne!(a.host_name(), b.host_name());
+        let (ta, tb) = (a.to_txt(), b.to_txt());
+        let differ: Vec<&str> = ta
             .iter()
-            .map(|(k, v)| format!("{k}={v};"))
-            .collect::<String>()
-            + &a.instance_name()
-            + &a.host_name();
-        assert!(!all.contains(UDID));
-        assert!(!all.contains(&UDID[..16]));
+            .zip(&tb)
+            .filter(|(x, y)| x != y)
+            .map(|(x, _)| x.0.as_str())
+            .collect();
+        assert_eq!(differ, ["id"]);
+        let hex_a = a.id.to_hex();
+        let hex_b = b.id.to_hex();
+        assert!(
+            (0..=hex_a.len() - 6).all(|i| !hex_b.contains(&hex_a[i..i + 6])),
+            "ids {hex_a} and {hex_b} share a run of 6 hex digits"
+        );
+        let stranger = advert_at(&OTHER, E, None);
+        let rest = |txt: &[(String, String)]| -> Vec<(String, String)> {
+            txt.iter().filter(|(k, _)| k != "id").cloned().collect()
+        };
+        assert_eq!(rest(&ta), rest(&stranger.to_txt()));
+        // Nothing of the key appears either.
+        let all: String = ta.iter().map(|(k, v)| format!("{k}={v};")).collect();
+        assert!(!all.contains(&hex::encode(KEY.0)[..8]));
+    }
+
+    #[test]
+    fn a_bound_peer_resolves_every_epoch_and_a_skew_of_one() {
+        for now in [E, E + 1] {
+            let r = Resolver::new(now, [("tv", KEY), ("pc", OTHER)]);
+            assert_eq!(r.epoch(), now);
+            for e in [now - 1, now, now + 1] {
+                assert_eq!(r.resolve(&AdvertId::derive(&KEY, e)), Some(&"tv"), "{e}");
+                assert_eq!(r.resolve(&AdvertId::derive(&OTHER, e)), Some(&"pc"), "{e}");
+            }
+            // Two epochs off is more than clock skew: an old (replayed) advert.
+            assert_eq!(r.resolve(&AdvertId::derive(&KEY, now + 2)), None);
+            assert_eq!(r.resolve(&AdvertId::derive(&KEY, now - 2)), None);
+        }
+        // Both epochs' adverts, through their TXT form, resolve to the device.
+        let r = Resolver::new(E, [("tv", KEY)]);
+        for a in [advert_at(&KEY, E, None), advert_at(&KEY, E + 1, None)] {
+            let back = decode(&a.to_txt()).unwrap();
+            assert_eq!(r.resolve(&back.id), Some(&"tv"));
+        }
+        // Epoch 0 has no earlier neighbour, and that is fine.
+        let r = Resolver::new(0, [("tv", KEY)]);
+        assert_eq!(r.resolve(&AdvertId::derive(&KEY, 0)), Some(&"tv"));
+    }
+
+    #[test]
+    fn a_stranger_or_another_devices_key_resolves_nothing() {
+        let stranger: Resolver<&str> = Resolver::new(E, []);
+        let other = Resolver::new(E, [("pc", OTHER)]);
+        for e in [E - 1, E, E + 1] {
+            let id = AdvertId::derive(&KEY, e);
+            assert_eq!(stranger.resolve(&id), None);
+            assert_eq!(other.resolve(&id), None);
+        }
+    }
+
+    #[test]
+    fn epochs_on_virtual_time() {
+        let ep = Epochs::default();
+        assert_eq!(ep.len(), ADVERT_EPOCH);
+        assert_eq!(ep.at(t(0)), 0);
+        assert_eq!(ep.at(t(899)), 0);
+        assert_eq!(ep.at(t(900)), 1);
+        assert_eq!(ep.until_next(t(0)), Duration::from_secs(900));
+        assert_eq!(ep.until_next(t(899)), Duration::from_secs(1));
+        assert_eq!(
+            ep.until_next(t(900) + Duration::from_millis(250)),
+            Duration::from_millis(899_750)
+        );
+        let short = Epochs::new(Duration::from_millis(10));
+        assert_eq!(short.len(), Duration::from_secs(1), "at least a second");
+        assert_eq!(short.at(t(5)), 5);
+        assert_eq!(
+            Epochs::default().at(SystemTime::UNIX_EPOCH - Duration::from_secs(5)),
+            0
+        );
+    }
+
+    #[test]
+    fn without_a_name_set_none_is_sent() {
+        let a = advert_at(&KEY, E, None);
+        let txt = a.to_txt();
+        assert!(txt.iter().all(|(k, _)| k != "name"), "{txt:?}");
+        assert_eq!(decode(&txt).map(|a| a.name), Ok(None));
+        // An empty or blank name is no name.
+        assert_eq!(advert_at(&KEY, E, Some(" \n")).name, None);
+        let mut blank = txt.clone();
+        blank.push(("name".into(), "  ".into()));
+        assert_eq!(decode(&blank).map(|a| a.name), Ok(None));
     }
 
     #[test]
@@ -480,13 +682,13 @@ mod tests {
 
     #[test]
     fn names_are_cleaned_and_limited() {
-        assert_eq!(clean_name("  a\u{0}b\nc\t "), "abc");
-        assert_eq!(clean_name("\n\r"), DEFAULT_NAME);
+        assert_eq!(clean_name("  a\u{0}b\nc\t ").as_deref(), Some("abc"));
+        assert_eq!(clean_name("\n\r"), None);
         let long = "é".repeat(100);
-        let c = clean_name(&long);
+        let c = clean_name(&long).unwrap();
         assert!(c.len() <= MAX_NAME_BYTES && c.chars().all(|ch| ch == 'é'));
         let mut a = sample();
-        a.name = "x".repeat(400);
+        a.name = Some("x".repeat(400));
         for (k, v) in a.to_txt() {
             assert!(k.len() + 1 + v.len() <= 255);
         }
@@ -496,8 +698,8 @@ mod tests {
     fn instance_and_host_names_are_valid() {
         let mut a = sample();
         let inst = a.instance_name();
-        assert_eq!(inst, format!("oxharmony tv [{}]", &a.uh.to_hex()[..8]));
-        a.name = "renamed".into();
+        assert_eq!(inst, format!("oxharmony tv [{}]", &a.id.to_hex()[..8]));
+        a.name = Some("renamed".into());
         assert_eq!(a.instance_name(), inst);
         a.device_type_name = "Not.Valid".into();
         assert!(a.instance_name().starts_with("oxharmony device ["));
@@ -526,7 +728,7 @@ mod tests {
                 })
                 .collect::<Vec<_>>()
         };
-        assert!(matches!(decode(&with("v", "2")), Err(TxtError::Version(_))));
+        assert!(matches!(decode(&with("v", "3")), Err(TxtError::Version(_))));
         assert!(matches!(
             decode(&with("type", "phone")),
             Err(TxtError::Invalid { key: "type", .. })
@@ -548,11 +750,21 @@ mod tests {
             Err(TxtError::Invalid { key: "port", .. })
         ));
         assert!(matches!(
-            decode(&with("uh", "abc")),
-            Err(TxtError::Invalid { key: "uh", .. })
+            decode(&with("id", "abc")),
+            Err(TxtError::Invalid { key: "id", .. })
         ));
-        let no_uh: Vec<_> = base.iter().filter(|(k, _)| k != "uh").cloned().collect();
-        assert_eq!(decode(&no_uh), Err(TxtError::Missing("uh")));
+        assert!(matches!(
+            decode(&with("id", &"g".repeat(32))),
+            Err(TxtError::Invalid { key: "id", .. })
+        ));
+        let no_id: Vec<_> = base.iter().filter(|(k, _)| k != "id").cloned().collect();
+        assert_eq!(decode(&no_id), Err(TxtError::Missing("id")));
+        // A version 1 advert (stable `uh`) is not read.
+        let v1: Vec<_> = with("v", "1")
+            .into_iter()
+            .map(|(k, v)| if k == "id" { ("uh".into(), v) } else { (k, v) })
+            .collect();
+        assert!(matches!(decode(&v1), Err(TxtError::Version(_))));
         // A key without a value counts as missing.
         let bare = Advert::from_txt(
             base.iter()
@@ -567,7 +779,10 @@ mod tests {
         txt.push(("NAME".into(), "other".into()));
         txt.iter_mut()
             .for_each(|(k, _)| *k = k.to_ascii_uppercase());
-        assert_eq!(decode(&txt).map(|a| a.name), Ok("Living room".to_string()));
+        assert_eq!(
+            decode(&txt).map(|a| a.name),
+            Ok(Some("Living room".to_string()))
+        );
     }
 
     proptest! {
@@ -577,7 +792,7 @@ mod tests {
                 (
                     prop_oneof![
                         Just("v".to_string()), Just("type".to_string()), Just("name".to_string()),
-                        Just("caps".to_string()), Just("port".to_string()), Just("uh".to_string()),
+                        Just("caps".to_string()), Just("port".to_string()), Just("id".to_string()),
                         "[ -~]{0,8}",
                     ],
                     proptest::option::of(proptest::collection::vec(any::<u8>(), 0..300)),
@@ -588,17 +803,33 @@ mod tests {
             let _ = Advert::from_txt(entries.iter().map(|(k, v)| (k.as_str(), v.as_deref())));
         }
 
+        /// What a resolver is fed comes from outside: random ids (forged adverts) never
+        /// resolve, and real ones resolve only to their own device.
+        #[test]
+        fn forged_ids_never_resolve(
+            forged in any::<[u8; 16]>(),
+            seeds in proptest::collection::vec(any::<u8>(), 1..8),
+            epoch in any::<u64>(),
+        ) {
+            let keys: Vec<(u8, AdvertKey)> = seeds.iter().map(|s| (*s, AdvertKey([*s; 32]))).collect();
+            let r = Resolver::new(epoch, keys.clone());
+            prop_assert_eq!(r.resolve(&AdvertId(forged)), None);
+            for (s, k) in &keys {
+                prop_assert_eq!(r.resolve(&AdvertId::derive(k, epoch)), Some(s));
+            }
+        }
+
         #[test]
         fn valid_fields_round_trip(
             name in "\\PC{0,60}",
             id in any::<u16>(),
             caps in any::<u32>(),
             port in 1u16..,
-            uh in any::<[u8; 16]>(),
+            rid in any::<[u8; 16]>(),
             hdc in proptest::option::of(1u16..),
         ) {
             let a = Advert {
-                uh: UdidHash(uh),
+                id: AdvertId(rid),
                 name: clean_name(&name),
                 device_type_id: id,
                 device_type_name: "pc".into(),

@@ -4,7 +4,7 @@
 //! `mdns-sd` runs its own thread; a second thread here drains its browse channel, so nothing
 //! needs a tokio runtime and nothing blocks one (only [`Discovery::shutdown`] waits, bounded).
 
-use super::advert::{Advert, SERVICE_TYPE, UdidHash};
+use super::advert::{Advert, SERVICE_TYPE};
 use super::table::{DeviceTable, DiscoveryEvent, SeenDevice, TableError};
 use mdns_sd::{IfKind, ServiceDaemon, ServiceEvent, ServiceInfo};
 use std::net::{IpAddr, SocketAddr};
@@ -53,7 +53,8 @@ pub struct DiscoveryConfig {
     pub mdns_port: u16,
     /// Probe for name conflicts before announcing (RFC 6762 §8.1). Off by default: probing
     /// delays the first announcement by about 750 ms, which breaks the 1 s discovery target,
-    /// and our instance names carry a hash of the udid, so only a cloned identity conflicts.
+    /// and our instance names carry 32 bits of a 128-bit id that is random to anyone else,
+    /// so a conflict is as rare as a 32-bit collision.
     pub probe: bool,
 }
 
@@ -80,14 +81,6 @@ pub enum DiscoveryError {
     /// An observation the device table refused.
     #[error(transparent)]
     Table(#[from] TableError),
-    /// `update_advert` with another device's udid hash; a device's identity never changes.
-    #[error("advert is for device {new}, but this discovery advertises {own}")]
-    IdentityChanged {
-        /// Ours.
-        own: UdidHash,
-        /// The one given.
-        new: UdidHash,
-    },
     /// An interface list that selects nothing.
     #[error("no interface selected")]
     NoInterfaces,
@@ -162,7 +155,7 @@ impl Discovery {
         }
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let shared = Arc::new(Shared {
-            table: Mutex::new(DeviceTable::new(config.advert.uh)),
+            table: Mutex::new(DeviceTable::new(config.advert.id)),
             events,
         });
 
@@ -211,16 +204,24 @@ impl Discovery {
     }
 
     /// Re-announces with a changed advert (a new name, capabilities or port); peers see one
-    /// `Updated`. Only a changed device type changes the instance name: then the new instance
-    /// is announced before the old one says goodbye, and a peer may still see Lost then Found.
+    /// `Updated`. A new id (the next epoch) or device type changes the instance name: then the
+    /// new instance is announced before the old one says goodbye, and peers see the old device
+    /// Lost and a new one Found.
     pub fn update_advert(&self, advert: Advert) -> Result<(), DiscoveryError> {
+        self.modify_advert(|a| *a = advert)
+    }
+
+    /// Changes what we advertise with `f` and re-announces, under one lock, so that two
+    /// changes at once (a new epoch's id and an hdc port) do not undo each other.
+    pub fn modify_advert(&self, f: impl FnOnce(&mut Advert)) -> Result<(), DiscoveryError> {
         let mut reg = self.registered();
-        if advert.uh != reg.advert.uh {
-            return Err(DiscoveryError::IdentityChanged {
-                own: reg.advert.uh,
-                new: advert.uh,
-            });
+        let mut advert = reg.advert.clone();
+        f(&mut advert);
+        if advert == reg.advert {
+            return Ok(());
         }
+        // Ours from now on, before anyone can hear it announced.
+        self.shared.table().set_own(advert.id);
         let info = service_info(&self.config, &advert)?;
         let fullname = info.get_fullname().to_string();
         self.daemon.register(info)?;

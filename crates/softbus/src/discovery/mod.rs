@@ -6,7 +6,8 @@
 //! a [`DeviceTable`] of the others. For networks without multicast, the transport adds static
 //! peers by address and fills in their adverts after probing them.
 //!
-//! - [`advert`]: the advert and its TXT form (pure).
+//! - [`advert`]: the advert, its TXT form, its rotating id and the resolver that recognises
+//!   bound devices' ids (pure).
 //! - [`table`]: the seen-device table and its events (pure).
 //! - [`mdns`]: the adapter over the `mdns-sd` crate.
 
@@ -14,6 +15,9 @@ pub mod advert;
 pub mod mdns;
 pub mod table;
 
-pub use advert::{Advert, Capabilities, SERVICE_TYPE, TxtError, UdidHash};
+pub use advert::{
+    ADVERT_EPOCH, Advert, AdvertId, Capabilities, EPOCH_SKEW, Epochs, Resolver, SERVICE_TYPE,
+    TxtError,
+};
 pub use mdns::{Discovery, DiscoveryConfig, DiscoveryError, Found, Interfaces, browse};
 pub use table::{DeviceTable, DiscoveryEvent, SeenDevice, TableError};

@@ -1,7 +1,11 @@
 //! The table of seen devices and the events its changes produce. Pure: the mDNS adapter and
 //! the transport feed it observations and the time; it returns the event to publish.
+//!
+//! Devices are keyed by their advert's rotating id: when a device moves to a new epoch it
+//! shows up as a new device, and its old instance's goodbye (or expiry) removes the old one.
+//! Which entries are bound devices is not the table's business (see `Resolver`).
 
-use super::advert::{Advert, UdidHash};
+use super::advert::{Advert, AdvertId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::time::SystemTime;
@@ -29,9 +33,9 @@ pub struct SeenDevice {
 }
 
 impl SeenDevice {
-    /// The device's udid hash, once its advert is known.
-    pub fn uh(&self) -> Option<UdidHash> {
-        self.advert.as_ref().map(|a| a.uh)
+    /// The device's advert id, once its advert is known.
+    pub fn id(&self) -> Option<AdvertId> {
+        self.advert.as_ref().map(|a| a.id)
     }
 }
 
@@ -93,22 +97,35 @@ impl Entry {
     }
 }
 
-/// Devices by udid hash, plus static peers whose advert is still unknown.
+/// Devices by advert id, plus static peers whose advert is still unknown.
 #[derive(Debug)]
 pub struct DeviceTable {
-    own: UdidHash,
-    devices: BTreeMap<UdidHash, Entry>,
+    /// Our advert ids: this epoch's and the one before, whose announcements may still echo.
+    own: [AdvertId; 2],
+    devices: BTreeMap<AdvertId, Entry>,
     pending: BTreeSet<SocketAddr>,
 }
 
 impl DeviceTable {
-    /// An empty table for the device whose udid hash is `own` (never listed).
-    pub fn new(own: UdidHash) -> Self {
+    /// An empty table for the device whose advert id is `own` (never listed).
+    pub fn new(own: AdvertId) -> Self {
         DeviceTable {
-            own,
+            own: [own, own],
             devices: BTreeMap::new(),
             pending: BTreeSet::new(),
         }
+    }
+
+    /// Our advert moved to id `own`: that one and the one before are ours, never listed.
+    pub fn set_own(&mut self, own: AdvertId) {
+        if self.own[0] != own {
+            self.own = [own, self.own[0]];
+        }
+        self.devices.remove(&own);
+    }
+
+    fn is_own(&self, id: &AdvertId) -> bool {
+        self.own.contains(id)
     }
 
     /// Every device, then every pending static peer.
@@ -134,12 +151,12 @@ impl DeviceTable {
         srv_port: u16,
         now: SystemTime,
     ) -> Option<DiscoveryEvent> {
-        if advert.uh == self.own {
+        if self.is_own(&advert.id) {
             return None;
         }
         addrs.sort();
         addrs.dedup();
-        if let Some(e) = self.devices.get_mut(&advert.uh) {
+        if let Some(e) = self.devices.get_mut(&advert.id) {
             let before = e.view();
             e.advert = advert;
             e.instance = Some(instance.to_string());
@@ -161,24 +178,24 @@ impl DeviceTable {
             advert,
         };
         let view = e.view();
-        self.devices.insert(e.advert.uh, e);
+        self.devices.insert(e.advert.id, e);
         Some(DiscoveryEvent::Found(view))
     }
 
     /// An mDNS instance went away. A device that is also a static peer stays.
     pub fn on_removed(&mut self, instance: &str) -> Option<DiscoveryEvent> {
-        let uh = *self
+        let id = *self
             .devices
             .iter()
             .find(|(_, e)| e.instance.as_deref() == Some(instance))?
             .0;
-        let e = self.devices.get_mut(&uh)?;
+        let e = self.devices.get_mut(&id)?;
         if e.static_addr.is_some() {
             e.instance = None;
             e.mdns_addrs.clear();
             return Some(DiscoveryEvent::Updated(e.view()));
         }
-        let e = self.devices.remove(&uh)?;
+        let e = self.devices.remove(&id)?;
         Some(DiscoveryEvent::Lost(e.view()))
     }
 
@@ -208,7 +225,7 @@ impl DeviceTable {
         if !known {
             return Err(TableError::NotStatic(addr));
         }
-        if advert.uh == self.own {
+        if self.is_own(&advert.id) {
             self.pending.remove(&addr);
             return Err(TableError::OwnAdvert(addr));
         }
@@ -216,17 +233,17 @@ impl DeviceTable {
         let old = self
             .devices
             .iter()
-            .find(|(uh, e)| e.static_addr == Some(addr) && **uh != advert.uh)
-            .map(|(uh, _)| *uh);
-        if let Some(uh) = old
-            && let Some(e) = self.devices.get_mut(&uh)
+            .find(|(id, e)| e.static_addr == Some(addr) && **id != advert.id)
+            .map(|(id, _)| *id);
+        if let Some(id) = old
+            && let Some(e) = self.devices.get_mut(&id)
         {
             e.static_addr = None;
             if e.instance.is_none() {
-                self.devices.remove(&uh);
+                self.devices.remove(&id);
             }
         }
-        if let Some(e) = self.devices.get_mut(&advert.uh) {
+        if let Some(e) = self.devices.get_mut(&advert.id) {
             self.pending.remove(&addr);
             let before = e.view();
             e.advert = advert;
@@ -247,7 +264,7 @@ impl DeviceTable {
             advert,
         };
         let view = e.view();
-        self.devices.insert(e.advert.uh, e);
+        self.devices.insert(e.advert.id, e);
         Ok(Some(DiscoveryEvent::Found(view)))
     }
 
@@ -256,17 +273,17 @@ impl DeviceTable {
         if self.pending.remove(&addr) {
             return None;
         }
-        let uh = *self
+        let id = *self
             .devices
             .iter()
             .find(|(_, e)| e.static_addr == Some(addr))?
             .0;
-        let e = self.devices.get_mut(&uh)?;
+        let e = self.devices.get_mut(&id)?;
         e.static_addr = None;
         if e.instance.is_some() {
             return Some(DiscoveryEvent::Updated(e.view()));
         }
-        let e = self.devices.remove(&uh)?;
+        let e = self.devices.remove(&id)?;
         Some(DiscoveryEvent::Lost(e.view()))
     }
 }
@@ -288,8 +305,17 @@ mod tests {
     use oxh_devauth::DeviceType;
     use std::time::Duration;
 
-    fn advert(udid: &str, name: &str) -> Advert {
-        Advert::new(udid, name, DeviceType::Pc, Capabilities::DDMP, 4700)
+    /// A device's advert in epoch 1, its key derived from `who`.
+    fn advert(who: &str, name: &str) -> Advert {
+        advert_in(who, name, 1)
+    }
+    fn advert_in(who: &str, name: &str, epoch: u64) -> Advert {
+        let mut k = [0u8; 32];
+        for (i, b) in who.bytes().enumerate() {
+            k[i % 32] ^= b.wrapping_add(i as u8);
+        }
+        let id = AdvertId::derive(&oxh_devauth::AdvertKey(k), epoch);
+        Advert::new(id, Some(name), DeviceType::Pc, Capabilities::DDMP, 4700)
     }
     fn t(s: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(s)
@@ -303,7 +329,7 @@ mod tests {
 
     #[test]
     fn found_updated_lost() {
-        let mut tb = DeviceTable::new(advert("me", "me").uh);
+        let mut tb = DeviceTable::new(advert("me", "me").id);
         let a = advert("a", "A");
         let ev = tb.on_resolved(
             "A._oxh._udp.local.",
@@ -312,7 +338,7 @@ mod tests {
             4700,
             t(1),
         );
-        assert!(matches!(ev, Some(DiscoveryEvent::Found(ref d)) if d.uh() == Some(a.uh)));
+        assert!(matches!(ev, Some(DiscoveryEvent::Found(ref d)) if d.id() == Some(a.id)));
         // Same again: only the time moves, no event.
         assert_eq!(
             tb.on_resolved(
@@ -326,7 +352,7 @@ mod tests {
         );
         assert_eq!(tb.snapshot()[0].last_seen, Some(t(2)));
         let mut renamed = a.clone();
-        renamed.name = "A2".into();
+        renamed.name = Some("A2".into());
         let ev = tb.on_resolved(
             "A2._oxh._udp.local.",
             renamed,
@@ -335,7 +361,7 @@ mod tests {
             t(3),
         );
         assert!(
-            matches!(ev, Some(DiscoveryEvent::Updated(ref d)) if d.advert.as_ref().map(|a| a.name.as_str()) == Some("A2"))
+            matches!(ev, Some(DiscoveryEvent::Updated(ref d)) if d.advert.as_ref().and_then(|a| a.name.as_deref()) == Some("A2"))
         );
         // The goodbye for the old instance name does not remove the renamed device.
         assert_eq!(tb.on_removed("A._oxh._udp.local."), None);
@@ -349,7 +375,7 @@ mod tests {
     #[test]
     fn own_advert_is_ignored() {
         let me = advert("me", "me");
-        let mut tb = DeviceTable::new(me.uh);
+        let mut tb = DeviceTable::new(me.id);
         assert_eq!(tb.on_resolved("me", me.clone(), vec![], 1, t(1)), None);
         assert!(tb.snapshot().is_empty());
         let addr = sa("127.0.0.1:4700");
@@ -362,8 +388,43 @@ mod tests {
     }
 
     #[test]
+    fn own_adverts_of_this_and_the_last_epoch_are_ignored() {
+        let (me1, me2) = (advert_in("me", "me", 1), advert_in("me", "me", 2));
+        let mut tb = DeviceTable::new(me1.id);
+        // Our next advert, heard before we switched to it, is just another device...
+        assert!(
+            tb.on_resolved("me2", me2.clone(), vec![], 1, t(1))
+                .is_some()
+        );
+        // ...until we switch: then it goes, and neither ours is listed.
+        tb.set_own(me2.id);
+        assert!(tb.snapshot().is_empty());
+        assert_eq!(tb.on_resolved("me1", me1.clone(), vec![], 1, t(2)), None);
+        assert_eq!(tb.on_resolved("me2", me2.clone(), vec![], 1, t(2)), None);
+        tb.set_own(me2.id);
+        assert_eq!(
+            tb.on_resolved("me1", me1, vec![], 1, t(3)),
+            None,
+            "still ours"
+        );
+        // A device in its next epoch is a new entry; the old one leaves with its goodbye.
+        let (a1, a2) = (advert_in("a", "A", 1), advert_in("a", "A", 2));
+        assert!(matches!(
+            tb.on_resolved("a1", a1, vec![], 1, t(4)),
+            Some(DiscoveryEvent::Found(_))
+        ));
+        assert!(matches!(
+            tb.on_resolved("a2", a2.clone(), vec![], 1, t(5)),
+            Some(DiscoveryEvent::Found(_))
+        ));
+        assert!(matches!(tb.on_removed("a1"), Some(DiscoveryEvent::Lost(_))));
+        assert_eq!(tb.snapshot().len(), 1);
+        assert_eq!(tb.snapshot()[0].id(), Some(a2.id));
+    }
+
+    #[test]
     fn static_peers() {
-        let mut tb = DeviceTable::new(advert("me", "me").uh);
+        let mut tb = DeviceTable::new(advert("me", "me").id);
         let addr = sa("192.0.2.7:47000");
         let a = advert("a", "A");
         assert_eq!(
@@ -401,7 +462,7 @@ mod tests {
         ));
         let snap = tb.snapshot();
         assert_eq!(snap.len(), 1);
-        assert_eq!(snap[0].uh(), Some(b.uh));
+        assert_eq!(snap[0].id(), Some(b.id));
 
         assert!(matches!(
             tb.remove_static(addr),
@@ -412,7 +473,7 @@ mod tests {
 
     #[test]
     fn bounded() {
-        let mut tb = DeviceTable::new(advert("me", "me").uh);
+        let mut tb = DeviceTable::new(advert("me", "me").id);
         for i in 0..MAX_STATIC_PEERS {
             let port = u16::try_from(i + 1).unwrap_or(1);
             assert_eq!(

@@ -54,6 +54,9 @@ pub struct NodeInfo {
     pub sa_list: Vec<i32>,
     /// The QUIC port it listens on, so a peer can dial back after a loss.
     pub listen_port: u16,
+    /// Its advert key, so that a peer whose trust record predates advert keys learns it (only
+    /// bound devices hear this: the connection is pinned to their device keys).
+    pub advert_key: oxh_devauth::AdvertKey,
 }
 
 /// Control-stream messages.
@@ -434,6 +437,16 @@ impl Bus {
             .values()
             .find(|p| p.info.network_id == network_id)
             .map(|p| (p.conn.clone(), p.info.clone()))
+    }
+
+    /// The device key that authenticated the connection of an online device, by networkId:
+    /// what it is, as opposed to the udid its info claims.
+    pub fn key_of(&self, network_id: &str) -> Option<[u8; 32]> {
+        let peers = self.peers.lock().ok()?;
+        peers
+            .iter()
+            .find(|(_, p)| p.info.network_id == network_id)
+            .map(|(k, _)| *k)
     }
 
     /// True when the device with this key is online.
@@ -871,6 +884,7 @@ mod tests {
             capabilities: vec![],
             sa_list: vec![],
             listen_port: 0,
+            advert_key: oxh_devauth::AdvertKey([7; 32]),
         }
     }
 
@@ -1075,6 +1089,7 @@ pub(crate) mod tests_support {
             capabilities: vec![],
             sa_list: vec![],
             listen_port: 0,
+            advert_key: oxh_devauth::AdvertKey([7; 32]),
         }
     }
 
