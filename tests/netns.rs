@@ -368,22 +368,14 @@ fn zeroconf_watch(ns: &str, secs: u64) -> Option<std::thread::JoinHandle<Vec<ser
 /// the very same ids and recognises none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adverts_rotate_carry_no_host_name_and_only_bound_peers_recognise_them() {
-    if let Some(why) = skip_reason() {
-        eprintln!("SKIPPED: {why}");
+    let Some((_netns, hosts)) = bridged_hosts(
+        "adverts_rotate_carry_no_host_name_and_only_bound_peers_recognise_them",
+        "oxhad",
+        3,
+        "10.79.0",
+    ) else {
         return;
-    }
-    let mut netns = Netns::new("oxhad");
-    let hosts = match (0..3).map(|_| netns.add()).collect::<Result<Vec<_>, _>>() {
-        Ok(h) => h,
-        Err(e) => {
-            eprintln!("SKIPPED: cannot make network namespaces: {e}");
-            return;
-        }
     };
-    if let Err(e) = netns.bridge(&hosts, "10.79.0") {
-        eprintln!("SKIPPED: cannot make a bridge between namespaces: {e}");
-        return;
-    }
     let epoch = TEST_EPOCH_SECS.to_string();
     let env = [("OXH_ADVERT_EPOCH_SECS", epoch.as_str())];
     let args = ["--discovery", "eth0", "--heartbeat-ms", "500"];

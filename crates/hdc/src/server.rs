@@ -57,7 +57,7 @@ pub struct Server {
     /// Notified by `hdc kill`.
     pub stop: Notify,
     connect_lock: tokio::sync::Mutex<()>,
-    clients: Arc<limits::Limiter<()>>,
+    clients: limits::Limiter<()>,
 }
 
 fn host_name() -> String {
@@ -103,8 +103,7 @@ impl Server {
 
     async fn client(self: Arc<Self>, mut tcp: TcpStream) {
         let _ = tcp.set_nodelay(true);
-        let admitted = crate::local::check_client(&tcp)
-            .and_then(|()| self.clients.admit(()).map_err(|e| e.to_string()));
+        let admitted = crate::local::check_client(&tcp).and_then(|()| self.clients.admit(()));
         let slot = match admitted {
             Ok(slot) => slot,
             Err(refused) => {
