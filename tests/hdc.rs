@@ -1234,3 +1234,47 @@ fn a_stranger_is_told_permission_denied() {
     let o = nobody(&["bm", "install", "-p", "/nonexistent/x.hap"]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("does not exist"));
 }
+
+/// Hardening: the device side holds at most `MAX_DEVICE_CONNECTIONS_PER_PEER` connections
+/// from one address (a stranger's half-open handshakes included); one more is dropped at
+/// once, and a slot given back is usable again.
+#[test]
+fn one_address_holds_at_most_its_share_of_device_connections() {
+    use oxh_hdc::limits::MAX_DEVICE_CONNECTIONS_PER_PEER;
+    let (d, addr) = device(false);
+    let _ = &d;
+    let open = || TcpStream::connect(&addr).expect("connect");
+    // Is this connection still held by the device (no EOF within a moment)?
+    let held = |s: &mut TcpStream| -> bool {
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut b = [0u8; 1];
+        !matches!(s.read(&mut b), Ok(0))
+    };
+    let mut conns: Vec<TcpStream> = (0..MAX_DEVICE_CONNECTIONS_PER_PEER)
+        .map(|_| open())
+        .collect();
+    let mut extra = open();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut b = [0u8; 1];
+    assert!(
+        matches!(extra.read(&mut b), Ok(0) | Err(_)),
+        "the connection past the limit was kept"
+    );
+    for c in conns.iter_mut() {
+        assert!(held(c), "an admitted connection was dropped");
+    }
+    drop(conns.pop());
+    // The slot comes back once the device sees the close (bounded: 50 tries).
+    let mut again = None;
+    for _ in 0..50 {
+        let mut c = open();
+        if held(&mut c) {
+            again = Some(c);
+            break;
+        }
+    }
+    assert!(again.is_some(), "no slot after one connection closed");
+}

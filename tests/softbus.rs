@@ -1007,3 +1007,59 @@ async fn sa_list_of_another_device_through_a_remote_call() {
     let e = a.oxh_err(&["sa", "list", "--device", "0123456789abcdef"]);
     assert!(e.contains("not online") && e.contains("11600102"), "{e}");
 }
+
+/// Hardening: one peer device may hold at most `MAX_SOCKETS_PER_PEER` sockets on this
+/// device; one more is refused with a clear "too busy", and closing one makes room again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_past_its_socket_limit_is_told_too_busy_and_closing_makes_room() {
+    use oxh_softbus::transport::session::MAX_SOCKETS_PER_PEER;
+    let (a, b) = online_pair().await;
+    let sb = b.sdk().await;
+    let mut listener = sb.bus().listen("many").await.unwrap();
+    let sa = a.sdk().await;
+    let to = b.ready_field("network_id");
+    let mut held = Vec::new();
+    for i in 0..MAX_SOCKETS_PER_PEER {
+        let s = sa
+            .bus()
+            .bind(&to, "many", "me", DataType::Message)
+            .await
+            .unwrap_or_else(|e| panic!("socket {i}: {e}"));
+        held.push(s);
+    }
+    let e = sa
+        .bus()
+        .bind(&to, "many", "me", DataType::Message)
+        .await
+        .err()
+        .expect("one past the limit");
+    assert!(
+        e.to_string().contains("too busy") && e.to_string().contains("limit 128"),
+        "{e}"
+    );
+    // b's listener saw exactly the admitted ones.
+    let mut binds = 0;
+    while binds < MAX_SOCKETS_PER_PEER {
+        match within("binds on b", Duration::from_secs(10), listener.next()).await {
+            Some(SocketEvent::Bind { .. }) => binds += 1,
+            Some(_) => {}
+            None => panic!("listener ended"),
+        }
+    }
+    let (sock, _) = held.pop().unwrap();
+    sa.bus().shutdown(sock).await.unwrap();
+    // b forgets the closed socket (an event on its side), then a new one fits.
+    let room = within("room again", Duration::from_secs(10), async {
+        loop {
+            match sa.bus().bind(&to, "many", "me", DataType::Message).await {
+                Ok(s) => return s,
+                Err(e) if e.to_string().contains("too busy") => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    })
+    .await;
+    held.push(room);
+}
