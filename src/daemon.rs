@@ -122,6 +122,9 @@ impl oxh_softbus::dbinder::TokenBridge for AtmBridge {
     }
 }
 
+/// The parameter an owner names the device with (as `--name` does); read at start.
+pub const DEVICE_NAME_PARAM: &str = "persist.device.name";
+
 /// Runs a device in the foreground until SIGINT or SIGTERM.
 pub async fn run(cfg: DaemonConfig) -> Result<()> {
     let t0 = Instant::now();
@@ -141,15 +144,25 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
     });
     hilog.install_global_subscriber();
 
+    let param = oxh_param::ParamService::open(&dirs.subsystem("param"))
+        .context("cannot open the parameter store")?;
+    // The owner names the device with `--name` or `persist.device.name` (read at start;
+    // `--name` wins and is kept there too). Unnamed, it advertises no name at all.
+    let name = match cfg.name.as_deref() {
+        Some(n) => {
+            if !n.is_empty() {
+                param.set_as_system(DEVICE_NAME_PARAM, n).await.ok();
+            }
+            Some(n.to_string())
+        }
+        None => param.value(DEVICE_NAME_PARAM).filter(|n| !n.is_empty()),
+    };
     let identity = DeviceIdentity::load_or_create(
         &dirs.subsystem("device"),
-        cfg.name.as_deref(),
+        name.as_deref(),
         cfg.device_type,
     )?;
     let info = identity.info();
-
-    let param = oxh_param::ParamService::open(&dirs.subsystem("param"))
-        .context("cannot open the parameter store")?;
     for (k, v) in [
         ("const.product.name", info.name.as_str()),
         ("const.product.devicetype", info.device_type.as_str()),
