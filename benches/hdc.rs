@@ -287,13 +287,9 @@ fn main() {
     let ready = out
         .lines()
         .map_while(Result::ok)
-        .find(|l| l.starts_with("oxhd ready"))
+        .find_map(|l| oxh_kal::ready::ReadyLine::parse(&l).ok())
         .expect("oxhd ready");
-    let addr = ready
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("hdc="))
-        .expect("hdc address")
-        .to_string();
+    let addr = ready.hdc.expect("hdc address").to_string();
     let o = Command::new(env!("CARGO_BIN_EXE_oxh"))
         .arg("--data-dir")
         .arg(&data)

@@ -379,22 +379,19 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
         public_ms = ready_ms,
         "device ready"
     );
-    println!(
-        "oxhd ready: name={} type={} udid={} network_id={} bus={} hdc={} socket={} ({:.1} ms)",
-        info.name,
-        info.device_type.as_str(),
-        info.udid,
-        softbus.network_id(),
-        softbus
-            .bus_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default(),
-        hdc.as_ref()
-            .map(|h| std::net::SocketAddr::from(([127, 0, 0, 1], h.addr.port())).to_string())
-            .unwrap_or_else(|| "off".into()),
-        socket.display(),
-        ready_ms
-    );
+    let ready = oxh_kal::ready::ReadyLine {
+        name: info.name.clone(),
+        device_type: info.device_type.as_str().to_string(),
+        udid: info.udid.clone(),
+        network_id: softbus.network_id().to_string(),
+        bus: softbus.bus_addr(),
+        hdc: hdc
+            .as_ref()
+            .map(|h| std::net::SocketAddr::from(([127, 0, 0, 1], h.addr.port()))),
+        socket: socket.clone(),
+        ready_ms,
+    };
+    println!("{ready}");
 
     // `hdc target boot` restarts the daemon in place (same pid, same arguments).
     let boot = hdc.as_ref().map(|h| h.boot.clone());

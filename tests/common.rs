@@ -1,5 +1,6 @@
 //! Test harness: a real device daemon in a temp dir, killed and reaped when dropped.
 
+use oxh_kal::ready::ReadyLine;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -8,6 +9,13 @@ use std::time::Duration;
 
 /// How long a daemon may take to print its ready line before the test fails.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A field of a ready line; a test without it cannot go on.
+fn field(ready: &ReadyLine, key: &str) -> String {
+    ready
+        .field(key)
+        .unwrap_or_else(|| panic!("no {key} in {ready}"))
+}
 
 pub fn oxhd_bin() -> &'static str {
     env!("CARGO_BIN_EXE_oxhd")
@@ -24,7 +32,7 @@ pub struct TestDevice {
     /// Extra `oxhd` arguments, used on every (re)start.
     pub extra: Vec<String>,
     /// The last ready line.
-    pub ready: String,
+    pub ready: ReadyLine,
 }
 
 impl TestDevice {
@@ -51,7 +59,7 @@ impl TestDevice {
             dir,
             child: None,
             extra,
-            ready: String::new(),
+            ready: ReadyLine::default(),
         };
         d.restart();
         d
@@ -59,11 +67,7 @@ impl TestDevice {
 
     /// A field of the ready line, e.g. `bus` or `network_id`.
     pub fn ready_field(&self, key: &str) -> String {
-        self.ready
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
-            .unwrap_or_else(|| panic!("no {key} in {}", self.ready))
-            .to_string()
+        field(&self.ready, key)
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -75,7 +79,7 @@ impl TestDevice {
     }
 
     /// (Re)starts the daemon on the same data dir; returns its ready line.
-    pub fn restart(&mut self) -> String {
+    pub fn restart(&mut self) -> ReadyLine {
         assert!(self.child.is_none(), "stop the daemon first");
         let mut child = Command::new(oxhd_bin())
             .arg("--data-dir")
@@ -91,16 +95,16 @@ impl TestDevice {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.starts_with("oxhd ready") {
-                    let _ = tx.send(line);
+                if let Ok(r) = ReadyLine::parse(&line) {
+                    let _ = tx.send(r);
                 }
             }
         });
         self.child = Some(child);
         match rx.recv_timeout(READY_TIMEOUT) {
-            Ok(line) => {
-                self.ready = line.clone();
-                line
+            Ok(r) => {
+                self.ready = r.clone();
+                r
             }
             Err(_) => panic!("oxhd did not become ready within {READY_TIMEOUT:?}"),
         }
@@ -247,7 +251,7 @@ pub struct NsDevice {
     pub name: String,
     dir: tempfile::TempDir,
     child: Option<Child>,
-    ready: String,
+    ready: ReadyLine,
     /// Whether `--name` is passed; arguments and environment, for restarts.
     named: bool,
     args: Vec<String>,
@@ -279,7 +283,7 @@ impl NsDevice {
             name: name.into(),
             dir,
             child: None,
-            ready: String::new(),
+            ready: ReadyLine::default(),
             named,
             args: args.iter().map(|a| a.to_string()).collect(),
             env: env
@@ -323,8 +327,8 @@ impl NsDevice {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.starts_with("oxhd ready") {
-                    let _ = tx.send(line);
+                if let Ok(r) = ReadyLine::parse(&line) {
+                    let _ = tx.send(r);
                 }
             }
         });
@@ -344,11 +348,7 @@ impl NsDevice {
 
     /// A field of the ready line.
     pub fn ready_field(&self, key: &str) -> String {
-        self.ready
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
-            .unwrap_or_else(|| panic!("no {key} in {}", self.ready))
-            .to_string()
+        field(&self.ready, key)
     }
 
     /// Its udid.

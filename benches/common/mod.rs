@@ -3,6 +3,7 @@
 //! compiled into each; not every bench uses every item).
 #![allow(dead_code)]
 
+use oxh_kal::ready::ReadyLine;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -14,7 +15,7 @@ pub struct Daemon {
     /// Its data dir.
     pub dir: PathBuf,
     /// Its ready line (`oxhd ready: name=... bus=... hdc=...`).
-    pub ready: String,
+    pub ready: ReadyLine,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -37,19 +38,19 @@ impl Daemon {
             .expect("spawn oxhd");
         let mut out = BufReader::new(child.stdout.take().expect("stdout"));
         let mut line = String::new();
-        loop {
+        let ready = loop {
             line.clear();
             if out.read_line(&mut line).expect("read") == 0 {
                 panic!("oxhd exited before ready");
             }
-            if line.starts_with("oxhd ready") {
-                break;
+            if let Ok(r) = ReadyLine::parse(&line) {
+                break r;
             }
-        }
+        };
         Daemon {
             child,
             dir: dir.to_path_buf(),
-            ready: line.trim().to_string(),
+            ready,
             _tmp: None,
         }
     }
@@ -64,11 +65,7 @@ impl Daemon {
 
     /// A field of the ready line, e.g. `bus` or `network_id`.
     pub fn field(&self, key: &str) -> String {
-        self.ready
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
-            .unwrap_or_default()
-            .to_string()
+        self.ready.field(key).unwrap_or_default()
     }
 }
 

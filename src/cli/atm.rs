@@ -125,7 +125,7 @@ fn utc(ms: u64) -> String {
 /// Runs `oxh atm ...`; service errors print the error and exit 1.
 pub async fn run(g: &Global, cmd: &AtmCmd) -> Result<i32> {
     let dev = g.connect().await?;
-    let atm = AtmProxy::new(dev.client());
+    let atm = dev.atm();
     let r = run_with(g, &atm, cmd).await;
     match r {
         Ok(code) => Ok(code),

@@ -3,15 +3,12 @@
 use super::{Global, print_json};
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
-use oxh_kvstore::api::{
-    self, BackupArgs, DataChange, DeleteArgs, DeviceSyncResult, EntriesArgs, EntriesPage, Entry,
-    GetArgs, OpenArgs, Options, PutArgs, Query, StoreInfo, StoreRef, SubscribeArgs, SubscribeType,
-    SyncArgs,
-};
-use oxh_kvstore::limits::{SecurityLevel, StoreType};
-use oxh_kvstore::sync::SyncMode;
-use oxh_kvstore::wire::SyncStatus;
 use oxh_sdk::Device;
+use oxh_sdk::kv::{
+    DataChange, Entry, KVManager, Options, Query, SecurityLevel, SingleKVStore, StoreType,
+    SubscribeType, SyncMode, SyncStatus, code,
+};
+use std::time::Duration;
 
 /// Which store.
 #[derive(Debug, Clone, Args)]
@@ -125,19 +122,17 @@ pub enum KvCmd {
     },
 }
 
-fn sref(s: &StoreOpts) -> StoreRef {
-    StoreRef {
-        app: Some(s.app.clone()),
-        store_id: s.store.clone(),
-    }
+fn manager(dev: &Device, s: &StoreOpts) -> KVManager {
+    KVManager::new(dev, Some(&s.app))
 }
 
-/// Opens (creating if missing) when the user gave options, so that a mismatch is reported.
-async fn open(dev: &Device, s: &StoreOpts, create: bool) -> Result<Option<StoreInfo>> {
+/// The options the user gave, if any: then the store is opened with them, so that a
+/// mismatch is reported; else the store is used as it is.
+fn given_options(s: &StoreOpts, create: bool) -> Result<Option<Options>> {
     if s.kind.is_none() && s.level.is_none() && !s.auto_sync && !create {
         return Ok(None);
     }
-    let options = Options {
+    Ok(Some(Options {
         create_if_missing: create,
         auto_sync: s.auto_sync,
         kv_store_type: match &s.kind {
@@ -149,19 +144,16 @@ async fn open(dev: &Device, s: &StoreOpts, create: bool) -> Result<Option<StoreI
             None => SecurityLevel::S1,
         },
         ..Options::default()
-    };
-    let info = dev
-        .client()
-        .call(
-            api::SA_ID,
-            api::GET_KV_STORE,
-            &OpenArgs {
-                store: sref(s),
-                options,
-            },
-        )
-        .await?;
-    Ok(Some(info))
+    }))
+}
+
+/// The store: opened (created if `create`) when the user gave options, else as it is.
+async fn open(dev: &Device, s: &StoreOpts, create: bool) -> Result<SingleKVStore> {
+    let mgr = manager(dev, s);
+    Ok(match given_options(s, create)? {
+        Some(o) => mgr.get_kv_store(&s.store, o).await?,
+        None => mgr.existing_kv_store(&s.store),
+    })
 }
 
 fn text(b: &[u8]) -> String {
@@ -179,54 +171,22 @@ fn short(d: &str) -> &str {
 /// Runs `oxh kv ...`.
 pub async fn run(g: &Global, c: &KvCmd) -> Result<i32> {
     let dev = g.connect().await?;
-    let cl = dev.client();
     match c {
         KvCmd::Put { s, key, value } => {
-            let args = PutArgs {
-                store: sref(s),
-                entries: vec![(key.as_bytes().to_vec(), value.as_bytes().to_vec())],
-            };
             let explicit = s.kind.is_some() || s.level.is_some() || s.auto_sync;
-            if explicit {
-                open(&dev, s, true).await?;
-            }
-            match cl.call::<_, ()>(api::SA_ID, api::PUT, &args).await {
-                Err(oxh_ipc::IpcError::Remote(e))
-                    if !explicit && e.code == api::code::NOT_FOUND =>
-                {
-                    open(&dev, s, true).await?;
-                    cl.call::<_, ()>(api::SA_ID, api::PUT, &args).await?;
+            let store = open(&dev, s, explicit).await?;
+            match store.put(key.as_bytes(), value.as_bytes()).await {
+                Err(oxh_sdk::Error::Remote(e)) if !explicit && e.code == code::NOT_FOUND => {
+                    let store = open(&dev, s, true).await?;
+                    store.put(key.as_bytes(), value.as_bytes()).await?;
                 }
                 r => r?,
             }
             Ok(0)
         }
         KvCmd::Get { s, key, device } => {
-            open(&dev, s, false).await?;
-            let get = GetArgs {
-                store: sref(s),
-                key: key.as_bytes().to_vec(),
-                device: device.clone(),
-            };
-            // In parts: a value may be larger than one IPC reply (bounded by its size).
-            let mut v: Vec<u8> = Vec::new();
-            loop {
-                let part: api::ValuePart = cl
-                    .call(
-                        api::SA_ID,
-                        api::GET_PART,
-                        &api::GetPartArgs {
-                            get: get.clone(),
-                            offset: v.len() as u64,
-                        },
-                    )
-                    .await?;
-                let empty = part.data.is_empty();
-                v.extend(part.data);
-                if v.len() as u64 >= part.total || empty {
-                    break;
-                }
-            }
+            let store = open(&dev, s, false).await?;
+            let v = store.get_from(device.as_deref(), key.as_bytes()).await?;
             if g.json {
                 print_json(&serde_json::json!({ key.as_str(): text(&v) }))?;
             } else {
@@ -235,53 +195,23 @@ pub async fn run(g: &Global, c: &KvCmd) -> Result<i32> {
             Ok(0)
         }
         KvCmd::Del { s, key } => {
-            open(&dev, s, false).await?;
-            let () = cl
-                .call(
-                    api::SA_ID,
-                    api::DELETE,
-                    &DeleteArgs {
-                        store: sref(s),
-                        keys: vec![key.as_bytes().to_vec()],
-                    },
-                )
-                .await?;
+            open(&dev, s, false).await?.delete(key.as_bytes()).await?;
             Ok(0)
         }
         KvCmd::Ls { s, prefix, device } => {
-            open(&dev, s, false).await?;
-            let mut all: Vec<Entry> = Vec::new();
-            let mut after = None;
-            loop {
-                let page: EntriesPage = cl
-                    .call(
-                        api::SA_ID,
-                        api::GET_ENTRIES,
-                        &EntriesArgs {
-                            store: sref(s),
-                            query: Query {
-                                prefix: prefix.as_ref().map(|p| p.as_bytes().to_vec()),
-                                ..Default::default()
-                            },
-                            device: device.clone(),
-                            after: after.clone(),
-                        },
-                    )
-                    .await?;
-                let more = page.more && !page.entries.is_empty();
-                after = page.entries.last().map(|e| e.key.clone());
-                let mut entries = page.entries;
-                // Values over 512 KiB are not in the page; say so rather than print nothing.
-                for &i in &page.partial {
-                    if let Some(e) = entries.get_mut(i as usize) {
-                        e.value = b"<large value: use get>".to_vec();
-                    }
-                }
-                all.extend(entries);
-                if !more {
-                    break;
+            let store = open(&dev, s, false).await?;
+            let query = Query {
+                prefix: prefix.as_ref().map(|p| p.as_bytes().to_vec()),
+                ..Default::default()
+            };
+            let mut l = store.list_entries(device.as_deref(), &query).await?;
+            // Values over 512 KiB are not in the listing; say so rather than print nothing.
+            for &i in &l.large {
+                if let Some(e) = l.entries.get_mut(i) {
+                    e.value = b"<large value: use get>".to_vec();
                 }
             }
+            let all = l.entries;
             if g.json {
                 print_json(&all.iter().map(entry_json).collect::<Vec<_>>())?;
             } else {
@@ -306,7 +236,7 @@ pub async fn run(g: &Global, c: &KvCmd) -> Result<i32> {
             mode,
             timeout_ms,
         } => {
-            open(&dev, s, false).await?;
+            let store = open(&dev, s, false).await?;
             let mode: SyncMode = mode.parse().map_err(anyhow::Error::msg)?;
             let devices: Vec<String> = if devices == "all" {
                 Vec::new()
@@ -317,17 +247,8 @@ pub async fn run(g: &Global, c: &KvCmd) -> Result<i32> {
                     .filter(|d| !d.is_empty())
                     .collect()
             };
-            let res: Vec<DeviceSyncResult> = cl
-                .call(
-                    api::SA_ID,
-                    api::SYNC,
-                    &SyncArgs {
-                        store: sref(s),
-                        devices,
-                        mode,
-                        timeout_ms: *timeout_ms,
-                    },
-                )
+            let res = store
+                .sync(&devices, mode, Duration::from_millis(*timeout_ms))
                 .await?;
             let ok = res.iter().all(|r| r.status == SyncStatus::Success);
             if g.json {
@@ -356,33 +277,19 @@ pub async fn run(g: &Global, c: &KvCmd) -> Result<i32> {
             all,
             count,
         } => {
-            open(&dev, s, false).await?;
+            let store = open(&dev, s, false).await?;
             let kind = match (local, remote, all) {
                 (true, false, false) => SubscribeType::Local,
                 (false, true, false) => SubscribeType::Remote,
                 (false, false, _) | (_, _, true) => SubscribeType::All,
                 _ => bail!("choose one of --local, --remote, --all"),
             };
-            let mut sub = cl.subscribe();
-            let () = cl
-                .call(
-                    api::SA_ID,
-                    api::SUBSCRIBE,
-                    &SubscribeArgs {
-                        store: sref(s),
-                        sub: sub.id(),
-                        kind,
-                    },
-                )
-                .await?;
+            let mut events = store.on_data_change(kind).await?;
             // Tests and scripts wait for this line before they write.
             println!("watching {}/{}", s.app, s.store);
             let mut seen = 0u64;
             while count.is_none_or(|n| seen < n) {
-                let Some(b) = sub.recv().await else { break };
-                let Ok(ev) = oxh_ipc::decode::<DataChange>(&b) else {
-                    continue;
-                };
+                let Some(ev) = events.next().await else { break };
                 match ev {
                     DataChange::Change {
                         device_id,
@@ -431,34 +338,17 @@ pub async fn run(g: &Global, c: &KvCmd) -> Result<i32> {
             }
             Ok(0)
         }
-        KvCmd::Backup { s, name } | KvCmd::Restore { s, name } => {
-            open(&dev, s, false).await?;
-            let code = if matches!(c, KvCmd::Backup { .. }) {
-                api::BACKUP
-            } else {
-                api::RESTORE
-            };
-            let () = cl
-                .call(
-                    api::SA_ID,
-                    code,
-                    &BackupArgs {
-                        store: sref(s),
-                        name: name.clone(),
-                    },
-                )
-                .await?;
+        KvCmd::Backup { s, name } => {
+            open(&dev, s, false).await?.backup(name).await?;
+            Ok(0)
+        }
+        KvCmd::Restore { s, name } => {
+            open(&dev, s, false).await?.restore(name).await?;
             Ok(0)
         }
         KvCmd::Stores { app } => {
-            let ids: Vec<String> = cl
-                .call(
-                    api::SA_ID,
-                    api::GET_ALL_KV_STORE_ID,
-                    &api::AppArgs {
-                        app: Some(app.clone()),
-                    },
-                )
+            let ids = KVManager::new(&dev, Some(app))
+                .get_all_kv_store_id()
                 .await?;
             if g.json {
                 print_json(&ids)?;
@@ -470,7 +360,7 @@ pub async fn run(g: &Global, c: &KvCmd) -> Result<i32> {
             Ok(0)
         }
         KvCmd::DeleteStore { s } => {
-            let () = cl.call(api::SA_ID, api::DELETE_KV_STORE, &sref(s)).await?;
+            manager(&dev, s).delete_kv_store(&s.store).await?;
             Ok(0)
         }
     }

@@ -26,16 +26,7 @@ pub async fn run(g: &Global, cmd: &SaCmd) -> Result<i32> {
         SaCmd::List { device } => {
             let dev = g.connect().await?;
             let list: Vec<oxh_samgr::SaInfo> = match device {
-                Some(nid) => {
-                    dev.samgr()
-                        .call_remote(
-                            nid,
-                            oxh_samgr::SAMGR_SA_ID,
-                            oxh_samgr::samgr_method::LIST,
-                            &(),
-                        )
-                        .await?
-                }
+                Some(nid) => dev.samgr().list_remote(nid).await?,
                 None => dev.samgr().list().await?,
             };
             if g.json {

@@ -5,6 +5,7 @@
 use super::Global;
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use oxh_kal::ready::ReadyLine;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -73,11 +74,6 @@ struct Started {
     hdc: String,
 }
 
-fn ready_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
-}
-
 /// Runs `oxh sim`.
 pub fn run(_g: &Global, a: &SimArgs) -> Result<i32> {
     if a.devices == 0 || a.devices > 32 {
@@ -140,18 +136,19 @@ pub fn run(_g: &Global, a: &SimArgs) -> Result<i32> {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.starts_with("oxhd ready") {
-                    let _ = tx.send(line);
+                if let Ok(r) = ReadyLine::parse(&line) {
+                    let _ = tx.send(r);
                 }
             }
         });
-        let line = rx
+        let ready = rx
             .recv_timeout(Duration::from_secs(20))
             .with_context(|| format!("{name} did not become ready within 20 s"))?;
-        let bus = ready_field(&line, "bus")
+        let bus = ready
+            .bus
             .context("ready line without bus address")?
             .to_string();
-        let hdc = ready_field(&line, "hdc").unwrap_or("off").to_string();
+        let hdc = ready.field("hdc").unwrap_or_default();
         started.push(Started {
             name,
             data_dir,

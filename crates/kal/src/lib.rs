@@ -8,6 +8,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 pub mod direct;
+pub mod ready;
 pub mod sockdiag;
 pub mod user;
 

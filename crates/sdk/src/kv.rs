@@ -75,8 +75,20 @@ impl KVManager {
         Ok(SingleKVStore {
             dev: self.dev.clone(),
             store,
-            info,
+            info: Some(info),
         })
+    }
+
+    /// A handle on the store as it is, without getKVStore: nothing is created and no type or
+    /// level is checked (calls fail with 15100004 when there is no such store). For tools
+    /// that work on a store whose options they do not know; reads that name a device are
+    /// answered from that device's partition in a device store, and a single store ignores it.
+    pub fn existing_kv_store(&self, store_id: &str) -> SingleKVStore {
+        SingleKVStore {
+            dev: self.dev.clone(),
+            store: self.store_ref(store_id),
+            info: None,
+        }
     }
 
     /// getKVStore with `kvStoreType` SINGLE_VERSION (the option's type is overridden).
@@ -147,11 +159,26 @@ pub struct DataChangeWatcher {
 }
 
 impl DataChangeWatcher {
-    /// The next event; `None` once the connection closed.
+    /// The next event; `None` once the connection closed. An event this SDK cannot decode
+    /// (from a newer service) is skipped rather than taken for the end.
     pub async fn next(&mut self) -> Option<DataChange> {
-        let b = self.sub.recv().await?;
-        oxh_ipc::decode(&b).ok()
+        loop {
+            let b = self.sub.recv().await?;
+            if let Ok(ev) = oxh_ipc::decode(&b) {
+                return Some(ev);
+            }
+        }
     }
+}
+
+/// What a listing holds: the entries, with the values too large for a page left out.
+#[derive(Debug, Clone, Default)]
+pub struct EntryListing {
+    /// Entries in key order.
+    pub entries: Vec<Entry>,
+    /// Indexes into `entries` whose value (over 512 KiB) was left out: read it with
+    /// [`SingleKVStore::get_from`].
+    pub large: Vec<usize>,
 }
 
 /// A single-version store: one value per key, synced across devices (last writer wins on a
@@ -160,13 +187,15 @@ impl DataChangeWatcher {
 pub struct SingleKVStore {
     dev: Device,
     store: StoreRef,
-    info: StoreInfo,
+    /// `None` for a handle from [`KVManager::existing_kv_store`], which did not open it.
+    info: Option<StoreInfo>,
 }
 
 impl SingleKVStore {
-    /// The store's type, level and this device's id.
-    pub fn info(&self) -> &StoreInfo {
-        &self.info
+    /// The store's type, level and this device's id, as getKVStore returned them; `None`
+    /// when the handle came from [`KVManager::existing_kv_store`].
+    pub fn info(&self) -> Option<&StoreInfo> {
+        self.info.as_ref()
     }
 
     async fn call<A: serde::Serialize, R: serde::de::DeserializeOwned>(
@@ -241,7 +270,9 @@ impl SingleKVStore {
         self.get_from(None, key).await
     }
 
-    async fn get_from(&self, device: Option<&str>, key: &[u8]) -> Result<Vec<u8>, Error> {
+    /// get from `device`'s partition of a device store (`None`: this device's); a single
+    /// store ignores `device`. For callers that do not know the store's type.
+    pub async fn get_from(&self, device: Option<&str>, key: &[u8]) -> Result<Vec<u8>, Error> {
         let get = GetArgs {
             store: self.store.clone(),
             key: key.to_vec(),
@@ -282,7 +313,24 @@ impl SingleKVStore {
     }
 
     async fn entries_of(&self, device: Option<&str>, q: &Query) -> Result<Vec<Entry>, Error> {
-        let mut out: Vec<Entry> = Vec::new();
+        let mut l = self.list_entries(device, q).await?;
+        for &i in &l.large {
+            if let Some(e) = l.entries.get_mut(i) {
+                let dev = (!e.device.is_empty()).then(|| e.device.clone());
+                e.value = self.get_from(dev.as_deref(), &e.key).await?;
+            }
+        }
+        Ok(l.entries)
+    }
+
+    /// getEntries(query) from `device`'s partition (as [`Self::get_from`]), page by page, with
+    /// large values left out: for listings that show many entries and need not hold them all.
+    pub async fn list_entries(
+        &self,
+        device: Option<&str>,
+        q: &Query,
+    ) -> Result<EntryListing, Error> {
+        let mut out = EntryListing::default();
         let mut after = None;
         // Bounded: each page holds at least one entry, and a query has a finite answer.
         loop {
@@ -290,7 +338,7 @@ impl SingleKVStore {
             if after.is_some()
                 && let Some(l) = q.limit
             {
-                q.limit = Some(l.saturating_sub(out.len() as u32));
+                q.limit = Some(l.saturating_sub(out.entries.len() as u32));
             }
             let page: EntriesPage = self
                 .call(
@@ -305,14 +353,14 @@ impl SingleKVStore {
                 .await?;
             let more = page.more && !page.entries.is_empty();
             after = page.entries.last().map(|e| e.key.clone());
-            let mut entries = page.entries;
-            for &i in &page.partial {
-                if let Some(e) = entries.get_mut(i as usize) {
-                    let dev = (!e.device.is_empty()).then(|| e.device.clone());
-                    e.value = self.get_from(dev.as_deref(), &e.key).await?;
-                }
-            }
-            out.extend(entries);
+            let base = out.entries.len();
+            out.large.extend(
+                page.partial
+                    .iter()
+                    .map(|&i| base + i as usize)
+                    .filter(|&i| i < base + page.entries.len()),
+            );
+            out.entries.extend(page.entries);
             if !more {
                 return Ok(out);
             }

@@ -28,6 +28,12 @@ impl Samgr<'_> {
     pub async fn list(&self) -> Result<Vec<SaInfo>, Error> {
         self.dev.client.call(SAMGR_SA_ID, m::LIST, &()).await
     }
+    /// Every SA with its state on the trusted device `network_id` (through
+    /// [`Self::call_remote`]: the caller needs ohos.permission.DISTRIBUTED_DATASYNC).
+    pub async fn list_remote(&self, network_id: &str) -> Result<Vec<SaInfo>, Error> {
+        self.call_remote(network_id, SAMGR_SA_ID, m::LIST, &())
+            .await
+    }
     /// One SA's dump (what `hidumper -s ID` prints). Needs ohos.permission.DUMP.
     pub async fn dump(&self, sa: i32, args: Vec<String>) -> Result<String, Error> {
         self.dev
