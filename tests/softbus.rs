@@ -1063,3 +1063,65 @@ async fn a_peer_past_its_socket_limit_is_told_too_busy_and_closing_makes_room() 
     .await;
     held.push(room);
 }
+
+/// Starts oxhd on `dir` without `--name` (plus `extra`), returns its ready line and the
+/// process (killed by the caller).
+fn start_unnamed(
+    dir: &std::path::Path,
+    extra: &[&str],
+) -> (oxh_kal::ready::ReadyLine, std::process::Child) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(oxhd_bin())
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--discovery", "off", "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn oxhd");
+    let out = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if let Ok(r) = oxh_kal::ready::ReadyLine::parse(&l) {
+                let _ = tx.send(r);
+            }
+        }
+    });
+    let ready = rx.recv_timeout(READY_TIMEOUT).expect("ready");
+    (ready, child)
+}
+
+/// Hardening (adverts): a device is named only by its owner, with `--name` or
+/// `persist.device.name` (read at start); unnamed, it is not called by the host name.
+#[test]
+fn the_device_name_is_the_owners_persist_device_name_never_the_host_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let oxh = |args: &[&str]| {
+        let o = std::process::Command::new(oxh_bin())
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let host = oxh_kal::hostname();
+    let (ready, mut child) = start_unnamed(dir.path(), &[]);
+    assert_ne!(ready.name, host, "unnamed, it took the host name");
+    oxh(&["param", "set", "persist.device.name", "kitchen"]);
+    unsafe_kill(child.id(), libc::SIGTERM);
+    let _ = child.wait();
+    let (ready, mut child) = start_unnamed(dir.path(), &[]);
+    assert_eq!(ready.name, "kitchen");
+    assert!(oxh(&["device", "info"]).contains("kitchen"));
+    unsafe_kill(child.id(), libc::SIGTERM);
+    let _ = child.wait();
+    // `--name` wins, and is kept in the parameter.
+    let (ready, mut child) = start_unnamed(dir.path(), &["--name", "den"]);
+    assert_eq!(ready.name, "den");
+    assert_eq!(oxh(&["param", "get", "persist.device.name"]).trim(), "den");
+    unsafe_kill(child.id(), libc::SIGTERM);
+    let _ = child.wait();
+}
