@@ -10,7 +10,7 @@
 
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
-use oxh_softbus::transport::tls::{ClientKeyVerifier, ServerKeyVerifier, device_cert};
+use oxh_tls::{ClientKeyVerifier, ServerKeyVerifier, device_cert};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -315,7 +315,7 @@ pub fn client_config(
 
 /// The key a TLS peer authenticated with.
 pub fn peer_key(certs: Option<&[rustls::pki_types::CertificateDer<'static>]>) -> Option<[u8; 32]> {
-    oxh_softbus::transport::tls::cert_key(certs?.first()?)
+    oxh_tls::cert_key(certs?.first()?)
 }
 
 #[cfg(test)]
