@@ -28,7 +28,7 @@ pub use crate::error::code;
 pub use crate::token::AccessTokenIdEx;
 
 /// The access token manager's SA id (samgr's `sa_id::ACCESS_TOKEN`; a test checks they agree).
-pub const SA_ID: i32 = 3503;
+pub const SA_ID: i32 = oxh_ipc::sa_id::ACCESS_TOKEN;
 /// Its name in samgr, as OpenHarmony's.
 pub const SA_NAME: &str = "AccessTokenManagerService";
 

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::error::code;
 
 /// The bundle manager's SA id (samgr's `sa_id::BUNDLE_MGR`).
-pub const SA_ID: i32 = 401;
+pub const SA_ID: i32 = oxh_ipc::sa_id::BUNDLE_MGR;
 /// Starts an install session.
 pub const BEGIN: u32 = 1;
 /// Appends bytes to one file of a session.

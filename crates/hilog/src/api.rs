@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 /// hilog's SA id (`oxh_samgr::sa_id::HILOG`), repeated here so clients need not link samgr;
 /// a test pins the two together.
-pub const SA_ID: i32 = 1290;
+pub const SA_ID: i32 = oxh_ipc::sa_id::HILOG;
 /// The permission every method but [`WRITE`] requires (the shell and system processes hold it).
 pub const PERMISSION: &str = "ohos.permission.DUMP";
 

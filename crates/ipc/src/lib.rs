@@ -14,6 +14,7 @@ pub const SOCKET_BUFFER: usize = 4 << 20;
 pub mod client;
 pub mod error;
 pub mod frame;
+pub mod sa_id;
 pub mod server;
 
 pub use caller::{Caller, TokenResolver, TokenType, ToolTokenResolver};

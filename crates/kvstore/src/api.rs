@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::error::code;
 
 /// The SA id of the distributed KV data service (samgr's `sa_id::DISTRIBUTED_KV`).
-pub const SA_ID: i32 = 1301;
+pub const SA_ID: i32 = oxh_ipc::sa_id::DISTRIBUTED_KV;
 /// Its name in `oxh sa list` and hidumper.
 pub const SA_NAME: &str = "DistributedKvDataService";
 /// The permission `sync` needs.

@@ -18,7 +18,7 @@ pub use crate::error::code;
 
 /// The SA id of the parameter service (samgr's `sa_id::PARAM`, repeated here so clients need
 /// not depend on samgr; a test checks they agree).
-pub const SA_ID: i32 = 3901;
+pub const SA_ID: i32 = oxh_ipc::sa_id::PARAM;
 
 /// [`GetArgs`] → `String`: the value, or 14700101 when the parameter is not set.
 pub const GET: u32 = 1;

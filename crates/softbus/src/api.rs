@@ -4,9 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 /// OpenHarmony's device manager SA.
-pub const DM_SA_ID: i32 = 4802;
+pub const DM_SA_ID: i32 = oxh_ipc::sa_id::DEVICE_MANAGER;
 /// OpenHarmony's soft bus server SA.
-pub const SOFTBUS_SA_ID: i32 = 4700;
+pub const SOFTBUS_SA_ID: i32 = oxh_ipc::sa_id::SOFTBUS;
 
 /// Device manager methods (4802).
 pub mod dm {

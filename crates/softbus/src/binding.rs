@@ -67,7 +67,7 @@ impl BindFailure {
     pub fn code(&self) -> i32 {
         match self {
             BindFailure::Bind(e) => e.code(),
-            BindFailure::Transport(_) => 11_600_101,
+            BindFailure::Transport(_) => oxh_devauth::bind::code::DM_ERR_FAILED,
         }
     }
 }

@@ -26,8 +26,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-/// OpenHarmony's device-manager failure code.
-pub const ERR_DM_FAILED: i32 = 11_600_101;
+// OpenHarmony's device-manager failure code (JS level), defined with the other DM codes.
+use oxh_devauth::bind::code::DM_ERR_FAILED;
 
 /// How a device's soft bus runs.
 #[derive(Debug, Clone)]
@@ -636,7 +636,7 @@ impl Softbus {
         let mut p = self
             .pins
             .lock()
-            .map_err(|_| err(ERR_DM_FAILED, "pin state unavailable"))?;
+            .map_err(|_| err(DM_ERR_FAILED, "pin state unavailable"))?;
         let now = self.epoch.elapsed();
         let pin = p
             .issue(now)
@@ -716,7 +716,7 @@ impl Softbus {
                 .addresses
                 .first()
                 .and_then(|a| a.parse().ok())
-                .ok_or_else(|| err(ERR_DM_FAILED, format!("device {id} has no address"))),
+                .ok_or_else(|| err(DM_ERR_FAILED, format!("device {id} has no address"))),
             [] => Err(err(
                 401,
                 format!(
@@ -892,7 +892,7 @@ impl Softbus {
             let mut p = self
                 .pending_bytes
                 .lock()
-                .map_err(|_| err(ERR_DM_FAILED, "poisoned"))?;
+                .map_err(|_| err(DM_ERR_FAILED, "poisoned"))?;
             let parts = p.entry(key).or_default();
             let have: usize = parts.iter().map(|b| b.len()).sum();
             if have + data.len() > crate::transport::session::MAX_BYTES {
@@ -946,7 +946,7 @@ impl Softbus {
         }
         let (owner, socket) = (conn.id(), a.socket);
         let key = (owner, socket);
-        let lock_err = || err(ERR_DM_FAILED, "poisoned");
+        let lock_err = || err(DM_ERR_FAILED, "poisoned");
         if let Some(name) = a.name {
             let size = file
                 .metadata()
@@ -1009,7 +1009,7 @@ impl Softbus {
             (failed, read) => {
                 let e = failed.unwrap_or_else(|| match read {
                     Ok(Err(e)) => err(401, format!("cannot read the file: {e}")),
-                    _ => err(ERR_DM_FAILED, "file reader failed"),
+                    _ => err(DM_ERR_FAILED, "file reader failed"),
                 });
                 let reason = e.message.clone();
                 let _ = self
@@ -1065,7 +1065,7 @@ impl Softbus {
         }
         let (owner, socket) = (conn.id(), a.socket);
         let key = (owner, socket);
-        let lock_err = || err(ERR_DM_FAILED, "poisoned");
+        let lock_err = || err(DM_ERR_FAILED, "poisoned");
         let state = self.fd_recvs.lock().map_err(|_| lock_err())?.remove(&key);
         // The first step's descriptor is the one written through; later steps pass the same
         // temp file again, and the writer keeps what it gathered between them. A state left
@@ -1126,8 +1126,8 @@ impl Softbus {
                     Ok(FileFdReceived::Progress { received })
                 }
                 // Keep draining on later steps, so that the end reports the error.
-                Ok(Err(e)) => Err(err(ERR_DM_FAILED, format!("cannot write the file: {e}"))),
-                Err(_) => Err(err(ERR_DM_FAILED, "file writer failed")),
+                Ok(Err(e)) => Err(err(DM_ERR_FAILED, format!("cannot write the file: {e}"))),
+                Err(_) => Err(err(DM_ERR_FAILED, "file writer failed")),
             },
             Some(Err(e)) => Err(e),
             Some(Ok(FilePiece::Broken { reason })) => Ok(FileFdReceived::Broken { reason }),
@@ -1154,7 +1154,7 @@ impl Softbus {
                     received,
                 })
             }
-            Some(Ok(FilePiece::Data(_))) => Err(err(ERR_DM_FAILED, "unexpected file piece")),
+            Some(Ok(FilePiece::Data(_))) => Err(err(DM_ERR_FAILED, "unexpected file piece")),
         }
     }
 

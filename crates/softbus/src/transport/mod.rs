@@ -199,7 +199,7 @@ pub const UNBIND_WAIT: Duration = Duration::from_secs(2);
 
 /// UDP socket buffer size asked for: bulk transfer on loopback/LAN overruns the default
 /// (about 200 KiB) and drops packets.
-const SOCKET_BUFFER: usize = 8 << 20;
+const UDP_SOCKET_BUFFER: usize = 8 << 20;
 /// Largest UDP payload (IPv4 loopback's limit). MTU discovery climbs towards it, so loopback
 /// and jumbo-frame LANs carry far fewer, larger packets; ordinary paths settle at their MTU.
 const MAX_UDP_PAYLOAD: u16 = 65_507;
@@ -215,8 +215,8 @@ pub fn bind_endpoint(
         let _ = sock.set_only_v6(false);
     }
     // Best effort: the kernel caps these at net.core.[rw]mem_max.
-    let _ = sock.set_recv_buffer_size(SOCKET_BUFFER);
-    let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
+    let _ = sock.set_recv_buffer_size(UDP_SOCKET_BUFFER);
+    let _ = sock.set_send_buffer_size(UDP_SOCKET_BUFFER);
     sock.bind(&addr.into())?;
     let mut ep = quinn::EndpointConfig::default();
     let _ = ep.max_udp_payload_size(MAX_UDP_PAYLOAD);
