@@ -88,13 +88,7 @@ impl AtmDb {
     /// (a permission OpenHarmony no longer defines, an unknown APL) are skipped with a warning.
     pub(crate) fn open(path: &Path) -> Result<(Self, Loaded), AtmError> {
         let at = |what: &str| format!("{what} {}", path.display());
-        let conn = Connection::open(path).map_err(|e| storage(&at("cannot open"), e))?;
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-            .map_err(|e| storage(&at("cannot set WAL mode on"), e))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(storage(&at("WAL mode refused on"), mode));
-        }
+        let conn = oxh_kal::sqlite::open(path).map_err(|e| storage(&at("cannot open"), e))?;
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(|e| storage(&at("cannot read the schema version of"), e))?;
@@ -107,9 +101,7 @@ impl AtmDb {
             ));
         }
         conn.execute_batch(&format!(
-            "PRAGMA synchronous=FULL;
-             PRAGMA busy_timeout=5000;
-             CREATE TABLE IF NOT EXISTS hap_token (
+            "CREATE TABLE IF NOT EXISTS hap_token (
                  token_id INTEGER PRIMARY KEY NOT NULL,
                  token_attr INTEGER NOT NULL,
                  user_id INTEGER NOT NULL,

@@ -115,10 +115,9 @@ impl BundleManager {
         let staging = cfg.dir.join("staging");
         let _ = std::fs::remove_dir_all(&staging);
         std::fs::create_dir_all(&staging).map_err(ierr)?;
-        let db = Connection::open(cfg.dir.join("bundles.db")).map_err(ierr)?;
+        let db = oxh_kal::sqlite::open(&cfg.dir.join("bundles.db")).map_err(ierr)?;
         db.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;
-             CREATE TABLE IF NOT EXISTS bundles (
+            "CREATE TABLE IF NOT EXISTS bundles (
                bundle_name TEXT NOT NULL, user_id INTEGER NOT NULL, bundle_id INTEGER NOT NULL,
                record TEXT NOT NULL, PRIMARY KEY (bundle_name, user_id));",
         )

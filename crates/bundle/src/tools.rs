@@ -176,27 +176,11 @@ pub fn make_profile(
 
 /// UTCTime text (YYMMDDHHMMSSZ) of a Unix time.
 pub fn utc_time(t: u64) -> String {
-    let days = (t / 86_400) as i64;
-    let rem = t % 86_400;
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{:02}{:02}{:02}{:02}{:02}{:02}Z",
-        y % 100,
-        m,
-        d,
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let t = i64::try_from(t).unwrap_or(i64::MAX);
+    chrono::DateTime::from_timestamp(t, 0)
+        .unwrap_or_default()
+        .format("%y%m%d%H%M%SZ")
+        .to_string()
 }
 
 /// The zip without its signing block (for re-signing), or the input if unsigned.

@@ -189,7 +189,10 @@ impl TrustStore {
             path: path.to_path_buf(),
             source,
         };
-        let conn = Connection::open(path).map_err(sq)?;
+        let conn = oxh_kal::sqlite::open(path).map_err(|e| StoreError::Corrupt {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
         {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
@@ -199,19 +202,6 @@ impl TrustStore {
                 },
             )?;
         }
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(sq)?;
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(sq)?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Corrupt {
-                path: path.to_path_buf(),
-                reason: format!("cannot switch to WAL (journal mode {mode})"),
-            });
-        }
-        conn.execute_batch("PRAGMA synchronous = FULL;")
-            .map_err(sq)?;
         conn.execute_batch(SCHEMA).map_err(sq)?;
         let has_advert_key: bool = conn
             .query_row(

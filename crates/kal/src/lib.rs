@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 pub mod direct;
 pub mod ready;
 pub mod sockdiag;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 pub mod user;
 
 /// Environment variable that selects a device's data dir, as `--data-dir` does.

@@ -108,11 +108,7 @@ impl Store {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| KvError::Storage(e.to_string()))?;
         }
-        let conn = Connection::open(path).map_err(st)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(st)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(st)?;
+        let conn = oxh_kal::sqlite::open(path).map_err(|e| KvError::Storage(e.to_string()))?;
         conn.execute_batch(SCHEMA).map_err(st)?;
         let get = |k: &str| -> Result<Option<Vec<u8>>, KvError> {
             conn.query_row("SELECT v FROM meta WHERE k = ?1", [k], |r| r.get(0))

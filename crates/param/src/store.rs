@@ -28,17 +28,9 @@ impl PersistDb {
     /// Rows that break today's rules (edited by hand, or from a future version) are skipped
     /// with a warning rather than failing the start.
     pub(crate) fn open(path: &Path) -> Result<(Self, Vec<(String, String)>), ParamError> {
-        let conn = Connection::open(path).map_err(|e| internal(path, "cannot open", e))?;
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-            .map_err(|e| internal(path, "cannot set WAL mode on", e))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(internal(path, "WAL mode refused on", mode));
-        }
+        let conn = oxh_kal::sqlite::open(path).map_err(|e| internal(path, "cannot open", e))?;
         conn.execute_batch(
-            "PRAGMA synchronous=FULL;
-             PRAGMA busy_timeout=5000;
-             CREATE TABLE IF NOT EXISTS persist_param (
+            "CREATE TABLE IF NOT EXISTS persist_param (
                  name TEXT PRIMARY KEY NOT NULL,
                  value TEXT NOT NULL
              ) WITHOUT ROWID;",
