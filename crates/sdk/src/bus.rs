@@ -646,10 +646,12 @@ impl Bus<'_> {
         let mut files = Vec::with_capacity(paths.len());
         for p in paths {
             let p = p.as_ref();
-            let name = p
-                .file_name()
-                .and_then(|n| n.to_str())
-                .ok_or_else(|| local(401, format!("{} names no UTF-8 file name", p.display())))?;
+            let name = p.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+                local(
+                    oxh_ipc::code::INVALID_PARAM,
+                    format!("{} names no UTF-8 file name", p.display()),
+                )
+            })?;
             files.push((p.to_path_buf(), name.to_string()));
         }
         self.send_files_as(socket, &files, progress).await
@@ -691,11 +693,19 @@ impl Bus<'_> {
         progress: &mut impl FnMut(u64, u64),
     ) -> Result<SentFile, Error> {
         use std::os::fd::AsFd;
-        let cant = |e: std::io::Error| local(401, format!("cannot read {}: {e}", path.display()));
+        let cant = |e: std::io::Error| {
+            local(
+                oxh_ipc::code::INVALID_PARAM,
+                format!("cannot read {}: {e}", path.display()),
+            )
+        };
         let file = std::fs::File::open(path).map_err(cant)?;
         let meta = file.metadata().map_err(cant)?;
         if !meta.is_file() {
-            return Err(local(401, format!("{} is not a file", path.display())));
+            return Err(local(
+                oxh_ipc::code::INVALID_PARAM,
+                format!("{} is not a file", path.display()),
+            ));
         }
         let size = meta.len();
         progress(0, size);

@@ -718,13 +718,13 @@ impl Softbus {
                 .and_then(|a| a.parse().ok())
                 .ok_or_else(|| err(DM_ERR_FAILED, format!("device {id} has no address"))),
             [] => Err(err(
-                401,
+                oxh_ipc::code::INVALID_PARAM,
                 format!(
                     "no discovered device matches {id:?}; see `oxh device discover`, or give HOST:PORT"
                 ),
             )),
             _ => Err(err(
-                401,
+                oxh_ipc::code::INVALID_PARAM,
                 format!("{id:?} matches several devices; give more of the id"),
             )),
         }
@@ -734,7 +734,7 @@ impl Softbus {
     pub async fn bind(self: &Arc<Self>, id: &str, pin: &str) -> Result<TrustedView, RemoteError> {
         let pin: Pin = pin
             .parse()
-            .map_err(|_| err(401, "the PIN must be 6 digits"))?;
+            .map_err(|_| err(oxh_ipc::code::INVALID_PARAM, "the PIN must be 6 digits"))?;
         let addr = self.resolve_target(id)?;
         let t0 = Instant::now();
         let peer = binding::initiate(&self.bus, addr, self.me.clone(), pin, self.epoch)
@@ -826,8 +826,18 @@ impl Softbus {
             .collect();
         let t = match hits.as_slice() {
             [one] => (*one).clone(),
-            [] => return Err(err(401, format!("no trusted device matches {id:?}"))),
-            _ => return Err(err(401, format!("{id:?} matches several trusted devices"))),
+            [] => {
+                return Err(err(
+                    oxh_ipc::code::INVALID_PARAM,
+                    format!("no trusted device matches {id:?}"),
+                ));
+            }
+            _ => {
+                return Err(err(
+                    oxh_ipc::code::INVALID_PARAM,
+                    format!("{id:?} matches several trusted devices"),
+                ));
+            }
         };
         self.trust
             .remove(&t.udid)
@@ -942,7 +952,10 @@ impl Softbus {
         use crate::proto::{FileHasher, FileOp, MAX_FILE_CHUNK};
         let file = std::fs::File::from(fd);
         if !file.metadata().is_ok_and(|m| m.is_file()) {
-            return Err(err(401, "SendFile needs a regular file"));
+            return Err(err(
+                oxh_ipc::code::INVALID_PARAM,
+                "SendFile needs a regular file",
+            ));
         }
         let (owner, socket) = (conn.id(), a.socket);
         let key = (owner, socket);
@@ -950,7 +963,12 @@ impl Softbus {
         if let Some(name) = a.name {
             let size = file
                 .metadata()
-                .map_err(|e| err(401, format!("cannot read the file: {e}")))?
+                .map_err(|e| {
+                    err(
+                        oxh_ipc::code::INVALID_PARAM,
+                        format!("cannot read the file: {e}"),
+                    )
+                })?
                 .len();
             self.sessions
                 .send_file(socket, owner, FileOp::Begin { name, size })
@@ -971,7 +989,7 @@ impl Softbus {
             .lock()
             .map_err(|_| lock_err())?
             .remove(&key)
-            .ok_or_else(|| err(401, "no file begun on this socket"))?;
+            .ok_or_else(|| err(oxh_ipc::code::INVALID_PARAM, "no file begun on this socket"))?;
         let upto = a.upto.clamp(sent, size);
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
         let reader = tokio::task::spawn_blocking(move || {
@@ -1008,7 +1026,10 @@ impl Softbus {
             (None, Ok(Ok((hash, at)))) if at == done => hash,
             (failed, read) => {
                 let e = failed.unwrap_or_else(|| match read {
-                    Ok(Err(e)) => err(401, format!("cannot read the file: {e}")),
+                    Ok(Err(e)) => err(
+                        oxh_ipc::code::INVALID_PARAM,
+                        format!("cannot read the file: {e}"),
+                    ),
                     _ => err(DM_ERR_FAILED, "file reader failed"),
                 });
                 let reason = e.message.clone();
@@ -1061,7 +1082,10 @@ impl Softbus {
         use crate::proto::{FileHasher, FilePiece};
         let file = std::fs::File::from(fd);
         if !file.metadata().is_ok_and(|m| m.is_file()) {
-            return Err(err(401, "RecvFile needs a regular file"));
+            return Err(err(
+                oxh_ipc::code::INVALID_PARAM,
+                "RecvFile needs a regular file",
+            ));
         }
         let (owner, socket) = (conn.id(), a.socket);
         let key = (owner, socket);

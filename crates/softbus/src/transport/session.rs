@@ -41,6 +41,11 @@ const MAX_SOCKET_FRAME: usize = MAX_BYTES + 64;
 // QUIC bounds what it buffers itself (see `super::transport_config`); these bound what the
 // socket layer takes out of QUIC and holds until an app has it.
 
+/// Largest Open/Accept/Reject frame (a session name, a peer name, a reason).
+const MAX_OPEN_FRAME: usize = 4096;
+/// Longest file path a peer may send (Linux's PATH_MAX; each name in it is checked against [`crate::proto::MAX_FILE_NAME`]).
+const MAX_FILE_PATH: usize = 4096;
+
 /// Sockets one peer device may have open to this device at once. An `Open` past it is
 /// answered with `Reject` naming the limit (the peer's `Bind` fails with it). An app pair
 /// needs a socket per session; 128 is many sessions, and each costs a task and a frame.
@@ -508,7 +513,7 @@ impl Sessions {
         )
         .await
         .map_err(io)?;
-        let peer_socket = match read_frame::<_, Frame>(&mut recv, 4096).await {
+        let peer_socket = match read_frame::<_, Frame>(&mut recv, MAX_OPEN_FRAME).await {
             Ok(Some(Frame::Accept { socket })) => socket,
             Ok(Some(Frame::Reject { reason })) => return Err(SessionError::Refused(reason)),
             Ok(_) => return Err(SessionError::Io("peer sent no answer".into())),
@@ -753,8 +758,11 @@ impl Sessions {
             );
             return;
         };
-        let first =
-            tokio::time::timeout(OPEN_TIMEOUT, read_frame::<_, Frame>(&mut recv, 4096)).await;
+        let first = tokio::time::timeout(
+            OPEN_TIMEOUT,
+            read_frame::<_, Frame>(&mut recv, MAX_OPEN_FRAME),
+        )
+        .await;
         drop(pending);
         let Ok(first) = first else { return };
         let (name, peer_name, data_type, peer_socket) = match first {
@@ -918,9 +926,9 @@ impl Sessions {
                         "a file is already being sent on this socket".into(),
                     ));
                 }
-                if name.is_empty() || name.len() > 4096 || name.contains('\0') {
+                if name.is_empty() || name.len() > MAX_FILE_PATH || name.contains('\0') {
                     return Err(SessionError::Invalid(format!(
-                        "file name {name:?} must be 1..=4096 bytes without NUL"
+                        "file name {name:?} must be 1..={MAX_FILE_PATH} bytes without NUL"
                     )));
                 }
                 let seq = w.next_seq;
