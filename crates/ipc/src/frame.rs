@@ -134,27 +134,10 @@ impl FrameDecoder {
     /// The next frame, `Ok(None)` when more bytes are needed, or an error after which the
     /// stream must be closed.
     pub fn decode_next(&mut self) -> Result<Option<Decoded>, FrameError> {
-        if self.skip > 0 {
-            let n = self.skip.min(self.buf.len());
-            self.buf.advance(n);
-            self.skip -= n;
-            if self.skip > 0 {
-                return Ok(None);
-            }
-        }
-        if self.buf.len() < HEADER_LEN {
+        let Some(Header { kind, id, len }) = self.peek()? else {
             return Ok(None);
-        }
-        let len = u32::from_le_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize;
-        let kind_byte = self.buf[4];
-        let kind = Kind::from_u8(kind_byte).ok_or(FrameError::UnknownKind(kind_byte))?;
-        let mut idb = [0u8; 8];
-        idb.copy_from_slice(&self.buf[5..13]);
-        let id = u64::from_le_bytes(idb);
+        };
         if len > MAX_TRANSACTION {
-            if len > MAX_SKIP {
-                return Err(FrameError::Length(len));
-            }
             self.buf.advance(HEADER_LEN);
             self.skip = len;
             return Ok(Some(Decoded::Oversize { kind, id, len }));

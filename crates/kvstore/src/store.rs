@@ -963,33 +963,7 @@ mod tests {
             .unwrap();
         a.write(vec![(b"k2".to_vec(), None)]).unwrap();
         b.put(b"m", Some(b"w".to_vec()), now_ms());
-        let desc = StoreDesc {
-            bundle: "x".into(),
-            store_id: "s".into(),
-            kind: StoreType::SingleVersion,
-            level: SecurityLevel::S1,
-        };
-        let mut ea = SyncEngine::new(desc.clone(), 1, SyncConfig::default());
-        let mut eb = SyncEngine::new(desc, 1, SyncConfig::default());
-        let mut out = Vec::new();
-        let req = ea.sync(&mut a, "B", SyncMode::PushPull, 0, &mut out);
-        let mut done = None;
-        for _ in 0..100 {
-            let evs = std::mem::take(&mut out);
-            if evs.is_empty() {
-                break;
-            }
-            for e in evs {
-                match e {
-                    Event::Send { to, msg } if to == "B" => {
-                        eb.handle(&mut b, "A", msg, 0, &mut out)
-                    }
-                    Event::Send { msg, .. } => ea.handle(&mut a, "B", msg, 0, &mut out),
-                    Event::Complete { req: r, status, .. } if r == req => done = Some(status),
-                    _ => {}
-                }
-            }
-        }
+        let done = sync_with(&mut a, &mut b, SyncMode::PushPull);
         assert_eq!(done, Some(SyncStatus::Success));
         assert_eq!(a.get("", b"m").unwrap(), Some(b"w".to_vec()));
         assert_eq!(b.get("", b"k"), Some(&b"v"[..]));
