@@ -40,7 +40,7 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
         }
     }
 
-    /// Admits a connection from `key`, or says why not (hdc's "[Fail]" style).
+    /// Admits a connection from `key`, or says why not (in hdc's `[Fail]` style).
     pub fn admit(&self, key: K) -> Result<Slot<K>, String> {
         self.ledger.try_acquire(key, false, 1).map_err(refusal)
     }
