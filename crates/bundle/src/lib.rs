@@ -12,13 +12,20 @@
 //! - `service` (feature `service`): [`BundleManager`], the SA with its SQLite store.
 
 pub mod api;
+#[cfg(feature = "package")]
 pub mod der;
 pub mod error;
+#[cfg(feature = "package")]
 pub mod model;
+#[cfg(feature = "package")]
 pub mod package;
+#[cfg(feature = "package")]
 pub mod pkcs7;
+#[cfg(feature = "package")]
 pub mod signing;
+#[cfg(feature = "package")]
 pub mod tools;
+#[cfg(feature = "package")]
 pub mod verify;
 
 #[cfg(feature = "service")]

@@ -15,6 +15,7 @@ use ed25519_dalek::SigningKey;
 #[cfg(feature = "service")]
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use serde::{Deserialize, Serialize};
+#[cfg(feature = "identity")]
 use sha2::{Digest, Sha256};
 #[cfg(feature = "service")]
 use std::path::Path;
@@ -38,6 +39,7 @@ pub use trust::{StoreError, TrustSnapshot, TrustStore, TrustedDevice};
 
 /// The udid of a public key: hex SHA-256, so any device can check a claimed udid against the
 /// key that authenticated it.
+#[cfg(feature = "identity")]
 pub fn udid_of(public_key: &[u8; 32]) -> String {
     hex::encode(Sha256::digest(public_key))
 }

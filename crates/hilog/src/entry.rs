@@ -1,6 +1,7 @@
 //! One log line: its level, type, origin and text, and OpenHarmony's line format.
 
 use crate::HilogError;
+#[cfg(feature = "text")]
 use chrono::{Local, TimeZone};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
@@ -194,6 +195,7 @@ pub fn truncate_utf8(s: &mut String, max: usize) {
 }
 
 impl LogEntry {
+    #[cfg(feature = "text")]
     /// The local time column: `MM-DD HH:MM:SS.mmm`.
     pub fn time_str(&self) -> String {
         match Local
@@ -205,6 +207,7 @@ impl LogEntry {
         }
     }
 
+    #[cfg(feature = "text")]
     /// The prefix before the message: time, pid, tid, level, type+domain and tag.
     pub fn prefix(&self) -> String {
         format!(
@@ -219,6 +222,7 @@ impl LogEntry {
         )
     }
 
+    #[cfg(feature = "text")]
     /// The entry as `hilog` prints it:
     /// `11-26 10:51:02.087  2823  2823 I C01510/samgr: message`. A message with several lines
     /// gives several output lines, each with the prefix, as hilog does without `-v wrap`.

@@ -31,6 +31,7 @@ pub struct Filter {
     pub regex: Option<String>,
 }
 
+#[cfg(feature = "text")]
 impl Filter {
     /// Checks the limits and compiles the regex once, for matching many entries.
     pub fn compile(&self) -> Result<Matcher, HilogError> {
@@ -73,6 +74,7 @@ impl Filter {
     }
 }
 
+#[cfg(feature = "text")]
 /// A compiled [`Filter`].
 #[derive(Debug, Clone)]
 pub struct Matcher {
@@ -80,6 +82,7 @@ pub struct Matcher {
     regex: Option<regex::Regex>,
 }
 
+#[cfg(feature = "text")]
 impl Matcher {
     /// A matcher that takes everything.
     pub fn all() -> Self {
@@ -101,6 +104,7 @@ impl Matcher {
     }
 }
 
+#[cfg(feature = "text")]
 fn domain_matches(filter: u32, domain: u32) -> bool {
     if filter > crate::DOMAIN_MASK {
         filter == domain
@@ -213,6 +217,7 @@ pub struct Selection {
     pub more: bool,
 }
 
+#[cfg(feature = "text")]
 /// Picks what `hilog` shows from `entries` (oldest first): the matches, then the first `head`
 /// of them (`-a N`), then the last `tail` of those (`-z N`), cut to a page of at most
 /// `max_bytes` of [`LogEntry::cost`] (at least one entry) so that a reply fits one IPC

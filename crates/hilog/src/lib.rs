@@ -37,9 +37,11 @@ pub use entry::{
 };
 pub use error::HilogError;
 pub use filter::{
-    Filter, MAX_DOMAINS, MAX_PIDS, MAX_REGEX_LEN, MAX_TAGS, Matcher, Selection, parse_domain,
-    parse_domains, parse_levels, parse_pids, parse_tags, parse_types, select,
+    Filter, MAX_DOMAINS, MAX_PIDS, MAX_REGEX_LEN, MAX_TAGS, Selection, parse_domain, parse_domains,
+    parse_levels, parse_pids, parse_tags, parse_types,
 };
+#[cfg(feature = "text")]
+pub use filter::{Matcher, select};
 pub use format::{LogArg, PRIVATE_MARK, format_log};
 pub use quota::{Admit, DEFAULT_QUOTA, FlowControl, QUOTA_TAG, quota_notice};
 
