@@ -98,6 +98,26 @@ fn chan(exporter: u8, peer: &LocalDevice) -> Channel {
     }
 }
 
+/// A binding up to A's Confirm: B issued the PIN `target_pin` (A types 123456), B answered
+/// A's Start; both state machines, B's PINs and the Confirm, for tests that tamper with it.
+fn up_to_confirm(
+    a: &LocalDevice,
+    b: &LocalDevice,
+    target_pin: u32,
+) -> (Initiator, Target, PinManager, Confirm) {
+    let mut pins = pins_yielding(&[target_pin]);
+    pins.issue(secs(0)).unwrap();
+    let (mut ia, start) =
+        Initiator::start_seeded(a.clone(), chan(7, b), pin("123456"), secs(1), [1; 32]);
+    let mut tb = Target::new_seeded(b.clone(), chan(7, a), secs(1), [2; 32]);
+    let ch = tb.handle(&start, secs(1), &mut pins).send.unwrap();
+    let confirm = ia.handle(&ch, secs(1)).send.unwrap();
+    let BindMsg::Confirm(c) = decode_bind_msg(&confirm).unwrap() else {
+        panic!("not a Confirm")
+    };
+    (ia, tb, pins, c)
+}
+
 /// One binding between A and B over one TLS session (exporter `e`), A typing `typed`.
 fn bind_once(
     a: &LocalDevice,
@@ -167,32 +187,14 @@ fn a_target_without_the_pin_cannot_unseal_the_initiators_advert_key() {
     // The target guesses a PIN; the initiator's Confirm (sent before it can tell) carries its
     // sealed key, and the pad the wrong guess derives does not open it.
     let (a, b) = (dev(1, "a"), dev(2, "b"));
-    let mut pins = pins_yielding(&[111_111]);
-    pins.issue(secs(0)).unwrap();
-    let (mut ia, start) =
-        Initiator::start_seeded(a.clone(), chan(7, &b), pin("123456"), secs(1), [1; 32]);
-    let mut tb = Target::new_seeded(b.clone(), chan(7, &a), secs(1), [2; 32]);
-    let ch = tb.handle(&start, secs(1), &mut pins).send.unwrap();
-    let confirm = ia.handle(&ch, secs(1)).send.unwrap();
-    let BindMsg::Confirm(c) = decode_bind_msg(&confirm).unwrap() else {
-        panic!("not a Confirm")
-    };
+    let (_ia, tb, _pins, c) = up_to_confirm(&a, &b, 111_111);
     assert_ne!(c.advert_key, advert_key_of(1).0);
     let TState::AwaitConfirm { keys, .. } = &tb.state else {
         panic!("target not waiting for Confirm")
     };
     assert_ne!(xor_pad(&c.advert_key, &keys.pad_i), advert_key_of(1).0);
     // And a sealed key altered in flight fails the confirmation.
-    let mut pins = pins_yielding(&[123_456]);
-    pins.issue(secs(0)).unwrap();
-    let (mut ia, start) =
-        Initiator::start_seeded(a.clone(), chan(7, &b), pin("123456"), secs(1), [1; 32]);
-    let mut tb = Target::new_seeded(b.clone(), chan(7, &a), secs(1), [2; 32]);
-    let ch = tb.handle(&start, secs(1), &mut pins).send.unwrap();
-    let confirm = ia.handle(&ch, secs(1)).send.unwrap();
-    let BindMsg::Confirm(mut c) = decode_bind_msg(&confirm).unwrap() else {
-        panic!("not a Confirm")
-    };
+    let (_ia, mut tb, mut pins, mut c) = up_to_confirm(&a, &b, 123_456);
     c.advert_key[0] ^= 1;
     let s = tb.handle(&BindMsg::Confirm(c).encode(), secs(1), &mut pins);
     assert_eq!(s.error(), Some(&BindError::WrongPin));
@@ -518,17 +520,8 @@ fn a_peer_key_other_than_the_tls_key_fails() {
 #[test]
 fn a_record_or_signature_not_matching_the_key_fails() {
     let (a, b) = (dev(1, "a"), dev(2, "b"));
-    let mut pins = pins_yielding(&[123_456]);
-    pins.issue(secs(0)).unwrap();
-    let (mut ia, start) =
-        Initiator::start_seeded(a.clone(), chan(7, &b), pin("123456"), secs(1), [1; 32]);
-    let mut tb = Target::new_seeded(b.clone(), chan(7, &a), secs(1), [2; 32]);
-    let ch = tb.handle(&start, secs(1), &mut pins).send.unwrap();
-    let confirm = ia.handle(&ch, secs(1)).send.unwrap();
+    let (_ia, mut tb, mut pins, mut c) = up_to_confirm(&a, &b, 123_456);
     // Tamper with the signature: the MAC covers it, so this reads as a failed confirmation.
-    let BindMsg::Confirm(mut c) = decode_bind_msg(&confirm).unwrap() else {
-        panic!("not a Confirm")
-    };
     c.signature[0] ^= 1;
     let s = tb.handle(&BindMsg::Confirm(c).encode(), secs(1), &mut pins);
     assert_eq!(s.error(), Some(&BindError::WrongPin));
