@@ -92,8 +92,10 @@
 //! change everything after it. Version 2 added the sealed advert keys; version 1 peers are
 //! refused with [`ProtocolError::BadVersion`].
 
+#[cfg(feature = "service")]
+use crate::DeviceIdentity;
 use crate::pin::{Pin, PinManager, PinTicket};
-use crate::{AdvertKey, DeviceIdentity, udid_of};
+use crate::{AdvertKey, udid_of};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
@@ -334,6 +336,7 @@ impl LocalDevice {
         }
     }
 
+    #[cfg(feature = "service")]
     /// This device's identity as loaded from the data dir.
     pub fn from_identity(id: &DeviceIdentity) -> Self {
         let info = id.info();
@@ -378,6 +381,7 @@ pub struct BoundPeer {
 }
 
 impl BoundPeer {
+    #[cfg(feature = "service")]
     /// The trust-store entry for this peer, bound at `bound_at` (unix seconds).
     pub fn to_trusted(&self, bound_at: u64) -> crate::TrustedDevice {
         crate::TrustedDevice {

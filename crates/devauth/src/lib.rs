@@ -21,18 +21,18 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::path::PathBuf;
 
-#[cfg(feature = "service")]
+#[cfg(feature = "bind")]
 pub mod bind;
-#[cfg(feature = "service")]
+#[cfg(feature = "bind")]
 pub mod pin;
 #[cfg(feature = "service")]
 pub mod trust;
-#[cfg(feature = "service")]
+#[cfg(feature = "bind")]
 pub use bind::{
     BindError, BindMsg, BoundPeer, Channel, DeviceRecord, Initiator, LocalDevice, Progress,
     ProtocolError, Step, Target, decode_bind_msg,
 };
-#[cfg(feature = "service")]
+#[cfg(feature = "bind")]
 pub use pin::{Pin, PinManager};
 #[cfg(feature = "service")]
 pub use trust::{StoreError, TrustSnapshot, TrustStore, TrustedDevice};
