@@ -6,6 +6,7 @@
 //! - [`signing`]: the signing block (`HAP Sig Block 42` / `<hap sign block>`), the digest.
 //! - [`pkcs7`], [`der`]: the PKCS#7 SignedData of the signature and the profile.
 //! - [`verify`]: every check of a package's signature, apart, against trust roots.
+//! - [`plan`]: the install decision (fresh, update or refusal; ids, files, token), no I/O.
 //! - [`tools`]: `oxh hap keygen`, `sign`, `pack`.
 //! - [`api`]: method codes and argument types for the SDK and `bm`.
 //! - [`error`]: [`BundleError`] with OpenHarmony's codes and `bm` messages.
@@ -21,6 +22,8 @@ pub mod model;
 pub mod package;
 #[cfg(feature = "package")]
 pub mod pkcs7;
+#[cfg(feature = "package")]
+pub mod plan;
 #[cfg(feature = "package")]
 pub mod signing;
 #[cfg(feature = "package")]
