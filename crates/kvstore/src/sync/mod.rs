@@ -26,6 +26,9 @@ use crate::wire::{
 };
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
+mod auto;
+pub use auto::{GC_EVERY_TICKS, TickPlan, plan_tick};
+
 /// A write as a replica holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
