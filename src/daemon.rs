@@ -146,6 +146,30 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
 
     let param = oxh_param::ParamService::open(&dirs.subsystem("param"))
         .context("cannot open the parameter store")?;
+    // Debug builds only: a test sets this daemon's clocks ahead through a parameter (PIN
+    // expiry, the hilog quota, KV write order) instead of sleeping. Release builds ignore it.
+    if cfg!(debug_assertions) {
+        let mut ahead = param.subscribe(oxh_kal::clock::AHEAD_PARAM);
+        let apply = |v: Option<&str>| {
+            if let Some(ms) = v.and_then(|v| v.trim().parse::<u64>().ok()) {
+                oxh_kal::clock::set_ahead(std::time::Duration::from_millis(ms));
+            }
+        };
+        apply(ahead.borrow().as_deref());
+        let p = param.clone();
+        tokio::spawn(async move {
+            while ahead.changed().await.is_ok() {
+                let v = ahead.borrow().clone();
+                apply(v.as_deref());
+                // What a test waits on: the clocks are ahead from now on.
+                if let Some(v) = v {
+                    p.set_as_system(oxh_kal::clock::APPLIED_PARAM, &v)
+                        .await
+                        .ok();
+                }
+            }
+        });
+    }
     // The owner names the device with `--name` or `persist.device.name` (read at start;
     // `--name` wins and is kept there too). Unnamed, it advertises no name at all.
     let name = match cfg.name.as_deref() {

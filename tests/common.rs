@@ -192,6 +192,27 @@ pub async fn within<T>(what: &str, d: Duration, f: impl std::future::Future<Outp
     }
 }
 
+/// Sets a running device's clocks `by` ahead (a debug build's `debug.clock.ahead_ms`) and
+/// waits, bounded, until the daemon says they are: time moves without a sleep.
+pub fn set_clock_ahead(data_dir: &Path, by: Duration) {
+    let ms = by.as_millis().to_string();
+    let run = |args: &[&str]| {
+        let o = Command::new(oxh_bin())
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(args)
+            .output()
+            .expect("run oxh");
+        assert!(
+            o.status.success(),
+            "oxh {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    run(&["param", "set", oxh_kal::clock::AHEAD_PARAM, &ms]);
+    run(&["param", "wait", oxh_kal::clock::APPLIED_PARAM, &ms, "10"]);
+}
+
 /// Runs this test binary again as a client process: only test `test` (an entry point that acts
 /// only when `env` is set), with `env=spec`, as `user` through runuser or as this user. Returns
 /// the JSON values it printed, one per line, each after `marker` (libtest's "test NAME ... "

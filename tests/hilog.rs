@@ -112,9 +112,9 @@ async fn a_process_over_its_quota_has_lines_dropped_and_told() {
             .await
             .unwrap();
     }
-    // One more, in a later second, brings the notice out: wait on the quota window by time,
-    // bounded, then write.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // One more, in a later second, brings the notice out: the daemon's clock is moved into
+    // the next quota window rather than slept into it.
+    set_clock_ahead(dev.data_dir(), Duration::from_millis(1100));
     h.info(0x10, "flood", "after", &[]).await.unwrap();
     let me = std::process::id().to_string();
     let out = dev.oxh_ok(&["hilog", "-x", "-P", &me]);

@@ -641,11 +641,13 @@ mod netns {
         assert_ne!(r[0].status, SyncStatus::Success, "{r:?}");
         stores[0].put(b"p1", b"a-side").await.unwrap();
         stores[0].put(b"shared0", b"a-updated").await.unwrap();
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // The order by the clock: c's clock set a second ahead, then b's two (moved, not
+        // slept through), so c's writes are later than a's and b's later than c's.
+        crate::common::set_clock_ahead(c.data_dir(), Duration::from_secs(1));
         stores[2].put(b"p1", b"c-side").await.unwrap();
         stores[2].put(b"p2", b"c-side").await.unwrap();
         stores[2].delete(b"shared0").await.unwrap();
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        crate::common::set_clock_ahead(b.data_dir(), Duration::from_secs(2));
         stores[1].put(b"p2", b"b-side").await.unwrap();
         sync_all(&stores[..2]).await;
 

@@ -199,8 +199,8 @@ async fn an_expired_pin_is_refused_and_a_fresh_one_binds() {
     let bus = b.ready_field("bus");
     let dm = b.sdk().await;
     let pin = dm.device_manager().issue_pin().await.unwrap().pin;
-    // Past the PIN's validity (a deadline of the target's clock, not a race).
-    tokio::time::sleep(Duration::from_millis(2_300)).await;
+    // Past the PIN's validity on the target's clock: moved ahead, not slept through.
+    set_clock_ahead(b.data_dir(), Duration::from_secs(3));
     let e = a.oxh_err(&["device", "bind", &bus, "--pin", &pin]);
     assert!(e.contains("expired") && e.contains("oxh device pin"), "{e}");
     assert!(

@@ -207,7 +207,7 @@ impl HilogService {
     /// only system processes and the shell may write core lines. Returns the seq, or `None`
     /// when flow control dropped the line.
     pub fn write(&self, caller: &Caller, args: WriteArgs) -> Result<Option<u64>, HilogError> {
-        self.write_at(caller, args, self.core.epoch.elapsed())
+        self.write_at(caller, args, oxh_kal::clock::elapsed(self.core.epoch))
     }
 
     fn write_at(

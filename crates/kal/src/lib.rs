@@ -7,6 +7,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+pub mod clock;
 pub mod direct;
 pub mod ready;
 pub mod sockdiag;

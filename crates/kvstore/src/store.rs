@@ -46,7 +46,7 @@ fn st(e: rusqlite::Error) -> KvError {
 
 /// Physical time for the HLC.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
+    oxh_kal::clock::wall()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)

@@ -306,6 +306,17 @@ impl ParamService {
         })
     }
 
+    /// Every later value of `key`, for a task inside the daemon that follows a parameter
+    /// (the receiver's first `changed` is the next set).
+    pub fn subscribe(&self, key: &str) -> watch::Receiver<Option<String>> {
+        let mut st = self.shared.lock();
+        let current = st.params.get(key).cloned();
+        st.watchers
+            .entry(key.to_owned())
+            .or_insert_with(|| watch::channel(current).0)
+            .subscribe()
+    }
+
     /// Counts for the dump.
     pub fn stats(&self) -> ParamStats {
         let st = self.shared.lock();

@@ -149,17 +149,17 @@ pub async fn initiate(
             .open_bi()
             .await
             .map_err(|e| BindFailure::Transport(e.to_string()))?;
-        let (mut init, first) = Initiator::start(me, chan, pin, epoch.elapsed())?;
+        let (mut init, first) = Initiator::start(me, chan, pin, oxh_kal::clock::elapsed(epoch))?;
         write_msg(&mut send, &first).await?;
         loop {
             let wait = init
                 .deadline()
-                .map(|d| d.saturating_sub(epoch.elapsed()))
+                .map(|d| d.saturating_sub(oxh_kal::clock::elapsed(epoch)))
                 .unwrap_or(Duration::from_secs(30));
             let step = match tokio::time::timeout(wait, read_msg(&mut recv)).await {
-                Ok(Ok(bytes)) => init.handle(&bytes, epoch.elapsed()),
+                Ok(Ok(bytes)) => init.handle(&bytes, oxh_kal::clock::elapsed(epoch)),
                 Ok(Err(e)) => return Err(e),
-                Err(_) => match init.on_timeout(epoch.elapsed()) {
+                Err(_) => match init.on_timeout(oxh_kal::clock::elapsed(epoch)) {
                     Some(s) => s,
                     None => continue,
                 },
@@ -205,7 +205,7 @@ pub async fn respond(
             .await
             .map_err(|_| BindFailure::Transport("no binding stream".into()))?
             .map_err(|e| BindFailure::Transport(e.to_string()))?;
-        let mut target = Target::new(me, chan, epoch.elapsed())?;
+        let mut target = Target::new(me, chan, oxh_kal::clock::elapsed(epoch))?;
         let first = tokio::time::timeout(Duration::from_secs(30), read_msg(&mut recv))
             .await
             .map_err(|_| BindFailure::Transport("no first binding message".into()))??;
@@ -220,7 +220,7 @@ pub async fn respond(
         loop {
             let wait = target
                 .deadline()
-                .map(|d| d.saturating_sub(epoch.elapsed()))
+                .map(|d| d.saturating_sub(oxh_kal::clock::elapsed(epoch)))
                 .unwrap_or(Duration::from_secs(30));
             let next = match pending.take() {
                 Some(b) => Ok(Ok(b)),
@@ -231,10 +231,10 @@ pub async fn respond(
                     let mut p = pins
                         .lock()
                         .map_err(|_| BindFailure::Transport("pin state poisoned".into()))?;
-                    target.handle(&bytes, epoch.elapsed(), &mut p)
+                    target.handle(&bytes, oxh_kal::clock::elapsed(epoch), &mut p)
                 }
                 Ok(Err(e)) => return Err(e),
-                Err(_) => match target.on_timeout(epoch.elapsed()) {
+                Err(_) => match target.on_timeout(oxh_kal::clock::elapsed(epoch)) {
                     Some(s) => s,
                     None => continue,
                 },

@@ -637,7 +637,7 @@ impl Softbus {
             .pins
             .lock()
             .map_err(|_| err(DM_ERR_FAILED, "pin state unavailable"))?;
-        let now = self.epoch.elapsed();
+        let now = oxh_kal::clock::elapsed(self.epoch);
         let pin = p
             .issue(now)
             .map_err(|e| err(e.code(), format!("cannot issue a PIN: {e}")))?;
