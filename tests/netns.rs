@@ -317,8 +317,11 @@ ServiceBrowser(zc, TYPE, L())
 seen = {}
 deadline = time.monotonic() + float(sys.argv[1])
 while time.monotonic() < deadline:
-    while todo:
+    # Bounded by the deadline too: resolving a name can itself bring an update of it.
+    while todo and time.monotonic() < deadline:
         n = todo.pop(0)
+        if n in seen:
+            continue
         info = zc.get_service_info(TYPE, n, timeout=1500)
         if info is None:
             continue
@@ -338,8 +341,11 @@ fn zeroconf_watch(ns: &str, secs: u64) -> Option<std::thread::JoinHandle<Vec<ser
     }
     let ns = ns.to_string();
     Some(std::thread::spawn(move || {
+        // `timeout` bounds the watcher whatever python does (it ends by itself after `secs`).
+        let bound = (secs + 30).to_string();
         let o = std::process::Command::new("ip")
-            .args(["netns", "exec", &ns, "python3", "-c", ZEROCONF_WATCH])
+            .args(["netns", "exec", &ns, "timeout", "--signal=KILL", &bound])
+            .args(["python3", "-c", ZEROCONF_WATCH])
             .arg(secs.to_string())
             .output()
             .expect("run python3");
