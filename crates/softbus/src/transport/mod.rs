@@ -814,42 +814,39 @@ impl Bus {
 
     /// Waits (at most [`DUPLICATE_GRACE`]) until `conn` is no longer the peer's connection.
     async fn await_replacement(&self, key: &[u8; 32], conn: &quinn::Connection) {
-        let deadline = tokio::time::sleep(DUPLICATE_GRACE);
-        tokio::pin!(deadline);
-        loop {
-            let woken = self.registered.notified();
-            tokio::pin!(woken);
-            woken.as_mut().enable();
-            if !self.is_current(key, conn) {
-                return;
-            }
-            tokio::select! {
-                _ = woken => {}
-                _ = &mut deadline => return,
-            }
-        }
+        self.within_grace(|| (!self.is_current(key, conn)).then_some(()))
+            .await;
     }
 
     /// The info of the live connection the peer `key` won the duplicate-dial tie-break with,
     /// once it is registered (at most [`DUPLICATE_GRACE`]); else `err`.
     async fn replacement(&self, key: &[u8; 32], err: BusError) -> Result<NodeInfo, BusError> {
+        self.within_grace(|| {
+            self.peers.lock().ok().and_then(|p| {
+                p.get(key)
+                    .filter(|p| p.conn.close_reason().is_none())
+                    .map(|p| p.info.clone())
+            })
+        })
+        .await
+        .ok_or(err)
+    }
+
+    /// What `found` gives, checked now and after every registration, for at most
+    /// [`DUPLICATE_GRACE`].
+    async fn within_grace<T>(&self, mut found: impl FnMut() -> Option<T>) -> Option<T> {
         let deadline = tokio::time::sleep(DUPLICATE_GRACE);
         tokio::pin!(deadline);
         loop {
             let woken = self.registered.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
-            let live = self.peers.lock().ok().and_then(|p| {
-                p.get(key)
-                    .filter(|p| p.conn.close_reason().is_none())
-                    .map(|p| p.info.clone())
-            });
-            if let Some(info) = live {
-                return Ok(info);
+            if let Some(v) = found() {
+                return Some(v);
             }
             tokio::select! {
                 _ = woken => {}
-                _ = &mut deadline => return Err(err),
+                _ = &mut deadline => return None,
             }
         }
     }
