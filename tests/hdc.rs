@@ -1107,11 +1107,14 @@ fn another_local_user_cannot_use_roots_host_server() {
     echo_through(local, 2).expect("root's forward still works");
     // The device's bypass is for its own user: a stranger's own server is not let in.
     let port = free_port();
+    // The stranger's server (started by its tconn) is stopped even if an assertion fails.
+    let _stop = OnDrop(|| {
+        let _ = as_nobody(home.path(), port, &["kill"]);
+    });
     let o = as_nobody(home.path(), port, &["tconn", &addr]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "{err}");
     assert!(err.contains("unauthorized"), "{err}");
-    let _ = as_nobody(home.path(), port, &["kill"]);
     // Root's own use is untouched.
     assert_eq!(h.ok(&["shell", "echo still"]).trim(), "still");
 }
@@ -1153,6 +1156,11 @@ fn auth_bypass_does_not_reach_the_lan() {
             .output()
             .expect("hdc in the neighbour's namespace")
     };
+    // The neighbour's server (started by its tconn) is stopped even if an assertion fails:
+    // deleting the namespace would not stop it.
+    let _stop = OnDrop(|| {
+        let _ = neighbour(&["kill"]);
+    });
     let o = neighbour(&["tconn", &target]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "the LAN got in: {err}");
@@ -1162,7 +1170,15 @@ fn auth_bypass_does_not_reach_the_lan() {
         !String::from_utf8_lossy(&o.stdout).contains("uid="),
         "a shell ran for the LAN"
     );
-    let _ = neighbour(&["kill"]);
+}
+
+/// Runs a closure when dropped (cleanup that must happen when a test fails too).
+struct OnDrop<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)();
+    }
 }
 
 /// Finding: as another user, `oxh hdc allow --always` failed with a raw "Permission denied

@@ -15,10 +15,14 @@ pub const AHEAD_PARAM: &str = "debug.clock.ahead_ms";
 /// waits on (`param wait debug.clock.applied_ms N`) before it relies on the new time.
 pub const APPLIED_PARAM: &str = "debug.clock.applied_ms";
 
-/// Sets the clocks ahead by `by` in all (not adding to what was set before). Monotonic time
-/// never goes back: a smaller value than before is ignored.
+/// The most the clocks may be set ahead: a parameter value past it is cut to it, so no value
+/// can overflow a time computation.
+pub const MAX_AHEAD: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Sets the clocks ahead by `by` in all (not adding to what was set before), at most
+/// [`MAX_AHEAD`]. Monotonic time never goes back: a smaller value than before is ignored.
 pub fn set_ahead(by: Duration) {
-    let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+    let ms = u64::try_from(by.min(MAX_AHEAD).as_millis()).unwrap_or(0);
     AHEAD_MS.fetch_max(ms, Ordering::Relaxed);
 }
 
@@ -50,5 +54,9 @@ mod tests {
         assert!(wall().duration_since(w0).unwrap() >= Duration::from_secs(100));
         set_ahead(Duration::from_secs(5));
         assert!(ahead() >= Duration::from_secs(100), "never back");
+        // Any parameter value is safe: it is cut to the maximum.
+        set_ahead(Duration::MAX);
+        assert_eq!(ahead(), MAX_AHEAD);
+        let _ = (elapsed(t0), wall());
     }
 }

@@ -204,10 +204,7 @@ impl KvService {
         }
         lock(&net.links).remove(udid);
         // Catch up: every auto-sync store syncs both ways with the device that came online.
-        let stores: Vec<(StoreKey, Arc<OpenStore>)> = lock(&self.stores)
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let stores = self.open_stores();
         for (k, o) in stores {
             let mut out = Vec::new();
             {
@@ -222,15 +219,20 @@ impl KvService {
         }
     }
 
+    /// The open stores now, taken out of the lock so each can be worked on alone.
+    fn open_stores(&self) -> Vec<(StoreKey, Arc<OpenStore>)> {
+        lock(&self.stores)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
     pub(super) fn peer_offline(&self, udid: &str) {
         let Some(net) = self.net.get() else { return };
         lock(&net.online).remove(udid);
         lock(&net.links).remove(udid);
         lock(&net.sockets).retain(|_, (u, _)| u != udid);
-        let stores: Vec<(StoreKey, Arc<OpenStore>)> = lock(&self.stores)
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let stores = self.open_stores();
         for (k, o) in stores {
             let mut out = Vec::new();
             lock(&o.engine).peer_offline(udid, &mut out);
@@ -240,10 +242,7 @@ impl KvService {
 
     fn tick(&self, n: u64) {
         let now = self.now();
-        let stores: Vec<(StoreKey, Arc<OpenStore>)> = lock(&self.stores)
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let stores = self.open_stores();
         let online: Vec<String> = self
             .net
             .get()
