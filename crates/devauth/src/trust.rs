@@ -125,6 +125,11 @@ impl TrustSnapshot {
         self.read().get(public_key).cloned()
     }
 
+    /// The keys of the bound devices.
+    pub fn keys(&self) -> Vec<[u8; 32]> {
+        self.read().keys().copied().collect()
+    }
+
     /// Number of bound devices.
     pub fn len(&self) -> usize {
         self.read().len()

@@ -1,6 +1,7 @@
 //! Soft bus (OpenHarmony's DSoftBus, SA 4700) and the device manager (SA 4802): how devices
 //! find each other ([`discovery`]), bind once with a PIN ([`binding`]), connect over mutually
-//! authenticated QUIC ([`transport`]), go online and offline (the bus center in [`service`]),
+//! authenticated QUIC ([`transport`]), go online and offline (the bus center: its pure core in [`center`], its adapters in
+//! [`transport`] and [`service`]),
 //! and talk over sockets ([`transport::session`]).
 
 pub mod api;
@@ -8,6 +9,8 @@ pub mod proto;
 
 #[cfg(feature = "service")]
 pub mod binding;
+#[cfg(feature = "service")]
+pub mod center;
 #[cfg(feature = "service")]
 pub mod dbinder;
 #[cfg(feature = "service")]

@@ -19,16 +19,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::Softbus;
 
-#[derive(Debug)]
-pub(super) struct Candidate {
-    pub(super) expected: Option<[u8; 32]>,
-    pub(super) next_try: Instant,
-    pub(super) backoff: Duration,
-    pub(super) in_flight: bool,
-    /// The key that answered last time (static peers learn it).
-    pub(super) key: Option<[u8; 32]>,
-}
-
 /// A static peer and what its last probe said.
 #[derive(Debug, Default)]
 pub(super) struct StaticPeer {
@@ -40,8 +30,8 @@ pub(super) struct StaticPeer {
 /// How often a static peer is probed again (its name may change).
 const PROBE_EVERY: Duration = Duration::from_secs(10);
 
-pub(super) const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(3);
+/// How often mDNS sightings and the trusted set are handed to the bus centre's core, and
+/// static peers considered for a probe.
 pub(super) const RECONCILE_EVERY: Duration = Duration::from_millis(100);
 
 impl Softbus {
@@ -53,15 +43,7 @@ impl Softbus {
         if let Ok(mut s) = self.statics.lock() {
             s.entry(addr).or_default();
         }
-        if let Ok(mut c) = self.candidates.lock() {
-            c.entry(addr).or_insert(Candidate {
-                expected: None,
-                next_try: Instant::now(),
-                backoff: BACKOFF_MIN,
-                in_flight: false,
-                key: None,
-            });
-        }
+        self.bus.center(|c, now| c.static_peer(addr, now));
     }
 
     /// Recognises the current advert ids of trusted devices that told us their advert key.
@@ -75,70 +57,29 @@ impl Softbus {
         )
     }
 
-    /// Dials every candidate that should be online and is not.
+    /// Hands the bus centre's core the trusted set and the trusted devices mDNS sees; the core
+    /// decides what to dial.
     pub(super) fn reconcile(self: &Arc<Self>) {
+        let trusted = self.snapshot.keys();
+        self.bus.center(|c, now| c.set_trusted(trusted, now));
         if let Some(d) = &self.discovery {
             let resolver = self.resolver();
-            for seen in d.snapshot() {
-                let Some(key) = seen
-                    .id()
-                    .and_then(|id| resolver.resolve(&id))
-                    .map(|t| t.public_key)
-                else {
-                    continue;
-                };
-                if let Some(ip) = seen.addresses.first()
-                    && let Ok(mut c) = self.candidates.lock()
-                {
-                    c.entry(SocketAddr::new(*ip, seen.port))
-                        .or_insert(Candidate {
-                            expected: Some(key),
-                            next_try: Instant::now(),
-                            backoff: BACKOFF_MIN,
-                            in_flight: false,
-                            key: Some(key),
-                        });
-                }
-            }
-        }
-        self.probe_statics();
-        let now = Instant::now();
-        let mut due = Vec::new();
-        if let Ok(mut cands) = self.candidates.lock() {
-            for (addr, c) in cands.iter_mut() {
-                let online = c.key.is_some_and(|k| self.bus.is_online(&k));
-                let still_trusted = c.key.is_none_or(|k| self.snapshot.is_trusted(&k));
-                if online || !still_trusted || c.in_flight || c.next_try > now {
-                    continue;
-                }
-                if c.key.is_none() && self.snapshot.is_empty() {
-                    continue;
-                }
-                c.in_flight = true;
-                due.push((*addr, c.expected));
-            }
-        }
-        for (addr, expected) in due {
-            let sb = self.clone();
-            tokio::spawn(async move {
-                let r = sb.bus.connect(addr, expected).await;
-                if let Ok(mut cands) = sb.candidates.lock()
-                    && let Some(c) = cands.get_mut(&addr)
-                {
-                    c.in_flight = false;
-                    match r {
-                        Ok(info) => {
-                            c.backoff = BACKOFF_MIN;
-                            c.key = sb.key_of_udid(&info.udid);
-                        }
-                        Err(_) => {
-                            c.next_try = Instant::now() + c.backoff;
-                            c.backoff = (c.backoff * 2).min(BACKOFF_MAX);
-                        }
-                    }
+            let seen: Vec<(SocketAddr, [u8; 32])> = d
+                .snapshot()
+                .into_iter()
+                .filter_map(|seen| {
+                    let key = seen.id().and_then(|id| resolver.resolve(&id))?.public_key;
+                    let ip = seen.addresses.first()?;
+                    Some((SocketAddr::new(*ip, seen.port), key))
+                })
+                .collect();
+            self.bus.center(|c, now| {
+                for (addr, key) in seen {
+                    c.discovered(addr, key, now);
                 }
             });
         }
+        self.probe_statics();
     }
 
     /// Probes static peers whose advert is unknown or old, so `discover` can list them.
@@ -174,10 +115,6 @@ impl Softbus {
                 }
             });
         }
-    }
-
-    fn key_of_udid(&self, udid: &str) -> Option<[u8; 32]> {
-        self.trust.get(udid).ok().flatten().map(|t| t.public_key)
     }
 
     fn view_of(&self, info: &NodeInfo, online: bool) -> TrustedView {
@@ -218,37 +155,17 @@ impl Softbus {
             self.learn_advert_key(i);
         }
         let out = match &ev {
-            BusEvent::Online(i) => {
-                // Remember where it listens, so that we can dial it back after a loss.
-                if let (Some(key), Some((conn, _))) = (
-                    self.key_of_udid(&i.udid),
-                    self.bus.connection(&i.network_id),
-                ) && i.listen_port != 0
-                {
-                    let addr = SocketAddr::new(conn.remote_address().ip(), i.listen_port);
-                    if let Ok(mut c) = self.candidates.lock() {
-                        let e = c.entry(addr).or_insert(Candidate {
-                            expected: Some(key),
-                            next_try: Instant::now(),
-                            backoff: BACKOFF_MIN,
-                            in_flight: false,
-                            key: Some(key),
-                        });
-                        e.key = Some(key);
-                    }
-                }
-                StateEvent::Online(self.view_of(i, true))
-            }
+            BusEvent::Online(i) => StateEvent::Online(self.view_of(i, true)),
             // OFFLINE names the networkId that went away, as OpenHarmony's callback does.
             BusEvent::Offline(i) => StateEvent::Offline(TrustedView {
                 network_id: Some(i.network_id.clone()),
                 ..self.view_of(i, false)
             }),
             BusEvent::InfoChanged(i) => StateEvent::InfoChanged(self.view_of(i, true)),
-            BusEvent::Unbound { info, .. } => {
+            BusEvent::Unbound { info, key } => {
                 let _ = self.trust.remove(&info.udid);
                 self.dbinder.device_unbound(&info.udid);
-                self.forget_candidates_of(&info.udid);
+                self.forget(key);
                 tracing::info!(
                     tag = "devicemanager",
                     public_name = info.name.as_str(),
@@ -267,10 +184,9 @@ impl Softbus {
         }
     }
 
-    pub(super) fn forget_candidates_of(&self, udid: &str) {
-        if let Ok(mut c) = self.candidates.lock() {
-            c.retain(|_, v| v.key.is_none_or(|k| oxh_devauth::udid_of(&k) != udid));
-        }
+    /// Stops dialing a device whose trust ended.
+    pub(super) fn forget(&self, key: &[u8; 32]) {
+        self.bus.center(|c, _| c.forget(key));
     }
 
     /// Subscribes a client to state events.

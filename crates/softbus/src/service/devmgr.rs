@@ -14,7 +14,6 @@ use std::time::Instant;
 // OpenHarmony's device-manager failure code (JS level), defined with the other DM codes.
 use oxh_devauth::bind::code::DM_ERR_FAILED;
 
-use super::center::{BACKOFF_MIN, Candidate};
 use super::{Softbus, err, now_secs};
 
 impl Softbus {
@@ -168,18 +167,7 @@ impl Softbus {
             "bound with a device"
         );
         // Go online right away.
-        if let Ok(mut c) = self.candidates.lock() {
-            c.insert(
-                addr,
-                Candidate {
-                    expected: Some(t.public_key),
-                    next_try: Instant::now(),
-                    backoff: BACKOFF_MIN,
-                    in_flight: false,
-                    key: Some(t.public_key),
-                },
-            );
-        }
+        self.bus.center(|c, now| c.bound(addr, t.public_key, now));
         let online = match self.bus.connect(addr, Some(t.public_key)).await {
             Ok(_) => true,
             Err(e) => {
@@ -261,7 +249,7 @@ impl Softbus {
             .map_err(|e| err(e.code(), e.to_string()))?;
         self.bus.send_unbind(&t.public_key).await;
         self.dbinder.device_unbound(&t.udid);
-        self.forget_candidates_of(&t.udid);
+        self.forget(&t.public_key);
         Ok(())
     }
 }

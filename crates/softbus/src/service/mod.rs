@@ -26,7 +26,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use center::{Candidate, RECONCILE_EVERY, StaticPeer};
+use center::{RECONCILE_EVERY, StaticPeer};
 use files::{FdRecv, FdSend};
 
 /// How a device's soft bus runs.
@@ -98,7 +98,6 @@ pub struct Softbus {
     snapshot: TrustSnapshot,
     pins: Arc<Mutex<PinManager>>,
     epoch: Instant,
-    candidates: Mutex<HashMap<SocketAddr, Candidate>>,
     state_subs: Mutex<Vec<(ConnHandle, u64)>>,
     /// The secret behind our rotating advert ids.
     advert_key: AdvertKey,
@@ -208,7 +207,6 @@ impl Softbus {
                 PinManager::new().with_validity(cfg.pin_validity),
             )),
             epoch: Instant::now(),
-            candidates: Mutex::new(HashMap::new()),
             state_subs: Mutex::new(Vec::new()),
             advert_key,
             epochs,
@@ -312,7 +310,7 @@ impl Softbus {
                 if t.online { "online" } else { "offline" }
             ));
         }
-        let c = self.candidates.lock().map(|c| c.len()).unwrap_or(0);
+        let c = self.bus.center(|c, _| c.candidate_count()).unwrap_or(0);
         out.push_str(&format!("  connection candidates: {c}\n"));
         out.push_str(&self.sessions.dump());
         out

@@ -1,0 +1,1 @@
+//! The bus centre's core over a simulated network.
