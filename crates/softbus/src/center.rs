@@ -161,7 +161,8 @@ impl Center {
             .collect();
         for k in expired {
             if let Some(l) = self.links.remove(&k) {
-                self.actions.push_back(Action::Emit(BusEvent::Offline(l.info)));
+                self.actions
+                    .push_back(Action::Emit(BusEvent::Offline(l.info)));
             }
         }
         self.plan(now);
@@ -281,7 +282,8 @@ impl Center {
                     .or_insert_with(|| Candidate::new(Some(r.key), now))
                     .key = Some(r.key);
             }
-            self.actions.push_back(Action::Emit(BusEvent::Online(r.info)));
+            self.actions
+                .push_back(Action::Emit(BusEvent::Online(r.info)));
         }
         self.plan(now);
         true
@@ -297,7 +299,8 @@ impl Center {
         if by_peer_as_duplicate {
             l.grace_until.get_or_insert(now + DUPLICATE_GRACE);
         } else if let Some(l) = self.links.remove(key) {
-            self.actions.push_back(Action::Emit(BusEvent::Offline(l.info)));
+            self.actions
+                .push_back(Action::Emit(BusEvent::Offline(l.info)));
         }
         self.plan(now);
     }

@@ -1,8 +1,8 @@
 //! The bus's QUIC endpoint and transport configuration, and the limits it puts on what one
 //! peer (or anyone who can reach the port) makes the daemon hold inside QUIC.
 
-use super::tls;
 use super::BusError;
+use super::tls;
 use ed25519_dalek::SigningKey;
 use std::net::SocketAddr;
 use std::sync::Arc;

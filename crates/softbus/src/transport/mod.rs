@@ -25,8 +25,8 @@ pub use quinn;
 
 use crate::center::{Center, ConnId};
 use config::{is_loopback, limit_incoming};
-use links::closed_as_duplicate;
 use ed25519_dalek::SigningKey;
+use links::closed_as_duplicate;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -103,7 +103,6 @@ pub trait TrustView: Send + Sync + 'static {
     /// True when `key` belongs to a bound device.
     fn is_trusted(&self, key: &[u8; 32]) -> bool;
 }
-
 
 /// Errors of the bus.
 #[derive(Debug, thiserror::Error)]
@@ -187,9 +186,6 @@ pub struct BusChannels {
 
 /// How long an unbinding device waits for the peer to act on its Unbind.
 pub const UNBIND_WAIT: Duration = Duration::from_secs(2);
-
-
-
 
 impl Bus {
     /// Opens the endpoint and starts accepting. Incoming binding connections go to the
@@ -571,4 +567,3 @@ pub fn fuzz_decode_control(body: &[u8]) -> Option<Vec<u8>> {
     let m: Control = wire::decode(body).ok()?;
     postcard::to_allocvec(&m).ok()
 }
-

@@ -11,7 +11,6 @@ impl TrustView for Keys {
     }
 }
 
-
 struct Dev {
     bus: Arc<Bus>,
     trust: Arc<Keys>,
