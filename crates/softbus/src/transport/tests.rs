@@ -37,10 +37,7 @@ fn dev(name: &str, seed: u8) -> Dev {
 }
 
 async fn next_event(rx: &mut broadcast::Receiver<BusEvent>) -> BusEvent {
-    tokio::time::timeout(Duration::from_secs(5), rx.recv())
-        .await
-        .expect("event within 5 s")
-        .expect("channel open")
+    support::within_5s(rx.recv()).await.expect("channel open")
 }
 
 #[tokio::test]
@@ -220,26 +217,24 @@ pub(crate) mod support {
         }
     }
 
+    /// What `f` gives, failing the test after 5 s.
+    pub(crate) async fn within_5s<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(5), f)
+            .await
+            .expect("within 5 s")
+    }
+
     /// a and b, online to each other.
     pub(crate) async fn pair() -> (Arc<Bus>, Arc<Bus>, Arc<Sessions>, Arc<Sessions>) {
         let cfg = BusConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             ..Default::default()
         };
-        let (a, ca) = Bus::start(
-            &cfg,
-            SigningKey::from_bytes(&[11; 32]),
-            node("a"),
-            Arc::new(All),
-        )
-        .unwrap();
-        let (b, cb) = Bus::start(
-            &cfg,
-            SigningKey::from_bytes(&[12; 32]),
-            node("b"),
-            Arc::new(All),
-        )
-        .unwrap();
+        let start = |seed, name| {
+            let key = SigningKey::from_bytes(&[seed; 32]);
+            Bus::start(&cfg, key, node(name), Arc::new(All)).unwrap()
+        };
+        let ((a, ca), (b, cb)) = (start(11, "a"), start(12, "b"));
         let sa = Sessions::start(a.clone(), ca.streams);
         let sb = Sessions::start(b.clone(), cb.streams);
         a.connect(b.local_addr().unwrap(), None).await.unwrap();
