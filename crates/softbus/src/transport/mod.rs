@@ -6,6 +6,10 @@
 //! heartbeat and the idle timeout is a few heartbeats, so a peer that vanishes goes OFFLINE
 //! within the idle timeout. If both sides dial at once, the connection dialed by the device with
 //! the smaller key wins on both sides, so they converge on one.
+//!
+//! Which connection to keep, restarts, what to dial and when: the bus centre's pure core
+//! ([`crate::center`]), one per bus; `links.rs` is the adapter that feeds it and carries out
+//! what it asks. `config.rs` holds the QUIC endpoint and transport settings and their limits.
 
 mod config;
 mod links;
