@@ -13,6 +13,13 @@ use std::sync::{Arc, Weak};
 use std::time::Instant;
 use tokio::sync::Notify;
 
+/// The timer task holds the bus weakly; a dropped bus wakes it so that it ends.
+impl Drop for Bus {
+    fn drop(&mut self) {
+        self.wake.notify_one();
+    }
+}
+
 /// The peer closed `conn` as the losing one of two simultaneous dials.
 pub(super) fn closed_as_duplicate(conn: &quinn::Connection) -> bool {
     matches!(
