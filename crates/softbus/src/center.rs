@@ -274,8 +274,10 @@ impl Center {
             self.actions.push_back(Action::Emit(BusEvent::Offline(old)));
         }
         if !was_online {
-            // Remember where it listens, so that it can be dialed back after a loss.
-            if r.info.listen_port != 0 && self.trusted.contains(&r.key) {
+            // Remember where it listens, so that it can be dialed back after a loss (if it is
+            // trusted then: only trusted devices get this far, but the trusted set this core
+            // was told may lag a fresh binding).
+            if r.info.listen_port != 0 {
                 let addr = SocketAddr::new(r.remote.ip(), r.info.listen_port);
                 self.candidates
                     .entry(addr)

@@ -769,3 +769,48 @@ fn a_duplicate_with_no_replacement_goes_offline_when_the_grace_ends() {
     );
     assert_eq!(c.poll(), None);
 }
+
+#[test]
+fn a_device_bound_just_now_is_dialed_back_once_the_trusted_set_catches_up() {
+    // The target of a binding registers the initiator before it is told the new trusted set:
+    // its listening address is kept, and dialed after a loss only once it is trusted.
+    let t0 = Instant::now();
+    let peer = [2; 32];
+    let mut c = Center::new();
+    let remote = SocketAddr::from(([10, 0, 0, 2], 40_000));
+    let info = NodeInfo {
+        listen_port: 7000,
+        ..node("b")
+    };
+    let r = Registration {
+        key: peer,
+        conn: 1,
+        info,
+        dialer: peer,
+        remote,
+    };
+    assert!(c.registered(r, t0));
+    c.closed(&peer, 1, false, t0 + ms(5));
+    let acts: Vec<Action> = std::iter::from_fn(|| c.poll()).collect();
+    assert!(
+        matches!(
+            acts.as_slice(),
+            [
+                Action::Emit(BusEvent::Online(_)),
+                Action::Emit(BusEvent::Offline(_))
+            ]
+        ),
+        "{acts:?}"
+    );
+    assert_eq!(c.deadline(), None, "nothing to dial while untrusted");
+    c.set_trusted([peer], t0 + ms(100));
+    let listen = SocketAddr::new(remote.ip(), 7000);
+    assert_eq!(
+        c.poll(),
+        Some(Action::Dial {
+            addr: listen,
+            expected: Some(peer)
+        })
+    );
+    assert_eq!(c.poll(), None);
+}

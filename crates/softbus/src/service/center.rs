@@ -60,8 +60,7 @@ impl Softbus {
     /// Hands the bus centre's core the trusted set and the trusted devices mDNS sees; the core
     /// decides what to dial.
     pub(super) fn reconcile(self: &Arc<Self>) {
-        let trusted = self.snapshot.keys();
-        self.bus.center(|c, now| c.set_trusted(trusted, now));
+        self.trust_changed();
         if let Some(d) = &self.discovery {
             let resolver = self.resolver();
             let seen: Vec<(SocketAddr, [u8; 32])> = d
@@ -80,6 +79,12 @@ impl Softbus {
             });
         }
         self.probe_statics();
+    }
+
+    /// Tells the bus centre who is trusted now.
+    pub(super) fn trust_changed(&self) {
+        let trusted = self.snapshot.keys();
+        self.bus.center(|c, now| c.set_trusted(trusted, now));
     }
 
     /// Probes static peers whose advert is unknown or old, so `discover` can list them.

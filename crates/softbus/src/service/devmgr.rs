@@ -35,6 +35,7 @@ impl Softbus {
         {
             Ok(None) => tracing::debug!(tag = "devicemanager", "answered a probe"),
             Ok(Some(peer)) => {
+                self.trust_changed();
                 tracing::info!(
                     tag = "devicemanager",
                     public_name = peer.record.name.as_str(),
