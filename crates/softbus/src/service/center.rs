@@ -1,11 +1,12 @@
-//! The bus center: trusted devices as connection candidates, dialing with backoff, and
-//! online/offline state events.
+//! The service's adapter over the bus centre ([`crate::center`]): what it needs from the
+//! service, and online/offline state events for its clients.
 //!
-//! Bus center: every trusted device that is discovered (mDNS, its rotating advert id resolved
-//! against the advert keys of trusted devices), named as a static peer, or that was online
-//! before, is a connection candidate. A reconciler dials
-//! candidates that are not online, with exponential backoff per address, so a device that
-//! comes back goes ONLINE again without re-binding.
+//! Every trusted device that is discovered (mDNS, its rotating advert id resolved against the
+//! advert keys of trusted devices), named as a static peer, or that was online before, is a
+//! connection candidate. This file hands the core the first two and the trusted set; the core
+//! (driven by the bus) dials candidates that are not online, with exponential backoff per
+//! address, so a device that comes back goes ONLINE again without re-binding. It also probes
+//! static peers for `discover`, learns advert keys, and publishes state events.
 
 use crate::api::{StateEvent, TrustedView};
 use crate::binding;
