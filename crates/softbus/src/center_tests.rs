@@ -814,3 +814,41 @@ fn a_device_bound_just_now_is_dialed_back_once_the_trusted_set_catches_up() {
     );
     assert_eq!(c.poll(), None);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Three devices that find each other at random moments over links of random delays
+    /// converge on one connection per pair, each side saying ONLINE once per peer.
+    #[test]
+    fn three_devices_converge_whatever_the_delays(
+        delays in proptest::collection::vec(1u64..80, 6),
+        lags in proptest::collection::vec(0u64..40, 6),
+        reply_lag in 0u64..5,
+        seeds in proptest::sample::subsequence(vec![1u8, 2, 3, 4, 5, 6], 3),
+    ) {
+        let mut n = Net::new(&[("a", seeds[0]), ("b", seeds[1]), ("c", seeds[2])]);
+        n.reply_lag = ms(reply_lag);
+        let pairs = [(0, 1), (1, 0), (0, 2), (2, 0), (1, 2), (2, 1)];
+        for (k, p) in pairs.iter().enumerate() {
+            n.delay.insert(*p, ms(delays[k]));
+        }
+        let mut order: Vec<(u64, (usize, usize))> = lags.iter().copied().zip(pairs).collect();
+        order.sort();
+        let mut t = 0;
+        for (lag, (i, j)) in order {
+            n.run_for(ms(lag - t));
+            t = lag;
+            n.discover(i, j);
+        }
+        n.run_for(Duration::from_secs(30));
+        for (i, j) in [(0, 1), (0, 2), (1, 2)] {
+            n.assert_converged(i, j, &format!("{i}-{j}"));
+        }
+        for d in &n.devs {
+            let p = d.presence();
+            proptest::prop_assert_eq!(p.len(), 2, "{}: {:?}", d.name, p);
+            proptest::prop_assert!(p.iter().all(|e| e.0 == "online"));
+        }
+    }
+}
