@@ -8,6 +8,7 @@
 //! the smaller key wins on both sides, so they converge on one.
 
 pub mod session;
+pub(crate) mod socket;
 pub mod tls;
 pub mod wire;
 

@@ -22,61 +22,37 @@
 //! `kind:u8 = 1 | receiver's socket id:u64 LE | frame`. A datagram counts only on the
 //! connection its socket lives on, so a peer can reach only sockets it is a party to.
 
-use super::wire::{WireError, decode, read_frame, write_frame};
+//!
+//! The protocol's decisions (what a stream's first frame opens, what each frame on a socket
+//! means, whether a file step is allowed, which ack completes which `End`) are the pure core in
+//! `transport::socket::core`; the frames and their zero-copy codec are in
+//! `transport::socket::frame`. This module is the adapter: it reads and writes the QUIC
+//! streams, feeds the core one frame at a time and carries out what it returns.
+
+use super::socket::core::{
+    Acks, Answer, CLOSED_BEFORE_ACK, Dialing, FileSender, First, Opening, Receiver, Step,
+};
+use super::socket::frame::{
+    BYTES_TAG, FILE_DATA_TAG, Frame, MAX_OPEN_FRAME, MESSAGE_TAG, RxBudget, read_socket_frame_in,
+    rx_budget, write_blob_frame,
+};
+use super::wire::{read_frame, write_frame};
 use super::{Bus, IncomingStream, NodeInfo};
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, oneshot};
 
+pub use super::socket::core::{MAX_SOCKETS_PER_PEER, OPEN_TIMEOUT};
+pub use super::socket::frame::{MAX_PEER_RX_BYTES, MAX_RX_BYTES, fuzz_read_socket_frames};
 pub use crate::proto::*;
 
-/// Largest frame on a socket stream: a bytes payload and its framing.
-const MAX_SOCKET_FRAME: usize = MAX_BYTES + 64;
-
-// What one peer device can make this daemon hold (listed in docs/DESIGN.md, "Limits").
-// QUIC bounds what it buffers itself (see `super::transport_config`); these bound what the
-// socket layer takes out of QUIC and holds until an app has it.
-
-/// Largest Open/Accept/Reject frame (a session name, a peer name, a reason).
-const MAX_OPEN_FRAME: usize = 4096;
-/// Longest file path a peer may send (Linux's PATH_MAX; each name in it is checked against [`crate::proto::MAX_FILE_NAME`]).
-const MAX_FILE_PATH: usize = 4096;
-
-/// Sockets one peer device may have open to this device at once. An `Open` past it is
-/// answered with `Reject` naming the limit (the peer's `Bind` fails with it). An app pair
-/// needs a socket per session; 128 is many sessions, and each costs a task and a frame.
-pub const MAX_SOCKETS_PER_PEER: usize = 128;
 /// Streams from one peer that have not yet said what they are (their first frame, `Open`
 /// or `Dbinder`). A stream past it is dropped unread; one that says nothing for
 /// [`OPEN_TIMEOUT`] is dropped too.
 pub const MAX_PENDING_OPENS_PER_PEER: u64 = 16;
-/// How long a new stream may take to send its first frame.
-pub const OPEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-/// Bytes of incoming frames (messages, bytes, file pieces) read from one peer's streams and
-/// not yet delivered to the app. When it is reached, sockets of that peer stop reading until
-/// some is delivered, and QUIC flow control slows the peer (back-pressure, not an error).
-/// 64 MiB: sixteen 4 MiB payloads in flight, far above what one socket needs for full speed
-/// (it reads one frame at a time).
-pub const MAX_PEER_RX_BYTES: u64 = 64 << 20;
-/// The same for all peers together.
-pub const MAX_RX_BYTES: u64 = 256 << 20;
 
-/// The per-peer ledger of incoming bytes.
-type RxBudget = Arc<oxh_ipc::budget::Ledger<String>>;
-/// Incoming bytes held until their frame is delivered.
-type RxGrant = oxh_ipc::budget::Grant<String>;
-
-fn rx_budget() -> RxBudget {
-    oxh_ipc::budget::Ledger::new(oxh_ipc::budget::Limits {
-        per_key: MAX_PEER_RX_BYTES,
-        total: MAX_RX_BYTES,
-        reserved: 0,
-    })
-}
 /// File pieces a receiving daemon holds for its client before it stops reading the stream.
 const FILE_QUEUE: usize = 8;
 /// Datagram kind byte of a socket stream frame.
@@ -146,54 +122,6 @@ pub fn event_channel() -> (EventTx, mpsc::Receiver<SocketEvent>) {
 /// Who owns a listener or socket: a local IPC connection id.
 pub type Owner = u64;
 
-/// Frames on a socket stream. `Message`, `Bytes` and `FileData` must stay at the indexes
-/// [`MESSAGE_TAG`], [`BYTES_TAG`], [`FILE_DATA_TAG`]: they are written and read without
-/// copying through postcard (see [`write_blob_frame`]).
-#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
-enum Frame {
-    Open {
-        name: String,
-        from: String,
-        data_type: DataType,
-        socket: u64,
-    },
-    Accept {
-        socket: u64,
-    },
-    Reject {
-        reason: String,
-    },
-    Message(#[serde(with = "blob")] Vec<u8>),
-    Bytes(#[serde(with = "blob")] Vec<u8>),
-    Shutdown {
-        reason: String,
-    },
-    FileBegin {
-        name: String,
-        size: u64,
-    },
-    FileData(#[serde(with = "blob")] Vec<u8>),
-    FileEnd {
-        checksum: crate::proto::Checksum,
-    },
-    FileAbort {
-        reason: String,
-    },
-    FileAck {
-        seq: u64,
-        error: Option<String>,
-    },
-    /// Opens a stream of remote SA calls (dbinder) instead of a socket.
-    Dbinder,
-}
-
-/// Postcard's variant index of `Frame::Message`.
-const MESSAGE_TAG: u8 = 3;
-/// Postcard's variant index of `Frame::Bytes`.
-const BYTES_TAG: u8 = 4;
-/// Postcard's variant index of `Frame::FileData`.
-const FILE_DATA_TAG: u8 = 7;
-
 struct Listener {
     owner: Owner,
     tx: EventTx,
@@ -202,9 +130,7 @@ struct Listener {
 /// The sending half of a socket, with the state of the file being sent on it.
 struct SendHalf {
     stream: quinn::SendStream,
-    /// (seq, size, bytes sent) of the file in progress.
-    file: Option<(u64, u64, u64)>,
-    next_seq: u64,
+    file: FileSender,
 }
 
 struct Socket {
@@ -218,8 +144,8 @@ struct Socket {
 }
 
 type FileRx = Arc<tokio::sync::Mutex<mpsc::Receiver<FilePiece>>>;
-/// The receiver's verdict on a file: `None` when saved.
-type AckTx = oneshot::Sender<Option<String>>;
+/// Wakes a sender's `End` with the receiver's verdict.
+type AckTx = oneshot::Sender<Result<(), SessionError>>;
 
 /// The socket table of one device.
 pub struct Sessions {
@@ -229,8 +155,8 @@ pub struct Sessions {
     sockets: Mutex<HashMap<u64, Socket>>,
     /// Incoming file pieces per socket, for its owner to pull.
     incoming: Mutex<HashMap<u64, (Owner, FileRx)>>,
-    /// Senders waiting for the receiver's verdict on a file: (socket, seq).
-    acks: Mutex<HashMap<(u64, u64), AckTx>>,
+    /// Senders waiting for the receiver's verdict on a file, per socket.
+    acks: Mutex<HashMap<u64, Acks<AckTx>>>,
     /// Connections (stable ids) with a datagram reader.
     dgram_readers: Mutex<HashSet<usize>>,
     next: AtomicU64,
@@ -255,37 +181,6 @@ fn io(e: impl ToString) -> SessionError {
     SessionError::Io(e.to_string())
 }
 
-/// Writes a frame that carries one blob (`Message`, `Bytes`, `FileData`) whose bytes go to QUIC
-/// without a copy: the frame header is built by hand, exactly as postcard would encode the
-/// variant `tag` with the concatenation of `parts` as its blob.
-async fn write_blob_frame(
-    w: &mut quinn::SendStream,
-    tag: u8,
-    parts: Vec<Bytes>,
-) -> Result<(), SessionError> {
-    let len: usize = parts.iter().map(|p| p.len()).sum();
-    let mut len_varint = Vec::with_capacity(10);
-    let mut n = len as u64;
-    loop {
-        let b = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            len_varint.push(b);
-            break;
-        }
-        len_varint.push(b | 0x80);
-    }
-    let body_len = 1 + len_varint.len() + len;
-    let mut head = Vec::with_capacity(16);
-    head.extend_from_slice(&(body_len as u32).to_le_bytes());
-    head.push(tag);
-    head.extend_from_slice(&len_varint);
-    let mut chunks = Vec::with_capacity(1 + parts.len());
-    chunks.push(Bytes::from(head));
-    chunks.extend(parts.into_iter().filter(|p| !p.is_empty()));
-    w.write_all_chunks(&mut chunks).await.map_err(io)
-}
-
 /// Opens a stream of remote SA calls on `conn` (the first frame says what the stream is).
 pub(crate) async fn open_dbinder_stream(
     conn: &quinn::Connection,
@@ -293,108 +188,6 @@ pub(crate) async fn open_dbinder_stream(
     let (mut send, recv) = conn.open_bi().await.map_err(io)?;
     write_frame(&mut send, &Frame::Dbinder).await.map_err(io)?;
     Ok((send, recv))
-}
-
-/// Reads one socket frame; the blobs of `Message`, `Bytes` and `FileData` are read straight
-/// into their buffers (no decode copy).
-async fn read_socket_frame<R: tokio::io::AsyncRead + Unpin>(
-    r: &mut R,
-) -> Result<Option<Frame>, WireError> {
-    Ok(read_socket_frame_in(r, None).await?.map(|(f, _)| f))
-}
-
-/// [`read_socket_frame`], taking the frame's bytes from `budget` (the peer's ledger and key)
-/// before its buffer is allocated, waiting while the peer holds its limit; the grant comes
-/// back with the frame, to keep until it is delivered.
-async fn read_socket_frame_in<R: tokio::io::AsyncRead + Unpin>(
-    r: &mut R,
-    budget: Option<(&RxBudget, &str)>,
-) -> Result<Option<(Frame, Option<RxGrant>)>, WireError> {
-    let take = |n: usize| async move {
-        match budget {
-            Some((b, peer)) => b
-                .acquire(peer.to_owned(), false, n as u64)
-                .await
-                .map(Some)
-                .map_err(|e| WireError::Decode(format!("frame over the peer's budget: {e}"))),
-            None => Ok(None),
-        }
-    };
-    let mut len = [0u8; 4];
-    match AsyncReadExt::read_exact(r, &mut len).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e.into()),
-    }
-    let len = u32::from_le_bytes(len) as usize;
-    if len > MAX_SOCKET_FRAME {
-        return Err(WireError::TooLarge {
-            len,
-            max: MAX_SOCKET_FRAME,
-        });
-    }
-    if len == 0 {
-        return Err(WireError::Decode("empty frame".into()));
-    }
-    let tag = r.read_u8().await?;
-    let blob_max = match tag {
-        MESSAGE_TAG => Some(MAX_MESSAGE),
-        BYTES_TAG => Some(MAX_BYTES),
-        FILE_DATA_TAG => Some(MAX_FILE_CHUNK),
-        _ => None,
-    };
-    if let Some(max) = blob_max {
-        let mut n: u64 = 0;
-        let mut used = 0usize;
-        loop {
-            let b = r.read_u8().await?;
-            n |= u64::from(b & 0x7f) << (7 * used);
-            used += 1;
-            if b & 0x80 == 0 {
-                break;
-            }
-            if used >= 5 {
-                return Err(WireError::Decode("bad chunk length".into()));
-            }
-        }
-        let n = usize::try_from(n).map_err(|_| WireError::Decode("bad chunk length".into()))?;
-        if 1 + used + n != len || n > max {
-            return Err(WireError::Decode("bad blob length".into()));
-        }
-        let grant = take(n).await?;
-        // Read into spare capacity: zeroing a 4 MiB buffer first cost as much as a copy.
-        let mut data = Vec::with_capacity(n);
-        let mut blob = AsyncReadExt::take(&mut *r, n as u64);
-        while data.len() < n {
-            if AsyncReadExt::read_buf(&mut blob, &mut data).await? == 0 {
-                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
-            }
-        }
-        let frame = match tag {
-            MESSAGE_TAG => Frame::Message(data),
-            BYTES_TAG => Frame::Bytes(data),
-            _ => Frame::FileData(data),
-        };
-        return Ok(Some((frame, grant)));
-    }
-    let grant = take(len).await?;
-    let mut body = vec![0u8; len];
-    body[0] = tag;
-    AsyncReadExt::read_exact(r, &mut body[1..]).await?;
-    let frame = decode(&body)?;
-    drop(body);
-    drop(grant);
-    Ok(Some((frame, None)))
-}
-
-/// A file arriving on a socket, as the reading loop tracks it.
-struct InFile {
-    seq: u64,
-    size: u64,
-    got: u64,
-    /// `None` when the file is being skipped (refused name, client gone).
-    sink: Option<mpsc::Sender<FilePiece>>,
-    refused: Option<String>,
 }
 
 impl Sessions {
@@ -502,23 +295,13 @@ impl Sessions {
             .ok_or_else(|| SessionError::Offline(network_id.into()))?;
         let (mut send, mut recv) = conn.open_bi().await.map_err(io)?;
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        write_frame(
-            &mut send,
-            &Frame::Open {
-                name: name.into(),
-                from: own_name.into(),
-                data_type,
-                socket: id,
-            },
-        )
-        .await
-        .map_err(io)?;
-        let peer_socket = match read_frame::<_, Frame>(&mut recv, MAX_OPEN_FRAME).await {
-            Ok(Some(Frame::Accept { socket })) => socket,
-            Ok(Some(Frame::Reject { reason })) => return Err(SessionError::Refused(reason)),
-            Ok(_) => return Err(SessionError::Io("peer sent no answer".into())),
-            Err(e) => return Err(io(e)),
-        };
+        write_frame(&mut send, &Dialing::open(name, own_name, data_type, id))
+            .await
+            .map_err(io)?;
+        let answer = read_frame::<_, Frame>(&mut recv, MAX_OPEN_FRAME)
+            .await
+            .map_err(io)?;
+        let peer_socket = Dialing::answer(answer)?;
         self.add_socket(
             id,
             Socket {
@@ -526,8 +309,7 @@ impl Sessions {
                 data_type,
                 send: Arc::new(tokio::sync::Mutex::new(SendHalf {
                     stream: send,
-                    file: None,
-                    next_seq: 0,
+                    file: FileSender::default(),
                 })),
                 peer,
                 conn,
@@ -573,6 +355,8 @@ impl Sessions {
         }
     }
 
+    /// The reading loop of a socket: one frame at a time, each through the core; the frame's
+    /// bytes stay granted until what it carries is delivered.
     async fn read_socket(
         self: Arc<Self>,
         id: u64,
@@ -581,148 +365,61 @@ impl Sessions {
         tx: EventTx,
     ) {
         let mut sink: Option<mpsc::Sender<FilePiece>> = None;
-        let mut file: Option<InFile> = None;
-        let mut seq = 0u64;
+        let mut core = Receiver::new(id);
         let budget = self.rx_bytes.clone();
         let reason = loop {
             // The grant lives to the end of this iteration: until the frame is delivered
             // (to the app, or to the file queue of at most FILE_QUEUE pieces).
             let (frame, _grant) =
                 match read_socket_frame_in(&mut recv, Some((&budget, &peer))).await {
-                    Ok(Some(f)) => f,
-                    Ok(None) => break "peer closed the socket".to_string(),
+                    Ok(Some((f, grant))) => (Some(f), grant),
+                    Ok(None) => (None, None),
                     Err(e) => break e.to_string(),
                 };
-            match frame {
-                Frame::Message(data) if data.len() <= MAX_MESSAGE => {
-                    let _ = tx.send(SocketEvent::Message { socket: id, data }).await;
+            match core.handle(frame) {
+                Step::None => {}
+                Step::Event(ev) => {
+                    let _ = tx.send(ev).await;
                 }
-                Frame::Bytes(data) if data.len() <= MAX_BYTES => {
-                    let _ = tx.send(SocketEvent::Bytes { socket: id, data }).await;
-                }
-                Frame::Shutdown { reason } => break reason,
-                Frame::FileBegin { name, size } => {
-                    if file.is_some() {
-                        break "protocol error: a file began inside another".to_string();
+                Step::FileBegin(ev) => {
+                    if sink.as_ref().is_none_or(|s| s.is_closed()) {
+                        sink = self.file_sink(id);
                     }
-                    let this = seq;
-                    seq += 1;
-                    match sanitize_file_name(&name) {
-                        Ok(clean) => {
-                            if sink.as_ref().is_none_or(|s| s.is_closed()) {
-                                sink = self.file_sink(id);
-                            }
-                            let _ = tx
-                                .send(SocketEvent::FileBegin {
-                                    socket: id,
-                                    name: clean,
-                                    size,
-                                })
-                                .await;
-                            file = Some(InFile {
-                                seq: this,
-                                size,
-                                got: 0,
-                                sink: sink.clone(),
-                                refused: None,
-                            });
-                        }
-                        Err(e) => {
-                            let reason = format!("refused: {e}");
-                            let _ = tx
-                                .send(SocketEvent::FileRefused {
-                                    socket: id,
-                                    name,
-                                    reason: reason.clone(),
-                                })
-                                .await;
-                            file = Some(InFile {
-                                seq: this,
-                                size,
-                                got: 0,
-                                sink: None,
-                                refused: Some(reason),
-                            });
-                        }
+                    if sink.is_none() {
+                        core.client_gone();
                     }
+                    let _ = tx.send(ev).await;
                 }
-                Frame::FileData(data) => {
-                    let Some(f) = file.as_mut() else {
-                        break "protocol error: file data outside a file".to_string();
+                Step::Piece(piece) => {
+                    let sent = match &sink {
+                        Some(s) => s.send(piece).await.map_err(|e| e.0),
+                        None => Err(piece),
                     };
-                    f.got += data.len() as u64;
-                    if f.got > f.size {
-                        break "protocol error: more file data than announced".to_string();
-                    }
-                    if let Some(s) = &f.sink
-                        && s.send(FilePiece::Data(data)).await.is_err()
+                    if let Err(piece) = sent
+                        && let Some(f) = core.undelivered(&piece)
                     {
-                        f.sink = None;
-                        f.refused = Some("the receiving client is gone".into());
+                        self.write_on(id, &f).await;
                     }
                 }
-                Frame::FileEnd { checksum } => {
-                    let Some(f) = file.as_ref() else {
-                        break "protocol error: file end outside a file".to_string();
-                    };
-                    if f.got != f.size {
-                        break format!(
-                            "protocol error: file ended after {} of {} bytes",
-                            f.got, f.size
-                        );
-                    }
-                    let Some(f) = file.take() else { continue };
-                    let delivered = match &f.sink {
-                        Some(s) => s
-                            .send(FilePiece::End {
-                                checksum,
-                                seq: f.seq,
-                            })
-                            .await
-                            .is_ok(),
-                        None => false,
-                    };
-                    if !delivered {
-                        let error = f
-                            .refused
-                            .unwrap_or_else(|| "the receiving client is gone".into());
-                        self.write_on(
-                            id,
-                            &Frame::FileAck {
-                                seq: f.seq,
-                                error: Some(error),
-                            },
-                        )
-                        .await;
+                Step::Write(f) => self.write_on(id, &f).await,
+                Step::Acked { seq, error } => {
+                    let done = self
+                        .acks
+                        .lock()
+                        .ok()
+                        .and_then(|mut a| a.get_mut(&id)?.on_ack(seq, error));
+                    if let Some((waiter, result)) = done {
+                        let _ = waiter.send(result);
                     }
                 }
-                Frame::FileAbort { reason } => {
-                    if let Some(f) = file.take()
-                        && let Some(s) = f.sink
-                    {
-                        let _ = s
-                            .send(FilePiece::Broken {
-                                reason: format!("the sender gave up: {reason}"),
-                            })
-                            .await;
-                    }
-                }
-                Frame::FileAck { seq, error } => {
-                    let waiter = self.acks.lock().ok().and_then(|mut a| a.remove(&(id, seq)));
-                    if let Some(w) = waiter {
-                        let _ = w.send(error);
-                    }
-                }
-                _ => break "protocol error".to_string(),
+                Step::Close(reason) => break reason,
             }
         };
         // A file cut off: its receiver must discard what arrived.
-        if let Some(f) = file
-            && let Some(s) = f.sink
+        if let Some(piece) = core.cut_off(&reason)
+            && let Some(s) = &sink
         {
-            let _ = s.try_send(FilePiece::Broken {
-                reason: format!("transfer broken: {reason}"),
-            });
+            let _ = s.try_send(piece);
         }
         // Nothing left to pull: forget the queue now (otherwise the client drains it).
         if let Some(s) = sink
@@ -736,8 +433,16 @@ impl Sessions {
             .lock()
             .map(|mut s| s.remove(&id).is_some())
             .unwrap_or(false);
-        if let Ok(mut a) = self.acks.lock() {
-            a.retain(|(s, _), _| *s != id);
+        // Senders still waiting for a verdict on this socket hear that none will come.
+        let waiting = self
+            .acks
+            .lock()
+            .ok()
+            .and_then(|mut a| a.remove(&id))
+            .map(|mut w| w.close())
+            .unwrap_or_default();
+        for w in waiting {
+            let _ = w.send(Err(SessionError::Io(CLOSED_BEFORE_ACK.into())));
         }
         if existed {
             let _ = tx.send(SocketEvent::Shutdown { socket: id, reason }).await;
@@ -758,79 +463,62 @@ impl Sessions {
             );
             return;
         };
-        let first = tokio::time::timeout(
-            OPEN_TIMEOUT,
-            read_frame::<_, Frame>(&mut recv, MAX_OPEN_FRAME),
-        )
-        .await;
+        let now = || tokio::time::Instant::now().into_std();
+        let opening = Opening::new(now());
+        let first = {
+            let read = read_frame::<_, Frame>(&mut recv, MAX_OPEN_FRAME);
+            tokio::pin!(read);
+            loop {
+                let deadline = tokio::time::Instant::from_std(opening.deadline());
+                match tokio::time::timeout_at(deadline, &mut read).await {
+                    Ok(first) => break first.ok().flatten(),
+                    Err(_) if opening.on_timeout(now()) => return,
+                    Err(_) => {}
+                }
+            }
+        };
         drop(pending);
-        let Ok(first) = first else { return };
-        let (name, peer_name, data_type, peer_socket) = match first {
-            Ok(Some(Frame::Open {
-                name,
-                from,
-                data_type,
-                socket,
-            })) => (name, from, data_type, socket),
-            Ok(Some(Frame::Dbinder)) => {
+        let req = match opening.handle(first) {
+            First::Open(req) => req,
+            First::Dbinder => {
                 if let Some(d) = self.dbinder.get() {
                     d.clone().serve(from, send, recv).await;
                 }
                 return;
             }
-            _ => return,
+            First::Drop => return,
         };
-        let tx = self
+        let listener = self
             .listeners
             .lock()
             .ok()
-            .and_then(|l| l.get(&name).map(|l| (l.owner, l.tx.clone())));
+            .and_then(|l| l.get(&req.name).map(|l| (l.owner, l.tx.clone())))
+            .filter(|(_, tx)| !tx.is_closed());
         let conn = self.bus.connection(&from.network_id).map(|c| c.0);
-        let (Some((owner, tx)), Some(conn)) = (tx.filter(|(_, tx)| !tx.is_closed()), conn) else {
-            let _ = write_frame(
-                &mut send,
-                &Frame::Reject {
-                    reason: format!("no listener for session {name:?}"),
-                },
-            )
-            .await;
-            let _ = send.finish();
-            return;
-        };
         let open = self
             .sockets
             .lock()
             .map(|s| s.values().filter(|v| v.peer.udid == from.udid).count())
             .unwrap_or(0);
-        if open >= MAX_SOCKETS_PER_PEER {
-            let _ = write_frame(
-                &mut send,
-                &Frame::Reject {
-                    reason: format!(
-                        "too busy: {open} sockets from this device (limit {MAX_SOCKETS_PER_PEER})"
-                    ),
-                },
-            )
-            .await;
-            let _ = send.finish();
+        let next = || self.next.fetch_add(1, Ordering::Relaxed);
+        let (((owner, tx), conn), id, accept) = match req.answer(listener.zip(conn), open, next) {
+            Answer::Accept {
+                listener,
+                id,
+                frame,
+            } => (listener, id, frame),
+            Answer::Reject(reject) => {
+                let _ = write_frame(&mut send, &reject).await;
+                let _ = send.finish();
+                return;
+            }
+        };
+        if write_frame(&mut send, &accept).await.is_err() {
             return;
         }
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        if write_frame(&mut send, &Frame::Accept { socket: id })
-            .await
-            .is_err()
-        {
-            return;
-        }
-        let _ = tx
-            .send(SocketEvent::Bind {
-                socket: id,
-                name,
-                peer_name,
-                peer_network_id: from.network_id.clone(),
-                peer_device: from.name.clone(),
-            })
-            .await;
+        let (data_type, peer_socket) = (req.data_type, req.peer_socket);
+        let bind = req.bind_event(id, from.network_id.clone(), from.name.clone());
+        let _ = tx.send(bind).await;
         self.add_socket(
             id,
             Socket {
@@ -838,8 +526,7 @@ impl Sessions {
                 data_type,
                 send: Arc::new(tokio::sync::Mutex::new(SendHalf {
                     stream: send,
-                    file: None,
-                    next_seq: 0,
+                    file: FileSender::default(),
                 })),
                 peer: from,
                 conn,
@@ -906,7 +593,9 @@ impl Sessions {
             }
         };
         let mut w = send.lock().await;
-        write_blob_frame(&mut w.stream, tag, parts).await
+        write_blob_frame(&mut w.stream, tag, parts)
+            .await
+            .map_err(io)
     }
 
     /// One step of sending a file on a socket the caller owns (SendFile). `End` returns once
@@ -921,65 +610,28 @@ impl Sessions {
         let mut w = send.lock().await;
         match op {
             FileOp::Begin { name, size } => {
-                if w.file.is_some() {
-                    return Err(SessionError::Invalid(
-                        "a file is already being sent on this socket".into(),
-                    ));
+                let begin = w.file.begin(name, size)?;
+                if let Err(e) = write_frame(&mut w.stream, &begin).await {
+                    w.file.abandon();
+                    return Err(io(e));
                 }
-                if name.is_empty() || name.len() > MAX_FILE_PATH || name.contains('\0') {
-                    return Err(SessionError::Invalid(format!(
-                        "file name {name:?} must be 1..={MAX_FILE_PATH} bytes without NUL"
-                    )));
-                }
-                let seq = w.next_seq;
-                write_frame(&mut w.stream, &Frame::FileBegin { name, size })
-                    .await
-                    .map_err(io)?;
-                w.next_seq += 1;
-                w.file = Some((seq, size, 0));
                 Ok(())
             }
             FileOp::Data { offset, data } => {
-                let Some((_, size, sent)) = w.file.as_mut() else {
-                    return Err(SessionError::Invalid("no file begun on this socket".into()));
-                };
-                if offset != *sent {
-                    return Err(SessionError::Invalid(format!(
-                        "file chunk at offset {offset}, expected {sent}"
-                    )));
-                }
-                if data.len() > MAX_FILE_CHUNK {
-                    return Err(SessionError::Invalid(format!(
-                        "file chunk of {} bytes exceeds {MAX_FILE_CHUNK}",
-                        data.len()
-                    )));
-                }
-                if *sent + data.len() as u64 > *size {
-                    return Err(SessionError::Invalid(format!(
-                        "more data than the {size} bytes announced"
-                    )));
-                }
-                *sent += data.len() as u64;
-                if data.is_empty() {
+                if !w.file.data(offset, data.len())? {
                     return Ok(());
                 }
-                write_blob_frame(&mut w.stream, FILE_DATA_TAG, vec![Bytes::from(data)]).await
+                write_blob_frame(&mut w.stream, FILE_DATA_TAG, vec![Bytes::from(data)])
+                    .await
+                    .map_err(io)
             }
             FileOp::End { checksum } => {
-                let Some((seq, size, sent)) = w.file else {
-                    return Err(SessionError::Invalid("no file begun on this socket".into()));
-                };
-                if sent != size {
-                    return Err(SessionError::Invalid(format!(
-                        "only {sent} of the {size} bytes announced were sent"
-                    )));
-                }
+                let (seq, end) = w.file.end(checksum)?;
                 let (ack_tx, ack_rx) = oneshot::channel();
                 if let Ok(mut a) = self.acks.lock() {
-                    a.insert((socket, seq), ack_tx);
+                    a.entry(socket).or_default().expect(seq, ack_tx);
                 }
-                w.file = None;
-                let r = write_frame(&mut w.stream, &Frame::FileEnd { checksum }).await;
+                let r = write_frame(&mut w.stream, &end).await;
                 drop(w);
                 // The reading loop drops waiters when the socket ends; if it already has,
                 // nobody will answer.
@@ -989,26 +641,25 @@ impl Sessions {
                     .map(|s| s.contains_key(&socket))
                     .unwrap_or(false);
                 if r.is_err() || !alive {
-                    if let Ok(mut a) = self.acks.lock() {
-                        a.remove(&(socket, seq));
+                    if let Ok(mut a) = self.acks.lock()
+                        && let Some(w) = a.get_mut(&socket)
+                    {
+                        w.cancel(seq);
+                        if w.is_empty() {
+                            a.remove(&socket);
+                        }
                     }
                     return Err(SessionError::Io(
                         "the socket closed before the file was confirmed".into(),
                     ));
                 }
-                match ack_rx.await {
-                    Ok(None) => Ok(()),
-                    Ok(Some(e)) => Err(SessionError::FileRejected(e)),
-                    Err(_) => Err(SessionError::Io(
-                        "the socket closed before the receiver confirmed the file".into(),
-                    )),
-                }
+                ack_rx
+                    .await
+                    .unwrap_or_else(|_| Err(SessionError::Io(CLOSED_BEFORE_ACK.into())))
             }
             FileOp::Abort { reason } => {
-                if w.file.take().is_some() {
-                    write_frame(&mut w.stream, &Frame::FileAbort { reason })
-                        .await
-                        .map_err(io)?;
+                if let Some(abort) = w.file.abort(reason) {
+                    write_frame(&mut w.stream, &abort).await.map_err(io)?;
                 }
                 Ok(())
             }
@@ -1204,21 +855,6 @@ impl Sessions {
         )
     }
 }
-/// Fuzzing hook (fuzz/): reads socket frames from `stream` as a socket's reading loop does,
-/// up to 64; returns each frame encoded again, and the error that stopped the reading if any.
-#[doc(hidden)]
-pub async fn fuzz_read_socket_frames(mut stream: &[u8]) -> (Vec<Vec<u8>>, Option<WireError>) {
-    let mut out = Vec::new();
-    for _ in 0..64 {
-        match read_socket_frame(&mut stream).await {
-            Ok(Some(f)) => out.push(postcard::to_allocvec(&f).unwrap_or_default()),
-            Ok(None) => return (out, None),
-            Err(e) => return (out, Some(e)),
-        }
-    }
-    (out, None)
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::tests_support::pair;
@@ -1395,30 +1031,6 @@ mod tests {
             assert!(sanitize_file_name(bad).is_err(), "{bad:?} accepted");
         }
         assert!(sanitize_file_name(&"n".repeat(MAX_FILE_NAME + 1)).is_err());
-    }
-
-    #[test]
-    fn blobs_encode_as_byte_sequences_do() {
-        #[derive(Serialize, Deserialize, PartialEq, Debug)]
-        struct Seq(Vec<u8>);
-        let data: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
-        let a = postcard::to_allocvec(&Frame::Bytes(data.clone())).unwrap();
-        let b = postcard::to_allocvec(&(4u8, Seq(data.clone()))).unwrap();
-        assert_eq!(a, b);
-        assert_eq!(
-            postcard::from_bytes::<Frame>(&b).unwrap(),
-            Frame::Bytes(data)
-        );
-    }
-
-    #[test]
-    fn blob_tags_are_postcards() {
-        let b = postcard::to_allocvec(&Frame::FileData(vec![1, 2, 3])).unwrap();
-        assert_eq!(b, [FILE_DATA_TAG, 3, 1, 2, 3]);
-        let b = postcard::to_allocvec(&Frame::Message(vec![1])).unwrap();
-        assert_eq!(b, [MESSAGE_TAG, 1, 1]);
-        let b = postcard::to_allocvec(&Frame::Bytes(vec![])).unwrap();
-        assert_eq!(b, [BYTES_TAG, 0]);
     }
 
     #[tokio::test]
