@@ -861,6 +861,10 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// The client that binds (on device a) and the one that listens (on device b).
+    const A: Owner = 1;
+    const B: Owner = 7;
+
     async fn ev(rx: &mut mpsc::Receiver<SocketEvent>) -> SocketEvent {
         tokio::time::timeout(Duration::from_secs(5), rx.recv())
             .await
@@ -868,25 +872,46 @@ mod tests {
             .expect("open")
     }
 
-    #[tokio::test]
-    async fn message_and_bytes_both_ways_with_limits() {
+    /// A socket from a to b's listener `name`: both socket tables, both ids, both event queues.
+    struct Pair {
+        a: Arc<Bus>,
+        b: Arc<Bus>,
+        sa: Arc<Sessions>,
+        sb: Arc<Sessions>,
+        /// a's socket id, and b's.
+        s: u64,
+        peer: u64,
+        /// b's listener events, a's socket events.
+        lrx: mpsc::Receiver<SocketEvent>,
+        brx: mpsc::Receiver<SocketEvent>,
+    }
+
+    impl Pair {
+        /// What a file transfer from a to b uses: both tables, both ids, b's listener events.
+        fn file_ends(
+            &mut self,
+        ) -> (
+            &Sessions,
+            &Sessions,
+            u64,
+            u64,
+            &mut mpsc::Receiver<SocketEvent>,
+        ) {
+            (&self.sa, &self.sb, self.s, self.peer, &mut self.lrx)
+        }
+    }
+
+    async fn socket(name: &str, data_type: DataType) -> Pair {
         let (a, b, sa, sb) = pair().await;
         let (ltx, mut lrx) = event_channel();
-        sb.listen("chat", 7, ltx).unwrap();
-        // Another client cannot take the name.
-        let (otx, _orx) = event_channel();
-        assert_eq!(
-            sb.listen("chat", 8, otx),
-            Err(SessionError::NameTaken("chat".into()))
-        );
-        let (btx, mut brx) = event_channel();
-        let b_net = b.local_info().network_id;
+        sb.listen(name, B, ltx).unwrap();
+        let (btx, brx) = event_channel();
         let s = sa
-            .bind(&b_net, "chat", "me", DataType::Bytes, 1, btx)
+            .bind(&b.local_info().network_id, name, "me", data_type, A, btx)
             .await
             .unwrap();
         let SocketEvent::Bind {
-            socket: peer_sock,
+            socket: peer,
             peer_network_id,
             ..
         } = ev(&mut lrx).await
@@ -894,7 +919,37 @@ mod tests {
             panic!()
         };
         assert_eq!(peer_network_id, a.local_info().network_id);
-        sa.send(s, 1, DataType::Message, b"hi".to_vec())
+        Pair {
+            a,
+            b,
+            sa,
+            sb,
+            s,
+            peer,
+            lrx,
+            brx,
+        }
+    }
+
+    #[tokio::test]
+    async fn message_and_bytes_both_ways_with_limits() {
+        let Pair {
+            a: _a,
+            b,
+            sa,
+            sb,
+            s,
+            peer: peer_sock,
+            mut lrx,
+            mut brx,
+        } = socket("chat", DataType::Bytes).await;
+        // Another client cannot take the name.
+        let (otx, _orx) = event_channel();
+        assert_eq!(
+            sb.listen("chat", 8, otx),
+            Err(SessionError::NameTaken("chat".into()))
+        );
+        sa.send(s, A, DataType::Message, b"hi".to_vec())
             .await
             .unwrap();
         assert_eq!(
@@ -905,7 +960,7 @@ mod tests {
             }
         );
         let big = vec![9u8; MAX_BYTES];
-        sa.send(s, 1, DataType::Bytes, big.clone()).await.unwrap();
+        sa.send(s, A, DataType::Bytes, big.clone()).await.unwrap();
         assert_eq!(
             ev(&mut lrx).await,
             SocketEvent::Bytes {
@@ -913,22 +968,20 @@ mod tests {
                 data: big
             }
         );
-        assert!(matches!(
-            sa.send(s, 1, DataType::Bytes, vec![0; MAX_BYTES + 1]).await,
-            Err(SessionError::Invalid(_))
-        ));
-        assert!(matches!(
-            sa.send(s, 1, DataType::Message, vec![0; MAX_MESSAGE + 1])
-                .await,
-            Err(SessionError::Invalid(_))
-        ));
+        for (kind, len) in [
+            (DataType::Bytes, MAX_BYTES + 1),
+            (DataType::Message, MAX_MESSAGE + 1),
+        ] {
+            let r = sa.send(s, A, kind, vec![0; len]).await;
+            assert!(matches!(r, Err(SessionError::Invalid(_))), "{r:?}");
+        }
         // Only the owner may use a socket.
         assert_eq!(
             sa.send(s, 2, DataType::Message, b"x".to_vec()).await,
             Err(SessionError::NoSocket(s))
         );
         // The listener answers on the same socket.
-        sb.send(peer_sock, 7, DataType::Message, b"yo".to_vec())
+        sb.send(peer_sock, B, DataType::Message, b"yo".to_vec())
             .await
             .unwrap();
         assert_eq!(
@@ -938,14 +991,21 @@ mod tests {
                 data: b"yo".to_vec()
             }
         );
-        sa.shutdown(s, 1).await.unwrap();
+        sa.shutdown(s, A).await.unwrap();
         assert!(
             matches!(ev(&mut lrx).await, SocketEvent::Shutdown { socket, .. } if socket == peer_sock)
         );
         // No listener: refused with a reason.
         let (ntx, _nrx) = event_channel();
         let e = sa
-            .bind(&b_net, "nobody-here", "me", DataType::Message, 1, ntx)
+            .bind(
+                &b.local_info().network_id,
+                "nobody-here",
+                "me",
+                DataType::Message,
+                A,
+                ntx,
+            )
             .await
             .unwrap_err();
         assert!(
@@ -968,8 +1028,7 @@ mod tests {
             match pull(s, sock, owner).await {
                 FilePiece::Data(d) => got.extend_from_slice(&d),
                 FilePiece::End { checksum, seq } => {
-                    let ok = FileHasher::of(&got);
-                    let ok = ok == checksum;
+                    let ok = FileHasher::of(&got) == checksum;
                     s.file_result(sock, owner, seq, (!ok).then(|| "checksum".into()))
                         .await
                         .unwrap();
@@ -980,36 +1039,30 @@ mod tests {
         }
     }
 
+    /// `FileOp::Begin` on a's socket.
+    async fn begin(s: &Sessions, sock: u64, name: &str, size: u64) -> Result<(), SessionError> {
+        let name = name.into();
+        s.send_file(sock, A, FileOp::Begin { name, size }).await
+    }
+
+    /// `FileOp::Data` on a's socket.
+    async fn chunk(s: &Sessions, sock: u64, offset: u64, data: &[u8]) -> Result<(), SessionError> {
+        let data = data.to_vec();
+        s.send_file(sock, A, FileOp::Data { offset, data }).await
+    }
+
     async fn send_whole(
         s: &Sessions,
         sock: u64,
-        owner: Owner,
         name: &str,
         data: &[u8],
     ) -> Result<(), SessionError> {
-        s.send_file(
-            sock,
-            owner,
-            FileOp::Begin {
-                name: name.into(),
-                size: data.len() as u64,
-            },
-        )
-        .await?;
+        begin(s, sock, name, data.len() as u64).await?;
         for (i, c) in data.chunks(MAX_FILE_CHUNK).enumerate() {
-            let offset = (i * MAX_FILE_CHUNK) as u64;
-            s.send_file(
-                sock,
-                owner,
-                FileOp::Data {
-                    offset,
-                    data: c.to_vec(),
-                },
-            )
-            .await?;
+            chunk(s, sock, (i * MAX_FILE_CHUNK) as u64, c).await?;
         }
         let checksum = FileHasher::of(data);
-        s.send_file(sock, owner, FileOp::End { checksum }).await
+        s.send_file(sock, A, FileOp::End { checksum }).await
     }
 
     #[test]
@@ -1035,24 +1088,8 @@ mod tests {
 
     #[tokio::test]
     async fn files_cross_with_checksums_acks_and_refusals() {
-        let (_a, b, sa, sb) = pair().await;
-        let (ltx, mut lrx) = event_channel();
-        sb.listen("files", 7, ltx).unwrap();
-        let (btx, _brx) = event_channel();
-        let s = sa
-            .bind(
-                &b.local_info().network_id,
-                "files",
-                "me",
-                DataType::File,
-                1,
-                btx,
-            )
-            .await
-            .unwrap();
-        let SocketEvent::Bind { socket: peer, .. } = ev(&mut lrx).await else {
-            panic!()
-        };
+        let mut p = socket("files", DataType::File).await;
+        let (sa, sb, s, peer, lrx) = p.file_ends();
         // Sizes around the chunk size, and an empty file.
         for (i, len) in [
             0usize,
@@ -1066,9 +1103,9 @@ mod tests {
         {
             let data: Vec<u8> = (0..len).map(|j| (j * 7 + i) as u8).collect();
             let name = format!("dir/f{i}");
-            let send = send_whole(&sa, s, 1, &name, &data);
+            let send = send_whole(sa, s, &name, &data);
             let recv = async {
-                let e = ev(&mut lrx).await;
+                let e = ev(lrx).await;
                 assert_eq!(
                     e,
                     SocketEvent::FileBegin {
@@ -1077,7 +1114,7 @@ mod tests {
                         size: len as u64
                     }
                 );
-                receive_all(&sb, peer, 7).await
+                receive_all(sb, peer, B).await
             };
             let (sent, (got, ok)) = tokio::join!(send, recv);
             sent.unwrap();
@@ -1085,141 +1122,71 @@ mod tests {
             assert_eq!(got, data);
         }
         // A hostile name is refused and the sender hears why; the socket still works.
-        let e = send_whole(&sa, s, 1, "../x", b"evil").await.unwrap_err();
+        let e = send_whole(sa, s, "../x", b"evil").await.unwrap_err();
         assert!(
             matches!(e, SessionError::FileRejected(ref r) if r.contains("..")),
             "{e}"
         );
-        assert!(matches!(
-            ev(&mut lrx).await,
-            SocketEvent::FileRefused { .. }
-        ));
+        assert!(matches!(ev(lrx).await, SocketEvent::FileRefused { .. }));
         // A wrong checksum is rejected by the receiving client.
         let send = async {
-            sa.send_file(
-                s,
-                1,
-                FileOp::Begin {
-                    name: "c".into(),
-                    size: 2,
-                },
-            )
-            .await
-            .unwrap();
-            sa.send_file(
-                s,
-                1,
-                FileOp::Data {
-                    offset: 0,
-                    data: b"ab".to_vec(),
-                },
-            )
-            .await
-            .unwrap();
-            sa.send_file(s, 1, FileOp::End { checksum: [0; 16] }).await
+            begin(sa, s, "c", 2).await.unwrap();
+            chunk(sa, s, 0, b"ab").await.unwrap();
+            sa.send_file(s, A, FileOp::End { checksum: [0; 16] }).await
         };
         let recv = async {
-            assert!(matches!(ev(&mut lrx).await, SocketEvent::FileBegin { .. }));
-            receive_all(&sb, peer, 7).await
+            assert!(matches!(ev(lrx).await, SocketEvent::FileBegin { .. }));
+            receive_all(sb, peer, B).await
         };
         let (sent, (_, ok)) = tokio::join!(send, recv);
         assert!(!ok);
         assert_eq!(sent, Err(SessionError::FileRejected("checksum".into())));
         // The sender cannot send more than it announced, nor end early.
-        sa.send_file(
-            s,
-            1,
-            FileOp::Begin {
-                name: "d".into(),
-                size: 1,
-            },
-        )
-        .await
-        .unwrap();
+        begin(sa, s, "d", 1).await.unwrap();
         assert!(matches!(
-            sa.send_file(
-                s,
-                1,
-                FileOp::Data {
-                    offset: 0,
-                    data: vec![0; 2]
-                }
-            )
-            .await,
+            chunk(sa, s, 0, &[0; 2]).await,
             Err(SessionError::Invalid(_))
         ));
         // Chunks must follow on from each other.
         assert!(matches!(
-            sa.send_file(s, 1, FileOp::Data { offset: 1, data: vec![0; 1] }).await,
+            chunk(sa, s, 1, &[0; 1]).await,
             Err(SessionError::Invalid(ref m)) if m.contains("offset")
         ));
         assert!(matches!(
-            sa.send_file(s, 1, FileOp::End { checksum: [0; 16] }).await,
+            sa.send_file(s, A, FileOp::End { checksum: [0; 16] }).await,
             Err(SessionError::Invalid(_))
         ));
         // Aborting: the receiver hears that the transfer broke.
-        sa.send_file(
-            s,
-            1,
-            FileOp::Abort {
-                reason: "gone".into(),
-            },
-        )
-        .await
-        .unwrap();
-        assert!(matches!(ev(&mut lrx).await, SocketEvent::FileBegin { .. }));
-        assert!(matches!(pull(&sb, peer, 7).await, FilePiece::Broken { .. }));
+        let abort = FileOp::Abort {
+            reason: "gone".into(),
+        };
+        sa.send_file(s, A, abort).await.unwrap();
+        assert!(matches!(ev(lrx).await, SocketEvent::FileBegin { .. }));
+        assert!(matches!(pull(sb, peer, B).await, FilePiece::Broken { .. }));
         // The socket closing mid-file breaks the transfer too.
-        sa.send_file(
-            s,
-            1,
-            FileOp::Begin {
-                name: "e".into(),
-                size: 10,
-            },
-        )
-        .await
-        .unwrap();
-        sa.send_file(
-            s,
-            1,
-            FileOp::Data {
-                offset: 0,
-                data: vec![1; 4],
-            },
-        )
-        .await
-        .unwrap();
-        sa.shutdown(s, 1).await.unwrap();
-        assert!(matches!(ev(&mut lrx).await, SocketEvent::FileBegin { .. }));
-        assert_eq!(pull(&sb, peer, 7).await, FilePiece::Data(vec![1; 4]));
-        assert!(matches!(pull(&sb, peer, 7).await, FilePiece::Broken { .. }));
-        assert!(matches!(ev(&mut lrx).await, SocketEvent::Shutdown { .. }));
+        begin(sa, s, "e", 10).await.unwrap();
+        chunk(sa, s, 0, &[1; 4]).await.unwrap();
+        sa.shutdown(s, A).await.unwrap();
+        assert!(matches!(ev(lrx).await, SocketEvent::FileBegin { .. }));
+        assert_eq!(pull(sb, peer, B).await, FilePiece::Data(vec![1; 4]));
+        assert!(matches!(pull(sb, peer, B).await, FilePiece::Broken { .. }));
+        assert!(matches!(ev(lrx).await, SocketEvent::Shutdown { .. }));
     }
 
     #[tokio::test]
     async fn stream_frames_are_datagrams_with_a_size_limit() {
-        let (_a, b, sa, sb) = pair().await;
-        let (ltx, mut lrx) = event_channel();
-        sb.listen("media", 7, ltx).unwrap();
-        let (btx, mut brx) = event_channel();
-        let s = sa
-            .bind(
-                &b.local_info().network_id,
-                "media",
-                "me",
-                DataType::Bytes,
-                1,
-                btx,
-            )
-            .await
-            .unwrap();
-        let SocketEvent::Bind { socket: peer, .. } = ev(&mut lrx).await else {
-            panic!()
-        };
-        let max = sa.max_stream(s, 1).unwrap();
+        let Pair {
+            sa,
+            sb,
+            s,
+            peer,
+            mut lrx,
+            mut brx,
+            ..
+        } = socket("media", DataType::Bytes).await;
+        let max = sa.max_stream(s, A).unwrap();
         assert!(max >= 1000, "{max}");
-        sa.send_stream(s, 1, &[5u8; 1000]).unwrap();
+        sa.send_stream(s, A, &[5u8; 1000]).unwrap();
         assert_eq!(
             ev(&mut lrx).await,
             SocketEvent::Stream {
@@ -1227,7 +1194,7 @@ mod tests {
                 data: vec![5u8; 1000]
             }
         );
-        sb.send_stream(peer, 7, b"back").unwrap();
+        sb.send_stream(peer, B, b"back").unwrap();
         assert_eq!(
             ev(&mut brx).await,
             SocketEvent::Stream {
@@ -1236,7 +1203,7 @@ mod tests {
             }
         );
         assert!(matches!(
-            sa.send_stream(s, 1, &vec![0u8; 64 * 1024]),
+            sa.send_stream(s, A, &vec![0u8; 64 * 1024]),
             Err(SessionError::Invalid(ref m)) if m.contains("datagram")
         ));
         assert_eq!(sa.send_stream(s, 2, b"x"), Err(SessionError::NoSocket(s)));
@@ -1247,64 +1214,29 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "throughput measurement"]
     async fn session_file_throughput() {
-        let (_a, b, sa, sb) = pair().await;
-        let (ltx, mut lrx) = event_channel();
-        sb.listen("files", 7, ltx).unwrap();
-        let (btx, _brx) = event_channel();
-        let s = sa
-            .bind(
-                &b.local_info().network_id,
-                "files",
-                "me",
-                DataType::File,
-                1,
-                btx,
-            )
-            .await
-            .unwrap();
-        let SocketEvent::Bind { socket: peer, .. } = ev(&mut lrx).await else {
-            panic!()
-        };
+        let mut p = socket("files", DataType::File).await;
+        let (sa, sb, s, peer, lrx) = p.file_ends();
         let total: u64 = 1 << 30;
-        let chunk = vec![0x5au8; crate::api::FILE_PART];
+        let part = vec![0x5au8; crate::api::FILE_PART];
         let t = std::time::Instant::now();
         let send = async {
-            sa.send_file(
-                s,
-                1,
-                FileOp::Begin {
-                    name: "x".into(),
-                    size: total,
-                },
-            )
-            .await
-            .unwrap();
+            begin(sa, s, "x", total).await.unwrap();
             let mut left = total;
             while left > 0 {
-                let n = left.min(chunk.len() as u64) as usize;
-                let offset = total - left;
-                sa.send_file(
-                    s,
-                    1,
-                    FileOp::Data {
-                        offset,
-                        data: chunk[..n].to_vec(),
-                    },
-                )
-                .await
-                .unwrap();
+                let n = left.min(part.len() as u64) as usize;
+                chunk(sa, s, total - left, &part[..n]).await.unwrap();
                 left -= n as u64;
             }
-            sa.send_file(s, 1, FileOp::End { checksum: [0; 16] }).await
+            sa.send_file(s, A, FileOp::End { checksum: [0; 16] }).await
         };
         let recv = async {
-            assert!(matches!(ev(&mut lrx).await, SocketEvent::FileBegin { .. }));
+            assert!(matches!(ev(lrx).await, SocketEvent::FileBegin { .. }));
             let mut got = 0u64;
             loop {
-                match pull(&sb, peer, 7).await {
+                match pull(sb, peer, B).await {
                     FilePiece::Data(d) => got += d.len() as u64,
                     FilePiece::End { seq, .. } => {
-                        sb.file_result(peer, 7, seq, None).await.unwrap();
+                        sb.file_result(peer, B, seq, None).await.unwrap();
                         return got;
                     }
                     FilePiece::Broken { reason } => panic!("{reason}"),
