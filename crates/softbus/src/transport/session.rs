@@ -47,6 +47,10 @@ use tokio::sync::{mpsc, oneshot};
 pub use super::socket::core::{MAX_SOCKETS_PER_PEER, OPEN_TIMEOUT};
 pub use super::socket::frame::{MAX_PEER_RX_BYTES, MAX_RX_BYTES, fuzz_read_socket_frames};
 pub use crate::proto::*;
+pub use events::{EVENT_QUEUE, EventSink, EventTx, Gone, event_channel};
+
+mod datagrams;
+mod events;
 
 /// Streams from one peer that have not yet said what they are (their first frame, `Open`
 /// or `Dbinder`). A stream past it is dropped unread; one that says nothing for
@@ -55,69 +59,6 @@ pub const MAX_PENDING_OPENS_PER_PEER: u64 = 16;
 
 /// File pieces a receiving daemon holds for its client before it stops reading the stream.
 const FILE_QUEUE: usize = 8;
-/// Datagram kind byte of a socket stream frame.
-const DGRAM_STREAM: u8 = 1;
-
-/// Where a socket's events go. Either way a client that does not keep up stops the socket's
-/// reader, and QUIC flow control then slows the sender (no unbounded queue).
-#[derive(Clone)]
-pub enum EventTx {
-    /// A bounded queue, for an owner that pulls events itself (tests, in-process users).
-    Queue(mpsc::Sender<SocketEvent>),
-    /// Delivered by the socket's reader itself, with no hand-off to another task: each
-    /// hand-off is a task wake-up, which costs more than the rest of a message's trip.
-    Sink(Arc<dyn EventSink>),
-}
-
-/// The receiving end of [`EventTx::Sink`]: the daemon's IPC connection to the owner.
-#[async_trait::async_trait]
-pub trait EventSink: Send + Sync + 'static {
-    /// Delivers an event, waiting while the owner is behind; false once the owner is gone.
-    async fn deliver(&self, ev: SocketEvent) -> bool;
-    /// Delivers an event if that needs no waiting; false if dropped or the owner is gone.
-    fn try_deliver(&self, ev: SocketEvent) -> bool;
-    /// True once the owner is gone.
-    fn is_closed(&self) -> bool;
-}
-
-/// The owner of an [`EventTx`] is gone.
-#[derive(Debug)]
-pub struct Gone;
-
-impl EventTx {
-    /// Delivers an event, waiting while the owner is behind.
-    pub async fn send(&self, ev: SocketEvent) -> Result<(), Gone> {
-        match self {
-            EventTx::Queue(q) => q.send(ev).await.map_err(|_| Gone),
-            EventTx::Sink(s) => s.deliver(ev).await.then_some(()).ok_or(Gone),
-        }
-    }
-
-    /// Delivers an event if that needs no waiting.
-    pub fn try_send(&self, ev: SocketEvent) -> Result<(), Gone> {
-        match self {
-            EventTx::Queue(q) => q.try_send(ev).map_err(|_| Gone),
-            EventTx::Sink(s) => s.try_deliver(ev).then_some(()).ok_or(Gone),
-        }
-    }
-
-    /// True once the owner is gone.
-    pub fn is_closed(&self) -> bool {
-        match self {
-            EventTx::Queue(q) => q.is_closed(),
-            EventTx::Sink(s) => s.is_closed(),
-        }
-    }
-}
-
-/// Events queued per listener or socket before its reader waits.
-pub const EVENT_QUEUE: usize = 16;
-
-/// A new event queue for a listener or socket.
-pub fn event_channel() -> (EventTx, mpsc::Receiver<SocketEvent>) {
-    let (tx, rx) = mpsc::channel(EVENT_QUEUE);
-    (EventTx::Queue(tx), rx)
-}
 
 /// Who owns a listener or socket: a local IPC connection id.
 pub type Owner = u64;
@@ -141,6 +82,16 @@ struct Socket {
     conn: quinn::Connection,
     peer_socket: u64,
     tx: EventTx,
+}
+
+impl Socket {
+    /// Says `Shutdown{reason}` and ends our half of the stream.
+    async fn close(&self, reason: &str) {
+        let mut w = self.send.lock().await;
+        let reason = reason.into();
+        let _ = write_frame(&mut w.stream, &Frame::Shutdown { reason }).await;
+        let _ = w.stream.finish();
+    }
 }
 
 type FileRx = Arc<tokio::sync::Mutex<mpsc::Receiver<FilePiece>>>;
@@ -263,17 +214,7 @@ impl Sessions {
             })
             .unwrap_or_default();
         for s in gone {
-            tokio::spawn(async move {
-                let mut w = s.send.lock().await;
-                let _ = write_frame(
-                    &mut w.stream,
-                    &Frame::Shutdown {
-                        reason: "peer closed".into(),
-                    },
-                )
-                .await;
-                let _ = w.stream.finish();
-            });
+            tokio::spawn(async move { s.close("peer closed").await });
         }
     }
 
@@ -707,106 +648,6 @@ impl Sessions {
             .map_err(io)
     }
 
-    /// The largest frame [`Sessions::send_stream`] can send on a socket now: the path's
-    /// datagram size less our header.
-    pub fn max_stream(&self, socket: u64, owner: Owner) -> Result<usize, SessionError> {
-        let s = self
-            .sockets
-            .lock()
-            .map_err(|_| SessionError::Io("poisoned".into()))?;
-        let s = s
-            .get(&socket)
-            .filter(|e| e.owner == owner)
-            .ok_or(SessionError::NoSocket(socket))?;
-        Ok(s.conn
-            .max_datagram_size()
-            .unwrap_or(0)
-            .saturating_sub(STREAM_HEADER))
-    }
-
-    /// Sends one stream frame as an unreliable datagram (SendStream): it may be lost, never
-    /// split; a frame over [`Sessions::max_stream`] is an error.
-    pub fn send_stream(&self, socket: u64, owner: Owner, data: &[u8]) -> Result<(), SessionError> {
-        let (conn, peer_socket) = {
-            let s = self
-                .sockets
-                .lock()
-                .map_err(|_| SessionError::Io("poisoned".into()))?;
-            let s = s
-                .get(&socket)
-                .filter(|e| e.owner == owner)
-                .ok_or(SessionError::NoSocket(socket))?;
-            (s.conn.clone(), s.peer_socket)
-        };
-        let max = conn
-            .max_datagram_size()
-            .unwrap_or(0)
-            .saturating_sub(STREAM_HEADER);
-        if data.len() > max {
-            return Err(SessionError::Invalid(format!(
-                "stream frame of {} bytes exceeds the path's {max}-byte datagram limit",
-                data.len()
-            )));
-        }
-        let mut d = Vec::with_capacity(STREAM_HEADER + data.len());
-        d.push(DGRAM_STREAM);
-        d.extend_from_slice(&peer_socket.to_le_bytes());
-        d.extend_from_slice(data);
-        conn.send_datagram(Bytes::from(d)).map_err(|e| match e {
-            quinn::SendDatagramError::TooLarge => {
-                SessionError::Invalid("stream frame exceeds the path's datagram limit".into())
-            }
-            e => io(e),
-        })
-    }
-
-    /// Reads the datagrams of a connection, once per connection.
-    fn ensure_datagram_reader(&self, conn: &quinn::Connection) {
-        let id = conn.stable_id();
-        let fresh = self
-            .dgram_readers
-            .lock()
-            .map(|mut r| r.insert(id))
-            .unwrap_or(false);
-        if !fresh {
-            return;
-        }
-        let me = self.me.clone();
-        let conn = conn.clone();
-        tokio::spawn(async move {
-            while let Ok(d) = conn.read_datagram().await {
-                let Some(m) = me.upgrade() else { return };
-                m.on_datagram(&conn, &d);
-            }
-            if let Some(m) = me.upgrade()
-                && let Ok(mut r) = m.dgram_readers.lock()
-            {
-                r.remove(&id);
-            }
-        });
-    }
-
-    fn on_datagram(&self, conn: &quinn::Connection, d: &[u8]) {
-        let (Some(&DGRAM_STREAM), Some(id)) = (d.first(), d.get(1..STREAM_HEADER)) else {
-            return;
-        };
-        let mut b = [0u8; 8];
-        b.copy_from_slice(id);
-        let socket = u64::from_le_bytes(b);
-        let tx = self.sockets.lock().ok().and_then(|s| {
-            s.get(&socket)
-                .filter(|s| s.conn.stable_id() == conn.stable_id())
-                .map(|s| s.tx.clone())
-        });
-        if let Some(tx) = tx {
-            // Streams are unreliable by contract: a client that is behind loses frames.
-            let _ = tx.try_send(SocketEvent::Stream {
-                socket,
-                data: d[STREAM_HEADER..].to_vec(),
-            });
-        }
-    }
-
     /// Closes a socket the caller owns (Shutdown).
     pub async fn shutdown(&self, socket: u64, owner: Owner) -> Result<(), SessionError> {
         let s = self
@@ -820,15 +661,7 @@ impl Sessions {
         if let Ok(mut inc) = self.incoming.lock() {
             inc.remove(&socket);
         }
-        let mut w = s.send.lock().await;
-        let _ = write_frame(
-            &mut w.stream,
-            &Frame::Shutdown {
-                reason: "closed by peer".into(),
-            },
-        )
-        .await;
-        let _ = w.stream.finish();
+        s.close("closed by peer").await;
         Ok(())
     }
 
