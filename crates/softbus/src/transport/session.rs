@@ -18,10 +18,8 @@
 //! direction (`seq`, from 0) in the order of their `FileBegin`. Names from the peer are checked
 //! with [`sanitize_file_name`]; a refused file is skipped and acknowledged with an error.
 //!
-//! **Streams** (SendStream) are unreliable QUIC datagrams:
-//! `kind:u8 = 1 | receiver's socket id:u64 LE | frame`. A datagram counts only on the
-//! connection its socket lives on, so a peer can reach only sockets it is a party to.
-
+//! **Streams** (SendStream) are unreliable QUIC datagrams (`session/datagrams.rs`); a
+//! datagram counts only on the connection its socket lives on.
 //!
 //! The protocol's decisions (what a stream's first frame opens, what each frame on a socket
 //! means, whether a file step is allowed, which ack completes which `End`) are the pure core in
