@@ -476,19 +476,29 @@ impl Sessions {
         );
     }
 
-    fn send_half(
+    /// What `f` takes from a socket the caller owns.
+    fn owned<T>(
         &self,
         socket: u64,
         owner: Owner,
-    ) -> Result<Arc<tokio::sync::Mutex<SendHalf>>, SessionError> {
+        f: impl FnOnce(&Socket) -> T,
+    ) -> Result<T, SessionError> {
         let s = self
             .sockets
             .lock()
             .map_err(|_| SessionError::Io("poisoned".into()))?;
         s.get(&socket)
             .filter(|e| e.owner == owner)
-            .map(|e| e.send.clone())
+            .map(f)
             .ok_or(SessionError::NoSocket(socket))
+    }
+
+    fn send_half(
+        &self,
+        socket: u64,
+        owner: Owner,
+    ) -> Result<Arc<tokio::sync::Mutex<SendHalf>>, SessionError> {
+        self.owned(socket, owner, |s| s.send.clone())
     }
 
     /// Sends a message (≤ 4 KiB) or bytes (≤ 4 MiB) on a socket the caller owns.

@@ -9,42 +9,34 @@ use bytes::Bytes;
 /// Datagram kind byte of a socket stream frame.
 const DGRAM_STREAM: u8 = 1;
 
+/// The largest stream frame `conn` carries now: its datagram size less our header.
+fn max_frame(conn: &quinn::Connection) -> usize {
+    conn.max_datagram_size()
+        .unwrap_or(0)
+        .saturating_sub(STREAM_HEADER)
+}
+
 impl Sessions {
+    /// The connection of a socket the caller owns, and the peer's id for the socket.
+    fn stream_path(
+        &self,
+        socket: u64,
+        owner: Owner,
+    ) -> Result<(quinn::Connection, u64), SessionError> {
+        self.owned(socket, owner, |s| (s.conn.clone(), s.peer_socket))
+    }
+
     /// The largest frame [`Sessions::send_stream`] can send on a socket now: the path's
     /// datagram size less our header.
     pub fn max_stream(&self, socket: u64, owner: Owner) -> Result<usize, SessionError> {
-        let s = self
-            .sockets
-            .lock()
-            .map_err(|_| SessionError::Io("poisoned".into()))?;
-        let s = s
-            .get(&socket)
-            .filter(|e| e.owner == owner)
-            .ok_or(SessionError::NoSocket(socket))?;
-        Ok(s.conn
-            .max_datagram_size()
-            .unwrap_or(0)
-            .saturating_sub(STREAM_HEADER))
+        Ok(max_frame(&self.stream_path(socket, owner)?.0))
     }
 
     /// Sends one stream frame as an unreliable datagram (SendStream): it may be lost, never
     /// split; a frame over [`Sessions::max_stream`] is an error.
     pub fn send_stream(&self, socket: u64, owner: Owner, data: &[u8]) -> Result<(), SessionError> {
-        let (conn, peer_socket) = {
-            let s = self
-                .sockets
-                .lock()
-                .map_err(|_| SessionError::Io("poisoned".into()))?;
-            let s = s
-                .get(&socket)
-                .filter(|e| e.owner == owner)
-                .ok_or(SessionError::NoSocket(socket))?;
-            (s.conn.clone(), s.peer_socket)
-        };
-        let max = conn
-            .max_datagram_size()
-            .unwrap_or(0)
-            .saturating_sub(STREAM_HEADER);
+        let (conn, peer_socket) = self.stream_path(socket, owner)?;
+        let max = max_frame(&conn);
         if data.len() > max {
             return Err(SessionError::Invalid(format!(
                 "stream frame of {} bytes exceeds the path's {max}-byte datagram limit",

@@ -252,10 +252,11 @@ impl End {
             return;
         };
         match r.handle(Some(frame)) {
-            Step::FileBegin(ev) | Step::Event(ev) => {
+            Step::FileBegin(ev) => {
                 self.seen.hasher = Some(FileHasher::new());
                 self.seen.events.push(ev);
             }
+            Step::Event(ev) => self.seen.events.push(ev),
             Step::Piece(FilePiece::Data(d)) => {
                 self.seen.bytes += d.len() as u64;
                 self.seen.hasher.as_mut().expect("begun").update(&d);
@@ -660,4 +661,34 @@ fn a_peer_gone_silent_mid_file_breaks_the_transfer_on_both_ends() {
         [(0, Err(SessionError::Io(m)), _)] => assert_eq!(m, CLOSED_BEFORE_ACK),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn a_refused_file_is_skipped_and_its_end_fails_with_the_reason() {
+    let link = Link {
+        loss: 10,
+        reorder: 10,
+        jitter: Duration::from_millis(15),
+        ..CLEAN
+    };
+    let mut w = World::new(link, 9);
+    for (name, len) in [("../evil", MAX_FILE_CHUNK + 1), ("fine", 10)] {
+        w.a.files.push_back(Outgoing {
+            name: name.into(),
+            data: pattern(len, 4),
+            offset: 0,
+            begun: false,
+        });
+    }
+    w.run_until(|w| w.a.seen.completed.len() == 2);
+    let SocketEvent::FileRefused { reason, .. } = &w.b.seen.events[1] else {
+        panic!("{:?}", w.b.seen.events);
+    };
+    match w.a.seen.completed.as_slice() {
+        [(0, Err(SessionError::FileRejected(r)), _), (1, Ok(()), _)] => assert_eq!(r, reason),
+        other => panic!("{other:?}"),
+    }
+    // Only the second file's bytes reached b's owner, under seq 1.
+    assert_eq!(w.b.seen.bytes, 10);
+    assert!(matches!(w.b.seen.ends[..], [FilePiece::End { seq: 1, .. }]));
 }
