@@ -72,6 +72,14 @@ struct SendHalf {
     file: FileSender,
 }
 
+impl SendHalf {
+    /// The sending half of a new socket, for its writers to share.
+    fn shared(stream: quinn::SendStream) -> Arc<tokio::sync::Mutex<Self>> {
+        let file = FileSender::default();
+        Arc::new(tokio::sync::Mutex::new(Self { stream, file }))
+    }
+}
+
 struct Socket {
     owner: Owner,
     data_type: DataType,
@@ -246,10 +254,7 @@ impl Sessions {
             Socket {
                 owner,
                 data_type,
-                send: Arc::new(tokio::sync::Mutex::new(SendHalf {
-                    stream: send,
-                    file: FileSender::default(),
-                })),
+                send: SendHalf::shared(send),
                 peer,
                 conn,
                 peer_socket,
@@ -463,10 +468,7 @@ impl Sessions {
             Socket {
                 owner,
                 data_type,
-                send: Arc::new(tokio::sync::Mutex::new(SendHalf {
-                    stream: send,
-                    file: FileSender::default(),
-                })),
+                send: SendHalf::shared(send),
                 peer: from,
                 conn,
                 peer_socket,
@@ -772,6 +774,25 @@ mod tests {
         }
     }
 
+    /// Sends `data` as `kind` on `socket` (with its owner) and checks that it arrives as one
+    /// event on `rx`, for the peer's socket `at`.
+    async fn cross(
+        from: &Sessions,
+        (socket, owner): (u64, Owner),
+        kind: DataType,
+        data: &[u8],
+        rx: &mut mpsc::Receiver<SocketEvent>,
+        at: u64,
+    ) {
+        from.send(socket, owner, kind, data.to_vec()).await.unwrap();
+        let data = data.to_vec();
+        let want = match kind {
+            DataType::Message => SocketEvent::Message { socket: at, data },
+            _ => SocketEvent::Bytes { socket: at, data },
+        };
+        assert_eq!(ev(rx).await, want);
+    }
+
     #[tokio::test]
     async fn message_and_bytes_both_ways_with_limits() {
         let Pair {
@@ -790,25 +811,9 @@ mod tests {
             sb.listen("chat", 8, otx),
             Err(SessionError::NameTaken("chat".into()))
         );
-        sa.send(s, A, DataType::Message, b"hi".to_vec())
-            .await
-            .unwrap();
-        assert_eq!(
-            ev(&mut lrx).await,
-            SocketEvent::Message {
-                socket: peer_sock,
-                data: b"hi".to_vec()
-            }
-        );
+        cross(&sa, (s, A), DataType::Message, b"hi", &mut lrx, peer_sock).await;
         let big = vec![9u8; MAX_BYTES];
-        sa.send(s, A, DataType::Bytes, big.clone()).await.unwrap();
-        assert_eq!(
-            ev(&mut lrx).await,
-            SocketEvent::Bytes {
-                socket: peer_sock,
-                data: big
-            }
-        );
+        cross(&sa, (s, A), DataType::Bytes, &big, &mut lrx, peer_sock).await;
         for (kind, len) in [
             (DataType::Bytes, MAX_BYTES + 1),
             (DataType::Message, MAX_MESSAGE + 1),
@@ -822,16 +827,7 @@ mod tests {
             Err(SessionError::NoSocket(s))
         );
         // The listener answers on the same socket.
-        sb.send(peer_sock, B, DataType::Message, b"yo".to_vec())
-            .await
-            .unwrap();
-        assert_eq!(
-            ev(&mut brx).await,
-            SocketEvent::Message {
-                socket: s,
-                data: b"yo".to_vec()
-            }
-        );
+        cross(&sb, (peer_sock, B), DataType::Message, b"yo", &mut brx, s).await;
         sa.shutdown(s, A).await.unwrap();
         assert!(
             matches!(ev(&mut lrx).await, SocketEvent::Shutdown { socket, .. } if socket == peer_sock)
