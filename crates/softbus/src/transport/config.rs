@@ -34,7 +34,7 @@ impl Default for BusConfig {
 const UDP_SOCKET_BUFFER: usize = 8 << 20;
 /// Largest UDP payload (IPv4 loopback's limit). MTU discovery climbs towards it, so loopback
 /// and jumbo-frame LANs carry far fewer, larger packets; ordinary paths settle at their MTU.
-const MAX_UDP_PAYLOAD: u16 = 65_507;
+pub(crate) const MAX_UDP_PAYLOAD: u16 = 65_507;
 
 /// The bus's UDP socket, with large buffers, wrapped in a quinn endpoint.
 pub fn bind_endpoint(
@@ -120,7 +120,7 @@ const INCOMING_BUFFER: u64 = 1 << 20;
 const INCOMING_BUFFER_TOTAL: u64 = 16 << 20;
 
 /// The server side's limits on connections being set up.
-pub(super) fn limit_incoming(server: &mut quinn::ServerConfig) {
+pub(crate) fn limit_incoming(server: &mut quinn::ServerConfig) {
     server
         .max_incoming(MAX_INCOMING_HANDSHAKES)
         .incoming_buffer_size(INCOMING_BUFFER)

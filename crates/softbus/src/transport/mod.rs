@@ -14,6 +14,7 @@
 mod config;
 mod links;
 pub mod session;
+pub(crate) mod socket;
 #[cfg(test)]
 mod tests;
 pub mod tls;

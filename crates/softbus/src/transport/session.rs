@@ -18,181 +18,48 @@
 //! direction (`seq`, from 0) in the order of their `FileBegin`. Names from the peer are checked
 //! with [`sanitize_file_name`]; a refused file is skipped and acknowledged with an error.
 //!
-//! **Streams** (SendStream) are unreliable QUIC datagrams:
-//! `kind:u8 = 1 | receiver's socket id:u64 LE | frame`. A datagram counts only on the
-//! connection its socket lives on, so a peer can reach only sockets it is a party to.
+//! **Streams** (SendStream) are unreliable QUIC datagrams (`session/datagrams.rs`); a
+//! datagram counts only on the connection its socket lives on.
+//!
+//! The protocol's decisions (what a stream's first frame opens, what each frame on a socket
+//! means, whether a file step is allowed, which ack completes which `End`) are the pure core in
+//! `transport::socket::core`; the frames and their zero-copy codec are in
+//! `transport::socket::frame`. This module is the adapter: it reads and writes the QUIC
+//! streams, feeds the core one frame at a time and carries out what it returns.
 
-use super::wire::{WireError, decode, read_frame, write_frame};
+use super::socket::core::{
+    Acks, Answer, CLOSED_BEFORE_ACK, Dialing, FileSender, First, Opening, Receiver, Step,
+};
+use super::socket::frame::{
+    BYTES_TAG, FILE_DATA_TAG, Frame, MAX_OPEN_FRAME, MESSAGE_TAG, RxBudget, read_socket_frame_in,
+    rx_budget, write_blob_frame,
+};
+use super::wire::{read_frame, write_frame};
 use super::{Bus, IncomingStream, NodeInfo};
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, oneshot};
 
+pub use super::socket::core::{MAX_SOCKETS_PER_PEER, OPEN_TIMEOUT};
+pub use super::socket::frame::{MAX_PEER_RX_BYTES, MAX_RX_BYTES, fuzz_read_socket_frames};
 pub use crate::proto::*;
+pub use events::{EVENT_QUEUE, EventSink, EventTx, Gone, event_channel};
 
-/// Largest frame on a socket stream: a bytes payload and its framing.
-const MAX_SOCKET_FRAME: usize = MAX_BYTES + 64;
+mod datagrams;
+mod events;
 
-// What one peer device can make this daemon hold (listed in docs/DESIGN.md, "Limits").
-// QUIC bounds what it buffers itself (see `super::transport_config`); these bound what the
-// socket layer takes out of QUIC and holds until an app has it.
-
-/// Largest Open/Accept/Reject frame (a session name, a peer name, a reason).
-const MAX_OPEN_FRAME: usize = 4096;
-/// Longest file path a peer may send (Linux's PATH_MAX; each name in it is checked against [`crate::proto::MAX_FILE_NAME`]).
-const MAX_FILE_PATH: usize = 4096;
-
-/// Sockets one peer device may have open to this device at once. An `Open` past it is
-/// answered with `Reject` naming the limit (the peer's `Bind` fails with it). An app pair
-/// needs a socket per session; 128 is many sessions, and each costs a task and a frame.
-pub const MAX_SOCKETS_PER_PEER: usize = 128;
 /// Streams from one peer that have not yet said what they are (their first frame, `Open`
 /// or `Dbinder`). A stream past it is dropped unread; one that says nothing for
 /// [`OPEN_TIMEOUT`] is dropped too.
 pub const MAX_PENDING_OPENS_PER_PEER: u64 = 16;
-/// How long a new stream may take to send its first frame.
-pub const OPEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-/// Bytes of incoming frames (messages, bytes, file pieces) read from one peer's streams and
-/// not yet delivered to the app. When it is reached, sockets of that peer stop reading until
-/// some is delivered, and QUIC flow control slows the peer (back-pressure, not an error).
-/// 64 MiB: sixteen 4 MiB payloads in flight, far above what one socket needs for full speed
-/// (it reads one frame at a time).
-pub const MAX_PEER_RX_BYTES: u64 = 64 << 20;
-/// The same for all peers together.
-pub const MAX_RX_BYTES: u64 = 256 << 20;
 
-/// The per-peer ledger of incoming bytes.
-type RxBudget = Arc<oxh_ipc::budget::Ledger<String>>;
-/// Incoming bytes held until their frame is delivered.
-type RxGrant = oxh_ipc::budget::Grant<String>;
-
-fn rx_budget() -> RxBudget {
-    oxh_ipc::budget::Ledger::new(oxh_ipc::budget::Limits {
-        per_key: MAX_PEER_RX_BYTES,
-        total: MAX_RX_BYTES,
-        reserved: 0,
-    })
-}
 /// File pieces a receiving daemon holds for its client before it stops reading the stream.
 const FILE_QUEUE: usize = 8;
-/// Datagram kind byte of a socket stream frame.
-const DGRAM_STREAM: u8 = 1;
-
-/// Where a socket's events go. Either way a client that does not keep up stops the socket's
-/// reader, and QUIC flow control then slows the sender (no unbounded queue).
-#[derive(Clone)]
-pub enum EventTx {
-    /// A bounded queue, for an owner that pulls events itself (tests, in-process users).
-    Queue(mpsc::Sender<SocketEvent>),
-    /// Delivered by the socket's reader itself, with no hand-off to another task: each
-    /// hand-off is a task wake-up, which costs more than the rest of a message's trip.
-    Sink(Arc<dyn EventSink>),
-}
-
-/// The receiving end of [`EventTx::Sink`]: the daemon's IPC connection to the owner.
-#[async_trait::async_trait]
-pub trait EventSink: Send + Sync + 'static {
-    /// Delivers an event, waiting while the owner is behind; false once the owner is gone.
-    async fn deliver(&self, ev: SocketEvent) -> bool;
-    /// Delivers an event if that needs no waiting; false if dropped or the owner is gone.
-    fn try_deliver(&self, ev: SocketEvent) -> bool;
-    /// True once the owner is gone.
-    fn is_closed(&self) -> bool;
-}
-
-/// The owner of an [`EventTx`] is gone.
-#[derive(Debug)]
-pub struct Gone;
-
-impl EventTx {
-    /// Delivers an event, waiting while the owner is behind.
-    pub async fn send(&self, ev: SocketEvent) -> Result<(), Gone> {
-        match self {
-            EventTx::Queue(q) => q.send(ev).await.map_err(|_| Gone),
-            EventTx::Sink(s) => s.deliver(ev).await.then_some(()).ok_or(Gone),
-        }
-    }
-
-    /// Delivers an event if that needs no waiting.
-    pub fn try_send(&self, ev: SocketEvent) -> Result<(), Gone> {
-        match self {
-            EventTx::Queue(q) => q.try_send(ev).map_err(|_| Gone),
-            EventTx::Sink(s) => s.try_deliver(ev).then_some(()).ok_or(Gone),
-        }
-    }
-
-    /// True once the owner is gone.
-    pub fn is_closed(&self) -> bool {
-        match self {
-            EventTx::Queue(q) => q.is_closed(),
-            EventTx::Sink(s) => s.is_closed(),
-        }
-    }
-}
-
-/// Events queued per listener or socket before its reader waits.
-pub const EVENT_QUEUE: usize = 16;
-
-/// A new event queue for a listener or socket.
-pub fn event_channel() -> (EventTx, mpsc::Receiver<SocketEvent>) {
-    let (tx, rx) = mpsc::channel(EVENT_QUEUE);
-    (EventTx::Queue(tx), rx)
-}
 
 /// Who owns a listener or socket: a local IPC connection id.
 pub type Owner = u64;
-
-/// Frames on a socket stream. `Message`, `Bytes` and `FileData` must stay at the indexes
-/// [`MESSAGE_TAG`], [`BYTES_TAG`], [`FILE_DATA_TAG`]: they are written and read without
-/// copying through postcard (see [`write_blob_frame`]).
-#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
-enum Frame {
-    Open {
-        name: String,
-        from: String,
-        data_type: DataType,
-        socket: u64,
-    },
-    Accept {
-        socket: u64,
-    },
-    Reject {
-        reason: String,
-    },
-    Message(#[serde(with = "blob")] Vec<u8>),
-    Bytes(#[serde(with = "blob")] Vec<u8>),
-    Shutdown {
-        reason: String,
-    },
-    FileBegin {
-        name: String,
-        size: u64,
-    },
-    FileData(#[serde(with = "blob")] Vec<u8>),
-    FileEnd {
-        checksum: crate::proto::Checksum,
-    },
-    FileAbort {
-        reason: String,
-    },
-    FileAck {
-        seq: u64,
-        error: Option<String>,
-    },
-    /// Opens a stream of remote SA calls (dbinder) instead of a socket.
-    Dbinder,
-}
-
-/// Postcard's variant index of `Frame::Message`.
-const MESSAGE_TAG: u8 = 3;
-/// Postcard's variant index of `Frame::Bytes`.
-const BYTES_TAG: u8 = 4;
-/// Postcard's variant index of `Frame::FileData`.
-const FILE_DATA_TAG: u8 = 7;
 
 struct Listener {
     owner: Owner,
@@ -202,9 +69,15 @@ struct Listener {
 /// The sending half of a socket, with the state of the file being sent on it.
 struct SendHalf {
     stream: quinn::SendStream,
-    /// (seq, size, bytes sent) of the file in progress.
-    file: Option<(u64, u64, u64)>,
-    next_seq: u64,
+    file: FileSender,
+}
+
+impl SendHalf {
+    /// The sending half of a new socket, for its writers to share.
+    fn shared(stream: quinn::SendStream) -> Arc<tokio::sync::Mutex<Self>> {
+        let file = FileSender::default();
+        Arc::new(tokio::sync::Mutex::new(Self { stream, file }))
+    }
 }
 
 struct Socket {
@@ -217,9 +90,19 @@ struct Socket {
     tx: EventTx,
 }
 
+impl Socket {
+    /// Says `Shutdown{reason}` and ends our half of the stream.
+    async fn close(&self, reason: &str) {
+        let mut w = self.send.lock().await;
+        let reason = reason.into();
+        let _ = write_frame(&mut w.stream, &Frame::Shutdown { reason }).await;
+        let _ = w.stream.finish();
+    }
+}
+
 type FileRx = Arc<tokio::sync::Mutex<mpsc::Receiver<FilePiece>>>;
-/// The receiver's verdict on a file: `None` when saved.
-type AckTx = oneshot::Sender<Option<String>>;
+/// Wakes a sender's `End` with the receiver's verdict.
+type AckTx = oneshot::Sender<Result<(), SessionError>>;
 
 /// The socket table of one device.
 pub struct Sessions {
@@ -229,8 +112,8 @@ pub struct Sessions {
     sockets: Mutex<HashMap<u64, Socket>>,
     /// Incoming file pieces per socket, for its owner to pull.
     incoming: Mutex<HashMap<u64, (Owner, FileRx)>>,
-    /// Senders waiting for the receiver's verdict on a file: (socket, seq).
-    acks: Mutex<HashMap<(u64, u64), AckTx>>,
+    /// Senders waiting for the receiver's verdict on a file, per socket.
+    acks: Mutex<HashMap<u64, Acks<AckTx>>>,
     /// Connections (stable ids) with a datagram reader.
     dgram_readers: Mutex<HashSet<usize>>,
     next: AtomicU64,
@@ -255,37 +138,6 @@ fn io(e: impl ToString) -> SessionError {
     SessionError::Io(e.to_string())
 }
 
-/// Writes a frame that carries one blob (`Message`, `Bytes`, `FileData`) whose bytes go to QUIC
-/// without a copy: the frame header is built by hand, exactly as postcard would encode the
-/// variant `tag` with the concatenation of `parts` as its blob.
-async fn write_blob_frame(
-    w: &mut quinn::SendStream,
-    tag: u8,
-    parts: Vec<Bytes>,
-) -> Result<(), SessionError> {
-    let len: usize = parts.iter().map(|p| p.len()).sum();
-    let mut len_varint = Vec::with_capacity(10);
-    let mut n = len as u64;
-    loop {
-        let b = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            len_varint.push(b);
-            break;
-        }
-        len_varint.push(b | 0x80);
-    }
-    let body_len = 1 + len_varint.len() + len;
-    let mut head = Vec::with_capacity(16);
-    head.extend_from_slice(&(body_len as u32).to_le_bytes());
-    head.push(tag);
-    head.extend_from_slice(&len_varint);
-    let mut chunks = Vec::with_capacity(1 + parts.len());
-    chunks.push(Bytes::from(head));
-    chunks.extend(parts.into_iter().filter(|p| !p.is_empty()));
-    w.write_all_chunks(&mut chunks).await.map_err(io)
-}
-
 /// Opens a stream of remote SA calls on `conn` (the first frame says what the stream is).
 pub(crate) async fn open_dbinder_stream(
     conn: &quinn::Connection,
@@ -293,108 +145,6 @@ pub(crate) async fn open_dbinder_stream(
     let (mut send, recv) = conn.open_bi().await.map_err(io)?;
     write_frame(&mut send, &Frame::Dbinder).await.map_err(io)?;
     Ok((send, recv))
-}
-
-/// Reads one socket frame; the blobs of `Message`, `Bytes` and `FileData` are read straight
-/// into their buffers (no decode copy).
-async fn read_socket_frame<R: tokio::io::AsyncRead + Unpin>(
-    r: &mut R,
-) -> Result<Option<Frame>, WireError> {
-    Ok(read_socket_frame_in(r, None).await?.map(|(f, _)| f))
-}
-
-/// [`read_socket_frame`], taking the frame's bytes from `budget` (the peer's ledger and key)
-/// before its buffer is allocated, waiting while the peer holds its limit; the grant comes
-/// back with the frame, to keep until it is delivered.
-async fn read_socket_frame_in<R: tokio::io::AsyncRead + Unpin>(
-    r: &mut R,
-    budget: Option<(&RxBudget, &str)>,
-) -> Result<Option<(Frame, Option<RxGrant>)>, WireError> {
-    let take = |n: usize| async move {
-        match budget {
-            Some((b, peer)) => b
-                .acquire(peer.to_owned(), false, n as u64)
-                .await
-                .map(Some)
-                .map_err(|e| WireError::Decode(format!("frame over the peer's budget: {e}"))),
-            None => Ok(None),
-        }
-    };
-    let mut len = [0u8; 4];
-    match AsyncReadExt::read_exact(r, &mut len).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e.into()),
-    }
-    let len = u32::from_le_bytes(len) as usize;
-    if len > MAX_SOCKET_FRAME {
-        return Err(WireError::TooLarge {
-            len,
-            max: MAX_SOCKET_FRAME,
-        });
-    }
-    if len == 0 {
-        return Err(WireError::Decode("empty frame".into()));
-    }
-    let tag = r.read_u8().await?;
-    let blob_max = match tag {
-        MESSAGE_TAG => Some(MAX_MESSAGE),
-        BYTES_TAG => Some(MAX_BYTES),
-        FILE_DATA_TAG => Some(MAX_FILE_CHUNK),
-        _ => None,
-    };
-    if let Some(max) = blob_max {
-        let mut n: u64 = 0;
-        let mut used = 0usize;
-        loop {
-            let b = r.read_u8().await?;
-            n |= u64::from(b & 0x7f) << (7 * used);
-            used += 1;
-            if b & 0x80 == 0 {
-                break;
-            }
-            if used >= 5 {
-                return Err(WireError::Decode("bad chunk length".into()));
-            }
-        }
-        let n = usize::try_from(n).map_err(|_| WireError::Decode("bad chunk length".into()))?;
-        if 1 + used + n != len || n > max {
-            return Err(WireError::Decode("bad blob length".into()));
-        }
-        let grant = take(n).await?;
-        // Read into spare capacity: zeroing a 4 MiB buffer first cost as much as a copy.
-        let mut data = Vec::with_capacity(n);
-        let mut blob = AsyncReadExt::take(&mut *r, n as u64);
-        while data.len() < n {
-            if AsyncReadExt::read_buf(&mut blob, &mut data).await? == 0 {
-                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
-            }
-        }
-        let frame = match tag {
-            MESSAGE_TAG => Frame::Message(data),
-            BYTES_TAG => Frame::Bytes(data),
-            _ => Frame::FileData(data),
-        };
-        return Ok(Some((frame, grant)));
-    }
-    let grant = take(len).await?;
-    let mut body = vec![0u8; len];
-    body[0] = tag;
-    AsyncReadExt::read_exact(r, &mut body[1..]).await?;
-    let frame = decode(&body)?;
-    drop(body);
-    drop(grant);
-    Ok(Some((frame, None)))
-}
-
-/// A file arriving on a socket, as the reading loop tracks it.
-struct InFile {
-    seq: u64,
-    size: u64,
-    got: u64,
-    /// `None` when the file is being skipped (refused name, client gone).
-    sink: Option<mpsc::Sender<FilePiece>>,
-    refused: Option<String>,
 }
 
 impl Sessions {
@@ -470,17 +220,7 @@ impl Sessions {
             })
             .unwrap_or_default();
         for s in gone {
-            tokio::spawn(async move {
-                let mut w = s.send.lock().await;
-                let _ = write_frame(
-                    &mut w.stream,
-                    &Frame::Shutdown {
-                        reason: "peer closed".into(),
-                    },
-                )
-                .await;
-                let _ = w.stream.finish();
-            });
+            tokio::spawn(async move { s.close("peer closed").await });
         }
     }
 
@@ -502,33 +242,19 @@ impl Sessions {
             .ok_or_else(|| SessionError::Offline(network_id.into()))?;
         let (mut send, mut recv) = conn.open_bi().await.map_err(io)?;
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        write_frame(
-            &mut send,
-            &Frame::Open {
-                name: name.into(),
-                from: own_name.into(),
-                data_type,
-                socket: id,
-            },
-        )
-        .await
-        .map_err(io)?;
-        let peer_socket = match read_frame::<_, Frame>(&mut recv, MAX_OPEN_FRAME).await {
-            Ok(Some(Frame::Accept { socket })) => socket,
-            Ok(Some(Frame::Reject { reason })) => return Err(SessionError::Refused(reason)),
-            Ok(_) => return Err(SessionError::Io("peer sent no answer".into())),
-            Err(e) => return Err(io(e)),
-        };
+        write_frame(&mut send, &Dialing::open(name, own_name, data_type, id))
+            .await
+            .map_err(io)?;
+        let answer = read_frame::<_, Frame>(&mut recv, MAX_OPEN_FRAME)
+            .await
+            .map_err(io)?;
+        let peer_socket = Dialing::answer(answer)?;
         self.add_socket(
             id,
             Socket {
                 owner,
                 data_type,
-                send: Arc::new(tokio::sync::Mutex::new(SendHalf {
-                    stream: send,
-                    file: None,
-                    next_seq: 0,
-                })),
+                send: SendHalf::shared(send),
                 peer,
                 conn,
                 peer_socket,
@@ -573,6 +299,8 @@ impl Sessions {
         }
     }
 
+    /// The reading loop of a socket: one frame at a time, each through the core; the frame's
+    /// bytes stay granted until what it carries is delivered.
     async fn read_socket(
         self: Arc<Self>,
         id: u64,
@@ -581,148 +309,61 @@ impl Sessions {
         tx: EventTx,
     ) {
         let mut sink: Option<mpsc::Sender<FilePiece>> = None;
-        let mut file: Option<InFile> = None;
-        let mut seq = 0u64;
+        let mut core = Receiver::new(id);
         let budget = self.rx_bytes.clone();
         let reason = loop {
             // The grant lives to the end of this iteration: until the frame is delivered
             // (to the app, or to the file queue of at most FILE_QUEUE pieces).
             let (frame, _grant) =
                 match read_socket_frame_in(&mut recv, Some((&budget, &peer))).await {
-                    Ok(Some(f)) => f,
-                    Ok(None) => break "peer closed the socket".to_string(),
+                    Ok(Some((f, grant))) => (Some(f), grant),
+                    Ok(None) => (None, None),
                     Err(e) => break e.to_string(),
                 };
-            match frame {
-                Frame::Message(data) if data.len() <= MAX_MESSAGE => {
-                    let _ = tx.send(SocketEvent::Message { socket: id, data }).await;
+            match core.handle(frame) {
+                Step::None => {}
+                Step::Event(ev) => {
+                    let _ = tx.send(ev).await;
                 }
-                Frame::Bytes(data) if data.len() <= MAX_BYTES => {
-                    let _ = tx.send(SocketEvent::Bytes { socket: id, data }).await;
-                }
-                Frame::Shutdown { reason } => break reason,
-                Frame::FileBegin { name, size } => {
-                    if file.is_some() {
-                        break "protocol error: a file began inside another".to_string();
+                Step::FileBegin(ev) => {
+                    if sink.as_ref().is_none_or(|s| s.is_closed()) {
+                        sink = self.file_sink(id);
                     }
-                    let this = seq;
-                    seq += 1;
-                    match sanitize_file_name(&name) {
-                        Ok(clean) => {
-                            if sink.as_ref().is_none_or(|s| s.is_closed()) {
-                                sink = self.file_sink(id);
-                            }
-                            let _ = tx
-                                .send(SocketEvent::FileBegin {
-                                    socket: id,
-                                    name: clean,
-                                    size,
-                                })
-                                .await;
-                            file = Some(InFile {
-                                seq: this,
-                                size,
-                                got: 0,
-                                sink: sink.clone(),
-                                refused: None,
-                            });
-                        }
-                        Err(e) => {
-                            let reason = format!("refused: {e}");
-                            let _ = tx
-                                .send(SocketEvent::FileRefused {
-                                    socket: id,
-                                    name,
-                                    reason: reason.clone(),
-                                })
-                                .await;
-                            file = Some(InFile {
-                                seq: this,
-                                size,
-                                got: 0,
-                                sink: None,
-                                refused: Some(reason),
-                            });
-                        }
+                    if sink.is_none() {
+                        core.client_gone();
                     }
+                    let _ = tx.send(ev).await;
                 }
-                Frame::FileData(data) => {
-                    let Some(f) = file.as_mut() else {
-                        break "protocol error: file data outside a file".to_string();
+                Step::Piece(piece) => {
+                    let sent = match &sink {
+                        Some(s) => s.send(piece).await.map_err(|e| e.0),
+                        None => Err(piece),
                     };
-                    f.got += data.len() as u64;
-                    if f.got > f.size {
-                        break "protocol error: more file data than announced".to_string();
-                    }
-                    if let Some(s) = &f.sink
-                        && s.send(FilePiece::Data(data)).await.is_err()
+                    if let Err(piece) = sent
+                        && let Some(f) = core.undelivered(&piece)
                     {
-                        f.sink = None;
-                        f.refused = Some("the receiving client is gone".into());
+                        self.write_on(id, &f).await;
                     }
                 }
-                Frame::FileEnd { checksum } => {
-                    let Some(f) = file.as_ref() else {
-                        break "protocol error: file end outside a file".to_string();
-                    };
-                    if f.got != f.size {
-                        break format!(
-                            "protocol error: file ended after {} of {} bytes",
-                            f.got, f.size
-                        );
-                    }
-                    let Some(f) = file.take() else { continue };
-                    let delivered = match &f.sink {
-                        Some(s) => s
-                            .send(FilePiece::End {
-                                checksum,
-                                seq: f.seq,
-                            })
-                            .await
-                            .is_ok(),
-                        None => false,
-                    };
-                    if !delivered {
-                        let error = f
-                            .refused
-                            .unwrap_or_else(|| "the receiving client is gone".into());
-                        self.write_on(
-                            id,
-                            &Frame::FileAck {
-                                seq: f.seq,
-                                error: Some(error),
-                            },
-                        )
-                        .await;
+                Step::Write(f) => self.write_on(id, &f).await,
+                Step::Acked { seq, error } => {
+                    let done = self
+                        .acks
+                        .lock()
+                        .ok()
+                        .and_then(|mut a| a.get_mut(&id)?.on_ack(seq, error));
+                    if let Some((waiter, result)) = done {
+                        let _ = waiter.send(result);
                     }
                 }
-                Frame::FileAbort { reason } => {
-                    if let Some(f) = file.take()
-                        && let Some(s) = f.sink
-                    {
-                        let _ = s
-                            .send(FilePiece::Broken {
-                                reason: format!("the sender gave up: {reason}"),
-                            })
-                            .await;
-                    }
-                }
-                Frame::FileAck { seq, error } => {
-                    let waiter = self.acks.lock().ok().and_then(|mut a| a.remove(&(id, seq)));
-                    if let Some(w) = waiter {
-                        let _ = w.send(error);
-                    }
-                }
-                _ => break "protocol error".to_string(),
+                Step::Close(reason) => break reason,
             }
         };
         // A file cut off: its receiver must discard what arrived.
-        if let Some(f) = file
-            && let Some(s) = f.sink
+        if let Some(piece) = core.cut_off(&reason)
+            && let Some(s) = &sink
         {
-            let _ = s.try_send(FilePiece::Broken {
-                reason: format!("transfer broken: {reason}"),
-            });
+            let _ = s.try_send(piece);
         }
         // Nothing left to pull: forget the queue now (otherwise the client drains it).
         if let Some(s) = sink
@@ -736,8 +377,16 @@ impl Sessions {
             .lock()
             .map(|mut s| s.remove(&id).is_some())
             .unwrap_or(false);
-        if let Ok(mut a) = self.acks.lock() {
-            a.retain(|(s, _), _| *s != id);
+        // Senders still waiting for a verdict on this socket hear that none will come.
+        let waiting = self
+            .acks
+            .lock()
+            .ok()
+            .and_then(|mut a| a.remove(&id))
+            .map(|mut w| w.close())
+            .unwrap_or_default();
+        for w in waiting {
+            let _ = w.send(Err(SessionError::Io(CLOSED_BEFORE_ACK.into())));
         }
         if existed {
             let _ = tx.send(SocketEvent::Shutdown { socket: id, reason }).await;
@@ -758,89 +407,68 @@ impl Sessions {
             );
             return;
         };
-        let first = tokio::time::timeout(
-            OPEN_TIMEOUT,
-            read_frame::<_, Frame>(&mut recv, MAX_OPEN_FRAME),
-        )
-        .await;
+        let now = || tokio::time::Instant::now().into_std();
+        let opening = Opening::new(now());
+        let first = {
+            let read = read_frame::<_, Frame>(&mut recv, MAX_OPEN_FRAME);
+            tokio::pin!(read);
+            loop {
+                let deadline = tokio::time::Instant::from_std(opening.deadline());
+                match tokio::time::timeout_at(deadline, &mut read).await {
+                    Ok(first) => break first.ok().flatten(),
+                    Err(_) if opening.on_timeout(now()) => return,
+                    Err(_) => {}
+                }
+            }
+        };
         drop(pending);
-        let Ok(first) = first else { return };
-        let (name, peer_name, data_type, peer_socket) = match first {
-            Ok(Some(Frame::Open {
-                name,
-                from,
-                data_type,
-                socket,
-            })) => (name, from, data_type, socket),
-            Ok(Some(Frame::Dbinder)) => {
+        let req = match opening.handle(first) {
+            First::Open(req) => req,
+            First::Dbinder => {
                 if let Some(d) = self.dbinder.get() {
                     d.clone().serve(from, send, recv).await;
                 }
                 return;
             }
-            _ => return,
+            First::Drop => return,
         };
-        let tx = self
+        let listener = self
             .listeners
             .lock()
             .ok()
-            .and_then(|l| l.get(&name).map(|l| (l.owner, l.tx.clone())));
+            .and_then(|l| l.get(&req.name).map(|l| (l.owner, l.tx.clone())))
+            .filter(|(_, tx)| !tx.is_closed());
         let conn = self.bus.connection(&from.network_id).map(|c| c.0);
-        let (Some((owner, tx)), Some(conn)) = (tx.filter(|(_, tx)| !tx.is_closed()), conn) else {
-            let _ = write_frame(
-                &mut send,
-                &Frame::Reject {
-                    reason: format!("no listener for session {name:?}"),
-                },
-            )
-            .await;
-            let _ = send.finish();
-            return;
-        };
         let open = self
             .sockets
             .lock()
             .map(|s| s.values().filter(|v| v.peer.udid == from.udid).count())
             .unwrap_or(0);
-        if open >= MAX_SOCKETS_PER_PEER {
-            let _ = write_frame(
-                &mut send,
-                &Frame::Reject {
-                    reason: format!(
-                        "too busy: {open} sockets from this device (limit {MAX_SOCKETS_PER_PEER})"
-                    ),
-                },
-            )
-            .await;
-            let _ = send.finish();
+        let next = || self.next.fetch_add(1, Ordering::Relaxed);
+        let (((owner, tx), conn), id, accept) = match req.answer(listener.zip(conn), open, next) {
+            Answer::Accept {
+                listener,
+                id,
+                frame,
+            } => (listener, id, frame),
+            Answer::Reject(reject) => {
+                let _ = write_frame(&mut send, &reject).await;
+                let _ = send.finish();
+                return;
+            }
+        };
+        if write_frame(&mut send, &accept).await.is_err() {
             return;
         }
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        if write_frame(&mut send, &Frame::Accept { socket: id })
-            .await
-            .is_err()
-        {
-            return;
-        }
-        let _ = tx
-            .send(SocketEvent::Bind {
-                socket: id,
-                name,
-                peer_name,
-                peer_network_id: from.network_id.clone(),
-                peer_device: from.name.clone(),
-            })
-            .await;
+        let (data_type, peer_socket) = (req.data_type, req.peer_socket);
+        let bind = req.bind_event(id, from.network_id.clone(), from.name.clone());
+        let _ = tx.send(bind).await;
         self.add_socket(
             id,
             Socket {
                 owner,
                 data_type,
-                send: Arc::new(tokio::sync::Mutex::new(SendHalf {
-                    stream: send,
-                    file: None,
-                    next_seq: 0,
-                })),
+                send: SendHalf::shared(send),
                 peer: from,
                 conn,
                 peer_socket,
@@ -850,19 +478,29 @@ impl Sessions {
         );
     }
 
-    fn send_half(
+    /// What `f` takes from a socket the caller owns.
+    fn owned<T>(
         &self,
         socket: u64,
         owner: Owner,
-    ) -> Result<Arc<tokio::sync::Mutex<SendHalf>>, SessionError> {
+        f: impl FnOnce(&Socket) -> T,
+    ) -> Result<T, SessionError> {
         let s = self
             .sockets
             .lock()
             .map_err(|_| SessionError::Io("poisoned".into()))?;
         s.get(&socket)
             .filter(|e| e.owner == owner)
-            .map(|e| e.send.clone())
+            .map(f)
             .ok_or(SessionError::NoSocket(socket))
+    }
+
+    fn send_half(
+        &self,
+        socket: u64,
+        owner: Owner,
+    ) -> Result<Arc<tokio::sync::Mutex<SendHalf>>, SessionError> {
+        self.owned(socket, owner, |s| s.send.clone())
     }
 
     /// Sends a message (≤ 4 KiB) or bytes (≤ 4 MiB) on a socket the caller owns.
@@ -906,7 +544,9 @@ impl Sessions {
             }
         };
         let mut w = send.lock().await;
-        write_blob_frame(&mut w.stream, tag, parts).await
+        write_blob_frame(&mut w.stream, tag, parts)
+            .await
+            .map_err(io)
     }
 
     /// One step of sending a file on a socket the caller owns (SendFile). `End` returns once
@@ -921,65 +561,28 @@ impl Sessions {
         let mut w = send.lock().await;
         match op {
             FileOp::Begin { name, size } => {
-                if w.file.is_some() {
-                    return Err(SessionError::Invalid(
-                        "a file is already being sent on this socket".into(),
-                    ));
+                let begin = w.file.begin(name, size)?;
+                if let Err(e) = write_frame(&mut w.stream, &begin).await {
+                    w.file.abandon();
+                    return Err(io(e));
                 }
-                if name.is_empty() || name.len() > MAX_FILE_PATH || name.contains('\0') {
-                    return Err(SessionError::Invalid(format!(
-                        "file name {name:?} must be 1..={MAX_FILE_PATH} bytes without NUL"
-                    )));
-                }
-                let seq = w.next_seq;
-                write_frame(&mut w.stream, &Frame::FileBegin { name, size })
-                    .await
-                    .map_err(io)?;
-                w.next_seq += 1;
-                w.file = Some((seq, size, 0));
                 Ok(())
             }
             FileOp::Data { offset, data } => {
-                let Some((_, size, sent)) = w.file.as_mut() else {
-                    return Err(SessionError::Invalid("no file begun on this socket".into()));
-                };
-                if offset != *sent {
-                    return Err(SessionError::Invalid(format!(
-                        "file chunk at offset {offset}, expected {sent}"
-                    )));
-                }
-                if data.len() > MAX_FILE_CHUNK {
-                    return Err(SessionError::Invalid(format!(
-                        "file chunk of {} bytes exceeds {MAX_FILE_CHUNK}",
-                        data.len()
-                    )));
-                }
-                if *sent + data.len() as u64 > *size {
-                    return Err(SessionError::Invalid(format!(
-                        "more data than the {size} bytes announced"
-                    )));
-                }
-                *sent += data.len() as u64;
-                if data.is_empty() {
+                if !w.file.data(offset, data.len())? {
                     return Ok(());
                 }
-                write_blob_frame(&mut w.stream, FILE_DATA_TAG, vec![Bytes::from(data)]).await
+                write_blob_frame(&mut w.stream, FILE_DATA_TAG, vec![Bytes::from(data)])
+                    .await
+                    .map_err(io)
             }
             FileOp::End { checksum } => {
-                let Some((seq, size, sent)) = w.file else {
-                    return Err(SessionError::Invalid("no file begun on this socket".into()));
-                };
-                if sent != size {
-                    return Err(SessionError::Invalid(format!(
-                        "only {sent} of the {size} bytes announced were sent"
-                    )));
-                }
+                let (seq, end) = w.file.end(checksum)?;
                 let (ack_tx, ack_rx) = oneshot::channel();
                 if let Ok(mut a) = self.acks.lock() {
-                    a.insert((socket, seq), ack_tx);
+                    a.entry(socket).or_default().expect(seq, ack_tx);
                 }
-                w.file = None;
-                let r = write_frame(&mut w.stream, &Frame::FileEnd { checksum }).await;
+                let r = write_frame(&mut w.stream, &end).await;
                 drop(w);
                 // The reading loop drops waiters when the socket ends; if it already has,
                 // nobody will answer.
@@ -989,26 +592,25 @@ impl Sessions {
                     .map(|s| s.contains_key(&socket))
                     .unwrap_or(false);
                 if r.is_err() || !alive {
-                    if let Ok(mut a) = self.acks.lock() {
-                        a.remove(&(socket, seq));
+                    if let Ok(mut a) = self.acks.lock()
+                        && let Some(w) = a.get_mut(&socket)
+                    {
+                        w.cancel(seq);
+                        if w.is_empty() {
+                            a.remove(&socket);
+                        }
                     }
                     return Err(SessionError::Io(
                         "the socket closed before the file was confirmed".into(),
                     ));
                 }
-                match ack_rx.await {
-                    Ok(None) => Ok(()),
-                    Ok(Some(e)) => Err(SessionError::FileRejected(e)),
-                    Err(_) => Err(SessionError::Io(
-                        "the socket closed before the receiver confirmed the file".into(),
-                    )),
-                }
+                ack_rx
+                    .await
+                    .unwrap_or_else(|_| Err(SessionError::Io(CLOSED_BEFORE_ACK.into())))
             }
             FileOp::Abort { reason } => {
-                if w.file.take().is_some() {
-                    write_frame(&mut w.stream, &Frame::FileAbort { reason })
-                        .await
-                        .map_err(io)?;
+                if let Some(abort) = w.file.abort(reason) {
+                    write_frame(&mut w.stream, &abort).await.map_err(io)?;
                 }
                 Ok(())
             }
@@ -1056,106 +658,6 @@ impl Sessions {
             .map_err(io)
     }
 
-    /// The largest frame [`Sessions::send_stream`] can send on a socket now: the path's
-    /// datagram size less our header.
-    pub fn max_stream(&self, socket: u64, owner: Owner) -> Result<usize, SessionError> {
-        let s = self
-            .sockets
-            .lock()
-            .map_err(|_| SessionError::Io("poisoned".into()))?;
-        let s = s
-            .get(&socket)
-            .filter(|e| e.owner == owner)
-            .ok_or(SessionError::NoSocket(socket))?;
-        Ok(s.conn
-            .max_datagram_size()
-            .unwrap_or(0)
-            .saturating_sub(STREAM_HEADER))
-    }
-
-    /// Sends one stream frame as an unreliable datagram (SendStream): it may be lost, never
-    /// split; a frame over [`Sessions::max_stream`] is an error.
-    pub fn send_stream(&self, socket: u64, owner: Owner, data: &[u8]) -> Result<(), SessionError> {
-        let (conn, peer_socket) = {
-            let s = self
-                .sockets
-                .lock()
-                .map_err(|_| SessionError::Io("poisoned".into()))?;
-            let s = s
-                .get(&socket)
-                .filter(|e| e.owner == owner)
-                .ok_or(SessionError::NoSocket(socket))?;
-            (s.conn.clone(), s.peer_socket)
-        };
-        let max = conn
-            .max_datagram_size()
-            .unwrap_or(0)
-            .saturating_sub(STREAM_HEADER);
-        if data.len() > max {
-            return Err(SessionError::Invalid(format!(
-                "stream frame of {} bytes exceeds the path's {max}-byte datagram limit",
-                data.len()
-            )));
-        }
-        let mut d = Vec::with_capacity(STREAM_HEADER + data.len());
-        d.push(DGRAM_STREAM);
-        d.extend_from_slice(&peer_socket.to_le_bytes());
-        d.extend_from_slice(data);
-        conn.send_datagram(Bytes::from(d)).map_err(|e| match e {
-            quinn::SendDatagramError::TooLarge => {
-                SessionError::Invalid("stream frame exceeds the path's datagram limit".into())
-            }
-            e => io(e),
-        })
-    }
-
-    /// Reads the datagrams of a connection, once per connection.
-    fn ensure_datagram_reader(&self, conn: &quinn::Connection) {
-        let id = conn.stable_id();
-        let fresh = self
-            .dgram_readers
-            .lock()
-            .map(|mut r| r.insert(id))
-            .unwrap_or(false);
-        if !fresh {
-            return;
-        }
-        let me = self.me.clone();
-        let conn = conn.clone();
-        tokio::spawn(async move {
-            while let Ok(d) = conn.read_datagram().await {
-                let Some(m) = me.upgrade() else { return };
-                m.on_datagram(&conn, &d);
-            }
-            if let Some(m) = me.upgrade()
-                && let Ok(mut r) = m.dgram_readers.lock()
-            {
-                r.remove(&id);
-            }
-        });
-    }
-
-    fn on_datagram(&self, conn: &quinn::Connection, d: &[u8]) {
-        let (Some(&DGRAM_STREAM), Some(id)) = (d.first(), d.get(1..STREAM_HEADER)) else {
-            return;
-        };
-        let mut b = [0u8; 8];
-        b.copy_from_slice(id);
-        let socket = u64::from_le_bytes(b);
-        let tx = self.sockets.lock().ok().and_then(|s| {
-            s.get(&socket)
-                .filter(|s| s.conn.stable_id() == conn.stable_id())
-                .map(|s| s.tx.clone())
-        });
-        if let Some(tx) = tx {
-            // Streams are unreliable by contract: a client that is behind loses frames.
-            let _ = tx.try_send(SocketEvent::Stream {
-                socket,
-                data: d[STREAM_HEADER..].to_vec(),
-            });
-        }
-    }
-
     /// Closes a socket the caller owns (Shutdown).
     pub async fn shutdown(&self, socket: u64, owner: Owner) -> Result<(), SessionError> {
         let s = self
@@ -1169,15 +671,7 @@ impl Sessions {
         if let Ok(mut inc) = self.incoming.lock() {
             inc.remove(&socket);
         }
-        let mut w = s.send.lock().await;
-        let _ = write_frame(
-            &mut w.stream,
-            &Frame::Shutdown {
-                reason: "closed by peer".into(),
-            },
-        )
-        .await;
-        let _ = w.stream.finish();
+        s.close("closed by peer").await;
         Ok(())
     }
 
@@ -1204,26 +698,15 @@ impl Sessions {
         )
     }
 }
-/// Fuzzing hook (fuzz/): reads socket frames from `stream` as a socket's reading loop does,
-/// up to 64; returns each frame encoded again, and the error that stopped the reading if any.
-#[doc(hidden)]
-pub async fn fuzz_read_socket_frames(mut stream: &[u8]) -> (Vec<Vec<u8>>, Option<WireError>) {
-    let mut out = Vec::new();
-    for _ in 0..64 {
-        match read_socket_frame(&mut stream).await {
-            Ok(Some(f)) => out.push(postcard::to_allocvec(&f).unwrap_or_default()),
-            Ok(None) => return (out, None),
-            Err(e) => return (out, Some(e)),
-        }
-    }
-    (out, None)
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::tests_support::pair;
     use super::*;
     use std::time::Duration;
+
+    /// The client that binds (on device a) and the one that listens (on device b).
+    const A: Owner = 1;
+    const B: Owner = 7;
 
     async fn ev(rx: &mut mpsc::Receiver<SocketEvent>) -> SocketEvent {
         tokio::time::timeout(Duration::from_secs(5), rx.recv())
@@ -1232,25 +715,46 @@ mod tests {
             .expect("open")
     }
 
-    #[tokio::test]
-    async fn message_and_bytes_both_ways_with_limits() {
+    /// A socket from a to b's listener `name`: both socket tables, both ids, both event queues.
+    struct Pair {
+        a: Arc<Bus>,
+        b: Arc<Bus>,
+        sa: Arc<Sessions>,
+        sb: Arc<Sessions>,
+        /// a's socket id, and b's.
+        s: u64,
+        peer: u64,
+        /// b's listener events, a's socket events.
+        lrx: mpsc::Receiver<SocketEvent>,
+        brx: mpsc::Receiver<SocketEvent>,
+    }
+
+    impl Pair {
+        /// What a file transfer from a to b uses: both tables, both ids, b's listener events.
+        fn file_ends(
+            &mut self,
+        ) -> (
+            &Sessions,
+            &Sessions,
+            u64,
+            u64,
+            &mut mpsc::Receiver<SocketEvent>,
+        ) {
+            (&self.sa, &self.sb, self.s, self.peer, &mut self.lrx)
+        }
+    }
+
+    async fn socket(name: &str, data_type: DataType) -> Pair {
         let (a, b, sa, sb) = pair().await;
         let (ltx, mut lrx) = event_channel();
-        sb.listen("chat", 7, ltx).unwrap();
-        // Another client cannot take the name.
-        let (otx, _orx) = event_channel();
-        assert_eq!(
-            sb.listen("chat", 8, otx),
-            Err(SessionError::NameTaken("chat".into()))
-        );
-        let (btx, mut brx) = event_channel();
-        let b_net = b.local_info().network_id;
+        sb.listen(name, B, ltx).unwrap();
+        let (btx, brx) = event_channel();
         let s = sa
-            .bind(&b_net, "chat", "me", DataType::Bytes, 1, btx)
+            .bind(&b.local_info().network_id, name, "me", data_type, A, btx)
             .await
             .unwrap();
         let SocketEvent::Bind {
-            socket: peer_sock,
+            socket: peer,
             peer_network_id,
             ..
         } = ev(&mut lrx).await
@@ -1258,58 +762,87 @@ mod tests {
             panic!()
         };
         assert_eq!(peer_network_id, a.local_info().network_id);
-        sa.send(s, 1, DataType::Message, b"hi".to_vec())
-            .await
-            .unwrap();
+        Pair {
+            a,
+            b,
+            sa,
+            sb,
+            s,
+            peer,
+            lrx,
+            brx,
+        }
+    }
+
+    /// Sends `data` as `kind` on `socket` (with its owner) and checks that it arrives as one
+    /// event on `rx`, for the peer's socket `at`.
+    async fn cross(
+        from: &Sessions,
+        (socket, owner): (u64, Owner),
+        kind: DataType,
+        data: &[u8],
+        rx: &mut mpsc::Receiver<SocketEvent>,
+        at: u64,
+    ) {
+        from.send(socket, owner, kind, data.to_vec()).await.unwrap();
+        let data = data.to_vec();
+        let want = match kind {
+            DataType::Message => SocketEvent::Message { socket: at, data },
+            _ => SocketEvent::Bytes { socket: at, data },
+        };
+        assert_eq!(ev(rx).await, want);
+    }
+
+    #[tokio::test]
+    async fn message_and_bytes_both_ways_with_limits() {
+        let Pair {
+            a: _a,
+            b,
+            sa,
+            sb,
+            s,
+            peer: peer_sock,
+            mut lrx,
+            mut brx,
+        } = socket("chat", DataType::Bytes).await;
+        // Another client cannot take the name.
+        let (otx, _orx) = event_channel();
         assert_eq!(
-            ev(&mut lrx).await,
-            SocketEvent::Message {
-                socket: peer_sock,
-                data: b"hi".to_vec()
-            }
+            sb.listen("chat", 8, otx),
+            Err(SessionError::NameTaken("chat".into()))
         );
+        cross(&sa, (s, A), DataType::Message, b"hi", &mut lrx, peer_sock).await;
         let big = vec![9u8; MAX_BYTES];
-        sa.send(s, 1, DataType::Bytes, big.clone()).await.unwrap();
-        assert_eq!(
-            ev(&mut lrx).await,
-            SocketEvent::Bytes {
-                socket: peer_sock,
-                data: big
-            }
-        );
-        assert!(matches!(
-            sa.send(s, 1, DataType::Bytes, vec![0; MAX_BYTES + 1]).await,
-            Err(SessionError::Invalid(_))
-        ));
-        assert!(matches!(
-            sa.send(s, 1, DataType::Message, vec![0; MAX_MESSAGE + 1])
-                .await,
-            Err(SessionError::Invalid(_))
-        ));
+        cross(&sa, (s, A), DataType::Bytes, &big, &mut lrx, peer_sock).await;
+        for (kind, len) in [
+            (DataType::Bytes, MAX_BYTES + 1),
+            (DataType::Message, MAX_MESSAGE + 1),
+        ] {
+            let r = sa.send(s, A, kind, vec![0; len]).await;
+            assert!(matches!(r, Err(SessionError::Invalid(_))), "{r:?}");
+        }
         // Only the owner may use a socket.
         assert_eq!(
             sa.send(s, 2, DataType::Message, b"x".to_vec()).await,
             Err(SessionError::NoSocket(s))
         );
         // The listener answers on the same socket.
-        sb.send(peer_sock, 7, DataType::Message, b"yo".to_vec())
-            .await
-            .unwrap();
-        assert_eq!(
-            ev(&mut brx).await,
-            SocketEvent::Message {
-                socket: s,
-                data: b"yo".to_vec()
-            }
-        );
-        sa.shutdown(s, 1).await.unwrap();
+        cross(&sb, (peer_sock, B), DataType::Message, b"yo", &mut brx, s).await;
+        sa.shutdown(s, A).await.unwrap();
         assert!(
             matches!(ev(&mut lrx).await, SocketEvent::Shutdown { socket, .. } if socket == peer_sock)
         );
         // No listener: refused with a reason.
         let (ntx, _nrx) = event_channel();
         let e = sa
-            .bind(&b_net, "nobody-here", "me", DataType::Message, 1, ntx)
+            .bind(
+                &b.local_info().network_id,
+                "nobody-here",
+                "me",
+                DataType::Message,
+                A,
+                ntx,
+            )
             .await
             .unwrap_err();
         assert!(
@@ -1332,8 +865,7 @@ mod tests {
             match pull(s, sock, owner).await {
                 FilePiece::Data(d) => got.extend_from_slice(&d),
                 FilePiece::End { checksum, seq } => {
-                    let ok = FileHasher::of(&got);
-                    let ok = ok == checksum;
+                    let ok = FileHasher::of(&got) == checksum;
                     s.file_result(sock, owner, seq, (!ok).then(|| "checksum".into()))
                         .await
                         .unwrap();
@@ -1344,36 +876,30 @@ mod tests {
         }
     }
 
+    /// `FileOp::Begin` on a's socket.
+    async fn begin(s: &Sessions, sock: u64, name: &str, size: u64) -> Result<(), SessionError> {
+        let name = name.into();
+        s.send_file(sock, A, FileOp::Begin { name, size }).await
+    }
+
+    /// `FileOp::Data` on a's socket.
+    async fn chunk(s: &Sessions, sock: u64, offset: u64, data: &[u8]) -> Result<(), SessionError> {
+        let data = data.to_vec();
+        s.send_file(sock, A, FileOp::Data { offset, data }).await
+    }
+
     async fn send_whole(
         s: &Sessions,
         sock: u64,
-        owner: Owner,
         name: &str,
         data: &[u8],
     ) -> Result<(), SessionError> {
-        s.send_file(
-            sock,
-            owner,
-            FileOp::Begin {
-                name: name.into(),
-                size: data.len() as u64,
-            },
-        )
-        .await?;
+        begin(s, sock, name, data.len() as u64).await?;
         for (i, c) in data.chunks(MAX_FILE_CHUNK).enumerate() {
-            let offset = (i * MAX_FILE_CHUNK) as u64;
-            s.send_file(
-                sock,
-                owner,
-                FileOp::Data {
-                    offset,
-                    data: c.to_vec(),
-                },
-            )
-            .await?;
+            chunk(s, sock, (i * MAX_FILE_CHUNK) as u64, c).await?;
         }
         let checksum = FileHasher::of(data);
-        s.send_file(sock, owner, FileOp::End { checksum }).await
+        s.send_file(sock, A, FileOp::End { checksum }).await
     }
 
     #[test]
@@ -1397,50 +923,10 @@ mod tests {
         assert!(sanitize_file_name(&"n".repeat(MAX_FILE_NAME + 1)).is_err());
     }
 
-    #[test]
-    fn blobs_encode_as_byte_sequences_do() {
-        #[derive(Serialize, Deserialize, PartialEq, Debug)]
-        struct Seq(Vec<u8>);
-        let data: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
-        let a = postcard::to_allocvec(&Frame::Bytes(data.clone())).unwrap();
-        let b = postcard::to_allocvec(&(4u8, Seq(data.clone()))).unwrap();
-        assert_eq!(a, b);
-        assert_eq!(
-            postcard::from_bytes::<Frame>(&b).unwrap(),
-            Frame::Bytes(data)
-        );
-    }
-
-    #[test]
-    fn blob_tags_are_postcards() {
-        let b = postcard::to_allocvec(&Frame::FileData(vec![1, 2, 3])).unwrap();
-        assert_eq!(b, [FILE_DATA_TAG, 3, 1, 2, 3]);
-        let b = postcard::to_allocvec(&Frame::Message(vec![1])).unwrap();
-        assert_eq!(b, [MESSAGE_TAG, 1, 1]);
-        let b = postcard::to_allocvec(&Frame::Bytes(vec![])).unwrap();
-        assert_eq!(b, [BYTES_TAG, 0]);
-    }
-
     #[tokio::test]
     async fn files_cross_with_checksums_acks_and_refusals() {
-        let (_a, b, sa, sb) = pair().await;
-        let (ltx, mut lrx) = event_channel();
-        sb.listen("files", 7, ltx).unwrap();
-        let (btx, _brx) = event_channel();
-        let s = sa
-            .bind(
-                &b.local_info().network_id,
-                "files",
-                "me",
-                DataType::File,
-                1,
-                btx,
-            )
-            .await
-            .unwrap();
-        let SocketEvent::Bind { socket: peer, .. } = ev(&mut lrx).await else {
-            panic!()
-        };
+        let mut p = socket("files", DataType::File).await;
+        let (sa, sb, s, peer, lrx) = p.file_ends();
         // Sizes around the chunk size, and an empty file.
         for (i, len) in [
             0usize,
@@ -1454,9 +940,9 @@ mod tests {
         {
             let data: Vec<u8> = (0..len).map(|j| (j * 7 + i) as u8).collect();
             let name = format!("dir/f{i}");
-            let send = send_whole(&sa, s, 1, &name, &data);
+            let send = send_whole(sa, s, &name, &data);
             let recv = async {
-                let e = ev(&mut lrx).await;
+                let e = ev(lrx).await;
                 assert_eq!(
                     e,
                     SocketEvent::FileBegin {
@@ -1465,7 +951,7 @@ mod tests {
                         size: len as u64
                     }
                 );
-                receive_all(&sb, peer, 7).await
+                receive_all(sb, peer, B).await
             };
             let (sent, (got, ok)) = tokio::join!(send, recv);
             sent.unwrap();
@@ -1473,141 +959,71 @@ mod tests {
             assert_eq!(got, data);
         }
         // A hostile name is refused and the sender hears why; the socket still works.
-        let e = send_whole(&sa, s, 1, "../x", b"evil").await.unwrap_err();
+        let e = send_whole(sa, s, "../x", b"evil").await.unwrap_err();
         assert!(
             matches!(e, SessionError::FileRejected(ref r) if r.contains("..")),
             "{e}"
         );
-        assert!(matches!(
-            ev(&mut lrx).await,
-            SocketEvent::FileRefused { .. }
-        ));
+        assert!(matches!(ev(lrx).await, SocketEvent::FileRefused { .. }));
         // A wrong checksum is rejected by the receiving client.
         let send = async {
-            sa.send_file(
-                s,
-                1,
-                FileOp::Begin {
-                    name: "c".into(),
-                    size: 2,
-                },
-            )
-            .await
-            .unwrap();
-            sa.send_file(
-                s,
-                1,
-                FileOp::Data {
-                    offset: 0,
-                    data: b"ab".to_vec(),
-                },
-            )
-            .await
-            .unwrap();
-            sa.send_file(s, 1, FileOp::End { checksum: [0; 16] }).await
+            begin(sa, s, "c", 2).await.unwrap();
+            chunk(sa, s, 0, b"ab").await.unwrap();
+            sa.send_file(s, A, FileOp::End { checksum: [0; 16] }).await
         };
         let recv = async {
-            assert!(matches!(ev(&mut lrx).await, SocketEvent::FileBegin { .. }));
-            receive_all(&sb, peer, 7).await
+            assert!(matches!(ev(lrx).await, SocketEvent::FileBegin { .. }));
+            receive_all(sb, peer, B).await
         };
         let (sent, (_, ok)) = tokio::join!(send, recv);
         assert!(!ok);
         assert_eq!(sent, Err(SessionError::FileRejected("checksum".into())));
         // The sender cannot send more than it announced, nor end early.
-        sa.send_file(
-            s,
-            1,
-            FileOp::Begin {
-                name: "d".into(),
-                size: 1,
-            },
-        )
-        .await
-        .unwrap();
+        begin(sa, s, "d", 1).await.unwrap();
         assert!(matches!(
-            sa.send_file(
-                s,
-                1,
-                FileOp::Data {
-                    offset: 0,
-                    data: vec![0; 2]
-                }
-            )
-            .await,
+            chunk(sa, s, 0, &[0; 2]).await,
             Err(SessionError::Invalid(_))
         ));
         // Chunks must follow on from each other.
         assert!(matches!(
-            sa.send_file(s, 1, FileOp::Data { offset: 1, data: vec![0; 1] }).await,
+            chunk(sa, s, 1, &[0; 1]).await,
             Err(SessionError::Invalid(ref m)) if m.contains("offset")
         ));
         assert!(matches!(
-            sa.send_file(s, 1, FileOp::End { checksum: [0; 16] }).await,
+            sa.send_file(s, A, FileOp::End { checksum: [0; 16] }).await,
             Err(SessionError::Invalid(_))
         ));
         // Aborting: the receiver hears that the transfer broke.
-        sa.send_file(
-            s,
-            1,
-            FileOp::Abort {
-                reason: "gone".into(),
-            },
-        )
-        .await
-        .unwrap();
-        assert!(matches!(ev(&mut lrx).await, SocketEvent::FileBegin { .. }));
-        assert!(matches!(pull(&sb, peer, 7).await, FilePiece::Broken { .. }));
+        let abort = FileOp::Abort {
+            reason: "gone".into(),
+        };
+        sa.send_file(s, A, abort).await.unwrap();
+        assert!(matches!(ev(lrx).await, SocketEvent::FileBegin { .. }));
+        assert!(matches!(pull(sb, peer, B).await, FilePiece::Broken { .. }));
         // The socket closing mid-file breaks the transfer too.
-        sa.send_file(
-            s,
-            1,
-            FileOp::Begin {
-                name: "e".into(),
-                size: 10,
-            },
-        )
-        .await
-        .unwrap();
-        sa.send_file(
-            s,
-            1,
-            FileOp::Data {
-                offset: 0,
-                data: vec![1; 4],
-            },
-        )
-        .await
-        .unwrap();
-        sa.shutdown(s, 1).await.unwrap();
-        assert!(matches!(ev(&mut lrx).await, SocketEvent::FileBegin { .. }));
-        assert_eq!(pull(&sb, peer, 7).await, FilePiece::Data(vec![1; 4]));
-        assert!(matches!(pull(&sb, peer, 7).await, FilePiece::Broken { .. }));
-        assert!(matches!(ev(&mut lrx).await, SocketEvent::Shutdown { .. }));
+        begin(sa, s, "e", 10).await.unwrap();
+        chunk(sa, s, 0, &[1; 4]).await.unwrap();
+        sa.shutdown(s, A).await.unwrap();
+        assert!(matches!(ev(lrx).await, SocketEvent::FileBegin { .. }));
+        assert_eq!(pull(sb, peer, B).await, FilePiece::Data(vec![1; 4]));
+        assert!(matches!(pull(sb, peer, B).await, FilePiece::Broken { .. }));
+        assert!(matches!(ev(lrx).await, SocketEvent::Shutdown { .. }));
     }
 
     #[tokio::test]
     async fn stream_frames_are_datagrams_with_a_size_limit() {
-        let (_a, b, sa, sb) = pair().await;
-        let (ltx, mut lrx) = event_channel();
-        sb.listen("media", 7, ltx).unwrap();
-        let (btx, mut brx) = event_channel();
-        let s = sa
-            .bind(
-                &b.local_info().network_id,
-                "media",
-                "me",
-                DataType::Bytes,
-                1,
-                btx,
-            )
-            .await
-            .unwrap();
-        let SocketEvent::Bind { socket: peer, .. } = ev(&mut lrx).await else {
-            panic!()
-        };
-        let max = sa.max_stream(s, 1).unwrap();
+        let Pair {
+            sa,
+            sb,
+            s,
+            peer,
+            mut lrx,
+            mut brx,
+            ..
+        } = socket("media", DataType::Bytes).await;
+        let max = sa.max_stream(s, A).unwrap();
         assert!(max >= 1000, "{max}");
-        sa.send_stream(s, 1, &[5u8; 1000]).unwrap();
+        sa.send_stream(s, A, &[5u8; 1000]).unwrap();
         assert_eq!(
             ev(&mut lrx).await,
             SocketEvent::Stream {
@@ -1615,7 +1031,7 @@ mod tests {
                 data: vec![5u8; 1000]
             }
         );
-        sb.send_stream(peer, 7, b"back").unwrap();
+        sb.send_stream(peer, B, b"back").unwrap();
         assert_eq!(
             ev(&mut brx).await,
             SocketEvent::Stream {
@@ -1624,7 +1040,7 @@ mod tests {
             }
         );
         assert!(matches!(
-            sa.send_stream(s, 1, &vec![0u8; 64 * 1024]),
+            sa.send_stream(s, A, &vec![0u8; 64 * 1024]),
             Err(SessionError::Invalid(ref m)) if m.contains("datagram")
         ));
         assert_eq!(sa.send_stream(s, 2, b"x"), Err(SessionError::NoSocket(s)));
@@ -1635,64 +1051,29 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "throughput measurement"]
     async fn session_file_throughput() {
-        let (_a, b, sa, sb) = pair().await;
-        let (ltx, mut lrx) = event_channel();
-        sb.listen("files", 7, ltx).unwrap();
-        let (btx, _brx) = event_channel();
-        let s = sa
-            .bind(
-                &b.local_info().network_id,
-                "files",
-                "me",
-                DataType::File,
-                1,
-                btx,
-            )
-            .await
-            .unwrap();
-        let SocketEvent::Bind { socket: peer, .. } = ev(&mut lrx).await else {
-            panic!()
-        };
+        let mut p = socket("files", DataType::File).await;
+        let (sa, sb, s, peer, lrx) = p.file_ends();
         let total: u64 = 1 << 30;
-        let chunk = vec![0x5au8; crate::api::FILE_PART];
+        let part = vec![0x5au8; crate::api::FILE_PART];
         let t = std::time::Instant::now();
         let send = async {
-            sa.send_file(
-                s,
-                1,
-                FileOp::Begin {
-                    name: "x".into(),
-                    size: total,
-                },
-            )
-            .await
-            .unwrap();
+            begin(sa, s, "x", total).await.unwrap();
             let mut left = total;
             while left > 0 {
-                let n = left.min(chunk.len() as u64) as usize;
-                let offset = total - left;
-                sa.send_file(
-                    s,
-                    1,
-                    FileOp::Data {
-                        offset,
-                        data: chunk[..n].to_vec(),
-                    },
-                )
-                .await
-                .unwrap();
+                let n = left.min(part.len() as u64) as usize;
+                chunk(sa, s, total - left, &part[..n]).await.unwrap();
                 left -= n as u64;
             }
-            sa.send_file(s, 1, FileOp::End { checksum: [0; 16] }).await
+            sa.send_file(s, A, FileOp::End { checksum: [0; 16] }).await
         };
         let recv = async {
-            assert!(matches!(ev(&mut lrx).await, SocketEvent::FileBegin { .. }));
+            assert!(matches!(ev(lrx).await, SocketEvent::FileBegin { .. }));
             let mut got = 0u64;
             loop {
-                match pull(&sb, peer, 7).await {
+                match pull(sb, peer, B).await {
                     FilePiece::Data(d) => got += d.len() as u64,
                     FilePiece::End { seq, .. } => {
-                        sb.file_result(peer, 7, seq, None).await.unwrap();
+                        sb.file_result(peer, B, seq, None).await.unwrap();
                         return got;
                     }
                     FilePiece::Broken { reason } => panic!("{reason}"),
