@@ -27,50 +27,26 @@ pub enum LogArg {
     Char(char),
 }
 
-impl From<&str> for LogArg {
-    fn from(v: &str) -> Self {
-        LogArg::Str(v.to_string())
-    }
+/// `From` each argument type, into the variant that carries it (widened where it is smaller).
+macro_rules! log_arg_from {
+    ($($t:ty => $variant:ident),* $(,)?) => {$(
+        impl From<$t> for LogArg {
+            fn from(v: $t) -> Self {
+                LogArg::$variant(v.into())
+            }
+        }
+    )*};
 }
-impl From<String> for LogArg {
-    fn from(v: String) -> Self {
-        LogArg::Str(v)
-    }
-}
-impl From<i64> for LogArg {
-    fn from(v: i64) -> Self {
-        LogArg::Int(v)
-    }
-}
-impl From<i32> for LogArg {
-    fn from(v: i32) -> Self {
-        LogArg::Int(v.into())
-    }
-}
-impl From<u64> for LogArg {
-    fn from(v: u64) -> Self {
-        LogArg::Uint(v)
-    }
-}
-impl From<u32> for LogArg {
-    fn from(v: u32) -> Self {
-        LogArg::Uint(v.into())
-    }
-}
-impl From<f64> for LogArg {
-    fn from(v: f64) -> Self {
-        LogArg::Float(v)
-    }
-}
-impl From<bool> for LogArg {
-    fn from(v: bool) -> Self {
-        LogArg::Bool(v)
-    }
-}
-impl From<char> for LogArg {
-    fn from(v: char) -> Self {
-        LogArg::Char(v)
-    }
+log_arg_from! {
+    &str => Str,
+    String => Str,
+    i64 => Int,
+    i32 => Int,
+    u64 => Uint,
+    u32 => Uint,
+    f64 => Float,
+    bool => Bool,
+    char => Char,
 }
 
 impl LogArg {
