@@ -239,16 +239,7 @@ fn render(out: &mut String, conv: u8, spec: &Spec, arg: &LogArg) {
         b'd' | b'i' => match arg.as_i64() {
             Some(v) => {
                 let digits = with_precision(v.unsigned_abs().to_string(), spec.precision);
-                let sign = if v < 0 {
-                    "-"
-                } else if spec.plus {
-                    "+"
-                } else if spec.space {
-                    " "
-                } else {
-                    ""
-                };
-                return pad_number(out, spec, sign, &digits);
+                return pad_number(out, spec, sign(v < 0, spec), &digits);
             }
             None => arg.plain(),
         },
@@ -281,17 +272,11 @@ fn render(out: &mut String, conv: u8, spec: &Spec, arg: &LogArg) {
                     b'g' | b'G' => format!("{v}"),
                     _ => format!("{v:.p$}"),
                 };
-                let sign = if s.starts_with('-') {
+                let negative = s.starts_with('-');
+                if negative {
                     s.remove(0);
-                    "-"
-                } else if spec.plus {
-                    "+"
-                } else if spec.space {
-                    " "
-                } else {
-                    ""
-                };
-                return pad_number(out, spec, sign, &s);
+                }
+                return pad_number(out, spec, sign(negative, spec), &s);
             }
             None => arg.plain(),
         },
@@ -317,6 +302,19 @@ fn pad(out: &mut String, spec: &Spec, body: &str) {
     } else {
         out.extend(std::iter::repeat_n(' ', width - len));
         out.push_str(body);
+    }
+}
+
+/// The sign a signed conversion prints: `-`, else `+` or a space as the flags ask.
+fn sign(negative: bool, spec: &Spec) -> &'static str {
+    if negative {
+        "-"
+    } else if spec.plus {
+        "+"
+    } else if spec.space {
+        " "
+    } else {
+        ""
     }
 }
 
