@@ -746,6 +746,19 @@ impl State for TState {
     }
 }
 
+/// A machine as `Debug` shows it: whose it is and whether it has finished (no keys).
+fn fmt_machine(
+    f: &mut std::fmt::Formatter<'_>,
+    name: &str,
+    me: &LocalDevice,
+    state: &impl State,
+) -> std::fmt::Result {
+    f.debug_struct(name)
+        .field("me", &me.record.udid)
+        .field("finished", &state.is_finished())
+        .finish()
+}
+
 /// `deadline`, unless the session has finished.
 fn live_deadline(state: &impl State, deadline: Duration) -> Option<Duration> {
     (!state.is_finished()).then_some(deadline)
@@ -813,10 +826,7 @@ pub struct Initiator {
 
 impl std::fmt::Debug for Initiator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Initiator")
-            .field("me", &self.me.record.udid)
-            .field("finished", &self.state.is_finished())
-            .finish()
+        fmt_machine(f, "Initiator", &self.me, &self.state)
     }
 }
 
@@ -999,10 +1009,7 @@ pub struct Target {
 
 impl std::fmt::Debug for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Target")
-            .field("me", &self.me.record.udid)
-            .field("finished", &self.state.is_finished())
-            .finish()
+        fmt_machine(f, "Target", &self.me, &self.state)
     }
 }
 
