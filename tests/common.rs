@@ -128,24 +128,12 @@ impl TestDevice {
 
     /// Runs `oxh --data-dir DIR ARGS...`.
     pub fn oxh(&self, args: &[&str]) -> Output {
-        Command::new(oxh_bin())
-            .arg("--data-dir")
-            .arg(self.dir.path())
-            .args(args)
-            .output()
-            .expect("run oxh")
+        run_oxh(self.dir.path(), args)
     }
 
     /// Runs `oxh` and expects success; returns stdout.
     pub fn oxh_ok(&self, args: &[&str]) -> String {
-        let o = self.oxh(args);
-        assert!(
-            o.status.success(),
-            "oxh {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&o.stderr),
-            String::from_utf8_lossy(&o.stdout)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
+        stdout_of_success(self.oxh(args), format_args!("oxh {args:?}"))
     }
 
     /// Runs `oxh` and expects failure; returns stderr.
@@ -166,6 +154,17 @@ impl TestDevice {
             .expect("connect")
     }
 
+    /// A fresh binding PIN this device shows.
+    pub async fn issue_pin(&self) -> String {
+        self.sdk()
+            .await
+            .device_manager()
+            .issue_pin()
+            .await
+            .unwrap()
+            .pin
+    }
+
     pub fn socket(&self) -> PathBuf {
         self.dir.path().join("run/oxhd.sock")
     }
@@ -175,6 +174,42 @@ impl Drop for TestDevice {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// Runs `oxh --data-dir DATA_DIR ARGS...`.
+fn run_oxh(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(oxh_bin())
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .output()
+        .expect("run oxh")
+}
+
+/// The stdout of `what`, which must have succeeded (else its stderr and stdout in the panic).
+fn stdout_of_success(o: Output, what: std::fmt::Arguments<'_>) -> String {
+    assert!(
+        o.status.success(),
+        "{what} failed: {}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        String::from_utf8_lossy(&o.stdout)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Binds `a` to `b` through the real PIN flow (`a` enters the PIN `b` shows, and learns `b`'s
+/// udid).
+pub async fn bind_by_pin(a: &TestDevice, b: &TestDevice) {
+    let pin = b.issue_pin().await;
+    assert_eq!(pin.len(), 6);
+    let t = a
+        .sdk()
+        .await
+        .device_manager()
+        .bind(&b.ready_field("bus"), &pin)
+        .await
+        .unwrap();
+    assert_eq!(t.udid.len(), 64);
 }
 
 pub fn unsafe_kill(pid: u32, sig: i32) {
@@ -391,25 +426,15 @@ impl NsDevice {
 
     /// `oxh --data-dir DIR ARGS...`, run in the host namespace.
     pub fn oxh(&self, args: &[&str]) -> Output {
-        Command::new(oxh_bin())
-            .arg("--data-dir")
-            .arg(self.data_dir())
-            .args(args)
-            .output()
-            .expect("run oxh")
+        run_oxh(self.data_dir(), args)
     }
 
     /// `oxh` that must succeed; its stdout.
     pub fn oxh_ok(&self, args: &[&str]) -> String {
-        let o = self.oxh(args);
-        assert!(
-            o.status.success(),
-            "oxh {args:?} on {} failed: {}\n{}",
-            self.name,
-            String::from_utf8_lossy(&o.stderr),
-            String::from_utf8_lossy(&o.stdout)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
+        stdout_of_success(
+            self.oxh(args),
+            format_args!("oxh {args:?} on {}", self.name),
+        )
     }
 
     /// Sets its link up or down.

@@ -10,17 +10,6 @@ use std::time::Duration;
 
 const APP: &str = "com.example.notes";
 
-/// Binds `a` to `b` through the real PIN flow (`a` enters `b`'s PIN).
-async fn bind(a: &TestDevice, b: &TestDevice) {
-    let pin = b.sdk().await.device_manager().issue_pin().await.unwrap();
-    a.sdk()
-        .await
-        .device_manager()
-        .bind(&b.ready_field("bus"), &pin.pin)
-        .await
-        .unwrap();
-}
-
 /// Waits until `d` sees device `udid` online (events first, then the list: nothing slips).
 async fn wait_online(d: &TestDevice, udid: &str) {
     let sdk = d.sdk().await;
@@ -50,7 +39,7 @@ async fn wait_online(d: &TestDevice, udid: &str) {
 async fn pair() -> (TestDevice, TestDevice) {
     let a = TestDevice::start();
     let b = TestDevice::start_with(&["--peer", &a.ready_field("bus")]);
-    bind(&a, &b).await;
+    bind_by_pin(&a, &b).await;
     wait_online(&a, &b.ready_field("udid")).await;
     wait_online(&b, &a.ready_field("udid")).await;
     (a, b)

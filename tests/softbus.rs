@@ -6,20 +6,6 @@ use oxh_sdk::bus::{DataType, SocketEvent};
 use oxh_softbus::api::StateEvent;
 use std::time::{Duration, Instant};
 
-/// Binds `a` to `b` through the real PIN flow.
-async fn bind(a: &TestDevice, b: &TestDevice) {
-    let pin = b.sdk().await.device_manager().issue_pin().await.unwrap();
-    assert_eq!(pin.pin.len(), 6);
-    let t = a
-        .sdk()
-        .await
-        .device_manager()
-        .bind(&b.ready_field("bus"), &pin.pin)
-        .await
-        .unwrap();
-    assert_eq!(t.udid.len(), 64);
-}
-
 /// Waits until `d` has `n` trusted devices online: subscribes to state changes first, then
 /// reads the list, then waits on the events, so that no change can slip in between.
 async fn wait_online(d: &TestDevice, n: usize) {
@@ -53,7 +39,7 @@ async fn wait_online(d: &TestDevice, n: usize) {
 pub(crate) async fn online_pair() -> (TestDevice, TestDevice) {
     let a = TestDevice::start();
     let b = TestDevice::start();
-    bind(&a, &b).await;
+    bind_by_pin(&a, &b).await;
     wait_online(&a, 1).await;
     wait_online(&b, 1).await;
     (a, b)
@@ -134,14 +120,7 @@ async fn a_target_killed_right_after_binding_still_trusts_the_initiator() {
     let da = a.sdk().await;
     for round in 0..20 {
         let mut b = TestDevice::start();
-        let pin = b
-            .sdk()
-            .await
-            .device_manager()
-            .issue_pin()
-            .await
-            .unwrap()
-            .pin;
+        let pin = b.issue_pin().await;
         da.device_manager()
             .bind(&b.ready_field("bus"), &pin)
             .await
@@ -163,14 +142,7 @@ async fn a_target_killed_right_after_binding_still_trusts_the_initiator() {
 async fn wrong_pin_fails_clearly_and_three_failures_lock_binding_out() {
     let a = TestDevice::start();
     let b = TestDevice::start();
-    let pin = b
-        .sdk()
-        .await
-        .device_manager()
-        .issue_pin()
-        .await
-        .unwrap()
-        .pin;
+    let pin = b.issue_pin().await;
     let wrong = if pin == "000000" { "111111" } else { "000000" };
     let bus = b.ready_field("bus");
     for _ in 0..3 {
@@ -352,7 +324,7 @@ async fn a_vanished_device_goes_offline_within_3s_and_comes_back_without_rebindi
     let a = TestDevice::start();
     // b knows where a listens (a static peer), so it can dial a back after a restart.
     let mut b = TestDevice::start_with(&["--peer", &a.ready_field("bus")]);
-    bind(&a, &b).await;
+    bind_by_pin(&a, &b).await;
     wait_online(&a, 1).await;
     let mut watch = a
         .sdk()
@@ -443,7 +415,7 @@ fn stored_advert_keys(d: &TestDevice) -> Vec<Option<Vec<u8>>> {
 async fn records_bound_before_advert_keys_learn_them_over_the_pinned_connection() {
     let mut a = TestDevice::start();
     let mut b = TestDevice::start_with(&["--peer", &a.ready_field("bus")]);
-    bind(&a, &b).await;
+    bind_by_pin(&a, &b).await;
     wait_online(&a, 1).await;
     // Binding stored each other's key: the one in the peer's advert.key.
     let key_of = |d: &TestDevice| std::fs::read(d.data_dir().join("device/advert.key")).unwrap();
@@ -956,14 +928,7 @@ async fn static_peers_are_discovered_and_bindable_by_id() {
     let out = b.oxh_ok(&["device", "discover"]);
     assert!(out.contains(&seen.id) && out.contains(" no "), "{out}");
     // Bind by a prefix of the id.
-    let pin = a
-        .sdk()
-        .await
-        .device_manager()
-        .issue_pin()
-        .await
-        .unwrap()
-        .pin;
+    let pin = a.issue_pin().await;
     b.oxh_ok(&["device", "bind", &seen.id[..8], "--pin", &pin]);
     wait_online(&b, 1).await;
     let out = b.oxh_ok(&["device", "discover", "--json"]);
