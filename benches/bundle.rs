@@ -133,14 +133,7 @@ fn main() {
         files.push((format!("libs/x86_64/lib{i}.so"), noise(1 << 20, i + 100)));
     }
     let hap = tools::pack(&files).unwrap();
-    let signed = tools::sign_hap(
-        &hap,
-        &ks.dev_key_pem,
-        ks.dev_cert_pem.as_bytes(),
-        &ks.profile_p7b,
-        now,
-    )
-    .unwrap();
+    let signed = ks.sign(&hap, now).unwrap();
     let big = work.path().join("bench10m.hap");
     std::fs::write(&big, &signed).unwrap();
     let opts = VerifyOptions {
