@@ -25,7 +25,7 @@
 mod common;
 use common::Daemon;
 
-use oxh_atm::rules::{DlpType, HapInfoParams, HapPolicy, flag};
+use oxh_atm::rules::{HapPolicy, flag};
 use oxh_atm::{AccessTokenManager, AtmConfig};
 use oxh_ipc::{Caller, TokenType};
 use oxh_samgr::PermissionChecker;
@@ -86,17 +86,7 @@ fn verify_bench() {
     let atm = AccessTokenManager::open(dir.path(), AtmConfig::default()).expect("open");
     // A cache like a device's: some apps besides the one checked.
     for i in 0..50 {
-        let info = HapInfoParams {
-            user_id: 100,
-            bundle_name: format!("com.example.app{i}"),
-            inst_index: 0,
-            dlp_type: DlpType::Common,
-            app_id_desc: format!("app{i}"),
-            api_version: 12,
-            is_system_app: false,
-            app_distribution_type: "app_gallery".into(),
-            uid: None,
-        };
+        let info = oxh_atm::test_util::app(&format!("com.example.app{i}"), None);
         atm.alloc_hap_token(&info, &HapPolicy::normal(&[INTERNET, CAMERA, LOCATION]))
             .expect("alloc");
     }
@@ -411,17 +401,7 @@ fn tokensync_bench(iters: usize) {
     std::fs::set_permissions(a.dir.as_path(), std::fs::Permissions::from_mode(0o711))
         .expect("chmod");
     rt.block_on(async {
-        let info = HapInfoParams {
-            user_id: 100,
-            bundle_name: REMOTE_APP.into(),
-            inst_index: 0,
-            dlp_type: DlpType::Common,
-            app_id_desc: format!("{REMOTE_APP}_appid"),
-            api_version: 12,
-            is_system_app: false,
-            app_distribution_type: "app_gallery".into(),
-            uid: Some(65_534),
-        };
+        let info = oxh_atm::test_util::app(REMOTE_APP, Some(65_534));
         da.atm()
             .alloc_hap_token(info, HapPolicy::normal(&[DATASYNC]))
             .await

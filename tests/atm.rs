@@ -11,7 +11,8 @@ use oxh_atm::api::{
     self as atm, AllocHapArgs, CheckArgs, GrantArgs, TokenDetail, TokenInfo, TokenTarget,
     UpdateHapArgs, UsageArgs, UsageRecord,
 };
-use oxh_atm::rules::{DlpType, HapInfoParams, HapPolicy, UpdateHapInfoParams, flag};
+use oxh_atm::rules::{HapPolicy, UpdateHapInfoParams, flag};
+use oxh_atm::test_util::app as app_info;
 use oxh_hilog::api as hilog;
 use oxh_ipc::{Caller, TokenType, encode};
 use oxh_samgr::samgr_method::{self as samgr, DumpArgs};
@@ -363,20 +364,6 @@ fn set_process_name(name: &str) {
         oxh_kal::process_name(std::process::id() as i32).unwrap(),
         name
     );
-}
-
-fn app_info(bundle: &str, uid: Option<u32>) -> HapInfoParams {
-    HapInfoParams {
-        user_id: 100,
-        bundle_name: bundle.into(),
-        inst_index: 0,
-        dlp_type: DlpType::Common,
-        app_id_desc: format!("{bundle}_appid"),
-        api_version: 12,
-        is_system_app: false,
-        app_distribution_type: "app_gallery".into(),
-        uid,
-    }
 }
 
 /// A well-formed request for a gated method, where the test knows one: what a real attempt

@@ -765,7 +765,7 @@ mod app {
 
     use super::{APP, kv};
     use crate::common::{TestDevice, can_run_as_nobody, run_test_child};
-    use oxh_atm::rules::{DlpType, HapInfoParams, HapPolicy};
+    use oxh_atm::rules::HapPolicy;
     use oxh_sdk::kv::{KVManager, Options, SyncMode};
     use serde_json::{Value, json};
     use std::time::Duration;
@@ -799,17 +799,7 @@ mod app {
                 let id = dev
                     .atm()
                     .alloc_hap_token(
-                        HapInfoParams {
-                            user_id: 100,
-                            bundle_name: KVAPP.into(),
-                            inst_index: 0,
-                            dlp_type: DlpType::Common,
-                            app_id_desc: format!("{KVAPP}_appid"),
-                            api_version: 12,
-                            is_system_app: false,
-                            app_distribution_type: "app_gallery".into(),
-                            uid: Some(65_534),
-                        },
+                        oxh_atm::test_util::app(KVAPP, Some(65_534)),
                         HapPolicy::normal(&["ohos.permission.INTERNET"]),
                     )
                     .await
