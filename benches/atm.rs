@@ -202,14 +202,9 @@ fn compare(label_a: &str, label_b: &str, a: Vec<Duration>, b: Vec<Duration>) {
 fn ipc_bench(iters: usize) {
     use oxh_samgr::samgr_method::{ECHO, ECHO_CHECKED};
     let d = start_daemon();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("rt");
+    let rt = common::runtime();
     rt.block_on(async {
-        let dev = oxh_sdk::Device::connect(d.dir.as_path())
-            .await
-            .expect("connect");
+        let dev = d.sdk().await;
         let samgr = dev.samgr();
         let me = samgr.whoami().await.expect("whoami");
         let msg = [0x5au8; MSG];
@@ -298,10 +293,7 @@ fn remote_app_child(spec: &str) {
         it.next().expect("dir").to_string(),
         it.next().expect("peer").to_string(),
     );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("rt");
+    let rt = common::runtime();
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     std::thread::spawn(move || {
         let mut s = String::new();
@@ -331,10 +323,7 @@ fn tokensync_bench(iters: usize) {
     use oxh_samgr::samgr_method::ECHO;
     let a = start_daemon();
     let b = start_daemon();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("rt");
+    let rt = common::runtime();
     let b_net = b.field("network_id");
     rt.block_on(async {
         let da = oxh_sdk::Device::connect(a.dir.as_path()).await.expect("a");

@@ -86,10 +86,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(15);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::runtime();
     let daemon = start_daemon();
     let dev = rt
         .block_on(oxh_sdk::Device::connect(daemon.dir.as_path()))

@@ -63,10 +63,25 @@ impl Daemon {
         d
     }
 
+    /// An SDK connection to it.
+    pub async fn sdk(&self) -> oxh_sdk::Device {
+        oxh_sdk::Device::connect(self.dir.as_path())
+            .await
+            .expect("connect")
+    }
+
     /// A field of the ready line, e.g. `bus` or `network_id`.
     pub fn field(&self, key: &str) -> String {
         self.ready.field(key).unwrap_or_default()
     }
+}
+
+/// The single-threaded runtime a bench drives its client from.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt")
 }
 
 /// oxhd arguments that keep a bench device on loopback without mDNS.
