@@ -424,6 +424,16 @@ impl NsDevice {
             .expect("connect over IPC from the host namespace")
     }
 
+    /// The devices it trusts, as it lists them now.
+    pub async fn trusted(&self) -> Vec<oxh_softbus::api::TrustedView> {
+        self.sdk()
+            .await
+            .device_manager()
+            .trusted_devices()
+            .await
+            .unwrap()
+    }
+
     /// `oxh --data-dir DIR ARGS...`, run in the host namespace.
     pub fn oxh(&self, args: &[&str]) -> Output {
         run_oxh(self.data_dir(), args)
