@@ -176,12 +176,8 @@ mod tests {
 
     async fn samgr_with(atm: &Arc<AccessTokenManager>) -> Arc<Samgr> {
         let mut s = Samgr::new(atm.clone() as Arc<dyn PermissionChecker>);
-        let a = atm.clone();
-        s.register(SaProfile::new(api::SA_ID, api::SA_NAME, true, move || {
-            let a = a.clone();
-            async move { Ok(a as Arc<dyn SystemAbility>) }
-        }))
-        .unwrap();
+        s.register(SaProfile::running(api::SA_ID, api::SA_NAME, atm.clone()))
+            .unwrap();
         s.start().await.unwrap()
     }
 
