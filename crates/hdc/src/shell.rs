@@ -37,6 +37,17 @@ fn kill_group(pgid: i32, sig: i32) {
     }
 }
 
+/// The exit a finished command closes its channel with.
+fn exit_of(status: std::io::Result<ExitStatus>) -> Exit {
+    match status {
+        Ok(s) => Exit {
+            code: status_code(s),
+            message: String::new(),
+        },
+        Err(e) => Exit::fail(format!("[Fail]{e}")),
+    }
+}
+
 /// Starts `cmd` (killed when dropped); or the exit (code 127) to close the channel with, `what`
 /// naming the command in its message.
 fn spawn(cmd: std::process::Command, what: &str) -> Result<tokio::process::Child, Exit> {
@@ -102,14 +113,7 @@ pub async fn run_piped(mut ch: Channel, mut cmd: std::process::Command) {
     };
     let _ = out_task.await;
     let _ = err_task.await;
-    let exit = match status {
-        Ok(s) => Exit {
-            code: status_code(s),
-            message: String::new(),
-        },
-        Err(e) => Exit::fail(format!("[Fail]{e}")),
-    };
-    ch.close(&exit);
+    ch.close(&exit_of(status));
 }
 
 async fn pump_out<R: tokio::io::AsyncRead + Unpin>(r: &mut R, tx: &Sender, stderr: bool) {
@@ -260,12 +264,5 @@ pub async fn run_pty(mut ch: Channel, mut cmd: std::process::Command, ws: WinSiz
     // Output still in the pty after the shell ended; a background job that keeps the pty open
     // does not hold the channel for long.
     let _ = tokio::time::timeout(std::time::Duration::from_millis(500), out_task).await;
-    let exit = match status {
-        Ok(s) => Exit {
-            code: status_code(s),
-            message: String::new(),
-        },
-        Err(e) => Exit::fail(format!("[Fail]{e}")),
-    };
-    ch.close(&exit);
+    ch.close(&exit_of(status));
 }
