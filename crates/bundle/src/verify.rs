@@ -157,6 +157,15 @@ impl Report {
             code,
         });
     }
+    /// The failed check of the package's PKCS#7 signature.
+    fn bad_signature(&mut self, e: impl std::fmt::Display) {
+        self.push(
+            "signature",
+            Some(false),
+            format!("PKCS#7: {e}"),
+            code::VERIFY_PKCS7_FAIL,
+        );
+    }
     /// The check `name` of a certificate chain: its subjects, and whether (or why not) it
     /// ends at a trusted root.
     fn push_chain(&mut self, name: &str, ch: &pkcs7::Chain) {
@@ -216,12 +225,7 @@ pub fn verify(hap: &Hap<'_>, opts: &VerifyOptions) -> Report {
     let sd = match pkcs7::parse(sig) {
         Ok(sd) => sd,
         Err(e) => {
-            r.push(
-                "signature",
-                Some(false),
-                format!("PKCS#7: {e}"),
-                code::VERIFY_PKCS7_FAIL,
-            );
+            r.bad_signature(e);
             return r;
         }
     };
@@ -263,12 +267,7 @@ pub fn verify(hap: &Hap<'_>, opts: &VerifyOptions) -> Report {
             Some(c)
         }
         Err(e) => {
-            r.push(
-                "signature",
-                Some(false),
-                format!("PKCS#7: {e}"),
-                code::VERIFY_PKCS7_FAIL,
-            );
+            r.bad_signature(e);
             None
         }
     };
