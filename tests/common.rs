@@ -91,15 +91,7 @@ impl TestDevice {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn oxhd");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(r) = ReadyLine::parse(&line) {
-                    let _ = tx.send(r);
-                }
-            }
-        });
+        let rx = ready_lines(child.stdout.take().expect("stdout"));
         self.child = Some(child);
         match rx.recv_timeout(READY_TIMEOUT) {
             Ok(r) => {
@@ -174,6 +166,19 @@ impl Drop for TestDevice {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// The ready lines oxhd prints on `stdout`, as a thread reads them.
+fn ready_lines(stdout: std::process::ChildStdout) -> mpsc::Receiver<ReadyLine> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(r) = ReadyLine::parse(&line) {
+                let _ = tx.send(r);
+            }
+        }
+    });
+    rx
 }
 
 /// Runs `oxh --data-dir DATA_DIR ARGS...`.
@@ -379,15 +384,7 @@ impl NsDevice {
             .stderr(Stdio::from(log))
             .spawn()
             .map_err(|e| format!("spawn oxhd in {}: {e}", self.ns))?;
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(r) = ReadyLine::parse(&line) {
-                    let _ = tx.send(r);
-                }
-            }
-        });
+        let rx = ready_lines(child.stdout.take().expect("piped stdout"));
         self.child = Some(child);
         self.ready = rx
             .recv_timeout(READY_TIMEOUT)

@@ -45,6 +45,20 @@ pub(crate) async fn online_pair() -> (TestDevice, TestDevice) {
     (a, b)
 }
 
+/// `a`'s SDK and a file socket from it to `b`'s `chat` listener, with the socket's events.
+async fn file_socket(
+    a: &TestDevice,
+    b: &TestDevice,
+) -> (oxh_sdk::Device, u64, oxh_sdk::bus::SocketEvents) {
+    let sa = a.sdk().await;
+    let (sock, ev) = sa
+        .bus()
+        .bind(&b.ready_field("network_id"), "chat", "me", DataType::File)
+        .await
+        .unwrap();
+    (sa, sock, ev)
+}
+
 /// A socket from a to b's listener `name`: SDK handles, a's socket and events, b's listener
 /// and its side of the socket.
 struct OpenSocket {
@@ -724,12 +738,7 @@ async fn a_peer_vanishing_mid_file_leaves_no_file_behind() {
         .unwrap()
         .set_len(8 << 30)
         .unwrap();
-    let sa = a.sdk().await;
-    let (sock, _ev) = sa
-        .bus()
-        .bind(&b.ready_field("network_id"), "chat", "me", DataType::File)
-        .await
-        .unwrap();
+    let (sa, sock, _ev) = file_socket(&a, &b).await;
     let (ptx, mut prx) = tokio::sync::mpsc::unbounded_channel();
     let sender = tokio::spawn(async move {
         sa.bus()
@@ -792,12 +801,7 @@ async fn hostile_file_names_are_refused_and_nothing_lands_outside_the_dir() {
         })
         .await
     };
-    let sa = a.sdk().await;
-    let (sock, _ev) = sa
-        .bus()
-        .bind(&b.ready_field("network_id"), "chat", "me", DataType::File)
-        .await
-        .unwrap();
+    let (sa, sock, _ev) = file_socket(&a, &b).await;
     let src = root.path().join("payload");
     std::fs::write(&src, b"evil").unwrap();
     for name in ["../x", "/etc/passwd", "a/../../y", "..", "dir/"] {
