@@ -254,10 +254,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let iters: usize = std::env::var("OXH_BENCH_ITERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50_000);
+    let iters: usize = common::env_num("OXH_BENCH_ITERS", 50_000);
     println!(
         "atm bench, {} cores",
         std::thread::available_parallelism()

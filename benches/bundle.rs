@@ -82,10 +82,7 @@ fn peers(iters: usize, file: &Path) -> [(&'static str, Option<Duration>); 3] {
 }
 
 fn main() {
-    let iters: usize = std::env::var("OXH_BENCH_ITERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(15);
+    let iters: usize = common::env_num("OXH_BENCH_ITERS", 15);
     let rt = common::runtime();
     let daemon = start_daemon();
     let dev = rt

@@ -112,10 +112,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let iters: usize = std::env::var("OXH_BENCH_ITERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
+    let iters: usize = common::env_num("OXH_BENCH_ITERS", 100_000);
     let warmup = iters / 10;
     println!(
         "ipc bench: {iters} round trips of {MSG} bytes (after {warmup} warm-up), {} cores",

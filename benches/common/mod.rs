@@ -76,6 +76,14 @@ impl Daemon {
     }
 }
 
+/// The number in the environment variable `name` (a bench's size knob), else `default`.
+pub fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// The single-threaded runtime a bench drives its client from.
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
