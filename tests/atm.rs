@@ -622,8 +622,7 @@ fn run_child_with(
 /// A device whose socket other users can reach (the data dir is 0700 by default).
 fn device_for_other_users() -> TestDevice {
     let dev = TestDevice::start();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dev.data_dir(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    dev.let_others_in();
     dev
 }
 
@@ -866,8 +865,7 @@ async fn remote_tokens_follow_grants_and_revocations_on_the_origin_device() {
         return;
     }
     let (a, b) = crate::softbus::online_pair().await;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(a.data_dir(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    a.let_others_in();
     let app = run_child(None, "setup_remote", 0, &a)[0]["app"]
         .as_u64()
         .unwrap() as u32;

@@ -346,8 +346,7 @@ fn app_uid_resolves_to_the_app_token() {
         return;
     }
     let dev = TestDevice::start();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dev.data_dir(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    dev.let_others_in();
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     let keys = w.join("keys");
@@ -692,7 +691,7 @@ fn install_needs_the_install_permission() {
     }
     let dev = TestDevice::start();
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dev.data_dir(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    dev.let_others_in();
     let work = tempfile::Builder::new()
         .prefix("oxh-bm-perm")
         .tempdir()

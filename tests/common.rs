@@ -146,6 +146,13 @@ impl TestDevice {
             .expect("connect")
     }
 
+    /// Lets processes of other users (`nobody`, an app's uid) reach its socket: its data dir
+    /// searchable by all (0711).
+    pub fn let_others_in(&self) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(self.data_dir(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    }
+
     /// A fresh binding PIN this device shows.
     pub async fn issue_pin(&self) -> String {
         self.sdk()

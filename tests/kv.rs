@@ -856,8 +856,7 @@ mod app {
             return;
         }
         let d = TestDevice::start();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(d.data_dir(), std::fs::Permissions::from_mode(0o711)).unwrap();
+        d.let_others_in();
         d.oxh_ok(&kv(&["put", "--app", APP, "--store", "s1", "secret", "x"]));
         let setup = run_child(None, "setup", &d);
         assert!(setup["app"].as_u64().is_some(), "{setup}");
