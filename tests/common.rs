@@ -189,7 +189,7 @@ fn ready_lines(stdout: std::process::ChildStdout) -> mpsc::Receiver<ReadyLine> {
 }
 
 /// Runs `oxh --data-dir DATA_DIR ARGS...`.
-fn run_oxh(data_dir: &Path, args: &[&str]) -> Output {
+pub fn run_oxh(data_dir: &Path, args: &[&str]) -> Output {
     Command::new(oxh_bin())
         .arg("--data-dir")
         .arg(data_dir)
@@ -199,7 +199,7 @@ fn run_oxh(data_dir: &Path, args: &[&str]) -> Output {
 }
 
 /// The stdout of `what`, which must have succeeded (else its stderr and stdout in the panic).
-fn stdout_of_success(o: Output, what: std::fmt::Arguments<'_>) -> String {
+pub fn stdout_of_success(o: Output, what: std::fmt::Arguments<'_>) -> String {
     assert!(
         o.status.success(),
         "{what} failed: {}\n{}",

@@ -721,19 +721,8 @@ fn sim_devices_are_sl3_and_sync_s3_stores() {
         }
     }
     let oxh = |dev: &str, args: &[&str]| {
-        let o = std::process::Command::new(oxh_bin())
-            .arg("--data-dir")
-            .arg(base.path().join(dev))
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "{args:?}: {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
+        let o = run_oxh(&base.path().join(dev), args);
+        stdout_of_success(o, format_args!("oxh {args:?} on {dev}"))
     };
     assert_eq!(
         oxh(
