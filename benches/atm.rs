@@ -25,7 +25,7 @@
 mod common;
 use common::Daemon;
 
-use oxh_atm::rules::{DlpType, HapInfoParams, HapPolicy, flag};
+use oxh_atm::rules::{HapPolicy, flag};
 use oxh_atm::{AccessTokenManager, AtmConfig};
 use oxh_ipc::{Caller, TokenType};
 use oxh_samgr::PermissionChecker;
@@ -86,17 +86,7 @@ fn verify_bench() {
     let atm = AccessTokenManager::open(dir.path(), AtmConfig::default()).expect("open");
     // A cache like a device's: some apps besides the one checked.
     for i in 0..50 {
-        let info = HapInfoParams {
-            user_id: 100,
-            bundle_name: format!("com.example.app{i}"),
-            inst_index: 0,
-            dlp_type: DlpType::Common,
-            app_id_desc: format!("app{i}"),
-            api_version: 12,
-            is_system_app: false,
-            app_distribution_type: "app_gallery".into(),
-            uid: None,
-        };
+        let info = oxh_atm::test_util::app(&format!("com.example.app{i}"), None);
         atm.alloc_hap_token(&info, &HapPolicy::normal(&[INTERNET, CAMERA, LOCATION]))
             .expect("alloc");
     }
@@ -212,14 +202,9 @@ fn compare(label_a: &str, label_b: &str, a: Vec<Duration>, b: Vec<Duration>) {
 fn ipc_bench(iters: usize) {
     use oxh_samgr::samgr_method::{ECHO, ECHO_CHECKED};
     let d = start_daemon();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("rt");
+    let rt = common::runtime();
     rt.block_on(async {
-        let dev = oxh_sdk::Device::connect(d.dir.as_path())
-            .await
-            .expect("connect");
+        let dev = d.sdk().await;
         let samgr = dev.samgr();
         let me = samgr.whoami().await.expect("whoami");
         let msg = [0x5au8; MSG];
@@ -269,10 +254,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let iters: usize = std::env::var("OXH_BENCH_ITERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50_000);
+    let iters: usize = common::env_num("OXH_BENCH_ITERS", 50_000);
     println!(
         "atm bench, {} cores",
         std::thread::available_parallelism()
@@ -308,10 +290,7 @@ fn remote_app_child(spec: &str) {
         it.next().expect("dir").to_string(),
         it.next().expect("peer").to_string(),
     );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("rt");
+    let rt = common::runtime();
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     std::thread::spawn(move || {
         let mut s = String::new();
@@ -341,10 +320,7 @@ fn tokensync_bench(iters: usize) {
     use oxh_samgr::samgr_method::ECHO;
     let a = start_daemon();
     let b = start_daemon();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("rt");
+    let rt = common::runtime();
     let b_net = b.field("network_id");
     rt.block_on(async {
         let da = oxh_sdk::Device::connect(a.dir.as_path()).await.expect("a");
@@ -411,17 +387,7 @@ fn tokensync_bench(iters: usize) {
     std::fs::set_permissions(a.dir.as_path(), std::fs::Permissions::from_mode(0o711))
         .expect("chmod");
     rt.block_on(async {
-        let info = HapInfoParams {
-            user_id: 100,
-            bundle_name: REMOTE_APP.into(),
-            inst_index: 0,
-            dlp_type: DlpType::Common,
-            app_id_desc: format!("{REMOTE_APP}_appid"),
-            api_version: 12,
-            is_system_app: false,
-            app_distribution_type: "app_gallery".into(),
-            uid: Some(65_534),
-        };
+        let info = oxh_atm::test_util::app(REMOTE_APP, Some(65_534));
         da.atm()
             .alloc_hap_token(info, HapPolicy::normal(&[DATASYNC]))
             .await

@@ -82,14 +82,8 @@ fn peers(iters: usize, file: &Path) -> [(&'static str, Option<Duration>); 3] {
 }
 
 fn main() {
-    let iters: usize = std::env::var("OXH_BENCH_ITERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(15);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let iters: usize = common::env_num("OXH_BENCH_ITERS", 15);
+    let rt = common::runtime();
     let daemon = start_daemon();
     let dev = rt
         .block_on(oxh_sdk::Device::connect(daemon.dir.as_path()))
@@ -133,14 +127,7 @@ fn main() {
         files.push((format!("libs/x86_64/lib{i}.so"), noise(1 << 20, i + 100)));
     }
     let hap = tools::pack(&files).unwrap();
-    let signed = tools::sign_hap(
-        &hap,
-        &ks.dev_key_pem,
-        ks.dev_cert_pem.as_bytes(),
-        &ks.profile_p7b,
-        now,
-    )
-    .unwrap();
+    let signed = ks.sign(&hap, now).unwrap();
     let big = work.path().join("bench10m.hap");
     std::fs::write(&big, &signed).unwrap();
     let opts = VerifyOptions {

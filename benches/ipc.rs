@@ -73,10 +73,7 @@ fn start_daemon() -> (Daemon, Duration) {
     let d = Daemon::start_temp(&[]);
     // Ready means answering calls: time until the first round trip completes.
     let sock = d.dir.join("run/oxhd.sock");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("rt");
+    let rt = common::runtime();
     rt.block_on(async {
         let c = oxh_ipc::Client::connect(&sock).await.expect("connect");
         c.call_raw(0, oxh_samgr::samgr_method::ECHO, b"x")
@@ -88,14 +85,9 @@ fn start_daemon() -> (Daemon, Duration) {
 }
 
 fn ipc_round_trips(d: &Daemon, iters: usize, warmup: usize) -> Vec<Duration> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("rt");
+    let rt = common::runtime();
     rt.block_on(async {
-        let dev = oxh_sdk::Device::connect(d.dir.as_path())
-            .await
-            .expect("connect");
+        let dev = d.sdk().await;
         let samgr = dev.samgr();
         let msg = [0x5au8; MSG];
         let mut lat = Vec::with_capacity(iters);
@@ -120,10 +112,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let iters: usize = std::env::var("OXH_BENCH_ITERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
+    let iters: usize = common::env_num("OXH_BENCH_ITERS", 100_000);
     let warmup = iters / 10;
     println!(
         "ipc bench: {iters} round trips of {MSG} bytes (after {warmup} warm-up), {} cores",

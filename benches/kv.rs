@@ -164,10 +164,7 @@ fn sent(dump: &str) -> (u64, u64) {
 }
 
 fn sync() {
-    let entries: usize = std::env::var("OXH_BENCH_SYNC_ENTRIES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
+    let entries: usize = common::env_num("OXH_BENCH_SYNC_ENTRIES", 100_000);
     let base = tempfile::tempdir().expect("tmp");
     let a = start(&base.path().join("a"), &[]);
     let b = start(&base.path().join("b"), &[a.field("bus")]);

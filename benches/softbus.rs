@@ -476,14 +476,8 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let rounds: usize = std::env::var("OXH_BENCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20_000);
-    let file_mb: u64 = std::env::var("OXH_BENCH_FILE_MB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1024);
+    let rounds: usize = common::env_num("OXH_BENCH_ROUNDS", 20_000);
+    let file_mb: u64 = common::env_num("OXH_BENCH_FILE_MB", 1024);
     let base = tempfile::tempdir().expect("tmp");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

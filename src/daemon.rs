@@ -215,35 +215,20 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
         .context("cannot open the access token store")?;
     atm.spawn_usage_flusher();
     let mut samgr = Samgr::new(atm.clone());
-    let a = atm.clone();
-    samgr.register(SaProfile::new(
+    samgr.register(SaProfile::running(
         sa_id::ACCESS_TOKEN,
         oxh_atm::api::SA_NAME,
-        true,
-        move || {
-            let a = a.clone();
-            async move { Ok(a as Arc<dyn SystemAbility>) }
-        },
+        atm.clone(),
     ))?;
-    let h = hilog.clone();
-    samgr.register(SaProfile::new(
+    samgr.register(SaProfile::running(
         sa_id::HILOG,
         "HiLogService",
-        true,
-        move || {
-            let h = h.clone();
-            async move { Ok(h as Arc<dyn SystemAbility>) }
-        },
+        hilog.clone(),
     ))?;
-    let p = param.clone();
-    samgr.register(SaProfile::new(
+    samgr.register(SaProfile::running(
         sa_id::PARAM,
         "ParamService",
-        true,
-        move || {
-            let p = p.clone();
-            async move { Ok(p as Arc<dyn SystemAbility>) }
-        },
+        param.clone(),
     ))?;
     // The bundle manager: installs create app tokens in the access-token manager in-process.
     let p = param.clone();
@@ -260,14 +245,10 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
         atm.clone(),
     )
     .context("cannot open the bundle store")?;
-    samgr.register(SaProfile::new(
+    samgr.register(SaProfile::running(
         sa_id::BUNDLE_MGR,
         "BundleMgrService",
-        true,
-        move || {
-            let b = bms.clone();
-            async move { Ok(b as Arc<dyn SystemAbility>) }
-        },
+        bms,
     ))?;
 
     let sa_list = vec![
@@ -291,15 +272,10 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
     let softbus = Softbus::start(&identity, &dirs.subsystem("device"), bus_cfg, sa_list)
         .await
         .context("cannot start the soft bus")?;
-    let sb = softbus.clone();
-    samgr.register(SaProfile::new(
+    samgr.register(SaProfile::running(
         sa_id::DEVICE_MANAGER,
         "DeviceManagerService",
-        true,
-        move || {
-            let sb = sb.clone();
-            async move { Ok(Arc::new(DeviceManagerSa(sb)) as Arc<dyn SystemAbility>) }
-        },
+        Arc::new(DeviceManagerSa(softbus.clone())),
     ))?;
     // On demand, as in OpenHarmony: the socket SA starts on its first call (the bus itself
     // runs from the start, for the bus center).
@@ -343,14 +319,10 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
     }));
     kv.attach_softbus(softbus.clone())
         .context("cannot start KV sync")?;
-    samgr.register(SaProfile::new(
+    samgr.register(SaProfile::running(
         sa_id::DISTRIBUTED_KV,
         oxh_kvstore::api::SA_NAME,
-        true,
-        move || {
-            let kv = kv.clone();
-            async move { Ok(kv as Arc<dyn SystemAbility>) }
-        },
+        kv,
     ))?;
     let samgr = samgr.start().await?;
     // dbinder: calls to and from SAs on other devices, with the callers' tokens synced.

@@ -11,7 +11,8 @@ use oxh_atm::api::{
     self as atm, AllocHapArgs, CheckArgs, GrantArgs, TokenDetail, TokenInfo, TokenTarget,
     UpdateHapArgs, UsageArgs, UsageRecord,
 };
-use oxh_atm::rules::{DlpType, HapInfoParams, HapPolicy, UpdateHapInfoParams, flag};
+use oxh_atm::rules::{HapPolicy, UpdateHapInfoParams, flag};
+use oxh_atm::test_util::app as app_info;
 use oxh_hilog::api as hilog;
 use oxh_ipc::{Caller, TokenType, encode};
 use oxh_samgr::samgr_method::{self as samgr, DumpArgs};
@@ -365,20 +366,6 @@ fn set_process_name(name: &str) {
     );
 }
 
-fn app_info(bundle: &str, uid: Option<u32>) -> HapInfoParams {
-    HapInfoParams {
-        user_id: 100,
-        bundle_name: bundle.into(),
-        inst_index: 0,
-        dlp_type: DlpType::Common,
-        app_id_desc: format!("{bundle}_appid"),
-        api_version: 12,
-        is_system_app: false,
-        app_distribution_type: "app_gallery".into(),
-        uid,
-    }
-}
-
 /// A well-formed request for a gated method, where the test knows one: what a real attempt
 /// to read or change state looks like (an empty payload is also sent to every method).
 fn valid_payload(sa: i32, code: u32, app: u32) -> Option<Vec<u8>> {
@@ -635,8 +622,7 @@ fn run_child_with(
 /// A device whose socket other users can reach (the data dir is 0700 by default).
 fn device_for_other_users() -> TestDevice {
     let dev = TestDevice::start();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dev.data_dir(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    dev.let_others_in();
     dev
 }
 
@@ -879,8 +865,7 @@ async fn remote_tokens_follow_grants_and_revocations_on_the_origin_device() {
         return;
     }
     let (a, b) = crate::softbus::online_pair().await;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(a.data_dir(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    a.let_others_in();
     let app = run_child(None, "setup_remote", 0, &a)[0]["app"]
         .as_u64()
         .unwrap() as u32;

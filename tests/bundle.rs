@@ -53,6 +53,30 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// A fresh release key set for `bundle` (valid from a minute before `now` for an hour), its
+/// root trusted by `dev`.
+fn trusted_release_keys(
+    dev: &TestDevice,
+    work: &Path,
+    bundle: &str,
+    now: u64,
+) -> oxh_bundle::tools::KeySet {
+    let spec = oxh_bundle::tools::ProfileSpec {
+        bundle_name: bundle.into(),
+        kind: "release".into(),
+        apl: "normal".into(),
+        acls: vec![],
+        device_ids: vec![],
+        not_before: now - 60,
+        not_after: now + 3600,
+    };
+    let ks = oxh_bundle::tools::keygen(&spec, now).unwrap();
+    let root = work.join("root.pem");
+    std::fs::write(&root, &ks.root_pem).unwrap();
+    dev.oxh_ok(&["hap", "trust", "add", s(&root)]);
+    ks
+}
+
 /// `oxh hap sign IN --key .. --cert .. --profile .. -o OUT` with the files `hap keygen` wrote
 /// into `keys`.
 fn sign_args(keys: &Path, input: &Path, out: &Path) -> Vec<String> {
@@ -322,8 +346,7 @@ fn app_uid_resolves_to_the_app_token() {
         return;
     }
     let dev = TestDevice::start();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dev.data_dir(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    dev.let_others_in();
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     let keys = w.join("keys");
@@ -556,7 +579,7 @@ fn evil_packages_are_refused_and_write_nothing() {
         ("b.bin", b"b", None),
         ("c.bin", b"c", None),
     ]);
-    patch_declared_sizes(&mut bomb, &["a.bin", "b.bin", "c.bin"], 0xcccc_cccc);
+    oxh_testkit::zip::patch_declared_sizes(&mut bomb, &["a.bin", "b.bin", "c.bin"], 0xcccc_cccc);
     cases.push(("10 GB declared", bomb, "9568271"));
     // A real ratio bomb: 64 MiB of zeros deflated to ~64 KiB.
     let zeros = vec![0u8; 64 << 20];
@@ -575,7 +598,7 @@ fn evil_packages_are_refused_and_write_nothing() {
         v
     };
     let mut liar = zip_with(&[("module.json", &big_json, None)]);
-    patch_declared_sizes(&mut liar, &["module.json"], 100);
+    oxh_testkit::zip::patch_declared_sizes(&mut liar, &["module.json"], 100);
     cases.push(("inflates past its header", liar, "9568271"));
     // 100,000 entries.
     let many = {
@@ -595,28 +618,9 @@ fn evil_packages_are_refused_and_write_nothing() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let spec = oxh_bundle::tools::ProfileSpec {
-        bundle_name: "com.example.someoneelse".into(),
-        kind: "release".into(),
-        apl: "normal".into(),
-        acls: vec![],
-        device_ids: vec![],
-        not_before: now - 60,
-        not_after: now + 3600,
-    };
-    let ks = oxh_bundle::tools::keygen(&spec, now).unwrap();
-    let root = work.path().join("root.pem");
-    std::fs::write(&root, &ks.root_pem).unwrap();
-    dev.oxh_ok(&["hap", "trust", "add", s(&root)]);
+    let ks = trusted_release_keys(&dev, work.path(), "com.example.someoneelse", now);
     let other = zip_with(&[("module.json", module, None)]);
-    let wrong = oxh_bundle::tools::sign_hap(
-        &other,
-        &ks.dev_key_pem,
-        ks.dev_cert_pem.as_bytes(),
-        &ks.profile_p7b,
-        now,
-    )
-    .unwrap();
+    let wrong = ks.sign(&other, now).unwrap();
     cases.push(("wrong profile bundle name", wrong, "9568329"));
     let outside = ["/tmp/evil-abs.so", "/evil.so"];
     let before = tree(dev.data_dir());
@@ -679,30 +683,6 @@ fn tree(root: &Path) -> Vec<String> {
     v
 }
 
-/// Rewrites the uncompressed size of the named entries in both the local and the central
-/// headers (what a crafted zip bomb does).
-fn patch_declared_sizes(zip: &mut [u8], names: &[&str], size: u32) {
-    let mut i = 0;
-    while i + 46 < zip.len() {
-        let sig = u32::from_le_bytes(zip[i..i + 4].try_into().unwrap());
-        let (name_off, len_off, size_off) = match sig {
-            0x0403_4b50 => (30, 26, 22),
-            0x0201_4b50 => (46, 28, 24),
-            _ => {
-                i += 1;
-                continue;
-            }
-        };
-        let n = u16::from_le_bytes(zip[i + len_off..i + len_off + 2].try_into().unwrap()) as usize;
-        if let Ok(name) = std::str::from_utf8(&zip[i + name_off..i + name_off + n])
-            && names.contains(&name)
-        {
-            zip[i + size_off..i + size_off + 4].copy_from_slice(&size.to_le_bytes());
-        }
-        i += 4;
-    }
-}
-
 /// Installing needs ohos.permission.INSTALL_BUNDLE: `nobody` (no token) is refused.
 #[test]
 fn install_needs_the_install_permission() {
@@ -711,7 +691,7 @@ fn install_needs_the_install_permission() {
     }
     let dev = TestDevice::start();
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dev.data_dir(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    dev.let_others_in();
     let work = tempfile::Builder::new()
         .prefix("oxh-bm-perm")
         .tempdir()
@@ -827,33 +807,14 @@ fn app_file_installs_its_haps_as_one_bundle() {
         .unwrap()
         .as_secs();
     let bundle = "com.example.multi";
-    let spec = oxh_bundle::tools::ProfileSpec {
-        bundle_name: bundle.into(),
-        kind: "release".into(),
-        apl: "normal".into(),
-        acls: vec![],
-        device_ids: vec![],
-        not_before: now - 60,
-        not_after: now + 3600,
-    };
-    let ks = oxh_bundle::tools::keygen(&spec, now).unwrap();
-    let root = work.path().join("root.pem");
-    std::fs::write(&root, &ks.root_pem).unwrap();
-    dev.oxh_ok(&["hap", "trust", "add", s(&root)]);
+    let ks = trusted_release_keys(&dev, work.path(), bundle, now);
     let hap = |name: &str, kind: &str| {
         let m = format!(
             "{{app: {{bundleName: '{bundle}', versionCode: 7, versionName: '7'}}, module: {{name: '{name}', type: '{kind}', deviceTypes: ['default'], abilities: [{{name: '{name}Ability'}}]}}}}"
         );
         let files: oxh_bundle::tools::Files = vec![("module.json5".into(), m.into_bytes())];
         let unsigned = oxh_bundle::tools::pack(&files).unwrap();
-        oxh_bundle::tools::sign_hap(
-            &unsigned,
-            &ks.dev_key_pem,
-            ks.dev_cert_pem.as_bytes(),
-            &ks.profile_p7b,
-            now,
-        )
-        .unwrap()
+        ks.sign(&unsigned, now).unwrap()
     };
     let entry = hap("entry", "entry");
     let feature = hap("camera", "feature");

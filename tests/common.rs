@@ -91,15 +91,7 @@ impl TestDevice {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn oxhd");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(r) = ReadyLine::parse(&line) {
-                    let _ = tx.send(r);
-                }
-            }
-        });
+        let rx = ready_lines(child.stdout.take().expect("stdout"));
         self.child = Some(child);
         match rx.recv_timeout(READY_TIMEOUT) {
             Ok(r) => {
@@ -128,24 +120,12 @@ impl TestDevice {
 
     /// Runs `oxh --data-dir DIR ARGS...`.
     pub fn oxh(&self, args: &[&str]) -> Output {
-        Command::new(oxh_bin())
-            .arg("--data-dir")
-            .arg(self.dir.path())
-            .args(args)
-            .output()
-            .expect("run oxh")
+        run_oxh(self.dir.path(), args)
     }
 
     /// Runs `oxh` and expects success; returns stdout.
     pub fn oxh_ok(&self, args: &[&str]) -> String {
-        let o = self.oxh(args);
-        assert!(
-            o.status.success(),
-            "oxh {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&o.stderr),
-            String::from_utf8_lossy(&o.stdout)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
+        stdout_of_success(self.oxh(args), format_args!("oxh {args:?}"))
     }
 
     /// Runs `oxh` and expects failure; returns stderr.
@@ -166,6 +146,24 @@ impl TestDevice {
             .expect("connect")
     }
 
+    /// Lets processes of other users (`nobody`, an app's uid) reach its socket: its data dir
+    /// searchable by all (0711).
+    pub fn let_others_in(&self) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(self.data_dir(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    }
+
+    /// A fresh binding PIN this device shows.
+    pub async fn issue_pin(&self) -> String {
+        self.sdk()
+            .await
+            .device_manager()
+            .issue_pin()
+            .await
+            .unwrap()
+            .pin
+    }
+
     pub fn socket(&self) -> PathBuf {
         self.dir.path().join("run/oxhd.sock")
     }
@@ -175,6 +173,55 @@ impl Drop for TestDevice {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// The ready lines oxhd prints on `stdout`, as a thread reads them.
+fn ready_lines(stdout: std::process::ChildStdout) -> mpsc::Receiver<ReadyLine> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(r) = ReadyLine::parse(&line) {
+                let _ = tx.send(r);
+            }
+        }
+    });
+    rx
+}
+
+/// Runs `oxh --data-dir DATA_DIR ARGS...`.
+pub fn run_oxh(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(oxh_bin())
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .output()
+        .expect("run oxh")
+}
+
+/// The stdout of `what`, which must have succeeded (else its stderr and stdout in the panic).
+pub fn stdout_of_success(o: Output, what: std::fmt::Arguments<'_>) -> String {
+    assert!(
+        o.status.success(),
+        "{what} failed: {}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        String::from_utf8_lossy(&o.stdout)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Binds `a` to `b` through the real PIN flow (`a` enters the PIN `b` shows, and learns `b`'s
+/// udid).
+pub async fn bind_by_pin(a: &TestDevice, b: &TestDevice) {
+    let pin = b.issue_pin().await;
+    assert_eq!(pin.len(), 6);
+    let t = a
+        .sdk()
+        .await
+        .device_manager()
+        .bind(&b.ready_field("bus"), &pin)
+        .await
+        .unwrap();
+    assert_eq!(t.udid.len(), 64);
 }
 
 pub fn unsafe_kill(pid: u32, sig: i32) {
@@ -344,15 +391,7 @@ impl NsDevice {
             .stderr(Stdio::from(log))
             .spawn()
             .map_err(|e| format!("spawn oxhd in {}: {e}", self.ns))?;
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(r) = ReadyLine::parse(&line) {
-                    let _ = tx.send(r);
-                }
-            }
-        });
+        let rx = ready_lines(child.stdout.take().expect("piped stdout"));
         self.child = Some(child);
         self.ready = rx
             .recv_timeout(READY_TIMEOUT)
@@ -389,27 +428,27 @@ impl NsDevice {
             .expect("connect over IPC from the host namespace")
     }
 
+    /// The devices it trusts, as it lists them now.
+    pub async fn trusted(&self) -> Vec<oxh_softbus::api::TrustedView> {
+        self.sdk()
+            .await
+            .device_manager()
+            .trusted_devices()
+            .await
+            .unwrap()
+    }
+
     /// `oxh --data-dir DIR ARGS...`, run in the host namespace.
     pub fn oxh(&self, args: &[&str]) -> Output {
-        Command::new(oxh_bin())
-            .arg("--data-dir")
-            .arg(self.data_dir())
-            .args(args)
-            .output()
-            .expect("run oxh")
+        run_oxh(self.data_dir(), args)
     }
 
     /// `oxh` that must succeed; its stdout.
     pub fn oxh_ok(&self, args: &[&str]) -> String {
-        let o = self.oxh(args);
-        assert!(
-            o.status.success(),
-            "oxh {args:?} on {} failed: {}\n{}",
-            self.name,
-            String::from_utf8_lossy(&o.stderr),
-            String::from_utf8_lossy(&o.stdout)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
+        stdout_of_success(
+            self.oxh(args),
+            format_args!("oxh {args:?} on {}", self.name),
+        )
     }
 
     /// Sets its link up or down.

@@ -1192,7 +1192,7 @@ fn a_stranger_is_told_permission_denied() {
     }
     let d = TestDevice::start_with(&["--hdc-port", "0"]);
     // Other users may reach the socket (as on a real device), not the state.
-    std::fs::set_permissions(d.data_dir(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    d.let_others_in();
     let h = Host::new();
     assert!(
         h.err(&["tconn", &d.ready_field("hdc")])

@@ -152,8 +152,7 @@ fn another_user_gets_no_permissions() {
     }
     let dev = TestDevice::start();
     // Let other users traverse to the socket (the data dir itself is 0711).
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dev.data_dir(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    dev.let_others_in();
     let as_nobody = |args: &[&str]| {
         std::process::Command::new("runuser")
             .args(["-u", "nobody", "--", oxh_bin(), "--data-dir"])

@@ -10,17 +10,6 @@ use std::time::Duration;
 
 const APP: &str = "com.example.notes";
 
-/// Binds `a` to `b` through the real PIN flow (`a` enters `b`'s PIN).
-async fn bind(a: &TestDevice, b: &TestDevice) {
-    let pin = b.sdk().await.device_manager().issue_pin().await.unwrap();
-    a.sdk()
-        .await
-        .device_manager()
-        .bind(&b.ready_field("bus"), &pin.pin)
-        .await
-        .unwrap();
-}
-
 /// Waits until `d` sees device `udid` online (events first, then the list: nothing slips).
 async fn wait_online(d: &TestDevice, udid: &str) {
     let sdk = d.sdk().await;
@@ -50,7 +39,7 @@ async fn wait_online(d: &TestDevice, udid: &str) {
 async fn pair() -> (TestDevice, TestDevice) {
     let a = TestDevice::start();
     let b = TestDevice::start_with(&["--peer", &a.ready_field("bus")]);
-    bind(&a, &b).await;
+    bind_by_pin(&a, &b).await;
     wait_online(&a, &b.ready_field("udid")).await;
     wait_online(&b, &a.ready_field("udid")).await;
     (a, b)
@@ -732,19 +721,8 @@ fn sim_devices_are_sl3_and_sync_s3_stores() {
         }
     }
     let oxh = |dev: &str, args: &[&str]| {
-        let o = std::process::Command::new(oxh_bin())
-            .arg("--data-dir")
-            .arg(base.path().join(dev))
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "{args:?}: {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
+        let o = run_oxh(&base.path().join(dev), args);
+        stdout_of_success(o, format_args!("oxh {args:?} on {dev}"))
     };
     assert_eq!(
         oxh(
@@ -776,7 +754,7 @@ mod app {
 
     use super::{APP, kv};
     use crate::common::{TestDevice, can_run_as_nobody, run_test_child};
-    use oxh_atm::rules::{DlpType, HapInfoParams, HapPolicy};
+    use oxh_atm::rules::HapPolicy;
     use oxh_sdk::kv::{KVManager, Options, SyncMode};
     use serde_json::{Value, json};
     use std::time::Duration;
@@ -810,17 +788,7 @@ mod app {
                 let id = dev
                     .atm()
                     .alloc_hap_token(
-                        HapInfoParams {
-                            user_id: 100,
-                            bundle_name: KVAPP.into(),
-                            inst_index: 0,
-                            dlp_type: DlpType::Common,
-                            app_id_desc: format!("{KVAPP}_appid"),
-                            api_version: 12,
-                            is_system_app: false,
-                            app_distribution_type: "app_gallery".into(),
-                            uid: Some(65_534),
-                        },
+                        oxh_atm::test_util::app(KVAPP, Some(65_534)),
                         HapPolicy::normal(&["ohos.permission.INTERNET"]),
                     )
                     .await
@@ -877,8 +845,7 @@ mod app {
             return;
         }
         let d = TestDevice::start();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(d.data_dir(), std::fs::Permissions::from_mode(0o711)).unwrap();
+        d.let_others_in();
         d.oxh_ok(&kv(&["put", "--app", APP, "--store", "s1", "secret", "x"]));
         let setup = run_child(None, "setup", &d);
         assert!(setup["app"].as_u64().is_some(), "{setup}");

@@ -132,8 +132,7 @@ fn a_stranger_is_bounded_and_its_memory_comes_back() {
         return;
     }
     let dev = TestDevice::start();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dev.data_dir(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    dev.let_others_in();
     // Let the daemon finish starting its services before the baseline is taken.
     dev.oxh_ok(&["param", "get", "const.product.name"]);
     let before = rss(dev.pid());

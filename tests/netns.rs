@@ -193,15 +193,7 @@ async fn three_hosts_on_a_bridge_discover_bind_go_offline_and_come_back() {
     let trusted_before: Vec<usize> = {
         let mut v = Vec::new();
         for d in &devs {
-            v.push(
-                d.sdk()
-                    .await
-                    .device_manager()
-                    .trusted_devices()
-                    .await
-                    .unwrap()
-                    .len(),
-            );
+            v.push(d.trusted().await.len());
         }
         v
     };
@@ -234,13 +226,7 @@ async fn three_hosts_on_a_bridge_discover_bind_go_offline_and_come_back() {
     );
     // A and B still see each other.
     for d in [a, b] {
-        let t = d
-            .sdk()
-            .await
-            .device_manager()
-            .trusted_devices()
-            .await
-            .unwrap();
+        let t = d.trusted().await;
         assert_eq!(
             t.iter().filter(|t| t.online).count(),
             1,
@@ -271,13 +257,7 @@ async fn three_hosts_on_a_bridge_discover_bind_go_offline_and_come_back() {
     }
     // Without re-binding: the same trusted devices as before.
     for (d, n) in devs.iter().zip(trusted_before) {
-        let t = d
-            .sdk()
-            .await
-            .device_manager()
-            .trusted_devices()
-            .await
-            .unwrap();
+        let t = d.trusted().await;
         assert_eq!(t.len(), n, "{}: {t:?}", d.name);
     }
 }

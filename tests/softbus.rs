@@ -6,20 +6,6 @@ use oxh_sdk::bus::{DataType, SocketEvent};
 use oxh_softbus::api::StateEvent;
 use std::time::{Duration, Instant};
 
-/// Binds `a` to `b` through the real PIN flow.
-async fn bind(a: &TestDevice, b: &TestDevice) {
-    let pin = b.sdk().await.device_manager().issue_pin().await.unwrap();
-    assert_eq!(pin.pin.len(), 6);
-    let t = a
-        .sdk()
-        .await
-        .device_manager()
-        .bind(&b.ready_field("bus"), &pin.pin)
-        .await
-        .unwrap();
-    assert_eq!(t.udid.len(), 64);
-}
-
 /// Waits until `d` has `n` trusted devices online: subscribes to state changes first, then
 /// reads the list, then waits on the events, so that no change can slip in between.
 async fn wait_online(d: &TestDevice, n: usize) {
@@ -53,10 +39,24 @@ async fn wait_online(d: &TestDevice, n: usize) {
 pub(crate) async fn online_pair() -> (TestDevice, TestDevice) {
     let a = TestDevice::start();
     let b = TestDevice::start();
-    bind(&a, &b).await;
+    bind_by_pin(&a, &b).await;
     wait_online(&a, 1).await;
     wait_online(&b, 1).await;
     (a, b)
+}
+
+/// `a`'s SDK and a file socket from it to `b`'s `chat` listener, with the socket's events.
+async fn file_socket(
+    a: &TestDevice,
+    b: &TestDevice,
+) -> (oxh_sdk::Device, u64, oxh_sdk::bus::SocketEvents) {
+    let sa = a.sdk().await;
+    let (sock, ev) = sa
+        .bus()
+        .bind(&b.ready_field("network_id"), "chat", "me", DataType::File)
+        .await
+        .unwrap();
+    (sa, sock, ev)
 }
 
 /// A socket from a to b's listener `name`: SDK handles, a's socket and events, b's listener
@@ -134,14 +134,7 @@ async fn a_target_killed_right_after_binding_still_trusts_the_initiator() {
     let da = a.sdk().await;
     for round in 0..20 {
         let mut b = TestDevice::start();
-        let pin = b
-            .sdk()
-            .await
-            .device_manager()
-            .issue_pin()
-            .await
-            .unwrap()
-            .pin;
+        let pin = b.issue_pin().await;
         da.device_manager()
             .bind(&b.ready_field("bus"), &pin)
             .await
@@ -163,14 +156,7 @@ async fn a_target_killed_right_after_binding_still_trusts_the_initiator() {
 async fn wrong_pin_fails_clearly_and_three_failures_lock_binding_out() {
     let a = TestDevice::start();
     let b = TestDevice::start();
-    let pin = b
-        .sdk()
-        .await
-        .device_manager()
-        .issue_pin()
-        .await
-        .unwrap()
-        .pin;
+    let pin = b.issue_pin().await;
     let wrong = if pin == "000000" { "111111" } else { "000000" };
     let bus = b.ready_field("bus");
     for _ in 0..3 {
@@ -352,7 +338,7 @@ async fn a_vanished_device_goes_offline_within_3s_and_comes_back_without_rebindi
     let a = TestDevice::start();
     // b knows where a listens (a static peer), so it can dial a back after a restart.
     let mut b = TestDevice::start_with(&["--peer", &a.ready_field("bus")]);
-    bind(&a, &b).await;
+    bind_by_pin(&a, &b).await;
     wait_online(&a, 1).await;
     let mut watch = a
         .sdk()
@@ -443,7 +429,7 @@ fn stored_advert_keys(d: &TestDevice) -> Vec<Option<Vec<u8>>> {
 async fn records_bound_before_advert_keys_learn_them_over_the_pinned_connection() {
     let mut a = TestDevice::start();
     let mut b = TestDevice::start_with(&["--peer", &a.ready_field("bus")]);
-    bind(&a, &b).await;
+    bind_by_pin(&a, &b).await;
     wait_online(&a, 1).await;
     // Binding stored each other's key: the one in the peer's advert.key.
     let key_of = |d: &TestDevice| std::fs::read(d.data_dir().join("device/advert.key")).unwrap();
@@ -752,12 +738,7 @@ async fn a_peer_vanishing_mid_file_leaves_no_file_behind() {
         .unwrap()
         .set_len(8 << 30)
         .unwrap();
-    let sa = a.sdk().await;
-    let (sock, _ev) = sa
-        .bus()
-        .bind(&b.ready_field("network_id"), "chat", "me", DataType::File)
-        .await
-        .unwrap();
+    let (sa, sock, _ev) = file_socket(&a, &b).await;
     let (ptx, mut prx) = tokio::sync::mpsc::unbounded_channel();
     let sender = tokio::spawn(async move {
         sa.bus()
@@ -820,12 +801,7 @@ async fn hostile_file_names_are_refused_and_nothing_lands_outside_the_dir() {
         })
         .await
     };
-    let sa = a.sdk().await;
-    let (sock, _ev) = sa
-        .bus()
-        .bind(&b.ready_field("network_id"), "chat", "me", DataType::File)
-        .await
-        .unwrap();
+    let (sa, sock, _ev) = file_socket(&a, &b).await;
     let src = root.path().join("payload");
     std::fs::write(&src, b"evil").unwrap();
     for name in ["../x", "/etc/passwd", "a/../../y", "..", "dir/"] {
@@ -956,14 +932,7 @@ async fn static_peers_are_discovered_and_bindable_by_id() {
     let out = b.oxh_ok(&["device", "discover"]);
     assert!(out.contains(&seen.id) && out.contains(" no "), "{out}");
     // Bind by a prefix of the id.
-    let pin = a
-        .sdk()
-        .await
-        .device_manager()
-        .issue_pin()
-        .await
-        .unwrap()
-        .pin;
+    let pin = a.issue_pin().await;
     b.oxh_ok(&["device", "bind", &seen.id[..8], "--pin", &pin]);
     wait_online(&b, 1).await;
     let out = b.oxh_ok(&["device", "discover", "--json"]);

@@ -63,10 +63,33 @@ impl Daemon {
         d
     }
 
+    /// An SDK connection to it.
+    pub async fn sdk(&self) -> oxh_sdk::Device {
+        oxh_sdk::Device::connect(self.dir.as_path())
+            .await
+            .expect("connect")
+    }
+
     /// A field of the ready line, e.g. `bus` or `network_id`.
     pub fn field(&self, key: &str) -> String {
         self.ready.field(key).unwrap_or_default()
     }
+}
+
+/// The number in the environment variable `name` (a bench's size knob), else `default`.
+pub fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The single-threaded runtime a bench drives its client from.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt")
 }
 
 /// oxhd arguments that keep a bench device on loopback without mDNS.

@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use oxh_softbus::transport::wire::{MAX_CONTROL_FRAME, WireError, read_frame};
+use oxh_softbus::transport::wire::MAX_CONTROL_FRAME;
 use oxh_softbus::transport::{NodeInfo, fuzz_decode_control};
 
 fuzz_target!(|data: &[u8]| {
@@ -26,21 +26,5 @@ fuzz_target!(|data: &[u8]| {
     }
     // The bus's own frame reader on the input as a stream (with the device info that hello
     // and info updates carry as the body).
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let mut r = data;
-        for _ in 0..64 {
-            match read_frame::<_, NodeInfo>(&mut r, MAX_CONTROL_FRAME).await {
-                Ok(Some(_)) => {}
-                Ok(None) => break,
-                Err(WireError::TooLarge { len, max }) => {
-                    assert!(len > max);
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
-    });
+    oxh_fuzz::read_frames::<NodeInfo>(data, MAX_CONTROL_FRAME);
 });

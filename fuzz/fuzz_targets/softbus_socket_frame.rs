@@ -8,10 +8,7 @@ use libfuzzer_sys::fuzz_target;
 use oxh_softbus::transport::session::fuzz_read_socket_frames;
 
 fuzz_target!(|data: &[u8]| {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
+    oxh_fuzz::block_on(async {
         let (frames, _err) = fuzz_read_socket_frames(data).await;
         for f in frames {
             let mut stream = (f.len() as u32).to_le_bytes().to_vec();

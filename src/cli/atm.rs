@@ -2,10 +2,25 @@
 
 use super::{Global, print_json};
 use anyhow::Result;
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use oxh_atm::api::{AtmProxy, PermsArgs, TokenTarget, UsageArgs};
 use oxh_atm::definitions::{Apl, GrantMode};
 use oxh_atm::rules::{DEFAULT_USER_ID, flag};
+
+/// What `oxh atm grant` and `oxh atm revoke` take.
+#[derive(Debug, Args)]
+pub struct PermChange {
+    /// Bundle name or token id.
+    bundle: String,
+    /// Permission (`ohos.permission.` may be left out).
+    permission: String,
+    /// USER_FIXED instead of USER_SET.
+    #[arg(long)]
+    fixed: bool,
+    /// User of the bundle.
+    #[arg(long, default_value_t = DEFAULT_USER_ID)]
+    user: i32,
+}
 
 /// `oxh atm` subcommands.
 #[derive(Debug, Subcommand)]
@@ -40,31 +55,9 @@ pub enum AtmCmd {
         user: i32,
     },
     /// Grants a user_grant permission an app requested.
-    Grant {
-        /// Bundle name or token id.
-        bundle: String,
-        /// Permission (`ohos.permission.` may be left out).
-        permission: String,
-        /// USER_FIXED instead of USER_SET.
-        #[arg(long)]
-        fixed: bool,
-        /// User of the bundle.
-        #[arg(long, default_value_t = DEFAULT_USER_ID)]
-        user: i32,
-    },
+    Grant(PermChange),
     /// Revokes a user_grant permission; with --fixed the app is not asked again.
-    Revoke {
-        /// Bundle name or token id.
-        bundle: String,
-        /// Permission (`ohos.permission.` may be left out).
-        permission: String,
-        /// USER_FIXED instead of USER_SET.
-        #[arg(long)]
-        fixed: bool,
-        /// User of the bundle.
-        #[arg(long, default_value_t = DEFAULT_USER_ID)]
-        user: i32,
-    },
+    Revoke(PermChange),
     /// Who used which user_grant permission, when, how often it passed and failed.
     Usage {
         /// Only this bundle (or token id).
@@ -239,19 +232,19 @@ async fn run_with(g: &Global, atm: &AtmProxy<'_>, cmd: &AtmCmd) -> Result<i32> {
             }
             Ok(if r.granted { 0 } else { 1 })
         }
-        AtmCmd::Grant {
+        AtmCmd::Grant(PermChange {
             bundle,
             permission,
             fixed,
             user,
-        }
-        | AtmCmd::Revoke {
+        })
+        | AtmCmd::Revoke(PermChange {
             bundle,
             permission,
             fixed,
             user,
-        } => {
-            let grant = matches!(cmd, AtmCmd::Grant { .. });
+        }) => {
+            let grant = matches!(cmd, AtmCmd::Grant(_));
             let f = if *fixed {
                 flag::USER_FIXED
             } else {

@@ -269,43 +269,33 @@ async fn command(port: u16, target: Option<String>, args: &[&str]) -> Result<i32
                     .map_err(|e| e.to_string()),
                 None => client::open(&sess, t.clone(), req),
             };
-            if *dir == "send" {
-                let req = Request::FileSend {
+            let send = *dir == "send";
+            let req = if send {
+                Request::FileSend {
                     remote: b.clone(),
                     opts: opts.clone(),
-                };
-                match open(req) {
-                    Ok(mut ch) => {
-                        let (ch, o) = (&mut ch, &opts);
-                        done(
-                            with_progress(move |p| {
-                                let src = Path::new(a);
-                                oxh_hdc::transfer::send_files(ch, src, o, true, p, &None)
-                            })
-                            .await,
-                        )
-                    }
-                    Err(e) => done(Err(e)),
                 }
             } else {
-                let req = Request::FileRecv {
+                Request::FileRecv {
                     remote: a.clone(),
                     opts: opts.clone(),
-                };
-                match open(req) {
-                    Ok(mut ch) => {
-                        let (ch, o) = (&mut ch, &opts);
-                        done(
-                            with_progress(move |p| {
-                                let dest = Path::new(b);
-                                oxh_hdc::transfer::recv_progress(ch, dest, o, p, &None)
-                            })
-                            .await,
-                        )
-                    }
-                    Err(e) => done(Err(e)),
                 }
-            }
+            };
+            let mut ch = match open(req) {
+                Ok(ch) => ch,
+                Err(e) => return Ok(done(Err(e))),
+            };
+            let (ch, o) = (&mut ch, &opts);
+            done(
+                with_progress(move |p| async move {
+                    if send {
+                        oxh_hdc::transfer::send_files(ch, Path::new(a), o, true, p, &None).await
+                    } else {
+                        oxh_hdc::transfer::recv_progress(ch, Path::new(b), o, p, &None).await
+                    }
+                })
+                .await,
+            )
         }
         ["hilog", rest @ ..] => {
             let req = Request::Hilog {

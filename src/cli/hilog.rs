@@ -159,21 +159,13 @@ pub async fn run(g: &Global, a: &HilogArgs) -> Result<i32> {
         control = true;
     }
     if let Some(p) = &a.privacy {
-        let on = match p.as_str() {
-            "on" => true,
-            "off" => false,
-            other => bail!("hilog -p takes on or off, not {other:?}"),
-        };
+        let on = switch("-p", p, "on", "off")?;
         h.set_privacy(on).await?;
         println!("Set privacy {p} successfully");
         control = true;
     }
     if let Some(q) = &a.quota {
-        let enabled = match q.as_str() {
-            "pidon" => true,
-            "pidoff" => false,
-            other => bail!("hilog -Q takes pidon or pidoff, not {other:?}"),
-        };
+        let enabled = switch("-Q", q, "pidon", "pidoff")?;
         h.flow_control(FlowControlArgs {
             enabled: Some(enabled),
             quota: None,
@@ -231,4 +223,14 @@ pub async fn run(g: &Global, a: &HilogArgs) -> Result<i32> {
         print_lines(g, &batch)?;
     }
     Ok(0)
+}
+
+/// The value of `hilog FLAG ON|OFF`: true for `on`, false for `off`, else an error naming the
+/// two.
+fn switch(flag: &str, v: &str, on: &str, off: &str) -> Result<bool> {
+    match v {
+        v if v == on => Ok(true),
+        v if v == off => Ok(false),
+        other => bail!("hilog {flag} takes {on} or {off}, not {other:?}"),
+    }
 }

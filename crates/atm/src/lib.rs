@@ -21,6 +21,8 @@ pub mod config;
 pub mod definitions;
 pub mod error;
 pub mod rules;
+#[cfg(any(test, feature = "test-util"))]
+pub mod test_util;
 pub mod token;
 
 #[cfg(feature = "service")]

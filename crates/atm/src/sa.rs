@@ -156,8 +156,8 @@ impl AccessTokenManager {
 mod tests {
     use super::*;
     use crate::api::{CheckResult, TokenInfo, UsageRecord};
-    use crate::rules::{HapPolicy, flag};
-    use crate::service::tests::{app, open};
+    use crate::rules::flag;
+    use crate::service::tests::{hap_token, open};
     use oxh_ipc::{Caller, ConnHandle, TokenType};
     use oxh_samgr::{PermissionChecker, SaProfile, Samgr};
     use std::sync::Arc;
@@ -176,12 +176,8 @@ mod tests {
 
     async fn samgr_with(atm: &Arc<AccessTokenManager>) -> Arc<Samgr> {
         let mut s = Samgr::new(atm.clone() as Arc<dyn PermissionChecker>);
-        let a = atm.clone();
-        s.register(SaProfile::new(api::SA_ID, api::SA_NAME, true, move || {
-            let a = a.clone();
-            async move { Ok(a as Arc<dyn SystemAbility>) }
-        }))
-        .unwrap();
+        s.register(SaProfile::running(api::SA_ID, api::SA_NAME, atm.clone()))
+            .unwrap();
         s.start().await.unwrap()
     }
 
@@ -216,13 +212,7 @@ mod tests {
     async fn the_shell_uses_the_tool_methods_through_samgrs_gate() {
         let dir = tempfile::tempdir().unwrap();
         let atm = open(dir.path());
-        let id = atm
-            .alloc_hap_token(
-                &app("com.example.cam", None),
-                &HapPolicy::normal(&["ohos.permission.CAMERA"]),
-            )
-            .unwrap()
-            .token_id();
+        let id = hap_token(&atm, "com.example.cam", None, &["ohos.permission.CAMERA"]);
         let s = samgr_with(&atm).await;
         let shell = conn(atm.shell_token_id(), TokenType::Shell);
         let target = TokenTarget::parse("com.example.cam", 100);
@@ -291,13 +281,7 @@ mod tests {
     async fn a_caller_without_the_permission_gets_201_and_nothing_changes() {
         let dir = tempfile::tempdir().unwrap();
         let atm = open(dir.path());
-        let id = atm
-            .alloc_hap_token(
-                &app("com.example.cam", None),
-                &HapPolicy::normal(&["ohos.permission.CAMERA"]),
-            )
-            .unwrap()
-            .token_id();
+        let id = hap_token(&atm, "com.example.cam", None, &["ohos.permission.CAMERA"]);
         atm.record_usage(id, "ohos.permission.CAMERA", true);
         let s = samgr_with(&atm).await;
         let target = TokenTarget::Id(id);

@@ -23,6 +23,20 @@ struct Entry {
     last_ms: u64,
 }
 
+impl Entry {
+    /// The stored row of the record under `key`.
+    fn row(&self, (token_id, index): Key) -> UsageRow {
+        UsageRow {
+            token_id,
+            index,
+            success: self.success,
+            fail: self.fail,
+            first_ms: self.first_ms,
+            last_ms: self.last_ms,
+        }
+    }
+}
+
 /// The records, the ones changed since the last write, and the ones to delete.
 #[derive(Debug)]
 pub(crate) struct UsageBook {
@@ -135,16 +149,7 @@ impl UsageBook {
         let ups = self
             .dirty
             .drain()
-            .filter_map(|k| {
-                self.entries.get(&k).map(|e| UsageRow {
-                    token_id: k.0,
-                    index: k.1,
-                    success: e.success,
-                    fail: e.fail,
-                    first_ms: e.first_ms,
-                    last_ms: e.last_ms,
-                })
-            })
+            .filter_map(|k| self.entries.get(&k).map(|e| e.row(k)))
             .collect();
         let dels = self.deleted.drain().collect();
         (ups, dels)
@@ -166,14 +171,7 @@ impl UsageBook {
 
     /// Every record, as rows.
     pub(crate) fn rows(&self) -> impl Iterator<Item = UsageRow> + '_ {
-        self.entries.iter().map(|(k, e)| UsageRow {
-            token_id: k.0,
-            index: k.1,
-            success: e.success,
-            fail: e.fail,
-            first_ms: e.first_ms,
-            last_ms: e.last_ms,
-        })
+        self.entries.iter().map(|(k, e)| e.row(*k))
     }
 
     pub(crate) fn len(&self) -> usize {

@@ -187,7 +187,8 @@ fn b(v: &Value, k: &str) -> Option<bool> {
     v.get(k).and_then(Value::as_bool)
 }
 
-fn strings(v: &Value, k: &str) -> Vec<String> {
+/// The strings of the array `k` of `v` (what is not a string skipped); empty when absent.
+pub(crate) fn strings(v: &Value, k: &str) -> Vec<String> {
     v.get(k)
         .and_then(Value::as_array)
         .map(|a| {
@@ -251,6 +252,22 @@ fn metadata(v: Option<&Value>) -> Vec<Metadata> {
     .unwrap_or_default()
 }
 
+/// The `app` and `module` objects of the module file `file` (either model) and its checked
+/// bundle name.
+fn app_and_module<'v>(
+    file: &str,
+    v: &'v Value,
+) -> Result<(&'v Value, &'v Value, String), BundleError> {
+    let app = v.get("app").ok_or_else(|| missing(file, "app"))?;
+    let m = v.get("module").ok_or_else(|| missing(file, "module"))?;
+    let bundle_name = s(app, "bundleName");
+    if bundle_name.is_empty() {
+        return Err(missing(file, "bundleName"));
+    }
+    check_bundle_name(&bundle_name)?;
+    Ok((app, m, bundle_name))
+}
+
 fn parse_json(file: &str, text: &[u8]) -> Result<Value, BundleError> {
     if text.iter().all(|c| c.is_ascii_whitespace()) {
         return Err(BundleError::parse(format!("{file} is empty")));
@@ -283,13 +300,7 @@ pub fn check_bundle_name(name: &str) -> Result<(), BundleError> {
 pub fn parse_module_json(text: &[u8]) -> Result<HapInfo, BundleError> {
     const F: &str = "module.json";
     let v = parse_json(F, text)?;
-    let app = v.get("app").ok_or_else(|| missing(F, "app"))?;
-    let m = v.get("module").ok_or_else(|| missing(F, "module"))?;
-    let bundle_name = s(app, "bundleName");
-    if bundle_name.is_empty() {
-        return Err(missing(F, "bundleName"));
-    }
-    check_bundle_name(&bundle_name)?;
+    let (app, m, bundle_name) = app_and_module(F, &v)?;
     let version_code = u(app, "versionCode").ok_or_else(|| missing(F, "versionCode"))?;
     let module_name = s(m, "name");
     if module_name.is_empty() {
@@ -348,13 +359,7 @@ pub fn parse_module_json(text: &[u8]) -> Result<HapInfo, BundleError> {
 pub fn parse_config_json(text: &[u8]) -> Result<HapInfo, BundleError> {
     const F: &str = "config.json";
     let v = parse_json(F, text)?;
-    let app = v.get("app").ok_or_else(|| missing(F, "app"))?;
-    let m = v.get("module").ok_or_else(|| missing(F, "module"))?;
-    let bundle_name = s(app, "bundleName");
-    if bundle_name.is_empty() {
-        return Err(missing(F, "bundleName"));
-    }
-    check_bundle_name(&bundle_name)?;
+    let (app, m, bundle_name) = app_and_module(F, &v)?;
     let ver = app.get("version").ok_or_else(|| missing(F, "version"))?;
     let version_code = u(ver, "code").ok_or_else(|| missing(F, "version.code"))?;
     let distro = m.get("distro").ok_or_else(|| missing(F, "distro"))?;

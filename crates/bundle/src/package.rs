@@ -474,33 +474,12 @@ mod tests {
         assert!(e.reason.contains("declares"), "{e}");
     }
 
-    /// Sets the uncompressed size of `name` in its local and central headers.
-    fn lie_about_size(zip: &mut [u8], name: &str, size: u32) {
-        let mut i = 0;
-        while i + 46 < zip.len() {
-            let sig = u32::from_le_bytes([zip[i], zip[i + 1], zip[i + 2], zip[i + 3]]);
-            let (name_off, len_off, size_off) = match sig {
-                0x0403_4b50 => (30, 26, 22),
-                0x0201_4b50 => (46, 28, 24),
-                _ => {
-                    i += 1;
-                    continue;
-                }
-            };
-            let n = u16::from_le_bytes([zip[i + len_off], zip[i + len_off + 1]]) as usize;
-            if zip.get(i + name_off..i + name_off + n) == Some(name.as_bytes()) {
-                zip[i + size_off..i + size_off + 4].copy_from_slice(&size.to_le_bytes());
-            }
-            i += 4;
-        }
-    }
-
     #[test]
     fn an_entry_that_inflates_past_its_header_is_refused() {
         let mut json = MODULE.to_vec();
         json.extend(std::iter::repeat_n(b' ', 1 << 20));
         let mut z = zip_of(&[("module.json", &json)], None);
-        lie_about_size(&mut z, "module.json", 100);
+        oxh_testkit::zip::patch_declared_sizes(&mut z, &["module.json"], 100);
         let e = open_hap(&z, &Limits::default()).unwrap_err();
         assert_eq!(e.code, code::INVALID_BUNDLE_FILE, "{e}");
         assert!(e.reason.contains("declared"), "{e}");

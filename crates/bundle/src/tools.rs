@@ -30,6 +30,19 @@ pub struct KeySet {
     pub profile_p7b: Vec<u8>,
 }
 
+impl KeySet {
+    /// Signs `hap` with this set's key, certificate and profile ([`sign_hap`]).
+    pub fn sign(&self, hap: &[u8], now: u64) -> Result<Vec<u8>, BundleError> {
+        sign_hap(
+            hap,
+            &self.dev_key_pem,
+            self.dev_cert_pem.as_bytes(),
+            &self.profile_p7b,
+            now,
+        )
+    }
+}
+
 fn ierr(e: impl std::fmt::Display) -> BundleError {
     BundleError::internal(e.to_string())
 }
@@ -379,14 +392,7 @@ mod tests {
         };
         let ks = keygen(&spec, now).unwrap();
         let hap = pack(&src("com.example.myapp", 1)).unwrap();
-        let signed = sign_hap(
-            &hap,
-            &ks.dev_key_pem,
-            ks.dev_cert_pem.as_bytes(),
-            &ks.profile_p7b,
-            now,
-        )
-        .unwrap();
+        let signed = ks.sign(&hap, now).unwrap();
         let l = Limits::default();
         let h = open_hap(&signed, &l).unwrap();
         assert_eq!(h.info.app.bundle_name, "com.example.myapp");
@@ -418,14 +424,7 @@ mod tests {
         );
         assert_eq!(r3.result().unwrap_err().code, code::VERIFY_PKCS7_FAIL);
         // Re-signing replaces the block.
-        let again = sign_hap(
-            &signed,
-            &ks.dev_key_pem,
-            ks.dev_cert_pem.as_bytes(),
-            &ks.profile_p7b,
-            now,
-        )
-        .unwrap();
+        let again = ks.sign(&signed, now).unwrap();
         let ha = open_hap(&again, &l).unwrap();
         assert_eq!(ha.block.as_ref().unwrap().blocks.len(), 2);
         verify(&ha, &opts).result().unwrap();
@@ -440,14 +439,7 @@ mod tests {
         }
         // Wrong bundle: profile for another name.
         let hap2 = pack(&src("com.example.other", 1)).unwrap();
-        let s2 = sign_hap(
-            &hap2,
-            &ks.dev_key_pem,
-            ks.dev_cert_pem.as_bytes(),
-            &ks.profile_p7b,
-            now,
-        )
-        .unwrap();
+        let s2 = ks.sign(&hap2, now).unwrap();
         let h2 = open_hap(&s2, &l).unwrap();
         assert_eq!(
             verify(&h2, &opts).result().unwrap_err().code,

@@ -4,6 +4,7 @@
 //! Pure: trust roots, the device id and the clock come in [`VerifyOptions`].
 
 use crate::error::{BundleError, code};
+use crate::model::strings;
 use crate::package::Hap;
 use crate::pkcs7;
 use crate::signing::{self, BLOCK_PROFILE, BLOCK_SIGNATURE};
@@ -72,16 +73,7 @@ pub fn parse_profile(json: &[u8]) -> Result<Profile, BundleError> {
         .get("bundle-info")
         .ok_or_else(|| BundleError::new(code::PROFILE_PARSE_FAIL, "profile has no bundle-info"))?;
     let st = |o: &Value, k: &str| o.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-    let list = |o: Option<&Value>, k: &str| -> Vec<String> {
-        o.and_then(|o| o.get(k))
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let list = |o: Option<&Value>, k: &str| o.map(|o| strings(o, k)).unwrap_or_default();
     let kind = st(&v, "type");
     let cert = if kind == "debug" {
         st(bi, "development-certificate")
@@ -165,6 +157,25 @@ impl Report {
             code,
         });
     }
+    /// The failed check of the package's PKCS#7 signature.
+    fn bad_signature(&mut self, e: impl std::fmt::Display) {
+        self.push(
+            "signature",
+            Some(false),
+            format!("PKCS#7: {e}"),
+            code::VERIFY_PKCS7_FAIL,
+        );
+    }
+    /// The check `name` of a certificate chain: its subjects, and whether (or why not) it
+    /// ends at a trusted root.
+    fn push_chain(&mut self, name: &str, ch: &pkcs7::Chain) {
+        let subjects = ch.subjects.join(" -> ");
+        let detail = match &ch.problem {
+            None => format!("{subjects} -> trusted root"),
+            Some(p) => format!("{subjects}: {p}"),
+        };
+        self.push(name, Some(ch.trusted), detail, code::VERIFY_PKCS7_FAIL);
+    }
 }
 
 /// The public key (SubjectPublicKeyInfo DER) of a certificate, base64: the key part of appId.
@@ -214,12 +225,7 @@ pub fn verify(hap: &Hap<'_>, opts: &VerifyOptions) -> Report {
     let sd = match pkcs7::parse(sig) {
         Ok(sd) => sd,
         Err(e) => {
-            r.push(
-                "signature",
-                Some(false),
-                format!("PKCS#7: {e}"),
-                code::VERIFY_PKCS7_FAIL,
-            );
+            r.bad_signature(e);
             return r;
         }
     };
@@ -261,12 +267,7 @@ pub fn verify(hap: &Hap<'_>, opts: &VerifyOptions) -> Report {
             Some(c)
         }
         Err(e) => {
-            r.push(
-                "signature",
-                Some(false),
-                format!("PKCS#7: {e}"),
-                code::VERIFY_PKCS7_FAIL,
-            );
+            r.bad_signature(e);
             None
         }
     };
@@ -274,15 +275,7 @@ pub fn verify(hap: &Hap<'_>, opts: &VerifyOptions) -> Report {
     if let Some(c) = signer {
         let ch = pkcs7::build_chain(c, &sd.certs, &opts.roots);
         r.chain = ch.subjects.clone();
-        r.push(
-            "chain",
-            Some(ch.trusted),
-            match &ch.problem {
-                None => format!("{} -> trusted root", ch.subjects.join(" -> ")),
-                Some(p) => format!("{}: {p}", ch.subjects.join(" -> ")),
-            },
-            code::VERIFY_PKCS7_FAIL,
-        );
+        r.push_chain("chain", &ch);
         r.app_id = format!(
             "{}_{}",
             hap.info.app.bundle_name,
@@ -334,15 +327,7 @@ pub fn verify(hap: &Hap<'_>, opts: &VerifyOptions) -> Report {
                     0,
                 );
                 let ch = pkcs7::build_chain(pc, &psd.certs, &opts.roots);
-                r.push(
-                    "profile-chain",
-                    Some(ch.trusted),
-                    match &ch.problem {
-                        None => format!("{} -> trusted root", ch.subjects.join(" -> ")),
-                        Some(p) => format!("{}: {p}", ch.subjects.join(" -> ")),
-                    },
-                    code::VERIFY_PKCS7_FAIL,
-                );
+                r.push_chain("profile-chain", &ch);
             }
             Err(e) => r.push(
                 "profile-signature",

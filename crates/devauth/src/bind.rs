@@ -102,6 +102,7 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256, Sha512};
 use spake2::{Ed25519Group, Identity, Password, Spake2};
+use std::ops::ControlFlow;
 use std::time::Duration;
 
 /// The protocol version this code speaks, the first byte of every frame.
@@ -724,6 +725,84 @@ fn finished() -> Step {
     }
 }
 
+/// A machine's state: the initiator and the target end a session the same way.
+trait State: Sized {
+    /// The state once the session is over (bound, failed, timed out or cancelled).
+    const FINISHED: Self;
+    fn is_finished(&self) -> bool;
+}
+
+impl State for IState {
+    const FINISHED: Self = IState::Finished;
+    fn is_finished(&self) -> bool {
+        matches!(self, IState::Finished)
+    }
+}
+
+impl State for TState {
+    const FINISHED: Self = TState::Finished;
+    fn is_finished(&self) -> bool {
+        matches!(self, TState::Finished)
+    }
+}
+
+/// A machine as `Debug` shows it: whose it is and whether it has finished (no keys).
+fn fmt_machine(
+    f: &mut std::fmt::Formatter<'_>,
+    name: &str,
+    me: &LocalDevice,
+    state: &impl State,
+) -> std::fmt::Result {
+    f.debug_struct(name)
+        .field("me", &me.record.udid)
+        .field("finished", &state.is_finished())
+        .finish()
+}
+
+/// `deadline`, unless the session has finished.
+fn live_deadline(state: &impl State, deadline: Duration) -> Option<Duration> {
+    (!state.is_finished()).then_some(deadline)
+}
+
+/// Fails the session if `now` is past its `deadline`.
+fn time_out<S: State>(state: &mut S, deadline: Duration, now: Duration) -> Option<Step> {
+    if state.is_finished() || now < deadline {
+        return None;
+    }
+    *state = S::FINISHED;
+    Some(fail(BindError::Timeout))
+}
+
+/// Ends the session; the `Abort` frame to send, unless it had finished.
+fn cancel<S: State>(state: &mut S) -> Option<Vec<u8>> {
+    if state.is_finished() {
+        return None;
+    }
+    *state = S::FINISHED;
+    Some(BindMsg::Abort(AbortReason::Cancelled).encode())
+}
+
+/// The state a frame received at `now` meets (the machine is left finished until the frame's
+/// handler sets the next one) and the frame decoded; or the step that ends the call.
+fn take_with_frame<S: State>(
+    state: &mut S,
+    deadline: Duration,
+    now: Duration,
+    bytes: &[u8],
+) -> ControlFlow<Step, (S, BindMsg)> {
+    let state = std::mem::replace(state, S::FINISHED);
+    if state.is_finished() {
+        return ControlFlow::Break(finished());
+    }
+    if now >= deadline {
+        return ControlFlow::Break(fail(BindError::Timeout));
+    }
+    match decode_bind_msg(bytes) {
+        Ok(m) => ControlFlow::Continue((state, m)),
+        Err(e) => ControlFlow::Break(fail(e)),
+    }
+}
+
 enum IState {
     AwaitChallenge {
         spake: Spake2<Ed25519Group>,
@@ -747,10 +826,7 @@ pub struct Initiator {
 
 impl std::fmt::Debug for Initiator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Initiator")
-            .field("me", &self.me.record.udid)
-            .field("finished", &matches!(self.state, IState::Finished))
-            .finish()
+        fmt_machine(f, "Initiator", &self.me, &self.state)
     }
 }
 
@@ -798,39 +874,24 @@ impl Initiator {
 
     /// When the session times out, unless it has finished; call [`Initiator::on_timeout`] then.
     pub fn deadline(&self) -> Option<Duration> {
-        (!matches!(self.state, IState::Finished)).then_some(self.deadline)
+        live_deadline(&self.state, self.deadline)
     }
 
     /// Fails the session if `now` is past its deadline.
     pub fn on_timeout(&mut self, now: Duration) -> Option<Step> {
-        if matches!(self.state, IState::Finished) || now < self.deadline {
-            return None;
-        }
-        self.state = IState::Finished;
-        Some(fail(BindError::Timeout))
+        time_out(&mut self.state, self.deadline, now)
     }
 
     /// The user gave up: ends the session and returns the `Abort` frame to send.
     pub fn cancel(&mut self) -> Option<Vec<u8>> {
-        if matches!(self.state, IState::Finished) {
-            return None;
-        }
-        self.state = IState::Finished;
-        Some(BindMsg::Abort(AbortReason::Cancelled).encode())
+        cancel(&mut self.state)
     }
 
     /// Handles one frame from the target at `now`.
     pub fn handle(&mut self, bytes: &[u8], now: Duration) -> Step {
-        let state = std::mem::replace(&mut self.state, IState::Finished);
-        if matches!(state, IState::Finished) {
-            return finished();
-        }
-        if now >= self.deadline {
-            return fail(BindError::Timeout);
-        }
-        let msg = match decode_bind_msg(bytes) {
-            Ok(m) => m,
-            Err(e) => return fail(e),
+        let (state, msg) = match take_with_frame(&mut self.state, self.deadline, now, bytes) {
+            ControlFlow::Continue(v) => v,
+            ControlFlow::Break(step) => return step,
         };
         match (state, msg) {
             (_, BindMsg::Abort(r)) => peer_aborted(r),
@@ -948,10 +1009,7 @@ pub struct Target {
 
 impl std::fmt::Debug for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Target")
-            .field("me", &self.me.record.udid)
-            .field("finished", &matches!(self.state, TState::Finished))
-            .finish()
+        fmt_machine(f, "Target", &self.me, &self.state)
     }
 }
 
@@ -974,39 +1032,24 @@ impl Target {
 
     /// When the session times out, unless it has finished; call [`Target::on_timeout`] then.
     pub fn deadline(&self) -> Option<Duration> {
-        (!matches!(self.state, TState::Finished)).then_some(self.deadline)
+        live_deadline(&self.state, self.deadline)
     }
 
     /// Fails the session if `now` is past its deadline.
     pub fn on_timeout(&mut self, now: Duration) -> Option<Step> {
-        if matches!(self.state, TState::Finished) || now < self.deadline {
-            return None;
-        }
-        self.state = TState::Finished;
-        Some(fail(BindError::Timeout))
+        time_out(&mut self.state, self.deadline, now)
     }
 
     /// The user gave up: ends the session and returns the `Abort` frame to send.
     pub fn cancel(&mut self) -> Option<Vec<u8>> {
-        if matches!(self.state, TState::Finished) {
-            return None;
-        }
-        self.state = TState::Finished;
-        Some(BindMsg::Abort(AbortReason::Cancelled).encode())
+        cancel(&mut self.state)
     }
 
     /// Handles one frame from the initiator at `now`, checking and counting against `pins`.
     pub fn handle(&mut self, bytes: &[u8], now: Duration, pins: &mut PinManager) -> Step {
-        let state = std::mem::replace(&mut self.state, TState::Finished);
-        if matches!(state, TState::Finished) {
-            return finished();
-        }
-        if now >= self.deadline {
-            return fail(BindError::Timeout);
-        }
-        let msg = match decode_bind_msg(bytes) {
-            Ok(m) => m,
-            Err(e) => return fail(e),
+        let (state, msg) = match take_with_frame(&mut self.state, self.deadline, now, bytes) {
+            ControlFlow::Continue(v) => v,
+            ControlFlow::Break(step) => return step,
         };
         match (state, msg) {
             (_, BindMsg::Abort(r)) => peer_aborted(r),

@@ -98,6 +98,27 @@ fn chan(exporter: u8, peer: &LocalDevice) -> Channel {
     }
 }
 
+/// Device B's PINs, yielding `pins` in order, the first issued at 0 s.
+fn issued_at_0(pins: &[u32]) -> PinManager {
+    let mut m = pins_yielding(pins);
+    m.issue(secs(0)).unwrap();
+    m
+}
+
+/// A's initiator (typing 123456) and B's target at `now`, over the channels each sees, with
+/// the seeds `bind_once(.., 1)` uses; and A's `Start`.
+fn machines(
+    a: &LocalDevice,
+    a_chan: Channel,
+    b: &LocalDevice,
+    b_chan: Channel,
+    now: Duration,
+) -> (Initiator, Vec<u8>, Target) {
+    let (ia, start) = Initiator::start_seeded(a.clone(), a_chan, pin("123456"), now, [1; 32]);
+    let tb = Target::new_seeded(b.clone(), b_chan, now, [2; 32]);
+    (ia, start, tb)
+}
+
 /// A binding up to A's Confirm: B issued the PIN `target_pin` (A types 123456), B answered
 /// A's Start; both state machines, B's PINs and the Confirm, for tests that tamper with it.
 fn up_to_confirm(
@@ -105,11 +126,8 @@ fn up_to_confirm(
     b: &LocalDevice,
     target_pin: u32,
 ) -> (Initiator, Target, PinManager, Confirm) {
-    let mut pins = pins_yielding(&[target_pin]);
-    pins.issue(secs(0)).unwrap();
-    let (mut ia, start) =
-        Initiator::start_seeded(a.clone(), chan(7, b), pin("123456"), secs(1), [1; 32]);
-    let mut tb = Target::new_seeded(b.clone(), chan(7, a), secs(1), [2; 32]);
+    let mut pins = issued_at_0(&[target_pin]);
+    let (mut ia, start, mut tb) = machines(a, chan(7, b), b, chan(7, a), secs(1));
     let ch = tb.handle(&start, secs(1), &mut pins).send.unwrap();
     let confirm = ia.handle(&ch, secs(1)).send.unwrap();
     let BindMsg::Confirm(c) = decode_bind_msg(&confirm).unwrap() else {
@@ -166,8 +184,7 @@ fn happy_path_both_sides_learn_each_others_key() {
 #[test]
 fn both_sides_store_each_others_advert_key_which_never_travels_in_clear() {
     let (a, b) = (dev(1, "laptop"), dev(2, "tv"));
-    let mut pins = pins_yielding(&[123_456]);
-    pins.issue(secs(0)).unwrap();
+    let mut pins = issued_at_0(&[123_456]);
     let run = bind_once(&a, &b, "123456", &mut pins, secs(5), 7, 1);
     let got_a = run.a.unwrap().unwrap();
     let got_b = run.b.unwrap().unwrap();
@@ -216,8 +233,7 @@ fn from_identity_uses_the_device_key_and_config() {
 #[test]
 fn wrong_pin_fails_both_sides_and_counts_one_failure() {
     let (a, b) = (dev(1, "a"), dev(2, "b"));
-    let mut pins = pins_yielding(&[123_456]);
-    pins.issue(secs(0)).unwrap();
+    let mut pins = issued_at_0(&[123_456]);
     let run = bind_once(&a, &b, "123457", &mut pins, secs(1), 7, 1);
     assert_eq!(run.a, Some(Err(BindError::WrongPin)));
     assert_eq!(run.b, Some(Err(BindError::WrongPin)));
@@ -233,8 +249,7 @@ fn wrong_pin_fails_both_sides_and_counts_one_failure() {
 #[test]
 fn three_wrong_pins_lock_out_for_sixty_seconds_then_release() {
     let (a, b) = (dev(1, "a"), dev(2, "b"));
-    let mut pins = pins_yielding(&[123_456, 654_321]);
-    pins.issue(secs(0)).unwrap();
+    let mut pins = issued_at_0(&[123_456, 654_321]);
     for (i, guess) in ["000000", "000001", "000002"].into_iter().enumerate() {
         let run = bind_once(&a, &b, guess, &mut pins, secs(10), 7, i as u8);
         assert_eq!(run.b, Some(Err(BindError::WrongPin)));
@@ -280,13 +295,10 @@ fn no_pin_issued_is_expired() {
 #[test]
 fn relay_between_two_tls_sessions_fails() {
     let (a, b, m) = (dev(1, "a"), dev(2, "b"), dev(3, "mallory"));
-    let mut pins = pins_yielding(&[123_456]);
-    pins.issue(secs(0)).unwrap();
+    let mut pins = issued_at_0(&[123_456]);
 
     // 1. Realistic: M cannot present A's or B's key in TLS, so each side sees M's key.
-    let (mut ia, start) =
-        Initiator::start_seeded(a.clone(), chan(1, &m), pin("123456"), secs(1), [1; 32]);
-    let mut tb = Target::new_seeded(b.clone(), chan(2, &m), secs(1), [2; 32]);
+    let (mut ia, start, mut tb) = machines(&a, chan(1, &m), &b, chan(2, &m), secs(1));
     let run = drive(&mut ia, start, &mut tb, &mut pins, secs(1));
     assert_eq!(run.b, Some(Err(BindError::PeerKeyMismatch)));
     assert!(matches!(run.a, Some(Err(BindError::Protocol(_)))));
@@ -294,9 +306,7 @@ fn relay_between_two_tls_sessions_fails() {
     // 2. Even if M could make each side see the right peer key (say, a broken TLS stack),
     //    the two sessions' exporters differ: the confirmation fails although A typed the
     //    right PIN, and nobody binds.
-    let (mut ia, start) =
-        Initiator::start_seeded(a.clone(), chan(1, &b), pin("123456"), secs(1), [1; 32]);
-    let mut tb = Target::new_seeded(b.clone(), chan(2, &a), secs(1), [2; 32]);
+    let (mut ia, start, mut tb) = machines(&a, chan(1, &b), &b, chan(2, &a), secs(1));
     let run = drive(&mut ia, start, &mut tb, &mut pins, secs(1));
     assert_eq!(run.b, Some(Err(BindError::WrongPin)));
     assert_eq!(run.a, Some(Err(BindError::WrongPin)));
@@ -310,14 +320,12 @@ fn pin_guessing_mitm_gets_one_guess_per_attempt_and_is_locked_out() {
     assert!(Pin::from_number(999_999).is_some() && Pin::from_number(1_000_000).is_none());
     // Over many PINs, the guess "000000" confirms only when it is the PIN.
     for real in [0u32, 1, 10, 999_999, 123_456] {
-        let mut pins = pins_yielding(&[real]);
-        pins.issue(secs(0)).unwrap();
+        let mut pins = issued_at_0(&[real]);
         let run = bind_once(&m, &b, "000000", &mut pins, secs(1), 5, 3);
         assert_eq!(run.b.unwrap().is_ok(), real == 0, "PIN {real:06}");
     }
     // Against one PIN, M's guesses each fail, and the fourth is never judged.
-    let mut pins = pins_yielding(&[424_242]);
-    pins.issue(secs(0)).unwrap();
+    let mut pins = issued_at_0(&[424_242]);
     let mut judged = 0;
     for g in 0..10u32 {
         let run = bind_once(&m, &b, &format!("{g:06}"), &mut pins, secs(1), 5, g as u8);
@@ -335,8 +343,7 @@ fn pin_guessing_mitm_gets_one_guess_per_attempt_and_is_locked_out() {
 #[test]
 fn parallel_guesses_are_capped_by_the_lockout() {
     let (b, m) = (dev(2, "b"), dev(3, "mallory"));
-    let mut pins = pins_yielding(&[424_242]);
-    pins.issue(secs(0)).unwrap();
+    let mut pins = issued_at_0(&[424_242]);
     let mut sessions = Vec::new();
     for g in 0..6u8 {
         let (mut im, start) = Initiator::start_seeded(
@@ -372,11 +379,8 @@ fn parallel_guesses_are_capped_by_the_lockout() {
 #[test]
 fn the_same_message_twice_fails() {
     let (a, b) = (dev(1, "a"), dev(2, "b"));
-    let mut pins = pins_yielding(&[123_456]);
-    pins.issue(secs(0)).unwrap();
-    let (mut ia, start) =
-        Initiator::start_seeded(a.clone(), chan(7, &b), pin("123456"), secs(1), [1; 32]);
-    let mut tb = Target::new_seeded(b.clone(), chan(7, &a), secs(1), [2; 32]);
+    let mut pins = issued_at_0(&[123_456]);
+    let (mut ia, start, mut tb) = machines(&a, chan(7, &b), &b, chan(7, &a), secs(1));
     let ch = tb.handle(&start, secs(1), &mut pins).send.unwrap();
     // Start again: out of order for the target, which gives up.
     let s = tb.handle(&start, secs(1), &mut pins);
@@ -404,11 +408,8 @@ fn the_same_message_twice_fails() {
 #[test]
 fn a_finished_session_ignores_replays() {
     let (a, b) = (dev(1, "a"), dev(2, "b"));
-    let mut pins = pins_yielding(&[123_456, 123_456]);
-    pins.issue(secs(0)).unwrap();
-    let (mut ia, start) =
-        Initiator::start_seeded(a.clone(), chan(7, &b), pin("123456"), secs(1), [1; 32]);
-    let mut tb = Target::new_seeded(b.clone(), chan(7, &a), secs(1), [2; 32]);
+    let mut pins = issued_at_0(&[123_456, 123_456]);
+    let (mut ia, start, mut tb) = machines(&a, chan(7, &b), &b, chan(7, &a), secs(1));
     let run = drive(&mut ia, start, &mut tb, &mut pins, secs(1));
     assert!(run.a.unwrap().is_ok());
     pins.issue(secs(2)).unwrap();
@@ -430,8 +431,7 @@ fn a_finished_session_ignores_replays() {
 #[test]
 fn messages_from_an_earlier_run_fail() {
     let (a, b) = (dev(1, "a"), dev(2, "b"));
-    let mut pins = pins_yielding(&[123_456, 123_456, 123_456, 123_456]);
-    pins.issue(secs(0)).unwrap();
+    let mut pins = issued_at_0(&[123_456, 123_456, 123_456, 123_456]);
     let old = bind_once(&a, &b, "123456", &mut pins, secs(1), 7, 1);
     assert!(old.b.unwrap().is_ok());
     let old_start = old.frames[0].1.clone();
@@ -471,8 +471,7 @@ fn messages_from_an_earlier_run_fail() {
 #[test]
 fn reordered_messages_fail() {
     let (a, b) = (dev(1, "a"), dev(2, "b"));
-    let mut pins = pins_yielding(&[123_456, 123_456]);
-    pins.issue(secs(0)).unwrap();
+    let mut pins = issued_at_0(&[123_456, 123_456]);
     let run = bind_once(&a, &b, "123456", &mut pins, secs(1), 7, 1);
     let confirm = run.frames[2].1.clone();
     let accept = run.frames[3].1.clone();
@@ -498,20 +497,15 @@ fn reordered_messages_fail() {
 #[test]
 fn a_peer_key_other_than_the_tls_key_fails() {
     let (a, b, c) = (dev(1, "a"), dev(2, "b"), dev(3, "c"));
-    let mut pins = pins_yielding(&[123_456]);
-    pins.issue(secs(0)).unwrap();
+    let mut pins = issued_at_0(&[123_456]);
     // The target's TLS peer is C, but the Start names A.
-    let (mut ia, start) =
-        Initiator::start_seeded(a.clone(), chan(7, &b), pin("123456"), secs(1), [1; 32]);
-    let mut tb = Target::new_seeded(b.clone(), chan(7, &c), secs(1), [2; 32]);
+    let (mut ia, start, mut tb) = machines(&a, chan(7, &b), &b, chan(7, &c), secs(1));
     let run = drive(&mut ia, start, &mut tb, &mut pins, secs(1));
     assert_eq!(run.b, Some(Err(BindError::PeerKeyMismatch)));
     assert_eq!(pins.failures(), 0);
     assert!(pins.begin_attempt(secs(1)).is_ok(), "PIN untouched");
     // The initiator's TLS peer is C, but the Challenge names B.
-    let (mut ia, start) =
-        Initiator::start_seeded(a.clone(), chan(7, &c), pin("123456"), secs(1), [1; 32]);
-    let mut tb = Target::new_seeded(b.clone(), chan(7, &a), secs(1), [2; 32]);
+    let (mut ia, start, mut tb) = machines(&a, chan(7, &c), &b, chan(7, &a), secs(1));
     let run = drive(&mut ia, start, &mut tb, &mut pins, secs(1));
     assert_eq!(run.a, Some(Err(BindError::PeerKeyMismatch)));
     assert!(run.b.unwrap().is_err());
@@ -546,11 +540,8 @@ fn a_record_or_signature_not_matching_the_key_fails() {
 #[test]
 fn sessions_time_out() {
     let (a, b) = (dev(1, "a"), dev(2, "b"));
-    let mut pins = pins_yielding(&[123_456]);
-    pins.issue(secs(0)).unwrap();
-    let (mut ia, start) =
-        Initiator::start_seeded(a.clone(), chan(7, &b), pin("123456"), secs(0), [1; 32]);
-    let mut tb = Target::new_seeded(b.clone(), chan(7, &a), secs(0), [2; 32]);
+    let mut pins = issued_at_0(&[123_456]);
+    let (mut ia, start, mut tb) = machines(&a, chan(7, &b), &b, chan(7, &a), secs(0));
     let ch = tb.handle(&start, secs(1), &mut pins).send.unwrap();
     assert_eq!(ia.deadline(), Some(SESSION_TIMEOUT));
     assert!(ia.on_timeout(secs(29)).is_none());
@@ -568,11 +559,8 @@ fn sessions_time_out() {
 #[test]
 fn cancel_tells_the_peer() {
     let (a, b) = (dev(1, "a"), dev(2, "b"));
-    let mut pins = pins_yielding(&[123_456]);
-    pins.issue(secs(0)).unwrap();
-    let (mut ia, start) =
-        Initiator::start_seeded(a.clone(), chan(7, &b), pin("123456"), secs(0), [1; 32]);
-    let mut tb = Target::new_seeded(b.clone(), chan(7, &a), secs(0), [2; 32]);
+    let mut pins = issued_at_0(&[123_456]);
+    let (mut ia, start, mut tb) = machines(&a, chan(7, &b), &b, chan(7, &a), secs(0));
     let _ = tb.handle(&start, secs(0), &mut pins);
     let abort = ia.cancel().unwrap();
     assert!(ia.cancel().is_none());
@@ -645,8 +633,7 @@ fn honest_frames() -> &'static [(bool, Vec<u8>)] {
     static FRAMES: std::sync::OnceLock<Vec<(bool, Vec<u8>)>> = std::sync::OnceLock::new();
     FRAMES.get_or_init(|| {
         let (a, b) = (dev(1, "a"), dev(2, "b"));
-        let mut pins = pins_yielding(&[123_456]);
-        pins.issue(secs(0)).unwrap();
+        let mut pins = issued_at_0(&[123_456]);
         let run = bind_once(&a, &b, "123456", &mut pins, secs(1), 7, 1);
         assert!(run.b.unwrap().is_ok());
         run.frames
@@ -659,8 +646,7 @@ fn honest_frames() -> &'static [(bool, Vec<u8>)] {
 fn unmutated_frames_into_identical_machines_bind() {
     let honest = honest_frames();
     let (a, b) = (dev(1, "a"), dev(2, "b"));
-    let mut pins = pins_yielding(&[123_456]);
-    pins.issue(secs(0)).unwrap();
+    let mut pins = issued_at_0(&[123_456]);
     let mut tb = Target::new_seeded(b.clone(), chan(7, &a), secs(1), [2; 32]);
     assert!(!tb.handle(&honest[0].1, secs(1), &mut pins).is_finished());
     assert!(
@@ -700,11 +686,8 @@ proptest! {
     ) {
         let honest = honest_frames();
         let (a, b) = (dev(1, "a"), dev(2, "b"));
-        let mut pins = pins_yielding(&[123_456]);
-        pins.issue(secs(0)).unwrap();
-        let (mut ia, _start) =
-            Initiator::start_seeded(a.clone(), chan(7, &b), pin("123456"), secs(1), [1; 32]);
-        let mut tb = Target::new_seeded(b.clone(), chan(7, &a), secs(1), [2; 32]);
+        let mut pins = issued_at_0(&[123_456]);
+        let (mut ia, _start, mut tb) = machines(&a, chan(7, &b), &b, chan(7, &a), secs(1));
         for (mutation, random) in inputs {
             let frame = match mutation {
                 None => random,

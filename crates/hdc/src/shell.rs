@@ -37,24 +37,38 @@ fn kill_group(pgid: i32, sig: i32) {
     }
 }
 
+/// The exit a finished command closes its channel with.
+fn exit_of(status: std::io::Result<ExitStatus>) -> Exit {
+    match status {
+        Ok(s) => Exit {
+            code: status_code(s),
+            message: String::new(),
+        },
+        Err(e) => Exit::fail(format!("[Fail]{e}")),
+    }
+}
+
+/// Starts `cmd` (killed when dropped); or the exit (code 127) to close the channel with, `what`
+/// naming the command in its message.
+fn spawn(cmd: std::process::Command, what: &str) -> Result<tokio::process::Child, Exit> {
+    tokio::process::Command::from(cmd)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| Exit {
+            code: 127,
+            message: format!("[Fail]cannot run the {what}: {e}"),
+        })
+}
+
 /// Runs `cmd` on pipes for `ch` and closes `ch` with its exit status.
 pub async fn run_piped(mut ch: Channel, mut cmd: std::process::Command) {
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    let mut child = match tokio::process::Command::from(cmd)
-        .kill_on_drop(true)
-        .spawn()
-    {
+    let mut child = match spawn(cmd, "command") {
         Ok(c) => c,
-        Err(e) => {
-            ch.close(&Exit {
-                code: 127,
-                message: format!("[Fail]cannot run the command: {e}"),
-            });
-            return;
-        }
+        Err(exit) => return ch.close(&exit),
     };
     let pgid = child.id().map(|p| p as i32).unwrap_or(0);
     let mut stdin = child.stdin.take();
@@ -99,14 +113,7 @@ pub async fn run_piped(mut ch: Channel, mut cmd: std::process::Command) {
     };
     let _ = out_task.await;
     let _ = err_task.await;
-    let exit = match status {
-        Ok(s) => Exit {
-            code: status_code(s),
-            message: String::new(),
-        },
-        Err(e) => Exit::fail(format!("[Fail]{e}")),
-    };
-    ch.close(&exit);
+    ch.close(&exit_of(status));
 }
 
 async fn pump_out<R: tokio::io::AsyncRead + Unpin>(r: &mut R, tx: &Sender, stderr: bool) {
@@ -194,18 +201,9 @@ pub async fn run_pty(mut ch: Channel, mut cmd: std::process::Command, ws: WinSiz
         });
     }
     let _ = slave_fd;
-    let mut child = match tokio::process::Command::from(cmd)
-        .kill_on_drop(true)
-        .spawn()
-    {
+    let mut child = match spawn(cmd, "shell") {
         Ok(c) => c,
-        Err(e) => {
-            ch.close(&Exit {
-                code: 127,
-                message: format!("[Fail]cannot run the shell: {e}"),
-            });
-            return;
-        }
+        Err(exit) => return ch.close(&exit),
     };
     drop(slave);
     let pid = child.id().map(|p| p as i32).unwrap_or(0);
@@ -266,12 +264,5 @@ pub async fn run_pty(mut ch: Channel, mut cmd: std::process::Command, ws: WinSiz
     // Output still in the pty after the shell ended; a background job that keeps the pty open
     // does not hold the channel for long.
     let _ = tokio::time::timeout(std::time::Duration::from_millis(500), out_task).await;
-    let exit = match status {
-        Ok(s) => Exit {
-            code: status_code(s),
-            message: String::new(),
-        },
-        Err(e) => Exit::fail(format!("[Fail]{e}")),
-    };
-    ch.close(&exit);
+    ch.close(&exit_of(status));
 }

@@ -27,50 +27,26 @@ pub enum LogArg {
     Char(char),
 }
 
-impl From<&str> for LogArg {
-    fn from(v: &str) -> Self {
-        LogArg::Str(v.to_string())
-    }
+/// `From` each argument type, into the variant that carries it (widened where it is smaller).
+macro_rules! log_arg_from {
+    ($($t:ty => $variant:ident),* $(,)?) => {$(
+        impl From<$t> for LogArg {
+            fn from(v: $t) -> Self {
+                LogArg::$variant(v.into())
+            }
+        }
+    )*};
 }
-impl From<String> for LogArg {
-    fn from(v: String) -> Self {
-        LogArg::Str(v)
-    }
-}
-impl From<i64> for LogArg {
-    fn from(v: i64) -> Self {
-        LogArg::Int(v)
-    }
-}
-impl From<i32> for LogArg {
-    fn from(v: i32) -> Self {
-        LogArg::Int(v.into())
-    }
-}
-impl From<u64> for LogArg {
-    fn from(v: u64) -> Self {
-        LogArg::Uint(v)
-    }
-}
-impl From<u32> for LogArg {
-    fn from(v: u32) -> Self {
-        LogArg::Uint(v.into())
-    }
-}
-impl From<f64> for LogArg {
-    fn from(v: f64) -> Self {
-        LogArg::Float(v)
-    }
-}
-impl From<bool> for LogArg {
-    fn from(v: bool) -> Self {
-        LogArg::Bool(v)
-    }
-}
-impl From<char> for LogArg {
-    fn from(v: char) -> Self {
-        LogArg::Char(v)
-    }
+log_arg_from! {
+    &str => Str,
+    String => Str,
+    i64 => Int,
+    i32 => Int,
+    u64 => Uint,
+    u32 => Uint,
+    f64 => Float,
+    bool => Bool,
+    char => Char,
 }
 
 impl LogArg {
@@ -263,16 +239,7 @@ fn render(out: &mut String, conv: u8, spec: &Spec, arg: &LogArg) {
         b'd' | b'i' => match arg.as_i64() {
             Some(v) => {
                 let digits = with_precision(v.unsigned_abs().to_string(), spec.precision);
-                let sign = if v < 0 {
-                    "-"
-                } else if spec.plus {
-                    "+"
-                } else if spec.space {
-                    " "
-                } else {
-                    ""
-                };
-                return pad_number(out, spec, sign, &digits);
+                return pad_number(out, spec, sign(v < 0, spec), &digits);
             }
             None => arg.plain(),
         },
@@ -305,17 +272,11 @@ fn render(out: &mut String, conv: u8, spec: &Spec, arg: &LogArg) {
                     b'g' | b'G' => format!("{v}"),
                     _ => format!("{v:.p$}"),
                 };
-                let sign = if s.starts_with('-') {
+                let negative = s.starts_with('-');
+                if negative {
                     s.remove(0);
-                    "-"
-                } else if spec.plus {
-                    "+"
-                } else if spec.space {
-                    " "
-                } else {
-                    ""
-                };
-                return pad_number(out, spec, sign, &s);
+                }
+                return pad_number(out, spec, sign(negative, spec), &s);
             }
             None => arg.plain(),
         },
@@ -341,6 +302,19 @@ fn pad(out: &mut String, spec: &Spec, body: &str) {
     } else {
         out.extend(std::iter::repeat_n(' ', width - len));
         out.push_str(body);
+    }
+}
+
+/// The sign a signed conversion prints: `-`, else `+` or a space as the flags ask.
+fn sign(negative: bool, spec: &Spec) -> &'static str {
+    if negative {
+        "-"
+    } else if spec.plus {
+        "+"
+    } else if spec.space {
+        " "
+    } else {
+        ""
     }
 }
 

@@ -144,6 +144,14 @@ pub fn check_store_id(id: &str) -> Result<(), KvError> {
     Ok(())
 }
 
+/// Letters, digits, `.`, `_` and `-` only, not starting with `.`: a name that is safe as one
+/// path component (no separator, not `.`, `..` or hidden).
+fn is_safe_component(b: &str) -> bool {
+    !b.starts_with('.')
+        && b.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
 /// Checks a bundle name; it becomes a directory name, so it must be a safe path component.
 pub fn check_bundle_name(b: &str) -> Result<(), KvError> {
     if b.is_empty() || b.len() > MAX_BUNDLE_NAME {
@@ -151,11 +159,7 @@ pub fn check_bundle_name(b: &str) -> Result<(), KvError> {
             "bundleName must be 1..={MAX_BUNDLE_NAME} bytes"
         )));
     }
-    if b.starts_with('.')
-        || !b
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-    {
+    if !is_safe_component(b) {
         return Err(KvError::invalid(format!(
             "bundleName {b:?} may only contain letters, digits, '.', '_' and '-' and not start with '.'"
         )));
@@ -165,13 +169,7 @@ pub fn check_bundle_name(b: &str) -> Result<(), KvError> {
 
 /// Checks a backup file name (a path component under the store's backup dir).
 pub fn check_backup_name(b: &str) -> Result<(), KvError> {
-    if b.is_empty()
-        || b.len() > MAX_BACKUP_NAME
-        || b.starts_with('.')
-        || !b
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-    {
+    if b.is_empty() || b.len() > MAX_BACKUP_NAME || !is_safe_component(b) {
         return Err(KvError::invalid(format!(
             "backup name {b:?}: 1..={MAX_BACKUP_NAME} letters, digits, '.', '_', '-', not starting with '.'"
         )));

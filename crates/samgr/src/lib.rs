@@ -126,6 +126,14 @@ impl SaProfile {
             factory: Box::new(move || Box::pin(f())),
         }
     }
+
+    /// A profile for an SA already built, started with the daemon.
+    pub fn running(id: i32, name: &'static str, sa: Arc<dyn SystemAbility>) -> Self {
+        Self::new(id, name, true, move || {
+            let sa = sa.clone();
+            async move { Ok(sa) }
+        })
+    }
 }
 
 /// Decides whether a caller holds a permission. The access-token manager implements it.

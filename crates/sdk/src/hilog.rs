@@ -29,6 +29,23 @@ impl Follow {
     }
 }
 
+/// One method a level: [`HiLog::print`] of an app's line at that level.
+macro_rules! app_levels {
+    ($($(#[$doc:meta])* $name:ident => $level:ident,)*) => {$(
+        $(#[$doc])*
+        pub async fn $name(
+            &self,
+            domain: u32,
+            tag: &str,
+            fmt: &str,
+            args: &[LogArg],
+        ) -> Result<(), Error> {
+            self.print(LogType::App, Level::$level, domain, tag, fmt, args)
+                .await
+        }
+    )*};
+}
+
 impl HiLog<'_> {
     /// Writes one line (OpenHarmony's `OH_LOG_Print`). The daemon stamps time and pid.
     pub async fn print(
@@ -51,60 +68,17 @@ impl HiLog<'_> {
         };
         self.dev.client.call(api::SA_ID, api::WRITE, &a).await
     }
-    /// `hilog.debug(domain, tag, fmt, ...args)` for an app.
-    pub async fn debug(
-        &self,
-        domain: u32,
-        tag: &str,
-        fmt: &str,
-        args: &[LogArg],
-    ) -> Result<(), Error> {
-        self.print(LogType::App, Level::Debug, domain, tag, fmt, args)
-            .await
-    }
-    /// `hilog.info(domain, tag, fmt, ...args)` for an app.
-    pub async fn info(
-        &self,
-        domain: u32,
-        tag: &str,
-        fmt: &str,
-        args: &[LogArg],
-    ) -> Result<(), Error> {
-        self.print(LogType::App, Level::Info, domain, tag, fmt, args)
-            .await
-    }
-    /// `hilog.warn(domain, tag, fmt, ...args)` for an app.
-    pub async fn warn(
-        &self,
-        domain: u32,
-        tag: &str,
-        fmt: &str,
-        args: &[LogArg],
-    ) -> Result<(), Error> {
-        self.print(LogType::App, Level::Warn, domain, tag, fmt, args)
-            .await
-    }
-    /// `hilog.error(domain, tag, fmt, ...args)` for an app.
-    pub async fn error(
-        &self,
-        domain: u32,
-        tag: &str,
-        fmt: &str,
-        args: &[LogArg],
-    ) -> Result<(), Error> {
-        self.print(LogType::App, Level::Error, domain, tag, fmt, args)
-            .await
-    }
-    /// `hilog.fatal(domain, tag, fmt, ...args)` for an app.
-    pub async fn fatal(
-        &self,
-        domain: u32,
-        tag: &str,
-        fmt: &str,
-        args: &[LogArg],
-    ) -> Result<(), Error> {
-        self.print(LogType::App, Level::Fatal, domain, tag, fmt, args)
-            .await
+    app_levels! {
+        /// `hilog.debug(domain, tag, fmt, ...args)` for an app.
+        debug => Debug,
+        /// `hilog.info(domain, tag, fmt, ...args)` for an app.
+        info => Info,
+        /// `hilog.warn(domain, tag, fmt, ...args)` for an app.
+        warn => Warn,
+        /// `hilog.error(domain, tag, fmt, ...args)` for an app.
+        error => Error,
+        /// `hilog.fatal(domain, tag, fmt, ...args)` for an app.
+        fatal => Fatal,
     }
 
     async fn read_pages(&self, first: ReadArgs) -> Result<(Vec<LogEntry>, u64), Error> {

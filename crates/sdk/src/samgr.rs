@@ -47,12 +47,7 @@ impl Samgr<'_> {
     }
     /// Sends bytes through the whole dispatch path and back.
     pub async fn echo(&self, data: &[u8]) -> Result<Vec<u8>, Error> {
-        Ok(self
-            .dev
-            .client
-            .call_raw(SAMGR_SA_ID, m::ECHO, data)
-            .await?
-            .to_vec())
+        self.echo_through(m::ECHO, data).await
     }
     /// SA `sa`'s methods with the permission each declares (starts an on-demand SA).
     pub async fn list_methods(&self, sa: i32) -> Result<Vec<MethodInfo>, Error> {
@@ -63,10 +58,13 @@ impl Samgr<'_> {
     }
     /// Like [`Self::echo`], through a method gated by ohos.permission.DUMP.
     pub async fn echo_checked(&self, data: &[u8]) -> Result<Vec<u8>, Error> {
+        self.echo_through(m::ECHO_CHECKED, data).await
+    }
+    async fn echo_through(&self, code: u32, data: &[u8]) -> Result<Vec<u8>, Error> {
         Ok(self
             .dev
             .client
-            .call_raw(SAMGR_SA_ID, m::ECHO_CHECKED, data)
+            .call_raw(SAMGR_SA_ID, code, data)
             .await?
             .to_vec())
     }

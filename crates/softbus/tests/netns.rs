@@ -149,13 +149,8 @@ fn epoch_ms() -> u128 {
         .unwrap_or(0)
 }
 
-// ---------------------------------------------------------------- tests
-
-/// Two devices in two namespaces joined by a bridge (separate hosts, as far as the network
-/// is concerned) each see the other within 1 s of the second one starting.
-#[test]
-fn devices_on_a_bridge_find_each_other_within_1s() {
-    skip_unless_possible!();
+/// Two namespaces joined by a bridge (10.77.0.x on their `eth0`), their links up.
+fn two_on_a_bridge() -> (Netns, String, String) {
     let mut netns = Netns::new("oxhsb");
     let a = netns.add().expect("netns a");
     let b = netns.add().expect("netns b");
@@ -164,6 +159,17 @@ fn devices_on_a_bridge_find_each_other_within_1s() {
         .expect("bridge");
     wait_link_up(&a).expect("a up");
     wait_link_up(&b).expect("b up");
+    (netns, a, b)
+}
+
+// ---------------------------------------------------------------- tests
+
+/// Two devices in two namespaces joined by a bridge (separate hosts, as far as the network
+/// is concerned) each see the other within 1 s of the second one starting.
+#[test]
+fn devices_on_a_bridge_find_each_other_within_1s() {
+    skip_unless_possible!();
+    let (_netns, a, b) = two_on_a_bridge();
 
     peers_find_each_other(&a, &b, "eth0");
 }
@@ -289,14 +295,7 @@ fn python_zeroconf_sees_our_advert() {
         eprintln!("SKIPPED: python3 with zeroconf is not available (pip install zeroconf): {e}");
         return;
     }
-    let mut netns = Netns::new("oxhsb");
-    let a = netns.add().expect("netns a");
-    let b = netns.add().expect("netns b");
-    netns
-        .bridge(&[a.clone(), b.clone()], "10.77.0")
-        .expect("bridge");
-    wait_link_up(&a).expect("a up");
-    wait_link_up(&b).expect("b up");
+    let (_netns, a, b) = two_on_a_bridge();
 
     let mut dev = Proc::child_in(
         &a,

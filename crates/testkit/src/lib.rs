@@ -1,6 +1,9 @@
 //! Test support for tests that need separate hosts: Linux network namespaces joined by a
 //! bridge, created by the test and removed when it ends, even when it fails. Nothing here
-//! touches the host's own interfaces or routes.
+//! touches the host's own interfaces or routes. And [`zip`]: hostile zip files crafted from
+//! honest ones.
+
+pub mod zip;
 
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};

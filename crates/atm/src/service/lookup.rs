@@ -112,7 +112,7 @@ mod tests {
     use crate::config::{AtmConfig, NativePermissions, NativeProcess};
     use crate::definitions::Apl;
     use crate::rules::HapPolicy;
-    use crate::service::tests::app;
+    use crate::service::tests::{app, hap_token};
 
     #[test]
     fn resolver_rules_by_uid_and_name() {
@@ -125,13 +125,7 @@ mod tests {
             permissions: NativePermissions::fixed(&["ohos.permission.DISTRIBUTED_DATASYNC"]),
         });
         let atm = AccessTokenManager::open(dir.path(), cfg).unwrap();
-        let app_id = atm
-            .alloc_hap_token(
-                &app("com.example.r", Some(20_010_003)),
-                &HapPolicy::normal(&[]),
-            )
-            .unwrap()
-            .token_id();
+        let app_id = hap_token(&atm, "com.example.r", Some(20_010_003), &[]);
         let daemon_uid = 1000;
         let who = |uid: u32, name: &str, tool: bool| {
             atm.caller_for(

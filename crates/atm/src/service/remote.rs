@@ -178,21 +178,19 @@ impl AccessTokenManager {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::HapPolicy;
-    use crate::service::tests::{CAMERA, INTERNET, app, open};
+    use crate::service::tests::{CAMERA, INTERNET, hap_token, open};
 
     #[test]
     fn a_remote_copy_answers_as_the_origin_and_follows_its_revisions() {
         let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let (a, b) = (open(da.path()), open(db.path()));
         let mut changes = a.subscribe_changes();
-        let id = a
-            .alloc_hap_token(
-                &app("com.example.remote", Some(20_010_001)),
-                &HapPolicy::normal(&[INTERNET, CAMERA]),
-            )
-            .unwrap()
-            .token_id();
+        let id = hap_token(
+            &a,
+            "com.example.remote",
+            Some(20_010_001),
+            &[INTERNET, CAMERA],
+        );
         let (rev1, st) = a.export_token(id).unwrap();
         assert_eq!(st.granted, vec![INTERNET.to_string()]);
         let copy = b.import_remote_token("udid-a", id, rev1, &st).unwrap();

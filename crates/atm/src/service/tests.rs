@@ -4,24 +4,24 @@
 use super::AccessTokenManager;
 use crate::api::TokenTarget;
 use crate::config::AtmConfig;
-use crate::rules::{DlpType, HapInfoParams, HapPolicy, flag};
+use crate::rules::{HapPolicy, flag};
 use crate::token;
 use oxh_ipc::{Caller, TokenType};
 use std::path::Path;
 use std::sync::Arc;
 
-pub(crate) fn app(bundle: &str, uid: Option<u32>) -> HapInfoParams {
-    HapInfoParams {
-        user_id: 100,
-        bundle_name: bundle.into(),
-        inst_index: 0,
-        dlp_type: DlpType::Common,
-        app_id_desc: format!("{bundle}_appid"),
-        api_version: 12,
-        is_system_app: false,
-        app_distribution_type: "app_gallery".into(),
-        uid,
-    }
+pub(crate) use crate::test_util::app;
+
+/// Installs `bundle` (see [`app`]) requesting `perms`; its token id.
+pub(crate) fn hap_token(
+    atm: &AccessTokenManager,
+    bundle: &str,
+    uid: Option<u32>,
+    perms: &[&str],
+) -> u32 {
+    atm.alloc_hap_token(&app(bundle, uid), &HapPolicy::normal(perms))
+        .unwrap()
+        .token_id()
 }
 
 pub(crate) fn open(dir: &Path) -> Arc<AccessTokenManager> {

@@ -216,7 +216,7 @@ impl AccessTokenManager {
 mod tests {
     use super::*;
     use crate::api::{TokenTarget, UsageArgs};
-    use crate::service::tests::{CAMERA, INTERNET, app, open};
+    use crate::service::tests::{CAMERA, INTERNET, app, hap_token, open};
 
     #[test]
     fn alloc_refuses_what_the_rules_refuse_and_stores_nothing() {
@@ -258,13 +258,12 @@ mod tests {
     fn update_keeps_user_decisions_and_drops_what_is_no_longer_requested() {
         let dir = tempfile::tempdir().unwrap();
         let atm = open(dir.path());
-        let id = atm
-            .alloc_hap_token(
-                &app("com.example.u", Some(20_010_005)),
-                &HapPolicy::normal(&[CAMERA, "ohos.permission.MICROPHONE", INTERNET]),
-            )
-            .unwrap()
-            .token_id();
+        let id = hap_token(
+            &atm,
+            "com.example.u",
+            Some(20_010_005),
+            &[CAMERA, "ohos.permission.MICROPHONE", INTERNET],
+        );
         atm.grant_permission(id, CAMERA, flag::USER_SET).unwrap();
         let info = UpdateHapInfoParams {
             app_id_desc: "x".into(),
@@ -306,13 +305,7 @@ mod tests {
     fn delete_removes_token_uid_and_usage() {
         let dir = tempfile::tempdir().unwrap();
         let atm = open(dir.path());
-        let id = atm
-            .alloc_hap_token(
-                &app("com.example.d", Some(20_010_002)),
-                &HapPolicy::normal(&[CAMERA]),
-            )
-            .unwrap()
-            .token_id();
+        let id = hap_token(&atm, "com.example.d", Some(20_010_002), &[CAMERA]);
         atm.record_usage(id, CAMERA, false);
         atm.delete_token(id).unwrap();
         assert!(atm.hap_token_id(100, "com.example.d", 0).is_none());

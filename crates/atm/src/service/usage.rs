@@ -133,21 +133,15 @@ impl AccessTokenManager {
 mod tests {
     use super::*;
     use crate::config::AtmConfig;
-    use crate::rules::{HapPolicy, flag};
-    use crate::service::tests::{CAMERA, INTERNET, app, caller, open};
+    use crate::rules::flag;
+    use crate::service::tests::{CAMERA, INTERNET, caller, hap_token, open};
     use oxh_samgr::PermissionChecker;
 
     #[test]
     fn checker_verifies_and_records_user_grant_uses() {
         let dir = tempfile::tempdir().unwrap();
         let atm = open(dir.path());
-        let id = atm
-            .alloc_hap_token(
-                &app("com.example.v", None),
-                &HapPolicy::normal(&[INTERNET, CAMERA]),
-            )
-            .unwrap()
-            .token_id();
+        let id = hap_token(&atm, "com.example.v", None, &[INTERNET, CAMERA]);
         let c = caller(id);
         for _ in 0..3 {
             let ok = atm.verify(&c, CAMERA);

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Notify;
 
@@ -258,14 +258,7 @@ fn refuse(stream: UnixStream, err: RemoteError, budgets: Arc<Budgets>) {
             let _ = oxh_kal::shutdown_write(wr.as_ref().as_fd());
             // Closing with unread input would reset the connection and could destroy the
             // message before the client reads it: discard what it sends until it closes.
-            let mut sink = [0u8; 4096];
-            let mut total = 0usize;
-            while total < frame::READ_CHUNK {
-                match rd.read(&mut sink).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => total += n,
-                }
-            }
+            super::discard_input(&mut rd, frame::READ_CHUNK).await;
         })
         .await;
         budgets.refusing.fetch_sub(1, Ordering::Relaxed);

@@ -11,7 +11,6 @@ use std::future::Future;
 use std::os::fd::AsFd;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -216,16 +215,10 @@ pub(super) async fn serve_conn(
     if broke_protocol {
         // Closing with unread input would reset the connection (RST) and could destroy the
         // error frame before the client reads it: discard what it still sends, bounded.
-        let _ = tokio::time::timeout(Duration::from_secs(1), async {
-            let mut sink = vec![0u8; 16 * 1024];
-            let mut total = 0usize;
-            while total < frame::MAX_TRANSACTION {
-                match rd.read(&mut sink).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => total += n,
-                }
-            }
-        })
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            super::discard_input(&mut rd, frame::MAX_TRANSACTION),
+        )
         .await;
     }
 }

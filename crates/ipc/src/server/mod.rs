@@ -11,6 +11,21 @@ use tokio::sync::mpsc;
 mod accept;
 mod conn;
 mod outbox;
+
+/// Reads and drops what the peer still sends, up to `limit` bytes or its close (closing with
+/// unread input would reset the connection and could destroy our last frame before the peer
+/// reads it).
+async fn discard_input(rd: &mut (impl tokio::io::AsyncRead + Unpin), limit: usize) {
+    use tokio::io::AsyncReadExt;
+    let mut sink = vec![0u8; 16 * 1024];
+    let mut total = 0usize;
+    while total < limit {
+        match rd.read(&mut sink).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => total += n,
+        }
+    }
+}
 pub use accept::{
     Budgets, MAX_BYTES, MAX_CALLS, MAX_CONN_BYTES, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_UID,
     MAX_PENDING_CALLS, MAX_PENDING_WAITS, MAX_UID_BYTES, MAX_UID_CALLS, MAX_UNSENT_REPLY_BYTES,
