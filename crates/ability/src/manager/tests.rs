@@ -280,13 +280,10 @@ fn one_mission_is_in_the_foreground_the_previous_goes_to_the_background_after() 
     s.log.clear();
     s.start(3, page("a", "A", LaunchType::Singleton));
     assert_eq!(s.log, ["A onNewWant", "A onForeground", "B onBackground"]);
-    let names: Vec<&str> =
+    let names: Vec<String> =
         s.m.missions()
-            .iter()
-            .map(|m| m.element.ability_name.as_str())
-            .collect::<Vec<_>>()
             .into_iter()
-            .map(|n| if n == "A" { "A" } else { "B" })
+            .map(|m| m.element.ability_name)
             .collect();
     assert_eq!(names, ["B", "A"]);
 }
