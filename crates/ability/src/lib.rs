@@ -4,9 +4,13 @@
 //! - [`error`]: [`AbilityError`] with the codes apps see (16000001 ...).
 //! - [`manager`]: the pure core: ability records, missions, app processes and their
 //!   lifecycle deadlines, driven by requests and by what app hosts report.
+//! - `spawn` (feature `spawn`): the app spawner, a small process that starts each app in its
+//!   sandbox and reports its exit.
 
 pub mod error;
 pub mod manager;
+#[cfg(feature = "spawn")]
+pub mod spawn;
 pub mod want;
 
 pub use error::{AbilityError, code};

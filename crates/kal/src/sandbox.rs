@@ -20,6 +20,7 @@
 //!    the seccomp filter last (it forbids some of the calls above).
 
 use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Component, Path, PathBuf};
@@ -90,7 +91,7 @@ pub struct Spec {
     pub groups: Vec<u32>,
     /// Its working directory inside the sandbox.
     pub cwd: PathBuf,
-    /// rlimits to set (resource, soft = hard).
+    /// rlimits to set (resource, soft = hard), each at most the current hard limit.
     pub rlimits: Vec<(Rlimit, u64)>,
 }
 
@@ -132,7 +133,49 @@ pub enum SandboxError {
     /// The seccomp filter could not be built.
     #[error("seccomp filter: {0}")]
     Seccomp(String),
+    /// A step of entering the sandbox failed in the child; the program did not run.
+    #[error("entering the sandbox failed at {step}: {source}")]
+    Enter {
+        /// Which step (and which mount).
+        step: String,
+        /// The system call's error.
+        source: std::io::Error,
+    },
+    /// The program could not be started (fork or exec), outside any step.
+    #[error("spawning the sandboxed program failed: {0}")]
+    Spawn(std::io::Error),
 }
+
+/// The steps of [`Sandbox::enter_steps`], by the number it reports.
+const STEPS: &[&str] = &[
+    "unshare(CLONE_NEWNS)",
+    "making the mount tree private",
+    "mounting the root's tmpfs",
+    "making the mount point of bind",
+    "bind mount",
+    "read-only remount of bind",
+    "making /proc",
+    "mounting /proc",
+    "making /dev",
+    "mounting /dev's tmpfs",
+    "making the node of device",
+    "bind mount of device",
+    "making the old root's mount point",
+    "pivot_root",
+    "chdir to the new root",
+    "detaching the old root",
+    "removing the old root's mount point",
+    "remounting the root read-only",
+    "chdir to the working directory",
+    "setrlimit",
+    "clearing the ambient capabilities",
+    "setgroups",
+    "setresgid",
+    "setresuid",
+    "setting the parent-death signal",
+    "setting no_new_privs",
+    "installing the seccomp filter",
+];
 
 /// A checked spec, ready to enter in a child.
 pub struct Sandbox {
@@ -149,6 +192,47 @@ pub struct Sandbox {
     groups: Vec<libc::gid_t>,
     rlimits: Vec<(libc::__rlimit_resource_t, u64)>,
     filter: seccompiler::BpfProgram,
+    /// The write end of the pipe the child names a failed step on.
+    report: OwnedFd,
+    /// Its read end, until [`Sandbox::command`] hands it to the [`Failure`].
+    report_read: Option<OwnedFd>,
+    /// The binds' destinations, for [`Failure::explain`].
+    bind_names: Vec<String>,
+}
+
+/// Explains a failed `spawn` of a [`Sandbox::command`]: which step failed.
+pub struct Failure {
+    read: Option<OwnedFd>,
+    binds: Vec<String>,
+}
+
+impl Failure {
+    /// The error of `spawn`, with the step the child reported (if it got that far).
+    pub fn explain(self, e: std::io::Error) -> SandboxError {
+        let mut msg = [0u8; 3];
+        let Some(read) = self.read else {
+            return SandboxError::Spawn(e);
+        };
+        // SAFETY: reads at most three bytes into a stack array; the pipe is non-blocking.
+        let n = unsafe { libc::read(read.as_raw_fd(), msg.as_mut_ptr().cast(), 3) };
+        if n != 3 {
+            return SandboxError::Spawn(e);
+        }
+        let idx = u16::from_le_bytes([msg[1], msg[2]]) as usize;
+        let name = STEPS
+            .get(msg[0] as usize)
+            .copied()
+            .unwrap_or("an unknown step");
+        let step = match msg[0] {
+            3..=5 => format!(
+                "{name} {}",
+                self.binds.get(idx).map(String::as_str).unwrap_or("?")
+            ),
+            10 | 11 => format!("{name} {}", DEVICES.get(idx).copied().unwrap_or("?")),
+            _ => name.to_string(),
+        };
+        SandboxError::Enter { step, source: e }
+    }
 }
 
 fn cstring(p: &Path) -> Result<CString, SandboxError> {
@@ -239,7 +323,22 @@ impl Sandbox {
                 devices.push((cstring(&host)?, staged(&Path::new("/dev").join(d))?));
             }
         }
+        let mut ends = [0; 2];
+        // SAFETY: pipe2(2) fills two descriptors.
+        if unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
+            return Err(SandboxError::Spawn(std::io::Error::last_os_error()));
+        }
+        // SAFETY: both descriptors are new and ours.
+        let (read, write) =
+            unsafe { (OwnedFd::from_raw_fd(ends[0]), OwnedFd::from_raw_fd(ends[1])) };
         Ok(Sandbox {
+            report: write,
+            report_read: Some(read),
+            bind_names: spec
+                .binds
+                .iter()
+                .map(|b| b.dst.display().to_string())
+                .collect(),
             staging: cstring(&spec.staging)?,
             old_root: staged(Path::new("/.old-root"))?,
             binds,
@@ -250,33 +349,54 @@ impl Sandbox {
             uid: spec.uid,
             gid: spec.gid,
             groups: spec.groups.clone(),
+            // Limits only lower: a value above the current hard limit is clamped to it
+            // (raising one needs CAP_SYS_RESOURCE, which containers often lack).
             rlimits: spec
                 .rlimits
                 .iter()
-                .map(|(r, v)| (r.resource(), *v))
+                .map(|(r, v)| (r.resource(), (*v).min(hard_limit(r.resource()))))
                 .collect(),
             filter: app_filter()?,
         })
     }
 
     /// A command that runs `program` (a path inside the sandbox) in it. The caller adds
-    /// arguments, environment and stdio; `spawn` fails if any step of entering fails.
-    pub fn command(self, program: &Path) -> Command {
+    /// arguments, environment and stdio; `spawn` fails if any step of entering fails, and
+    /// [`Failure::explain`] then says which.
+    pub fn command(mut self, program: &Path) -> (Command, Failure) {
         let mut cmd = Command::new(program);
         cmd.env_clear();
+        let failure = Failure {
+            read: self.report_read.take(),
+            binds: std::mem::take(&mut self.bind_names),
+        };
         // SAFETY: the hook only makes system calls on memory prepared before the fork.
         unsafe {
             cmd.pre_exec(move || self.enter());
         }
-        cmd
+        (cmd, failure)
     }
 
     /// The steps of the module documentation, in the child.
     fn enter(&self) -> std::io::Result<()> {
+        let mut at = (0u8, 0u16);
+        let r = self.enter_steps(&mut at);
+        if r.is_err() {
+            let msg = [at.0, at.1 as u8, (at.1 >> 8) as u8];
+            // SAFETY: writes three bytes from a stack array to our pipe.
+            unsafe { libc::write(self.report.as_raw_fd(), msg.as_ptr().cast(), msg.len()) };
+        }
+        r
+    }
+
+    /// [`Sandbox::enter`]'s steps; `at` says which one runs (step, index of its item).
+    fn enter_steps(&self, at: &mut (u8, u16)) -> std::io::Result<()> {
         use std::ptr::null;
         let none = c"none".as_ptr();
         // 1. A mount namespace of its own, private all the way down.
+        *at = (0, 0);
         check(unsafe { libc::unshare(libc::CLONE_NEWNS) })?;
+        *at = (1, 0);
         check(unsafe {
             libc::mount(
                 null(),
@@ -287,6 +407,7 @@ impl Sandbox {
             )
         })?;
         // 2. The new root: a tmpfs with the binds, /proc and /dev.
+        *at = (2, 0);
         check(unsafe {
             libc::mount(
                 c"tmpfs".as_ptr(),
@@ -296,8 +417,10 @@ impl Sandbox {
                 c"mode=0755,size=1m".as_ptr().cast(),
             )
         })?;
-        for (src, dst, ro, is_dir) in &self.binds {
+        for (i, (src, dst, ro, is_dir)) in self.binds.iter().enumerate() {
+            *at = (3, i as u16);
             make_point(dst, *is_dir)?;
+            *at = (4, i as u16);
             check(unsafe {
                 libc::mount(
                     src.as_ptr(),
@@ -311,9 +434,12 @@ impl Sandbox {
             if *ro {
                 flags |= libc::MS_RDONLY;
             }
+            *at = (5, i as u16);
             check(unsafe { libc::mount(null(), dst.as_ptr(), null(), flags, null()) })?;
         }
+        *at = (6, 0);
         make_point(&self.proc_dir, true)?;
+        *at = (7, 0);
         check(unsafe {
             libc::mount(
                 c"proc".as_ptr(),
@@ -323,7 +449,9 @@ impl Sandbox {
                 c"hidepid=invisible".as_ptr().cast(),
             )
         })?;
+        *at = (8, 0);
         make_point(&self.dev_dir, true)?;
+        *at = (9, 0);
         check(unsafe {
             libc::mount(
                 c"tmpfs".as_ptr(),
@@ -333,14 +461,18 @@ impl Sandbox {
                 c"mode=0755,size=64k".as_ptr().cast(),
             )
         })?;
-        for (src, dst) in &self.devices {
+        for (i, (src, dst)) in self.devices.iter().enumerate() {
+            *at = (10, i as u16);
             make_point(dst, false)?;
+            *at = (11, i as u16);
             check(unsafe {
                 libc::mount(src.as_ptr(), dst.as_ptr(), null(), libc::MS_BIND, null())
             })?;
         }
         // 3. Into it; the host's tree is detached and the root made read-only.
+        *at = (12, 0);
         make_point(&self.old_root, true)?;
+        *at = (13, 0);
         check(unsafe {
             libc::syscall(
                 libc::SYS_pivot_root,
@@ -348,9 +480,13 @@ impl Sandbox {
                 self.old_root.as_ptr(),
             ) as libc::c_int
         })?;
+        *at = (14, 0);
         check(unsafe { libc::chdir(c"/".as_ptr()) })?;
+        *at = (15, 0);
         check(unsafe { libc::umount2(c"/.old-root".as_ptr(), libc::MNT_DETACH) })?;
+        *at = (16, 0);
         check(unsafe { libc::rmdir(c"/.old-root".as_ptr()) })?;
+        *at = (17, 0);
         check(unsafe {
             libc::mount(
                 null(),
@@ -364,15 +500,18 @@ impl Sandbox {
                 null(),
             )
         })?;
+        *at = (18, 0);
         check(unsafe { libc::chdir(self.cwd.as_ptr()) })?;
         // 4. Limits; no capability can come back through the bounding or ambient sets.
-        for (resource, v) in &self.rlimits {
+        for (i, (resource, v)) in self.rlimits.iter().enumerate() {
             let lim = libc::rlimit {
                 rlim_cur: *v,
                 rlim_max: *v,
             };
+            *at = (19, i as u16);
             check(unsafe { libc::setrlimit(*resource, &lim) })?;
         }
+        *at = (20, 0);
         check(unsafe {
             libc::prctl(
                 libc::PR_CAP_AMBIENT,
@@ -389,12 +528,18 @@ impl Sandbox {
             }
         }
         // 5. The app's identity.
+        *at = (21, 0);
         check(unsafe { libc::setgroups(self.groups.len(), self.groups.as_ptr()) })?;
+        *at = (22, 0);
         check(unsafe { libc::setresgid(self.gid, self.gid, self.gid) })?;
+        *at = (23, 0);
         check(unsafe { libc::setresuid(self.uid, self.uid, self.uid) })?;
         // 6. Dies with its spawner; can never gain privileges; the filter last.
+        *at = (24, 0);
         check(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) })?;
+        *at = (25, 0);
         check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })?;
+        *at = (26, 0);
         check(unsafe {
             libc::prctl(
                 libc::PR_SET_SECCOMP,
@@ -408,6 +553,19 @@ impl Sandbox {
             )
         })?;
         Ok(())
+    }
+}
+
+fn hard_limit(resource: libc::__rlimit_resource_t) -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit(2) writes one rlimit.
+    if unsafe { libc::getrlimit(resource, &mut lim) } == 0 {
+        lim.rlim_max
+    } else {
+        0
     }
 }
 

@@ -59,7 +59,7 @@ fn an_app_runs_as_its_uid_without_privileges_in_its_own_root() {
     std::fs::create_dir_all(&data).unwrap();
     std::os::unix::fs::chown(&data, Some(APP_UID), Some(APP_UID)).unwrap();
     let sb = Sandbox::prepare(&spec(&staging, &data)).expect("prepares");
-    let mut cmd = sb.command(Path::new("/bin/sh"));
+    let (mut cmd, _) = sb.command(Path::new("/bin/sh"));
     cmd.arg("-c")
         .arg(PROBE)
         .stdout(Stdio::piped())
@@ -132,6 +132,7 @@ fn denied_system_calls_fail_inside() {
     // unshare(1) needs unshare(2), which the filter denies (EPERM), as mount(2) is.
     let out = sb
         .command(Path::new("/bin/sh"))
+        .0
         .arg("-c")
         .arg("unshare --user true 2>&1; echo rc=$?")
         .output()
@@ -153,4 +154,40 @@ fn a_spec_that_would_run_as_root_is_refused() {
         Err(SandboxError::NotRoot(_)) => {} // not root: refused before looking at it
         other => panic!("{:?}", other.err()),
     }
+}
+
+#[test]
+fn a_failed_step_is_named_and_nothing_runs() {
+    if !oxh_testkit::require_root("sandbox", "to make mount namespaces and change uid") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let staging = tmp.path().join("root");
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&staging).unwrap();
+    std::fs::create_dir_all(&data).unwrap();
+    let mut s = spec(&staging, &data);
+    // A mount point inside a read-only bind cannot be made.
+    s.binds.push(Bind {
+        src: data.clone(),
+        dst: PathBuf::from("/usr/oxh-test-nonexistent"),
+        read_only: false,
+    });
+    let marker = data.join("ran");
+    let (mut cmd, failure) = Sandbox::prepare(&s).unwrap().command(Path::new("/bin/sh"));
+    let err = cmd
+        .arg("-c")
+        .arg(format!("touch {}", marker.display()))
+        .spawn()
+        .map(|_| ())
+        .map_err(|e| failure.explain(e))
+        .expect_err("the step fails");
+    let text = err.to_string();
+    assert!(
+        text.contains("making the mount point of bind /usr/oxh-test-nonexistent"),
+        "{text}"
+    );
+    assert!(text.contains("Read-only file system"), "{text}");
+    assert!(!marker.exists());
+    assert!(!Path::new("/usr/oxh-test-nonexistent").exists());
 }
