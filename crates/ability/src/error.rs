@@ -9,7 +9,7 @@ pub mod code {
     pub const NO_SUCH_ABILITY: i32 = 16_000_001;
     /// "Incorrect ability type." (e.g. connecting to a UIAbility)
     pub const INCORRECT_ABILITY_TYPE: i32 = 16_000_002;
-    /// "Can not start invisible component." (`exported` false, no START_INVISIBLE_ABILITY)
+    /// "Cannot start an invisible component." (`exported` false, no START_INVISIBLE_ABILITY)
     pub const INVISIBLE: i32 = 16_000_004;
     /// "The context does not exist." (a call from an ability that has ended)
     pub const CONTEXT_NOT_EXIST: i32 = 16_000_011;
@@ -17,7 +17,7 @@ pub mod code {
     pub const NO_MATCH: i32 = 16_000_019;
     /// "Internal error." (here also: an app that missed a lifecycle deadline, a failed spawn)
     pub const INTERNAL: i32 = 16_000_050;
-    /// "Mission not found."
+    /// "The specified mission does not exist."
     pub const MISSION_NOT_FOUND: i32 = 16_300_001;
     /// Permission verification failed.
     pub const PERMISSION_DENIED: i32 = oxh_ipc::code::PERMISSION_DENIED;
@@ -36,7 +36,7 @@ pub enum AbilityError {
     #[error("Incorrect ability type: {0}")]
     IncorrectType(String),
     /// The target is not exported and the caller may not start invisible abilities.
-    #[error("Can not start invisible component: {0}")]
+    #[error("Cannot start an invisible component: {0}")]
     Invisible(String),
     /// The calling ability (or connection) no longer exists.
     #[error("The context does not exist: {0}")]
@@ -45,13 +45,13 @@ pub enum AbilityError {
     #[error("No matching ability is found: {0}")]
     NoMatch(String),
     /// No mission has that id.
-    #[error("Mission not found: {0}")]
+    #[error("The specified mission does not exist: {0}")]
     MissionNotFound(i32),
     /// A malformed request.
-    #[error("Parameter error: {0}")]
+    #[error("Invalid input parameter: {0}")]
     InvalidParam(String),
     /// The caller lacks a permission.
-    #[error("Permission denied: {0}")]
+    #[error("The application does not have permission to call the interface: {0}")]
     PermissionDenied(String),
     /// An app missed a lifecycle deadline, its process could not be spawned, or it died.
     #[error("Internal error: {0}")]

@@ -2,13 +2,17 @@
 //!
 //! - [`want`]: `Want` and `Element`, with OpenHarmony's field names (the contract).
 //! - [`error`]: [`AbilityError`] with the codes apps see (16000001 ...).
-//! - [`manager`]: the pure core: ability records, missions, app processes and their
+//! - [`manager`] (feature `manager`): the pure core: ability records, missions, app processes and their
 //!   lifecycle deadlines, driven by requests and by what app hosts report.
+//! - [`skills`] (feature `manager` too): implicit start, by OpenHarmony's matching rules.
 //! - `spawn` (feature `spawn`): the app spawner, a small process that starts each app in its
 //!   sandbox and reports its exit.
 
 pub mod error;
+#[cfg(feature = "manager")]
 pub mod manager;
+#[cfg(feature = "manager")]
+pub mod skills;
 #[cfg(feature = "spawn")]
 pub mod spawn;
 pub mod want;
