@@ -4,6 +4,7 @@
 //! - [`error`]: [`AbilityError`] with the codes apps see (16000001 ...).
 //! - [`manager`] (feature `manager`): the pure core: ability records, missions, app processes and their
 //!   lifecycle deadlines, driven by requests and by what app hosts report.
+//! - [`resolve`] (feature `manager` too): which ability a Want names, and may the caller start it.
 //! - [`skills`] (feature `manager` too): implicit start, by OpenHarmony's matching rules.
 //! - `spawn` (feature `spawn`): the app spawner, a small process that starts each app in its
 //!   sandbox and reports its exit.
@@ -11,6 +12,8 @@
 pub mod error;
 #[cfg(feature = "manager")]
 pub mod manager;
+#[cfg(feature = "manager")]
+pub mod resolve;
 #[cfg(feature = "manager")]
 pub mod skills;
 #[cfg(feature = "spawn")]
