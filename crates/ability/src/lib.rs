@@ -1,5 +1,6 @@
 //! The ability manager (SA 180): what apps are, how they start and how they end.
 //!
+//! - [`api`]: method codes and argument types of SA 180 (the contract).
 //! - [`want`]: `Want` and `Element`, with OpenHarmony's field names (the contract).
 //! - [`error`]: [`AbilityError`] with the codes apps see (16000001 ...).
 //! - [`manager`] (feature `manager`): the pure core: ability records, missions, app processes and their
@@ -9,6 +10,7 @@
 //! - `spawn` (feature `spawn`): the app spawner, a small process that starts each app in its
 //!   sandbox and reports its exit.
 
+pub mod api;
 pub mod error;
 #[cfg(feature = "manager")]
 pub mod manager;

@@ -94,63 +94,8 @@ pub type ProcId = u64;
 /// Identifies one service connection.
 pub type ConnId = u64;
 
-/// A lifecycle step, as the app's host is told to run it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Command {
-    /// `onCreate(want, launchParam)`.
-    Create {
-        /// The Want it was started with.
-        want: Want,
-        /// Why.
-        reason: LaunchReason,
-    },
-    /// `onNewWant(want)` on a singleton started again.
-    NewWant {
-        /// The new Want.
-        want: Want,
-    },
-    /// `onForeground()`.
-    Foreground,
-    /// `onBackground()`.
-    Background,
-    /// A service's `onRequest(want, startId)`.
-    Request {
-        /// The Want of the start.
-        want: Want,
-        /// Counts the starts of this service instance, from 1.
-        start_id: u32,
-    },
-    /// A service's `onConnect(want)`: the host answers with a remote object for `conn`.
-    Connect {
-        /// The connection.
-        conn: ConnId,
-        /// The Want of the connection.
-        want: Want,
-    },
-    /// A service's `onDisconnect(want)` for `conn`.
-    Disconnect {
-        /// The connection that ended.
-        conn: ConnId,
-    },
-    /// `onDestroy()`.
-    Destroy,
-}
-
-impl Command {
-    /// The step's name, as hilog and the tests print it.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Command::Create { .. } => "onCreate",
-            Command::NewWant { .. } => "onNewWant",
-            Command::Foreground => "onForeground",
-            Command::Background => "onBackground",
-            Command::Request { .. } => "onRequest",
-            Command::Connect { .. } => "onConnect",
-            Command::Disconnect { .. } => "onDisconnect",
-            Command::Destroy => "onDestroy",
-        }
-    }
-}
+/// A lifecycle step, as the app's host is told to run it (the wire type, used as it is).
+pub use crate::api::Step as Command;
 
 /// A record's state (OpenHarmony's AbilityState, without the ones only windows need).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
