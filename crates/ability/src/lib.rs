@@ -7,11 +7,14 @@
 //!   lifecycle deadlines, driven by requests and by what app hosts report.
 //! - [`resolve`] (feature `manager` too): which ability a Want names, and may the caller start it.
 //! - [`skills`] (feature `manager` too): implicit start, by OpenHarmony's matching rules.
+//! - `layout` (feature `spawn`): the mounts of an app's sandbox (appdata-sandbox.json's).
 //! - `spawn` (feature `spawn`): the app spawner, a small process that starts each app in its
 //!   sandbox and reports its exit.
 
 pub mod api;
 pub mod error;
+#[cfg(feature = "spawn")]
+pub mod layout;
 #[cfg(feature = "manager")]
 pub mod manager;
 #[cfg(feature = "manager")]
