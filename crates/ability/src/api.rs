@@ -8,7 +8,7 @@
 //! | [`FORCE_STOP`] | KillProcess | `String` bundle | `()` | CLEAN_BACKGROUND_PROCESSES (the shell holds it) |
 //! | [`TERMINATE_SELF`] | TerminateAbility | `u64` record | `()` | the record's own app process |
 //! | [`DUMP_MISSIONS`] | DumpMissions | `()` | `Vec<`[`RecordDump`]`>` | GET_RUNNING_INFO (shell, natives) |
-//! | [`ATTACH`] | AttachApplication | `u64` process | `u64` subscription of [`HostEvent`]s | the spawned process itself (pid and uid checked) |
+//! | [`ATTACH`] | AttachApplication | [`AttachArgs`] | `()`, then [`HostEvent`]s on the subscription | the spawned process itself (pid and uid checked) |
 //! | [`STEP_DONE`] | AbilityTransitionDone | [`StepDone`] | `()` | the record's own app process |
 
 use crate::want::{Element, LaunchReason, Want};
@@ -44,13 +44,24 @@ pub const PERMISSION_START_INVISIBLE: &str = "ohos.permission.START_INVISIBLE_AB
 pub struct StartArgs {
     /// What to start.
     pub want: Want,
+    /// Answer once the ability is in the foreground (`aa start -W`); else once the request
+    /// is accepted, as OpenHarmony's startAbility does (an app may start one of its own
+    /// abilities from a callback without waiting for itself).
+    pub wait: bool,
 }
 
-/// What a start did (`aa start -W`).
+/// What a start did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StartReply {
-    /// The ability started.
+    /// The ability resolved from the Want.
     pub element: Element,
+    /// With [`StartArgs::wait`]: how it reached the foreground.
+    pub started: Option<StartedInfo>,
+}
+
+/// How a started ability reached the foreground (`aa start -W`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartedInfo {
     /// Its record.
     pub record: u64,
     /// Its mission (UIAbilities).
@@ -59,6 +70,15 @@ pub struct StartReply {
     pub cold: bool,
     /// From the request to the foreground, in microseconds.
     pub elapsed_us: u64,
+}
+
+/// Arguments of [`ATTACH`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachArgs {
+    /// The process id the spawner gave the host (its environment's `OXH_APP_PROC`).
+    pub proc: u64,
+    /// The subscription the host's commands arrive on.
+    pub sub: u64,
 }
 
 /// A running ability, for dumps.
@@ -147,6 +167,8 @@ pub enum HostEvent {
         record: u64,
         /// The ability.
         element: Element,
+        /// Its module.json `srcEntry` (a native library's name: see docs/DESIGN.md).
+        entry: String,
         /// The step.
         step: Step,
     },

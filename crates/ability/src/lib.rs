@@ -8,6 +8,7 @@
 //! - [`resolve`] (feature `manager` too): which ability a Want names, and may the caller start it.
 //! - [`skills`] (feature `manager` too): implicit start, by OpenHarmony's matching rules.
 //! - `layout` (feature `spawn`): the mounts of an app's sandbox (appdata-sandbox.json's).
+//! - `service` (feature `service`): the system ability over the core, the spawner and hosts.
 //! - `spawn` (feature `spawn`): the app spawner, a small process that starts each app in its
 //!   sandbox and reports its exit.
 
@@ -19,6 +20,8 @@ pub mod layout;
 pub mod manager;
 #[cfg(feature = "manager")]
 pub mod resolve;
+#[cfg(feature = "service")]
+pub mod service;
 #[cfg(feature = "manager")]
 pub mod skills;
 #[cfg(feature = "spawn")]

@@ -21,6 +21,8 @@ pub struct AbilityDecl {
     pub skills: Vec<Skill>,
     /// It is its module's `mainElement` and the module is the bundle's entry.
     pub main: bool,
+    /// module.json's `srcEntry`: for native abilities, the library (see docs/DESIGN.md).
+    pub src_entry: String,
 }
 
 /// Who asks.
@@ -168,6 +170,7 @@ mod tests {
             exported,
             skills: vec![],
             main,
+            src_entry: "libentry.so".into(),
         }
     }
 
