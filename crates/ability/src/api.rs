@@ -32,6 +32,13 @@ pub const ATTACH: u32 = 10;
 /// An app host finished a lifecycle step.
 pub const STEP_DONE: u32 = 11;
 
+/// The daemon's IPC socket inside an app's sandbox.
+pub const IPC_SOCKET: &str = "/run/oxhd.sock";
+/// The environment variable that tells an app process where the daemon's socket is.
+pub const IPC_SOCKET_ENV: &str = "OXH_SOCKET";
+/// The environment variable that tells the app host which process it is ([`AttachArgs::proc`]).
+pub const PROC_ENV: &str = "OXH_APP_PROC";
+
 /// Permission to kill other apps' processes.
 pub const PERMISSION_KILL: &str = "ohos.permission.CLEAN_BACKGROUND_PROCESSES";
 /// Permission to read what runs.

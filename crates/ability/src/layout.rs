@@ -25,12 +25,7 @@ pub const CODE_DIR: &str = "/data/storage/el1/bundle";
 pub const HOST_PROGRAM: &str = "/system/bin/oxh-apphost";
 /// The NDK library dir inside the sandbox.
 pub const NDK_DIR: &str = "/system/lib/ndk";
-/// The daemon's IPC socket inside the sandbox.
-pub const IPC_SOCKET: &str = "/run/oxhd.sock";
-/// What the app host reads to find the daemon.
-pub const IPC_SOCKET_ENV: &str = "OXH_SOCKET";
-/// What the app host reads to attach as its process.
-pub const PROC_ENV: &str = "OXH_APP_PROC";
+pub use crate::api::{IPC_SOCKET, IPC_SOCKET_ENV, PROC_ENV};
 /// The user's uid range (OpenHarmony's BASE_USER_RANGE): uid = userId * 200000 + bundleId.
 pub const UID_PER_USER: u32 = 200_000;
 
