@@ -3,7 +3,7 @@
 
 use crate::error::AbilityError;
 use crate::manager::{AbilityType, LaunchType, Target};
-use crate::skills::{Skill, has_implicit_fields};
+use crate::skills::{Skill, has_implicit_fields, matches};
 use crate::want::{Element, Want};
 
 /// An installed ability, as the bundle manager describes it.
@@ -127,7 +127,7 @@ pub fn resolve(
     let mut candidates: Vec<&AbilityDecl> = installed
         .iter()
         .filter(in_scope)
-        .filter(|d| caller.may_start(d) && d.skills.iter().any(|s| s.matches(want)))
+        .filter(|d| caller.may_start(d) && d.skills.iter().any(|s| matches(s, want)))
         .collect();
     candidates.sort_by(|a, b| a.element.cmp(&b.element));
     candidates

@@ -3,94 +3,61 @@
 //! a skill matches when its action, entities and uri/type all match.
 
 use crate::want::Want;
-use serde::{Deserialize, Serialize};
 
 /// `action.system.home` and `ohos.want.action.home` are one action.
 const HOME_ACTIONS: [&str; 2] = ["action.system.home", "ohos.want.action.home"];
 /// The type a Want may carry to match only a skill of type `*/*`.
 const WILDCARD_TYPE: &str = "reserved/wildcard";
 
-/// One entry of a skill's `uris`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct SkillUri {
-    /// Scheme, e.g. `https`.
-    pub scheme: String,
-    /// Host.
-    pub host: String,
-    /// Port (a string in module.json).
-    pub port: String,
-    /// Exact path.
-    pub path: String,
-    /// Path prefix.
-    pub path_start_with: String,
-    /// Path regular expression (whole-string match).
-    pub path_regex: String,
-    /// MIME type, e.g. `text/*`.
-    #[serde(rename = "type")]
-    pub mime_type: String,
+pub use oxh_bundle::model::{Skill, SkillUri};
+
+/// Whether an implicit `want` matches `skill`.
+pub fn matches(skill: &Skill, want: &Want) -> bool {
+    match_action(skill, &want.action)
+        && match_entities(skill, &want.entities)
+        && match_uri_and_type(skill, &want.uri, &want.mime_type)
 }
 
-/// A skill (intent filter) of an ability.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Skill {
-    /// Actions.
-    pub actions: Vec<String>,
-    /// Entities.
-    pub entities: Vec<String>,
-    /// URIs and types.
-    pub uris: Vec<SkillUri>,
-}
-
-impl Skill {
-    /// Whether an implicit `want` matches this skill.
-    pub fn matches(&self, want: &Want) -> bool {
-        self.match_action(&want.action)
-            && self.match_entities(&want.entities)
-            && self.match_uri_and_type(&want.uri, &want.mime_type)
+fn match_action(skill: &Skill, action: &str) -> bool {
+    if skill.actions.is_empty() {
+        return false;
     }
+    if action.is_empty() {
+        return true;
+    }
+    let home = HOME_ACTIONS.contains(&action);
+    skill
+        .actions
+        .iter()
+        .any(|a| a == action || (home && HOME_ACTIONS.contains(&a.as_str())))
+}
 
-    fn match_action(&self, action: &str) -> bool {
-        if self.actions.is_empty() {
-            return false;
+fn match_entities(skill: &Skill, entities: &[String]) -> bool {
+    entities.iter().all(|e| skill.entities.contains(e))
+}
+
+fn match_uri_and_type(skill: &Skill, uri: &str, mime: &str) -> bool {
+    match (uri.is_empty(), mime.is_empty()) {
+        (true, true) => {
+            skill.uris.is_empty()
+                || skill
+                    .uris
+                    .iter()
+                    .any(|u| u.scheme.is_empty() && u.mime_type.is_empty())
         }
-        if action.is_empty() {
-            return true;
-        }
-        let home = HOME_ACTIONS.contains(&action);
-        self.actions
+        _ if skill.uris.is_empty() => false,
+        (false, true) => skill
+            .uris
             .iter()
-            .any(|a| a == action || (home && HOME_ACTIONS.contains(&a.as_str())))
-    }
-
-    fn match_entities(&self, entities: &[String]) -> bool {
-        entities.iter().all(|e| self.entities.contains(e))
-    }
-
-    fn match_uri_and_type(&self, uri: &str, mime: &str) -> bool {
-        match (uri.is_empty(), mime.is_empty()) {
-            (true, true) => {
-                self.uris.is_empty()
-                    || self
-                        .uris
-                        .iter()
-                        .any(|u| u.scheme.is_empty() && u.mime_type.is_empty())
-            }
-            _ if self.uris.is_empty() => false,
-            (false, true) => self
-                .uris
-                .iter()
-                .any(|u| u.mime_type.is_empty() && match_uri(uri, u)),
-            (true, false) => self
-                .uris
-                .iter()
-                .any(|u| u.scheme.is_empty() && match_type(mime, &u.mime_type)),
-            (false, false) => self
-                .uris
-                .iter()
-                .any(|u| match_uri(uri, u) && match_type(mime, &u.mime_type)),
-        }
+            .any(|u| u.mime_type.is_empty() && match_uri(uri, u)),
+        (true, false) => skill
+            .uris
+            .iter()
+            .any(|u| u.scheme.is_empty() && match_type(mime, &u.mime_type)),
+        (false, false) => skill
+            .uris
+            .iter()
+            .any(|u| match_uri(uri, u) && match_type(mime, &u.mime_type)),
     }
 }
 
@@ -202,20 +169,23 @@ mod tests {
     #[test]
     fn actions_a_skill_without_actions_matches_nothing() {
         let none = Skill::default();
-        assert!(!none.matches(&want("", &[], "", "")));
+        assert!(!matches(&none, &want("", &[], "", "")));
         let s = view_skill(vec![]);
         assert!(
-            s.matches(&want("", &[], "", "")),
+            matches(&s, &want("", &[], "", "")),
             "an empty action matches any skill with actions"
         );
-        assert!(s.matches(&want("ohos.want.action.viewData", &[], "", "")));
-        assert!(!s.matches(&want("ohos.want.action.sendData", &[], "", "")));
+        assert!(matches(&s, &want("ohos.want.action.viewData", &[], "", "")));
+        assert!(!matches(
+            &s,
+            &want("ohos.want.action.sendData", &[], "", "")
+        ));
         let home = Skill {
             actions: vec!["action.system.home".into()],
             ..Skill::default()
         };
         assert!(
-            home.matches(&want("ohos.want.action.home", &[], "", "")),
+            matches(&home, &want("ohos.want.action.home", &[], "", "")),
             "the two home actions are one"
         );
     }
@@ -223,18 +193,19 @@ mod tests {
     #[test]
     fn entities_must_all_be_in_the_skill() {
         let s = view_skill(vec![]);
-        assert!(s.matches(&want("", &["entity.system.browsable"], "", "")));
-        assert!(!s.matches(&want(
-            "",
-            &["entity.system.browsable", "entity.other"],
-            "",
-            ""
-        )));
+        assert!(matches(&s, &want("", &["entity.system.browsable"], "", "")));
+        assert!(!matches(
+            &s,
+            &want("", &["entity.system.browsable", "entity.other"], "", "")
+        ));
         let bare = Skill {
             actions: vec!["a".into()],
             ..Skill::default()
         };
-        assert!(!bare.matches(&want("a", &["entity.system.browsable"], "", "")));
+        assert!(!matches(
+            &bare,
+            &want("a", &["entity.system.browsable"], "", "")
+        ));
     }
 
     #[test]
@@ -242,42 +213,63 @@ mod tests {
         let mut u = uri("myscheme", "www.test.com", "8080");
         u.path = "path".into();
         let s = view_skill(vec![u]);
-        assert!(s.matches(&want("", &[], "myscheme://www.test.com:8080/path", "")));
+        assert!(matches(
+            &s,
+            &want("", &[], "myscheme://www.test.com:8080/path", "")
+        ));
         assert!(
-            s.matches(&want("", &[], "myscheme://www.test.com:8080/path?x=1", "")),
+            matches(
+                &s,
+                &want("", &[], "myscheme://www.test.com:8080/path?x=1", "")
+            ),
             "query ignored"
         );
-        assert!(!s.matches(&want("", &[], "myscheme://www.test.com:8080/path/more", "")));
-        assert!(!s.matches(&want("", &[], "myscheme://www.test.com:9090/path", "")));
+        assert!(!matches(
+            &s,
+            &want("", &[], "myscheme://www.test.com:8080/path/more", "")
+        ));
+        assert!(!matches(
+            &s,
+            &want("", &[], "myscheme://www.test.com:9090/path", "")
+        ));
         assert!(
-            !s.matches(&want("", &[], "", "")),
+            !matches(&s, &want("", &[], "", "")),
             "a skill with uris needs a uri or type"
         );
 
         // Host only, no port: any port and any path.
         let s = view_skill(vec![uri("https", "www.example.com", "")]);
-        assert!(s.matches(&want("", &[], "https://www.example.com", "")));
-        assert!(s.matches(&want("", &[], "https://www.example.com/a/b", "")));
-        assert!(s.matches(&want("", &[], "https://www.example.com:8443/a", "")));
-        assert!(!s.matches(&want("", &[], "https://www.example.com.evil/a", "")));
+        assert!(matches(&s, &want("", &[], "https://www.example.com", "")));
+        assert!(matches(
+            &s,
+            &want("", &[], "https://www.example.com/a/b", "")
+        ));
+        assert!(matches(
+            &s,
+            &want("", &[], "https://www.example.com:8443/a", "")
+        ));
+        assert!(!matches(
+            &s,
+            &want("", &[], "https://www.example.com.evil/a", "")
+        ));
 
         // Scheme only.
         let s = view_skill(vec![uri("tel", "", "")]);
-        assert!(s.matches(&want("", &[], "tel:12345", "")));
-        assert!(!s.matches(&want("", &[], "telx:1", "")));
+        assert!(matches(&s, &want("", &[], "tel:12345", "")));
+        assert!(!matches(&s, &want("", &[], "telx:1", "")));
 
         let mut p = uri("https", "h", "");
         p.path_start_with = "docs".into();
         let mut r = uri("https", "h", "");
         r.path_regex = "user/[0-9]+".into();
         let s = view_skill(vec![p, r]);
-        assert!(s.matches(&want("", &[], "https://h/docs/guide", "")));
-        assert!(s.matches(&want("", &[], "https://h/user/42", "")));
+        assert!(matches(&s, &want("", &[], "https://h/docs/guide", "")));
+        assert!(matches(&s, &want("", &[], "https://h/user/42", "")));
         assert!(
-            !s.matches(&want("", &[], "https://h/user/42x", "")),
+            !matches(&s, &want("", &[], "https://h/user/42x", "")),
             "whole-string match"
         );
-        assert!(!s.matches(&want("", &[], "https://h/other", "")));
+        assert!(!matches(&s, &want("", &[], "https://h/other", "")));
     }
 
     #[test]
@@ -287,28 +279,31 @@ mod tests {
             ..SkillUri::default()
         };
         let s = view_skill(vec![typed("text/*")]);
-        assert!(s.matches(&want("", &[], "", "text/plain")));
-        assert!(!s.matches(&want("", &[], "", "image/png")));
-        assert!(!s.matches(&want("", &[], "", WILDCARD_TYPE)));
+        assert!(matches(&s, &want("", &[], "", "text/plain")));
+        assert!(!matches(&s, &want("", &[], "", "image/png")));
+        assert!(!matches(&s, &want("", &[], "", WILDCARD_TYPE)));
         let any = view_skill(vec![typed("*/*")]);
-        assert!(any.matches(&want("", &[], "", "image/png")));
-        assert!(any.matches(&want("", &[], "", WILDCARD_TYPE)));
+        assert!(matches(&any, &want("", &[], "", "image/png")));
+        assert!(matches(&any, &want("", &[], "", WILDCARD_TYPE)));
         let png = view_skill(vec![typed("image/png")]);
-        assert!(png.matches(&want("", &[], "", "image/*")));
+        assert!(matches(&png, &want("", &[], "", "image/*")));
         // A uri entry with a type needs the Want's type too.
         let mut both = uri("https", "h", "");
         both.mime_type = "text/html".into();
         let s = view_skill(vec![both]);
-        assert!(!s.matches(&want("", &[], "https://h/x", "")));
-        assert!(s.matches(&want("", &[], "https://h/x", "text/html")));
-        assert!(!s.matches(&want("", &[], "https://h/x", "text/plain")));
+        assert!(!matches(&s, &want("", &[], "https://h/x", "")));
+        assert!(matches(&s, &want("", &[], "https://h/x", "text/html")));
+        assert!(!matches(&s, &want("", &[], "https://h/x", "text/plain")));
     }
 
     #[test]
     fn a_bad_regex_matches_nothing_and_does_not_panic() {
         let mut r = uri("https", "h", "");
         r.path_regex = "([".into();
-        assert!(!view_skill(vec![r]).matches(&want("", &[], "https://h/x", "")));
+        assert!(!matches(
+            &view_skill(vec![r]),
+            &want("", &[], "https://h/x", "")
+        ));
     }
 
     #[test]

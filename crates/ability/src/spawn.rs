@@ -303,6 +303,44 @@ pub fn serve(mut sock: UnixStream, staging: PathBuf) -> Result<(), FrameError> {
     result
 }
 
+/// Forks the spawner now, while this process has one thread (call it before any runtime
+/// starts), and returns the daemon's end of its socket and its pid. The spawner dies with
+/// this thread (`PR_SET_PDEATHSIG`); the socket's end here is close-on-exec, so a daemon
+/// that re-executes itself leaves the old spawner at end of stream (it kills its apps and
+/// exits) and forks a new one.
+pub fn fork_spawner(staging: PathBuf) -> std::io::Result<(UnixStream, u32)> {
+    let (ours, theirs) = UnixStream::pair()?;
+    let parent = std::process::id();
+    // SAFETY: fork(2) in a single-threaded process; the child runs only the spawner.
+    match unsafe { libc::fork() } {
+        -1 => Err(std::io::Error::last_os_error()),
+        0 => {
+            drop(ours);
+            // SAFETY: prctl(2) with plain integers; getppid(2) has no preconditions.
+            unsafe {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+                libc::prctl(libc::PR_SET_NAME, c"appspawn".as_ptr(), 0, 0, 0);
+                if libc::getppid() as u32 != parent {
+                    libc::_exit(0);
+                }
+            }
+            let code = match serve(theirs, staging) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("appspawn: {e}");
+                    1
+                }
+            };
+            // SAFETY: ends the child without running the parent's exit handlers.
+            unsafe { libc::_exit(code) }
+        }
+        pid => {
+            drop(theirs);
+            Ok((ours, pid as u32))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
