@@ -249,3 +249,138 @@ fn aa_errors_are_openharmonys_blocks() {
         "{out}"
     );
 }
+
+#[test]
+fn crashes_hangs_launch_types_and_visibility() {
+    if !oxh_testkit::require_root("ability", "to sandbox app processes") {
+        return;
+    }
+    let dev = TestDevice::start();
+    let work = tempfile::tempdir().unwrap();
+    install_notes(&dev, work.path());
+
+    // multiton: a new instance (and mission) per start, in the one process.
+    for _ in 0..2 {
+        let out = aa(&dev, &["start", "-b", NOTES, "-a", "NoteAbility", "-W"]);
+        assert!(out.ends_with("start ability successfully.\n"), "{out}");
+    }
+    let d = aa(&dev, &["dump", "-l"]);
+    assert_eq!(d.matches("main name [NoteAbility]").count(), 2, "{d}");
+    let l = lifecycle_at_least(&dev, 5);
+    assert_eq!(
+        l,
+        [
+            "NoteAbility onCreate StartAbility",
+            "NoteAbility onForeground",
+            "NoteAbility onCreate StartAbility",
+            "NoteAbility onForeground",
+            "NoteAbility onBackground",
+        ]
+    );
+
+    // Implicit start through the skills: action + uri.
+    let out = aa(
+        &dev,
+        &[
+            "start",
+            "-A",
+            "ohos.want.action.viewData",
+            "-U",
+            "notes://example.com/note/7",
+        ],
+    );
+    assert_eq!(out, "start ability successfully.\n");
+    let out = aa(
+        &dev,
+        &[
+            "start",
+            "-A",
+            "ohos.want.action.viewData",
+            "-U",
+            "other://example.com/x",
+        ],
+    );
+    assert!(out.contains("Error Code:10103101"), "{out}");
+
+    // Not exported: the shell may not start it.
+    let out = aa(&dev, &["start", "-b", NOTES, "-a", "HiddenAbility"]);
+    assert!(out.contains("Error Code:10103001"), "{out}");
+
+    // A crash in onForeground: reaped, its missions end, a fault record in hilog.
+    aa(&dev, &["force-stop", NOTES]);
+    let out = aa(
+        &dev,
+        &[
+            "start",
+            "-b",
+            NOTES,
+            "-a",
+            "EntryAbility",
+            "--pb",
+            "crash",
+            "true",
+            "-W",
+        ],
+    );
+    assert!(out.contains("error: failed to start ability."), "{out}");
+    let faults = dev.oxh_ok(&["hilog", "-x", "-T", "AppFault"]);
+    assert!(
+        faults.contains("com.example.notes") && faults.contains("signal 6"),
+        "{faults}"
+    );
+    assert!(faults.contains("EntryAbility"), "{faults}");
+    assert!(!aa(&dev, &["dump", "-l"]).contains("Mission ID #"));
+
+    // A hang in onForeground: killed at the 5 s deadline, the caller told.
+    let t = Instant::now();
+    let out = aa(
+        &dev,
+        &[
+            "start",
+            "-b",
+            NOTES,
+            "-a",
+            "EntryAbility",
+            "--pb",
+            "hang",
+            "true",
+            "-W",
+        ],
+    );
+    let took = t.elapsed();
+    assert!(
+        out.contains("error: failed to start ability.") && out.contains("10108101"),
+        "{out}"
+    );
+    assert!(
+        took >= Duration::from_secs(5),
+        "answered after {took:?}, before the deadline"
+    );
+    assert!(!aa(&dev, &["dump", "-l"]).contains("Mission ID #"));
+}
+
+#[test]
+fn apps_die_with_the_daemon() {
+    if !oxh_testkit::require_root("ability", "to sandbox app processes") {
+        return;
+    }
+    let mut dev = TestDevice::start();
+    let work = tempfile::tempdir().unwrap();
+    install_notes(&dev, work.path());
+    aa(&dev, &["start", "-b", NOTES, "-W"]);
+    let pid = app_pid(&dev).expect("running");
+    dev.kill9();
+    let end = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "the app outlived oxhd"
+    );
+    // A new daemon starts clean: no missions, and the app starts cold again.
+    dev.restart();
+    assert!(!aa(&dev, &["dump", "-l"]).contains("Mission ID #"));
+    let out = aa(&dev, &["start", "-b", NOTES, "-W"]);
+    assert!(out.contains("StartMode: Cold"), "{out}");
+}

@@ -67,6 +67,8 @@ pub struct AbilityService {
     inner: Mutex<Inner>,
     /// Wakes the timer when a deadline may have moved.
     wake: Notify,
+    /// Wakes hosts waiting in ATTACH for their pid to be known.
+    spawned: Notify,
     spawner: mpsc::UnboundedSender<ToSpawner>,
 }
 
@@ -94,6 +96,7 @@ impl AbilityService {
             bundles,
             perms,
             wake: Notify::new(),
+            spawned: Notify::new(),
             spawner: tx,
         });
         tokio::spawn(async move {
@@ -282,6 +285,7 @@ impl AbilityService {
                     }
                 });
                 self.drive(|core| core.spawned(proc, pid));
+                self.spawned.notify_waiters();
             }
             FromSpawner::Failed { proc, error } => {
                 tracing::error!(
@@ -290,6 +294,7 @@ impl AbilityService {
                 );
                 self.with(|i| i.procs.remove(&proc));
                 self.drive(|core| core.spawn_failed(proc, &error));
+                self.spawned.notify_waiters();
             }
             FromSpawner::Exited {
                 proc,

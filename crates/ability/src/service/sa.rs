@@ -111,6 +111,24 @@ impl SystemAbility for AbilityService {
             api::DUMP_MISSIONS => Ok(encode(&self.dumps())),
             api::ATTACH => {
                 let a: AttachArgs = decode(&data)?;
+                // The host can call before the spawner's report of its pid has arrived: wait
+                // for it (bounded by the load deadline, which kills a host that never attaches).
+                let deadline = tokio::time::Instant::now() + self.cfg.timeouts.load;
+                loop {
+                    let known = self.with(|i| i.procs.get(&a.proc).map(|p| p.pid.is_some()));
+                    if known != Some(false) {
+                        break;
+                    }
+                    let spawned = self.spawned.notified();
+                    tokio::pin!(spawned);
+                    spawned.as_mut().enable();
+                    if self.with(|i| i.procs.get(&a.proc).map(|p| p.pid.is_some())) != Some(false) {
+                        break;
+                    }
+                    if tokio::time::timeout_at(deadline, spawned).await.is_err() {
+                        break;
+                    }
+                }
                 let ok = self.with(|i| match i.procs.get_mut(&a.proc) {
                     Some(p)
                         if p.pid == Some(caller.pid as u32)
