@@ -145,7 +145,7 @@ fn an_installed_native_app_starts_in_its_sandbox_and_runs_its_lifecycle() {
         .parse()
         .unwrap();
     assert!(
-        uid >= 20_010_000 && uid < 20_065_536,
+        (20_010_000..20_065_536).contains(&uid),
         "uid {uid}: userId 100 * 200000 + bundleId"
     );
     assert_eq!(field("CapEff"), "0000000000000000");
