@@ -354,16 +354,19 @@ pub async fn run(cfg: DaemonConfig, spawner: std::os::unix::net::UnixStream) -> 
         },
     ))?;
     // The ability manager, over the spawner forked before the runtime started.
-    let host_program = std::env::current_exe()
+    // The app host and the NDK library are installed beside the daemon.
+    let bin_dir = std::env::current_exe()
         .ok()
-        .and_then(|e| e.parent().map(|d| d.join("oxh-apphost")))
-        .unwrap_or_else(|| PathBuf::from("oxh-apphost"));
+        .and_then(|e| e.parent().map(std::path::Path::to_path_buf))
+        .unwrap_or_default();
+    let host_program = bin_dir.join("oxh-apphost");
+    let ndk_dir = Some(bin_dir.clone());
     let ams = oxh_ability::service::AbilityService::start(
         oxh_ability::service::Config {
             host: oxh_ability::layout::Host {
                 data_root: dirs.root().to_path_buf(),
                 host_program,
-                ndk_dir: None,
+                ndk_dir,
                 ipc_socket: dirs.socket_path(),
             },
             user: APP_USER,

@@ -36,19 +36,32 @@ fn example_lib(package: &str, lib: &str) -> PathBuf {
 /// Packs, signs and installs the notes example on `dev`.
 fn install_notes(dev: &TestDevice, work: &Path) {
     let lib = example_lib("oxh-example-notes", "notes");
-    let src = work.join("notes");
+    install(
+        dev,
+        work,
+        NOTES,
+        "examples/notes/hap/module.json5",
+        &lib,
+        "libnotes.so",
+    );
+}
+
+/// Packs `module` (a module.json5 under the repo) with `lib` as `libs/<abi>/<name>`, signs
+/// it with a fresh dev key and installs it on `dev`.
+fn install(dev: &TestDevice, work: &Path, bundle: &str, module: &str, lib: &Path, name: &str) {
+    let src = work.join(bundle);
     let abi = oxh_ability::abi::abi_dir();
     std::fs::create_dir_all(src.join("libs").join(abi)).unwrap();
     std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/notes/hap/module.json5"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(module),
         src.join("module.json5"),
     )
     .unwrap();
-    std::fs::copy(&lib, src.join("libs").join(abi).join("libnotes.so")).unwrap();
-    let keys = work.join("keys");
-    dev.oxh_ok(&["hap", "keygen", "--bundle", NOTES, "--out", s(&keys)]);
-    let unsigned = work.join("notes.unsigned.hap");
-    let hap = work.join("notes.hap");
+    std::fs::copy(lib, src.join("libs").join(abi).join(name)).unwrap();
+    let keys = work.join(format!("{bundle}.keys"));
+    dev.oxh_ok(&["hap", "keygen", "--bundle", bundle, "--out", s(&keys)]);
+    let unsigned = work.join(format!("{bundle}.unsigned.hap"));
+    let hap = work.join(format!("{bundle}.hap"));
     dev.oxh_ok(&["hap", "pack", s(&src), "-o", s(&unsigned)]);
     let k = |n: &str| keys.join(n).to_string_lossy().into_owned();
     dev.oxh_ok(&[
@@ -383,4 +396,74 @@ fn apps_die_with_the_daemon() {
     assert!(!aa(&dev, &["dump", "-l"]).contains("Mission ID #"));
     let out = aa(&dev, &["start", "-b", NOTES, "-W"]);
     assert!(out.contains("StartMode: Cold"), "{out}");
+}
+
+/// Builds the NDK library beside the daemon (where it looks for it) and returns its headers.
+fn ndk_include() -> PathBuf {
+    example_lib("oxh-ndk", "oxh_ndk");
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/ndk/include")
+}
+
+#[test]
+fn a_c_app_built_against_the_ndk_headers_runs_and_logs_through_oh_log_print() {
+    if !oxh_testkit::require_root("ability", "to sandbox app processes") {
+        return;
+    }
+    let include = ndk_include();
+    let work = tempfile::tempdir().unwrap();
+    let lib = work.path().join("libhello.so");
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let st = std::process::Command::new(&cc)
+        .args(["-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", "-I"])
+        .arg(&include)
+        .arg("-o")
+        .arg(&lib)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello-c/hello.c"))
+        .status()
+        .expect("a C compiler");
+    assert!(
+        st.success(),
+        "hello.c does not compile against the NDK headers"
+    );
+    let dev = TestDevice::start();
+    install(
+        &dev,
+        work.path(),
+        "com.example.helloc",
+        "examples/hello-c/hap/module.json5",
+        &lib,
+        "libhello.so",
+    );
+    let out = aa(
+        &dev,
+        &[
+            "start",
+            "-b",
+            "com.example.helloc",
+            "-a",
+            "MainAbility",
+            "-W",
+        ],
+    );
+    assert!(
+        out.contains("StartMode: Cold") && out.ends_with("start ability successfully.\n"),
+        "{out}"
+    );
+    let end = Instant::now() + Duration::from_secs(20);
+    let log = loop {
+        let log = dev.oxh_ok(&["hilog", "-x", "-T", "HelloC"]);
+        if log.contains("onForeground") || Instant::now() > end {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        log.contains("A00002/HelloC: MainAbility onCreate reason=1 want=ours"),
+        "{log}"
+    );
+    // %{public}d printed, %{private}s masked (privacy is on by default).
+    assert!(
+        log.contains("MainAbility onForeground 1 secret=<private>"),
+        "{log}"
+    );
 }

@@ -64,20 +64,20 @@ pub struct OxhAbilityCallbacks {
         ) -> *mut c_void,
     >,
     /// `onNewWant(want)`.
-    pub on_new_want: Option<unsafe extern "C" fn(this: *mut c_void, want: *const OxhWant)>,
+    pub on_new_want: Option<unsafe extern "C" fn(ability: *mut c_void, want: *const OxhWant)>,
     /// `onForeground()`.
-    pub on_foreground: Option<unsafe extern "C" fn(this: *mut c_void)>,
+    pub on_foreground: Option<unsafe extern "C" fn(ability: *mut c_void)>,
     /// `onBackground()`.
-    pub on_background: Option<unsafe extern "C" fn(this: *mut c_void)>,
+    pub on_background: Option<unsafe extern "C" fn(ability: *mut c_void)>,
     /// `onDestroy()`; the instance is gone after it.
-    pub on_destroy: Option<unsafe extern "C" fn(this: *mut c_void)>,
+    pub on_destroy: Option<unsafe extern "C" fn(ability: *mut c_void)>,
     /// A service's `onRequest(want, startId)`.
     pub on_request:
-        Option<unsafe extern "C" fn(this: *mut c_void, want: *const OxhWant, start_id: i32)>,
+        Option<unsafe extern "C" fn(ability: *mut c_void, want: *const OxhWant, start_id: i32)>,
     /// A service's `onConnect(want)`.
-    pub on_connect: Option<unsafe extern "C" fn(this: *mut c_void, want: *const OxhWant)>,
+    pub on_connect: Option<unsafe extern "C" fn(ability: *mut c_void, want: *const OxhWant)>,
     /// A service's `onDisconnect(want)`.
-    pub on_disconnect: Option<unsafe extern "C" fn(this: *mut c_void, want: *const OxhWant)>,
+    pub on_disconnect: Option<unsafe extern "C" fn(ability: *mut c_void, want: *const OxhWant)>,
 }
 
 /// [`ENTRY_SYMBOL`]'s type: the callbacks of the ability named `ability_name`, or null.

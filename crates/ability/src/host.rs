@@ -244,6 +244,9 @@ pub fn run() -> Result<(), HostError> {
         },
     )?;
     let mut libs: HashMap<String, libloading::Library> = HashMap::new();
+    // C apps call the NDK (OH_LOG_Print ...): loaded first, its symbols global, so an app
+    // library finds them whether or not it linked -loxh_ndk.
+    let _ndk = load_ndk();
     let mut instances: HashMap<u64, Instance> = HashMap::new();
     while let Some(bytes) = rt.block_on(sub.recv()) {
         let Ok(HostEvent::Schedule {
@@ -297,6 +300,28 @@ pub fn run() -> Result<(), HostError> {
         );
     }
     Ok(())
+}
+
+fn load_ndk() -> Vec<libloading::os::unix::Library> {
+    let mut v = Vec::new();
+    for lib in layout::NDK_LIBS {
+        let path = std::path::Path::new(layout::NDK_DIR).join(lib);
+        if !path.exists() {
+            continue;
+        }
+        // SAFETY: the NDK's initialisers are ours; RTLD_GLOBAL makes its symbols visible to
+        // the libraries loaded after it.
+        match unsafe {
+            libloading::os::unix::Library::open(
+                Some(&path),
+                libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL,
+            )
+        } {
+            Ok(l) => v.push(l),
+            Err(e) => eprintln!("app host: {}: {e}", path.display()),
+        }
+    }
+    v
 }
 
 fn create(

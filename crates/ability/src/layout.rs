@@ -9,7 +9,7 @@
 //! | `/data/storage/el2/base` | `<root>/app/el2/<user>/base/<bundle>` | |
 //! | `/data/storage/el2/database` | `<root>/app/el2/<user>/database/<bundle>` | |
 //! | `/system/bin/oxh-apphost` | the app host binary | read-only |
-//! | `/system/lib/ndk` | the NDK library's dir | read-only |
+//! | `/system/lib/ndk/{liboxh_ndk.so, libhilog_ndk.z.so}` | the NDK's libraries | read-only |
 //! | `/run/oxhd.sock` | the daemon's IPC socket | |
 //! | `/lib`, `/lib64`, `/usr/lib`, `/usr/lib64`, `/etc/ld.so.cache` | the same | read-only (the C library and loader) |
 //!
@@ -23,8 +23,11 @@ use std::path::{Path, PathBuf};
 pub const CODE_DIR: &str = "/data/storage/el1/bundle";
 /// The app host inside the sandbox.
 pub const HOST_PROGRAM: &str = "/system/bin/oxh-apphost";
-/// The NDK library dir inside the sandbox.
+/// Where the NDK's libraries are inside the sandbox.
 pub const NDK_DIR: &str = "/system/lib/ndk";
+/// The NDK's libraries, in the order the host loads them (each may use the ones before):
+/// ours, then OpenHarmony's hilog library under its own name.
+pub const NDK_LIBS: [&str; 2] = ["liboxh_ndk.so", "libhilog_ndk.z.so"];
 pub use crate::api::{IPC_SOCKET, IPC_SOCKET_ENV, PROC_ENV};
 /// The user's uid range (OpenHarmony's BASE_USER_RANGE): uid = userId * 200000 + bundleId.
 pub const UID_PER_USER: u32 = 200_000;
@@ -45,7 +48,7 @@ pub struct Host {
     pub data_root: PathBuf,
     /// The app host binary.
     pub host_program: PathBuf,
-    /// The NDK library's dir, if installed.
+    /// The dir holding the NDK's libraries ([`NDK_LIBS`]); those present are bound.
     pub ndk_dir: Option<PathBuf>,
     /// The daemon's IPC socket.
     pub ipc_socket: PathBuf,
@@ -79,8 +82,13 @@ pub fn binds(
         .map(|p| bind(PathBuf::from(p), p, true))
         .collect();
     v.push(bind(host.host_program.clone(), HOST_PROGRAM, true));
-    if let Some(ndk) = &host.ndk_dir {
-        v.push(bind(ndk.clone(), NDK_DIR, true));
+    if let Some(dir) = &host.ndk_dir {
+        for lib in NDK_LIBS {
+            let src = dir.join(lib);
+            if exists(&src) {
+                v.push(bind(src, &format!("{NDK_DIR}/{lib}"), true));
+            }
+        }
     }
     v.push(bind(host.ipc_socket.clone(), IPC_SOCKET, false));
     v.push(bind(
@@ -137,7 +145,7 @@ mod tests {
             "a system path the host lacks is left out"
         );
         assert!(find("/lib").unwrap().read_only);
-        assert!(find(NDK_DIR).is_none());
+        assert!(b.iter().all(|x| !x.dst.starts_with(NDK_DIR)));
         // Nothing from another bundle, nothing of /etc but the loader's cache.
         assert!(
             b.iter()
