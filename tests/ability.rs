@@ -467,3 +467,41 @@ fn a_c_app_built_against_the_ndk_headers_runs_and_logs_through_oh_log_print() {
         "{log}"
     );
 }
+
+#[test]
+fn inside_the_sandbox_an_app_cannot_reach_others_or_regain_root() {
+    if !oxh_testkit::require_root("ability", "to sandbox app processes") {
+        return;
+    }
+    let dev = TestDevice::start();
+    let work = tempfile::tempdir().unwrap();
+    install_notes(&dev, work.path());
+    let out = aa(&dev, &["start", "-b", NOTES, "--pb", "probe", "true", "-W"]);
+    assert!(out.ends_with("start ability successfully.\n"), "{out}");
+    let log = lifecycle_at_least(&dev, 10);
+    let probe = |name: &str| {
+        log.iter()
+            .find_map(|l| l.strip_prefix(&format!("EntryAbility probe {name}=")))
+            .unwrap_or_else(|| panic!("no probe {name} in {log:?}"))
+            .to_string()
+    };
+    assert_eq!(probe("shadow"), "ENOENT");
+    assert_eq!(
+        probe("other_app"),
+        "ENOENT",
+        "another app's data is not in the sandbox"
+    );
+    assert_ne!(probe("init_root"), "ok", "other processes are hidden");
+    assert_eq!(probe("ptrace"), "EPERM");
+    assert_eq!(probe("setuid0"), "EPERM");
+    assert_eq!(probe("mount"), "EPERM");
+    assert_eq!(probe("write_code"), "EROFS", "the code dir is read-only");
+    assert_eq!(probe("write_own"), "ok", "its own data dir is writable");
+    // What it wrote landed in its own el2 dir on the host, owned by its uid.
+    let f = dev
+        .data_dir()
+        .join("app/el2/100/base")
+        .join(NOTES)
+        .join("probe.txt");
+    assert!(f.is_file(), "{}", f.display());
+}

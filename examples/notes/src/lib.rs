@@ -1,7 +1,8 @@
 //! The notes example: a native UIAbility in Rust. It logs each lifecycle callback to hilog
 //! (tag `Notes`, so a test can read the order), keeps a count of its starts in a KV store of
-//! its own, and obeys two Want parameters: `crash` (abort in onForeground, to show a fault
-//! record) and `hang` (never return from onForeground, to show the 5 s deadline).
+//! its own, and obeys Want parameters: `crash` (abort in onForeground, to show a fault
+//! record), `hang` (never return from onForeground, to show the 5 s deadline) and `probe`
+//! (try, from inside the sandbox, what an app must not be able to do, and log each result).
 
 use oxh_sdk::Device;
 use oxh_sdk::ability::{Ability, Context, LaunchReason, Want, WantParam};
@@ -18,6 +19,96 @@ pub struct Notes {
     dev: Option<Device>,
     crash: bool,
     hang: bool,
+    probe: bool,
+}
+
+/// `errno` of the last failed call, as its name.
+fn errno() -> String {
+    match std::io::Error::last_os_error().raw_os_error() {
+        Some(libc::EPERM) => "EPERM".into(),
+        Some(libc::EACCES) => "EACCES".into(),
+        Some(libc::ENOENT) => "ENOENT".into(),
+        Some(libc::EROFS) => "EROFS".into(),
+        Some(libc::ESRCH) => "ESRCH".into(),
+        Some(e) => format!("errno {e}"),
+        None => "?".into(),
+    }
+}
+
+/// What the sandbox must refuse, each as `name=result` (`ok` means the app got through).
+fn probes() -> Vec<String> {
+    let mut v = Vec::new();
+    let mut rec = |name: &str, r: Result<(), String>| {
+        v.push(format!("{name}={}", r.err().unwrap_or_else(|| "ok".into())));
+    };
+    let open = |p: &str| {
+        std::fs::read(p)
+            .map(|_| ())
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ENOENT) => "ENOENT".to_string(),
+                Some(libc::EACCES) => "EACCES".to_string(),
+                Some(libc::EPERM) => "EPERM".to_string(),
+                _ => e.to_string(),
+            })
+    };
+    rec("shadow", open("/etc/shadow"));
+    rec(
+        "other_app",
+        open("/data/app/el2/100/base/com.example.helloc"),
+    );
+    rec(
+        "init_root",
+        std::fs::read_dir("/proc/1/root")
+            .map(|_| ())
+            .map_err(|_| errno()),
+    );
+    // SAFETY: plain system calls whose failure is the point.
+    unsafe {
+        let parent = libc::getppid();
+        rec(
+            "ptrace",
+            if libc::ptrace(libc::PTRACE_ATTACH, parent, 0, 0) == 0 {
+                Ok(())
+            } else {
+                Err(errno())
+            },
+        );
+        rec(
+            "setuid0",
+            if libc::setuid(0) == 0 {
+                Ok(())
+            } else {
+                Err(errno())
+            },
+        );
+        rec(
+            "mount",
+            if libc::mount(
+                c"none".as_ptr(),
+                c"/tmp".as_ptr(),
+                c"tmpfs".as_ptr(),
+                0,
+                std::ptr::null(),
+            ) == 0
+            {
+                Ok(())
+            } else {
+                Err(errno())
+            },
+        );
+    }
+    rec(
+        "write_code",
+        std::fs::write("/data/storage/el1/bundle/x", b"x").map_err(|e| match e.raw_os_error() {
+            Some(libc::EROFS) => "EROFS".to_string(),
+            _ => e.to_string(),
+        }),
+    );
+    rec(
+        "write_own",
+        std::fs::write("/data/storage/el2/base/probe.txt", b"x").map_err(|e| e.to_string()),
+    );
+    v
 }
 
 impl Notes {
@@ -34,6 +125,7 @@ impl Notes {
         self.name = name;
         self.crash = want.parameters.get("crash") == Some(&WantParam::Bool(true));
         self.hang = want.parameters.get("hang") == Some(&WantParam::Bool(true));
+        self.probe = want.parameters.get("probe") == Some(&WantParam::Bool(true));
         self.dev = ctx.block_on(Device::connect_in_app()).ok();
         if let Some(dev) = &self.dev {
             // Its own KV store: the count of its creations.
@@ -77,6 +169,11 @@ macro_rules! ability {
             }
             fn on_foreground(&mut self, ctx: &Context) {
                 self.0.log(ctx, "onForeground");
+                if self.0.probe {
+                    for p in probes() {
+                        self.0.log(ctx, &format!("probe {p}"));
+                    }
+                }
                 if self.0.crash {
                     std::process::abort();
                 }
