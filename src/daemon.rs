@@ -125,8 +125,91 @@ impl oxh_softbus::dbinder::TokenBridge for AtmBridge {
 /// The parameter an owner names the device with (as `--name` does); read at start.
 pub const DEVICE_NAME_PARAM: &str = "persist.device.name";
 
-/// Runs a device in the foreground until SIGINT or SIGTERM.
-pub async fn run(cfg: DaemonConfig) -> Result<()> {
+/// The dir the app spawner mounts each app's root on (inside the app's own mount namespace,
+/// so one empty dir serves every app).
+fn sandbox_staging(data_dir: &std::path::Path) -> PathBuf {
+    DeviceDirs::new(data_dir).run_dir().join("appspawn")
+}
+
+/// Forks the app spawner (see `oxh_ability::spawn`); call it while the process has one thread.
+pub fn fork_spawner(data_dir: &std::path::Path) -> Result<std::os::unix::net::UnixStream> {
+    let staging = sandbox_staging(data_dir);
+    std::fs::create_dir_all(&staging)
+        .with_context(|| format!("cannot create {}", staging.display()))?;
+    let (sock, _pid) =
+        oxh_ability::spawn::fork_spawner(staging).context("cannot fork the app spawner")?;
+    Ok(sock)
+}
+
+/// The ability manager's view of the bundle manager.
+struct BundleCatalog(Arc<oxh_bundle::BundleManager>);
+
+impl BundleCatalog {
+    fn records(&self, user: i32) -> Vec<oxh_bundle::plan::BundleRecord> {
+        self.0
+            .names(user)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|n| self.0.get(n, user).ok().flatten())
+            .collect()
+    }
+}
+
+impl oxh_ability::service::Bundles for BundleCatalog {
+    fn abilities(&self, user: i32) -> Vec<oxh_ability::resolve::AbilityDecl> {
+        use oxh_ability::manager::{AbilityType, LaunchType};
+        let mut v = Vec::new();
+        for r in self.records(user) {
+            for m in &r.modules {
+                let entry = m.module_type == oxh_bundle::model::ModuleType::Entry;
+                let pages = m.abilities.iter().map(|a| (a, AbilityType::Page));
+                let services = m
+                    .extension_abilities
+                    .iter()
+                    .filter(|a| a.kind == "service")
+                    .map(|a| (a, AbilityType::Service));
+                for (a, kind) in pages.chain(services) {
+                    v.push(oxh_ability::resolve::AbilityDecl {
+                        element: oxh_ability::Element {
+                            bundle_name: r.bundle_name.clone(),
+                            module_name: m.module_name.clone(),
+                            ability_name: a.name.clone(),
+                        },
+                        kind,
+                        launch_type: match a.launch_type.as_str() {
+                            "multiton" | "standard" => LaunchType::Multiton,
+                            _ => LaunchType::Singleton,
+                        },
+                        exported: a.exported,
+                        skills: a.skills.clone(),
+                        main: entry && m.main_element == a.name,
+                        src_entry: a.src_entry.clone(),
+                    });
+                }
+            }
+        }
+        v
+    }
+
+    fn uid(&self, bundle: &str, user: i32) -> Option<u32> {
+        self.0.get(bundle, user).ok().flatten().map(|r| r.uid)
+    }
+
+    fn bundle_of_uid(&self, uid: u32) -> Option<String> {
+        let user = (uid / oxh_ability::layout::UID_PER_USER) as i32;
+        self.records(user)
+            .into_iter()
+            .find(|r| r.uid == uid)
+            .map(|r| r.bundle_name)
+    }
+}
+
+/// The user whose apps run: OpenHarmony's first user.
+const APP_USER: i32 = 100;
+
+/// Runs a device in the foreground until SIGINT or SIGTERM; `spawner` is the app spawner's
+/// socket ([`fork_spawner`]).
+pub async fn run(cfg: DaemonConfig, spawner: std::os::unix::net::UnixStream) -> Result<()> {
     let t0 = Instant::now();
     let dirs = DeviceDirs::new(&cfg.data_dir);
     dirs.create()
@@ -245,10 +328,40 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
         atm.clone(),
     )
     .context("cannot open the bundle store")?;
+    let catalog = Arc::new(BundleCatalog(bms.clone()));
     samgr.register(SaProfile::running(
         sa_id::BUNDLE_MGR,
         "BundleMgrService",
         bms,
+    ))?;
+    // The ability manager, over the spawner forked before the runtime started.
+    // The app host and the NDK library are installed beside the daemon.
+    let bin_dir = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(std::path::Path::to_path_buf))
+        .unwrap_or_default();
+    let host_program = bin_dir.join("oxh-apphost");
+    let ndk_dir = Some(bin_dir.clone());
+    let ams = oxh_ability::service::AbilityService::start(
+        oxh_ability::service::Config {
+            host: oxh_ability::layout::Host {
+                data_root: dirs.root().to_path_buf(),
+                host_program,
+                ndk_dir,
+                ipc_socket: dirs.socket_path(),
+            },
+            user: APP_USER,
+            timeouts: Default::default(),
+        },
+        catalog,
+        atm.clone(),
+        spawner,
+    )
+    .context("cannot start the ability manager")?;
+    samgr.register(SaProfile::running(
+        sa_id::ABILITY_MGR,
+        "AbilityManagerService",
+        ams,
     ))?;
 
     let sa_list = vec![
@@ -259,6 +372,7 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
         sa_id::SOFTBUS,
         sa_id::DEVICE_MANAGER,
         sa_id::DISTRIBUTED_KV,
+        sa_id::ABILITY_MGR,
     ];
     let bus_cfg = SoftbusConfig {
         listen: cfg.listen,

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod ability;
 mod atm;
 mod bundle;
 mod cli;

@@ -1,10 +1,11 @@
-//! The `oxh` command line. One multi-call binary: run through a link named `hilog`, `param` or
-//! `hidumper` it is that OpenHarmony tool; run as `oxh` it has them all as subcommands.
+//! The `oxh` command line. One multi-call binary: run through a link named `hilog`, `param`,
+//! `bm`, `aa`, `hdc` or `hidumper` it is that OpenHarmony tool; run as `oxh` it has them all as subcommands.
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 
+mod aa;
 mod atm;
 mod bm;
 mod bus;
@@ -90,6 +91,13 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Abilities (OpenHarmony's `aa`): start, stop-service, force-stop, dump.
+    #[command(disable_help_flag = true)]
+    Aa {
+        /// aa's own arguments (`aa help`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// SA dumps (OpenHarmony's `hidumper`).
     #[command(disable_help_flag = true)]
     Hidumper {
@@ -167,7 +175,10 @@ pub fn run_daemon(global: &Global, up: &UpArgs) -> Result<()> {
         hdc_shell_user: up.hdc_shell_user.clone(),
         debuggable: up.debuggable,
     };
-    crate::daemon::runtime()?.block_on(crate::daemon::run(cfg))
+    // The app spawner is forked now, before the runtime starts threads (as OpenHarmony's
+    // appspawn starts before the services it serves).
+    let spawner = crate::daemon::fork_spawner(&cfg.data_dir)?;
+    crate::daemon::runtime()?.block_on(crate::daemon::run(cfg, spawner))
 }
 
 /// `oxhd`'s arguments: the global options and `up`'s.
@@ -227,6 +238,14 @@ pub fn main() -> Result<i32> {
             };
             client_runtime()?.block_on(hidumper::run(&g, &argv[1..]))
         }
+        "aa" => {
+            let g = Global {
+                data_dir: None,
+                json: false,
+            };
+            print!("{}", client_runtime()?.block_on(aa::run(&g, &argv[1..])));
+            Ok(0)
+        }
         _ => {
             let o = Oxh::parse_from(&argv);
             match &o.cmd {
@@ -242,6 +261,10 @@ pub fn main() -> Result<i32> {
                 Cmd::Bm(a) => client_runtime()?.block_on(bm::run(&o.global, a)),
                 Cmd::Hilog(a) => client_runtime()?.block_on(hilog::run(&o.global, a)),
                 Cmd::Hdc { args } => hdc::main(&o.global, args),
+                Cmd::Aa { args } => {
+                    print!("{}", client_runtime()?.block_on(aa::run(&o.global, args)));
+                    Ok(0)
+                }
                 Cmd::Hidumper { args } => {
                     client_runtime()?.block_on(hidumper::run(&o.global, args))
                 }

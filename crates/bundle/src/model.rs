@@ -57,6 +57,29 @@ pub struct Skill {
     pub actions: Vec<String>,
     /// Entities, e.g. `entity.system.home`.
     pub entities: Vec<String>,
+    /// URIs and MIME types (records from before they were kept have none).
+    #[serde(default)]
+    pub uris: Vec<SkillUri>,
+}
+
+/// One entry of a skill's `uris`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SkillUri {
+    /// `scheme`, e.g. `https`.
+    pub scheme: String,
+    /// `host`.
+    pub host: String,
+    /// `port` (a string in module.json).
+    pub port: String,
+    /// `path`: the exact path.
+    pub path: String,
+    /// `pathStartWith`: a path prefix.
+    pub path_start_with: String,
+    /// `pathRegex`: a regular expression the whole path matches.
+    pub path_regex: String,
+    /// `type`: a MIME type, e.g. `text/*`.
+    pub mime_type: String,
 }
 
 /// An ability (UIAbility, or an FA page/service/data ability).
@@ -74,6 +97,12 @@ pub struct AbilityInfo {
     pub src_entry: String,
     /// Skills.
     pub skills: Vec<Skill>,
+    /// `launchType`: singleton (the default), multiton (`standard`), specified.
+    #[serde(default)]
+    pub launch_type: String,
+    /// `continuable`: the ability may move to another device.
+    #[serde(default)]
+    pub continuable: bool,
 }
 
 /// `usedScene` of a requested permission.
@@ -207,6 +236,26 @@ fn skills(v: &Value) -> Vec<Skill> {
                 .map(|s| Skill {
                     actions: strings(s, "actions"),
                     entities: strings(s, "entities"),
+                    uris: s
+                        .get("uris")
+                        .and_then(Value::as_array)
+                        .map(|u| {
+                            u.iter()
+                                .map(|u| SkillUri {
+                                    scheme: self::s(u, "scheme"),
+                                    host: self::s(u, "host"),
+                                    port: match u.get("port") {
+                                        Some(Value::Number(n)) => n.to_string(),
+                                        _ => self::s(u, "port"),
+                                    },
+                                    path: self::s(u, "path"),
+                                    path_start_with: self::s(u, "pathStartWith"),
+                                    path_regex: self::s(u, "pathRegex"),
+                                    mime_type: self::s(u, "type"),
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
                 })
                 .collect()
         })
@@ -324,6 +373,11 @@ pub fn parse_module_json(text: &[u8]) -> Result<HapInfo, BundleError> {
             if e.is_empty() { s(a, "srcEntrance") } else { e }
         },
         skills: skills(a),
+        launch_type: {
+            let t = s(a, "launchType");
+            if t.is_empty() { "singleton".into() } else { t }
+        },
+        continuable: b(a, "continuable").unwrap_or(false),
     };
     let list = |k: &str, ext: bool| -> Vec<AbilityInfo> {
         m.get(k)
@@ -388,6 +442,11 @@ pub fn parse_config_json(text: &[u8]) -> Result<HapInfo, BundleError> {
                     exported: b(x, "visible").unwrap_or(false),
                     src_entry: s(x, "srcPath"),
                     skills: skills(x),
+                    launch_type: {
+                        let t = s(x, "launchType");
+                        if t.is_empty() { "singleton".into() } else { t }
+                    },
+                    continuable: b(x, "continuable").unwrap_or(false),
                 })
                 .collect()
         })

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 pub mod clock;
 pub mod direct;
 pub mod ready;
+#[cfg(feature = "sandbox")]
+pub mod sandbox;
 pub mod sockdiag;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;

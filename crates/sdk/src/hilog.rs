@@ -6,10 +6,10 @@ use oxh_hilog::api::{
     self, BufferInfo, FlowControlArgs, FlowControlInfo, PersistCmd, PersistStatus, ReadArgs,
     ReadReply, WriteArgs,
 };
-use oxh_hilog::{Filter, Level, LogEntry, LogType};
+use oxh_hilog::{Filter, LogEntry};
 use oxh_ipc::Subscription;
 
-pub use oxh_hilog::{LogArg, LogEntry as Entry};
+pub use oxh_hilog::{Level, LogArg, LogEntry as Entry, LogType};
 
 /// Proxy for the hilog service.
 pub struct HiLog<'a> {

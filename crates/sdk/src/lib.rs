@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 pub use oxh_ipc::{Caller, IpcError as Error, RemoteError, TokenType};
 
+pub mod ability;
 pub mod bundle;
 pub mod bus;
 pub mod device_manager;
@@ -55,6 +56,17 @@ impl Device {
         Ok(Self {
             client,
             data_dir,
+            bytes_send: Default::default(),
+        })
+    }
+
+    /// Connects to the daemon listening at `socket` (an app in its sandbox: see
+    /// [`Device::connect_in_app`]). Its data dir is unknown there and reads as empty.
+    pub async fn connect_socket(socket: &Path) -> Result<Self, Error> {
+        let client = Client::connect(socket).await?;
+        Ok(Self {
+            client,
+            data_dir: PathBuf::new(),
             bytes_send: Default::default(),
         })
     }

@@ -1,0 +1,221 @@
+//! App start benchmark (issue 15): cold and hot start of the notes example through the
+//! ability manager (the `aa start -W` TotalTime: request to the end of `onForeground`),
+//! beside the limits measured in the same run: a bare fork+exec of `/bin/true`, and
+//! `unshare --mount /bin/true`. Also the RSS of the idle app process and the stripped size of
+//! the notes library. Needs root (app sandboxes).
+//!
+//! Run: `cargo bench --bench ability` (env OXH_BENCH_ITERS, default 30).
+
+mod common;
+use common::Daemon;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const NOTES: &str = "com.example.notes";
+
+fn pct(mut v: Vec<Duration>, p: usize) -> Duration {
+    v.sort();
+    v[(v.len() * p / 100).min(v.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn oxh(dir: &Path, args: &[&str]) -> String {
+    let o = Command::new(env!("CARGO_BIN_EXE_oxh"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("oxh runs");
+    assert!(
+        o.status.success(),
+        "oxh {args:?}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn build_notes() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let st = Command::new(cargo)
+        .args(["build", "-q", "--release", "-p", "oxh-example-notes"])
+        .status()
+        .expect("cargo");
+    assert!(st.success());
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    target.join("release/libnotes.so")
+}
+
+fn install(d: &Daemon, work: &Path, lib: &Path) {
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    let src = work.join("notes");
+    let abi = oxh_ability::abi::abi_dir();
+    std::fs::create_dir_all(src.join("libs").join(abi)).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/notes/hap/module.json5"),
+        src.join("module.json5"),
+    )
+    .unwrap();
+    std::fs::copy(lib, src.join("libs").join(abi).join("libnotes.so")).unwrap();
+    let keys = work.join("keys");
+    oxh(
+        &d.dir,
+        &["hap", "keygen", "--bundle", NOTES, "--out", &s(&keys)],
+    );
+    let unsigned = work.join("u.hap");
+    let hap = work.join("notes.hap");
+    oxh(&d.dir, &["hap", "pack", &s(&src), "-o", &s(&unsigned)]);
+    let k = |n: &str| s(&keys.join(n));
+    oxh(
+        &d.dir,
+        &[
+            "hap",
+            "sign",
+            &s(&unsigned),
+            "--key",
+            &k("dev.key"),
+            "--cert",
+            &k("dev.pem"),
+            "--profile",
+            &k("dev.p7b"),
+            "-o",
+            &s(&hap),
+        ],
+    );
+    oxh(&d.dir, &["hap", "trust", "add", &k("root.pem")]);
+    oxh(&d.dir, &["bm", "install", "-p", &s(&hap)]);
+}
+
+fn time_cmd(iters: usize, prog: &str, args: &[&str]) -> Option<Vec<Duration>> {
+    let mut v = Vec::new();
+    for _ in 0..iters {
+        let t = Instant::now();
+        let s = Command::new(prog)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .ok()?;
+        if !s.success() {
+            return None;
+        }
+        v.push(t.elapsed());
+    }
+    Some(v)
+}
+
+fn main() {
+    if unsafe { libc::geteuid() } != 0 {
+        println!("ability bench: needs root (app sandboxes); not measured");
+        return;
+    }
+    let iters: usize = std::env::var("OXH_BENCH_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+    let lib = build_notes();
+    let d = Daemon::start_temp(common::LOOPBACK);
+    let work = tempfile::tempdir().unwrap();
+    install(&d, work.path(), &lib);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dev = rt.block_on(oxh_sdk::Device::connect(&d.dir)).unwrap();
+    let am = dev.ability();
+    let want = oxh_sdk::ability::Want::explicit(NOTES, "EntryAbility");
+    // Warm-up: the first start pages the binaries in.
+    rt.block_on(am.start_ability(want.clone(), true)).unwrap();
+    rt.block_on(am.force_stop(NOTES)).unwrap();
+
+    let (mut cold, mut cold_wall, mut hot) = (Vec::new(), Vec::new(), Vec::new());
+    let mut rss_kib = 0u64;
+    for i in 0..iters {
+        // Wait until the previous process is gone, so every cold start really spawns.
+        let end = Instant::now() + Duration::from_secs(5);
+        while rt
+            .block_on(am.dump())
+            .unwrap()
+            .iter()
+            .any(|r| r.pid.is_some())
+            && Instant::now() < end
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let t = Instant::now();
+        let r = rt.block_on(am.start_ability(want.clone(), true)).unwrap();
+        cold_wall.push(t.elapsed());
+        let s = r.started.expect("waited");
+        assert!(s.cold, "run {i} was not cold");
+        cold.push(Duration::from_micros(s.elapsed_us));
+        let r = rt.block_on(am.start_ability(want.clone(), true)).unwrap();
+        let s = r.started.expect("waited");
+        assert!(!s.cold);
+        hot.push(Duration::from_micros(s.elapsed_us));
+        if i == 0 {
+            let pid = rt
+                .block_on(am.dump())
+                .unwrap()
+                .iter()
+                .find_map(|r| r.pid)
+                .unwrap();
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+            rss_kib = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                .unwrap_or(0);
+        }
+        rt.block_on(am.force_stop(NOTES)).unwrap();
+    }
+    let fork_exec = time_cmd(iters, "/bin/true", &[]).unwrap();
+    let unshare = time_cmd(iters, "unshare", &["--mount", "/bin/true"]);
+    let stripped = work.path().join("libnotes.stripped.so");
+    let size = Command::new("strip")
+        .arg("-o")
+        .arg(&stripped)
+        .arg(&lib)
+        .status()
+        .ok()
+        .filter(|s| s.success())
+        .and_then(|_| std::fs::metadata(&stripped).ok())
+        .map(|m| m.len());
+
+    let f = pct(fork_exec.clone(), 50);
+    println!("app start (notes, {iters} runs; TotalTime = request to the end of onForeground)");
+    println!(
+        "  cold start   p50 {:>7.2} ms  p90 {:>7.2} ms   (aa -W wall p50 {:.2} ms)  = {:.1}x fork+exec",
+        ms(pct(cold.clone(), 50)),
+        ms(pct(cold.clone(), 90)),
+        ms(pct(cold_wall, 50)),
+        ms(pct(cold.clone(), 50)) / ms(f)
+    );
+    println!(
+        "  hot start    p50 {:>7.2} ms  p90 {:>7.2} ms",
+        ms(pct(hot.clone(), 50)),
+        ms(pct(hot, 90))
+    );
+    println!("  fork+exec /bin/true          p50 {:>7.2} ms", ms(f));
+    match unshare {
+        Some(u) => println!(
+            "  unshare --mount /bin/true    p50 {:>7.2} ms",
+            ms(pct(u, 50))
+        ),
+        None => println!("  unshare --mount /bin/true    not measured (unshare failed)"),
+    }
+    println!("  idle app RSS {:.1} MiB", rss_kib as f64 / 1024.0);
+    match size {
+        Some(b) => println!(
+            "  libnotes.so stripped {:.2} MiB",
+            b as f64 / (1 << 20) as f64
+        ),
+        None => println!("  libnotes.so stripped: not measured (no strip)"),
+    }
+}

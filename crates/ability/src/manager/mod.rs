@@ -1,0 +1,945 @@
+//! The ability manager's pure core: ability records, missions, app processes and their
+//! lifecycles, in the shape of quinn-proto (and our PIN-binding core): no I/O, no clock.
+//!
+//! The adapter feeds it requests and what app processes report, each with `now`, and carries
+//! out the [`Action`]s it returns: spawn a process, send a lifecycle command, kill, reply.
+//! [`Manager::deadline`] says when to call [`Manager::on_timeout`].
+//!
+//! The rules it keeps (OpenHarmony's ability manager service):
+//! - One process per bundle; it is spawned when the bundle's first ability starts and killed
+//!   when its last ability ends.
+//! - A UIAbility is created (`onCreate`), then brought to the foreground (`onForeground`). One
+//!   mission is in the foreground on a device: when another reaches it, the previous one is
+//!   sent to the background (`onBackground`).
+//! - `singleton`: starting it again reuses the record (`onNewWant`, then foreground if it was
+//!   not); `multiton`: every start makes a new record and mission.
+//! - Each step has a deadline ([`Timeouts`]); an app that misses one is killed and the
+//!   caller waiting on it is told.
+//! - A service extension is created once; each start is an `onRequest`, each connection an
+//!   `onConnect`; when its last connection goes (`onDisconnect`) it is destroyed unless it was
+//!   started.
+//! - A process that dies ends its records and missions; a death we did not cause (a crash) is
+//!   reported as a [`Fault`].
+
+use crate::error::AbilityError;
+use crate::want::{Element, LaunchReason, Want};
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+#[cfg(test)]
+mod tests;
+
+/// How long an app may take for each step before it is killed (OpenHarmony's ability
+/// manager: load 10 s, foreground 5 s, background 3 s, terminate 10 s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// From spawning the process to the end of the ability's `onCreate`.
+    pub load: Duration,
+    /// For `onForeground` (and `onNewWant` with it).
+    pub foreground: Duration,
+    /// For `onBackground`.
+    pub background: Duration,
+    /// For `onDestroy` (and a service's `onDisconnect`).
+    pub terminate: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            load: Duration::from_secs(10),
+            foreground: Duration::from_secs(5),
+            background: Duration::from_secs(3),
+            terminate: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What kind of ability a record is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AbilityType {
+    /// A UIAbility: has a mission and a foreground/background life.
+    Page,
+    /// A ServiceExtensionAbility: started and/or connected, never in the foreground.
+    Service,
+}
+
+/// module.json's `launchType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LaunchType {
+    /// One instance; a new start reaches it with `onNewWant` (the default).
+    Singleton,
+    /// A new instance for every start (`multiton`, formerly `standard`).
+    Multiton,
+}
+
+/// An ability to start, as resolved from the bundle manager's records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Its element name.
+    pub element: Element,
+    /// Its type.
+    pub kind: AbilityType,
+    /// Its launch type (ignored for services: they are always single).
+    pub launch_type: LaunchType,
+}
+
+/// Identifies a request, so the adapter can route its [`Action::Reply`].
+pub type RequestId = u64;
+/// Identifies an ability record (OpenHarmony's AbilityRecord ID).
+pub type RecordId = u64;
+/// Identifies a mission (OpenHarmony's mission id; `aa dump -l` prints it).
+pub type MissionId = i32;
+/// Identifies an app process of this manager (not a pid: one is known before the spawn).
+pub type ProcId = u64;
+/// Identifies one service connection.
+pub type ConnId = u64;
+
+/// A lifecycle step, as the app's host is told to run it (the wire type, used as it is).
+pub use crate::api::Step as Command;
+
+/// A record's state (OpenHarmony's AbilityState, without the ones only windows need).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum State {
+    /// Waiting for its process, or in `onCreate`.
+    Initial,
+    /// Created, not yet foreground (or a service that is running).
+    Inactive,
+    /// In `onForeground`.
+    Foregrounding,
+    /// In the foreground.
+    Foreground,
+    /// In `onBackground`.
+    Backgrounding,
+    /// In the background.
+    Background,
+    /// In `onDestroy`.
+    Terminating,
+}
+
+impl State {
+    /// The upper-case name `aa dump` prints.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Initial => "INITIAL",
+            State::Inactive => "INACTIVE",
+            State::Foregrounding => "FOREGROUNDING",
+            State::Foreground => "FOREGROUND",
+            State::Backgrounding => "BACKGROUNDING",
+            State::Background => "BACKGROUND",
+            State::Terminating => "TERMINATING",
+        }
+    }
+}
+
+/// How a started ability reached the caller's goal (`aa start -W`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Started {
+    /// The record.
+    pub record: RecordId,
+    /// Its mission (UIAbilities only).
+    pub mission: Option<MissionId>,
+    /// Cold: its process had to be spawned for it; hot: the process was running.
+    pub cold: bool,
+    /// From the request to the foreground (services: to the end of `onRequest`).
+    pub elapsed: Duration,
+}
+
+/// A crash: a process that died without being asked to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    /// The bundle of the process.
+    pub bundle: String,
+    /// Its pid.
+    pub pid: u32,
+    /// The signal that killed it, if one did.
+    pub signal: Option<i32>,
+    /// Its exit status otherwise.
+    pub status: Option<i32>,
+    /// The abilities it was running.
+    pub abilities: Vec<Element>,
+}
+
+/// What the adapter must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Spawn the process of `bundle`; report [`Manager::spawned`] or [`Manager::spawn_failed`].
+    Spawn {
+        /// The process.
+        proc: ProcId,
+        /// Its bundle.
+        bundle: String,
+    },
+    /// Tell the process to run a step of a record; report [`Manager::step_done`].
+    Schedule {
+        /// The process.
+        proc: ProcId,
+        /// The record.
+        record: RecordId,
+        /// Which ability it is.
+        element: Element,
+        /// The step (boxed: a Want is large beside the other actions).
+        cmd: Box<Command>,
+    },
+    /// Kill a process (SIGKILL); report [`Manager::exited`] when it is gone.
+    Kill {
+        /// The process.
+        proc: ProcId,
+        /// Its pid, if it was spawned.
+        pid: Option<u32>,
+        /// Why, for hilog.
+        reason: String,
+    },
+    /// Answer a request.
+    Reply {
+        /// The request.
+        request: RequestId,
+        /// Its result.
+        result: Result<Started, AbilityError>,
+    },
+    /// Answer a connection: the service's `onConnect` is done (the adapter hands the
+    /// client its end of the remote object), or the connection failed.
+    Connected {
+        /// The request that asked for it.
+        request: RequestId,
+        /// The connection.
+        conn: ConnId,
+        /// Ok with the service's record, or why not.
+        result: Result<RecordId, AbilityError>,
+    },
+    /// A connection ended without its client asking (the service died or was stopped).
+    ConnectionLost {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// Record a crash in hilog (tag AppFault).
+    Fault(Fault),
+}
+
+#[derive(Debug)]
+enum ProcState {
+    Spawning,
+    Running { pid: u32 },
+}
+
+#[derive(Debug)]
+struct Process {
+    bundle: String,
+    state: ProcState,
+    /// Its host has attached and can run steps.
+    attached: bool,
+    /// Set once we asked for its death: its exit is then not a fault.
+    killing: bool,
+    /// When it was asked for: its host must attach within [`Timeouts::load`].
+    since: Instant,
+}
+
+/// Who waits for a record to reach a goal.
+#[derive(Debug)]
+struct Waiter {
+    request: RequestId,
+    since: Instant,
+    cold: bool,
+}
+
+#[derive(Debug)]
+struct Record {
+    target: Target,
+    proc: ProcId,
+    state: State,
+    mission: Option<MissionId>,
+    /// The step in flight and its deadline.
+    pending: Option<(Command, Instant)>,
+    /// Steps to run after it.
+    queue: VecDeque<Command>,
+    /// Requests answered when the record reaches the foreground (pages) or has run the
+    /// start's `onRequest` (services).
+    waiters: Vec<Waiter>,
+    /// Services: started (not only connected), and how many times.
+    starts: u32,
+    /// Services: live connections.
+    conns: Vec<ConnId>,
+    /// Services: connections whose `onConnect` is in flight (request, conn).
+    connecting: Vec<(RequestId, ConnId)>,
+    /// Destroy once the queue is done (terminate requested).
+    ending: bool,
+}
+
+/// Missions as `aa dump -l` and hidumper show them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissionInfo {
+    /// Mission id.
+    pub id: MissionId,
+    /// Its ability.
+    pub element: Element,
+    /// Its record.
+    pub record: RecordId,
+    /// Its record's state.
+    pub state: State,
+    /// Its process's pid, once spawned.
+    pub pid: Option<u32>,
+}
+
+/// A running ability, for dumps (services included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordInfo {
+    /// Record id.
+    pub id: RecordId,
+    /// Its ability.
+    pub element: Element,
+    /// Its type.
+    pub kind: AbilityType,
+    /// Its state.
+    pub state: State,
+    /// Its mission (UIAbilities).
+    pub mission: Option<MissionId>,
+    /// Its process's pid, once spawned.
+    pub pid: Option<u32>,
+    /// Services: live connections.
+    pub connections: usize,
+}
+
+/// The ability manager's state. See the module documentation.
+#[derive(Debug)]
+pub struct Manager {
+    timeouts: Timeouts,
+    procs: BTreeMap<ProcId, Process>,
+    records: BTreeMap<RecordId, Record>,
+    /// Missions in order of last use (the last is the most recent).
+    missions: Vec<(MissionId, RecordId)>,
+    foreground: Option<RecordId>,
+    actions: VecDeque<Action>,
+    next_id: u64,
+    next_mission: MissionId,
+}
+
+impl Manager {
+    /// A manager with no apps running.
+    pub fn new(timeouts: Timeouts) -> Self {
+        Manager {
+            timeouts,
+            procs: BTreeMap::new(),
+            records: BTreeMap::new(),
+            missions: Vec::new(),
+            foreground: None,
+            actions: VecDeque::new(),
+            next_id: 1,
+            next_mission: 1,
+        }
+    }
+
+    fn id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// The next thing to do, if any.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The earliest lifecycle deadline; call [`Manager::on_timeout`] then.
+    pub fn deadline(&self) -> Option<Instant> {
+        let steps = self
+            .records
+            .values()
+            .filter_map(|r| r.pending.as_ref().map(|(_, d)| *d));
+        let attaches = self
+            .procs
+            .values()
+            .filter(|p| !p.attached && !p.killing)
+            .map(|p| p.since + self.timeouts.load);
+        steps.chain(attaches).min()
+    }
+
+    /// Starts `target` (`startAbility`, `aa start`, a service's `startServiceExtensionAbility`)
+    /// and answers `request` once it is in the foreground (services: once `onRequest` ran).
+    pub fn start(&mut self, request: RequestId, target: Target, want: Want, now: Instant) {
+        let existing = match (target.kind, target.launch_type) {
+            (AbilityType::Page, LaunchType::Multiton) => None,
+            _ => self.find(&target.element),
+        };
+        let Some(id) = existing else {
+            let (id, cold) = self.create(target.clone(), want.clone(), now);
+            let r = self.rec(id);
+            r.waiters.push(Waiter {
+                request,
+                since: now,
+                cold,
+            });
+            if target.kind == AbilityType::Page {
+                r.queue.push_back(Command::Foreground);
+            } else {
+                r.starts = 1;
+                r.queue.push_back(Command::Request { want, start_id: 1 });
+            }
+            self.advance(id, now);
+            return;
+        };
+        let r = self.rec(id);
+        r.waiters.push(Waiter {
+            request,
+            since: now,
+            cold: false,
+        });
+        match target.kind {
+            AbilityType::Page => {
+                r.queue.push_back(Command::NewWant { want });
+                r.queue.push_back(Command::Foreground);
+                self.touch_mission(id);
+            }
+            AbilityType::Service => {
+                r.starts += 1;
+                let start_id = r.starts;
+                r.queue.push_back(Command::Request { want, start_id });
+            }
+        }
+        self.advance(id, now);
+    }
+
+    /// Connects to a service extension (`connectServiceExtensionAbility`): creates it if it
+    /// is not running, then runs `onConnect`; [`Action::Connected`] answers.
+    pub fn connect(
+        &mut self,
+        request: RequestId,
+        conn: ConnId,
+        target: Target,
+        want: Want,
+        now: Instant,
+    ) {
+        if target.kind != AbilityType::Service {
+            self.actions.push_back(Action::Connected {
+                request,
+                conn,
+                result: Err(AbilityError::IncorrectType(format!(
+                    "{} is not a service extension",
+                    target.element
+                ))),
+            });
+            return;
+        }
+        let id = match self.find(&target.element) {
+            Some(id) => id,
+            None => self.create(target, want.clone(), now).0,
+        };
+        let r = self.rec(id);
+        r.connecting.push((request, conn));
+        r.queue.push_back(Command::Connect { conn, want });
+        self.advance(id, now);
+    }
+
+    /// A client closed its connection (`disconnectServiceExtensionAbility`, or it died).
+    pub fn disconnect(&mut self, conn: ConnId, now: Instant) {
+        let Some(id) = self.records.iter().find_map(|(id, r)| {
+            (r.conns.contains(&conn) || r.connecting.iter().any(|(_, c)| *c == conn)).then_some(*id)
+        }) else {
+            return;
+        };
+        let r = self.rec(id);
+        r.connecting.retain(|(_, c)| *c != conn);
+        if let Some(i) = r.conns.iter().position(|c| *c == conn) {
+            r.conns.remove(i);
+            r.queue.push_back(Command::Disconnect { conn });
+        }
+        if r.conns.is_empty() && r.connecting.is_empty() && r.starts == 0 {
+            r.ending = true;
+        }
+        self.advance(id, now);
+    }
+
+    /// Stops a started service (`aa stop-service`, `stopServiceExtensionAbility`): it ends
+    /// now if nothing is connected, else when its last connection goes.
+    pub fn stop_service(&mut self, element: &Element, now: Instant) -> Result<(), AbilityError> {
+        let Some(id) = self.find(element) else {
+            return Err(AbilityError::NoSuchAbility(format!(
+                "{element} is not running"
+            )));
+        };
+        let r = self.rec(id);
+        if r.target.kind != AbilityType::Service {
+            return Err(AbilityError::IncorrectType(format!(
+                "{element} is not a service extension"
+            )));
+        }
+        r.starts = 0;
+        if r.conns.is_empty() && r.connecting.is_empty() {
+            r.ending = true;
+        }
+        self.advance(id, now);
+        Ok(())
+    }
+
+    /// An ability ends itself (`terminateSelf`): `onBackground` if it is in the foreground,
+    /// then `onDestroy`; its mission goes.
+    pub fn terminate(&mut self, record: RecordId, now: Instant) -> Result<(), AbilityError> {
+        let Some(r) = self.records.get_mut(&record) else {
+            return Err(AbilityError::ContextNotExist(format!("record {record}")));
+        };
+        r.ending = true;
+        r.starts = 0;
+        self.advance(record, now);
+        Ok(())
+    }
+
+    /// Kills every process of `bundle` (`aa force-stop`); its abilities end without
+    /// callbacks. False if it had none.
+    pub fn force_stop(&mut self, bundle: &str) -> bool {
+        let procs: Vec<ProcId> = self
+            .procs
+            .iter()
+            .filter(|(_, p)| p.bundle == bundle)
+            .map(|(id, _)| *id)
+            .collect();
+        for p in &procs {
+            self.kill(*p, format!("force-stop of {bundle}"));
+        }
+        !procs.is_empty()
+    }
+
+    /// The process of `proc` runs as `pid` (its host has not attached yet).
+    pub fn spawned(&mut self, proc: ProcId, pid: u32) {
+        if let Some(p) = self.procs.get_mut(&proc) {
+            p.state = ProcState::Running { pid };
+        }
+    }
+
+    /// The process of `proc` could not be spawned: its abilities fail with `reason`.
+    pub fn spawn_failed(&mut self, proc: ProcId, reason: &str) {
+        if self.procs.remove(&proc).is_some() {
+            self.end_records_of(proc, &format!("the app process could not start: {reason}"));
+        }
+    }
+
+    /// The process's host attached: it can run steps now.
+    pub fn attached(&mut self, proc: ProcId, now: Instant) {
+        match self.procs.get_mut(&proc) {
+            Some(p) if matches!(p.state, ProcState::Running { .. }) => p.attached = true,
+            _ => return,
+        }
+        let ids: Vec<RecordId> = self
+            .records
+            .iter()
+            .filter(|(_, r)| r.proc == proc && r.pending.is_none())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.advance(id, now);
+        }
+    }
+
+    /// The host finished `step` of `record` (the name of the command, as [`Command::name`]).
+    /// A report that does not match the step in flight is ignored: it is late or forged.
+    pub fn step_done(&mut self, proc: ProcId, record: RecordId, step: &str, now: Instant) {
+        let Some(r) = self.records.get_mut(&record) else {
+            return;
+        };
+        if r.proc != proc || r.pending.as_ref().map(|(c, _)| c.name()) != Some(step) {
+            return;
+        }
+        let Some((cmd, _)) = r.pending.take() else {
+            return;
+        };
+        match cmd {
+            Command::Create { .. } => r.state = State::Inactive,
+            Command::Foreground => {
+                r.state = State::Foreground;
+                let done = std::mem::take(&mut r.waiters);
+                let mission = r.mission;
+                let previous = self.foreground.replace(record);
+                self.reply_started(record, mission, done, now);
+                if let Some(prev) = previous.filter(|p| *p != record)
+                    && let Some(p) = self.records.get_mut(&prev)
+                    && !p.ending
+                {
+                    p.queue.push_back(Command::Background);
+                    self.advance(prev, now);
+                }
+            }
+            Command::Background => r.state = State::Background,
+            Command::Request { .. } => {
+                if !r.waiters.is_empty() {
+                    let w = r.waiters.remove(0);
+                    self.reply_started(record, None, vec![w], now);
+                }
+            }
+            Command::Connect { conn, .. } => {
+                if let Some(i) = r.connecting.iter().position(|(_, c)| *c == conn) {
+                    let (request, conn) = r.connecting.remove(i);
+                    r.conns.push(conn);
+                    self.actions.push_back(Action::Connected {
+                        request,
+                        conn,
+                        result: Ok(record),
+                    });
+                } else {
+                    // The client left while onConnect ran.
+                    r.conns.push(conn);
+                    r.queue.push_back(Command::Disconnect { conn });
+                }
+            }
+            Command::NewWant { .. } | Command::Disconnect { .. } => {}
+            Command::Destroy => {
+                self.remove_record(record);
+                return;
+            }
+        }
+        self.advance(record, now);
+    }
+
+    /// A process is gone. `signal` is what killed it (None: it exited with `status`).
+    pub fn exited(&mut self, proc: ProcId, signal: Option<i32>, status: Option<i32>) {
+        let Some(p) = self.procs.remove(&proc) else {
+            return;
+        };
+        let abilities: Vec<Element> = self
+            .records
+            .values()
+            .filter(|r| r.proc == proc)
+            .map(|r| r.target.element.clone())
+            .collect();
+        if !p.killing {
+            let pid = match p.state {
+                ProcState::Running { pid } => pid,
+                ProcState::Spawning => 0,
+            };
+            self.actions.push_back(Action::Fault(Fault {
+                bundle: p.bundle.clone(),
+                pid,
+                signal,
+                status,
+                abilities,
+            }));
+        }
+        self.end_records_of(proc, "the app process died");
+    }
+
+    /// Kills the processes whose step is past its deadline; their callers are told.
+    pub fn on_timeout(&mut self, now: Instant) {
+        let late: Vec<(ProcId, String)> = self
+            .records
+            .values()
+            .filter_map(|r| {
+                let (cmd, deadline) = r.pending.as_ref()?;
+                (*deadline <= now).then(|| {
+                    (
+                        r.proc,
+                        format!(
+                            "{} did not finish {} within {} ms",
+                            r.target.element,
+                            cmd.name(),
+                            self.limit(cmd).as_millis()
+                        ),
+                    )
+                })
+            })
+            .collect();
+        let unattached: Vec<(ProcId, String)> = self
+            .procs
+            .iter()
+            .filter(|(_, p)| !p.attached && !p.killing && p.since + self.timeouts.load <= now)
+            .map(|(id, p)| {
+                (
+                    *id,
+                    format!(
+                        "the process of {} did not attach within {} ms",
+                        p.bundle,
+                        self.timeouts.load.as_millis()
+                    ),
+                )
+            })
+            .collect();
+        for (proc, why) in late.into_iter().chain(unattached) {
+            if self.procs.contains_key(&proc) {
+                self.kill(proc, why.clone());
+                self.end_records_of(proc, &why);
+            }
+        }
+    }
+
+    /// Missions, most recently used last.
+    pub fn missions(&self) -> Vec<MissionInfo> {
+        self.missions
+            .iter()
+            .filter_map(|(id, rec)| {
+                let r = self.records.get(rec)?;
+                Some(MissionInfo {
+                    id: *id,
+                    element: r.target.element.clone(),
+                    record: *rec,
+                    state: r.state,
+                    pid: self.pid_of(r.proc),
+                })
+            })
+            .collect()
+    }
+
+    /// Every ability record, services included, by id.
+    pub fn records(&self) -> Vec<RecordInfo> {
+        self.records
+            .iter()
+            .map(|(id, r)| RecordInfo {
+                id: *id,
+                element: r.target.element.clone(),
+                kind: r.target.kind,
+                state: r.state,
+                mission: r.mission,
+                pid: self.pid_of(r.proc),
+                connections: r.conns.len(),
+            })
+            .collect()
+    }
+
+    /// The record in the foreground.
+    pub fn foreground(&self) -> Option<RecordId> {
+        self.foreground
+    }
+
+    /// The process a pid belongs to (for reaping and for resolving an IPC caller).
+    pub fn proc_of_pid(&self, pid: u32) -> Option<ProcId> {
+        self.procs.iter().find_map(|(id, p)| match p.state {
+            ProcState::Running { pid: q } if q == pid => Some(*id),
+            _ => None,
+        })
+    }
+
+    /// The bundle a process runs.
+    pub fn bundle_of(&self, proc: ProcId) -> Option<&str> {
+        self.procs.get(&proc).map(|p| p.bundle.as_str())
+    }
+
+    /// Who owns record `record`: its process (so a host can only report on its own).
+    pub fn proc_of_record(&self, record: RecordId) -> Option<ProcId> {
+        self.records.get(&record).map(|r| r.proc)
+    }
+
+    fn pid_of(&self, proc: ProcId) -> Option<u32> {
+        match self.procs.get(&proc)?.state {
+            ProcState::Running { pid } => Some(pid),
+            ProcState::Spawning => None,
+        }
+    }
+
+    fn limit(&self, cmd: &Command) -> Duration {
+        match cmd {
+            Command::Create { .. } => self.timeouts.load,
+            Command::Foreground | Command::NewWant { .. } => self.timeouts.foreground,
+            Command::Background => self.timeouts.background,
+            Command::Request { .. } | Command::Connect { .. } => self.timeouts.foreground,
+            Command::Disconnect { .. } | Command::Destroy => self.timeouts.terminate,
+        }
+    }
+
+    fn rec(&mut self, id: RecordId) -> &mut Record {
+        self.records
+            .get_mut(&id)
+            .expect("the record was found or made by the caller")
+    }
+
+    fn find(&self, element: &Element) -> Option<RecordId> {
+        self.records
+            .iter()
+            .find(|(_, r)| r.target.element == *element && !r.ending)
+            .map(|(id, _)| *id)
+    }
+
+    /// Makes a record, and the bundle's process if it has none; true when that spawn is new.
+    fn create(&mut self, target: Target, want: Want, now: Instant) -> (RecordId, bool) {
+        let bundle = target.element.bundle_name.clone();
+        let existing = self
+            .procs
+            .iter()
+            .find(|(_, p)| p.bundle == bundle && !p.killing)
+            .map(|(id, _)| *id);
+        let (proc, cold) = match existing {
+            Some(p) => (p, false),
+            None => {
+                let p = self.id();
+                self.procs.insert(
+                    p,
+                    Process {
+                        bundle: bundle.clone(),
+                        state: ProcState::Spawning,
+                        attached: false,
+                        killing: false,
+                        since: now,
+                    },
+                );
+                self.actions.push_back(Action::Spawn { proc: p, bundle });
+                (p, true)
+            }
+        };
+        let id = self.id();
+        let mission = (target.kind == AbilityType::Page).then(|| {
+            let m = self.next_mission;
+            self.next_mission += 1;
+            self.missions.push((m, id));
+            m
+        });
+        let mut queue = VecDeque::new();
+        queue.push_back(Command::Create {
+            want,
+            reason: LaunchReason::StartAbility,
+        });
+        self.records.insert(
+            id,
+            Record {
+                target,
+                proc,
+                state: State::Initial,
+                mission,
+                pending: None,
+                queue,
+                waiters: Vec::new(),
+                starts: 0,
+                conns: Vec::new(),
+                connecting: Vec::new(),
+                ending: false,
+            },
+        );
+        (id, cold)
+    }
+
+    fn touch_mission(&mut self, id: RecordId) {
+        if let Some(i) = self.missions.iter().position(|(_, r)| *r == id) {
+            let m = self.missions.remove(i);
+            self.missions.push(m);
+        }
+    }
+
+    /// Sends the record's next step if none is in flight and its host can take it.
+    fn advance(&mut self, id: RecordId, now: Instant) {
+        // Bounded: each turn takes a step off the queue or returns.
+        loop {
+            let Some(r) = self.records.get(&id) else {
+                return;
+            };
+            if r.pending.is_some() {
+                return;
+            }
+            let proc = r.proc;
+            if !self.procs.get(&proc).is_some_and(|p| p.attached) {
+                // Its host has not attached yet: the process's load deadline runs.
+                return;
+            }
+            let r = self.rec(id);
+            let cmd = match r.queue.pop_front() {
+                Some(cmd) => cmd,
+                None if r.ending && r.state == State::Foreground => Command::Background,
+                None if r.ending => {
+                    r.ending = false;
+                    Command::Destroy
+                }
+                None => return,
+            };
+            // Steps the state makes pointless are skipped, but still answer their callers.
+            if cmd == Command::Foreground && r.state == State::Foreground {
+                let mission = r.mission;
+                let done = std::mem::take(&mut r.waiters);
+                self.reply_started(id, mission, done, now);
+                continue;
+            }
+            if cmd == Command::Background && r.state != State::Foreground {
+                continue;
+            }
+            r.state = match &cmd {
+                Command::Foreground => State::Foregrounding,
+                Command::Background => State::Backgrounding,
+                Command::Destroy => State::Terminating,
+                _ => r.state,
+            };
+            let deadline = now + self.limit(&cmd);
+            let r = self.rec(id);
+            r.pending = Some((cmd.clone(), deadline));
+            let element = r.target.element.clone();
+            self.actions.push_back(Action::Schedule {
+                proc,
+                record: id,
+                element,
+                cmd: Box::new(cmd),
+            });
+            return;
+        }
+    }
+
+    fn reply_started(
+        &mut self,
+        record: RecordId,
+        mission: Option<MissionId>,
+        waiters: Vec<Waiter>,
+        now: Instant,
+    ) {
+        for w in waiters {
+            self.actions.push_back(Action::Reply {
+                request: w.request,
+                result: Ok(Started {
+                    record,
+                    mission,
+                    cold: w.cold,
+                    elapsed: now.saturating_duration_since(w.since),
+                }),
+            });
+        }
+    }
+
+    fn kill(&mut self, proc: ProcId, reason: String) {
+        if let Some(p) = self.procs.get_mut(&proc)
+            && !p.killing
+        {
+            p.killing = true;
+            let pid = match p.state {
+                ProcState::Running { pid } => Some(pid),
+                ProcState::Spawning => None,
+            };
+            self.actions.push_back(Action::Kill { proc, pid, reason });
+        }
+    }
+
+    /// Ends every record of a process that is gone or being killed, failing their waiters.
+    fn end_records_of(&mut self, proc: ProcId, why: &str) {
+        let ids: Vec<RecordId> = self
+            .records
+            .iter()
+            .filter(|(_, r)| r.proc == proc)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            if let Some(r) = self.records.get_mut(&id) {
+                let err = AbilityError::Internal(format!("{}: {why}", r.target.element));
+                for w in std::mem::take(&mut r.waiters) {
+                    self.actions.push_back(Action::Reply {
+                        request: w.request,
+                        result: Err(err.clone()),
+                    });
+                }
+                for (request, conn) in std::mem::take(&mut r.connecting) {
+                    self.actions.push_back(Action::Connected {
+                        request,
+                        conn,
+                        result: Err(err.clone()),
+                    });
+                }
+                for conn in std::mem::take(&mut r.conns) {
+                    self.actions.push_back(Action::ConnectionLost { conn });
+                }
+            }
+            self.remove_record(id);
+        }
+    }
+
+    fn remove_record(&mut self, id: RecordId) {
+        let Some(r) = self.records.remove(&id) else {
+            return;
+        };
+        self.missions.retain(|(_, rec)| *rec != id);
+        if self.foreground == Some(id) {
+            self.foreground = None;
+        }
+        for conn in r.conns {
+            self.actions.push_back(Action::ConnectionLost { conn });
+        }
+        // A process with nothing left to run is ended.
+        if !self.records.values().any(|o| o.proc == r.proc) {
+            self.kill(r.proc, "its last ability ended".into());
+        }
+    }
+}

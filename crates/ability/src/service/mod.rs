@@ -1,0 +1,366 @@
+//! The ability manager service: the pure [`Manager`] driven by IPC calls, the app spawner's
+//! reports and a timer, its actions carried out on the spawner's socket and the app hosts'
+//! subscriptions.
+
+mod sa;
+
+use crate::api::{self, HostEvent, StartReply, StartedInfo};
+use crate::error::AbilityError;
+use crate::layout::{self, Host};
+use crate::manager::{Action, Manager, ProcId, RequestId, Started, Timeouts};
+use crate::resolve::{AbilityDecl, Caller, resolve};
+use crate::spawn::{FromSpawner, MAX_FRAME, SpawnRequest, ToSpawner};
+use crate::want::{Element, Want};
+use oxh_ipc::ConnHandle;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+/// What the ability manager asks of the bundle manager (wired in by the daemon, so this crate
+/// does not depend on the bundle service).
+pub trait Bundles: Send + Sync + 'static {
+    /// Every installed ability of `user`'s bundles.
+    fn abilities(&self, user: i32) -> Vec<AbilityDecl>;
+    /// The uid of `bundle` for `user`, if it is installed.
+    fn uid(&self, bundle: &str, user: i32) -> Option<u32>;
+    /// The bundle a uid belongs to (to know when a caller starts its own abilities).
+    fn bundle_of_uid(&self, uid: u32) -> Option<String>;
+}
+
+/// How the service runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the device keeps things (for sandboxes).
+    pub host: Host,
+    /// The user whose apps run (OpenHarmony's first user is 100).
+    pub user: i32,
+    /// Lifecycle deadlines.
+    pub timeouts: Timeouts,
+}
+
+/// An app process the service asked for.
+#[derive(Debug)]
+struct Proc {
+    bundle: String,
+    uid: u32,
+    pid: Option<u32>,
+    /// Its host's connection and subscription, once attached.
+    host: Option<(ConnHandle, u64)>,
+}
+
+struct Inner {
+    core: Manager,
+    next_request: RequestId,
+    waiting: HashMap<RequestId, oneshot::Sender<Result<Started, AbilityError>>>,
+    procs: HashMap<ProcId, Proc>,
+    /// srcEntry of the abilities that have run, for the hosts' Create steps.
+    entries: HashMap<Element, String>,
+}
+
+/// The ability manager SA.
+pub struct AbilityService {
+    cfg: Config,
+    bundles: Arc<dyn Bundles>,
+    perms: Arc<dyn oxh_samgr::PermissionChecker>,
+    inner: Mutex<Inner>,
+    /// Wakes the timer when a deadline may have moved.
+    wake: Notify,
+    /// Wakes hosts waiting in ATTACH for their pid to be known.
+    spawned: Notify,
+    spawner: mpsc::UnboundedSender<ToSpawner>,
+}
+
+impl AbilityService {
+    /// Starts the service over a connected spawner socket (see [`crate::spawn::serve`]).
+    pub fn start(
+        cfg: Config,
+        bundles: Arc<dyn Bundles>,
+        perms: Arc<dyn oxh_samgr::PermissionChecker>,
+        spawner: std::os::unix::net::UnixStream,
+    ) -> std::io::Result<Arc<Self>> {
+        spawner.set_nonblocking(true)?;
+        let sock = tokio::net::UnixStream::from_std(spawner)?;
+        let (mut rd, mut wr) = sock.into_split();
+        let (tx, mut rx) = mpsc::unbounded_channel::<ToSpawner>();
+        let me = Arc::new(AbilityService {
+            inner: Mutex::new(Inner {
+                core: Manager::new(cfg.timeouts),
+                next_request: 1,
+                waiting: HashMap::new(),
+                procs: HashMap::new(),
+                entries: HashMap::new(),
+            }),
+            cfg,
+            bundles,
+            perms,
+            wake: Notify::new(),
+            spawned: Notify::new(),
+            spawner: tx,
+        });
+        tokio::spawn(async move {
+            while let Some(m) = rx.recv().await {
+                let Ok(body) = postcard::to_allocvec(&m) else {
+                    continue;
+                };
+                let mut frame = (body.len() as u32).to_le_bytes().to_vec();
+                frame.extend_from_slice(&body);
+                if wr.write_all(&frame).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let weak = Arc::downgrade(&me);
+        tokio::spawn(async move {
+            loop {
+                let mut len = [0u8; 4];
+                if rd.read_exact(&mut len).await.is_err() {
+                    break;
+                }
+                let len = u32::from_le_bytes(len) as usize;
+                if len > MAX_FRAME {
+                    break;
+                }
+                let mut body = vec![0u8; len];
+                if rd.read_exact(&mut body).await.is_err() {
+                    break;
+                }
+                let Ok(msg) = postcard::from_bytes::<FromSpawner>(&body) else {
+                    break;
+                };
+                let Some(me) = weak.upgrade() else { break };
+                me.on_spawner(msg);
+            }
+            tracing::error!(
+                tag = "AbilityManager",
+                "the app spawner is gone; apps cannot start"
+            );
+        });
+        // The timer: the service lives as long as the daemon, and so does this task.
+        let timer = me.clone();
+        tokio::spawn(async move {
+            loop {
+                let deadline = timer.with(|i| i.core.deadline());
+                let notified = timer.wake.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                let sleep = async {
+                    match deadline {
+                        Some(d) => tokio::time::sleep_until(d.into()).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    _ = notified => {}
+                    _ = sleep => timer.drive(|core| core.on_timeout(Instant::now())),
+                }
+            }
+        });
+        Ok(me)
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut g)
+    }
+
+    /// Runs `f` on the core, then carries out what it asks and re-arms the timer.
+    fn drive<T>(&self, f: impl FnOnce(&mut Manager) -> T) -> T {
+        let r = self.with(|i| {
+            let r = f(&mut i.core);
+            self.perform(i);
+            r
+        });
+        self.wake.notify_one();
+        r
+    }
+
+    fn perform(&self, i: &mut Inner) {
+        while let Some(a) = i.core.poll_action() {
+            match a {
+                Action::Spawn { proc, bundle } => self.spawn(i, proc, bundle),
+                Action::Schedule {
+                    proc,
+                    record,
+                    element,
+                    cmd,
+                } => {
+                    let entry = i.entries.get(&element).cloned().unwrap_or_default();
+                    tracing::info!(
+                        tag = "AbilityManager",
+                        public_ability = %element,
+                        "schedule {}",
+                        cmd.name()
+                    );
+                    let ev = HostEvent::Schedule {
+                        record,
+                        element,
+                        entry,
+                        step: *cmd,
+                    };
+                    if let Some((conn, sub)) = i.procs.get(&proc).and_then(|p| p.host.as_ref()) {
+                        // A host that does not take it misses its deadline and is killed.
+                        let _ = conn.push_event(*sub, &oxh_ipc::encode(&ev));
+                    }
+                }
+                Action::Kill { proc, reason, .. } => {
+                    tracing::info!(
+                        tag = "AbilityManager",
+                        "killing app process {proc}: {reason}"
+                    );
+                    let _ = self.spawner.send(ToSpawner::Kill { proc });
+                }
+                Action::Reply { request, result } => {
+                    if let Some(tx) = i.waiting.remove(&request) {
+                        let _ = tx.send(result);
+                    }
+                }
+                Action::Fault(f) => {
+                    let abilities: Vec<String> =
+                        f.abilities.iter().map(|e| e.to_string()).collect();
+                    tracing::error!(
+                        tag = "AppFault",
+                        public_bundle = f.bundle.as_str(),
+                        public_pid = f.pid,
+                        public_signal = f.signal.unwrap_or(0),
+                        public_status = f.status.unwrap_or(0),
+                        "app process died: {} (abilities: {})",
+                        match f.signal {
+                            Some(s) => format!("signal {s}"),
+                            None => format!("exit status {}", f.status.unwrap_or(0)),
+                        },
+                        abilities.join(", ")
+                    );
+                }
+                Action::Connected { .. } | Action::ConnectionLost { .. } => {}
+            }
+        }
+    }
+
+    fn spawn(&self, i: &mut Inner, proc: ProcId, bundle: String) {
+        let Some(uid) = self.bundles.uid(&bundle, self.cfg.user) else {
+            i.core
+                .spawn_failed(proc, &format!("{bundle} is not installed"));
+            return;
+        };
+        let binds = layout::binds(&self.cfg.host, &bundle, self.cfg.user, |p| p.exists());
+        let req = SpawnRequest {
+            proc,
+            name: bundle.clone(),
+            uid,
+            gid: uid,
+            groups: vec![uid],
+            binds,
+            program: layout::HOST_PROGRAM.into(),
+            args: Vec::new(),
+            env: vec![
+                (layout::IPC_SOCKET_ENV.into(), layout::IPC_SOCKET.into()),
+                (layout::PROC_ENV.into(), proc.to_string()),
+                ("HOME".into(), "/data/storage/el2/base".into()),
+            ],
+            cwd: "/data/storage/el2/base".into(),
+        };
+        i.procs.insert(
+            proc,
+            Proc {
+                bundle,
+                uid,
+                pid: None,
+                host: None,
+            },
+        );
+        if self.spawner.send(ToSpawner::Spawn(req)).is_err() {
+            i.procs.remove(&proc);
+            i.core.spawn_failed(proc, "the app spawner is gone");
+        }
+    }
+
+    fn on_spawner(&self, msg: FromSpawner) {
+        match msg {
+            FromSpawner::Spawned { proc, pid } => {
+                self.with(|i| {
+                    if let Some(p) = i.procs.get_mut(&proc) {
+                        p.pid = Some(pid);
+                    }
+                });
+                self.drive(|core| core.spawned(proc, pid));
+                self.spawned.notify_waiters();
+            }
+            FromSpawner::Failed { proc, error } => {
+                tracing::error!(
+                    tag = "AbilityManager",
+                    "app process {proc} did not start: {error}"
+                );
+                self.with(|i| i.procs.remove(&proc));
+                self.drive(|core| core.spawn_failed(proc, &error));
+                self.spawned.notify_waiters();
+            }
+            FromSpawner::Exited {
+                proc,
+                signal,
+                status,
+                ..
+            } => {
+                self.with(|i| i.procs.remove(&proc));
+                self.drive(|core| core.exited(proc, signal, status));
+            }
+        }
+    }
+
+    /// Starts what `want` names for `caller` (START_ABILITY).
+    pub async fn start_ability(
+        &self,
+        caller: &oxh_ipc::Caller,
+        want: Want,
+        wait: bool,
+    ) -> Result<StartReply, AbilityError> {
+        let installed = self.bundles.abilities(self.cfg.user);
+        let who = Caller {
+            bundle: self.bundles.bundle_of_uid(caller.uid),
+            may_start_invisible: self.perms.verify(caller, api::PERMISSION_START_INVISIBLE),
+        };
+        let target = resolve(&want, &installed, &who)?;
+        let element = target.element.clone();
+        if let Some(d) = installed.iter().find(|d| d.element == element) {
+            self.with(|i| i.entries.insert(element.clone(), d.src_entry.clone()));
+        }
+        let (tx, rx) = oneshot::channel();
+        self.with(|i| {
+            let r = i.next_request;
+            i.next_request += 1;
+            i.waiting.insert(r, tx);
+            i.core.start(r, target, want, Instant::now());
+            self.perform(i);
+        });
+        self.wake.notify_one();
+        if !wait {
+            return Ok(StartReply {
+                element,
+                started: None,
+            });
+        }
+        let s = rx
+            .await
+            .map_err(|_| AbilityError::Internal("the ability manager stopped".into()))??;
+        Ok(StartReply {
+            element,
+            started: Some(StartedInfo {
+                record: s.record,
+                mission: s.mission,
+                cold: s.cold,
+                elapsed_us: s.elapsed.as_micros() as u64,
+            }),
+        })
+    }
+
+    /// The process a caller's pid is the host of.
+    fn host_proc(&self, caller: &oxh_ipc::Caller) -> Option<ProcId> {
+        self.with(|i| {
+            i.procs
+                .iter()
+                .find(|(_, p)| p.pid == Some(caller.pid as u32) && p.uid == caller.uid)
+                .map(|(id, _)| *id)
+        })
+    }
+}

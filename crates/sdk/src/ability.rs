@@ -1,0 +1,454 @@
+//! Abilities (`@ohos.app.ability.*`): the ability manager's proxy, and what a native app
+//! implements: an [`Ability`] (UIAbility) or a [`ServiceExtension`], exported to the app host
+//! with [`export_abilities!`](crate::export_abilities).
+//!
+//! ```no_run
+//! use oxh_sdk::ability::{Ability, Context, LaunchReason, Want};
+//!
+//! #[derive(Default)]
+//! struct EntryAbility;
+//!
+//! impl Ability for EntryAbility {
+//!     fn on_create(&mut self, _ctx: &Context, want: &Want, _reason: LaunchReason) {
+//!         eprintln!("started for {}", want.bundle_name);
+//!     }
+//! }
+//!
+//! oxh_sdk::export_abilities!(ability "EntryAbility" => EntryAbility);
+//! ```
+
+use crate::{Device, Error};
+use oxh_ability::abi::{self, OxhAbilityCallbacks, OxhHost, OxhWant};
+use oxh_ability::api;
+pub use oxh_ability::api::{RecordDump, StartArgs, StartReply, StartedInfo};
+pub use oxh_ability::{AbilityError, Element, LaunchReason, Want, WantParam};
+use std::ffi::c_void;
+
+/// The ability manager (`@ohos.app.ability.abilityManager`, `aa`).
+pub struct AbilityManager<'a> {
+    pub(crate) dev: &'a Device,
+}
+
+impl AbilityManager<'_> {
+    /// Starts what `want` names; with `wait`, answers once it is in the foreground.
+    pub async fn start_ability(&self, want: Want, wait: bool) -> Result<StartReply, Error> {
+        self.dev
+            .client
+            .call(api::SA_ID, api::START_ABILITY, &StartArgs { want, wait })
+            .await
+    }
+
+    /// Stops a started service extension.
+    pub async fn stop_service(&self, element: Element) -> Result<(), Error> {
+        self.dev
+            .client
+            .call(api::SA_ID, api::STOP_SERVICE, &element)
+            .await
+    }
+
+    /// Kills a bundle's processes (`aa force-stop`).
+    pub async fn force_stop(&self, bundle: &str) -> Result<(), Error> {
+        self.dev
+            .client
+            .call(api::SA_ID, api::FORCE_STOP, &bundle.to_string())
+            .await
+    }
+
+    /// Missions and running abilities (`aa dump -l`).
+    pub async fn dump(&self) -> Result<Vec<RecordDump>, Error> {
+        self.dev
+            .client
+            .call(api::SA_ID, api::DUMP_MISSIONS, &())
+            .await
+    }
+}
+
+impl Device {
+    /// The ability manager.
+    pub fn ability(&self) -> AbilityManager<'_> {
+        AbilityManager { dev: self }
+    }
+
+    /// Connects an app to its device from inside its sandbox, where the daemon's socket is
+    /// where the spawner said (`OXH_SOCKET`).
+    pub async fn connect_in_app() -> Result<Self, Error> {
+        let socket = std::env::var_os(api::IPC_SOCKET_ENV)
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| api::IPC_SOCKET.into());
+        Self::connect_socket(&socket).await
+    }
+}
+
+/// An ability's context: what it may ask of the system while it lives.
+pub struct Context {
+    host: *const OxhHost,
+}
+
+// SAFETY: the host's functions may be called from any thread; the pointer stays valid for
+// the instance's life, which the Context does not outlive.
+unsafe impl Send for Context {}
+unsafe impl Sync for Context {}
+
+impl Context {
+    /// `startAbility(want)`: returns once the ability manager accepted the start.
+    pub fn start_ability(&self, want: &Want) -> Result<(), i32> {
+        let data = oxh_ipc::encode(want);
+        let w = OxhWant {
+            json: std::ptr::null(),
+            data: data.as_ptr(),
+            len: data.len(),
+        };
+        // SAFETY: the host pointer is valid while the instance lives (ABI contract).
+        let rc = unsafe {
+            let h = &*self.host;
+            (h.start_ability)(h.ctx, &w)
+        };
+        if rc == 0 { Ok(()) } else { Err(rc) }
+    }
+
+    /// `terminateSelf()`: `onBackground` and `onDestroy` follow.
+    pub fn terminate_self(&self) -> Result<(), i32> {
+        // SAFETY: as above.
+        let rc = unsafe {
+            let h = &*self.host;
+            (h.terminate_self)(h.ctx)
+        };
+        if rc == 0 { Ok(()) } else { Err(rc) }
+    }
+
+    /// Runs `f` to completion on the app's own runtime (SDK calls are async; lifecycle
+    /// callbacks are not).
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        app_runtime().block_on(f)
+    }
+}
+
+fn app_runtime() -> &'static tokio::runtime::Runtime {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime for the app")
+    })
+}
+
+/// A UIAbility's lifecycle (`@ohos.app.ability.UIAbility`). Every callback has a default
+/// that does nothing.
+pub trait Ability: Send + 'static {
+    /// `onCreate(want, launchParam)`.
+    fn on_create(&mut self, _ctx: &Context, _want: &Want, _reason: LaunchReason) {}
+    /// `onNewWant(want)`: a singleton started again.
+    fn on_new_want(&mut self, _ctx: &Context, _want: &Want) {}
+    /// `onForeground()`.
+    fn on_foreground(&mut self, _ctx: &Context) {}
+    /// `onBackground()`.
+    fn on_background(&mut self, _ctx: &Context) {}
+    /// `onDestroy()`.
+    fn on_destroy(&mut self, _ctx: &Context) {}
+}
+
+/// A ServiceExtensionAbility's lifecycle.
+pub trait ServiceExtension: Send + 'static {
+    /// `onCreate(want)`.
+    fn on_create(&mut self, _ctx: &Context, _want: &Want) {}
+    /// `onRequest(want, startId)`: a start.
+    fn on_request(&mut self, _ctx: &Context, _want: &Want, _start_id: i32) {}
+    /// `onConnect(want)`.
+    fn on_connect(&mut self, _ctx: &Context, _want: &Want) {}
+    /// `onDisconnect(want)`.
+    fn on_disconnect(&mut self, _ctx: &Context, _want: &Want) {}
+    /// `onDestroy()`.
+    fn on_destroy(&mut self, _ctx: &Context) {}
+}
+
+fn reason_of(r: i32) -> LaunchReason {
+    match r {
+        1 => LaunchReason::StartAbility,
+        2 => LaunchReason::Call,
+        3 => LaunchReason::Continuation,
+        4 => LaunchReason::AppRecovery,
+        5 => LaunchReason::Share,
+        8 => LaunchReason::AutoStartup,
+        9 => LaunchReason::InsightIntent,
+        _ => LaunchReason::Unknown,
+    }
+}
+
+/// # Safety
+/// `w` is null or a valid [`OxhWant`].
+unsafe fn want_of(w: *const OxhWant) -> Want {
+    // SAFETY: the caller's contract.
+    let Some(w) = (unsafe { w.as_ref() }) else {
+        return Want::default();
+    };
+    if w.data.is_null() {
+        return Want::default();
+    }
+    // SAFETY: the host passes postcard bytes valid for `len`.
+    let bytes = unsafe { std::slice::from_raw_parts(w.data, w.len) };
+    oxh_ipc::decode(bytes).unwrap_or_default()
+}
+
+struct Instance<T> {
+    ability: T,
+    ctx: Context,
+}
+
+/// # Safety
+/// `this` is what `create` returned and has not been destroyed.
+unsafe fn instance<'a, T>(this: *mut c_void) -> &'a mut Instance<T> {
+    // SAFETY: the caller's contract.
+    unsafe { &mut *this.cast::<Instance<T>>() }
+}
+
+/// Callback tables for a UIAbility type (used by [`export_abilities!`](crate::export_abilities)).
+#[doc(hidden)]
+pub struct UiTable<T>(std::marker::PhantomData<T>);
+
+impl<T: Ability + Default> UiTable<T> {
+    /// The table the host calls.
+    pub const CALLBACKS: OxhAbilityCallbacks = OxhAbilityCallbacks {
+        version: abi::ABI_VERSION,
+        on_create: Some(Self::on_create),
+        on_new_want: Some(Self::on_new_want),
+        on_foreground: Some(Self::on_foreground),
+        on_background: Some(Self::on_background),
+        on_destroy: Some(Self::on_destroy),
+        on_request: None,
+        on_connect: None,
+        on_disconnect: None,
+    };
+
+    unsafe extern "C" fn on_create(
+        host: *const OxhHost,
+        want: *const OxhWant,
+        reason: i32,
+    ) -> *mut c_void {
+        let mut i = Box::new(Instance {
+            ability: T::default(),
+            ctx: Context { host },
+        });
+        // SAFETY: the ABI's contract for `want`.
+        let w = unsafe { want_of(want) };
+        let Instance { ability, ctx } = &mut *i;
+        ability.on_create(ctx, &w, reason_of(reason));
+        Box::into_raw(i).cast()
+    }
+
+    unsafe extern "C" fn on_new_want(this: *mut c_void, want: *const OxhWant) {
+        // SAFETY: the ABI's contract.
+        let (i, w) = unsafe { (instance::<T>(this), want_of(want)) };
+        i.ability.on_new_want(&i.ctx, &w);
+    }
+
+    unsafe extern "C" fn on_foreground(this: *mut c_void) {
+        // SAFETY: the ABI's contract.
+        let i = unsafe { instance::<T>(this) };
+        i.ability.on_foreground(&i.ctx);
+    }
+
+    unsafe extern "C" fn on_background(this: *mut c_void) {
+        // SAFETY: the ABI's contract.
+        let i = unsafe { instance::<T>(this) };
+        i.ability.on_background(&i.ctx);
+    }
+
+    unsafe extern "C" fn on_destroy(this: *mut c_void) {
+        // SAFETY: the ABI's contract: the last call on this instance.
+        let mut i = unsafe { Box::from_raw(this.cast::<Instance<T>>()) };
+        let Instance { ability, ctx } = &mut *i;
+        ability.on_destroy(ctx);
+    }
+}
+
+/// Callback tables for a service extension type.
+#[doc(hidden)]
+pub struct ServiceTable<T>(std::marker::PhantomData<T>);
+
+impl<T: ServiceExtension + Default> ServiceTable<T> {
+    /// The table the host calls.
+    pub const CALLBACKS: OxhAbilityCallbacks = OxhAbilityCallbacks {
+        version: abi::ABI_VERSION,
+        on_create: Some(Self::on_create),
+        on_new_want: None,
+        on_foreground: None,
+        on_background: None,
+        on_destroy: Some(Self::on_destroy),
+        on_request: Some(Self::on_request),
+        on_connect: Some(Self::on_connect),
+        on_disconnect: Some(Self::on_disconnect),
+    };
+
+    unsafe extern "C" fn on_create(
+        host: *const OxhHost,
+        want: *const OxhWant,
+        _reason: i32,
+    ) -> *mut c_void {
+        let mut i = Box::new(Instance {
+            ability: T::default(),
+            ctx: Context { host },
+        });
+        // SAFETY: the ABI's contract.
+        let w = unsafe { want_of(want) };
+        let Instance { ability, ctx } = &mut *i;
+        ability.on_create(ctx, &w);
+        Box::into_raw(i).cast()
+    }
+
+    unsafe extern "C" fn on_request(this: *mut c_void, want: *const OxhWant, start_id: i32) {
+        // SAFETY: the ABI's contract.
+        let (i, w) = unsafe { (instance::<T>(this), want_of(want)) };
+        i.ability.on_request(&i.ctx, &w, start_id);
+    }
+
+    unsafe extern "C" fn on_connect(this: *mut c_void, want: *const OxhWant) {
+        // SAFETY: the ABI's contract.
+        let (i, w) = unsafe { (instance::<T>(this), want_of(want)) };
+        i.ability.on_connect(&i.ctx, &w);
+    }
+
+    unsafe extern "C" fn on_disconnect(this: *mut c_void, want: *const OxhWant) {
+        // SAFETY: the ABI's contract.
+        let (i, w) = unsafe { (instance::<T>(this), want_of(want)) };
+        i.ability.on_disconnect(&i.ctx, &w);
+    }
+
+    unsafe extern "C" fn on_destroy(this: *mut c_void) {
+        // SAFETY: the ABI's contract: the last call on this instance.
+        let mut i = unsafe { Box::from_raw(this.cast::<Instance<T>>()) };
+        let Instance { ability, ctx } = &mut *i;
+        ability.on_destroy(ctx);
+    }
+}
+
+/// Exports a library's abilities to the app host: one `OxhAbility_Entry` that returns each
+/// named ability's callbacks. Each type implements `Default` and [`Ability`] (`ability`) or
+/// [`ServiceExtension`] (`service`); the names are module.json's ability names.
+///
+/// ```ignore
+/// oxh_sdk::export_abilities!(ability "EntryAbility" => Notes, service "CounterService" => Counter);
+/// ```
+#[macro_export]
+macro_rules! export_abilities {
+    ($($kind:ident $name:literal => $ty:ty),+ $(,)?) => {
+        /// The native ability entry (see `oxh_ability::abi`).
+        ///
+        /// # Safety
+        /// `name` is null or a NUL-terminated string.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn OxhAbility_Entry(
+            name: *const ::std::ffi::c_char,
+        ) -> *const $crate::ability::Callbacks {
+            if name.is_null() {
+                return ::std::ptr::null();
+            }
+            // SAFETY: the host passes a NUL-terminated name.
+            let name = unsafe { ::std::ffi::CStr::from_ptr(name) }.to_bytes();
+            $(
+                if name == $name.as_bytes() {
+                    return $crate::export_abilities!(@table $kind $ty);
+                }
+            )+
+            ::std::ptr::null()
+        }
+    };
+    (@table ability $ty:ty) => { &$crate::ability::UiTable::<$ty>::CALLBACKS };
+    (@table service $ty:ty) => { &$crate::ability::ServiceTable::<$ty>::CALLBACKS };
+}
+
+/// The callback table type the export macro returns.
+pub type Callbacks = OxhAbilityCallbacks;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CString;
+    use std::sync::Mutex;
+
+    static LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    #[derive(Default)]
+    struct Probe;
+
+    impl Ability for Probe {
+        fn on_create(&mut self, _ctx: &Context, want: &Want, reason: LaunchReason) {
+            LOG.lock()
+                .unwrap()
+                .push(format!("create {} {reason:?}", want.bundle_name));
+        }
+        fn on_foreground(&mut self, _ctx: &Context) {
+            LOG.lock().unwrap().push("foreground".into());
+        }
+        fn on_destroy(&mut self, _ctx: &Context) {
+            LOG.lock().unwrap().push("destroy".into());
+        }
+    }
+
+    #[derive(Default)]
+    struct Svc;
+    impl ServiceExtension for Svc {
+        fn on_request(&mut self, _ctx: &Context, _want: &Want, start_id: i32) {
+            LOG.lock().unwrap().push(format!("request {start_id}"));
+        }
+    }
+
+    crate::export_abilities!(ability "Probe" => Probe, service "Svc" => Svc);
+
+    unsafe extern "C" fn no_start(_: *mut c_void, _: *const OxhWant) -> i32 {
+        16_000_001
+    }
+    unsafe extern "C" fn no_terminate(_: *mut c_void) -> i32 {
+        0
+    }
+
+    #[test]
+    fn the_exported_entry_drives_the_trait_through_the_c_abi() {
+        let host = OxhHost {
+            version: abi::ABI_VERSION,
+            ctx: std::ptr::null_mut(),
+            start_ability: no_start,
+            terminate_self: no_terminate,
+        };
+        let name = CString::new("Probe").unwrap();
+        // SAFETY: calling our own exported entry as the host would.
+        let t = unsafe { &*OxhAbility_Entry(name.as_ptr()) };
+        assert_eq!(t.version, abi::ABI_VERSION);
+        assert!(t.on_request.is_none(), "a UIAbility has no onRequest");
+        let data = oxh_ipc::encode(&Want::explicit("com.x", "Probe"));
+        let w = OxhWant {
+            json: std::ptr::null(),
+            data: data.as_ptr(),
+            len: data.len(),
+        };
+        // SAFETY: the ABI's order: create, then steps, then destroy.
+        unsafe {
+            let this = (t.on_create.unwrap())(&host, &w, 1);
+            assert!(!this.is_null());
+            let i = instance::<Probe>(this);
+            assert_eq!(i.ctx.start_ability(&Want::default()), Err(16_000_001));
+            (t.on_foreground.unwrap())(this);
+            (t.on_destroy.unwrap())(this);
+        }
+        let svc = CString::new("Svc").unwrap();
+        // SAFETY: as above.
+        unsafe {
+            let t = &*OxhAbility_Entry(svc.as_ptr());
+            let this = (t.on_create.unwrap())(&host, &w, 1);
+            (t.on_request.unwrap())(this, &w, 2);
+            (t.on_destroy.unwrap())(this);
+            let none = CString::new("Nope").unwrap();
+            assert!(OxhAbility_Entry(none.as_ptr()).is_null());
+        }
+        let log = LOG.lock().unwrap().clone();
+        assert_eq!(
+            log,
+            [
+                "create com.x StartAbility",
+                "foreground",
+                "destroy",
+                "request 2"
+            ]
+        );
+    }
+}

@@ -1,0 +1,202 @@
+//! The notes example: a native UIAbility in Rust. It logs each lifecycle callback to hilog
+//! (tag `Notes`, so a test can read the order), keeps a count of its starts in a KV store of
+//! its own, and obeys Want parameters: `crash` (abort in onForeground, to show a fault
+//! record), `hang` (never return from onForeground, to show the 5 s deadline) and `probe`
+//! (try, from inside the sandbox, what an app must not be able to do, and log each result).
+
+use oxh_sdk::Device;
+use oxh_sdk::ability::{Ability, Context, LaunchReason, Want, WantParam};
+use oxh_sdk::hilog::LogArg;
+use oxh_sdk::kv::{KVManager, Options};
+
+/// The hilog domain of this app.
+const DOMAIN: u32 = 0x0001;
+
+/// One instance of an ability of this app.
+#[derive(Default)]
+pub struct Notes {
+    name: &'static str,
+    dev: Option<Device>,
+    crash: bool,
+    hang: bool,
+    probe: bool,
+}
+
+/// `errno` of the last failed call, as its name.
+fn errno() -> String {
+    match std::io::Error::last_os_error().raw_os_error() {
+        Some(libc::EPERM) => "EPERM".into(),
+        Some(libc::EACCES) => "EACCES".into(),
+        Some(libc::ENOENT) => "ENOENT".into(),
+        Some(libc::EROFS) => "EROFS".into(),
+        Some(libc::ESRCH) => "ESRCH".into(),
+        Some(e) => format!("errno {e}"),
+        None => "?".into(),
+    }
+}
+
+/// What the sandbox must refuse, each as `name=result` (`ok` means the app got through).
+fn probes() -> Vec<String> {
+    let mut v = Vec::new();
+    let mut rec = |name: &str, r: Result<(), String>| {
+        v.push(format!("{name}={}", r.err().unwrap_or_else(|| "ok".into())));
+    };
+    let open = |p: &str| {
+        std::fs::read(p)
+            .map(|_| ())
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ENOENT) => "ENOENT".to_string(),
+                Some(libc::EACCES) => "EACCES".to_string(),
+                Some(libc::EPERM) => "EPERM".to_string(),
+                _ => e.to_string(),
+            })
+    };
+    rec("shadow", open("/etc/shadow"));
+    rec(
+        "other_app",
+        open("/data/app/el2/100/base/com.example.helloc"),
+    );
+    rec(
+        "init_root",
+        std::fs::read_dir("/proc/1/root")
+            .map(|_| ())
+            .map_err(|_| errno()),
+    );
+    // SAFETY: plain system calls whose failure is the point.
+    unsafe {
+        let parent = libc::getppid();
+        rec(
+            "ptrace",
+            if libc::ptrace(libc::PTRACE_ATTACH, parent, 0, 0) == 0 {
+                Ok(())
+            } else {
+                Err(errno())
+            },
+        );
+        rec(
+            "setuid0",
+            if libc::setuid(0) == 0 {
+                Ok(())
+            } else {
+                Err(errno())
+            },
+        );
+        rec(
+            "mount",
+            if libc::mount(
+                c"none".as_ptr(),
+                c"/tmp".as_ptr(),
+                c"tmpfs".as_ptr(),
+                0,
+                std::ptr::null(),
+            ) == 0
+            {
+                Ok(())
+            } else {
+                Err(errno())
+            },
+        );
+    }
+    rec(
+        "write_code",
+        std::fs::write("/data/storage/el1/bundle/x", b"x").map_err(|e| match e.raw_os_error() {
+            Some(libc::EROFS) => "EROFS".to_string(),
+            _ => e.to_string(),
+        }),
+    );
+    rec(
+        "write_own",
+        std::fs::write("/data/storage/el2/base/probe.txt", b"x").map_err(|e| e.to_string()),
+    );
+    v
+}
+
+impl Notes {
+    fn log(&self, ctx: &Context, what: &str) {
+        let Some(dev) = &self.dev else { return };
+        let line = format!("{} {what}", self.name);
+        let _ = ctx.block_on(
+            dev.hilog()
+                .info(DOMAIN, "Notes", "%{public}s", &[LogArg::Str(line)]),
+        );
+    }
+
+    fn create(&mut self, name: &'static str, ctx: &Context, want: &Want) {
+        self.name = name;
+        self.crash = want.parameters.get("crash") == Some(&WantParam::Bool(true));
+        self.hang = want.parameters.get("hang") == Some(&WantParam::Bool(true));
+        self.probe = want.parameters.get("probe") == Some(&WantParam::Bool(true));
+        self.dev = ctx.block_on(Device::connect_in_app()).ok();
+        if let Some(dev) = &self.dev {
+            // Its own KV store: the count of its creations.
+            let _ = ctx.block_on(async {
+                let kv = KVManager::new(dev, None)
+                    .get_single_kv_store("notes", Options::default())
+                    .await?;
+                let n = kv
+                    .get(b"starts")
+                    .await
+                    .ok()
+                    .and_then(|v| String::from_utf8(v).ok())
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .unwrap_or(0);
+                kv.put(b"starts", (n + 1).to_string().as_bytes()).await
+            });
+        }
+    }
+}
+
+macro_rules! ability {
+    ($ty:ident, $name:literal) => {
+        /// An ability of this app (see the crate doc).
+        #[derive(Default)]
+        pub struct $ty(Notes);
+
+        impl Ability for $ty {
+            fn on_create(&mut self, ctx: &Context, want: &Want, reason: LaunchReason) {
+                self.0.create($name, ctx, want);
+                self.0.log(ctx, &format!("onCreate {reason:?}"));
+            }
+            fn on_new_want(&mut self, ctx: &Context, want: &Want) {
+                let note = match want.parameters.get("note") {
+                    Some(WantParam::String(s)) => s.clone(),
+                    _ => String::new(),
+                };
+                self.0.log(ctx, &format!("onNewWant {note}"));
+                if want.parameters.get("finish") == Some(&WantParam::Bool(true)) {
+                    let _ = ctx.terminate_self();
+                }
+            }
+            fn on_foreground(&mut self, ctx: &Context) {
+                self.0.log(ctx, "onForeground");
+                if self.0.probe {
+                    for p in probes() {
+                        self.0.log(ctx, &format!("probe {p}"));
+                    }
+                }
+                if self.0.crash {
+                    std::process::abort();
+                }
+                while self.0.hang {
+                    std::thread::park();
+                }
+            }
+            fn on_background(&mut self, ctx: &Context) {
+                self.0.log(ctx, "onBackground");
+            }
+            fn on_destroy(&mut self, ctx: &Context) {
+                self.0.log(ctx, "onDestroy");
+            }
+        }
+    };
+}
+
+ability!(EntryAbility, "EntryAbility");
+ability!(NoteAbility, "NoteAbility");
+ability!(HiddenAbility, "HiddenAbility");
+
+oxh_sdk::export_abilities!(
+    ability "EntryAbility" => EntryAbility,
+    ability "NoteAbility" => NoteAbility,
+    ability "HiddenAbility" => HiddenAbility,
+);

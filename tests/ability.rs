@@ -1,0 +1,507 @@
+//! Apps run: the notes example (a native Rust HAP) installed on a real daemon, started with
+//! `aa` into its sandbox, its lifecycle read back from hilog, and the sandbox checked from
+//! outside through /proc.
+
+use crate::common::TestDevice;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const NOTES: &str = "com.example.notes";
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Builds an example's library with the cargo that runs the tests, in the same profile.
+fn example_lib(package: &str, lib: &str) -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let release = !cfg!(debug_assertions);
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.args(["build", "-q", "-p", package]);
+    if release {
+        cmd.arg("--release");
+    }
+    let st = cmd.status().expect("cargo runs");
+    assert!(st.success(), "building {package} failed");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let p = target
+        .join(if release { "release" } else { "debug" })
+        .join(format!("lib{lib}.so"));
+    assert!(p.is_file(), "{} was not built", p.display());
+    p
+}
+
+/// Packs, signs and installs the notes example on `dev`.
+fn install_notes(dev: &TestDevice, work: &Path) {
+    let lib = example_lib("oxh-example-notes", "notes");
+    install(
+        dev,
+        work,
+        NOTES,
+        "examples/notes/hap/module.json5",
+        &lib,
+        "libnotes.so",
+    );
+}
+
+/// Packs `module` (a module.json5 under the repo) with `lib` as `libs/<abi>/<name>`, signs
+/// it with a fresh dev key and installs it on `dev`.
+fn install(dev: &TestDevice, work: &Path, bundle: &str, module: &str, lib: &Path, name: &str) {
+    let src = work.join(bundle);
+    let abi = oxh_ability::abi::abi_dir();
+    std::fs::create_dir_all(src.join("libs").join(abi)).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(module),
+        src.join("module.json5"),
+    )
+    .unwrap();
+    std::fs::copy(lib, src.join("libs").join(abi).join(name)).unwrap();
+    let keys = work.join(format!("{bundle}.keys"));
+    dev.oxh_ok(&["hap", "keygen", "--bundle", bundle, "--out", s(&keys)]);
+    let unsigned = work.join(format!("{bundle}.unsigned.hap"));
+    let hap = work.join(format!("{bundle}.hap"));
+    dev.oxh_ok(&["hap", "pack", s(&src), "-o", s(&unsigned)]);
+    let k = |n: &str| keys.join(n).to_string_lossy().into_owned();
+    dev.oxh_ok(&[
+        "hap",
+        "sign",
+        s(&unsigned),
+        "--key",
+        &k("dev.key"),
+        "--cert",
+        &k("dev.pem"),
+        "--profile",
+        &k("dev.p7b"),
+        "-o",
+        s(&hap),
+    ]);
+    dev.oxh_ok(&["hap", "trust", "add", &k("root.pem")]);
+    let out = dev.oxh_ok(&["bm", "install", "-p", s(&hap)]);
+    assert_eq!(out.trim(), "install bundle successfully.");
+}
+
+/// `aa ARGS` on the device (its output: aa always exits 0).
+fn aa(dev: &TestDevice, args: &[&str]) -> String {
+    let mut a = vec!["aa"];
+    a.extend_from_slice(args);
+    dev.oxh_ok(&a)
+}
+
+/// The app's lifecycle lines in hilog, in order ("EntryAbility onCreate StartAbility", ...).
+fn lifecycle(dev: &TestDevice) -> Vec<String> {
+    let out = dev.oxh_ok(&["hilog", "-x", "-T", "Notes"]);
+    out.lines()
+        .filter_map(|l| l.split_once("Notes: ").map(|(_, m)| m.trim().to_string()))
+        .collect()
+}
+
+/// Waits (bounded) until the lifecycle log has `n` lines or more.
+fn lifecycle_at_least(dev: &TestDevice, n: usize) -> Vec<String> {
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let l = lifecycle(dev);
+        if l.len() >= n || Instant::now() > end {
+            return l;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The pid of the app process of `bundle` (from `aa dump -a`).
+fn app_pid(dev: &TestDevice) -> Option<u32> {
+    let d = aa(dev, &["dump", "-a"]);
+    d.lines()
+        .find_map(|l| l.trim().strip_prefix("pid #"))
+        .and_then(|p| p.parse().ok())
+}
+
+#[test]
+fn an_installed_native_app_starts_in_its_sandbox_and_runs_its_lifecycle() {
+    if !oxh_testkit::require_root("ability", "to sandbox app processes") {
+        return;
+    }
+    let dev = TestDevice::start();
+    let work = tempfile::tempdir().unwrap();
+    install_notes(&dev, work.path());
+
+    // Without -a: the bundle's main ability (mainElement).
+    let out = aa(&dev, &["start", "-b", NOTES, "-W"]);
+    assert!(out.contains("StartMode: Cold"), "{out}");
+    assert!(out.contains("BundleName: com.example.notes"), "{out}");
+    assert!(out.contains("AbilityName: EntryAbility"), "{out}");
+    assert!(out.ends_with("start ability successfully.\n"), "{out}");
+    assert_eq!(
+        lifecycle_at_least(&dev, 2),
+        [
+            "EntryAbility onCreate StartAbility",
+            "EntryAbility onForeground"
+        ]
+    );
+
+    // The process, seen from outside: its bundle's uid, no capabilities, no_new_privs,
+    // seccomp filtering, its own mount namespace, named by its bundle.
+    let pid = app_pid(&dev).expect("the app's pid in the dump");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |k: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}:")))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    let uid: u32 = field("Uid")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (20_010_000..20_065_536).contains(&uid),
+        "uid {uid}: userId 100 * 200000 + bundleId"
+    );
+    assert_eq!(field("CapEff"), "0000000000000000");
+    assert_eq!(field("NoNewPrivs"), "1");
+    assert_eq!(field("Seccomp"), "2");
+    assert_eq!(
+        field("Name"),
+        "m.example.notes",
+        "the last 15 bytes of the bundle name"
+    );
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    assert!(
+        cmdline.starts_with(b"com.example.notes\0"),
+        "argv[0] is the bundle name"
+    );
+    let ours = std::fs::read_link("/proc/self/ns/mnt").unwrap();
+    let theirs = std::fs::read_link(format!("/proc/{pid}/ns/mnt")).unwrap();
+    assert_ne!(ours, theirs, "its own mount namespace");
+    let root: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/root"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(root.contains(&"data".to_string()), "{root:?}");
+    assert!(
+        !root.contains(&"root".to_string()) && !root.contains(&"home".to_string()),
+        "{root:?}"
+    );
+    assert!(
+        Path::new(&format!("/proc/{pid}/root/data/storage/el1/bundle/libs")).is_dir(),
+        "its code is at /data/storage/el1/bundle"
+    );
+    assert!(!Path::new(&format!("/proc/{pid}/root/etc/shadow")).exists());
+
+    // Started again: a singleton gets onNewWant, hot.
+    let out = aa(
+        &dev,
+        &[
+            "start",
+            "-b",
+            NOTES,
+            "-a",
+            "EntryAbility",
+            "--ps",
+            "note",
+            "hello",
+            "-W",
+        ],
+    );
+    assert!(out.contains("StartMode: Hot"), "{out}");
+    assert_eq!(
+        lifecycle_at_least(&dev, 3)[2],
+        "EntryAbility onNewWant hello"
+    );
+
+    // Missions.
+    let d = aa(&dev, &["dump", "-l"]);
+    assert!(
+        d.contains("Mission ID #") && d.contains("main name [EntryAbility]"),
+        "{d}"
+    );
+    assert!(d.contains("state #FOREGROUND"), "{d}");
+
+    // Force-stop: the process is gone, no callbacks, missions empty.
+    let out = aa(&dev, &["force-stop", NOTES]);
+    assert_eq!(out, "force stop process successfully.\n");
+    let end = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "the app process is gone"
+    );
+    let d = aa(&dev, &["dump", "-l"]);
+    assert!(!d.contains("Mission ID #"), "{d}");
+}
+
+#[test]
+fn aa_errors_are_openharmonys_blocks() {
+    let dev = TestDevice::start();
+    let out = aa(
+        &dev,
+        &["start", "-b", "com.example.none", "-a", "EntryAbility"],
+    );
+    assert!(out.starts_with("error: failed to start ability.\nError Code:10104001  Error Message:The specified ability does not exist\n"), "{out}");
+    let out = aa(&dev, &["start", "-A", "ohos.want.action.nothing"]);
+    assert!(out.contains("Error Code:10103101"), "{out}");
+    let out = aa(&dev, &["start", "-a", "X"]);
+    assert!(
+        out.starts_with("error: -b <bundle-name> is expected\nusage: aa start <options>"),
+        "{out}"
+    );
+    let out = aa(&dev, &["force-stop", "com.example.none"]);
+    assert!(
+        out.starts_with("error: failed to force stop process.\nError Code:10104002"),
+        "{out}"
+    );
+    let out = aa(&dev, &["frobnicate"]);
+    assert!(
+        out.starts_with("aa: 'frobnicate' is not a valid aa command. See 'aa help'."),
+        "{out}"
+    );
+}
+
+#[test]
+fn crashes_hangs_launch_types_and_visibility() {
+    if !oxh_testkit::require_root("ability", "to sandbox app processes") {
+        return;
+    }
+    let dev = TestDevice::start();
+    let work = tempfile::tempdir().unwrap();
+    install_notes(&dev, work.path());
+
+    // multiton: a new instance (and mission) per start, in the one process.
+    for _ in 0..2 {
+        let out = aa(&dev, &["start", "-b", NOTES, "-a", "NoteAbility", "-W"]);
+        assert!(out.ends_with("start ability successfully.\n"), "{out}");
+    }
+    let d = aa(&dev, &["dump", "-l"]);
+    assert_eq!(d.matches("main name [NoteAbility]").count(), 2, "{d}");
+    let l = lifecycle_at_least(&dev, 5);
+    assert_eq!(
+        l,
+        [
+            "NoteAbility onCreate StartAbility",
+            "NoteAbility onForeground",
+            "NoteAbility onCreate StartAbility",
+            "NoteAbility onForeground",
+            "NoteAbility onBackground",
+        ]
+    );
+
+    // Implicit start through the skills: action + uri.
+    let out = aa(
+        &dev,
+        &[
+            "start",
+            "-A",
+            "ohos.want.action.viewData",
+            "-U",
+            "notes://example.com/note/7",
+        ],
+    );
+    assert_eq!(out, "start ability successfully.\n");
+    let out = aa(
+        &dev,
+        &[
+            "start",
+            "-A",
+            "ohos.want.action.viewData",
+            "-U",
+            "other://example.com/x",
+        ],
+    );
+    assert!(out.contains("Error Code:10103101"), "{out}");
+
+    // Not exported: the shell may not start it.
+    let out = aa(&dev, &["start", "-b", NOTES, "-a", "HiddenAbility"]);
+    assert!(out.contains("Error Code:10103001"), "{out}");
+
+    // A crash in onForeground: reaped, its missions end, a fault record in hilog.
+    aa(&dev, &["force-stop", NOTES]);
+    let out = aa(
+        &dev,
+        &[
+            "start",
+            "-b",
+            NOTES,
+            "-a",
+            "EntryAbility",
+            "--pb",
+            "crash",
+            "true",
+            "-W",
+        ],
+    );
+    assert!(out.contains("error: failed to start ability."), "{out}");
+    let faults = dev.oxh_ok(&["hilog", "-x", "-T", "AppFault"]);
+    assert!(
+        faults.contains("com.example.notes") && faults.contains("signal 6"),
+        "{faults}"
+    );
+    assert!(faults.contains("EntryAbility"), "{faults}");
+    assert!(!aa(&dev, &["dump", "-l"]).contains("Mission ID #"));
+
+    // A hang in onForeground: killed at the 5 s deadline, the caller told.
+    let t = Instant::now();
+    let out = aa(
+        &dev,
+        &[
+            "start",
+            "-b",
+            NOTES,
+            "-a",
+            "EntryAbility",
+            "--pb",
+            "hang",
+            "true",
+            "-W",
+        ],
+    );
+    let took = t.elapsed();
+    assert!(
+        out.contains("error: failed to start ability.") && out.contains("10108101"),
+        "{out}"
+    );
+    assert!(
+        took >= Duration::from_secs(5),
+        "answered after {took:?}, before the deadline"
+    );
+    assert!(!aa(&dev, &["dump", "-l"]).contains("Mission ID #"));
+}
+
+#[test]
+fn apps_die_with_the_daemon() {
+    if !oxh_testkit::require_root("ability", "to sandbox app processes") {
+        return;
+    }
+    let mut dev = TestDevice::start();
+    let work = tempfile::tempdir().unwrap();
+    install_notes(&dev, work.path());
+    aa(&dev, &["start", "-b", NOTES, "-W"]);
+    let pid = app_pid(&dev).expect("running");
+    dev.kill9();
+    let end = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "the app outlived oxhd"
+    );
+    // A new daemon starts clean: no missions, and the app starts cold again.
+    dev.restart();
+    assert!(!aa(&dev, &["dump", "-l"]).contains("Mission ID #"));
+    let out = aa(&dev, &["start", "-b", NOTES, "-W"]);
+    assert!(out.contains("StartMode: Cold"), "{out}");
+}
+
+/// Builds the NDK library beside the daemon (where it looks for it) and returns its headers.
+fn ndk_include() -> PathBuf {
+    example_lib("oxh-ndk", "oxh_ndk");
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/ndk/include")
+}
+
+#[test]
+fn a_c_app_built_against_the_ndk_headers_runs_and_logs_through_oh_log_print() {
+    if !oxh_testkit::require_root("ability", "to sandbox app processes") {
+        return;
+    }
+    let include = ndk_include();
+    let work = tempfile::tempdir().unwrap();
+    let lib = work.path().join("libhello.so");
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let st = std::process::Command::new(&cc)
+        .args(["-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", "-I"])
+        .arg(&include)
+        .arg("-o")
+        .arg(&lib)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello-c/hello.c"))
+        .status()
+        .expect("a C compiler");
+    assert!(
+        st.success(),
+        "hello.c does not compile against the NDK headers"
+    );
+    let dev = TestDevice::start();
+    install(
+        &dev,
+        work.path(),
+        "com.example.helloc",
+        "examples/hello-c/hap/module.json5",
+        &lib,
+        "libhello.so",
+    );
+    let out = aa(
+        &dev,
+        &[
+            "start",
+            "-b",
+            "com.example.helloc",
+            "-a",
+            "MainAbility",
+            "-W",
+        ],
+    );
+    assert!(
+        out.contains("StartMode: Cold") && out.ends_with("start ability successfully.\n"),
+        "{out}"
+    );
+    let end = Instant::now() + Duration::from_secs(20);
+    let log = loop {
+        let log = dev.oxh_ok(&["hilog", "-x", "-T", "HelloC"]);
+        if log.contains("onForeground") || Instant::now() > end {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        log.contains("A00002/HelloC: MainAbility onCreate reason=1 want=ours"),
+        "{log}"
+    );
+    // %{public}d printed, %{private}s masked (privacy is on by default).
+    assert!(
+        log.contains("MainAbility onForeground 1 secret=<private>"),
+        "{log}"
+    );
+}
+
+#[test]
+fn inside_the_sandbox_an_app_cannot_reach_others_or_regain_root() {
+    if !oxh_testkit::require_root("ability", "to sandbox app processes") {
+        return;
+    }
+    let dev = TestDevice::start();
+    let work = tempfile::tempdir().unwrap();
+    install_notes(&dev, work.path());
+    let out = aa(&dev, &["start", "-b", NOTES, "--pb", "probe", "true", "-W"]);
+    assert!(out.ends_with("start ability successfully.\n"), "{out}");
+    let log = lifecycle_at_least(&dev, 10);
+    let probe = |name: &str| {
+        log.iter()
+            .find_map(|l| l.strip_prefix(&format!("EntryAbility probe {name}=")))
+            .unwrap_or_else(|| panic!("no probe {name} in {log:?}"))
+            .to_string()
+    };
+    assert_eq!(probe("shadow"), "ENOENT");
+    assert_eq!(
+        probe("other_app"),
+        "ENOENT",
+        "another app's data is not in the sandbox"
+    );
+    assert_ne!(probe("init_root"), "ok", "other processes are hidden");
+    assert_eq!(probe("ptrace"), "EPERM");
+    assert_eq!(probe("setuid0"), "EPERM");
+    assert_eq!(probe("mount"), "EPERM");
+    assert_eq!(probe("write_code"), "EROFS", "the code dir is read-only");
+    assert_eq!(probe("write_own"), "ok", "its own data dir is writable");
+    // What it wrote landed in its own el2 dir on the host, owned by its uid.
+    let f = dev
+        .data_dir()
+        .join("app/el2/100/base")
+        .join(NOTES)
+        .join("probe.txt");
+    assert!(f.is_file(), "{}", f.display());
+}
