@@ -10,7 +10,7 @@ mod common;
 use common::Daemon;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const NOTES: &str = "com.example.notes";
@@ -93,24 +93,6 @@ fn install(d: &Daemon, work: &Path, lib: &Path) {
     oxh(&d.dir, &["bm", "install", "-p", &s(&hap)]);
 }
 
-fn time_cmd(iters: usize, prog: &str, args: &[&str]) -> Option<Vec<Duration>> {
-    let mut v = Vec::new();
-    for _ in 0..iters {
-        let t = Instant::now();
-        let s = Command::new(prog)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .ok()?;
-        if !s.success() {
-            return None;
-        }
-        v.push(t.elapsed());
-    }
-    Some(v)
-}
-
 fn main() {
     if unsafe { libc::geteuid() } != 0 {
         println!("ability bench: needs root (app sandboxes); not measured");
@@ -175,8 +157,8 @@ fn main() {
         }
         rt.block_on(am.force_stop(NOTES)).unwrap();
     }
-    let fork_exec = time_cmd(iters, "/bin/true", &[]).unwrap();
-    let unshare = time_cmd(iters, "unshare", &["--mount", "/bin/true"]);
+    let fork_exec = common::time_runs(iters, "/bin/true", &[]).unwrap();
+    let unshare = common::time_runs(iters, "unshare", &["--mount", "/bin/true"]);
     let stripped = work.path().join("libnotes.stripped.so");
     let size = Command::new("strip")
         .arg("-o")

@@ -20,7 +20,7 @@ use oxh_bundle::tools::{self, ProfileSpec};
 use oxh_bundle::verify::{VerifyOptions, pem_certs, verify};
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -33,21 +33,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn time_cmd(iters: usize, prog: &str, args: &[&str]) -> Option<Duration> {
-    let mut v = Vec::new();
-    for _ in 0..iters {
-        let t = Instant::now();
-        let s = Command::new(prog)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .ok()?;
-        if !s.success() {
-            return None;
-        }
-        v.push(t.elapsed());
-    }
-    Some(median(v))
+    common::time_runs(iters, prog, args).map(median)
 }
 
 /// Pseudo-random bytes (xorshift): incompressible, so a 10 MB payload makes a 10 MB HAP.

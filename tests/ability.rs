@@ -82,6 +82,18 @@ fn install(dev: &TestDevice, work: &Path, bundle: &str, module: &str, lib: &Path
     assert_eq!(out.trim(), "install bundle successfully.");
 }
 
+/// As root: a device with the notes example installed (and the dir its package was built
+/// in); else the test skips.
+fn notes_device() -> Option<(TestDevice, tempfile::TempDir)> {
+    if !oxh_testkit::require_root("ability", "to sandbox app processes") {
+        return None;
+    }
+    let dev = TestDevice::start();
+    let work = tempfile::tempdir().unwrap();
+    install_notes(&dev, work.path());
+    Some((dev, work))
+}
+
 /// `aa ARGS` on the device (its output: aa always exits 0).
 fn aa(dev: &TestDevice, args: &[&str]) -> String {
     let mut a = vec!["aa"];
@@ -97,16 +109,21 @@ fn lifecycle(dev: &TestDevice) -> Vec<String> {
         .collect()
 }
 
-/// Waits (bounded) until the lifecycle log has `n` lines or more.
-fn lifecycle_at_least(dev: &TestDevice, n: usize) -> Vec<String> {
+/// `read` until `done` holds of it, for at most 20 s (apps log asynchronously).
+fn read_until<T>(read: impl Fn() -> T, done: impl Fn(&T) -> bool) -> T {
     let end = Instant::now() + Duration::from_secs(20);
     loop {
-        let l = lifecycle(dev);
-        if l.len() >= n || Instant::now() > end {
-            return l;
+        let v = read();
+        if done(&v) || Instant::now() > end {
+            return v;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Waits (bounded) until the lifecycle log has `n` lines or more.
+fn lifecycle_at_least(dev: &TestDevice, n: usize) -> Vec<String> {
+    read_until(|| lifecycle(dev), |l| l.len() >= n)
 }
 
 /// The pid of the app process of `bundle` (from `aa dump -a`).
@@ -119,12 +136,9 @@ fn app_pid(dev: &TestDevice) -> Option<u32> {
 
 #[test]
 fn an_installed_native_app_starts_in_its_sandbox_and_runs_its_lifecycle() {
-    if !oxh_testkit::require_root("ability", "to sandbox app processes") {
+    let Some((dev, _work)) = notes_device() else {
         return;
-    }
-    let dev = TestDevice::start();
-    let work = tempfile::tempdir().unwrap();
-    install_notes(&dev, work.path());
+    };
 
     // Without -a: the bundle's main ability (mainElement).
     let out = aa(&dev, &["start", "-b", NOTES, "-W"]);
@@ -265,12 +279,9 @@ fn aa_errors_are_openharmonys_blocks() {
 
 #[test]
 fn crashes_hangs_launch_types_and_visibility() {
-    if !oxh_testkit::require_root("ability", "to sandbox app processes") {
+    let Some((dev, _work)) = notes_device() else {
         return;
-    }
-    let dev = TestDevice::start();
-    let work = tempfile::tempdir().unwrap();
-    install_notes(&dev, work.path());
+    };
 
     // multiton: a new instance (and mission) per start, in the one process.
     for _ in 0..2 {
@@ -374,12 +385,9 @@ fn crashes_hangs_launch_types_and_visibility() {
 
 #[test]
 fn apps_die_with_the_daemon() {
-    if !oxh_testkit::require_root("ability", "to sandbox app processes") {
+    let Some((mut dev, _work)) = notes_device() else {
         return;
-    }
-    let mut dev = TestDevice::start();
-    let work = tempfile::tempdir().unwrap();
-    install_notes(&dev, work.path());
+    };
     aa(&dev, &["start", "-b", NOTES, "-W"]);
     let pid = app_pid(&dev).expect("running");
     dev.kill9();
@@ -449,14 +457,10 @@ fn a_c_app_built_against_the_ndk_headers_runs_and_logs_through_oh_log_print() {
         out.contains("StartMode: Cold") && out.ends_with("start ability successfully.\n"),
         "{out}"
     );
-    let end = Instant::now() + Duration::from_secs(20);
-    let log = loop {
-        let log = dev.oxh_ok(&["hilog", "-x", "-T", "HelloC"]);
-        if log.contains("onForeground") || Instant::now() > end {
-            break log;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let log = read_until(
+        || dev.oxh_ok(&["hilog", "-x", "-T", "HelloC"]),
+        |l| l.contains("onForeground"),
+    );
     assert!(
         log.contains("A00002/HelloC: MainAbility onCreate reason=1 want=ours"),
         "{log}"
@@ -470,12 +474,9 @@ fn a_c_app_built_against_the_ndk_headers_runs_and_logs_through_oh_log_print() {
 
 #[test]
 fn inside_the_sandbox_an_app_cannot_reach_others_or_regain_root() {
-    if !oxh_testkit::require_root("ability", "to sandbox app processes") {
+    let Some((dev, _work)) = notes_device() else {
         return;
-    }
-    let dev = TestDevice::start();
-    let work = tempfile::tempdir().unwrap();
-    install_notes(&dev, work.path());
+    };
     let out = aa(&dev, &["start", "-b", NOTES, "--pb", "probe", "true", "-W"]);
     assert!(out.ends_with("start ability successfully.\n"), "{out}");
     let log = lifecycle_at_least(&dev, 10);

@@ -94,3 +94,23 @@ pub fn runtime() -> tokio::runtime::Runtime {
 
 /// oxhd arguments that keep a bench device on loopback without mDNS.
 pub const LOOPBACK: &[&str] = &["--listen", "127.0.0.1:0", "--discovery", "off"];
+
+/// The times of `iters` runs of `prog args` (stdout and stderr discarded); `None` if it
+/// cannot run or fails.
+pub fn time_runs(iters: usize, prog: &str, args: &[&str]) -> Option<Vec<std::time::Duration>> {
+    let mut v = Vec::new();
+    for _ in 0..iters {
+        let t = std::time::Instant::now();
+        let s = Command::new(prog)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .ok()?;
+        if !s.success() {
+            return None;
+        }
+        v.push(t.elapsed());
+    }
+    Some(v)
+}

@@ -532,30 +532,19 @@ mod tests {
         // -W stops parsing: what follows it is ignored.
         let o = parse_start(&args("-b com.x -W -a Ignored")).unwrap();
         assert!(o.wait && o.want.ability_name.is_empty());
-        assert_eq!(
-            parse_start(&args("-a Main")).unwrap_err(),
-            "error: -b <bundle-name> is expected\n"
-        );
-        assert_eq!(
-            parse_start(&args("-b")).unwrap_err(),
-            "error: option requires a value.\n"
-        );
-        assert_eq!(
-            parse_start(&args("-x")).unwrap_err(),
-            "fail: unknown option.\n"
-        );
-        assert_eq!(
-            parse_start(&[]).unwrap_err(),
-            "error: you must specify an option at least.\n"
-        );
-        assert_eq!(
-            parse_start(&args("-b b --pi n x")).unwrap_err(),
-            "invalid parameter x for integer option\n"
-        );
-        assert_eq!(
-            parse_start(&args("-b b --pb n maybe")).unwrap_err(),
-            "invalid parameter maybe for bool option\n"
-        );
+        for (input, error) in [
+            ("-a Main", "error: -b <bundle-name> is expected\n"),
+            ("-b", "error: option requires a value.\n"),
+            ("-x", "fail: unknown option.\n"),
+            ("", "error: you must specify an option at least.\n"),
+            ("-b b --pi n x", "invalid parameter x for integer option\n"),
+            (
+                "-b b --pb n maybe",
+                "invalid parameter maybe for bool option\n",
+            ),
+        ] {
+            assert_eq!(parse_start(&args(input)).unwrap_err(), error, "{input:?}");
+        }
         let o = parse_start(&args(
             "-A ohos.want.action.viewData -U https://x -e entity.system.browsable",
         ))

@@ -33,6 +33,16 @@ fn spec(staging: &Path, data: &Path) -> Spec {
     }
 }
 
+/// A temp dir with an empty staging dir and a data dir in it.
+fn dirs() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let staging = tmp.path().join("root");
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&staging).unwrap();
+    std::fs::create_dir_all(&data).unwrap();
+    (tmp, staging, data)
+}
+
 /// The probe: each line `name=value`.
 const PROBE: &str = r#"
 echo "uid=$(id -u) gid=$(id -g)"
@@ -52,11 +62,7 @@ fn an_app_runs_as_its_uid_without_privileges_in_its_own_root() {
     if !oxh_testkit::require_root("sandbox", "to make mount namespaces and change uid") {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let staging = tmp.path().join("root");
-    let data = tmp.path().join("data");
-    std::fs::create_dir_all(&staging).unwrap();
-    std::fs::create_dir_all(&data).unwrap();
+    let (_tmp, staging, data) = dirs();
     std::os::unix::fs::chown(&data, Some(APP_UID), Some(APP_UID)).unwrap();
     let sb = Sandbox::prepare(&spec(&staging, &data)).expect("prepares");
     let (mut cmd, _) = sb.command(Path::new("/bin/sh"));
@@ -123,11 +129,7 @@ fn denied_system_calls_fail_inside() {
     if !oxh_testkit::require_root("sandbox", "to make mount namespaces and change uid") {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let staging = tmp.path().join("root");
-    let data = tmp.path().join("data");
-    std::fs::create_dir_all(&staging).unwrap();
-    std::fs::create_dir_all(&data).unwrap();
+    let (_tmp, staging, data) = dirs();
     let sb = Sandbox::prepare(&spec(&staging, &data)).expect("prepares");
     // unshare(1) needs unshare(2), which the filter denies (EPERM), as mount(2) is.
     let out = sb
@@ -161,11 +163,7 @@ fn a_failed_step_is_named_and_nothing_runs() {
     if !oxh_testkit::require_root("sandbox", "to make mount namespaces and change uid") {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let staging = tmp.path().join("root");
-    let data = tmp.path().join("data");
-    std::fs::create_dir_all(&staging).unwrap();
-    std::fs::create_dir_all(&data).unwrap();
+    let (_tmp, staging, data) = dirs();
     let mut s = spec(&staging, &data);
     // A mount point inside a read-only bind cannot be made.
     s.binds.push(Bind {

@@ -202,6 +202,38 @@ unsafe fn instance<'a, T>(this: *mut c_void) -> &'a mut Instance<T> {
     unsafe { &mut *this.cast::<Instance<T>>() }
 }
 
+/// Makes an instance of `T` for `host`, runs its `onCreate` through `f`, and hands the
+/// host the pointer every later callback gets.
+///
+/// # Safety
+/// `want` is null or a valid [`OxhWant`].
+unsafe fn create<T: Default>(
+    host: *const OxhHost,
+    want: *const OxhWant,
+    f: impl FnOnce(&mut T, &Context, &Want),
+) -> *mut c_void {
+    let mut i = Box::new(Instance {
+        ability: T::default(),
+        ctx: Context { host },
+    });
+    // SAFETY: the caller's contract.
+    let w = unsafe { want_of(want) };
+    let Instance { ability, ctx } = &mut *i;
+    f(ability, ctx, &w);
+    Box::into_raw(i).cast()
+}
+
+/// Runs `onDestroy` through `f` and frees the instance.
+///
+/// # Safety
+/// `this` is what [`create`] returned for this `T`; no callback follows.
+unsafe fn destroy<T>(this: *mut c_void, f: impl FnOnce(&mut T, &Context)) {
+    // SAFETY: the caller's contract.
+    let mut i = unsafe { Box::from_raw(this.cast::<Instance<T>>()) };
+    let Instance { ability, ctx } = &mut *i;
+    f(ability, ctx);
+}
+
 /// Callback tables for a UIAbility type (used by [`export_abilities!`](crate::export_abilities)).
 #[doc(hidden)]
 pub struct UiTable<T>(std::marker::PhantomData<T>);
@@ -225,15 +257,8 @@ impl<T: Ability + Default> UiTable<T> {
         want: *const OxhWant,
         reason: i32,
     ) -> *mut c_void {
-        let mut i = Box::new(Instance {
-            ability: T::default(),
-            ctx: Context { host },
-        });
         // SAFETY: the ABI's contract for `want`.
-        let w = unsafe { want_of(want) };
-        let Instance { ability, ctx } = &mut *i;
-        ability.on_create(ctx, &w, reason_of(reason));
-        Box::into_raw(i).cast()
+        unsafe { create::<T>(host, want, |a, c, w| a.on_create(c, w, reason_of(reason))) }
     }
 
     unsafe extern "C" fn on_new_want(this: *mut c_void, want: *const OxhWant) {
@@ -256,9 +281,7 @@ impl<T: Ability + Default> UiTable<T> {
 
     unsafe extern "C" fn on_destroy(this: *mut c_void) {
         // SAFETY: the ABI's contract: the last call on this instance.
-        let mut i = unsafe { Box::from_raw(this.cast::<Instance<T>>()) };
-        let Instance { ability, ctx } = &mut *i;
-        ability.on_destroy(ctx);
+        unsafe { destroy::<T>(this, |a, c| a.on_destroy(c)) }
     }
 }
 
@@ -285,15 +308,8 @@ impl<T: ServiceExtension + Default> ServiceTable<T> {
         want: *const OxhWant,
         _reason: i32,
     ) -> *mut c_void {
-        let mut i = Box::new(Instance {
-            ability: T::default(),
-            ctx: Context { host },
-        });
-        // SAFETY: the ABI's contract.
-        let w = unsafe { want_of(want) };
-        let Instance { ability, ctx } = &mut *i;
-        ability.on_create(ctx, &w);
-        Box::into_raw(i).cast()
+        // SAFETY: the ABI's contract for `want`.
+        unsafe { create::<T>(host, want, |a, c, w| a.on_create(c, w)) }
     }
 
     unsafe extern "C" fn on_request(this: *mut c_void, want: *const OxhWant, start_id: i32) {
@@ -316,9 +332,7 @@ impl<T: ServiceExtension + Default> ServiceTable<T> {
 
     unsafe extern "C" fn on_destroy(this: *mut c_void) {
         // SAFETY: the ABI's contract: the last call on this instance.
-        let mut i = unsafe { Box::from_raw(this.cast::<Instance<T>>()) };
-        let Instance { ability, ctx } = &mut *i;
-        ability.on_destroy(ctx);
+        unsafe { destroy::<T>(this, |a, c| a.on_destroy(c)) }
     }
 }
 

@@ -184,6 +184,16 @@ impl Sim {
         self.settle();
     }
 
+    fn connect(&mut self, request: RequestId, conn: ConnId, t: Target) {
+        self.m.connect(request, conn, t, Want::default(), self.now);
+        self.settle();
+    }
+
+    fn disconnect(&mut self, conn: ConnId) {
+        self.m.disconnect(conn, self.now);
+        self.settle();
+    }
+
     fn reply(&self, request: RequestId) -> &Result<Started, AbilityError> {
         self.replies
             .get(&request)
@@ -402,10 +412,8 @@ fn terminate_self_backgrounds_then_destroys_and_ends_the_process() {
 #[test]
 fn a_connected_service_lives_while_connected_then_is_destroyed() {
     let mut s = Sim::new();
-    s.m.connect(10, 1, service("svc", "Counter"), Want::default(), s.now);
-    s.settle();
-    s.m.connect(11, 2, service("svc", "Counter"), Want::default(), s.now);
-    s.settle();
+    s.connect(10, 1, service("svc", "Counter"));
+    s.connect(11, 2, service("svc", "Counter"));
     assert_eq!(
         s.log,
         ["Counter onCreate", "Counter onConnect", "Counter onConnect"]
@@ -414,12 +422,10 @@ fn a_connected_service_lives_while_connected_then_is_destroyed() {
     assert_eq!(s.connected[&2].clone().unwrap(), rec);
     assert_eq!(s.m.records()[0].connections, 2);
     assert!(s.m.missions().is_empty(), "services have no mission");
-    s.m.disconnect(1, s.now);
-    s.settle();
+    s.disconnect(1);
     assert_eq!(s.log.last().unwrap(), "Counter onDisconnect");
     assert_eq!(s.m.records().len(), 1, "still one client");
-    s.m.disconnect(2, s.now);
-    s.settle();
+    s.disconnect(2);
     assert_eq!(
         &s.log[3..],
         [
@@ -443,10 +449,8 @@ fn a_started_service_outlives_its_connections_until_stopped() {
         ["Counter onCreate", "Counter onRequest", "Counter onRequest"]
     );
     assert!(s.reply(1).as_ref().unwrap().cold && !s.reply(2).as_ref().unwrap().cold);
-    s.m.connect(3, 7, t.clone(), Want::default(), s.now);
-    s.settle();
-    s.m.disconnect(7, s.now);
-    s.settle();
+    s.connect(3, 7, t.clone());
+    s.disconnect(7);
     assert_eq!(s.m.records().len(), 1, "started: it stays");
     s.m.stop_service(&t.element, s.now).unwrap();
     s.settle();
@@ -461,8 +465,7 @@ fn a_started_service_outlives_its_connections_until_stopped() {
 #[test]
 fn a_service_that_dies_tells_its_clients() {
     let mut s = Sim::new();
-    s.m.connect(10, 1, service("svc", "Counter"), Want::default(), s.now);
-    s.settle();
+    s.connect(10, 1, service("svc", "Counter"));
     let proc =
         s.m.proc_of_record(s.connected[&1].clone().unwrap())
             .unwrap();
