@@ -20,7 +20,6 @@ use oxh_bundle::tools::{self, ProfileSpec};
 use oxh_bundle::verify::{VerifyOptions, pem_certs, verify};
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn median(mut v: Vec<Duration>) -> Duration {

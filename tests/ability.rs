@@ -506,3 +506,137 @@ fn inside_the_sandbox_an_app_cannot_reach_others_or_regain_root() {
         .join("probe.txt");
     assert!(f.is_file(), "{}", f.display());
 }
+
+#[test]
+fn a_service_extension_is_started_counted_and_stopped_with_aa() {
+    if !oxh_testkit::require_root("ability", "to sandbox app processes") {
+        return;
+    }
+    let dev = TestDevice::start();
+    let work = tempfile::tempdir().unwrap();
+    let lib = example_lib("oxh-example-counter", "counter");
+    let bundle = "com.example.counter";
+    install(
+        &dev,
+        work.path(),
+        bundle,
+        "examples/counter/hap/module.json5",
+        &lib,
+        "libcounter.so",
+    );
+    let log = || {
+        dev.oxh_ok(&["hilog", "-x", "-T", "Counter"])
+            .lines()
+            .filter_map(|l| l.split_once("Counter: ").map(|(_, m)| m.trim().to_string()))
+            .collect::<Vec<_>>()
+    };
+    for _ in 0..2 {
+        let out = aa(&dev, &["start", "-b", bundle, "-a", "CounterService"]);
+        assert_eq!(out, "start ability successfully.\n");
+    }
+    let l = read_until(log, |l| l.len() >= 3);
+    assert_eq!(
+        l,
+        [
+            "CounterService onCreate",
+            "CounterService onRequest 1 count=1",
+            "CounterService onRequest 2 count=2",
+        ]
+    );
+    let d = aa(&dev, &["dump", "-a"]);
+    assert!(
+        d.contains("main name [CounterService]") && d.contains("ability type [SERVICE]"),
+        "{d}"
+    );
+    assert!(
+        !aa(&dev, &["dump", "-l"]).contains("CounterService"),
+        "a service has no mission"
+    );
+    // The ability manager's dump through hidumper (SA 180).
+    let h = dev.oxh_ok(&["hidumper", "-s", "180"]);
+    assert!(
+        h.contains("CounterService") && h.contains("ServiceExtension"),
+        "{h}"
+    );
+
+    let out = aa(
+        &dev,
+        &["stop-service", "-b", bundle, "-a", "CounterService"],
+    );
+    assert_eq!(out, "stop service ability successfully.\n");
+    let l = read_until(log, |l| l.len() >= 4);
+    assert_eq!(l[3], "CounterService onDestroy");
+    // Stopping what is not running, or a UIAbility, fails as aa says.
+    let out = aa(
+        &dev,
+        &["stop-service", "-b", bundle, "-a", "CounterService"],
+    );
+    assert!(
+        out.starts_with("error: failed to stop service ability.\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn an_apps_calls_are_judged_by_its_own_token() {
+    let Some((dev, _work)) = notes_device() else {
+        return;
+    };
+    aa(&dev, &["start", "-b", NOTES, "-W"]);
+    // notes requests DISTRIBUTED_DATASYNC, a user_grant permission nobody granted yet: its
+    // own sync is refused with 201, though the shell that started it could sync.
+    aa(&dev, &["start", "-b", NOTES, "--pb", "sync", "true", "-W"]);
+    let l = read_until(
+        || lifecycle(&dev),
+        |l| l.iter().any(|x| x.contains("sync=")),
+    );
+    assert!(l.iter().any(|x| x == "EntryAbility sync=201"), "{l:?}");
+    // Granted, the same call from the same process passes the check.
+    dev.oxh_ok(&[
+        "atm",
+        "grant",
+        NOTES,
+        "ohos.permission.DISTRIBUTED_DATASYNC",
+    ]);
+    aa(&dev, &["start", "-b", NOTES, "--pb", "sync", "true", "-W"]);
+    let l = read_until(
+        || lifecycle(&dev),
+        |l| l.iter().filter(|x| x.contains("sync=")).count() >= 2,
+    );
+    let second = l.iter().filter(|x| x.contains("sync=")).nth(1).unwrap();
+    assert_ne!(second, "EntryAbility sync=201", "{l:?}");
+}
+
+/// Slow in a debug run (it builds the examples in release): run optimised with the 1 GiB tests.
+#[test]
+#[ignore = "builds the example apps in release; scripts/test runs it with --release --ignored"]
+fn sim_installs_the_example_apps_on_every_device() {
+    let base = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(crate::common::oxh_bin())
+        .args(["sim", "--devices", "2", "--exit-when-ready", "--base-dir"])
+        .arg(base.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("apps installed on every device: com.example.counter, com.example.helloc, com.example.notes"),
+        "{text}"
+    );
+    // Installed on each device: its code dir holds the package and the native library.
+    for dev in ["dev1", "dev2"] {
+        let code = base
+            .path()
+            .join(dev)
+            .join("app/el1/bundle/public/com.example.notes");
+        let lib = code
+            .join("libs")
+            .join(oxh_ability::abi::abi_dir())
+            .join("libnotes.so");
+        assert!(lib.is_file(), "{}", lib.display());
+    }
+}

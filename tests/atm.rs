@@ -25,6 +25,33 @@ use std::collections::BTreeSet;
 /// directions (no undeclared open method, no stale entry here).
 const PUBLIC_METHODS: &[(i32, &str, &str)] = &[
     (
+        sa_id::ABILITY_MGR,
+        "StartAbility",
+        "any app may start an exported ability (OpenHarmony's startAbility needs no \
+         permission); a non-exported one needs START_INVISIBLE_ABILITY, checked in the method \
+         (crashes_hangs_launch_types_and_visibility)",
+    ),
+    (
+        sa_id::ABILITY_MGR,
+        "StopServiceAbility",
+        "only the service's own app, the shell or a native caller, checked in the method",
+    ),
+    (
+        sa_id::ABILITY_MGR,
+        "TerminateAbility",
+        "only the app process hosting the record may end it (its pid and uid), checked in the method",
+    ),
+    (
+        sa_id::ABILITY_MGR,
+        "AttachApplication",
+        "only the process the spawner started, by its kernel pid and uid, checked in the method",
+    ),
+    (
+        sa_id::ABILITY_MGR,
+        "AbilityTransitionDone",
+        "only the app process hosting the record may report its steps, checked in the method",
+    ),
+    (
         sa_id::SAMGR,
         "ListSystemAbilities",
         "which SAs exist and whether they run; OpenHarmony's samgr lists them to anyone",

@@ -732,6 +732,7 @@ fn sim_devices_trust_the_sim_dev_root() {
             "--base-dir",
             s(b),
             "--exit-when-ready",
+            "--no-apps",
         ])
         .output()
         .expect("run oxh sim");

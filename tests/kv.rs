@@ -688,7 +688,7 @@ fn sim_devices_are_sl3_and_sync_s3_stores() {
     use std::io::BufRead;
     let base = tempfile::tempdir().unwrap();
     let mut sim = std::process::Command::new(oxh_bin())
-        .args(["sim", "--devices", "2", "--base-dir"])
+        .args(["sim", "--devices", "2", "--no-apps", "--base-dir"])
         .arg(base.path())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())

@@ -468,7 +468,14 @@ async fn records_bound_before_advert_keys_learn_them_over_the_pinned_connection(
 fn sim_starts_a_bound_super_device() {
     let base = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(oxh_bin())
-        .args(["sim", "--devices", "3", "--exit-when-ready", "--base-dir"])
+        .args([
+            "sim",
+            "--devices",
+            "3",
+            "--exit-when-ready",
+            "--no-apps",
+            "--base-dir",
+        ])
         .arg(base.path())
         .output()
         .unwrap();

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use oxh_kal::ready::ReadyLine;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,38 @@ pub struct SimArgs {
     /// Start, bind, print, then exit instead of running until Ctrl-C (for scripts and tests).
     #[arg(long)]
     pub exit_when_ready: bool,
+    /// Do not build and install the example apps (notes, counter, hello-c).
+    #[arg(long)]
+    pub no_apps: bool,
+}
+
+/// Builds the example apps under the sim's dev root (`scripts/build-examples`, from the
+/// source tree this binary was built from) and returns their packages; `Err` says why not.
+fn build_example_apps(base: &Path) -> Result<Vec<PathBuf>> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-examples");
+    if !script.is_file() {
+        bail!(
+            "no source tree at {} to build them from",
+            env!("CARGO_MANIFEST_DIR")
+        );
+    }
+    let out = base.join("apps");
+    let st = std::process::Command::new(&script)
+        .arg(&out)
+        .arg("--root")
+        .arg(base.join("devroot"))
+        .stdout(Stdio::null())
+        .status()
+        .with_context(|| format!("cannot run {}", script.display()))?;
+    if !st.success() {
+        bail!("{} failed", script.display());
+    }
+    let mut haps: Vec<PathBuf> = std::fs::read_dir(&out)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "hap"))
+        .collect();
+    haps.sort();
+    Ok(haps)
 }
 
 /// The children; killed (SIGTERM, then reaped) when dropped, also on a panic.
@@ -215,6 +247,24 @@ pub fn run(_g: &Global, a: &SimArgs) -> Result<i32> {
                 .set(oxh_hdc::device::AUTH_BYPASS_PARAM, "1")
                 .await?;
         }
+        // The example apps, on every device, so that `aa start` works from the first command.
+        let mut apps = Vec::new();
+        if !a.no_apps {
+            match build_example_apps(&base) {
+                Ok(haps) => {
+                    for hap in &haps {
+                        let data = std::fs::read(hap)?;
+                        for d in &devs {
+                            let r = d.bundle().install(&[&data], 100, false).await?;
+                            if !apps.contains(&r.bundle_name) {
+                                apps.push(r.bundle_name);
+                            }
+                        }
+                    }
+                }
+                Err(e) => eprintln!("example apps not installed: {e:#}"),
+            }
+        }
         let mut rows = Vec::new();
         for (d, s) in devs.iter().zip(&started) {
             let l = d.device_manager().local_device_info().await?;
@@ -225,8 +275,9 @@ pub fn run(_g: &Global, a: &SimArgs) -> Result<i32> {
                 s.data_dir.clone(),
             ));
         }
-        anyhow::Ok(rows)
+        anyhow::Ok((rows, apps))
     })?;
+    let (table, apps) = table;
     println!(
         "super device ready: {} devices bound and online in {:.0} ms",
         table.len(),
@@ -248,6 +299,12 @@ pub fn run(_g: &Global, a: &SimArgs) -> Result<i32> {
         "every device trusts the dev root in {}: sign apps with `oxh hap keygen --root` on it",
         base.join("devroot").display()
     );
+    if !apps.is_empty() {
+        println!(
+            "apps installed on every device: {}   (try: oxh --data-dir DIR aa start -b com.example.notes -W)",
+            apps.join(", ")
+        );
+    }
     if a.exit_when_ready {
         return Ok(0);
     }

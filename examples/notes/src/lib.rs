@@ -2,7 +2,8 @@
 //! (tag `Notes`, so a test can read the order), keeps a count of its starts in a KV store of
 //! its own, and obeys Want parameters: `crash` (abort in onForeground, to show a fault
 //! record), `hang` (never return from onForeground, to show the 5 s deadline) and `probe`
-//! (try, from inside the sandbox, what an app must not be able to do, and log each result).
+//! (try, from inside the sandbox, what an app must not be able to do, and log each result),
+//! and `sync` (sync its KV store, which needs DISTRIBUTED_DATASYNC: the log says the result).
 
 use oxh_sdk::Device;
 use oxh_sdk::ability::{Ability, Context, LaunchReason, Want, WantParam};
@@ -20,6 +21,7 @@ pub struct Notes {
     crash: bool,
     hang: bool,
     probe: bool,
+    kv: Option<oxh_sdk::kv::SingleKVStore>,
 }
 
 /// `errno` of the last failed call, as its name.
@@ -129,10 +131,11 @@ impl Notes {
         self.dev = ctx.block_on(Device::connect_in_app()).ok();
         if let Some(dev) = &self.dev {
             // Its own KV store: the count of its creations.
-            let _ = ctx.block_on(async {
+            self.kv = ctx.block_on(async {
                 let kv = KVManager::new(dev, None)
                     .get_single_kv_store("notes", Options::default())
-                    .await?;
+                    .await
+                    .ok()?;
                 let n = kv
                     .get(b"starts")
                     .await
@@ -140,9 +143,33 @@ impl Notes {
                     .and_then(|v| String::from_utf8(v).ok())
                     .and_then(|s| s.parse::<u64>().ok())
                     .unwrap_or(0);
-                kv.put(b"starts", (n + 1).to_string().as_bytes()).await
+                kv.put(b"starts", (n + 1).to_string().as_bytes())
+                    .await
+                    .ok()?;
+                Some(kv)
             });
         }
+    }
+}
+
+impl Notes {
+    /// Syncs its store with every device (none are online: the permission check comes first)
+    /// and logs `sync=ok` or `sync=<error code>`.
+    fn sync(&self, ctx: &Context) {
+        let Some(kv) = &self.kv else { return };
+        let r = ctx.block_on(kv.sync(
+            &[],
+            oxh_sdk::kv::SyncMode::PushPull,
+            std::time::Duration::from_secs(1),
+        ));
+        let what = match r {
+            Ok(_) => "ok".to_string(),
+            Err(e) => e
+                .code()
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| e.to_string()),
+        };
+        self.log(ctx, &format!("sync={what}"));
     }
 }
 
@@ -158,6 +185,9 @@ macro_rules! ability {
                 self.0.log(ctx, &format!("onCreate {reason:?}"));
             }
             fn on_new_want(&mut self, ctx: &Context, want: &Want) {
+                if want.parameters.get("sync") == Some(&WantParam::Bool(true)) {
+                    self.0.sync(ctx);
+                }
                 let note = match want.parameters.get("note") {
                     Some(WantParam::String(s)) => s.clone(),
                     _ => String::new(),
