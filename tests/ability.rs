@@ -625,7 +625,8 @@ fn sim_installs_the_example_apps_on_every_device() {
     );
     assert!(
         text.contains("apps installed on every device: com.example.counter, com.example.helloc, com.example.notes"),
-        "{text}"
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
     );
     // Installed on each device: its code dir holds the package and the native library.
     for dev in ["dev1", "dev2"] {
