@@ -452,44 +452,31 @@ pub fn mission_dump(records: &[oxh_sdk::ability::RecordDump], all: bool) -> Stri
     out
 }
 
+/// `aa dump`'s "first commands": exactly one is allowed.
+const DUMP_FIRST: &[&str] = &[
+    "-a",
+    "--all",
+    "-l",
+    "--mission-list",
+    "-e",
+    "--extension",
+    "-r",
+    "--process",
+];
+/// Its auxiliary options.
+const DUMP_AUX: &[&str] = &["-c", "--client", "-u", "--userId"];
+
 async fn dump(global: &super::Global, args: &[String]) -> String {
     let first: Vec<&str> = args
         .iter()
         .map(String::as_str)
-        .filter(|a| {
-            matches!(
-                *a,
-                "-a" | "--all"
-                    | "-l"
-                    | "--mission-list"
-                    | "-e"
-                    | "--extension"
-                    | "-r"
-                    | "--process"
-            )
-        })
+        .filter(|a| DUMP_FIRST.contains(a))
         .collect();
     if args.iter().any(|a| a == "-h" || a == "--help") || first.len() > 1 {
         return HELP_DUMP.into();
     }
-    if let Some(bad) = args.iter().find(|a| {
-        a.starts_with('-')
-            && !matches!(
-                a.as_str(),
-                "-a" | "--all"
-                    | "-l"
-                    | "--mission-list"
-                    | "-e"
-                    | "--extension"
-                    | "-r"
-                    | "--process"
-                    | "-c"
-                    | "--client"
-                    | "-u"
-                    | "--userId"
-            )
-    }) {
-        let _ = bad;
+    let known = |a: &str| DUMP_FIRST.contains(&a) || DUMP_AUX.contains(&a);
+    if args.iter().any(|a| a.starts_with('-') && !known(a)) {
         return format!("fail: unknown option.\n{HELP_DUMP}");
     }
     if first.is_empty() {
