@@ -377,6 +377,11 @@ fn crashes_hangs_launch_types_and_visibility() {
         "{out}"
     );
     assert!(
+        out.contains("Error detail: ")
+            && out.contains("did not finish onForeground within 5000 ms"),
+        "the cause is said: {out}"
+    );
+    assert!(
         took >= Duration::from_secs(5),
         "answered after {took:?}, before the deadline"
     );

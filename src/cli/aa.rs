@@ -315,10 +315,15 @@ async fn start(global: &super::Global, args: &[String]) -> String {
         }
         Err(e) => {
             let code = e.code().unwrap_or(oxh_ability::code::INTERNAL);
-            format!(
-                "error: failed to start ability.\n{}",
-                start_error(code).block()
-            )
+            let block = start_error(code);
+            // OpenHarmony's internal-error block says nothing of the cause; the ability
+            // manager's message does (a missed deadline, a sandbox that needs root): one line
+            // after the block, where tools that read `Error Code:` are not disturbed.
+            let detail = match (&e, block.code) {
+                (oxh_sdk::Error::Remote(r), 10_108_101) => format!("Error detail: {}\n", r.message),
+                _ => String::new(),
+            };
+            format!("error: failed to start ability.\n{}{detail}", block.block())
         }
     }
 }
