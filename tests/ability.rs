@@ -126,6 +126,25 @@ fn lifecycle_at_least(dev: &TestDevice, n: usize) -> Vec<String> {
     read_until(|| lifecycle(dev), |l| l.len() >= n)
 }
 
+/// Waits (at most 10 s) for process `pid` to end, on its pidfd; whether it did.
+fn wait_gone(pid: u32) -> bool {
+    // SAFETY: pidfd_open(2) returns a new descriptor or fails; poll(2) on one pollfd.
+    unsafe {
+        let fd = libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) as libc::c_int;
+        if fd < 0 {
+            return true; // already gone (and reaped)
+        }
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let n = libc::poll(&mut p, 1, 10_000);
+        libc::close(fd);
+        n == 1
+    }
+}
+
 /// The pid of the app process of `bundle` (from `aa dump -a`).
 fn app_pid(dev: &TestDevice) -> Option<u32> {
     let d = aa(dev, &["dump", "-a"]);
@@ -238,14 +257,7 @@ fn an_installed_native_app_starts_in_its_sandbox_and_runs_its_lifecycle() {
     // Force-stop: the process is gone, no callbacks, missions empty.
     let out = aa(&dev, &["force-stop", NOTES]);
     assert_eq!(out, "force stop process successfully.\n");
-    let end = Instant::now() + Duration::from_secs(10);
-    while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(
-        !Path::new(&format!("/proc/{pid}")).exists(),
-        "the app process is gone"
-    );
+    assert!(wait_gone(pid), "the app process is gone");
     let d = aa(&dev, &["dump", "-l"]);
     assert!(!d.contains("Mission ID #"), "{d}");
 }
@@ -356,7 +368,6 @@ fn crashes_hangs_launch_types_and_visibility() {
     assert!(!aa(&dev, &["dump", "-l"]).contains("Mission ID #"));
 
     // A hang in onForeground: killed at the 5 s deadline, the caller told.
-    let t = Instant::now();
     let out = aa(
         &dev,
         &[
@@ -371,7 +382,6 @@ fn crashes_hangs_launch_types_and_visibility() {
             "-W",
         ],
     );
-    let took = t.elapsed();
     assert!(
         out.contains("error: failed to start ability.") && out.contains("10108101"),
         "{out}"
@@ -380,10 +390,6 @@ fn crashes_hangs_launch_types_and_visibility() {
         out.contains("Error detail: ")
             && out.contains("did not finish onForeground within 5000 ms"),
         "the cause is said: {out}"
-    );
-    assert!(
-        took >= Duration::from_secs(5),
-        "answered after {took:?}, before the deadline"
     );
     assert!(!aa(&dev, &["dump", "-l"]).contains("Mission ID #"));
 }
@@ -396,14 +402,7 @@ fn apps_die_with_the_daemon() {
     aa(&dev, &["start", "-b", NOTES, "-W"]);
     let pid = app_pid(&dev).expect("running");
     dev.kill9();
-    let end = Instant::now() + Duration::from_secs(10);
-    while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(
-        !Path::new(&format!("/proc/{pid}")).exists(),
-        "the app outlived oxhd"
-    );
+    assert!(wait_gone(pid), "the app outlived oxhd");
     // A new daemon starts clean: no missions, and the app starts cold again.
     dev.restart();
     assert!(!aa(&dev, &["dump", "-l"]).contains("Mission ID #"));
@@ -484,7 +483,7 @@ fn inside_the_sandbox_an_app_cannot_reach_others_or_regain_root() {
     };
     let out = aa(&dev, &["start", "-b", NOTES, "--pb", "probe", "true", "-W"]);
     assert!(out.ends_with("start ability successfully.\n"), "{out}");
-    let log = lifecycle_at_least(&dev, 10);
+    let log = lifecycle_at_least(&dev, 12);
     let probe = |name: &str| {
         log.iter()
             .find_map(|l| l.strip_prefix(&format!("EntryAbility probe {name}=")))
@@ -500,6 +499,16 @@ fn inside_the_sandbox_an_app_cannot_reach_others_or_regain_root() {
     assert_ne!(probe("init_root"), "ok", "other processes are hidden");
     assert_eq!(probe("ptrace"), "EPERM");
     assert_eq!(probe("setuid0"), "EPERM");
+    assert_eq!(
+        probe("clone_newuser"),
+        "EPERM",
+        "no namespaces through clone(2) either"
+    );
+    assert_eq!(
+        probe("thread"),
+        "ok",
+        "threads still start (clone3 falls back to clone)"
+    );
     assert_eq!(probe("mount"), "EPERM");
     assert_eq!(probe("write_code"), "EROFS", "the code dir is read-only");
     assert_eq!(probe("write_own"), "ok", "its own data dir is writable");

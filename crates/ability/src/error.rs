@@ -11,6 +11,8 @@ pub mod code {
     pub const INCORRECT_ABILITY_TYPE: i32 = 16_000_002;
     /// "Cannot start an invisible component." (`exported` false, no START_INVISIBLE_ABILITY)
     pub const INVISIBLE: i32 = 16_000_004;
+    /// "Service busy. There are concurrent tasks. Try again later." (a record's queue is full)
+    pub const BUSY: i32 = 16_000_007;
     /// "The context does not exist." (a call from an ability that has ended)
     pub const CONTEXT_NOT_EXIST: i32 = 16_000_011;
     /// "No matching ability is found." (implicit start with no skill matching)
@@ -38,6 +40,9 @@ pub enum AbilityError {
     /// The target is not exported and the caller may not start invisible abilities.
     #[error("Cannot start an invisible component: {0}")]
     Invisible(String),
+    /// Too many requests wait on one ability.
+    #[error("Service busy. There are concurrent tasks. Try again later: {0}")]
+    Busy(String),
     /// The calling ability (or connection) no longer exists.
     #[error("The context does not exist: {0}")]
     ContextNotExist(String),
@@ -65,6 +70,7 @@ impl AbilityError {
             Self::NoSuchAbility(_) => code::NO_SUCH_ABILITY,
             Self::IncorrectType(_) => code::INCORRECT_ABILITY_TYPE,
             Self::Invisible(_) => code::INVISIBLE,
+            Self::Busy(_) => code::BUSY,
             Self::ContextNotExist(_) => code::CONTEXT_NOT_EXIST,
             Self::NoMatch(_) => code::NO_MATCH,
             Self::MissionNotFound(_) => code::MISSION_NOT_FOUND,

@@ -158,6 +158,24 @@ struct Link {
 }
 
 impl Link {
+    /// A line in hilog (tag `AppHost`): the host's own failures, since its stdio is /dev/null.
+    fn log_error(&self, msg: String) {
+        let w = oxh_hilog::api::WriteArgs {
+            level: oxh_hilog::Level::Error,
+            log_type: oxh_hilog::LogType::App,
+            domain: 0,
+            tag: "AppHost".into(),
+            fmt: "%{public}s".into(),
+            args: vec![oxh_hilog::LogArg::Str(msg)],
+            tid: 0,
+        };
+        let _: Result<(), _> = self.rt.block_on(self.client.call(
+            oxh_hilog::api::SA_ID,
+            oxh_hilog::api::WRITE,
+            &w,
+        ));
+    }
+
     fn call<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
         &self,
         code: u32,
@@ -246,7 +264,7 @@ pub fn run() -> Result<(), HostError> {
     let mut libs: HashMap<String, libloading::Library> = HashMap::new();
     // C apps call the NDK (OH_LOG_Print ...): loaded first, its symbols global, so an app
     // library finds them whether or not it linked -loxh_ndk.
-    let _ndk = load_ndk();
+    let _ndk = load_ndk(&link);
     let mut instances: HashMap<u64, Instance> = HashMap::new();
     while let Some(bytes) = rt.block_on(sub.recv()) {
         let Ok(HostEvent::Schedule {
@@ -276,7 +294,10 @@ pub fn run() -> Result<(), HostError> {
                     Err(e) => {
                         // Not reporting the step lets its deadline end the process: the
                         // caller is told by the ability manager.
-                        eprintln!("{name}: {} cannot be created: {e}", element.ability_name);
+                        link.log_error(format!(
+                            "{name}: {} cannot be created: {e}",
+                            element.ability_name
+                        ));
                         continue;
                     }
                 }
@@ -302,7 +323,7 @@ pub fn run() -> Result<(), HostError> {
     Ok(())
 }
 
-fn load_ndk() -> Vec<libloading::os::unix::Library> {
+fn load_ndk(link: &Link) -> Vec<libloading::os::unix::Library> {
     let mut v = Vec::new();
     for lib in layout::NDK_LIBS {
         let path = std::path::Path::new(layout::NDK_DIR).join(lib);
@@ -318,7 +339,7 @@ fn load_ndk() -> Vec<libloading::os::unix::Library> {
             )
         } {
             Ok(l) => v.push(l),
-            Err(e) => eprintln!("app host: {}: {e}", path.display()),
+            Err(e) => link.log_error(format!("{}: {e}", path.display())),
         }
     }
     v

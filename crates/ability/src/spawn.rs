@@ -186,7 +186,11 @@ fn spawn(req: &SpawnRequest, staging: &std::path::Path) -> Result<App, String> {
     cmd.arg0(&req.name)
         .args(&req.args)
         .envs(req.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null());
+        // As appspawn does: an app writes nothing into the daemon's output (the ready line, a
+        // pipe nobody may drain); it logs through hilog.
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     let child = cmd.spawn().map_err(|e| {
         format!(
             "{} did not start: {}",

@@ -17,7 +17,7 @@
 //! 5. `setgroups`, `setresgid`, `setresuid` (all three ids: the kernel then clears the
 //!    permitted and effective capabilities);
 //! 6. `PR_SET_PDEATHSIG` (after the uid change, which clears it), `PR_SET_NO_NEW_PRIVS`,
-//!    the seccomp filter last (it forbids some of the calls above).
+//!    the seccomp filters last (they forbid some of the calls above; see [`app_filters`]).
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -191,7 +191,7 @@ pub struct Sandbox {
     gid: u32,
     groups: Vec<libc::gid_t>,
     rlimits: Vec<(libc::__rlimit_resource_t, u64)>,
-    filter: seccompiler::BpfProgram,
+    filters: [seccompiler::BpfProgram; 2],
     /// The write end of the pipe the child names a failed step on.
     report: OwnedFd,
     /// Its read end, until [`Sandbox::command`] hands it to the [`Failure`].
@@ -264,25 +264,61 @@ fn inside(dst: &Path) -> Result<PathBuf, SandboxError> {
     Ok(out)
 }
 
-/// The seccomp filter of every app: [`DENIED_SYSCALLS`] fail with EPERM, the rest is allowed.
-pub fn app_filter() -> Result<seccompiler::BpfProgram, SandboxError> {
-    use seccompiler::{SeccompAction, SeccompFilter, TargetArch};
-    let arch = TargetArch::try_from(std::env::consts::ARCH)
-        .map_err(|e| SandboxError::Seccomp(e.to_string()))?;
-    let rules = DENIED_SYSCALLS
+/// Namespace flags `clone(2)` may not carry: with them an app would make a namespace
+/// (`unshare` is denied outright; this closes the same door through clone).
+const CLONE_NAMESPACE_FLAGS: [u64; 7] = [
+    libc::CLONE_NEWUSER as u64,
+    libc::CLONE_NEWNS as u64,
+    libc::CLONE_NEWPID as u64,
+    libc::CLONE_NEWNET as u64,
+    libc::CLONE_NEWUTS as u64,
+    libc::CLONE_NEWIPC as u64,
+    libc::CLONE_NEWCGROUP as u64,
+];
+
+/// The seccomp filters of every app, installed in order:
+/// 1. [`DENIED_SYSCALLS`], and `clone` with any of [`CLONE_NAMESPACE_FLAGS`], fail with EPERM;
+/// 2. `clone3` fails with ENOSYS: its flags are in memory, where a filter cannot read them,
+///    and ENOSYS makes the C library fall back to `clone`, which filter 1 checks.
+pub fn app_filters() -> Result<[seccompiler::BpfProgram; 2], SandboxError> {
+    use seccompiler::{
+        SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+        SeccompRule, TargetArch,
+    };
+    let err = |e: &dyn std::fmt::Display| SandboxError::Seccomp(e.to_string());
+    let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(|e| err(&e))?;
+    let mut rules: std::collections::BTreeMap<i64, Vec<SeccompRule>> = DENIED_SYSCALLS
         .iter()
         .map(|(_, nr)| (*nr, Vec::new()))
         .collect();
-    let filter = SeccompFilter::new(
+    let clone_rules = CLONE_NAMESPACE_FLAGS
+        .iter()
+        .map(|f| {
+            let c =
+                SeccompCondition::new(0, SeccompCmpArgLen::Qword, SeccompCmpOp::MaskedEq(*f), *f)
+                    .map_err(|e| err(&e))?;
+            SeccompRule::new(vec![c]).map_err(|e| err(&e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    rules.insert(libc::SYS_clone, clone_rules);
+    let deny = SeccompFilter::new(
         rules,
         SeccompAction::Allow,
         SeccompAction::Errno(libc::EPERM as u32),
         arch,
     )
-    .map_err(|e| SandboxError::Seccomp(e.to_string()))?;
-    filter
-        .try_into()
-        .map_err(|e: seccompiler::BackendError| SandboxError::Seccomp(e.to_string()))
+    .map_err(|e| err(&e))?;
+    let clone3 = SeccompFilter::new(
+        [(libc::SYS_clone3, Vec::new())].into_iter().collect(),
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::ENOSYS as u32),
+        arch,
+    )
+    .map_err(|e| err(&e))?;
+    let compile = |f: SeccompFilter| -> Result<seccompiler::BpfProgram, SandboxError> {
+        f.try_into().map_err(|e: seccompiler::BackendError| err(&e))
+    };
+    Ok([compile(deny)?, compile(clone3)?])
 }
 
 impl Sandbox {
@@ -356,7 +392,7 @@ impl Sandbox {
                 .iter()
                 .map(|(r, v)| (r.resource(), (*v).min(hard_limit(r.resource()))))
                 .collect(),
-            filter: app_filter()?,
+            filters: app_filters()?,
         })
     }
 
@@ -540,18 +576,20 @@ impl Sandbox {
         *at = (25, 0);
         check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })?;
         *at = (26, 0);
-        check(unsafe {
-            libc::prctl(
-                libc::PR_SET_SECCOMP,
-                libc::SECCOMP_MODE_FILTER,
-                &libc::sock_fprog {
-                    len: self.filter.len() as u16,
-                    filter: self.filter.as_ptr() as *mut libc::sock_filter,
-                } as *const libc::sock_fprog,
-                0,
-                0,
-            )
-        })?;
+        for f in &self.filters {
+            check(unsafe {
+                libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &libc::sock_fprog {
+                        len: f.len() as u16,
+                        filter: f.as_ptr() as *mut libc::sock_filter,
+                    } as *const libc::sock_fprog,
+                    0,
+                    0,
+                )
+            })?;
+        }
         Ok(())
     }
 }
@@ -641,10 +679,11 @@ mod tests {
 
     #[test]
     fn the_filter_builds_for_this_machine() {
-        let f = app_filter().expect("builds");
+        let [deny, clone3] = app_filters().expect("builds");
         assert!(
-            f.len() > DENIED_SYSCALLS.len(),
+            deny.len() > DENIED_SYSCALLS.len(),
             "one check per denied call at least"
         );
+        assert!(!clone3.is_empty());
     }
 }

@@ -83,6 +83,28 @@ fn probes() -> Vec<String> {
                 Err(errno())
             },
         );
+        // A user namespace through clone(2) (unshare(2) is denied outright).
+        let pid = libc::syscall(
+            libc::SYS_clone,
+            (libc::CLONE_NEWUSER | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        );
+        if pid == 0 {
+            libc::_exit(0);
+        }
+        let r = if pid > 0 {
+            libc::waitpid(pid as libc::pid_t, std::ptr::null_mut(), 0);
+            Ok(())
+        } else {
+            Err(errno())
+        };
+        rec("clone_newuser", r);
+        // Threads still start: clone3 says ENOSYS and the C library falls back to clone.
+        let t = std::thread::spawn(|| ()).join();
+        rec("thread", t.map_err(|_| "panicked".to_string()));
         rec(
             "mount",
             if libc::mount(

@@ -54,6 +54,13 @@ impl Default for Timeouts {
     }
 }
 
+/// Ability records a device keeps at once (OpenHarmony fails a start past its instance limit
+/// with an internal error): bounds what starts of a multiton ability can make it hold.
+pub const MAX_RECORDS: usize = 512;
+/// Steps queued behind the one in flight on one record: a caller that keeps starting an
+/// ability faster than its app runs the steps gets 16000007 instead of a growing queue.
+pub const MAX_QUEUED_STEPS: usize = 32;
+
 /// What kind of ability a record is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AbilityType {
@@ -359,6 +366,13 @@ impl Manager {
             (AbilityType::Page, LaunchType::Multiton) => None,
             _ => self.find(&target.element),
         };
+        if let Err(e) = self.admit(existing) {
+            self.actions.push_back(Action::Reply {
+                request,
+                result: Err(e),
+            });
+            return;
+        }
         let Some(id) = existing else {
             let (id, cold) = self.create(target.clone(), want.clone(), now);
             let r = self.rec(id);
@@ -418,7 +432,16 @@ impl Manager {
             });
             return;
         }
-        let id = match self.find(&target.element) {
+        let existing = self.find(&target.element);
+        if let Err(e) = self.admit(existing) {
+            self.actions.push_back(Action::Connected {
+                request,
+                conn,
+                result: Err(e),
+            });
+            return;
+        }
+        let id = match existing {
             Some(id) => id,
             None => self.create(target, want.clone(), now).0,
         };
@@ -726,6 +749,21 @@ impl Manager {
             Command::Background => self.timeouts.background,
             Command::Request { .. } | Command::Connect { .. } => self.timeouts.foreground,
             Command::Disconnect { .. } | Command::Destroy => self.timeouts.terminate,
+        }
+    }
+
+    /// Whether a request may queue on `existing` (or make a new record): the limits.
+    fn admit(&self, existing: Option<RecordId>) -> Result<(), AbilityError> {
+        match existing.and_then(|id| self.records.get(&id)) {
+            Some(r) if r.queue.len() >= MAX_QUEUED_STEPS => Err(AbilityError::Busy(format!(
+                "{} has {MAX_QUEUED_STEPS} steps waiting (the limit)",
+                r.target.element
+            ))),
+            Some(_) => Ok(()),
+            None if self.records.len() >= MAX_RECORDS => Err(AbilityError::Internal(format!(
+                "too many ability instances: {MAX_RECORDS} are running (the limit)"
+            ))),
+            None => Ok(()),
         }
     }
 

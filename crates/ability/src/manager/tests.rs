@@ -522,3 +522,65 @@ fn reports_of_steps_not_in_flight_or_from_another_process_are_ignored() {
     s.drain();
     assert!(s.reply(1).is_ok());
 }
+
+#[test]
+fn what_one_caller_can_make_the_manager_hold_is_bounded() {
+    let mut s = Sim::new();
+    // A host that never finishes onForeground: starts pile up behind it.
+    s.host(
+        "a",
+        Host {
+            hang_on: Some("onForeground"),
+            ..Host::default()
+        },
+    );
+    s.m.start(
+        1,
+        page("a", "Main", LaunchType::Singleton),
+        Want::default(),
+        s.now,
+    );
+    s.run_for(10 * MS);
+    // Each start again queues onNewWant and onForeground.
+    let mut accepted = 0;
+    for r in 100..200 {
+        s.m.start(
+            r,
+            page("a", "Main", LaunchType::Singleton),
+            Want::default(),
+            s.now,
+        );
+        s.drain();
+        if let Some(res) = s.replies.get(&r) {
+            assert_eq!(res.clone().unwrap_err().code(), crate::error::code::BUSY);
+            break;
+        }
+        accepted += 1;
+    }
+    assert_eq!(accepted, MAX_QUEUED_STEPS / 2);
+
+    // Multiton instances up to MAX_RECORDS, then an internal error; nothing more is spawned.
+    let mut s = Sim::new();
+    for r in 0..MAX_RECORDS as u64 {
+        s.m.start(
+            r,
+            page("b", "Doc", LaunchType::Multiton),
+            Want::default(),
+            s.now,
+        );
+    }
+    s.m.start(
+        9_999,
+        page("b", "Doc", LaunchType::Multiton),
+        Want::default(),
+        s.now,
+    );
+    s.drain();
+    let e = s.reply(9_999).clone().unwrap_err();
+    assert_eq!(e.code(), crate::error::code::INTERNAL);
+    assert!(
+        e.to_string().contains("too many ability instances: 512"),
+        "{e}"
+    );
+    assert_eq!(s.m.records().len(), MAX_RECORDS);
+}

@@ -315,6 +315,14 @@ impl AbilityService {
         want: Want,
         wait: bool,
     ) -> Result<StartReply, AbilityError> {
+        // A process with no token (a user that is neither an app, the shell nor a system
+        // process) starts nothing, as on OpenHarmony.
+        if caller.token_type == oxh_ipc::TokenType::Invalid {
+            return Err(AbilityError::PermissionDenied(format!(
+                "uid {} has no access token",
+                caller.uid
+            )));
+        }
         let installed = self.bundles.abilities(self.cfg.user);
         let who = Caller {
             bundle: self.bundles.bundle_of_uid(caller.uid),
