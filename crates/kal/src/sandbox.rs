@@ -266,7 +266,7 @@ fn inside(dst: &Path) -> Result<PathBuf, SandboxError> {
 
 /// Namespace flags `clone(2)` may not carry: with them an app would make a namespace
 /// (`unshare` is denied outright; this closes the same door through clone).
-const CLONE_NAMESPACE_FLAGS: [u64; 7] = [
+pub const CLONE_NAMESPACE_FLAGS: [u64; 7] = [
     libc::CLONE_NEWUSER as u64,
     libc::CLONE_NEWNS as u64,
     libc::CLONE_NEWPID as u64,
