@@ -655,3 +655,181 @@ fn sim_installs_the_example_apps_on_every_device() {
         assert!(lib.is_file(), "{}", lib.display());
     }
 }
+
+/// The pid of `bundle`'s app process on `dev` (from `aa dump -a`'s records).
+fn pid_of(dev: &TestDevice, bundle: &str) -> Option<u32> {
+    let d = aa(dev, &["dump", "-a"]);
+    d.split("AbilityRecord ID #")
+        .filter(|rec| rec.contains(&format!("bundle name [{bundle}]")))
+        .find_map(|rec| {
+            rec.lines()
+                .find_map(|l| l.trim().strip_prefix("pid #"))
+                .and_then(|p| p.parse().ok())
+        })
+}
+
+/// The real uid of process `pid` (/proc).
+fn uid_of(pid: u32) -> u32 {
+    let st = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    st.lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|u| u.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn an_app_calls_another_apps_service_directly_and_the_service_ends_with_its_last_client() {
+    let Some((dev, work)) = notes_device() else {
+        return;
+    };
+    let lib = example_lib("oxh-example-counter", "counter");
+    let counter = "com.example.counter";
+    install(
+        &dev,
+        work.path(),
+        counter,
+        "examples/counter/hap/module.json5",
+        &lib,
+        "libcounter.so",
+    );
+    let counter_log = || {
+        dev.oxh_ok(&["hilog", "-x", "-T", "Counter"])
+            .lines()
+            .filter_map(|l| l.split_once("Counter: ").map(|(_, m)| m.trim().to_string()))
+            .collect::<Vec<_>>()
+    };
+    let calls = |who: &str| {
+        let p = format!("{who} counter ");
+        lifecycle(&dev)
+            .into_iter()
+            .filter_map(|l| l.strip_prefix(&p).map(str::to_string))
+            .collect::<Vec<_>>()
+    };
+
+    // notes connects from onForeground; its onConnect calls the remote object three times.
+    aa(
+        &dev,
+        &["start", "-b", NOTES, "--pb", "connect", "true", "-W"],
+    );
+    let c = read_until(|| calls("EntryAbility"), |c| c.len() >= 3);
+    let notes_uid = uid_of(pid_of(&dev, NOTES).expect("notes runs"));
+    let counter_pid = pid_of(&dev, counter).expect("the service runs");
+    assert_ne!(uid_of(counter_pid), notes_uid, "two apps, two uids");
+    assert_eq!(c.len(), 3, "{c:?}");
+    let who = format!("caller={notes_uid} token=");
+    assert!(
+        c[0].starts_with(&format!("count=1 {who}")) && c[0].ends_with(" bundle=com.example.notes"),
+        "the service sees the client's kernel uid and its bundle: {c:?}"
+    );
+    let token: u32 = c[0]
+        .split("token=")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|t| t.parse().ok())
+        .unwrap();
+    assert_ne!(token, 0, "an app's token, not an invalid one");
+    assert!(c[1].starts_with("count=2 "), "{c:?}");
+    assert_eq!(c[2], "code 9 error=401", "the service's own error code");
+    assert!(
+        lifecycle(&dev).contains(&"EntryAbility onConnect CounterService".to_string()),
+        "{:?}",
+        lifecycle(&dev)
+    );
+    assert_eq!(
+        counter_log(),
+        ["CounterService onCreate", "CounterService onConnect"]
+    );
+
+    // A second client shares the bound remote object: no second onConnect.
+    aa(
+        &dev,
+        &[
+            "start",
+            "-b",
+            NOTES,
+            "-a",
+            "NoteAbility",
+            "--pb",
+            "connect",
+            "true",
+            "-W",
+        ],
+    );
+    let c2 = read_until(|| calls("NoteAbility"), |c| c.len() >= 3);
+    assert!(c2[0].starts_with("count=3 "), "{c2:?}");
+    let dump = || dev.oxh_ok(&["hidumper", "-s", "180"]);
+    let d = read_until(dump, |d| {
+        d.contains("CounterService") && d.contains("connections #2")
+    });
+    assert!(d.contains("connections #2"), "{d}");
+    assert_eq!(counter_log().len(), 2, "{:?}", counter_log());
+
+    // One client disconnects: the service keeps serving the other, without a callback.
+    aa(
+        &dev,
+        &["start", "-b", NOTES, "--pb", "disconnect", "true", "-W"],
+    );
+    let d = read_until(dump, |d| d.contains("connections #1"));
+    assert!(
+        d.contains("connections #1"),
+        "{d}{:?}\n{}",
+        lifecycle(&dev),
+        dev.oxh_ok(&["hilog", "-x", "-T", "AppHost"])
+    );
+    assert!(lifecycle(&dev).contains(&"EntryAbility disconnect=0".to_string()));
+    assert_eq!(counter_log().len(), 2, "{:?}", counter_log());
+
+    // The last client dies: onDisconnect, then (never started) onDestroy and its process ends.
+    aa(&dev, &["force-stop", NOTES]);
+    let l = read_until(counter_log, |l| l.len() >= 4);
+    assert_eq!(
+        &l[2..],
+        ["CounterService onDisconnect", "CounterService onDestroy"]
+    );
+    assert!(wait_gone(counter_pid), "the service's process ended");
+
+    // The service dies under a client: the client's onDisconnect.
+    aa(
+        &dev,
+        &["start", "-b", NOTES, "--pb", "connect", "true", "-W"],
+    );
+    let c = read_until(|| calls("EntryAbility"), |c| c.len() >= 6);
+    assert!(c[3].starts_with("count=1 "), "a new service process: {c:?}");
+    aa(&dev, &["force-stop", counter]);
+    let l = read_until(
+        || lifecycle(&dev),
+        |l| {
+            l.iter()
+                .any(|x| x == "EntryAbility onDisconnect CounterService")
+        },
+    );
+    assert!(
+        l.iter()
+            .any(|x| x == "EntryAbility onDisconnect CounterService"),
+        "{l:?}"
+    );
+
+    // Connecting to a UIAbility fails with OpenHarmony's code, in onFailed.
+    aa(&dev, &["force-stop", NOTES]);
+    aa(
+        &dev,
+        &[
+            "start",
+            "-b",
+            NOTES,
+            "--ps",
+            "connect_to",
+            "com.example.notes/NoteAbility",
+            "-W",
+        ],
+    );
+    let l = read_until(
+        || lifecycle(&dev),
+        |l| l.iter().any(|x| x.contains("onFailed")),
+    );
+    assert!(
+        l.iter().any(|x| x == "EntryAbility onFailed 16000002"),
+        "{l:?}"
+    );
+}

@@ -10,6 +10,14 @@
 //!
 //! Wants cross as [`OxhWant`]: the same Want as JSON (OpenHarmony's field names, for C) and
 //! as postcard bytes (for the Rust SDK, which then needs no JSON parser).
+//!
+//! Service connections (`connectServiceExtensionAbility`): the service's `on_connect` returns
+//! a remote object; the host serves each client's connection (a socket of its own, straight
+//! from the client's process) by calling `on_remote_request` on a thread of that
+//! connection, concurrently with the lifecycle callbacks, as OpenHarmony runs
+//! `onRemoteRequest` on IPC threads. A client connects with [`OxhHost::connect_service_extension`]
+//! and is told through its [`OxhConnectOptions`], on its main thread; it calls the remote
+//! object with [`OxhHost::send_request`].
 
 use core::ffi::{c_char, c_void};
 
@@ -46,6 +54,90 @@ pub struct OxhHost {
     /// `context.terminateSelf()`: 0, or an error code. The ability's `onBackground` and
     /// `onDestroy` follow after the current callback returns.
     pub terminate_self: unsafe extern "C" fn(ctx: *mut c_void) -> i32,
+    /// `context.connectServiceExtensionAbility(want, options)`: 0 and the connection's id in
+    /// `*conn`, or an error code. Returns at once; `options` then hears on the main thread
+    /// (`on_connect`, or `on_failed`), and the host keeps `options` until it calls its
+    /// `release`.
+    pub connect_service_extension: unsafe extern "C" fn(
+        ctx: *mut c_void,
+        want: *const OxhWant,
+        options: *const OxhConnectOptions,
+        conn: *mut u64,
+    ) -> i32,
+    /// `context.disconnectServiceExtensionAbility(conn)`: 0, or 16000050 for a connection
+    /// this ability does not have. No callback follows but `release`.
+    pub disconnect_service_extension: unsafe extern "C" fn(ctx: *mut c_void, conn: u64) -> i32,
+    /// `remote.sendRequest(code, data, reply)` on a connected remote object: blocks until the
+    /// service answers; 0 with the answer given to `reply.write`, the service's own nonzero
+    /// result, or 16000050 once the connection is gone. Any thread may call it.
+    pub send_request: unsafe extern "C" fn(
+        ctx: *mut c_void,
+        conn: u64,
+        code: u32,
+        data: *const u8,
+        len: usize,
+        reply: *const OxhReply,
+    ) -> i32,
+}
+
+/// Where an answer's bytes go: `write` copies `len` bytes at `data` (valid during the call
+/// only) for `ctx`; it may be called more than once, each call appending.
+#[repr(C)]
+#[derive(Debug)]
+pub struct OxhReply {
+    /// The receiver's own pointer.
+    pub ctx: *mut c_void,
+    /// Appends bytes to the answer.
+    pub write: unsafe extern "C" fn(ctx: *mut c_void, data: *const u8, len: usize),
+}
+
+/// An ability, as OpenHarmony's ElementName (NUL-terminated strings, valid during the call).
+#[repr(C)]
+#[derive(Debug)]
+pub struct OxhElement {
+    /// The device's networkId (empty: this device).
+    pub device_id: *const c_char,
+    /// The bundle.
+    pub bundle_name: *const c_char,
+    /// The module.
+    pub module_name: *const c_char,
+    /// The ability.
+    pub ability_name: *const c_char,
+}
+
+/// Who calls a remote object: the kernel's credentials of the client's socket and the
+/// access token the ability manager resolved for that process (OpenHarmony's
+/// `IPCSkeleton.getCallingUid()`, `getCallingTokenId()` ...).
+#[repr(C)]
+#[derive(Debug)]
+pub struct OxhCaller {
+    /// Process id.
+    pub pid: i32,
+    /// User id (an app's: userId * 200000 + its bundle's id).
+    pub uid: u32,
+    /// AccessTokenID.
+    pub token_id: u32,
+    /// The caller's bundle (empty for a process that is not an app).
+    pub bundle_name: *const c_char,
+}
+
+/// A client's `ConnectOptions`: each callback runs on the client's main thread.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct OxhConnectOptions {
+    /// The client's own pointer, passed back to each callback.
+    pub data: *mut c_void,
+    /// `onConnect(elementName, remote)`: the connection `conn` is up; call it with
+    /// [`OxhHost::send_request`].
+    pub on_connect:
+        Option<unsafe extern "C" fn(data: *mut c_void, conn: u64, element: *const OxhElement)>,
+    /// `onDisconnect(elementName)`: the service went away (it died, or was stopped).
+    pub on_disconnect:
+        Option<unsafe extern "C" fn(data: *mut c_void, conn: u64, element: *const OxhElement)>,
+    /// `onFailed(code)`: the connection could not be made (16000001, 16000004 ...).
+    pub on_failed: Option<unsafe extern "C" fn(data: *mut c_void, conn: u64, code: i32)>,
+    /// Called once, last: the host no longer holds `data`.
+    pub release: Option<unsafe extern "C" fn(data: *mut c_void)>,
 }
 
 /// An ability's lifecycle callbacks. Null entries are callbacks the ability does not have.
@@ -74,10 +166,27 @@ pub struct OxhAbilityCallbacks {
     /// A service's `onRequest(want, startId)`.
     pub on_request:
         Option<unsafe extern "C" fn(ability: *mut c_void, want: *const OxhWant, start_id: i32)>,
-    /// A service's `onConnect(want)`.
-    pub on_connect: Option<unsafe extern "C" fn(ability: *mut c_void, want: *const OxhWant)>,
-    /// A service's `onDisconnect(want)`.
+    /// A service's `onConnect(want)`, for its first connection: returns its remote object
+    /// (null: it refuses connections). Later clients share it, until `onDisconnect`.
+    pub on_connect:
+        Option<unsafe extern "C" fn(ability: *mut c_void, want: *const OxhWant) -> *mut c_void>,
+    /// A service's `onDisconnect(want)`: its last client went. The remote object is no longer
+    /// used once it returns.
     pub on_disconnect: Option<unsafe extern "C" fn(ability: *mut c_void, want: *const OxhWant)>,
+    /// A remote object's `onRemoteRequest(code, data, reply)`, on the calling connection's
+    /// thread: returns 0 with the answer written to `reply`, or an error code the client
+    /// gets back.
+    pub on_remote_request: Option<
+        unsafe extern "C" fn(
+            ability: *mut c_void,
+            remote: *mut c_void,
+            caller: *const OxhCaller,
+            code: u32,
+            data: *const u8,
+            len: usize,
+            reply: *const OxhReply,
+        ) -> i32,
+    >,
 }
 
 /// [`ENTRY_SYMBOL`]'s type: the callbacks of the ability named `ability_name`, or null.

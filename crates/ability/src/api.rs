@@ -8,8 +8,18 @@
 //! | [`FORCE_STOP`] | KillProcess | `String` bundle | `()` | CLEAN_BACKGROUND_PROCESSES (the shell holds it) |
 //! | [`TERMINATE_SELF`] | TerminateAbility | `u64` record | `()` | the record's own app process |
 //! | [`DUMP_MISSIONS`] | DumpMissions | `()` | `Vec<`[`RecordDump`]`>` | GET_RUNNING_INFO (shell, natives) |
-//! | [`ATTACH`] | AttachApplication | [`AttachArgs`] | `()`, then [`HostEvent`]s on the subscription | the spawned process itself (pid and uid checked) |
+//! | [`CONNECT`] | ConnectAbility | [`ConnectArgs`] + the client's end of a socketpair | [`ConnectReply`] | anyone with a token; exported / START_INVISIBLE_ABILITY decide |
+//! | [`ATTACH`] | AttachApplication | [`AttachArgs`] + the host's end of its control socket | `()`, then [`HostEvent`]s on the subscription, [`HostControl`]s on the control socket | the spawned process itself (pid and uid checked) |
 //! | [`STEP_DONE`] | AbilityTransitionDone | [`StepDone`] | `()` | the record's own app process |
+//! | [`CONNECTION_CLOSED`] | ConnectionClosed | `u64` connection | `()` | the service's own app process |
+//!
+//! A connection is a Unix socketpair the client makes: it keeps one end and passes the
+//! other with [`CONNECT`]; once the service's `onConnect` ran, the ability manager hands
+//! that end to the service's host ([`HostControl::Serve`], with the client's identity), so
+//! calls go from app to app without oxhd. The service's host reports the end of each
+//! connection ([`CONNECTION_CLOSED`]). On the socket, each call is an IPC request frame
+//! (`oxh_ipc::frame`, SA [`REMOTE_OBJECT_SA`]) and its answer a reply frame, as local IPC's
+//! (the answer's bytes, or a `RemoteError` with the service's code): see `remote`.
 
 use crate::want::{Element, LaunchReason, Want};
 use serde::{Deserialize, Serialize};
@@ -27,10 +37,19 @@ pub const FORCE_STOP: u32 = 3;
 pub const TERMINATE_SELF: u32 = 4;
 /// Missions and records (`aa dump -l`, hidumper).
 pub const DUMP_MISSIONS: u32 = 5;
+/// Connects to a service extension (`connectServiceExtensionAbility`).
+pub const CONNECT: u32 = 6;
 /// An app host introduces itself and subscribes to its lifecycle commands.
 pub const ATTACH: u32 = 10;
 /// An app host finished a lifecycle step.
 pub const STEP_DONE: u32 = 11;
+/// A service's host saw one of its connections end.
+pub const CONNECTION_CLOSED: u32 = 12;
+
+/// The SA id the frames of a service connection carry (they go to the remote object).
+pub const REMOTE_OBJECT_SA: i32 = 0;
+/// Largest [`HostControl`] message (one SOCK_SEQPACKET packet).
+pub const MAX_CONTROL_MESSAGE: usize = 64 * 1024;
 
 /// The daemon's IPC socket inside an app's sandbox.
 pub const IPC_SOCKET: &str = "/run/oxhd.sock";
@@ -88,6 +107,53 @@ pub struct AttachArgs {
     pub sub: u64,
 }
 
+/// Arguments of [`CONNECT`] (the client's socket end rides with them).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConnectArgs {
+    /// The service.
+    pub want: Want,
+}
+
+/// One end of a connection, as the other end is told it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Peer {
+    /// Process id.
+    pub pid: i32,
+    /// User id.
+    pub uid: u32,
+    /// AccessTokenID.
+    pub token_id: u32,
+    /// Its bundle (empty: not an app).
+    pub bundle: String,
+}
+
+/// A made connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectReply {
+    /// The service.
+    pub element: Element,
+    /// The connection's id.
+    pub conn: u64,
+    /// The service's process.
+    pub service: Peer,
+}
+
+/// What the ability manager sends on a host's control socket (SOCK_SEQPACKET, one postcard
+/// message per packet, at most [`MAX_CONTROL_MESSAGE`] bytes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HostControl {
+    /// Serve connection `conn` of service `record` with its remote object: the packet
+    /// carries the connection's socket (SCM_RIGHTS).
+    Serve {
+        /// The service's record.
+        record: u64,
+        /// The connection.
+        conn: u64,
+        /// Who connected.
+        client: Peer,
+    },
+}
+
 /// A running ability, for dumps.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordDump {
@@ -133,17 +199,15 @@ pub enum Step {
         /// The start's number.
         start_id: u32,
     },
-    /// `onConnect(want)`.
+    /// `onConnect(want)`: the first connection (later ones share its remote object).
     Connect {
-        /// The connection.
-        conn: u64,
-        /// Its Want.
+        /// The connecting Want.
         want: Want,
     },
-    /// `onDisconnect(want)`.
+    /// `onDisconnect(want)`: the last connection went.
     Disconnect {
-        /// The connection.
-        conn: u64,
+        /// The Want `onConnect` had.
+        want: Want,
     },
     /// `onDestroy()`.
     Destroy,
@@ -178,6 +242,12 @@ pub enum HostEvent {
         entry: String,
         /// The step.
         step: Step,
+    },
+    /// A connection this process made as a client was lost: the service died or was
+    /// stopped (its `onDisconnect`).
+    ConnectionLost {
+        /// The connection.
+        conn: u64,
     },
 }
 

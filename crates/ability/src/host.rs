@@ -3,13 +3,23 @@
 //! libraries and runs their lifecycle callbacks over the [`crate::abi`] C ABI on its main
 //! thread, one at a time, reporting each step when it returns.
 
-use crate::abi::{self, EntryFn, OxhAbilityCallbacks, OxhHost, OxhWant};
-use crate::api::{self, AttachArgs, HostEvent, StartArgs, Step, StepDone};
+use crate::abi::{
+    self, EntryFn, OxhAbilityCallbacks, OxhCaller, OxhConnectOptions, OxhElement, OxhHost,
+    OxhReply, OxhWant,
+};
+use crate::api::{
+    self, AttachArgs, ConnectArgs, ConnectReply, HostControl, HostEvent, Peer, StartArgs, Step,
+    StepDone,
+};
 use crate::layout;
-use crate::want::{Want, WantParam};
+use crate::remote::{self, Proxy};
+use crate::want::{Element, Want, WantParam};
 use std::collections::HashMap;
 use std::ffi::{CStr, CString, c_char, c_void};
-use std::sync::Arc;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Why the host stops.
 #[derive(Debug, thiserror::Error)]
@@ -151,10 +161,79 @@ unsafe fn read_want(w: *const OxhWant) -> Result<Want, String> {
     Err("an empty Want".into())
 }
 
-/// What the app's calls need: the IPC client and the runtime that drives it.
+/// What the app's calls need: the IPC client and the runtime that drives it, and the
+/// service connections of this process (as client and as service).
 struct Link {
     client: oxh_ipc::Client,
     rt: tokio::runtime::Handle,
+    /// Connections this process's abilities made, by the id the app got.
+    clients: Mutex<HashMap<u64, ClientConn>>,
+    next_local: AtomicU64,
+    /// Connect results, for the main thread.
+    local_tx: tokio::sync::mpsc::UnboundedSender<Local>,
+    /// Bound services' remote objects, by record.
+    remotes: Mutex<HashMap<u64, Remote>>,
+}
+
+/// A connection an ability of this process made.
+struct ClientConn {
+    /// The record that made it (it ends with it).
+    owner: u64,
+    options: OxhConnectOptions,
+    /// Once connected: its end, and what the ability manager said of it.
+    up: Option<(Arc<Mutex<Proxy>>, ConnectReply)>,
+}
+
+// SAFETY: the options' pointer is the app's, used only on the main thread (callbacks) or
+// through the functions the ABI says any thread may call.
+unsafe impl Send for ClientConn {}
+
+/// A bound service's remote object.
+#[derive(Clone, Copy)]
+struct Remote {
+    callbacks: OxhAbilityCallbacks,
+    this: *mut c_void,
+    remote: *mut c_void,
+}
+
+// SAFETY: the ABI says `on_remote_request` runs on connection threads.
+unsafe impl Send for Remote {}
+
+/// What other threads hand the main thread.
+enum Local {
+    /// A connect call came back.
+    ConnectDone {
+        local: u64,
+        result: Result<(ConnectReply, UnixStream), i32>,
+    },
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// An element as the C ABI passes it, alive while it is borrowed.
+struct ElementArg([CString; 4]);
+
+impl ElementArg {
+    fn new(e: &Element) -> Self {
+        let c = |s: &str| CString::new(s).unwrap_or_default();
+        ElementArg([
+            c(""),
+            c(&e.bundle_name),
+            c(&e.module_name),
+            c(&e.ability_name),
+        ])
+    }
+
+    fn raw(&self) -> OxhElement {
+        OxhElement {
+            device_id: self.0[0].as_ptr(),
+            bundle_name: self.0[1].as_ptr(),
+            module_name: self.0[2].as_ptr(),
+            ability_name: self.0[3].as_ptr(),
+        }
+    }
 }
 
 impl Link {
@@ -225,6 +304,272 @@ unsafe extern "C" fn host_terminate_self(ctx: *mut c_void) -> i32 {
     }
 }
 
+unsafe extern "C" fn host_connect(
+    ctx: *mut c_void,
+    want: *const OxhWant,
+    options: *const OxhConnectOptions,
+    conn: *mut u64,
+) -> i32 {
+    // SAFETY: as above.
+    let Some(c) = (unsafe { ctx.cast::<InstanceCtx>().as_ref() }) else {
+        return crate::code::CONTEXT_NOT_EXIST;
+    };
+    // SAFETY: the ABI's contract for `want` and `options`.
+    let (want, options) = match (unsafe { read_want(want) }, unsafe { options.as_ref() }) {
+        (Ok(w), Some(o)) if !conn.is_null() => (w, *o),
+        _ => return crate::code::INVALID_PARAM,
+    };
+    let Ok((mine, theirs)) = UnixStream::pair() else {
+        return crate::code::INTERNAL;
+    };
+    let link = c.link.clone();
+    let local = link.next_local.fetch_add(1, Ordering::Relaxed);
+    lock(&link.clients).insert(
+        local,
+        ClientConn {
+            owner: c.record,
+            options,
+            up: None,
+        },
+    );
+    // SAFETY: `conn` is non-null (checked) and the caller's to write.
+    unsafe { *conn = local };
+    c.link.rt.spawn(async move {
+        let r = link
+            .client
+            .call_with_fd::<_, ConnectReply>(
+                api::SA_ID,
+                api::CONNECT,
+                &ConnectArgs { want },
+                theirs.as_fd(),
+            )
+            .await;
+        // The daemon holds its own copy now (or refused it).
+        drop(theirs);
+        let result = r.map(|rep| (rep, mine)).map_err(|e| code_of(&e));
+        let _ = link.local_tx.send(Local::ConnectDone { local, result });
+    });
+    0
+}
+
+unsafe extern "C" fn host_disconnect(ctx: *mut c_void, conn: u64) -> i32 {
+    // SAFETY: as above.
+    let Some(c) = (unsafe { ctx.cast::<InstanceCtx>().as_ref() }) else {
+        return crate::code::CONTEXT_NOT_EXIST;
+    };
+    let gone = {
+        let mut g = lock(&c.link.clients);
+        match g.get(&conn) {
+            Some(cc) if cc.owner == c.record => g.remove(&conn),
+            _ => None,
+        }
+    };
+    match gone {
+        // Its socket closes with it: the service's host sees the end.
+        Some(cc) => {
+            release(&cc.options);
+            0
+        }
+        None => crate::code::INTERNAL,
+    }
+}
+
+unsafe extern "C" fn host_send_request(
+    ctx: *mut c_void,
+    conn: u64,
+    code: u32,
+    data: *const u8,
+    len: usize,
+    reply: *const OxhReply,
+) -> i32 {
+    // SAFETY: as above.
+    let Some(c) = (unsafe { ctx.cast::<InstanceCtx>().as_ref() }) else {
+        return crate::code::CONTEXT_NOT_EXIST;
+    };
+    let proxy = lock(&c.link.clients)
+        .get(&conn)
+        .and_then(|cc| cc.up.as_ref().map(|(p, _)| p.clone()));
+    let Some(proxy) = proxy else {
+        return crate::code::INTERNAL;
+    };
+    let bytes = if data.is_null() || len == 0 {
+        &[][..]
+    } else {
+        // SAFETY: the ABI: `data` is valid for `len` bytes during the call.
+        unsafe { std::slice::from_raw_parts(data, len) }
+    };
+    let r = lock(&proxy).send_request(code, bytes);
+    match r {
+        Ok(answer) => {
+            // SAFETY: the ABI: `reply` is null or valid during the call.
+            if let Some(rp) = unsafe { reply.as_ref() } {
+                // SAFETY: `write` copies from our buffer, valid during the call.
+                unsafe { (rp.write)(rp.ctx, answer.as_ptr(), answer.len()) };
+            }
+            0
+        }
+        Err(e) => e.code(),
+    }
+}
+
+/// The client's options are done with.
+fn release(o: &OxhConnectOptions) {
+    if let Some(f) = o.release {
+        // SAFETY: the ABI: called once, last.
+        unsafe { f(o.data) };
+    }
+}
+
+/// Appends to the `Vec<u8>` an [`OxhReply`] points at.
+unsafe extern "C" fn append_reply(ctx: *mut c_void, data: *const u8, len: usize) {
+    // SAFETY: `ctx` is the Vec the host made for this reply; `data` is valid for `len`.
+    unsafe {
+        if let Some(v) = ctx.cast::<Vec<u8>>().as_mut()
+            && !data.is_null()
+        {
+            v.extend_from_slice(std::slice::from_raw_parts(data, len));
+        }
+    }
+}
+
+/// Reads the control socket: each packet hands over one connection to serve.
+fn control_loop(link: Arc<Link>, sock: OwnedFd) {
+    let mut buf = vec![std::mem::MaybeUninit::<u8>::uninit(); api::MAX_CONTROL_MESSAGE];
+    loop {
+        let mut pfd = libc::pollfd {
+            fd: sock.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one pollfd we own.
+        if unsafe { libc::poll(&mut pfd, 1, -1) } < 0 {
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return;
+        }
+        let mut fds = Vec::new();
+        let n = match oxh_kal::recv_with_fds(sock.as_fd(), &mut buf, &mut fds) {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
+            Err(_) => return,
+        };
+        // SAFETY: recvmsg initialised the first `n` bytes.
+        let msg = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n) };
+        let Ok(HostControl::Serve {
+            record,
+            conn,
+            client,
+        }) = oxh_ipc::decode::<HostControl>(msg)
+        else {
+            continue;
+        };
+        let mut fds = fds.into_iter();
+        let Some(fd) = fds.next() else { continue };
+        serve_connection(&link, record, conn, client, fd);
+    }
+}
+
+/// Serves one client of a bound service on a thread of its own, then reports its end.
+fn serve_connection(link: &Arc<Link>, record: u64, conn: u64, client: Peer, fd: OwnedFd) {
+    let remote = lock(&link.remotes).get(&record).copied();
+    let link = link.clone();
+    let run = move || {
+        let sock = UnixStream::from(fd);
+        match (remote, oxh_kal::peer_cred(sock.as_fd())) {
+            // The kernel's word on who is at the other end, beside the ability manager's.
+            (Some(r), Ok(cred)) if cred.uid == client.uid && cred.pid == client.pid => {
+                let bundle = CString::new(client.bundle).unwrap_or_default();
+                let caller = OxhCaller {
+                    pid: cred.pid,
+                    uid: cred.uid,
+                    token_id: client.token_id,
+                    bundle_name: bundle.as_ptr(),
+                };
+                let why = remote::serve(sock, |code, data| {
+                    let Some(f) = r.callbacks.on_remote_request else {
+                        return Err(oxh_ipc::RemoteError::new(
+                            crate::code::INTERNAL,
+                            "the service has no onRemoteRequest",
+                        ));
+                    };
+                    let mut out: Vec<u8> = Vec::new();
+                    let reply = OxhReply {
+                        ctx: (&mut out as *mut Vec<u8>).cast(),
+                        write: append_reply,
+                    };
+                    // SAFETY: the ABI: the remote object is live until onDisconnect, which
+                    // runs only after this connection's end is reported.
+                    let rc = unsafe {
+                        f(
+                            r.this,
+                            r.remote,
+                            &caller,
+                            code,
+                            data.as_ptr(),
+                            data.len(),
+                            &reply,
+                        )
+                    };
+                    if rc == 0 {
+                        Ok(out)
+                    } else {
+                        Err(oxh_ipc::RemoteError::new(
+                            rc,
+                            format!("the remote object refused request {code}"),
+                        ))
+                    }
+                });
+                if let Some(why) = why {
+                    link.log_error(format!("connection {conn}: {why}"));
+                }
+            }
+            (None, _) => link.log_error(format!(
+                "connection {conn}: the service has no remote object (its onConnect returned none)"
+            )),
+            (Some(_), _) => link.log_error(format!(
+                "connection {conn}: its socket is not the connecting client's"
+            )),
+        }
+        let _ = link.call::<_, ()>(api::CONNECTION_CLOSED, &conn);
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name(format!("conn-{conn}"))
+        .spawn(run)
+    {
+        // The closure (and its socket) is gone with the error: the client sees the end.
+        let _ = e;
+    }
+}
+
+/// A SOCK_SEQPACKET socketpair: the host's control socket and the end for the daemon.
+fn control_pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: socketpair writes two descriptors into `fds`, which are then ours.
+    let rc = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both are new descriptors nobody else owns.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
 struct Instance {
     callbacks: OxhAbilityCallbacks,
     this: *mut c_void,
@@ -249,32 +594,66 @@ pub fn run() -> Result<(), HostError> {
         .build()
         .map_err(|e| HostError::Setup(e.to_string()))?;
     let client = rt.block_on(oxh_ipc::Client::connect(std::path::Path::new(&socket)))?;
+    let (local_tx, mut local_rx) = tokio::sync::mpsc::unbounded_channel();
     let link = Arc::new(Link {
         client,
         rt: rt.handle().clone(),
+        clients: Mutex::new(HashMap::new()),
+        next_local: AtomicU64::new(1),
+        local_tx,
+        remotes: Mutex::new(HashMap::new()),
     });
     let mut sub = link.client.subscribe();
-    link.call::<_, ()>(
+    let (control, theirs) = control_pair().map_err(|e| HostError::Setup(e.to_string()))?;
+    rt.block_on(link.client.call_with_fd::<_, ()>(
+        api::SA_ID,
         api::ATTACH,
         &AttachArgs {
             proc,
             sub: sub.id(),
         },
-    )?;
+        theirs.as_fd(),
+    ))?;
+    drop(theirs);
+    {
+        let link = link.clone();
+        std::thread::Builder::new()
+            .name("control".into())
+            .spawn(move || control_loop(link, control))
+            .map_err(|e| HostError::Setup(e.to_string()))?;
+    }
     let mut libs: HashMap<String, libloading::Library> = HashMap::new();
     // C apps call the NDK (OH_LOG_Print ...): loaded first, its symbols global, so an app
     // library finds them whether or not it linked -loxh_ndk.
     let _ndk = load_ndk(&link);
     let mut instances: HashMap<u64, Instance> = HashMap::new();
-    while let Some(bytes) = rt.block_on(sub.recv()) {
-        let Ok(HostEvent::Schedule {
-            record,
-            element,
-            entry,
-            step,
-        }) = oxh_ipc::decode::<HostEvent>(&bytes)
-        else {
-            continue;
+    loop {
+        let next = rt.block_on(async {
+            tokio::select! {
+                b = sub.recv() => b.map(Ok),
+                l = local_rx.recv() => l.map(Err),
+            }
+        });
+        let bytes = match next {
+            None => break,
+            Some(Err(local)) => {
+                on_local(&link, local);
+                continue;
+            }
+            Some(Ok(bytes)) => bytes,
+        };
+        let (record, element, entry, step) = match oxh_ipc::decode::<HostEvent>(&bytes) {
+            Ok(HostEvent::Schedule {
+                record,
+                element,
+                entry,
+                step,
+            }) => (record, element, entry, step),
+            Ok(HostEvent::ConnectionLost { conn }) => {
+                connection_lost(&link, conn);
+                continue;
+            }
+            Err(_) => continue,
         };
         let done = step.name();
         match step {
@@ -306,9 +685,35 @@ pub fn run() -> Result<(), HostError> {
                 let Some(i) = instances.get(&record) else {
                     continue;
                 };
-                run_step(i, &other);
+                if matches!(other, Step::Disconnect { .. } | Step::Destroy) {
+                    // No connection thread uses it any more (each reported its end first).
+                    lock(&link.remotes).remove(&record);
+                }
+                if let Some(remote) = run_step(i, &other) {
+                    lock(&link.remotes).insert(
+                        record,
+                        Remote {
+                            callbacks: i.callbacks,
+                            this: i.this,
+                            remote,
+                        },
+                    );
+                }
                 if matches!(other, Step::Destroy) {
                     instances.remove(&record);
+                    // Its own connections end with it, without callbacks.
+                    let mine: Vec<ClientConn> = {
+                        let mut g = lock(&link.clients);
+                        let ids: Vec<u64> = g
+                            .iter()
+                            .filter(|(_, c)| c.owner == record)
+                            .map(|(id, _)| *id)
+                            .collect();
+                        ids.iter().filter_map(|id| g.remove(id)).collect()
+                    };
+                    for c in mine {
+                        release(&c.options);
+                    }
                 }
             }
         }
@@ -323,12 +728,63 @@ pub fn run() -> Result<(), HostError> {
     Ok(())
 }
 
+/// A connect came back: the client's `onConnect` or `onFailed`, on the main thread.
+fn on_local(link: &Link, local: Local) {
+    let Local::ConnectDone { local, result } = local;
+    let mut g = lock(&link.clients);
+    let Some(cc) = g.get_mut(&local) else {
+        // Disconnected meanwhile: its socket closes here.
+        return;
+    };
+    let o = cc.options;
+    match result {
+        Ok((rep, sock)) => {
+            let e = ElementArg::new(&rep.element);
+            cc.up = Some((Arc::new(Mutex::new(Proxy::new(sock))), rep));
+            drop(g);
+            if let Some(f) = o.on_connect {
+                // SAFETY: the ABI: the options' callbacks run on the main thread.
+                unsafe { f(o.data, local, &e.raw()) };
+            }
+        }
+        Err(code) => {
+            g.remove(&local);
+            drop(g);
+            if let Some(f) = o.on_failed {
+                // SAFETY: as above.
+                unsafe { f(o.data, local, code) };
+            }
+            release(&o);
+        }
+    }
+}
+
+/// The service of a connection went away: the client's `onDisconnect`.
+fn connection_lost(link: &Link, conn: u64) {
+    let gone = {
+        let mut g = lock(&link.clients);
+        let id = g
+            .iter()
+            .find(|(_, c)| c.up.as_ref().is_some_and(|(_, r)| r.conn == conn))
+            .map(|(id, _)| *id);
+        id.and_then(|id| g.remove(&id).map(|c| (id, c)))
+    };
+    let Some((local, c)) = gone else { return };
+    if let (Some(f), Some((_, rep))) = (c.options.on_disconnect, c.up.as_ref()) {
+        let e = ElementArg::new(&rep.element);
+        // SAFETY: as above.
+        unsafe { f(c.options.data, local, &e.raw()) };
+    }
+    release(&c.options);
+}
+
 fn load_ndk(link: &Link) -> Vec<libloading::os::unix::Library> {
     let mut v = Vec::new();
     for lib in layout::NDK_LIBS {
         let path = std::path::Path::new(layout::NDK_DIR).join(lib);
         if !path.exists() {
-            continue;
+            // Each may use the ones before it: without this one, the rest cannot load.
+            break;
         }
         // SAFETY: the NDK's initialisers are ours; RTLD_GLOBAL makes its symbols visible to
         // the libraries loaded after it.
@@ -339,7 +795,10 @@ fn load_ndk(link: &Link) -> Vec<libloading::os::unix::Library> {
             )
         } {
             Ok(l) => v.push(l),
-            Err(e) => link.log_error(format!("{}: {e}", path.display())),
+            Err(e) => {
+                link.log_error(format!("{}: {e}", path.display()));
+                break;
+            }
         }
     }
     v
@@ -391,6 +850,9 @@ fn create(
         ctx: (&mut *ctx as *mut InstanceCtx).cast(),
         start_ability: host_start_ability,
         terminate_self: host_terminate_self,
+        connect_service_extension: host_connect,
+        disconnect_service_extension: host_disconnect,
+        send_request: host_send_request,
     });
     let w = WantArg::new(want);
     let raw = w.raw();
@@ -410,7 +872,8 @@ fn create(
     })
 }
 
-fn run_step(i: &Instance, step: &Step) {
+/// Runs a step; for `onConnect`, returns the remote object the service gave.
+fn run_step(i: &Instance, step: &Step) -> Option<*mut c_void> {
     let c = &i.callbacks;
     // SAFETY (each call): `this` is what on_create returned; Wants live through the call.
     unsafe {
@@ -430,14 +893,15 @@ fn run_step(i: &Instance, step: &Step) {
                     f(i.this, &w.raw(), *start_id as i32);
                 }
             }
-            Step::Connect { want, .. } => {
+            Step::Connect { want } => {
                 let w = WantArg::new(want);
-                if let Some(f) = c.on_connect {
-                    f(i.this, &w.raw());
-                }
+                return c
+                    .on_connect
+                    .map(|f| f(i.this, &w.raw()))
+                    .filter(|r| !r.is_null());
             }
-            Step::Disconnect { .. } => {
-                let w = WantArg::new(&Want::default());
+            Step::Disconnect { want } => {
+                let w = WantArg::new(want);
                 if let Some(f) = c.on_disconnect {
                     f(i.this, &w.raw());
                 }
@@ -445,6 +909,7 @@ fn run_step(i: &Instance, step: &Step) {
             Step::Create { .. } => {}
         }
     }
+    None
 }
 
 /// Names the process by its bundle, as `ps` shows OpenHarmony's apps (the kernel keeps 15

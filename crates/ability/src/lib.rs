@@ -9,6 +9,7 @@
 //! - [`resolve`] (feature `manager` too): which ability a Want names, and may the caller start it.
 //! - [`skills`] (feature `manager` too): implicit start, by OpenHarmony's matching rules.
 //! - `host` (feature `host`): the app host, the program each app process runs.
+//! - `remote` (feature `host`): a service connection's calls, app to app.
 //! - `layout` (feature `spawn`): the mounts of an app's sandbox (appdata-sandbox.json's).
 //! - `service` (feature `service`): the system ability over the core, the spawner and hosts.
 //! - `spawn` (feature `spawn`): the app spawner, a small process that starts each app in its
@@ -23,6 +24,8 @@ pub mod host;
 pub mod layout;
 #[cfg(feature = "manager")]
 pub mod manager;
+#[cfg(feature = "host")]
+pub mod remote;
 #[cfg(feature = "manager")]
 pub mod resolve;
 #[cfg(feature = "service")]

@@ -64,7 +64,7 @@ impl Want {
 }
 
 /// The name of one ability: OpenHarmony's ElementName without the device.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Element {
     /// Bundle name.

@@ -160,6 +160,31 @@ pub fn peer_cred(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<PeerCred> {
     })
 }
 
+/// A socket's address family and type (SO_DOMAIN, SO_TYPE): what a descriptor a caller
+/// passed really is, before it is used as one.
+pub fn socket_kind(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<(i32, i32)> {
+    use std::os::fd::AsRawFd;
+    let get = |opt: libc::c_int| -> io::Result<i32> {
+        let mut v: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes one c_int into `v`, whose size `len` says.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                (&mut v as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(v)
+    };
+    Ok((get(libc::SO_DOMAIN)?, get(libc::SO_TYPE)?))
+}
+
 /// Shuts down the sending side of a socket, so the peer reads end-of-file even while other
 /// handles to the socket stay open.
 pub fn shutdown_write(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {

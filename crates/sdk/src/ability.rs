@@ -18,11 +18,14 @@
 //! ```
 
 use crate::{Device, Error};
-use oxh_ability::abi::{self, OxhAbilityCallbacks, OxhHost, OxhWant};
+use oxh_ability::abi::{
+    self, OxhAbilityCallbacks, OxhCaller, OxhConnectOptions, OxhElement, OxhHost, OxhReply, OxhWant,
+};
 use oxh_ability::api;
 pub use oxh_ability::api::{RecordDump, StartArgs, StartReply, StartedInfo};
 pub use oxh_ability::{AbilityError, Element, LaunchReason, Want, WantParam};
-use std::ffi::c_void;
+use std::ffi::{CStr, c_char, c_void};
+use std::sync::Arc;
 
 /// The ability manager (`@ohos.app.ability.abilityManager`, `aa`).
 pub struct AbilityManager<'a> {
@@ -116,11 +119,67 @@ impl Context {
         if rc == 0 { Ok(()) } else { Err(rc) }
     }
 
+    /// `connectServiceExtensionAbility(want, options)`: the connection's id at once; then
+    /// `options` hears, on the main thread, `on_connect` with the service's remote object
+    /// (or `on_failed`), and later `on_disconnect` if the service goes away.
+    pub fn connect_service_extension(
+        &self,
+        want: &Want,
+        options: impl ConnectOptions,
+    ) -> Result<u64, i32> {
+        let data = oxh_ipc::encode(want);
+        let w = OxhWant {
+            json: std::ptr::null(),
+            data: data.as_ptr(),
+            len: data.len(),
+        };
+        let boxed = Box::new(OptionsBox {
+            host: self.host,
+            inner: Box::new(options),
+        });
+        let raw = OxhConnectOptions {
+            data: Box::into_raw(boxed).cast(),
+            on_connect: Some(options_on_connect),
+            on_disconnect: Some(options_on_disconnect),
+            on_failed: Some(options_on_failed),
+            release: Some(options_release),
+        };
+        let mut conn = 0u64;
+        // SAFETY: as above; the host keeps `raw` (a copy) until it calls `release`.
+        let rc = unsafe {
+            let h = &*self.host;
+            (h.connect_service_extension)(h.ctx, &w, &raw, &mut conn)
+        };
+        if rc == 0 {
+            Ok(conn)
+        } else {
+            // SAFETY: refused: the host did not keep the options, which are ours to free.
+            unsafe { options_release(raw.data) };
+            Err(rc)
+        }
+    }
+
+    /// `disconnectServiceExtensionAbility(conn)`: the service's host sees the connection end.
+    pub fn disconnect_service_extension(&self, conn: u64) -> Result<(), i32> {
+        // SAFETY: as above.
+        let rc = unsafe {
+            let h = &*self.host;
+            (h.disconnect_service_extension)(h.ctx, conn)
+        };
+        if rc == 0 { Ok(()) } else { Err(rc) }
+    }
+
     /// Runs `f` to completion on the app's own runtime (SDK calls are async; lifecycle
     /// callbacks are not).
     pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
-        app_runtime().block_on(f)
+        block_on(f)
     }
+}
+
+/// Runs `f` to completion on the app's own runtime, from any callback (a connection's
+/// options have no [`Context`]).
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    app_runtime().block_on(f)
 }
 
 fn app_runtime() -> &'static tokio::runtime::Runtime {
@@ -131,6 +190,151 @@ fn app_runtime() -> &'static tokio::runtime::Runtime {
             .build()
             .expect("a runtime for the app")
     })
+}
+
+/// A connection's client side (`ConnectOptions`): its callbacks run on the main thread.
+pub trait ConnectOptions: Send + 'static {
+    /// `onConnect(elementName, remote)`.
+    fn on_connect(&mut self, element: &Element, remote: RemoteProxy);
+    /// `onDisconnect(elementName)`: the service went away.
+    fn on_disconnect(&mut self, _element: &Element) {}
+    /// `onFailed(code)`: 16000001, 16000004 ...
+    fn on_failed(&mut self, _code: i32) {}
+}
+
+/// A connected service's remote object, as its client calls it (`rpc.RemoteProxy`).
+#[derive(Debug, Clone)]
+pub struct RemoteProxy {
+    host: *const OxhHost,
+    conn: u64,
+}
+
+// SAFETY: the ABI lets any thread call send_request; the host pointer lives as long as the
+// ability that made the connection.
+unsafe impl Send for RemoteProxy {}
+unsafe impl Sync for RemoteProxy {}
+
+impl RemoteProxy {
+    /// The connection's id (for `disconnect_service_extension`).
+    pub fn connection(&self) -> u64 {
+        self.conn
+    }
+
+    /// `sendRequest(code, data)`: blocks until the service answers; its answer, or its error
+    /// code (16000050 once the connection is gone).
+    pub fn send_request(&self, code: u32, data: &[u8]) -> Result<Vec<u8>, i32> {
+        let mut out: Vec<u8> = Vec::new();
+        let reply = OxhReply {
+            ctx: (&mut out as *mut Vec<u8>).cast(),
+            write: append_reply,
+        };
+        // SAFETY: the host pointer is valid (see above); data and reply live through the call.
+        let rc = unsafe {
+            let h = &*self.host;
+            (h.send_request)(h.ctx, self.conn, code, data.as_ptr(), data.len(), &reply)
+        };
+        if rc == 0 { Ok(out) } else { Err(rc) }
+    }
+}
+
+/// Who calls a remote object: the kernel's credentials of the client's socket and its token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteCaller {
+    /// `getCallingPid()`.
+    pub pid: i32,
+    /// `getCallingUid()`.
+    pub uid: u32,
+    /// `getCallingTokenId()`.
+    pub token_id: u32,
+    /// The client's bundle (empty: not an app).
+    pub bundle_name: String,
+}
+
+/// A service's remote object (`rpc.RemoteObject`): `on_remote_request` runs on the calling
+/// connection's thread, so it takes `&self`.
+pub trait RemoteObject: Send + Sync + 'static {
+    /// `onRemoteRequest(code, data)`: the answer, or an error code for the client.
+    fn on_remote_request(
+        &self,
+        caller: &RemoteCaller,
+        code: u32,
+        data: &[u8],
+    ) -> Result<Vec<u8>, i32>;
+}
+
+unsafe extern "C" fn append_reply(ctx: *mut c_void, data: *const u8, len: usize) {
+    // SAFETY: `ctx` is the Vec made for this reply; `data` is valid for `len` bytes.
+    unsafe {
+        if let Some(v) = ctx.cast::<Vec<u8>>().as_mut()
+            && !data.is_null()
+        {
+            v.extend_from_slice(std::slice::from_raw_parts(data, len));
+        }
+    }
+}
+
+/// # Safety
+/// `p` is null or a NUL-terminated string.
+unsafe fn text(p: *const c_char) -> String {
+    if p.is_null() {
+        return String::new();
+    }
+    // SAFETY: the caller's contract.
+    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+}
+
+/// # Safety
+/// `e` is null or a valid [`OxhElement`].
+unsafe fn element_of(e: *const OxhElement) -> Element {
+    // SAFETY: the caller's contract.
+    match unsafe { e.as_ref() } {
+        None => Element::default(),
+        // SAFETY: its strings are NUL-terminated (the ABI).
+        Some(e) => unsafe {
+            Element {
+                bundle_name: text(e.bundle_name),
+                module_name: text(e.module_name),
+                ability_name: text(e.ability_name),
+            }
+        },
+    }
+}
+
+/// What a connection's options pointer is: the client's options and the context they came
+/// from (its proxy calls through it).
+struct OptionsBox {
+    host: *const OxhHost,
+    inner: Box<dyn ConnectOptions>,
+}
+
+/// # Safety
+/// `data` is the options pointer [`Context::connect_service_extension`] made, not released.
+unsafe fn options<'a>(data: *mut c_void) -> &'a mut OptionsBox {
+    // SAFETY: the caller's contract.
+    unsafe { &mut *data.cast::<OptionsBox>() }
+}
+
+unsafe extern "C" fn options_on_connect(data: *mut c_void, conn: u64, e: *const OxhElement) {
+    // SAFETY: the ABI's contract.
+    let (o, e) = unsafe { (options(data), element_of(e)) };
+    let remote = RemoteProxy { host: o.host, conn };
+    o.inner.on_connect(&e, remote);
+}
+
+unsafe extern "C" fn options_on_disconnect(data: *mut c_void, _conn: u64, e: *const OxhElement) {
+    // SAFETY: the ABI's contract.
+    let (o, e) = unsafe { (options(data), element_of(e)) };
+    o.inner.on_disconnect(&e);
+}
+
+unsafe extern "C" fn options_on_failed(data: *mut c_void, _conn: u64, code: i32) {
+    // SAFETY: the ABI's contract.
+    unsafe { options(data) }.inner.on_failed(code);
+}
+
+unsafe extern "C" fn options_release(data: *mut c_void) {
+    // SAFETY: the ABI: called once, last, on what connect_service_extension boxed.
+    drop(unsafe { Box::from_raw(data.cast::<OptionsBox>()) });
 }
 
 /// A UIAbility's lifecycle (`@ohos.app.ability.UIAbility`). Every callback has a default
@@ -154,9 +358,12 @@ pub trait ServiceExtension: Send + 'static {
     fn on_create(&mut self, _ctx: &Context, _want: &Want) {}
     /// `onRequest(want, startId)`: a start.
     fn on_request(&mut self, _ctx: &Context, _want: &Want, _start_id: i32) {}
-    /// `onConnect(want)`.
-    fn on_connect(&mut self, _ctx: &Context, _want: &Want) {}
-    /// `onDisconnect(want)`.
+    /// `onConnect(want)`, for the first client: the remote object every client then calls
+    /// (None refuses connections).
+    fn on_connect(&mut self, _ctx: &Context, _want: &Want) -> Option<Arc<dyn RemoteObject>> {
+        None
+    }
+    /// `onDisconnect(want)`: the last client went.
     fn on_disconnect(&mut self, _ctx: &Context, _want: &Want) {}
     /// `onDestroy()`.
     fn on_destroy(&mut self, _ctx: &Context) {}
@@ -193,6 +400,19 @@ unsafe fn want_of(w: *const OxhWant) -> Want {
 struct Instance<T> {
     ability: T,
     ctx: Context,
+    /// A service's remote object while bound (a `Box<Arc<dyn RemoteObject>>`).
+    remote: *mut c_void,
+}
+
+impl<T> Instance<T> {
+    /// Frees the remote object (the host no longer uses it).
+    fn drop_remote(&mut self) {
+        if !self.remote.is_null() {
+            // SAFETY: made by ServiceTable::on_connect with Box::into_raw, freed once.
+            drop(unsafe { Box::from_raw(self.remote.cast::<Arc<dyn RemoteObject>>()) });
+            self.remote = std::ptr::null_mut();
+        }
+    }
 }
 
 /// # Safety
@@ -215,10 +435,11 @@ unsafe fn create<T: Default>(
     let mut i = Box::new(Instance {
         ability: T::default(),
         ctx: Context { host },
+        remote: std::ptr::null_mut(),
     });
     // SAFETY: the caller's contract.
     let w = unsafe { want_of(want) };
-    let Instance { ability, ctx } = &mut *i;
+    let Instance { ability, ctx, .. } = &mut *i;
     f(ability, ctx, &w);
     Box::into_raw(i).cast()
 }
@@ -230,8 +451,9 @@ unsafe fn create<T: Default>(
 unsafe fn destroy<T>(this: *mut c_void, f: impl FnOnce(&mut T, &Context)) {
     // SAFETY: the caller's contract.
     let mut i = unsafe { Box::from_raw(this.cast::<Instance<T>>()) };
-    let Instance { ability, ctx } = &mut *i;
+    let Instance { ability, ctx, .. } = &mut *i;
     f(ability, ctx);
+    i.drop_remote();
 }
 
 /// Callback tables for a UIAbility type (used by [`export_abilities!`](crate::export_abilities)).
@@ -250,6 +472,7 @@ impl<T: Ability + Default> UiTable<T> {
         on_request: None,
         on_connect: None,
         on_disconnect: None,
+        on_remote_request: None,
     };
 
     unsafe extern "C" fn on_create(
@@ -301,6 +524,7 @@ impl<T: ServiceExtension + Default> ServiceTable<T> {
         on_request: Some(Self::on_request),
         on_connect: Some(Self::on_connect),
         on_disconnect: Some(Self::on_disconnect),
+        on_remote_request: Some(Self::on_remote_request),
     };
 
     unsafe extern "C" fn on_create(
@@ -318,16 +542,64 @@ impl<T: ServiceExtension + Default> ServiceTable<T> {
         i.ability.on_request(&i.ctx, &w, start_id);
     }
 
-    unsafe extern "C" fn on_connect(this: *mut c_void, want: *const OxhWant) {
+    unsafe extern "C" fn on_connect(this: *mut c_void, want: *const OxhWant) -> *mut c_void {
         // SAFETY: the ABI's contract.
         let (i, w) = unsafe { (instance::<T>(this), want_of(want)) };
-        i.ability.on_connect(&i.ctx, &w);
+        i.drop_remote();
+        if let Some(r) = i.ability.on_connect(&i.ctx, &w) {
+            i.remote = Box::into_raw(Box::new(r)).cast();
+        }
+        i.remote
     }
 
     unsafe extern "C" fn on_disconnect(this: *mut c_void, want: *const OxhWant) {
         // SAFETY: the ABI's contract.
         let (i, w) = unsafe { (instance::<T>(this), want_of(want)) };
         i.ability.on_disconnect(&i.ctx, &w);
+        i.drop_remote();
+    }
+
+    /// Runs on connection threads: it touches only the remote object, never the instance.
+    unsafe extern "C" fn on_remote_request(
+        _this: *mut c_void,
+        remote: *mut c_void,
+        caller: *const OxhCaller,
+        code: u32,
+        data: *const u8,
+        len: usize,
+        reply: *const OxhReply,
+    ) -> i32 {
+        // SAFETY: the ABI: `remote` is what on_connect returned, live until onDisconnect;
+        // `caller`, `data` and `reply` are valid during the call.
+        unsafe {
+            let Some(r) = remote.cast::<Arc<dyn RemoteObject>>().as_ref() else {
+                return oxh_ability::code::INTERNAL;
+            };
+            let who = match caller.as_ref() {
+                Some(c) => RemoteCaller {
+                    pid: c.pid,
+                    uid: c.uid,
+                    token_id: c.token_id,
+                    bundle_name: text(c.bundle_name),
+                },
+                None => return oxh_ability::code::INTERNAL,
+            };
+            let bytes = if data.is_null() || len == 0 {
+                &[][..]
+            } else {
+                std::slice::from_raw_parts(data, len)
+            };
+            match r.on_remote_request(&who, code, bytes) {
+                Ok(answer) => {
+                    if let Some(rp) = reply.as_ref() {
+                        (rp.write)(rp.ctx, answer.as_ptr(), answer.len());
+                    }
+                    0
+                }
+                Err(0) => oxh_ability::code::INTERNAL,
+                Err(e) => e,
+            }
+        }
     }
 
     unsafe extern "C" fn on_destroy(this: *mut c_void) {
@@ -401,9 +673,26 @@ mod tests {
 
     #[derive(Default)]
     struct Svc;
+    struct Echo;
+    impl RemoteObject for Echo {
+        fn on_remote_request(
+            &self,
+            caller: &RemoteCaller,
+            code: u32,
+            data: &[u8],
+        ) -> Result<Vec<u8>, i32> {
+            match code {
+                1 => Ok([data, caller.bundle_name.as_bytes()].concat()),
+                _ => Err(401),
+            }
+        }
+    }
     impl ServiceExtension for Svc {
         fn on_request(&mut self, _ctx: &Context, _want: &Want, start_id: i32) {
             LOG.lock().unwrap().push(format!("request {start_id}"));
+        }
+        fn on_connect(&mut self, _ctx: &Context, _want: &Want) -> Option<Arc<dyn RemoteObject>> {
+            Some(Arc::new(Echo))
         }
     }
 
@@ -415,6 +704,89 @@ mod tests {
     unsafe extern "C" fn no_terminate(_: *mut c_void) -> i32 {
         0
     }
+    unsafe extern "C" fn no_connect(
+        _: *mut c_void,
+        _: *const OxhWant,
+        _: *const OxhConnectOptions,
+        _: *mut u64,
+    ) -> i32 {
+        16_000_001
+    }
+    unsafe extern "C" fn no_disconnect(_: *mut c_void, _: u64) -> i32 {
+        16_000_050
+    }
+    unsafe extern "C" fn no_send(
+        _: *mut c_void,
+        _: u64,
+        _: u32,
+        _: *const u8,
+        _: usize,
+        _: *const OxhReply,
+    ) -> i32 {
+        16_000_050
+    }
+
+    #[test]
+    fn a_service_remote_object_answers_through_the_c_abi_until_unbound() {
+        let host = OxhHost {
+            version: abi::ABI_VERSION,
+            ctx: std::ptr::null_mut(),
+            start_ability: no_start,
+            terminate_self: no_terminate,
+            connect_service_extension: no_connect,
+            disconnect_service_extension: no_disconnect,
+            send_request: no_send,
+        };
+        let svc = CString::new("Svc").unwrap();
+        let bundle = CString::new("com.client").unwrap();
+        let caller = OxhCaller {
+            pid: 1,
+            uid: 20010001,
+            token_id: 7,
+            bundle_name: bundle.as_ptr(),
+        };
+        // SAFETY: the ABI's order: create, connect, requests, disconnect, destroy.
+        unsafe {
+            let t = &*OxhAbility_Entry(svc.as_ptr());
+            let this = (t.on_create.unwrap())(&host, std::ptr::null(), 1);
+            let remote = (t.on_connect.unwrap())(this, std::ptr::null());
+            assert!(!remote.is_null(), "on_connect gave a remote object");
+            let mut out: Vec<u8> = Vec::new();
+            let reply = OxhReply {
+                ctx: (&mut out as *mut Vec<u8>).cast(),
+                write: append_reply,
+            };
+            let rq = t.on_remote_request.unwrap();
+            assert_eq!(rq(this, remote, &caller, 1, b"hi ".as_ptr(), 3, &reply), 0);
+            assert_eq!(out, b"hi com.client");
+            assert_eq!(
+                rq(this, remote, &caller, 9, std::ptr::null(), 0, &reply),
+                401
+            );
+            (t.on_disconnect.unwrap())(this, std::ptr::null());
+            assert!(
+                instance::<Svc>(this).remote.is_null(),
+                "freed at onDisconnect"
+            );
+            (t.on_destroy.unwrap())(this);
+        }
+        let ctx = Context { host: &host };
+        assert_eq!(
+            ctx.connect_service_extension(&Want::default(), Nothing),
+            Err(16_000_001),
+            "a refused connect frees its options (miri/asan would see a leak or double free)"
+        );
+        let p = RemoteProxy {
+            host: &host,
+            conn: 3,
+        };
+        assert_eq!(p.send_request(1, b"x"), Err(16_000_050));
+    }
+
+    struct Nothing;
+    impl ConnectOptions for Nothing {
+        fn on_connect(&mut self, _element: &Element, _remote: RemoteProxy) {}
+    }
 
     #[test]
     fn the_exported_entry_drives_the_trait_through_the_c_abi() {
@@ -423,6 +795,9 @@ mod tests {
             ctx: std::ptr::null_mut(),
             start_ability: no_start,
             terminate_self: no_terminate,
+            connect_service_extension: no_connect,
+            disconnect_service_extension: no_disconnect,
+            send_request: no_send,
         };
         let name = CString::new("Probe").unwrap();
         // SAFETY: calling our own exported entry as the host would.

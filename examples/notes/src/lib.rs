@@ -4,9 +4,14 @@
 //! record), `hang` (never return from onForeground, to show the 5 s deadline) and `probe`
 //! (try, from inside the sandbox, what an app must not be able to do, and log each result),
 //! and `sync` (sync its KV store, which needs DISTRIBUTED_DATASYNC: the log says the result).
+//! `connect` connects to the counter example's service and calls its remote object (each
+//! answer logged as `counter <answer>`), or, with `connect_to` = `bundle/ability`, to that
+//! ability; `disconnect` ends the connection.
 
 use oxh_sdk::Device;
-use oxh_sdk::ability::{Ability, Context, LaunchReason, Want, WantParam};
+use oxh_sdk::ability::{
+    Ability, ConnectOptions, Context, Element, LaunchReason, RemoteProxy, Want, WantParam,
+};
 use oxh_sdk::hilog::LogArg;
 use oxh_sdk::kv::{KVManager, Options};
 
@@ -21,7 +26,61 @@ pub struct Notes {
     crash: bool,
     hang: bool,
     probe: bool,
+    connect_at_start: bool,
     kv: Option<oxh_sdk::kv::SingleKVStore>,
+    /// The connection to the counter service, once asked for.
+    conn: Option<u64>,
+    /// What to connect to instead of the counter (`connect_to`).
+    connect_to: Option<Want>,
+}
+
+/// The counter service (examples/counter).
+fn counter_want() -> Want {
+    Want::explicit("com.example.counter", "CounterService")
+}
+
+/// Logs a line to hilog as the ability `name` (tag `Notes`).
+fn log_as(dev: &Device, name: &str, what: &str) {
+    let line = format!("{name} {what}");
+    let _ = oxh_sdk::ability::block_on(dev.hilog().info(
+        DOMAIN,
+        "Notes",
+        "%{public}s",
+        &[LogArg::Str(line)],
+    ));
+}
+
+/// The connection's callbacks: on connect, count twice through the remote object, then
+/// ask for a code it does not have.
+struct CounterConn {
+    dev: Option<Device>,
+    name: &'static str,
+}
+
+impl CounterConn {
+    fn log(&self, what: &str) {
+        if let Some(dev) = &self.dev {
+            log_as(dev, self.name, what);
+        }
+    }
+}
+
+impl ConnectOptions for CounterConn {
+    fn on_connect(&mut self, element: &Element, remote: RemoteProxy) {
+        self.log(&format!("onConnect {}", element.ability_name));
+        for code in [1, 1, 9] {
+            match remote.send_request(code, b"") {
+                Ok(a) => self.log(&format!("counter {}", String::from_utf8_lossy(&a))),
+                Err(e) => self.log(&format!("counter code {code} error={e}")),
+            }
+        }
+    }
+    fn on_disconnect(&mut self, element: &Element) {
+        self.log(&format!("onDisconnect {}", element.ability_name));
+    }
+    fn on_failed(&mut self, code: i32) {
+        self.log(&format!("onFailed {code}"));
+    }
 }
 
 /// `errno` of the last failed call, as its name.
@@ -136,13 +195,33 @@ fn probes() -> Vec<String> {
 }
 
 impl Notes {
-    fn log(&self, ctx: &Context, what: &str) {
-        let Some(dev) = &self.dev else { return };
-        let line = format!("{} {what}", self.name);
-        let _ = ctx.block_on(
-            dev.hilog()
-                .info(DOMAIN, "Notes", "%{public}s", &[LogArg::Str(line)]),
-        );
+    fn log(&self, _ctx: &Context, what: &str) {
+        if let Some(dev) = &self.dev {
+            log_as(dev, self.name, what);
+        }
+    }
+
+    /// Connects to the counter service (once).
+    fn connect(&mut self, ctx: &Context) {
+        if self.conn.is_some() {
+            return;
+        }
+        let opts = CounterConn {
+            dev: self.dev.clone(),
+            name: self.name,
+        };
+        let want = self.connect_to.clone().unwrap_or_else(counter_want);
+        match ctx.connect_service_extension(&want, opts) {
+            Ok(c) => self.conn = Some(c),
+            Err(e) => self.log(ctx, &format!("connect error={e}")),
+        }
+    }
+
+    fn disconnect(&mut self, ctx: &Context) {
+        if let Some(c) = self.conn.take() {
+            let r = ctx.disconnect_service_extension(c);
+            self.log(ctx, &format!("disconnect={}", r.err().unwrap_or(0)));
+        }
     }
 
     fn create(&mut self, name: &'static str, ctx: &Context, want: &Want) {
@@ -150,6 +229,13 @@ impl Notes {
         self.crash = want.parameters.get("crash") == Some(&WantParam::Bool(true));
         self.hang = want.parameters.get("hang") == Some(&WantParam::Bool(true));
         self.probe = want.parameters.get("probe") == Some(&WantParam::Bool(true));
+        self.connect_at_start = want.parameters.get("connect") == Some(&WantParam::Bool(true));
+        if let Some(WantParam::String(to)) = want.parameters.get("connect_to") {
+            if let Some((b, a)) = to.split_once('/') {
+                self.connect_to = Some(Want::explicit(b, a));
+            }
+            self.connect_at_start = true;
+        }
         self.dev = ctx.block_on(Device::connect_in_app()).ok();
         if let Some(dev) = &self.dev {
             // Its own KV store: the count of its creations.
@@ -210,6 +296,12 @@ macro_rules! ability {
                 if want.parameters.get("sync") == Some(&WantParam::Bool(true)) {
                     self.0.sync(ctx);
                 }
+                if want.parameters.get("disconnect") == Some(&WantParam::Bool(true)) {
+                    self.0.disconnect(ctx);
+                }
+                if want.parameters.get("connect") == Some(&WantParam::Bool(true)) {
+                    self.0.connect(ctx);
+                }
                 let note = match want.parameters.get("note") {
                     Some(WantParam::String(s)) => s.clone(),
                     _ => String::new(),
@@ -221,6 +313,9 @@ macro_rules! ability {
             }
             fn on_foreground(&mut self, ctx: &Context) {
                 self.0.log(ctx, "onForeground");
+                if std::mem::take(&mut self.0.connect_at_start) {
+                    self.0.connect(ctx);
+                }
                 if self.0.probe {
                     for p in probes() {
                         self.0.log(ctx, &format!("probe {p}"));

@@ -15,9 +15,9 @@
 //!   not); `multiton`: every start makes a new record and mission.
 //! - Each step has a deadline ([`Timeouts`]); an app that misses one is killed and the
 //!   caller waiting on it is told.
-//! - A service extension is created once; each start is an `onRequest`, each connection an
-//!   `onConnect`; when its last connection goes (`onDisconnect`) it is destroyed unless it was
-//!   started.
+//! - A service extension is created once; each start is an `onRequest`. Its first connection
+//!   runs `onConnect`, whose remote object later connections share; when its last connection
+//!   goes, `onDisconnect`, and it is destroyed unless it was started.
 //! - A process that dies ends its records and missions; a death we did not cause (a crash) is
 //!   reported as a [`Fault`].
 
@@ -60,6 +60,10 @@ pub const MAX_RECORDS: usize = 512;
 /// Steps queued behind the one in flight on one record: a caller that keeps starting an
 /// ability faster than its app runs the steps gets 16000007 instead of a growing queue.
 pub const MAX_QUEUED_STEPS: usize = 32;
+/// Live connections to one service extension: past it a connect fails with 16000007.
+pub const MAX_CONNECTIONS_PER_SERVICE: usize = 256;
+/// Live connections one client uid may hold (to all services): past it, 16000007.
+pub const MAX_CONNECTIONS_PER_CLIENT: usize = 64;
 
 /// What kind of ability a record is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -265,10 +269,30 @@ struct Record {
     starts: u32,
     /// Services: live connections.
     conns: Vec<ConnId>,
-    /// Services: connections whose `onConnect` is in flight (request, conn).
+    /// Services: connections waiting for `onConnect` (request, conn).
     connecting: Vec<(RequestId, ConnId)>,
+    /// Services: `onConnect` is queued or running.
+    binding: bool,
+    /// Services: the Want `onConnect` ran with, until `onDisconnect` is queued.
+    bound: Option<Want>,
     /// Destroy once the queue is done (terminate requested).
     ending: bool,
+}
+
+impl Record {
+    /// With no connection left or waiting: `onDisconnect` if it was bound, and the end if it
+    /// was not started.
+    fn unbind_if_idle(&mut self) {
+        if !self.conns.is_empty() || !self.connecting.is_empty() {
+            return;
+        }
+        if let Some(want) = self.bound.take() {
+            self.queue.push_back(Command::Disconnect { want });
+        }
+        if self.starts == 0 && self.target.kind == AbilityType::Service {
+            self.ending = true;
+        }
+    }
 }
 
 /// Missions as `aa dump -l` and hidumper show them.
@@ -446,8 +470,33 @@ impl Manager {
             None => self.create(target, want.clone(), now).0,
         };
         let r = self.rec(id);
+        if r.conns.len() + r.connecting.len() >= MAX_CONNECTIONS_PER_SERVICE {
+            let e = AbilityError::Busy(format!(
+                "{} has {MAX_CONNECTIONS_PER_SERVICE} connections (the limit)",
+                r.target.element
+            ));
+            self.actions.push_back(Action::Connected {
+                request,
+                conn,
+                result: Err(e),
+            });
+            return;
+        }
+        if r.bound.is_some() {
+            // Bound already: the connection shares the remote object, no callback runs.
+            r.conns.push(conn);
+            self.actions.push_back(Action::Connected {
+                request,
+                conn,
+                result: Ok(id),
+            });
+            return;
+        }
         r.connecting.push((request, conn));
-        r.queue.push_back(Command::Connect { conn, want });
+        if !r.binding {
+            r.binding = true;
+            r.queue.push_back(Command::Connect { want });
+        }
         self.advance(id, now);
     }
 
@@ -460,13 +509,8 @@ impl Manager {
         };
         let r = self.rec(id);
         r.connecting.retain(|(_, c)| *c != conn);
-        if let Some(i) = r.conns.iter().position(|c| *c == conn) {
-            r.conns.remove(i);
-            r.queue.push_back(Command::Disconnect { conn });
-        }
-        if r.conns.is_empty() && r.connecting.is_empty() && r.starts == 0 {
-            r.ending = true;
-        }
+        r.conns.retain(|c| *c != conn);
+        r.unbind_if_idle();
         self.advance(id, now);
     }
 
@@ -585,20 +629,19 @@ impl Manager {
                     self.reply_started(record, None, vec![w], now);
                 }
             }
-            Command::Connect { conn, .. } => {
-                if let Some(i) = r.connecting.iter().position(|(_, c)| *c == conn) {
-                    let (request, conn) = r.connecting.remove(i);
+            Command::Connect { want } => {
+                r.binding = false;
+                r.bound = Some(want);
+                for (request, conn) in std::mem::take(&mut r.connecting) {
                     r.conns.push(conn);
                     self.actions.push_back(Action::Connected {
                         request,
                         conn,
                         result: Ok(record),
                     });
-                } else {
-                    // The client left while onConnect ran.
-                    r.conns.push(conn);
-                    r.queue.push_back(Command::Disconnect { conn });
                 }
+                // Its clients may all have left while onConnect ran.
+                r.unbind_if_idle();
             }
             Command::NewWant { .. } | Command::Disconnect { .. } => {}
             Command::Destroy => {
@@ -831,6 +874,8 @@ impl Manager {
                 starts: 0,
                 conns: Vec::new(),
                 connecting: Vec::new(),
+                binding: false,
+                bound: None,
                 ending: false,
             },
         );

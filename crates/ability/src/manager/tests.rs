@@ -410,32 +410,95 @@ fn terminate_self_backgrounds_then_destroys_and_ends_the_process() {
 }
 
 #[test]
-fn a_connected_service_lives_while_connected_then_is_destroyed() {
+fn a_connected_service_binds_once_and_unbinds_when_its_last_client_goes() {
     let mut s = Sim::new();
     s.connect(10, 1, service("svc", "Counter"));
     s.connect(11, 2, service("svc", "Counter"));
     assert_eq!(
         s.log,
-        ["Counter onCreate", "Counter onConnect", "Counter onConnect"]
+        ["Counter onCreate", "Counter onConnect"],
+        "the second client shares the remote object of the first onConnect"
     );
     let rec = s.connected[&1].clone().unwrap();
     assert_eq!(s.connected[&2].clone().unwrap(), rec);
     assert_eq!(s.m.records()[0].connections, 2);
     assert!(s.m.missions().is_empty(), "services have no mission");
     s.disconnect(1);
-    assert_eq!(s.log.last().unwrap(), "Counter onDisconnect");
+    assert_eq!(s.log.len(), 2, "one client left: no callback");
     assert_eq!(s.m.records().len(), 1, "still one client");
     s.disconnect(2);
+    assert_eq!(&s.log[2..], ["Counter onDisconnect", "Counter onDestroy"]);
+    assert!(s.m.records().is_empty());
+    assert_eq!(s.kills, ["its last ability ended"]);
+    assert!(s.lost.is_empty(), "the clients left: none was lost");
+}
+
+#[test]
+fn clients_that_come_while_on_connect_runs_wait_for_it_and_one_that_leaves_is_not_served() {
+    let mut s = Sim::new();
+    s.host(
+        "svc",
+        Host {
+            delay: 100 * MS,
+            ..Host::default()
+        },
+    );
+    let t = service("svc", "Counter");
+    s.m.connect(1, 1, t.clone(), Want::default(), s.now);
+    s.run_for(150 * MS);
+    assert_eq!(s.log, ["Counter onCreate", "Counter onConnect"]);
+    s.m.connect(2, 2, t.clone(), Want::default(), s.now);
+    s.m.connect(3, 3, t.clone(), Want::default(), s.now);
+    s.m.disconnect(3, s.now);
+    s.settle();
+    assert_eq!(s.log, ["Counter onCreate", "Counter onConnect"]);
+    assert!(s.connected[&1].is_ok() && s.connected[&2].is_ok());
+    assert!(
+        !s.connected.contains_key(&3),
+        "it left before it was answered"
+    );
+    assert_eq!(s.m.records()[0].connections, 2);
+
+    // All leave while a new onConnect runs (after an unbind): it is undone at once.
+    s.disconnect(1);
+    s.disconnect(2);
+    assert_eq!(s.log.last().unwrap(), "Counter onDestroy");
+    s.m.connect(4, 4, t.clone(), Want::default(), s.now);
+    s.run_for(150 * MS);
+    s.m.disconnect(4, s.now);
+    s.settle();
+    let tail: Vec<&str> = s.log[4..].iter().map(|l| l.as_str()).collect();
     assert_eq!(
-        &s.log[3..],
+        tail,
         [
-            "Counter onDisconnect",
+            "Counter onCreate",
+            "Counter onConnect",
             "Counter onDisconnect",
             "Counter onDestroy"
         ]
     );
     assert!(s.m.records().is_empty());
-    assert_eq!(s.kills, ["its last ability ended"]);
+}
+
+#[test]
+fn connections_to_one_service_are_bounded() {
+    let mut s = Sim::new();
+    let t = service("svc", "Counter");
+    for c in 0..crate::manager::MAX_CONNECTIONS_PER_SERVICE as u64 {
+        s.m.connect(c, c, t.clone(), Want::default(), s.now);
+    }
+    s.settle();
+    let over = crate::manager::MAX_CONNECTIONS_PER_SERVICE as u64;
+    s.connect(over, over, t);
+    assert_eq!(
+        s.connected[&over].clone().unwrap_err().code(),
+        crate::error::code::BUSY
+    );
+    assert_eq!(
+        s.m.records()[0].connections,
+        crate::manager::MAX_CONNECTIONS_PER_SERVICE
+    );
+    assert_eq!(s.log, ["Counter onCreate", "Counter onConnect"]);
 }
 
 #[test]

@@ -4,15 +4,19 @@
 
 mod sa;
 
-use crate::api::{self, HostEvent, StartReply, StartedInfo};
+use crate::api::{self, ConnectReply, HostControl, HostEvent, Peer, StartReply, StartedInfo};
 use crate::error::AbilityError;
 use crate::layout::{self, Host};
-use crate::manager::{Action, Manager, ProcId, RequestId, Started, Timeouts};
+use crate::manager::{
+    Action, ConnId, MAX_CONNECTIONS_PER_CLIENT, Manager, ProcId, RecordId, RequestId, Started,
+    Target, Timeouts,
+};
 use crate::resolve::{AbilityDecl, Caller, resolve};
 use crate::spawn::{FromSpawner, MAX_FRAME, SpawnRequest, ToSpawner};
 use crate::want::{Element, Want};
 use oxh_ipc::ConnHandle;
 use std::collections::HashMap;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -48,12 +52,32 @@ struct Proc {
     pid: Option<u32>,
     /// Its host's connection and subscription, once attached.
     host: Option<(ConnHandle, u64)>,
+    /// Its host's control socket (SOCK_SEQPACKET), for handing it connections.
+    control: Option<OwnedFd>,
+    /// Its host's access token.
+    token_id: u32,
+}
+
+/// A service connection the manager knows of.
+#[derive(Debug)]
+struct Conn {
+    /// Who connected.
+    client: Peer,
+    /// The client's process, when it is an app (it hears of a lost connection).
+    client_proc: Option<ProcId>,
+    /// The socket end for the service, until it is handed over.
+    fd: Option<OwnedFd>,
+    /// The service's process, once connected.
+    service_proc: Option<ProcId>,
 }
 
 struct Inner {
     core: Manager,
     next_request: RequestId,
     waiting: HashMap<RequestId, oneshot::Sender<Result<Started, AbilityError>>>,
+    connecting: HashMap<RequestId, oneshot::Sender<Result<ConnectReply, AbilityError>>>,
+    conns: HashMap<ConnId, Conn>,
+    next_conn: ConnId,
     procs: HashMap<ProcId, Proc>,
     /// srcEntry of the abilities that have run, for the hosts' Create steps.
     entries: HashMap<Element, String>,
@@ -89,6 +113,9 @@ impl AbilityService {
                 core: Manager::new(cfg.timeouts),
                 next_request: 1,
                 waiting: HashMap::new(),
+                connecting: HashMap::new(),
+                conns: HashMap::new(),
+                next_conn: 1,
                 procs: HashMap::new(),
                 entries: HashMap::new(),
             }),
@@ -233,9 +260,86 @@ impl AbilityService {
                         abilities.join(", ")
                     );
                 }
-                Action::Connected { .. } | Action::ConnectionLost { .. } => {}
+                Action::Connected {
+                    request,
+                    conn,
+                    result,
+                } => {
+                    let result = result.and_then(|record| self.hand_over(i, conn, record));
+                    if result.is_err() {
+                        i.conns.remove(&conn);
+                    }
+                    if let Some(tx) = i.connecting.remove(&request) {
+                        let _ = tx.send(result);
+                    }
+                }
+                Action::ConnectionLost { conn } => {
+                    let Some(c) = i.conns.remove(&conn) else {
+                        continue;
+                    };
+                    let host = c
+                        .client_proc
+                        .and_then(|p| i.procs.get(&p))
+                        .and_then(|p| p.host.as_ref());
+                    if let Some((h, sub)) = host {
+                        let _ = h.push_event(
+                            *sub,
+                            &oxh_ipc::encode(&HostEvent::ConnectionLost { conn }),
+                        );
+                    }
+                }
             }
         }
+    }
+
+    /// Gives the service's host its end of connection `conn` (its `onConnect` is done), and
+    /// says who the service is.
+    fn hand_over(
+        &self,
+        i: &mut Inner,
+        conn: ConnId,
+        record: RecordId,
+    ) -> Result<ConnectReply, AbilityError> {
+        let lost = || AbilityError::Internal("the service's process is gone".into());
+        let proc = i.core.proc_of_record(record).ok_or_else(lost)?;
+        let element = i
+            .core
+            .records()
+            .into_iter()
+            .find(|r| r.id == record)
+            .map(|r| r.element)
+            .ok_or_else(lost)?;
+        let p = i.procs.get(&proc).ok_or_else(lost)?;
+        let c = i.conns.get_mut(&conn).ok_or_else(lost)?;
+        let fd = c.fd.take().ok_or_else(lost)?;
+        let msg = oxh_ipc::encode(&HostControl::Serve {
+            record,
+            conn,
+            client: c.client.clone(),
+        });
+        let control = p.control.as_ref().ok_or_else(lost)?;
+        // One packet, or none: a host that does not read its control socket loses the
+        // connection rather than making the daemon queue for it.
+        match oxh_kal::send_with_fd(control.as_fd(), &msg, fd.as_fd()) {
+            Ok(n) if n == msg.len() => {}
+            _ => {
+                i.core.disconnect(conn, Instant::now());
+                return Err(AbilityError::Internal(format!(
+                    "{element} does not take connections"
+                )));
+            }
+        }
+        c.service_proc = Some(proc);
+        Ok(ConnectReply {
+            element,
+            conn,
+            service: Peer {
+                pid: p.pid.map(|p| p as i32).unwrap_or(0),
+                uid: p.uid,
+                token_id: p.token_id,
+                bundle: p.bundle.clone(),
+            },
+        })
     }
 
     fn spawn(&self, i: &mut Inner, proc: ProcId, bundle: String) {
@@ -268,6 +372,8 @@ impl AbilityService {
                 uid,
                 pid: None,
                 host: None,
+                control: None,
+                token_id: 0,
             },
         );
         if self.spawner.send(ToSpawner::Spawn(req)).is_err() {
@@ -315,24 +421,8 @@ impl AbilityService {
         want: Want,
         wait: bool,
     ) -> Result<StartReply, AbilityError> {
-        // A process with no token (a user that is neither an app, the shell nor a system
-        // process) starts nothing, as on OpenHarmony.
-        if caller.token_type == oxh_ipc::TokenType::Invalid {
-            return Err(AbilityError::PermissionDenied(format!(
-                "uid {} has no access token",
-                caller.uid
-            )));
-        }
-        let installed = self.bundles.abilities(self.cfg.user);
-        let who = Caller {
-            bundle: self.bundles.bundle_of_uid(caller.uid),
-            may_start_invisible: self.perms.verify(caller, api::PERMISSION_START_INVISIBLE),
-        };
-        let target = resolve(&want, &installed, &who)?;
+        let target = self.target(caller, &want)?;
         let element = target.element.clone();
-        if let Some(d) = installed.iter().find(|d| d.element == element) {
-            self.with(|i| i.entries.insert(element.clone(), d.src_entry.clone()));
-        }
         let (tx, rx) = oneshot::channel();
         self.with(|i| {
             let r = i.next_request;
@@ -360,6 +450,117 @@ impl AbilityService {
                 elapsed_us: s.elapsed.as_micros() as u64,
             }),
         })
+    }
+
+    /// What `want` names, if `caller` may reach it (exported, or START_INVISIBLE_ABILITY).
+    fn target(&self, caller: &oxh_ipc::Caller, want: &Want) -> Result<Target, AbilityError> {
+        // A process with no token (a user that is neither an app, the shell nor a system
+        // process) starts nothing, as on OpenHarmony.
+        if caller.token_type == oxh_ipc::TokenType::Invalid {
+            return Err(AbilityError::PermissionDenied(format!(
+                "uid {} has no access token",
+                caller.uid
+            )));
+        }
+        let installed = self.bundles.abilities(self.cfg.user);
+        let who = Caller {
+            bundle: self.bundles.bundle_of_uid(caller.uid),
+            may_start_invisible: self.perms.verify(caller, api::PERMISSION_START_INVISIBLE),
+        };
+        let target = resolve(want, &installed, &who)?;
+        if let Some(d) = installed.iter().find(|d| d.element == target.element) {
+            self.with(|i| {
+                i.entries
+                    .insert(target.element.clone(), d.src_entry.clone())
+            });
+        }
+        Ok(target)
+    }
+
+    /// Connects `caller` to the service `want` names (CONNECT); `sock` is the caller's end
+    /// of the socketpair it made, for the service.
+    pub async fn connect(
+        &self,
+        caller: &oxh_ipc::Caller,
+        want: Want,
+        sock: OwnedFd,
+    ) -> Result<ConnectReply, AbilityError> {
+        // The service will trust the socket's credentials: it must be a stream socket the
+        // caller itself made, not some other descriptor it holds.
+        let kind = oxh_kal::socket_kind(sock.as_fd()).ok();
+        let cred = oxh_kal::peer_cred(sock.as_fd()).ok();
+        if kind != Some((libc::AF_UNIX, libc::SOCK_STREAM))
+            || cred.map(|c| (c.pid, c.uid)) != Some((caller.pid, caller.uid))
+        {
+            return Err(AbilityError::InvalidParam(
+                "a connection's descriptor must be an end of a Unix stream socketpair the caller made".into(),
+            ));
+        }
+        let target = self.target(caller, &want)?;
+        let client = Peer {
+            pid: caller.pid,
+            uid: caller.uid,
+            token_id: caller.token_id,
+            bundle: self.bundles.bundle_of_uid(caller.uid).unwrap_or_default(),
+        };
+        let client_proc = self.host_proc(caller);
+        let (tx, rx) = oneshot::channel();
+        self.with(|i| {
+            let held = i
+                .conns
+                .values()
+                .filter(|c| c.client.uid == caller.uid)
+                .count();
+            if held >= MAX_CONNECTIONS_PER_CLIENT {
+                return Err(AbilityError::Busy(format!(
+                    "uid {} holds {MAX_CONNECTIONS_PER_CLIENT} connections (the limit)",
+                    caller.uid
+                )));
+            }
+            let request = i.next_request;
+            i.next_request += 1;
+            let conn = i.next_conn;
+            i.next_conn += 1;
+            i.connecting.insert(request, tx);
+            i.conns.insert(
+                conn,
+                Conn {
+                    client,
+                    client_proc,
+                    fd: Some(sock),
+                    service_proc: None,
+                },
+            );
+            i.core.connect(request, conn, target, want, Instant::now());
+            self.perform(i);
+            Ok(())
+        })?;
+        self.wake.notify_one();
+        rx.await
+            .map_err(|_| AbilityError::Internal("the ability manager stopped".into()))?
+    }
+
+    /// The service's host saw connection `conn` end (CONNECTION_CLOSED).
+    fn connection_closed(
+        &self,
+        caller: &oxh_ipc::Caller,
+        conn: ConnId,
+    ) -> Result<(), AbilityError> {
+        let proc = self.host_proc(caller);
+        let ours = self.with(|i| match i.conns.get(&conn) {
+            Some(c) if c.service_proc.is_some() && c.service_proc == proc => {
+                i.conns.remove(&conn);
+                true
+            }
+            _ => false,
+        });
+        if !ours {
+            return Err(AbilityError::ContextNotExist(format!(
+                "connection {conn} is not one of the caller's services'"
+            )));
+        }
+        self.drive(|core| core.disconnect(conn, Instant::now()));
+        Ok(())
     }
 
     /// The process a caller's pid is the host of.

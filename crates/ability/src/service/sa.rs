@@ -1,7 +1,7 @@
 //! [`AbilityService`] as system ability 180.
 
 use super::AbilityService;
-use crate::api::{self, AttachArgs, RecordDump, StartArgs, StepDone};
+use crate::api::{self, AttachArgs, ConnectArgs, RecordDump, StartArgs, StepDone};
 use crate::error::AbilityError;
 use crate::manager::AbilityType;
 use crate::want::Element;
@@ -20,8 +20,10 @@ const METHODS: &[Method] = &[
         "DumpMissions",
         api::PERMISSION_RUNNING_INFO,
     ),
+    Method::open(api::CONNECT, "ConnectAbility"),
     Method::open(api::ATTACH, "AttachApplication"),
     Method::open(api::STEP_DONE, "AbilityTransitionDone"),
+    Method::open(api::CONNECTION_CLOSED, "ConnectionClosed"),
 ];
 
 impl AbilityService {
@@ -109,8 +111,35 @@ impl SystemAbility for AbilityService {
                 Ok(encode(&()))
             }
             api::DUMP_MISSIONS => Ok(encode(&self.dumps())),
+            api::CONNECT => {
+                let a: ConnectArgs = decode(&data)?;
+                let sock = ctx.conn.take_fd().ok_or_else(|| {
+                    RemoteError::from(AbilityError::InvalidParam(
+                        "ConnectAbility needs the client's end of a socketpair".into(),
+                    ))
+                })?;
+                Ok(encode(&self.connect(&caller, a.want, sock).await?))
+            }
+            api::CONNECTION_CLOSED => {
+                let conn: u64 = decode(&data)?;
+                self.connection_closed(&caller, conn)?;
+                Ok(encode(&()))
+            }
             api::ATTACH => {
                 let a: AttachArgs = decode(&data)?;
+                let control = ctx
+                    .conn
+                    .take_fd()
+                    .filter(|fd| {
+                        oxh_kal::socket_kind(std::os::fd::AsFd::as_fd(fd)).ok()
+                            == Some((libc::AF_UNIX, libc::SOCK_SEQPACKET))
+                    })
+                    .ok_or_else(|| {
+                        RemoteError::from(AbilityError::InvalidParam(
+                            "AttachApplication needs the host's control socket (SOCK_SEQPACKET)"
+                                .into(),
+                        ))
+                    })?;
                 // The host can call before the spawner's report of its pid has arrived: wait
                 // for it (bounded by the load deadline, which kills a host that never attaches).
                 let deadline = tokio::time::Instant::now() + self.cfg.timeouts.load;
@@ -136,6 +165,8 @@ impl SystemAbility for AbilityService {
                             && p.host.is_none() =>
                     {
                         p.host = Some((ctx.conn.clone(), a.sub));
+                        p.control = Some(control);
+                        p.token_id = caller.token_id;
                         true
                     }
                     _ => false,
@@ -166,7 +197,7 @@ impl SystemAbility for AbilityService {
         let mut out = String::from("AbilityManagerService (SA 180)\n");
         for r in self.dumps() {
             out.push_str(&format!(
-                "  Mission ID #{}  AbilityRecord ID #{}  {}  state #{}  pid #{}  {}\n",
+                "  Mission ID #{}  AbilityRecord ID #{}  {}  state #{}  pid #{}  {}  connections #{}\n",
                 r.mission
                     .map(|m| m.to_string())
                     .unwrap_or_else(|| "-".into()),
@@ -174,7 +205,8 @@ impl SystemAbility for AbilityService {
                 r.element,
                 r.state,
                 r.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
-                r.kind
+                r.kind,
+                r.connections
             ));
         }
         let procs: Vec<String> = self.with(|i| {

@@ -32,6 +32,70 @@ typedef struct OxhWant {
 } OxhWant;
 
 /*
+ An ability, as OpenHarmony's ElementName (NUL-terminated strings, valid during the call).
+ */
+typedef struct OxhElement {
+  /*
+   The device's networkId (empty: this device).
+   */
+  const char *device_id;
+  /*
+   The bundle.
+   */
+  const char *bundle_name;
+  /*
+   The module.
+   */
+  const char *module_name;
+  /*
+   The ability.
+   */
+  const char *ability_name;
+} OxhElement;
+
+/*
+ A client's `ConnectOptions`: each callback runs on the client's main thread.
+ */
+typedef struct OxhConnectOptions {
+  /*
+   The client's own pointer, passed back to each callback.
+   */
+  void *data;
+  /*
+   `onConnect(elementName, remote)`: the connection `conn` is up; call it with
+   [`OxhHost::send_request`].
+   */
+  void (*on_connect)(void *data, uint64_t conn, const struct OxhElement *element);
+  /*
+   `onDisconnect(elementName)`: the service went away (it died, or was stopped).
+   */
+  void (*on_disconnect)(void *data, uint64_t conn, const struct OxhElement *element);
+  /*
+   `onFailed(code)`: the connection could not be made (16000001, 16000004 ...).
+   */
+  void (*on_failed)(void *data, uint64_t conn, int32_t code);
+  /*
+   Called once, last: the host no longer holds `data`.
+   */
+  void (*release)(void *data);
+} OxhConnectOptions;
+
+/*
+ Where an answer's bytes go: `write` copies `len` bytes at `data` (valid during the call
+ only) for `ctx`; it may be called more than once, each call appending.
+ */
+typedef struct OxhReply {
+  /*
+   The receiver's own pointer.
+   */
+  void *ctx;
+  /*
+   Appends bytes to the answer.
+   */
+  void (*write)(void *ctx, const uint8_t *data, size_t len);
+} OxhReply;
+
+/*
  What the host offers an ability instance: its context (valid from `on_create` until
  `on_destroy` returns).
  */
@@ -54,7 +118,49 @@ typedef struct OxhHost {
    `onDestroy` follow after the current callback returns.
    */
   int32_t (*terminate_self)(void *ctx);
+  /*
+   `context.connectServiceExtensionAbility(want, options)`: 0 and the connection's id in
+   `*conn`, or an error code. Returns at once; `options` then hears on the main thread
+   (`on_connect`, or `on_failed`), and the host keeps `options` until it calls its
+   `release`.
+   */
+  int32_t (*connect_service_extension)(void *ctx, const struct OxhWant *want, const struct OxhConnectOptions *options, uint64_t *conn);
+  /*
+   `context.disconnectServiceExtensionAbility(conn)`: 0, or 16000050 for a connection
+   this ability does not have. No callback follows but `release`.
+   */
+  int32_t (*disconnect_service_extension)(void *ctx, uint64_t conn);
+  /*
+   `remote.sendRequest(code, data, reply)` on a connected remote object: blocks until the
+   service answers; 0 with the answer given to `reply.write`, the service's own nonzero
+   result, or 16000050 once the connection is gone. Any thread may call it.
+   */
+  int32_t (*send_request)(void *ctx, uint64_t conn, uint32_t code, const uint8_t *data, size_t len, const struct OxhReply *reply);
 } OxhHost;
+
+/*
+ Who calls a remote object: the kernel's credentials of the client's socket and the
+ access token the ability manager resolved for that process (OpenHarmony's
+ `IPCSkeleton.getCallingUid()`, `getCallingTokenId()` ...).
+ */
+typedef struct OxhCaller {
+  /*
+   Process id.
+   */
+  int32_t pid;
+  /*
+   User id (an app's: userId * 200000 + its bundle's id).
+   */
+  uint32_t uid;
+  /*
+   AccessTokenID.
+   */
+  uint32_t token_id;
+  /*
+   The caller's bundle (empty for a process that is not an app).
+   */
+  const char *bundle_name;
+} OxhCaller;
 
 /*
  An ability's lifecycle callbacks. Null entries are callbacks the ability does not have.
@@ -90,13 +196,21 @@ typedef struct OxhAbilityCallbacks {
    */
   void (*on_request)(void *ability, const struct OxhWant *want, int32_t start_id);
   /*
-   A service's `onConnect(want)`.
+   A service's `onConnect(want)`, for its first connection: returns its remote object
+   (null: it refuses connections). Later clients share it, until `onDisconnect`.
    */
-  void (*on_connect)(void *ability, const struct OxhWant *want);
+  void *(*on_connect)(void *ability, const struct OxhWant *want);
   /*
-   A service's `onDisconnect(want)`.
+   A service's `onDisconnect(want)`: its last client went. The remote object is no longer
+   used once it returns.
    */
   void (*on_disconnect)(void *ability, const struct OxhWant *want);
+  /*
+   A remote object's `onRemoteRequest(code, data, reply)`, on the calling connection's
+   thread: returns 0 with the answer written to `reply`, or an error code the client
+   gets back.
+   */
+  int32_t (*on_remote_request)(void *ability, void *remote, const struct OxhCaller *caller, uint32_t code, const uint8_t *data, size_t len, const struct OxhReply *reply);
 } OxhAbilityCallbacks;
 
 /*
