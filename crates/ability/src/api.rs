@@ -240,8 +240,8 @@ pub enum HostEvent {
         element: Element,
         /// Its module.json `srcEntry` (a native library's name: see docs/DESIGN.md).
         entry: String,
-        /// The step.
-        step: Step,
+        /// The step (boxed: it is large beside the other events; the wire is the same).
+        step: Box<Step>,
     },
     /// A connection this process made as a client was lost: the service died or was
     /// stopped (its `onDisconnect`).

@@ -648,7 +648,7 @@ pub fn run() -> Result<(), HostError> {
                 element,
                 entry,
                 step,
-            }) => (record, element, entry, step),
+            }) => (record, element, entry, *step),
             Ok(HostEvent::ConnectionLost { conn }) => {
                 connection_lost(&link, conn);
                 continue;

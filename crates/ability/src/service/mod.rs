@@ -224,7 +224,7 @@ impl AbilityService {
                         record,
                         element,
                         entry,
-                        step: *cmd,
+                        step: cmd,
                     };
                     if let Some((conn, sub)) = i.procs.get(&proc).and_then(|p| p.host.as_ref()) {
                         // A host that does not take it misses its deadline and is killed.
