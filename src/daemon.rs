@@ -178,6 +178,7 @@ impl oxh_ability::service::Bundles for BundleCatalog {
                         kind,
                         launch_type: match a.launch_type.as_str() {
                             "multiton" | "standard" => LaunchType::Multiton,
+                            "specified" => LaunchType::Specified,
                             _ => LaunchType::Singleton,
                         },
                         exported: a.exported,

@@ -833,3 +833,61 @@ fn an_app_calls_another_apps_service_directly_and_the_service_ends_with_its_last
         "{l:?}"
     );
 }
+
+#[test]
+fn a_specified_ability_runs_one_instance_per_key_its_on_accept_want_names() {
+    let Some((dev, _work)) = notes_device() else {
+        return;
+    };
+    for doc in ["a", "b", "a"] {
+        let out = aa(
+            &dev,
+            &[
+                "start",
+                "-b",
+                NOTES,
+                "-a",
+                "DocAbility",
+                "--ps",
+                "doc",
+                doc,
+                "-W",
+            ],
+        );
+        assert!(out.contains("start ability successfully."), "{out}");
+    }
+    let l = read_until(
+        || lifecycle(&dev),
+        |l| {
+            l.iter()
+                .filter(|x| x.starts_with("DocAbility onForeground"))
+                .count()
+                >= 3
+        },
+    );
+    let doc: Vec<&str> = l
+        .iter()
+        .filter(|x| x.starts_with("DocAbility on") && !x.contains("onBackground"))
+        .map(|x| x.as_str())
+        .collect();
+    assert_eq!(
+        doc,
+        [
+            "DocAbility onCreate StartAbility",
+            "DocAbility onForeground",
+            "DocAbility onCreate StartAbility",
+            "DocAbility onForeground",
+            "DocAbility onNewWant",
+            "DocAbility onForeground",
+        ],
+        "key a, key b (a new instance), key a again (onNewWant on the first)"
+    );
+    let missions = aa(&dev, &["dump", "-l"]);
+    assert_eq!(
+        missions
+            .matches("mission name #[#com.example.notes:entry:DocAbility]")
+            .count(),
+        2,
+        "two keys, two missions: {missions}"
+    );
+}

@@ -173,6 +173,10 @@ pub struct OxhAbilityCallbacks {
     /// A service's `onDisconnect(want)`: its last client went. The remote object is no longer
     /// used once it returns.
     pub on_disconnect: Option<unsafe extern "C" fn(ability: *mut c_void, want: *const OxhWant)>,
+    /// A `specified` ability's `onAcceptWant(want)` (OpenHarmony's AbilityStage callback),
+    /// before any instance: writes the instance's key to `key` (nothing written: the key
+    /// is empty). A start with a key an instance has goes to that instance (`on_new_want`).
+    pub on_accept_want: Option<unsafe extern "C" fn(want: *const OxhWant, key: *const OxhReply)>,
     /// A remote object's `onRemoteRequest(code, data, reply)`, on the calling connection's
     /// thread: returns 0 with the answer written to `reply`, or an error code the client
     /// gets back.

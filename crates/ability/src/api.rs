@@ -183,6 +183,12 @@ pub enum Step {
         /// Why.
         reason: LaunchReason,
     },
+    /// `onAcceptWant(want)` of a `specified` ability (before any instance): the host reports
+    /// the key it returns ([`StepDone::key`]).
+    AcceptWant {
+        /// The start's Want.
+        want: Want,
+    },
     /// `onNewWant(want)`.
     NewWant {
         /// The new Want.
@@ -218,6 +224,7 @@ impl Step {
     pub fn name(&self) -> &'static str {
         match self {
             Step::Create { .. } => "onCreate",
+            Step::AcceptWant { .. } => "onAcceptWant",
             Step::NewWant { .. } => "onNewWant",
             Step::Foreground => "onForeground",
             Step::Background => "onBackground",
@@ -258,4 +265,6 @@ pub struct StepDone {
     pub record: u64,
     /// The step's callback name (`onCreate`, `onForeground`, ...).
     pub step: String,
+    /// `onAcceptWant`: the instance key the ability gave.
+    pub key: Option<String>,
 }

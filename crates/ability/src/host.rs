@@ -656,7 +656,17 @@ pub fn run() -> Result<(), HostError> {
             Err(_) => continue,
         };
         let done = step.name();
+        let mut key = None;
         match step {
+            Step::AcceptWant { want } => {
+                match accept_want(&mut libs, &element.ability_name, &entry, &want) {
+                    Ok(k) => key = Some(k),
+                    Err(e) => {
+                        link.log_error(format!("{name}: {e}"));
+                        continue;
+                    }
+                }
+            }
             Step::Create { want, reason } => {
                 match create(
                     &link,
@@ -722,6 +732,7 @@ pub fn run() -> Result<(), HostError> {
             &StepDone {
                 record,
                 step: done.into(),
+                key,
             },
         );
     }
@@ -804,15 +815,12 @@ fn load_ndk(link: &Link) -> Vec<libloading::os::unix::Library> {
     v
 }
 
-fn create(
-    link: &Arc<Link>,
+/// The callback table of `ability` in the library `entry` (loaded once).
+fn table(
     libs: &mut HashMap<String, libloading::Library>,
-    record: u64,
     ability: &str,
     entry: &str,
-    want: &Want,
-    reason: i32,
-) -> Result<Instance, String> {
+) -> Result<OxhAbilityCallbacks, String> {
     if !abi::is_native_entry(entry) {
         return Err(format!(
             "srcEntry {entry:?} is not a native library (ArkTS needs the Ark runtime, which oxharmony does not have)"
@@ -841,6 +849,40 @@ fn create(
             abi::ABI_VERSION
         ));
     }
+    Ok(callbacks)
+}
+
+/// `onAcceptWant(want)`: the instance key a `specified` ability names for a start.
+fn accept_want(
+    libs: &mut HashMap<String, libloading::Library>,
+    ability: &str,
+    entry: &str,
+    want: &Want,
+) -> Result<String, String> {
+    let callbacks = table(libs, ability, entry)?;
+    let mut out: Vec<u8> = Vec::new();
+    if let Some(f) = callbacks.on_accept_want {
+        let w = WantArg::new(want);
+        let reply = OxhReply {
+            ctx: (&mut out as *mut Vec<u8>).cast(),
+            write: append_reply,
+        };
+        // SAFETY: the ABI: want and reply live through the call.
+        unsafe { f(&w.raw(), &reply) };
+    }
+    String::from_utf8(out).map_err(|_| format!("{ability}'s onAcceptWant key is not UTF-8"))
+}
+
+fn create(
+    link: &Arc<Link>,
+    libs: &mut HashMap<String, libloading::Library>,
+    record: u64,
+    ability: &str,
+    entry: &str,
+    want: &Want,
+    reason: i32,
+) -> Result<Instance, String> {
+    let callbacks = table(libs, ability, entry)?;
     let mut ctx = Box::new(InstanceCtx {
         link: link.clone(),
         record,
@@ -906,7 +948,7 @@ fn run_step(i: &Instance, step: &Step) -> Option<*mut c_void> {
                     f(i.this, &w.raw());
                 }
             }
-            Step::Create { .. } => {}
+            Step::Create { .. } | Step::AcceptWant { .. } => {}
         }
     }
     None

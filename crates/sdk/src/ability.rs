@@ -340,6 +340,15 @@ unsafe extern "C" fn options_release(data: *mut c_void) {
 /// A UIAbility's lifecycle (`@ohos.app.ability.UIAbility`). Every callback has a default
 /// that does nothing.
 pub trait Ability: Send + 'static {
+    /// A `specified` ability's `onAcceptWant(want)` (OpenHarmony's AbilityStage callback),
+    /// before any instance: the key of the instance this start goes to (a start with the
+    /// key of a running instance reaches it with `onNewWant`).
+    fn on_accept_want(_want: &Want) -> String
+    where
+        Self: Sized,
+    {
+        String::new()
+    }
     /// `onCreate(want, launchParam)`.
     fn on_create(&mut self, _ctx: &Context, _want: &Want, _reason: LaunchReason) {}
     /// `onNewWant(want)`: a singleton started again.
@@ -472,8 +481,19 @@ impl<T: Ability + Default> UiTable<T> {
         on_request: None,
         on_connect: None,
         on_disconnect: None,
+        on_accept_want: Some(Self::on_accept_want),
         on_remote_request: None,
     };
+
+    unsafe extern "C" fn on_accept_want(want: *const OxhWant, key: *const OxhReply) {
+        // SAFETY: the ABI's contract for `want` and `key`.
+        unsafe {
+            let k = T::on_accept_want(&want_of(want));
+            if let Some(r) = key.as_ref() {
+                (r.write)(r.ctx, k.as_ptr(), k.len());
+            }
+        }
+    }
 
     unsafe extern "C" fn on_create(
         host: *const OxhHost,
@@ -524,6 +544,7 @@ impl<T: ServiceExtension + Default> ServiceTable<T> {
         on_request: Some(Self::on_request),
         on_connect: Some(Self::on_connect),
         on_disconnect: Some(Self::on_disconnect),
+        on_accept_want: None,
         on_remote_request: Some(Self::on_remote_request),
     };
 

@@ -288,6 +288,12 @@ macro_rules! ability {
         pub struct $ty(Notes);
 
         impl Ability for $ty {
+            fn on_accept_want(want: &Want) -> String {
+                match want.parameters.get("doc") {
+                    Some(WantParam::String(d)) => d.clone(),
+                    _ => String::new(),
+                }
+            }
             fn on_create(&mut self, ctx: &Context, want: &Want, reason: LaunchReason) {
                 self.0.create($name, ctx, want);
                 self.0.log(ctx, &format!("onCreate {reason:?}"));
@@ -341,9 +347,11 @@ macro_rules! ability {
 ability!(EntryAbility, "EntryAbility");
 ability!(NoteAbility, "NoteAbility");
 ability!(HiddenAbility, "HiddenAbility");
+ability!(DocAbility, "DocAbility");
 
 oxh_sdk::export_abilities!(
     ability "EntryAbility" => EntryAbility,
     ability "NoteAbility" => NoteAbility,
     ability "HiddenAbility" => HiddenAbility,
+    ability "DocAbility" => DocAbility,
 );

@@ -12,7 +12,9 @@
 //!   mission is in the foreground on a device: when another reaches it, the previous one is
 //!   sent to the background (`onBackground`).
 //! - `singleton`: starting it again reuses the record (`onNewWant`, then foreground if it was
-//!   not); `multiton`: every start makes a new record and mission.
+//!   not); `multiton`: every start makes a new record and mission; `specified`: each start
+//!   first asks the app (`onAcceptWant`) for a key, then goes to the record with that key as
+//!   a singleton's start would, or makes one.
 //! - Each step has a deadline ([`Timeouts`]); an app that misses one is killed and the
 //!   caller waiting on it is told.
 //! - A service extension is created once; each start is an `onRequest`. Its first connection
@@ -81,6 +83,9 @@ pub enum LaunchType {
     Singleton,
     /// A new instance for every start (`multiton`, formerly `standard`).
     Multiton,
+    /// The app decides: its `onAcceptWant(want)` names the instance (a key); a start whose
+    /// key an instance has reaches that one with `onNewWant`, else makes a new one.
+    Specified,
 }
 
 /// An ability to start, as resolved from the bundle manager's records.
@@ -275,6 +280,8 @@ struct Record {
     binding: bool,
     /// Services: the Want `onConnect` ran with, until `onDisconnect` is queued.
     bound: Option<Want>,
+    /// `specified` pages: the key `onAcceptWant` gave it.
+    key: Option<String>,
     /// Destroy once the queue is done (terminate requested).
     ending: bool,
 }
@@ -387,7 +394,7 @@ impl Manager {
     /// and answers `request` once it is in the foreground (services: once `onRequest` ran).
     pub fn start(&mut self, request: RequestId, target: Target, want: Want, now: Instant) {
         let existing = match (target.kind, target.launch_type) {
-            (AbilityType::Page, LaunchType::Multiton) => None,
+            (AbilityType::Page, LaunchType::Multiton | LaunchType::Specified) => None,
             _ => self.find(&target.element),
         };
         if let Err(e) = self.admit(existing) {
@@ -400,6 +407,11 @@ impl Manager {
         let Some(id) = existing else {
             let (id, cold) = self.create(target.clone(), want.clone(), now);
             let r = self.rec(id);
+            if target.kind == AbilityType::Page && target.launch_type == LaunchType::Specified {
+                // A provisional record until the app names the instance.
+                r.queue
+                    .push_front(Command::AcceptWant { want: want.clone() });
+            }
             r.waiters.push(Waiter {
                 request,
                 since: now,
@@ -597,10 +609,67 @@ impl Manager {
     /// The host finished `step` of `record` (the name of the command, as [`Command::name`]).
     /// A report that does not match the step in flight is ignored: it is late or forged.
     pub fn step_done(&mut self, proc: ProcId, record: RecordId, step: &str, now: Instant) {
+        self.step_done_with(proc, record, step, None, now);
+    }
+
+    /// The host ran `onAcceptWant` for the provisional record of a `specified` start, which
+    /// named the instance `key`: the record with that key gets the start (`onNewWant`), or
+    /// this one becomes it.
+    pub fn accepted(&mut self, proc: ProcId, record: RecordId, key: String, now: Instant) {
+        self.step_done_with(proc, record, "onAcceptWant", Some(key), now);
+    }
+
+    fn step_done_with(
+        &mut self,
+        proc: ProcId,
+        record: RecordId,
+        step: &str,
+        key: Option<String>,
+        now: Instant,
+    ) {
         let Some(r) = self.records.get_mut(&record) else {
             return;
         };
         if r.proc != proc || r.pending.as_ref().map(|(c, _)| c.name()) != Some(step) {
+            return;
+        }
+        if step == "onAcceptWant" {
+            let Some(key) = key else { return };
+            r.pending = None;
+            let element = r.target.element.clone();
+            let want = match r.queue.front() {
+                Some(Command::Create { want, .. }) => want.clone(),
+                _ => Want::default(),
+            };
+            let same = self
+                .records
+                .iter()
+                .find(|(id, o)| {
+                    **id != record
+                        && o.target.element == element
+                        && o.key.as_deref() == Some(key.as_str())
+                        && !o.ending
+                })
+                .map(|(id, _)| *id);
+            match same {
+                Some(existing) => {
+                    // That instance gets the start; the provisional record goes quietly.
+                    let waiters = std::mem::take(&mut self.rec(record).waiters);
+                    let e = self.rec(existing);
+                    e.waiters
+                        .extend(waiters.into_iter().map(|w| Waiter { cold: false, ..w }));
+                    e.queue.push_back(Command::NewWant { want });
+                    e.queue.push_back(Command::Foreground);
+                    self.missions.retain(|(_, rec)| *rec != record);
+                    self.records.remove(&record);
+                    self.touch_mission(existing);
+                    self.advance(existing, now);
+                }
+                None => {
+                    self.rec(record).key = Some(key);
+                    self.advance(record, now);
+                }
+            }
             return;
         }
         let Some((cmd, _)) = r.pending.take() else {
@@ -643,7 +712,7 @@ impl Manager {
                 // Its clients may all have left while onConnect ran.
                 r.unbind_if_idle();
             }
-            Command::NewWant { .. } | Command::Disconnect { .. } => {}
+            Command::NewWant { .. } | Command::Disconnect { .. } | Command::AcceptWant { .. } => {}
             Command::Destroy => {
                 self.remove_record(record);
                 return;
@@ -788,6 +857,7 @@ impl Manager {
     fn limit(&self, cmd: &Command) -> Duration {
         match cmd {
             Command::Create { .. } => self.timeouts.load,
+            Command::AcceptWant { .. } => self.timeouts.foreground,
             Command::Foreground | Command::NewWant { .. } => self.timeouts.foreground,
             Command::Background => self.timeouts.background,
             Command::Request { .. } | Command::Connect { .. } => self.timeouts.foreground,
@@ -876,6 +946,7 @@ impl Manager {
                 connecting: Vec::new(),
                 binding: false,
                 bound: None,
+                key: None,
                 ending: false,
             },
         );

@@ -41,6 +41,8 @@ enum Ev {
     Spawned(ProcId),
     Attached(ProcId),
     Done(ProcId, RecordId, &'static str),
+    /// `onAcceptWant` returned this key.
+    Accepted(ProcId, RecordId, String),
     Exited(ProcId, Option<i32>),
 }
 
@@ -119,7 +121,17 @@ impl Sim {
                         .cloned()
                         .unwrap_or_default();
                     if h.hang_on != Some(cmd.name()) {
-                        self.at(h.delay, Ev::Done(proc, record, cmd.name()));
+                        let ev = match &*cmd {
+                            Command::AcceptWant { want } => {
+                                let key = match want.parameters.get("doc") {
+                                    Some(crate::want::WantParam::String(d)) => d.clone(),
+                                    _ => String::new(),
+                                };
+                                Ev::Accepted(proc, record, key)
+                            }
+                            _ => Ev::Done(proc, record, cmd.name()),
+                        };
+                        self.at(h.delay, ev);
                     }
                 }
                 Action::Kill { proc, reason, .. } => {
@@ -166,6 +178,7 @@ impl Sim {
                     }
                     Ev::Attached(p) => self.m.attached(p, self.now),
                     Ev::Done(p, r, step) => self.m.step_done(p, r, step, self.now),
+                    Ev::Accepted(p, r, key) => self.m.accepted(p, r, key, self.now),
                     Ev::Exited(p, sig) => self.m.exited(p, sig, None),
                 }
             } else {
@@ -646,4 +659,77 @@ fn what_one_caller_can_make_the_manager_hold_is_bounded() {
         "{e}"
     );
     assert_eq!(s.m.records().len(), MAX_RECORDS);
+}
+
+fn doc_want(doc: &str) -> Want {
+    let mut w = Want::default();
+    w.parameters
+        .insert("doc".into(), crate::want::WantParam::String(doc.into()));
+    w
+}
+
+#[test]
+fn a_specified_ability_gets_one_instance_per_key_its_app_names() {
+    let mut s = Sim::new();
+    let t = page("a", "Doc", LaunchType::Specified);
+    for (request, doc) in [(1, "x"), (2, "y"), (3, "x")] {
+        s.m.start(request, t.clone(), doc_want(doc), s.now);
+        s.settle();
+    }
+    assert_eq!(
+        s.log,
+        [
+            "Doc onAcceptWant",
+            "Doc onCreate",
+            "Doc onForeground",
+            "Doc onAcceptWant",
+            "Doc onCreate",
+            "Doc onForeground",
+            "Doc onBackground",
+            "Doc onAcceptWant",
+            "Doc onNewWant",
+            "Doc onForeground",
+            "Doc onBackground",
+        ],
+        "x, then y (x to the background), then x again: onNewWant on the first instance"
+    );
+    let recs = s.m.records();
+    assert_eq!(recs.len(), 2, "two keys, two instances");
+    assert_eq!(
+        s.m.missions().len(),
+        2,
+        "the provisional record left no mission"
+    );
+    let first = s.reply(1).as_ref().unwrap().record;
+    let again = s.reply(3).as_ref().unwrap();
+    assert_eq!(again.record, first, "the same key reached the same record");
+    assert!(!again.cold);
+    assert_ne!(s.reply(2).as_ref().unwrap().record, first);
+    assert_eq!(s.m.foreground(), Some(first));
+    assert_eq!(s.spawns, 1, "one process for the bundle");
+}
+
+#[test]
+fn an_app_that_never_answers_on_accept_want_is_killed_at_the_deadline() {
+    let mut s = Sim::new();
+    s.host(
+        "a",
+        Host {
+            hang_on: Some("onAcceptWant"),
+            ..Host::default()
+        },
+    );
+    s.m.start(
+        1,
+        page("a", "Doc", LaunchType::Specified),
+        doc_want("x"),
+        s.now,
+    );
+    s.settle();
+    assert_eq!(
+        s.reply(1).clone().unwrap_err().code(),
+        crate::error::code::INTERNAL
+    );
+    assert_eq!(s.kills.len(), 1, "{:?}", s.kills);
+    assert!(s.m.records().is_empty());
 }

@@ -184,7 +184,13 @@ impl SystemAbility for AbilityService {
             api::STEP_DONE => {
                 let d: StepDone = decode(&data)?;
                 let proc = self.own_record(&caller, d.record)?;
-                self.drive(|core| core.step_done(proc, d.record, &d.step, Instant::now()));
+                let now = Instant::now();
+                match d.key {
+                    Some(key) if d.step == "onAcceptWant" => {
+                        self.drive(|core| core.accepted(proc, d.record, key, now))
+                    }
+                    _ => self.drive(|core| core.step_done(proc, d.record, &d.step, now)),
+                }
                 Ok(encode(&()))
             }
             _ => Err(RemoteError::invalid(format!(

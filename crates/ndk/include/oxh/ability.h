@@ -206,6 +206,12 @@ typedef struct OxhAbilityCallbacks {
    */
   void (*on_disconnect)(void *ability, const struct OxhWant *want);
   /*
+   A `specified` ability's `onAcceptWant(want)` (OpenHarmony's AbilityStage callback),
+   before any instance: writes the instance's key to `key` (nothing written: the key
+   is empty). A start with a key an instance has goes to that instance (`on_new_want`).
+   */
+  void (*on_accept_want)(const struct OxhWant *want, const struct OxhReply *key);
+  /*
    A remote object's `onRemoteRequest(code, data, reply)`, on the calling connection's
    thread: returns 0 with the answer written to `reply`, or an error code the client
    gets back.
