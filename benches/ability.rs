@@ -2,9 +2,12 @@
 //! ability manager (the `aa start -W` TotalTime: request to the end of `onForeground`),
 //! beside the limits measured in the same run: a bare fork+exec of `/bin/true`, and
 //! `unshare --mount /bin/true`. Also the RSS of the idle app process and the stripped size of
-//! the notes library. Needs root (app sandboxes).
+//! the notes library. Then a service connection: notes calls the counter example's remote
+//! object app to app, beside a round trip to the daemon (a parameter read) from the same
+//! thread (both timed inside the app, which logs them). Needs root (app sandboxes).
 //!
-//! Run: `cargo bench --bench ability` (env OXH_BENCH_ITERS, default 30).
+//! Run: `cargo bench --bench ability` (env OXH_BENCH_ITERS, default 30; OXH_BENCH_CALLS,
+//! default 2000).
 
 mod common;
 use common::Daemon;
@@ -40,34 +43,41 @@ fn oxh(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-fn build_notes() -> PathBuf {
+/// Builds the notes and counter examples; their libraries.
+fn build_examples() -> (PathBuf, PathBuf) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let st = Command::new(cargo)
         .args(["build", "-q", "--release", "-p", "oxh-example-notes"])
+        .args(["-p", "oxh-example-counter"])
         .status()
         .expect("cargo");
     assert!(st.success());
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    target.join("release/libnotes.so")
+    (
+        target.join("release/libnotes.so"),
+        target.join("release/libcounter.so"),
+    )
 }
 
-fn install(d: &Daemon, work: &Path, lib: &Path) {
+/// Packs `lib` with the example `name`'s module.json5, signs and installs it.
+fn install(d: &Daemon, work: &Path, name: &str, bundle: &str, lib: &Path) {
     let s = |p: &Path| p.to_string_lossy().into_owned();
-    let src = work.join("notes");
+    let work = &work.join(name);
+    let src = work.join(name);
     let abi = oxh_ability::abi::abi_dir();
     std::fs::create_dir_all(src.join("libs").join(abi)).unwrap();
     std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/notes/hap/module.json5"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("examples/{name}/hap/module.json5")),
         src.join("module.json5"),
     )
     .unwrap();
-    std::fs::copy(lib, src.join("libs").join(abi).join("libnotes.so")).unwrap();
+    std::fs::copy(lib, src.join("libs").join(abi).join(lib.file_name().unwrap())).unwrap();
     let keys = work.join("keys");
     oxh(
         &d.dir,
-        &["hap", "keygen", "--bundle", NOTES, "--out", &s(&keys)],
+        &["hap", "keygen", "--bundle", bundle, "--out", &s(&keys)],
     );
     let unsigned = work.join("u.hap");
     let hap = work.join("notes.hap");
@@ -102,10 +112,12 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(30);
-    let lib = build_notes();
+    let calls: i64 = common::env_num("OXH_BENCH_CALLS", 2000);
+    let (lib, counter_lib) = build_examples();
     let d = Daemon::start_temp(common::LOOPBACK);
     let work = tempfile::tempdir().unwrap();
-    install(&d, work.path(), &lib);
+    install(&d, work.path(), "notes", NOTES, &lib);
+    install(&d, work.path(), "counter", "com.example.counter", &counter_lib);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -200,4 +212,41 @@ fn main() {
         ),
         None => println!("  libnotes.so stripped: not measured (no strip)"),
     }
+
+    // A service connection, timed inside the client app.
+    let mut w = want.clone();
+    w.parameters
+        .insert("connect".into(), oxh_sdk::ability::WantParam::Bool(true));
+    w.parameters
+        .insert("bench_calls".into(), oxh_sdk::ability::WantParam::Int(calls));
+    rt.block_on(am.start_ability(w, true)).unwrap();
+    let end = Instant::now() + Duration::from_secs(60);
+    let line = loop {
+        let log = oxh(&d.dir, &["hilog", "-x", "-T", "Notes"]);
+        if let Some(l) = log.lines().find_map(|l| l.split_once("EntryAbility bench ")) {
+            break Some(l.1.trim().to_string());
+        }
+        if Instant::now() > end {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let Some(line) = line else {
+        println!("service connection: not measured (the app logged no result in 60 s)");
+        return;
+    };
+    let field = |k: &str| -> f64 {
+        line.split_whitespace()
+            .find_map(|f| f.strip_prefix(k)?.strip_prefix('='))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    let (r50, r99) = (field("remote_p50_us"), field("remote_p99_us"));
+    let (i50, i99) = (field("ipc_p50_us"), field("ipc_p99_us"));
+    println!("service connection (notes -> counter, {calls} calls each, timed in the app)");
+    println!(
+        "  sendRequest app to app   p50 {r50:>6.1} us  p99 {r99:>6.1} us  = {:.2}x the daemon round trip",
+        r50 / i50
+    );
+    println!("  daemon round trip (param get)  p50 {i50:>6.1} us  p99 {i99:>6.1} us");
 }

@@ -6,7 +6,9 @@
 //! and `sync` (sync its KV store, which needs DISTRIBUTED_DATASYNC: the log says the result).
 //! `connect` connects to the counter example's service and calls its remote object (each
 //! answer logged as `counter <answer>`), or, with `connect_to` = `bundle/ability`, to that
-//! ability; `disconnect` ends the connection.
+//! ability; `disconnect` ends the connection. With `bench_calls` = N it then times N calls
+//! of the remote object and N calls of the daemon (a parameter read) from the same thread,
+//! and logs `bench remote_p50_us=.. remote_p99_us=.. ipc_p50_us=.. ipc_p99_us=..`.
 
 use oxh_sdk::Device;
 use oxh_sdk::ability::{
@@ -27,6 +29,7 @@ pub struct Notes {
     hang: bool,
     probe: bool,
     connect_at_start: bool,
+    bench_calls: u32,
     kv: Option<oxh_sdk::kv::SingleKVStore>,
     /// The connection to the counter service, once asked for.
     conn: Option<u64>,
@@ -55,6 +58,21 @@ fn log_as(dev: &Device, name: &str, what: &str) {
 struct CounterConn {
     dev: Option<Device>,
     name: &'static str,
+    bench_calls: u32,
+}
+
+/// The p50 and p99 of `n` runs of `f`, in microseconds.
+fn time_calls(n: u32, mut f: impl FnMut()) -> (u128, u128) {
+    let mut v: Vec<u128> = (0..n.max(1))
+        .map(|_| {
+            let t = std::time::Instant::now();
+            f();
+            t.elapsed().as_micros()
+        })
+        .collect();
+    v.sort_unstable();
+    let at = |p: usize| v[(v.len() * p / 100).min(v.len() - 1)];
+    (at(50), at(99))
 }
 
 impl CounterConn {
@@ -73,6 +91,17 @@ impl ConnectOptions for CounterConn {
                 Ok(a) => self.log(&format!("counter {}", String::from_utf8_lossy(&a))),
                 Err(e) => self.log(&format!("counter code {code} error={e}")),
             }
+        }
+        if let (n @ 1.., Some(dev)) = (self.bench_calls, &self.dev) {
+            let (r50, r99) = time_calls(n, || {
+                let _ = remote.send_request(2, b"");
+            });
+            let (i50, i99) = time_calls(n, || {
+                let _ = oxh_sdk::ability::block_on(dev.param().get("const.product.name"));
+            });
+            self.log(&format!(
+                "bench remote_p50_us={r50} remote_p99_us={r99} ipc_p50_us={i50} ipc_p99_us={i99}"
+            ));
         }
     }
     fn on_disconnect(&mut self, element: &Element) {
@@ -209,6 +238,7 @@ impl Notes {
         let opts = CounterConn {
             dev: self.dev.clone(),
             name: self.name,
+            bench_calls: self.bench_calls,
         };
         let want = self.connect_to.clone().unwrap_or_else(counter_want);
         match ctx.connect_service_extension(&want, opts) {
@@ -230,6 +260,9 @@ impl Notes {
         self.hang = want.parameters.get("hang") == Some(&WantParam::Bool(true));
         self.probe = want.parameters.get("probe") == Some(&WantParam::Bool(true));
         self.connect_at_start = want.parameters.get("connect") == Some(&WantParam::Bool(true));
+        if let Some(WantParam::Int(n)) = want.parameters.get("bench_calls") {
+            self.bench_calls = u32::try_from(*n).unwrap_or(0).min(100_000);
+        }
         if let Some(WantParam::String(to)) = want.parameters.get("connect_to") {
             if let Some((b, a)) = to.split_once('/') {
                 self.connect_to = Some(Want::explicit(b, a));
