@@ -73,7 +73,11 @@ fn install(d: &Daemon, work: &Path, name: &str, bundle: &str, lib: &Path) {
         src.join("module.json5"),
     )
     .unwrap();
-    std::fs::copy(lib, src.join("libs").join(abi).join(lib.file_name().unwrap())).unwrap();
+    std::fs::copy(
+        lib,
+        src.join("libs").join(abi).join(lib.file_name().unwrap()),
+    )
+    .unwrap();
     let keys = work.join("keys");
     oxh(
         &d.dir,
@@ -117,7 +121,13 @@ fn main() {
     let d = Daemon::start_temp(common::LOOPBACK);
     let work = tempfile::tempdir().unwrap();
     install(&d, work.path(), "notes", NOTES, &lib);
-    install(&d, work.path(), "counter", "com.example.counter", &counter_lib);
+    install(
+        &d,
+        work.path(),
+        "counter",
+        "com.example.counter",
+        &counter_lib,
+    );
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -217,13 +227,18 @@ fn main() {
     let mut w = want.clone();
     w.parameters
         .insert("connect".into(), oxh_sdk::ability::WantParam::Bool(true));
-    w.parameters
-        .insert("bench_calls".into(), oxh_sdk::ability::WantParam::Int(calls));
+    w.parameters.insert(
+        "bench_calls".into(),
+        oxh_sdk::ability::WantParam::Int(calls),
+    );
     rt.block_on(am.start_ability(w, true)).unwrap();
     let end = Instant::now() + Duration::from_secs(60);
     let line = loop {
         let log = oxh(&d.dir, &["hilog", "-x", "-T", "Notes"]);
-        if let Some(l) = log.lines().find_map(|l| l.split_once("EntryAbility bench ")) {
+        if let Some(l) = log
+            .lines()
+            .find_map(|l| l.split_once("EntryAbility bench "))
+        {
             break Some(l.1.trim().to_string());
         }
         if Instant::now() > end {

@@ -46,6 +46,29 @@ fn install_notes(dev: &TestDevice, work: &Path) {
     );
 }
 
+const COUNTER: &str = "com.example.counter";
+
+/// Packs, signs and installs the counter example on `dev`.
+fn install_counter(dev: &TestDevice, work: &Path) {
+    let lib = example_lib("oxh-example-counter", "counter");
+    install(
+        dev,
+        work,
+        COUNTER,
+        "examples/counter/hap/module.json5",
+        &lib,
+        "libcounter.so",
+    );
+}
+
+/// The counter service's lines in hilog, in order.
+fn counter_log(dev: &TestDevice) -> Vec<String> {
+    dev.oxh_ok(&["hilog", "-x", "-T", "Counter"])
+        .lines()
+        .filter_map(|l| l.split_once("Counter: ").map(|(_, m)| m.trim().to_string()))
+        .collect()
+}
+
 /// Packs `module` (a module.json5 under the repo) with `lib` as `libs/<abi>/<name>`, signs
 /// it with a fresh dev key and installs it on `dev`.
 fn install(dev: &TestDevice, work: &Path, bundle: &str, module: &str, lib: &Path, name: &str) {
@@ -528,22 +551,9 @@ fn a_service_extension_is_started_counted_and_stopped_with_aa() {
     }
     let dev = TestDevice::start();
     let work = tempfile::tempdir().unwrap();
-    let lib = example_lib("oxh-example-counter", "counter");
-    let bundle = "com.example.counter";
-    install(
-        &dev,
-        work.path(),
-        bundle,
-        "examples/counter/hap/module.json5",
-        &lib,
-        "libcounter.so",
-    );
-    let log = || {
-        dev.oxh_ok(&["hilog", "-x", "-T", "Counter"])
-            .lines()
-            .filter_map(|l| l.split_once("Counter: ").map(|(_, m)| m.trim().to_string()))
-            .collect::<Vec<_>>()
-    };
+    install_counter(&dev, work.path());
+    let bundle = COUNTER;
+    let log = || counter_log(&dev);
     for _ in 0..2 {
         let out = aa(&dev, &["start", "-b", bundle, "-a", "CounterService"]);
         assert_eq!(out, "start ability successfully.\n");
@@ -683,22 +693,9 @@ fn an_app_calls_another_apps_service_directly_and_the_service_ends_with_its_last
     let Some((dev, work)) = notes_device() else {
         return;
     };
-    let lib = example_lib("oxh-example-counter", "counter");
-    let counter = "com.example.counter";
-    install(
-        &dev,
-        work.path(),
-        counter,
-        "examples/counter/hap/module.json5",
-        &lib,
-        "libcounter.so",
-    );
-    let counter_log = || {
-        dev.oxh_ok(&["hilog", "-x", "-T", "Counter"])
-            .lines()
-            .filter_map(|l| l.split_once("Counter: ").map(|(_, m)| m.trim().to_string()))
-            .collect::<Vec<_>>()
-    };
+    install_counter(&dev, work.path());
+    let counter = COUNTER;
+    let counter_log = || counter_log(&dev);
     let calls = |who: &str| {
         let p = format!("{who} counter ");
         lifecycle(&dev)

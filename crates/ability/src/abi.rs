@@ -91,6 +91,28 @@ pub struct OxhReply {
     pub write: unsafe extern "C" fn(ctx: *mut c_void, data: *const u8, len: usize),
 }
 
+impl OxhReply {
+    /// A reply that appends to `out` (which must outlive every use of the reply).
+    pub fn to_vec(out: &mut Vec<u8>) -> Self {
+        OxhReply {
+            ctx: (out as *mut Vec<u8>).cast(),
+            write: append_to_vec,
+        }
+    }
+}
+
+/// [`OxhReply::to_vec`]'s `write`.
+unsafe extern "C" fn append_to_vec(ctx: *mut c_void, data: *const u8, len: usize) {
+    // SAFETY: `ctx` is the Vec `to_vec` was given; `data` is valid for `len` bytes.
+    unsafe {
+        if let Some(v) = ctx.cast::<Vec<u8>>().as_mut()
+            && !data.is_null()
+        {
+            v.extend_from_slice(std::slice::from_raw_parts(data, len));
+        }
+    }
+}
+
 /// An ability, as OpenHarmony's ElementName (NUL-terminated strings, valid during the call).
 #[repr(C)]
 #[derive(Debug)]

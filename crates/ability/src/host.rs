@@ -420,18 +420,6 @@ fn release(o: &OxhConnectOptions) {
     }
 }
 
-/// Appends to the `Vec<u8>` an [`OxhReply`] points at.
-unsafe extern "C" fn append_reply(ctx: *mut c_void, data: *const u8, len: usize) {
-    // SAFETY: `ctx` is the Vec the host made for this reply; `data` is valid for `len`.
-    unsafe {
-        if let Some(v) = ctx.cast::<Vec<u8>>().as_mut()
-            && !data.is_null()
-        {
-            v.extend_from_slice(std::slice::from_raw_parts(data, len));
-        }
-    }
-}
-
 /// Reads the control socket: each packet hands over one connection to serve.
 fn control_loop(link: Arc<Link>, sock: OwnedFd) {
     let mut buf = vec![std::mem::MaybeUninit::<u8>::uninit(); api::MAX_CONTROL_MESSAGE];
@@ -502,10 +490,7 @@ fn serve_connection(link: &Arc<Link>, record: u64, conn: u64, client: Peer, fd: 
                         ));
                     };
                     let mut out: Vec<u8> = Vec::new();
-                    let reply = OxhReply {
-                        ctx: (&mut out as *mut Vec<u8>).cast(),
-                        write: append_reply,
-                    };
+                    let reply = OxhReply::to_vec(&mut out);
                     // SAFETY: the ABI: the remote object is live until onDisconnect, which
                     // runs only after this connection's end is reported.
                     let rc = unsafe {
@@ -863,10 +848,7 @@ fn accept_want(
     let mut out: Vec<u8> = Vec::new();
     if let Some(f) = callbacks.on_accept_want {
         let w = WantArg::new(want);
-        let reply = OxhReply {
-            ctx: (&mut out as *mut Vec<u8>).cast(),
-            write: append_reply,
-        };
+        let reply = OxhReply::to_vec(&mut out);
         // SAFETY: the ABI: want and reply live through the call.
         unsafe { f(&w.raw(), &reply) };
     }

@@ -224,10 +224,7 @@ impl RemoteProxy {
     /// code (16000050 once the connection is gone).
     pub fn send_request(&self, code: u32, data: &[u8]) -> Result<Vec<u8>, i32> {
         let mut out: Vec<u8> = Vec::new();
-        let reply = OxhReply {
-            ctx: (&mut out as *mut Vec<u8>).cast(),
-            write: append_reply,
-        };
+        let reply = OxhReply::to_vec(&mut out);
         // SAFETY: the host pointer is valid (see above); data and reply live through the call.
         let rc = unsafe {
             let h = &*self.host;
@@ -260,17 +257,6 @@ pub trait RemoteObject: Send + Sync + 'static {
         code: u32,
         data: &[u8],
     ) -> Result<Vec<u8>, i32>;
-}
-
-unsafe extern "C" fn append_reply(ctx: *mut c_void, data: *const u8, len: usize) {
-    // SAFETY: `ctx` is the Vec made for this reply; `data` is valid for `len` bytes.
-    unsafe {
-        if let Some(v) = ctx.cast::<Vec<u8>>().as_mut()
-            && !data.is_null()
-        {
-            v.extend_from_slice(std::slice::from_raw_parts(data, len));
-        }
-    }
 }
 
 /// # Safety
@@ -747,9 +733,9 @@ mod tests {
         16_000_050
     }
 
-    #[test]
-    fn a_service_remote_object_answers_through_the_c_abi_until_unbound() {
-        let host = OxhHost {
+    /// A host whose every function refuses.
+    fn stub_host() -> OxhHost {
+        OxhHost {
             version: abi::ABI_VERSION,
             ctx: std::ptr::null_mut(),
             start_ability: no_start,
@@ -757,7 +743,12 @@ mod tests {
             connect_service_extension: no_connect,
             disconnect_service_extension: no_disconnect,
             send_request: no_send,
-        };
+        }
+    }
+
+    #[test]
+    fn a_service_remote_object_answers_through_the_c_abi_until_unbound() {
+        let host = stub_host();
         let svc = CString::new("Svc").unwrap();
         let bundle = CString::new("com.client").unwrap();
         let caller = OxhCaller {
@@ -773,10 +764,7 @@ mod tests {
             let remote = (t.on_connect.unwrap())(this, std::ptr::null());
             assert!(!remote.is_null(), "on_connect gave a remote object");
             let mut out: Vec<u8> = Vec::new();
-            let reply = OxhReply {
-                ctx: (&mut out as *mut Vec<u8>).cast(),
-                write: append_reply,
-            };
+            let reply = OxhReply::to_vec(&mut out);
             let rq = t.on_remote_request.unwrap();
             assert_eq!(rq(this, remote, &caller, 1, b"hi ".as_ptr(), 3, &reply), 0);
             assert_eq!(out, b"hi com.client");
@@ -811,15 +799,7 @@ mod tests {
 
     #[test]
     fn the_exported_entry_drives_the_trait_through_the_c_abi() {
-        let host = OxhHost {
-            version: abi::ABI_VERSION,
-            ctx: std::ptr::null_mut(),
-            start_ability: no_start,
-            terminate_self: no_terminate,
-            connect_service_extension: no_connect,
-            disconnect_service_extension: no_disconnect,
-            send_request: no_send,
-        };
+        let host = stub_host();
         let name = CString::new("Probe").unwrap();
         // SAFETY: calling our own exported entry as the host would.
         let t = unsafe { &*OxhAbility_Entry(name.as_ptr()) };
