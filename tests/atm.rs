@@ -43,6 +43,19 @@ const PUBLIC_METHODS: &[(i32, &str, &str)] = &[
     ),
     (
         sa_id::ABILITY_MGR,
+        "ConnectAbility",
+        "as StartAbility: an exported service, or START_INVISIBLE_ABILITY, checked in the \
+         method; the caller must hold a token and pass a socket it made itself \
+         (an_app_calls_another_apps_service_directly_...)",
+    ),
+    (
+        sa_id::ABILITY_MGR,
+        "ConnectionClosed",
+        "only the app process hosting the connection's service may report its end, checked \
+         in the method",
+    ),
+    (
+        sa_id::ABILITY_MGR,
         "AttachApplication",
         "only the process the spawner started, by its kernel pid and uid, checked in the method",
     ),
