@@ -876,3 +876,31 @@ fn bm_is_a_multi_call_name() {
         "{out}"
     );
 }
+
+#[test]
+fn a_signed_app_pack_shows_its_signer_and_verifies_by_the_pack() {
+    let Some(f) = fixtures() else { return };
+    let app = f.join("nju_calendar_signed.app");
+    let dev = TestDevice::start();
+    let info = dev.oxh_ok(&["hap", "info", s(&app)]);
+    assert!(
+        info.contains("signer:      高仁杰(1900030796866019905)\\,Release"),
+        "{info}"
+    );
+    let (ok, out) = run(&dev, &["--json", "hap", "verify", "--offline", s(&app)]);
+    assert!(!ok, "Huawei's root is not trusted here: {out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let h = &v["haps"][0];
+    assert_eq!(h["name"], "entry-default.hap", "{v}");
+    assert_eq!(h["signedByPack"], true, "{v}");
+    let checks = h["report"]["checks"].as_array().unwrap();
+    let ok_of = |n: &str| {
+        checks
+            .iter()
+            .find(|c| c["name"] == n)
+            .map(|c| c["ok"].clone())
+    };
+    assert_eq!(ok_of("digest"), Some(serde_json::json!(true)), "{v}");
+    assert_eq!(ok_of("signature"), Some(serde_json::json!(true)), "{v}");
+    assert_eq!(v["code"], 9568257, "the untrusted chain decides: {v}");
+}

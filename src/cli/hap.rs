@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use oxh_bundle::package::{Limits, open_hap};
 use oxh_bundle::tools::{self, ProfileSpec};
-use oxh_bundle::verify::{VerifyOptions, pem_certs, verify};
+use oxh_bundle::verify::{VerifyOptions, pem_certs};
 use std::path::PathBuf;
 
 /// `oxh hap ...`
@@ -65,9 +65,10 @@ pub enum HapCmd {
         #[arg(short = 'o', long = "out")]
         out: PathBuf,
     },
-    /// Verify a HAP's signature, each check apart.
+    /// Verify a HAP's signature, each check apart (an .app: each HAP inside, by its own
+    /// signature or, unsigned, by the pack's).
     Verify {
-        /// The HAP.
+        /// The HAP or .app.
         hap: PathBuf,
         /// Extra trust root (PEM), besides the device's.
         #[arg(long)]
@@ -235,30 +236,58 @@ pub async fn run(g: &Global, c: &HapCmd) -> Result<i32> {
                     device_id = Some(l.info.udid.clone());
                 }
             }
-            let h = match open_hap(&data, &Limits::default()) {
+            let opts = VerifyOptions {
+                roots,
+                ignore_expiry: *ignore_expiry,
+                device_id,
+                now: now(),
+            };
+            let haps = match oxh_bundle::verify::verify_package(&data, &Limits::default(), &opts) {
                 Ok(h) => h,
                 Err(e) => {
                     println!("{e}");
                     return Ok(1);
                 }
             };
-            let r = verify(
-                &h,
-                &VerifyOptions {
-                    roots,
-                    ignore_expiry: *ignore_expiry,
-                    device_id,
-                    now: now(),
-                },
-            );
-            let res = r.result();
+            let results: Vec<_> = haps.iter().map(|h| h.report.result()).collect();
+            let ok = results.iter().all(|r| r.is_ok());
             if g.json {
-                print_json(&serde_json::json!({
-                    "ok": res.is_ok(),
-                    "code": res.as_ref().err().map(|e| e.code),
-                    "report": r,
-                }))?;
-            } else {
+                let first_err = results
+                    .iter()
+                    .find_map(|r| r.as_ref().err().map(|e| e.code));
+                let mut v = serde_json::json!({
+                    "ok": ok,
+                    "code": first_err,
+                    "report": haps.first().map(|h| h.pack.as_ref().unwrap_or(&h.report)),
+                });
+                // An .app: each HAP inside, with the report that decides it.
+                if haps.iter().any(|h| !h.name.is_empty()) {
+                    v["haps"] = haps
+                        .iter()
+                        .zip(&results)
+                        .map(|(h, r)| {
+                            serde_json::json!({
+                                "name": h.name,
+                                "ok": r.is_ok(),
+                                "signedByPack": !h.report.signed || h.pack.as_ref() == Some(&h.report),
+                                "report": h.report,
+                            })
+                        })
+                        .collect();
+                }
+                print_json(&v)?;
+                return Ok(if ok { 0 } else { 1 });
+            }
+            for (h, res) in haps.iter().zip(&results) {
+                let r = &h.report;
+                if !h.name.is_empty() {
+                    let by = if h.pack.as_ref() == Some(r) {
+                        "the pack's signature"
+                    } else {
+                        "its own signature"
+                    };
+                    println!("{} (judged by {by}):", h.name);
+                }
                 if !r.signed {
                     println!("unsigned: no signing block");
                 } else {
@@ -284,23 +313,17 @@ pub async fn run(g: &Global, c: &HapCmd) -> Result<i32> {
                     Err(e) => println!("not verified: {e}"),
                 }
             }
-            Ok(if res.is_ok() { 0 } else { 1 })
+            Ok(if ok { 0 } else { 1 })
         }
         HapCmd::Info { file } => {
             let data =
                 std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
             let l = Limits::default();
-            let haps: Vec<Vec<u8>> = match oxh_bundle::package::kind(&data, &l)? {
-                oxh_bundle::package::Kind::Hap => vec![data],
-                oxh_bundle::package::Kind::App => oxh_bundle::package::app_haps(&data, &l)?
-                    .into_iter()
-                    .map(|x| x.1)
-                    .collect(),
-            };
+            let haps = oxh_bundle::verify::verify_package(&data, &l, &VerifyOptions::default())?;
             let mut out = Vec::new();
-            for d in &haps {
-                let h = open_hap(d, &l)?;
-                let r = verify(&h, &VerifyOptions::default());
+            for p in &haps {
+                let h = open_hap(&p.data, &l)?;
+                let r = &p.report;
                 out.push(serde_json::json!({
                     "model": h.info.model,
                     "app": h.info.app,

@@ -196,6 +196,79 @@ pub fn pem_certs(text: &[u8]) -> Vec<Vec<u8>> {
         .unwrap_or_default()
 }
 
+/// One HAP of a package as verified: where it came from and what decides it.
+#[derive(Debug, Clone)]
+pub struct PackageHap {
+    /// Its entry name in an `.app` (empty for a bare HAP).
+    pub name: String,
+    /// Its bytes.
+    pub data: Vec<u8>,
+    /// The report that decides it: its own signature's, or, for an unsigned HAP inside a
+    /// signed `.app`, the pack's (checked against this HAP's bundle and module).
+    pub report: Report,
+    /// For a HAP inside a signed `.app`: the pack's report.
+    pub pack: Option<Report>,
+}
+
+/// Verifies a HAP, or an `.app` (DevEco's packs for HarmonyOS NEXT carry the signing block
+/// on the pack, as a HAP's, and the HAPs inside unsigned): the pack's block is checked with
+/// the rules of a HAP's, with the bundle of each inner HAP; an inner HAP that is signed
+/// must pass its own check too. Changing one byte of the pack, or of a HAP inside it,
+/// breaks the pack's digest.
+pub fn verify_package(
+    data: &[u8],
+    limits: &crate::package::Limits,
+    opts: &VerifyOptions,
+) -> Result<Vec<PackageHap>, BundleError> {
+    use crate::package::{self, Kind};
+    if package::kind(data, limits)? == Kind::Hap {
+        let h = package::open_hap(data, limits)?;
+        let report = verify(&h, opts);
+        return Ok(vec![PackageHap {
+            name: String::new(),
+            data: data.to_vec(),
+            report,
+            pack: None,
+        }]);
+    }
+    let (layout, block) = {
+        let z = package::ZipView::open(data, limits)?;
+        (z.layout, z.block.clone())
+    };
+    let mut out = Vec::new();
+    for (name, bytes) in package::app_haps(data, limits)? {
+        let h = package::open_hap(&bytes, limits)?;
+        let own = verify(&h, opts);
+        let pack = block.as_ref().map(|b| {
+            // The pack's bytes and block, judged for this HAP's bundle.
+            let view = Hap {
+                data,
+                layout,
+                block: Some(b.clone()),
+                entries: Vec::new(),
+                info: h.info.clone(),
+                abis: h.abis.clone(),
+            };
+            verify(&view, opts)
+        });
+        let report = match (&pack, own.signed) {
+            // A signed inner HAP must pass its own check, and the pack's.
+            (Some(p), true) if p.result().is_err() => p.clone(),
+            (_, true) => own,
+            (Some(p), false) => p.clone(),
+            (None, false) => own,
+        };
+        drop(h);
+        out.push(PackageHap {
+            name,
+            data: bytes,
+            report,
+            pack,
+        });
+    }
+    Ok(out)
+}
+
 /// Verifies a HAP; every check is reported, the first failure decides [`Report::result`].
 pub fn verify(hap: &Hap<'_>, opts: &VerifyOptions) -> Report {
     let mut r = Report::default();

@@ -444,3 +444,111 @@ fn embedded_root_equals_the_checked_in_pem() {
         .expect("root embedded");
     assert_eq!(root.to_vec(), oh_root()[0]);
 }
+
+/// The signed .app pack (DevEco for HarmonyOS NEXT: the block on the pack, its HAP unsigned).
+#[test]
+fn a_signed_app_pack_verifies_by_its_pack_signature_and_any_change_fails() {
+    use oxh_bundle::verify::verify_package;
+    let Some(data) = read("nju_calendar_signed.app") else {
+        return;
+    };
+    let l = Limits::default();
+    let opts = VerifyOptions {
+        roots: oh_root(),
+        ignore_expiry: true,
+        ..Default::default()
+    };
+    let haps = verify_package(&data, &l, &opts).unwrap();
+    assert_eq!(haps.len(), 1);
+    let h = &haps[0];
+    assert_eq!(h.name, "entry-default.hap");
+    let inner = open_hap(&h.data, &l).unwrap();
+    assert!(inner.block.is_none(), "the HAP inside is unsigned");
+    assert_eq!(inner.info.app.bundle_name, "com.mc121.njucalendarimporter");
+    let pack = h.pack.as_ref().expect("the pack is signed");
+    assert_eq!(
+        &h.report, pack,
+        "the unsigned HAP is judged by the pack's signature"
+    );
+    assert_eq!(pack.block_version, 3);
+    let get = |r: &oxh_bundle::verify::Report, n: &str| {
+        r.checks.iter().find(|c| c.name == n).map(|c| c.ok)
+    };
+    assert_eq!(get(pack, "digest"), Some(Some(true)), "{:?}", pack.checks);
+    assert_eq!(
+        get(pack, "signature"),
+        Some(Some(true)),
+        "{:?}",
+        pack.checks
+    );
+    assert!(!pack.signer.is_empty());
+    assert!(
+        pack.app_id.starts_with("com.mc121.njucalendarimporter_"),
+        "{}",
+        pack.app_id
+    );
+    // Its release profile chains to Huawei's root, which is not embedded: untrusted here,
+    // as the AppGallery HAP is.
+    assert_eq!(get(pack, "chain"), Some(Some(false)));
+
+    // One byte of the pack changed (pack.info, stored): the digest fails.
+    let z = oxh_bundle::package::ZipView::open(&data, &l).unwrap();
+    let at = data
+        .windows(12)
+        .position(|w| w == b"\"bundleName\"")
+        .expect("pack.info is stored: its JSON is in the pack's bytes");
+    let mut bad = data.clone();
+    bad[at + 3] ^= 0x01;
+    match verify_package(&bad, &l, &opts) {
+        Err(_) => {}
+        Ok(v) => {
+            let r = &v[0].report;
+            assert!(r.result().is_err());
+            assert_eq!(get(r, "digest"), Some(Some(false)), "{:?}", r.checks);
+        }
+    }
+
+    // The HAP inside changed, in a well-formed pack that keeps the original signing block.
+    let mut changed = h.data.clone();
+    let mid = changed.len() / 2;
+    changed[mid] ^= 0x01;
+    let mut rebuilt = std::io::Cursor::new(Vec::new());
+    {
+        use std::io::Write;
+        let mut w = zip::ZipWriter::new(&mut rebuilt);
+        let stored = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        for name in ["pac.json", "pack.info"] {
+            let mut src = zip::ZipArchive::new(std::io::Cursor::new(&data[..])).unwrap();
+            let mut f = src.by_name(name).unwrap();
+            let mut b = Vec::new();
+            std::io::Read::read_to_end(&mut f, &mut b).unwrap();
+            w.start_file(name, stored).unwrap();
+            w.write_all(&b).unwrap();
+        }
+        w.start_file(
+            "entry-default.hap",
+            zip::write::SimpleFileOptions::default(),
+        )
+        .unwrap();
+        w.write_all(&changed).unwrap();
+        w.finish().unwrap();
+    }
+    let unsigned = rebuilt.into_inner();
+    let block = z.block.clone().unwrap();
+    let subs: Vec<(u32, &[u8])> = block
+        .blocks
+        .iter()
+        .map(|s| (s.kind, block.value(&data, s.kind).unwrap()))
+        .collect();
+    let ul = signing::zip_layout(&unsigned).unwrap();
+    let resigned = signing::insert_block(&unsigned, &ul, &subs);
+    match verify_package(&resigned, &l, &opts) {
+        Err(e) => panic!("a well-formed pack: {e}"),
+        Ok(v) => {
+            let r = &v[0].report;
+            assert!(r.result().is_err(), "a changed inner HAP still verifies");
+            assert_eq!(get(r, "digest"), Some(Some(false)), "{:?}", r.checks);
+        }
+    }
+}

@@ -5,7 +5,7 @@ use super::session::Session;
 use super::{BundleManager, chown_if_root, ierr, lock, now_ms};
 use crate::api::{self, InstallArgs, InstallResult, UninstallArgs};
 use crate::error::{BundleError, code};
-use crate::package::{self, Kind};
+use crate::package;
 use crate::plan::{self, Existing, NewBundle, Plan, TokenChange, VerifiedHap};
 use crate::verify::{self, Report, VerifyOptions};
 use rusqlite::params;
@@ -40,29 +40,24 @@ impl BundleManager {
                 format!("--skip-verify needs the param {} = 1", api::DEV_MODE_PARAM),
             ));
         }
-        // Every file into memory, .app files expanded.
-        let mut haps: Vec<Vec<u8>> = Vec::new();
-        for i in 0..sess.sizes.len() {
-            let data = std::fs::read(sess.dir.join(format!("{i}.pkg"))).map_err(ierr)?;
-            match package::kind(&data, &limits)? {
-                Kind::Hap => haps.push(data),
-                Kind::App => {
-                    haps.extend(package::app_haps(&data, &limits)?.into_iter().map(|x| x.1))
-                }
-            }
-        }
-        // Parse + verify all before anything is written.
+        // Parse + verify all before anything is written: every file into memory, .app files
+        // expanded (each HAP judged by its own signature or, unsigned, by the pack's).
         let opts = VerifyOptions {
             roots: self.roots(),
             ignore_expiry: false,
             device_id: self.cfg.device_id.clone(),
             now: now_ms() / 1000,
         };
+        let mut haps = Vec::new();
+        for i in 0..sess.sizes.len() {
+            let data = std::fs::read(sess.dir.join(format!("{i}.pkg"))).map_err(ierr)?;
+            haps.extend(verify::verify_package(&data, &limits, &opts)?);
+        }
         let mut parsed = Vec::new();
         let mut skipped = Vec::new();
-        for data in &haps {
-            let h = package::open_hap(data, &limits)?;
-            let report: Report = verify::verify(&h, &opts);
+        for p in &haps {
+            let h = package::open_hap(&p.data, &limits)?;
+            let report: Report = p.report.clone();
             if a.skip_verify {
                 if let Err(e) = report.result() {
                     skipped.push(format!("{}: {}", h.info.module_name, e.reason));
