@@ -18,6 +18,7 @@ pub mod frame;
 pub mod keys;
 pub mod limits;
 pub mod local;
+pub mod ohos;
 pub mod proto;
 pub mod relay;
 pub mod server;

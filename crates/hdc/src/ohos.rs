@@ -1,0 +1,486 @@
+//! OpenHarmony's hdc session wire (developtools_hdc; docs/HDC-WIRE.md §1-2), as a sans-IO
+//! codec: packets `"HW"` + PayloadHead + PayloadProtect + payload, and the protobuf-style
+//! serialization of the session's structs. Work in progress for issue 16: nothing speaks it
+//! yet.
+//!
+//! ```text
+//! packet = "HW" | reserve[2] = 0 | protocolVer = 1 | headSize:u16 BE | dataSize:u32 BE
+//!          | PayloadProtect (headSize bytes, serialized) | payload (dataSize bytes)
+//! ```
+//!
+//! Serialization: protobuf 3's wire format (key = varint(field << 3 | wire type); varints
+//! LEB128, no zigzag; strings length-delimited). hdc writes every field, defaults included,
+//! in field order; a reader accepts any order and skips unknown fields by their wire type
+//! (hdc's own reader cannot skip them, so we never send one).
+
+use bytes::{Buf, BufMut, BytesMut};
+
+/// `PACKET_FLAG`.
+pub const PACKET_FLAG: &[u8; 2] = b"HW";
+/// `VER_PROTOCOL`.
+pub const VER_PROTOCOL: u8 = 0x01;
+/// The fixed head before PayloadProtect.
+pub const HEAD_LEN: usize = 11;
+/// PayloadProtect's `vCode`: a packet with another one is refused.
+pub const PROTECT_VCODE: u8 = 0x09;
+/// `HANDSHAKE_MESSAGE`, the banner of a session handshake.
+pub const HANDSHAKE_BANNER: &str = "OHOS HDC";
+/// Largest payload accepted (hdc's host reads into 2 × MAX_SIZE_IOBUF; senders keep each
+/// payload ≤ 511 KiB).
+pub const MAX_PAYLOAD: usize = 2 * 511 * 1024;
+/// Largest serialized PayloadProtect accepted (four varints: 22 bytes at most).
+pub const MAX_PROTECT: usize = 64;
+
+/// Why bytes are not a packet or a struct.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// The packet does not start with "HW".
+    #[error("hdc packet: bad flag {0:02x?}")]
+    Flag([u8; 2]),
+    /// A declared size is over the limit.
+    #[error("hdc packet: {what} of {len} bytes is over the {limit}-byte limit")]
+    TooLarge {
+        /// Which part.
+        what: &'static str,
+        /// Its declared size.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// PayloadProtect's vCode is not 0x09.
+    #[error("hdc packet: verification code {0:#04x}, expected 0x09")]
+    VCode(u8),
+    /// A struct's bytes end early or hold an impossible value.
+    #[error("hdc serialization: {0}")]
+    Malformed(&'static str),
+}
+
+/// A field's value as it crossed the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Value<'a> {
+    Varint(u64),
+    Bytes(&'a [u8]),
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn get_varint(buf: &mut &[u8]) -> Result<u64, WireError> {
+    let mut v: u64 = 0;
+    for i in 0..10 {
+        let Some((&b, rest)) = buf.split_first() else {
+            return Err(WireError::Malformed("a varint ends early"));
+        };
+        *buf = rest;
+        if i == 9 && b > 1 {
+            return Err(WireError::Malformed("a varint overflows 64 bits"));
+        }
+        v |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Ok(v);
+        }
+    }
+    Err(WireError::Malformed("a varint is longer than 10 bytes"))
+}
+
+/// Writes fields in order.
+#[derive(Default)]
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn varint(&mut self, field: u32, v: u64) -> &mut Self {
+        put_varint(&mut self.0, u64::from(field) << 3);
+        put_varint(&mut self.0, v);
+        self
+    }
+    fn bytes(&mut self, field: u32, b: &[u8]) -> &mut Self {
+        put_varint(&mut self.0, (u64::from(field) << 3) | 2);
+        put_varint(&mut self.0, b.len() as u64);
+        self.0.extend_from_slice(b);
+        self
+    }
+}
+
+/// Reads every field, calling `f(field, value)`; unknown wire types refuse the struct,
+/// fixed-width fields are skipped.
+fn read_fields<'a>(
+    mut buf: &'a [u8],
+    mut f: impl FnMut(u32, Value<'a>) -> Result<(), WireError>,
+) -> Result<(), WireError> {
+    while !buf.is_empty() {
+        let key = get_varint(&mut buf)?;
+        let field = u32::try_from(key >> 3).map_err(|_| WireError::Malformed("field number"))?;
+        match key & 7 {
+            0 => f(field, Value::Varint(get_varint(&mut buf)?))?,
+            1 | 5 => {
+                let n = if key & 7 == 1 { 8 } else { 4 };
+                if buf.len() < n {
+                    return Err(WireError::Malformed("a fixed field ends early"));
+                }
+                buf = &buf[n..];
+            }
+            2 => {
+                let len = usize::try_from(get_varint(&mut buf)?)
+                    .map_err(|_| WireError::Malformed("length"))?;
+                if buf.len() < len {
+                    return Err(WireError::Malformed("a string ends early"));
+                }
+                let (v, rest) = buf.split_at(len);
+                buf = rest;
+                f(field, Value::Bytes(v))?;
+            }
+            _ => return Err(WireError::Malformed("unknown wire type")),
+        }
+    }
+    Ok(())
+}
+
+fn as_u64(v: Value<'_>) -> Result<u64, WireError> {
+    match v {
+        Value::Varint(x) => Ok(x),
+        Value::Bytes(_) => Err(WireError::Malformed("a number field holds bytes")),
+    }
+}
+
+fn as_u32(v: Value<'_>) -> Result<u32, WireError> {
+    u32::try_from(as_u64(v)?).map_err(|_| WireError::Malformed("a u32 field overflows"))
+}
+
+fn as_u8(v: Value<'_>) -> Result<u8, WireError> {
+    u8::try_from(as_u64(v)?).map_err(|_| WireError::Malformed("a u8 field overflows"))
+}
+
+fn as_string(v: Value<'_>) -> Result<String, WireError> {
+    match v {
+        Value::Bytes(b) => Ok(String::from_utf8_lossy(b).into_owned()),
+        Value::Varint(_) => Err(WireError::Malformed("a string field holds a number")),
+    }
+}
+
+/// PayloadProtect: which channel and command a packet is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PayloadProtect {
+    /// The client channel (0: the session itself).
+    pub channel_id: u32,
+    /// The command (HdcCommand).
+    pub command_flag: u32,
+    /// 0 (hdc does not enable its payload checksum).
+    pub check_sum: u8,
+    /// [`PROTECT_VCODE`].
+    pub v_code: u8,
+}
+
+impl PayloadProtect {
+    /// A protect for `command` on `channel`.
+    pub fn new(channel_id: u32, command_flag: u32) -> Self {
+        PayloadProtect {
+            channel_id,
+            command_flag,
+            check_sum: 0,
+            v_code: PROTECT_VCODE,
+        }
+    }
+
+    /// Its serialized bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.varint(1, self.channel_id.into())
+            .varint(2, self.command_flag.into())
+            .varint(3, self.check_sum.into())
+            .varint(4, self.v_code.into());
+        w.0
+    }
+
+    /// Parses serialized bytes (missing fields are zero, as hdc's reader leaves them).
+    pub fn decode(b: &[u8]) -> Result<Self, WireError> {
+        let mut p = PayloadProtect {
+            channel_id: 0,
+            command_flag: 0,
+            check_sum: 0,
+            v_code: 0,
+        };
+        read_fields(b, |f, v| {
+            match f {
+                1 => p.channel_id = as_u32(v)?,
+                2 => p.command_flag = as_u32(v)?,
+                3 => p.check_sum = as_u8(v)?,
+                4 => p.v_code = as_u8(v)?,
+                _ => {}
+            }
+            Ok(())
+        })?;
+        Ok(p)
+    }
+}
+
+/// SessionHandShake: the first message each way on a session.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionHandShake {
+    /// [`HANDSHAKE_BANNER`].
+    pub banner: String,
+    /// AuthType (0 none, 1 token, 2 signature, 3 public key, 4 ok, 5 fail, 6 TLS-PSK).
+    pub auth_type: u8,
+    /// The session's id.
+    pub session_id: u32,
+    /// The device's connect key.
+    pub connect_key: String,
+    /// Token, signature, public key or TLV, by `auth_type`.
+    pub buf: String,
+    /// `"Ver: 3.1.0e"` and the like.
+    pub version: String,
+}
+
+impl SessionHandShake {
+    /// Its serialized bytes (the whole payload of a CMD_KERNEL_HANDSHAKE packet).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.bytes(1, self.banner.as_bytes())
+            .varint(2, self.auth_type.into())
+            .varint(3, self.session_id.into())
+            .bytes(4, self.connect_key.as_bytes())
+            .bytes(5, self.buf.as_bytes())
+            .bytes(6, self.version.as_bytes());
+        w.0
+    }
+
+    /// Parses serialized bytes.
+    pub fn decode(b: &[u8]) -> Result<Self, WireError> {
+        let mut h = SessionHandShake::default();
+        read_fields(b, |f, v| {
+            match f {
+                1 => h.banner = as_string(v)?,
+                2 => h.auth_type = as_u8(v)?,
+                3 => h.session_id = as_u32(v)?,
+                4 => h.connect_key = as_string(v)?,
+                5 => h.buf = as_string(v)?,
+                6 => h.version = as_string(v)?,
+                _ => {}
+            }
+            Ok(())
+        })?;
+        Ok(h)
+    }
+}
+
+/// TransferPayload: the head of each file data chunk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TransferPayload {
+    /// The chunk's offset in the file.
+    pub index: u64,
+    /// 0 none, 1 LZ4 ...
+    pub compress_type: u8,
+    /// Its size on the wire.
+    pub compress_size: u32,
+    /// Its size in the file.
+    pub uncompress_size: u32,
+}
+
+impl TransferPayload {
+    /// Its serialized bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.varint(1, self.index)
+            .varint(2, self.compress_type.into())
+            .varint(3, self.compress_size.into())
+            .varint(4, self.uncompress_size.into());
+        w.0
+    }
+
+    /// Parses serialized bytes.
+    pub fn decode(b: &[u8]) -> Result<Self, WireError> {
+        let mut t = TransferPayload::default();
+        read_fields(b, |f, v| {
+            match f {
+                1 => t.index = as_u64(v)?,
+                2 => t.compress_type = as_u8(v)?,
+                3 => t.compress_size = as_u32(v)?,
+                4 => t.uncompress_size = as_u32(v)?,
+                _ => {}
+            }
+            Ok(())
+        })?;
+        Ok(t)
+    }
+}
+
+/// One session packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packet {
+    /// Its protect (channel, command).
+    pub protect: PayloadProtect,
+    /// Its payload.
+    pub payload: Vec<u8>,
+}
+
+/// Appends one packet to `out`.
+pub fn encode_packet(out: &mut Vec<u8>, protect: &PayloadProtect, payload: &[u8]) {
+    let p = protect.encode();
+    out.extend_from_slice(PACKET_FLAG);
+    out.extend_from_slice(&[0, 0, VER_PROTOCOL]);
+    out.extend_from_slice(&(p.len() as u16).to_be_bytes());
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(&p);
+    out.extend_from_slice(payload);
+}
+
+/// Takes one packet off the front of `buf`: `Ok(None)` when more bytes are needed. An
+/// error leaves the stream unusable (hdc tears the session down).
+pub fn decode_packet(buf: &mut BytesMut) -> Result<Option<Packet>, WireError> {
+    if buf.len() < HEAD_LEN {
+        return Ok(None);
+    }
+    if &buf[..2] != PACKET_FLAG {
+        return Err(WireError::Flag([buf[0], buf[1]]));
+    }
+    let head = usize::from(u16::from_be_bytes([buf[5], buf[6]]));
+    let data = u32::from_be_bytes([buf[7], buf[8], buf[9], buf[10]]) as usize;
+    if head > MAX_PROTECT {
+        return Err(WireError::TooLarge {
+            what: "PayloadProtect",
+            len: head,
+            limit: MAX_PROTECT,
+        });
+    }
+    if data > MAX_PAYLOAD {
+        return Err(WireError::TooLarge {
+            what: "payload",
+            len: data,
+            limit: MAX_PAYLOAD,
+        });
+    }
+    if buf.len() < HEAD_LEN + head + data {
+        return Ok(None);
+    }
+    buf.advance(HEAD_LEN);
+    let protect = PayloadProtect::decode(&buf.split_to(head))?;
+    if protect.v_code != PROTECT_VCODE {
+        return Err(WireError::VCode(protect.v_code));
+    }
+    let payload = buf.split_to(data).to_vec();
+    Ok(Some(Packet { protect, payload }))
+}
+
+/// For the fuzz target: decode packets and structs from arbitrary bytes.
+pub fn fuzz_one(data: &[u8]) {
+    let mut b = BytesMut::new();
+    b.put_slice(data);
+    while let Ok(Some(p)) = decode_packet(&mut b) {
+        let _ = SessionHandShake::decode(&p.payload);
+        let _ = TransferPayload::decode(&p.payload);
+    }
+    let _ = SessionHandShake::decode(data);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bytes written by hand from the definitions (docs/HDC-WIRE.md §1-2), not by our
+    /// encoder: channel 0, CMD_KERNEL_HANDSHAKE (1), checksum 0, vCode 9.
+    const PROTECT_HANDSHAKE: [u8; 8] = [0x08, 0x00, 0x10, 0x01, 0x18, 0x00, 0x20, 0x09];
+
+    #[test]
+    fn a_handshake_packet_is_the_bytes_the_definitions_give() {
+        let hs = SessionHandShake {
+            banner: HANDSHAKE_BANNER.into(),
+            auth_type: 0,
+            session_id: 300,
+            connect_key: "k".into(),
+            buf: String::new(),
+            version: "Ver: 3.1.0e".into(),
+        };
+        let body = hs.encode();
+        let mut want = vec![0x0a, 8];
+        want.extend_from_slice(b"OHOS HDC");
+        want.extend_from_slice(&[0x10, 0x00]); // authType 0, still written
+        want.extend_from_slice(&[0x18, 0xac, 0x02]); // sessionId 300 as a varint
+        want.extend_from_slice(&[0x22, 1, b'k']);
+        want.extend_from_slice(&[0x2a, 0]); // empty buf, still written
+        want.extend_from_slice(&[0x32, 11]);
+        want.extend_from_slice(b"Ver: 3.1.0e");
+        assert_eq!(body, want);
+        assert_eq!(PayloadProtect::new(0, 1).encode(), PROTECT_HANDSHAKE);
+
+        let mut pkt = Vec::new();
+        encode_packet(&mut pkt, &PayloadProtect::new(0, 1), &body);
+        let mut head = vec![b'H', b'W', 0, 0, 1, 0, 8];
+        head.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        assert_eq!(&pkt[..HEAD_LEN], &head[..]);
+        assert_eq!(&pkt[HEAD_LEN..HEAD_LEN + 8], &PROTECT_HANDSHAKE);
+
+        // Back, fed a byte at a time.
+        let mut b = BytesMut::new();
+        let mut got = None;
+        for &x in &pkt {
+            b.put_u8(x);
+            if let Some(p) = decode_packet(&mut b).unwrap() {
+                got = Some(p);
+            }
+        }
+        let p = got.expect("one packet");
+        assert_eq!(p.protect, PayloadProtect::new(0, 1));
+        assert_eq!(SessionHandShake::decode(&p.payload).unwrap(), hs);
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn readers_skip_unknown_fields_take_any_order_and_refuse_truncation() {
+        // Field 9 (unknown, LEN), then sessionId before banner, a fixed32 field 7.
+        let mut b = vec![
+            0x4a, 2, b'x', b'y', 0x18, 0x05, 0x3d, 1, 2, 3, 4, 0x0a, 1, b'B',
+        ];
+        let h = SessionHandShake::decode(&b).unwrap();
+        assert_eq!((h.session_id, h.banner.as_str()), (5, "B"));
+        b.pop();
+        assert!(SessionHandShake::decode(&b).is_err(), "a string cut short");
+        assert!(
+            SessionHandShake::decode(&[0x18]).is_err(),
+            "a varint cut short"
+        );
+        assert!(
+            SessionHandShake::decode(&[0x10, 0x80, 0x02]).is_err(),
+            "256 in a u8 field"
+        );
+        assert!(get_varint(&mut &[0xff; 11][..]).is_err());
+    }
+
+    #[test]
+    fn bad_packets_are_refused_before_their_bodies_are_buffered() {
+        let mut b = BytesMut::from(&b"HX\0\0\x01\0\x08\0\0\0\0"[..]);
+        assert_eq!(decode_packet(&mut b), Err(WireError::Flag(*b"HX")));
+        let mut big = BytesMut::from(&b"HW\0\0\x01\0\x08"[..]);
+        big.put_u32((MAX_PAYLOAD + 1) as u32);
+        assert!(matches!(
+            decode_packet(&mut big),
+            Err(WireError::TooLarge {
+                what: "payload",
+                ..
+            })
+        ));
+        let mut pkt = Vec::new();
+        let mut p = PayloadProtect::new(3, 1001);
+        p.v_code = 7;
+        encode_packet(&mut pkt, &p, b"ls");
+        assert_eq!(
+            decode_packet(&mut BytesMut::from(&pkt[..])),
+            Err(WireError::VCode(7))
+        );
+    }
+
+    #[test]
+    fn transfer_payload_heads_round_trip() {
+        let t = TransferPayload {
+            index: 1 << 33,
+            compress_type: 1,
+            compress_size: 1000,
+            uncompress_size: 4096,
+        };
+        assert_eq!(TransferPayload::decode(&t.encode()).unwrap(), t);
+        assert_eq!(t.encode()[..2], [0x08, 0x80]);
+    }
+}
