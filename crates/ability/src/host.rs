@@ -469,8 +469,9 @@ fn control_loop(link: Arc<Link>, sock: OwnedFd) {
 /// Serves one client of a bound service on a thread of its own, then reports its end.
 fn serve_connection(link: &Arc<Link>, record: u64, conn: u64, client: Peer, fd: OwnedFd) {
     let remote = lock(&link.remotes).get(&record).copied();
-    let link = link.clone();
+    let for_thread = link.clone();
     let run = move || {
+        let link = for_thread;
         let sock = UnixStream::from(fd);
         match (remote, oxh_kal::peer_cred(sock.as_fd())) {
             // The kernel's word on who is at the other end, beside the ability manager's.
@@ -530,8 +531,10 @@ fn serve_connection(link: &Arc<Link>, record: u64, conn: u64, client: Peer, fd: 
         .name(format!("conn-{conn}"))
         .spawn(run)
     {
-        // The closure (and its socket) is gone with the error: the client sees the end.
-        let _ = e;
+        // The closure (and its socket) is gone with the error: the client sees the end,
+        // and the ability manager must too.
+        link.log_error(format!("connection {conn}: no thread for it: {e}"));
+        let _ = link.call::<_, ()>(api::CONNECTION_CLOSED, &conn);
     }
 }
 

@@ -5,7 +5,6 @@
 //! skipped, as the daemon does.
 
 use crate::api::REMOTE_OBJECT_SA;
-use bytes::BufMut;
 use oxh_ipc::frame::{self, Decoded, FrameDecoder, Kind};
 use oxh_ipc::{MAX_TRANSACTION, RemoteError, code};
 use std::io::{Read, Write};
@@ -38,18 +37,12 @@ fn next(sock: &mut UnixStream, dec: &mut FrameDecoder) -> Result<Option<Decoded>
         if let Some(d) = dec.decode_next().map_err(|e| e.to_string())? {
             return Ok(Some(d));
         }
-        dec.reserve_for_read();
-        let buf = dec.buffer();
-        let spare = buf.chunk_mut();
-        // SAFETY: reading into the spare capacity as bytes; only what read() reports
-        // written is then marked initialised.
-        let dst = unsafe { std::slice::from_raw_parts_mut(spare.as_mut_ptr(), spare.len()) };
-        let n = sock.read(dst).map_err(|e| e.to_string())?;
+        let mut chunk = [0u8; 16 * 1024];
+        let n = sock.read(&mut chunk).map_err(|e| e.to_string())?;
         if n == 0 {
             return Ok(None);
         }
-        // SAFETY: read() initialised `n` bytes of the spare capacity.
-        unsafe { buf.advance_mut(n) };
+        dec.extend(&chunk[..n]);
     }
 }
 
