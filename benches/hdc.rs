@@ -317,7 +317,6 @@ fn main() {
         ("hdc file recv", vec!["file", "recv"]),
         ("hdc file send -z", vec!["file", "send", "-z"]),
         ("hdc file recv -z", vec!["file", "recv", "-z"]),
-        ("hdc file send (relay)", vec!["file", "send"]),
         ("hdc file send -z, text", vec!["file", "send", "-z"]),
         ("hdc file recv -z, text", vec!["file", "recv", "-z"]),
     ] {
@@ -338,11 +337,7 @@ fn main() {
                     a.extend([s(&src), s(&remote)]);
                 }
                 let a: Vec<&str> = a.iter().map(String::as_str).collect();
-                let mut c = host.hdc(&a);
-                if name.contains("relay") {
-                    // Through the host server, as before the direct data path.
-                    c.env("OXH_HDC_DIRECT", "0");
-                }
+                let c = host.hdc(&a);
                 let (c0, d0) = (children_cpu(), proc_cpu(dev_pid));
                 let t = timed_to(c, Some(if recv { &back } else { &remote }));
                 cpu.push((children_cpu() - c0, proc_cpu(dev_pid) - d0));

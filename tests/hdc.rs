@@ -891,13 +891,9 @@ fn interactive_shell_on_a_pty_with_resize_and_ctrl_c() {
     assert_eq!(status.code(), Some(5));
 }
 
-#[test]
-fn install_and_uninstall_through_the_bundle_manager() {
-    let (h, d, _addr) = connected();
-    let work = tempfile::tempdir().expect("tmp");
-    let w = work.path();
+/// A signed HAP of bundle `bundle`, made in `w` with keys the device `d` trusts.
+fn demo_hap(d: &TestDevice, w: &Path, bundle: &str) -> std::path::PathBuf {
     let s = |p: &Path| p.to_string_lossy().into_owned();
-    let bundle = "com.example.hdcdemo";
     let keys = w.join("keys");
     d.oxh_ok(&["hap", "keygen", "--bundle", bundle, "--out", &s(&keys)]);
     d.oxh_ok(&["hap", "trust", "add", &s(&keys.join("root.pem"))]);
@@ -927,6 +923,17 @@ fn install_and_uninstall_through_the_bundle_manager() {
         "-o",
         &s(&hap),
     ]);
+    hap
+}
+
+#[test]
+fn install_and_uninstall_through_the_bundle_manager() {
+    let (h, d, _addr) = connected();
+    let work = tempfile::tempdir().expect("tmp");
+    let w = work.path();
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    let bundle = "com.example.hdcdemo";
+    let hap = demo_hap(&d, w, bundle);
     let out = h.ok(&["install", &s(&hap)]);
     assert!(out.contains("install bundle successfully."), "{out}");
     assert!(d.oxh_ok(&["bm", "dump", "-a"]).contains(bundle));
@@ -1000,18 +1007,26 @@ fn child_raw_hello_entry() {
         .build()
         .expect("runtime");
     let verdict = rt.block_on(async {
-        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port.parse().expect("port")))
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port.parse().expect("port")))
             .await
             .expect("connect");
-        let me = oxh_hdc::proto::Hello {
-            version: oxh_hdc::proto::VERSION,
-            name: "stranger".into(),
-            refused: String::new(),
+        // OpenHarmony's client protocol, without our client's check of the server.
+        let mut c = match oxh_hdc::conn::ClientConn::handshake(tcp, "").await {
+            Ok(c) => c,
+            Err(e) => return serde_json::json!({"accepted": false, "why": e}),
         };
-        match oxh_hdc::session::hello(&mut tcp, &me).await {
-            Ok(_) => serde_json::json!({"accepted": true}),
-            Err(e) => serde_json::json!({"accepted": false, "why": e.to_string()}),
+        let cmd = oxh_hdc::channel::ToServer::Command("list targets".into());
+        if let Err(e) = c.writer.send(&cmd).await {
+            return serde_json::json!({"accepted": false, "why": e.to_string()});
         }
+        let mut text = String::new();
+        while let Ok(Some(m)) = c.next().await {
+            if let oxh_hdc::channel::ToClient::Out(d) | oxh_hdc::channel::ToClient::Err(d) = m {
+                text.push_str(&String::from_utf8_lossy(&d));
+            }
+        }
+        let refused = text.starts_with("[Fail]");
+        serde_json::json!({"accepted": !refused, "why": text})
     });
     println!("{RAW_HELLO_RESULT}{verdict}");
 }
@@ -1293,4 +1308,197 @@ fn one_address_holds_at_most_its_share_of_device_connections() {
         }
     }
     assert!(again.is_some(), "no slot after one connection closed");
+}
+
+/// Runs tests/py/hdc_clients.py with `client` against host `h`'s server and the device at
+/// `addr`; returns its report, or `None` (said why) when the client is not installed.
+fn pypi_client(
+    client: &str,
+    module: &str,
+    h: &Host,
+    d: &TestDevice,
+    addr: &str,
+    w: &Path,
+) -> Option<serde_json::Value> {
+    let probe = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        println!(
+            "skipped: python3 cannot import {module} (scripts/test installs it with pip; pip \
+             could not here)"
+        );
+        return None;
+    }
+    let bundle = "com.example.pypiclient";
+    let hap = demo_hap(d, w, bundle);
+    let (echo_port, _echo) = echo_server();
+    let fwd = free_port();
+    // hdctool runs `hdc` for files and installs: ours, by that name.
+    let bin = w.join("bin");
+    std::fs::create_dir_all(&bin).expect("bin");
+    let hdc = bin.join("hdc");
+    let _ = std::fs::remove_file(&hdc);
+    std::os::unix::fs::symlink(oxh_bin(), &hdc).expect("hdc link");
+    let remote = shell_tmp(d);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/hdc_clients.py");
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    let o = Command::new("python3")
+        .arg(&script)
+        .args([
+            client,
+            &h.port.to_string(),
+            addr,
+            &s(w),
+            &s(&remote),
+            &s(&hap),
+            bundle,
+            &echo_port.to_string(),
+            &fwd.to_string(),
+            &s(&hdc),
+        ])
+        .env("HOME", h.home.path())
+        .env("OHOS_HDC_SERVER_PORT", h.port.to_string())
+        .stdin(Stdio::null())
+        .output()
+        .expect("python3");
+    let text = String::from_utf8_lossy(&o.stdout);
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .unwrap_or_else(|| {
+            panic!(
+                "{client} printed no result: {text}{}",
+                String::from_utf8_lossy(&o.stderr)
+            )
+        });
+    Some(serde_json::from_str(line).expect("result json"))
+}
+
+/// A test blob for transfers: compressible and not, 3 MiB and a bit (several chunks).
+fn blob(w: &Path) -> Vec<u8> {
+    let mut b: Vec<u8> = (0..3 * 1024 * 1024 + 12345u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    b[..1024 * 1024].fill(b'a');
+    std::fs::write(w.join("blob"), &b).expect("blob");
+    b
+}
+
+/// hdc-rs-py from PyPI against our host server and device: targets, shell, files both ways
+/// with and without compression, fport, install and uninstall, checkserver.
+#[test]
+fn pypi_hdc_rs_py_drives_our_server() {
+    let (h, d, addr) = connected();
+    let work = tempfile::tempdir().expect("tmp");
+    let w = work.path();
+    let data = blob(w);
+    let Some(r) = pypi_client("hdc_rs_py", "hdc_rs_py", &h, &d, &addr, w) else {
+        return;
+    };
+    assert_eq!(r["targets"], serde_json::json!([addr]), "{r}");
+    assert_eq!(r["shell"].as_str().map(str::trim), Some("hello-42"), "{r}");
+    for k in ["send", "send_z", "recv", "recv_z"] {
+        let t = r[k].as_str().unwrap_or_default();
+        assert!(t.contains("FileTransfer finish"), "{k}: {r}");
+    }
+    let remote = shell_tmp(&d);
+    for f in [
+        remote.join("blob"),
+        remote.join("blob_z"),
+        w.join("back"),
+        w.join("back_z"),
+    ] {
+        assert!(
+            std::fs::read(&f).expect("transferred") == data,
+            "{} differs",
+            f.display()
+        );
+    }
+    assert!(
+        r["fport"].as_str().unwrap_or_default().contains("OK"),
+        "{r}"
+    );
+    assert_eq!(r["echo"], "ping through the forward\n", "{r}");
+    let list = r["fport_list"].to_string();
+    assert!(list.contains("[Forward]") && list.contains(&addr), "{r}");
+    assert!(
+        r["fport_rm"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("success"),
+        "{r}"
+    );
+    assert!(
+        r["install"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("install bundle successfully"),
+        "{r}"
+    );
+    assert!(
+        r["installed"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("com.example.pypiclient"),
+        "{r}"
+    );
+    assert!(
+        r["uninstall"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("uninstall bundle successfully"),
+        "{r}"
+    );
+    assert!(
+        !d.oxh_ok(&["bm", "dump", "-a"])
+            .contains("com.example.pypiclient")
+    );
+    assert!(
+        r["checkserver"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Ver: "),
+        "{r}"
+    );
+}
+
+/// hdctool from PyPI: its protocol half (targets, the tracker on one kept-alive connection,
+/// shell, fport) and its CLI half (our `hdc` for files and installs).
+#[test]
+fn pypi_hdctool_drives_our_server() {
+    let (h, d, addr) = connected();
+    let work = tempfile::tempdir().expect("tmp");
+    let w = work.path();
+    let data = blob(w);
+    let Some(r) = pypi_client("hdctool", "hdctool", &h, &d, &addr, w) else {
+        return;
+    };
+    assert_eq!(r["targets"], serde_json::json!([addr]), "{r}");
+    // Two answers on one connection: the server kept it alive after `alive`.
+    assert_eq!(
+        r["track"],
+        serde_json::json!({"polls": [[addr], [addr]], "errors": []}),
+        "{r}"
+    );
+    assert_eq!(r["shell"].as_str().map(str::trim), Some("hello-42"), "{r}");
+    for k in ["send", "recv", "fport", "fport_rm", "install", "uninstall"] {
+        assert!(r[k].is_null(), "{k} failed: {r}");
+    }
+    assert!(std::fs::read(shell_tmp(&d).join("blob")).expect("sent") == data);
+    assert!(std::fs::read(w.join("back")).expect("received") == data);
+    assert_eq!(r["echo"], "ping through the forward\n", "{r}");
+    assert_eq!(r["forwards"][0]["target"], addr.as_str(), "{r}");
+    assert_eq!(r["forwards_after"], serde_json::json!([]), "{r}");
+    assert!(
+        r["installed"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("com.example.pypiclient"),
+        "{r}"
+    );
+    assert!(
+        !d.oxh_ok(&["bm", "dump", "-a"])
+            .contains("com.example.pypiclient")
+    );
 }

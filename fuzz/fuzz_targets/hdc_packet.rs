@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 use oxh_hdc::bytes::BytesMut;
 use oxh_hdc::frame::{Kind, MAX_PAYLOAD, decode};
-use oxh_hdc::proto::{ClientRequest, Ctrl, Exit, Hello, Request, from_bytes};
+use oxh_hdc::proto::{Ctrl, Exit, Hello, Request, from_bytes};
 
 fuzz_target!(|data: &[u8]| {
     let (chunk, rest) = match data.split_first() {
@@ -25,7 +25,6 @@ fuzz_target!(|data: &[u8]| {
                     );
                     let b = &p.payload[..];
                     let _ = from_bytes::<Request>(b);
-                    let _ = from_bytes::<ClientRequest>(b);
                     let _ = from_bytes::<Ctrl>(b);
                     let _ = from_bytes::<Exit>(b);
                     let _ = from_bytes::<Hello>(b);

@@ -7,9 +7,8 @@
 use super::Global;
 use anyhow::{Result, bail};
 use oxh_hdc::client;
-use oxh_hdc::proto::{FileOpts, Request};
+use oxh_hdc::proto::WinSize;
 use oxh_hdc::server;
-use std::path::Path;
 
 const USAGE: &str = "\
 usage: hdc [-t KEY] COMMAND
@@ -93,8 +92,8 @@ pub fn main(global: &Global, args: &[String]) -> Result<i32> {
         ["-m", ..] => run_server(port),
         ["kill", rest @ ..] => {
             let code = runtime()?.block_on(async {
-                match client::connect(port, None).await {
-                    Ok(s) => simple(&s, None, Request::Kill).await,
+                match client::connect(port, None, "").await {
+                    Ok(c) => client::run(c, "kill", client::RunOpts::default()).await,
                     Err(_) => {
                         println!("Kill server finish");
                         0
@@ -109,8 +108,8 @@ pub fn main(global: &Global, args: &[String]) -> Result<i32> {
         ["start", rest @ ..] => {
             if rest.contains(&"-r") {
                 runtime()?.block_on(async {
-                    if let Ok(s) = client::connect(port, None).await {
-                        simple(&s, None, Request::Kill).await;
+                    if let Ok(c) = client::connect(port, None, "").await {
+                        client::run(c, "kill", client::RunOpts::default()).await;
                         // Wait until the old server let go of the port.
                         for _ in 0..100 {
                             if tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -145,7 +144,7 @@ fn unsafe_set_port(p: &str) {
 
 fn start(port: u16) -> Result<i32> {
     runtime()?.block_on(async {
-        match client::connect(port, Some(&spawn_server)).await {
+        match client::connect(port, Some(&spawn_server), "").await {
             Ok(_) => Ok(0),
             Err(e) => {
                 eprintln!("{e}");
@@ -168,249 +167,65 @@ fn run_server(port: u16) -> Result<i32> {
     })
 }
 
-async fn simple(s: &oxh_hdc::session::Session, target: Option<String>, req: Request) -> i32 {
-    match client::open(s, target, req) {
-        Ok(mut ch) => client::print_until_close(&mut ch).await,
-        Err(e) => {
-            eprintln!("{e}");
-            1
+/// The command line OpenHarmony's client would send for `args`: arguments re-quoted, a
+/// shell's command as typed, and the working directory for commands naming host files.
+fn command_line(args: &[&str]) -> Result<String, String> {
+    use oxh_hdc::channel::quote_arg;
+    let q = |a: &[&str]| a.iter().map(|x| quote_arg(x)).collect::<Vec<_>>().join(" ");
+    Ok(match args {
+        ["shell", rest @ ..] if !rest.is_empty() => format!("shell {}", rest.join(" ")),
+        [first @ ("install" | "file"), rest @ ..] => {
+            let cwd = std::env::current_dir().map_err(|e| format!("[Fail]{e}"))?;
+            let (head, tail) = if *first == "file" && !rest.is_empty() {
+                (format!("file {}", quote_arg(rest[0])), &rest[1..])
+            } else {
+                (first.to_string(), rest)
+            };
+            format!(
+                "{head} -cwd {} {}",
+                quote_arg(&cwd.to_string_lossy()),
+                q(tail)
+            )
         }
-    }
-}
-
-/// Runs a transfer with a progress bar while it lasts (on a terminal).
-async fn with_progress<F, Fut>(f: F) -> Result<oxh_hdc::transfer::Stats, String>
-where
-    F: FnOnce(oxh_hdc::transfer::ProgressRef) -> Fut,
-    Fut: std::future::Future<Output = Result<oxh_hdc::transfer::Stats, String>>,
-{
-    let p = std::sync::Arc::new(oxh_hdc::transfer::Progress::default());
-    let bar = client::progress_bar(p.clone());
-    let r = f(Some(p)).await;
-    client::clear_progress(bar);
-    r
-}
-
-fn file_opts(args: &[&str]) -> (FileOpts, Vec<String>) {
-    let mut o = FileOpts::default();
-    let mut rest = Vec::new();
-    for a in args {
-        match *a {
-            "-a" => o.keep_attrs = true,
-            "-z" => o.compress = true,
-            "-sync" => o.sync = true,
-            "-m" | "-cwd" => {}
-            p => rest.push(p.to_string()),
-        }
-    }
-    (o, rest)
+        _ => q(args),
+    })
 }
 
 async fn command(port: u16, target: Option<String>, args: &[&str]) -> Result<i32> {
-    let sess = match client::connect(port, Some(&spawn_server)).await {
-        Ok(s) => s,
+    if let ["discover", ..] = args {
+        return discover();
+    }
+    let line = match command_line(args) {
+        Ok(l) => l,
         Err(e) => {
             eprintln!("{e}");
             return Ok(1);
         }
     };
-    let t = target.clone();
-    let code = match args {
-        ["list", "targets", rest @ ..] => {
-            let verbose = rest.contains(&"-v");
-            simple(&sess, None, Request::ListTargets { verbose }).await
-        }
-        ["tconn", addr, rest @ ..] => {
-            let remove = rest.contains(&"-remove");
-            simple(
-                &sess,
-                None,
-                Request::Tconn {
-                    addr: addr.to_string(),
-                    remove,
-                },
-            )
-            .await
-        }
-        ["shell", cmd @ ..] => {
-            let command = (!cmd.is_empty()).then(|| cmd.join(" "));
-            let tty = client::stdin_is_tty();
-            let pty = if command.is_none() && tty {
-                Some(client::term_size().unwrap_or(oxh_hdc::proto::WinSize { rows: 24, cols: 80 }))
-            } else {
-                None
-            };
-            let term = std::env::var("TERM").unwrap_or_else(|_| "xterm".into());
-            let req = Request::Shell {
-                command: command.clone(),
-                pty,
-                term,
-            };
-            match client::open(&sess, t, req) {
-                Ok(ch) => client::shell(ch, !tty || pty.is_some(), pty.is_some()).await,
-                Err(e) => {
-                    eprintln!("{e}");
-                    1
-                }
+    let conn =
+        match client::connect(port, Some(&spawn_server), target.as_deref().unwrap_or("")).await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{e}");
+                return Ok(1);
             }
+        };
+    let tty = client::stdin_is_tty();
+    let o = match args {
+        ["shell"] => {
+            let pty = tty.then(|| {
+                let ws = client::term_size().unwrap_or(WinSize { rows: 24, cols: 80 });
+                (ws, std::env::var("TERM").unwrap_or_else(|_| "xterm".into()))
+            });
+            client::RunOpts { stdin: true, pty }
         }
-        ["file", dir @ ("send" | "recv"), rest @ ..] => {
-            let (opts, paths) = file_opts(rest);
-            let [a, b] = paths.as_slice() else {
-                eprintln!("[Fail]usage: hdc file {dir} [-a] [-z] [-sync] SOURCE DESTINATION");
-                return Ok(1);
-            };
-            // File bytes go straight to the device when this host can dial it (same key, the
-            // device pinned): one hop less. Otherwise through the server.
-            let direct = direct_session(&sess, t.clone()).await;
-            let open = |req: Request| match &direct {
-                Some(d) => d
-                    .open(&oxh_hdc::proto::to_bytes(&req))
-                    .map_err(|e| e.to_string()),
-                None => client::open(&sess, t.clone(), req),
-            };
-            let send = *dir == "send";
-            let req = if send {
-                Request::FileSend {
-                    remote: b.clone(),
-                    opts: opts.clone(),
-                }
-            } else {
-                Request::FileRecv {
-                    remote: a.clone(),
-                    opts: opts.clone(),
-                }
-            };
-            let mut ch = match open(req) {
-                Ok(ch) => ch,
-                Err(e) => return Ok(done(Err(e))),
-            };
-            let (ch, o) = (&mut ch, &opts);
-            done(
-                with_progress(move |p| async move {
-                    if send {
-                        oxh_hdc::transfer::send_files(ch, Path::new(a), o, true, p, &None).await
-                    } else {
-                        oxh_hdc::transfer::recv_progress(ch, Path::new(b), o, p, &None).await
-                    }
-                })
-                .await,
-            )
-        }
-        ["hilog", rest @ ..] => {
-            let req = Request::Hilog {
-                args: rest.iter().map(|s| s.to_string()).collect(),
-            };
-            simple(&sess, t, req).await
-        }
-        [kind @ ("fport" | "rport"), a, b] if *a != "rm" => {
-            let req = Request::FportAdd {
-                local: a.to_string(),
-                remote: b.to_string(),
-                reverse: *kind == "rport",
-            };
-            simple(&sess, t, req).await
-        }
-        ["fport", "ls"] => simple(&sess, None, Request::FportList).await,
-        ["fport", "rm", a, b] => {
-            let req = Request::FportRemove {
-                local: a.to_string(),
-                remote: b.to_string(),
-            };
-            simple(&sess, None, req).await
-        }
-        ["target", "boot"] => simple(&sess, t, Request::Boot).await,
-        ["smode", rest @ ..] => {
-            let root = !rest.contains(&"-r");
-            simple(&sess, t, Request::Smode { root }).await
-        }
-        ["install", rest @ ..] => {
-            let replace = rest.contains(&"-r");
-            let paths: Vec<&&str> = rest.iter().filter(|a| !a.starts_with('-')).collect();
-            let [path] = paths.as_slice() else {
-                eprintln!(
-                    "[Fail]usage: hdc install [-r] PACKAGE (.hap, .hsp, .app or a directory)"
-                );
-                return Ok(1);
-            };
-            match client::open(&sess, t, Request::Install { replace }) {
-                Ok(mut ch) => {
-                    let opts = FileOpts::default();
-                    match oxh_hdc::transfer::send_files(
-                        &mut ch,
-                        Path::new(path),
-                        &opts,
-                        false,
-                        None,
-                        &None,
-                    )
-                    .await
-                    {
-                        Ok(_) => client::print_until_close(&mut ch).await,
-                        Err(e) => done(Err(e)),
-                    }
-                }
-                Err(e) => done(Err(e)),
-            }
-        }
-        ["uninstall", rest @ ..] => {
-            let keep = rest.contains(&"-k");
-            let names: Vec<&&str> = rest.iter().filter(|a| !a.starts_with('-')).collect();
-            let [name] = names.as_slice() else {
-                eprintln!("[Fail]usage: hdc uninstall [-k] BUNDLE_NAME");
-                return Ok(1);
-            };
-            let req = Request::Uninstall {
-                name: name.to_string(),
-                keep,
-            };
-            simple(&sess, t, req).await
-        }
-        ["discover", ..] => discover()?,
-        _ => {
-            eprintln!("[Fail]Unknown command: {}\n{USAGE}", args.join(" "));
-            1
-        }
+        ["shell", ..] => client::RunOpts {
+            stdin: !tty,
+            pty: None,
+        },
+        _ => client::RunOpts::default(),
     };
-    Ok(code)
-}
-
-/// A direct session to the target for file data, if this host can dial it
-/// (`OXH_HDC_DIRECT=0` turns it off).
-async fn direct_session(
-    sess: &oxh_hdc::session::Session,
-    target: Option<String>,
-) -> Option<oxh_hdc::session::Session> {
-    if std::env::var("OXH_HDC_DIRECT").as_deref() == Ok("0") {
-        return None;
-    }
-    let key = match target {
-        Some(k) => k,
-        None => {
-            let list = client::text_of(sess, Request::ListTargets { verbose: false })
-                .await
-                .ok()?;
-            let keys: Vec<&str> = list.lines().filter(|l| !l.starts_with('[')).collect();
-            match keys.as_slice() {
-                [one] => one.to_string(),
-                _ => return None,
-            }
-        }
-    };
-    client::direct(&key).await.ok()
-}
-
-fn done(r: Result<oxh_hdc::transfer::Stats, String>) -> i32 {
-    match r {
-        Ok(s) => {
-            println!("{}", s.finish_line());
-            0
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            1
-        }
-    }
+    Ok(client::run(conn, &line, o).await)
 }
 
 /// `oxh hdc allow`: the device owner allows a host that was refused (once, or always).

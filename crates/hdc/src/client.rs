@@ -1,20 +1,23 @@
 //! What the `hdc` tool uses: find (or start) the host server, open a channel for a command,
 //! and the terminal handling of interactive shells.
 
-use crate::proto::{self, ClientRequest, Ctrl, Exit, Hello, Request, WinSize};
-use crate::session::{self, Channel, Event, Session};
+use crate::channel::{ToClient, ToServer};
+use crate::conn::ClientConn;
+use crate::proto::{Exit, WinSize};
 use std::io::Write;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
-/// Connects to the host server on 127.0.0.1:`port`; with `spawn`, starts one (`spawn` runs
-/// the server detached) when nothing listens, and waits for it (up to 5 s).
+/// Connects to the host server on 127.0.0.1:`port` for target `connect_key` (empty: the only
+/// one); with `spawn`, starts a server (`spawn` runs it detached) when nothing listens, and
+/// waits for it (up to 5 s).
 pub async fn connect(
     port: u16,
     spawn: Option<&dyn Fn() -> std::io::Result<()>>,
-) -> Result<Session, String> {
-    let mut tcp = match TcpStream::connect(("127.0.0.1", port)).await {
+    connect_key: &str,
+) -> Result<ClientConn, String> {
+    let tcp = match TcpStream::connect(("127.0.0.1", port)).await {
         Ok(t) => t,
         Err(e) => {
             let Some(spawn) = spawn else {
@@ -35,101 +38,192 @@ pub async fn connect(
     };
     let _ = tcp.set_nodelay(true);
     crate::local::check_server(&tcp, port)?;
-    let me = Hello {
-        version: proto::VERSION,
-        name: "hdc".into(),
-        refused: String::new(),
-    };
-    session::hello(&mut tcp, &me).await.map_err(|e| match e {
-        session::SessionError::Refused(r) => r,
-        e => format!("[Fail]hdc server: {e}"),
-    })?;
-    Ok(Session::start(tcp, false, "hdc server".into()).0)
+    ClientConn::handshake(tcp, connect_key).await
 }
 
-/// A session straight to the (already connected, pinned) device at `addr`, for bulk data:
-/// file bytes then skip the host server's hop. The device checks this host's key as for the
-/// server's own session.
-pub async fn direct(addr: &str) -> Result<Session, String> {
-    let home = crate::keys::harmony_dir();
-    let key = crate::keys::host_key(&home).map_err(|e| e.to_string())?;
-    let (tls, _) = crate::server::dial(&key, &home, addr, false).await?;
-    Ok(Session::start(tls, false, format!("device {addr}")).0)
+/// How [`run`] runs a command.
+#[derive(Debug, Clone, Default)]
+pub struct RunOpts {
+    /// Send stdin as the command's input.
+    pub stdin: bool,
+    /// An interactive shell on a pty of this size and TERM (the terminal goes raw).
+    pub pty: Option<(WinSize, String)>,
 }
 
-/// The text a server request prints (e.g. `list targets`), or its failure.
-pub async fn text_of(sess: &Session, req: Request) -> Result<String, String> {
-    let mut ch = open(sess, None, req)?;
-    let mut out = String::new();
-    loop {
-        match ch.recv().await {
-            Event::Ctrl(Ctrl::Text(t)) => out.push_str(&t),
-            Event::Close(e) if e.code == 0 => return Ok(out),
-            Event::Close(e) => return Err(e.message),
-            _ => {}
+/// Sends a command line and prints what comes back (output on stdout, errors on stderr, a
+/// progress bar on a terminal) until the server ends it; returns the exit status. Window
+/// changes and SIGINT/SIGTERM/SIGHUP reach the command when the server speaks the extension.
+pub async fn run(conn: ClientConn, line: &str, o: RunOpts) -> i32 {
+    use tokio::signal::unix::{SignalKind, signal};
+    let ClientConn { reader, mut writer } = conn;
+    let mut reader = ClientConn::reader_only(reader, writer.ext());
+    if let Some((ws, term)) = &o.pty {
+        let m = ToServer::Pty {
+            rows: ws.rows,
+            cols: ws.cols,
+            term: term.clone(),
+        };
+        if writer.send(&m).await.is_err() {
+            eprintln!("[Fail]the hdc server closed the connection");
+            return 1;
         }
     }
-}
-
-/// Draws a progress bar on stderr while a transfer runs, if stderr is a terminal; abort the
-/// returned task when done (then [`clear_progress`]).
-pub fn progress_bar(
-    p: std::sync::Arc<crate::transfer::Progress>,
-) -> Option<tokio::task::JoinHandle<()>> {
-    // SAFETY: isatty on fd 2.
-    if unsafe { libc::isatty(2) } != 1 {
-        return None;
+    if let Err(e) = writer.send(&ToServer::Command(line.to_string())).await {
+        eprintln!("[Fail]hdc server: {e}");
+        return 1;
     }
-    Some(tokio::spawn(async move {
-        use std::sync::atomic::Ordering::Relaxed;
-        let t0 = Instant::now();
-        loop {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            let (d, t) = (p.done.load(Relaxed), p.total.load(Relaxed));
-            let pct = (d * 100).checked_div(t).unwrap_or(0).min(100);
-            let bar = "=".repeat((pct / 4) as usize);
-            let rate = d as f64 / t0.elapsed().as_secs_f64().max(1e-3) / 1e6;
-            eprint!(
-                "\r[{bar:<25}] {pct:>3}% {:.1}/{:.1} MB {rate:.0} MB/s",
-                d as f64 / 1e6,
-                t as f64 / 1e6
-            );
+    let _raw = o.pty.is_some().then(RawMode::enter);
+    // One task writes; stdin and the signal handlers hand it messages.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<ToServer>(16);
+    let writer_task = tokio::spawn(async move {
+        while let Some(m) = rx.recv().await {
+            if writer.send(&m).await.is_err() {
+                return;
+            }
         }
-    }))
-}
-
-/// Ends a progress bar.
-pub fn clear_progress(bar: Option<tokio::task::JoinHandle<()>>) {
-    if let Some(b) = bar {
-        b.abort();
-        eprint!("\r\x1b[K");
+    });
+    if !o.stdin {
+        // Nothing will come: a command reading its input sees its end at once.
+        let _ = tx.send(ToServer::Eof).await;
     }
-}
-
-/// Opens a channel for a request.
-pub fn open(sess: &Session, target: Option<String>, req: Request) -> Result<Channel, String> {
-    sess.open(&proto::to_bytes(&ClientRequest { target, req }))
-        .map_err(|e| e.to_string())
-}
-
-/// Prints what a channel sends (Data and Text on stdout, Stderr on stderr) until it closes;
-/// returns the exit (its message printed: on stdout for success, stderr otherwise).
-pub async fn print_until_close(ch: &mut Channel) -> i32 {
+    let stdin_task = o.stdin.then(|| {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let mut stdin = tokio::io::stdin();
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match stdin.read(&mut buf).await {
+                    Ok(0) | Err(_) => {
+                        let _ = tx.send(ToServer::Eof).await;
+                        return;
+                    }
+                    Ok(n) => {
+                        if tx.send(ToServer::In(buf[..n].to_vec())).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        })
+    });
+    let mut winch = signal(SignalKind::window_change()).ok();
+    let mut int = signal(SignalKind::interrupt()).ok();
+    let mut term = signal(SignalKind::terminate()).ok();
+    let mut hup = signal(SignalKind::hangup()).ok();
+    async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
+        match s {
+            Some(s) => {
+                s.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    }
     let mut out = std::io::stdout();
+    let bar = Bar::new();
+    let mut failed = false;
+    let code = loop {
+        tokio::select! {
+            m = reader.next() => match m {
+                Ok(Some(ToClient::Out(d))) => {
+                    bar.clear();
+                    failed |= d.starts_with(b"[Fail]");
+                    let _ = out.write_all(&d);
+                    let _ = out.flush();
+                }
+                Ok(Some(ToClient::Err(d))) => {
+                    bar.clear();
+                    let _ = std::io::stderr().write_all(&d);
+                }
+                Ok(Some(ToClient::Progress { done, total })) => bar.draw(done, total),
+                Ok(Some(ToClient::Exit { code, message })) => {
+                    bar.clear();
+                    drop(_raw);
+                    break report(&Exit { code, message });
+                }
+                // Without the extension, the end of the connection ends the command.
+                Ok(None) => {
+                    bar.clear();
+                    break if reader.ext() { 1 } else { i32::from(failed) };
+                }
+                Err(e) => {
+                    bar.clear();
+                    eprintln!("{e}");
+                    break 1;
+                }
+            },
+            _ = next(&mut winch) => {
+                if let Some(ws) = term_size() {
+                    let _ = tx.try_send(ToServer::WinSize { rows: ws.rows, cols: ws.cols });
+                }
+            }
+            _ = next(&mut int) => { let _ = tx.try_send(ToServer::Signal(libc::SIGINT)); }
+            _ = next(&mut term) => { let _ = tx.try_send(ToServer::Signal(libc::SIGTERM)); }
+            _ = next(&mut hup) => { let _ = tx.try_send(ToServer::Signal(libc::SIGHUP)); }
+        }
+    };
+    if let Some(t) = stdin_task {
+        t.abort();
+    }
+    writer_task.abort();
+    code
+}
+
+/// What a server command prints (e.g. `list targets`), or why it failed.
+pub async fn text_of(port: u16, line: &str) -> Result<String, String> {
+    let mut c = connect(port, None, "").await?;
+    c.writer
+        .send(&ToServer::Command(line.to_string()))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut text = Vec::new();
     loop {
-        match ch.recv().await {
-            Event::Data(d) => {
-                let _ = out.write_all(&d);
-                let _ = out.flush();
+        match c.next().await.map_err(|e| e.to_string())? {
+            Some(ToClient::Out(d)) => text.extend_from_slice(&d),
+            Some(ToClient::Exit { code: 0, .. }) | None => {
+                return Ok(String::from_utf8_lossy(&text).into_owned());
             }
-            Event::Ctrl(Ctrl::Text(t)) => {
-                let _ = writeln!(out, "{t}");
-            }
-            Event::Ctrl(Ctrl::Stderr(b)) => {
-                let _ = std::io::stderr().write_all(&b);
-            }
-            Event::Ctrl(_) => {}
-            Event::Close(e) => return report(&e),
+            Some(ToClient::Exit { message, .. }) => return Err(message),
+            Some(_) => {}
+        }
+    }
+}
+
+/// A progress bar on stderr, when it is a terminal.
+struct Bar {
+    on: bool,
+    t0: Instant,
+    drawn: std::cell::Cell<bool>,
+}
+
+impl Bar {
+    fn new() -> Bar {
+        // SAFETY: isatty on fd 2.
+        let on = unsafe { libc::isatty(2) } == 1;
+        Bar {
+            on,
+            t0: Instant::now(),
+            drawn: std::cell::Cell::new(false),
+        }
+    }
+
+    fn draw(&self, done: u64, total: u64) {
+        if !self.on {
+            return;
+        }
+        let pct = (done * 100).checked_div(total).unwrap_or(0).min(100);
+        let bar = "=".repeat((pct / 4) as usize);
+        let rate = done as f64 / self.t0.elapsed().as_secs_f64().max(1e-3) / 1e6;
+        eprint!(
+            "\r[{bar:<25}] {pct:>3}% {:.1}/{:.1} MB {rate:.0} MB/s",
+            done as f64 / 1e6,
+            total as f64 / 1e6
+        );
+        self.drawn.set(true);
+    }
+
+    fn clear(&self) {
+        if self.drawn.replace(false) {
+            eprint!("\r\x1b[K");
         }
     }
 }
@@ -197,80 +291,4 @@ impl Drop for RawMode {
             }
         }
     }
-}
-
-/// Runs a shell channel: stdin to the device, output to stdout/stderr, window changes and
-/// SIGINT/SIGTERM/SIGHUP (when not on a pty) passed through. Returns the exit code.
-pub async fn shell(mut ch: Channel, forward_stdin: bool, pty: bool) -> i32 {
-    use tokio::signal::unix::{SignalKind, signal};
-    let _raw = pty.then(RawMode::enter);
-    let tx = ch.sender();
-    let stdin_task = forward_stdin.then(|| {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let mut stdin = tokio::io::stdin();
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                match stdin.read(&mut buf).await {
-                    Ok(0) | Err(_) => {
-                        let _ = tx.ctrl(&Ctrl::Eof);
-                        return;
-                    }
-                    Ok(n) => {
-                        if tx
-                            .send(bytes::Bytes::copy_from_slice(&buf[..n]))
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
-                    }
-                }
-            }
-        })
-    });
-    let mut winch = signal(SignalKind::window_change()).ok();
-    let mut int = signal(SignalKind::interrupt()).ok();
-    let mut term = signal(SignalKind::terminate()).ok();
-    let mut hup = signal(SignalKind::hangup()).ok();
-    async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
-        match s {
-            Some(s) => {
-                s.recv().await;
-            }
-            None => std::future::pending::<()>().await,
-        }
-    }
-    let mut out = std::io::stdout();
-    let code = loop {
-        tokio::select! {
-            ev = ch.recv() => match ev {
-                Event::Data(d) => {
-                    let _ = out.write_all(&d);
-                    let _ = out.flush();
-                }
-                Event::Ctrl(Ctrl::Stderr(b)) => {
-                    let _ = std::io::stderr().write_all(&b);
-                }
-                Event::Ctrl(Ctrl::Text(t)) => println!("{t}"),
-                Event::Ctrl(_) => {}
-                Event::Close(e) => {
-                    drop(_raw);
-                    break report(&e);
-                }
-            },
-            _ = next(&mut winch) => {
-                if let Some(ws) = term_size() {
-                    let _ = tx.ctrl(&Ctrl::WindowSize(ws));
-                }
-            }
-            _ = next(&mut int) => { let _ = tx.ctrl(&Ctrl::Signal(libc::SIGINT)); }
-            _ = next(&mut term) => { let _ = tx.ctrl(&Ctrl::Signal(libc::SIGTERM)); }
-            _ = next(&mut hup) => { let _ = tx.ctrl(&Ctrl::Signal(libc::SIGHUP)); }
-        }
-    };
-    if let Some(t) = stdin_task {
-        t.abort();
-    }
-    code
 }

@@ -502,8 +502,5 @@ async fn handle(cfg: Arc<DeviceConfig>, sess: Session, inc: Incoming, boot: Arc<
             tokio::time::sleep(Duration::from_millis(100)).await;
             boot.notify_one();
         }
-        other => channel.close(&Exit::fail(format!(
-            "[Fail]Unknown command: {other:?} is for the host server"
-        ))),
     }
 }

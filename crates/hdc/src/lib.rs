@@ -11,7 +11,10 @@
 
 pub use bytes;
 
+pub mod channel;
 pub mod client;
+pub mod command;
+pub mod conn;
 pub mod core;
 pub mod device;
 pub mod frame;

@@ -95,53 +95,12 @@ pub enum Request {
         /// `-k`: keep its data.
         keep: bool,
     },
-    /// Client to host server: the listed targets.
-    ListTargets {
-        /// `-v`.
-        verbose: bool,
-    },
-    /// Client to host server: connect (or with `remove`, drop) a device over TCP.
-    Tconn {
-        /// HOST:PORT.
-        addr: String,
-        /// `-remove`.
-        remove: bool,
-    },
-    /// Client to host server: stop the server.
-    Kill,
-    /// Client to host server: add a forward (`reverse` false: host port to device port).
-    FportAdd {
-        /// Local (host for fport, device for rport) `tcp:PORT`.
-        local: String,
-        /// Remote `tcp:PORT`.
-        remote: String,
-        /// rport.
-        reverse: bool,
-    },
-    /// Client to host server: list forwards.
-    FportList,
-    /// Client to host server: remove a forward.
-    FportRemove {
-        /// The rule's first spec.
-        local: String,
-        /// The rule's second spec.
-        remote: String,
-    },
     /// `hdc smode` (`root` true) runs host commands as the daemon's user (root) from now on;
     /// `hdc smode -r` (false) as the shell user again.
     Smode {
         /// Root mode on or off.
         root: bool,
     },
-}
-
-/// A client's request to the host server: a device request for `target`, or a server request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClientRequest {
-    /// `-t KEY`; `None`: the only target.
-    pub target: Option<String>,
-    /// What to do.
-    pub req: Request,
 }
 
 /// One file (or directory) in a transfer.
@@ -231,20 +190,17 @@ mod tests {
 
     #[test]
     fn requests_round_trip() {
-        let r = ClientRequest {
-            target: Some("127.0.0.1:8711".into()),
-            req: Request::FileSend {
-                remote: "/data/x".into(),
-                opts: FileOpts {
-                    keep_attrs: true,
-                    compress: true,
-                    sync: false,
-                },
+        let r = Request::FileSend {
+            remote: "/data/x".into(),
+            opts: FileOpts {
+                keep_attrs: true,
+                compress: true,
+                sync: false,
             },
         };
         let b = to_bytes(&r);
-        assert_eq!(from_bytes::<ClientRequest>(&b).unwrap(), r);
-        assert!(from_bytes::<ClientRequest>(&b[..b.len() - 1]).is_err());
+        assert_eq!(from_bytes::<Request>(&b).unwrap(), r);
+        assert!(from_bytes::<Request>(&b[..b.len() - 1]).is_err());
     }
 
     #[test]

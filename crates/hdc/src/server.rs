@@ -6,11 +6,15 @@
 //! port, is checked with the kernel ([`crate::local`]) and another user's is refused, since
 //! whoever reaches the server acts as this user on every device it is connected to.
 
+use crate::channel::{self, ToServer};
+use crate::command::{self, Command};
+use crate::conn::{self, HANDSHAKE_TIMEOUT, ServerConn, ServerWriter};
 use crate::keys;
 use crate::limits;
-use crate::proto::{self, ClientRequest, Ctrl, Exit, Hello, Request};
+use crate::proto::{self, Ctrl, Exit, FileOpts, Hello, Request, WinSize};
 use crate::relay;
-use crate::session::{self, Channel, Incoming, Session};
+use crate::session::{self, Channel, Event, Incoming, Session};
+use crate::transfer;
 use ed25519_dalek::SigningKey;
 use rustls::pki_types::ServerName;
 use std::collections::BTreeMap;
@@ -20,6 +24,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
+
+/// OpenHarmony's CMD_CHECK_SERVER: the id in front of a `checkserver` answer.
+const CMD_CHECK_SERVER: u16 = 13;
 
 /// The default host server port (OpenHarmony's).
 pub const DEFAULT_SERVER_PORT: u16 = 8710;
@@ -101,109 +108,328 @@ impl Server {
         }
     }
 
-    async fn client(self: Arc<Self>, mut tcp: TcpStream) {
+    async fn client(self: Arc<Self>, tcp: TcpStream) {
         let _ = tcp.set_nodelay(true);
         let admitted = crate::local::check_client(&tcp).and_then(|()| self.clients.admit(()));
         let slot = match admitted {
             Ok(slot) => slot,
             Err(refused) => {
                 tracing::warn!(tag = "hdc", "client refused: {refused}");
-                let no = Hello {
-                    version: proto::VERSION,
-                    name: "hdc server".into(),
-                    refused,
-                };
                 // A refused peer gets its answer quickly or nothing: it holds no slot.
-                let _ = tokio::time::timeout(REFUSAL_WAIT, session::accept_hello(&mut tcp, |_| no))
-                    .await;
+                let _ = tokio::time::timeout(REFUSAL_WAIT, refuse(tcp, &refused)).await;
                 return;
             }
         };
-        let me = Hello {
-            version: proto::VERSION,
-            name: "hdc server".into(),
-            refused: String::new(),
+        let _slot = slot;
+        let Ok(mut conn) = ServerConn::accept(tcp, true).await else {
+            return;
         };
-        if session::accept_hello(&mut tcp, |_| me).await.is_err() {
+        // One command a connection, as OpenHarmony's server, unless the client said `alive`
+        // first: then server commands may follow one another (hdctool's tracker asks `list
+        // targets` again and again on one connection); a device command still ends it.
+        let mut keep_alive = false;
+        loop {
+            let first = if keep_alive {
+                Ok(conn.next(true).await)
+            } else {
+                tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.next(true)).await
+            };
+            let (pty, line) = match first {
+                Ok(Ok(Some(ToServer::Pty { rows, cols, term }))) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.next(true)).await {
+                        Ok(Ok(Some(ToServer::Command(c)))) => {
+                            (Some((WinSize { rows, cols }, term)), c)
+                        }
+                        _ => return,
+                    }
+                }
+                Ok(Ok(Some(ToServer::Command(c)))) => (None, c),
+                Ok(Err(e)) => {
+                    conn.writer.exit(1, &e.to_string()).await;
+                    return;
+                }
+                _ => return,
+            };
+            if line.starts_with("alive") {
+                keep_alive = true;
+                continue;
+            }
+            let cmd = match command::parse(&line) {
+                Ok(c) => c,
+                Err(e) => {
+                    conn.writer.exit(1, &e).await;
+                    return;
+                }
+            };
+            let kill = matches!(cmd, Command::Kill);
+            let cmd = match self.server_command(&mut conn.hello, cmd).await {
+                Ok((code, text)) => {
+                    let w = &mut conn.writer;
+                    let end = w.ext() || !keep_alive || kill;
+                    if w.ext() && code != 0 {
+                        w.exit(code, &text).await;
+                    } else {
+                        if !text.is_empty() {
+                            let _ = w.line(&text).await;
+                        }
+                        if end {
+                            w.exit(0, "").await;
+                        }
+                    }
+                    if kill {
+                        self.stop.notify_one();
+                    }
+                    if end {
+                        return;
+                    }
+                    continue;
+                }
+                Err(cmd) => cmd,
+            };
+            match cmd {
+                Command::Device(req) => {
+                    let req = match (req, pty) {
+                        (Request::Shell { command: None, .. }, Some((ws, term))) => {
+                            Request::Shell {
+                                command: None,
+                                pty: Some(ws),
+                                term,
+                            }
+                        }
+                        // The extension without a pty: an interactive shell on pipes.
+                        (Request::Shell { command: None, .. }, None) if conn.writer.ext() => {
+                            Request::Shell {
+                                command: None,
+                                pty: None,
+                                term: String::new(),
+                            }
+                        }
+                        (r, _) => r,
+                    };
+                    self.device_command(conn, req).await;
+                }
+                Command::CheckServer => {
+                    // OpenHarmony's one body behind a command id: CMD_CHECK_SERVER, then the
+                    // version.
+                    let mut b = CMD_CHECK_SERVER.to_le_bytes().to_vec();
+                    b.extend_from_slice(channel::VERSION.as_bytes());
+                    conn.writer.check_server(&b).await;
+                }
+                transfer => self.transfer(conn, transfer).await,
+            }
             return;
         }
-        let (sess, mut incoming) = Session::start(tcp, true, "hdc server".into());
-        let _slot = slot;
-        while let Some(inc) = incoming.recv().await {
-            tokio::spawn(self.clone().request(inc));
-        }
-        sess.closed().await;
     }
 
-    async fn request(self: Arc<Self>, inc: Incoming) {
-        let Incoming { channel, request } = inc;
-        let cr: ClientRequest = match proto::from_bytes(&request) {
-            Ok(r) => r,
-            Err(e) => {
-                channel.close(&Exit::fail(format!("[Fail]Unknown command ({e})")));
-                return;
-            }
-        };
-        match cr.req {
-            Request::ListTargets { verbose } => {
-                let text = self.list(verbose);
-                let _ = channel.ctrl(&Ctrl::Text(text));
-                channel.close(&Exit::ok());
-            }
-            Request::Tconn { addr, remove } => {
-                let exit = if remove {
-                    self.disconnect(&addr)
+    /// Runs a command the server answers itself: its status and text; hands back the others.
+    async fn server_command(
+        self: &Arc<Self>,
+        hello: &mut channel::ClientHello,
+        cmd: Command,
+    ) -> Result<(i32, String), Command> {
+        let target = target_key(hello);
+        Ok(match cmd {
+            Command::Version => (0, format!("{}\n", channel::VERSION)),
+            Command::ListTargets { verbose } => (0, self.list(verbose)),
+            Command::Tconn { addr, remove } => {
+                if remove {
+                    let e = self.disconnect(&addr);
+                    (e.code, e.message)
+                } else if self.is_connected(&addr) {
+                    (0, "[Info]Target is connected, repeat operation".to_string())
                 } else {
                     match self.connect(&addr).await {
-                        Ok(_) => {
-                            let _ = channel.ctrl(&Ctrl::Text("Connect OK".into()));
-                            Exit::ok()
-                        }
-                        Err(e) => Exit::fail(e),
+                        Ok(_) => (0, "Connect OK".to_string()),
+                        Err(e) => (1, e),
                     }
-                };
-                channel.close(&exit);
+                }
             }
-            Request::Kill => {
-                let _ = channel.ctrl(&Ctrl::Text("Kill server finish".into()));
-                channel.close(&Exit::ok());
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                self.stop.notify_one();
-            }
-            Request::FportAdd {
+            Command::Kill => (0, "Kill server finish".to_string()),
+            Command::FportAdd {
                 local,
                 remote,
                 reverse,
-            } => {
-                let exit = match self
-                    .forward(cr.target.as_deref(), &local, &remote, reverse)
-                    .await
-                {
-                    Ok(()) => {
-                        let _ = channel.ctrl(&Ctrl::Text("Forwardport result:OK".into()));
-                        Exit::ok()
-                    }
-                    Err(e) => Exit::fail(e),
-                };
-                channel.close(&exit);
-            }
-            Request::FportList => {
-                let text = self.forward_list();
-                let _ = channel.ctrl(&Ctrl::Text(text));
-                channel.close(&Exit::ok());
-            }
-            Request::FportRemove { local, remote } => {
-                let exit = self.forward_remove(&local, &remote);
-                channel.close(&exit);
-            }
-            req => match self.target(cr.target.as_deref()).await {
-                Ok((_, sess)) => match sess.open(&proto::to_bytes(&req)) {
-                    Ok(dev) => relay::channels(channel, dev).await,
-                    Err(e) => channel.close(&Exit::fail(e.to_string())),
-                },
-                Err(e) => channel.close(&Exit::fail(e)),
+            } => match self
+                .forward(target.as_deref(), &local, &remote, reverse)
+                .await
+            {
+                Ok(()) => (0, "Forwardport result:OK".to_string()),
+                Err(e) => (1, e),
             },
+            Command::FportList => (0, self.forward_list()),
+            Command::FportRemove { local, remote } => {
+                let e = self.forward_remove(&local, &remote);
+                (e.code, e.message)
+            }
+            other => return Err(other),
+        })
+    }
+
+    fn is_connected(&self, addr: &str) -> bool {
+        self.targets.lock().is_ok_and(|t| {
+            t.get(addr)
+                .and_then(|t| t.session.as_ref())
+                .is_some_and(|s| s.dead().is_none())
+        })
+    }
+
+    /// A device command: a channel on the target's session, its output to the client and the
+    /// client's input to it, until either ends.
+    async fn device_command(self: &Arc<Self>, conn: ServerConn, req: Request) {
+        let ServerConn {
+            mut reader,
+            mut writer,
+            hello,
+        } = conn;
+        let ext = writer.ext();
+        let plain_one_shot = !ext
+            && matches!(
+                req,
+                Request::Shell {
+                    command: Some(_),
+                    ..
+                }
+            );
+        let mut ch = match self.open(&hello, &req).await {
+            Ok(ch) => ch,
+            Err(e) => return writer.exit(1, &e).await,
+        };
+        let tx = ch.sender();
+        if plain_one_shot || matches!(req, Request::Hilog { .. }) && !ext {
+            // OpenHarmony's clients send no input to a command: it must not wait for any.
+            let _ = tx.ctrl(&Ctrl::Eof);
         }
+        let input = tokio::spawn(async move {
+            loop {
+                let m = match reader.body().await {
+                    Ok(Some(b)) => match conn::decode_to_server(&b, ext, false) {
+                        Ok(m) => m,
+                        Err(_) => break,
+                    },
+                    _ => break,
+                };
+                let r = match m {
+                    ToServer::In(d) => tx.send(bytes::Bytes::from(d)).await,
+                    ToServer::Eof => tx.ctrl(&Ctrl::Eof),
+                    ToServer::WinSize { rows, cols } => {
+                        tx.ctrl(&Ctrl::WindowSize(WinSize { rows, cols }))
+                    }
+                    ToServer::Signal(s) => tx.ctrl(&Ctrl::Signal(s)),
+                    _ => Ok(()),
+                };
+                if r.is_err() {
+                    return;
+                }
+            }
+            // The client went away: so does its command.
+            tx.close(&Exit::fail("[Fail]the client went away"));
+        });
+        let (code, message) = pump(&mut ch, &mut writer).await;
+        input.abort();
+        writer.exit(code, &message).await;
+    }
+
+    /// `file send|recv` and `install`: the server reads or writes the host's files (it runs as
+    /// the client's user, checked from the kernel) and streams them on a device channel.
+    async fn transfer(self: &Arc<Self>, conn: ServerConn, cmd: Command) {
+        let ServerConn {
+            mut reader,
+            mut writer,
+            hello,
+        } = conn;
+        let progress = Arc::new(transfer::Progress::default());
+        let p = Some(progress.clone());
+        let work = async {
+            match cmd {
+                Command::FileSend {
+                    local,
+                    remote,
+                    opts,
+                    cwd,
+                } => {
+                    let mut ch = self
+                        .open(
+                            &hello,
+                            &Request::FileSend {
+                                remote,
+                                opts: opts.clone(),
+                            },
+                        )
+                        .await?;
+                    let path = host_path(&local, cwd.as_deref());
+                    transfer::send_files(&mut ch, &path, &opts, true, p, &None)
+                        .await
+                        .map(|s| (s.finish_line(), None))
+                }
+                Command::FileRecv {
+                    remote,
+                    local,
+                    opts,
+                    cwd,
+                } => {
+                    let mut ch = self
+                        .open(
+                            &hello,
+                            &Request::FileRecv {
+                                remote,
+                                opts: opts.clone(),
+                            },
+                        )
+                        .await?;
+                    let path = host_path(&local, cwd.as_deref());
+                    transfer::recv_progress(&mut ch, &path, &opts, p, &None)
+                        .await
+                        .map(|s| (s.finish_line(), None))
+                }
+                Command::Install { path, replace, cwd } => {
+                    let mut ch = self.open(&hello, &Request::Install { replace }).await?;
+                    let path = host_path(&path, cwd.as_deref());
+                    transfer::send_files(&mut ch, &path, &FileOpts::default(), false, p, &None)
+                        .await?;
+                    Ok((String::new(), Some(ch)))
+                }
+                _ => Err("[Fail]Unknown command".to_string()),
+            }
+        };
+        tokio::pin!(work);
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        let r = loop {
+            tokio::select! {
+                r = &mut work => break r,
+                _ = tick.tick() => {
+                    use std::sync::atomic::Ordering::Relaxed;
+                    let (d, t) = (progress.done.load(Relaxed), progress.total.load(Relaxed));
+                    let _ = writer.progress(d, t).await;
+                }
+                // The client went away (or broke the protocol): stop.
+                m = reader.body() => if !matches!(m, Ok(Some(_))) { return },
+            }
+        };
+        match r {
+            Ok((line, then)) => {
+                if !line.is_empty() {
+                    let _ = writer.line(&line).await;
+                }
+                // An install: the device's installer speaks next.
+                let (code, message) = match then {
+                    Some(mut ch) => pump(&mut ch, &mut writer).await,
+                    None => (0, String::new()),
+                };
+                writer.exit(code, &message).await
+            }
+            Err(e) => writer.exit(1, &e).await,
+        }
+    }
+
+    /// A channel for `req` on the client's target.
+    async fn open(
+        self: &Arc<Self>,
+        hello: &channel::ClientHello,
+        req: &Request,
+    ) -> Result<Channel, String> {
+        let key = target_key(hello);
+        let (_, sess) = self.target(key.as_deref()).await?;
+        sess.open(&proto::to_bytes(req)).map_err(|e| e.to_string())
     }
 
     fn list(&self, verbose: bool) -> String {
@@ -218,15 +444,15 @@ impl Server {
             let alive = v.session.as_ref().is_some_and(|s| s.dead().is_none());
             if verbose {
                 let state = if alive { "Connected" } else { "Offline" };
-                out.push(format!("{k}\t\tTCP\t{state}\t{}\thdc", v.name));
+                out.push(format!("{k}\t\tTCP\t{state}\t{}\n", v.name));
             } else if alive {
-                out.push(k.clone());
+                out.push(format!("{k}\n"));
             }
         }
         if out.is_empty() {
             "[Empty]".into()
         } else {
-            out.join("\n")
+            out.concat()
         }
     }
 
@@ -462,6 +688,51 @@ impl Server {
             None => Exit::fail(format!(
                 "[Fail]Remove forward ruler failed, ruler is not exist {local} {remote}"
             )),
+        }
+    }
+}
+
+/// Says why a client is refused, after the handshake (OpenHarmony's clients read the
+/// handshake first), then lets it read that before the connection goes.
+async fn refuse(tcp: TcpStream, why: &str) {
+    let Ok(mut conn) = ServerConn::accept(tcp, false).await else {
+        return;
+    };
+    conn.writer.exit(1, why).await;
+    // Closing with unread input would reset the connection and lose the answer: drain.
+    while let Ok(Some(_)) = conn.reader.body().await {}
+}
+
+/// The target a client named in its handshake (`-t KEY`); none or `any`: the only one.
+fn target_key(hello: &channel::ClientHello) -> Option<String> {
+    match hello.connect_key.as_str() {
+        "" | "any" => None,
+        k => Some(k.to_string()),
+    }
+}
+
+/// A host path from a client: relative ones are the client's (`-cwd`).
+fn host_path(p: &str, cwd: Option<&str>) -> PathBuf {
+    let p = std::path::Path::new(p);
+    match cwd {
+        Some(c) if p.is_relative() => std::path::Path::new(c).join(p),
+        _ => p.to_path_buf(),
+    }
+}
+
+/// A device channel's output to the client until it closes; returns its exit.
+async fn pump(ch: &mut Channel, w: &mut ServerWriter) -> (i32, String) {
+    loop {
+        let r = match ch.recv().await {
+            Event::Data(d) => w.out(&d).await,
+            Event::Ctrl(Ctrl::Stderr(b)) => w.err(&b).await,
+            Event::Ctrl(Ctrl::Text(t)) => w.line(&t).await,
+            Event::Ctrl(_) => Ok(()),
+            Event::Close(e) => return (e.code, e.message),
+        };
+        if r.is_err() {
+            // The client is gone; dropping the channel closes it.
+            return (1, String::new());
         }
     }
 }
