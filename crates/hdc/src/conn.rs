@@ -363,7 +363,7 @@ mod tests {
                     got,
                     vec![
                         ToClient::Out(b"hi".to_vec()),
-                        ToClient::Out(b"bye\n".to_vec())
+                        ToClient::Out(b"bye\r\n".to_vec())
                     ]
                 );
             }
