@@ -2,7 +2,8 @@
 //! device's list of authorised hosts, and the TLS 1.3 configurations built on them.
 //!
 //! Files (one entry per line, hex keys):
-//! - host: `~/.harmony/hdckey` (Ed25519 PKCS#8 DER, mode 0600), `~/.harmony/hdc_known_devices`
+//! - host: `~/.harmony/hdckey.oxh` (Ed25519 PKCS#8 DER, mode 0600; OpenHarmony's RSA key is
+//!   `hdckey`, [`crate::hostkey`]), `~/.harmony/hdc_known_devices`
 //!   (`CONNECT_KEY DEVICE_KEY`).
 //! - device, under `DeviceDirs::subsystem("hdc")`: `authorized_hosts` (`HOST_KEY NAME`),
 //!   `allow_once` (`HOST_KEY`, used up by the next connection), `pending` (`HOST_KEY TIME NAME`,
@@ -74,9 +75,21 @@ fn write_private(path: &Path, data: &[u8]) -> Result<(), KeyError> {
     oxh_kal::write_secret(path, data).map_err(io(path))
 }
 
-/// The host key pair in `dir/hdckey`, made on first use.
+/// The host's TLS key file: `hdckey` is OpenHarmony's RSA key ([`crate::hostkey`]).
+pub const TLS_KEY_FILE: &str = "hdckey.oxh";
+
+/// The host's TLS key pair in `dir/hdckey.oxh`, made on first use (an Ed25519 key that an
+/// earlier version kept in `hdckey` moves there, so that file is OpenHarmony's RSA key).
 pub fn host_key(dir: &Path) -> Result<SigningKey, KeyError> {
-    let path = dir.join("hdckey");
+    let path = dir.join(TLS_KEY_FILE);
+    let old = dir.join(crate::hostkey::KEY_FILE);
+    if !path.exists()
+        && let Ok(der) = std::fs::read(&old)
+        && SigningKey::from_pkcs8_der(&der).is_ok()
+    {
+        std::fs::rename(&old, &path).map_err(io(&old))?;
+        let _ = std::fs::remove_file(dir.join(crate::hostkey::PUB_FILE));
+    }
     match std::fs::read(&path) {
         Ok(der) => SigningKey::from_pkcs8_der(&der).map_err(|_| KeyError::Corrupt(path)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -88,8 +101,6 @@ pub fn host_key(dir: &Path) -> Result<SigningKey, KeyError> {
                 .to_pkcs8_der()
                 .map_err(|e| KeyError::Tls(e.to_string()))?;
             write_private(&path, der.as_bytes())?;
-            let public = format!("{}\n", hex::encode(key.verifying_key().to_bytes()));
-            let _ = std::fs::write(dir.join("hdckey.pub"), public);
             Ok(key)
         }
         Err(e) => Err(KeyError::Io(path, e)),
@@ -329,13 +340,25 @@ mod tests {
         let b = host_key(d.path()).unwrap();
         assert_eq!(a.to_bytes(), b.to_bytes());
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(d.path().join("hdckey"))
+        let mode = std::fs::metadata(d.path().join(TLS_KEY_FILE))
             .unwrap()
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
-        std::fs::write(d.path().join("hdckey"), b"junk").unwrap();
+        std::fs::write(d.path().join(TLS_KEY_FILE), b"junk").unwrap();
         assert!(matches!(host_key(d.path()), Err(KeyError::Corrupt(_))));
+    }
+
+    /// An Ed25519 key an earlier version kept in `hdckey` moves aside, so that file can be
+    /// OpenHarmony's RSA key, and the host keeps its identity.
+    #[test]
+    fn an_old_host_key_moves_out_of_openharmonys_file() {
+        let d = tempfile::tempdir().unwrap();
+        let a = host_key(d.path()).unwrap();
+        std::fs::rename(d.path().join(TLS_KEY_FILE), d.path().join("hdckey")).unwrap();
+        let b = host_key(d.path()).unwrap();
+        assert_eq!(a.to_bytes(), b.to_bytes());
+        assert!(!d.path().join("hdckey").exists());
     }
 
     #[test]
