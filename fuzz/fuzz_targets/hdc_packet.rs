@@ -27,7 +27,7 @@ fuzz_target!(|data: &[u8]| {
                     let _ = from_bytes::<Request>(b);
                     let _ = from_bytes::<Ctrl>(b);
                     let _ = from_bytes::<Exit>(b);
-                    let _ = from_bytes::<Hello>(b);
+                    let _ = Hello::from_handshake(b);
                 }
                 Ok(None) => break,
                 Err(_) => return,

@@ -14,7 +14,7 @@
 //! - **Heartbeat.** A Ping every [`PING_EVERY`]; a session that hears nothing for
 //!   [`DEAD_AFTER`] is dead, and so is every channel on it, with the reason.
 
-use crate::frame::{self, HEADER_LEN, Kind, Packet};
+use crate::frame::{self, Kind, Packet};
 use crate::proto::{self, Ctrl, Exit};
 use bytes::{Bytes, BytesMut};
 use std::collections::{HashMap, VecDeque};
@@ -46,7 +46,7 @@ pub enum Transmit {
     /// A whole small frame.
     Small(Vec<u8>),
     /// A Data frame's header and its payload.
-    Big([u8; HEADER_LEN], Bytes),
+    Big(frame::Header, Bytes),
 }
 
 impl Transmit {

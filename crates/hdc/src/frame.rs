@@ -1,58 +1,67 @@
-//! The hdc packet framing: a sans-IO codec, no sockets, no clocks.
+//! The hdc packet framing: a sans-IO codec, no sockets, no clocks. The packets are
+//! OpenHarmony's session packets ([`crate::ohos`]):
 //!
 //! ```text
-//! packet = len:u32 LE | kind:u8 | channel:u32 LE | payload[len]      (header: 9 bytes)
+//! packet = "HW" | 0 0 | 1 | headSize:u16 BE | dataSize:u32 BE
+//!          | PayloadProtect{channelId, commandFlag, checkSum 0, vCode 9} | payload
 //! ```
 //!
-//! One session (one TLS connection between a host server and a device, or one plain loopback
-//! connection between a client and the host server) carries many channels; a channel is one
-//! client command (a shell, a file transfer, one forwarded TCP connection). Channel 0 is the
-//! session itself (hello, heartbeat). The byte layout is ours, not OpenHarmony's: OpenHarmony's
-//! hdc payload protocol is not a documented contract, and ours is small enough to fuzz whole.
+//! One session (one connection between a host server and a device) carries many channels; a
+//! channel is one client command (a shell, a file transfer, one forwarded TCP connection).
+//! Channel 0 is the session itself (handshake, heartbeat). The session's handshake is
+//! OpenHarmony's CMD_KERNEL_HANDSHAKE; between two oxharmony peers (the `oxh` feature of the
+//! handshake) a channel's life travels as commands of our own, in a range OpenHarmony leaves
+//! unused, so that what OpenHarmony's commands cannot say (exit status, stderr, window size,
+//! signals, credits, checksums) keeps its meaning: [`Kind`]'s command ids.
 
+use crate::ohos::{self, PayloadProtect};
 use bytes::{Buf, Bytes, BytesMut};
 
-/// Length of the packet header.
-pub const HEADER_LEN: usize = 9;
+/// Length of the fixed part of a packet's header (flag, reserve, version, sizes).
+pub const HEADER_LEN: usize = ohos::HEAD_LEN;
+/// Longest header: the fixed part and the largest PayloadProtect we write.
+pub const MAX_HEADER: usize = HEADER_LEN + 20;
 /// Largest payload of one packet: a file chunk (511 KiB, as OpenHarmony's hdc) plus room for
 /// a chunk that compression made larger.
 pub const MAX_PAYLOAD: usize = 1 << 20;
 /// File transfer chunk size (OpenHarmony's hdc uses 511 KiB too).
 pub const CHUNK: usize = 511 * 1024;
 
-/// What a packet is.
+/// What a packet is, and the command id it travels as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
+#[repr(u32)]
 pub enum Kind {
     /// Opens a channel; payload is a postcard request.
-    Open = 1,
+    Open = 0x7A01,
     /// Stream bytes of a channel (shell output, file chunk, forwarded TCP bytes).
-    Data = 2,
+    Data = 0x7A02,
     /// A postcard control message on a channel (window size, signal, file header...).
-    Ctrl = 3,
+    Ctrl = 0x7A03,
     /// Ends a channel; payload is a postcard exit (status code and message).
-    Close = 4,
+    Close = 0x7A04,
     /// Flow control: the receiver consumed this many bytes (payload u32 LE) of the channel.
-    Credit = 5,
+    Credit = 0x7A05,
     /// Heartbeat request on channel 0 (payload: u64 LE nonce).
-    Ping = 6,
+    Ping = 0x7A06,
     /// Heartbeat answer on channel 0 (payload: the nonce).
-    Pong = 7,
-    /// Session greeting on channel 0 (postcard hello), first packet each way.
-    Hello = 8,
+    Pong = 0x7A07,
+    /// Session greeting on channel 0: OpenHarmony's CMD_KERNEL_HANDSHAKE (a serialized
+    /// SessionHandShake), first packet each way.
+    Hello = 1,
 }
 
 impl Kind {
-    fn from_u8(b: u8) -> Option<Kind> {
-        Some(match b {
-            1 => Kind::Open,
-            2 => Kind::Data,
-            3 => Kind::Ctrl,
-            4 => Kind::Close,
-            5 => Kind::Credit,
-            6 => Kind::Ping,
-            7 => Kind::Pong,
-            8 => Kind::Hello,
+    /// The kind of a command id, if it is one of ours.
+    pub fn from_command(c: u32) -> Option<Kind> {
+        Some(match c {
+            0x7A01 => Kind::Open,
+            0x7A02 => Kind::Data,
+            0x7A03 => Kind::Ctrl,
+            0x7A04 => Kind::Close,
+            0x7A05 => Kind::Credit,
+            0x7A06 => Kind::Ping,
+            0x7A07 => Kind::Pong,
+            1 => Kind::Hello,
             _ => return None,
         })
     }
@@ -76,9 +85,12 @@ pub struct Packet {
 /// Malformed input: the session that sent it is closed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
-    /// The kind byte is not one we know.
-    #[error("malformed packet: unknown kind {0}")]
-    UnknownKind(u8),
+    /// Not a packet: the flag is not "HW", or the PayloadProtect does not parse or check.
+    #[error("malformed packet: {0}")]
+    NotAPacket(String),
+    /// The command is not one a session between oxharmony peers uses.
+    #[error("malformed packet: unknown command {0}")]
+    UnknownKind(u32),
     /// The length is over [`MAX_PAYLOAD`].
     #[error("malformed packet: payload of {0} bytes, the limit is {MAX_PAYLOAD}")]
     TooLong(u32),
@@ -90,21 +102,42 @@ pub enum FrameError {
     BadSize(Kind, usize),
 }
 
+/// A packet's header (fixed part and PayloadProtect), written before its payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    bytes: [u8; MAX_HEADER],
+    len: u8,
+}
+
+impl std::ops::Deref for Header {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
 /// The header of a packet with a `len`-byte payload.
-pub fn header(kind: Kind, channel: u32, len: usize) -> [u8; HEADER_LEN] {
+pub fn header(kind: Kind, channel: u32, len: usize) -> Header {
     debug_assert!(len <= MAX_PAYLOAD);
-    let mut h = [0u8; HEADER_LEN];
-    h[0..4].copy_from_slice(&(len as u32).to_le_bytes());
-    h[4] = kind as u8;
-    h[5..9].copy_from_slice(&channel.to_le_bytes());
+    let p = PayloadProtect::new(channel, kind as u32).encode();
+    let mut h = Header {
+        bytes: [0u8; MAX_HEADER],
+        len: (HEADER_LEN + p.len()) as u8,
+    };
+    h.bytes[..2].copy_from_slice(ohos::PACKET_FLAG);
+    h.bytes[4] = ohos::VER_PROTOCOL;
+    h.bytes[5..7].copy_from_slice(&(p.len() as u16).to_be_bytes());
+    h.bytes[7..11].copy_from_slice(&(len as u32).to_be_bytes());
+    h.bytes[HEADER_LEN..HEADER_LEN + p.len()].copy_from_slice(&p);
     h
 }
 
 /// A whole packet as one buffer (for small packets and tests; large ones are written as
 /// header + payload without the copy).
 pub fn encode(kind: Kind, channel: u32, payload: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(HEADER_LEN + payload.len());
-    v.extend_from_slice(&header(kind, channel, payload.len()));
+    let h = header(kind, channel, payload.len());
+    let mut v = Vec::with_capacity(h.len() + payload.len());
+    v.extend_from_slice(&h);
     v.extend_from_slice(payload);
     v
 }
@@ -115,12 +148,33 @@ pub fn decode(buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
     if buf.len() < HEADER_LEN {
         return Ok(None);
     }
-    let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
-    let kind = Kind::from_u8(buf[4]).ok_or(FrameError::UnknownKind(buf[4]))?;
-    let channel = u32::from_le_bytes([buf[5], buf[6], buf[7], buf[8]]);
+    if &buf[..2] != ohos::PACKET_FLAG {
+        return Err(FrameError::NotAPacket(format!(
+            "flag {:02x}{:02x} is not \"HW\"",
+            buf[0], buf[1]
+        )));
+    }
+    let head = usize::from(u16::from_be_bytes([buf[5], buf[6]]));
+    let len = u32::from_be_bytes([buf[7], buf[8], buf[9], buf[10]]);
+    if head > ohos::MAX_PROTECT {
+        return Err(FrameError::NotAPacket(format!(
+            "a PayloadProtect of {head} bytes"
+        )));
+    }
     if len as usize > MAX_PAYLOAD {
         return Err(FrameError::TooLong(len));
     }
+    if buf.len() < HEADER_LEN + head {
+        return Ok(None);
+    }
+    let protect = PayloadProtect::decode(&buf[HEADER_LEN..HEADER_LEN + head])
+        .map_err(|e| FrameError::NotAPacket(e.to_string()))?;
+    if protect.v_code != ohos::PROTECT_VCODE {
+        return Err(FrameError::NotAPacket(format!("vCode {}", protect.v_code)));
+    }
+    let kind = Kind::from_command(protect.command_flag)
+        .ok_or(FrameError::UnknownKind(protect.command_flag))?;
+    let channel = protect.channel_id;
     if kind.on_session() != (channel == 0) {
         return Err(FrameError::WrongChannel(kind, channel));
     }
@@ -134,12 +188,13 @@ pub fn decode(buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
     {
         return Err(FrameError::BadSize(kind, len as usize));
     }
-    if buf.len() < HEADER_LEN + len as usize {
+    let total = HEADER_LEN + head + len as usize;
+    if buf.len() < total {
         // Make room for the rest at once, so big chunks arrive in few reads.
-        buf.reserve(HEADER_LEN + len as usize - buf.len());
+        buf.reserve(total - buf.len());
         return Ok(None);
     }
-    buf.advance(HEADER_LEN);
+    buf.advance(HEADER_LEN + head);
     let payload = buf.split_to(len as usize).freeze();
     Ok(Some(Packet {
         kind,
@@ -185,12 +240,38 @@ mod tests {
         assert!(buf.is_empty());
     }
 
+    /// A Data packet as OpenHarmony lays a session packet out: "HW", reserve, version 1,
+    /// headSize and dataSize big-endian, the PayloadProtect's fields 1-4 as varints.
+    #[test]
+    fn packets_are_openharmonys() {
+        let b = encode(Kind::Data, 3, b"hi");
+        let protect = [0x08, 3, 0x10, 0x82, 0xf4, 0x01, 0x18, 0, 0x20, 9];
+        let mut want = b"HW\0\0\x01".to_vec();
+        want.extend_from_slice(&(protect.len() as u16).to_be_bytes());
+        want.extend_from_slice(&2u32.to_be_bytes());
+        want.extend_from_slice(&protect);
+        want.extend_from_slice(b"hi");
+        assert_eq!(b, want);
+        // And an OpenHarmony decoder reads it.
+        let mut buf = BytesMut::from(&b[..]);
+        let p = ohos::decode_packet(&mut buf).unwrap().unwrap();
+        assert_eq!(
+            (p.protect.channel_id, p.protect.command_flag),
+            (3, Kind::Data as u32)
+        );
+    }
+
     #[test]
     fn refuses_garbage() {
-        let mut b = BytesMut::from(&[0u8, 0, 0, 0, 99, 1, 0, 0, 0][..]);
-        assert_eq!(decode(&mut b), Err(FrameError::UnknownKind(99)));
+        let mut b = BytesMut::from(&encode(Kind::Data, 1, b"")[..]);
+        b[0] = b'X';
+        assert!(matches!(decode(&mut b), Err(FrameError::NotAPacket(_))));
+        let mut o = Vec::new();
+        ohos::encode_packet(&mut o, &PayloadProtect::new(1, 1001), b"ls");
+        let mut b = BytesMut::from(&o[..]);
+        assert_eq!(decode(&mut b), Err(FrameError::UnknownKind(1001)));
         let mut b = BytesMut::from(&header(Kind::Data, 1, 0)[..]);
-        b[0..4].copy_from_slice(&(MAX_PAYLOAD as u32 + 1).to_le_bytes());
+        b[7..11].copy_from_slice(&(MAX_PAYLOAD as u32 + 1).to_be_bytes());
         assert!(matches!(decode(&mut b), Err(FrameError::TooLong(_))));
         let mut b = BytesMut::from(&encode(Kind::Data, 0, b"x")[..]);
         assert!(matches!(decode(&mut b), Err(FrameError::WrongChannel(..))));

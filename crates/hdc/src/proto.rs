@@ -16,6 +16,73 @@ pub struct Hello {
     pub refused: String,
 }
 
+/// The feature an oxharmony peer lists in the handshake's `supportfeatures`, with
+/// [`VERSION`] after the slash.
+pub const OXH_FEATURE: &str = "oxh";
+
+impl Hello {
+    /// As OpenHarmony's SessionHandShake: the opener's (`accepting` false) is AUTH_NONE, the
+    /// acceptor's AUTH_OK (`daemonauthstatus` SUCCESS, or DAEMON_UNAUTH with the refusal in
+    /// `emgmsg`); the name travels as `devname`, our version as the `oxh/N` feature.
+    pub fn to_handshake(&self, accepting: bool) -> crate::ohos::SessionHandShake {
+        use crate::ohos_auth::{self as a, tag, tlv_append};
+        let refused = !self.refused.is_empty();
+        let mut buf = String::new();
+        if accepting || refused {
+            tlv_append(&mut buf, tag::EMGMSG, &self.refused);
+        }
+        tlv_append(&mut buf, tag::DEVNAME, &self.name);
+        if accepting || refused {
+            let st = if refused {
+                a::AUTH_UNAUTHORIZED
+            } else {
+                a::AUTH_SUCCESS
+            };
+            tlv_append(&mut buf, tag::DAEMON_AUTH_STATUS, st);
+        }
+        let feats = format!("{OXH_FEATURE}/{}", self.version);
+        tlv_append(&mut buf, tag::SUPPORT_FEATURES, &feats);
+        crate::ohos::SessionHandShake {
+            banner: crate::ohos::HANDSHAKE_BANNER.into(),
+            auth_type: if accepting || refused {
+                a::auth_type::OK
+            } else {
+                a::auth_type::NONE
+            },
+            session_id: 0,
+            connect_key: String::new(),
+            buf,
+            version: a::VERSION.into(),
+        }
+    }
+
+    /// Reads a peer's handshake; a peer without the `oxh` feature has version 0.
+    pub fn from_handshake(b: &[u8]) -> Result<Hello, crate::ohos::WireError> {
+        use crate::ohos_auth::{self as a, tag};
+        let h = crate::ohos::SessionHandShake::decode(b)?;
+        if h.banner != crate::ohos::HANDSHAKE_BANNER {
+            return Err(crate::ohos::WireError::Malformed("not an hdc handshake"));
+        }
+        let tlv = a::tlv_parse(&h.buf).map_err(|_| crate::ohos::WireError::Malformed("bad TLV"))?;
+        let version = a::features(&tlv)
+            .iter()
+            .find_map(|f| f.strip_prefix(OXH_FEATURE)?.strip_prefix('/')?.parse().ok())
+            .unwrap_or(0);
+        let unauth =
+            tlv.get(tag::DAEMON_AUTH_STATUS).map(String::as_str) == Some(a::AUTH_UNAUTHORIZED);
+        let refused = match tlv.get(tag::EMGMSG) {
+            Some(m) if !m.is_empty() => m.clone(),
+            _ if unauth => a::msg::UNAUTHORIZED.to_string(),
+            _ => String::new(),
+        };
+        Ok(Hello {
+            version,
+            name: tlv.get(tag::DEVNAME).cloned().unwrap_or_default(),
+            refused,
+        })
+    }
+}
+
 /// Options of `file send` / `file recv`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileOpts {

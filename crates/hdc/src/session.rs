@@ -46,6 +46,9 @@ pub enum SessionError {
     /// A payload did not decode.
     #[error("malformed message: {0}")]
     Decode(#[from] postcard::Error),
+    /// The handshake did not decode.
+    #[error("malformed handshake: {0}")]
+    Handshake(#[from] crate::ohos::WireError),
     /// The peer refused the session.
     #[error("{0}")]
     Refused(String),
@@ -232,12 +235,13 @@ async fn write_packet<W: AsyncWrite + Unpin>(
 async fn read_packet<R: AsyncRead + Unpin>(r: &mut R) -> Result<Packet, SessionError> {
     let mut h = [0u8; HEADER_LEN];
     r.read_exact(&mut h).await?;
-    let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+    let head = usize::from(u16::from_be_bytes([h[5], h[6]]));
+    let len = u32::from_be_bytes([h[7], h[8], h[9], h[10]]) as usize;
     let mut buf = BytesMut::from(&h[..]);
-    if len > 64 * 1024 {
+    if len > 64 * 1024 || head > crate::ohos::MAX_PROTECT {
         return Err(frame::FrameError::TooLong(len as u32).into());
     }
-    buf.resize(HEADER_LEN + len, 0);
+    buf.resize(HEADER_LEN + head + len, 0);
     r.read_exact(&mut buf[HEADER_LEN..]).await?;
     frame::decode(&mut buf)?.ok_or_else(|| SessionError::Closed("short hello".into()))
 }
@@ -248,7 +252,7 @@ pub async fn hello<S: AsyncRead + AsyncWrite + Unpin>(
     s: &mut S,
     mine: &Hello,
 ) -> Result<Hello, SessionError> {
-    write_packet(s, Kind::Hello, 0, &proto::to_bytes(mine)).await?;
+    write_packet(s, Kind::Hello, 0, &mine.to_handshake(false).encode()).await?;
     let p = tokio::time::timeout(DEAD_AFTER, read_packet(s))
         .await
         .map_err(|_| {
@@ -257,7 +261,7 @@ pub async fn hello<S: AsyncRead + AsyncWrite + Unpin>(
     if p.kind != Kind::Hello {
         return Err(SessionError::Closed("[Fail]peer did not greet".into()));
     }
-    let h: Hello = proto::from_bytes(&p.payload)?;
+    let h = Hello::from_handshake(&p.payload)?;
     if !h.refused.is_empty() {
         return Err(SessionError::Refused(h.refused));
     }
@@ -283,7 +287,7 @@ pub async fn accept_hello<S: AsyncRead + AsyncWrite + Unpin>(
     if p.kind != Kind::Hello {
         return Err(SessionError::Closed("peer did not greet".into()));
     }
-    let peer: Hello = proto::from_bytes(&p.payload)?;
+    let peer = Hello::from_handshake(&p.payload)?;
     let mut mine = decide(&peer);
     if peer.version != proto::VERSION && mine.refused.is_empty() {
         mine.refused = format!(
@@ -292,7 +296,7 @@ pub async fn accept_hello<S: AsyncRead + AsyncWrite + Unpin>(
             proto::VERSION
         );
     }
-    write_packet(s, Kind::Hello, 0, &proto::to_bytes(&mine)).await?;
+    write_packet(s, Kind::Hello, 0, &mine.to_handshake(true).encode()).await?;
     if !mine.refused.is_empty() {
         // Let the refusal reach the peer before the caller drops the stream.
         let _ = s.shutdown().await;
