@@ -1502,3 +1502,169 @@ fn pypi_hdctool_drives_our_server() {
             .contains("com.example.pypiclient")
     );
 }
+
+/// OpenHarmony's host side of a session, written here from developtools_hdc's definitions
+/// (docs/HDC-WIRE.md), as OpenHarmony's `hdc` server speaks to a device: plaintext packets,
+/// the handshake, the RSA key in `home`.
+struct OhosHost {
+    tcp: TcpStream,
+    buf: oxh_hdc::bytes::BytesMut,
+}
+
+/// How an OpenHarmony host's handshake ended.
+#[derive(Debug, PartialEq)]
+enum OhosAuth {
+    Connected(String),
+    Unauthorized(String),
+}
+
+struct HostKeyPolicy(oxh_hdc::hostkey::HostKey);
+
+impl oxh_hdc::ohos_auth::HostPolicy for HostKeyPolicy {
+    fn public_key_message(&self) -> String {
+        format!("ohos-test-host\x0c{}", self.0.public_pem())
+    }
+    fn sign(&self, token: &[u8]) -> String {
+        self.0.sign(token)
+    }
+}
+
+impl OhosHost {
+    fn connect(addr: &str, home: &Path) -> (OhosHost, OhosAuth) {
+        use oxh_hdc::ohos_auth::{HostAuth, HostOutcome};
+        let key = oxh_hdc::hostkey::HostKey::load_or_create(home).expect("host key");
+        let tcp = TcpStream::connect(addr).expect("connect");
+        tcp.set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        let mut h = OhosHost {
+            tcp,
+            buf: Default::default(),
+        };
+        let (mut auth, first) = HostAuth::start(0x5eed, addr, &["heartbeat", "encrypt_tcp"]);
+        h.send(0, first.command, &first.payload);
+        let policy = HostKeyPolicy(key);
+        loop {
+            let p = h.next().expect("the device closed during the handshake");
+            if p.protect.command_flag != oxh_hdc::ohos_auth::CMD_KERNEL_HANDSHAKE {
+                continue;
+            }
+            let hs = oxh_hdc::ohos::SessionHandShake::decode(&p.payload).expect("handshake");
+            for o in auth.on_handshake(hs, &policy).expect("handshake step") {
+                h.send(0, o.command, &o.payload);
+            }
+            match auth.outcome() {
+                HostOutcome::Pending => {}
+                HostOutcome::Connected { device_name, .. } => {
+                    let n = device_name.clone();
+                    return (h, OhosAuth::Connected(n));
+                }
+                HostOutcome::Unauthorized(m) => {
+                    let m = m.clone();
+                    return (h, OhosAuth::Unauthorized(m));
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, channel: u32, command: u32, payload: &[u8]) {
+        let mut out = Vec::new();
+        let protect = oxh_hdc::ohos::PayloadProtect::new(channel, command);
+        oxh_hdc::ohos::encode_packet(&mut out, &protect, payload);
+        self.tcp.write_all(&out).expect("send");
+    }
+
+    fn next(&mut self) -> Option<oxh_hdc::ohos::Packet> {
+        loop {
+            if let Some(p) = oxh_hdc::ohos::decode_packet(&mut self.buf).expect("packet") {
+                return Some(p);
+            }
+            let mut b = [0u8; 65536];
+            match self.tcp.read(&mut b) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&b[..n]),
+            }
+        }
+    }
+
+    /// Sends one command on `channel` (and `input` as shell data), reads its output until the
+    /// device closes the channel, and answers the close as hdc's server does. Returns the raw
+    /// output and the echoed messages.
+    fn command(
+        &mut self,
+        channel: u32,
+        command: u32,
+        payload: &[u8],
+        input: &[u8],
+    ) -> (String, Vec<String>) {
+        self.send(channel, command, payload);
+        if !input.is_empty() {
+            self.send(channel, 2001, input);
+        }
+        let (mut out, mut echoes) = (Vec::new(), Vec::new());
+        while let Some(p) = self.next() {
+            if p.protect.channel_id != channel {
+                continue;
+            }
+            match p.protect.command_flag {
+                10 => out.extend_from_slice(&p.payload),
+                9 => echoes.push(String::from_utf8_lossy(&p.payload[1..]).into_owned()),
+                2 => {
+                    if p.payload.first().is_some_and(|&n| n > 0) {
+                        self.send(channel, 2, &[0]);
+                    }
+                    break;
+                }
+                _ => {}
+            }
+        }
+        (String::from_utf8_lossy(&out).into_owned(), echoes)
+    }
+}
+
+/// OpenHarmony's own host protocol against our device: an unknown RSA key is refused with
+/// OpenHarmony's E000002 and recorded; once the device's owner allows it, the host signs the
+/// token and gets in, and one-shot and interactive shells run as the shell user.
+#[test]
+fn an_openharmony_host_authenticates_with_its_rsa_key_and_runs_shells() {
+    let (d, addr) = device(false);
+    let home = tempfile::tempdir().expect("home");
+    let (_, first) = OhosHost::connect(&addr, home.path());
+    match first {
+        OhosAuth::Unauthorized(m) => assert!(m.starts_with("[E000002]"), "{m}"),
+        other => panic!("an unknown key got in: {other:?}"),
+    }
+    let pending = d.oxh_ok(&["hdc", "allow", "--list"]);
+    assert!(pending.contains("ohos-test-host"), "{pending}");
+    let who = pending.split_whitespace().next().expect("a pending host");
+    d.oxh_ok(&["hdc", "allow", who]);
+    let (mut h, auth) = OhosHost::connect(&addr, home.path());
+    assert_eq!(auth, OhosAuth::Connected(d.ready_field("name")));
+    let (out, echoes) = h.command(5, 1001, b"echo hello-$((6*7)); id -u", b"");
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("hello-42"), "{out} {echoes:?}");
+    assert_ne!(lines.next(), Some("0"), "the shell ran as root: {out}");
+    // Allowed once: the next connection is refused again.
+    let (_, again) = OhosHost::connect(&addr, home.path());
+    assert!(matches!(again, OhosAuth::Unauthorized(_)), "{again:?}");
+    // Interactive, on a pty: input echoes, the shell's output comes back, exit ends it.
+    let (out, _) = h.command(6, 2000, b"", b"echo pty-$((7*6)); exit\n");
+    assert!(out.contains("pty-42"), "{out}");
+    // A command we do not take yet is refused in OpenHarmony's words, and the session lives.
+    let (_, echoes) = h.command(7, 3000, b"send a b", b"");
+    assert!(echoes.iter().any(|e| e.contains("E002105")), "{echoes:?}");
+    let (out, _) = h.command(8, 1001, b"echo still", b"");
+    assert_eq!(out.trim(), "still");
+}
+
+/// A release device (`const.debuggable=0`) takes no plaintext session: OpenHarmony's hosts
+/// are told to use an encrypted one.
+#[test]
+fn a_release_device_refuses_openharmonys_plaintext_sessions() {
+    let (_d, addr) = device_with(true, &["--debuggable", "false"]);
+    let home = tempfile::tempdir().expect("home");
+    let (_, auth) = OhosHost::connect(&addr, home.path());
+    match auth {
+        OhosAuth::Unauthorized(m) => assert!(m.contains("encrypted"), "{m}"),
+        other => panic!("a plaintext session got in: {other:?}"),
+    }
+}

@@ -226,6 +226,16 @@ async fn serve_conn(
     boot: Arc<Notify>,
 ) -> Result<(), session::SessionError> {
     let _ = tcp.set_nodelay(true);
+    // OpenHarmony's own hosts start in plaintext with a "HW" packet; ours with TLS.
+    let mut first = [0u8; 2];
+    let peeked = tokio::time::timeout(Duration::from_secs(10), tcp.peek(&mut first))
+        .await
+        .map_err(|_| session::SessionError::Closed("nothing sent".into()))??;
+    if peeked == 2 && &first == crate::ohos::PACKET_FLAG {
+        return crate::ohos_device::serve(cfg, tcp, boot)
+            .await
+            .map_err(session::SessionError::Closed);
+    }
     // The bypass is for development on this machine: a host on loopback running as this
     // daemon's user (or root). Anyone else, a LAN neighbour or another local user, is
     // authorised as usual.
@@ -323,7 +333,12 @@ fn shell_command(
     c
 }
 
-async fn handle(cfg: Arc<DeviceConfig>, sess: Session, inc: Incoming, boot: Arc<Notify>) {
+pub(crate) async fn handle(
+    cfg: Arc<DeviceConfig>,
+    sess: Session,
+    inc: Incoming,
+    boot: Arc<Notify>,
+) {
     let Incoming {
         mut channel,
         request,

@@ -24,6 +24,7 @@ pub mod limits;
 pub mod local;
 pub mod ohos;
 pub mod ohos_auth;
+pub mod ohos_device;
 pub mod proto;
 pub mod relay;
 pub mod server;

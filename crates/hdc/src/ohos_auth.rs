@@ -74,7 +74,8 @@ pub const HOST_PUBKEY_SEPARATOR: char = '\x0c';
 pub const VERSION: &str = "Ver: 3.2.0f";
 /// Hosts older than this are refused (OpenHarmony compares the strings).
 pub const MIN_HOST_VERSION: &str = "Ver: 3.0.0b";
-/// Length of the token the host signs (SHA_DIGEST_LENGTH characters).
+/// Length of the token the host signs: SHA_DIGEST_LENGTH characters, each a lowercase hex
+/// digit (hdcd's GetSecureRandomString).
 pub const TOKEN_LEN: usize = 20;
 /// At most this many TLV records are read from one buf.
 pub const MAX_TLV_RECORDS: usize = 32;
@@ -187,6 +188,11 @@ pub enum KeyVerdict {
 
 /// What the device's side is told to decide.
 pub trait DevicePolicy {
+    /// Why this session may not go on at all (a device that requires encryption, which this
+    /// session lacks), checked before anything else.
+    fn refuse_session(&self) -> Option<String> {
+        None
+    }
     /// Whether this host may skip authentication (`persist.hdc.auth_bypass` on a host that is
     /// allowed to use it).
     fn bypass(&self) -> bool;
@@ -342,6 +348,9 @@ impl DeviceAuth {
                 self.host_version = h.version.clone();
                 let tlv = tlv_parse(&h.buf).unwrap_or_default();
                 self.host_features = features(&tlv);
+                if let Some(why) = p.refuse_session() {
+                    return Ok(self.refuse(&*p, &why));
+                }
                 if p.bypass() {
                     return Ok(self.accept(&*p, None, String::new()));
                 }

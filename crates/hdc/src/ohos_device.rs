@@ -1,0 +1,386 @@
+//! The device side for OpenHarmony's own hosts (the SDK's `hdc`, DevEco Studio): a plain TCP
+//! connection that starts with a `"HW"` packet. The handshake and RSA authentication are
+//! [`crate::ohos_auth`]'s; then OpenHarmony's commands run on the same handlers as ours
+//! ([`crate::device`]), through an in-process session whose channels this module translates:
+//!
+//! | OpenHarmony (host → device)      | here                                   |
+//! |----------------------------------|----------------------------------------|
+//! | CMD_UNITY_EXECUTE (1001) text    | a shell command on pipes, no input     |
+//! | CMD_SHELL_INIT (2000)            | an interactive shell on a 24x80 pty     |
+//! | CMD_SHELL_DATA (2001) bytes      | its input                              |
+//! | CMD_UNITY_HILOG (1005) args      | `hilog` with those arguments           |
+//! | CMD_UNITY_REBOOT (1003)          | `target boot`                          |
+//! | CMD_UNITY_ROOTRUN (1007) ["r"]   | `smode` (`-r`)                         |
+//! | CMD_KERNEL_CHANNEL_CLOSE (2) [n] | the channel ends; answered [n-1] if n>0 |
+//!
+//! Output goes back as CMD_KERNEL_ECHO_RAW (10), messages as CMD_KERNEL_ECHO (9, a level byte
+//! then text), the end as CMD_KERNEL_CHANNEL_CLOSE [1], as hdcd does. File transfer, install
+//! and port forwarding in OpenHarmony's commands are not here yet: they are refused with
+//! OpenHarmony's "[E002105] Unsupport command".
+
+use crate::device::{AUTH_BYPASS_PARAM, DEBUGGABLE_PARAM, DeviceConfig};
+use crate::ohos::{self, PayloadProtect, SessionHandShake};
+use crate::ohos_auth::{
+    CMD_KERNEL_CHANNEL_CLOSE, CMD_KERNEL_ECHO, CMD_KERNEL_HANDSHAKE, DeviceAuth, DeviceOutcome,
+    DevicePolicy, KeyVerdict,
+};
+use crate::proto::{Ctrl, Exit, Request, WinSize};
+use crate::session::{Event, Sender, Session};
+use bytes::BytesMut;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, mpsc};
+
+/// CMD_KERNEL_ECHO_RAW: raw output.
+pub const CMD_KERNEL_ECHO_RAW: u32 = 10;
+/// CMD_KERNEL_WAKEUP_SLAVETASK: a new task's first packet (nothing to do here).
+pub const CMD_KERNEL_WAKEUP_SLAVETASK: u32 = 12;
+/// CMD_UNITY_EXECUTE: one shell command.
+pub const CMD_UNITY_EXECUTE: u32 = 1001;
+/// CMD_UNITY_REBOOT.
+pub const CMD_UNITY_REBOOT: u32 = 1003;
+/// CMD_UNITY_HILOG.
+pub const CMD_UNITY_HILOG: u32 = 1005;
+/// CMD_UNITY_ROOTRUN: smode.
+pub const CMD_UNITY_ROOTRUN: u32 = 1007;
+/// CMD_SHELL_INIT: an interactive shell.
+pub const CMD_SHELL_INIT: u32 = 2000;
+/// CMD_SHELL_DATA: its input.
+pub const CMD_SHELL_DATA: u32 = 2001;
+/// CMD_HEARTBEAT_MSG.
+pub const CMD_HEARTBEAT_MSG: u32 = 5000;
+/// Whether this device refuses sessions without encryption (`1`/`0`; unset: refused on a
+/// release device, `const.debuggable=0`, as OpenHarmony's debuggable devices take
+/// plaintext).
+pub const ENCRYPT_REQUIRED_PARAM: &str = "persist.hdc.encrypt_required";
+/// How long a host may take over the whole handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a refused host gets to read the refusal.
+const REFUSAL_WAIT: Duration = Duration::from_secs(2);
+/// Channels one OpenHarmony session may have open.
+const MAX_OHOS_CHANNELS: usize = 256;
+/// Echo levels.
+const MSG_FAIL: u8 = 0;
+const MSG_OK: u8 = 2;
+
+/// The device's answers to the handshake.
+struct Policy {
+    cfg: Arc<DeviceConfig>,
+    bypass: bool,
+    plaintext_refused: bool,
+}
+
+impl DevicePolicy for Policy {
+    fn refuse_session(&self) -> Option<String> {
+        self.plaintext_refused.then(|| {
+            format!(
+                "[Fail]This device accepts only encrypted hdc sessions ({ENCRYPT_REQUIRED_PARAM}): \
+                 use oxharmony's hdc, whose sessions are TLS"
+            )
+        })
+    }
+    fn bypass(&self) -> bool {
+        self.bypass
+    }
+    fn verdict(&mut self, pem: &str, hostname: &str) -> KeyVerdict {
+        let id = crate::hostkey::key_id(pem);
+        let Some(bytes) = hex::decode(&id)
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        else {
+            return KeyVerdict::Unknown;
+        };
+        match crate::keys::authorize(&self.cfg.hdc_dir, &bytes, hostname) {
+            crate::keys::Verdict::Always | crate::keys::Verdict::Once => KeyVerdict::Known,
+            crate::keys::Verdict::Refused => KeyVerdict::Unknown,
+        }
+    }
+    fn verify(&self, pem: &str, token: &[u8], signature: &str) -> bool {
+        crate::hostkey::verify(pem, token, signature)
+    }
+    fn token(&mut self) -> String {
+        let mut b = [0u8; crate::ohos_auth::TOKEN_LEN];
+        let _ = getrandom::fill(&mut b);
+        b.iter()
+            .map(|x| char::from(b"0123456789abcdef"[usize::from(x % 16)]))
+            .collect()
+    }
+    fn device_name(&self) -> String {
+        self.cfg.name.clone()
+    }
+    fn features(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+fn packet(channel: u32, command: u32, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32 + payload.len());
+    ohos::encode_packet(&mut out, &PayloadProtect::new(channel, command), payload);
+    out
+}
+
+fn echo(channel: u32, level: u8, text: &str) -> Vec<u8> {
+    let mut p = vec![level];
+    p.extend_from_slice(text.as_bytes());
+    packet(channel, CMD_KERNEL_ECHO, &p)
+}
+
+/// Whether plaintext sessions are refused here.
+fn encrypt_required(cfg: &DeviceConfig) -> bool {
+    match (cfg.params)(ENCRYPT_REQUIRED_PARAM).as_deref() {
+        Some("1") => true,
+        Some("0") => false,
+        _ => (cfg.params)(DEBUGGABLE_PARAM).as_deref() == Some("0"),
+    }
+}
+
+/// Reads packets off a stream.
+struct PacketReader {
+    rd: tokio::net::tcp::OwnedReadHalf,
+    buf: BytesMut,
+}
+
+impl PacketReader {
+    async fn next(&mut self) -> Result<Option<ohos::Packet>, String> {
+        loop {
+            if let Some(p) = ohos::decode_packet(&mut self.buf).map_err(|e| e.to_string())? {
+                return Ok(Some(p));
+            }
+            match self.rd.read_buf(&mut self.buf).await {
+                Ok(0) => return Ok(None),
+                Ok(_) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+}
+
+/// Serves one OpenHarmony host on `tcp` (its first bytes are a `"HW"` packet).
+pub(crate) async fn serve(
+    cfg: Arc<DeviceConfig>,
+    tcp: TcpStream,
+    boot: Arc<Notify>,
+) -> Result<(), String> {
+    let _ = tcp.set_nodelay(true);
+    let bypass = (cfg.params)(AUTH_BYPASS_PARAM).as_deref() == Some("1")
+        && crate::local::bypass_allowed(&tcp);
+    let mut policy = Policy {
+        plaintext_refused: encrypt_required(&cfg),
+        cfg: cfg.clone(),
+        bypass,
+    };
+    let (rd, mut wr) = tcp.into_split();
+    let mut reader = PacketReader {
+        rd,
+        buf: BytesMut::with_capacity(64 * 1024),
+    };
+    // The handshake, bounded in time.
+    let mut auth = DeviceAuth::default();
+    let handshake = async {
+        loop {
+            let Some(p) = reader.next().await? else {
+                return Err("closed during the handshake".to_string());
+            };
+            if p.protect.command_flag != CMD_KERNEL_HANDSHAKE {
+                // hdcd answers anything else before authentication with a failure.
+                wr.write_all(&echo(
+                    p.protect.channel_id,
+                    MSG_FAIL,
+                    "[Fail]not authenticated",
+                ))
+                .await
+                .map_err(|e| e.to_string())?;
+                continue;
+            }
+            let hs = SessionHandShake::decode(&p.payload).map_err(|e| e.to_string())?;
+            let outs = auth
+                .on_handshake(hs, &mut policy)
+                .map_err(|e| e.to_string())?;
+            for o in outs {
+                wr.write_all(&packet(0, o.command, &o.payload))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            match auth.outcome() {
+                DeviceOutcome::Pending => continue,
+                DeviceOutcome::Accepted { host_name, .. } => return Ok(host_name.clone()),
+                DeviceOutcome::Refused(why) => return Err(why.clone()),
+            }
+        }
+    };
+    let host = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(Ok(h)) => h,
+        Ok(Err(why)) => {
+            // Let the refusal reach the host before the connection goes.
+            let _ = wr.shutdown().await;
+            let _ = tokio::time::timeout(REFUSAL_WAIT, async {
+                while let Ok(Some(_)) = reader.next().await {}
+            })
+            .await;
+            return Err(why);
+        }
+        Err(_) => return Err("handshake timed out".into()),
+    };
+    tracing::info!(tag = "hdcd", "OpenHarmony host {host} connected");
+
+    // Commands: an in-process session, whose device end runs our handlers.
+    let (a, b) = tokio::io::duplex(1 << 20);
+    let (dev, mut incoming) = Session::start(a, true, "OpenHarmony host".into());
+    let (local, _none) = Session::start(b, false, "device".into());
+    let handlers = {
+        let (cfg, dev) = (cfg.clone(), dev.clone());
+        tokio::spawn(async move {
+            while let Some(inc) = incoming.recv().await {
+                tokio::spawn(crate::device::handle(
+                    cfg.clone(),
+                    dev.clone(),
+                    inc,
+                    boot.clone(),
+                ));
+            }
+        })
+    };
+    let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(64);
+    let writer = tokio::spawn(async move {
+        while let Some(b) = out_rx.recv().await {
+            if wr.write_all(&b).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut chans: HashMap<u32, Sender> = HashMap::new();
+    let r = loop {
+        let p = match reader.next().await {
+            Ok(Some(p)) => p,
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
+        };
+        let (c, cmd) = (p.protect.channel_id, p.protect.command_flag);
+        let text = || {
+            String::from_utf8_lossy(&p.payload)
+                .trim_end_matches('\0')
+                .to_string()
+        };
+        let req = match cmd {
+            CMD_UNITY_EXECUTE => Some(Request::Shell {
+                command: Some(text()),
+                pty: None,
+                term: String::new(),
+            }),
+            CMD_SHELL_INIT => Some(Request::Shell {
+                command: None,
+                pty: Some(WinSize { rows: 24, cols: 80 }),
+                term: "xterm".into(),
+            }),
+            CMD_UNITY_HILOG => Some(Request::Hilog {
+                args: crate::channel::split_args(&text()),
+            }),
+            CMD_UNITY_REBOOT => Some(Request::Boot),
+            CMD_UNITY_ROOTRUN => Some(Request::Smode {
+                root: text() != "r",
+            }),
+            CMD_SHELL_DATA => {
+                if let Some(tx) = chans.get(&c) {
+                    let _ = tx.send(bytes::Bytes::from(p.payload)).await;
+                }
+                None
+            }
+            CMD_KERNEL_CHANNEL_CLOSE => {
+                if let Some(tx) = chans.remove(&c) {
+                    tx.close(&Exit::fail("[Fail]closed by the host"));
+                }
+                if let Some(&n) = p.payload.first()
+                    && n > 0
+                {
+                    let _ = out_tx
+                        .send(packet(c, CMD_KERNEL_CHANNEL_CLOSE, &[n - 1]))
+                        .await;
+                }
+                None
+            }
+            CMD_HEARTBEAT_MSG | CMD_KERNEL_WAKEUP_SLAVETASK | CMD_KERNEL_HANDSHAKE => None,
+            _ => {
+                let _ = out_tx
+                    .send(echo(c, MSG_FAIL, "[Fail][E002105] Unsupport command"))
+                    .await;
+                let _ = out_tx.send(packet(c, CMD_KERNEL_CHANNEL_CLOSE, &[1])).await;
+                None
+            }
+        };
+        let Some(req) = req else { continue };
+        if chans.len() >= MAX_OHOS_CHANNELS || c == 0 || chans.contains_key(&c) {
+            let _ = out_tx
+                .send(echo(
+                    c,
+                    MSG_FAIL,
+                    "[Fail]too many commands at once on this session",
+                ))
+                .await;
+            let _ = out_tx.send(packet(c, CMD_KERNEL_CHANNEL_CLOSE, &[1])).await;
+            continue;
+        }
+        let one_shot = matches!(
+            req,
+            Request::Shell {
+                command: Some(_),
+                ..
+            } | Request::Hilog { .. }
+        );
+        let ch = match local.open(&crate::proto::to_bytes(&req)) {
+            Ok(ch) => ch,
+            Err(e) => {
+                let _ = out_tx.send(echo(c, MSG_FAIL, &e.to_string())).await;
+                let _ = out_tx.send(packet(c, CMD_KERNEL_CHANNEL_CLOSE, &[1])).await;
+                continue;
+            }
+        };
+        let tx = ch.sender();
+        if one_shot {
+            // OpenHarmony's commands take no input.
+            let _ = tx.ctrl(&Ctrl::Eof);
+        }
+        chans.insert(c, tx);
+        tokio::spawn(pump(c, ch, out_tx.clone()));
+    };
+    for (_, tx) in chans.drain() {
+        tx.close(&Exit::fail("[Fail]the host went away"));
+    }
+    handlers.abort();
+    dev.shutdown("the host went away");
+    local.shutdown("the host went away");
+    drop(out_tx);
+    let _ = writer.await;
+    r
+}
+
+/// One command's output to the host, as hdcd sends it, until it ends.
+async fn pump(c: u32, mut ch: crate::session::Channel, out: mpsc::Sender<Vec<u8>>) {
+    loop {
+        let pkts = match ch.recv().await {
+            Event::Data(d) => vec![packet(c, CMD_KERNEL_ECHO_RAW, &d)],
+            Event::Ctrl(Ctrl::Stderr(d)) => vec![packet(c, CMD_KERNEL_ECHO_RAW, &d)],
+            Event::Ctrl(Ctrl::Text(t)) => vec![echo(c, MSG_OK, &t)],
+            Event::Ctrl(_) => Vec::new(),
+            Event::Close(e) => {
+                let mut v = Vec::new();
+                if !e.message.is_empty() {
+                    let level = if e.code == 0 { MSG_OK } else { MSG_FAIL };
+                    v.push(echo(c, level, &e.message));
+                }
+                v.push(packet(c, CMD_KERNEL_CHANNEL_CLOSE, &[1]));
+                for p in v {
+                    let _ = out.send(p).await;
+                }
+                return;
+            }
+        };
+        for p in pkts {
+            if out.send(p).await.is_err() {
+                return;
+            }
+        }
+    }
+}
