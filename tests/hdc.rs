@@ -1650,7 +1650,7 @@ fn an_openharmony_host_authenticates_with_its_rsa_key_and_runs_shells() {
     let (out, _) = h.command(6, 2000, b"", b"echo pty-$((7*6)); exit\n");
     assert!(out.contains("pty-42"), "{out}");
     // A command we do not take yet is refused in OpenHarmony's words, and the session lives.
-    let (_, echoes) = h.command(7, 3000, b"send a b", b"");
+    let (_, echoes) = h.command(7, 3500, b"install x.hap", b"");
     assert!(echoes.iter().any(|e| e.contains("E002105")), "{echoes:?}");
     let (out, _) = h.command(8, 1001, b"echo still", b"");
     assert_eq!(out.trim(), "still");
@@ -1667,4 +1667,150 @@ fn a_release_device_refuses_openharmonys_plaintext_sessions() {
         OhosAuth::Unauthorized(m) => assert!(m.contains("encrypted"), "{m}"),
         other => panic!("a plaintext session got in: {other:?}"),
     }
+}
+
+impl OhosHost {
+    /// Waits for `command` on `channel`; panics on the channel's close (with what it said).
+    fn expect(&mut self, channel: u32, command: u32) -> Vec<u8> {
+        let mut said = Vec::new();
+        while let Some(p) = self.next() {
+            if p.protect.channel_id != channel {
+                continue;
+            }
+            match p.protect.command_flag {
+                x if x == command => return p.payload,
+                9 => said.push(String::from_utf8_lossy(&p.payload[1..]).into_owned()),
+                2 => panic!("channel {channel} closed waiting for {command}: {said:?}"),
+                _ => {}
+            }
+        }
+        panic!("the device went away waiting for {command}: {said:?}");
+    }
+
+    /// `hdc file send` as OpenHarmony's host (the master) does it, in chunks of `chunk`
+    /// bytes, LZ4 blocks with `lz4`; returns the device's closing messages.
+    fn file_send(
+        &mut self,
+        c: u32,
+        data: &[u8],
+        remote: &str,
+        lz4: bool,
+        chunk: usize,
+    ) -> Vec<String> {
+        use oxh_hdc::ohos::{TransferConfig, TransferPayload};
+        self.send(c, 12, &[]);
+        let cfg = TransferConfig {
+            file_size: data.len() as u64,
+            path: remote.into(),
+            optional_name: "blob".into(),
+            compress_type: u8::from(lz4),
+            ..Default::default()
+        };
+        self.send(c, 3001, &cfg.encode());
+        self.expect(c, 3002);
+        for (i, part) in data.chunks(chunk).enumerate() {
+            let body = if lz4 {
+                lz4_flex::block::compress(part)
+            } else {
+                part.to_vec()
+            };
+            let head = TransferPayload {
+                index: (i * chunk) as u64,
+                compress_type: u8::from(lz4),
+                compress_size: body.len() as u32,
+                uncompress_size: part.len() as u32,
+            };
+            let mut payload = head.encode_prefix().to_vec();
+            payload.extend_from_slice(&body);
+            self.send(c, 3003, &payload);
+        }
+        assert_eq!(self.expect(c, 3004), vec![1]);
+        let (_, echoes) = self.command(c, 3004, &[0], b"");
+        echoes
+    }
+
+    /// `hdc file recv` as OpenHarmony's host (the slave): returns the bytes and the name the
+    /// device gave.
+    fn file_recv(&mut self, c: u32, remote: &str, lz4: bool) -> (Vec<u8>, String) {
+        use oxh_hdc::ohos::{TransferConfig, TransferPayload};
+        let z = if lz4 { "-z " } else { "" };
+        self.send(c, 3000, format!("{z}{remote} /host/dir").as_bytes());
+        let cfg = TransferConfig::decode(&self.expect(c, 3001)).expect("config");
+        assert_eq!(cfg.path, "/host/dir");
+        self.send(c, 3002, &[1, 0, 0, 0, 0, 0, 0, 0]);
+        let mut got = Vec::new();
+        while (got.len() as u64) < cfg.file_size {
+            let p = self.expect(c, 3003);
+            let head = TransferPayload::decode_prefix(&p).expect("prefix");
+            assert_eq!(head.index, got.len() as u64);
+            let body = &p[64..64 + head.compress_size as usize];
+            match head.compress_type {
+                0 => got.extend_from_slice(body),
+                1 => got.extend(
+                    lz4_flex::block::decompress(body, head.uncompress_size as usize).expect("lz4"),
+                ),
+                t => panic!("compress type {t}"),
+            }
+        }
+        self.send(c, 3004, &[1]);
+        assert_eq!(self.expect(c, 3004), vec![0]);
+        self.send(c, 2, &[1]);
+        assert_eq!(self.expect(c, 2), vec![0]);
+        (got, cfg.optional_name)
+    }
+}
+
+/// OpenHarmony's file commands against our device, both ways, plain and LZ4, several chunks:
+/// byte-identical, written as the shell user, the summary in OpenHarmony's words.
+#[test]
+fn an_openharmony_host_sends_and_receives_files() {
+    let (d, addr) = device(true);
+    let home = tempfile::tempdir().expect("home");
+    let (mut h, auth) = OhosHost::connect(&addr, home.path());
+    assert!(matches!(auth, OhosAuth::Connected(_)), "{auth:?}");
+    let work = tempfile::tempdir().expect("tmp");
+    let data = blob(work.path());
+    let tmp = shell_tmp(&d);
+    for (c, lz4, name) in [(11, false, "plain"), (12, true, "lz4")] {
+        let dir = tmp.join(name);
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::os::unix::fs::chown(&dir, Some(2000), Some(2000)).expect("chown");
+        let echoes = h.file_send(c, &data, &dir.to_string_lossy(), lz4, 408 * 1024);
+        assert!(
+            echoes
+                .iter()
+                .any(|e| e.starts_with("FileTransfer finish, Size:")),
+            "{echoes:?}"
+        );
+        let written = dir.join("blob");
+        assert!(std::fs::read(&written).expect("written") == data, "{name}");
+        let meta = std::fs::metadata(&written).expect("meta");
+        assert_eq!(meta.uid(), 2000, "not written as the shell user");
+        let (back, fname) = h.file_recv(c + 10, &written.to_string_lossy(), lz4);
+        assert_eq!(fname, "blob");
+        assert!(back == data, "{name}: received bytes differ");
+    }
+    // A path the shell user may not write is refused, in words, and the session lives on.
+    let cfg = oxh_hdc::ohos::TransferConfig {
+        file_size: 1,
+        path: "/root".into(),
+        optional_name: "x".into(),
+        ..Default::default()
+    };
+    h.send(21, 12, &[]);
+    h.send(21, 3001, &cfg.encode());
+    h.expect(21, 3002);
+    let head = oxh_hdc::ohos::TransferPayload {
+        index: 0,
+        compress_type: 0,
+        compress_size: 1,
+        uncompress_size: 1,
+    };
+    let mut payload = head.encode_prefix().to_vec();
+    payload.push(b'x');
+    let (_, echoes) = h.command(21, 3003, &payload, b"");
+    assert!(echoes.iter().any(|e| e.starts_with("[Fail]")), "{echoes:?}");
+    assert!(!Path::new("/root/x").exists());
+    let (out, _) = h.command(22, 1001, b"echo alive", b"");
+    assert_eq!(out.trim(), "alive");
 }

@@ -25,6 +25,7 @@ pub mod local;
 pub mod ohos;
 pub mod ohos_auth;
 pub mod ohos_device;
+pub mod ohos_file;
 pub mod proto;
 pub mod relay;
 pub mod server;

@@ -308,6 +308,128 @@ impl TransferPayload {
     }
 }
 
+/// The head room before a file chunk's bytes: a serialized [`TransferPayload`], a NUL, zeros.
+pub const PAYLOAD_PREFIX_RESERVE: usize = 64;
+/// The largest chunk hdc moves (MAX_SIZE_IOBUF, 511 KiB).
+pub const MAX_SIZE_IOBUF: usize = 511 * 1024;
+/// TransferPayload.compressType: none.
+pub const COMPRESS_NONE: u8 = 0;
+/// TransferPayload.compressType: an LZ4 block.
+pub const COMPRESS_LZ4: u8 = 1;
+
+impl TransferPayload {
+    /// The 64-byte prefix of a CMD_FILE_DATA payload.
+    pub fn encode_prefix(&self) -> [u8; PAYLOAD_PREFIX_RESERVE] {
+        let e = self.encode();
+        let mut p = [0u8; PAYLOAD_PREFIX_RESERVE];
+        p[..e.len()].copy_from_slice(&e);
+        p
+    }
+
+    /// Reads the prefix of a CMD_FILE_DATA payload: the struct ends where a field key would be
+    /// 0 (the NUL after it; no field has number 0).
+    pub fn decode_prefix(p: &[u8]) -> Result<Self, WireError> {
+        let p = p
+            .get(..PAYLOAD_PREFIX_RESERVE)
+            .ok_or(WireError::Malformed("a file chunk shorter than its prefix"))?;
+        let mut end = 0;
+        let mut rest = p;
+        while let Some(&k) = rest.first() {
+            if k == 0 {
+                break;
+            }
+            let before = rest.len();
+            let key = get_varint(&mut rest)?;
+            match key & 7 {
+                0 => {
+                    get_varint(&mut rest)?;
+                }
+                _ => return Err(WireError::Malformed("a chunk prefix field is not a number")),
+            }
+            end += before - rest.len();
+        }
+        TransferPayload::decode(&p[..end])
+    }
+}
+
+/// TransferConfig: a file transfer's (or an install's) description, sent by the side that
+/// reads the file in CMD_FILE_CHECK / CMD_APP_CHECK.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TransferConfig {
+    /// Bytes in the file.
+    pub file_size: u64,
+    /// Access time, nanoseconds (with `-a`).
+    pub atime: u64,
+    /// Modification time, nanoseconds (with `-a`).
+    pub mtime: u64,
+    /// The command line's options.
+    pub options: String,
+    /// Where the file goes (the receiver's path).
+    pub path: String,
+    /// The file's own name (appended when `path` is a directory).
+    pub optional_name: String,
+    /// `-sync`: only if newer.
+    pub update_if_new: bool,
+    /// [`COMPRESS_NONE`] or [`COMPRESS_LZ4`].
+    pub compress_type: u8,
+    /// `-a`: keep the times.
+    pub hold_timestamp: bool,
+    /// `install`, `sideload`, or empty.
+    pub function_name: String,
+    /// The client's working directory.
+    pub client_cwd: String,
+    /// Reserved (the bundle of `-b`).
+    pub reserve1: String,
+    /// Reserved.
+    pub reserve2: String,
+}
+
+impl TransferConfig {
+    /// Its serialized bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.varint(1, self.file_size)
+            .varint(2, self.atime)
+            .varint(3, self.mtime)
+            .bytes(4, self.options.as_bytes())
+            .bytes(5, self.path.as_bytes())
+            .bytes(6, self.optional_name.as_bytes())
+            .varint(7, self.update_if_new.into())
+            .varint(8, self.compress_type.into())
+            .varint(9, self.hold_timestamp.into())
+            .bytes(10, self.function_name.as_bytes())
+            .bytes(11, self.client_cwd.as_bytes())
+            .bytes(12, self.reserve1.as_bytes())
+            .bytes(13, self.reserve2.as_bytes());
+        w.0
+    }
+
+    /// Parses serialized bytes.
+    pub fn decode(b: &[u8]) -> Result<Self, WireError> {
+        let mut t = TransferConfig::default();
+        read_fields(b, |f, v| {
+            match f {
+                1 => t.file_size = as_u64(v)?,
+                2 => t.atime = as_u64(v)?,
+                3 => t.mtime = as_u64(v)?,
+                4 => t.options = as_string(v)?,
+                5 => t.path = as_string(v)?,
+                6 => t.optional_name = as_string(v)?,
+                7 => t.update_if_new = as_u64(v)? != 0,
+                8 => t.compress_type = as_u8(v)?,
+                9 => t.hold_timestamp = as_u64(v)? != 0,
+                10 => t.function_name = as_string(v)?,
+                11 => t.client_cwd = as_string(v)?,
+                12 => t.reserve1 = as_string(v)?,
+                13 => t.reserve2 = as_string(v)?,
+                _ => {}
+            }
+            Ok(())
+        })?;
+        Ok(t)
+    }
+}
+
 /// One session packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Packet {
@@ -372,6 +494,8 @@ pub fn fuzz_one(data: &[u8]) {
     while let Ok(Some(p)) = decode_packet(&mut b) {
         let _ = SessionHandShake::decode(&p.payload);
         let _ = TransferPayload::decode(&p.payload);
+        let _ = TransferPayload::decode_prefix(&p.payload);
+        let _ = TransferConfig::decode(&p.payload);
     }
     let _ = SessionHandShake::decode(data);
 }
@@ -482,5 +606,43 @@ mod tests {
         };
         assert_eq!(TransferPayload::decode(&t.encode()).unwrap(), t);
         assert_eq!(t.encode()[..2], [0x08, 0x80]);
+    }
+
+    /// A CMD_FILE_DATA prefix as the definitions give it: TransferPayload{index 0,
+    /// compressType 1, compressSize 300, uncompressSize 511 KiB}, a NUL, zeros to 64 bytes;
+    /// index 0 has a zero byte inside, which must not end the struct.
+    #[test]
+    fn a_file_chunk_prefix_is_the_bytes_the_definitions_give() {
+        let t = TransferPayload {
+            index: 0,
+            compress_type: COMPRESS_LZ4,
+            compress_size: 300,
+            uncompress_size: 511 * 1024,
+        };
+        let p = t.encode_prefix();
+        let mut want = vec![
+            0x08, 0x00, 0x10, 0x01, 0x18, 0xac, 0x02, 0x20, 0x80, 0xf8, 0x1f,
+        ];
+        want.resize(64, 0);
+        assert_eq!(&p[..], &want[..]);
+        assert_eq!(TransferPayload::decode_prefix(&p), Ok(t));
+        assert!(TransferPayload::decode_prefix(&p[..63]).is_err());
+    }
+
+    /// TransferConfig's fields in order, defaults written (hdc's serializer skips none).
+    #[test]
+    fn a_transfer_config_is_the_bytes_the_definitions_give() {
+        let c = TransferConfig {
+            file_size: 5,
+            path: "/d".into(),
+            optional_name: "x".into(),
+            ..Default::default()
+        };
+        let want: Vec<u8> = vec![
+            0x08, 5, 0x10, 0, 0x18, 0, 0x22, 0, 0x2a, 2, b'/', b'd', 0x32, 1, b'x', 0x38, 0, 0x40,
+            0, 0x48, 0, 0x52, 0, 0x5a, 0, 0x62, 0, 0x6a, 0,
+        ];
+        assert_eq!(c.encode(), want);
+        assert_eq!(TransferConfig::decode(&want), Ok(c));
     }
 }

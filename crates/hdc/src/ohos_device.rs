@@ -14,9 +14,10 @@
 //! | CMD_KERNEL_CHANNEL_CLOSE (2) [n] | the channel ends; answered [n-1] if n>0 |
 //!
 //! Output goes back as CMD_KERNEL_ECHO_RAW (10), messages as CMD_KERNEL_ECHO (9, a level byte
-//! then text), the end as CMD_KERNEL_CHANNEL_CLOSE [1], as hdcd does. File transfer, install
-//! and port forwarding in OpenHarmony's commands are not here yet: they are refused with
-//! OpenHarmony's "[E002105] Unsupport command".
+//! then text), the end as CMD_KERNEL_CHANNEL_CLOSE [1], as hdcd does. File transfers
+//! (CMD_FILE_*) are [`crate::ohos_file`]'s. Install and port forwarding in OpenHarmony's
+//! commands are not here yet: they are refused with OpenHarmony's "[E002105] Unsupport
+//! command".
 
 use crate::device::{AUTH_BYPASS_PARAM, DEBUGGABLE_PARAM, DeviceConfig};
 use crate::ohos::{self, PayloadProtect, SessionHandShake};
@@ -24,6 +25,7 @@ use crate::ohos_auth::{
     CMD_KERNEL_CHANNEL_CLOSE, CMD_KERNEL_ECHO, CMD_KERNEL_HANDSHAKE, DeviceAuth, DeviceOutcome,
     DevicePolicy, KeyVerdict,
 };
+use crate::ohos_file;
 use crate::proto::{Ctrl, Exit, Request, WinSize};
 use crate::session::{Event, Sender, Session};
 use bytes::BytesMut;
@@ -252,6 +254,9 @@ pub(crate) async fn serve(
         }
     });
     let mut chans: HashMap<u32, Sender> = HashMap::new();
+    // File transfers: each channel's packets go to its task, in order; a full queue holds
+    // the reader (the socket's own back-pressure).
+    let mut files: HashMap<u32, mpsc::Sender<ohos::Packet>> = HashMap::new();
     let r = loop {
         let p = match reader.next().await {
             Ok(Some(p)) => p,
@@ -259,6 +264,47 @@ pub(crate) async fn serve(
             Err(e) => break Err(e),
         };
         let (c, cmd) = (p.protect.channel_id, p.protect.command_flag);
+        files.retain(|_, t| !t.is_closed());
+        if let Some(t) = files.get(&c) {
+            let close = cmd == CMD_KERNEL_CHANNEL_CLOSE;
+            let n = p.payload.first().copied().unwrap_or(0);
+            let _ = t.send(p).await;
+            if close {
+                files.remove(&c);
+                if n > 0 {
+                    let _ = out_tx
+                        .send(packet(c, CMD_KERNEL_CHANNEL_CLOSE, &[n - 1]))
+                        .await;
+                }
+            }
+            continue;
+        }
+        if matches!(cmd, ohos_file::CMD_FILE_CHECK | ohos_file::CMD_FILE_INIT) && c != 0 {
+            if files.len() + chans.len() >= MAX_OHOS_CHANNELS {
+                let _ = out_tx
+                    .send(echo(
+                        c,
+                        MSG_FAIL,
+                        "[Fail]too many commands at once on this session",
+                    ))
+                    .await;
+                let _ = out_tx.send(packet(c, CMD_KERNEL_CHANNEL_CLOSE, &[1])).await;
+                continue;
+            }
+            let (tx, rx) = mpsc::channel(8);
+            let (local, out) = (local.clone(), out_tx.clone());
+            if cmd == ohos_file::CMD_FILE_INIT {
+                let args = String::from_utf8_lossy(&p.payload)
+                    .trim_end_matches('\0')
+                    .to_string();
+                tokio::spawn(ohos_file::master(c, args, rx, local, out));
+            } else {
+                tokio::spawn(ohos_file::slave(c, rx, local, out));
+                let _ = tx.send(p).await;
+            }
+            files.insert(c, tx);
+            continue;
+        }
         let text = || {
             String::from_utf8_lossy(&p.payload)
                 .trim_end_matches('\0')

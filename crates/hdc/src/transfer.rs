@@ -22,16 +22,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// XXH3-128 of a file's bytes, as the sender and receiver compare them. twox-hash picks the
 /// AVX2 code at run time (xxhash-rust chose SSE2 at build time: twice the cost here).
-struct Xxh3(twox_hash::XxHash3_128);
+pub(crate) struct Xxh3(twox_hash::XxHash3_128);
 
 impl Xxh3 {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Xxh3(twox_hash::XxHash3_128::new())
     }
-    fn update(&mut self, b: &[u8]) {
+    pub(crate) fn update(&mut self, b: &[u8]) {
         self.0.write(b);
     }
-    fn digest128(&self) -> u128 {
+    pub(crate) fn digest128(&self) -> u128 {
         self.0.finish_128()
     }
 }

@@ -1,0 +1,385 @@
+//! OpenHarmony's file transfer commands (developtools_hdc's `transfer.cpp`, `file.cpp`;
+//! docs/HDC-WIRE.md §6) for OpenHarmony's hosts, on the device. The side that reads is the
+//! master, the side that writes the slave; all packets of a transfer are on one channel:
+//!
+//! ```text
+//! file send (host master):  WAKEUP_SLAVETASK → FILE_CHECK(TransferConfig) → FILE_BEGIN(flags)
+//!                           FILE_DATA(64-byte TransferPayload prefix + bytes)... → FILE_FINISH[1]
+//!                           (next file: FILE_CHECK ...) → FILE_FINISH[0] → ECHO summary, CLOSE[1]
+//! file recv (device master): FILE_INIT("[-a] [-z] REMOTE LOCAL") → FILE_CHECK → FILE_BEGIN
+//!                           → FILE_DATA... → FILE_FINISH[1] → ... → FILE_FINISH[0]
+//! ```
+//!
+//! The bytes are read and written by our own transfer code ([`crate::transfer`]) on the
+//! device's in-process session, so they get the same care as ours: the shell user's
+//! permissions, a temporary file renamed only when complete, nothing left of a broken one.
+//! LZ4 blocks (compressType 1, `-z`) both ways.
+
+use crate::ohos::{
+    self, COMPRESS_LZ4, COMPRESS_NONE, MAX_SIZE_IOBUF, PAYLOAD_PREFIX_RESERVE, PayloadProtect,
+    TransferConfig, TransferPayload,
+};
+use crate::proto::{Ctrl, Exit, FileMeta, FileOpts, Request};
+use crate::session::{Channel, Event, Session};
+use crate::transfer::{Stats, Xxh3};
+use bytes::Bytes;
+use std::time::Instant;
+use tokio::sync::mpsc;
+
+/// CMD_FILE_INIT: the host asks the device to send files.
+pub const CMD_FILE_INIT: u32 = 3000;
+/// CMD_FILE_CHECK: one file's TransferConfig.
+pub const CMD_FILE_CHECK: u32 = 3001;
+/// CMD_FILE_BEGIN: the writer is ready.
+pub const CMD_FILE_BEGIN: u32 = 3002;
+/// CMD_FILE_DATA: a chunk.
+pub const CMD_FILE_DATA: u32 = 3003;
+/// CMD_FILE_FINISH: \[1\] a file is written, \[0\] all are sent.
+pub const CMD_FILE_FINISH: u32 = 3004;
+/// CMD_FILE_MODE: a file's mode (with `-m`), answered empty.
+pub const CMD_FILE_MODE: u32 = 3006;
+/// CMD_DIR_MODE: a directory's mode.
+pub const CMD_DIR_MODE: u32 = 3007;
+/// FILE_BEGIN's flags: byte 0 bit 0, the writer takes huge buffers.
+const BEGIN_FLAGS: [u8; 8] = [1, 0, 0, 0, 0, 0, 0, 0];
+/// Chunk size the device sends: hdc's huge-buffer chunk (80% of MAX_SIZE_IOBUF).
+pub const SEND_CHUNK: usize = MAX_SIZE_IOBUF * 4 / 5;
+
+/// Whether a command belongs to a file transfer.
+pub fn is_file_command(c: u32) -> bool {
+    (CMD_FILE_INIT..=CMD_DIR_MODE).contains(&c)
+}
+
+fn packet(channel: u32, command: u32, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32 + payload.len());
+    ohos::encode_packet(&mut out, &PayloadProtect::new(channel, command), payload);
+    out
+}
+
+/// What a transfer task sends the host through.
+pub type Out = mpsc::Sender<Vec<u8>>;
+
+async fn fail(c: u32, out: &Out, why: &str) {
+    let mut p = vec![0u8];
+    p.extend_from_slice(why.as_bytes());
+    let _ = out
+        .send(packet(c, crate::ohos_auth::CMD_KERNEL_ECHO, &p))
+        .await;
+    let _ = out
+        .send(packet(c, crate::ohos_auth::CMD_KERNEL_CHANNEL_CLOSE, &[1]))
+        .await;
+}
+
+async fn finish_ok(c: u32, out: &Out, stats: Stats) {
+    let mut p = vec![2u8];
+    p.extend_from_slice(stats.finish_line().as_bytes());
+    let _ = out
+        .send(packet(c, crate::ohos_auth::CMD_KERNEL_ECHO, &p))
+        .await;
+    let _ = out
+        .send(packet(c, crate::ohos_auth::CMD_KERNEL_CHANNEL_CLOSE, &[1]))
+        .await;
+}
+
+/// The file's name in a transfer: its own name, or the last part of its path; never a path.
+fn file_name(cfg: &TransferConfig) -> String {
+    let n = if cfg.optional_name.is_empty() {
+        &cfg.path
+    } else {
+        &cfg.optional_name
+    };
+    n.rsplit('/')
+        .find(|s| !s.is_empty() && *s != "." && *s != "..")
+        .unwrap_or("file")
+        .to_string()
+}
+
+/// The device writes: the host's `file send`. `rx` has this channel's packets, the first a
+/// FILE_CHECK.
+pub async fn slave(c: u32, mut rx: mpsc::Receiver<ohos::Packet>, local: Session, out: Out) {
+    let t0 = Instant::now();
+    let mut stats = Stats::default();
+    while let Some(p) = rx.recv().await {
+        match p.protect.command_flag {
+            CMD_FILE_CHECK => match receive_one(c, &p.payload, &mut rx, &local, &out).await {
+                Ok(n) => {
+                    stats.files += 1;
+                    stats.bytes += n;
+                    let _ = out.send(packet(c, CMD_FILE_FINISH, &[1])).await;
+                }
+                Err(e) => return fail(c, &out, &e).await,
+            },
+            CMD_FILE_FINISH => {
+                stats.elapsed = t0.elapsed();
+                return finish_ok(c, &out, stats).await;
+            }
+            CMD_FILE_MODE | CMD_DIR_MODE => {
+                let _ = out.send(packet(c, p.protect.command_flag, &[])).await;
+            }
+            crate::ohos_auth::CMD_KERNEL_CHANNEL_CLOSE => return,
+            _ => {}
+        }
+    }
+}
+
+/// One file: its TransferConfig in `check`, then chunks until its size is in; written by
+/// our receiver and renamed into place before this returns its size.
+async fn receive_one(
+    c: u32,
+    check: &[u8],
+    rx: &mut mpsc::Receiver<ohos::Packet>,
+    local: &Session,
+    out: &Out,
+) -> Result<u64, String> {
+    let cfg = TransferConfig::decode(check).map_err(|e| format!("[Fail]{e}"))?;
+    if cfg.path.is_empty() {
+        return Err("[Fail]There is no remote path".into());
+    }
+    if !cfg.path.starts_with('/') {
+        return Err(format!(
+            "[Fail]the device path must be absolute: {}",
+            cfg.path
+        ));
+    }
+    let opts = FileOpts {
+        keep_attrs: cfg.hold_timestamp,
+        compress: false,
+        sync: false,
+    };
+    let mut ch = local
+        .open(&crate::proto::to_bytes(&Request::FileSend {
+            remote: cfg.path.clone(),
+            opts,
+        }))
+        .map_err(|e| e.to_string())?;
+    let meta = FileMeta {
+        rel: file_name(&cfg),
+        dir: false,
+        size: cfg.file_size,
+        mode: 0o644,
+        mtime: (cfg.mtime / 1_000_000_000) as i64,
+        mtime_ns: (cfg.mtime % 1_000_000_000) as u32,
+    };
+    let tx = ch.sender();
+    tx.ctrl(&Ctrl::FileBegin(meta)).map_err(|e| e.to_string())?;
+    out.send(packet(c, CMD_FILE_BEGIN, &BEGIN_FLAGS))
+        .await
+        .map_err(|_| "[Fail]the host went away".to_string())?;
+    let mut hash = Xxh3::new();
+    let mut got = 0u64;
+    while got < cfg.file_size {
+        let Some(p) = rx.recv().await else {
+            return Err("[Fail]the host went away".into());
+        };
+        match p.protect.command_flag {
+            CMD_FILE_DATA => {}
+            crate::ohos_auth::CMD_KERNEL_CHANNEL_CLOSE => {
+                return Err("[Fail]Transfer Stop: the host closed the channel".into());
+            }
+            _ => continue,
+        }
+        let head = TransferPayload::decode_prefix(&p.payload).map_err(|e| format!("[Fail]{e}"))?;
+        let body = p
+            .payload
+            .get(PAYLOAD_PREFIX_RESERVE..PAYLOAD_PREFIX_RESERVE + head.compress_size as usize)
+            .ok_or("[Fail]a file chunk is shorter than its compressSize")?;
+        if head.index != got {
+            return Err(format!(
+                "[Fail]a file chunk at {} where {got} was expected",
+                head.index
+            ));
+        }
+        let n = head.uncompress_size as usize;
+        if n > MAX_SIZE_IOBUF {
+            return Err(format!(
+                "[Fail]a file chunk of {n} bytes (the limit is {MAX_SIZE_IOBUF})"
+            ));
+        }
+        let data = match head.compress_type {
+            COMPRESS_NONE if body.len() == n => Bytes::copy_from_slice(body),
+            COMPRESS_LZ4 => Bytes::from(
+                lz4_flex::block::decompress(body, n)
+                    .map_err(|e| format!("[Fail]a bad LZ4 chunk: {e}"))?,
+            ),
+            t => return Err(format!("[Fail]compress type {t} is not supported")),
+        };
+        if data.len() != n || got + n as u64 > cfg.file_size {
+            return Err("[Fail]a file chunk does not fit the file's size".into());
+        }
+        hash.update(&data);
+        got += n as u64;
+        tx.send(data).await.map_err(|e| e.to_string())?;
+    }
+    tx.ctrl(&Ctrl::FileEnd {
+        hash: hash.digest128(),
+    })
+    .map_err(|e| e.to_string())?;
+    tx.ctrl(&Ctrl::Done).map_err(|e| e.to_string())?;
+    loop {
+        match ch.recv().await {
+            Event::Close(e) if e.code == 0 => return Ok(got),
+            Event::Close(e) => return Err(e.message),
+            _ => {}
+        }
+    }
+}
+
+/// The device reads: the host's `file recv`; `args` is FILE_INIT's text
+/// (`[-a] [-z] [-cwd DIR] REMOTE LOCAL`: REMOTE on this device, LOCAL on the host).
+pub async fn master(
+    c: u32,
+    args: String,
+    mut rx: mpsc::Receiver<ohos::Packet>,
+    local: Session,
+    out: Out,
+) {
+    let a = crate::channel::split_args(&args);
+    let (mut hold, mut lz4, mut paths) = (false, false, Vec::new());
+    let mut it = a.iter();
+    while let Some(x) = it.next() {
+        match x.as_str() {
+            "-a" => hold = true,
+            "-z" => lz4 = true,
+            "-cwd" | "-b" => {
+                it.next();
+            }
+            o if o.starts_with('-') || o == "remote" => {}
+            p => paths.push(p.to_string()),
+        }
+    }
+    let [.., remote, host_path] = paths.as_slice() else {
+        return fail(c, &out, "[Fail]There is no local and remote path").await;
+    };
+    if !remote.starts_with('/') {
+        let why = format!("[Fail]the device path must be absolute: {remote}");
+        return fail(c, &out, &why).await;
+    }
+    let opts = FileOpts {
+        keep_attrs: hold,
+        compress: false,
+        sync: false,
+    };
+    let req = Request::FileRecv {
+        remote: remote.clone(),
+        opts,
+    };
+    let ch = match local.open(&crate::proto::to_bytes(&req)) {
+        Ok(ch) => ch,
+        Err(e) => return fail(c, &out, &e.to_string()).await,
+    };
+    let name = remote
+        .rsplit('/')
+        .find(|s| !s.is_empty())
+        .unwrap_or("file")
+        .to_string();
+    if let Err(e) = send_all(c, ch, &mut rx, &out, host_path, &name, hold, lz4).await {
+        fail(c, &out, &e).await;
+    }
+}
+
+/// Waits for the host's answer `want` on this channel.
+async fn wait_for(rx: &mut mpsc::Receiver<ohos::Packet>, want: u32) -> Result<(), String> {
+    loop {
+        let Some(p) = rx.recv().await else {
+            return Err("[Fail]the host went away".into());
+        };
+        match p.protect.command_flag {
+            x if x == want => return Ok(()),
+            crate::ohos_auth::CMD_KERNEL_CHANNEL_CLOSE => {
+                return Err("[Fail]Transfer Stop: the host closed the channel".into());
+            }
+            _ => {}
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn send_all(
+    c: u32,
+    mut ch: Channel,
+    rx: &mut mpsc::Receiver<ohos::Packet>,
+    out: &Out,
+    host_path: &str,
+    name: &str,
+    hold: bool,
+    lz4: bool,
+) -> Result<(), String> {
+    let gone = || "[Fail]the host went away".to_string();
+    let mut index = 0u64;
+    loop {
+        match ch.recv().await {
+            Event::Ctrl(Ctrl::FileBegin(meta)) if meta.dir => {}
+            Event::Ctrl(Ctrl::FileBegin(meta)) => {
+                // A tree's paths start with its root's name, which becomes `host_path`
+                // (the host appends optionalName itself when that is a directory).
+                let path = match meta.rel.split_once('/') {
+                    Some((_, rest)) => format!("{}/{rest}", host_path.trim_end_matches('/')),
+                    None => host_path.to_string(),
+                };
+                let ns = (meta.mtime.max(0) as u64) * 1_000_000_000 + u64::from(meta.mtime_ns);
+                let cfg = TransferConfig {
+                    file_size: meta.size,
+                    atime: if hold { ns } else { 0 },
+                    mtime: if hold { ns } else { 0 },
+                    path,
+                    optional_name: meta
+                        .rel
+                        .rsplit('/')
+                        .next()
+                        .filter(|s| !s.is_empty())
+                        .unwrap_or(name)
+                        .to_string(),
+                    compress_type: if lz4 { COMPRESS_LZ4 } else { COMPRESS_NONE },
+                    hold_timestamp: hold,
+                    ..Default::default()
+                };
+                out.send(packet(c, CMD_FILE_CHECK, &cfg.encode()))
+                    .await
+                    .map_err(|_| gone())?;
+                wait_for(rx, CMD_FILE_BEGIN).await?;
+                index = 0;
+            }
+            Event::Data(d) => {
+                for part in d.chunks(SEND_CHUNK) {
+                    let packed = lz4
+                        .then(|| lz4_flex::block::compress(part))
+                        .filter(|z| z.len() < part.len());
+                    let (ctype, body) = match &packed {
+                        Some(z) => (COMPRESS_LZ4, &z[..]),
+                        None => (COMPRESS_NONE, part),
+                    };
+                    let head = TransferPayload {
+                        index,
+                        compress_type: ctype,
+                        compress_size: body.len() as u32,
+                        uncompress_size: part.len() as u32,
+                    };
+                    let mut payload = Vec::with_capacity(PAYLOAD_PREFIX_RESERVE + body.len());
+                    payload.extend_from_slice(&head.encode_prefix());
+                    payload.extend_from_slice(body);
+                    out.send(packet(c, CMD_FILE_DATA, &payload))
+                        .await
+                        .map_err(|_| gone())?;
+                    index += part.len() as u64;
+                }
+            }
+            Event::Ctrl(Ctrl::FileEnd { .. }) => wait_for(rx, CMD_FILE_FINISH).await?,
+            Event::Ctrl(Ctrl::Done) => {
+                // Our sender waits for its receiver's word: all written.
+                ch.close(&Exit::ok());
+                out.send(packet(c, CMD_FILE_FINISH, &[0]))
+                    .await
+                    .map_err(|_| gone())?;
+                return Ok(());
+            }
+            Event::Ctrl(_) => {}
+            Event::Close(e) => {
+                return Err(if e.message.is_empty() {
+                    "[Fail]the transfer ended".into()
+                } else {
+                    e.message
+                });
+            }
+        }
+    }
+}
