@@ -321,3 +321,22 @@ fn keygen_without_a_device_says_so_and_writes_no_profile() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(keys.join("dev.p7b").is_file());
 }
+
+#[test]
+fn hilog_json_has_no_rust_names() {
+    let dev = TestDevice::start();
+    let g = json(&dev.oxh_ok(&["hilog", "-g", "--json"]));
+    has_openharmony_keys("hilog -g", &g, &["size"]);
+    let q = json(&dev.oxh_ok(&["hilog", "-w", "query", "--json"]));
+    has_openharmony_keys("hilog -w query", &q, &["running", "fileSize", "maxFiles"]);
+    // The daemon's own start-up lines, one JSON object a line.
+    let out = dev.oxh_ok(&["hilog", "-x", "--json"]);
+    let first = json(out.lines().next().unwrap_or("null"));
+    has_openharmony_keys("hilog -x", &first, &["logType", "level", "domain", "tag"]);
+    assert_eq!(first["logType"], "LOG_CORE", "{first}");
+    let level = first["level"].as_str().unwrap_or_default();
+    assert!(
+        ["DEBUG", "INFO", "WARN", "ERROR", "FATAL"].contains(&level),
+        "{first}"
+    );
+}
