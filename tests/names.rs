@@ -234,6 +234,18 @@ fn bundle_json_has_bundle_managers_names() {
         "-o",
         s(&hap),
     ]);
+    // Signed: the profile by its own keys, the verify report without our names.
+    let signed = json(&dev.oxh_ok(&["--json", "hap", "info", s(&hap)]));
+    let p = &signed[0]["profile"];
+    has_openharmony_keys(
+        "hap info profile",
+        p,
+        &["type", "bundle-name", "device-ids"],
+    );
+    assert_eq!(p["bundle-name"], BUNDLE, "{p}");
+    let v = json(&dev.oxh_ok(&["--json", "hap", "verify", s(&hap)]));
+    has_openharmony_keys("hap verify", &v, &["ok", "report"]);
+    assert!(v["report"]["appId"].is_string(), "{v}");
     dev.oxh_ok(&["bm", "install", "-p", s(&hap)]);
     let out = dev.oxh_ok(&["bm", "dump", "-n", BUNDLE]);
     let d = json(out.split_once('\n').map(|x| x.1).unwrap_or(""));
