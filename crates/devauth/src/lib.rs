@@ -118,13 +118,14 @@ pub enum DeviceType {
     Watch,
     /// DEVICE_TYPE_PC 0x0C.
     Pc,
-    /// DEVICE_TYPE_2IN1 0xA2F: OpenHarmony's laptop/tablet PCs.
-    #[serde(rename = "2in1")]
-    TwoInOne,
     /// DEVICE_TYPE_CAR 0x83.
     Car,
     /// OpenHarmony's "default" product type, which device manager reports as a phone.
     Default,
+    /// DEVICE_TYPE_2IN1 0xA2F: OpenHarmony's laptop/tablet PCs (last, so that the variants
+    /// before it keep their postcard index).
+    #[serde(rename = "2in1")]
+    TwoInOne,
 }
 
 /// DmDeviceType ids (OpenHarmony's dm_device_info.h), the one table of them.
