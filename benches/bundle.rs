@@ -76,9 +76,7 @@ fn main() {
     let udid = rt
         .block_on(dev.device_manager().local_device_info())
         .unwrap()
-        .info
-        .udid
-        .clone();
+        .udid;
     let work = tempfile::tempdir().unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

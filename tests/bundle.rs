@@ -392,11 +392,11 @@ fn app_uid_resolves_to_the_app_token() {
     let me: Value = serde_json::from_str(line).unwrap();
     assert_eq!(me["uid"].as_u64(), Some(uid), "{me}");
     assert_eq!(
-        me["token_id"].as_u64(),
+        me["tokenID"].as_u64(),
         Some(token),
         "the app's uid runs with the app's token: {me}"
     );
-    assert_eq!(me["token_type"], "Hap", "{me}");
+    assert_eq!(me["tokenType"], "hap", "{me}");
 }
 
 const CHILD_ENV: &str = "OXH_BUNDLE_TEST_CHILD";

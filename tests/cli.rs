@@ -17,8 +17,8 @@ fn device_identity_is_created_once_and_kept() {
         serde_json::from_str(&dev.oxh_ok(&["device", "info", "--json"])).unwrap();
     let udid = info["udid"].as_str().unwrap().to_string();
     assert_eq!(udid.len(), 64);
-    assert_eq!(info["name"], "test-device");
-    assert_eq!(info["device_type_id"], 0x0E);
+    assert_eq!(info["deviceName"], "test-device");
+    assert_eq!(info["deviceTypeId"], 0x0E);
     dev.stop();
     dev.restart();
     let again: serde_json::Value =

@@ -13,6 +13,7 @@ mod hilog;
 mod ipc;
 mod kv;
 mod limits;
+mod names;
 mod netns;
 mod param;
 mod samgr;

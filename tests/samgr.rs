@@ -26,9 +26,9 @@ async fn on_demand_sa_starts_on_its_first_call() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|s| s["id"] == 4700)
+        .find(|s| s["saId"] == 4700)
         .unwrap();
-    assert_eq!(dm["state"], "Running", "started by the call: {out}");
+    assert_eq!(dm["state"], "LOADED", "started by the call: {out}");
 }
 
 #[tokio::test]

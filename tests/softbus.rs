@@ -112,7 +112,7 @@ async fn pin_binding_makes_both_sides_trusted_and_online() {
     wait_online(&b, 1).await;
     let la: serde_json::Value =
         serde_json::from_str(&a.oxh_ok(&["device", "list", "--json"])).unwrap();
-    assert_eq!(la[0]["network_id"], b.ready_field("network_id"));
+    assert_eq!(la[0]["networkId"], b.ready_field("network_id"));
     let info = a.oxh_ok(&["device", "info"]);
     assert!(
         info.contains(&a.ready_field("network_id")),
@@ -966,7 +966,7 @@ async fn sa_list_of_another_device_through_a_remote_call() {
         v.as_array()
             .unwrap()
             .iter()
-            .map(|s| s["id"].as_i64().unwrap())
+            .map(|s| s["saId"].as_i64().unwrap())
             .collect()
     };
     assert_eq!(ids(&there), ids(&direct), "B's list, as B itself gives it");

@@ -3,7 +3,7 @@
 use super::{Global, print_json};
 use anyhow::Result;
 use clap::Subcommand;
-use oxh_softbus::api::{StateEvent, TrustedView};
+use oxh_softbus::api::{DeviceStateChangeResult, StateEvent, TrustedView};
 
 /// `oxh device` subcommands.
 #[derive(Debug, Subcommand)]
@@ -64,24 +64,17 @@ pub async fn run(g: &Global, cmd: &DeviceCmd) -> Result<i32> {
         DeviceCmd::Info => {
             let l = dm.local_device_info().await?;
             if g.json {
-                print_json(&serde_json::json!({
-                    "udid": l.info.udid,
-                    "name": l.info.name,
-                    "device_type": l.info.device_type,
-                    "device_type_id": l.info.device_type_id,
-                    "os_version": l.info.os_version,
-                    "network_id": l.network_id,
-                    "bus_addr": l.bus_addr,
-                }))?;
+                print_json(&l)?;
             } else {
-                println!("udid:        {}", l.info.udid);
-                println!("name:        {}", l.info.name);
+                println!("udid:        {}", l.udid);
+                println!("name:        {}", l.name);
                 println!(
-                    "type:        {} ({:#04X})",
-                    l.info.device_type.as_str(),
-                    l.info.device_type_id
+                    "type:        {} ({:#04X} {})",
+                    l.device_type.as_str(),
+                    l.device_type_id,
+                    oxh_devauth::dm_type_name(l.device_type_id)
                 );
-                println!("os version:  {}", l.info.os_version);
+                println!("os version:  {}", l.os_version);
                 println!("networkId:   {}", l.network_id);
                 println!("bus:         {}", l.bus_addr);
             }
@@ -152,7 +145,8 @@ pub async fn run(g: &Global, cmd: &DeviceCmd) -> Result<i32> {
                         StateEvent::InfoChanged(t) => ("INFO_CHANGED", t),
                     };
                     if g.json {
-                        println!("{}", serde_json::json!({"event": what, "device": t}));
+                        let r = DeviceStateChangeResult::from(ev.clone());
+                        println!("{}", serde_json::to_string(&r)?);
                     } else {
                         println!(
                             "{what:<12} {} {}",

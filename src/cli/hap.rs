@@ -4,6 +4,7 @@
 use super::{Global, print_json};
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
+use oxh_bundle::model::{HapInfo, Model};
 use oxh_bundle::package::{Limits, open_hap};
 use oxh_bundle::tools::{self, ProfileSpec};
 use oxh_bundle::verify::{VerifyOptions, pem_certs};
@@ -90,6 +91,25 @@ pub enum HapCmd {
     Trust(TrustCmd),
 }
 
+/// One HAP as `oxh hap info --json` prints it: the module's [`HapInfo`] with module.json's
+/// names (bundleName, versionCode, moduleName, abilities[].name, ...), its native ABIs and
+/// who signed it.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HapInfoView {
+    /// The parsed module.json / config.json.
+    #[serde(flatten)]
+    info: HapInfo,
+    /// `libs/<abi>/` dirs.
+    abis: Vec<String>,
+    /// Has a signing block.
+    signed: bool,
+    /// Signer's subject.
+    signer: String,
+    /// The signing profile.
+    profile: Option<oxh_bundle::verify::Profile>,
+}
+
 /// `oxh hap trust ...`
 #[derive(Debug, Subcommand)]
 pub enum TrustCmd {
@@ -147,10 +167,14 @@ pub async fn run(g: &Global, c: &HapCmd) -> Result<i32> {
                 match g.connect().await {
                     Ok(dev) => {
                         let l = dev.device_manager().local_device_info().await?;
-                        ids.push(l.info.udid.clone());
+                        ids.push(l.udid.clone());
                     }
-                    Err(_) => eprintln!(
-                        "note: no device running and no --device-id: the debug profile lists no device"
+                    // A debug profile that lists no device installs nowhere: say so and
+                    // write nothing.
+                    Err(e) => bail!(
+                        "no device is reachable to read its udid for the debug profile ({e:#}); \
+                         start one (`oxh up`), name the device with --device-id UDID, or make a \
+                         --release profile"
                     ),
                 }
             }
@@ -233,7 +257,7 @@ pub async fn run(g: &Global, c: &HapCmd) -> Result<i32> {
                     roots.extend(pem_certs(t.pem.as_bytes()));
                 }
                 if let Ok(l) = dev.device_manager().local_device_info().await {
-                    device_id = Some(l.info.udid.clone());
+                    device_id = Some(l.udid.clone());
                 }
             }
             let opts = VerifyOptions {
@@ -323,60 +347,52 @@ pub async fn run(g: &Global, c: &HapCmd) -> Result<i32> {
             let mut out = Vec::new();
             for p in &haps {
                 let h = open_hap(&p.data, &l)?;
-                let r = &p.report;
-                out.push(serde_json::json!({
-                    "model": h.info.model,
-                    "app": h.info.app,
-                    "module": {
-                        "name": h.info.module_name,
-                        "type": h.info.module_type,
-                        "deviceTypes": h.info.device_types,
-                        "mainElement": h.info.main_element,
-                        "abilities": h.info.abilities,
-                        "extensionAbilities": h.info.extension_abilities,
-                        "requestPermissions": h.info.request_permissions,
-                        "abis": h.abis,
-                    },
-                    "signed": r.signed,
-                    "signer": r.signer,
-                    "profile": r.profile,
-                }));
+                out.push(HapInfoView {
+                    info: h.info,
+                    abis: h.abis,
+                    signed: p.report.signed,
+                    signer: p.report.signer.clone(),
+                    profile: p.report.profile.clone(),
+                });
             }
             if g.json {
                 print_json(&out)?;
             } else {
                 for v in out {
-                    let a = &v["app"];
-                    let m = &v["module"];
-                    println!("bundle:      {}", a["bundle_name"].as_str().unwrap_or(""));
+                    let (a, m) = (&v.info.app, &v.info);
+                    let names = |l: &mut dyn Iterator<Item = &str>| -> String {
+                        l.collect::<Vec<_>>().join(", ")
+                    };
+                    println!("bundle:      {}", a.bundle_name);
+                    println!("version:     {} ({})", a.version_code, a.version_name);
                     println!(
-                        "version:     {} ({})",
-                        a["version_code"],
-                        a["version_name"].as_str().unwrap_or("")
+                        "model:       {}",
+                        match m.model {
+                            Model::Stage => "stage",
+                            Model::Fa => "fa",
+                        }
                     );
-                    println!("model:       {}", v["model"].as_str().unwrap_or(""));
                     println!(
                         "module:      {} ({})",
-                        m["name"].as_str().unwrap_or(""),
-                        m["type"].as_str().unwrap_or("")
+                        m.module_name,
+                        m.module_type.as_str()
                     );
-                    let names = |k: &str| -> String {
-                        m[k].as_array()
-                            .map(|a| {
-                                a.iter()
-                                    .filter_map(|x| x["name"].as_str())
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            })
-                            .unwrap_or_default()
-                    };
-                    println!("abilities:   {}", names("abilities"));
-                    println!("extensions:  {}", names("extensionAbilities"));
-                    println!("permissions: {}", names("requestPermissions"));
+                    println!(
+                        "abilities:   {}",
+                        names(&mut m.abilities.iter().map(|x| x.name.as_str()))
+                    );
+                    println!(
+                        "extensions:  {}",
+                        names(&mut m.extension_abilities.iter().map(|x| x.name.as_str()))
+                    );
+                    println!(
+                        "permissions: {}",
+                        names(&mut m.request_permissions.iter().map(|x| x.name.as_str()))
+                    );
                     println!(
                         "signer:      {}",
-                        if v["signed"].as_bool() == Some(true) {
-                            v["signer"].as_str().unwrap_or("")
+                        if v.signed {
+                            v.signer.as_str()
                         } else {
                             "(unsigned)"
                         }

@@ -63,7 +63,10 @@ pub async fn run(g: &Global, args: &[String]) -> Result<i32> {
     for id in ids {
         let text = dev.samgr().dump(id, sa_args.clone()).await?;
         if g.json {
-            print_json(&serde_json::json!({ "sa": id, "dump": text }))?;
+            print_json(&oxh_samgr::SaDump {
+                sa_id: id,
+                dump: text,
+            })?;
         } else {
             println!("-------------------------------[ability]-------------------------------");
             println!("----------------------------------{id}----------------------------------");

@@ -160,8 +160,43 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn entry_json(e: &Entry) -> serde_json::Value {
-    serde_json::json!({ "device": e.device, "key": text(&e.key), "value": text(&e.value) })
+/// An entry as `--json` prints it: OpenHarmony's Entry (key, value) and the deviceId of the
+/// device it came from (empty for this device's own).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EntryView {
+    device_id: String,
+    key: String,
+    value: String,
+}
+
+fn entry_json(e: &Entry) -> EntryView {
+    EntryView {
+        device_id: e.device.clone(),
+        key: text(&e.key),
+        value: text(&e.value),
+    }
+}
+
+/// One device's sync result (OpenHarmony's sync callback: networkId/deviceId and status).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SyncView<'a> {
+    network_id: &'a str,
+    device_id: &'a str,
+    status: &'a str,
+}
+
+/// A data change as `kv watch --json` prints it: OpenHarmony's ChangeNotification
+/// (insertEntries, updateEntries, deleteEntries, deviceId) and whether it was local or remote.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ChangeView<'a> {
+    origin: &'a str,
+    device_id: &'a str,
+    insert_entries: Vec<EntryView>,
+    update_entries: Vec<EntryView>,
+    delete_entries: Vec<EntryView>,
 }
 
 fn short(d: &str) -> &str {
@@ -254,12 +289,10 @@ pub async fn run(g: &Global, c: &KvCmd) -> Result<i32> {
             if g.json {
                 let v: Vec<_> = res
                     .iter()
-                    .map(|r| {
-                        serde_json::json!({
-                            "networkId": r.network_id,
-                            "deviceId": r.device_id,
-                            "status": r.status.as_str(),
-                        })
+                    .map(|r| SyncView {
+                        network_id: &r.network_id,
+                        device_id: &r.device_id,
+                        status: r.status.as_str(),
                     })
                     .collect();
                 print_json(&v)?;
@@ -302,16 +335,14 @@ pub async fn run(g: &Global, c: &KvCmd) -> Result<i32> {
                         seen += 1;
                         let from = if remote { "remote" } else { "local" };
                         if g.json {
-                            println!(
-                                "{}",
-                                serde_json::json!({
-                                    "origin": from,
-                                    "deviceId": device_id,
-                                    "insert": inserted.iter().map(entry_json).collect::<Vec<_>>(),
-                                    "update": updated.iter().map(entry_json).collect::<Vec<_>>(),
-                                    "delete": deleted.iter().map(entry_json).collect::<Vec<_>>(),
-                                })
-                            );
+                            let v = ChangeView {
+                                origin: from,
+                                device_id: &device_id,
+                                insert_entries: inserted.iter().map(entry_json).collect(),
+                                update_entries: updated.iter().map(entry_json).collect(),
+                                delete_entries: deleted.iter().map(entry_json).collect(),
+                            };
+                            println!("{}", serde_json::to_string(&v)?);
                         } else {
                             for (what, l) in [
                                 ("insert", &inserted),

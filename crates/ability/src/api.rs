@@ -87,6 +87,7 @@ pub struct StartReply {
 
 /// How a started ability reached the foreground (`aa start -W`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct StartedInfo {
     /// Its record.
     pub record: u64,
@@ -156,6 +157,7 @@ pub enum HostControl {
 
 /// A running ability, for dumps.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RecordDump {
     /// Record id.
     pub record: u64,

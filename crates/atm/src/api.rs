@@ -113,8 +113,10 @@ pub struct PermsArgs {
     pub level: Option<Apl>,
 }
 
-/// One permission definition as it crosses the wire.
+/// One permission definition as it crosses the wire; its JSON is OpenHarmony's PermissionDef
+/// (permission_definitions.json, `atm dump -d`): name, grantMode, availableLevel, ...
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PermissionInfo {
     /// `ohos.permission.*` name.
     pub name: String,
@@ -149,10 +151,13 @@ impl From<&PermissionDef> for PermissionInfo {
     }
 }
 
-/// One token, as `oxh atm tokens` lists it.
+/// One token, as `oxh atm tokens` lists it; its JSON has the names of OpenHarmony's token
+/// dump (`atm dump -t`): tokenID, tokenAttr, userId, instIndex, apl, deviceID.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct TokenInfo {
     /// 32-bit AccessTokenID.
+    #[serde(rename = "tokenID", alias = "token_id")]
     pub token_id: u32,
     /// The attribute word of the 64-bit id (bit 0: system app).
     pub token_attr: u32,
@@ -172,8 +177,9 @@ pub struct TokenInfo {
     pub requested: u32,
     /// Of those, how many are granted now.
     pub granted: u32,
-    /// For a copy of a caller's token on another device (tokensync): that device's udid.
-    #[serde(default)]
+    /// For a copy of a caller's token on another device (tokensync): that device's udid
+    /// (OpenHarmony's `deviceID` of a remote token).
+    #[serde(default, rename = "deviceID", alias = "remote_udid")]
     pub remote_udid: Option<String>,
 }
 
@@ -182,6 +188,7 @@ pub struct TokenInfo {
 /// `verify` reads). Sent on the soft bus with every first call of a connection and on every
 /// change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RemoteTokenState {
     /// HAP, native or shell.
     pub token_type: TokenType,
@@ -200,7 +207,8 @@ pub struct RemoteTokenState {
 pub struct TokenDetail {
     /// The token.
     pub info: TokenInfo,
-    /// Each permission's state, sorted by name.
+    /// Each permission's state, sorted by name (OpenHarmony's `permStateList`).
+    #[serde(rename = "permStateList", alias = "permissions")]
     pub permissions: Vec<PermissionStatus>,
 }
 
@@ -213,16 +221,21 @@ pub struct CheckArgs {
     pub permission: String,
 }
 
-/// Result of [`CHECK`].
+/// Result of [`CHECK`]; JSON names as checkAccessToken's arguments (tokenID, permissionName)
+/// and the token dump's grantFlag.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct CheckResult {
     /// The token checked.
+    #[serde(rename = "tokenID")]
     pub token_id: u32,
     /// The permission.
+    #[serde(rename = "permissionName")]
     pub permission: String,
     /// GRANTED (true) or DENIED.
     pub granted: bool,
     /// Its flags ([`crate::rules::flag`]); 0 when not requested.
+    #[serde(rename = "grantFlag")]
     pub flags: u32,
     /// Whether the token requested it at all.
     pub requested: bool,
@@ -248,22 +261,32 @@ pub struct UsageArgs {
     pub permission: Option<String>,
 }
 
-/// Who used which permission, how often, when (the privacy manager's record).
+/// Who used which permission, how often, when (the privacy manager's record). JSON names as
+/// privacyManager's BundleUsedRecord and PermissionUsedRecord (tokenId, bundleName,
+/// permissionName, accessCount, rejectCount, lastAccessTime), one row per token and
+/// permission; `firstAccessTime` is ours (OpenHarmony keeps no first time).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageRecord {
-    /// The caller's token.
+    /// The caller's token (privacyManager spells it `tokenId`).
+    #[serde(rename = "tokenId")]
     pub token_id: u32,
     /// Its bundle or process name.
+    #[serde(rename = "bundleName")]
     pub name: String,
     /// The permission checked.
+    #[serde(rename = "permissionName")]
     pub permission: String,
     /// Checks that passed.
+    #[serde(rename = "accessCount")]
     pub success_count: u64,
     /// Checks that failed.
+    #[serde(rename = "rejectCount")]
     pub fail_count: u64,
     /// First check, ms since the Unix epoch.
+    #[serde(rename = "firstAccessTime")]
     pub first_ms: u64,
     /// Last check, ms since the Unix epoch.
+    #[serde(rename = "lastAccessTime")]
     pub last_ms: u64,
 }
 
@@ -280,6 +303,7 @@ pub struct AllocHapArgs {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UpdateHapArgs {
     /// The app's token.
+    #[serde(rename = "tokenID")]
     pub token_id: u32,
     /// What changed about it.
     pub info: UpdateHapInfoParams,

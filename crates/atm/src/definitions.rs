@@ -13,13 +13,19 @@ use std::sync::OnceLock;
 
 /// Ability privilege level (OpenHarmony's `ATokenAplEnum`), ordered: a token's APL must be at
 /// least a permission's `availableLevel` unless an ACL lets it request the permission anyway.
+/// Serialized as OpenHarmony spells it ("normal", "system_basic", "system_core"); the Rust
+/// names of older releases still load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Apl {
     /// Ordinary applications (APL_NORMAL = 1).
+    #[serde(alias = "Normal")]
     Normal,
     /// System applications and basic system services (APL_SYSTEM_BASIC = 2).
+    #[serde(alias = "SystemBasic")]
     SystemBasic,
     /// Core system services (APL_SYSTEM_CORE = 3).
+    #[serde(alias = "SystemCore")]
     SystemCore,
 }
 
@@ -71,14 +77,19 @@ impl FromStr for Apl {
     }
 }
 
-/// How a permission is granted (OpenHarmony's `grantMode`).
+/// How a permission is granted (OpenHarmony's `grantMode`), serialized as OpenHarmony spells
+/// it ("system_grant", "user_grant", "manual_settings").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum GrantMode {
     /// Granted by the system at install when the request passes the rules.
+    #[serde(alias = "SystemGrant")]
     SystemGrant,
     /// Granted by the user at run time; starts denied.
+    #[serde(alias = "UserGrant")]
     UserGrant,
     /// Granted only in the settings app; starts denied like a user-grant permission.
+    #[serde(alias = "ManualSettings")]
     ManualSettings,
 }
 
@@ -118,20 +129,28 @@ impl FromStr for GrantMode {
     }
 }
 
-/// Which kinds of application may hold a permission (OpenHarmony's `ATokenAvailableTypeEnum`).
+/// Which kinds of application may hold a permission (OpenHarmony's `ATokenAvailableTypeEnum`),
+/// serialized as permission_definitions.json spells it ("NORMAL", "SYSTEM", "MDM", ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum AvailableType {
     /// Any application.
+    #[serde(alias = "Normal")]
     Normal,
     /// System applications (the APL rule already keeps it from normal apps).
+    #[serde(alias = "System")]
     System,
     /// Only enterprise device-management (MDM) applications, and debug builds.
+    #[serde(alias = "Mdm")]
     Mdm,
     /// System or MDM applications.
+    #[serde(alias = "SystemAndMdm")]
     SystemAndMdm,
     /// System services.
+    #[serde(alias = "Service")]
     Service,
     /// Enterprise applications, system applications and debug builds.
+    #[serde(alias = "EnterpriseNormal")]
     EnterpriseNormal,
 }
 

@@ -72,22 +72,29 @@ pub const DISTRIBUTION_ENTERPRISE: &str = "enterprise";
 /// OpenHarmony's default user (the first foreground user).
 pub const DEFAULT_USER_ID: i32 = 100;
 
-/// OpenHarmony's DLP sandbox type of an app instance.
+/// OpenHarmony's DLP sandbox type of an app instance (HapDlpType: DLP_COMMON,
+/// DLP_READ, DLP_FULL_CONTROL).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DlpType {
     /// Not a DLP sandbox.
     #[default]
+    #[serde(rename = "DLP_COMMON", alias = "Common")]
     Common,
     /// Read-only DLP sandbox.
+    #[serde(rename = "DLP_READ", alias = "Read")]
     Read,
     /// Full-control DLP sandbox.
+    #[serde(rename = "DLP_FULL_CONTROL", alias = "FullControl")]
     FullControl,
 }
 
-/// Who the app is: OpenHarmony's HapInfoParams, the bundle manager's half of a HAP token.
+/// Who the app is: OpenHarmony's HapInfoParams, the bundle manager's half of a HAP token
+/// (with its field names: userID, bundleName, instIndex, dlpType, appIDDesc, ...).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct HapInfoParams {
     /// The user the app is installed for (100 is the first user).
+    #[serde(rename = "userID")]
     pub user_id: i32,
     /// Bundle name.
     pub bundle_name: String,
@@ -96,6 +103,7 @@ pub struct HapInfoParams {
     /// DLP sandbox type.
     pub dlp_type: DlpType,
     /// The signing profile's app identifier (appIDDesc).
+    #[serde(rename = "appIDDesc")]
     pub app_id_desc: String,
     /// Target API version.
     pub api_version: i32,
@@ -110,8 +118,10 @@ pub struct HapInfoParams {
 
 /// What may change on an update: OpenHarmony's UpdateHapInfoParams.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct UpdateHapInfoParams {
     /// The signing profile's app identifier.
+    #[serde(rename = "appIDDesc")]
     pub app_id_desc: String,
     /// Target API version.
     pub api_version: i32,
@@ -125,6 +135,7 @@ pub struct UpdateHapInfoParams {
 
 /// A user_grant permission the system grants at install (install_list_permissions.json).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PreAuthorization {
     /// The permission.
     pub permission: String,
@@ -136,6 +147,7 @@ pub struct PreAuthorization {
 /// What the app asks for: OpenHarmony's HapPolicy, from the HAP's module.json and its
 /// signing profile.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct HapPolicy {
     /// The profile's APL.
     pub apl: Apl,
@@ -165,14 +177,17 @@ impl HapPolicy {
     }
 }
 
-/// The state of one requested permission of a token.
+/// The state of one requested permission of a token; JSON names as an entry of OpenHarmony's
+/// `permStateList` (permissionName, grantFlag).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PermissionStatus {
     /// The permission.
+    #[serde(rename = "permissionName", alias = "permission")]
     pub permission: String,
     /// Granted (PERMISSION_GRANTED) or denied.
     pub granted: bool,
     /// [`flag`] bits.
+    #[serde(rename = "grantFlag", alias = "flags")]
     pub flags: u32,
 }
 

@@ -91,6 +91,7 @@ pub struct InstallArgs {
 
 /// What an install did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct InstallResult {
     /// Bundle name.
     pub bundle_name: String,
@@ -101,6 +102,7 @@ pub struct InstallResult {
     /// The app's uid.
     pub uid: u32,
     /// The app's access token id.
+    #[serde(rename = "accessTokenId")]
     pub token_id: u32,
     /// Modules now installed.
     pub modules: Vec<String>,

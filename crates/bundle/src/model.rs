@@ -64,7 +64,7 @@ pub struct Skill {
 
 /// One entry of a skill's `uris`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, rename_all = "camelCase")]
 pub struct SkillUri {
     /// `scheme`, e.g. `https`.
     pub scheme: String,
@@ -75,30 +75,36 @@ pub struct SkillUri {
     /// `path`: the exact path.
     pub path: String,
     /// `pathStartWith`: a path prefix.
+    #[serde(alias = "path_start_with")]
     pub path_start_with: String,
     /// `pathRegex`: a regular expression the whole path matches.
+    #[serde(alias = "path_regex")]
     pub path_regex: String,
     /// `type`: a MIME type, e.g. `text/*`.
+    #[serde(alias = "mime_type")]
     pub mime_type: String,
 }
 
 /// An ability (UIAbility, or an FA page/service/data ability).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct AbilityInfo {
     /// Ability name.
     pub name: String,
     /// FA ability type (page, service, data), or `extension type` for extension abilities.
+    #[serde(rename = "type", alias = "kind")]
     pub kind: String,
     /// Label resource.
     pub label: String,
     /// Callable from other apps (`exported`, FA `visible`).
     pub exported: bool,
     /// Source entry (stage `srcEntry`).
+    #[serde(alias = "src_entry")]
     pub src_entry: String,
     /// Skills.
     pub skills: Vec<Skill>,
     /// `launchType`: singleton (the default), multiton (`standard`), specified.
-    #[serde(default)]
+    #[serde(default, alias = "launch_type")]
     pub launch_type: String,
     /// `continuable`: the ability may move to another device.
     #[serde(default)]
@@ -116,12 +122,14 @@ pub struct UsedScene {
 
 /// One requested permission (`requestPermissions`, FA `reqPermissions`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RequestPermission {
     /// Permission name.
     pub name: String,
     /// Reason resource shown to the user.
     pub reason: String,
     /// Where it is used.
+    #[serde(alias = "used_scene")]
     pub used_scene: Option<UsedScene>,
 }
 
@@ -138,20 +146,28 @@ pub struct Metadata {
 
 /// App-level fields (`app` of module.json / config.json).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct AppInfo {
     /// Bundle name.
+    #[serde(alias = "bundle_name")]
     pub bundle_name: String,
     /// Version code.
+    #[serde(alias = "version_code")]
     pub version_code: u32,
     /// Version name.
+    #[serde(alias = "version_name")]
     pub version_name: String,
     /// Oldest version this one is compatible with.
+    #[serde(alias = "min_compatible_version_code")]
     pub min_compatible_version_code: u32,
     /// minAPIVersion as written (HarmonyOS NEXT encodes e.g. 40100011: % 1000 is the level).
+    #[serde(rename = "minAPIVersion", alias = "min_api_version")]
     pub min_api_version: u32,
     /// targetAPIVersion as written.
+    #[serde(rename = "targetAPIVersion", alias = "target_api_version")]
     pub target_api_version: u32,
     /// apiReleaseType.
+    #[serde(alias = "api_release_type")]
     pub api_release_type: String,
     /// Vendor.
     pub vendor: String,
@@ -168,24 +184,31 @@ impl AppInfo {
 
 /// One HAP's parsed configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct HapInfo {
     /// Stage or FA.
     pub model: Model,
     /// App-level fields.
     pub app: AppInfo,
     /// Module name.
+    #[serde(alias = "module_name")]
     pub module_name: String,
     /// Module type.
+    #[serde(alias = "module_type")]
     pub module_type: ModuleType,
     /// Device types it supports.
+    #[serde(alias = "device_types")]
     pub device_types: Vec<String>,
     /// Main ability.
+    #[serde(alias = "main_element")]
     pub main_element: String,
     /// Abilities.
     pub abilities: Vec<AbilityInfo>,
     /// Extension abilities (stage).
+    #[serde(alias = "extension_abilities")]
     pub extension_abilities: Vec<AbilityInfo>,
     /// Requested permissions.
+    #[serde(alias = "request_permissions")]
     pub request_permissions: Vec<RequestPermission>,
     /// Metadata.
     pub metadata: Vec<Metadata>,

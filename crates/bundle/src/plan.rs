@@ -23,34 +23,46 @@ pub const UID_PER_USER: u32 = 200_000;
 
 /// One installed bundle (one user), as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct BundleRecord {
     /// Bundle name.
+    #[serde(alias = "bundle_name")]
     pub bundle_name: String,
     /// User.
+    #[serde(alias = "user_id")]
     pub user_id: i32,
     /// Bundle id (10000..=65535).
+    #[serde(alias = "bundle_id")]
     pub bundle_id: u32,
     /// uid of the app's processes.
     pub uid: u32,
     /// Version code.
+    #[serde(alias = "version_code")]
     pub version_code: u32,
     /// Version name.
+    #[serde(alias = "version_name")]
     pub version_name: String,
     /// appId (bundle name + signer public key); updates must keep it.
+    #[serde(alias = "app_id")]
     pub app_id: String,
     /// Access token id.
+    #[serde(rename = "accessTokenId", alias = "token_id")]
     pub token_id: u32,
     /// The profile's APL.
     pub apl: String,
     /// The profile's app-distribution-type.
+    #[serde(rename = "appDistributionType", alias = "distribution_type")]
     pub distribution_type: String,
     /// Where the code is.
+    #[serde(alias = "code_path")]
     pub code_path: String,
     /// Installed modules.
     pub modules: Vec<HapInfo>,
     /// First install, Unix ms.
+    #[serde(alias = "install_time")]
     pub install_time: u64,
     /// Last update, Unix ms.
+    #[serde(alias = "update_time")]
     pub update_time: u64,
 }
 

@@ -320,3 +320,79 @@ fn an_empty_install_is_refused() {
     let e = new_bundle(&[]).unwrap_err();
     assert_eq!(e.code, code::PARSE_FAILED);
 }
+
+/// A record as the store kept it before the JSON took OpenHarmony's names (snake_case fields,
+/// `kind` for an ability's type): every installed bundle must still load after an upgrade.
+const OLD_RECORD: &str = r#"{"bundle_name":"com.example.old","user_id":100,"bundle_id":10003,
+ "uid":20010003,"version_code":7,"version_name":"7.0","app_id":"com.example.old_KEY",
+ "token_id":537919491,"apl":"system_basic","distribution_type":"app_gallery",
+ "code_path":"/data/app/el1/bundle/public/com.example.old",
+ "modules":[{"model":"stage","app":{"bundle_name":"com.example.old","version_code":7,
+   "version_name":"7.0","min_compatible_version_code":5,"min_api_version":9,
+   "target_api_version":12,"api_release_type":"Release","vendor":"ex","debug":false},
+  "module_name":"entry","module_type":"entry","device_types":["default","tablet"],
+  "main_element":"EntryAbility",
+  "abilities":[{"name":"EntryAbility","kind":"page","label":"$string:l","exported":true,
+   "src_entry":"./ets/Entry.ets","skills":[{"actions":["action.system.home"],
+   "entities":["entity.system.home"],"uris":[{"scheme":"https","host":"h","port":"8080",
+   "path":"","path_start_with":"/a","path_regex":"","mime_type":"text/*"}]}],
+   "launch_type":"multiton","continuable":true}],
+  "extension_abilities":[],
+  "request_permissions":[{"name":"ohos.permission.CAMERA","reason":"$string:r",
+   "used_scene":{"abilities":["EntryAbility"],"when":"inuse"}}],
+  "metadata":[{"name":"m","value":"v","resource":""}]}],
+ "install_time":1700000000000,"update_time":1700000000001}"#;
+
+#[test]
+fn a_record_stored_with_the_old_names_still_loads() {
+    let r: BundleRecord = serde_json::from_str(OLD_RECORD).unwrap();
+    assert_eq!(
+        (r.bundle_name.as_str(), r.user_id, r.bundle_id, r.token_id),
+        ("com.example.old", 100, 10003, 537_919_491)
+    );
+    assert_eq!(
+        (r.distribution_type.as_str(), r.update_time),
+        ("app_gallery", 1_700_000_000_001)
+    );
+    let m = &r.modules[0];
+    assert_eq!(m.app.min_compatible_version_code, 5);
+    assert_eq!((m.app.min_api_version, m.app.target_api_version), (9, 12));
+    assert_eq!(m.device_types, vec!["default", "tablet"]);
+    let a = &m.abilities[0];
+    assert_eq!(
+        (a.kind.as_str(), a.launch_type.as_str()),
+        ("page", "multiton")
+    );
+    assert_eq!(a.src_entry, "./ets/Entry.ets");
+    let u = &a.skills[0].uris[0];
+    assert_eq!(
+        (u.path_start_with.as_str(), u.mime_type.as_str()),
+        ("/a", "text/*")
+    );
+    assert_eq!(
+        m.request_permissions[0]
+            .used_scene
+            .as_ref()
+            .map(|s| s.when.as_str()),
+        Some("inuse")
+    );
+    // Written again, it takes OpenHarmony's names, and reads back the same.
+    let new = serde_json::to_string(&r).unwrap();
+    for k in [
+        "\"bundleName\"",
+        "\"accessTokenId\"",
+        "\"appDistributionType\"",
+        "\"minAPIVersion\"",
+        "\"srcEntry\"",
+        "\"pathStartWith\"",
+        "\"usedScene\"",
+        "\"type\":\"page\"",
+    ] {
+        assert!(new.contains(k), "{k} in {new}");
+    }
+    assert!(
+        !new.contains("bundle_name") && !new.contains("\"kind\""),
+        "{new}"
+    );
+    assert_eq!(serde_json::from_str::<BundleRecord>(&new).unwrap(), r);
+}

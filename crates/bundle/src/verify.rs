@@ -26,12 +26,15 @@ pub struct VerifyOptions {
     pub now: u64,
 }
 
-/// The signed provisioning profile's fields.
+/// The signed provisioning profile's fields; in JSON by the profile's own keys.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct Profile {
     /// `type`: debug or release.
+    #[serde(rename = "type")]
     pub kind: String,
     /// app-distribution-type.
+    #[serde(rename = "app-distribution-type")]
     pub distribution_type: String,
     /// bundle-info.bundle-name.
     pub bundle_name: String,
@@ -48,6 +51,7 @@ pub struct Profile {
     /// validity.not-after, Unix seconds.
     pub not_after: u64,
     /// acls.allowed-acls.
+    #[serde(rename = "allowed-acls")]
     pub acls: Vec<String>,
     /// debug-info.device-ids.
     pub device_ids: Vec<String>,
@@ -111,8 +115,9 @@ pub struct Check {
     pub code: i32,
 }
 
-/// Everything `hap verify` reports.
+/// Everything `hap verify` reports (camelCase in JSON: blockVersion, appId).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Report {
     /// The file has a signing block.
     pub signed: bool,

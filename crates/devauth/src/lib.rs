@@ -94,11 +94,16 @@ pub enum IdentityError {
     #[error("no randomness for the device key: {0}")]
     Random(String),
     /// An unknown device type name.
-    #[error("unknown device type {0:?}; use one of: phone, tablet, tv, watch, pc, car, default")]
+    #[error(
+        "unknown device type {0:?}; use one of: phone, tablet, tv, wearable, pc, 2in1, car, default"
+    )]
     DeviceType(String),
 }
 
-/// OpenHarmony device types with DmDeviceType's numeric ids.
+/// OpenHarmony's device types. Serialized as the product type that OpenHarmony keeps in
+/// `const.product.devicetype` and `@ohos.deviceInfo.deviceType` ("phone", "tablet", "tv",
+/// "wearable", "2in1", "car", "default"; "pc" is ours); [`Self::type_id`] is its DmDeviceType id
+/// and [`dm_type_name`] the name device manager's JS API gives that id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceType {
@@ -108,7 +113,8 @@ pub enum DeviceType {
     Tablet,
     /// DEVICE_TYPE_TV 0x9C.
     Tv,
-    /// DEVICE_TYPE_WATCH 0x6D.
+    /// DEVICE_TYPE_WATCH 0x6D ("wearable" in OpenHarmony's product types).
+    #[serde(rename = "wearable", alias = "watch")]
     Watch,
     /// DEVICE_TYPE_PC 0x0C.
     Pc,
@@ -116,28 +122,78 @@ pub enum DeviceType {
     Car,
     /// OpenHarmony's "default" product type, which device manager reports as a phone.
     Default,
+    /// DEVICE_TYPE_2IN1 0xA2F: OpenHarmony's laptop/tablet PCs (last, so that the variants
+    /// before it keep their postcard index).
+    #[serde(rename = "2in1")]
+    TwoInOne,
+}
+
+/// DmDeviceType ids (OpenHarmony's dm_device_info.h), the one table of them.
+pub mod dm_type {
+    /// DEVICE_TYPE_UNKNOWN.
+    pub const UNKNOWN: u16 = 0x00;
+    /// DEVICE_TYPE_WIFI_CAMERA.
+    pub const WIFI_CAMERA: u16 = 0x08;
+    /// DEVICE_TYPE_AUDIO.
+    pub const AUDIO: u16 = 0x0A;
+    /// DEVICE_TYPE_PC.
+    pub const PC: u16 = 0x0C;
+    /// DEVICE_TYPE_PHONE.
+    pub const PHONE: u16 = 0x0E;
+    /// DEVICE_TYPE_PAD.
+    pub const PAD: u16 = 0x11;
+    /// DEVICE_TYPE_WATCH.
+    pub const WATCH: u16 = 0x6D;
+    /// DEVICE_TYPE_CAR.
+    pub const CAR: u16 = 0x83;
+    /// DEVICE_TYPE_TV.
+    pub const TV: u16 = 0x9C;
+    /// DEVICE_TYPE_SMART_DISPLAY.
+    pub const SMART_DISPLAY: u16 = 0xA02;
+    /// DEVICE_TYPE_2IN1.
+    pub const TWO_IN_ONE: u16 = 0xA2F;
+}
+
+/// The `deviceType` string that OpenHarmony's distributedDeviceManager gives a DmDeviceType id
+/// in DeviceBasicInfo (its napi GetDeviceTypeById): "PHONE", "PAD", "2IN1", ...; "UNKNOWN" for
+/// an id it has no name for.
+pub fn dm_type_name(id: u16) -> &'static str {
+    match id {
+        dm_type::PHONE => "PHONE",
+        dm_type::PAD => "PAD",
+        dm_type::TV => "TV",
+        dm_type::CAR => "CAR",
+        dm_type::WATCH => "WATCH",
+        dm_type::WIFI_CAMERA => "WiFiCamera",
+        dm_type::PC => "PC",
+        dm_type::SMART_DISPLAY => "SMART_DISPLAY",
+        dm_type::TWO_IN_ONE => "2IN1",
+        _ => "UNKNOWN",
+    }
 }
 
 impl DeviceType {
     /// DmDeviceType id.
     pub fn type_id(self) -> u16 {
         match self {
-            DeviceType::Phone | DeviceType::Default => 0x0E,
-            DeviceType::Tablet => 0x11,
-            DeviceType::Tv => 0x9C,
-            DeviceType::Watch => 0x6D,
-            DeviceType::Pc => 0x0C,
-            DeviceType::Car => 0x83,
+            DeviceType::Phone | DeviceType::Default => dm_type::PHONE,
+            DeviceType::Tablet => dm_type::PAD,
+            DeviceType::Tv => dm_type::TV,
+            DeviceType::Watch => dm_type::WATCH,
+            DeviceType::Pc => dm_type::PC,
+            DeviceType::TwoInOne => dm_type::TWO_IN_ONE,
+            DeviceType::Car => dm_type::CAR,
         }
     }
-    /// The name used on the command line and in `const.product.devicetype`.
+    /// The product type name: on the command line, in `const.product.devicetype` and in JSON.
     pub fn as_str(self) -> &'static str {
         match self {
             DeviceType::Phone => "phone",
             DeviceType::Tablet => "tablet",
             DeviceType::Tv => "tv",
-            DeviceType::Watch => "watch",
+            DeviceType::Watch => "wearable",
             DeviceType::Pc => "pc",
+            DeviceType::TwoInOne => "2in1",
             DeviceType::Car => "car",
             DeviceType::Default => "default",
         }
@@ -152,7 +208,8 @@ impl std::str::FromStr for DeviceType {
             "tablet" | "pad" => DeviceType::Tablet,
             "tv" => DeviceType::Tv,
             "watch" | "wearable" => DeviceType::Watch,
-            "pc" | "2in1" => DeviceType::Pc,
+            "pc" => DeviceType::Pc,
+            "2in1" => DeviceType::TwoInOne,
             "car" => DeviceType::Car,
             "default" => DeviceType::Default,
             _ => return Err(IdentityError::DeviceType(s.to_string())),
@@ -171,18 +228,22 @@ pub struct DeviceConfig {
     pub device_type: DeviceType,
 }
 
-/// What `oxh device info` shows.
+/// What `oxh device info` shows. JSON names as OpenHarmony's: udid, deviceName, deviceTypeId
+/// (device manager), deviceType and osFullName (`@ohos.deviceInfo`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct DeviceInfo {
     /// Hex SHA-256 of the public key.
     pub udid: String,
     /// Device name.
+    #[serde(rename = "deviceName")]
     pub name: String,
-    /// Device type name.
+    /// Product type.
     pub device_type: DeviceType,
     /// DmDeviceType id.
     pub device_type_id: u16,
     /// OS full name and version.
+    #[serde(rename = "osFullName")]
     pub os_version: String,
 }
 
@@ -428,5 +489,23 @@ mod tests {
     fn device_types_parse() {
         assert_eq!("TV".parse::<DeviceType>().unwrap().type_id(), 0x9C);
         assert!("toaster".parse::<DeviceType>().is_err());
+        // OpenHarmony's 2in1 is its own DmDeviceType, not a PC.
+        let t: DeviceType = "2in1".parse().unwrap();
+        assert_eq!((t.type_id(), dm_type_name(t.type_id())), (0xA2F, "2IN1"));
+        assert_eq!(dm_type_name(DeviceType::Tablet.type_id()), "PAD");
+        assert_eq!(dm_type_name(DeviceType::Default.type_id()), "PHONE");
+        assert_eq!(dm_type_name(0x1234), "UNKNOWN");
+    }
+
+    #[test]
+    fn device_types_serialize_as_openharmony_product_types() {
+        for t in [DeviceType::Watch, DeviceType::TwoInOne, DeviceType::Tablet] {
+            let j = serde_json::to_string(&t).unwrap();
+            assert_eq!(j, format!("{:?}", t.as_str()));
+            assert_eq!(serde_json::from_str::<DeviceType>(&j).unwrap(), t);
+        }
+        // A device.json written before "wearable" still loads.
+        let c: DeviceConfig = serde_json::from_str(r#"{"device_type": "watch"}"#).unwrap();
+        assert_eq!(c.device_type, DeviceType::Watch);
     }
 }

@@ -45,6 +45,7 @@ pub const FLOW_CONTROL: u32 = 9;
 /// The daemon formats the message (applying privacy if on), cuts the tag to 31 bytes and the
 /// message to 4095, and stamps the time itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct WriteArgs {
     /// Severity.
     pub level: Level,
@@ -70,6 +71,7 @@ pub struct WriteArgs {
 /// `Vec<LogEntry>` event until the client disconnects or calls [`STOP_FOLLOW`]; read the
 /// remaining pages first, then the events, and lines come out in order.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ReadArgs {
     /// What to select.
     pub filter: Filter,
@@ -108,6 +110,7 @@ impl ReadArgs {
 
 /// Result of [`READ`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ReadReply {
     /// The selected entries, oldest first.
     pub entries: Vec<LogEntry>,
@@ -120,6 +123,7 @@ pub struct ReadReply {
 
 /// Result of [`GET_BUFFER_SIZE`] and [`SET_BUFFER_SIZE`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct BufferInfo {
     /// Capacity in bytes.
     pub size: u64,
@@ -147,6 +151,7 @@ pub enum PersistCmd {
 
 /// One persisted file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PersistFileInfo {
     /// File name inside [`PersistStatus::dir`].
     pub name: String,
@@ -156,6 +161,7 @@ pub struct PersistFileInfo {
 
 /// Result of [`PERSIST`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PersistStatus {
     /// True while a persistence task runs.
     pub running: bool,
@@ -173,6 +179,7 @@ pub struct PersistStatus {
 
 /// Argument of [`FLOW_CONTROL`]: fields left `None` are unchanged.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct FlowControlArgs {
     /// Turn per-process limiting on or off (`-Q pidon|pidoff`).
     pub enabled: Option<bool>,
@@ -182,6 +189,7 @@ pub struct FlowControlArgs {
 
 /// Result of [`FLOW_CONTROL`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct FlowControlInfo {
     /// Whether limiting is on.
     pub enabled: bool,

@@ -22,6 +22,7 @@ pub const APP_DOMAIN_MAX: u32 = 0xFFFF;
 /// Severity of a line, with OpenHarmony's LogLevel numbering (DEBUG = 3 .. FATAL = 7) so that
 /// ordering compares severity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
 pub enum Level {
     /// LOG_DEBUG, printed as `D`.
     Debug = 3,
@@ -94,8 +95,10 @@ impl std::fmt::Display for Level {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum LogType {
     /// LOG_APP: application logs, domain 0x0..=0xFFFF, printed with `A`.
+    #[serde(rename = "LOG_APP")]
     App,
     /// LOG_CORE: system services, domain 0xD000000..=0xD0FFFFF, printed with `C`.
+    #[serde(rename = "LOG_CORE")]
     Core,
 }
 
@@ -149,6 +152,7 @@ impl FromStr for LogType {
 /// One stored log line. `seq` is assigned by the ring buffer and only grows, so a reader can
 /// ask for "everything after seq N"; the time is the daemon's wall clock when it was stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct LogEntry {
     /// Position in the buffer's history (1, 2, ...).
     pub seq: u64,

@@ -15,6 +15,7 @@ pub const MAX_REGEX_LEN: usize = 1024;
 
 /// A reader's selection, as sent over IPC. Each list is "any of"; an empty list matches all.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Filter {
     /// `-L`: levels to show.
     pub levels: Vec<Level>,

@@ -5,15 +5,21 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// OpenHarmony's token types (ATokenTypeEnum); `Invalid` is a caller with no permissions.
+/// Serialized as OpenHarmony's tools print them ("hap", "native", "shell", "invalid").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum TokenType {
     /// An installed application.
+    #[serde(alias = "Hap")]
     Hap,
     /// A system process (native service).
+    #[serde(alias = "Native")]
     Native,
     /// The shell: command-line tools run by a developer.
+    #[serde(alias = "Shell")]
     Shell,
     /// Anyone else: a local process that is neither; it holds no permissions.
+    #[serde(alias = "Invalid")]
     Invalid,
 }
 
@@ -29,8 +35,11 @@ impl TokenType {
     }
 }
 
-/// The caller of an SA method, fixed when its connection was accepted.
+/// The caller of an SA method, fixed when its connection was accepted. JSON names as
+/// OpenHarmony's IPCSkeleton getters (callingPid, callingUid, callingTokenID) drop their
+/// prefix: pid, uid, gid, tokenID, tokenType, processName.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Caller {
     /// Process id (kernel).
     pub pid: i32,
@@ -39,6 +48,7 @@ pub struct Caller {
     /// Group id (kernel).
     pub gid: u32,
     /// OpenHarmony-layout AccessTokenID (0 for an invalid token).
+    #[serde(rename = "tokenID")]
     pub token_id: u32,
     /// What kind of token it is.
     pub token_type: TokenType,

@@ -95,6 +95,7 @@ pub const INLINE_VALUE: usize = 512 * 1024;
 
 /// Which store a call is about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct StoreRef {
     /// Bundle name; `None` means the calling app's own.
     pub app: Option<String>,
@@ -109,8 +110,9 @@ pub struct AppArgs {
     pub app: Option<String>,
 }
 
-/// `Options` of getKVStore.
+/// `Options` of getKVStore, with its JSON names (createIfMissing, kvStoreType, securityLevel).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Options {
     /// Create the store if it does not exist (default true).
     pub create_if_missing: bool,
@@ -151,6 +153,7 @@ pub struct OpenArgs {
 
 /// Result of [`GET_KV_STORE`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct StoreInfo {
     /// The bundle the store belongs to.
     pub app: String,
@@ -226,10 +229,12 @@ pub struct EntriesArgs {
     pub after: Option<Vec<u8>>,
 }
 
-/// An entry.
+/// An entry: OpenHarmony's Entry (key, value) and, in JSON, the `deviceId` that wrote it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Entry {
     /// Device store: the device that wrote it; `""` in a single-version store.
+    #[serde(rename = "deviceId")]
     pub device: String,
     /// Key.
     pub key: Vec<u8>,
@@ -302,6 +307,7 @@ pub struct SyncArgs {
 
 /// One device's result of a sync.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct DeviceSyncResult {
     /// The device's networkId (or what the caller named, when it is not online).
     pub network_id: String,
@@ -311,14 +317,17 @@ pub struct DeviceSyncResult {
     pub status: SyncStatus,
 }
 
-/// Which changes a subscription hears (SubscribeType).
+/// Which changes a subscription hears (SubscribeType), serialized by OpenHarmony's names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SubscribeType {
     /// SUBSCRIBE_TYPE_LOCAL.
+    #[serde(rename = "SUBSCRIBE_TYPE_LOCAL")]
     Local,
     /// SUBSCRIBE_TYPE_REMOTE.
+    #[serde(rename = "SUBSCRIBE_TYPE_REMOTE")]
     Remote,
     /// SUBSCRIBE_TYPE_ALL.
+    #[serde(rename = "SUBSCRIBE_TYPE_ALL")]
     All,
 }
 
@@ -337,6 +346,7 @@ pub struct SubscribeArgs {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DataChange {
     /// dataChange.
+    #[serde(rename_all = "camelCase")]
     Change {
         /// The store.
         store_id: String,
@@ -345,13 +355,17 @@ pub enum DataChange {
         /// True for changes that came from another device.
         remote: bool,
         /// insertEntries.
+        #[serde(rename = "insertEntries")]
         inserted: Vec<Entry>,
         /// updateEntries.
+        #[serde(rename = "updateEntries")]
         updated: Vec<Entry>,
         /// deleteEntries (value empty).
+        #[serde(rename = "deleteEntries")]
         deleted: Vec<Entry>,
     },
     /// syncComplete, one per device.
+    #[serde(rename_all = "camelCase")]
     SyncComplete {
         /// The store.
         store_id: String,

@@ -24,6 +24,7 @@ pub const MAX_BACKUP_NAME: usize = 128;
 
 /// `KVStoreType`: how entries of different devices are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum StoreType {
     /// DEVICE_COLLABORATION: entries partitioned by the device that wrote them.
     DeviceCollaboration,

@@ -162,26 +162,42 @@ impl PermissionChecker for BasicPermissionChecker {
     }
 }
 
-/// Whether an SA is running, as `oxh sa list` shows it.
+/// Whether an SA is running, as `oxh sa list` shows it; serialized as samgr's
+/// SystemAbilityState names it (LOADED, NOT_LOADED).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SaState {
     /// Started and serving.
+    #[serde(rename = "LOADED", alias = "Running")]
     Running,
     /// Registered, starts on its first call.
+    #[serde(rename = "NOT_LOADED", alias = "NotStarted")]
     NotStarted,
 }
 
-/// One row of `oxh sa list`.
+/// One row of `oxh sa list`; JSON names as samgr's SaProfile (saId, runOnCreate).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SaInfo {
     /// SA id.
+    #[serde(rename = "saId", alias = "id")]
     pub id: i32,
     /// SA name.
     pub name: String,
     /// State.
     pub state: SaState,
     /// Start mode: run-on-create or on-demand.
+    #[serde(alias = "run_on_create")]
     pub run_on_create: bool,
+}
+
+/// One SA's dump, as `hidumper -s ID --json` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SaDump {
+    /// SA id.
+    pub sa_id: i32,
+    /// What the SA's Dump wrote.
+    pub dump: String,
 }
 
 struct Entry {

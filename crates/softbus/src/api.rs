@@ -63,27 +63,60 @@ pub mod bus {
 
 pub use crate::proto::{Checksum, FileOp, FilePiece};
 
-/// This device, as `oxh device info` shows it.
+/// This device, as `oxh device info` shows it: the identity's [`oxh_devauth::DeviceInfo`]
+/// (udid, deviceName, deviceType, deviceTypeId, osFullName) with this run's networkId and bus
+/// address, in one flat object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct LocalDevice {
-    /// udid, name, type, OS.
-    pub info: oxh_devauth::DeviceInfo,
+    /// Hex SHA-256 of the device key.
+    pub udid: String,
+    /// Device name.
+    #[serde(rename = "deviceName")]
+    pub name: String,
+    /// Product type (`const.product.devicetype`).
+    pub device_type: oxh_devauth::DeviceType,
+    /// DmDeviceType id.
+    pub device_type_id: u16,
+    /// OS full name and version.
+    #[serde(rename = "osFullName")]
+    pub os_version: String,
     /// networkId of this daemon run.
     pub network_id: String,
     /// UDP address of the bus.
     pub bus_addr: String,
 }
 
-/// A device seen on the network.
+impl LocalDevice {
+    /// The identity's info with this run's networkId and bus address.
+    pub fn new(info: oxh_devauth::DeviceInfo, network_id: String, bus_addr: String) -> Self {
+        Self {
+            udid: info.udid,
+            name: info.name,
+            device_type: info.device_type,
+            device_type_id: info.device_type_id,
+            os_version: info.os_version,
+            network_id,
+            bus_addr,
+        }
+    }
+}
+
+/// A device seen on the network; JSON names as distributedDeviceManager's DeviceBasicInfo
+/// where it has the field (deviceName, deviceType, deviceTypeId).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SeenView {
     /// What `oxh device bind <id>` takes: the device's advert id of the moment (it rotates
     /// every epoch, so a stranger cannot follow the device by it).
     pub id: String,
     /// Device name.
+    #[serde(rename = "deviceName")]
     pub name: String,
-    /// Device type name.
+    /// Device type as device manager names it ([`oxh_devauth::dm_type_name`]).
     pub device_type: String,
+    /// DmDeviceType id.
+    pub device_type_id: u16,
     /// Addresses with the bus port.
     pub addresses: Vec<String>,
     /// Bound to this device?
@@ -94,6 +127,7 @@ pub struct SeenView {
 
 /// A PIN for binding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PinView {
     /// Six digits.
     pub pin: String,
@@ -110,19 +144,79 @@ pub struct BindArgs {
     pub pin: String,
 }
 
-/// A trusted device.
+/// A trusted device; JSON names as distributedDeviceManager's DeviceBasicInfo (deviceName,
+/// deviceType, networkId) with the DmDeviceInfo's deviceTypeId and the udid.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct TrustedView {
     /// Its udid.
     pub udid: String,
     /// Name.
+    #[serde(rename = "deviceName")]
     pub name: String,
-    /// Type name.
+    /// Device type as device manager names it ([`oxh_devauth::dm_type_name`]).
     pub device_type: String,
+    /// DmDeviceType id.
+    pub device_type_id: u16,
     /// Online now?
     pub online: bool,
     /// networkId while online.
     pub network_id: Option<String>,
+}
+
+impl TrustedView {
+    /// A view of a device whose DmDeviceType id is `device_type_id`; its `device_type` is the
+    /// name device manager gives that id.
+    pub fn new(
+        udid: String,
+        name: String,
+        device_type_id: u16,
+        online: bool,
+        network_id: Option<String>,
+    ) -> Self {
+        Self {
+            udid,
+            name,
+            device_type: oxh_devauth::dm_type_name(device_type_id).to_string(),
+            device_type_id,
+            online,
+            network_id,
+        }
+    }
+}
+
+/// OpenHarmony's DeviceStateChange of a state event: AVAILABLE (online and ready),
+/// UNAVAILABLE (offline); INFO_CHANGED is DmDeviceState's name for a changed device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DeviceStateChange {
+    /// The device came online.
+    Available,
+    /// The device went offline.
+    Unavailable,
+    /// Its name or type changed.
+    InfoChanged,
+}
+
+/// One state event as distributedDeviceManager's `deviceStateChange` callback gives it:
+/// `{action, device}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceStateChangeResult {
+    /// What happened.
+    pub action: DeviceStateChange,
+    /// The device.
+    pub device: TrustedView,
+}
+
+impl From<StateEvent> for DeviceStateChangeResult {
+    fn from(e: StateEvent) -> Self {
+        let (action, device) = match e {
+            StateEvent::Online(d) => (DeviceStateChange::Available, d),
+            StateEvent::Offline(d) => (DeviceStateChange::Unavailable, d),
+            StateEvent::InfoChanged(d) => (DeviceStateChange::InfoChanged, d),
+        };
+        Self { action, device }
+    }
 }
 
 /// Device state changes (OpenHarmony's DeviceStateChange).

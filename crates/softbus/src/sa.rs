@@ -101,11 +101,11 @@ impl SystemAbility for DeviceManagerSa {
     async fn call(&self, ctx: CallContext, code: u32, data: Bytes) -> Result<Vec<u8>, RemoteError> {
         let sb = &self.0;
         match code {
-            api::dm::GET_LOCAL_DEVICE_INFO => Ok(encode(&LocalDevice {
-                info: sb.local_info().clone(),
-                network_id: sb.network_id().to_string(),
-                bus_addr: sb.bus_addr().map(|a| a.to_string()).unwrap_or_default(),
-            })),
+            api::dm::GET_LOCAL_DEVICE_INFO => Ok(encode(&LocalDevice::new(
+                sb.local_info().clone(),
+                sb.network_id().to_string(),
+                sb.bus_addr().map(|a| a.to_string()).unwrap_or_default(),
+            ))),
             api::dm::DISCOVER => Ok(encode(&sb.discovered())),
             api::dm::ISSUE_PIN => {
                 let (pin, valid_secs) = sb.issue_pin()?;

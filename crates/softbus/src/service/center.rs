@@ -124,13 +124,13 @@ impl Softbus {
     }
 
     fn view_of(&self, info: &NodeInfo, online: bool) -> TrustedView {
-        TrustedView {
-            udid: info.udid.clone(),
-            name: info.name.clone(),
-            device_type: info.device_type.clone(),
+        TrustedView::new(
+            info.udid.clone(),
+            info.name.clone(),
+            info.device_type_id,
             online,
-            network_id: online.then(|| info.network_id.clone()),
-        }
+            online.then(|| info.network_id.clone()),
+        )
     }
 
     /// Keeps the advert key a trusted peer told over its pinned connection, when the record

@@ -81,7 +81,8 @@ impl Softbus {
                 Some(SeenView {
                     id: a.id.to_hex(),
                     name: name_of(a.name.as_deref(), t),
-                    device_type: a.device_type_name.clone(),
+                    device_type: oxh_devauth::dm_type_name(a.device_type_id).to_string(),
+                    device_type_id: a.device_type_id,
                     addresses: s
                         .addresses
                         .iter()
@@ -107,10 +108,17 @@ impl Softbus {
             }
             let t = AdvertId::from_hex(&p.id).and_then(|id| resolver.resolve(&id));
             let key = t.map(|t| t.public_key);
+            // A probe names the product type only; its DmDeviceType id follows from it.
+            let type_id = p
+                .device_type
+                .parse::<oxh_devauth::DeviceType>()
+                .map(|d| d.type_id())
+                .unwrap_or(oxh_devauth::dm_type::UNKNOWN);
             out.push(SeenView {
                 id: p.id.clone(),
                 name: name_of(p.name.as_deref(), t),
-                device_type: p.device_type,
+                device_type: oxh_devauth::dm_type_name(type_id).to_string(),
+                device_type_id: type_id,
                 addresses: vec![addr.to_string()],
                 trusted: key.is_some(),
                 online: key.is_some_and(|k| self.bus.is_online(&k)),
@@ -176,18 +184,17 @@ impl Softbus {
                 false
             }
         };
-        Ok(TrustedView {
-            udid: t.udid.clone(),
-            name: t.name.clone(),
-            device_type: t.device_type.clone(),
+        Ok(TrustedView::new(
+            t.udid.clone(),
+            t.name.clone(),
+            t.device_type_id,
             online,
-            network_id: self
-                .bus
+            self.bus
                 .online()
                 .into_iter()
                 .find(|n| n.udid == t.udid)
                 .map(|n| n.network_id),
-        })
+        ))
     }
 
     /// Trusted devices, with online state.
@@ -204,13 +211,13 @@ impl Softbus {
             .into_iter()
             .map(|t| {
                 let n = online.get(&t.udid);
-                TrustedView {
-                    udid: t.udid.clone(),
-                    name: n.map(|n| n.name.clone()).unwrap_or(t.name.clone()),
-                    device_type: t.device_type.clone(),
-                    online: n.is_some(),
-                    network_id: n.map(|n| n.network_id.clone()),
-                }
+                TrustedView::new(
+                    t.udid.clone(),
+                    n.map(|n| n.name.clone()).unwrap_or(t.name.clone()),
+                    t.device_type_id,
+                    n.is_some(),
+                    n.map(|n| n.network_id.clone()),
+                )
             })
             .collect()
     }
