@@ -161,7 +161,9 @@ async fn receive_one(
         mtime_ns: (cfg.mtime % 1_000_000_000) as u32,
     };
     let tx = ch.sender();
-    tx.ctrl(&Ctrl::FileBegin(meta)).map_err(|e| e.to_string())?;
+    if tx.ctrl(&Ctrl::FileBegin(meta)).is_err() {
+        return Err(failed(close_reason(&mut ch).await));
+    }
     out.send(packet(c, CMD_FILE_BEGIN, &BEGIN_FLAGS))
         .await
         .map_err(|_| "[Fail]the host went away".to_string())?;
@@ -208,18 +210,41 @@ async fn receive_one(
         }
         hash.update(&data);
         got += n as u64;
-        tx.send(data).await.map_err(|e| e.to_string())?;
+        if tx.send(data).await.is_err() {
+            // Our receiver stopped (it could not write): its close says why.
+            return Err(failed(close_reason(&mut ch).await));
+        }
     }
-    tx.ctrl(&Ctrl::FileEnd {
+    let end = Ctrl::FileEnd {
         hash: hash.digest128(),
-    })
-    .map_err(|e| e.to_string())?;
-    tx.ctrl(&Ctrl::Done).map_err(|e| e.to_string())?;
+    };
+    if tx.ctrl(&end).is_err() || tx.ctrl(&Ctrl::Done).is_err() {
+        return Err(failed(close_reason(&mut ch).await));
+    }
+    match close_reason(&mut ch).await {
+        m if m.is_empty() => Ok(got),
+        m => Err(m),
+    }
+}
+
+/// A failure's message, never empty.
+fn failed(m: String) -> String {
+    if m.is_empty() {
+        "[Fail]the transfer failed".into()
+    } else {
+        m
+    }
+}
+
+/// The message a channel closes with (empty for success).
+async fn close_reason(ch: &mut Channel) -> String {
     loop {
-        match ch.recv().await {
-            Event::Close(e) if e.code == 0 => return Ok(got),
-            Event::Close(e) => return Err(e.message),
-            _ => {}
+        if let Event::Close(e) = ch.recv().await {
+            return match (e.code, e.message) {
+                (0, _) => String::new(),
+                (_, m) if m.is_empty() => "[Fail]the transfer failed".into(),
+                (_, m) => m,
+            };
         }
     }
 }
