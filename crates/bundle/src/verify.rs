@@ -5,9 +5,10 @@
 
 use crate::error::{BundleError, code};
 use crate::model::strings;
-use crate::package::Hap;
+use crate::codesign;
+use crate::package::{EntryInfo, Hap, ZipView};
 use crate::pkcs7;
-use crate::signing::{self, BLOCK_PROFILE, BLOCK_SIGNATURE};
+use crate::signing::{self, BLOCK_PROFILE, BLOCK_SIGNATURE, SigningBlock};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -53,6 +54,9 @@ pub struct Profile {
     pub device_ids: Vec<String>,
     /// uuid.
     pub uuid: String,
+    /// bundle-info.app-identifier: a release app's code signatures carry it as ownerID.
+    #[serde(default, rename = "appIdentifier")]
+    pub app_identifier: String,
 }
 
 fn secs(v: Option<&Value>) -> u64 {
@@ -93,6 +97,7 @@ pub fn parse_profile(json: &[u8]) -> Result<Profile, BundleError> {
         acls: list(v.get("acls"), "allowed-acls"),
         device_ids: list(v.get("debug-info"), "device-ids"),
         uuid: st(&v, "uuid"),
+        app_identifier: st(bi, "app-identifier"),
         kind,
     })
 }
@@ -130,6 +135,10 @@ pub struct Report {
     pub app_id: String,
     /// The profile, if readable.
     pub profile: Option<Profile>,
+    /// The code signature (fs-verity of the HAP's code and of each native library), when
+    /// the package carries one or was checked for one.
+    #[serde(default, rename = "codeSignature")]
+    pub code_signature: Option<codesign::CodeSignReport>,
 }
 
 impl Report {
@@ -141,7 +150,19 @@ impl Report {
                 "the package has no signing block (unsigned)",
             ));
         }
-        match self.checks.iter().find(|c| c.ok == Some(false)) {
+        let failed = |c: &&Check| c.ok == Some(false);
+        let mut first = self.checks.iter().find(failed);
+        // A changed library breaks the package digest too, which cannot say which file
+        // changed; its code signature can.
+        if first.is_some_and(|c| c.name == "digest") {
+            first = self
+                .checks
+                .iter()
+                .filter(failed)
+                .find(|c| c.name.starts_with(CHECK_CODE_SIGNATURE))
+                .or(first);
+        }
+        match first {
             Some(c) => Err(BundleError::new(
                 c.code,
                 format!("{}: {}", c.name, c.detail),
@@ -248,6 +269,7 @@ pub fn verify_package(
                 entries: Vec::new(),
                 info: h.info.clone(),
                 abis: h.abis.clone(),
+                limits: *limits,
             };
             verify(&view, opts)
         });
@@ -269,8 +291,113 @@ pub fn verify_package(
     Ok(out)
 }
 
+/// Name of the check of the HAP's code signature; each library's is named
+/// [`CHECK_CODE_SIGNATURE_LIB`].
+pub const CHECK_CODE_SIGNATURE: &str = "code-signature";
+/// Name of the check of one native library's code signature.
+pub const CHECK_CODE_SIGNATURE_LIB: &str = "code-signature-lib";
+
 /// Verifies a HAP; every check is reported, the first failure decides [`Report::result`].
+/// The code signature is checked last, against the signer and profile found before it.
 pub fn verify(hap: &Hap<'_>, opts: &VerifyOptions) -> Report {
+    let mut r = verify_signature(hap, opts);
+    if let Some(block) = &hap.block {
+        check_code_signature(hap, block, opts, &mut r);
+    }
+    r
+}
+
+/// The code-signature checks: present or not, the HAP's code region, each native library.
+/// A package without a code-signing block passes here (OpenHarmony's permissive mode); a
+/// release device's app host refuses its libraries at load time.
+fn check_code_signature(hap: &Hap<'_>, block: &SigningBlock, opts: &VerifyOptions, r: &mut Report) {
+    let fail = code::CODE_SIGNATURE_FAILED;
+    let csb = match codesign::find(hap.data, block) {
+        Ok(Some(b)) => b,
+        Ok(None) => {
+            r.push(
+                CHECK_CODE_SIGNATURE,
+                None,
+                "none: no code-signing block in the property block (0x20000003)",
+                fail,
+            );
+            r.code_signature = Some(codesign::CodeSignReport::default());
+            return;
+        }
+        Err(e) => {
+            r.push(CHECK_CODE_SIGNATURE, Some(false), e.to_string(), fail);
+            r.code_signature = Some(codesign::CodeSignReport {
+                present: true,
+                error: Some(e.to_string()),
+                ..Default::default()
+            });
+            return;
+        }
+    };
+    let signer = block
+        .value(hap.data, BLOCK_SIGNATURE)
+        .and_then(|s| pkcs7::parse(s).ok())
+        .and_then(|sd| sd.verify().ok());
+    let owner_id = r.profile.as_ref().map(|p| {
+        if p.kind == "debug" {
+            codesign::DEBUG_OWNER_ID.to_string()
+        } else {
+            p.app_identifier.clone()
+        }
+    });
+    let expect = codesign::Expect {
+        signer,
+        roots: &opts.roots,
+        owner_id: owner_id.filter(|o| !o.is_empty()),
+    };
+    let libs = match read_libs(hap) {
+        Ok(l) => l,
+        Err(e) => {
+            r.push(CHECK_CODE_SIGNATURE_LIB, Some(false), e.reason, fail);
+            return;
+        }
+    };
+    let cr = codesign::verify(hap.data, block.start, &csb, &libs, &expect);
+    for (name, f) in cr.hap.iter().map(|f| (CHECK_CODE_SIGNATURE, f)).chain(
+        cr.libs
+            .iter()
+            .map(|f| (CHECK_CODE_SIGNATURE_LIB, f)),
+    ) {
+        let detail = if f.ok && name == CHECK_CODE_SIGNATURE_LIB {
+            format!("{}: {}", f.name, f.detail)
+        } else {
+            f.detail.clone()
+        };
+        let detail = if f.ok {
+            detail
+        } else {
+            format!("{detail} ({} {})", codesign::cs::name(f.error_code), f.error_code)
+        };
+        r.push(name, Some(f.ok), detail, fail);
+    }
+    r.code_signature = Some(cr);
+}
+
+/// The native libraries hapsigner signs ([`codesign::is_signed_lib`]), inflated, each bounded
+/// by the package limits.
+fn read_libs(hap: &Hap<'_>) -> Result<Vec<(String, Vec<u8>)>, BundleError> {
+    let names: Vec<&EntryInfo> = hap
+        .entries
+        .iter()
+        .filter(|e| !e.is_dir && codesign::is_signed_lib(&e.name))
+        .collect();
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut z = ZipView::open(hap.data, &hap.limits)?;
+    names
+        .into_iter()
+        .map(|e| Ok((e.name.clone(), z.read(&e.name, e.size)?)))
+        .collect()
+}
+
+/// The package signature and profile checks.
+fn verify_signature(hap: &Hap<'_>, opts: &VerifyOptions) -> Report {
     let mut r = Report::default();
     let data = hap.data;
     let Some(block) = &hap.block else {
