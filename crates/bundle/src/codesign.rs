@@ -992,6 +992,57 @@ pub fn is_signed_lib(name: &str) -> bool {
     !name.ends_with('/') && (name.starts_with("libs/") || name.ends_with(".an"))
 }
 
+/// Whether hapsigner counts an entry as runnable code (which the kernel maps straight from
+/// the HAP when it is stored uncompressed): `.abc`, `.so` and `.an` files.
+fn is_runnable(name: &str) -> bool {
+    name.ends_with(".abc") || name.ends_with(".so") || name.ends_with(".an")
+}
+
+/// The page-type bitmap entry of code sign v2, which the code region skips over.
+const PAGES_INFO_ENTRY: &str = ".pages.info";
+
+/// The HAP's code region, hapsigner's `computeDataSize`: its leading run of uncompressed
+/// runnable entries ([`is_runnable`]), up to the data of the first other entry; 0 when the
+/// first entry is not such code (as in packages whose code is all compressed). It must end
+/// on a 4 KiB boundary (hapsigner aligns such packages so).
+pub fn code_region(zip: &[u8]) -> Result<usize, CodeSignError> {
+    let bad = |m: String| CodeSignError::new(cs::FILE_INVALID, m);
+    let mut a = zip::ZipArchive::new(std::io::Cursor::new(zip))
+        .map_err(|e| bad(format!("not a readable zip: {e}")))?;
+    let mut entries = Vec::with_capacity(a.len());
+    for i in 0..a.len() {
+        let f = a
+            .by_index_raw(i)
+            .map_err(|e| bad(format!("not a readable zip: {e}")))?;
+        let name = String::from_utf8_lossy(f.name_raw());
+        let code = f.compression() == zip::CompressionMethod::Stored
+            && (is_runnable(&name) || name == PAGES_INFO_ENTRY);
+        entries.push((f.header_start() as usize, code));
+    }
+    entries.sort_unstable();
+    let Some(k) = entries.iter().position(|(_, code)| !code) else {
+        return Err(bad("every entry is uncompressed code: no end to the code region".into()));
+    };
+    if k == 0 {
+        return Ok(0);
+    }
+    let h = entries[k].0;
+    let field = |i: usize| -> Option<usize> {
+        zip.get(h + i..h + i + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
+    };
+    let (Some(name), Some(extra)) = (field(26), field(28)) else {
+        return Err(bad(format!("local header at {h} is truncated")));
+    };
+    let end = h + 30 + name + extra;
+    if end % BLOCK_SIZE != 0 {
+        return Err(bad(format!(
+            "the uncompressed code ends at {end}, not on a 4 KiB boundary (align the package)"
+        )));
+    }
+    Ok(end)
+}
+
 /// Lowercase hex.
 pub fn hex(d: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()

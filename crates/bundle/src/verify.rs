@@ -152,14 +152,12 @@ impl Report {
         }
         let failed = |c: &&Check| c.ok == Some(false);
         let mut first = self.checks.iter().find(failed);
-        // A changed library breaks the package digest too, which cannot say which file
-        // changed; its code signature can.
-        if first.is_some_and(|c| c.name == "digest") {
-            first = self
-                .checks
-                .iter()
-                .filter(failed)
-                .find(|c| c.name.starts_with(CHECK_CODE_SIGNATURE))
+        // A changed library breaks the package digest (and the HAP's code region, when it
+        // lies there) too, which cannot say which file changed; its own signature can.
+        if first.is_some_and(|c| c.name == "digest" || c.name == CHECK_CODE_SIGNATURE) {
+            let named = |n: &str| self.checks.iter().filter(failed).find(|c| c.name == n);
+            first = named(CHECK_CODE_SIGNATURE_LIB)
+                .or_else(|| named(CHECK_CODE_SIGNATURE))
                 .or(first);
         }
         match first {
