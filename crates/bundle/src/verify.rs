@@ -643,3 +643,59 @@ fn verify_signature(hap: &Hap<'_>, opts: &VerifyOptions) -> Report {
 fn hex32(d: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// The signer (DER) of a package whose content digest and PKCS#7 signature verify; the
+/// chain is not judged (the bundle manager did that when it installed the package).
+pub fn package_signer<'a>(hap: &Hap<'a>) -> Result<&'a [u8], codesign::CodeSignError> {
+    let bad = |m: String| codesign::CodeSignError::new(codesign::cs::FILE_INVALID, m);
+    let data = hap.data;
+    let block = hap
+        .block
+        .as_ref()
+        .ok_or_else(|| bad("the package has no signing block".into()))?;
+    let sig = block
+        .value(data, BLOCK_SIGNATURE)
+        .ok_or_else(|| bad("the package has no signature sub-block".into()))?;
+    let sd = pkcs7::parse(sig).map_err(|e| bad(format!("its signature: {e}")))?;
+    let computed =
+        signing::content_digest(data, &hap.layout, block.start, &block.optional_values(data));
+    let claimed = sd.content.and_then(signing::parse_signed_content);
+    if !claimed
+        .as_ref()
+        .and_then(|v| v.first())
+        .is_some_and(|(_, d)| d[..] == computed[..])
+    {
+        return Err(bad(
+            "the package was changed after signing (its digest does not match)".into(),
+        ));
+    }
+    sd.verify()
+        .map_err(|e| bad(format!("its signature does not verify: {e}")))
+}
+
+/// Checks `bytes`, an installed copy of the package's native library `name` (its ZIP entry
+/// name), against the code signature in `hap`: `Ok(false)` when `hap` does not sign
+/// `name` (another module may), `Ok(true)` when it does and the bytes verify, made by the
+/// package's own signer.
+pub fn verify_installed_lib(
+    hap: &Hap<'_>,
+    name: &str,
+    bytes: &[u8],
+) -> Result<bool, codesign::CodeSignError> {
+    let Some(block) = &hap.block else {
+        return Ok(false);
+    };
+    let Some(csb) = codesign::find(hap.data, block)? else {
+        return Ok(false);
+    };
+    let Some(info) = csb.lib(name) else {
+        return Ok(false);
+    };
+    let signer = package_signer(hap)?;
+    let expect = codesign::Expect {
+        signer: Some(signer),
+        ..Default::default()
+    };
+    codesign::verify_lib(name, bytes, info, &expect)?;
+    Ok(true)
+}
