@@ -919,10 +919,7 @@ fn refused(dev: &TestDevice, why: &str) {
         log.contains("refused to load") && log.contains(&lib) && log.contains(why),
         "{log}"
     );
-    assert!(
-        log.contains("code signature verification failed"),
-        "{log}"
-    );
+    assert!(log.contains("code signature verification failed"), "{log}");
     assert!(lifecycle(dev).is_empty(), "the library never ran");
 }
 
@@ -936,7 +933,10 @@ fn a_release_device_loads_only_libraries_whose_code_signature_verifies() {
 
     // A release device: a library without a code signature is refused before it loads.
     let dev = TestDevice::start_with(&["--debuggable", "false"]);
-    assert_eq!(dev.oxh_ok(&["param", "get", "const.debuggable"]).trim(), "0");
+    assert_eq!(
+        dev.oxh_ok(&["param", "get", "const.debuggable"]).trim(),
+        "0"
+    );
     let work = tempfile::tempdir().unwrap();
     install_signed(&dev, work.path(), NOTES, module, &lib, "libnotes.so", false);
     refused(&dev, "CS_ERR_NO_SIGNATURE");
@@ -947,7 +947,10 @@ fn a_release_device_loads_only_libraries_whose_code_signature_verifies() {
     install_signed(&dev, work.path(), NOTES, module, &lib, "libnotes.so", true);
     let out = aa(&dev, &["start", "-b", NOTES, "-W"]);
     assert!(out.ends_with("start ability successfully.\n"), "{out}");
-    assert_eq!(lifecycle_at_least(&dev, 1)[0], "EntryAbility onCreate StartAbility");
+    assert_eq!(
+        lifecycle_at_least(&dev, 1)[0],
+        "EntryAbility onCreate StartAbility"
+    );
     aa(&dev, &["force-stop", NOTES]);
 
     // Its installed copy changed afterwards (one byte, as root): refused again, because the

@@ -954,7 +954,9 @@ fn hap_verify_reports_code_signatures_and_names_a_library_changed_after_signing(
         "{out}"
     );
     assert!(
-        out.contains("code signature: HAP code region 24576 bytes verified, 1 of 1 native libraries verified"),
+        out.contains(
+            "code signature: HAP code region 24576 bytes verified, 1 of 1 native libraries verified"
+        ),
         "{out}"
     );
     let (_, out) = verify(&signed, true);

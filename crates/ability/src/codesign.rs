@@ -93,12 +93,8 @@ pub fn sealed_memfd(name: &str, bytes: &[u8]) -> Result<OwnedFd, LoadError> {
     let cname = std::ffi::CString::new(name.rsplit('/').next().unwrap_or("lib"))
         .map_err(|_| LoadError::Io("library name holds a NUL".into()))?;
     // SAFETY: memfd_create(2) with a NUL-terminated name; returns a new descriptor or -1.
-    let fd = unsafe {
-        libc::memfd_create(
-            cname.as_ptr(),
-            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
-        )
-    };
+    let fd =
+        unsafe { libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
     if fd < 0 {
         return Err(io("memfd_create"));
     }
@@ -201,7 +197,11 @@ mod tests {
         let path = d.path().join("libx.so");
         std::fs::write(&path, &lib).unwrap();
         let fd = verified_copy(d.path(), &path, LIB).unwrap();
-        assert_eq!(std::fs::read(fd_path(&fd)).unwrap(), lib, "the copy is what verified");
+        assert_eq!(
+            std::fs::read(fd_path(&fd)).unwrap(),
+            lib,
+            "the copy is what verified"
+        );
         let mut changed = lib.clone();
         changed[100] ^= 1;
         std::fs::write(&path, &changed).unwrap();

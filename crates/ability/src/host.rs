@@ -895,12 +895,7 @@ fn table(libs: &mut Libs, ability: &str, entry: &str) -> Result<OxhAbilityCallba
 }
 
 /// `onAcceptWant(want)`: the instance key a `specified` ability names for a start.
-fn accept_want(
-    libs: &mut Libs,
-    ability: &str,
-    entry: &str,
-    want: &Want,
-) -> Result<String, String> {
+fn accept_want(libs: &mut Libs, ability: &str, entry: &str, want: &Want) -> Result<String, String> {
     let callbacks = table(libs, ability, entry)?;
     let mut out: Vec<u8> = Vec::new();
     if let Some(f) = callbacks.on_accept_want {

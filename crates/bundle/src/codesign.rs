@@ -316,10 +316,7 @@ fn slice<'a>(
         .ok_or_else(|| {
             CodeSignError::new(
                 code,
-                format!(
-                    "{what} at {off}+{len} lies outside its {} bytes",
-                    d.len()
-                ),
+                format!("{what} at {off}+{len} lies outside its {} bytes", d.len()),
             )
         })
 }
@@ -345,7 +342,10 @@ pub fn find<'a>(
         let (Some(kind), Some(size), Some(offset)) =
             (u32_at(rec, 0), u32_at(rec, 4), u32_at(rec, 8))
         else {
-            return Err(CodeSignError::new(cs::BLOCK_SIZE, "truncated property record"));
+            return Err(CodeSignError::new(
+                cs::BLOCK_SIZE,
+                "truncated property record",
+            ));
         };
         let payload = slice(
             prop,
@@ -370,12 +370,18 @@ pub fn parse(b: &[u8], offset: u32) -> Result<CodeSignBlock<'_>, CodeSignError> 
     if b.len() < heads {
         return Err(err(
             cs::BLOCK_SIZE,
-            format!("code-signing block of {} bytes, shorter than its headers", b.len()),
+            format!(
+                "code-signing block of {} bytes, shorter than its headers",
+                b.len()
+            ),
         ));
     }
     let r32 = |i| u32_at(b, i).unwrap_or(0);
     if u64_at(b, 0) != Some(MAGIC) {
-        return Err(err(cs::BLOCK_MAGIC, "not a code-signing block (bad magic)".into()));
+        return Err(err(
+            cs::BLOCK_MAGIC,
+            "not a code-signing block (bad magic)".into(),
+        ));
     }
     if r32(8) != VERSION {
         return Err(err(
@@ -527,8 +533,14 @@ fn parse_sign_info<'a>(
             format!("signature of {sig_size} bytes (at most {MAX_SIGNATURE_LEN})"),
         ));
     }
-    let signature = slice(b, SIGN_INFO_LEN, sig_size as usize, size_err, "the signature")
-        .map_err(|e| err(e.code, e.reason))?;
+    let signature = slice(
+        b,
+        SIGN_INFO_LEN,
+        sig_size as usize,
+        size_err,
+        "the signature",
+    )
+    .map_err(|e| err(e.code, e.reason))?;
     let mut info = SignInfo {
         flags,
         data_size,
@@ -550,8 +562,14 @@ fn parse_sign_info<'a>(
     }
     let mut p = r32(56) as usize;
     for _ in 0..count {
-        let h = slice(b, p, EXT_HEADER_LEN, cs::INVALID_EXTENSION_OFFSET, "an extension")
-            .map_err(|e| err(e.code, e.reason))?;
+        let h = slice(
+            b,
+            p,
+            EXT_HEADER_LEN,
+            cs::INVALID_EXTENSION_OFFSET,
+            "an extension",
+        )
+        .map_err(|e| err(e.code, e.reason))?;
         let (kind, size) = (r32_of(h, 0), r32_of(h, 4) as usize);
         let body = slice(
             b,
@@ -592,8 +610,7 @@ fn parse_sign_info<'a>(
                     ));
                 }
                 let sign_size = r32_of(body, 20) as usize;
-                if sign_size > size - PAGE_INFO_EXT_LEN || sign_size as u32 > MAX_SIGNATURE_LEN
-                {
+                if sign_size > size - PAGE_INFO_EXT_LEN || sign_size as u32 > MAX_SIGNATURE_LEN {
                     return Err(err(
                         cs::EXTENSION_SIGN_SIZE,
                         format!("page info signature of {sign_size} bytes in {size}"),
@@ -740,7 +757,11 @@ pub fn check_signature<'a>(
 /// The fs-verity digest the HAP's SignInfo describes, computed over `data` (the HAP file):
 /// the tree over its first `dataSize` bytes must be the one stored at the tree offset and
 /// have the extension's root.
-pub fn hap_digest(data: &[u8], info: &SignInfo<'_>, covered_end: usize) -> Result<[u8; 32], CodeSignError> {
+pub fn hap_digest(
+    data: &[u8],
+    info: &SignInfo<'_>,
+    covered_end: usize,
+) -> Result<[u8; 32], CodeSignError> {
     let bad = |m: String| CodeSignError::new(cs::INVALID_SIGNATURE, format!("the HAP: {m}"));
     let size = usize::try_from(info.data_size)
         .ok()
@@ -752,7 +773,9 @@ pub fn hap_digest(data: &[u8], info: &SignInfo<'_>, covered_end: usize) -> Resul
             ))
         })?;
     if size % BLOCK_SIZE != 0 {
-        return Err(bad(format!("fs-verity covers {size} bytes, not a multiple of 4096")));
+        return Err(bad(format!(
+            "fs-verity covers {size} bytes, not a multiple of 4096"
+        )));
     }
     let (tree, root) = merkle_tree(&data[..size]);
     let (flags, tree_offset) = match &info.merkle {
@@ -785,7 +808,14 @@ pub fn hap_digest(data: &[u8], info: &SignInfo<'_>, covered_end: usize) -> Resul
         }
         None => (0, 0),
     };
-    Ok(Sha256::digest(descriptor(info.data_size, &root, info.salt, flags, tree_offset)).into())
+    Ok(Sha256::digest(descriptor(
+        info.data_size,
+        &root,
+        info.salt,
+        flags,
+        tree_offset,
+    ))
+    .into())
 }
 
 /// The code sign v2 digest (page info extension): the descriptor with the unit size in its
@@ -1021,7 +1051,9 @@ pub fn code_region(zip: &[u8]) -> Result<usize, CodeSignError> {
     }
     entries.sort_unstable();
     let Some(k) = entries.iter().position(|(_, code)| !code) else {
-        return Err(bad("every entry is uncompressed code: no end to the code region".into()));
+        return Err(bad(
+            "every entry is uncompressed code: no end to the code region".into(),
+        ));
     };
     if k == 0 {
         return Ok(0);
@@ -1050,6 +1082,9 @@ pub fn hex(d: &[u8]) -> String {
 
 // ---- signing ----
 
+/// Makes a detached PKCS#7 over a formatted digest ([`formatted_digest`]).
+pub type Signer<'s> = dyn Fn(&[u8; FORMATTED_DIGEST_LEN]) -> Result<Vec<u8>, CodeSignError> + 's;
+
 /// Builds the property block value for a package: one record holding the code-signing
 /// block that lands at absolute file offset `csb_offset` (the signer knows where the
 /// signing block will put it). The HAP's code region is its first `data_size` bytes of
@@ -1060,11 +1095,14 @@ pub fn build_property(
     data_size: usize,
     csb_offset: u64,
     libs: &[(String, Vec<u8>)],
-    sign: &dyn Fn(&[u8; FORMATTED_DIGEST_LEN]) -> Result<Vec<u8>, CodeSignError>,
+    sign: &Signer<'_>,
 ) -> Result<Vec<u8>, CodeSignError> {
     let heads = HEADER_LEN + SEGMENT_HEADER_LEN * SEGMENTS as usize;
     let region = data.get(..data_size).ok_or_else(|| {
-        CodeSignError::new(cs::FILE_INVALID, "the code region is past the end of the file")
+        CodeSignError::new(
+            cs::FILE_INVALID,
+            "the code region is past the end of the file",
+        )
     })?;
     let (tree, root) = merkle_tree(region);
     // The tree starts on a 4 KiB boundary of the file, so the kernel can read it in place.
@@ -1101,7 +1139,12 @@ pub fn build_property(
     for (name, bytes) in libs {
         let d = file_digest(bytes);
         names.push(name.as_bytes());
-        infos.push(sign_info(0, bytes.len() as u64, &sign(&formatted_digest(&d))?, &[]));
+        infos.push(sign_info(
+            0,
+            bytes.len() as u64,
+            &sign(&formatted_digest(&d))?,
+            &[],
+        ));
     }
     if libs.len() > MAX_LIBS as usize {
         return Err(CodeSignError::new(

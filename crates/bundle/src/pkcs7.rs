@@ -424,7 +424,13 @@ pub fn sign(
     chain: &[Vec<u8>],
     signing_time_utc: &str,
 ) -> Result<Vec<u8>, Pkcs7Error> {
-    sign_with(content, key_pkcs8, chain, signing_time_utc, &SignOptions::default())
+    sign_with(
+        content,
+        key_pkcs8,
+        chain,
+        signing_time_utc,
+        &SignOptions::default(),
+    )
 }
 
 /// How [`sign_with`] shapes the SignedData beyond [`sign`]'s defaults.

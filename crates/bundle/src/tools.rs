@@ -3,11 +3,11 @@
 //! signature) and `oxh hap pack` (a directory with module.json5 into a HAP). These run in
 //! the CLI, on the developer's files; the daemon never calls them.
 
+use crate::codesign;
+use crate::der::{self, oids, tag};
 use crate::error::{BundleError, code};
 use crate::model;
 use crate::pkcs7;
-use crate::codesign;
-use crate::der::{self, oids, tag};
 use crate::signing::{self, BLOCK_PROFILE, BLOCK_PROPERTY, BLOCK_SIGNATURE};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
@@ -556,7 +556,9 @@ mod tests {
     fn signed_haps_carry_code_signatures_that_verify() {
         let now = 1_800_000_000;
         let ks = keygen(&spec("com.example.myapp", now), now).unwrap();
-        let signed = ks.sign(&pack(&src("com.example.myapp", 1)).unwrap(), now).unwrap();
+        let signed = ks
+            .sign(&pack(&src("com.example.myapp", 1)).unwrap(), now)
+            .unwrap();
         let h = open_hap(&signed, &Limits::default()).unwrap();
         let r = verify(&h, &opts_for(&ks, now));
         r.result().unwrap();
@@ -597,7 +599,11 @@ mod tests {
         let lib: Vec<u8> = (0..10_000u32).map(|i| (i * 13) as u8).collect();
         let hap = aligned_hap(&lib);
         let region = codesign::code_region(&hap).unwrap();
-        assert_eq!(region, 4096 * 4, "local header, 3 data blocks, module.json's header");
+        assert_eq!(
+            region,
+            4096 * 4,
+            "local header, 3 data blocks, module.json's header"
+        );
         let signed = ks.sign(&hap, now).unwrap();
         let h = open_hap(&signed, &Limits::default()).unwrap();
         let r = verify(&h, &opts_for(&ks, now));
@@ -608,9 +614,17 @@ mod tests {
         let b = h.block.as_ref().unwrap();
         let csb = codesign::find(&signed, b).unwrap().unwrap();
         let m = csb.hap.merkle.unwrap();
-        assert_eq!(m.tree_offset % 4096, 0, "the tree lies on a page of the file");
+        assert_eq!(
+            m.tree_offset % 4096,
+            0,
+            "the tree lies on a page of the file"
+        );
         assert_eq!(m.tree_size, 4096);
-        assert_eq!(csb.offset as usize, b.start + 48, "the record names the block's offset");
+        assert_eq!(
+            csb.offset as usize,
+            b.start + 48,
+            "the record names the block's offset"
+        );
     }
 
     /// `signed` with the entries and central directory of `other` (an unsigned zip of the
@@ -646,6 +660,10 @@ mod tests {
         // The library lies in the HAP's code region too: its Merkle root changed.
         assert!(!c.hap.unwrap().ok);
         // The package digest fails as well; the report names what changed.
-        assert!(r.checks.iter().any(|c| c.name == "digest" && c.ok == Some(false)));
+        assert!(
+            r.checks
+                .iter()
+                .any(|c| c.name == "digest" && c.ok == Some(false))
+        );
     }
 }

@@ -3,9 +3,9 @@
 //! its fields (bundle name, validity, debug device ids, signer = profile certificate).
 //! Pure: trust roots, the device id and the clock come in [`VerifyOptions`].
 
+use crate::codesign;
 use crate::error::{BundleError, code};
 use crate::model::strings;
-use crate::codesign;
 use crate::package::{EntryInfo, Hap, ZipView};
 use crate::pkcs7;
 use crate::signing::{self, BLOCK_PROFILE, BLOCK_SIGNATURE, SigningBlock};
@@ -356,11 +356,12 @@ fn check_code_signature(hap: &Hap<'_>, block: &SigningBlock, opts: &VerifyOption
         }
     };
     let cr = codesign::verify(hap.data, block.start, &csb, &libs, &expect);
-    for (name, f) in cr.hap.iter().map(|f| (CHECK_CODE_SIGNATURE, f)).chain(
-        cr.libs
-            .iter()
-            .map(|f| (CHECK_CODE_SIGNATURE_LIB, f)),
-    ) {
+    for (name, f) in cr
+        .hap
+        .iter()
+        .map(|f| (CHECK_CODE_SIGNATURE, f))
+        .chain(cr.libs.iter().map(|f| (CHECK_CODE_SIGNATURE_LIB, f)))
+    {
         let detail = if f.ok && name == CHECK_CODE_SIGNATURE_LIB {
             format!("{}: {}", f.name, f.detail)
         } else {
@@ -369,7 +370,11 @@ fn check_code_signature(hap: &Hap<'_>, block: &SigningBlock, opts: &VerifyOption
         let detail = if f.ok {
             detail
         } else {
-            format!("{detail} ({} {})", codesign::cs::name(f.error_code), f.error_code)
+            format!(
+                "{detail} ({} {})",
+                codesign::cs::name(f.error_code),
+                f.error_code
+            )
         };
         r.push(name, Some(f.ok), detail, fail);
     }
@@ -660,11 +665,11 @@ pub fn package_signer<'a>(hap: &Hap<'a>) -> Result<&'a [u8], codesign::CodeSignE
     let computed =
         signing::content_digest(data, &hap.layout, block.start, &block.optional_values(data));
     let claimed = sd.content.and_then(signing::parse_signed_content);
-    if !claimed
+    let matches = claimed
         .as_ref()
         .and_then(|v| v.first())
-        .is_some_and(|(_, d)| d[..] == computed[..])
-    {
+        .is_some_and(|(_, d)| d[..] == computed[..]);
+    if !matches {
         return Err(bad(
             "the package was changed after signing (its digest does not match)".into(),
         ));

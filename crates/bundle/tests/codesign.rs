@@ -56,7 +56,12 @@ fn the_debug_signed_fixture_s_code_region_and_page_info_verify() {
     // modules.abc (stored, data at 4096), .pages.info (at 16384), then sourceMaps.map's
     // data at 20480 ends the code region.
     assert_eq!(hap.data_size, 20480);
-    assert!(hap.detail.contains("page info (16 bits at 16384) signed too"), "{}", hap.detail);
+    assert!(
+        hap.detail
+            .contains("page info (16 bits at 16384) signed too"),
+        "{}",
+        hap.detail
+    );
     assert!(c.libs.is_empty());
     assert_eq!(c.owner_id.as_deref(), Some(codesign::DEBUG_OWNER_ID));
     assert_eq!(c.signer, "OpenHarmony Application Release");
@@ -78,7 +83,10 @@ fn the_wrong_cert_fixture_s_nine_libraries_verify_against_their_deflated_entries
     assert_eq!(names.len(), 9, "{names:?}");
     for abi in ["arm64-v8a", "armeabi-v7a", "x86_64"] {
         for lib in ["libc++_shared.so", "libentry.so", "libentry2.so"] {
-            assert!(names.contains(&format!("libs/{abi}/{lib}").as_str()), "{names:?}");
+            assert!(
+                names.contains(&format!("libs/{abi}/{lib}").as_str()),
+                "{names:?}"
+            );
         }
     }
     assert!(c.libs.iter().all(|l| l.ok), "{:?}", c.libs);
@@ -225,10 +233,16 @@ fn every_truncation_and_corruption_of_a_real_block_is_an_error_not_a_panic() {
     assert_eq!(codesign::parse(&bad, 0).unwrap_err().code, cs::BLOCK_MAGIC);
     let mut bad = csb.to_vec();
     bad[8] = 2;
-    assert_eq!(codesign::parse(&bad, 0).unwrap_err().code, cs::BLOCK_VERSION);
+    assert_eq!(
+        codesign::parse(&bad, 0).unwrap_err().code,
+        cs::BLOCK_VERSION
+    );
     let mut bad = csb.to_vec();
     bad[16] = 2;
-    assert_eq!(codesign::parse(&bad, 0).unwrap_err().code, cs::BLOCK_SEG_NUM);
+    assert_eq!(
+        codesign::parse(&bad, 0).unwrap_err().code,
+        cs::BLOCK_SEG_NUM
+    );
     let mut bad = csb.to_vec();
     bad[32] = 2; // segment 1's type
     assert_eq!(
@@ -248,13 +262,30 @@ fn every_truncation_and_corruption_of_a_real_block_is_an_error_not_a_panic() {
 #[test]
 fn the_fs_verity_digest_is_linux_s() {
     let pattern = |n: usize| -> Vec<u8> { (0..n).map(|i| (i % 251) as u8).collect() };
-    let big: Vec<u8> = (0..4096 * 130 + 17).map(|i| ((i * 7) % 256) as u8).collect();
+    let big: Vec<u8> = (0..4096 * 130 + 17)
+        .map(|i| ((i * 7) % 256) as u8)
+        .collect();
     let cases: [(Vec<u8>, &str); 5] = [
-        (vec![], "3d248ca542a24fc62d1c43b916eae5016878e2533c88238480b26128a1f1af95"),
-        (b"abc".to_vec(), "700b6bd8510f0b4f9bac8b9cf0459151a1c4a99f467892bb4bd289a67df8e19c"),
-        (pattern(4096), "13e9b8848ae484a36acb3f3cac0ceb2f7601e96633d15c92f9bd3dd44e492157"),
-        (pattern(5000), "219c2df1dc52c12b7f666570d48b3f57c2e1ef58aa4734111f36773c8e731829"),
-        (big.clone(), "c2931af61cf93022f636e4fd31fd6dbd025cdf0ab37d0ebd5e3eef7f99bbf773"),
+        (
+            vec![],
+            "3d248ca542a24fc62d1c43b916eae5016878e2533c88238480b26128a1f1af95",
+        ),
+        (
+            b"abc".to_vec(),
+            "700b6bd8510f0b4f9bac8b9cf0459151a1c4a99f467892bb4bd289a67df8e19c",
+        ),
+        (
+            pattern(4096),
+            "13e9b8848ae484a36acb3f3cac0ceb2f7601e96633d15c92f9bd3dd44e492157",
+        ),
+        (
+            pattern(5000),
+            "219c2df1dc52c12b7f666570d48b3f57c2e1ef58aa4734111f36773c8e731829",
+        ),
+        (
+            big.clone(),
+            "c2931af61cf93022f636e4fd31fd6dbd025cdf0ab37d0ebd5e3eef7f99bbf773",
+        ),
     ];
     for (input, want) in &cases {
         assert_eq!(
