@@ -781,8 +781,14 @@ pub fn hap_digest(
     let (flags, tree_offset) = match &info.merkle {
         Some(m) => {
             if m.root_hash != root {
+                let at = first_changed_block(data, size, m)
+                    .map(|o| match entry_at(data, o) {
+                        Some(n) => format!(" (first changed 4 KiB block at {o}, in {n})"),
+                        None => format!(" (first changed 4 KiB block at {o})"),
+                    })
+                    .unwrap_or_default();
                 return Err(bad(format!(
-                    "the Merkle root of its code region is {}, the signed one {}: the code was changed after signing",
+                    "the Merkle root of its code region is {}, the signed one {}: the code was changed after signing{at}",
                     hex(&root),
                     hex(&m.root_hash)
                 )));
@@ -816,6 +822,35 @@ pub fn hap_digest(
         tree_offset,
     ))
     .into())
+}
+
+/// Where the code region first differs from what was signed: the first data block whose
+/// hash differs from the leaf level of the tree stored in the file (itself covered by the
+/// package signature), when that tree is there and of the right size.
+fn first_changed_block(data: &[u8], size: usize, m: &MerkleTreeExt) -> Option<usize> {
+    let blocks = size.div_ceil(BLOCK_SIZE);
+    let leaf_len = (blocks * 32).div_ceil(BLOCK_SIZE) * BLOCK_SIZE;
+    let start = usize::try_from(m.tree_offset).ok()?;
+    let tree = data.get(start..start.checked_add(usize::try_from(m.tree_size).ok()?)?)?;
+    let leaves = tree.get(tree.len().checked_sub(leaf_len)?..)?;
+    (0..blocks).find_map(|k| {
+        let h: [u8; 32] = Sha256::digest(&data[k * BLOCK_SIZE..(k + 1) * BLOCK_SIZE]).into();
+        (leaves.get(k * 32..k * 32 + 32) != Some(&h[..])).then_some(k * BLOCK_SIZE)
+    })
+}
+
+/// The ZIP entry whose local header or data holds file offset `at`.
+fn entry_at(zip: &[u8], at: usize) -> Option<String> {
+    let mut a = zip::ZipArchive::new(std::io::Cursor::new(zip)).ok()?;
+    let mut best: Option<(u64, String)> = None;
+    for i in 0..a.len() {
+        let f = a.by_index_raw(i).ok()?;
+        let h = f.header_start();
+        if h <= at as u64 && best.as_ref().is_none_or(|(b, _)| h > *b) {
+            best = Some((h, String::from_utf8_lossy(f.name_raw()).into_owned()));
+        }
+    }
+    best.map(|(_, n)| n)
 }
 
 /// The code sign v2 digest (page info extension): the descriptor with the unit size in its

@@ -194,6 +194,11 @@ fn a_changed_byte_in_the_code_region_fails_the_hap() {
     let e = r.result().unwrap_err();
     assert_eq!(e.code, code::CODE_SIGNATURE_FAILED, "{e}");
     assert!(e.reason.contains("Merkle root"), "{e}");
+    assert!(
+        e.reason
+            .contains("first changed 4 KiB block at 4096, in ets/modules.abc"),
+        "{e}"
+    );
 }
 
 #[test]
