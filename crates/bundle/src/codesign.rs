@@ -156,6 +156,15 @@ pub mod cs {
     /// A page info signature larger than its extension.
     pub const EXTENSION_SIGN_SIZE: i32 = -0x624;
 
+    /// A code as OpenHarmony's sources write it: name and hex, e.g. `CS_ERR_NO_SIGNATURE -0x3`.
+    pub fn describe(c: i32) -> String {
+        if c < 0 {
+            format!("{} -{:#x}", name(c), c.unsigned_abs())
+        } else {
+            format!("{} {c:#x}", name(c))
+        }
+    }
+
     /// OpenHarmony's name of a code.
     pub fn name(c: i32) -> &'static str {
         match c {
@@ -195,7 +204,7 @@ pub mod cs {
 
 /// Why a code signature is refused: OpenHarmony's code ([`cs`]) and what exactly was wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{reason} ({} {})", cs::name(*.code), hex_code(*.code))]
+#[error("{reason} ({})", cs::describe(*.code))]
 pub struct CodeSignError {
     /// One of [`cs`].
     pub code: i32,
@@ -210,14 +219,6 @@ impl CodeSignError {
             code,
             reason: reason.into(),
         }
-    }
-}
-
-fn hex_code(c: i32) -> String {
-    if c < 0 {
-        format!("-{:#x}", c.unsigned_abs())
-    } else {
-        format!("{c:#x}")
     }
 }
 

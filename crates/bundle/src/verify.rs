@@ -370,11 +370,7 @@ fn check_code_signature(hap: &Hap<'_>, block: &SigningBlock, opts: &VerifyOption
         let detail = if f.ok {
             detail
         } else {
-            format!(
-                "{detail} ({} {})",
-                codesign::cs::name(f.error_code),
-                f.error_code
-            )
+            format!("{detail} ({})", codesign::cs::describe(f.error_code))
         };
         r.push(name, Some(f.ok), detail, fail);
     }
