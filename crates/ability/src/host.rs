@@ -624,6 +624,7 @@ pub fn run() -> Result<(), HostError> {
     let mut libs = Libs {
         loaded: HashMap::new(),
         enforce_code_sign: codesign::enforced(debuggable.as_deref()),
+        refused: false,
     };
     // C apps call the NDK (OH_LOG_Print ...): loaded first, its symbols global, so an app
     // library finds them whether or not it linked -loxh_ndk.
@@ -665,7 +666,7 @@ pub fn run() -> Result<(), HostError> {
                     Ok(k) => key = Some(k),
                     Err(e) => {
                         link.log_error(format!("{name}: {e}"));
-                        refused_ends_process(&e);
+                        refused_ends_process(&libs);
                         continue;
                     }
                 }
@@ -690,7 +691,7 @@ pub fn run() -> Result<(), HostError> {
                             "{name}: {} cannot be created: {e}",
                             element.ability_name
                         ));
-                        refused_ends_process(&e);
+                        refused_ends_process(&libs);
                         continue;
                     }
                 }
@@ -823,23 +824,21 @@ fn load_ndk(link: &Link) -> Vec<libloading::os::unix::Library> {
 struct Libs {
     loaded: HashMap<String, libloading::Library>,
     enforce_code_sign: bool,
+    /// A library was refused for its code signature.
+    refused: bool,
 }
-
-/// The prefix of a refusal for a code signature; the host ends on it (see
-/// [`refused_ends_process`]).
-const CODE_SIGN_REFUSED: &str = "refused to load";
 
 /// A library refused for its code signature ends the app process, as a failed mapping
 /// does on OpenHarmony: the ability manager sees it die and tells the caller at once.
-fn refused_ends_process(e: &str) {
-    if e.contains(CODE_SIGN_REFUSED) {
+fn refused_ends_process(libs: &Libs) {
+    if libs.refused {
         std::process::exit(1);
     }
 }
 
 /// Loads `entry` from the bundle's `libs/<abi>/`: as it is on a debuggable device; on a
 /// release one only from a sealed copy of the bytes whose code signature verified.
-fn load(libs: &Libs, entry: &str) -> Result<libloading::Library, String> {
+fn load(libs: &mut Libs, entry: &str) -> Result<libloading::Library, String> {
     let rel = format!("libs/{}/{entry}", abi::abi_dir());
     let path = format!("{}/{rel}", layout::CODE_DIR);
     if !libs.enforce_code_sign {
@@ -852,8 +851,9 @@ fn load(libs: &Libs, entry: &str) -> Result<libloading::Library, String> {
         &rel,
     )
     .map_err(|e| {
+        libs.refused = true;
         format!(
-            "{CODE_SIGN_REFUSED} {path} ({}=0): {e}",
+            "refused to load {path} ({}=0): {e}",
             codesign::DEBUGGABLE_PARAM
         )
     })?;
