@@ -909,10 +909,15 @@ fn app_host_log(dev: &TestDevice) -> String {
     dev.oxh_ok(&["hilog", "-x", "-T", "AppHost"])
 }
 
-/// `aa start` of the notes app fails, and the host says which library it refused and why.
+/// `aa start` of the notes app fails, and the host says in hilog which library it refused
+/// and why.
 fn refused(dev: &TestDevice, why: &str) {
     let out = aa(dev, &["start", "-b", NOTES, "-W"]);
-    assert!(out.contains("error: failed to start ability."), "{out}");
+    // The app process ended at the refusal: an internal error to the caller, at once.
+    assert!(
+        out.contains("error: failed to start ability.") && out.contains("Error Code:10108101"),
+        "{out}"
+    );
     let log = read_until(|| app_host_log(dev), |l| l.contains(why));
     let lib = format!("libs/{}/libnotes.so", oxh_ability::abi::abi_dir());
     assert!(
