@@ -72,6 +72,19 @@ fn counter_log(dev: &TestDevice) -> Vec<String> {
 /// Packs `module` (a module.json5 under the repo) with `lib` as `libs/<abi>/<name>`, signs
 /// it with a fresh dev key and installs it on `dev`.
 fn install(dev: &TestDevice, work: &Path, bundle: &str, module: &str, lib: &Path, name: &str) {
+    install_signed(dev, work, bundle, module, lib, name, true);
+}
+
+/// [`install`], with or without code signatures (`oxh hap sign --sign-code`).
+fn install_signed(
+    dev: &TestDevice,
+    work: &Path,
+    bundle: &str,
+    module: &str,
+    lib: &Path,
+    name: &str,
+    sign_code: bool,
+) {
     let src = work.join(bundle);
     let abi = oxh_ability::abi::abi_dir();
     std::fs::create_dir_all(src.join("libs").join(abi)).unwrap();
@@ -97,6 +110,8 @@ fn install(dev: &TestDevice, work: &Path, bundle: &str, module: &str, lib: &Path
         &k("dev.pem"),
         "--profile",
         &k("dev.p7b"),
+        "--sign-code",
+        if sign_code { "1" } else { "0" },
         "-o",
         s(&hap),
     ]);
@@ -887,4 +902,84 @@ fn a_specified_ability_runs_one_instance_per_key_its_on_accept_want_names() {
         2,
         "two keys, two missions: {missions}"
     );
+}
+
+/// The app host's own lines in hilog.
+fn app_host_log(dev: &TestDevice) -> String {
+    dev.oxh_ok(&["hilog", "-x", "-T", "AppHost"])
+}
+
+/// `aa start` of the notes app fails, and the host says in hilog which library it refused
+/// and why.
+fn refused(dev: &TestDevice, why: &str) {
+    let out = aa(dev, &["start", "-b", NOTES, "-W"]);
+    // The app process ended at the refusal: an internal error to the caller, at once.
+    assert!(
+        out.contains("error: failed to start ability.") && out.contains("Error Code:10108101"),
+        "{out}"
+    );
+    let log = read_until(|| app_host_log(dev), |l| l.contains(why));
+    let lib = format!("libs/{}/libnotes.so", oxh_ability::abi::abi_dir());
+    assert!(
+        log.contains("refused to load") && log.contains(&lib) && log.contains(why),
+        "{log}"
+    );
+    assert!(log.contains("code signature verification failed"), "{log}");
+    assert!(lifecycle(dev).is_empty(), "the library never ran");
+}
+
+#[test]
+fn a_release_device_loads_only_libraries_whose_code_signature_verifies() {
+    if !oxh_testkit::require_root("ability", "to sandbox app processes") {
+        return;
+    }
+    let lib = example_lib("oxh-example-notes", "notes");
+    let module = "examples/notes/hap/module.json5";
+
+    // A release device: a library without a code signature is refused before it loads.
+    let dev = TestDevice::start_with(&["--debuggable", "false"]);
+    assert_eq!(
+        dev.oxh_ok(&["param", "get", "const.debuggable"]).trim(),
+        "0"
+    );
+    let work = tempfile::tempdir().unwrap();
+    install_signed(&dev, work.path(), NOTES, module, &lib, "libnotes.so", false);
+    refused(&dev, "CS_ERR_NO_SIGNATURE");
+
+    // Signed with its code signature, it starts.
+    dev.oxh_ok(&["bm", "uninstall", "-n", NOTES]);
+    let work = tempfile::tempdir().unwrap();
+    install_signed(&dev, work.path(), NOTES, module, &lib, "libnotes.so", true);
+    let out = aa(&dev, &["start", "-b", NOTES, "-W"]);
+    assert!(out.ends_with("start ability successfully.\n"), "{out}");
+    assert_eq!(
+        lifecycle_at_least(&dev, 1)[0],
+        "EntryAbility onCreate StartAbility"
+    );
+    aa(&dev, &["force-stop", NOTES]);
+
+    // Its installed copy changed afterwards (one byte, as root): refused again, because the
+    // host checks the bytes it maps, not what was installed.
+    let installed = dev
+        .data_dir()
+        .join("app/el1/bundle/public")
+        .join(NOTES)
+        .join("libs")
+        .join(oxh_ability::abi::abi_dir())
+        .join("libnotes.so");
+    let mut b = std::fs::read(&installed).unwrap();
+    let at = b.len() / 2;
+    b[at] ^= 0x01;
+    std::fs::write(&installed, &b).unwrap();
+    dev.oxh_ok(&["hilog", "-r"]);
+    refused(&dev, "CS_ERR_INVALID_SIGNATURE");
+    drop(dev);
+
+    // A debuggable device loads a library without a code signature, as before.
+    let dev = TestDevice::start_with(&["--debuggable", "true"]);
+    let work = tempfile::tempdir().unwrap();
+    install_signed(&dev, work.path(), NOTES, module, &lib, "libnotes.so", false);
+    let out = aa(&dev, &["start", "-b", NOTES, "-W"]);
+    assert!(out.ends_with("start ability successfully.\n"), "{out}");
+    assert!(!app_host_log(&dev).contains("refused to load"));
 }

@@ -904,3 +904,106 @@ fn a_signed_app_pack_shows_its_signer_and_verifies_by_the_pack() {
     assert_eq!(ok_of("signature"), Some(serde_json::json!(true)), "{v}");
     assert_eq!(v["code"], 9568257, "the untrusted chain decides: {v}");
 }
+
+/// An unsigned HAP as hapsigner aligns one: `lib` stored uncompressed and 4 KiB aligned as
+/// `libs/x86_64/libentry.so`, then module.json.
+fn aligned_hap(bundle: &str, lib: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let stored = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Stored)
+        .with_alignment(4096);
+    w.start_file("libs/x86_64/libentry.so", stored).unwrap();
+    w.write_all(lib).unwrap();
+    w.start_file("module.json", stored).unwrap();
+    let m = format!(
+        r#"{{"app":{{"bundleName":"{bundle}","versionCode":1}},"module":{{"name":"entry","type":"entry"}}}}"#
+    );
+    w.write_all(m.as_bytes()).unwrap();
+    w.finish().unwrap().into_inner()
+}
+
+#[test]
+fn hap_verify_reports_code_signatures_and_names_a_library_changed_after_signing() {
+    let dev = TestDevice::start();
+    let w = tempfile::tempdir().unwrap();
+    let w = w.path();
+    let bundle = "com.example.codesign";
+    let keys = w.join("keys");
+    dev.oxh_ok(&["hap", "keygen", "--bundle", bundle, "--out", s(&keys)]);
+    let lib: Vec<u8> = (0..20_000u32).map(|i| (i * 7 + i / 300) as u8).collect();
+    let unsigned = w.join("u.hap");
+    std::fs::write(&unsigned, aligned_hap(bundle, &lib)).unwrap();
+    let signed = w.join("s.hap");
+    let a = sign_args(&keys, &unsigned, &signed);
+    dev.oxh_ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let root = keys.join("root.pem");
+    let verify = |hap: &Path, json: bool| {
+        let mut a = vec!["hap", "verify", "--offline", "--root", s(&root), s(hap)];
+        if json {
+            a.insert(0, "--json");
+        }
+        run(&dev, &a)
+    };
+
+    let (ok, out) = verify(&signed, false);
+    assert!(ok, "{out}");
+    assert!(out.contains("ok   code-signature "), "{out}");
+    assert!(
+        out.contains("ok   code-signature-lib   libs/x86_64/libentry.so: fs-verity digest"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "code signature: HAP code region 24576 bytes verified, 1 of 1 native libraries verified"
+        ),
+        "{out}"
+    );
+    let (_, out) = verify(&signed, true);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let c = &v["report"]["codeSignature"];
+    assert_eq!(c["present"], true, "{v}");
+    assert_eq!(c["hap"]["dataSize"], 24576, "{v}");
+    assert_eq!(c["libs"][0]["name"], "libs/x86_64/libentry.so", "{v}");
+    assert_eq!(c["libs"][0]["ok"], true, "{v}");
+    assert_eq!(c["ownerId"], "DEBUG_LIB_ID", "{v}");
+
+    // One byte of the library changed, the signing block kept: the same zip layout with the
+    // changed entry, the signed file's block between its entries and central directory.
+    let mut bad = lib.clone();
+    bad[10_000] ^= 0x01;
+    let other = aligned_hap(bundle, &bad);
+    let sd = std::fs::read(&signed).unwrap();
+    let cd = |z: &[u8]| {
+        let e = z.len() - 22;
+        u32::from_le_bytes(z[e + 16..e + 20].try_into().unwrap()) as usize
+    };
+    let (cd_o, cd_s) = (cd(&other), cd(&sd));
+    let mut t = other[..cd_o].to_vec();
+    t.extend_from_slice(&sd[cd_o..cd_s]);
+    t.extend_from_slice(&other[cd_o..other.len() - 22]);
+    t.extend_from_slice(&sd[sd.len() - 22..]);
+    let tampered = w.join("t.hap");
+    std::fs::write(&tampered, &t).unwrap();
+    let (ok, out) = verify(&tampered, false);
+    assert!(!ok, "{out}");
+    assert!(out.contains("FAIL code-signature-lib"), "{out}");
+    assert!(
+        out.contains("not verified: error: Failed to install the HAP because the code signature verification failed. (code 9568393): code-signature-lib: libs/x86_64/libentry.so:"),
+        "the library is named: {out}"
+    );
+    let (_, out) = verify(&tampered, true);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["code"], 9568393, "{v}");
+    assert_eq!(v["report"]["codeSignature"]["libs"][0]["ok"], false, "{v}");
+    assert_eq!(
+        v["report"]["codeSignature"]["libs"][0]["errorCode"], -4,
+        "CS_ERR_INVALID_SIGNATURE: {v}"
+    );
+    // bm install refuses it with the same code.
+    dev.oxh_ok(&["hap", "trust", "add", s(&root)]);
+    let (ok, out) = run(&dev, &["bm", "install", "-p", s(&tampered)]);
+    assert!(!ok && out.contains("code:9568393"), "{out}");
+    let (ok, out) = run(&dev, &["bm", "install", "-p", s(&signed)]);
+    assert!(ok, "{out}");
+}

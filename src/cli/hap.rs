@@ -65,6 +65,10 @@ pub enum HapCmd {
         /// Output HAP.
         #[arg(short = 'o', long = "out")]
         out: PathBuf,
+        /// hapsigner's signCode: 1 writes the code signature (fs-verity of the HAP's code
+        /// and of each native library, signed), 0 leaves it out.
+        #[arg(long = "sign-code", default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
+        sign_code: u8,
     },
     /// Verify a HAP's signature, each check apart (an .app: each HAP inside, by its own
     /// signature or, unsigned, by the pack's).
@@ -132,6 +136,38 @@ fn now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// One line on a package's code signature: absent, unreadable, or what it covers and how
+/// much of it verified.
+fn code_signature_summary(c: &oxh_bundle::codesign::CodeSignReport) -> String {
+    if !c.present {
+        return "none".into();
+    }
+    if let Some(e) = &c.error {
+        return format!("unreadable: {e}");
+    }
+    let libs_ok = c.libs.iter().filter(|l| l.ok).count();
+    let hap = c
+        .hap
+        .as_ref()
+        .map(|h| {
+            format!(
+                "HAP code region {} bytes {}",
+                h.data_size,
+                if h.ok { "verified" } else { "FAILED" }
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "{hap}, {libs_ok} of {} native libraries verified{}",
+        c.libs.len(),
+        if c.signer.is_empty() {
+            String::new()
+        } else {
+            format!(", signed by \"{}\"", c.signer)
+        }
+    )
 }
 
 /// Runs `oxh hap ...`.
@@ -228,13 +264,14 @@ pub async fn run(g: &Global, c: &HapCmd) -> Result<i32> {
             cert,
             profile,
             out,
+            sign_code,
         } => {
             let data =
                 std::fs::read(hap).with_context(|| format!("cannot read {}", hap.display()))?;
             let key = std::fs::read_to_string(key)?;
             let cert = std::fs::read(cert)?;
             let prof = std::fs::read(profile)?;
-            let signed = tools::sign_hap(&data, &key, &cert, &prof, now())?;
+            let signed = tools::sign_hap_with(&data, &key, &cert, &prof, now(), *sign_code == 1)?;
             std::fs::write(out, &signed)?;
             println!("signed -> {} ({} bytes)", out.display(), signed.len());
             Ok(0)
@@ -331,6 +368,9 @@ pub async fn run(g: &Global, c: &HapCmd) -> Result<i32> {
                 }
                 if !r.app_id.is_empty() {
                     println!("appId: {}", r.app_id);
+                }
+                if let Some(c) = &r.code_signature {
+                    println!("code signature: {}", code_signature_summary(c));
                 }
                 match &res {
                     Ok(()) => println!("verified"),

@@ -11,6 +11,7 @@ use crate::api::{
     self, AttachArgs, ConnectArgs, ConnectReply, HostControl, HostEvent, Peer, StartArgs, Step,
     StepDone,
 };
+use crate::codesign;
 use crate::layout;
 use crate::remote::{self, Proxy};
 use crate::want::{Element, Want, WantParam};
@@ -610,7 +611,21 @@ pub fn run() -> Result<(), HostError> {
             .spawn(move || control_loop(link, control))
             .map_err(|e| HostError::Setup(e.to_string()))?;
     }
-    let mut libs: HashMap<String, libloading::Library> = HashMap::new();
+    // A release device checks each library's code signature before it loads it.
+    let debuggable: Option<String> = rt
+        .block_on(link.client.call(
+            oxh_param::api::SA_ID,
+            oxh_param::api::GET,
+            &oxh_param::api::GetArgs {
+                key: codesign::DEBUGGABLE_PARAM.into(),
+            },
+        ))
+        .ok();
+    let mut libs = Libs {
+        loaded: HashMap::new(),
+        enforce_code_sign: codesign::enforced(debuggable.as_deref()),
+        refused: false,
+    };
     // C apps call the NDK (OH_LOG_Print ...): loaded first, its symbols global, so an app
     // library finds them whether or not it linked -loxh_ndk.
     let _ndk = load_ndk(&link);
@@ -651,6 +666,7 @@ pub fn run() -> Result<(), HostError> {
                     Ok(k) => key = Some(k),
                     Err(e) => {
                         link.log_error(format!("{name}: {e}"));
+                        refused_ends_process(&libs);
                         continue;
                     }
                 }
@@ -675,6 +691,7 @@ pub fn run() -> Result<(), HostError> {
                             "{name}: {} cannot be created: {e}",
                             element.ability_name
                         ));
+                        refused_ends_process(&libs);
                         continue;
                     }
                 }
@@ -803,24 +820,61 @@ fn load_ndk(link: &Link) -> Vec<libloading::os::unix::Library> {
     v
 }
 
+/// The app's libraries, loaded once each, and whether their code signatures are enforced.
+struct Libs {
+    loaded: HashMap<String, libloading::Library>,
+    enforce_code_sign: bool,
+    /// A library was refused for its code signature.
+    refused: bool,
+}
+
+/// A library refused for its code signature ends the app process, as a failed mapping
+/// does on OpenHarmony: the ability manager sees it die and tells the caller at once.
+fn refused_ends_process(libs: &Libs) {
+    if libs.refused {
+        std::process::exit(1);
+    }
+}
+
+/// Loads `entry` from the bundle's `libs/<abi>/`: as it is on a debuggable device; on a
+/// release one only from a sealed copy of the bytes whose code signature verified.
+fn load(libs: &mut Libs, entry: &str) -> Result<libloading::Library, String> {
+    let rel = format!("libs/{}/{entry}", abi::abi_dir());
+    let path = format!("{}/{rel}", layout::CODE_DIR);
+    if !libs.enforce_code_sign {
+        // SAFETY: loading the app's own library runs its initialisers, in its own sandbox.
+        return unsafe { libloading::Library::new(&path) }.map_err(|e| format!("{path}: {e}"));
+    }
+    let fd = codesign::verified_copy(
+        std::path::Path::new(layout::CODE_DIR),
+        std::path::Path::new(&path),
+        &rel,
+    )
+    .map_err(|e| {
+        libs.refused = true;
+        format!(
+            "refused to load {path} ({}=0): {e}",
+            codesign::DEBUGGABLE_PARAM
+        )
+    })?;
+    // SAFETY: as above; the loader maps the sealed copy, which nothing can change.
+    let lib = unsafe { libloading::Library::new(codesign::fd_path(&fd)) }
+        .map_err(|e| format!("{path}: {e}"))?;
+    Ok(lib)
+}
+
 /// The callback table of `ability` in the library `entry` (loaded once).
-fn table(
-    libs: &mut HashMap<String, libloading::Library>,
-    ability: &str,
-    entry: &str,
-) -> Result<OxhAbilityCallbacks, String> {
+fn table(libs: &mut Libs, ability: &str, entry: &str) -> Result<OxhAbilityCallbacks, String> {
     if !abi::is_native_entry(entry) {
         return Err(format!(
             "srcEntry {entry:?} is not a native library (ArkTS needs the Ark runtime, which oxharmony does not have)"
         ));
     }
-    if !libs.contains_key(entry) {
-        let path = format!("{}/libs/{}/{entry}", layout::CODE_DIR, abi::abi_dir());
-        // SAFETY: loading the app's own library runs its initialisers, in its own sandbox.
-        let lib = unsafe { libloading::Library::new(&path) }.map_err(|e| format!("{path}: {e}"))?;
-        libs.insert(entry.to_string(), lib);
+    if !libs.loaded.contains_key(entry) {
+        let lib = load(libs, entry)?;
+        libs.loaded.insert(entry.to_string(), lib);
     }
-    let lib = libs.get(entry).ok_or("library vanished")?;
+    let lib = libs.loaded.get(entry).ok_or("library vanished")?;
     // SAFETY: the symbol has the ABI's type by the ABI's contract.
     let entry_fn: libloading::Symbol<EntryFn> =
         unsafe { lib.get(abi::ENTRY_SYMBOL.as_bytes()) }.map_err(|e| format!("{entry}: {e}"))?;
@@ -841,12 +895,7 @@ fn table(
 }
 
 /// `onAcceptWant(want)`: the instance key a `specified` ability names for a start.
-fn accept_want(
-    libs: &mut HashMap<String, libloading::Library>,
-    ability: &str,
-    entry: &str,
-    want: &Want,
-) -> Result<String, String> {
+fn accept_want(libs: &mut Libs, ability: &str, entry: &str, want: &Want) -> Result<String, String> {
     let callbacks = table(libs, ability, entry)?;
     let mut out: Vec<u8> = Vec::new();
     if let Some(f) = callbacks.on_accept_want {
@@ -860,7 +909,7 @@ fn accept_want(
 
 fn create(
     link: &Arc<Link>,
-    libs: &mut HashMap<String, libloading::Library>,
+    libs: &mut Libs,
     record: u64,
     ability: &str,
     entry: &str,

@@ -9,6 +9,8 @@
 //! - [`resolve`] (feature `manager` too): which ability a Want names, and may the caller start it.
 //! - [`skills`] (feature `manager` too): implicit start, by OpenHarmony's matching rules.
 //! - `host` (feature `host`): the app host, the program each app process runs.
+//! - `codesign` (feature `host`): a release device's check of a native library's code
+//!   signature, over the bytes the host then loads.
 //! - `remote` (feature `host`): a service connection's calls, app to app.
 //! - `layout` (feature `spawn`): the mounts of an app's sandbox (appdata-sandbox.json's).
 //! - `service` (feature `service`): the system ability over the core, the spawner and hosts.
@@ -17,6 +19,8 @@
 
 pub mod abi;
 pub mod api;
+#[cfg(feature = "host")]
+pub mod codesign;
 pub mod error;
 #[cfg(feature = "host")]
 pub mod host;

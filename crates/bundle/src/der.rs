@@ -15,6 +15,8 @@ pub mod tag {
     pub const NULL: u8 = 0x05;
     /// OBJECT IDENTIFIER
     pub const OID: u8 = 0x06;
+    /// UTF8String
+    pub const UTF8_STRING: u8 = 0x0c;
     /// UTCTime
     pub const UTC_TIME: u8 = 0x17;
     /// SEQUENCE (constructed)
@@ -213,6 +215,11 @@ pub mod oids {
     pub const RSA_SHA384: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0c];
     /// 1.2.840.113549.1.1.1 rsaEncryption (some signers name the key, not the scheme)
     pub const RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+    /// 1.3.6.1.4.1.2011.2.376.1.4.1: the code signature's ownerID attribute (hapsigner's
+    /// OWNERID_OID): `DEBUG_LIB_ID` for debug profiles, else the profile's app-identifier.
+    pub const OWNER_ID: &[u8] = &[
+        0x2b, 0x06, 0x01, 0x04, 0x01, 0x8f, 0x5b, 0x02, 0x82, 0x78, 0x01, 0x04, 0x01,
+    ];
     /// 1.2.840.10045.2.1 id-ecPublicKey (some signers name the key, not the scheme)
     pub const EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
 }

@@ -50,6 +50,10 @@ pub mod code {
     pub const BUNDLE_NAME_MISMATCH: i32 = 9_568_329;
     /// "error: install sign info inconsistent." An update signed by another key (appId).
     pub const SIGN_INFO_INCONSISTENT: i32 = 9_568_332;
+    /// ERR_INSTALL_CODE_SIGNATURE_FAILED: a code signature (the HAP's fs-verity digest or a
+    /// native library's) is missing where the block promises it, or does not verify. The
+    /// message is the text OpenHarmony gives apps for it (17700048).
+    pub const CODE_SIGNATURE_FAILED: i32 = 9_568_393;
     /// "error: uninstall missing installed bundle."
     pub const UNINSTALL_MISSING_BUNDLE: i32 = 9_568_386;
     /// 17700001 "The specified bundle name is not found." (queries)
@@ -84,6 +88,9 @@ pub fn message(c: i32) -> &'static str {
         code::NO_PROFILE_BLOCK => "error: signature verification failed due to no profile block.",
         code::BUNDLE_NAME_MISMATCH => "error: verify signature failed.",
         code::SIGN_INFO_INCONSISTENT => "error: install sign info inconsistent.",
+        code::CODE_SIGNATURE_FAILED => {
+            "error: Failed to install the HAP because the code signature verification failed."
+        }
         code::UNINSTALL_MISSING_BUNDLE => "error: uninstall missing installed bundle.",
         code::BUNDLE_NOT_FOUND => "error: The specified bundle name is not found.",
         _ => "error: install internal error.",

@@ -5,6 +5,8 @@
 //! - [`package`]: reading packages safely (names, sizes, ratios) into [`model::HapInfo`].
 //! - [`signing`]: the signing block (`HAP Sig Block 42` / `<hap sign block>`), the digest.
 //! - [`pkcs7`], [`der`]: the PKCS#7 SignedData of the signature and the profile.
+//! - [`codesign`]: OpenHarmony's code signatures (fs-verity digests of the HAP's code and
+//!   of each native library, signed), parsed, verified and written.
 //! - [`verify`]: every check of a package's signature, apart, against trust roots.
 //! - [`plan`]: the install decision (fresh, update or refusal; ids, files, token), no I/O.
 //! - [`tools`]: `oxh hap keygen`, `sign`, `pack`.
@@ -13,6 +15,8 @@
 //! - `service` (feature `service`): [`BundleManager`], the SA with its SQLite store.
 
 pub mod api;
+#[cfg(feature = "package")]
+pub mod codesign;
 #[cfg(feature = "package")]
 pub mod der;
 pub mod error;

@@ -69,6 +69,8 @@ pub struct Hap<'a> {
     pub info: HapInfo,
     /// ABIs with native libraries (`libs/<abi>/`).
     pub abis: Vec<String>,
+    /// The limits it was opened with (later reads of its entries keep to them).
+    pub limits: Limits,
 }
 
 /// Checks a zip entry name: relative, no `..`, no backslashes, NUL or drive letters.
@@ -283,6 +285,7 @@ pub fn open_hap<'a>(data: &'a [u8], limits: &Limits) -> Result<Hap<'a>, BundleEr
         entries: z.entries.clone(),
         info,
         abis,
+        limits: *limits,
     })
 }
 

@@ -213,6 +213,37 @@ impl<'a> SignedData<'a> {
         let content = self
             .content
             .ok_or_else(|| Pkcs7Error::Malformed("no encapsulated content".into()))?;
+        self.verify_content(content)
+    }
+
+    /// Verifies the first signer over `content`, given apart: a detached signature, as the
+    /// code signatures are (their content, the fs-verity digest, is recomputed by the
+    /// verifier). Returns the signer's certificate.
+    pub fn verify_detached(&self, content: &[u8]) -> Result<&'a [u8], Pkcs7Error> {
+        if self.content.is_some_and(|c| c != content) {
+            return Err(Pkcs7Error::DigestMismatch);
+        }
+        self.verify_content(content)
+    }
+
+    /// The value of signed attribute `oid` of the first signer, as its first value's TLV.
+    pub fn signed_attr(&self, oid: &[u8]) -> Result<Option<der::Tlv<'a>>, Pkcs7Error> {
+        let Some(attrs) = self.signers.first().and_then(|s| s.signed_attrs) else {
+            return Ok(None);
+        };
+        let mut r = attrs.reader();
+        while !r.is_empty() {
+            let a = r.expect(tag::SEQUENCE, "attribute")?;
+            let mut ar = a.reader();
+            if ar.expect(tag::OID, "attribute type")?.value == oid {
+                let set = ar.expect(tag::SET, "attribute values")?;
+                return Ok(Some(set.reader().any()?));
+            }
+        }
+        Ok(None)
+    }
+
+    fn verify_content(&self, content: &[u8]) -> Result<&'a [u8], Pkcs7Error> {
         let s = &self.signers[0];
         let cert_der = self.signer_cert(0)?;
         let (_, cert) = X509Certificate::from_der(cert_der)
@@ -393,6 +424,33 @@ pub fn sign(
     chain: &[Vec<u8>],
     signing_time_utc: &str,
 ) -> Result<Vec<u8>, Pkcs7Error> {
+    sign_with(
+        content,
+        key_pkcs8,
+        chain,
+        signing_time_utc,
+        &SignOptions::default(),
+    )
+}
+
+/// How [`sign_with`] shapes the SignedData beyond [`sign`]'s defaults.
+#[derive(Debug, Clone, Default)]
+pub struct SignOptions<'o> {
+    /// Leave the content out (a detached signature, as OpenHarmony's code signatures are).
+    pub detached: bool,
+    /// More signed attributes: (OID content, one encoded value), e.g. the code signature's
+    /// ownerID.
+    pub extra_attrs: Vec<(&'o [u8], Vec<u8>)>,
+}
+
+/// [`sign`] with [`SignOptions`].
+pub fn sign_with(
+    content: &[u8],
+    key_pkcs8: &[u8],
+    chain: &[Vec<u8>],
+    signing_time_utc: &str,
+    opts: &SignOptions<'_>,
+) -> Result<Vec<u8>, Pkcs7Error> {
     let leaf = chain
         .first()
         .ok_or_else(|| Pkcs7Error::Malformed("no signing certificate".into()))?;
@@ -409,7 +467,7 @@ pub fn sign(
     }
     let sha256_alg = der::seq(&[&der::oid(oids::SHA256), &der::tlv(tag::NULL, &[])]);
     let attr = |oid: &[u8], val: Vec<u8>| der::seq(&[&der::oid(oid), &der::set_of(&[&val])]);
-    let attrs = [
+    let mut attrs = vec![
         attr(oids::CONTENT_TYPE, der::oid(oids::DATA)),
         attr(
             oids::SIGNING_TIME,
@@ -420,6 +478,9 @@ pub fn sign(
             der::tlv(tag::OCTET_STRING, &Sha256::digest(content)),
         ),
     ];
+    for (oid, value) in &opts.extra_attrs {
+        attrs.push(attr(oid, value.clone()));
+    }
     let refs: Vec<&[u8]> = attrs.iter().map(Vec::as_slice).collect();
     let attrs_set = der::set_of(&refs);
     let sig = kp
@@ -443,10 +504,14 @@ pub fn sign(
     let sd = der::seq(&[
         &der::small_int(1),
         &der::set_of(&[&sha256_alg]),
-        &der::seq(&[
-            &der::oid(oids::DATA),
-            &der::tlv(tag::CTX0, &der::tlv(tag::OCTET_STRING, content)),
-        ]),
+        &if opts.detached {
+            der::seq(&[&der::oid(oids::DATA)])
+        } else {
+            der::seq(&[
+                &der::oid(oids::DATA),
+                &der::tlv(tag::CTX0, &der::tlv(tag::OCTET_STRING, content)),
+            ])
+        },
         &der::tlv(tag::CTX0, &certs),
         &der::set_of(&[&signer]),
     ]);

@@ -24,6 +24,8 @@ pub const BLOCK_PROOF_OF_ROTATION: u32 = 0x2000_0001;
 pub const BLOCK_PROFILE: u32 = 0x2000_0002;
 /// Sub-block type: properties (holds the code-signing block for native libraries).
 pub const BLOCK_PROPERTY: u32 = 0x2000_0003;
+/// One sub-block header: type, length, offset.
+pub const BLOCK_HEADER_LEN: usize = 12;
 /// The chunk size of the content digest.
 pub const CHUNK: usize = 1 << 20;
 /// Most sub-blocks a block may declare (real ones have 2 or 3).
@@ -264,9 +266,9 @@ pub fn parse_signed_content(c: &[u8]) -> Option<Vec<(u32, Vec<u8>)>> {
 pub fn insert_block(unsigned: &[u8], z: &ZipLayout, blocks: &[(u32, &[u8])]) -> Vec<u8> {
     let n = blocks.len();
     let values: usize = blocks.iter().map(|b| b.1.len()).sum();
-    let size = 12 * n + values + FOOTER_LEN;
+    let size = BLOCK_HEADER_LEN * n + values + FOOTER_LEN;
     let mut block = Vec::with_capacity(size);
-    let mut off = 12 * n;
+    let mut off = BLOCK_HEADER_LEN * n;
     for (kind, v) in blocks {
         block.extend_from_slice(&kind.to_le_bytes());
         block.extend_from_slice(&(v.len() as u32).to_le_bytes());

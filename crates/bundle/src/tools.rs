@@ -3,10 +3,12 @@
 //! signature) and `oxh hap pack` (a directory with module.json5 into a HAP). These run in
 //! the CLI, on the developer's files; the daemon never calls them.
 
+use crate::codesign;
+use crate::der::{self, oids, tag};
 use crate::error::{BundleError, code};
 use crate::model;
 use crate::pkcs7;
-use crate::signing::{self, BLOCK_PROFILE, BLOCK_SIGNATURE};
+use crate::signing::{self, BLOCK_PROFILE, BLOCK_PROPERTY, BLOCK_SIGNATURE};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
@@ -211,14 +213,40 @@ pub fn strip_block(data: &[u8]) -> Result<Vec<u8>, BundleError> {
     Ok(out)
 }
 
-/// Signs a HAP: the profile and a PKCS#7 signature over the content digest go into a v3
-/// block (profile first, so the digest covers it).
+/// Signs a HAP with its code signature ([`sign_hap_with`], `sign_code` on).
 pub fn sign_hap(
     hap: &[u8],
     key_pem: &str,
     chain_pem: &[u8],
     profile_p7b: &[u8],
     now: u64,
+) -> Result<Vec<u8>, BundleError> {
+    sign_hap_with(hap, key_pem, chain_pem, profile_p7b, now, true)
+}
+
+/// The ownerID a profile gives code signatures: `DEBUG_LIB_ID` for a debug profile, the
+/// app-identifier for a release one (none if it has none).
+fn owner_id(profile_p7b: &[u8]) -> Option<String> {
+    let sd = pkcs7::parse(profile_p7b).ok()?;
+    let p = crate::verify::parse_profile(sd.content?).ok()?;
+    if p.kind == "debug" {
+        Some(codesign::DEBUG_OWNER_ID.into())
+    } else {
+        Some(p.app_identifier).filter(|a| !a.is_empty())
+    }
+}
+
+/// Signs a HAP as hapsigner does: with `sign_code` (hapsigner's `signCode`, on by default),
+/// a code-signing block (fs-verity of the HAP's code region and of each native library,
+/// each signed) goes into the property block first; then the profile and the PKCS#7
+/// signature over the content digest, which covers both.
+pub fn sign_hap_with(
+    hap: &[u8],
+    key_pem: &str,
+    chain_pem: &[u8],
+    profile_p7b: &[u8],
+    now: u64,
+    sign_code: bool,
 ) -> Result<Vec<u8>, BundleError> {
     let unsigned = strip_block(hap)?;
     let z = signing::zip_layout(&unsigned).map_err(|e| BundleError::parse(e.to_string()))?;
@@ -231,15 +259,53 @@ pub fn sign_hap(
             "no certificate in the --cert file",
         ));
     }
-    let digest = signing::content_digest(&unsigned, &z, z.cd_offset, &[profile_p7b]);
+    let time = utc_time(now);
+    let mut optional: Vec<(u32, Vec<u8>)> = Vec::new();
+    if sign_code {
+        let cs_err = |e: codesign::CodeSignError| {
+            BundleError::new(code::CODE_SIGNATURE_FAILED, e.to_string())
+        };
+        let extra_attrs = owner_id(profile_p7b)
+            .map(|o| vec![(oids::OWNER_ID, der::tlv(tag::UTF8_STRING, o.as_bytes()))])
+            .unwrap_or_default();
+        let opts = pkcs7::SignOptions {
+            detached: true,
+            extra_attrs,
+        };
+        let sign = |d: &[u8; codesign::FORMATTED_DIGEST_LEN]| {
+            pkcs7::sign_with(d, key.contents(), &chain, &time, &opts).map_err(|e| {
+                codesign::CodeSignError::new(codesign::cs::INVALID_SIGNATURE, e.to_string())
+            })
+        };
+        let mut zv = crate::package::ZipView::open(&unsigned, &crate::package::Limits::default())?;
+        let names: Vec<(String, u64)> = zv
+            .entries
+            .iter()
+            .filter(|e| !e.is_dir && codesign::is_signed_lib(&e.name))
+            .map(|e| (e.name.clone(), e.size))
+            .collect();
+        let mut libs = Vec::with_capacity(names.len());
+        for (n, size) in names {
+            let b = zv.read(&n, size)?;
+            libs.push((n, b));
+        }
+        let region = codesign::code_region(&unsigned).map_err(cs_err)?;
+        // The block heads (property, profile, signature), then the property value, whose
+        // record header comes before the code-signing block.
+        let csb_offset = z.cd_offset + signing::BLOCK_HEADER_LEN * 3 + codesign::RECORD_HEADER_LEN;
+        let prop = codesign::build_property(&unsigned, region, csb_offset as u64, &libs, &sign)
+            .map_err(cs_err)?;
+        optional.push((BLOCK_PROPERTY, prop));
+    }
+    optional.push((BLOCK_PROFILE, profile_p7b.to_vec()));
+    let values: Vec<&[u8]> = optional.iter().map(|(_, v)| v.as_slice()).collect();
+    let digest = signing::content_digest(&unsigned, &z, z.cd_offset, &values);
     let content = signing::signed_content(&digest);
-    let sig = pkcs7::sign(&content, key.contents(), &chain, &utc_time(now))
+    let sig = pkcs7::sign(&content, key.contents(), &chain, &time)
         .map_err(|e| BundleError::new(code::VERIFY_PKCS7_FAIL, e.to_string()))?;
-    Ok(signing::insert_block(
-        &unsigned,
-        &z,
-        &[(BLOCK_PROFILE, profile_p7b), (BLOCK_SIGNATURE, &sig)],
-    ))
+    let mut blocks: Vec<(u32, &[u8])> = optional.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+    blocks.push((BLOCK_SIGNATURE, &sig));
+    Ok(signing::insert_block(&unsigned, &z, &blocks))
 }
 
 /// Files of a package source, as (relative name, bytes).
@@ -357,6 +423,7 @@ mod tests {
     use super::*;
     use crate::package::{Limits, open_hap};
     use crate::verify::{VerifyOptions, pem_certs, verify};
+    use std::io::Write;
 
     pub(crate) fn src(bundle: &str, version: u32) -> Files {
         let m = format!(
@@ -426,7 +493,8 @@ mod tests {
         // Re-signing replaces the block.
         let again = ks.sign(&signed, now).unwrap();
         let ha = open_hap(&again, &l).unwrap();
-        assert_eq!(ha.block.as_ref().unwrap().blocks.len(), 2);
+        // Property (code signature), profile, signature.
+        assert_eq!(ha.block.as_ref().unwrap().blocks.len(), 3);
         verify(&ha, &opts).result().unwrap();
         // One byte changed in the entries: digest fails.
         let mut bad = signed.clone();
@@ -444,6 +512,158 @@ mod tests {
         assert_eq!(
             verify(&h2, &opts).result().unwrap_err().code,
             code::BUNDLE_NAME_MISMATCH
+        );
+    }
+
+    fn spec(bundle: &str, now: u64) -> ProfileSpec {
+        ProfileSpec {
+            bundle_name: bundle.into(),
+            kind: "debug".into(),
+            apl: "normal".into(),
+            acls: vec![],
+            device_ids: vec![],
+            not_before: now - 10,
+            not_after: now + 1000,
+        }
+    }
+
+    const MODULE: &str = r#"{"app":{"bundleName":"com.example.cs","versionCode":1},"module":{"name":"entry","type":"entry"}}"#;
+    const LIB: &str = "libs/x86_64/libentry.so";
+
+    /// A HAP as hapsigner aligns one for code signing: the library stored uncompressed and
+    /// 4 KiB aligned first (the HAP's code region), then module.json, aligned too.
+    fn aligned_hap(lib: &[u8]) -> Vec<u8> {
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let stored = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored)
+            .with_alignment(4096);
+        w.start_file(LIB, stored).unwrap();
+        w.write_all(lib).unwrap();
+        w.start_file("module.json", stored).unwrap();
+        w.write_all(MODULE.as_bytes()).unwrap();
+        w.finish().unwrap().into_inner()
+    }
+
+    fn opts_for(ks: &KeySet, now: u64) -> VerifyOptions {
+        VerifyOptions {
+            roots: pem_certs(ks.root_pem.as_bytes()),
+            now,
+            ..VerifyOptions::default()
+        }
+    }
+
+    #[test]
+    fn signed_haps_carry_code_signatures_that_verify() {
+        let now = 1_800_000_000;
+        let ks = keygen(&spec("com.example.myapp", now), now).unwrap();
+        let signed = ks
+            .sign(&pack(&src("com.example.myapp", 1)).unwrap(), now)
+            .unwrap();
+        let h = open_hap(&signed, &Limits::default()).unwrap();
+        let r = verify(&h, &opts_for(&ks, now));
+        r.result().unwrap();
+        let c = r.code_signature.as_ref().expect("a code signature");
+        assert!(c.present);
+        // pack deflates everything: the HAP's own region is empty, the library is signed.
+        assert_eq!(c.hap.as_ref().map(|f| (f.ok, f.data_size)), Some((true, 0)));
+        assert_eq!(c.libs.len(), 1);
+        assert_eq!(c.libs[0].name, "libs/arm64-v8a/libx.so");
+        assert!(c.libs[0].ok, "{:?}", c.libs[0]);
+        assert_eq!(
+            c.libs[0].digest,
+            codesign::hex(&codesign::file_digest(&[0x7f, b'E', b'L', b'F']))
+        );
+        assert_eq!(c.owner_id.as_deref(), Some(codesign::DEBUG_OWNER_ID));
+
+        // Without signCode: no code-signing block, the package signature still verifies.
+        let plain = sign_hap_with(
+            &signed,
+            &ks.dev_key_pem,
+            ks.dev_cert_pem.as_bytes(),
+            &ks.profile_p7b,
+            now,
+            false,
+        )
+        .unwrap();
+        let h = open_hap(&plain, &Limits::default()).unwrap();
+        let r = verify(&h, &opts_for(&ks, now));
+        r.result().unwrap();
+        assert_eq!(r.code_signature.map(|c| c.present), Some(false));
+    }
+
+    #[test]
+    fn an_aligned_hap_signs_its_code_region_with_a_stored_tree() {
+        let now = 1_800_000_000;
+        let ks = keygen(&spec("com.example.cs", now), now).unwrap();
+        // Three blocks of library: a tree of one level.
+        let lib: Vec<u8> = (0..10_000u32).map(|i| (i * 13) as u8).collect();
+        let hap = aligned_hap(&lib);
+        let region = codesign::code_region(&hap).unwrap();
+        assert_eq!(
+            region,
+            4096 * 4,
+            "local header, 3 data blocks, module.json's header"
+        );
+        let signed = ks.sign(&hap, now).unwrap();
+        let h = open_hap(&signed, &Limits::default()).unwrap();
+        let r = verify(&h, &opts_for(&ks, now));
+        r.result().unwrap();
+        let c = r.code_signature.unwrap();
+        let f = c.hap.unwrap();
+        assert!(f.ok && f.data_size == region as u64, "{f:?}");
+        let b = h.block.as_ref().unwrap();
+        let csb = codesign::find(&signed, b).unwrap().unwrap();
+        let m = csb.hap.merkle.unwrap();
+        assert_eq!(
+            m.tree_offset % 4096,
+            0,
+            "the tree lies on a page of the file"
+        );
+        assert_eq!(m.tree_size, 4096);
+        assert_eq!(
+            csb.offset as usize,
+            b.start + 48,
+            "the record names the block's offset"
+        );
+    }
+
+    /// `signed` with the entries and central directory of `other` (an unsigned zip of the
+    /// same layout): a library changed after signing, the signing block kept.
+    fn splice(signed: &[u8], other: &[u8]) -> Vec<u8> {
+        let l = signing::zip_layout(other).unwrap();
+        let ls = signing::zip_layout(signed).unwrap();
+        let mut out = other[..l.cd_offset].to_vec();
+        out.extend_from_slice(&signed[l.cd_offset..ls.cd_offset]);
+        out.extend_from_slice(&other[l.cd_offset..l.eocd]);
+        out.extend_from_slice(&signed[ls.eocd..]);
+        assert_eq!(out.len(), signed.len());
+        out
+    }
+
+    #[test]
+    fn a_library_changed_after_signing_fails_naming_it() {
+        let now = 1_800_000_000;
+        let ks = keygen(&spec("com.example.cs", now), now).unwrap();
+        let lib: Vec<u8> = (0..10_000u32).map(|i| (i * 13) as u8).collect();
+        let signed = ks.sign(&aligned_hap(&lib), now).unwrap();
+        let mut bad = lib.clone();
+        bad[5000] ^= 1;
+        let tampered = splice(&signed, &aligned_hap(&bad));
+        let h = open_hap(&tampered, &Limits::default()).unwrap();
+        let r = verify(&h, &opts_for(&ks, now));
+        let e = r.result().unwrap_err();
+        assert_eq!(e.code, code::CODE_SIGNATURE_FAILED, "{e}");
+        assert!(e.reason.contains(LIB), "{e}");
+        let c = r.code_signature.unwrap();
+        assert!(!c.libs[0].ok);
+        assert_eq!(c.libs[0].error_code, codesign::cs::INVALID_SIGNATURE);
+        // The library lies in the HAP's code region too: its Merkle root changed.
+        assert!(!c.hap.unwrap().ok);
+        // The package digest fails as well; the report names what changed.
+        assert!(
+            r.checks
+                .iter()
+                .any(|c| c.name == "digest" && c.ok == Some(false))
         );
     }
 }

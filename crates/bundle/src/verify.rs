@@ -3,11 +3,12 @@
 //! its fields (bundle name, validity, debug device ids, signer = profile certificate).
 //! Pure: trust roots, the device id and the clock come in [`VerifyOptions`].
 
+use crate::codesign;
 use crate::error::{BundleError, code};
 use crate::model::strings;
-use crate::package::Hap;
+use crate::package::{EntryInfo, Hap, ZipView};
 use crate::pkcs7;
-use crate::signing::{self, BLOCK_PROFILE, BLOCK_SIGNATURE};
+use crate::signing::{self, BLOCK_PROFILE, BLOCK_SIGNATURE, SigningBlock};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -57,6 +58,9 @@ pub struct Profile {
     pub device_ids: Vec<String>,
     /// uuid.
     pub uuid: String,
+    /// bundle-info.app-identifier: a release app's code signatures carry it as ownerID.
+    #[serde(default, rename = "appIdentifier")]
+    pub app_identifier: String,
 }
 
 fn secs(v: Option<&Value>) -> u64 {
@@ -97,6 +101,7 @@ pub fn parse_profile(json: &[u8]) -> Result<Profile, BundleError> {
         acls: list(v.get("acls"), "allowed-acls"),
         device_ids: list(v.get("debug-info"), "device-ids"),
         uuid: st(&v, "uuid"),
+        app_identifier: st(bi, "app-identifier"),
         kind,
     })
 }
@@ -135,6 +140,10 @@ pub struct Report {
     pub app_id: String,
     /// The profile, if readable.
     pub profile: Option<Profile>,
+    /// The code signature (fs-verity of the HAP's code and of each native library), when
+    /// the package carries one or was checked for one.
+    #[serde(default, rename = "codeSignature")]
+    pub code_signature: Option<codesign::CodeSignReport>,
 }
 
 impl Report {
@@ -146,7 +155,17 @@ impl Report {
                 "the package has no signing block (unsigned)",
             ));
         }
-        match self.checks.iter().find(|c| c.ok == Some(false)) {
+        let failed = |c: &&Check| c.ok == Some(false);
+        let mut first = self.checks.iter().find(failed);
+        // A changed library breaks the package digest (and the HAP's code region, when it
+        // lies there) too, which cannot say which file changed; its own signature can.
+        if first.is_some_and(|c| c.name == "digest" || c.name == CHECK_CODE_SIGNATURE) {
+            let named = |n: &str| self.checks.iter().filter(failed).find(|c| c.name == n);
+            first = named(CHECK_CODE_SIGNATURE_LIB)
+                .or_else(|| named(CHECK_CODE_SIGNATURE))
+                .or(first);
+        }
+        match first {
             Some(c) => Err(BundleError::new(
                 c.code,
                 format!("{}: {}", c.name, c.detail),
@@ -253,6 +272,7 @@ pub fn verify_package(
                 entries: Vec::new(),
                 info: h.info.clone(),
                 abis: h.abis.clone(),
+                limits: *limits,
             };
             verify(&view, opts)
         });
@@ -274,8 +294,114 @@ pub fn verify_package(
     Ok(out)
 }
 
+/// Name of the check of the HAP's code signature; each library's is named
+/// [`CHECK_CODE_SIGNATURE_LIB`].
+pub const CHECK_CODE_SIGNATURE: &str = "code-signature";
+/// Name of the check of one native library's code signature.
+pub const CHECK_CODE_SIGNATURE_LIB: &str = "code-signature-lib";
+
 /// Verifies a HAP; every check is reported, the first failure decides [`Report::result`].
+/// The code signature is checked last, against the signer and profile found before it.
 pub fn verify(hap: &Hap<'_>, opts: &VerifyOptions) -> Report {
+    let mut r = verify_signature(hap, opts);
+    if let Some(block) = &hap.block {
+        check_code_signature(hap, block, opts, &mut r);
+    }
+    r
+}
+
+/// The code-signature checks: present or not, the HAP's code region, each native library.
+/// A package without a code-signing block passes here (OpenHarmony's permissive mode); a
+/// release device's app host refuses its libraries at load time.
+fn check_code_signature(hap: &Hap<'_>, block: &SigningBlock, opts: &VerifyOptions, r: &mut Report) {
+    let fail = code::CODE_SIGNATURE_FAILED;
+    let csb = match codesign::find(hap.data, block) {
+        Ok(Some(b)) => b,
+        Ok(None) => {
+            r.push(
+                CHECK_CODE_SIGNATURE,
+                None,
+                "none: no code-signing block in the property block (0x20000003)",
+                fail,
+            );
+            r.code_signature = Some(codesign::CodeSignReport::default());
+            return;
+        }
+        Err(e) => {
+            r.push(CHECK_CODE_SIGNATURE, Some(false), e.to_string(), fail);
+            r.code_signature = Some(codesign::CodeSignReport {
+                present: true,
+                error: Some(e.to_string()),
+                ..Default::default()
+            });
+            return;
+        }
+    };
+    let signer = block
+        .value(hap.data, BLOCK_SIGNATURE)
+        .and_then(|s| pkcs7::parse(s).ok())
+        .and_then(|sd| sd.verify().ok());
+    let owner_id = r.profile.as_ref().map(|p| {
+        if p.kind == "debug" {
+            codesign::DEBUG_OWNER_ID.to_string()
+        } else {
+            p.app_identifier.clone()
+        }
+    });
+    let expect = codesign::Expect {
+        signer,
+        roots: &opts.roots,
+        owner_id: owner_id.filter(|o| !o.is_empty()),
+    };
+    let libs = match read_libs(hap) {
+        Ok(l) => l,
+        Err(e) => {
+            r.push(CHECK_CODE_SIGNATURE_LIB, Some(false), e.reason, fail);
+            return;
+        }
+    };
+    let cr = codesign::verify(hap.data, block.start, &csb, &libs, &expect);
+    for (name, f) in cr
+        .hap
+        .iter()
+        .map(|f| (CHECK_CODE_SIGNATURE, f))
+        .chain(cr.libs.iter().map(|f| (CHECK_CODE_SIGNATURE_LIB, f)))
+    {
+        let detail = if f.ok && name == CHECK_CODE_SIGNATURE_LIB {
+            format!("{}: {}", f.name, f.detail)
+        } else {
+            f.detail.clone()
+        };
+        let detail = if f.ok {
+            detail
+        } else {
+            format!("{detail} ({})", codesign::cs::describe(f.error_code))
+        };
+        r.push(name, Some(f.ok), detail, fail);
+    }
+    r.code_signature = Some(cr);
+}
+
+/// The native libraries hapsigner signs ([`codesign::is_signed_lib`]), inflated, each bounded
+/// by the package limits.
+fn read_libs(hap: &Hap<'_>) -> Result<Vec<(String, Vec<u8>)>, BundleError> {
+    let names: Vec<&EntryInfo> = hap
+        .entries
+        .iter()
+        .filter(|e| !e.is_dir && codesign::is_signed_lib(&e.name))
+        .collect();
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut z = ZipView::open(hap.data, &hap.limits)?;
+    names
+        .into_iter()
+        .map(|e| Ok((e.name.clone(), z.read(&e.name, e.size)?)))
+        .collect()
+}
+
+/// The package signature and profile checks.
+fn verify_signature(hap: &Hap<'_>, opts: &VerifyOptions) -> Report {
     let mut r = Report::default();
     let data = hap.data;
     let Some(block) = &hap.block else {
@@ -522,4 +648,60 @@ pub fn verify(hap: &Hap<'_>, opts: &VerifyOptions) -> Report {
 
 fn hex32(d: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The signer (DER) of a package whose content digest and PKCS#7 signature verify; the
+/// chain is not judged (the bundle manager did that when it installed the package).
+pub fn package_signer<'a>(hap: &Hap<'a>) -> Result<&'a [u8], codesign::CodeSignError> {
+    let bad = |m: String| codesign::CodeSignError::new(codesign::cs::FILE_INVALID, m);
+    let data = hap.data;
+    let block = hap
+        .block
+        .as_ref()
+        .ok_or_else(|| bad("the package has no signing block".into()))?;
+    let sig = block
+        .value(data, BLOCK_SIGNATURE)
+        .ok_or_else(|| bad("the package has no signature sub-block".into()))?;
+    let sd = pkcs7::parse(sig).map_err(|e| bad(format!("its signature: {e}")))?;
+    let computed =
+        signing::content_digest(data, &hap.layout, block.start, &block.optional_values(data));
+    let claimed = sd.content.and_then(signing::parse_signed_content);
+    let matches = claimed
+        .as_ref()
+        .and_then(|v| v.first())
+        .is_some_and(|(_, d)| d[..] == computed[..]);
+    if !matches {
+        return Err(bad(
+            "the package was changed after signing (its digest does not match)".into(),
+        ));
+    }
+    sd.verify()
+        .map_err(|e| bad(format!("its signature does not verify: {e}")))
+}
+
+/// Checks `bytes`, an installed copy of the package's native library `name` (its ZIP entry
+/// name), against the code signature in `hap`: `Ok(false)` when `hap` does not sign
+/// `name` (another module may), `Ok(true)` when it does and the bytes verify, made by the
+/// package's own signer.
+pub fn verify_installed_lib(
+    hap: &Hap<'_>,
+    name: &str,
+    bytes: &[u8],
+) -> Result<bool, codesign::CodeSignError> {
+    let Some(block) = &hap.block else {
+        return Ok(false);
+    };
+    let Some(csb) = codesign::find(hap.data, block)? else {
+        return Ok(false);
+    };
+    let Some(info) = csb.lib(name) else {
+        return Ok(false);
+    };
+    let signer = package_signer(hap)?;
+    let expect = codesign::Expect {
+        signer: Some(signer),
+        ..Default::default()
+    };
+    codesign::verify_lib(name, bytes, info, &expect)?;
+    Ok(true)
 }
