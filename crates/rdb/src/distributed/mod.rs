@@ -118,3 +118,8 @@ pub(crate) fn refresh(conn: &Conn) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod sim_tests;
