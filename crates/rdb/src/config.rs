@@ -34,7 +34,11 @@ impl SecurityLevel {
             2 => Self::S2,
             3 => Self::S3,
             4 => Self::S4,
-            _ => return Err(RdbError::invalid(format!("securityLevel {v} is not S1..S4"))),
+            _ => {
+                return Err(RdbError::invalid(format!(
+                    "securityLevel {v} is not S1..S4"
+                )));
+            }
         })
     }
 }
@@ -101,7 +105,10 @@ mod tests {
         let mut c = StoreConfig::new("notes.db", SecurityLevel::S1);
         assert_eq!(c.relative_path().unwrap(), std::path::Path::new("notes.db"));
         c.custom_dir = Some("a/b".into());
-        assert_eq!(c.relative_path().unwrap(), std::path::Path::new("a/b/notes.db"));
+        assert_eq!(
+            c.relative_path().unwrap(),
+            std::path::Path::new("a/b/notes.db")
+        );
         for d in ["../x", "/abs", "a//b", "a/./b"] {
             c.custom_dir = Some(d.into());
             assert_eq!(c.relative_path().unwrap_err().code(), 14_800_010, "{d}");

@@ -202,14 +202,18 @@ impl Conn {
     pub fn seq(&self) -> Result<i64> {
         Ok(self
             .c
-            .query_row("SELECT seq FROM oxh_rdb_meta WHERE id = 0", [], |r| r.get(0))?)
+            .query_row("SELECT seq FROM oxh_rdb_meta WHERE id = 0", [], |r| {
+                r.get(0)
+            })?)
     }
 
     /// The store's random epoch (a new one when the store is deleted and made again).
     pub fn epoch(&self) -> Result<[u8; 16]> {
         let e: Vec<u8> =
             self.c
-                .query_row("SELECT epoch FROM oxh_rdb_meta WHERE id = 0", [], |r| r.get(0))?;
+                .query_row("SELECT epoch FROM oxh_rdb_meta WHERE id = 0", [], |r| {
+                    r.get(0)
+                })?;
         e.try_into()
             .map_err(|_| RdbError::new(code::CORRUPTED, "oxh_rdb_meta: bad epoch"))
     }

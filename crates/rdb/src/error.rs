@@ -147,7 +147,6 @@ impl RdbError {
     }
 }
 
-
 /// SQLite's primary result code to OpenHarmony's (its table of SQLITE_* to 148000xx).
 fn sqlite_code(e: &rusqlite::ffi::Error) -> i32 {
     use rusqlite::ErrorCode as E;
@@ -173,10 +172,9 @@ fn sqlite_code(e: &rusqlite::ffi::Error) -> i32 {
 impl From<rusqlite::Error> for RdbError {
     fn from(e: rusqlite::Error) -> Self {
         match &e {
-            rusqlite::Error::SqliteFailure(f, msg) => RdbError::new(
-                sqlite_code(f),
-                msg.clone().unwrap_or_else(|| f.to_string()),
-            ),
+            rusqlite::Error::SqliteFailure(f, msg) => {
+                RdbError::new(sqlite_code(f), msg.clone().unwrap_or_else(|| f.to_string()))
+            }
             rusqlite::Error::MultipleStatement => {
                 RdbError::new(code::SQLITE_ERROR, "one SQL statement at a time")
             }
@@ -222,11 +220,18 @@ mod tests {
     #[test]
     fn sqlite_failures_map_to_openharmonys_codes() {
         let c = rusqlite::Connection::open_in_memory().unwrap();
-        c.execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY)").unwrap();
+        c.execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY)")
+            .unwrap();
         c.execute("INSERT INTO t VALUES (1)", []).unwrap();
-        let e: RdbError = c.execute("INSERT INTO t VALUES (1)", []).unwrap_err().into();
+        let e: RdbError = c
+            .execute("INSERT INTO t VALUES (1)", [])
+            .unwrap_err()
+            .into();
         assert_eq!(e.code(), code::SQLITE_CONSTRAINT);
-        let e: RdbError = c.execute("INSERT INTO nope VALUES (1)", []).unwrap_err().into();
+        let e: RdbError = c
+            .execute("INSERT INTO nope VALUES (1)", [])
+            .unwrap_err()
+            .into();
         assert_eq!(e.code(), code::SQLITE_ERROR);
         assert!(e.detail().contains("no such table"), "{e}");
     }

@@ -38,7 +38,9 @@ pub fn quote(name: &str) -> Result<String> {
 pub fn table(name: &str) -> Result<String> {
     let lower = name.to_ascii_lowercase();
     if !is_plain(name) || lower.starts_with(RESERVED_PREFIX) || lower.starts_with("sqlite_") {
-        return Err(RdbError::invalid(format!("{name:?} is not a user table name")));
+        return Err(RdbError::invalid(format!(
+            "{name:?} is not a user table name"
+        )));
     }
     Ok(format!("\"{name}\""))
 }
@@ -56,7 +58,16 @@ mod tests {
     fn names_are_checked_then_quoted() {
         assert_eq!(quote("title").unwrap(), "\"title\"");
         assert_eq!(quote("note.title").unwrap(), "\"note\".\"title\"");
-        for bad in ["", "1a", "a b", "a\"b", "x;DROP TABLE t", "a.b.c", "a--", "é"] {
+        for bad in [
+            "",
+            "1a",
+            "a b",
+            "a\"b",
+            "x;DROP TABLE t",
+            "a.b.c",
+            "a--",
+            "é",
+        ] {
             assert_eq!(quote(bad).unwrap_err().code(), 14_800_001, "{bad:?}");
         }
         assert!(table("oxh_rdb_note_rows").is_err());

@@ -167,7 +167,8 @@ pub fn delete(c: &Connection, p: &RdbPredicates) -> Result<usize> {
     let pc = p.compile()?;
     no_tail(&pc, "delete")?;
     let sql = format!("DELETE FROM {}{}", pc.table, pc.where_clause());
-    Ok(c.prepare_cached(&sql)?.execute(params_from_iter(pc.args.iter()))?)
+    Ok(c.prepare_cached(&sql)?
+        .execute(params_from_iter(pc.args.iter()))?)
 }
 
 /// The rows the predicates match, `columns` of them (all when empty).
@@ -182,7 +183,12 @@ pub fn query(c: &Connection, p: &RdbPredicates, columns: &[&str]) -> Result<Resu
             .collect::<Result<Vec<_>>>()?
             .join(", ")
     };
-    let sql = format!("SELECT {cols} FROM {}{}{}", pc.table, pc.where_clause(), pc.tail);
+    let sql = format!(
+        "SELECT {cols} FROM {}{}{}",
+        pc.table,
+        pc.where_clause(),
+        pc.tail
+    );
     read(c, &sql, &pc.args)
 }
 
@@ -193,7 +199,11 @@ fn read(c: &Connection, sql: &str, args: &[Value]) -> Result<ResultSet> {
     let mut rows = Vec::new();
     let mut q = st.query(params_from_iter(args.iter()))?;
     while let Some(r) = q.next()? {
-        rows.push((0..n).map(|i| r.get_ref(i).map(Value::from)).collect::<Result<_, _>>()?);
+        rows.push(
+            (0..n)
+                .map(|i| r.get_ref(i).map(Value::from))
+                .collect::<Result<_, _>>()?,
+        );
     }
     Ok(ResultSet::new(names, rows))
 }
@@ -225,11 +235,13 @@ pub fn execute(c: &Connection, sql: &str, args: &[Value]) -> Result<Value> {
     }
     let n = st.execute(params_from_iter(args.iter()))?;
     let head = sql.trim_start().get(..7).unwrap_or("").to_ascii_uppercase();
-    Ok(if head.starts_with("INSERT") || head.starts_with("REPLACE") {
-        Value::Integer(c.last_insert_rowid())
-    } else if head.starts_with("UPDATE") || head.starts_with("DELETE") {
-        Value::Integer(n as i64)
-    } else {
-        Value::Null
-    })
+    Ok(
+        if head.starts_with("INSERT") || head.starts_with("REPLACE") {
+            Value::Integer(c.last_insert_rowid())
+        } else if head.starts_with("UPDATE") || head.starts_with("DELETE") {
+            Value::Integer(n as i64)
+        } else {
+            Value::Null
+        },
+    )
 }

@@ -401,7 +401,8 @@ mod tests {
 
     #[test]
     fn malformed_chains_are_refused() {
-        let cases: Vec<Box<dyn Fn(&mut RdbPredicates)>> = vec![
+        type Case = Box<dyn Fn(&mut RdbPredicates)>;
+        let cases: Vec<Case> = vec![
             Box::new(|p| {
                 p.or().equal_to("a", 1);
             }),

@@ -26,7 +26,10 @@ impl ResultSet {
 
     fn open(&self) -> Result<()> {
         if self.closed {
-            Err(RdbError::new(code::ALREADY_CLOSED, "the result set is closed"))
+            Err(RdbError::new(
+                code::ALREADY_CLOSED,
+                "the result set is closed",
+            ))
         } else {
             Ok(())
         }
@@ -142,7 +145,10 @@ impl ResultSet {
         match self.get_value(i)? {
             Value::Integer(n) => Ok(*n),
             Value::Real(r) => Ok(*r as i64),
-            v @ Value::Text(s) => s.trim().parse().map_err(|_| Self::mismatch(i, "an integer", v)),
+            v @ Value::Text(s) => s
+                .trim()
+                .parse()
+                .map_err(|_| Self::mismatch(i, "an integer", v)),
             v => Err(Self::mismatch(i, "an integer", v)),
         }
     }
@@ -151,7 +157,10 @@ impl ResultSet {
         match self.get_value(i)? {
             Value::Real(r) => Ok(*r),
             Value::Integer(n) => Ok(*n as f64),
-            v @ Value::Text(s) => s.trim().parse().map_err(|_| Self::mismatch(i, "a double", v)),
+            v @ Value::Text(s) => s
+                .trim()
+                .parse()
+                .map_err(|_| Self::mismatch(i, "a double", v)),
             v => Err(Self::mismatch(i, "a double", v)),
         }
     }

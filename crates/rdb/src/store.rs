@@ -76,9 +76,13 @@ fn system_ms() -> u64 {
 /// One write statement, plus the trigger refresh a schema change to a distributed table
 /// needs (inside the caller's write transaction).
 fn exec_write(conn: &Conn, sql: &str, args: &[Value]) -> Result<Value> {
-    let v0: i64 = conn.c.query_row("PRAGMA schema_version", [], |r| r.get(0))?;
+    let v0: i64 = conn
+        .c
+        .query_row("PRAGMA schema_version", [], |r| r.get(0))?;
     let v = ops::execute(&conn.c, sql, args)?;
-    let v1: i64 = conn.c.query_row("PRAGMA schema_version", [], |r| r.get(0))?;
+    let v1: i64 = conn
+        .c
+        .query_row("PRAGMA schema_version", [], |r| r.get(0))?;
     if v0 != v1 {
         distributed::refresh(conn)?;
     }
@@ -105,7 +109,11 @@ fn kind_of(c: &rusqlite::Connection, sql: &str) -> Result<Kind> {
         return Ok(Kind::Bare);
     }
     let st = c.prepare(sql)?;
-    Ok(if st.readonly() { Kind::Read } else { Kind::Write })
+    Ok(if st.readonly() {
+        Kind::Read
+    } else {
+        Kind::Write
+    })
 }
 
 impl RdbStore {
@@ -247,9 +255,9 @@ impl RdbStore {
                 (Kind::Read, _) => ops::execute(&i.conn.c, sql, args),
                 (_, true) => exec_write(&i.conn, sql, args),
                 (Kind::Bare, false) => ops::execute(&i.conn.c, sql, args),
-                (Kind::Write, false) => {
-                    i.conn.write("BEGIN IMMEDIATE", |c| exec_write(c, sql, args))
-                }
+                (Kind::Write, false) => i
+                    .conn
+                    .write("BEGIN IMMEDIATE", |c| exec_write(c, sql, args)),
             }
         })
     }
@@ -342,7 +350,12 @@ impl RdbStore {
     }
     /// The distributed tables.
     pub fn distributed_tables(&self) -> Result<Vec<String>> {
-        self.read(|c| Ok(distributed::recorded(&c.c)?.into_iter().map(|t| t.0).collect()))
+        self.read(|c| {
+            Ok(distributed::recorded(&c.c)?
+                .into_iter()
+                .map(|t| t.0)
+                .collect())
+        })
     }
     /// `obtainDistributedTableName`: OpenHarmony's name for `table`'s rows from `device`.
     /// Here every device's rows merge into `table` itself; the name is a view (of this
@@ -351,18 +364,20 @@ impl RdbStore {
         let name = distributed::distributed_table_name(device, table)?;
         self.read(|c| {
             let t = distributed::schema::table_info(&c.c, table)?;
-            if !distributed::recorded(&c.c)?.iter().any(|(n, _)| *n == t.name) {
+            if !distributed::recorded(&c.c)?
+                .iter()
+                .any(|(n, _)| *n == t.name)
+            {
                 return Err(RdbError::invalid(format!(
                     "{table:?} is not a distributed table"
                 )));
             }
             let tq = crate::ident::q(&t.name);
-            let join = t
-                .pk
-                .iter()
-                .map(|(p, _)| format!("l.{0} IS {tq}.{0}", crate::ident::q(p)))
-                .collect::<Vec<_>>()
-                .join(" AND ");
+            let join =
+                t.pk.iter()
+                    .map(|(p, _)| format!("l.{0} IS {tq}.{0}", crate::ident::q(p)))
+                    .collect::<Vec<_>>()
+                    .join(" AND ");
             let dev = device.replace('\'', "''");
             c.c.execute_batch(&format!(
                 "CREATE TEMP VIEW IF NOT EXISTS {} AS SELECT * FROM {tq} WHERE
@@ -421,7 +436,10 @@ impl RdbStore {
 
 fn busy_err(e: RdbError) -> RdbError {
     if e.code() == code::SQLITE_BUSY {
-        RdbError::new(code::SQLITE_BUSY, "another write transaction is open on this store")
+        RdbError::new(
+            code::SQLITE_BUSY,
+            "another write transaction is open on this store",
+        )
     } else {
         e
     }
@@ -449,7 +467,12 @@ impl Transaction {
     }
 
     /// `insert`.
-    pub fn insert(&mut self, table: &str, values: &ValuesBucket, how: ConflictResolution) -> Result<i64> {
+    pub fn insert(
+        &mut self,
+        table: &str,
+        values: &ValuesBucket,
+        how: ConflictResolution,
+    ) -> Result<i64> {
         self.run(|c| ops::insert(&c.c, table, values, how))
     }
     /// `batchInsert`.

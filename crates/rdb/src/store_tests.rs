@@ -5,7 +5,12 @@ use crate::SecurityLevel;
 use std::process::Command;
 
 fn store(dir: &Path) -> RdbStore {
-    let s = RdbStore::open(dir, &StoreConfig::new("notes.db", SecurityLevel::S1), "dev-a").unwrap();
+    let s = RdbStore::open(
+        dir,
+        &StoreConfig::new("notes.db", SecurityLevel::S1),
+        "dev-a",
+    )
+    .unwrap();
     s.execute(
         "CREATE TABLE note(id INTEGER PRIMARY KEY, title TEXT NOT NULL, n INTEGER UNIQUE, body TEXT)",
         &[],
@@ -22,9 +27,7 @@ fn row(id: i64, title: &str, n: i64) -> ValuesBucket {
 }
 
 fn ids(s: &RdbStore) -> Vec<i64> {
-    let mut rs = s
-        .query_sql("SELECT id FROM note ORDER BY id", &[])
-        .unwrap();
+    let mut rs = s.query_sql("SELECT id FROM note ORDER BY id", &[]).unwrap();
     let mut v = Vec::new();
     while rs.go_to_next_row().unwrap() {
         v.push(rs.get_long(0).unwrap());
@@ -50,13 +53,19 @@ fn the_store_file_is_wal_with_full_sync_and_opens_in_sqlite3() {
         Value::from("wal")
     );
     // 2 = FULL.
-    assert_eq!(s.execute("PRAGMA synchronous", &[]).unwrap(), Value::Integer(2));
+    assert_eq!(
+        s.execute("PRAGMA synchronous", &[]).unwrap(),
+        Value::Integer(2)
+    );
     assert_eq!(s.path(), d.path().join("notes.db"));
     if Command::new("sqlite3").arg("-version").output().is_err() {
         eprintln!("skipped the sqlite3 half: no sqlite3 on PATH");
         return;
     }
-    let out = sqlite3(s.path(), "SELECT id, title FROM note; PRAGMA integrity_check;");
+    let out = sqlite3(
+        s.path(),
+        "SELECT id, title FROM note; PRAGMA integrity_check;",
+    );
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "1|hello\nok\n");
 }
@@ -81,7 +90,10 @@ fn insert_update_delete_and_query_with_predicates() {
     let d = tempfile::tempdir().unwrap();
     let s = store(d.path());
     for i in 1..=5 {
-        assert_eq!(s.insert("note", &row(i, &format!("t{i}"), i * 10)).unwrap(), i);
+        assert_eq!(
+            s.insert("note", &row(i, &format!("t{i}"), i * 10)).unwrap(),
+            i
+        );
     }
     let mut p = RdbPredicates::new("note");
     p.greater_than("n", 20).and().less_than_or_equal_to("n", 40);
@@ -95,9 +107,14 @@ fn insert_update_delete_and_query_with_predicates() {
     assert_eq!(rs.column_names(), ["id", "title"]);
     assert_eq!(rs.row_count(), 2);
     rs.go_to_first_row().unwrap();
-    assert_eq!((rs.get_long(0).unwrap(), rs.get_string(1).unwrap()), (4, "t4".into()));
+    assert_eq!(
+        (rs.get_long(0).unwrap(), rs.get_string(1).unwrap()),
+        (4, "t4".into())
+    );
     let mut p = RdbPredicates::new("note");
-    p.in_("id", [Value::from(1), Value::from(5)]).or().is_not_null("body");
+    p.in_("id", [Value::from(1), Value::from(5)])
+        .or()
+        .is_not_null("body");
     assert_eq!(s.delete(&p).unwrap(), 4);
     assert_eq!(ids(&s), vec![2]);
     let mut p = RdbPredicates::new("note");
@@ -122,7 +139,10 @@ fn values_that_look_like_sql_stay_values() {
     assert_eq!(ids(&s), vec![1], "the table is still there");
     // A column name is checked, not spliced.
     let bad = ValuesBucket::new().with("title = 'x' --", 1);
-    assert_eq!(s.insert("note", &bad).unwrap_err().code(), code::INVALID_ARGS);
+    assert_eq!(
+        s.insert("note", &bad).unwrap_err().code(),
+        code::INVALID_ARGS
+    );
 }
 
 #[test]
@@ -149,12 +169,18 @@ fn conflict_resolutions_do_what_sqlite_says() {
     // FAIL inside a transaction keeps the rows the statement already wrote; ABORT does not.
     let rows = [row(10, "x", 10), row(11, "y", 11), row(12, "z", 3)];
     let mut tx = s.create_transaction(TransactionType::Immediate).unwrap();
-    assert!(tx.batch_insert("note", &rows, ConflictResolution::Fail).is_err());
+    assert!(
+        tx.batch_insert("note", &rows, ConflictResolution::Fail)
+            .is_err()
+    );
     tx.commit().unwrap();
     assert_eq!(ids(&s), vec![1, 10, 11]);
     let rows = [row(20, "x", 20), row(21, "z", 3)];
     let mut tx = s.create_transaction(TransactionType::Immediate).unwrap();
-    assert!(tx.batch_insert("note", &rows, ConflictResolution::Abort).is_err());
+    assert!(
+        tx.batch_insert("note", &rows, ConflictResolution::Abort)
+            .is_err()
+    );
     tx.commit().unwrap();
     assert_eq!(ids(&s), vec![1, 10, 11]);
     // ROLLBACK ends the whole transaction, earlier statements too.
@@ -176,7 +202,10 @@ fn conflict_resolutions_do_what_sqlite_says() {
     assert_eq!(ids(&s), vec![1, 10, 11]);
     // Through the store, a failed batch changes nothing, whatever the resolution.
     let rows = [row(40, "x", 40), row(41, "y", 3)];
-    assert!(s.batch_insert_with("note", &rows, ConflictResolution::Fail).is_err());
+    assert!(
+        s.batch_insert_with("note", &rows, ConflictResolution::Fail)
+            .is_err()
+    );
     assert_eq!(ids(&s), vec![1, 10, 11]);
 }
 
@@ -205,7 +234,10 @@ fn batch_insert_splits_by_the_variable_limit_and_is_atomic() {
     // A conflict in the last statement undoes the first ones.
     let mut bad: Vec<ValuesBucket> = (300..340).map(|i| row(i, "t", i)).collect();
     bad.push(row(1, "dup", 9999));
-    assert_eq!(s.batch_insert("note", &bad).unwrap_err().code(), code::SQLITE_CONSTRAINT);
+    assert_eq!(
+        s.batch_insert("note", &bad).unwrap_err().code(),
+        code::SQLITE_CONSTRAINT
+    );
     assert_eq!(ids(&s).len(), 103);
 }
 
@@ -234,7 +266,10 @@ fn a_second_write_transaction_is_14800024_and_reads_go_on() {
     }
     // A DEFERRED transaction reads, someone else commits, its first write is 14800024.
     let mut tx = s.create_transaction(TransactionType::Deferred).unwrap();
-    assert_eq!(tx.query_sql("SELECT * FROM note", &[]).unwrap().row_count(), 1);
+    assert_eq!(
+        tx.query_sql("SELECT * FROM note", &[]).unwrap().row_count(),
+        1
+    );
     s.insert("note", &row(4, "d", 4)).unwrap();
     let e = tx
         .insert("note", &row(5, "e", 5), ConflictResolution::None)
@@ -281,16 +316,26 @@ fn execute_and_query_sql_follow_openharmony() {
     let d = tempfile::tempdir().unwrap();
     let s = store(d.path());
     assert_eq!(
-        s.execute("INSERT INTO note(id, title) VALUES (?, ?)", &[7.into(), "a".into()])
-            .unwrap(),
+        s.execute(
+            "INSERT INTO note(id, title) VALUES (?, ?)",
+            &[7.into(), "a".into()]
+        )
+        .unwrap(),
         Value::Integer(7)
     );
     assert_eq!(
-        s.execute("UPDATE note SET body = ?", &["b".into()]).unwrap(),
+        s.execute("UPDATE note SET body = ?", &["b".into()])
+            .unwrap(),
         Value::Integer(1)
     );
-    assert_eq!(s.execute("PRAGMA user_version = 3", &[]).unwrap(), Value::Null);
-    assert_eq!(s.execute("PRAGMA user_version", &[]).unwrap(), Value::Integer(3));
+    assert_eq!(
+        s.execute("PRAGMA user_version = 3", &[]).unwrap(),
+        Value::Null
+    );
+    assert_eq!(
+        s.execute("PRAGMA user_version", &[]).unwrap(),
+        Value::Integer(3)
+    );
     assert_eq!(
         s.query_sql("DELETE FROM note", &[]).unwrap_err().code(),
         code::NOT_A_QUERY

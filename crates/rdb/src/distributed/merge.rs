@@ -11,6 +11,7 @@
 use oxh_kvstore::hlc::{Version, wins};
 use serde::{Deserialize, Serialize};
 
+use crate::error::{RdbError, Result};
 use crate::value::Value;
 
 /// One cell of a peer's row: its value and version.
@@ -55,6 +56,28 @@ pub struct Changeset {
     pub rows: Vec<RowChange>,
 }
 
+/// The largest encoded changeset [`Changeset::decode`] takes (the soft bus's Bytes frame).
+pub const MAX_CHANGESET_BYTES: usize = 4 << 20;
+
+impl Changeset {
+    /// The changeset as bytes (postcard), for the sync session to carry.
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        postcard::to_allocvec(self).map_err(|e| RdbError::inner(format!("changeset: {e}")))
+    }
+
+    /// A changeset from a peer's bytes: over [`MAX_CHANGESET_BYTES`] or malformed is
+    /// 14800001. Its tables, keys and columns are checked against the schema when applied.
+    pub fn decode(b: &[u8]) -> Result<Self> {
+        if b.len() > MAX_CHANGESET_BYTES {
+            return Err(RdbError::invalid(format!(
+                "changeset of {} bytes, at most {MAX_CHANGESET_BYTES}",
+                b.len()
+            )));
+        }
+        postcard::from_bytes(b).map_err(|e| RdbError::invalid(format!("changeset: {e}")))
+    }
+}
+
 /// What merging a peer's row into ours does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {
@@ -87,9 +110,9 @@ pub fn plan<'a>(
     use std::cmp::Ordering::*;
     match remote.cl.cmp(&local_cl) {
         Less => Plan::Keep,
-        Greater if remote.cl % 2 == 0 => Plan::Tombstone { cl: remote.cl },
+        Greater if remote.cl.is_multiple_of(2) => Plan::Tombstone { cl: remote.cl },
         Greater => Plan::Replace { cl: remote.cl },
-        Equal if remote.cl % 2 == 0 => Plan::Keep,
+        Equal if remote.cl.is_multiple_of(2) => Plan::Keep,
         Equal => {
             let cells: Vec<usize> = remote
                 .cells
@@ -140,9 +163,28 @@ mod tests {
     }
 
     #[test]
+    fn changesets_round_trip_and_bad_bytes_are_refused() {
+        let cs = Changeset {
+            from: 3,
+            upto: 9,
+            rows: vec![row(1, &[("a", 5, "x")]), row(2, &[])],
+        };
+        assert_eq!(Changeset::decode(&cs.encode().unwrap()).unwrap(), cs);
+        assert_eq!(
+            Changeset::decode(&[0xff; 7]).unwrap_err().code(),
+            14_800_001
+        );
+        let big = vec![0u8; MAX_CHANGESET_BYTES + 1];
+        assert!(Changeset::decode(&big).is_err());
+    }
+
+    #[test]
     fn lives_decide_before_cells() {
         let none = |_: &str| None;
-        assert_eq!(plan(0, none, &row(1, &[("a", 1, "x")])), Plan::Replace { cl: 1 });
+        assert_eq!(
+            plan(0, none, &row(1, &[("a", 1, "x")])),
+            Plan::Replace { cl: 1 }
+        );
         assert_eq!(plan(1, none, &row(2, &[])), Plan::Tombstone { cl: 2 });
         assert_eq!(plan(2, none, &row(3, &[])), Plan::Replace { cl: 3 });
         // An update of an older life loses to our delete, whatever its timestamp.
@@ -160,6 +202,10 @@ mod tests {
         let r = row(1, &[("a", 9, "z"), ("b", 10, "n"), ("c", 1, "a")]);
         assert_eq!(plan(1, local, &r), Plan::Merge { cells: vec![1, 2] });
         let r = row(1, &[("a", 10, "m")]);
-        assert_eq!(plan(1, local, &r), Plan::Keep, "the same write again is a no-op");
+        assert_eq!(
+            plan(1, local, &r),
+            Plan::Keep,
+            "the same write again is a no-op"
+        );
     }
 }

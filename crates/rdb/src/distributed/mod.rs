@@ -120,6 +120,6 @@ pub(crate) fn refresh(conn: &Conn) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod sim_tests;
+#[cfg(test)]
+mod tests;

@@ -44,7 +44,9 @@ pub(crate) fn changes_since(conn: &Conn, after: u64, max_rows: usize) -> Result<
     let mut events: Vec<(i64, usize, Vec<Value>)> = Vec::new();
     let mut cap = i64::MAX;
     for (ti, t) in tables.iter().enumerate() {
-        let per = max_rows.saturating_mul(t.cols.len() + 1).min(i64::MAX as usize) as i64;
+        let per = max_rows
+            .saturating_mul(t.cols.len() + 1)
+            .min(i64::MAX as usize) as i64;
         let pks = t.pk_list();
         let sql = format!(
             "SELECT oxh_rdb_seq, {pks} FROM {r} WHERE oxh_rdb_seq > ?1
@@ -175,16 +177,20 @@ fn row_state(
 /// table here, a whole key, known columns, a causal length.
 fn check<'a>(tables: &'a BTreeMap<String, TableInfo>, r: &RowChange) -> Result<&'a TableInfo> {
     let t = tables.get(&r.table).ok_or_else(|| {
-        RdbError::invalid(format!("changeset: {:?} is not a distributed table here", r.table))
+        RdbError::invalid(format!(
+            "changeset: {:?} is not a distributed table here",
+            r.table
+        ))
     })?;
-    if r.pk.len() != t.pk.len() || r.pk.iter().any(Value::is_null) {
+    let bad_key = |v: &Value| v.is_null() || matches!(v, Value::Real(f) if !f.is_finite());
+    if r.pk.len() != t.pk.len() || r.pk.iter().any(bad_key) {
         return Err(RdbError::invalid(format!(
-            "changeset: table {:?} needs a key of {} non-NULL values",
+            "changeset: table {:?} needs a key of {} non-NULL, finite values",
             r.table,
             t.pk.len()
         )));
     }
-    if r.cl == 0 || (r.cl % 2 == 0 && !r.cells.is_empty()) {
+    if r.cl == 0 || (r.cl.is_multiple_of(2) && !r.cells.is_empty()) {
         return Err(RdbError::invalid("changeset: bad causal length"));
     }
     let mut seen = HashSet::new();
@@ -256,7 +262,10 @@ pub(crate) fn apply(conn: &Conn, cs: &Changeset) -> Result<Applied> {
                  oxh_rdb_cl = excluded.oxh_rdb_cl, oxh_rdb_ts = excluded.oxh_rdb_ts,
                  oxh_rdb_dev = excluded.oxh_rdb_dev, oxh_rdb_seq = excluded.oxh_rdb_seq",
                 t.pk_list(),
-                (1..=n).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", "),
+                (1..=n)
+                    .map(|i| format!("?{i}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 n + 1,
                 n + 2,
                 n + 3,
@@ -310,13 +319,23 @@ pub(crate) fn apply(conn: &Conn, cs: &Changeset) -> Result<Applied> {
 
 /// Writes the peer's cells `idx` of row `r` into the table (a new row when `insert`, else
 /// an update that makes the row if it is missing) and their versions into the cell log.
-fn write_cells(conn: &Conn, t: &TableInfo, r: &RowChange, idx: &[usize], insert: bool) -> Result<()> {
+fn write_cells(
+    conn: &Conn,
+    t: &TableInfo,
+    r: &RowChange,
+    idx: &[usize],
+    insert: bool,
+) -> Result<()> {
     let c = &conn.c;
     let n = t.pk.len();
     let tq = q(&t.name);
     let cols: Vec<String> = idx.iter().map(|&i| q(&r.cells[i].col)).collect();
     let vals = idx.iter().map(|&i| &r.cells[i].value);
-    let all_cols: Vec<String> = t.pk.iter().map(|(p, _)| q(p)).chain(cols.iter().cloned()).collect();
+    let all_cols: Vec<String> =
+        t.pk.iter()
+            .map(|(p, _)| q(p))
+            .chain(cols.iter().cloned())
+            .collect();
     let marks: Vec<String> = (1..=all_cols.len()).map(|i| format!("?{i}")).collect();
     let args: Vec<Value> = r.pk.iter().cloned().chain(vals.cloned()).collect();
     let sql = if insert || cols.is_empty() {
@@ -334,7 +353,8 @@ fn write_cells(conn: &Conn, t: &TableInfo, r: &RowChange, idx: &[usize], insert:
             set.join(", ")
         )
     };
-    c.prepare_cached(&sql)?.execute(params_from_iter(args.iter()))?;
+    c.prepare_cached(&sql)?
+        .execute(params_from_iter(args.iter()))?;
     let mut st = c.prepare_cached(&format!(
         "INSERT INTO {} ({}, oxh_rdb_col, oxh_rdb_ts, oxh_rdb_dev, oxh_rdb_seq)
          VALUES ({}, ?{}, ?{}, ?{}, ?{}) ON CONFLICT DO UPDATE SET
@@ -342,7 +362,10 @@ fn write_cells(conn: &Conn, t: &TableInfo, r: &RowChange, idx: &[usize], insert:
          oxh_rdb_seq = excluded.oxh_rdb_seq",
         q(&cells_table(&t.name)),
         t.pk_list(),
-        (1..=n).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", "),
+        (1..=n)
+            .map(|i| format!("?{i}"))
+            .collect::<Vec<_>>()
+            .join(", "),
         n + 1,
         n + 2,
         n + 3,

@@ -113,7 +113,11 @@ pub fn cells_table(t: &str) -> String {
 impl TableInfo {
     /// `"p1", "p2"`.
     pub fn pk_list(&self) -> String {
-        self.pk.iter().map(|(n, _)| q(n)).collect::<Vec<_>>().join(", ")
+        self.pk
+            .iter()
+            .map(|(n, _)| q(n))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
     /// `prefix."p1", prefix."p2"` (NEW / OLD in a trigger).
     fn pk_of(&self, prefix: &str) -> String {
@@ -236,12 +240,11 @@ pub fn drop_triggers(c: &Connection, table: &str) -> Result<()> {
 pub fn create_triggers(c: &Connection, t: &TableInfo) -> Result<()> {
     drop_triggers(c, &t.name)?;
     let tq = q(&t.name);
-    let same_key = t
-        .pk
-        .iter()
-        .map(|(n, _)| format!("NEW.{0} IS OLD.{0}", q(n)))
-        .collect::<Vec<_>>()
-        .join(" AND ");
+    let same_key =
+        t.pk.iter()
+            .map(|(n, _)| format!("NEW.{0} IS OLD.{0}", q(n)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
     let mut sql = format!(
         "CREATE TRIGGER {ins} AFTER INSERT ON {tq} WHEN oxh_rdb_applying() = 0 BEGIN\n{born}END;\n
          CREATE TRIGGER {del} AFTER DELETE ON {tq} WHEN oxh_rdb_applying() = 0 BEGIN\n{gone}END;\n

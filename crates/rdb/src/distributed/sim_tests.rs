@@ -12,12 +12,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 const N: usize = 3;
-const DDL: &str = "CREATE TABLE note(id INTEGER, part TEXT, title TEXT, body TEXT, PRIMARY KEY (id, part))";
+const DDL: &str =
+    "CREATE TABLE note(id INTEGER, part TEXT, title TEXT, body TEXT, PRIMARY KEY (id, part))";
 
 #[derive(Debug, Clone)]
 enum Step {
     /// A local write on `node` to row `key`.
-    Write { node: usize, key: u8, kind: u8, v: u8 },
+    Write {
+        node: usize,
+        key: u8,
+        kind: u8,
+        v: u8,
+    },
     /// `from` sends `to` what `to` has not acknowledged.
     Send { from: usize, to: usize },
     /// The network hands over (or loses, or duplicates) one message in flight.
@@ -42,8 +48,17 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 enum Msg {
-    Data { from: usize, to: usize, cs: Changeset },
-    Ack { from: usize, to: usize, lo: u64, hi: u64 },
+    Data {
+        from: usize,
+        to: usize,
+        cs: Changeset,
+    },
+    Ack {
+        from: usize,
+        to: usize,
+        lo: u64,
+        hi: u64,
+    },
 }
 
 struct Sim {

@@ -9,8 +9,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// A store of device `dev` at virtual time `clock` (ms).
 pub(crate) fn open(dir: &Path, dev: &str, clock: Arc<AtomicU64>) -> RdbStore {
     let cfg = StoreConfig::new(format!("{dev}.db"), SecurityLevel::S1);
-    RdbStore::open_with_clock(dir, &cfg, dev, Arc::new(move || clock.load(Ordering::Relaxed)))
-        .unwrap()
+    RdbStore::open_with_clock(
+        dir,
+        &cfg,
+        dev,
+        Arc::new(move || clock.load(Ordering::Relaxed)),
+    )
+    .unwrap()
 }
 
 const NOTE: &str = "CREATE TABLE note(id INTEGER PRIMARY KEY, title TEXT, body TEXT)";
@@ -68,7 +73,8 @@ fn t(v: &str) -> Value {
 fn tables_that_cannot_be_distributed_are_refused_with_a_reason() {
     let d = tempfile::tempdir().unwrap();
     let s = open(d.path(), "a", Arc::new(AtomicU64::new(1)));
-    s.execute("CREATE TABLE nokey(a TEXT, b TEXT)", &[]).unwrap();
+    s.execute("CREATE TABLE nokey(a TEXT, b TEXT)", &[])
+        .unwrap();
     let e = s.set_distributed_tables(&["nokey"]).unwrap_err();
     assert_eq!(e.code(), code::INVALID_ARGS);
     assert!(e.to_string().contains("has no primary key"), "{e}");
@@ -98,19 +104,29 @@ fn tables_that_cannot_be_distributed_are_refused_with_a_reason() {
 fn composite_keys_sync_and_rows_made_before_distribution_go_too() {
     let d = tempfile::tempdir().unwrap();
     let clock = Arc::new(AtomicU64::new(1_000));
-    let (a, b) = (open(d.path(), "a", clock.clone()), open(d.path(), "b", clock));
+    let (a, b) = (
+        open(d.path(), "a", clock.clone()),
+        open(d.path(), "b", clock),
+    );
     let ddl = "CREATE TABLE member(grp TEXT, uid INTEGER, role TEXT, PRIMARY KEY (uid, grp))";
     for s in [&a, &b] {
         s.execute(ddl, &[]).unwrap();
     }
-    a.execute("INSERT INTO member VALUES ('g1', 1, 'owner'), ('g1', 2, 'guest')", &[])
-        .unwrap();
+    a.execute(
+        "INSERT INTO member VALUES ('g1', 1, 'owner'), ('g1', 2, 'guest')",
+        &[],
+    )
+    .unwrap();
     for s in [&a, &b] {
         s.set_distributed_tables(&["member"]).unwrap();
     }
-    a.execute("UPDATE member SET role = 'admin' WHERE grp = 'g1' AND uid = 2", &[])
+    a.execute(
+        "UPDATE member SET role = 'admin' WHERE grp = 'g1' AND uid = 2",
+        &[],
+    )
+    .unwrap();
+    b.execute("INSERT INTO member VALUES ('g2', 1, 'x')", &[])
         .unwrap();
-    b.execute("INSERT INTO member VALUES ('g2', 1, 'x')", &[]).unwrap();
     sync(&a, &b);
     sync(&b, &a);
     assert_eq!(rows(&a, "member"), rows(&b, "member"));
@@ -144,7 +160,10 @@ fn an_update_logs_only_the_cells_it_changed() {
 fn applying_twice_changes_nothing_and_nothing_echoes_back() {
     let d = tempfile::tempdir().unwrap();
     let clock = Arc::new(AtomicU64::new(1_000));
-    let (a, b) = (open(d.path(), "a", clock.clone()), open(d.path(), "b", clock));
+    let (a, b) = (
+        open(d.path(), "a", clock.clone()),
+        open(d.path(), "b", clock),
+    );
     note(&a);
     note(&b);
     put(&a, 1, "t", "x");
@@ -155,7 +174,11 @@ fn applying_twice_changes_nothing_and_nothing_echoes_back() {
     let seq = b.changes_since(0, 100).unwrap().upto;
     let again = b.apply_changeset(&cs).unwrap();
     assert!(again.is_empty(), "{again:?}");
-    assert_eq!(b.changes_since(0, 100).unwrap().upto, seq, "no new change numbers");
+    assert_eq!(
+        b.changes_since(0, 100).unwrap().upto,
+        seq,
+        "no new change numbers"
+    );
     // B forwards what it got (for a third device); back at A it finds nothing to win.
     let back = b.changes_since(0, 100).unwrap();
     assert_eq!(back.rows.len(), 2);
@@ -169,7 +192,10 @@ fn applying_twice_changes_nothing_and_nothing_echoes_back() {
 fn a_peers_change_is_not_a_local_change() {
     let d = tempfile::tempdir().unwrap();
     let clock = Arc::new(AtomicU64::new(1_000));
-    let (a, b) = (open(d.path(), "a", clock.clone()), open(d.path(), "b", clock));
+    let (a, b) = (
+        open(d.path(), "a", clock.clone()),
+        open(d.path(), "b", clock),
+    );
     note(&a);
     note(&b);
     put(&a, 1, "t", "x");
@@ -184,7 +210,10 @@ fn a_peers_change_is_not_a_local_change() {
 fn delete_beats_a_concurrent_update_and_a_reinsert_beats_the_delete() {
     let d = tempfile::tempdir().unwrap();
     let clock = Arc::new(AtomicU64::new(1_000));
-    let (a, b) = (open(d.path(), "a", clock.clone()), open(d.path(), "b", clock.clone()));
+    let (a, b) = (
+        open(d.path(), "a", clock.clone()),
+        open(d.path(), "b", clock.clone()),
+    );
     note(&a);
     note(&b);
     put(&a, 1, "t", "x");
@@ -203,7 +232,10 @@ fn delete_beats_a_concurrent_update_and_a_reinsert_beats_the_delete() {
     put(&b, 1, "again", "z");
     sync(&b, &a);
     sync(&a, &b);
-    assert_eq!(rows(&a, "note"), vec![vec![Value::from(1), t("again"), t("z")]]);
+    assert_eq!(
+        rows(&a, "note"),
+        vec![vec![Value::from(1), t("again"), t("z")]]
+    );
     assert_eq!(rows(&a, "note"), rows(&b, "note"));
 }
 
@@ -211,19 +243,24 @@ fn delete_beats_a_concurrent_update_and_a_reinsert_beats_the_delete() {
 fn adding_a_nullable_column_is_allowed_and_syncs_other_changes_are_refused() {
     let d = tempfile::tempdir().unwrap();
     let clock = Arc::new(AtomicU64::new(1_000));
-    let (a, b) = (open(d.path(), "a", clock.clone()), open(d.path(), "b", clock));
+    let (a, b) = (
+        open(d.path(), "a", clock.clone()),
+        open(d.path(), "b", clock),
+    );
     note(&a);
     note(&b);
     put(&a, 1, "t", "x");
     sync(&a, &b);
-    a.execute("ALTER TABLE note ADD COLUMN tag TEXT", &[]).unwrap();
+    a.execute("ALTER TABLE note ADD COLUMN tag TEXT", &[])
+        .unwrap();
     set(&a, 1, "tag", "red");
     // B has no such column yet: the changeset is refused whole, nothing acknowledged.
     let w = a.peer_watermark("b").unwrap();
     let cs = a.changes_since(w, 100).unwrap();
     let e = b.apply_changeset(&cs).unwrap_err();
     assert!(e.to_string().contains("no column \"tag\""), "{e}");
-    b.execute("ALTER TABLE note ADD COLUMN tag TEXT", &[]).unwrap();
+    b.execute("ALTER TABLE note ADD COLUMN tag TEXT", &[])
+        .unwrap();
     sync(&a, &b);
     assert_eq!(
         rows(&b, "note"),
@@ -243,9 +280,15 @@ fn adding_a_nullable_column_is_allowed_and_syncs_other_changes_are_refused() {
         );
     }
     let e = a
-        .execute("ALTER TABLE note ADD COLUMN n INTEGER NOT NULL DEFAULT 0", &[])
+        .execute(
+            "ALTER TABLE note ADD COLUMN n INTEGER NOT NULL DEFAULT 0",
+            &[],
+        )
         .unwrap_err();
-    assert!(e.to_string().contains("only adding a nullable column"), "{e}");
+    assert!(
+        e.to_string().contains("only adding a nullable column"),
+        "{e}"
+    );
     assert_eq!(rows(&a, "note")[0].len(), 4);
     // Dropping the table drops its log.
     a.execute("DROP TABLE note", &[]).unwrap();
@@ -281,7 +324,10 @@ fn sqlite3_by_hand_reads_a_distributed_table_but_cannot_write_it_unlogged() {
 fn obtain_distributed_table_name_is_openharmonys_and_names_a_view() {
     let d = tempfile::tempdir().unwrap();
     let clock = Arc::new(AtomicU64::new(1_000));
-    let (a, b) = (open(d.path(), "a", clock.clone()), open(d.path(), "b", clock));
+    let (a, b) = (
+        open(d.path(), "a", clock.clone()),
+        open(d.path(), "b", clock),
+    );
     note(&a);
     note(&b);
     put(&a, 1, "from a", "x");
@@ -293,7 +339,9 @@ fn obtain_distributed_table_name_is_openharmonys_and_names_a_view() {
         name,
         "naturalbase_rdb_aux_note_ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb"
     );
-    let rs = b.query_sql(&format!("SELECT id, title FROM {name}"), &[]).unwrap();
+    let rs = b
+        .query_sql(&format!("SELECT id, title FROM {name}"), &[])
+        .unwrap();
     assert_eq!(rs.rows(), [vec![Value::from(1), t("from a")]]);
     assert!(b.obtain_distributed_table_name("a", "x; DROP").is_err());
 }
@@ -321,7 +369,10 @@ impl WholeRow {
 fn a_concurrent_edit_of_two_columns_keeps_both_where_whole_row_lww_loses_one() {
     let d = tempfile::tempdir().unwrap();
     let clock = Arc::new(AtomicU64::new(1_000));
-    let (a, b) = (open(d.path(), "a", clock.clone()), open(d.path(), "b", clock.clone()));
+    let (a, b) = (
+        open(d.path(), "a", clock.clone()),
+        open(d.path(), "b", clock.clone()),
+    );
     note(&a);
     note(&b);
     put(&a, 1, "draft", "text");
@@ -354,7 +405,10 @@ fn a_concurrent_edit_of_two_columns_keeps_both_where_whole_row_lww_loses_one() {
 fn equal_timestamps_pick_the_same_winner_everywhere() {
     let d = tempfile::tempdir().unwrap();
     let clock = Arc::new(AtomicU64::new(1_000));
-    let (a, b) = (open(d.path(), "a", clock.clone()), open(d.path(), "b", clock));
+    let (a, b) = (
+        open(d.path(), "a", clock.clone()),
+        open(d.path(), "b", clock),
+    );
     note(&a);
     note(&b);
     put(&a, 1, "t", "x");
@@ -371,6 +425,10 @@ fn equal_timestamps_pick_the_same_winner_everywhere() {
     assert_eq!((ta, da.as_str(), db.as_str()), (tb, "a", "b"));
     sync(&a, &b);
     sync(&b, &a);
-    assert_eq!(rows(&a, "note")[0][1], t("by b"), "the larger device id wins the tie");
+    assert_eq!(
+        rows(&a, "note")[0][1],
+        t("by b"),
+        "the larger device id wins the tie"
+    );
     assert_eq!(rows(&a, "note"), rows(&b, "note"));
 }
