@@ -89,7 +89,8 @@ fn exec_write(conn: &Conn, sql: &str, args: &[Value]) -> Result<Value> {
     Ok(v)
 }
 
-/// How `execute` must run `sql`: as a read, outside any transaction (VACUUM), or as a write.
+/// How `execute` must run `sql`: as a read, outside any transaction (VACUUM, ATTACH,
+/// DETACH: SQLite refuses them inside one), or as a write.
 enum Kind {
     Read,
     Bare,
@@ -105,7 +106,10 @@ fn kind_of(c: &rusqlite::Connection, sql: &str) -> Result<Kind> {
             ));
         }
     }
-    if head.starts_with("VACUUM") {
+    if ["VACUUM", "ATTACH", "DETACH"]
+        .iter()
+        .any(|w| head.starts_with(w))
+    {
         return Ok(Kind::Bare);
     }
     let st = c.prepare(sql)?;
@@ -182,13 +186,27 @@ impl RdbStore {
         f(inner)
     }
 
+    /// Runs one API call's writes atomically: its own IMMEDIATE transaction, or inside an
+    /// open `beginTransaction` a savepoint (so a failed call leaves none of its writes).
     fn write<T>(&self, f: impl FnOnce(&Conn) -> Result<T>) -> Result<T> {
         self.with(|i| {
-            if i.open_tx.is_some() {
-                f(&i.conn)
-            } else {
-                i.conn.write("BEGIN IMMEDIATE", f)
+            if i.open_tx.is_none() {
+                return i.conn.write("BEGIN IMMEDIATE", f);
             }
+            i.conn.c.execute_batch("SAVEPOINT oxh_rdb_call")?;
+            let r = f(&i.conn);
+            i.conn
+                .ctx
+                .applying
+                .store(false, std::sync::atomic::Ordering::Relaxed);
+            // ON_CONFLICT_ROLLBACK may have ended the whole transaction.
+            if !i.conn.c.is_autocommit() {
+                if r.is_err() {
+                    i.conn.c.execute_batch("ROLLBACK TO oxh_rdb_call")?;
+                }
+                i.conn.c.execute_batch("RELEASE oxh_rdb_call")?;
+            }
+            r
         })
     }
 
@@ -509,7 +527,9 @@ impl Transaction {
     pub fn execute(&mut self, sql: &str, args: &[Value]) -> Result<Value> {
         self.run(|c| match kind_of(&c.c, sql)? {
             Kind::Read => ops::execute(&c.c, sql, args),
-            Kind::Bare => Err(RdbError::invalid("VACUUM cannot run inside a transaction")),
+            Kind::Bare => Err(RdbError::invalid(
+                "VACUUM, ATTACH and DETACH cannot run inside a transaction",
+            )),
             Kind::Write => exec_write(c, sql, args),
         })
     }

@@ -370,3 +370,30 @@ fn a_closed_store_is_14800014() {
         code::ALREADY_CLOSED
     );
 }
+
+#[test]
+fn a_failed_call_inside_begin_transaction_leaves_none_of_its_rows() {
+    let d = tempfile::tempdir().unwrap();
+    let s = store(d.path());
+    s.begin_transaction().unwrap();
+    s.insert("note", &row(1, "a", 1)).unwrap();
+    let rows = [row(2, "b", 2), row(3, "dup", 1)];
+    assert!(
+        s.batch_insert_with("note", &rows, ConflictResolution::Fail)
+            .is_err()
+    );
+    s.insert("note", &row(4, "d", 4)).unwrap();
+    s.commit().unwrap();
+    assert_eq!(ids(&s), vec![1, 4]);
+    // ON_CONFLICT_ROLLBACK still ends the whole transaction.
+    s.begin_transaction().unwrap();
+    s.insert("note", &row(5, "e", 5)).unwrap();
+    assert!(
+        s.insert_with("note", &row(6, "f", 1), ConflictResolution::Rollback)
+            .is_err()
+    );
+    assert_eq!(s.commit().unwrap_err().code(), code::SQLITE_ABORT);
+    assert_eq!(ids(&s), vec![1, 4]);
+    s.insert("note", &row(7, "g", 7)).unwrap();
+    assert_eq!(ids(&s), vec![1, 4, 7]);
+}

@@ -24,29 +24,6 @@ impl Value {
     pub fn is_null(&self) -> bool {
         matches!(self, Value::Null)
     }
-
-    /// A total order over values (NULL < integer and real by number < text < blob, SQLite's
-    /// order), so tests and tie-breaks can sort any rows.
-    pub fn total_cmp(&self, other: &Value) -> std::cmp::Ordering {
-        use std::cmp::Ordering;
-        fn rank(v: &Value) -> u8 {
-            match v {
-                Value::Null => 0,
-                Value::Integer(_) | Value::Real(_) => 1,
-                Value::Text(_) => 2,
-                Value::Blob(_) => 3,
-            }
-        }
-        match (self, other) {
-            (Value::Integer(a), Value::Integer(b)) => a.cmp(b),
-            (Value::Integer(a), Value::Real(b)) => (*a as f64).total_cmp(b),
-            (Value::Real(a), Value::Integer(b)) => a.total_cmp(&(*b as f64)),
-            (Value::Real(a), Value::Real(b)) => a.total_cmp(b),
-            (Value::Text(a), Value::Text(b)) => a.cmp(b),
-            (Value::Blob(a), Value::Blob(b)) => a.cmp(b),
-            _ => rank(self).cmp(&rank(other)).then(Ordering::Equal),
-        }
-    }
 }
 
 impl From<i64> for Value {

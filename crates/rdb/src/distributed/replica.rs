@@ -218,7 +218,15 @@ pub(crate) fn apply(conn: &Conn, cs: &Changeset) -> Result<Applied> {
     for r in &cs.rows {
         check(&tables, r)?;
     }
+    // The triggers stand aside until this returns, on every path out.
+    struct Applying<'a>(&'a crate::conn::Ctx);
+    impl Drop for Applying<'_> {
+        fn drop(&mut self) {
+            self.0.applying.store(false, Ordering::Relaxed);
+        }
+    }
     conn.ctx.applying.store(true, Ordering::Relaxed);
+    let _applying = Applying(&conn.ctx);
     let mut out = Applied::default();
     let mut observed = 0u64;
     for r in &cs.rows {
@@ -312,7 +320,6 @@ pub(crate) fn apply(conn: &Conn, cs: &Changeset) -> Result<Applied> {
             }
         }
     }
-    conn.ctx.applying.store(false, Ordering::Relaxed);
     conn.ctx.observed.fetch_max(observed, Ordering::Relaxed);
     Ok(out)
 }

@@ -432,3 +432,41 @@ fn equal_timestamps_pick_the_same_winner_everywhere() {
     );
     assert_eq!(rows(&a, "note"), rows(&b, "note"));
 }
+
+#[test]
+fn a_refused_changeset_inside_begin_transaction_leaves_local_writes_logged() {
+    let d = tempfile::tempdir().unwrap();
+    let a = open(d.path(), "a", Arc::new(AtomicU64::new(1_000)));
+    note(&a);
+    let bad = Changeset {
+        from: 0,
+        upto: 1,
+        rows: vec![RowChange {
+            table: "note".into(),
+            pk: vec![Value::from(1)],
+            cl: 1,
+            cl_ts: 1,
+            cl_dev: "b".into(),
+            cells: vec![CellChange {
+                col: "nope".into(),
+                value: Value::Null,
+                ts: 1,
+                dev: "b".into(),
+            }],
+        }],
+    };
+    a.begin_transaction().unwrap();
+    assert_eq!(
+        a.apply_changeset(&bad).unwrap_err().code(),
+        code::INVALID_ARGS
+    );
+    put(&a, 7, "local", "write");
+    a.commit().unwrap();
+    let cs = a.changes_since(0, 10).unwrap();
+    assert_eq!(
+        cs.rows.len(),
+        1,
+        "the local write after the refusal is logged"
+    );
+    assert_eq!(cs.rows[0].cells.len(), 2);
+}
