@@ -159,6 +159,28 @@ impl RdbStore {
         })
     }
 
+    /// `deleteRdbStore`: removes the store file `config` names under `db_dir`, with its WAL
+    /// and shared-memory files. The store must be closed (or dropped) first. A store that
+    /// does not exist is no error, as in OpenHarmony.
+    pub fn delete_store(db_dir: &Path, config: &StoreConfig) -> Result<()> {
+        let path = db_dir.join(config.relative_path()?);
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = path.clone().into_os_string();
+            p.push(suffix);
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(RdbError::new(
+                        code::INVALID_PATH,
+                        format!("{}: {e}", path.display()),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The store file.
     pub fn path(&self) -> &Path {
         &self.shared.path

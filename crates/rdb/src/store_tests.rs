@@ -397,3 +397,24 @@ fn a_failed_call_inside_begin_transaction_leaves_none_of_its_rows() {
     s.insert("note", &row(7, "g", 7)).unwrap();
     assert_eq!(ids(&s), vec![1, 4, 7]);
 }
+
+#[test]
+fn delete_store_removes_the_file_and_a_new_one_gets_a_new_epoch() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = StoreConfig::new("gone.db", SecurityLevel::S1);
+    let s = RdbStore::open(d.path(), &cfg, "dev").unwrap();
+    s.execute("CREATE TABLE t(id INTEGER PRIMARY KEY)", &[])
+        .unwrap();
+    let epoch = s.epoch().unwrap();
+    drop(s);
+    RdbStore::delete_store(d.path(), &cfg).unwrap();
+    assert!(!d.path().join("gone.db").exists());
+    assert!(!d.path().join("gone.db-wal").exists());
+    RdbStore::delete_store(d.path(), &cfg).unwrap();
+    let s = RdbStore::open(d.path(), &cfg, "dev").unwrap();
+    assert_ne!(s.epoch().unwrap(), epoch);
+    assert_eq!(
+        s.query_sql("SELECT * FROM t", &[]).unwrap_err().code(),
+        code::SQLITE_ERROR
+    );
+}
