@@ -1,0 +1,418 @@
+//! The store as a replica: the changeset since a watermark, applying a peer's changeset in
+//! one transaction, and how far each peer acknowledged ours.
+
+use super::merge::{CellChange, Changeset, Plan, RowChange, plan};
+use super::schema::{TableInfo, cells_table, rows_table};
+use crate::conn::Conn;
+use crate::error::{RdbError, Result};
+use crate::ident::q;
+use crate::value::Value;
+use rusqlite::{OptionalExtension, params_from_iter};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::Ordering;
+
+/// What applying a changeset did to the rows (for dataChange, by primary key).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Applied {
+    /// (table, key) of rows that came into being here.
+    pub inserted: Vec<(String, Vec<Value>)>,
+    /// ... whose cells changed.
+    pub updated: Vec<(String, Vec<Value>)>,
+    /// ... that were deleted.
+    pub deleted: Vec<(String, Vec<Value>)>,
+}
+
+impl Applied {
+    /// True when nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.inserted.is_empty() && self.updated.is_empty() && self.deleted.is_empty()
+    }
+}
+
+fn pk_key(ti: usize, pk: &[Value]) -> String {
+    format!("{ti}:{pk:?}")
+}
+
+/// The rows changed after `after`, at most `max_rows` of them, as the changeset a peer at
+/// watermark `after` needs; its `upto` is where that peer is once it applied it.
+pub(crate) fn changes_since(conn: &Conn, after: u64, max_rows: usize) -> Result<Changeset> {
+    let c = &conn.c;
+    let tables = super::tables(c)?;
+    let max_rows = max_rows.max(1);
+    // Every log entry above the watermark, by change number; a table's list is cut at a
+    // bound that still covers `max_rows` rows, and then nothing past the cut may be used.
+    let mut events: Vec<(i64, usize, Vec<Value>)> = Vec::new();
+    let mut cap = i64::MAX;
+    for (ti, t) in tables.iter().enumerate() {
+        let per = max_rows
+            .saturating_mul(t.cols.len() + 1)
+            .min(i64::MAX as usize) as i64;
+        let pks = t.pk_list();
+        let sql = format!(
+            "SELECT oxh_rdb_seq, {pks} FROM {r} WHERE oxh_rdb_seq > ?1
+             UNION ALL SELECT oxh_rdb_seq, {pks} FROM {cl} WHERE oxh_rdb_seq > ?1
+             ORDER BY 1 LIMIT ?2",
+            r = q(&rows_table(&t.name)),
+            cl = q(&cells_table(&t.name)),
+        );
+        let mut st = c.prepare_cached(&sql)?;
+        let mut rows = st.query(rusqlite::params![after as i64, per])?;
+        let mut n = 0i64;
+        let mut last = 0i64;
+        while let Some(r) = rows.next()? {
+            let seq: i64 = r.get(0)?;
+            let pk = (1..=t.pk.len())
+                .map(|i| r.get::<_, Value>(i))
+                .collect::<Result<Vec<_>, _>>()?;
+            events.push((seq, ti, pk));
+            n += 1;
+            last = seq;
+        }
+        if n == per {
+            cap = cap.min(last);
+        }
+    }
+    events.sort_by_key(|e| e.0);
+    let mut seen = HashSet::new();
+    let mut picked: Vec<(usize, Vec<Value>)> = Vec::new();
+    let mut upto = None;
+    let mut prev = after as i64;
+    for (seq, ti, pk) in events {
+        if seq > cap {
+            upto = Some(prev);
+            break;
+        }
+        let k = pk_key(ti, &pk);
+        if !seen.contains(&k) {
+            if picked.len() == max_rows {
+                upto = Some(prev);
+                break;
+            }
+            seen.insert(k);
+            picked.push((ti, pk));
+        }
+        prev = seq;
+    }
+    let upto = match upto {
+        Some(u) => u,
+        None if cap != i64::MAX => cap,
+        None => conn.seq()?,
+    };
+    let mut out = Vec::with_capacity(picked.len());
+    for (ti, pk) in picked {
+        out.push(row_state(c, &tables[ti], pk, after)?);
+    }
+    Ok(Changeset {
+        from: after,
+        upto: upto.max(after as i64) as u64,
+        rows: out,
+    })
+}
+
+/// A row's causal length and its cells changed after `after`, with their values.
+fn row_state(
+    c: &rusqlite::Connection,
+    t: &TableInfo,
+    pk: Vec<Value>,
+    after: u64,
+) -> Result<RowChange> {
+    let m = t.pk_match(1);
+    let (cl, cl_ts, cl_dev): (i64, i64, String) = c
+        .prepare_cached(&format!(
+            "SELECT oxh_rdb_cl, oxh_rdb_ts, oxh_rdb_dev FROM {} WHERE {m}",
+            q(&rows_table(&t.name))
+        ))?
+        .query_row(params_from_iter(pk.iter()), |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?
+        .unwrap_or((1, 0, String::new()));
+    let mut cells = Vec::new();
+    if cl % 2 == 1 && !t.cols.is_empty() {
+        let cols: Vec<String> = t.cols.iter().map(|(n, _)| q(n)).collect();
+        let values: Option<Vec<Value>> = c
+            .prepare_cached(&format!(
+                "SELECT {} FROM {} WHERE {m}",
+                cols.join(", "),
+                q(&t.name)
+            ))?
+            .query_row(params_from_iter(pk.iter()), |r| {
+                (0..t.cols.len()).map(|i| r.get::<_, Value>(i)).collect()
+            })
+            .optional()?;
+        let values = values.unwrap_or_else(|| vec![Value::Null; t.cols.len()]);
+        let n = t.pk.len();
+        let mut st = c.prepare_cached(&format!(
+            "SELECT oxh_rdb_col, oxh_rdb_ts, oxh_rdb_dev FROM {} WHERE {m} AND oxh_rdb_seq > ?{}
+             ORDER BY oxh_rdb_col",
+            q(&cells_table(&t.name)),
+            n + 1
+        ))?;
+        let args = pk.iter().cloned().chain([Value::Integer(after as i64)]);
+        let mut rows = st.query(params_from_iter(args))?;
+        while let Some(r) = rows.next()? {
+            let col: String = r.get(0)?;
+            let Some(i) = t.cols.iter().position(|(n, _)| *n == col) else {
+                continue;
+            };
+            cells.push(CellChange {
+                col,
+                value: values[i].clone(),
+                ts: r.get::<_, i64>(1)? as u64,
+                dev: r.get(2)?,
+            });
+        }
+    }
+    Ok(RowChange {
+        table: t.name.clone(),
+        pk,
+        cl: cl as u64,
+        cl_ts: cl_ts as u64,
+        cl_dev,
+        cells,
+    })
+}
+
+/// Checks a peer's row against the local table before anything is written: a distributed
+/// table here, a whole key, known columns, a causal length.
+fn check<'a>(tables: &'a BTreeMap<String, TableInfo>, r: &RowChange) -> Result<&'a TableInfo> {
+    let t = tables.get(&r.table).ok_or_else(|| {
+        RdbError::invalid(format!(
+            "changeset: {:?} is not a distributed table here",
+            r.table
+        ))
+    })?;
+    let bad_key = |v: &Value| v.is_null() || matches!(v, Value::Real(f) if !f.is_finite());
+    if r.pk.len() != t.pk.len() || r.pk.iter().any(bad_key) {
+        return Err(RdbError::invalid(format!(
+            "changeset: table {:?} needs a key of {} non-NULL, finite values",
+            r.table,
+            t.pk.len()
+        )));
+    }
+    if r.cl == 0 || (r.cl.is_multiple_of(2) && !r.cells.is_empty()) {
+        return Err(RdbError::invalid("changeset: bad causal length"));
+    }
+    let mut seen = HashSet::new();
+    for cell in &r.cells {
+        if !t.cols.iter().any(|(n, _)| *n == cell.col) || !seen.insert(cell.col.as_str()) {
+            return Err(RdbError::invalid(format!(
+                "changeset: table {:?} has no column {:?} here (add it before syncing) or it came twice",
+                r.table, cell.col
+            )));
+        }
+    }
+    Ok(t)
+}
+
+/// Applies a peer's changeset (inside the caller's write transaction): for each row the
+/// merge [`plan`] decides, and only what wins is written, with new local change numbers so
+/// it travels on to other peers. The local triggers stand aside, so none of it comes back as
+/// a local change; applying the same changeset again finds nothing that wins.
+pub(crate) fn apply(conn: &Conn, cs: &Changeset) -> Result<Applied> {
+    let c = &conn.c;
+    let tables: BTreeMap<String, TableInfo> = super::tables(c)?
+        .into_iter()
+        .map(|t| (t.name.clone(), t))
+        .collect();
+    for r in &cs.rows {
+        check(&tables, r)?;
+    }
+    // The triggers stand aside until this returns, on every path out.
+    struct Applying<'a>(&'a crate::conn::Ctx);
+    impl Drop for Applying<'_> {
+        fn drop(&mut self) {
+            self.0.applying.store(false, Ordering::Relaxed);
+        }
+    }
+    conn.ctx.applying.store(true, Ordering::Relaxed);
+    let _applying = Applying(&conn.ctx);
+    let mut out = Applied::default();
+    let mut observed = 0u64;
+    for r in &cs.rows {
+        let t = &tables[&r.table];
+        observed = observed.max(r.cl_ts);
+        for cell in &r.cells {
+            observed = observed.max(cell.ts);
+        }
+        let m = t.pk_match(1);
+        let (rows, cells) = (q(&rows_table(&t.name)), q(&cells_table(&t.name)));
+        let local_cl: u64 = c
+            .prepare_cached(&format!("SELECT oxh_rdb_cl FROM {rows} WHERE {m}"))?
+            .query_row(params_from_iter(r.pk.iter()), |x| x.get::<_, i64>(0))
+            .optional()?
+            .unwrap_or(0) as u64;
+        let local: Vec<(String, u64, String)> = c
+            .prepare_cached(&format!(
+                "SELECT oxh_rdb_col, oxh_rdb_ts, oxh_rdb_dev FROM {cells} WHERE {m}"
+            ))?
+            .query_map(params_from_iter(r.pk.iter()), |x| {
+                Ok((x.get(0)?, x.get::<_, i64>(1)? as u64, x.get(2)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        let decided = plan(
+            local_cl,
+            |col| {
+                local
+                    .iter()
+                    .find(|(c, _, _)| c == col)
+                    .map(|(_, ts, d)| (*ts, d.as_str()))
+            },
+            r,
+        );
+        let was_present = local_cl % 2 == 1;
+        let key = || (r.table.clone(), r.pk.clone());
+        let set_cl = |cl: u64| -> Result<()> {
+            let n = t.pk.len();
+            c.prepare_cached(&format!(
+                "INSERT INTO {rows} ({}, oxh_rdb_cl, oxh_rdb_ts, oxh_rdb_dev, oxh_rdb_seq)
+                 VALUES ({}, ?{}, ?{}, ?{}, ?{}) ON CONFLICT DO UPDATE SET
+                 oxh_rdb_cl = excluded.oxh_rdb_cl, oxh_rdb_ts = excluded.oxh_rdb_ts,
+                 oxh_rdb_dev = excluded.oxh_rdb_dev, oxh_rdb_seq = excluded.oxh_rdb_seq",
+                t.pk_list(),
+                (1..=n)
+                    .map(|i| format!("?{i}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                n + 1,
+                n + 2,
+                n + 3,
+                n + 4
+            ))?
+            .execute(params_from_iter(r.pk.iter().cloned().chain([
+                Value::Integer(cl as i64),
+                Value::Integer(r.cl_ts as i64),
+                Value::Text(r.cl_dev.clone()),
+                Value::Integer(conn.ctx.next_seq()),
+            ])))?;
+            Ok(())
+        };
+        let clear = || -> Result<()> {
+            c.prepare_cached(&format!("DELETE FROM {} WHERE {m}", q(&t.name)))?
+                .execute(params_from_iter(r.pk.iter()))?;
+            c.prepare_cached(&format!("DELETE FROM {cells} WHERE {m}"))?
+                .execute(params_from_iter(r.pk.iter()))?;
+            Ok(())
+        };
+        match decided {
+            Plan::Keep => {}
+            Plan::Tombstone { cl } => {
+                clear()?;
+                set_cl(cl)?;
+                if was_present {
+                    out.deleted.push(key());
+                }
+            }
+            Plan::Replace { cl } => {
+                clear()?;
+                set_cl(cl)?;
+                let idx: Vec<usize> = (0..r.cells.len()).collect();
+                write_cells(conn, t, r, &idx, true)?;
+                if was_present {
+                    out.updated.push(key());
+                } else {
+                    out.inserted.push(key());
+                }
+            }
+            Plan::Merge { cells: idx } => {
+                write_cells(conn, t, r, &idx, false)?;
+                out.updated.push(key());
+            }
+        }
+    }
+    conn.ctx.observed.fetch_max(observed, Ordering::Relaxed);
+    Ok(out)
+}
+
+/// Writes the peer's cells `idx` of row `r` into the table (a new row when `insert`, else
+/// an update that makes the row if it is missing) and their versions into the cell log.
+fn write_cells(
+    conn: &Conn,
+    t: &TableInfo,
+    r: &RowChange,
+    idx: &[usize],
+    insert: bool,
+) -> Result<()> {
+    let c = &conn.c;
+    let n = t.pk.len();
+    let tq = q(&t.name);
+    let cols: Vec<String> = idx.iter().map(|&i| q(&r.cells[i].col)).collect();
+    let vals = idx.iter().map(|&i| &r.cells[i].value);
+    let all_cols: Vec<String> =
+        t.pk.iter()
+            .map(|(p, _)| q(p))
+            .chain(cols.iter().cloned())
+            .collect();
+    let marks: Vec<String> = (1..=all_cols.len()).map(|i| format!("?{i}")).collect();
+    let args: Vec<Value> = r.pk.iter().cloned().chain(vals.cloned()).collect();
+    let sql = if insert || cols.is_empty() {
+        format!(
+            "INSERT INTO {tq} ({}) VALUES ({}) ON CONFLICT DO NOTHING",
+            all_cols.join(", "),
+            marks.join(", ")
+        )
+    } else {
+        let set: Vec<String> = cols.iter().map(|c| format!("{c} = excluded.{c}")).collect();
+        format!(
+            "INSERT INTO {tq} ({}) VALUES ({}) ON CONFLICT DO UPDATE SET {}",
+            all_cols.join(", "),
+            marks.join(", "),
+            set.join(", ")
+        )
+    };
+    c.prepare_cached(&sql)?
+        .execute(params_from_iter(args.iter()))?;
+    let mut st = c.prepare_cached(&format!(
+        "INSERT INTO {} ({}, oxh_rdb_col, oxh_rdb_ts, oxh_rdb_dev, oxh_rdb_seq)
+         VALUES ({}, ?{}, ?{}, ?{}, ?{}) ON CONFLICT DO UPDATE SET
+         oxh_rdb_ts = excluded.oxh_rdb_ts, oxh_rdb_dev = excluded.oxh_rdb_dev,
+         oxh_rdb_seq = excluded.oxh_rdb_seq",
+        q(&cells_table(&t.name)),
+        t.pk_list(),
+        (1..=n)
+            .map(|i| format!("?{i}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        n + 1,
+        n + 2,
+        n + 3,
+        n + 4
+    ))?;
+    for &i in idx {
+        let cell = &r.cells[i];
+        st.execute(params_from_iter(r.pk.iter().cloned().chain([
+            Value::Text(cell.col.clone()),
+            Value::Integer(cell.ts as i64),
+            Value::Text(cell.dev.clone()),
+            Value::Integer(conn.ctx.next_seq()),
+        ])))?;
+    }
+    Ok(())
+}
+
+/// How far `peer` acknowledged our changes (0: nothing yet).
+pub(crate) fn watermark(c: &rusqlite::Connection, peer: &str) -> Result<u64> {
+    Ok(c.query_row(
+        "SELECT acked FROM oxh_rdb_peers WHERE device = ?1",
+        [peer],
+        |r| r.get::<_, i64>(0),
+    )
+    .optional()?
+    .unwrap_or(0) as u64)
+}
+
+/// `peer` applied our changeset `(from, upto]`: the watermark moves to `upto` if the
+/// changeset started at or below it (an acknowledgement of a later one, before an earlier
+/// one arrived, cannot skip what is between). Returns the watermark now.
+pub(crate) fn ack(c: &rusqlite::Connection, peer: &str, from: u64, upto: u64) -> Result<u64> {
+    let w = watermark(c, peer)?;
+    if from <= w && upto > w {
+        c.execute(
+            "INSERT INTO oxh_rdb_peers(device, acked) VALUES (?1, ?2)
+             ON CONFLICT DO UPDATE SET acked = excluded.acked",
+            rusqlite::params![peer, upto as i64],
+        )?;
+        return Ok(upto);
+    }
+    Ok(w)
+}

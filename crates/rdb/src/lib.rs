@@ -1,0 +1,32 @@
+//! The relational store: OpenHarmony's `@ohos.data.relationalStore` on SQLite, with
+//! distributed tables that converge column by column.
+//!
+//! - [`error`]: [`RdbError`] with OpenHarmony's codes 14800000..14800051, each defined once.
+//! - [`config`]: `StoreConfig`, `SecurityLevel`, the limits.
+//! - [`value`], [`predicates`], [`result_set`]: `ValueType`, `ValuesBucket`,
+//!   `RdbPredicates` (parameterised SQL only), `ResultSet`.
+//! - [`store`]: `RdbStore` and `Transaction`; [`ops`] the statements behind them.
+//! - [`distributed`]: `setDistributedTables`, the change log by triggers, the pure merge
+//!   rule and changesets in and out.
+
+pub mod config;
+mod conn;
+pub mod distributed;
+pub mod error;
+pub mod ident;
+pub mod ops;
+pub mod predicates;
+pub mod result_set;
+pub mod store;
+pub mod value;
+
+pub use config::{SecurityLevel, StoreConfig};
+pub use conn::PhysClock;
+pub use distributed::merge::{CellChange, Changeset, RowChange};
+pub use distributed::replica::Applied;
+pub use error::{RdbError, code};
+pub use ops::ConflictResolution;
+pub use predicates::RdbPredicates;
+pub use result_set::ResultSet;
+pub use store::{RdbStore, Transaction, TransactionType};
+pub use value::{Value, ValuesBucket};
