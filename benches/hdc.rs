@@ -1,4 +1,5 @@
-//! hdc benchmark: a real `oxhd` with hdc on loopback, the real host server and `hdc` tool,
+//! hdc benchmark: a real `oxhd` with hdc on loopback (OpenHarmony's session packets inside TLS
+//! 1.3), the real host server (run here, so its CPU is counted) and `hdc` tool,
 //! beside OpenSSH's scp/ssh (Debian's openssh-server and client) on loopback in the same run.
 //! Measures `hdc file send` / `file recv` of one big file with and without `-z` against `scp`
 //! up and down, and the `hdc shell true` round trip against `ssh HOST true`.
@@ -302,6 +303,19 @@ fn main() {
         port: free_port(),
     };
     std::fs::create_dir_all(&host.home).expect("home");
+    // The host server in the foreground, ours to measure: it reads and writes the host's
+    // files (the `hdc` tool only asks and prints).
+    let mut server = host.hdc(&["-m"]);
+    let server = Proc(server.stderr(Stdio::null()).spawn().expect("hdc server"));
+    let server_pid = server.0.id();
+    let t0 = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", host.port)).is_err() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the host server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let o = host.hdc(&["tconn", &addr]).output().expect("tconn");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
@@ -338,9 +352,10 @@ fn main() {
                 }
                 let a: Vec<&str> = a.iter().map(String::as_str).collect();
                 let c = host.hdc(&a);
-                let (c0, d0) = (children_cpu(), proc_cpu(dev_pid));
+                let (c0, s0, d0) = (children_cpu(), proc_cpu(server_pid), proc_cpu(dev_pid));
                 let t = timed_to(c, Some(if recv { &back } else { &remote }));
-                cpu.push((children_cpu() - c0, proc_cpu(dev_pid) - d0));
+                let host_cpu = children_cpu() - c0 + proc_cpu(server_pid) - s0;
+                cpu.push((host_cpu, proc_cpu(dev_pid) - d0));
                 t
             })
             .collect();
@@ -444,10 +459,8 @@ fn main() {
             "limit for -z on the text file: `zstd -1` (one core) compresses it at {z:.0} MB/s"
         );
     }
-    println!("goals: file >= 1000 MB/s and >= 2x scp; shell true < 30 ms");
-    println!(
-        "CPU seconds per GiB (user + system, median run): hdc tool / oxhd (host server not counted)"
-    );
+    println!("goals: file >= 1000 MB/s and >= 3x scp (encrypted); shell true < 30 ms");
+    println!("CPU seconds per GiB (user + system, median run): hdc tool and host server / oxhd");
     for (name, c, d) in &cpu_rows {
         println!("{name:<22} {c:>6.2} s / {d:.2} s");
     }
