@@ -228,7 +228,17 @@ async fn serve_conn(
     let _ = tcp.set_nodelay(true);
     // OpenHarmony's own hosts start in plaintext with a "HW" packet; ours with TLS.
     let mut first = [0u8; 2];
-    let peeked = tokio::time::timeout(Duration::from_secs(10), tcp.peek(&mut first))
+    let peek = async {
+        loop {
+            let n = tcp.peek(&mut first).await?;
+            // One byte may come alone; a TLS record's first byte already says it is ours.
+            if n != 1 || first[0] != crate::ohos::PACKET_FLAG[0] {
+                return Ok::<usize, std::io::Error>(n);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    let peeked = tokio::time::timeout(Duration::from_secs(10), peek)
         .await
         .map_err(|_| session::SessionError::Closed("nothing sent".into()))??;
     if peeked == 2 && &first == crate::ohos::PACKET_FLAG {
