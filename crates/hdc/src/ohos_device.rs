@@ -11,12 +11,12 @@
 //! | CMD_UNITY_HILOG (1005) args      | `hilog` with those arguments           |
 //! | CMD_UNITY_REBOOT (1003)          | `target boot`                          |
 //! | CMD_UNITY_ROOTRUN (1007) ["r"]   | `smode` (`-r`)                         |
-//! | CMD_KERNEL_CHANNEL_CLOSE (2) [n] | the channel ends; answered [n-1] if n>0 |
+//! | CMD_KERNEL_CHANNEL_CLOSE (2) `[n]` | the channel ends; answered `[n-1]` if n>0 |
 //!
 //! Output goes back as CMD_KERNEL_ECHO_RAW (10), messages as CMD_KERNEL_ECHO (9, a level byte
-//! then text), the end as CMD_KERNEL_CHANNEL_CLOSE [1], as hdcd does. File transfers
+//! then text), the end as CMD_KERNEL_CHANNEL_CLOSE `[1]`, as hdcd does. File transfers
 //! (CMD_FILE_*) are [`crate::ohos_file`]'s. Install and port forwarding in OpenHarmony's
-//! commands are not here yet: they are refused with OpenHarmony's "[E002105] Unsupport
+//! commands are not here yet: they are refused with OpenHarmony's "`[E002105]` Unsupport
 //! command".
 
 use crate::device::{AUTH_BYPASS_PARAM, DEBUGGABLE_PARAM, DeviceConfig};
