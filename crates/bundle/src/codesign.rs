@@ -1068,7 +1068,7 @@ fn is_runnable(name: &str) -> bool {
 const PAGES_INFO_ENTRY: &str = ".pages.info";
 
 /// The HAP's code region, hapsigner's `computeDataSize`: its leading run of uncompressed
-/// runnable entries ([`is_runnable`]), up to the data of the first other entry; 0 when the
+/// runnable entries (`is_runnable`), up to the data of the first other entry; 0 when the
 /// first entry is not such code (as in packages whose code is all compressed). It must end
 /// on a 4 KiB boundary (hapsigner aligns such packages so).
 pub fn code_region(zip: &[u8]) -> Result<usize, CodeSignError> {
