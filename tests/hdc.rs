@@ -1650,7 +1650,7 @@ fn an_openharmony_host_authenticates_with_its_rsa_key_and_runs_shells() {
     let (out, _) = h.command(6, 2000, b"", b"echo pty-$((7*6)); exit\n");
     assert!(out.contains("pty-42"), "{out}");
     // A command we do not take yet is refused in OpenHarmony's words, and the session lives.
-    let (_, echoes) = h.command(7, 3500, b"install x.hap", b"");
+    let (_, echoes) = h.command(7, 2500, b"tcp:1 tcp:2", b"");
     assert!(echoes.iter().any(|e| e.contains("E002105")), "{echoes:?}");
     let (out, _) = h.command(8, 1001, b"echo still", b"");
     assert_eq!(out.trim(), "still");
@@ -1813,4 +1813,84 @@ fn an_openharmony_host_sends_and_receives_files() {
     assert!(!Path::new("/root/x").exists());
     let (out, _) = h.command(22, 1001, b"echo alive", b"");
     assert_eq!(out.trim(), "alive");
+}
+
+/// `hdc install` and `hdc uninstall` as OpenHarmony's host sends them (APP_CHECK with the
+/// package's TransferConfig, APP_DATA chunks; APP_UNINSTALL with its arguments): the bundle
+/// manager's words come back in APP_FINISH, cumulative, as OpenHarmony's host prints them.
+#[test]
+fn an_openharmony_host_installs_and_uninstalls() {
+    use oxh_hdc::ohos::{TransferConfig, TransferPayload};
+    let (d, addr) = device(true);
+    let work = tempfile::tempdir().expect("tmp");
+    let bundle = "com.example.ohosinstall";
+    let hap = std::fs::read(demo_hap(&d, work.path(), bundle)).expect("hap");
+    let home = tempfile::tempdir().expect("home");
+    let (mut h, auth) = OhosHost::connect(&addr, home.path());
+    assert!(matches!(auth, OhosAuth::Connected(_)), "{auth:?}");
+    let c = 31;
+    h.send(c, 12, &[]);
+    let cfg = TransferConfig {
+        file_size: hap.len() as u64,
+        options: "-r".into(),
+        optional_name: "Ab3xYz9Qw.hap".into(),
+        function_name: "install".into(),
+        client_cwd: "/home/u/".into(),
+        ..Default::default()
+    };
+    h.send(c, 3501, &cfg.encode());
+    assert_eq!(h.expect(c, 3502).len(), 8);
+    for (i, part) in hap.chunks(4096).enumerate() {
+        let head = TransferPayload {
+            index: (i * 4096) as u64,
+            compress_type: 0,
+            compress_size: part.len() as u32,
+            uncompress_size: part.len() as u32,
+        };
+        let mut payload = head.encode_prefix().to_vec();
+        payload.extend_from_slice(part);
+        h.send(c, 3503, &payload);
+    }
+    let fin = h.expect(c, 3504);
+    assert_eq!(fin[0], 1, "mode install");
+    let said = String::from_utf8_lossy(&fin[2..]).into_owned();
+    assert!(said.contains("install bundle successfully"), "{said}");
+    assert!(!said.contains('\n'), "{said:?}");
+    h.send(c, 2, &[1]);
+    assert_eq!(h.expect(c, 2), vec![0]);
+    assert!(d.oxh_ok(&["bm", "dump", "-a"]).contains(bundle));
+    // A broken package: the bundle manager's refusal, in APP_FINISH.
+    h.send(32, 12, &[]);
+    let junk = TransferConfig {
+        file_size: 9,
+        optional_name: "junk0junk.hap".into(),
+        function_name: "install".into(),
+        ..Default::default()
+    };
+    h.send(32, 3501, &junk.encode());
+    h.expect(32, 3502);
+    let head = TransferPayload {
+        index: 0,
+        compress_type: 0,
+        compress_size: 9,
+        uncompress_size: 9,
+    };
+    let mut payload = head.encode_prefix().to_vec();
+    payload.extend_from_slice(b"not a zip");
+    h.send(32, 3503, &payload);
+    let fin = h.expect(32, 3504);
+    let said = String::from_utf8_lossy(&fin[2..]).into_owned();
+    assert!(said.contains("failed to install bundle"), "{said}");
+    h.send(32, 2, &[1]);
+    h.expect(32, 2);
+    // Uninstall, as hdc-rs and OpenHarmony's host write it.
+    h.send(33, 12, &[]);
+    h.send(33, 3505, format!("-n {bundle}\0").as_bytes());
+    let fin = h.expect(33, 3504);
+    assert_eq!(fin[0], 2, "mode uninstall");
+    let said = String::from_utf8_lossy(&fin[2..]).into_owned();
+    assert!(said.contains("uninstall bundle successfully"), "{said}");
+    h.send(33, 2, &[1]);
+    h.expect(33, 2);
+    assert!(!d.oxh_ok(&["bm", "dump", "-a"]).contains(bundle));
 }

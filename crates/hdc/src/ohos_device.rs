@@ -15,9 +15,9 @@
 //!
 //! Output goes back as CMD_KERNEL_ECHO_RAW (10), messages as CMD_KERNEL_ECHO (9, a level byte
 //! then text), the end as CMD_KERNEL_CHANNEL_CLOSE `[1]`, as hdcd does. File transfers
-//! (CMD_FILE_*) are [`crate::ohos_file`]'s. Install and port forwarding in OpenHarmony's
-//! commands are not here yet: they are refused with OpenHarmony's "`[E002105]` Unsupport
-//! command".
+//! (CMD_FILE_*) and installs (CMD_APP_CHECK/DATA, CMD_APP_UNINSTALL) are
+//! [`crate::ohos_file`]'s. Port forwarding in OpenHarmony's commands is not here yet: it is
+//! refused with OpenHarmony's "`[E002105]` Unsupport command".
 
 use crate::device::{AUTH_BYPASS_PARAM, DEBUGGABLE_PARAM, DeviceConfig};
 use crate::ohos::{self, PayloadProtect, SessionHandShake};
@@ -279,7 +279,23 @@ pub(crate) async fn serve(
             }
             continue;
         }
-        if matches!(cmd, ohos_file::CMD_FILE_CHECK | ohos_file::CMD_FILE_INIT) && c != 0 {
+        if cmd == ohos_file::CMD_APP_UNINSTALL && c != 0 {
+            let args = String::from_utf8_lossy(&p.payload)
+                .trim_end_matches('\0')
+                .to_string();
+            tokio::spawn(ohos_file::app_uninstall(
+                c,
+                args,
+                local.clone(),
+                out_tx.clone(),
+            ));
+            continue;
+        }
+        if matches!(
+            cmd,
+            ohos_file::CMD_FILE_CHECK | ohos_file::CMD_FILE_INIT | ohos_file::CMD_APP_CHECK
+        ) && c != 0
+        {
             if files.len() + chans.len() >= MAX_OHOS_CHANNELS {
                 let _ = out_tx
                     .send(echo(
@@ -298,6 +314,9 @@ pub(crate) async fn serve(
                     .trim_end_matches('\0')
                     .to_string();
                 tokio::spawn(ohos_file::master(c, args, rx, local, out));
+            } else if cmd == ohos_file::CMD_APP_CHECK {
+                tokio::spawn(ohos_file::app_install(c, rx, local, out));
+                let _ = tx.send(p).await;
             } else {
                 tokio::spawn(ohos_file::slave(c, rx, local, out));
                 let _ = tx.send(p).await;

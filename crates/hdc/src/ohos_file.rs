@@ -167,14 +167,31 @@ async fn receive_one(
     out.send(packet(c, CMD_FILE_BEGIN, &BEGIN_FLAGS))
         .await
         .map_err(|_| "[Fail]the host went away".to_string())?;
+    let got = stream_in(&mut ch, rx, cfg.file_size, CMD_FILE_DATA).await?;
+    match close_reason(&mut ch).await {
+        m if m.is_empty() => Ok(got),
+        m => Err(m),
+    }
+}
+
+/// Takes `size` bytes of chunks (`data_cmd`: FILE_DATA or APP_DATA, each a TransferPayload
+/// prefix then the bytes) off `rx` into our channel `ch`, in order, LZ4 undone, then ends the
+/// file and the transfer (FileEnd with its checksum, Done). Returns the bytes taken.
+async fn stream_in(
+    ch: &mut Channel,
+    rx: &mut mpsc::Receiver<ohos::Packet>,
+    size: u64,
+    data_cmd: u32,
+) -> Result<u64, String> {
+    let tx = ch.sender();
     let mut hash = Xxh3::new();
     let mut got = 0u64;
-    while got < cfg.file_size {
+    while got < size {
         let Some(p) = rx.recv().await else {
             return Err("[Fail]the host went away".into());
         };
         match p.protect.command_flag {
-            CMD_FILE_DATA => {}
+            x if x == data_cmd => {}
             crate::ohos_auth::CMD_KERNEL_CHANNEL_CLOSE => {
                 return Err("[Fail]Transfer Stop: the host closed the channel".into());
             }
@@ -205,26 +222,162 @@ async fn receive_one(
             ),
             t => return Err(format!("[Fail]compress type {t} is not supported")),
         };
-        if data.len() != n || got + n as u64 > cfg.file_size {
+        if data.len() != n || got + n as u64 > size {
             return Err("[Fail]a file chunk does not fit the file's size".into());
         }
         hash.update(&data);
         got += n as u64;
         if tx.send(data).await.is_err() {
             // Our receiver stopped (it could not write): its close says why.
-            return Err(failed(close_reason(&mut ch).await));
+            return Err(failed(close_reason(ch).await));
         }
     }
     let end = Ctrl::FileEnd {
         hash: hash.digest128(),
     };
     if tx.ctrl(&end).is_err() || tx.ctrl(&Ctrl::Done).is_err() {
+        return Err(failed(close_reason(ch).await));
+    }
+    Ok(got)
+}
+
+/// CMD_APP_CHECK: a package's TransferConfig (`options` the install flags).
+pub const CMD_APP_CHECK: u32 = 3501;
+/// CMD_APP_BEGIN: the device is ready for the package.
+pub const CMD_APP_BEGIN: u32 = 3502;
+/// CMD_APP_DATA: a chunk of it (as CMD_FILE_DATA).
+pub const CMD_APP_DATA: u32 = 3503;
+/// CMD_APP_FINISH: \[mode, 0, the installer's words so far\].
+pub const CMD_APP_FINISH: u32 = 3504;
+/// CMD_APP_UNINSTALL: `[-k] [-n] BUNDLE`.
+pub const CMD_APP_UNINSTALL: u32 = 3505;
+/// AppModType: install.
+const APP_MODE_INSTALL: u8 = 1;
+/// AppModType: uninstall.
+const APP_MODE_UNINSTALL: u8 = 2;
+
+/// APP_FINISH's payload: OpenHarmony's host prints the text past what it printed before, so
+/// the text is everything said on the channel so far, newlines as blanks.
+fn app_finish(c: u32, mode: u8, said: &str) -> Vec<u8> {
+    let mut p = vec![mode, 0];
+    p.extend_from_slice(said.as_bytes());
+    packet(c, CMD_APP_FINISH, &p)
+}
+
+/// What our installer says on `ch` until it ends (its output and its closing message).
+async fn words_of(ch: &mut Channel) -> String {
+    let mut t = String::new();
+    loop {
+        match ch.recv().await {
+            Event::Data(d) => t.push_str(&String::from_utf8_lossy(&d)),
+            Event::Ctrl(Ctrl::Stderr(d)) => t.push_str(&String::from_utf8_lossy(&d)),
+            Event::Ctrl(Ctrl::Text(s)) => {
+                t.push_str(&s);
+                t.push('\n');
+            }
+            Event::Ctrl(_) => {}
+            Event::Close(e) => {
+                if !e.message.is_empty() {
+                    t.push_str(&e.message);
+                }
+                return t;
+            }
+        }
+    }
+}
+
+/// The host's `hdc install` (the host is master): each APP_CHECK is one package, staged and
+/// installed by our installer (`bm install`), answered with APP_FINISH; the host closes.
+pub async fn app_install(c: u32, mut rx: mpsc::Receiver<ohos::Packet>, local: Session, out: Out) {
+    let mut said = String::new();
+    while let Some(p) = rx.recv().await {
+        match p.protect.command_flag {
+            CMD_APP_CHECK => {
+                let words = match install_one(c, &p.payload, &mut rx, &local, &out).await {
+                    Ok(w) | Err(w) => w,
+                };
+                said.push_str(&words.trim_end().replace('\n', " "));
+                said.push(' ');
+                if out
+                    .send(app_finish(c, APP_MODE_INSTALL, &said))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            crate::ohos_auth::CMD_KERNEL_CHANNEL_CLOSE => return,
+            _ => {}
+        }
+    }
+}
+
+async fn install_one(
+    c: u32,
+    check: &[u8],
+    rx: &mut mpsc::Receiver<ohos::Packet>,
+    local: &Session,
+    out: &Out,
+) -> Result<String, String> {
+    let cfg = TransferConfig::decode(check).map_err(|e| format!("[Fail]{e}"))?;
+    let name = file_name(&cfg);
+    if ![".hap", ".hsp", ".app"].iter().any(|x| name.ends_with(x)) {
+        return Err(format!(
+            "[Fail]{name}: only .hap, .hsp and .app packages install this way (a directory, \
+             sent as a tar, is not supported yet)"
+        ));
+    }
+    let replace = cfg.options.split_whitespace().any(|o| o == "-r");
+    let mut ch = local
+        .open(&crate::proto::to_bytes(&Request::Install { replace }))
+        .map_err(|e| e.to_string())?;
+    let meta = FileMeta {
+        rel: name,
+        dir: false,
+        size: cfg.file_size,
+        mode: 0o644,
+        mtime: 0,
+        mtime_ns: 0,
+    };
+    if ch.sender().ctrl(&Ctrl::FileBegin(meta)).is_err() {
         return Err(failed(close_reason(&mut ch).await));
     }
-    match close_reason(&mut ch).await {
-        m if m.is_empty() => Ok(got),
-        m => Err(m),
+    out.send(packet(c, CMD_APP_BEGIN, &BEGIN_FLAGS))
+        .await
+        .map_err(|_| "[Fail]the host went away".to_string())?;
+    stream_in(&mut ch, rx, cfg.file_size, CMD_APP_DATA).await?;
+    Ok(words_of(&mut ch).await)
+}
+
+/// The host's `hdc uninstall`: `args` is `[-k] [-s] [-n] BUNDLE`; our installer's words come
+/// back in APP_FINISH, and the host closes the channel.
+pub async fn app_uninstall(c: u32, args: String, local: Session, out: Out) {
+    // As hdcd, which starts its own task for it.
+    let _ = out
+        .send(packet(
+            c,
+            super::ohos_device::CMD_KERNEL_WAKEUP_SLAVETASK,
+            &[],
+        ))
+        .await;
+    let (mut keep, mut name) = (false, None);
+    for a in args.split_whitespace() {
+        match a {
+            "-k" => keep = true,
+            o if o.starts_with('-') => {}
+            n => name = Some(n.to_string()),
+        }
     }
+    let words = match name {
+        None => "[Fail]uninstall needs a bundle name".to_string(),
+        Some(name) => match local.open(&crate::proto::to_bytes(&Request::Uninstall { name, keep }))
+        {
+            Ok(mut ch) => words_of(&mut ch).await,
+            Err(e) => e.to_string(),
+        },
+    };
+    let said = words.trim_end().replace('\n', " ");
+    let _ = out.send(app_finish(c, APP_MODE_UNINSTALL, &said)).await;
 }
 
 /// A failure's message, never empty.
