@@ -242,6 +242,11 @@ pub fn quote_arg(a: &str) -> String {
     }
 }
 
+/// The extension's tag of output for stdout ([`ToClient::Out`]).
+pub const TAG_OUT: u8 = 0;
+/// The extension's tag of output for stderr ([`ToClient::Err`]).
+pub const TAG_ERR: u8 = 1;
+
 /// Server to client, in the extension: what a tagged body carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ToClient {
@@ -300,11 +305,11 @@ impl ToClient {
         let mut b = Vec::new();
         match self {
             ToClient::Out(d) => {
-                b.push(0);
+                b.push(TAG_OUT);
                 b.extend_from_slice(d);
             }
             ToClient::Err(d) => {
-                b.push(1);
+                b.push(TAG_ERR);
                 b.extend_from_slice(d);
             }
             ToClient::Exit { code, message } => {
@@ -325,8 +330,8 @@ impl ToClient {
     pub fn decode(b: &[u8]) -> Result<ToClient, ChannelError> {
         let (&tag, mut rest) = b.split_first().ok_or(ChannelError::Bad("empty"))?;
         Ok(match tag {
-            0 => ToClient::Out(rest.to_vec()),
-            1 => ToClient::Err(rest.to_vec()),
+            TAG_OUT => ToClient::Out(rest.to_vec()),
+            TAG_ERR => ToClient::Err(rest.to_vec()),
             2 if rest.len() >= 4 => {
                 let code = rest.get_i32();
                 ToClient::Exit {

@@ -42,7 +42,18 @@ pub struct Writer {
 impl Writer {
     /// Sends one body (at most [`MAX_BODY`]).
     pub async fn raw(&mut self, body: &[u8]) -> std::io::Result<()> {
-        self.wr.write_all(&channel::frame(body)).await
+        self.tagged(None, body).await
+    }
+
+    /// Sends one body made of an optional tag byte and `data`, framed in one copy (output
+    /// is the bulk of what a connection carries).
+    async fn tagged(&mut self, tag: Option<u8>, data: &[u8]) -> std::io::Result<()> {
+        let len = data.len() + usize::from(tag.is_some());
+        let mut b = Vec::with_capacity(4 + len);
+        b.extend_from_slice(&(len as u32).to_be_bytes());
+        b.extend(tag);
+        b.extend_from_slice(data);
+        self.wr.write_all(&b).await
     }
 
     /// Closes the sending direction (the peer reads EOF).
@@ -144,17 +155,13 @@ impl ServerWriter {
 
     async fn data(&mut self, d: &[u8], err: bool) -> std::io::Result<()> {
         let room = if self.ext { MAX_BODY - 1 } else { MAX_BODY };
+        let tag = self.ext.then_some(if err {
+            channel::TAG_ERR
+        } else {
+            channel::TAG_OUT
+        });
         for c in d.chunks(room) {
-            if self.ext {
-                let m = if err {
-                    ToClient::Err(c.to_vec())
-                } else {
-                    ToClient::Out(c.to_vec())
-                };
-                self.w.raw(&m.encode()).await?;
-            } else {
-                self.w.raw(c).await?;
-            }
+            self.w.tagged(tag, c).await?;
         }
         Ok(())
     }
