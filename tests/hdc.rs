@@ -1894,3 +1894,77 @@ fn an_openharmony_host_installs_and_uninstalls() {
     h.expect(33, 2);
     assert!(!d.oxh_ok(&["bm", "dump", "-a"]).contains(bundle));
 }
+
+/// Our host server and `hdc` against a device that speaks only OpenHarmony's wire (as
+/// OpenHarmony's hdcd: our TLS hello is dropped unanswered): the server falls back to
+/// OpenHarmony's session protocol with its RSA host key, is refused with OpenHarmony's
+/// E000002 until the device's owner allows the key, then runs shells, sends and receives
+/// files (with and without compression, byte-identical), installs and uninstalls.
+#[test]
+fn our_host_drives_a_device_that_speaks_only_openharmonys_wire() {
+    let (d, addr) = device(false);
+    d.oxh_ok(&["param", "set", "persist.hdc.ohos_only", "1"]);
+    let h = Host::new();
+    let e = h.err(&["tconn", &addr]);
+    assert!(e.contains("[E000002]"), "{e}");
+    let pending = d.oxh_ok(&["hdc", "allow", "--list"]);
+    let who = pending.split_whitespace().next().expect("a pending host");
+    d.oxh_ok(&["hdc", "allow", "--always", who]);
+    let out = h.ok(&["tconn", &addr]);
+    assert!(out.contains("Connect OK"), "{out}");
+    assert!(h.ok(&["list", "targets"]).contains(&addr));
+    assert_eq!(h.ok(&["shell", "echo hi-$((6*7))"]).trim(), "hi-42");
+    // Nothing was pinned as an oxharmony device: the device showed no oxharmony key.
+    let known = std::fs::read_to_string(h.home.path().join(".harmony/hdc_known_devices"))
+        .unwrap_or_default();
+    assert!(!known.contains(&addr), "{known}");
+
+    let work = tempfile::tempdir().expect("tmp");
+    let data = blob(work.path());
+    let local = work.path().join("blob");
+    let tmp = shell_tmp(&d);
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    for (z, name) in [(false, "plain"), (true, "lz4")] {
+        let dir = tmp.join(name);
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::os::unix::fs::chown(&dir, Some(2000), Some(2000)).expect("chown");
+        let mut send = vec!["file", "send"];
+        if z {
+            send.push("-z");
+        }
+        let (l, r) = (s(&local), s(&dir));
+        send.extend([l.as_str(), r.as_str()]);
+        h.ok(&send);
+        let written = dir.join("blob");
+        assert!(
+            std::fs::read(&written).expect("written") == data,
+            "{name}: sent bytes differ"
+        );
+        let back = work.path().join(format!("back-{name}"));
+        let mut recv = vec!["file", "recv"];
+        if z {
+            recv.push("-z");
+        }
+        let (w, b) = (s(&written), s(&back));
+        recv.extend([w.as_str(), b.as_str()]);
+        h.ok(&recv);
+        assert!(
+            std::fs::read(&back).expect("received") == data,
+            "{name}: received bytes differ"
+        );
+    }
+    // A path the shell user may not write: the device's refusal, and a failure.
+    let e = h.err(&["file", "send", &s(&local), "/root/"]);
+    assert!(e.contains("[Fail]"), "{e}");
+    assert!(!Path::new("/root/blob").exists());
+
+    let bundle = "com.example.ohoswire";
+    let hap = demo_hap(&d, work.path(), bundle);
+    let out = h.ok(&["install", &s(&hap)]);
+    assert!(out.contains("install bundle successfully"), "{out}");
+    assert!(d.oxh_ok(&["bm", "dump", "-a"]).contains(bundle));
+    let out = h.ok(&["uninstall", bundle]);
+    assert!(out.contains("uninstall bundle successfully"), "{out}");
+    assert!(!d.oxh_ok(&["bm", "dump", "-a"]).contains(bundle));
+    assert_eq!(h.ok(&["shell", "echo still"]).trim(), "still");
+}

@@ -56,6 +56,9 @@ pub const ROOT_PARAM: &str = "persist.hdc.root";
 /// "0" marks a release device: no root mode (`hdc smode` refused, `persist.hdc.root`
 /// ignored), as on OpenHarmony's user builds. Unset or "1": a developer's device.
 pub const DEBUGGABLE_PARAM: &str = "const.debuggable";
+/// `1`: serve only OpenHarmony's own wire, as an OpenHarmony device does (a TLS hello is
+/// dropped unanswered); for a device that must look like one to every host.
+pub const OHOS_ONLY_PARAM: &str = "persist.hdc.ohos_only";
 
 /// Who host commands run as: `Ok(None)` when the daemon cannot switch users (it is not
 /// root); an error when the configured user does not exist or is root (every command that
@@ -245,6 +248,12 @@ async fn serve_conn(
         return crate::ohos_device::serve(cfg, tcp, boot)
             .await
             .map_err(session::SessionError::Closed);
+    }
+    if (cfg.params)(OHOS_ONLY_PARAM).as_deref() == Some("1") {
+        // As hdcd: what is not an hdc packet ends the connection, unanswered.
+        return Err(session::SessionError::Closed(format!(
+            "not OpenHarmony's hdc wire ({OHOS_ONLY_PARAM}=1)"
+        )));
     }
     // The bypass is for development on this machine: a host on loopback running as this
     // daemon's user (or root). Anyone else, a LAN neighbour or another local user, is

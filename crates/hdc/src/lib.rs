@@ -6,6 +6,9 @@
 //!   authorised host list, TLS 1.3 configurations.
 //! - [`device`]: the device side (run inside oxhd), [`server`]: the host server (127.0.0.1:8710),
 //!   [`client`]: what the `hdc` tool uses to talk to the server.
+//! - OpenHarmony's own wire: [`ohos`] (packets), [`ohos_auth`] (handshake), [`ohos_device`] and
+//!   [`ohos_file`] (our device for OpenHarmony's hosts), [`ohos_host`] (our host server for
+//!   OpenHarmony's devices).
 //! - [`local`]: which local user a loopback connection comes from (the host server serves
 //!   only its own); [`limits`]: how many connections the listeners hold.
 
@@ -26,6 +29,7 @@ pub mod ohos;
 pub mod ohos_auth;
 pub mod ohos_device;
 pub mod ohos_file;
+pub mod ohos_host;
 pub mod proto;
 pub mod relay;
 pub mod server;

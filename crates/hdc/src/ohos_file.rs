@@ -41,7 +41,7 @@ pub const CMD_FILE_MODE: u32 = 3006;
 /// CMD_DIR_MODE: a directory's mode.
 pub const CMD_DIR_MODE: u32 = 3007;
 /// FILE_BEGIN's flags: byte 0 bit 0, the writer takes huge buffers.
-const BEGIN_FLAGS: [u8; 8] = [1, 0, 0, 0, 0, 0, 0, 0];
+pub(crate) const BEGIN_FLAGS: [u8; 8] = [1, 0, 0, 0, 0, 0, 0, 0];
 /// Chunk size the device sends: hdc's huge-buffer chunk (80% of MAX_SIZE_IOBUF).
 pub const SEND_CHUNK: usize = MAX_SIZE_IOBUF * 4 / 5;
 
@@ -50,7 +50,7 @@ pub fn is_file_command(c: u32) -> bool {
     (CMD_FILE_INIT..=CMD_DIR_MODE).contains(&c)
 }
 
-fn packet(channel: u32, command: u32, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn packet(channel: u32, command: u32, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(32 + payload.len());
     ohos::encode_packet(&mut out, &PayloadProtect::new(channel, command), payload);
     out
@@ -82,7 +82,7 @@ async fn finish_ok(c: u32, out: &Out, stats: Stats) {
 }
 
 /// The file's name in a transfer: its own name, or the last part of its path; never a path.
-fn file_name(cfg: &TransferConfig) -> String {
+pub(crate) fn file_name(cfg: &TransferConfig) -> String {
     let n = if cfg.optional_name.is_empty() {
         &cfg.path
     } else {
@@ -168,6 +168,7 @@ async fn receive_one(
         .await
         .map_err(|_| "[Fail]the host went away".to_string())?;
     let got = stream_in(&mut ch, rx, cfg.file_size, CMD_FILE_DATA).await?;
+    done(&mut ch).await?;
     match close_reason(&mut ch).await {
         m if m.is_empty() => Ok(got),
         m => Err(m),
@@ -176,8 +177,8 @@ async fn receive_one(
 
 /// Takes `size` bytes of chunks (`data_cmd`: FILE_DATA or APP_DATA, each a TransferPayload
 /// prefix then the bytes) off `rx` into our channel `ch`, in order, LZ4 undone, then ends the
-/// file and the transfer (FileEnd with its checksum, Done). Returns the bytes taken.
-async fn stream_in(
+/// file (FileEnd with its checksum). Returns the bytes taken.
+pub(crate) async fn stream_in(
     ch: &mut Channel,
     rx: &mut mpsc::Receiver<ohos::Packet>,
     size: u64,
@@ -188,12 +189,12 @@ async fn stream_in(
     let mut got = 0u64;
     while got < size {
         let Some(p) = rx.recv().await else {
-            return Err("[Fail]the host went away".into());
+            return Err(GONE.into());
         };
         match p.protect.command_flag {
             x if x == data_cmd => {}
             crate::ohos_auth::CMD_KERNEL_CHANNEL_CLOSE => {
-                return Err("[Fail]Transfer Stop: the host closed the channel".into());
+                return Err("[Fail]Transfer Stop: the channel was closed".into());
             }
             _ => continue,
         }
@@ -235,10 +236,18 @@ async fn stream_in(
     let end = Ctrl::FileEnd {
         hash: hash.digest128(),
     };
-    if tx.ctrl(&end).is_err() || tx.ctrl(&Ctrl::Done).is_err() {
+    if tx.ctrl(&end).is_err() {
         return Err(failed(close_reason(ch).await));
     }
     Ok(got)
+}
+
+/// Ends a transfer on our channel: all files are sent.
+async fn done(ch: &mut Channel) -> Result<(), String> {
+    match ch.sender().ctrl(&Ctrl::Done) {
+        Ok(()) => Ok(()),
+        Err(_) => Err(failed(close_reason(ch).await)),
+    }
 }
 
 /// CMD_APP_CHECK: a package's TransferConfig (`options` the install flags).
@@ -346,6 +355,7 @@ async fn install_one(
         .await
         .map_err(|_| "[Fail]the host went away".to_string())?;
     stream_in(&mut ch, rx, cfg.file_size, CMD_APP_DATA).await?;
+    done(&mut ch).await?;
     Ok(words_of(&mut ch).await)
 }
 
@@ -390,7 +400,7 @@ fn failed(m: String) -> String {
 }
 
 /// The message a channel closes with (empty for success).
-async fn close_reason(ch: &mut Channel) -> String {
+pub(crate) async fn close_reason(ch: &mut Channel) -> String {
     loop {
         if let Event::Close(e) = ch.recv().await {
             return match (e.code, e.message) {
@@ -441,7 +451,7 @@ pub async fn master(
         remote: remote.clone(),
         opts,
     };
-    let ch = match local.open(&crate::proto::to_bytes(&req)) {
+    let mut ch = match local.open(&crate::proto::to_bytes(&req)) {
         Ok(ch) => ch,
         Err(e) => return fail(c, &out, &e.to_string()).await,
     };
@@ -450,49 +460,91 @@ pub async fn master(
         .find(|s| !s.is_empty())
         .unwrap_or("file")
         .to_string();
-    if let Err(e) = send_all(c, ch, &mut rx, &out, host_path, &name, hold, lz4).await {
-        fail(c, &out, &e).await;
+    match send_all(c, &mut ch, &mut rx, &out, host_path, &name, hold, lz4).await {
+        Ok(()) => ch.close(&Exit::ok()),
+        Err(e) => {
+            ch.close(&Exit::fail(e.clone()));
+            fail(c, &out, &e).await;
+        }
     }
 }
 
-/// Waits for the host's answer `want` on this channel.
-async fn wait_for(rx: &mut mpsc::Receiver<ohos::Packet>, want: u32) -> Result<(), String> {
+/// Waits for the peer's `want` on this channel and returns it; a close (after the peer's
+/// failure message, when it sent one) is an error with that message.
+pub(crate) async fn wait_for(
+    rx: &mut mpsc::Receiver<ohos::Packet>,
+    want: u32,
+) -> Result<ohos::Packet, String> {
+    let mut why = None;
     loop {
         let Some(p) = rx.recv().await else {
-            return Err("[Fail]the host went away".into());
+            return Err(GONE.into());
         };
         match p.protect.command_flag {
-            x if x == want => return Ok(()),
+            x if x == want => return Ok(p),
+            crate::ohos_auth::CMD_KERNEL_ECHO if p.payload.first() == Some(&0) => {
+                why = Some(String::from_utf8_lossy(&p.payload[1..]).into_owned());
+            }
             crate::ohos_auth::CMD_KERNEL_CHANNEL_CLOSE => {
-                return Err("[Fail]Transfer Stop: the host closed the channel".into());
+                return Err(
+                    why.unwrap_or_else(|| "[Fail]Transfer Stop: the channel was closed".into())
+                );
             }
             _ => {}
         }
     }
 }
 
+/// The other side of the session went away.
+pub(crate) const GONE: &str = "[Fail]the other side went away";
+
+/// One chunk of a file as FILE_DATA or APP_DATA (`data_cmd`): the TransferPayload prefix at
+/// file offset `index`, then the bytes, LZ4 when asked and smaller.
+pub(crate) fn data_packet(c: u32, data_cmd: u32, index: u64, part: &[u8], lz4: bool) -> Vec<u8> {
+    let packed = lz4
+        .then(|| lz4_flex::block::compress(part))
+        .filter(|z| z.len() < part.len());
+    let (ctype, body) = match &packed {
+        Some(z) => (COMPRESS_LZ4, &z[..]),
+        None => (COMPRESS_NONE, part),
+    };
+    let head = TransferPayload {
+        index,
+        compress_type: ctype,
+        compress_size: body.len() as u32,
+        uncompress_size: part.len() as u32,
+    };
+    let mut payload = Vec::with_capacity(PAYLOAD_PREFIX_RESERVE + body.len());
+    payload.extend_from_slice(&head.encode_prefix());
+    payload.extend_from_slice(body);
+    packet(c, data_cmd, &payload)
+}
+
+/// The master's half: the files our sender streams on `ch` go out as FILE_CHECK, FILE_DATA
+/// ... to the slave at `peer_path` (each waiting for the slave's FILE_BEGIN and
+/// FILE_FINISH), then FILE_FINISH\[0\]. `ch` is left open for the caller to close.
 #[allow(clippy::too_many_arguments)]
-async fn send_all(
+pub(crate) async fn send_all(
     c: u32,
-    mut ch: Channel,
+    ch: &mut Channel,
     rx: &mut mpsc::Receiver<ohos::Packet>,
     out: &Out,
-    host_path: &str,
+    peer_path: &str,
     name: &str,
     hold: bool,
     lz4: bool,
 ) -> Result<(), String> {
-    let gone = || "[Fail]the host went away".to_string();
-    let mut index = 0u64;
+    let gone = || GONE.to_string();
+    let (mut index, mut size) = (0u64, 0u64);
     loop {
         match ch.recv().await {
             Event::Ctrl(Ctrl::FileBegin(meta)) if meta.dir => {}
             Event::Ctrl(Ctrl::FileBegin(meta)) => {
-                // A tree's paths start with its root's name, which becomes `host_path`
-                // (the host appends optionalName itself when that is a directory).
+                // A tree's paths start with its root's name, which becomes `peer_path`
+                // (the slave appends optionalName itself when that is a directory).
                 let path = match meta.rel.split_once('/') {
-                    Some((_, rest)) => format!("{}/{rest}", host_path.trim_end_matches('/')),
-                    None => host_path.to_string(),
+                    Some((_, rest)) => format!("{}/{rest}", peer_path.trim_end_matches('/')),
+                    None => peer_path.to_string(),
                 };
                 let ns = (meta.mtime.max(0) as u64) * 1_000_000_000 + u64::from(meta.mtime_ns);
                 let cfg = TransferConfig {
@@ -515,36 +567,26 @@ async fn send_all(
                     .await
                     .map_err(|_| gone())?;
                 wait_for(rx, CMD_FILE_BEGIN).await?;
-                index = 0;
+                (index, size) = (0, meta.size);
             }
             Event::Data(d) => {
                 for part in d.chunks(SEND_CHUNK) {
-                    let packed = lz4
-                        .then(|| lz4_flex::block::compress(part))
-                        .filter(|z| z.len() < part.len());
-                    let (ctype, body) = match &packed {
-                        Some(z) => (COMPRESS_LZ4, &z[..]),
-                        None => (COMPRESS_NONE, part),
-                    };
-                    let head = TransferPayload {
-                        index,
-                        compress_type: ctype,
-                        compress_size: body.len() as u32,
-                        uncompress_size: part.len() as u32,
-                    };
-                    let mut payload = Vec::with_capacity(PAYLOAD_PREFIX_RESERVE + body.len());
-                    payload.extend_from_slice(&head.encode_prefix());
-                    payload.extend_from_slice(body);
-                    out.send(packet(c, CMD_FILE_DATA, &payload))
+                    out.send(data_packet(c, CMD_FILE_DATA, index, part, lz4))
                         .await
                         .map_err(|_| gone())?;
                     index += part.len() as u64;
                 }
             }
-            Event::Ctrl(Ctrl::FileEnd { .. }) => wait_for(rx, CMD_FILE_FINISH).await?,
+            Event::Ctrl(Ctrl::FileEnd { .. }) => {
+                // The slave waits for the size it was told: anything else would hang it.
+                if index != size {
+                    return Err(format!(
+                        "[Fail]the file changed size while it was sent ({index} of {size} bytes)"
+                    ));
+                }
+                wait_for(rx, CMD_FILE_FINISH).await?;
+            }
             Event::Ctrl(Ctrl::Done) => {
-                // Our sender waits for its receiver's word: all written.
-                ch.close(&Exit::ok());
                 out.send(packet(c, CMD_FILE_FINISH, &[0]))
                     .await
                     .map_err(|_| gone())?;

@@ -45,6 +45,8 @@ pub fn server_port() -> u16 {
 struct Target {
     session: Option<Session>,
     name: String,
+    /// Reached on OpenHarmony's wire (it compresses with LZ4, not our zstd).
+    ohos: bool,
 }
 
 struct Forward {
@@ -65,6 +67,8 @@ pub struct Server {
     pub stop: Notify,
     connect_lock: tokio::sync::Mutex<()>,
     clients: limits::Limiter<()>,
+    /// OpenHarmony's RSA host key, loaded when an OpenHarmony device is first dialled.
+    ohos_key: std::sync::OnceLock<Arc<crate::hostkey::HostKey>>,
 }
 
 fn host_name() -> String {
@@ -85,6 +89,7 @@ impl Server {
             stop: Notify::new(),
             connect_lock: tokio::sync::Mutex::new(()),
             clients: limits::server_limiter(),
+            ohos_key: std::sync::OnceLock::new(),
         }))
     }
 
@@ -347,8 +352,8 @@ impl Server {
                     opts,
                     cwd,
                 } => {
-                    let mut ch = self
-                        .open(
+                    let (mut ch, ohos) = self
+                        .open_on(
                             &hello,
                             &Request::FileSend {
                                 remote,
@@ -356,6 +361,12 @@ impl Server {
                             },
                         )
                         .await?;
+                    // An OpenHarmony device's `-z` is LZ4, done by its driver: our half
+                    // moves the bytes as they are.
+                    let opts = FileOpts {
+                        compress: opts.compress && !ohos,
+                        ..opts
+                    };
                     let path = host_path(&local, cwd.as_deref());
                     transfer::send_files(&mut ch, &path, &opts, true, p, &None)
                         .await
@@ -367,8 +378,8 @@ impl Server {
                     opts,
                     cwd,
                 } => {
-                    let mut ch = self
-                        .open(
+                    let (mut ch, ohos) = self
+                        .open_on(
                             &hello,
                             &Request::FileRecv {
                                 remote,
@@ -376,6 +387,12 @@ impl Server {
                             },
                         )
                         .await?;
+                    // An OpenHarmony device's `-z` is LZ4, done by its driver: our half
+                    // moves the bytes as they are.
+                    let opts = FileOpts {
+                        compress: opts.compress && !ohos,
+                        ..opts
+                    };
                     let path = host_path(&local, cwd.as_deref());
                     transfer::recv_progress(&mut ch, &path, &opts, p, &None)
                         .await
@@ -427,9 +444,26 @@ impl Server {
         hello: &channel::ClientHello,
         req: &Request,
     ) -> Result<Channel, String> {
+        self.open_on(hello, req).await.map(|(ch, _)| ch)
+    }
+
+    /// As [`Server::open`], and whether the target is on OpenHarmony's wire.
+    async fn open_on(
+        self: &Arc<Self>,
+        hello: &channel::ClientHello,
+        req: &Request,
+    ) -> Result<(Channel, bool), String> {
         let key = target_key(hello);
-        let (_, sess) = self.target(key.as_deref()).await?;
-        sess.open(&proto::to_bytes(req)).map_err(|e| e.to_string())
+        let (k, sess) = self.target(key.as_deref()).await?;
+        let ohos = self
+            .targets
+            .lock()
+            .map(|t| t.get(&k).is_some_and(|t| t.ohos))
+            .unwrap_or(false);
+        let ch = sess
+            .open(&proto::to_bytes(req))
+            .map_err(|e| e.to_string())?;
+        Ok((ch, ohos))
     }
 
     fn list(&self, verbose: bool) -> String {
@@ -492,14 +526,27 @@ impl Server {
         {
             return Ok(s);
         }
-        let (tls, hello) = dial(&self.key, &self.home, addr, true).await?;
-        let (sess, incoming) = Session::start(tls, false, format!("device {addr}"));
+        let (sess, incoming, name, ohos) = match dial(&self.key, &self.home, addr, true).await {
+            Ok((tls, hello)) => {
+                let (sess, incoming) = Session::start(tls, false, format!("device {addr}"));
+                (sess, incoming, hello.name, false)
+            }
+            // Not oxharmony: OpenHarmony's own wire, as its hdc would.
+            Err(DialError::NotOxharmony) => {
+                let dev = self.dial_ohos(addr).await?;
+                // OpenHarmony's devices open no channels to the host.
+                let (_, none) = tokio::sync::mpsc::unbounded_channel();
+                (dev.session, none, dev.name, true)
+            }
+            Err(DialError::Failed(e)) => return Err(e),
+        };
         if let Ok(mut t) = self.targets.lock() {
             t.insert(
                 addr.to_string(),
                 Target {
                     session: Some(sess.clone()),
-                    name: hello.name,
+                    name,
+                    ohos,
                 },
             );
         }
@@ -508,6 +555,26 @@ impl Server {
                 .device_incoming(addr.to_string(), sess.clone(), incoming),
         );
         Ok(sess)
+    }
+
+    /// A session with an OpenHarmony device at `addr`, authenticated with OpenHarmony's RSA
+    /// host key (made on first use: `~/.harmony/hdckey`).
+    async fn dial_ohos(&self, addr: &str) -> Result<crate::ohos_host::OhosDevice, String> {
+        let key = match self.ohos_key.get() {
+            Some(k) => k.clone(),
+            None => {
+                let home = self.home.clone();
+                let k = tokio::task::spawn_blocking(move || {
+                    crate::hostkey::HostKey::load_or_create(&home)
+                })
+                .await
+                .map_err(|e| format!("[Fail]{e}"))?
+                .map_err(|e| format!("[Fail]{e}"))?;
+                self.ohos_key.get_or_init(|| Arc::new(k)).clone()
+            }
+        };
+        let tcp = tcp_connect(addr).await?;
+        crate::ohos_host::connect(tcp, &key, &host_name(), addr).await
     }
 
     /// Channels a device opens (reverse forwards), and cleanup when it goes away.
@@ -740,15 +807,25 @@ async fn pump(ch: &mut Channel, w: &mut ServerWriter) -> (i32, String) {
 /// A TLS stream to a device, after the hellos.
 pub type DeviceStream = tokio_rustls::client::TlsStream<tokio::io::BufReader<TcpStream>>;
 
-/// Dials a device: TCP, TLS 1.3 with the host `key`, the device key pinned in `home` (pinned
-/// now on first use when `pin_new`, refused otherwise), hellos. Returns the stream and the
-/// device's hello.
-pub async fn dial(
-    key: &SigningKey,
-    home: &std::path::Path,
-    addr: &str,
-    pin_new: bool,
-) -> Result<(DeviceStream, Hello), String> {
+/// Why a dial gave no oxharmony session.
+#[derive(Debug)]
+pub enum DialError {
+    /// The device closed the connection at our TLS hello without a word, as OpenHarmony's
+    /// hdcd does with anything that is not its own packet (only for a device with no pinned
+    /// key: a pinned one that does this is a failure).
+    NotOxharmony,
+    /// Anything else, in words for the user.
+    Failed(String),
+}
+
+impl From<String> for DialError {
+    fn from(s: String) -> Self {
+        DialError::Failed(s)
+    }
+}
+
+/// TCP to a device's `addr`, bounded in time.
+async fn tcp_connect(addr: &str) -> Result<TcpStream, String> {
     let sa: SocketAddr = tokio::net::lookup_host(addr)
         .await
         .ok()
@@ -759,9 +836,22 @@ pub async fn dial(
         .map_err(|_| format!("[Fail]Connect to {addr} timed out"))?
         .map_err(|e| format!("[Fail]Connect to {addr} failed: {e}"))?;
     let _ = tcp.set_nodelay(true);
+    Ok(tcp)
+}
+
+/// Dials a device: TCP, TLS 1.3 with the host `key`, the device key pinned in `home` (pinned
+/// now on first use when `pin_new`, refused otherwise), hellos. Returns the stream and the
+/// device's hello.
+pub async fn dial(
+    key: &SigningKey,
+    home: &std::path::Path,
+    addr: &str,
+    pin_new: bool,
+) -> Result<(DeviceStream, Hello), DialError> {
+    let tcp = tcp_connect(addr).await?;
     let pinned = keys::known_device(home, addr);
     if pinned.is_none() && !pin_new {
-        return Err(format!("[Fail]{addr} is not a known device"));
+        return Err(format!("[Fail]{addr} is not a known device").into());
     }
     let cfg = keys::client_config(key, pinned).map_err(|e| format!("[Fail]{e}"))?;
     let connector = tokio_rustls::TlsConnector::from(cfg);
@@ -773,14 +863,26 @@ pub async fn dial(
     .await
     .map_err(|_| format!("[Fail]TLS handshake with {addr} timed out"))?
     .map_err(|e| {
-        if pinned.is_some() {
-            format!(
-                "[Fail]The device at {addr} presented another key than the one pinned \
-                         on first connect ({e}); if it was reinstalled, remove its line from {}",
+        use std::io::ErrorKind::{ConnectionAborted, ConnectionReset, UnexpectedEof};
+        let dropped = matches!(
+            e.kind(),
+            UnexpectedEof | ConnectionReset | ConnectionAborted
+        );
+        match (&pinned, dropped) {
+            (None, true) => DialError::NotOxharmony,
+            (Some(_), true) => DialError::Failed(format!(
+                "[Fail]The device at {addr} dropped oxharmony's TLS hello ({e}), but its key \
+                 was pinned on first connect; if it was replaced, remove its line from {}",
                 home.join("hdc_known_devices").display()
-            )
-        } else {
-            format!("[Fail]TLS handshake with {addr} failed: {e}")
+            )),
+            (Some(_), false) => DialError::Failed(format!(
+                "[Fail]The device at {addr} presented another key than the one pinned \
+                 on first connect ({e}); if it was reinstalled, remove its line from {}",
+                home.join("hdc_known_devices").display()
+            )),
+            (None, false) => {
+                DialError::Failed(format!("[Fail]TLS handshake with {addr} failed: {e}"))
+            }
         }
     })?;
     tls.get_mut().1.set_buffer_limit(Some(session::WINDOW));

@@ -1,0 +1,734 @@
+//! Our host server's driver for OpenHarmony's own devices (hdcd): a device that does not
+//! speak oxharmony's protocol gets OpenHarmony's session wire, with OpenHarmony's RSA host
+//! key (`~/.harmony/hdckey`). The server keeps using one [`Session`] per device; this
+//! module answers that session's channels by translating them into OpenHarmony's commands,
+//! the mirror of [`crate::ohos_device`]:
+//!
+//! | our channel                      | OpenHarmony's commands on its channel              |
+//! |----------------------------------|----------------------------------------------------|
+//! | Shell one command                | CMD_UNITY_EXECUTE (1001), output as ECHO_RAW       |
+//! | Shell interactive                | CMD_SHELL_INIT (2000), input as CMD_SHELL_DATA     |
+//! | Hilog / Boot / Smode             | CMD_UNITY_HILOG / REBOOT / ROOTRUN                 |
+//! | FileSend (host → device)         | WAKEUP, FILE_CHECK, FILE_DATA..., FILE_FINISH (we are master) |
+//! | FileRecv (device → host)         | WAKEUP, FILE_INIT; the device is master            |
+//! | Install                          | WAKEUP, APP_CHECK, APP_DATA... per package; APP_FINISH's words |
+//! | Uninstall                        | WAKEUP, APP_UNINSTALL `[-k] BUNDLE\0`; APP_FINISH's words |
+//!
+//! What OpenHarmony's wire cannot carry is lost here, and said so: a shell's exit status
+//! (0, or 1 after a `[Fail]` message), pty size changes, signals.
+
+use crate::hostkey::HostKey;
+use crate::ohos::{self, SessionHandShake, TransferConfig};
+use crate::ohos_auth::{
+    CMD_KERNEL_CHANNEL_CLOSE, CMD_KERNEL_ECHO, CMD_KERNEL_HANDSHAKE, HostAuth, HostOutcome,
+    HostPolicy,
+};
+use crate::ohos_device::{
+    CMD_KERNEL_ECHO_RAW, CMD_KERNEL_WAKEUP_SLAVETASK, CMD_SHELL_DATA, CMD_SHELL_INIT,
+    CMD_UNITY_EXECUTE, CMD_UNITY_HILOG, CMD_UNITY_REBOOT, CMD_UNITY_ROOTRUN,
+};
+use crate::ohos_file::{
+    self as f, BEGIN_FLAGS, CMD_APP_BEGIN, CMD_APP_CHECK, CMD_APP_DATA, CMD_APP_FINISH,
+    CMD_APP_UNINSTALL, CMD_FILE_BEGIN, CMD_FILE_CHECK, CMD_FILE_DATA, CMD_FILE_FINISH,
+    CMD_FILE_INIT, Out, SEND_CHUNK, packet,
+};
+use crate::proto::{Ctrl, Exit, FileMeta, FileOpts, Request};
+use crate::session::{Channel, Event, Incoming, Session};
+use bytes::{Bytes, BytesMut};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+/// How long the device may take over the handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Packets queued for one channel's task before the device's reader waits (the socket's
+/// own back-pressure then holds the device).
+const CHANNEL_QUEUE: usize = 8;
+/// Echo level of a failure (`[Fail]` texts).
+const MSG_FAIL: u8 = 0;
+
+/// A connected OpenHarmony device.
+pub struct OhosDevice {
+    /// The session the host server opens channels on.
+    pub session: Session,
+    /// Its name (AUTH_OK's `devname`).
+    pub name: String,
+}
+
+struct KeyPolicy<'a> {
+    key: &'a HostKey,
+    host_name: &'a str,
+}
+
+impl HostPolicy for KeyPolicy<'_> {
+    fn public_key_message(&self) -> String {
+        format!(
+            "{}{}{}",
+            self.host_name,
+            crate::ohos_auth::HOST_PUBKEY_SEPARATOR,
+            self.key.public_pem()
+        )
+    }
+    fn sign(&self, token: &[u8]) -> String {
+        self.key.sign(token)
+    }
+}
+
+/// Reads packets off the device's stream.
+struct PacketReader {
+    rd: tokio::net::tcp::OwnedReadHalf,
+    buf: BytesMut,
+}
+
+impl PacketReader {
+    async fn next(&mut self) -> Result<Option<ohos::Packet>, String> {
+        loop {
+            if let Some(p) = ohos::decode_packet(&mut self.buf).map_err(|e| e.to_string())? {
+                return Ok(Some(p));
+            }
+            match self.rd.read_buf(&mut self.buf).await {
+                Ok(0) => return Ok(None),
+                Ok(_) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+}
+
+/// Authenticates to an OpenHarmony device on `tcp` with `key` and starts the session the
+/// host server uses. An unknown key gets the device's own words (`[E000002]...`).
+pub async fn connect(
+    tcp: TcpStream,
+    key: &HostKey,
+    host_name: &str,
+    connect_key: &str,
+) -> Result<OhosDevice, String> {
+    let _ = tcp.set_nodelay(true);
+    let (rd, mut wr) = tcp.into_split();
+    let mut reader = PacketReader {
+        rd,
+        buf: BytesMut::with_capacity(64 * 1024),
+    };
+    let policy = KeyPolicy { key, host_name };
+    let mut sid = [0u8; 4];
+    let _ = getrandom::fill(&mut sid);
+    let (mut auth, first) = HostAuth::start(u32::from_le_bytes(sid), connect_key, &[]);
+    let handshake = async {
+        wr.write_all(&packet(0, first.command, &first.payload))
+            .await
+            .map_err(|e| e.to_string())?;
+        loop {
+            let Some(p) = reader.next().await? else {
+                return Err("the device closed the connection during the handshake".to_string());
+            };
+            if p.protect.command_flag != CMD_KERNEL_HANDSHAKE {
+                continue;
+            }
+            let hs = SessionHandShake::decode(&p.payload).map_err(|e| e.to_string())?;
+            for o in auth.on_handshake(hs, &policy).map_err(|e| e.to_string())? {
+                wr.write_all(&packet(0, o.command, &o.payload))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            match auth.outcome() {
+                HostOutcome::Pending => {}
+                HostOutcome::Connected { device_name, .. } => return Ok(device_name.clone()),
+                HostOutcome::Unauthorized(m) => return Err(m.clone()),
+            }
+        }
+    };
+    let name = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
+        .await
+        .map_err(|_| format!("[Fail]the handshake with {connect_key} timed out"))?
+        .map_err(|e| format!("[Fail]{e}"))?;
+    let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(64);
+    let writer = async move {
+        while let Some(b) = out_rx.recv().await {
+            if wr.write_all(&b).await.is_err() {
+                return;
+            }
+        }
+    };
+    Ok(start(reader, writer, out_tx, name, connect_key))
+}
+
+type Routes = Arc<Mutex<HashMap<u32, mpsc::Sender<ohos::Packet>>>>;
+
+fn start(
+    mut reader: PacketReader,
+    writer: impl std::future::Future<Output = ()> + Send + 'static,
+    out: Out,
+    name: String,
+    connect_key: &str,
+) -> OhosDevice {
+    let label = format!("OpenHarmony device {connect_key}");
+    let (a, b) = tokio::io::duplex(1 << 20);
+    let (host, _none) = Session::start(b, false, label.clone());
+    let (dev, mut incoming) = Session::start(a, true, label);
+    let routes: Routes = Arc::default();
+    let writer = tokio::spawn(writer);
+    // The device's packets, to their channels' tasks.
+    let read = {
+        let (routes, out) = (routes.clone(), out.clone());
+        tokio::spawn(async move {
+            loop {
+                let p = match reader.next().await {
+                    Ok(Some(p)) => p,
+                    Ok(None) => break "the device closed the connection".to_string(),
+                    Err(e) => break e,
+                };
+                let (c, cmd) = (p.protect.channel_id, p.protect.command_flag);
+                let route = routes.lock().ok().and_then(|r| r.get(&c).cloned());
+                match route {
+                    Some(tx) => {
+                        if tx.send(p).await.is_err()
+                            && let Ok(mut r) = routes.lock()
+                        {
+                            r.remove(&c);
+                        }
+                    }
+                    // As OpenHarmony's server: a packet for no channel is answered with a
+                    // final close, channel 0's close with its count down.
+                    None if cmd == CMD_KERNEL_CHANNEL_CLOSE => {
+                        if let Some(&n) = p.payload.first()
+                            && n > 0
+                        {
+                            let _ = out
+                                .send(packet(c, CMD_KERNEL_CHANNEL_CLOSE, &[n - 1]))
+                                .await;
+                        }
+                    }
+                    None if c != 0 => {
+                        let _ = out.send(packet(c, CMD_KERNEL_CHANNEL_CLOSE, &[0])).await;
+                    }
+                    None => {}
+                }
+            }
+        })
+    };
+    // The host server's channels.
+    let serve = {
+        let routes = routes.clone();
+        tokio::spawn(async move {
+            let mut next = 0u32;
+            while let Some(inc) = incoming.recv().await {
+                next = next.wrapping_add(1).max(1);
+                let (tx, rx) = mpsc::channel(CHANNEL_QUEUE);
+                if let Ok(mut r) = routes.lock() {
+                    r.retain(|_, t| !t.is_closed());
+                    r.insert(next, tx);
+                }
+                tokio::spawn(serve_channel(next, inc, rx, out.clone()));
+            }
+        })
+    };
+    let (h, d) = (host.clone(), dev.clone());
+    tokio::spawn(async move {
+        tokio::select! {
+            why = read => {
+                let why = why.unwrap_or_else(|e| e.to_string());
+                h.shutdown(&format!("[Fail]{why}"));
+            }
+            // The server dropped the device (tconn -remove, kill).
+            _ = h.closed() => {}
+        }
+        d.shutdown("the device went away");
+        serve.abort();
+        writer.abort();
+    });
+    OhosDevice {
+        session: host,
+        name,
+    }
+}
+
+/// One of the server's channels, as OpenHarmony's commands on channel `c`.
+async fn serve_channel(c: u32, inc: Incoming, rx: mpsc::Receiver<ohos::Packet>, out: Out) {
+    let Incoming { request, channel } = inc;
+    let req = match crate::proto::from_bytes::<Request>(&request) {
+        Ok(r) => r,
+        Err(e) => return channel.close(&Exit::fail(format!("[Fail]bad request: {e}"))),
+    };
+    let text = |cmd: u32, t: String| (cmd, t.into_bytes());
+    let run = match req {
+        Request::Shell {
+            command: Some(cmd), ..
+        } => text(CMD_UNITY_EXECUTE, cmd),
+        Request::Shell { command: None, .. } => text(CMD_SHELL_INIT, String::new()),
+        Request::Hilog { args } => {
+            let line = args
+                .iter()
+                .map(|a| crate::channel::quote_arg(a))
+                .collect::<Vec<_>>()
+                .join(" ");
+            text(CMD_UNITY_HILOG, line)
+        }
+        Request::Boot => text(CMD_UNITY_REBOOT, String::new()),
+        Request::Smode { root } => text(
+            CMD_UNITY_ROOTRUN,
+            if root { String::new() } else { "r".into() },
+        ),
+        Request::FileSend { remote, opts } => {
+            return file_send(c, remote, opts, channel, rx, out).await;
+        }
+        Request::FileRecv { remote, opts } => {
+            return file_recv(c, remote, opts, channel, rx, out).await;
+        }
+        Request::Install { replace } => return install(c, replace, channel, rx, out).await,
+        Request::Uninstall { name, keep } => {
+            return uninstall(c, name, keep, channel, rx, out).await;
+        }
+        Request::Connect { .. } | Request::ReverseListen { .. } => {
+            return channel.close(&Exit::fail(
+                "[Fail]port forwarding to an OpenHarmony device is not supported yet",
+            ));
+        }
+    };
+    command(c, run.0, run.1, channel, rx, out).await
+}
+
+/// A command whose output comes back as ECHO_RAW and ECHO until the device closes the
+/// channel; an interactive shell's input goes as CMD_SHELL_DATA.
+async fn command(
+    c: u32,
+    cmd: u32,
+    payload: Vec<u8>,
+    mut ch: Channel,
+    mut rx: mpsc::Receiver<ohos::Packet>,
+    out: Out,
+) {
+    if out.send(packet(c, cmd, &payload)).await.is_err() {
+        return ch.close(&Exit::fail(f::GONE));
+    }
+    let tx = ch.sender();
+    let mut failed = false;
+    loop {
+        tokio::select! {
+            p = rx.recv() => {
+                let Some(p) = p else { return ch.close(&Exit::fail(f::GONE)) };
+                if p.protect.command_flag == CMD_KERNEL_ECHO_RAW {
+                    if tx.send(Bytes::from(p.payload)).await.is_err() {
+                        let _ = out.send(packet(c, CMD_KERNEL_CHANNEL_CLOSE, &[1])).await;
+                        return;
+                    }
+                    continue;
+                }
+                match p.protect.command_flag {
+                    CMD_KERNEL_ECHO => {
+                        let (level, t) = echo_of(&p.payload);
+                        let _ = if level == MSG_FAIL {
+                            failed = true;
+                            tx.ctrl(&Ctrl::Stderr(format!("{t}\n").into_bytes()))
+                        } else {
+                            tx.ctrl(&Ctrl::Text(t))
+                        };
+                    }
+                    CMD_KERNEL_CHANNEL_CLOSE => {
+                        answer_close(c, &p, &out).await;
+                        let code = i32::from(failed);
+                        return ch.close(&Exit { code, message: String::new() });
+                    }
+                    _ => {}
+                }
+            }
+            ev = ch.recv() => match ev {
+                Event::Data(d) if cmd == CMD_SHELL_INIT
+                    && out.send(packet(c, CMD_SHELL_DATA, &d)).await.is_err() => return,
+                Event::Close(_) => {
+                    // The client went away: so does the command.
+                    let _ = out.send(packet(c, CMD_KERNEL_CHANNEL_CLOSE, &[1])).await;
+                    return;
+                }
+                _ => {}
+            },
+        }
+    }
+}
+
+/// An echo's level and text.
+fn echo_of(payload: &[u8]) -> (u8, String) {
+    match payload.split_first() {
+        Some((&l, t)) => (l, String::from_utf8_lossy(t).into_owned()),
+        None => (MSG_FAIL, String::new()),
+    }
+}
+
+/// Answers the device's close `[n]` with `[n-1]` when n > 0, as OpenHarmony's server does.
+async fn answer_close(c: u32, p: &ohos::Packet, out: &Out) {
+    if let Some(&n) = p.payload.first()
+        && n > 0
+    {
+        let _ = out
+            .send(packet(c, CMD_KERNEL_CHANNEL_CLOSE, &[n - 1]))
+            .await;
+    }
+}
+
+/// The device's last word on a transfer after the data: its ECHO (a summary, or a
+/// failure) and its close.
+async fn last_word(c: u32, rx: &mut mpsc::Receiver<ohos::Packet>, out: &Out) -> Exit {
+    let mut said: Option<(u8, String)> = None;
+    while let Some(p) = rx.recv().await {
+        match p.protect.command_flag {
+            CMD_KERNEL_ECHO => said = Some(echo_of(&p.payload)),
+            CMD_KERNEL_CHANNEL_CLOSE => {
+                answer_close(c, &p, out).await;
+                return match said {
+                    Some((MSG_FAIL, t)) => Exit::fail(t),
+                    _ => Exit::ok(),
+                };
+            }
+            _ => {}
+        }
+    }
+    Exit::fail(f::GONE)
+}
+
+/// `file send`: the server's files on `ch` go to the device's `remote`, we are master.
+async fn file_send(
+    c: u32,
+    remote: String,
+    opts: FileOpts,
+    mut ch: Channel,
+    mut rx: mpsc::Receiver<ohos::Packet>,
+    out: Out,
+) {
+    let _ = out.send(packet(c, CMD_KERNEL_WAKEUP_SLAVETASK, &[])).await;
+    let r = f::send_all(
+        c,
+        &mut ch,
+        &mut rx,
+        &out,
+        &remote,
+        "file",
+        opts.keep_attrs,
+        opts.compress,
+    )
+    .await;
+    match r {
+        Ok(()) => {
+            let exit = last_word(c, &mut rx, &out).await;
+            ch.close(&exit);
+        }
+        Err(e) => {
+            let _ = out.send(packet(c, CMD_KERNEL_CHANNEL_CLOSE, &[1])).await;
+            ch.close(&Exit::fail(e));
+        }
+    }
+}
+
+/// The path a received file goes to under the transfer's root `root`: what the device
+/// names in TransferConfig.path (`root` or `root/sub/...`, as we asked), never outside it.
+fn rel_of(cfg: &TransferConfig, root: &str) -> String {
+    let p = cfg.path.trim_start_matches("./");
+    let clean = |r: &str| {
+        r.split('/')
+            .skip(1)
+            .all(|c| !c.is_empty() && c != "." && c != "..")
+    };
+    match p.strip_prefix(root) {
+        Some("") => root.to_string(),
+        Some(rest) if rest.starts_with('/') && clean(rest) => format!("{root}{rest}"),
+        // Another shape (another hdcd's choice): the file under the root by its name.
+        _ => format!("{root}/{}", f::file_name(cfg)),
+    }
+}
+
+/// `file recv`: the device is master (FILE_INIT with our arguments); its files come to the
+/// server's receiver on `ch`.
+async fn file_recv(
+    c: u32,
+    remote: String,
+    opts: FileOpts,
+    mut ch: Channel,
+    mut rx: mpsc::Receiver<ohos::Packet>,
+    out: Out,
+) {
+    let root = remote
+        .rsplit('/')
+        .find(|s| !s.is_empty() && *s != "." && *s != "..")
+        .unwrap_or("file")
+        .to_string();
+    let mut args = String::new();
+    if opts.keep_attrs {
+        args.push_str("-a ");
+    }
+    if opts.compress {
+        args.push_str("-z ");
+    }
+    args.push_str(&crate::channel::quote_arg(&remote));
+    args.push(' ');
+    args.push_str(&crate::channel::quote_arg(&root));
+    let _ = out.send(packet(c, CMD_KERNEL_WAKEUP_SLAVETASK, &[])).await;
+    let _ = out.send(packet(c, CMD_FILE_INIT, args.as_bytes())).await;
+    let tx = ch.sender();
+    let mut dirs: Vec<String> = Vec::new();
+    let mut why = None;
+    let fail = |ch: Channel, e: String| ch.close(&Exit::fail(e));
+    while let Some(p) = rx.recv().await {
+        match p.protect.command_flag {
+            CMD_FILE_CHECK => {
+                let cfg = match TransferConfig::decode(&p.payload) {
+                    Ok(cfg) => cfg,
+                    Err(e) => {
+                        let _ = out.send(packet(c, CMD_KERNEL_CHANNEL_CLOSE, &[1])).await;
+                        return fail(ch, format!("[Fail]{e}"));
+                    }
+                };
+                let rel = rel_of(&cfg, &root);
+                // Parents first, as our receiver expects of a tree.
+                let mut parent = String::new();
+                let parts: Vec<&str> = rel.split('/').collect();
+                for part in &parts[..parts.len().saturating_sub(1)] {
+                    if !parent.is_empty() {
+                        parent.push('/');
+                    }
+                    parent.push_str(part);
+                    if !dirs.contains(&parent) {
+                        dirs.push(parent.clone());
+                        let _ = tx.ctrl(&Ctrl::FileBegin(FileMeta {
+                            rel: parent.clone(),
+                            dir: true,
+                            size: 0,
+                            mode: 0o755,
+                            mtime: 0,
+                            mtime_ns: 0,
+                        }));
+                    }
+                }
+                let meta = FileMeta {
+                    rel,
+                    dir: false,
+                    size: cfg.file_size,
+                    mode: 0o644,
+                    mtime: (cfg.mtime / 1_000_000_000) as i64,
+                    mtime_ns: (cfg.mtime % 1_000_000_000) as u32,
+                };
+                if tx.ctrl(&Ctrl::FileBegin(meta)).is_err() {
+                    let m = f::close_reason(&mut ch).await;
+                    let _ = out.send(packet(c, CMD_KERNEL_CHANNEL_CLOSE, &[1])).await;
+                    return fail(ch, m);
+                }
+                let _ = out.send(packet(c, CMD_FILE_BEGIN, &BEGIN_FLAGS)).await;
+                if let Err(e) = f::stream_in(&mut ch, &mut rx, cfg.file_size, CMD_FILE_DATA).await {
+                    let _ = out.send(packet(c, CMD_KERNEL_CHANNEL_CLOSE, &[1])).await;
+                    return fail(ch, e);
+                }
+                let _ = out.send(packet(c, CMD_FILE_FINISH, &[1])).await;
+            }
+            CMD_FILE_FINISH => {
+                // All sent: our receiver's close says whether all is written.
+                let _ = tx.ctrl(&Ctrl::Done);
+                let m = f::close_reason(&mut ch).await;
+                let _ = out.send(packet(c, CMD_KERNEL_CHANNEL_CLOSE, &[1])).await;
+                if !m.is_empty() {
+                    tracing::debug!("file recv from an OpenHarmony device: {m}");
+                }
+                return;
+            }
+            f::CMD_FILE_MODE | f::CMD_DIR_MODE => {
+                let _ = out.send(packet(c, p.protect.command_flag, &[])).await;
+            }
+            CMD_KERNEL_ECHO => {
+                let (level, t) = echo_of(&p.payload);
+                if level == MSG_FAIL {
+                    why = Some(t);
+                }
+            }
+            CMD_KERNEL_CHANNEL_CLOSE => {
+                answer_close(c, &p, &out).await;
+                return fail(
+                    ch,
+                    why.unwrap_or_else(|| "[Fail]the device ended the transfer".into()),
+                );
+            }
+            _ => {}
+        }
+    }
+    fail(ch, f::GONE.into())
+}
+
+/// A random name of `n` letters and digits, as hdc names staged packages.
+fn random_name(n: usize) -> String {
+    const ABC: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let mut b = vec![0u8; n];
+    let _ = getrandom::fill(&mut b);
+    b.iter()
+        .map(|x| char::from(ABC[usize::from(*x) % ABC.len()]))
+        .collect()
+}
+
+/// What a bundle manager's words say: success.
+fn succeeded(words: &str) -> bool {
+    words.contains("successfully") && !words.contains("error:")
+}
+
+/// `install`: each package our sender streams on `ch` is one APP_CHECK cycle; the device's
+/// installer's words (APP_FINISH, cumulative) come back as output.
+async fn install(
+    c: u32,
+    replace: bool,
+    mut ch: Channel,
+    mut rx: mpsc::Receiver<ohos::Packet>,
+    out: Out,
+) {
+    let _ = out.send(packet(c, CMD_KERNEL_WAKEUP_SLAVETASK, &[])).await;
+    let tx = ch.sender();
+    let (mut printed, mut all_ok, mut any) = (0usize, true, false);
+    let mut index: Option<u64> = None;
+    let end = |ch: Channel, exit: Exit, out: Out| async move {
+        let _ = out.send(packet(c, CMD_KERNEL_CHANNEL_CLOSE, &[1])).await;
+        ch.close(&exit);
+    };
+    loop {
+        match ch.recv().await {
+            Event::Ctrl(Ctrl::FileBegin(meta)) if meta.dir => {}
+            Event::Ctrl(Ctrl::FileBegin(meta)) => {
+                let ext = [".hap", ".hsp", ".app"]
+                    .into_iter()
+                    .find(|x| meta.rel.ends_with(x));
+                let Some(ext) = ext else {
+                    index = None;
+                    continue;
+                };
+                let cfg = TransferConfig {
+                    file_size: meta.size,
+                    options: if replace { "-r".into() } else { String::new() },
+                    optional_name: format!("{}{ext}", random_name(9)),
+                    function_name: "install".into(),
+                    client_cwd: "/".into(),
+                    ..Default::default()
+                };
+                let _ = out.send(packet(c, CMD_APP_CHECK, &cfg.encode())).await;
+                if let Err(e) = f::wait_for(&mut rx, CMD_APP_BEGIN).await {
+                    return end(ch, Exit::fail(e), out).await;
+                }
+                any = true;
+                index = Some(0);
+            }
+            Event::Data(d) => {
+                let Some(i) = index.as_mut() else { continue };
+                for part in d.chunks(SEND_CHUNK) {
+                    if out
+                        .send(f::data_packet(c, CMD_APP_DATA, *i, part, false))
+                        .await
+                        .is_err()
+                    {
+                        return ch.close(&Exit::fail(f::GONE));
+                    }
+                    *i += part.len() as u64;
+                }
+            }
+            Event::Ctrl(Ctrl::FileEnd { .. }) => {
+                if index.take().is_none() {
+                    continue;
+                }
+                let fin = match f::wait_for(&mut rx, CMD_APP_FINISH).await {
+                    Ok(p) => p,
+                    Err(e) => return end(ch, Exit::fail(e), out).await,
+                };
+                let all = String::from_utf8_lossy(fin.payload.get(2..).unwrap_or_default());
+                let new = all.get(printed..).unwrap_or(&all).trim().to_string();
+                printed = all.len();
+                all_ok &= succeeded(&new);
+                if tx.send(Bytes::from(format!("{new}\n"))).await.is_err() {
+                    return end(ch, Exit::fail(f::GONE), out).await;
+                }
+            }
+            Event::Ctrl(Ctrl::Done) => {
+                let exit = if !any {
+                    Exit::fail("[Fail][E006001] Not any installation package was found")
+                } else if all_ok {
+                    Exit::ok()
+                } else {
+                    Exit {
+                        code: 1,
+                        message: String::new(),
+                    }
+                };
+                return end(ch, exit, out).await;
+            }
+            Event::Ctrl(_) => {}
+            Event::Close(_) => {
+                let _ = out.send(packet(c, CMD_KERNEL_CHANNEL_CLOSE, &[1])).await;
+                return;
+            }
+        }
+    }
+}
+
+/// `uninstall`: APP_UNINSTALL with hdc's arguments; the installer's words come back.
+async fn uninstall(
+    c: u32,
+    name: String,
+    keep: bool,
+    ch: Channel,
+    mut rx: mpsc::Receiver<ohos::Packet>,
+    out: Out,
+) {
+    let _ = out.send(packet(c, CMD_KERNEL_WAKEUP_SLAVETASK, &[])).await;
+    let args = format!("{}{name}\0", if keep { "-k " } else { "" });
+    let _ = out
+        .send(packet(c, CMD_APP_UNINSTALL, args.as_bytes()))
+        .await;
+    let exit = match f::wait_for(&mut rx, CMD_APP_FINISH).await {
+        Ok(fin) => {
+            let words = String::from_utf8_lossy(fin.payload.get(2..).unwrap_or_default())
+                .trim()
+                .to_string();
+            let ok = succeeded(&words);
+            let _ = ch.send(Bytes::from(format!("{words}\n"))).await;
+            Exit {
+                code: i32::from(!ok),
+                message: String::new(),
+            }
+        }
+        Err(e) => Exit::fail(e),
+    };
+    let _ = out.send(packet(c, CMD_KERNEL_CHANNEL_CLOSE, &[1])).await;
+    ch.close(&exit);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn received_paths_stay_under_the_root() {
+        let cfg = |path: &str, name: &str| TransferConfig {
+            path: path.into(),
+            optional_name: name.into(),
+            ..Default::default()
+        };
+        assert_eq!(rel_of(&cfg("logs", "logs"), "logs"), "logs");
+        assert_eq!(
+            rel_of(&cfg("logs/a/b.txt", "b.txt"), "logs"),
+            "logs/a/b.txt"
+        );
+        assert_eq!(rel_of(&cfg("./logs/x", "x"), "logs"), "logs/x");
+        // Anything else lands under the root by its last name, never elsewhere.
+        assert_eq!(rel_of(&cfg("/etc/passwd", "passwd"), "logs"), "logs/passwd");
+        assert_eq!(rel_of(&cfg("logsx/y", "y"), "logs"), "logs/y");
+        assert_eq!(rel_of(&cfg("../../x", "x"), "logs"), "logs/x");
+        assert_eq!(rel_of(&cfg("logs/../../x", "x"), "logs"), "logs/x");
+        assert_eq!(rel_of(&cfg("logs//x", "x"), "logs"), "logs/x");
+    }
+
+    #[test]
+    fn staged_names_are_nine_letters_or_digits() {
+        let n = random_name(9);
+        assert_eq!(n.len(), 9);
+        assert!(n.chars().all(|c| c.is_ascii_alphanumeric()), "{n}");
+    }
+
+    #[test]
+    fn bundle_manager_words() {
+        assert!(succeeded("install bundle successfully."));
+        assert!(!succeeded(
+            "error: failed to install bundle. code:9568320 error: no signature file."
+        ));
+    }
+}
