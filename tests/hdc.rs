@@ -1966,5 +1966,15 @@ fn our_host_drives_a_device_that_speaks_only_openharmonys_wire() {
     let out = h.ok(&["uninstall", bundle]);
     assert!(out.contains("uninstall bundle successfully"), "{out}");
     assert!(!d.oxh_ok(&["bm", "dump", "-a"]).contains(bundle));
+    // A directory goes as OpenHarmony's host sends it, one tar; the device unpacks and
+    // installs what is in it (a dotfile is left out, as hdc does).
+    let pkgs = work.path().join("pkgs");
+    std::fs::create_dir_all(&pkgs).expect("pkgs");
+    std::fs::copy(&hap, pkgs.join("app.hap")).expect("copy");
+    std::fs::write(pkgs.join(".notes"), b"not a package").expect("dotfile");
+    let out = h.ok(&["install", &s(&pkgs)]);
+    assert!(out.contains("install bundle successfully"), "{out}");
+    assert!(d.oxh_ok(&["bm", "dump", "-a"]).contains(bundle));
+    h.ok(&["uninstall", bundle]);
     assert_eq!(h.ok(&["shell", "echo still"]).trim(), "still");
 }

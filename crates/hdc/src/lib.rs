@@ -30,6 +30,7 @@ pub mod ohos_auth;
 pub mod ohos_device;
 pub mod ohos_file;
 pub mod ohos_host;
+pub mod ohos_tar;
 pub mod proto;
 pub mod relay;
 pub mod server;

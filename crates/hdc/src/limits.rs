@@ -21,6 +21,10 @@ pub const MAX_DEVICE_CONNECTIONS_PER_PEER: u64 = 16;
 /// Client connections the host server holds at once (each `hdc` command is one).
 pub const MAX_SERVER_CLIENTS: u64 = 256;
 
+/// Largest directory our host installs on an OpenHarmony device: OpenHarmony's wire takes a
+/// directory as one tar whose size goes first, so the tar is built in memory.
+pub const MAX_INSTALL_TAR: usize = 512 << 20;
+
 /// One admitted connection; dropping it gives the slot back.
 pub type Slot<K> = Grant<K>;
 

@@ -175,8 +175,59 @@ async fn receive_one(
     }
 }
 
-/// Takes `size` bytes of chunks (`data_cmd`: FILE_DATA or APP_DATA, each a TransferPayload
-/// prefix then the bytes) off `rx` into our channel `ch`, in order, LZ4 undone, then ends the
+/// The next chunk of a file of `size` bytes of which `got` are in (`data_cmd`: FILE_DATA or
+/// APP_DATA, each a TransferPayload prefix then the bytes), LZ4 undone, checked to be the
+/// next in order and to fit.
+async fn next_chunk(
+    rx: &mut mpsc::Receiver<ohos::Packet>,
+    got: u64,
+    size: u64,
+    data_cmd: u32,
+) -> Result<Bytes, String> {
+    let p = loop {
+        let Some(p) = rx.recv().await else {
+            return Err(GONE.into());
+        };
+        match p.protect.command_flag {
+            x if x == data_cmd => break p,
+            crate::ohos_auth::CMD_KERNEL_CHANNEL_CLOSE => {
+                return Err("[Fail]Transfer Stop: the channel was closed".into());
+            }
+            _ => {}
+        }
+    };
+    let head = TransferPayload::decode_prefix(&p.payload).map_err(|e| format!("[Fail]{e}"))?;
+    let body = p
+        .payload
+        .get(PAYLOAD_PREFIX_RESERVE..PAYLOAD_PREFIX_RESERVE + head.compress_size as usize)
+        .ok_or("[Fail]a file chunk is shorter than its compressSize")?;
+    if head.index != got {
+        return Err(format!(
+            "[Fail]a file chunk at {} where {got} was expected",
+            head.index
+        ));
+    }
+    let n = head.uncompress_size as usize;
+    if n > MAX_SIZE_IOBUF {
+        return Err(format!(
+            "[Fail]a file chunk of {n} bytes (the limit is {MAX_SIZE_IOBUF})"
+        ));
+    }
+    let data = match head.compress_type {
+        COMPRESS_NONE if body.len() == n => Bytes::copy_from_slice(body),
+        COMPRESS_LZ4 => Bytes::from(
+            lz4_flex::block::decompress(body, n)
+                .map_err(|e| format!("[Fail]a bad LZ4 chunk: {e}"))?,
+        ),
+        t => return Err(format!("[Fail]compress type {t} is not supported")),
+    };
+    if data.len() != n || n == 0 || got + n as u64 > size {
+        return Err("[Fail]a file chunk does not fit the file's size".into());
+    }
+    Ok(data)
+}
+
+/// Takes `size` bytes of chunks off `rx` into our channel `ch`, in order, then ends the
 /// file (FileEnd with its checksum). Returns the bytes taken.
 pub(crate) async fn stream_in(
     ch: &mut Channel,
@@ -188,46 +239,9 @@ pub(crate) async fn stream_in(
     let mut hash = Xxh3::new();
     let mut got = 0u64;
     while got < size {
-        let Some(p) = rx.recv().await else {
-            return Err(GONE.into());
-        };
-        match p.protect.command_flag {
-            x if x == data_cmd => {}
-            crate::ohos_auth::CMD_KERNEL_CHANNEL_CLOSE => {
-                return Err("[Fail]Transfer Stop: the channel was closed".into());
-            }
-            _ => continue,
-        }
-        let head = TransferPayload::decode_prefix(&p.payload).map_err(|e| format!("[Fail]{e}"))?;
-        let body = p
-            .payload
-            .get(PAYLOAD_PREFIX_RESERVE..PAYLOAD_PREFIX_RESERVE + head.compress_size as usize)
-            .ok_or("[Fail]a file chunk is shorter than its compressSize")?;
-        if head.index != got {
-            return Err(format!(
-                "[Fail]a file chunk at {} where {got} was expected",
-                head.index
-            ));
-        }
-        let n = head.uncompress_size as usize;
-        if n > MAX_SIZE_IOBUF {
-            return Err(format!(
-                "[Fail]a file chunk of {n} bytes (the limit is {MAX_SIZE_IOBUF})"
-            ));
-        }
-        let data = match head.compress_type {
-            COMPRESS_NONE if body.len() == n => Bytes::copy_from_slice(body),
-            COMPRESS_LZ4 => Bytes::from(
-                lz4_flex::block::decompress(body, n)
-                    .map_err(|e| format!("[Fail]a bad LZ4 chunk: {e}"))?,
-            ),
-            t => return Err(format!("[Fail]compress type {t} is not supported")),
-        };
-        if data.len() != n || got + n as u64 > size {
-            return Err("[Fail]a file chunk does not fit the file's size".into());
-        }
+        let data = next_chunk(rx, got, size, data_cmd).await?;
         hash.update(&data);
-        got += n as u64;
+        got += data.len() as u64;
         if tx.send(data).await.is_err() {
             // Our receiver stopped (it could not write): its close says why.
             return Err(failed(close_reason(ch).await));
@@ -240,6 +254,63 @@ pub(crate) async fn stream_in(
         return Err(failed(close_reason(ch).await));
     }
     Ok(got)
+}
+
+/// As [`stream_in`] for a tar of packages (`hdc install DIR`, which OpenHarmony's host sends
+/// as a tar): its entries go to our channel as a tree under `root`.
+async fn stream_tar_in(
+    ch: &mut Channel,
+    rx: &mut mpsc::Receiver<ohos::Packet>,
+    size: u64,
+    root: &str,
+) -> Result<(), String> {
+    use crate::ohos_tar::{TarEvent, TarReader};
+    let tx = ch.sender();
+    let mut tar = TarReader::default();
+    let (mut got, mut hash) = (0u64, Xxh3::new());
+    let ctrl = |c: Ctrl| tx.ctrl(&c).map_err(|_| ());
+    let mut sent = true;
+    while got < size && sent {
+        let data = next_chunk(rx, got, size, CMD_APP_DATA).await?;
+        got += data.len() as u64;
+        let events = tar.feed(&data).map_err(|e| format!("[Fail]{e}"))?;
+        for ev in events {
+            let r = match ev {
+                TarEvent::Dir(p) => ctrl(Ctrl::FileBegin(tree_meta(root, &p, 0, true))),
+                TarEvent::File { path, size } => {
+                    hash = Xxh3::new();
+                    ctrl(Ctrl::FileBegin(tree_meta(root, &path, size, false)))
+                }
+                TarEvent::Data(d) => {
+                    hash.update(&d);
+                    tx.send(Bytes::from(d)).await.map_err(|_| ())
+                }
+                TarEvent::FileEnd => ctrl(Ctrl::FileEnd {
+                    hash: hash.digest128(),
+                }),
+            };
+            if r.is_err() {
+                sent = false;
+                break;
+            }
+        }
+    }
+    if !sent {
+        return Err(failed(close_reason(ch).await));
+    }
+    tar.finish().map_err(|e| format!("[Fail]{e}"))
+}
+
+/// A tar entry's place in the tree our installer receives.
+fn tree_meta(root: &str, path: &str, size: u64, dir: bool) -> FileMeta {
+    FileMeta {
+        rel: format!("{root}/{path}"),
+        dir,
+        size,
+        mode: if dir { 0o755 } else { 0o644 },
+        mtime: 0,
+        mtime_ns: 0,
+    }
 }
 
 /// Ends a transfer on our channel: all files are sent.
@@ -330,21 +401,24 @@ async fn install_one(
 ) -> Result<String, String> {
     let cfg = TransferConfig::decode(check).map_err(|e| format!("[Fail]{e}"))?;
     let name = file_name(&cfg);
-    if ![".hap", ".hsp", ".app"].iter().any(|x| name.ends_with(x)) {
+    let tar = name.ends_with(".tar");
+    if !tar && ![".hap", ".hsp", ".app"].iter().any(|x| name.ends_with(x)) {
         return Err(format!(
-            "[Fail]{name}: only .hap, .hsp and .app packages install this way (a directory, \
-             sent as a tar, is not supported yet)"
+            "[Fail]{name}: only .hap, .hsp and .app packages, or a directory of them sent as \
+             a .tar, install this way"
         ));
     }
     let replace = cfg.options.split_whitespace().any(|o| o == "-r");
     let mut ch = local
         .open(&crate::proto::to_bytes(&Request::Install { replace }))
         .map_err(|e| e.to_string())?;
+    // A tar is a directory: its packages go to our installer as a tree under its stem.
+    let root = name.trim_end_matches(".tar").to_string();
     let meta = FileMeta {
-        rel: name,
-        dir: false,
-        size: cfg.file_size,
-        mode: 0o644,
+        rel: if tar { root.clone() } else { name },
+        dir: tar,
+        size: if tar { 0 } else { cfg.file_size },
+        mode: if tar { 0o755 } else { 0o644 },
         mtime: 0,
         mtime_ns: 0,
     };
@@ -354,7 +428,11 @@ async fn install_one(
     out.send(packet(c, CMD_APP_BEGIN, &BEGIN_FLAGS))
         .await
         .map_err(|_| "[Fail]the host went away".to_string())?;
-    stream_in(&mut ch, rx, cfg.file_size, CMD_APP_DATA).await?;
+    if tar {
+        stream_tar_in(&mut ch, rx, cfg.file_size, &root).await?;
+    } else {
+        stream_in(&mut ch, rx, cfg.file_size, CMD_APP_DATA).await?;
+    }
     done(&mut ch).await?;
     Ok(words_of(&mut ch).await)
 }

@@ -566,8 +566,89 @@ fn succeeded(words: &str) -> bool {
     words.contains("successfully") && !words.contains("error:")
 }
 
-/// `install`: each package our sender streams on `ch` is one APP_CHECK cycle; the device's
-/// installer's words (APP_FINISH, cumulative) come back as output.
+/// One package's APP_CHECK (options `-r` with `replace`), waiting for the device's
+/// APP_BEGIN.
+async fn app_check(
+    c: u32,
+    size: u64,
+    ext: &str,
+    replace: bool,
+    rx: &mut mpsc::Receiver<ohos::Packet>,
+    out: &Out,
+) -> Result<(), String> {
+    let cfg = TransferConfig {
+        file_size: size,
+        options: if replace { "-r".into() } else { String::new() },
+        optional_name: format!("{}{ext}", random_name(9)),
+        function_name: "install".into(),
+        client_cwd: "/".into(),
+        ..Default::default()
+    };
+    out.send(packet(c, CMD_APP_CHECK, &cfg.encode()))
+        .await
+        .map_err(|_| f::GONE.to_string())?;
+    f::wait_for(rx, CMD_APP_BEGIN).await.map(|_| ())
+}
+
+/// Bytes of a package as APP_DATA from file offset `*index`.
+async fn app_data(c: u32, index: &mut u64, d: &[u8], out: &Out) -> Result<(), String> {
+    for part in d.chunks(SEND_CHUNK) {
+        out.send(f::data_packet(c, CMD_APP_DATA, *index, part, false))
+            .await
+            .map_err(|_| f::GONE.to_string())?;
+        *index += part.len() as u64;
+    }
+    Ok(())
+}
+
+/// What an install has said so far: APP_FINISH's text is cumulative, hdc prints the new part.
+#[derive(Default)]
+struct Words {
+    printed: usize,
+    all_ok: bool,
+    any: bool,
+}
+
+impl Words {
+    /// The device's APP_FINISH for the package just sent: its new words.
+    async fn finish(&mut self, rx: &mut mpsc::Receiver<ohos::Packet>) -> Result<String, String> {
+        let fin = f::wait_for(rx, CMD_APP_FINISH).await?;
+        let all = String::from_utf8_lossy(fin.payload.get(2..).unwrap_or_default()).into_owned();
+        let new = all.get(self.printed..).unwrap_or(&all).trim().to_string();
+        self.printed = all.len();
+        self.all_ok &= succeeded(&new);
+        Ok(format!("{new}\n"))
+    }
+}
+
+/// A directory being installed: OpenHarmony's host sends it as one tar of its entries
+/// (dotfiles skipped), built here in memory up to [`crate::limits::MAX_INSTALL_TAR`].
+struct TarDir {
+    root: String,
+    tar: Vec<u8>,
+    /// The entry whose bytes are coming (its tar name), when it is kept.
+    file: Option<(String, Vec<u8>)>,
+}
+
+impl TarDir {
+    fn add(&mut self, name: &str, data: &[u8], dir: bool) -> Result<(), String> {
+        if self.tar.len() + data.len() + 2 * crate::ohos_tar::BLOCK > crate::limits::MAX_INSTALL_TAR
+        {
+            return Err(format!(
+                "[Fail]{}: a directory to install on an OpenHarmony device is sent as one tar, \
+                 at most {} MiB",
+                self.root,
+                crate::limits::MAX_INSTALL_TAR >> 20
+            ));
+        }
+        crate::ohos_tar::write_entry(&mut self.tar, name, data, dir)
+            .map_err(|e| format!("[Fail]{e}"))
+    }
+}
+
+/// `install`: each package our sender streams on `ch` is one APP_CHECK cycle (a directory
+/// one cycle with its tar, as OpenHarmony's host does); the device's installer's words
+/// (APP_FINISH) come back as output.
 async fn install(
     c: u32,
     replace: bool,
@@ -577,87 +658,99 @@ async fn install(
 ) {
     let _ = out.send(packet(c, CMD_KERNEL_WAKEUP_SLAVETASK, &[])).await;
     let tx = ch.sender();
-    let (mut printed, mut all_ok, mut any) = (0usize, true, false);
-    let mut index: Option<u64> = None;
-    let end = |ch: Channel, exit: Exit, out: Out| async move {
-        let _ = out.send(packet(c, CMD_KERNEL_CHANNEL_CLOSE, &[1])).await;
-        ch.close(&exit);
+    let mut words = Words {
+        all_ok: true,
+        ..Default::default()
     };
-    loop {
-        match ch.recv().await {
-            Event::Ctrl(Ctrl::FileBegin(meta)) if meta.dir => {}
-            Event::Ctrl(Ctrl::FileBegin(meta)) => {
-                let ext = [".hap", ".hsp", ".app"]
-                    .into_iter()
-                    .find(|x| meta.rel.ends_with(x));
-                let Some(ext) = ext else {
-                    index = None;
-                    continue;
-                };
-                let cfg = TransferConfig {
-                    file_size: meta.size,
-                    options: if replace { "-r".into() } else { String::new() },
-                    optional_name: format!("{}{ext}", random_name(9)),
-                    function_name: "install".into(),
-                    client_cwd: "/".into(),
-                    ..Default::default()
-                };
-                let _ = out.send(packet(c, CMD_APP_CHECK, &cfg.encode())).await;
-                if let Err(e) = f::wait_for(&mut rx, CMD_APP_BEGIN).await {
-                    return end(ch, Exit::fail(e), out).await;
+    let mut index: Option<u64> = None;
+    let mut dir: Option<TarDir> = None;
+    let r: Result<(), String> = async {
+        loop {
+            match ch.recv().await {
+                Event::Ctrl(Ctrl::FileBegin(meta)) => {
+                    if let Some(d) = dir.as_mut() {
+                        let name = meta.rel.split_once('/').map(|(_, n)| n).unwrap_or("");
+                        let hidden = name.split('/').any(|p| p.starts_with('.'));
+                        d.file = None;
+                        if name.is_empty() || hidden {
+                        } else if meta.dir {
+                            d.add(name, &[], true)?;
+                        } else {
+                            d.file =
+                                Some((name.to_string(), Vec::with_capacity(meta.size as usize)));
+                        }
+                        continue;
+                    }
+                    if meta.dir {
+                        dir = Some(TarDir {
+                            root: meta.rel.clone(),
+                            tar: Vec::new(),
+                            file: None,
+                        });
+                        continue;
+                    }
+                    let ext = [".hap", ".hsp", ".app"]
+                        .into_iter()
+                        .find(|x| meta.rel.ends_with(x));
+                    let Some(ext) = ext else {
+                        index = None;
+                        continue;
+                    };
+                    app_check(c, meta.size, ext, replace, &mut rx, &out).await?;
+                    words.any = true;
+                    index = Some(0);
                 }
-                any = true;
-                index = Some(0);
-            }
-            Event::Data(d) => {
-                let Some(i) = index.as_mut() else { continue };
-                for part in d.chunks(SEND_CHUNK) {
-                    if out
-                        .send(f::data_packet(c, CMD_APP_DATA, *i, part, false))
+                Event::Data(d) => {
+                    if let Some((_, buf)) = dir.as_mut().and_then(|t| t.file.as_mut()) {
+                        buf.extend_from_slice(&d);
+                    } else if let Some(i) = index.as_mut() {
+                        app_data(c, i, &d, &out).await?;
+                    }
+                }
+                Event::Ctrl(Ctrl::FileEnd { .. }) => {
+                    if let Some(t) = dir.as_mut() {
+                        if let Some((name, data)) = t.file.take() {
+                            t.add(&name, &data, false)?;
+                        }
+                        continue;
+                    }
+                    if index.take().is_none() {
+                        continue;
+                    }
+                    let said = words.finish(&mut rx).await?;
+                    tx.send(Bytes::from(said))
                         .await
-                        .is_err()
-                    {
-                        return ch.close(&Exit::fail(f::GONE));
-                    }
-                    *i += part.len() as u64;
+                        .map_err(|_| f::GONE.to_string())?;
                 }
-            }
-            Event::Ctrl(Ctrl::FileEnd { .. }) => {
-                if index.take().is_none() {
-                    continue;
-                }
-                let fin = match f::wait_for(&mut rx, CMD_APP_FINISH).await {
-                    Ok(p) => p,
-                    Err(e) => return end(ch, Exit::fail(e), out).await,
-                };
-                let all = String::from_utf8_lossy(fin.payload.get(2..).unwrap_or_default());
-                let new = all.get(printed..).unwrap_or(&all).trim().to_string();
-                printed = all.len();
-                all_ok &= succeeded(&new);
-                if tx.send(Bytes::from(format!("{new}\n"))).await.is_err() {
-                    return end(ch, Exit::fail(f::GONE), out).await;
-                }
-            }
-            Event::Ctrl(Ctrl::Done) => {
-                let exit = if !any {
-                    Exit::fail("[Fail][E006001] Not any installation package was found")
-                } else if all_ok {
-                    Exit::ok()
-                } else {
-                    Exit {
-                        code: 1,
-                        message: String::new(),
-                    }
-                };
-                return end(ch, exit, out).await;
-            }
-            Event::Ctrl(_) => {}
-            Event::Close(_) => {
-                let _ = out.send(packet(c, CMD_KERNEL_CHANNEL_CLOSE, &[1])).await;
-                return;
+                Event::Ctrl(Ctrl::Done) => break,
+                Event::Ctrl(_) => {}
+                Event::Close(_) => return Err(f::GONE.to_string()),
             }
         }
+        if let Some(t) = dir.take() {
+            app_check(c, t.tar.len() as u64, ".tar", replace, &mut rx, &out).await?;
+            words.any = true;
+            app_data(c, &mut 0, &t.tar, &out).await?;
+            let said = words.finish(&mut rx).await?;
+            tx.send(Bytes::from(said))
+                .await
+                .map_err(|_| f::GONE.to_string())?;
+        }
+        Ok(())
     }
+    .await;
+    let exit = match r {
+        Err(e) => Exit::fail(e),
+        Ok(()) if !words.any => {
+            Exit::fail("[Fail][E006001] Not any installation package was found")
+        }
+        Ok(()) => Exit {
+            code: i32::from(!words.all_ok),
+            message: String::new(),
+        },
+    };
+    let _ = out.send(packet(c, CMD_KERNEL_CHANNEL_CLOSE, &[1])).await;
+    ch.close(&exit);
 }
 
 /// `uninstall`: APP_UNINSTALL with hdc's arguments; the installer's words come back.
