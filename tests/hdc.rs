@@ -1978,3 +1978,61 @@ fn our_host_drives_a_device_that_speaks_only_openharmonys_wire() {
     h.ok(&["uninstall", bundle]);
     assert_eq!(h.ok(&["shell", "echo still"]).trim(), "still");
 }
+
+/// `fport` and `rport` from our host server to a device on OpenHarmony's wire only: each
+/// forwarded connection is a forward context (CHECK, ACTIVE_SLAVE / ACTIVE_MASTER, DATA,
+/// FREE_CONTEXT), 20 at once each way, and removing the rules stops the listeners.
+#[test]
+fn fport_and_rport_to_a_device_on_openharmonys_wire() {
+    let (d, addr) = device(true);
+    d.oxh_ok(&["param", "set", "persist.hdc.ohos_only", "1"]);
+    let h = Host::new();
+    assert!(h.ok(&["tconn", &addr]).contains("Connect OK"));
+    let (dev_port, _t1) = echo_server();
+    let local = free_port();
+    let out = h.ok(&["fport", &format!("tcp:{local}"), &format!("tcp:{dev_port}")]);
+    assert!(out.contains("Forwardport result:OK"), "{out}");
+    let threads: Vec<_> = (0..20)
+        .map(|i| std::thread::spawn(move || echo_through(local, i)))
+        .collect();
+    for t in threads {
+        t.join().expect("thread").expect("echo through fport");
+    }
+    let (host_port, _t2) = echo_server();
+    let dport = free_port();
+    let out = h.ok(&[
+        "rport",
+        &format!("tcp:{dport}"),
+        &format!("tcp:{host_port}"),
+    ]);
+    assert!(out.contains("Forwardport result:OK"), "{out}");
+    let threads: Vec<_> = (0..20)
+        .map(|i| std::thread::spawn(move || echo_through(dport, i)))
+        .collect();
+    for t in threads {
+        t.join().expect("thread").expect("echo through rport");
+    }
+    h.ok(&[
+        "fport",
+        "rm",
+        &format!("tcp:{local}"),
+        &format!("tcp:{dev_port}"),
+    ]);
+    h.ok(&[
+        "fport",
+        "rm",
+        &format!("tcp:{dport}"),
+        &format!("tcp:{host_port}"),
+    ]);
+    let t0 = Instant::now();
+    while TcpStream::connect(("127.0.0.1", local)).is_ok()
+        || TcpStream::connect(("127.0.0.1", dport)).is_ok()
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "forward still listening after fport rm"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(h.ok(&["shell", "echo still"]).trim(), "still");
+}

@@ -25,6 +25,10 @@ pub const MAX_SERVER_CLIENTS: u64 = 256;
 /// directory as one tar whose size goes first, so the tar is built in memory.
 pub const MAX_INSTALL_TAR: usize = 512 << 20;
 
+/// Connections one reverse forward to an OpenHarmony device may hold at once (each a task
+/// and a queue on the host).
+pub const MAX_OHOS_FORWARD_CONTEXTS: usize = 256;
+
 /// One admitted connection; dropping it gives the slot back.
 pub type Slot<K> = Grant<K>;
 

@@ -54,6 +54,8 @@ const MSG_FAIL: u8 = 0;
 pub struct OhosDevice {
     /// The session the host server opens channels on.
     pub session: Session,
+    /// The channels the device side opens to the server (a reverse forward's connections).
+    pub incoming: mpsc::UnboundedReceiver<Incoming>,
     /// Its name (AUTH_OK's `devname`).
     pub name: String,
 }
@@ -166,7 +168,7 @@ fn start(
 ) -> OhosDevice {
     let label = format!("OpenHarmony device {connect_key}");
     let (a, b) = tokio::io::duplex(1 << 20);
-    let (host, _none) = Session::start(b, false, label.clone());
+    let (host, host_incoming) = Session::start(b, false, label.clone());
     let (dev, mut incoming) = Session::start(a, true, label);
     let routes: Routes = Arc::default();
     let writer = tokio::spawn(writer);
@@ -211,7 +213,7 @@ fn start(
     };
     // The host server's channels.
     let serve = {
-        let routes = routes.clone();
+        let (routes, dev) = (routes.clone(), dev.clone());
         tokio::spawn(async move {
             let mut next = 0u32;
             while let Some(inc) = incoming.recv().await {
@@ -221,7 +223,7 @@ fn start(
                     r.retain(|_, t| !t.is_closed());
                     r.insert(next, tx);
                 }
-                tokio::spawn(serve_channel(next, inc, rx, out.clone()));
+                tokio::spawn(serve_channel(next, inc, rx, out.clone(), dev.clone()));
             }
         })
     };
@@ -241,12 +243,19 @@ fn start(
     });
     OhosDevice {
         session: host,
+        incoming: host_incoming,
         name,
     }
 }
 
 /// One of the server's channels, as OpenHarmony's commands on channel `c`.
-async fn serve_channel(c: u32, inc: Incoming, rx: mpsc::Receiver<ohos::Packet>, out: Out) {
+async fn serve_channel(
+    c: u32,
+    inc: Incoming,
+    rx: mpsc::Receiver<ohos::Packet>,
+    out: Out,
+    dev: Session,
+) {
     let Incoming { request, channel } = inc;
     let req = match crate::proto::from_bytes::<Request>(&request) {
         Ok(r) => r,
@@ -281,13 +290,261 @@ async fn serve_channel(c: u32, inc: Incoming, rx: mpsc::Receiver<ohos::Packet>, 
         Request::Uninstall { name, keep } => {
             return uninstall(c, name, keep, channel, rx, out).await;
         }
-        Request::Connect { .. } | Request::ReverseListen { .. } => {
-            return channel.close(&Exit::fail(
-                "[Fail]port forwarding to an OpenHarmony device is not supported yet",
-            ));
+        Request::Connect { port } => return forward(c, port, channel, rx, out).await,
+        Request::ReverseListen { port, host_port } => {
+            return reverse(c, port, host_port, channel, rx, out, dev).await;
         }
     };
     command(c, run.0, run.1, channel, rx, out).await
+}
+
+/// CMD_FORWARD_INIT: `"LOCALNODE REMOTENODE\0"`, the first node the receiver's.
+pub const CMD_FORWARD_INIT: u32 = 2500;
+/// CMD_FORWARD_CHECK: `[id][8 zero bytes]"NODE\0"`.
+pub const CMD_FORWARD_CHECK: u32 = 2501;
+/// CMD_FORWARD_CHECK_RESULT: `[id][flag]`.
+pub const CMD_FORWARD_CHECK_RESULT: u32 = 2502;
+/// CMD_FORWARD_ACTIVE_SLAVE: `[id][8 zero bytes]"NODE\0"`: connect to NODE for context id.
+pub const CMD_FORWARD_ACTIVE_SLAVE: u32 = 2503;
+/// CMD_FORWARD_ACTIVE_MASTER: `[id]`: connected.
+pub const CMD_FORWARD_ACTIVE_MASTER: u32 = 2504;
+/// CMD_FORWARD_DATA: `[id]` then bytes.
+pub const CMD_FORWARD_DATA: u32 = 2505;
+/// CMD_FORWARD_FREE_CONTEXT: `[id]`: that connection is over (no half-close).
+pub const CMD_FORWARD_FREE_CONTEXT: u32 = 2506;
+/// CMD_FORWARD_SUCCESS: `"1|..."` or `"0|..."`: the rule is up.
+pub const CMD_FORWARD_SUCCESS: u32 = 2509;
+/// Bytes of one FORWARD_DATA (hdc reads at most 512 KiB; its packets hold 511 KiB).
+const FORWARD_CHUNK: usize = 256 * 1024;
+
+/// A forward payload: the context id (big-endian, as hdc's htonl) and the rest.
+fn fwd(id: u32, rest: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(4 + rest.len());
+    p.extend_from_slice(&id.to_be_bytes());
+    p.extend_from_slice(rest);
+    p
+}
+
+/// `[8 zero bytes]"NODE\0"`, what CHECK and ACTIVE_SLAVE carry after the id.
+fn node(spec: &str) -> Vec<u8> {
+    let mut p = vec![0u8; 8];
+    p.extend_from_slice(spec.as_bytes());
+    p.push(0);
+    p
+}
+
+fn id_of(p: &ohos::Packet) -> Option<u32> {
+    let b: [u8; 4] = p.payload.get(..4)?.try_into().ok()?;
+    Some(u32::from_be_bytes(b))
+}
+
+fn random_id() -> u32 {
+    let mut b = [0u8; 4];
+    let _ = getrandom::fill(&mut b);
+    u32::from_ne_bytes(b).max(1)
+}
+
+/// One forwarded connection (`fport`: the server accepted it on the host): its own channel
+/// with one context, as hdc's master does for each connection (WAKEUP, CHECK, ACTIVE_SLAVE;
+/// the device connects to tcp:`port` and answers ACTIVE_MASTER), then the bytes both ways.
+async fn forward(
+    c: u32,
+    port: u16,
+    mut ch: Channel,
+    mut rx: mpsc::Receiver<ohos::Packet>,
+    out: Out,
+) {
+    let spec = format!("tcp:{port}");
+    let id = random_id();
+    let setup = async {
+        out.send(packet(c, CMD_KERNEL_WAKEUP_SLAVETASK, &[]))
+            .await
+            .map_err(|_| f::GONE.to_string())?;
+        out.send(packet(c, CMD_FORWARD_CHECK, &fwd(id, &node(&spec))))
+            .await
+            .map_err(|_| f::GONE.to_string())?;
+        f::wait_for(&mut rx, CMD_FORWARD_CHECK_RESULT).await?;
+        out.send(packet(c, CMD_FORWARD_ACTIVE_SLAVE, &fwd(id, &node(&spec))))
+            .await
+            .map_err(|_| f::GONE.to_string())?;
+        loop {
+            let Some(p) = rx.recv().await else {
+                return Err(f::GONE.to_string());
+            };
+            match p.protect.command_flag {
+                CMD_FORWARD_ACTIVE_MASTER if id_of(&p) == Some(id) => return Ok(()),
+                CMD_FORWARD_FREE_CONTEXT if id_of(&p) == Some(id) => {
+                    return Err(format!("[Fail]the device could not connect to {spec}"));
+                }
+                CMD_KERNEL_CHANNEL_CLOSE => {
+                    return Err(format!("[Fail]the device refused forwarding to {spec}"));
+                }
+                _ => {}
+            }
+        }
+    };
+    if let Err(e) = setup.await {
+        let _ = out.send(packet(c, CMD_KERNEL_CHANNEL_CLOSE, &[1])).await;
+        return ch.close(&Exit::fail(e));
+    }
+    let exit = pump_context(c, id, &mut ch, &mut rx, &out).await;
+    let _ = out.send(packet(c, CMD_KERNEL_CHANNEL_CLOSE, &[0])).await;
+    ch.close(&exit);
+}
+
+/// A context's bytes both ways until either side ends it (FREE_CONTEXT; our EOF ends it
+/// whole, as hdc has no half-close).
+async fn pump_context(
+    c: u32,
+    id: u32,
+    ch: &mut Channel,
+    rx: &mut mpsc::Receiver<ohos::Packet>,
+    out: &Out,
+) -> Exit {
+    let tx = ch.sender();
+    loop {
+        tokio::select! {
+            p = rx.recv() => {
+                let Some(p) = p else { return Exit::fail(f::GONE) };
+                if id_of(&p) != Some(id) {
+                    continue;
+                }
+                match p.protect.command_flag {
+                    CMD_FORWARD_DATA
+                        if tx.send(Bytes::copy_from_slice(&p.payload[4..])).await.is_err() =>
+                    {
+                        let _ = out.send(packet(c, CMD_FORWARD_FREE_CONTEXT, &fwd(id, &[]))).await;
+                        return Exit::ok();
+                    }
+                    CMD_FORWARD_FREE_CONTEXT => {
+                        let _ = tx.ctrl(&Ctrl::Eof);
+                        return Exit::ok();
+                    }
+                    _ => {}
+                }
+            }
+            ev = ch.recv() => match ev {
+                Event::Data(d) => {
+                    for part in d.chunks(FORWARD_CHUNK) {
+                        if out.send(packet(c, CMD_FORWARD_DATA, &fwd(id, part))).await.is_err() {
+                            return Exit::fail(f::GONE);
+                        }
+                    }
+                }
+                Event::Ctrl(Ctrl::Eof) | Event::Close(_) => {
+                    let _ = out.send(packet(c, CMD_FORWARD_FREE_CONTEXT, &fwd(id, &[]))).await;
+                    return Exit::ok();
+                }
+                Event::Ctrl(_) => {}
+            },
+        }
+    }
+}
+
+/// `rport`: the device listens on tcp:`port` (FORWARD_INIT, it is master); each connection it
+/// accepts (ACTIVE_SLAVE) becomes a Connect channel to the server for tcp:`host_port`, as our
+/// own devices open them. Closing the server's channel ends the rule.
+async fn reverse(
+    c: u32,
+    port: u16,
+    host_port: u16,
+    mut ch: Channel,
+    mut rx: mpsc::Receiver<ohos::Packet>,
+    out: Out,
+    dev: Session,
+) {
+    let init = format!("tcp:{port} tcp:{host_port}\0");
+    if out
+        .send(packet(c, CMD_FORWARD_INIT, init.as_bytes()))
+        .await
+        .is_err()
+    {
+        return ch.close(&Exit::fail(f::GONE));
+    }
+    let tx = ch.sender();
+    let mut why: Option<String> = None;
+    let mut up = false;
+    // Each context's packets, to its connection's task.
+    let mut ctxs: HashMap<u32, mpsc::Sender<ohos::Packet>> = HashMap::new();
+    loop {
+        tokio::select! {
+            p = rx.recv() => {
+                let Some(p) = p else { return ch.close(&Exit::fail(f::GONE)) };
+                match p.protect.command_flag {
+                    CMD_FORWARD_CHECK => {
+                        if let Some(id) = id_of(&p) {
+                            let _ = out.send(packet(c, CMD_FORWARD_CHECK_RESULT, &fwd(id, &[1]))).await;
+                        }
+                    }
+                    CMD_KERNEL_ECHO => {
+                        let (level, t) = echo_of(&p.payload);
+                        if level == MSG_FAIL {
+                            why = Some(t);
+                        }
+                    }
+                    CMD_FORWARD_SUCCESS if !up => {
+                        up = true;
+                        let _ = tx.ctrl(&Ctrl::Text("Forwardport result:OK".into()));
+                    }
+                    CMD_FORWARD_ACTIVE_SLAVE => {
+                        let Some(id) = id_of(&p) else { continue };
+                        ctxs.retain(|_, t| !t.is_closed());
+                        if ctxs.len() >= crate::limits::MAX_OHOS_FORWARD_CONTEXTS {
+                            let _ = out.send(packet(c, CMD_FORWARD_FREE_CONTEXT, &fwd(id, &[]))).await;
+                            continue;
+                        }
+                        let req = crate::proto::to_bytes(&Request::Connect { port: host_port });
+                        let Ok(conn) = dev.open(&req) else {
+                            let _ = out.send(packet(c, CMD_FORWARD_FREE_CONTEXT, &fwd(id, &[]))).await;
+                            continue;
+                        };
+                        let (ctx_tx, ctx_rx) = mpsc::channel(CHANNEL_QUEUE);
+                        ctxs.insert(id, ctx_tx);
+                        tokio::spawn(reverse_context(c, id, conn, ctx_rx, out.clone()));
+                    }
+                    CMD_FORWARD_DATA | CMD_FORWARD_FREE_CONTEXT => {
+                        let Some(id) = id_of(&p) else { continue };
+                        let free = p.protect.command_flag == CMD_FORWARD_FREE_CONTEXT;
+                        if let Some(t) = ctxs.get(&id) {
+                            let _ = t.send(p).await;
+                        }
+                        if free {
+                            ctxs.remove(&id);
+                        }
+                    }
+                    CMD_KERNEL_CHANNEL_CLOSE => {
+                        answer_close(c, &p, &out).await;
+                        let why = why.unwrap_or_else(|| format!("[Fail]the device ended tcp:{port}"));
+                        return ch.close(&Exit::fail(why));
+                    }
+                    _ => {}
+                }
+            }
+            ev = ch.recv() => if let Event::Close(_) = ev {
+                // The rule is removed: so is the device's listener, and every connection.
+                let _ = out.send(packet(c, CMD_KERNEL_CHANNEL_CLOSE, &[0])).await;
+                return;
+            },
+        }
+    }
+}
+
+/// One connection the device accepted for a reverse forward: the server's Connect channel
+/// `conn` answered, then ACTIVE_MASTER and the bytes both ways.
+async fn reverse_context(
+    c: u32,
+    id: u32,
+    mut conn: Channel,
+    mut rx: mpsc::Receiver<ohos::Packet>,
+    out: Out,
+) {
+    // The server connects to the host port before any byte flows; a failure closes the
+    // channel at once, which is FREE_CONTEXT to the device.
+    let _ = out
+        .send(packet(c, CMD_FORWARD_ACTIVE_MASTER, &fwd(id, &[])))
+        .await;
+    let exit = pump_context(c, id, &mut conn, &mut rx, &out).await;
+    conn.close(&exit);
 }
 
 /// A command whose output comes back as ECHO_RAW and ECHO until the device closes the

@@ -534,9 +534,7 @@ impl Server {
             // Not oxharmony: OpenHarmony's own wire, as its hdc would.
             Err(DialError::NotOxharmony) => {
                 let dev = self.dial_ohos(addr).await?;
-                // OpenHarmony's devices open no channels to the host.
-                let (_, none) = tokio::sync::mpsc::unbounded_channel();
-                (dev.session, none, dev.name, true)
+                (dev.session, dev.incoming, dev.name, true)
             }
             Err(DialError::Failed(e)) => return Err(e),
         };
