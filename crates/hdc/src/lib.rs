@@ -6,6 +6,10 @@
 //!   authorised host list, TLS 1.3 configurations.
 //! - [`device`]: the device side (run inside oxhd), [`server`]: the host server (127.0.0.1:8710),
 //!   [`client`]: what the `hdc` tool uses to talk to the server.
+//! - [`ohos`], [`ohos_auth`], [`ohos_tls`], [`ohos_link`]: OpenHarmony's own session wire,
+//!   its handshake, its TLS-PSK channel and the packet stream over both;
+//!   [`ohos_device`] serves OpenHarmony's hosts, [`ohos_connect`] opens a session to
+//!   OpenHarmony's devices.
 //! - [`local`]: which local user a loopback connection comes from (the host server serves
 //!   only its own); [`limits`]: how many connections the listeners hold.
 
@@ -24,8 +28,11 @@ pub mod limits;
 pub mod local;
 pub mod ohos;
 pub mod ohos_auth;
+pub mod ohos_connect;
 pub mod ohos_device;
 pub mod ohos_file;
+pub mod ohos_link;
+pub mod ohos_tls;
 pub mod proto;
 pub mod relay;
 pub mod server;
