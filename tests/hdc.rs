@@ -1578,8 +1578,8 @@ fn ohos_tls_client(home: &Path, buf: &[u8]) -> openssl::ssl::SslStream<MemStream
     let rsa = openssl::pkey::PKey::private_key_from_pem(&pem)
         .and_then(|k| k.rsa())
         .expect("RSA key");
-    let ct = openssl::base64::decode_block(std::str::from_utf8(buf).expect("base64"))
-        .expect("base64");
+    let ct =
+        openssl::base64::decode_block(std::str::from_utf8(buf).expect("base64")).expect("base64");
     let mut psk = vec![0u8; rsa.size() as usize];
     let n = rsa
         .private_decrypt(&ct, &mut psk, openssl::rsa::Padding::PKCS1_OAEP)
@@ -1925,11 +1925,7 @@ fn our_host_handshake_gets_an_encrypted_session_and_runs_a_shell() {
     assert!(rx.is_encrypted() && tx.is_encrypted());
     let pkt = |c: u32, cmd: u32, payload: &[u8]| {
         let mut v = Vec::new();
-        oxh_hdc::ohos::encode_packet(
-            &mut v,
-            &oxh_hdc::ohos::PayloadProtect::new(c, cmd),
-            payload,
-        );
+        oxh_hdc::ohos::encode_packet(&mut v, &oxh_hdc::ohos::PayloadProtect::new(c, cmd), payload);
         v
     };
     let out = rt.block_on(async {

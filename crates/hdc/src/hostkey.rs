@@ -5,12 +5,12 @@
 //! pre-shared key to the host's key with RSA-OAEP, SHA-1, as hdcd's `RsaPubkeyEncryptPsk`).
 
 use crate::keys::KeyError;
+use crate::ohos_tls::PSK_LEN;
 use base64::Engine;
 use rsa::pkcs8::{
     DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding,
 };
 use rsa::signature::{RandomizedSigner, SignatureEncoding, Verifier};
-use crate::ohos_tls::PSK_LEN;
 use rsa::{Oaep, RsaPrivateKey, RsaPublicKey, pss};
 use sha2::Sha512;
 use std::path::Path;
@@ -43,7 +43,9 @@ pub enum PskError {
     #[error("RSA-OAEP: {0}")]
     Rsa(String),
     /// The buf is not base64 of an encrypted key.
-    #[error("the encrypted pre-shared key is not base64 of {MIN_PSK_B64}..={MAX_PSK_B64} chars ({0})")]
+    #[error(
+        "the encrypted pre-shared key is not base64 of {MIN_PSK_B64}..={MAX_PSK_B64} chars ({0})"
+    )]
     Encoding(usize),
     /// The decrypted key is not [`PSK_LEN`] bytes.
     #[error("the pre-shared key is {0} bytes, not {PSK_LEN}")]
@@ -60,8 +62,7 @@ pub fn new_psk() -> Result<[u8; PSK_LEN], PskError> {
 /// The device's AUTH_SSL_TLS_PSK buf: base64 (standard, padded, one line, as
 /// EVP_EncodeBlock) of RSA-OAEP(SHA-1, MGF1-SHA-1, no label) of `psk` to the key in `pem`.
 pub fn encrypt_psk(pem: &str, psk: &[u8; PSK_LEN]) -> Result<String, PskError> {
-    let k = RsaPublicKey::from_public_key_pem(pem)
-        .map_err(|_| PskError::PublicKey)?;
+    let k = RsaPublicKey::from_public_key_pem(pem).map_err(|_| PskError::PublicKey)?;
     let ct = k
         .encrypt(&mut rand_core::OsRng, Oaep::new::<sha1::Sha1>(), psk)
         .map_err(|e| PskError::Rsa(e.to_string()))?;
@@ -218,7 +219,11 @@ mod tests {
         let b64 = encrypt_psk(k.public_pem(), &psk).unwrap();
         assert_eq!(b64.len(), MAX_PSK_B64);
         assert!(!b64.contains('\n'));
-        assert_ne!(b64, encrypt_psk(k.public_pem(), &psk).unwrap(), "OAEP is randomised");
+        assert_ne!(
+            b64,
+            encrypt_psk(k.public_pem(), &psk).unwrap(),
+            "OAEP is randomised"
+        );
 
         // hdc's host: EVP_DecodeBlock, RSA_private_decrypt with OAEP.
         let pem = std::fs::read(d.path().join(KEY_FILE)).unwrap();
@@ -237,7 +242,9 @@ mod tests {
         let public = Rsa::public_key_from_pem(k.public_pem().as_bytes()).unwrap();
         let encrypt = |m: &[u8]| {
             let mut ct = vec![0; public.size() as usize];
-            public.public_encrypt(m, &mut ct, Padding::PKCS1_OAEP).unwrap();
+            public
+                .public_encrypt(m, &mut ct, Padding::PKCS1_OAEP)
+                .unwrap();
             openssl::base64::encode_block(&ct)
         };
         assert_eq!(k.decrypt_psk(encrypt(&psk).as_bytes()), Ok(psk));

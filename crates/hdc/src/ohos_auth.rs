@@ -136,7 +136,9 @@ pub mod msg {
                  connect again), or use oxharmony's hdc, whose sessions are TLS"
             )
         };
-        format!("[Fail]This device accepts only encrypted hdc sessions ({ENCRYPT_REQUIRED_PARAM}): {fix}")
+        format!(
+            "[Fail]This device accepts only encrypted hdc sessions ({ENCRYPT_REQUIRED_PARAM}): {fix}"
+        )
     }
 }
 
@@ -491,8 +493,8 @@ impl DeviceAuth {
                 let tlv = tlv_parse(&h.buf).unwrap_or_default();
                 self.host_features = features(&tlv);
                 // hdcd: the host's supportfeatures decide (ParsePeerSupportFeatures).
-                self.psk = p.offers_psk()
-                    && self.host_features.iter().any(|f| f == FEATURE_ENCRYPT_TCP);
+                self.psk =
+                    p.offers_psk() && self.host_features.iter().any(|f| f == FEATURE_ENCRYPT_TCP);
                 if p.bypass() {
                     // As hdcd: no authentication, so no TLS either.
                     if p.encryption_required() {
@@ -776,8 +778,8 @@ mod tests {
         assert_eq!(m["12345"], "123");
         assert_eq!(m[tag::DEVNAME], "");
         assert!(tlv_parse(&b[..40]).is_err());
-        assert!(tlv_parse(&format!("{:<16}{:<16}ab", "t", "x")).is_err());
-        assert!(tlv_parse(&format!("{:<16}{:<16}ab", "t", "99")).is_err());
+        assert!(tlv_parse(format!("{:<16}{:<16}ab", "t", "x")).is_err());
+        assert!(tlv_parse(format!("{:<16}{:<16}ab", "t", "99")).is_err());
         let many: String = (0..=MAX_TLV_RECORDS)
             .map(|i| {
                 let mut s = String::new();
@@ -798,7 +800,7 @@ mod tests {
         output: Vec<u8>,
     }
     impl FakeTls {
-        fn new(server: bool, key: u8) -> Box<dyn TlsEngine> {
+        fn boxed(server: bool, key: u8) -> Box<dyn TlsEngine> {
             Box::new(FakeTls {
                 server,
                 key,
@@ -856,7 +858,8 @@ mod tests {
             if self.step != 2 {
                 return Err(TlsError::NotFinished);
             }
-            self.output.extend_from_slice(&(p.len() as u32).to_be_bytes());
+            self.output
+                .extend_from_slice(&(p.len() as u32).to_be_bytes());
             self.output.extend(p.iter().map(|b| b ^ self.key));
             Ok(())
         }
@@ -865,8 +868,12 @@ mod tests {
                 self.expect(b"TK")?;
             }
             while self.input.len() >= 4 {
-                let n = u32::from_be_bytes([self.input[0], self.input[1], self.input[2], self.input[3]])
-                    as usize;
+                let n = u32::from_be_bytes([
+                    self.input[0],
+                    self.input[1],
+                    self.input[2],
+                    self.input[3],
+                ]) as usize;
                 if self.input.len() < 4 + n {
                     break;
                 }
@@ -886,7 +893,7 @@ mod tests {
     fn engine(e: Engine, server: bool, key: u8) -> Box<dyn TlsEngine> {
         use crate::ohos_tls::{PSK_LEN, PskTls, Role};
         match e {
-            Engine::Fake => FakeTls::new(server, key),
+            Engine::Fake => FakeTls::boxed(server, key),
             Engine::Real => {
                 let role = if server { Role::Server } else { Role::Client };
                 Box::new(PskTls::new(role, &[key; PSK_LEN]).unwrap())
@@ -1147,9 +1154,16 @@ mod tests {
     fn encrypt_tcp_runs_the_tls_handshake_in_the_bufs_and_switches_both_ends() {
         for e in [Engine::Fake, Engine::Real] {
             let mut dev = Dev::tls(e, true);
-            let host = Host { engine: e, spoil: 0 };
+            let host = Host {
+                engine: e,
+                spoil: 0,
+            };
             let r = run_with(&mut dev, &host, ASK).unwrap();
-            let (hs, ps, ok) = (Some(auth_type::PUBLICKEY), Some(auth_type::SSL_TLS_PSK), Some(auth_type::OK));
+            let (hs, ps, ok) = (
+                Some(auth_type::PUBLICKEY),
+                Some(auth_type::SSL_TLS_PSK),
+                Some(auth_type::OK),
+            );
             assert_eq!(
                 r.dev,
                 vec![
@@ -1165,7 +1179,12 @@ mod tests {
             // AUTH_NONE, the key, ClientHello, Finished: all plaintext.
             assert_eq!(
                 r.host_sent,
-                vec![(1, Some(0), false), (1, hs, false), (1, ps, false), (1, ps, false)]
+                vec![
+                    (1, Some(0), false),
+                    (1, hs, false),
+                    (1, ps, false),
+                    (1, ps, false)
+                ]
             );
             assert_eq!(
                 r.host,
@@ -1188,7 +1207,15 @@ mod tests {
     fn a_host_with_the_wrong_key_is_refused() {
         for e in [Engine::Fake, Engine::Real] {
             let mut dev = Dev::tls(e, true);
-            let r = run_with(&mut dev, &Host { engine: e, spoil: 1 }, ASK).unwrap();
+            let r = run_with(
+                &mut dev,
+                &Host {
+                    engine: e,
+                    spoil: 1,
+                },
+                ASK,
+            )
+            .unwrap();
             assert_eq!(r.device, DeviceOutcome::Refused(msg::AUTH_FAILED.into()));
             assert_eq!(r.host, HostOutcome::Unauthorized(msg::AUTH_FAILED.into()));
             assert!(r.dev.iter().all(|s| !s.2), "nothing was encrypted");
@@ -1205,7 +1232,10 @@ mod tests {
         let HostOutcome::Unauthorized(m) = r.host else {
             panic!("{:?}", r.host)
         };
-        assert!(m.contains("OHOS_HDC_ENCRYPT_CHANNEL=1") && m.contains(ENCRYPT_REQUIRED_PARAM), "{m}");
+        assert!(
+            m.contains("OHOS_HDC_ENCRYPT_CHANNEL=1") && m.contains(ENCRYPT_REQUIRED_PARAM),
+            "{m}"
+        );
         assert_eq!(r.dev.len(), 3, "refused at AUTH_NONE: {:?}", r.dev);
 
         let mut dev = Dev {
@@ -1224,7 +1254,13 @@ mod tests {
             ..Dev::tls(Engine::Fake, false)
         };
         let r = run_with(&mut dev, &HOST, ASK).unwrap();
-        assert!(matches!(r.host, HostOutcome::Connected { encrypted: false, .. }));
+        assert!(matches!(
+            r.host,
+            HostOutcome::Connected {
+                encrypted: false,
+                ..
+            }
+        ));
         assert_eq!(r.dev.iter().map(|s| s.0).collect::<Vec<_>>(), vec![1, 2]);
         // Not required, not asked: the signature path.
         let mut dev = Dev {
@@ -1232,12 +1268,24 @@ mod tests {
             ..Dev::tls(Engine::Fake, false)
         };
         let r = run_with(&mut dev, &HOST, &[]).unwrap();
-        assert!(matches!(r.host, HostOutcome::Connected { encrypted: false, .. }));
+        assert!(matches!(
+            r.host,
+            HostOutcome::Connected {
+                encrypted: false,
+                ..
+            }
+        ));
         assert!(r.dev.iter().any(|s| s.1 == Some(auth_type::SIGNATURE)));
         // Asked, but this device has no TLS: the signature path too.
         let mut dev = Dev::plain(false, KeyVerdict::Known, "sig:abcdefghijklmnopqrst");
         let r = run_with(&mut dev, &HOST, ASK).unwrap();
-        assert!(matches!(r.host, HostOutcome::Connected { encrypted: false, .. }));
+        assert!(matches!(
+            r.host,
+            HostOutcome::Connected {
+                encrypted: false,
+                ..
+            }
+        ));
     }
 
     fn psk_msg(buf: &[u8]) -> SessionHandShake {
@@ -1266,7 +1314,9 @@ mod tests {
             ));
         }
         let (mut h, _) = HostAuth::start(1, "k", ASK);
-        let a = h.on_handshake(psk_msg(hex::encode([7u8; 32]).as_bytes()), &HOST).unwrap();
+        let a = h
+            .on_handshake(psk_msg(hex::encode([7u8; 32]).as_bytes()), &HOST)
+            .unwrap();
         let hello = SessionHandShake::decode(&a[0].packet().unwrap().payload).unwrap();
         assert_eq!(hello.auth_type, auth_type::SSL_TLS_PSK);
         assert_eq!(hello.buf, b"CH\x07", "the ClientHello, raw");
@@ -1319,7 +1369,12 @@ mod tests {
         let flight = [0x16, 0x03, 0x01, 0x00, 0x04, 0x01, 0xff, 0xfe, 0x80];
         let m = psk_msg(&flight);
         let e = m.encode();
-        assert_eq!(&e[e.len() - 13..e.len() - 2], &[0x2a, 9, 0x16, 0x03, 0x01, 0x00, 0x04, 0x01, 0xff, 0xfe, 0x80]);
+        assert_eq!(
+            &e[e.len() - 13..e.len() - 2],
+            &[
+                0x2a, 9, 0x16, 0x03, 0x01, 0x00, 0x04, 0x01, 0xff, 0xfe, 0x80
+            ]
+        );
         assert_eq!(SessionHandShake::decode(&e).unwrap().buf, flight);
     }
 

@@ -184,8 +184,9 @@ pub(crate) async fn serve(
                         .send(&packet(0, o.command, &o.payload))
                         .await
                         .map_err(|e| e.to_string())?,
-                    Action::Switch(tls) => ohos_link::switch(&mut reader, &mut wr, tls)
-                        .map_err(|e| e.to_string())?,
+                    Action::Switch(tls) => {
+                        ohos_link::switch(&mut reader, &mut wr, tls).map_err(|e| e.to_string())?
+                    }
                     Action::Wait(d) => tokio::time::sleep(d).await,
                 }
             }

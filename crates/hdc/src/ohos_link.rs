@@ -225,7 +225,10 @@ mod tests {
         switch(&mut rx, &mut tx, Box::new(client)).unwrap();
         assert!(rx.is_encrypted() && tx.is_encrypted());
         let p = rx.next().await.unwrap().unwrap();
-        assert_eq!((p.protect.command_flag, &p.payload[..]), (4, &b"first encrypted"[..]));
+        assert_eq!(
+            (p.protect.command_flag, &p.payload[..]),
+            (4, &b"first encrypted"[..])
+        );
         let p = rx.next().await.unwrap().unwrap();
         assert_eq!((p.protect.channel_id, p.payload.len()), (7, big.len()));
 

@@ -306,7 +306,12 @@ mod tests {
         let flights = handshake(&mut c, &mut s).unwrap();
         // ClientHello; ServerHello..Finished; client Finished; NewSessionTickets (step 8,
         // which OpenHarmony's host needs to switch).
-        assert_eq!(flights.len(), 4, "{:?}", flights.iter().map(Vec::len).collect::<Vec<_>>());
+        assert_eq!(
+            flights.len(),
+            4,
+            "{:?}",
+            flights.iter().map(Vec::len).collect::<Vec<_>>()
+        );
         assert_eq!(flights[0][0], 0x16, "a handshake record");
         assert!(!flights[3].is_empty());
         assert!(c.is_finished() && s.is_finished());
