@@ -1824,16 +1824,21 @@ fn an_openharmony_host_authenticates_with_its_rsa_key_and_runs_shells() {
     assert_eq!(out.trim(), "still");
 }
 
-/// A release device (`const.debuggable=0`) takes no plaintext session: OpenHarmony's hosts
-/// are told to use an encrypted one.
+/// A release device (`const.debuggable=0`) takes no plaintext session, not even a bypassed
+/// one (the bypass skips authentication, so it never gets TLS): OpenHarmony's hosts are
+/// told why.
 #[test]
 fn a_release_device_refuses_openharmonys_plaintext_sessions() {
     let (_d, addr) = device_with(true, &["--debuggable", "false"]);
     let home = tempfile::tempdir().expect("home");
-    let (_, auth) = OhosHost::connect(&addr, home.path());
-    match auth {
-        OhosAuth::Unauthorized(m) => assert!(m.contains("encrypted"), "{m}"),
-        other => panic!("a plaintext session got in: {other:?}"),
+    for encrypt in [false, true] {
+        match OhosHost::connect_with(&addr, home.path(), encrypt).1 {
+            OhosAuth::Unauthorized(m) => {
+                assert!(m.contains("only encrypted"), "{m}");
+                assert!(m.contains("persist.hdc.auth_bypass"), "{m}");
+            }
+            other => panic!("a plaintext session got in: {other:?}"),
+        }
     }
 }
 
