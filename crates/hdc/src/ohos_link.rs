@@ -49,6 +49,8 @@ pub struct PacketRx<R = OwnedReadHalf> {
     tls: Option<SharedTls>,
     /// Ciphertext as read (after the switch).
     raw: Vec<u8>,
+    /// The peer ended its TLS (close_notify): the stream's end.
+    closed: bool,
 }
 
 impl<R: AsyncRead + Unpin> PacketRx<R> {
@@ -59,6 +61,7 @@ impl<R: AsyncRead + Unpin> PacketRx<R> {
             buf: BytesMut::with_capacity(64 * 1024),
             tls: None,
             raw: Vec::new(),
+            closed: false,
         }
     }
 
@@ -67,6 +70,9 @@ impl<R: AsyncRead + Unpin> PacketRx<R> {
         loop {
             if let Some(p) = ohos::decode_packet(&mut self.buf)? {
                 return Ok(Some(p));
+            }
+            if self.closed {
+                return Ok(None);
             }
             match &self.tls {
                 None => {
@@ -83,7 +89,10 @@ impl<R: AsyncRead + Unpin> PacketRx<R> {
                     }
                     let mut t = lock(t);
                     t.feed(&self.raw[..n]);
-                    t.decrypt(&mut self.buf)?;
+                    match t.decrypt(&mut self.buf) {
+                        Err(TlsError::Closed) => self.closed = true,
+                        r => r?,
+                    }
                 }
             }
         }
@@ -242,6 +251,24 @@ mod tests {
         server.decrypt(&mut pt).unwrap();
         assert_eq!(&pt[..], &pkt(3, 1001, b"ls")[..]);
         drop(b);
+        assert!(rx.next().await.unwrap().is_none());
+    }
+
+    /// The peer's close_notify after its last packet is the stream's clean end.
+    #[tokio::test]
+    async fn close_notify_is_the_end_of_the_stream() {
+        let (client, mut server) = pair();
+        let (a, mut b) = tokio::io::duplex(1 << 16);
+        let (ra, wa) = tokio::io::split(a);
+        let (mut rx, mut tx) = (PacketRx::new(ra), PacketTx::new(wa));
+        switch(&mut rx, &mut tx, Box::new(client)).unwrap();
+        server.encrypt(&pkt(5, 2, &[1])).unwrap();
+        server.close_notify().unwrap();
+        let mut ct = Vec::new();
+        server.take_output(&mut ct);
+        b.write_all(&ct).await.unwrap();
+        let p = rx.next().await.unwrap().unwrap();
+        assert_eq!((p.protect.channel_id, p.payload), (5, vec![1]));
         assert!(rx.next().await.unwrap().is_none());
     }
 

@@ -176,6 +176,16 @@ impl PskTls {
         })
     }
 
+    /// Queues a close_notify alert, the TLS end of the stream (hdc's own peers never send
+    /// one; they close the socket).
+    pub fn close_notify(&mut self) -> Result<(), TlsError> {
+        match self.s.shutdown() {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == ErrorCode::WANT_READ => Ok(()),
+            Err(e) => Err(protocol(e)),
+        }
+    }
+
     /// The negotiated version and suite (hdc's `ShowSSLInfo`), e.g. `TLSv1.3
     /// TLS_AES_128_GCM_SHA256`.
     pub fn describe(&self) -> String {
