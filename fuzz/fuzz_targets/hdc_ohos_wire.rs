@@ -32,7 +32,8 @@ impl DevicePolicy for Policy {
         self.0 & 1 == 1
     }
     fn verdict(&mut self, _pem: &str, _host: &str) -> KeyVerdict {
-        [KeyVerdict::Known, KeyVerdict::Unknown, KeyVerdict::Denied][usize::from((self.0 >> 1) & 3) % 3]
+        [KeyVerdict::Known, KeyVerdict::Unknown, KeyVerdict::Denied]
+            [usize::from((self.0 >> 1) & 3) % 3]
     }
     fn verify(&self, _pem: &str, _token: &[u8], sig: &str) -> bool {
         sig.len() % 2 == 0

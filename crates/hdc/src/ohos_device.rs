@@ -1,8 +1,9 @@
 //! The device side for OpenHarmony's own hosts (the SDK's `hdc`, DevEco Studio): a plain TCP
 //! connection that starts with a `"HW"` packet. The handshake and RSA authentication are
 //! [`crate::ohos_auth`]'s, the stream (plaintext, or TLS-PSK for a host that asks for
-//! `encrypt_tcp`) [`crate::ohos_link`]'s; then OpenHarmony's commands run on the same handlers as ours
-//! ([`crate::device`]), through an in-process session whose channels this module translates:
+//! `encrypt_tcp`) [`crate::ohos_link`]'s; then OpenHarmony's commands run on the same
+//! handlers as ours ([`crate::device`]), through an in-process session whose channels this
+//! module translates:
 //!
 //! | OpenHarmony (host → device)      | here                                   |
 //! |----------------------------------|----------------------------------------|
