@@ -1505,10 +1505,49 @@ fn pypi_hdctool_drives_our_server() {
 
 /// OpenHarmony's host side of a session, written here from developtools_hdc's definitions
 /// (docs/HDC-WIRE.md), as OpenHarmony's `hdc` server speaks to a device: plaintext packets,
-/// the handshake, the RSA key in `home`.
+/// the handshake, the RSA key in `home`; with `OHOS_HDC_ENCRYPT_CHANNEL=1`'s
+/// `encrypt_tcp`, the TLS-PSK steps on OpenSSL directly (hdc's `HdcHostSSL`, not our
+/// engine), then TLS records for the whole stream.
 struct OhosHost {
     tcp: TcpStream,
+    /// Plaintext not yet parsed.
     buf: oxh_hdc::bytes::BytesMut,
+    /// The TLS client, from the device's encrypted key on.
+    tls: Option<openssl::ssl::SslStream<MemStream>>,
+    /// The stream is TLS (hdc's `sslHandshake` label).
+    encrypted: bool,
+    /// The first ciphertext read after the switch (up to [`WIRE_KEPT`]), to check that it
+    /// holds no plaintext.
+    wire: Vec<u8>,
+}
+
+/// How much of the ciphertext [`OhosHost`] keeps.
+const WIRE_KEPT: usize = 1 << 20;
+
+/// hdc's memory BIOs: what was fed comes out of reads, writes pile up.
+#[derive(Default)]
+struct MemStream {
+    input: std::collections::VecDeque<u8>,
+    output: Vec<u8>,
+}
+
+impl Read for MemStream {
+    fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+        if self.input.is_empty() {
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        self.input.read(b)
+    }
+}
+
+impl Write for MemStream {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.output.extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// How an OpenHarmony host's handshake ended.
@@ -1529,9 +1568,61 @@ impl oxh_hdc::ohos_auth::HostPolicy for HostKeyPolicy {
     }
 }
 
+/// hdc's host `ServerSessionSSLInit`: EVP_DecodeBlock, RSA_private_decrypt with OAEP,
+/// a TLS client with TLS_AES_128_GCM_SHA256 and the PSK callback naming
+/// `Client_identity`; no other setting.
+fn ohos_tls_client(home: &Path, buf: &[u8]) -> openssl::ssl::SslStream<MemStream> {
+    use openssl::ssl::{Ssl, SslContext, SslMethod, SslStream};
+    assert!((32..=512).contains(&buf.len()), "{} bytes", buf.len());
+    let pem = std::fs::read(home.join("hdckey")).expect("the host key");
+    let rsa = openssl::pkey::PKey::private_key_from_pem(&pem)
+        .and_then(|k| k.rsa())
+        .expect("RSA key");
+    let ct =
+        openssl::base64::decode_block(std::str::from_utf8(buf).expect("base64")).expect("base64");
+    let mut psk = vec![0u8; rsa.size() as usize];
+    let n = rsa
+        .private_decrypt(&ct, &mut psk, openssl::rsa::Padding::PKCS1_OAEP)
+        .expect("RSA-OAEP");
+    assert_eq!(n, 32, "the pre-shared key's length");
+    psk.truncate(n);
+    let mut b = SslContext::builder(SslMethod::tls_client()).expect("ctx");
+    b.set_ciphersuites("TLS_AES_128_GCM_SHA256").expect("suite");
+    b.set_psk_client_callback(move |_, _hint, identity, out| {
+        let id = b"Client_identity\0";
+        identity[..id.len()].copy_from_slice(id);
+        out[..psk.len()].copy_from_slice(&psk);
+        Ok(psk.len())
+    });
+    let ctx = b.build();
+    let mut ssl = Ssl::new(&ctx).expect("ssl");
+    ssl.set_connect_state();
+    SslStream::new(ssl, MemStream::default()).expect("stream")
+}
+
+/// hdc's `PerformHandshake`: SSL_do_handshake, then whatever it wrote.
+fn ohos_tls_step(tls: &mut openssl::ssl::SslStream<MemStream>) -> Vec<u8> {
+    match tls.do_handshake() {
+        Ok(()) => {}
+        Err(e) if e.code() == openssl::ssl::ErrorCode::WANT_READ => {}
+        Err(e) => panic!("TLS handshake: {e}"),
+    }
+    std::mem::take(&mut tls.get_mut().output)
+}
+
 impl OhosHost {
+    /// A plaintext session, as OpenHarmony's hdc server by default.
     fn connect(addr: &str, home: &Path) -> (OhosHost, OhosAuth) {
-        use oxh_hdc::ohos_auth::{HostAuth, HostOutcome};
+        OhosHost::connect_with(addr, home, false)
+    }
+
+    /// A session asking for `encrypt_tcp`, as with `OHOS_HDC_ENCRYPT_CHANNEL=1`.
+    fn connect_encrypted(addr: &str, home: &Path) -> (OhosHost, OhosAuth) {
+        OhosHost::connect_with(addr, home, true)
+    }
+
+    fn connect_with(addr: &str, home: &Path, encrypt: bool) -> (OhosHost, OhosAuth) {
+        use oxh_hdc::ohos_auth::{HostAuth, HostOutcome, auth_type};
         let key = oxh_hdc::hostkey::HostKey::load_or_create(home).expect("host key");
         let tcp = TcpStream::connect(addr).expect("connect");
         tcp.set_read_timeout(Some(Duration::from_secs(20)))
@@ -1539,8 +1630,16 @@ impl OhosHost {
         let mut h = OhosHost {
             tcp,
             buf: Default::default(),
+            tls: None,
+            encrypted: false,
+            wire: Vec::new(),
         };
-        let (mut auth, first) = HostAuth::start(0x5eed, addr, &["heartbeat", "encrypt_tcp"]);
+        let features: &[&str] = if encrypt {
+            &["heartbeat", "encrypt_tcp"]
+        } else {
+            &["heartbeat"]
+        };
+        let (mut auth, first) = HostAuth::start(0x5eed, addr, features);
         h.send(0, first.command, &first.payload);
         let policy = HostKeyPolicy(key);
         loop {
@@ -1548,9 +1647,45 @@ impl OhosHost {
             if p.protect.command_flag != oxh_hdc::ohos_auth::CMD_KERNEL_HANDSHAKE {
                 continue;
             }
-            let hs = oxh_hdc::ohos::SessionHandShake::decode(&p.payload).expect("handshake");
-            for o in auth.on_handshake(hs, &policy).expect("handshake step") {
-                h.send(0, o.command, &o.payload);
+            let mut hs = oxh_hdc::ohos::SessionHandShake::decode(&p.payload).expect("handshake");
+            if hs.auth_type == auth_type::SSL_TLS_PSK {
+                assert!(encrypt, "TLS-PSK offered to a host that did not ask");
+                let finished = h.tls.as_ref().map(|t| t.ssl().is_init_finished());
+                let flight = match finished {
+                    None => {
+                        let mut tls = ohos_tls_client(home, &hs.buf);
+                        let f = ohos_tls_step(&mut tls);
+                        h.tls = Some(tls);
+                        Some(f)
+                    }
+                    // Finished on entry: this packet is the switch; what follows it in
+                    // the buffer is ciphertext.
+                    Some(true) => {
+                        let rest = h.buf.split();
+                        h.wire.extend_from_slice(&rest);
+                        let tls = h.tls.as_mut().expect("tls");
+                        tls.get_mut().input.extend(&hs.buf);
+                        tls.get_mut().input.extend(&rest[..]);
+                        h.encrypted = true;
+                        h.decrypt();
+                        None
+                    }
+                    Some(false) => {
+                        let tls = h.tls.as_mut().expect("tls");
+                        tls.get_mut().input.extend(&hs.buf);
+                        Some(ohos_tls_step(tls))
+                    }
+                };
+                if let Some(f) = flight.filter(|f| !f.is_empty()) {
+                    hs.buf = f;
+                    h.send(0, 1, &hs.encode());
+                }
+                continue;
+            }
+            for a in auth.on_handshake(hs, &policy).expect("handshake step") {
+                if let Some(o) = a.packet() {
+                    h.send(0, o.command, &o.payload);
+                }
             }
             match auth.outcome() {
                 HostOutcome::Pending => {}
@@ -1570,7 +1705,30 @@ impl OhosHost {
         let mut out = Vec::new();
         let protect = oxh_hdc::ohos::PayloadProtect::new(channel, command);
         oxh_hdc::ohos::encode_packet(&mut out, &protect, payload);
+        if self.encrypted {
+            let tls = self.tls.as_mut().expect("tls");
+            // One SSL_write of the whole packet, as hdc's WriteUvSslFd.
+            let mut rest = &out[..];
+            while !rest.is_empty() {
+                let n = tls.ssl_write(rest).expect("SSL_write");
+                rest = &rest[n..];
+            }
+            out = std::mem::take(&mut tls.get_mut().output);
+        }
         self.tcp.write_all(&out).expect("send");
+    }
+
+    /// Everything the TLS client can decrypt, into the plaintext buffer.
+    fn decrypt(&mut self) {
+        let tls = self.tls.as_mut().expect("tls");
+        let mut b = vec![0u8; 16384];
+        loop {
+            match tls.ssl_read(&mut b) {
+                Ok(n) => self.buf.extend_from_slice(&b[..n]),
+                Err(e) if e.code() == openssl::ssl::ErrorCode::WANT_READ => return,
+                Err(e) => panic!("SSL_read: {e}"),
+            }
+        }
     }
 
     fn next(&mut self) -> Option<oxh_hdc::ohos::Packet> {
@@ -1579,9 +1737,19 @@ impl OhosHost {
                 return Some(p);
             }
             let mut b = [0u8; 65536];
-            match self.tcp.read(&mut b) {
+            let n = match self.tcp.read(&mut b) {
                 Ok(0) | Err(_) => return None,
-                Ok(n) => self.buf.extend_from_slice(&b[..n]),
+                Ok(n) => n,
+            };
+            if self.encrypted {
+                if self.wire.len() < WIRE_KEPT {
+                    self.wire.extend_from_slice(&b[..n]);
+                }
+                let tls = self.tls.as_mut().expect("tls");
+                tls.get_mut().input.extend(&b[..n]);
+                self.decrypt();
+            } else {
+                self.buf.extend_from_slice(&b[..n]);
             }
         }
     }
@@ -1656,17 +1824,139 @@ fn an_openharmony_host_authenticates_with_its_rsa_key_and_runs_shells() {
     assert_eq!(out.trim(), "still");
 }
 
-/// A release device (`const.debuggable=0`) takes no plaintext session: OpenHarmony's hosts
-/// are told to use an encrypted one.
+/// A release device (`const.debuggable=0`) takes no plaintext session, not even a bypassed
+/// one (the bypass skips authentication, so it never gets TLS): OpenHarmony's hosts are
+/// told why.
 #[test]
 fn a_release_device_refuses_openharmonys_plaintext_sessions() {
     let (_d, addr) = device_with(true, &["--debuggable", "false"]);
     let home = tempfile::tempdir().expect("home");
-    let (_, auth) = OhosHost::connect(&addr, home.path());
-    match auth {
-        OhosAuth::Unauthorized(m) => assert!(m.contains("encrypted"), "{m}"),
+    for encrypt in [false, true] {
+        match OhosHost::connect_with(&addr, home.path(), encrypt).1 {
+            OhosAuth::Unauthorized(m) => {
+                assert!(m.contains("only encrypted"), "{m}");
+                assert!(m.contains("persist.hdc.auth_bypass"), "{m}");
+            }
+            other => panic!("a plaintext session got in: {other:?}"),
+        }
+    }
+}
+
+/// A release device (`const.debuggable=0`: `persist.hdc.encrypt_required`) and OpenHarmony's
+/// host with `OHOS_HDC_ENCRYPT_CHANNEL=1`: the plaintext session is refused with how to ask
+/// for encryption; the encrypted one is refused while the key is unknown (E000002), then
+/// gets in over TLS-PSK, and shells and a file send run inside TLS.
+#[test]
+fn an_openharmony_host_with_encrypt_tcp_runs_shells_on_a_release_device() {
+    let (d, addr) = device_with(false, &["--debuggable", "false"]);
+    let home = tempfile::tempdir().expect("home");
+    match OhosHost::connect(&addr, home.path()).1 {
+        OhosAuth::Unauthorized(m) => assert!(m.contains("OHOS_HDC_ENCRYPT_CHANNEL=1"), "{m}"),
         other => panic!("a plaintext session got in: {other:?}"),
     }
+    match OhosHost::connect_encrypted(&addr, home.path()).1 {
+        OhosAuth::Unauthorized(m) => assert!(m.starts_with("[E000002]"), "{m}"),
+        other => panic!("an unknown key got in: {other:?}"),
+    }
+    let pending = d.oxh_ok(&["hdc", "allow", "--list"]);
+    let who = pending.split_whitespace().next().expect("a pending host");
+    d.oxh_ok(&["hdc", "allow", "--always", who]);
+    let (mut h, auth) = OhosHost::connect_encrypted(&addr, home.path());
+    assert_eq!(auth, OhosAuth::Connected(d.ready_field("name")));
+    assert!(h.encrypted, "connected without the switch to TLS");
+    let (out, echoes) = h.command(5, 1001, b"echo hello-$((6*7)); id -u", b"");
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("hello-42"), "{out} {echoes:?}");
+    assert_ne!(lines.next(), Some("0"), "the shell ran as root: {out}");
+
+    let work = tempfile::tempdir().expect("tmp");
+    let data = blob(work.path());
+    let dir = shell_tmp(&d).join("tls");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::os::unix::fs::chown(&dir, Some(2000), Some(2000)).expect("chown");
+    let echoes = h.file_send(11, &data, &dir.to_string_lossy(), false, 408 * 1024);
+    assert!(
+        echoes
+            .iter()
+            .any(|e| e.starts_with("FileTransfer finish, Size:")),
+        "{echoes:?}"
+    );
+    assert!(std::fs::read(dir.join("blob")).expect("written") == data);
+    let (out, _) = h.command(12, 1001, b"echo still", b"");
+    assert_eq!(out.trim(), "still");
+    assert!(
+        !h.wire.windows(8).any(|w| w == b"hello-42"),
+        "the shell's output crossed the wire in plaintext"
+    );
+}
+
+/// Our host's entry point for OpenHarmony's devices (`host_handshake`), against our
+/// release device: OpenHarmony's E000002 for a key not yet allowed, the refusal of a
+/// plaintext session, then TLS-PSK and a shell command through the returned stream.
+#[test]
+fn our_host_handshake_gets_an_encrypted_session_and_runs_a_shell() {
+    use oxh_hdc::ohos_connect::host_handshake;
+    let (d, addr) = device_with(false, &["--debuggable", "false"]);
+    let home = tempfile::tempdir().expect("home");
+    let key = oxh_hdc::hostkey::HostKey::load_or_create(home.path()).expect("host key");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let connect = |encrypt| {
+        rt.block_on(async {
+            let tcp = tokio::net::TcpStream::connect(&addr)
+                .await
+                .expect("connect");
+            host_handshake(tcp, &key, "oxh-test-host", &addr, encrypt).await
+        })
+    };
+    match connect(true) {
+        Err(m) => assert!(m.starts_with("[E000002]"), "{m}"),
+        Ok((.., info)) => panic!("an unknown key got in: {info:?}"),
+    }
+    match connect(false) {
+        Err(m) => assert!(m.contains("OHOS_HDC_ENCRYPT_CHANNEL=1"), "{m}"),
+        Ok((.., info)) => panic!("a plaintext session got in: {info:?}"),
+    }
+    let pending = d.oxh_ok(&["hdc", "allow", "--list"]);
+    assert!(pending.contains("oxh-test-host"), "{pending}");
+    let who = pending.split_whitespace().next().expect("a pending host");
+    d.oxh_ok(&["hdc", "allow", "--always", who]);
+    let (mut rx, mut tx, info) = connect(true).expect("the handshake");
+    assert!(info.encrypted, "{info:?}");
+    assert_eq!(info.name, d.ready_field("name"));
+    assert!(info.features.iter().any(|f| f == "encrypt_tcp"), "{info:?}");
+    assert!(rx.is_encrypted() && tx.is_encrypted());
+    let pkt = |c: u32, cmd: u32, payload: &[u8]| {
+        let mut v = Vec::new();
+        oxh_hdc::ohos::encode_packet(&mut v, &oxh_hdc::ohos::PayloadProtect::new(c, cmd), payload);
+        v
+    };
+    let out = rt.block_on(async {
+        tx.send(&pkt(5, 1001, b"echo via-$((6*7))"))
+            .await
+            .expect("send");
+        let mut out = Vec::new();
+        loop {
+            let p = tokio::time::timeout(Duration::from_secs(20), rx.next())
+                .await
+                .expect("the device answers in time")
+                .expect("a packet")
+                .expect("the session is open");
+            match (p.protect.channel_id, p.protect.command_flag) {
+                (5, 10) => out.extend_from_slice(&p.payload),
+                (c, 2) if p.payload.first().is_some_and(|&n| n > 0) => {
+                    tx.send(&pkt(c, 2, &[0])).await.expect("send");
+                    if c == 5 {
+                        break out;
+                    }
+                }
+                _ => {}
+            }
+        }
+    });
+    assert_eq!(String::from_utf8_lossy(&out), "via-42\n");
 }
 
 impl OhosHost {
@@ -2035,4 +2325,48 @@ fn fport_and_rport_to_a_device_on_openharmonys_wire() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(h.ok(&["shell", "echo still"]).trim(), "still");
+}
+
+/// Throughput of OpenHarmony's `file send` into our device, plaintext and TLS-PSK, 256 MiB
+/// each (`OXH_OHOS_SEND_MB`), printed as MiB/s; the bytes must arrive whole. A measurement,
+/// not a timed assertion: run it optimised, alone
+/// (`cargo test --release --test integration openharmony_file_send_figures -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn openharmony_file_send_figures() {
+    let mb: usize = std::env::var("OXH_OHOS_SEND_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
+    let (d, addr) = device(false);
+    let home = tempfile::tempdir().expect("home");
+    let _ = OhosHost::connect(&addr, home.path());
+    let pending = d.oxh_ok(&["hdc", "allow", "--list"]);
+    let who = pending.split_whitespace().next().expect("a pending host");
+    d.oxh_ok(&["hdc", "allow", "--always", who]);
+    let data: Vec<u8> = (0..mb * 1024 * 1024)
+        .map(|i| ((i as u32).wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    for encrypt in [false, true] {
+        let (mut h, auth) = OhosHost::connect_with(&addr, home.path(), encrypt);
+        assert!(matches!(auth, OhosAuth::Connected(_)), "{auth:?}");
+        assert_eq!(h.encrypted, encrypt);
+        let dir = shell_tmp(&d).join(if encrypt { "tls" } else { "plain" });
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::os::unix::fs::chown(&dir, Some(2000), Some(2000)).expect("chown");
+        let t = Instant::now();
+        let echoes = h.file_send(11, &data, &dir.to_string_lossy(), false, 511 * 1024 - 64);
+        let secs = t.elapsed().as_secs_f64();
+        assert!(
+            echoes.iter().any(|e| e.starts_with("FileTransfer finish")),
+            "{echoes:?}"
+        );
+        let len = std::fs::metadata(dir.join("blob")).expect("written").len();
+        assert_eq!(len, data.len() as u64);
+        println!(
+            "OpenHarmony file send of {mb} MiB, {}: {secs:.2} s, {:.0} MiB/s",
+            if encrypt { "TLS-PSK" } else { "plaintext" },
+            mb as f64 / secs
+        );
+    }
 }

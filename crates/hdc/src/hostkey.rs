@@ -1,15 +1,17 @@
 //! The host's RSA-3072 key, as OpenHarmony's hdc keeps it: `~/.harmony/hdckey` (PKCS#8 PEM,
 //! 0600) and `~/.harmony/hdckey.pub` (SubjectPublicKeyInfo PEM, 64-column, 625 bytes), made on
 //! first use; the token signature (RSA-PSS, SHA-512, salt = digest length, base64) and its
-//! check on the device.
+//! check on the device; the TLS-PSK channel's key exchange (the device encrypts a fresh
+//! pre-shared key to the host's key with RSA-OAEP, SHA-1, as hdcd's `RsaPubkeyEncryptPsk`).
 
 use crate::keys::KeyError;
+use crate::ohos_tls::PSK_LEN;
 use base64::Engine;
 use rsa::pkcs8::{
     DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding,
 };
 use rsa::signature::{RandomizedSigner, SignatureEncoding, Verifier};
-use rsa::{RsaPrivateKey, RsaPublicKey, pss};
+use rsa::{Oaep, RsaPrivateKey, RsaPublicKey, pss};
 use sha2::Sha512;
 use std::path::Path;
 
@@ -21,6 +23,51 @@ pub const KEY_FILE: &str = "hdckey";
 pub const PUB_FILE: &str = "hdckey.pub";
 /// Longest base64 signature a device reads (twice the key size, as hdcd checks).
 pub const MAX_SIGNATURE_B64: usize = 2 * RSA_KEY_BITS / 8 * 4 / 3 + 4;
+
+/// Shortest AUTH_SSL_TLS_PSK buf a host takes as an encrypted key (hdc's host checks
+/// BUF_SIZE_PSK).
+pub const MIN_PSK_B64: usize = PSK_LEN;
+/// Longest (BUF_SIZE_PSK_ENCRYPTED: base64 of one RSA-3072 block).
+pub const MAX_PSK_B64: usize = 512;
+
+/// Why an encrypted pre-shared key could not be made or read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PskError {
+    /// The host's public key is not an RSA PEM.
+    #[error("the host's public key is not an RSA public key PEM")]
+    PublicKey,
+    /// No randomness.
+    #[error("no randomness for the pre-shared key: {0}")]
+    Random(String),
+    /// RSA refused (the key too small for OAEP, a ciphertext that is not ours).
+    #[error("RSA-OAEP: {0}")]
+    Rsa(String),
+    /// The buf is not base64 of an encrypted key.
+    #[error(
+        "the encrypted pre-shared key is not base64 of {MIN_PSK_B64}..={MAX_PSK_B64} chars ({0})"
+    )]
+    Encoding(usize),
+    /// The decrypted key is not [`PSK_LEN`] bytes.
+    #[error("the pre-shared key is {0} bytes, not {PSK_LEN}")]
+    Length(usize),
+}
+
+/// A fresh pre-shared key (hdcd's `GenPsk`).
+pub fn new_psk() -> Result<[u8; PSK_LEN], PskError> {
+    let mut k = [0u8; PSK_LEN];
+    getrandom::fill(&mut k).map_err(|e| PskError::Random(e.to_string()))?;
+    Ok(k)
+}
+
+/// The device's AUTH_SSL_TLS_PSK buf: base64 (standard, padded, one line, as
+/// EVP_EncodeBlock) of RSA-OAEP(SHA-1, MGF1-SHA-1, no label) of `psk` to the key in `pem`.
+pub fn encrypt_psk(pem: &str, psk: &[u8; PSK_LEN]) -> Result<String, PskError> {
+    let k = RsaPublicKey::from_public_key_pem(pem).map_err(|_| PskError::PublicKey)?;
+    let ct = k
+        .encrypt(&mut rand_core::OsRng, Oaep::new::<sha1::Sha1>(), psk)
+        .map_err(|e| PskError::Rsa(e.to_string()))?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(ct))
+}
 
 /// The host key and its public PEM.
 pub struct HostKey {
@@ -76,6 +123,22 @@ impl HostKey {
         let signer = pss::BlindedSigningKey::<Sha512>::new(self.key.clone());
         let sig = signer.sign_with_rng(&mut rand_core::OsRng, token);
         base64::engine::general_purpose::STANDARD.encode(sig.to_bytes())
+    }
+
+    /// The pre-shared key in the device's AUTH_SSL_TLS_PSK buf (hdc's host:
+    /// `RsaPrikeyDecryptPsk`).
+    pub fn decrypt_psk(&self, buf: &[u8]) -> Result<[u8; PSK_LEN], PskError> {
+        if !(MIN_PSK_B64..=MAX_PSK_B64).contains(&buf.len()) {
+            return Err(PskError::Encoding(buf.len()));
+        }
+        let ct = base64::engine::general_purpose::STANDARD
+            .decode(buf)
+            .map_err(|_| PskError::Encoding(buf.len()))?;
+        let pt = self
+            .key
+            .decrypt(Oaep::new::<sha1::Sha1>(), &ct)
+            .map_err(|e| PskError::Rsa(e.to_string()))?;
+        <[u8; PSK_LEN]>::try_from(pt.as_slice()).map_err(|_| PskError::Length(pt.len()))
     }
 }
 
@@ -141,5 +204,66 @@ mod tests {
         assert!(!verify("not a key", b"x", &sig));
         std::fs::write(d.path().join(KEY_FILE), "junk").unwrap();
         assert!(HostKey::load_or_create(d.path()).is_err());
+    }
+
+    /// The device's encrypted key as hdcd makes it and hdc's host reads it: OpenSSL's
+    /// RSA-OAEP (SHA-1) and EVP base64 on one side, ours on the other, both ways; 512
+    /// characters on one line; hdc's bounds.
+    #[test]
+    fn the_psk_exchange_matches_openssls_oaep_both_ways() {
+        use openssl::rsa::{Padding, Rsa};
+        let d = tempfile::tempdir().unwrap();
+        let k = HostKey::load_or_create(d.path()).unwrap();
+        let psk = new_psk().unwrap();
+        assert_ne!(psk, new_psk().unwrap());
+        let b64 = encrypt_psk(k.public_pem(), &psk).unwrap();
+        assert_eq!(b64.len(), MAX_PSK_B64);
+        assert!(!b64.contains('\n'));
+        assert_ne!(
+            b64,
+            encrypt_psk(k.public_pem(), &psk).unwrap(),
+            "OAEP is randomised"
+        );
+
+        // hdc's host: EVP_DecodeBlock, RSA_private_decrypt with OAEP.
+        let pem = std::fs::read(d.path().join(KEY_FILE)).unwrap();
+        let private = openssl::pkey::PKey::private_key_from_pem(&pem)
+            .unwrap()
+            .rsa()
+            .unwrap();
+        let ct = openssl::base64::decode_block(&b64).unwrap();
+        let mut out = vec![0; private.size() as usize];
+        let n = private
+            .private_decrypt(&ct, &mut out, Padding::PKCS1_OAEP)
+            .unwrap();
+        assert_eq!(out[..n], psk);
+
+        // hdcd: PEM_read_bio_RSA_PUBKEY, RSA_public_encrypt with OAEP, EVP_EncodeBlock.
+        let public = Rsa::public_key_from_pem(k.public_pem().as_bytes()).unwrap();
+        let encrypt = |m: &[u8]| {
+            let mut ct = vec![0; public.size() as usize];
+            public
+                .public_encrypt(m, &mut ct, Padding::PKCS1_OAEP)
+                .unwrap();
+            openssl::base64::encode_block(&ct)
+        };
+        assert_eq!(k.decrypt_psk(encrypt(&psk).as_bytes()), Ok(psk));
+        assert_eq!(
+            k.decrypt_psk(encrypt(&psk[..31]).as_bytes()),
+            Err(PskError::Length(31))
+        );
+
+        for len in [MIN_PSK_B64 - 1, MAX_PSK_B64 + 1] {
+            assert_eq!(
+                k.decrypt_psk(&vec![b'A'; len]),
+                Err(PskError::Encoding(len))
+            );
+        }
+        assert!(matches!(
+            k.decrypt_psk(&[b'A'; MAX_PSK_B64]),
+            Err(PskError::Rsa(_))
+        ));
+        assert_eq!(k.decrypt_psk(&[b'!'; 64]), Err(PskError::Encoding(64)));
+        assert_eq!(encrypt_psk("not a key", &psk), Err(PskError::PublicKey));
     }
 }

@@ -6,9 +6,11 @@
 //!   authorised host list, TLS 1.3 configurations.
 //! - [`device`]: the device side (run inside oxhd), [`server`]: the host server (127.0.0.1:8710),
 //!   [`client`]: what the `hdc` tool uses to talk to the server.
-//! - OpenHarmony's own wire: [`ohos`] (packets), [`ohos_auth`] (handshake), [`ohos_device`] and
-//!   [`ohos_file`] (our device for OpenHarmony's hosts), [`ohos_host`] (our host server for
-//!   OpenHarmony's devices).
+//! - [`ohos`], [`ohos_auth`], [`ohos_tls`], [`ohos_link`]: OpenHarmony's own session wire,
+//!   its handshake, its TLS-PSK channel and the packet stream over both;
+//!   [`ohos_device`] and [`ohos_file`] serve OpenHarmony's hosts; [`ohos_connect`] opens a
+//!   session to OpenHarmony's devices, whose commands [`ohos_host`] drives for our host
+//!   server; [`ohos_tar`] is the tar hdc installs directories with.
 //! - [`local`]: which local user a loopback connection comes from (the host server serves
 //!   only its own); [`limits`]: how many connections the listeners hold.
 
@@ -27,10 +29,13 @@ pub mod limits;
 pub mod local;
 pub mod ohos;
 pub mod ohos_auth;
+pub mod ohos_connect;
 pub mod ohos_device;
 pub mod ohos_file;
 pub mod ohos_host;
+pub mod ohos_link;
 pub mod ohos_tar;
+pub mod ohos_tls;
 pub mod proto;
 pub mod relay;
 pub mod server;

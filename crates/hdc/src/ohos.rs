@@ -162,6 +162,13 @@ fn as_string(v: Value<'_>) -> Result<String, WireError> {
     }
 }
 
+fn as_bytes(v: Value<'_>) -> Result<Vec<u8>, WireError> {
+    match v {
+        Value::Bytes(b) => Ok(b.to_vec()),
+        Value::Varint(_) => Err(WireError::Malformed("a string field holds a number")),
+    }
+}
+
 /// PayloadProtect: which channel and command a packet is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PayloadProtect {
@@ -229,13 +236,19 @@ pub struct SessionHandShake {
     pub session_id: u32,
     /// The device's connect key.
     pub connect_key: String,
-    /// Token, signature, public key or TLV, by `auth_type`.
-    pub buf: String,
+    /// Token, signature, public key or TLV, by `auth_type` (text), or a TLS flight
+    /// (AUTH_SSL_TLS_PSK, binary): hdc's `std::string` holds any bytes.
+    pub buf: Vec<u8>,
     /// `"Ver: 3.1.0e"` and the like.
     pub version: String,
 }
 
 impl SessionHandShake {
+    /// `buf` as text (the text steps: TLV, token, signature, public key).
+    pub fn buf_text(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.buf)
+    }
+
     /// Its serialized bytes (the whole payload of a CMD_KERNEL_HANDSHAKE packet).
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
@@ -243,7 +256,7 @@ impl SessionHandShake {
             .varint(2, self.auth_type.into())
             .varint(3, self.session_id.into())
             .bytes(4, self.connect_key.as_bytes())
-            .bytes(5, self.buf.as_bytes())
+            .bytes(5, &self.buf)
             .bytes(6, self.version.as_bytes());
         w.0
     }
@@ -257,7 +270,7 @@ impl SessionHandShake {
                 2 => h.auth_type = as_u8(v)?,
                 3 => h.session_id = as_u32(v)?,
                 4 => h.connect_key = as_string(v)?,
-                5 => h.buf = as_string(v)?,
+                5 => h.buf = as_bytes(v)?,
                 6 => h.version = as_string(v)?,
                 _ => {}
             }
@@ -515,7 +528,7 @@ mod tests {
             auth_type: 0,
             session_id: 300,
             connect_key: "k".into(),
-            buf: String::new(),
+            buf: Vec::new(),
             version: "Ver: 3.1.0e".into(),
         };
         let body = hs.encode();

@@ -1,7 +1,9 @@
 //! The device side for OpenHarmony's own hosts (the SDK's `hdc`, DevEco Studio): a plain TCP
 //! connection that starts with a `"HW"` packet. The handshake and RSA authentication are
-//! [`crate::ohos_auth`]'s; then OpenHarmony's commands run on the same handlers as ours
-//! ([`crate::device`]), through an in-process session whose channels this module translates:
+//! [`crate::ohos_auth`]'s, the stream (plaintext, or TLS-PSK for a host that asks for
+//! `encrypt_tcp`) [`crate::ohos_link`]'s; then OpenHarmony's commands run on the same
+//! handlers as ours ([`crate::device`]), through an in-process session whose channels this
+//! module translates:
 //!
 //! | OpenHarmony (host → device)      | here                                   |
 //! |----------------------------------|----------------------------------------|
@@ -22,17 +24,17 @@
 use crate::device::{AUTH_BYPASS_PARAM, DEBUGGABLE_PARAM, DeviceConfig};
 use crate::ohos::{self, PayloadProtect, SessionHandShake};
 use crate::ohos_auth::{
-    CMD_KERNEL_CHANNEL_CLOSE, CMD_KERNEL_ECHO, CMD_KERNEL_HANDSHAKE, DeviceAuth, DeviceOutcome,
-    DevicePolicy, KeyVerdict,
+    Action, CMD_KERNEL_CHANNEL_CLOSE, CMD_KERNEL_ECHO, CMD_KERNEL_HANDSHAKE, DeviceAuth,
+    DeviceOutcome, DevicePolicy, KeyVerdict,
 };
 use crate::ohos_file;
+use crate::ohos_link::{self, PacketRx, PacketTx};
+use crate::ohos_tls::{PskTls, Role, TlsEngine};
 use crate::proto::{Ctrl, Exit, Request, WinSize};
 use crate::session::{Event, Sender, Session};
-use bytes::BytesMut;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc};
 
@@ -54,10 +56,7 @@ pub const CMD_SHELL_INIT: u32 = 2000;
 pub const CMD_SHELL_DATA: u32 = 2001;
 /// CMD_HEARTBEAT_MSG.
 pub const CMD_HEARTBEAT_MSG: u32 = 5000;
-/// Whether this device refuses sessions without encryption (`1`/`0`; unset: refused on a
-/// release device, `const.debuggable=0`, as OpenHarmony's debuggable devices take
-/// plaintext).
-pub const ENCRYPT_REQUIRED_PARAM: &str = "persist.hdc.encrypt_required";
+pub use crate::ohos_auth::ENCRYPT_REQUIRED_PARAM;
 /// How long a host may take over the whole handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a refused host gets to read the refusal.
@@ -76,13 +75,17 @@ struct Policy {
 }
 
 impl DevicePolicy for Policy {
-    fn refuse_session(&self) -> Option<String> {
-        self.plaintext_refused.then(|| {
-            format!(
-                "[Fail]This device accepts only encrypted hdc sessions ({ENCRYPT_REQUIRED_PARAM}): \
-                 use oxharmony's hdc, whose sessions are TLS"
-            )
-        })
+    fn encryption_required(&self) -> bool {
+        self.plaintext_refused
+    }
+    fn offers_psk(&self) -> bool {
+        true
+    }
+    fn psk_session(&mut self, pem: &str) -> Result<(String, Box<dyn TlsEngine>), String> {
+        let psk = crate::hostkey::new_psk().map_err(|e| e.to_string())?;
+        let buf = crate::hostkey::encrypt_psk(pem, &psk).map_err(|e| e.to_string())?;
+        let tls = PskTls::new(Role::Server, &psk).map_err(|e| e.to_string())?;
+        Ok((buf, Box::new(tls)))
     }
     fn bypass(&self) -> bool {
         self.bypass
@@ -139,27 +142,6 @@ fn encrypt_required(cfg: &DeviceConfig) -> bool {
     }
 }
 
-/// Reads packets off a stream.
-struct PacketReader {
-    rd: tokio::net::tcp::OwnedReadHalf,
-    buf: BytesMut,
-}
-
-impl PacketReader {
-    async fn next(&mut self) -> Result<Option<ohos::Packet>, String> {
-        loop {
-            if let Some(p) = ohos::decode_packet(&mut self.buf).map_err(|e| e.to_string())? {
-                return Ok(Some(p));
-            }
-            match self.rd.read_buf(&mut self.buf).await {
-                Ok(0) => return Ok(None),
-                Ok(_) => {}
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-    }
-}
-
 /// Serves one OpenHarmony host on `tcp` (its first bytes are a `"HW"` packet).
 pub(crate) async fn serve(
     cfg: Arc<DeviceConfig>,
@@ -174,21 +156,18 @@ pub(crate) async fn serve(
         cfg: cfg.clone(),
         bypass,
     };
-    let (rd, mut wr) = tcp.into_split();
-    let mut reader = PacketReader {
-        rd,
-        buf: BytesMut::with_capacity(64 * 1024),
-    };
+    let (rd, wr) = tcp.into_split();
+    let (mut reader, mut wr) = (PacketRx::new(rd), PacketTx::new(wr));
     // The handshake, bounded in time.
     let mut auth = DeviceAuth::default();
     let handshake = async {
         loop {
-            let Some(p) = reader.next().await? else {
+            let Some(p) = reader.next().await.map_err(|e| e.to_string())? else {
                 return Err("closed during the handshake".to_string());
             };
             if p.protect.command_flag != CMD_KERNEL_HANDSHAKE {
                 // hdcd answers anything else before authentication with a failure.
-                wr.write_all(&echo(
+                wr.send(&echo(
                     p.protect.channel_id,
                     MSG_FAIL,
                     "[Fail]not authenticated",
@@ -198,22 +177,33 @@ pub(crate) async fn serve(
                 continue;
             }
             let hs = SessionHandShake::decode(&p.payload).map_err(|e| e.to_string())?;
-            let outs = auth
+            let actions = auth
                 .on_handshake(hs, &mut policy)
                 .map_err(|e| e.to_string())?;
-            for o in outs {
-                wr.write_all(&packet(0, o.command, &o.payload))
-                    .await
-                    .map_err(|e| e.to_string())?;
+            for a in actions {
+                match a {
+                    Action::Send(o) => wr
+                        .send(&packet(0, o.command, &o.payload))
+                        .await
+                        .map_err(|e| e.to_string())?,
+                    Action::Switch(tls) => {
+                        ohos_link::switch(&mut reader, &mut wr, tls).map_err(|e| e.to_string())?
+                    }
+                    Action::Wait(d) => tokio::time::sleep(d).await,
+                }
             }
             match auth.outcome() {
                 DeviceOutcome::Pending => continue,
-                DeviceOutcome::Accepted { host_name, .. } => return Ok(host_name.clone()),
+                DeviceOutcome::Accepted {
+                    host_name,
+                    encrypted,
+                    ..
+                } => return Ok((host_name.clone(), *encrypted)),
                 DeviceOutcome::Refused(why) => return Err(why.clone()),
             }
         }
     };
-    let host = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+    let (host, encrypted) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
         Ok(Ok(h)) => h,
         Ok(Err(why)) => {
             // Let the refusal reach the host before the connection goes.
@@ -226,7 +216,8 @@ pub(crate) async fn serve(
         }
         Err(_) => return Err("handshake timed out".into()),
     };
-    tracing::info!(tag = "hdcd", "OpenHarmony host {host} connected");
+    let how = if encrypted { "TLS-PSK" } else { "plaintext" };
+    tracing::info!(tag = "hdcd", "OpenHarmony host {host} connected ({how})");
 
     // Commands: an in-process session, whose device end runs our handlers.
     let (a, b) = tokio::io::duplex(1 << 20);
@@ -248,7 +239,7 @@ pub(crate) async fn serve(
     let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(64);
     let writer = tokio::spawn(async move {
         while let Some(b) = out_rx.recv().await {
-            if wr.write_all(&b).await.is_err() {
+            if wr.send(&b).await.is_err() {
                 return;
             }
         }
@@ -261,7 +252,7 @@ pub(crate) async fn serve(
         let p = match reader.next().await {
             Ok(Some(p)) => p,
             Ok(None) => break Ok(()),
-            Err(e) => break Err(e),
+            Err(e) => break Err(e.to_string()),
         };
         let (c, cmd) = (p.protect.channel_id, p.protect.command_flag);
         files.retain(|_, t| !t.is_closed());

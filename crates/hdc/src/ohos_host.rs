@@ -18,11 +18,8 @@
 //! (0, or 1 after a `[Fail]` message), pty size changes, signals.
 
 use crate::hostkey::HostKey;
-use crate::ohos::{self, SessionHandShake, TransferConfig};
-use crate::ohos_auth::{
-    CMD_KERNEL_CHANNEL_CLOSE, CMD_KERNEL_ECHO, CMD_KERNEL_HANDSHAKE, HostAuth, HostOutcome,
-    HostPolicy,
-};
+use crate::ohos::{self, TransferConfig};
+use crate::ohos_auth::{CMD_KERNEL_CHANNEL_CLOSE, CMD_KERNEL_ECHO};
 use crate::ohos_device::{
     CMD_KERNEL_ECHO_RAW, CMD_KERNEL_WAKEUP_SLAVETASK, CMD_SHELL_DATA, CMD_SHELL_INIT,
     CMD_UNITY_EXECUTE, CMD_UNITY_HILOG, CMD_UNITY_REBOOT, CMD_UNITY_ROOTRUN,
@@ -34,16 +31,12 @@ use crate::ohos_file::{
 };
 use crate::proto::{Ctrl, Exit, FileMeta, FileOpts, Request};
 use crate::session::{Channel, Event, Incoming, Session};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-/// How long the device may take over the handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Packets queued for one channel's task before the device's reader waits (the socket's
 /// own back-pressure then holds the device).
 const CHANNEL_QUEUE: usize = 8;
@@ -60,107 +53,41 @@ pub struct OhosDevice {
     pub name: String,
 }
 
-struct KeyPolicy<'a> {
-    key: &'a HostKey,
-    host_name: &'a str,
-}
-
-impl HostPolicy for KeyPolicy<'_> {
-    fn public_key_message(&self) -> String {
-        format!(
-            "{}{}{}",
-            self.host_name,
-            crate::ohos_auth::HOST_PUBKEY_SEPARATOR,
-            self.key.public_pem()
-        )
-    }
-    fn sign(&self, token: &[u8]) -> String {
-        self.key.sign(token)
-    }
-}
-
-/// Reads packets off the device's stream.
-struct PacketReader {
-    rd: tokio::net::tcp::OwnedReadHalf,
-    buf: BytesMut,
-}
-
-impl PacketReader {
-    async fn next(&mut self) -> Result<Option<ohos::Packet>, String> {
-        loop {
-            if let Some(p) = ohos::decode_packet(&mut self.buf).map_err(|e| e.to_string())? {
-                return Ok(Some(p));
-            }
-            match self.rd.read_buf(&mut self.buf).await {
-                Ok(0) => return Ok(None),
-                Ok(_) => {}
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-    }
-}
-
-/// Authenticates to an OpenHarmony device on `tcp` with `key` and starts the session the
-/// host server uses. An unknown key gets the device's own words (`[E000002]...`).
+/// Authenticates to an OpenHarmony device on `tcp` with `key` (asking for its TLS-PSK
+/// channel, which a device that has it then uses) and starts the session the host server
+/// uses. An unknown key gets the device's own words (`[E000002]...`).
 pub async fn connect(
     tcp: TcpStream,
     key: &HostKey,
     host_name: &str,
     connect_key: &str,
 ) -> Result<OhosDevice, String> {
-    let _ = tcp.set_nodelay(true);
-    let (rd, mut wr) = tcp.into_split();
-    let mut reader = PacketReader {
-        rd,
-        buf: BytesMut::with_capacity(64 * 1024),
-    };
-    let policy = KeyPolicy { key, host_name };
-    let mut sid = [0u8; 4];
-    let _ = getrandom::fill(&mut sid);
-    let (mut auth, first) = HostAuth::start(u32::from_le_bytes(sid), connect_key, &[]);
-    let handshake = async {
-        wr.write_all(&packet(0, first.command, &first.payload))
+    let (reader, mut tx, info) =
+        crate::ohos_connect::host_handshake(tcp, key, host_name, connect_key, true)
             .await
-            .map_err(|e| e.to_string())?;
-        loop {
-            let Some(p) = reader.next().await? else {
-                return Err("the device closed the connection during the handshake".to_string());
-            };
-            if p.protect.command_flag != CMD_KERNEL_HANDSHAKE {
-                continue;
-            }
-            let hs = SessionHandShake::decode(&p.payload).map_err(|e| e.to_string())?;
-            for o in auth.on_handshake(hs, &policy).map_err(|e| e.to_string())? {
-                wr.write_all(&packet(0, o.command, &o.payload))
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
-            match auth.outcome() {
-                HostOutcome::Pending => {}
-                HostOutcome::Connected { device_name, .. } => return Ok(device_name.clone()),
-                HostOutcome::Unauthorized(m) => return Err(m.clone()),
-            }
-        }
-    };
-    let name = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
-        .await
-        .map_err(|_| format!("[Fail]the handshake with {connect_key} timed out"))?
-        .map_err(|e| format!("[Fail]{e}"))?;
+            .map_err(|e| format!("[Fail]{e}"))?;
+    if !info.encrypted {
+        tracing::warn!(
+            tag = "hdc",
+            "OpenHarmony device {connect_key} took no encrypted channel: its session is plaintext"
+        );
+    }
     let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(64);
     let writer = async move {
         while let Some(b) = out_rx.recv().await {
-            if wr.write_all(&b).await.is_err() {
+            if tx.send(&b).await.is_err() {
                 return;
             }
         }
+        let _ = tx.shutdown().await;
     };
-    Ok(start(reader, writer, out_tx, name, connect_key))
+    Ok(start(reader, writer, out_tx, info.name, connect_key))
 }
 
 type Routes = Arc<Mutex<HashMap<u32, mpsc::Sender<ohos::Packet>>>>;
 
 fn start(
-    mut reader: PacketReader,
+    mut reader: crate::ohos_link::PacketRx,
     writer: impl std::future::Future<Output = ()> + Send + 'static,
     out: Out,
     name: String,
@@ -180,7 +107,7 @@ fn start(
                 let p = match reader.next().await {
                     Ok(Some(p)) => p,
                     Ok(None) => break "the device closed the connection".to_string(),
-                    Err(e) => break e,
+                    Err(e) => break e.to_string(),
                 };
                 let (c, cmd) = (p.protect.channel_id, p.protect.command_flag);
                 let route = routes.lock().ok().and_then(|r| r.get(&c).cloned());

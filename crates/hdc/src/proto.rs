@@ -51,7 +51,7 @@ impl Hello {
             },
             session_id: 0,
             connect_key: String::new(),
-            buf,
+            buf: buf.into_bytes(),
             version: a::VERSION.into(),
         }
     }
