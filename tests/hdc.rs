@@ -2370,3 +2370,19 @@ fn openharmony_file_send_figures() {
         );
     }
 }
+
+/// A release device on OpenHarmony's wire only takes encrypted sessions: our host server
+/// gets in (it always asks for OpenHarmony's TLS-PSK channel) and runs a shell.
+#[test]
+fn our_host_reaches_a_release_device_on_openharmonys_wire_encrypted() {
+    let (d, addr) = device_with(false, &["--debuggable", "false"]);
+    d.oxh_ok(&["param", "set", "persist.hdc.ohos_only", "1"]);
+    let h = Host::new();
+    let e = h.err(&["tconn", &addr]);
+    assert!(e.contains("[E000002]"), "{e}");
+    let pending = d.oxh_ok(&["hdc", "allow", "--list"]);
+    let who = pending.split_whitespace().next().expect("a pending host");
+    d.oxh_ok(&["hdc", "allow", who]);
+    assert!(h.ok(&["tconn", &addr]).contains("Connect OK"));
+    assert_eq!(h.ok(&["shell", "echo sealed-$((6*7))"]).trim(), "sealed-42");
+}
