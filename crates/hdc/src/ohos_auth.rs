@@ -293,6 +293,8 @@ impl DeviceAuth {
         };
         tlv_append(&mut b, tag::DAEMON_AUTH_STATUS, status);
         if refusal.is_none() {
+            // As hdcd's AddFeatureTagToEmgmsg: `hdc shell -b` is served here.
+            tlv_append(&mut b, tag::SHELL_OPT, "enable");
             tlv_append(&mut b, tag::SUPPORT_FEATURES, &p.features().join(","));
         }
         b
