@@ -175,7 +175,10 @@ pub async fn start(cfg: DeviceConfig, listen: SocketAddr) -> std::io::Result<Dev
     let limiter = crate::limits::device_limiter();
     // OpenHarmony's hosts find devices by a UDP probe.
     let udp = match (cfg.params)(crate::ohos_discovery::DISCOVERY_PORT_PARAM) {
-        Some(p) => p.trim().parse().unwrap_or(crate::ohos_discovery::DISCOVERY_PORT),
+        Some(p) => p
+            .trim()
+            .parse()
+            .unwrap_or(crate::ohos_discovery::DISCOVERY_PORT),
         None => crate::ohos_discovery::DISCOVERY_PORT,
     };
     if udp != 0 {

@@ -591,7 +591,10 @@ mod tests {
         };
         assert_eq!(h(0).encode(), [0x08, 0x00, 0x12, 0x00]);
         assert_eq!(h(300).encode(), [0x08, 0xac, 0x02, 0x12, 0x00]);
-        assert_eq!(HeartbeatMsg::decode(&[0x08, 0x05, 0x12, 0x00]).unwrap(), h(5));
+        assert_eq!(
+            HeartbeatMsg::decode(&[0x08, 0x05, 0x12, 0x00]).unwrap(),
+            h(5)
+        );
         assert!(HeartbeatMsg::decode(&[0x08]).is_err());
     }
 
@@ -603,13 +606,19 @@ mod tests {
         want.extend_from_slice(b"ls");
         want.extend_from_slice(&[1, 0, 0, 0, 15, 0, 0, 0]);
         want.extend_from_slice(b"com.example.app");
-        let built = tlv_buf(&[(shell_tag::CMD, b"ls"), (shell_tag::BUNDLE, b"com.example.app")]);
+        let built = tlv_buf(&[
+            (shell_tag::CMD, b"ls"),
+            (shell_tag::BUNDLE, b"com.example.app"),
+        ]);
         assert_eq!(built, want);
         let m = parse_tlv_buf(&want).unwrap();
         assert_eq!(m[&shell_tag::CMD], b"ls");
         assert_eq!(m[&shell_tag::BUNDLE], b"com.example.app");
         assert!(parse_tlv_buf(&want[..want.len() - 1]).is_err());
-        assert!(parse_tlv_buf(&[0, 0, 0, 0, 0, 0, 0, 0]).is_err(), "a length of 0");
+        assert!(
+            parse_tlv_buf(&[0, 0, 0, 0, 0, 0, 0, 0]).is_err(),
+            "a length of 0"
+        );
         assert!(parse_tlv_buf(&[0, 0, 0]).is_err());
     }
 

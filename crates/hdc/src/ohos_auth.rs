@@ -625,6 +625,29 @@ mod tests {
         assert_eq!(cmds, vec![1, 1, 1, 2]);
     }
 
+    /// As hdcd's AddFeatureTagToEmgmsg: `"1200"` = `"enable"` before supportfeatures, so
+    /// OpenHarmony's hosts send `hdc shell -b`.
+    #[test]
+    fn auth_ok_offers_shell_options() {
+        let mut dev = Dev {
+            bypass: true,
+            verdict: KeyVerdict::Unknown,
+            good_sig: String::new(),
+        };
+        let (_, first) = HostAuth::start(1, "127.0.0.1:8711", &["heartbeat"]);
+        let mut d = DeviceAuth::default();
+        let hs = SessionHandShake::decode(&first.payload).unwrap();
+        let outs = d.on_handshake(hs, &mut dev).unwrap();
+        let ok = SessionHandShake::decode(&outs[0].payload).unwrap();
+        let tlv = tlv_parse(&ok.buf).unwrap();
+        assert_eq!(tlv.get(tag::SHELL_OPT).map(String::as_str), Some("enable"));
+        let (a, b) = (
+            ok.buf.find("1200 ").unwrap(),
+            ok.buf.find("supportfeatures").unwrap(),
+        );
+        assert!(a < b, "{}", ok.buf);
+    }
+
     #[test]
     fn bypass_answers_ok_at_once() {
         let mut dev = Dev {

@@ -6,18 +6,23 @@
 //! | OpenHarmony (host → device)      | here                                   |
 //! |----------------------------------|----------------------------------------|
 //! | CMD_UNITY_EXECUTE (1001) text    | a shell command on pipes, no input     |
+//! | CMD_UNITY_EXECUTE_EX (1200) TLV  | the same in a bundle's dir (`shell -b`) |
 //! | CMD_SHELL_INIT (2000)            | an interactive shell on a 24x80 pty     |
 //! | CMD_SHELL_DATA (2001) bytes      | its input                              |
 //! | CMD_UNITY_HILOG (1005) args      | `hilog` with those arguments           |
 //! | CMD_UNITY_REBOOT (1003)          | `target boot`                          |
 //! | CMD_UNITY_ROOTRUN (1007) ["r"]   | `smode` (`-r`)                         |
 //! | CMD_KERNEL_CHANNEL_CLOSE (2) `[n]` | the channel ends; answered `[n-1]` if n>0 |
+//! | CMD_FORWARD_CHECK (2501), _INIT (2500) | an fport / rport rule ([`crate::ohos_forward`]) |
+//! | CMD_HEARTBEAT_MSG (5000)         | accepted; ours every 5 s if the host lists `heartbeat` |
 //!
 //! Output goes back as CMD_KERNEL_ECHO_RAW (10), messages as CMD_KERNEL_ECHO (9, a level byte
 //! then text), the end as CMD_KERNEL_CHANNEL_CLOSE `[1]`, as hdcd does. File transfers
 //! (CMD_FILE_*) and installs (CMD_APP_CHECK/DATA, CMD_APP_UNINSTALL) are
-//! [`crate::ohos_file`]'s. Port forwarding in OpenHarmony's commands is not here yet: it is
-//! refused with OpenHarmony's "`[E002105]` Unsupport command".
+//! [`crate::ohos_file`]'s, port forwarding (CMD_FORWARD_*) [`crate::ohos_forward`]'s, each
+//! a task fed its channel's packets. Other commands get OpenHarmony's "`[E002105]` Unsupport
+//! command". A heartbeat before authentication closes channel 0 as hdcd does. The UDP
+//! discovery answer is [`crate::ohos_discovery`]'s.
 
 use crate::device::{AUTH_BYPASS_PARAM, DEBUGGABLE_PARAM, DeviceConfig};
 use crate::ohos::{self, PayloadProtect, SessionHandShake};
@@ -195,9 +200,13 @@ pub(crate) async fn serve(
             };
             if p.protect.command_flag == CMD_HEARTBEAT_MSG {
                 // As hdcd before AUTH_OK: the channel closed, the session kept.
-                wr.write_all(&packet(p.protect.channel_id, CMD_KERNEL_CHANNEL_CLOSE, &[1]))
-                    .await
-                    .map_err(|e| e.to_string())?;
+                wr.write_all(&packet(
+                    p.protect.channel_id,
+                    CMD_KERNEL_CHANNEL_CLOSE,
+                    &[1],
+                ))
+                .await
+                .map_err(|e| e.to_string())?;
                 continue;
             }
             if p.protect.command_flag != CMD_KERNEL_HANDSHAKE {
@@ -505,7 +514,11 @@ pub(crate) async fn heartbeats(out: mpsc::Sender<Vec<u8>>, every: Duration) {
             heartbeat_count: n,
             reserved: String::new(),
         };
-        if out.send(packet(0, CMD_HEARTBEAT_MSG, &msg.encode())).await.is_err() {
+        if out
+            .send(packet(0, CMD_HEARTBEAT_MSG, &msg.encode()))
+            .await
+            .is_err()
+        {
             return;
         }
     }
@@ -522,10 +535,12 @@ fn invalid_bundle(name: &str) -> String {
 /// directory (`app/el1/bundle/public/<bundle>`, what `/data/storage/el1/bundle` is inside
 /// the app's sandbox), as the shell user.
 fn shell_in_bundle(cfg: &DeviceConfig, payload: &[u8]) -> Result<String, String> {
-    let tlv = ohos::parse_tlv_buf(payload).map_err(|_| {
-        "[Fail][E003004] Device does not support this shell option".to_string()
-    })?;
-    if tlv.keys().any(|&t| t != ohos::shell_tag::CMD && t != ohos::shell_tag::BUNDLE) {
+    let tlv = ohos::parse_tlv_buf(payload)
+        .map_err(|_| "[Fail][E003004] Device does not support this shell option".to_string())?;
+    if tlv
+        .keys()
+        .any(|&t| t != ohos::shell_tag::CMD && t != ohos::shell_tag::BUNDLE)
+    {
         return Err("[Fail][E003004] Device does not support this shell option".into());
     }
     let cmd = tlv
@@ -570,8 +585,16 @@ mod tests {
             assert_eq!(t0.elapsed(), HEARTBEAT_INTERVAL * n as u32);
             let mut buf = BytesMut::from(&b[..]);
             let p = ohos::decode_packet(&mut buf).unwrap().unwrap();
-            assert_eq!((p.protect.channel_id, p.protect.command_flag), (0, CMD_HEARTBEAT_MSG));
-            assert_eq!(ohos::HeartbeatMsg::decode(&p.payload).unwrap().heartbeat_count, n);
+            assert_eq!(
+                (p.protect.channel_id, p.protect.command_flag),
+                (0, CMD_HEARTBEAT_MSG)
+            );
+            assert_eq!(
+                ohos::HeartbeatMsg::decode(&p.payload)
+                    .unwrap()
+                    .heartbeat_count,
+                n
+            );
         }
         drop(rx);
         tokio::time::advance(HEARTBEAT_INTERVAL).await;

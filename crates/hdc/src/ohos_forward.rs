@@ -261,7 +261,12 @@ pub async fn run(
     let mut remote_node = String::new();
     let mut rule_text = String::new();
     let mut check_id = None;
-    let fail = |why: &str| vec![echo(c, MSG_FAIL, why), packet(c, CMD_KERNEL_CHANNEL_CLOSE, &[1])];
+    let fail = |why: &str| {
+        vec![
+            echo(c, MSG_FAIL, why),
+            packet(c, CMD_KERNEL_CHANNEL_CLOSE, &[1]),
+        ]
+    };
     let end = loop {
         tokio::select! {
             p = rx.recv() => {
@@ -406,7 +411,8 @@ pub async fn run(
         }
     };
     for (_, ctx) in ctxs.drain() {
-        ctx.sender.close(&Exit::fail("[Fail]the forward rule was removed"));
+        ctx.sender
+            .close(&Exit::fail("[Fail]the forward rule was removed"));
     }
     if let Some(l) = listener {
         l.close(&Exit::ok());
