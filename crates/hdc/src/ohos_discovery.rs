@@ -35,19 +35,10 @@ pub fn answer(port: u16) -> Vec<u8> {
 }
 
 /// At most [`MAX_DISCOVERY_ANSWERS_PER_SEC`] answers in any one-second window.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct RateLimit {
     window: Option<Instant>,
     sent: u32,
-}
-
-impl Default for RateLimit {
-    fn default() -> Self {
-        RateLimit {
-            window: None,
-            sent: 0,
-        }
-    }
 }
 
 impl RateLimit {

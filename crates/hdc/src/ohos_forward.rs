@@ -222,9 +222,9 @@ impl Forwards {
         loop {
             r.next = r.next.wrapping_add(1).max(1);
             let tag = r.next;
-            if !r.by_tag.contains_key(&tag) {
+            if let std::collections::hash_map::Entry::Vacant(e) = r.by_tag.entry(tag) {
                 let (tx, rx) = mpsc::unbounded_channel();
-                r.by_tag.insert(tag, tx);
+                e.insert(tx);
                 return Some((tag, rx));
             }
         }
@@ -310,15 +310,15 @@ pub async fn run(
                             _ => break Some(fail(MSG_PARAMENT_FAILED)),
                         }
                     }
-                    CMD_FORWARD_CHECK_RESULT => {
+                    CMD_FORWARD_CHECK_RESULT
+                        if check_id.is_some() && split_id(&p.payload).map(|x| x.0) == check_id =>
+                    {
                         // rport: the host has its half; the rule stands.
-                        if split_id(&p.payload).map(|x| x.0) == check_id && check_id.is_some() {
-                            check_id = None;
-                            let _ = out.send(echo(c, MSG_OK, "Forwardport result:OK")).await;
-                            let mut s = format!("0|{rule_text}").into_bytes();
-                            s.push(0);
-                            let _ = out.send(packet(c, CMD_FORWARD_SUCCESS, &s)).await;
-                        }
+                        check_id = None;
+                        let _ = out.send(echo(c, MSG_OK, "Forwardport result:OK")).await;
+                        let mut s = format!("0|{rule_text}").into_bytes();
+                        s.push(0);
+                        let _ = out.send(packet(c, CMD_FORWARD_SUCCESS, &s)).await;
                     }
                     CMD_FORWARD_ACTIVE_SLAVE => {
                         let Some((id, node)) = parse_point(&p.payload) else {
