@@ -1519,6 +1519,8 @@ struct OhosHost {
     /// The first ciphertext read after the switch (up to [`WIRE_KEPT`]), to check that it
     /// holds no plaintext.
     wire: Vec<u8>,
+    /// The device's supportfeatures, once connected.
+    features: Vec<String>,
 }
 
 /// How much of the ciphertext [`OhosHost`] keeps.
@@ -1633,6 +1635,7 @@ impl OhosHost {
             tls: None,
             encrypted: false,
             wire: Vec::new(),
+            features: Vec::new(),
         };
         let features: &[&str] = if encrypt {
             &["heartbeat", "encrypt_tcp"]
@@ -1689,8 +1692,13 @@ impl OhosHost {
             }
             match auth.outcome() {
                 HostOutcome::Pending => {}
-                HostOutcome::Connected { device_name, .. } => {
+                HostOutcome::Connected {
+                    device_name,
+                    features,
+                    ..
+                } => {
                     let n = device_name.clone();
+                    h.features = features.clone();
                     return (h, OhosAuth::Connected(n));
                 }
                 HostOutcome::Unauthorized(m) => {
@@ -1818,10 +1826,42 @@ fn an_openharmony_host_authenticates_with_its_rsa_key_and_runs_shells() {
     let (out, _) = h.command(6, 2000, b"", b"echo pty-$((7*6)); exit\n");
     assert!(out.contains("pty-42"), "{out}");
     // A command we do not take yet is refused in OpenHarmony's words, and the session lives.
-    let (_, echoes) = h.command(7, 2500, b"tcp:1 tcp:2", b"");
+    // (CMD_JDWP_LIST, `hdc jpid`.)
+    let (_, echoes) = h.command(7, 1008, b"", b"");
     assert!(echoes.iter().any(|e| e.contains("E002105")), "{echoes:?}");
     let (out, _) = h.command(8, 1001, b"echo still", b"");
     assert_eq!(out.trim(), "still");
+}
+
+/// A heartbeat before authentication, as hdcd answers it: channel 0 closed (`[1]`), the
+/// connection kept, and the handshake still goes on.
+#[test]
+fn an_openharmony_heartbeat_before_authentication_closes_channel_zero() {
+    let (_d, addr) = device(true);
+    let mut h = OhosHost {
+        tcp: TcpStream::connect(&addr).expect("connect"),
+        buf: Default::default(),
+        tls: None,
+        encrypted: false,
+        wire: Vec::new(),
+        features: Vec::new(),
+    };
+    h.tcp
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    h.send(0, 5000, &oxh_hdc::ohos::HeartbeatMsg::default().encode());
+    let p = h.next().expect("an answer");
+    assert_eq!(
+        (p.protect.channel_id, p.protect.command_flag, p.payload),
+        (0, 2, vec![1])
+    );
+    let (_, first) = oxh_hdc::ohos_auth::HostAuth::start(1, &addr, &["heartbeat"]);
+    h.send(0, first.command, &first.payload);
+    let p = h.next().expect("the handshake goes on");
+    assert_eq!(
+        p.protect.command_flag,
+        oxh_hdc::ohos_auth::CMD_KERNEL_HANDSHAKE
+    );
 }
 
 /// A release device (`const.debuggable=0`) takes no plaintext session, not even a bypassed
@@ -2385,4 +2425,226 @@ fn our_host_reaches_a_release_device_on_openharmonys_wire_encrypted() {
     d.oxh_ok(&["hdc", "allow", who]);
     assert!(h.ok(&["tconn", &addr]).contains("Connect OK"));
     assert_eq!(h.ok(&["shell", "echo sealed-$((6*7))"]).trim(), "sealed-42");
+}
+
+/// A context's payload: its id (big-endian), then `rest`.
+fn fwd_payload(id: u32, rest: &[u8]) -> Vec<u8> {
+    let mut p = id.to_be_bytes().to_vec();
+    p.extend_from_slice(rest);
+    p
+}
+
+/// CHECK's and ACTIVE_SLAVE's payload, from the definitions: id, 8 zero bytes, node, NUL.
+fn fwd_point(id: u32, node: &str) -> Vec<u8> {
+    let mut p = fwd_payload(id, &[0; 8]);
+    p.extend_from_slice(node.as_bytes());
+    p.push(0);
+    p
+}
+
+/// `hdc fport tcp:L tcp:R` as OpenHarmony's host drives it (the host listens, so the test
+/// is the host and its connections are contexts): CHECK answered, each ACTIVE_SLAVE a
+/// connection to tcp:R on the device, bytes both ways; a port nobody listens on frees the
+/// context; a node type the device does not serve gets hdcd's words.
+#[test]
+fn an_openharmony_host_forwards_a_port_to_the_device() {
+    let (_d, addr) = device(true);
+    let home = tempfile::tempdir().expect("home");
+    let (mut h, auth) = OhosHost::connect(&addr, home.path());
+    assert!(matches!(auth, OhosAuth::Connected(_)), "{auth:?}");
+    // This host listed heartbeats, and so does the device: its first comes at once.
+    assert!(
+        h.features.iter().any(|f| f == "heartbeat"),
+        "{:?}",
+        h.features
+    );
+    // (Channel 0 also has AUTH_OK's CHANNEL_CLOSE.)
+    let beat = loop {
+        let p = h.next().expect("the device went away before its heartbeat");
+        if (p.protect.channel_id, p.protect.command_flag) == (0, 5000) {
+            break p.payload;
+        }
+    };
+    let beat = oxh_hdc::ohos::HeartbeatMsg::decode(&beat).expect("HeartbeatMsg");
+    assert_eq!((beat.heartbeat_count, beat.reserved.as_str()), (0, ""));
+    // Heartbeats from the host are taken, and change nothing.
+    let ours = oxh_hdc::ohos::HeartbeatMsg::default().encode();
+    h.send(0, 5000, &ours);
+    let (echo, _server) = echo_server();
+    let (c, id0) = (41, 0x1122_3344);
+    let node = format!("tcp:{echo}");
+    h.send(c, 12, &[]);
+    h.send(c, 2501, &fwd_point(id0, &node));
+    assert_eq!(h.expect(c, 2502), fwd_payload(id0, &[0]));
+    // Two connections at once, each its own context.
+    let (a, b) = (0xa0a0_0001u32, 0xb0b0_0002u32);
+    for id in [a, b] {
+        h.send(c, 2503, &fwd_point(id, &node));
+        assert_eq!(h.expect(c, 2504), id.to_be_bytes());
+    }
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    for part in big.chunks(100_000) {
+        h.send(c, 2505, &fwd_payload(a, part));
+    }
+    h.send(c, 2505, &fwd_payload(b, b"hello b"));
+    let (mut got_a, mut got_b) = (Vec::new(), Vec::new());
+    while got_a.len() < big.len() || got_b.len() < 7 {
+        let p = h.expect(c, 2505);
+        let (id, data) = p.split_at(4);
+        match u32::from_be_bytes(id.try_into().expect("id")) {
+            x if x == a => got_a.extend_from_slice(data),
+            x if x == b => got_b.extend_from_slice(data),
+            other => panic!("data for an unknown context {other:x}"),
+        }
+    }
+    assert!(got_a == big, "context a's bytes differ");
+    assert_eq!(got_b, b"hello b");
+    // The host frees one; the other still works.
+    h.send(c, 2506, &a.to_be_bytes());
+    h.send(c, 2505, &fwd_payload(b, b"again"));
+    assert_eq!(h.expect(c, 2505), fwd_payload(b, b"again"));
+    // Nobody listens there: the context is freed.
+    let closed = free_port();
+    h.send(c, 2503, &fwd_point(7, &format!("tcp:{closed}")));
+    loop {
+        let p = h.expect(c, 2506);
+        if p == 7u32.to_be_bytes() {
+            break;
+        }
+    }
+    // Removing the rule (hdc's `fport rm`): CHANNEL_CLOSE [0], not answered.
+    h.send(c, 2, &[0]);
+    // A node type this device does not serve.
+    h.send(42, 12, &[]);
+    let (_, echoes) = h.command(42, 2501, &fwd_point(9, "localabstract:x"), b"");
+    assert_eq!(echoes, ["[Fail]Forward parament failed"]);
+    // The session lives on.
+    let (out, _) = h.command(43, 1001, b"echo alive", b"");
+    assert_eq!(out.trim(), "alive");
+}
+
+/// `hdc rport tcp:R tcp:L` as OpenHarmony's host drives it: INIT, the device's WAKEUP and
+/// CHECK, its "Forwardport result:OK" and SUCCESS; then a connection to tcp:R on the device
+/// is a context the host activates, bytes both ways, its end a FREE_CONTEXT; the rule's
+/// removal stops the listener; a port in use gets hdcd's words.
+#[test]
+fn an_openharmony_host_forwards_a_device_port_back() {
+    let (_d, addr) = device(true);
+    let home = tempfile::tempdir().expect("home");
+    let (mut h, auth) = OhosHost::connect(&addr, home.path());
+    assert!(matches!(auth, OhosAuth::Connected(_)), "{auth:?}");
+    let r = free_port();
+    let rule = format!("tcp:{r} tcp:9999");
+    let c = 51;
+    h.send(c, 2500, format!("{rule}\0").as_bytes());
+    h.expect(c, 12);
+    let check = h.expect(c, 2501);
+    assert_eq!(&check[4..], fwd_point(0, "tcp:9999")[4..].to_vec());
+    let id0 = u32::from_be_bytes(check[..4].try_into().expect("id"));
+    h.send(c, 2502, &fwd_payload(id0, &[0]));
+    let ok = h.expect(c, 9);
+    assert_eq!(ok, b"\x02Forwardport result:OK");
+    assert_eq!(h.expect(c, 2509), format!("0|{rule}\0").into_bytes());
+    // A program on the device connects to tcp:R.
+    let mut app = TcpStream::connect(("127.0.0.1", r)).expect("connect to the rport");
+    app.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    app.write_all(b"ping").expect("write");
+    let slave = h.expect(c, 2503);
+    assert_eq!(&slave[4..], fwd_point(0, "tcp:9999")[4..].to_vec());
+    let id = u32::from_be_bytes(slave[..4].try_into().expect("id"));
+    assert_ne!(id, id0);
+    h.send(c, 2504, &id.to_be_bytes());
+    let mut got = Vec::new();
+    while got.len() < 4 {
+        let p = h.expect(c, 2505);
+        assert_eq!(p[..4], id.to_be_bytes());
+        got.extend_from_slice(&p[4..]);
+    }
+    assert_eq!(got, b"ping");
+    h.send(c, 2505, &fwd_payload(id, b"pong"));
+    let mut back = [0u8; 4];
+    app.read_exact(&mut back).expect("read");
+    assert_eq!(&back, b"pong");
+    drop(app);
+    assert_eq!(h.expect(c, 2506), id.to_be_bytes());
+    // `rport rm`: the device stops listening.
+    h.send(c, 2, &[0]);
+    let t0 = Instant::now();
+    while TcpStream::connect(("127.0.0.1", r)).is_ok() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "still listening");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A port in use.
+    let held = TcpListener::bind("127.0.0.1:0").expect("hold a port");
+    let busy = held.local_addr().expect("addr").port();
+    let (_, echoes) = h.command(52, 2500, format!("tcp:{busy} tcp:1\0").as_bytes(), b"");
+    assert_eq!(echoes, [format!("[Fail]TCP Port listen failed at {busy}")]);
+}
+
+/// `hdc shell -b BUNDLE CMD` (CMD_UNITY_EXECUTE_EX, a binary TLV): the command runs in the
+/// bundle's directory; a bundle that is not there gets hdcd's E003001.
+#[test]
+fn an_openharmony_host_runs_a_shell_in_a_bundle() {
+    use oxh_hdc::ohos::{shell_tag, tlv_buf};
+    let (d, addr) = device(true);
+    let bundle = "com.example.shellb";
+    let dir = d.data_dir().join("app/el1/bundle/public").join(bundle);
+    std::fs::create_dir_all(&dir).expect("bundle dir");
+    for p in [d.data_dir().to_path_buf(), dir.clone()] {
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let home = tempfile::tempdir().expect("home");
+    let (mut h, auth) = OhosHost::connect(&addr, home.path());
+    assert!(matches!(auth, OhosAuth::Connected(_)), "{auth:?}");
+    let tlv = tlv_buf(&[
+        (shell_tag::CMD, b"pwd".as_slice()),
+        (shell_tag::BUNDLE, bundle.as_bytes()),
+    ]);
+    let (out, echoes) = h.command(61, 1200, &tlv, b"");
+    assert_eq!(out.trim(), dir.to_string_lossy(), "{echoes:?}");
+    let missing = tlv_buf(&[
+        (shell_tag::CMD, b"pwd".as_slice()),
+        (shell_tag::BUNDLE, b"com.example.missing".as_slice()),
+    ]);
+    let (out, echoes) = h.command(62, 1200, &missing, b"");
+    assert_eq!(out, "");
+    assert_eq!(
+        echoes,
+        ["[Fail][E003001] Invalid bundle name: com.example.missing"]
+    );
+}
+
+/// OpenHarmony's LAN discovery: the probe "OHOS HDC" to the device's UDP port is answered
+/// "OHOS HDC-<its hdc port>" at the prober's address on that same port, as hdcd does;
+/// another device's answer is not answered.
+#[test]
+fn an_openharmony_host_discovers_the_device_by_udp() {
+    // The prober on 127.0.0.2, the device on 127.0.0.1: both on one port, as on a LAN.
+    let probe = std::net::UdpSocket::bind("127.0.0.2:0").expect("udp");
+    let port = probe.local_addr().expect("addr").port();
+    probe
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let (mut d, _) = device_with(true, &["--hdc-listen", "127.0.0.1"]);
+    d.oxh_ok(&[
+        "param",
+        "set",
+        "persist.hdc.discovery_port",
+        &port.to_string(),
+    ]);
+    d.stop();
+    d.restart();
+    let hdc = d.ready_field("hdc");
+    let tcp_port = hdc.rsplit(':').next().expect("port");
+    probe
+        .send_to(b"OHOS HDC-1234", ("127.0.0.1", port))
+        .expect("send");
+    probe
+        .send_to(b"OHOS HDC", ("127.0.0.1", port))
+        .expect("send");
+    let mut b = [0u8; 64];
+    let (n, from) = probe.recv_from(&mut b).expect("an answer");
+    assert_eq!(&b[..n], format!("OHOS HDC-{tcp_port}").as_bytes());
+    assert_eq!(from.port(), port);
 }

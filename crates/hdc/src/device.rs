@@ -176,6 +176,22 @@ pub async fn start(cfg: DeviceConfig, listen: SocketAddr) -> std::io::Result<Dev
     let cfg = Arc::new(cfg);
     let b = boot.clone();
     let limiter = crate::limits::device_limiter();
+    // OpenHarmony's hosts find devices by a UDP probe.
+    let udp = match (cfg.params)(crate::ohos_discovery::DISCOVERY_PORT_PARAM) {
+        Some(p) => p
+            .trim()
+            .parse()
+            .unwrap_or(crate::ohos_discovery::DISCOVERY_PORT),
+        None => crate::ohos_discovery::DISCOVERY_PORT,
+    };
+    if udp != 0 {
+        match crate::ohos_discovery::bind(SocketAddr::new(listen.ip(), udp)) {
+            Ok(s) => {
+                tokio::spawn(crate::ohos_discovery::serve(s, addr.port(), udp));
+            }
+            Err(e) => tracing::warn!(tag = "hdcd", "no UDP discovery on port {udp}: {e}"),
+        }
+    }
     let task = tokio::spawn(async move {
         loop {
             let Ok((tcp, peer)) = l.accept().await else {

@@ -29,6 +29,21 @@ pub const MAX_INSTALL_TAR: usize = 512 << 20;
 /// and a queue on the host).
 pub const MAX_OHOS_FORWARD_CONTEXTS: usize = 256;
 
+/// Forwarded connections (contexts of `fport`/`rport` rules) one OpenHarmony host session
+/// may hold on the device at once: each holds a socket and a channel.
+pub const MAX_FORWARD_CONTEXTS: usize = 256;
+/// Bytes from an OpenHarmony host that one forwarded connection may have waiting for the
+/// device's socket (its wire has no flow control: past this, the host's packets wait).
+pub const MAX_FORWARD_CONTEXT_BUFFERED: usize = 1 << 20;
+/// The same, for all forwarded connections of one session together.
+pub const MAX_FORWARD_SESSION_BUFFERED: usize = 8 << 20;
+/// How long a forwarded connection may keep its buffer full (holding the session's reader)
+/// before it is freed.
+pub const FORWARD_STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Answers to OpenHarmony's UDP discovery probe ("OHOS HDC") the device sends per second,
+/// at most: an answer goes to whatever address the probe claims, so it is bounded.
+pub const MAX_DISCOVERY_ANSWERS_PER_SEC: u32 = 8;
+
 /// One admitted connection; dropping it gives the slot back.
 pub type Slot<K> = Grant<K>;
 

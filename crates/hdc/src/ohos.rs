@@ -500,6 +500,80 @@ pub fn decode_packet(buf: &mut BytesMut) -> Result<Option<Packet>, WireError> {
     Ok(Some(Packet { protect, payload }))
 }
 
+/// HeartbeatMsg (CMD_HEARTBEAT_MSG's payload): a count from 0, and an empty reserved field.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeartbeatMsg {
+    /// How many heartbeats the sender sent before this one.
+    pub heartbeat_count: u64,
+    /// Unused (always written, empty).
+    pub reserved: String,
+}
+
+impl HeartbeatMsg {
+    /// Its serialized bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.varint(1, self.heartbeat_count)
+            .bytes(2, self.reserved.as_bytes());
+        w.0
+    }
+
+    /// Parses serialized bytes.
+    pub fn decode(b: &[u8]) -> Result<Self, WireError> {
+        let mut h = HeartbeatMsg::default();
+        read_fields(b, |f, v| {
+            match f {
+                1 => h.heartbeat_count = as_u64(v)?,
+                2 => h.reserved = as_string(v)?,
+                _ => {}
+            }
+            Ok(())
+        })?;
+        Ok(h)
+    }
+}
+
+/// CMD_UNITY_EXECUTE_EX's (`hdc shell -b`) record tags (`TAG_SHELL_CMD`, `TAG_SHELL_BUNDLE`).
+pub mod shell_tag {
+    /// The command line.
+    pub const CMD: u32 = 0;
+    /// The bundle whose directory the command runs in.
+    pub const BUNDLE: u32 = 1;
+}
+
+/// The records of a binary TLV buffer (hdc's `TlvBuf`, as `hdc shell -b` sends it): each a u32
+/// tag, a u32 length (both in the host's byte order, little-endian), then that many bytes.
+/// A length of 0, a short record or a repeated tag refuses the buffer.
+pub fn parse_tlv_buf(mut b: &[u8]) -> Result<std::collections::BTreeMap<u32, Vec<u8>>, WireError> {
+    let mut out = std::collections::BTreeMap::new();
+    while !b.is_empty() {
+        let short = WireError::Malformed("a TLV record ends early");
+        let (t, rest) = b.split_first_chunk::<4>().ok_or(short.clone())?;
+        let (l, rest) = rest.split_first_chunk::<4>().ok_or(short)?;
+        let len = u32::from_le_bytes(*l) as usize;
+        if len == 0 || rest.len() < len {
+            return Err(WireError::Malformed("a TLV record's length"));
+        }
+        let (v, rest) = rest.split_at(len);
+        if out.insert(u32::from_le_bytes(*t), v.to_vec()).is_some() {
+            return Err(WireError::Malformed("a TLV tag twice"));
+        }
+        b = rest;
+    }
+    Ok(out)
+}
+
+/// A binary TLV buffer of `records`, in the given order.
+pub fn tlv_buf(records: &[(u32, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (t, v) in records {
+        out.extend_from_slice(&t.to_le_bytes());
+        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        out.extend_from_slice(v);
+    }
+    out
+}
+
 /// For the fuzz target: decode packets and structs from arbitrary bytes.
 pub fn fuzz_one(data: &[u8]) {
     let mut b = BytesMut::new();
@@ -509,13 +583,57 @@ pub fn fuzz_one(data: &[u8]) {
         let _ = TransferPayload::decode(&p.payload);
         let _ = TransferPayload::decode_prefix(&p.payload);
         let _ = TransferConfig::decode(&p.payload);
+        let _ = HeartbeatMsg::decode(&p.payload);
+        let _ = parse_tlv_buf(&p.payload);
+        crate::ohos_forward::fuzz_one(&p.payload);
     }
+    let _ = parse_tlv_buf(data);
     let _ = SessionHandShake::decode(data);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// From the definitions: field 1 varint (key 0x08), field 2 an empty string (0x12 0x00).
+    #[test]
+    fn heartbeats_are_the_bytes_the_definitions_give() {
+        let h = |n| HeartbeatMsg {
+            heartbeat_count: n,
+            reserved: String::new(),
+        };
+        assert_eq!(h(0).encode(), [0x08, 0x00, 0x12, 0x00]);
+        assert_eq!(h(300).encode(), [0x08, 0xac, 0x02, 0x12, 0x00]);
+        assert_eq!(
+            HeartbeatMsg::decode(&[0x08, 0x05, 0x12, 0x00]).unwrap(),
+            h(5)
+        );
+        assert!(HeartbeatMsg::decode(&[0x08]).is_err());
+    }
+
+    /// `hdc shell -b com.example.app ls`, as the host's TlvBuf writes it: tag, length, value,
+    /// u32 little-endian, CMD (0) first.
+    #[test]
+    fn shell_option_records_are_the_bytes_the_definitions_give() {
+        let mut want = vec![0, 0, 0, 0, 2, 0, 0, 0];
+        want.extend_from_slice(b"ls");
+        want.extend_from_slice(&[1, 0, 0, 0, 15, 0, 0, 0]);
+        want.extend_from_slice(b"com.example.app");
+        let built = tlv_buf(&[
+            (shell_tag::CMD, b"ls"),
+            (shell_tag::BUNDLE, b"com.example.app"),
+        ]);
+        assert_eq!(built, want);
+        let m = parse_tlv_buf(&want).unwrap();
+        assert_eq!(m[&shell_tag::CMD], b"ls");
+        assert_eq!(m[&shell_tag::BUNDLE], b"com.example.app");
+        assert!(parse_tlv_buf(&want[..want.len() - 1]).is_err());
+        assert!(
+            parse_tlv_buf(&[0, 0, 0, 0, 0, 0, 0, 0]).is_err(),
+            "a length of 0"
+        );
+        assert!(parse_tlv_buf(&[0, 0, 0]).is_err());
+    }
 
     /// Bytes written by hand from the definitions (docs/HDC-WIRE.md §1-2), not by our
     /// encoder: channel 0, CMD_KERNEL_HANDSHAKE (1), checksum 0, vCode 9.

@@ -415,6 +415,8 @@ impl DeviceAuth {
         };
         tlv_append(&mut b, tag::DAEMON_AUTH_STATUS, status);
         if refusal.is_none() {
+            // As hdcd's AddFeatureTagToEmgmsg: `hdc shell -b` is served here.
+            tlv_append(&mut b, tag::SHELL_OPT, "enable");
             let mut f = p.features();
             if p.offers_psk() && !f.iter().any(|x| x == FEATURE_ENCRYPT_TCP) {
                 f.push(FEATURE_ENCRYPT_TCP.into());
@@ -1118,6 +1120,29 @@ mod tests {
         );
         // PUBLICKEY, SIGNATURE, OK, then the channel close.
         assert_eq!(cmds, vec![1, 1, 1, 2]);
+    }
+
+    /// As hdcd's AddFeatureTagToEmgmsg: `"1200"` = `"enable"` before supportfeatures, so
+    /// OpenHarmony's hosts send `hdc shell -b`.
+    #[test]
+    fn auth_ok_offers_shell_options() {
+        let mut dev = Dev::plain(true, KeyVerdict::Unknown, "");
+        let (_, first) = HostAuth::start(1, "127.0.0.1:8711", &["heartbeat"]);
+        let mut d = DeviceAuth::default();
+        let hs = SessionHandShake::decode(&first.payload).unwrap();
+        let acts = d.on_handshake(hs, &mut dev).unwrap();
+        let Some(Action::Send(first_out)) = acts.first() else {
+            panic!("no AUTH_OK: {}", acts.len());
+        };
+        let ok = SessionHandShake::decode(&first_out.payload).unwrap();
+        let tlv = tlv_parse(&ok.buf).unwrap();
+        assert_eq!(tlv.get(tag::SHELL_OPT).map(String::as_str), Some("enable"));
+        let text = ok.buf_text();
+        let (a, b) = (
+            text.find("1200 ").unwrap(),
+            text.find("supportfeatures").unwrap(),
+        );
+        assert!(a < b, "{text}");
     }
 
     #[test]

@@ -8,18 +8,23 @@
 //! | OpenHarmony (host → device)      | here                                   |
 //! |----------------------------------|----------------------------------------|
 //! | CMD_UNITY_EXECUTE (1001) text    | a shell command on pipes, no input     |
+//! | CMD_UNITY_EXECUTE_EX (1200) TLV  | the same in a bundle's dir (`shell -b`) |
 //! | CMD_SHELL_INIT (2000)            | an interactive shell on a 24x80 pty     |
 //! | CMD_SHELL_DATA (2001) bytes      | its input                              |
 //! | CMD_UNITY_HILOG (1005) args      | `hilog` with those arguments           |
 //! | CMD_UNITY_REBOOT (1003)          | `target boot`                          |
 //! | CMD_UNITY_ROOTRUN (1007) ["r"]   | `smode` (`-r`)                         |
 //! | CMD_KERNEL_CHANNEL_CLOSE (2) `[n]` | the channel ends; answered `[n-1]` if n>0 |
+//! | CMD_FORWARD_CHECK (2501), _INIT (2500) | an fport / rport rule ([`crate::ohos_forward`]) |
+//! | CMD_HEARTBEAT_MSG (5000)         | accepted; ours every 5 s if the host lists `heartbeat` |
 //!
 //! Output goes back as CMD_KERNEL_ECHO_RAW (10), messages as CMD_KERNEL_ECHO (9, a level byte
 //! then text), the end as CMD_KERNEL_CHANNEL_CLOSE `[1]`, as hdcd does. File transfers
 //! (CMD_FILE_*) and installs (CMD_APP_CHECK/DATA, CMD_APP_UNINSTALL) are
-//! [`crate::ohos_file`]'s. Port forwarding in OpenHarmony's commands is not here yet: it is
-//! refused with OpenHarmony's "`[E002105]` Unsupport command".
+//! [`crate::ohos_file`]'s, port forwarding (CMD_FORWARD_*) [`crate::ohos_forward`]'s, each
+//! a task fed its channel's packets. Other commands get OpenHarmony's "`[E002105]` Unsupport
+//! command". A heartbeat before authentication closes channel 0 as hdcd does. The UDP
+//! discovery answer is [`crate::ohos_discovery`]'s.
 
 use crate::device::{AUTH_BYPASS_PARAM, DEBUGGABLE_PARAM, DeviceConfig};
 use crate::ohos::{self, PayloadProtect, SessionHandShake};
@@ -28,6 +33,7 @@ use crate::ohos_auth::{
     DeviceOutcome, DevicePolicy, KeyVerdict,
 };
 use crate::ohos_file;
+use crate::ohos_forward;
 use crate::ohos_link::{self, PacketRx, PacketTx};
 use crate::ohos_tls::{PskTls, Role, TlsEngine};
 use crate::proto::{Ctrl, Exit, Request, WinSize};
@@ -54,9 +60,15 @@ pub const CMD_UNITY_ROOTRUN: u32 = 1007;
 pub const CMD_SHELL_INIT: u32 = 2000;
 /// CMD_SHELL_DATA: its input.
 pub const CMD_SHELL_DATA: u32 = 2001;
-/// CMD_HEARTBEAT_MSG.
+/// CMD_HEARTBEAT_MSG: channel 0, a [`ohos::HeartbeatMsg`].
 pub const CMD_HEARTBEAT_MSG: u32 = 5000;
 pub use crate::ohos_auth::ENCRYPT_REQUIRED_PARAM;
+/// CMD_UNITY_EXECUTE_EX: `hdc shell -b BUNDLE CMD`, a binary TLV ([`ohos::parse_tlv_buf`]).
+pub const CMD_UNITY_EXECUTE_EX: u32 = 1200;
+/// The feature a host lists when it takes heartbeats, and this device lists for its own.
+pub const FEATURE_HEARTBEAT: &str = "heartbeat";
+/// How often the device sends a heartbeat (hdc's `HEARTBEAT_INTERVAL`).
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 /// How long a host may take over the whole handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a refused host gets to read the refusal.
@@ -117,7 +129,7 @@ impl DevicePolicy for Policy {
         self.cfg.name.clone()
     }
     fn features(&self) -> Vec<String> {
-        Vec::new()
+        vec![FEATURE_HEARTBEAT.into()]
     }
 }
 
@@ -165,6 +177,17 @@ pub(crate) async fn serve(
             let Some(p) = reader.next().await.map_err(|e| e.to_string())? else {
                 return Err("closed during the handshake".to_string());
             };
+            if p.protect.command_flag == CMD_HEARTBEAT_MSG {
+                // As hdcd before AUTH_OK: the channel closed, the session kept.
+                wr.send(&packet(
+                    p.protect.channel_id,
+                    CMD_KERNEL_CHANNEL_CLOSE,
+                    &[1],
+                ))
+                .await
+                .map_err(|e| e.to_string())?;
+                continue;
+            }
             if p.protect.command_flag != CMD_KERNEL_HANDSHAKE {
                 // hdcd answers anything else before authentication with a failure.
                 wr.send(&echo(
@@ -218,11 +241,16 @@ pub(crate) async fn serve(
     };
     let how = if encrypted { "TLS-PSK" } else { "plaintext" };
     tracing::info!(tag = "hdcd", "OpenHarmony host {host} connected ({how})");
+    let beats = match auth.outcome() {
+        DeviceOutcome::Accepted { features, .. } => features.iter().any(|f| f == FEATURE_HEARTBEAT),
+        _ => false,
+    };
 
     // Commands: an in-process session, whose device end runs our handlers.
     let (a, b) = tokio::io::duplex(1 << 20);
     let (dev, mut incoming) = Session::start(a, true, "OpenHarmony host".into());
-    let (local, _none) = Session::start(b, false, "device".into());
+    let (local, local_incoming) = Session::start(b, false, "device".into());
+    let forwards = ohos_forward::Forwards::start(local_incoming);
     let handlers = {
         let (cfg, dev) = (cfg.clone(), dev.clone());
         tokio::spawn(async move {
@@ -244,6 +272,7 @@ pub(crate) async fn serve(
             }
         }
     });
+    let heartbeat = beats.then(|| tokio::spawn(heartbeats(out_tx.clone(), HEARTBEAT_INTERVAL)));
     let mut chans: HashMap<u32, Sender> = HashMap::new();
     // File transfers: each channel's packets go to its task, in order; a full queue holds
     // the reader (the socket's own back-pressure).
@@ -284,7 +313,11 @@ pub(crate) async fn serve(
         }
         if matches!(
             cmd,
-            ohos_file::CMD_FILE_CHECK | ohos_file::CMD_FILE_INIT | ohos_file::CMD_APP_CHECK
+            ohos_file::CMD_FILE_CHECK
+                | ohos_file::CMD_FILE_INIT
+                | ohos_file::CMD_APP_CHECK
+                | ohos_forward::CMD_FORWARD_CHECK
+                | ohos_forward::CMD_FORWARD_INIT
         ) && c != 0
         {
             if files.len() + chans.len() >= MAX_OHOS_CHANNELS {
@@ -305,6 +338,9 @@ pub(crate) async fn serve(
                     .trim_end_matches('\0')
                     .to_string();
                 tokio::spawn(ohos_file::master(c, args, rx, local, out));
+            } else if ohos_forward::is_forward_command(cmd) {
+                tokio::spawn(ohos_forward::run(c, rx, local, out, forwards.clone()));
+                let _ = tx.send(p).await;
             } else if cmd == ohos_file::CMD_APP_CHECK {
                 tokio::spawn(ohos_file::app_install(c, rx, local, out));
                 let _ = tx.send(p).await;
@@ -334,6 +370,18 @@ pub(crate) async fn serve(
             CMD_UNITY_HILOG => Some(Request::Hilog {
                 args: crate::channel::split_args(&text()),
             }),
+            CMD_UNITY_EXECUTE_EX => match shell_in_bundle(&cfg, &p.payload) {
+                Ok(command) => Some(Request::Shell {
+                    command: Some(command),
+                    pty: None,
+                    term: String::new(),
+                }),
+                Err(why) => {
+                    let _ = out_tx.send(echo(c, MSG_FAIL, &why)).await;
+                    let _ = out_tx.send(packet(c, CMD_KERNEL_CHANNEL_CLOSE, &[1])).await;
+                    None
+                }
+            },
             CMD_UNITY_REBOOT => Some(Request::Boot),
             CMD_UNITY_ROOTRUN => Some(Request::Smode {
                 root: text() != "r",
@@ -358,6 +406,8 @@ pub(crate) async fn serve(
                 None
             }
             CMD_HEARTBEAT_MSG | CMD_KERNEL_WAKEUP_SLAVETASK | CMD_KERNEL_HANDSHAKE => None,
+            // A forward packet for a rule that has ended: hdcd finds no task and drops it.
+            x if ohos_forward::is_forward_command(x) => None,
             _ => {
                 let _ = out_tx
                     .send(echo(c, MSG_FAIL, "[Fail][E002105] Unsupport command"))
@@ -405,6 +455,9 @@ pub(crate) async fn serve(
         tx.close(&Exit::fail("[Fail]the host went away"));
     }
     handlers.abort();
+    if let Some(h) = heartbeat {
+        h.abort();
+    }
     dev.shutdown("the host went away");
     local.shutdown("the host went away");
     drop(out_tx);
@@ -438,5 +491,105 @@ async fn pump(c: u32, mut ch: crate::session::Channel, out: mpsc::Sender<Vec<u8>
                 return;
             }
         }
+    }
+}
+
+/// Sends the host a heartbeat every `every`, the first at once, as hdcd's timer does, until
+/// the session's writer is gone.
+pub(crate) async fn heartbeats(out: mpsc::Sender<Vec<u8>>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for n in 0u64.. {
+        tick.tick().await;
+        let msg = ohos::HeartbeatMsg {
+            heartbeat_count: n,
+            reserved: String::new(),
+        };
+        if out
+            .send(packet(0, CMD_HEARTBEAT_MSG, &msg.encode()))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// hdcd's words for `hdc shell -b` with a bundle it cannot run in.
+fn invalid_bundle(name: &str) -> String {
+    format!("[Fail][E003001] Invalid bundle name: {name}")
+}
+
+/// CMD_UNITY_EXECUTE_EX's command line for our shell: hdcd runs the command with the
+/// bundle's debug directory as its working directory (no other identity), and says
+/// "[E003006]" when it cannot change there. The closest here is the bundle's code
+/// directory (`app/el1/bundle/public/<bundle>`, what `/data/storage/el1/bundle` is inside
+/// the app's sandbox), as the shell user.
+fn shell_in_bundle(cfg: &DeviceConfig, payload: &[u8]) -> Result<String, String> {
+    let tlv = ohos::parse_tlv_buf(payload)
+        .map_err(|_| "[Fail][E003004] Device does not support this shell option".to_string())?;
+    if tlv
+        .keys()
+        .any(|&t| t != ohos::shell_tag::CMD && t != ohos::shell_tag::BUNDLE)
+    {
+        return Err("[Fail][E003004] Device does not support this shell option".into());
+    }
+    let cmd = tlv
+        .get(&ohos::shell_tag::CMD)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .ok_or("[Fail][E003002] Unsupport interactive shell command option")?;
+    let bundle = tlv
+        .get(&ohos::shell_tag::BUNDLE)
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .unwrap_or_default();
+    // The host's own check (7..128 of [0-9a-zA-Z_.]); it also keeps the name a plain name.
+    let plain = (7..=128).contains(&bundle.len())
+        && bundle
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+        && !bundle.starts_with('.');
+    if !plain {
+        return Err(invalid_bundle(&bundle));
+    }
+    let dir = cfg.data_dir.join("app/el1/bundle/public").join(&bundle);
+    if !dir.is_dir() {
+        return Err(invalid_bundle(&bundle));
+    }
+    let d = dir.to_string_lossy().replace('\'', "'\\''");
+    Ok(format!(
+        "cd -- '{d}' 2>/dev/null || {{ echo '[E003006] Internal error: AsyncCmd chdir failed:{d}'; exit 1; }}\n{cmd}"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+
+    /// hdcd's timer: the first heartbeat at once, then one each interval, counting from 0.
+    #[tokio::test(start_paused = true)]
+    async fn heartbeats_come_at_once_then_each_interval() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let t0 = tokio::time::Instant::now();
+        let task = tokio::spawn(heartbeats(tx, HEARTBEAT_INTERVAL));
+        for n in 0..3u64 {
+            let b = rx.recv().await.unwrap();
+            assert_eq!(t0.elapsed(), HEARTBEAT_INTERVAL * n as u32);
+            let mut buf = BytesMut::from(&b[..]);
+            let p = ohos::decode_packet(&mut buf).unwrap().unwrap();
+            assert_eq!(
+                (p.protect.channel_id, p.protect.command_flag),
+                (0, CMD_HEARTBEAT_MSG)
+            );
+            assert_eq!(
+                ohos::HeartbeatMsg::decode(&p.payload)
+                    .unwrap()
+                    .heartbeat_count,
+                n
+            );
+        }
+        drop(rx);
+        tokio::time::advance(HEARTBEAT_INTERVAL).await;
+        task.await.unwrap();
     }
 }

@@ -29,6 +29,11 @@ use crate::ohos_file::{
     CMD_APP_UNINSTALL, CMD_FILE_BEGIN, CMD_FILE_CHECK, CMD_FILE_DATA, CMD_FILE_FINISH,
     CMD_FILE_INIT, Out, SEND_CHUNK, packet,
 };
+use crate::ohos_forward::{
+    CMD_FORWARD_ACTIVE_MASTER, CMD_FORWARD_ACTIVE_SLAVE, CMD_FORWARD_CHECK,
+    CMD_FORWARD_CHECK_RESULT, CMD_FORWARD_DATA, CMD_FORWARD_FREE_CONTEXT, CMD_FORWARD_INIT,
+    CMD_FORWARD_SUCCESS, point, split_id,
+};
 use crate::proto::{Ctrl, Exit, FileMeta, FileOpts, Request};
 use crate::session::{Channel, Event, Incoming, Session};
 use bytes::Bytes;
@@ -225,22 +230,6 @@ async fn serve_channel(
     command(c, run.0, run.1, channel, rx, out).await
 }
 
-/// CMD_FORWARD_INIT: `"LOCALNODE REMOTENODE\0"`, the first node the receiver's.
-pub const CMD_FORWARD_INIT: u32 = 2500;
-/// CMD_FORWARD_CHECK: `[id][8 zero bytes]"NODE\0"`.
-pub const CMD_FORWARD_CHECK: u32 = 2501;
-/// CMD_FORWARD_CHECK_RESULT: `[id][flag]`.
-pub const CMD_FORWARD_CHECK_RESULT: u32 = 2502;
-/// CMD_FORWARD_ACTIVE_SLAVE: `[id][8 zero bytes]"NODE\0"`: connect to NODE for context id.
-pub const CMD_FORWARD_ACTIVE_SLAVE: u32 = 2503;
-/// CMD_FORWARD_ACTIVE_MASTER: `[id]`: connected.
-pub const CMD_FORWARD_ACTIVE_MASTER: u32 = 2504;
-/// CMD_FORWARD_DATA: `[id]` then bytes.
-pub const CMD_FORWARD_DATA: u32 = 2505;
-/// CMD_FORWARD_FREE_CONTEXT: `[id]`: that connection is over (no half-close).
-pub const CMD_FORWARD_FREE_CONTEXT: u32 = 2506;
-/// CMD_FORWARD_SUCCESS: `"1|..."` or `"0|..."`: the rule is up.
-pub const CMD_FORWARD_SUCCESS: u32 = 2509;
 /// Bytes of one FORWARD_DATA (hdc reads at most 512 KiB; its packets hold 511 KiB).
 const FORWARD_CHUNK: usize = 256 * 1024;
 
@@ -252,17 +241,8 @@ fn fwd(id: u32, rest: &[u8]) -> Vec<u8> {
     p
 }
 
-/// `[8 zero bytes]"NODE\0"`, what CHECK and ACTIVE_SLAVE carry after the id.
-fn node(spec: &str) -> Vec<u8> {
-    let mut p = vec![0u8; 8];
-    p.extend_from_slice(spec.as_bytes());
-    p.push(0);
-    p
-}
-
 fn id_of(p: &ohos::Packet) -> Option<u32> {
-    let b: [u8; 4] = p.payload.get(..4)?.try_into().ok()?;
-    Some(u32::from_be_bytes(b))
+    split_id(&p.payload).map(|(id, _)| id)
 }
 
 fn random_id() -> u32 {
@@ -287,11 +267,11 @@ async fn forward(
         out.send(packet(c, CMD_KERNEL_WAKEUP_SLAVETASK, &[]))
             .await
             .map_err(|_| f::GONE.to_string())?;
-        out.send(packet(c, CMD_FORWARD_CHECK, &fwd(id, &node(&spec))))
+        out.send(packet(c, CMD_FORWARD_CHECK, &point(id, &spec)))
             .await
             .map_err(|_| f::GONE.to_string())?;
         f::wait_for(&mut rx, CMD_FORWARD_CHECK_RESULT).await?;
-        out.send(packet(c, CMD_FORWARD_ACTIVE_SLAVE, &fwd(id, &node(&spec))))
+        out.send(packet(c, CMD_FORWARD_ACTIVE_SLAVE, &point(id, &spec)))
             .await
             .map_err(|_| f::GONE.to_string())?;
         loop {
