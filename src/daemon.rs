@@ -217,7 +217,9 @@ pub async fn run(cfg: DaemonConfig, spawner: std::os::unix::net::UnixStream) -> 
         .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
     // Every subsystem's state is the daemon's alone (other users reach it through IPC);
     // only the run dir (socket), the shell user's dir and the apps' dirs are shared.
-    for s in ["log", "device", "param", "atm", "bundle", "kvstore", "rdb", "hdc"] {
+    for s in [
+        "log", "device", "param", "atm", "bundle", "kvstore", "rdb", "hdc",
+    ] {
         dirs.make_private(s)
             .with_context(|| format!("cannot make {}", dirs.subsystem(s).display()))?;
     }

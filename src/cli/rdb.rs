@@ -261,7 +261,11 @@ mod tests {
         assert!(bind_value("x'zz'", false).is_err());
         let r = Rows {
             columns: vec!["id".into(), "b".into(), "n".into()],
-            rows: vec![vec![Value::Integer(1), Value::Blob(vec![1, 2]), Value::Null]],
+            rows: vec![vec![
+                Value::Integer(1),
+                Value::Blob(vec![1, 2]),
+                Value::Null,
+            ]],
         };
         assert_eq!(
             rows_json(&r).unwrap(),

@@ -230,7 +230,12 @@ pub fn query_sql(c: &Connection, sql: &str, args: &[Value]) -> Result<ResultSet>
 }
 
 /// [`query_sql`] with a cap on the result's encoded bytes, as [`query_capped`].
-pub fn query_sql_capped(c: &Connection, sql: &str, args: &[Value], cap: usize) -> Result<ResultSet> {
+pub fn query_sql_capped(
+    c: &Connection,
+    sql: &str,
+    args: &[Value],
+    cap: usize,
+) -> Result<ResultSet> {
     {
         let st = c.prepare_cached(sql)?;
         if !st.readonly() || st.column_count() == 0 {

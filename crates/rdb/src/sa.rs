@@ -36,7 +36,12 @@ pub const METHODS: &[Method] = &[
 
 impl RdbService {
     /// Runs one RDB method for connection `conn`.
-    pub fn dispatch(&self, conn: &ConnHandle, code: u32, data: &[u8]) -> Result<Vec<u8>, RemoteError> {
+    pub fn dispatch(
+        &self,
+        conn: &ConnHandle,
+        code: u32,
+        data: &[u8],
+    ) -> Result<Vec<u8>, RemoteError> {
         let id = conn.id();
         let caller = conn.caller();
         let r: crate::error::Result<Vec<u8>> = match code {

@@ -90,8 +90,9 @@ fn rows(rs: crate::ResultSet) -> api::Rows {
 impl RdbService {
     /// The service over `cfg.dir` (made if missing).
     pub fn open(cfg: RdbConfig) -> Result<Arc<Self>> {
-        std::fs::create_dir_all(&cfg.dir)
-            .map_err(|e| RdbError::new(code::INVALID_PATH, format!("{}: {e}", cfg.dir.display())))?;
+        std::fs::create_dir_all(&cfg.dir).map_err(|e| {
+            RdbError::new(code::INVALID_PATH, format!("{}: {e}", cfg.dir.display()))
+        })?;
         Ok(Arc::new(Self {
             cfg,
             resolver: Mutex::new(None),

@@ -36,7 +36,13 @@ fn store_args(app: Option<&str>, name: &str) -> GetStoreArgs {
     }
 }
 
-fn exec(s: &RdbService, conn: u64, handle: StoreHandle, sql: &str, args: Vec<Value>) -> Result<Value> {
+fn exec(
+    s: &RdbService,
+    conn: u64,
+    handle: StoreHandle,
+    sql: &str,
+    args: Vec<Value>,
+) -> Result<Value> {
     s.execute(
         conn,
         &ExecuteArgs {
@@ -64,7 +70,11 @@ const SHELL: TokenType = TokenType::Shell;
 fn notes(dir: &std::path::Path, conn: u64) -> (Arc<RdbService>, StoreHandle) {
     let s = svc(dir);
     let h = s
-        .get_rdb_store(conn, &caller(SHELL, 0), &store_args(Some("com.a"), "notes.db"))
+        .get_rdb_store(
+            conn,
+            &caller(SHELL, 0),
+            &store_args(Some("com.a"), "notes.db"),
+        )
         .unwrap()
         .handle;
     exec(
@@ -86,7 +96,14 @@ fn apps_reach_only_their_own_stores_by_token() {
     let b = caller(TokenType::Hap, 8);
     let ha = s.get_rdb_store(1, &a, &store_args(None, "n.db")).unwrap();
     assert_eq!(ha.app, "com.a");
-    exec(&s, 1, ha.handle, "CREATE TABLE t(k INTEGER PRIMARY KEY)", vec![]).unwrap();
+    exec(
+        &s,
+        1,
+        ha.handle,
+        "CREATE TABLE t(k INTEGER PRIMARY KEY)",
+        vec![],
+    )
+    .unwrap();
     exec(&s, 1, ha.handle, "INSERT INTO t VALUES (1)", vec![]).unwrap();
     // App B may not name A (201); its own "n.db" is another file, without A's table.
     let e = s
@@ -230,28 +247,65 @@ fn a_transaction_is_its_connections_and_rolls_back_when_it_goes() {
         .get_rdb_store(2, &sh, &store_args(Some("com.a"), "notes.db"))
         .unwrap()
         .handle;
-    s.begin_transaction(1, &BeginArgs { handle: h1, kind: 1 })
-        .unwrap();
+    s.begin_transaction(
+        1,
+        &BeginArgs {
+            handle: h1,
+            kind: 1,
+        },
+    )
+    .unwrap();
     exec(&s, 1, h1, "INSERT INTO note(id) VALUES (1)", vec![]).unwrap();
     // Connection 1 sees its write; connection 2 neither sees it nor may write or begin.
-    assert_eq!(query(&s, 1, h1, "SELECT id FROM note").unwrap().rows.len(), 1);
-    assert!(query(&s, 2, h2, "SELECT id FROM note").unwrap().rows.is_empty());
+    assert_eq!(
+        query(&s, 1, h1, "SELECT id FROM note").unwrap().rows.len(),
+        1
+    );
+    assert!(
+        query(&s, 2, h2, "SELECT id FROM note")
+            .unwrap()
+            .rows
+            .is_empty()
+    );
     let e = s
-        .begin_transaction(2, &BeginArgs { handle: h2, kind: 1 })
+        .begin_transaction(
+            2,
+            &BeginArgs {
+                handle: h2,
+                kind: 1,
+            },
+        )
         .unwrap_err();
     assert_eq!(e.code(), 14_800_024, "{e}");
     let e = exec(&s, 2, h2, "INSERT INTO note(id) VALUES (2)", vec![]).unwrap_err();
     assert_eq!(e.code(), 14_800_024, "{e}");
     // A second transaction on the same handle is refused too.
     let e = s
-        .begin_transaction(1, &BeginArgs { handle: h1, kind: 0 })
+        .begin_transaction(
+            1,
+            &BeginArgs {
+                handle: h1,
+                kind: 0,
+            },
+        )
         .unwrap_err();
     assert_eq!(e.code(), 14_800_024, "{e}");
     // Connection 1 goes: its transaction rolls back and the lock is free.
     s.client_died(1);
-    assert!(query(&s, 2, h2, "SELECT id FROM note").unwrap().rows.is_empty());
-    s.begin_transaction(2, &BeginArgs { handle: h2, kind: 0 })
-        .unwrap();
+    assert!(
+        query(&s, 2, h2, "SELECT id FROM note")
+            .unwrap()
+            .rows
+            .is_empty()
+    );
+    s.begin_transaction(
+        2,
+        &BeginArgs {
+            handle: h2,
+            kind: 0,
+        },
+    )
+    .unwrap();
     exec(&s, 2, h2, "INSERT INTO note(id) VALUES (2)", vec![]).unwrap();
     s.end_transaction(2, &HandleArgs { handle: h2 }, true)
         .unwrap();
@@ -261,8 +315,14 @@ fn a_transaction_is_its_connections_and_rolls_back_when_it_goes() {
             .code(),
         code::INVALID_ARGS
     );
-    s.begin_transaction(2, &BeginArgs { handle: h2, kind: 2 })
-        .unwrap();
+    s.begin_transaction(
+        2,
+        &BeginArgs {
+            handle: h2,
+            kind: 2,
+        },
+    )
+    .unwrap();
     exec(&s, 2, h2, "DELETE FROM note", vec![]).unwrap();
     s.end_transaction(2, &HandleArgs { handle: h2 }, false)
         .unwrap();
@@ -271,9 +331,15 @@ fn a_transaction_is_its_connections_and_rolls_back_when_it_goes() {
         [vec![Value::Integer(2)]]
     );
     assert_eq!(
-        s.begin_transaction(2, &BeginArgs { handle: h2, kind: 3 })
-            .unwrap_err()
-            .code(),
+        s.begin_transaction(
+            2,
+            &BeginArgs {
+                handle: h2,
+                kind: 3
+            }
+        )
+        .unwrap_err()
+        .code(),
         code::INVALID_ARGS
     );
 }
@@ -326,7 +392,11 @@ fn stores_close_with_their_last_handle_and_delete_closes_them() {
     let sh = caller(SHELL, 0);
     let a = store_args(Some("com.a"), "notes.db");
     let h2 = s.get_rdb_store(2, &sh, &a).unwrap().handle;
-    assert!(s.dump_text().contains("com.a/notes.db: handles=2"), "{}", s.dump_text());
+    assert!(
+        s.dump_text().contains("com.a/notes.db: handles=2"),
+        "{}",
+        s.dump_text()
+    );
     // Another security level for an open store: 14800017.
     let mut s3 = a.clone();
     s3.config.security_level = SecurityLevel::S3;
@@ -339,8 +409,14 @@ fn stores_close_with_their_last_handle_and_delete_closes_them() {
     assert!(s.dump_text().contains("0 open stores"), "{}", s.dump_text());
     let h = s.get_rdb_store(4, &sh, &a).unwrap().handle;
     s.delete_rdb_store(&sh, &a).unwrap();
-    assert_eq!(query(&s, 4, h, "SELECT 1").unwrap_err().code(), code::ALREADY_CLOSED);
-    assert_eq!(query(&s, 4, h2, "SELECT 1").unwrap_err().code(), code::ALREADY_CLOSED);
+    assert_eq!(
+        query(&s, 4, h, "SELECT 1").unwrap_err().code(),
+        code::ALREADY_CLOSED
+    );
+    assert_eq!(
+        query(&s, 4, h2, "SELECT 1").unwrap_err().code(),
+        code::ALREADY_CLOSED
+    );
     assert!(!d.path().join("com.a/notes.db").exists());
     // Deleting a store that is not there is no error.
     s.delete_rdb_store(&sh, &a).unwrap();
