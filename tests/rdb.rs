@@ -104,6 +104,13 @@ fn cli_round_trip_the_file_in_sqlite3_apps_apart_and_openharmony_errors() {
         "1|t|text\n2|42|blob\n"
     );
     assert_eq!(sqlite3(&file, "PRAGMA journal_mode"), "wal\n");
+    // The daemon's own dir: apps and the shell reach it only through the service.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(d.data_dir().join("rdb"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700, "{mode:o}");
 
     // Bad SQL: OpenHarmony's code and message; nothing lost. A constraint: its code.
     let e = d.oxh_err(&rdb(&[

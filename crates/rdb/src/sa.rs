@@ -10,7 +10,7 @@ use crate::service::RdbService;
 use bytes::Bytes;
 use oxh_ipc::{ConnHandle, RemoteError, decode, encode};
 use oxh_samgr::{CallContext, Method, SystemAbility};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 /// The RDB methods, each with who may call it.
 pub const METHODS: &[Method] = &[
@@ -91,9 +91,6 @@ pub struct DataService {
     methods: &'static [Method],
 }
 
-/// The joined method table (made once: samgr asks for a `'static` table).
-static JOINED: OnceLock<Vec<Method>> = OnceLock::new();
-
 impl DataService {
     /// Serves `kv`'s methods and the RDB range of `rdb` as one SA. Fails if a KV code falls
     /// in the RDB range.
@@ -107,7 +104,9 @@ impl DataService {
                 api::CODE_END
             ));
         }
-        let methods = JOINED.get_or_init(|| [kv.methods(), METHODS].concat());
+        // samgr asks for a `'static` table: the joined one lives as long as the daemon (one
+        // per data service, made once at start).
+        let methods: &'static [Method] = Box::leak([kv.methods(), METHODS].concat().into());
         Ok(Self { kv, rdb, methods })
     }
 }
@@ -120,7 +119,16 @@ impl SystemAbility for DataService {
 
     async fn call(&self, ctx: CallContext, code: u32, data: Bytes) -> Result<Vec<u8>, RemoteError> {
         if api::is_rdb_code(code) {
-            self.rdb.dispatch(&ctx.conn, code, &data)
+            // SQLite blocks: off the runtime's workers, so a long query stalls no other SA.
+            let (rdb, conn) = (self.rdb.clone(), ctx.conn.clone());
+            tokio::task::spawn_blocking(move || rdb.dispatch(&conn, code, &data))
+                .await
+                .map_err(|e| {
+                    RemoteError::new(
+                        oxh_ipc::code::SA_INTERNAL,
+                        format!("the relational store's call failed: {e}"),
+                    )
+                })?
         } else {
             self.kv.call(ctx, code, data).await
         }
@@ -133,5 +141,46 @@ impl SystemAbility for DataService {
     fn on_client_died(&self, conn: &ConnHandle) {
         self.kv.on_client_died(conn);
         self.rdb.client_died(conn.id());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct FakeKv(&'static [Method]);
+
+    #[async_trait::async_trait]
+    impl SystemAbility for FakeKv {
+        fn methods(&self) -> &'static [Method] {
+            self.0
+        }
+        async fn call(&self, _: CallContext, _: u32, _: Bytes) -> Result<Vec<u8>, RemoteError> {
+            Ok(Vec::new())
+        }
+        fn dump(&self, _: &[String]) -> String {
+            "kv\n".into()
+        }
+    }
+
+    #[test]
+    fn one_sa_serves_both_tables_and_refuses_overlapping_codes() {
+        let d = tempfile::tempdir().unwrap();
+        let rdb = RdbService::open(crate::RdbConfig {
+            dir: d.path().into(),
+            device_id: "dev".into(),
+        })
+        .unwrap();
+        static KV: &[Method] = &[Method::open(1, "Put")];
+        let ds = DataService::new(Arc::new(FakeKv(KV)), rdb.clone()).unwrap();
+        let codes: Vec<u32> = ds.methods().iter().map(|m| m.code).collect();
+        assert_eq!(codes.len(), 1 + METHODS.len());
+        assert!(codes.contains(&1) && codes.contains(&api::GET_RDB_STORE));
+        assert!(ds.dump(&[]).starts_with("kv\nRdbService (SA 1301"));
+        static CLASH: &[Method] = &[Method::open(api::CODE_BASE + 5, "Oops")];
+        let e = DataService::new(Arc::new(FakeKv(CLASH)), rdb)
+            .err()
+            .unwrap();
+        assert!(e.contains("Oops"), "{e}");
     }
 }
