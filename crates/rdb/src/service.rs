@@ -23,7 +23,7 @@ use crate::error::{RdbError, Result, code};
 use crate::ops::ConflictResolution;
 use crate::store::{RdbStore, Transaction, TransactionType};
 use crate::value::Value;
-use oxh_ipc::{Caller, TokenType};
+use oxh_ipc::Caller;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -109,32 +109,10 @@ impl RdbService {
 
     /// The app a caller acts for: its own bundle (HAP), or the one it names (native, shell).
     pub fn app_of(&self, caller: &Caller, named: Option<&str>) -> Result<String> {
-        let denied = |m: String| RdbError::new(code::PERMISSION_DENIED, m);
-        let app = match caller.token_type {
-            TokenType::Hap => {
-                let resolver = lock(&self.resolver).clone();
-                let own = resolver
-                    .and_then(|r| r(caller.token_id))
-                    .ok_or_else(|| denied("the caller's app is unknown".into()))?;
-                if let Some(n) = named
-                    && n != own
-                {
-                    return Err(denied(format!("app {own} may not open the stores of {n}")));
-                }
-                own
-            }
-            TokenType::Native | TokenType::Shell => named
-                .ok_or_else(|| {
-                    RdbError::new(
-                        code::PARAMETER_ERROR,
-                        "name the app (bundleName) whose store to use",
-                    )
-                })?
-                .to_string(),
-            TokenType::Invalid => {
-                return Err(denied("a caller without a token has no stores".into()));
-            }
-        };
+        let resolver = lock(&self.resolver).clone();
+        let app = caller
+            .app(named, |id| resolver.and_then(|r| r(id)))
+            .map_err(|e| RdbError::new(e.code(), e.to_string()))?;
         oxh_kvstore::limits::check_bundle_name(&app)
             .map_err(|e| RdbError::new(code::PARAMETER_ERROR, e.to_string()))?;
         Ok(app)
