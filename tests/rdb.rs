@@ -332,6 +332,159 @@ async fn a_second_write_transaction_meets_14800024_and_a_closed_connection_rolls
     assert_eq!(r.rows, [vec![Value::Integer(2)]], "1 was rolled back");
 }
 
+#[tokio::test]
+async fn insert_update_delete_and_query_with_predicates_over_ipc() {
+    use oxh_rdb::api::{
+        BatchInsertArgs, DeleteArgs, InsertArgs, PredicateOp as P, Predicates, QueryArgs,
+        UpdateArgs,
+    };
+    let d = TestDevice::start();
+    let dev = d.sdk().await;
+    let h = get_store(&dev, "api.db").await.handle;
+    exec(
+        &dev,
+        h,
+        "CREATE TABLE note(id INTEGER PRIMARY KEY, title TEXT, n REAL)",
+    )
+    .await
+    .unwrap();
+    let cl = dev.client();
+    let row = |id: i64, t: &str| {
+        vec![
+            ("id".to_string(), Value::Integer(id)),
+            ("title".to_string(), Value::Text(t.into())),
+        ]
+    };
+    let id: i64 = cl
+        .call(
+            api::SA_ID,
+            api::INSERT,
+            &InsertArgs {
+                handle: h,
+                table: "note".into(),
+                values: row(1, "one"),
+                conflict: 0,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(id, 1);
+    // ON_CONFLICT_IGNORE (4) skips the duplicate: -1.
+    let id: i64 = cl
+        .call(
+            api::SA_ID,
+            api::INSERT,
+            &InsertArgs {
+                handle: h,
+                table: "note".into(),
+                values: row(1, "dup"),
+                conflict: 4,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(id, -1);
+    let n: i64 = cl
+        .call(
+            api::SA_ID,
+            api::BATCH_INSERT,
+            &BatchInsertArgs {
+                handle: h,
+                table: "note".into(),
+                rows: (2..=5).map(|i| row(i, &format!("n{i}"))).collect(),
+                conflict: 0,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 4);
+    let up: u64 = cl
+        .call(
+            api::SA_ID,
+            api::UPDATE,
+            &UpdateArgs {
+                handle: h,
+                values: vec![("n".into(), Value::Real(0.5))],
+                predicates: Predicates::new("note").then(P::Between(
+                    "id".into(),
+                    Value::Integer(2),
+                    Value::Integer(3),
+                )),
+                conflict: 0,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(up, 2);
+    let del: u64 = cl
+        .call(
+            api::SA_ID,
+            api::DELETE,
+            &DeleteArgs {
+                handle: h,
+                predicates: Predicates::new("note").then(P::Like("title".into(), "n5".into())),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(del, 1);
+    let r: Rows = cl
+        .call(
+            api::SA_ID,
+            api::QUERY,
+            &QueryArgs {
+                handle: h,
+                predicates: Predicates::new("note")
+                    .then(P::IsNotNull("n".into()))
+                    .then(P::Or)
+                    .then(P::EqualTo("id".into(), Value::Integer(1)))
+                    .then(P::OrderByDesc("id".into())),
+                columns: vec!["id".into(), "n".into()],
+            },
+        )
+        .await
+        .unwrap();
+    let mut rs = r.into_result_set();
+    assert_eq!(rs.row_count(), 3);
+    assert!(rs.go_to_first_row().unwrap());
+    assert_eq!(rs.get_long(0).unwrap(), 3);
+    assert_eq!(rs.get_double(1).unwrap(), 0.5);
+    // A field that is not a name is refused (14800001), as the builder does.
+    let e = cl
+        .call::<_, Rows>(
+            api::SA_ID,
+            api::QUERY,
+            &QueryArgs {
+                handle: h,
+                predicates: Predicates::new("note").then(P::IsNull("id) OR (1".into())),
+                columns: vec![],
+            },
+        )
+        .await;
+    assert_eq!(code(e), 14_800_001);
+    // obtainDistributedTableName of a table that is not distributed: 14800001.
+    let e = cl
+        .call::<_, String>(
+            api::SA_ID,
+            api::OBTAIN_DISTRIBUTED_TABLE_NAME,
+            &api::ObtainNameArgs {
+                handle: h,
+                device: "peer".into(),
+                table: "note".into(),
+            },
+        )
+        .await;
+    assert_eq!(code(e), 14_800_001);
+    cl.call::<_, ()>(
+        api::SA_ID,
+        api::CLOSE_RDB_STORE,
+        &api::HandleArgs { handle: h },
+    )
+    .await
+    .unwrap();
+    assert_eq!(code(rows(&dev, h, "SELECT 1").await), 14_800_014);
+}
+
 #[test]
 fn a_result_over_the_reply_cap_is_refused_naming_the_limit() {
     let d = TestDevice::start();
