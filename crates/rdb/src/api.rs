@@ -439,8 +439,18 @@ mod tests {
                 Value::Blob(vec![1; 200]),
             ]],
         };
-        let bound: usize = rows.rows[0].iter().map(encoded_size).sum::<usize>() + 10;
-        let enc = oxh_ipc::encode(&rows.rows);
+        // As the service counts a reply: the column names, then a length and the values of
+        // each row.
+        let names: usize = rows
+            .columns
+            .iter()
+            .map(|c| encoded_size(&Value::Null) + c.len())
+            .sum();
+        let bound = encoded_size(&Value::Null)
+            + names
+            + rows.rows[0].iter().map(encoded_size).sum::<usize>()
+            + 10;
+        let enc = oxh_ipc::encode(&rows);
         assert!(enc.len() <= bound, "{} > {bound}", enc.len());
         assert!(is_rdb_code(GET_RDB_STORE) && is_rdb_code(DELETE_RDB_STORE));
         assert!(!is_rdb_code(22));

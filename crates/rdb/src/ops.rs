@@ -209,8 +209,16 @@ fn read(c: &Connection, sql: &str, args: &[Value], cap: usize) -> Result<ResultS
     let n = names.len();
     let mut rows = Vec::new();
     let mut q = st.query(params_from_iter(args.iter()))?;
-    // The bytes the rows take encoded (an upper bound: a varint row length each).
-    let mut size = crate::api::encoded_size(&Value::Null);
+    // The bytes the reply takes encoded, an upper bound: the column names, then each row
+    // (a varint length and its values).
+    let mut size = crate::api::encoded_size(&Value::Null)
+        + names
+            .iter()
+            .map(|c| crate::api::encoded_size(&Value::Null) + c.len())
+            .sum::<usize>();
+    if size > cap {
+        return Err(crate::api::too_big(size));
+    }
     while let Some(r) = q.next()? {
         let row: Vec<Value> = (0..n)
             .map(|i| r.get_ref(i).map(Value::from))
