@@ -6,7 +6,7 @@
 //! `kvstore/<bundle>/`. OpenHarmony's apps open their SQLite file in their own sandbox; here the
 //! daemon (which may be root) opens it, and so it must never open a path that a caller could
 //! have planted (a symlink in an app-writable dir): the dir is the daemon's, the app only
-//! names a file in it ([`StoreConfig::relative_path`] refuses anything but plain names).
+//! names a file in it ([`crate::StoreConfig::relative_path`] refuses anything but plain names).
 //!
 //! **Who sees what.** The app comes from the caller's token (the kernel's identity, never the
 //! request's): a HAP token's own bundle, or the bundle a native or shell caller names.
@@ -18,7 +18,6 @@
 //! it rolls back when its connection goes ([`RdbService::client_died`]).
 
 use crate::api::{self, StoreHandle};
-use crate::config::StoreConfig;
 use crate::error::{RdbError, Result, code};
 use crate::ops::ConflictResolution;
 use crate::store::{RdbStore, Transaction, TransactionType};
@@ -430,11 +429,6 @@ impl RdbService {
             s += &format!("  {app}/{}: handles={}\n", path.display(), o.users);
         }
         s
-    }
-
-    /// The file of `config` for `app`, where the service keeps it.
-    pub fn store_path(&self, app: &str, config: &StoreConfig) -> Result<PathBuf> {
-        Ok(self.app_dir(app).join(config.relative_path()?))
     }
 }
 
