@@ -3,6 +3,7 @@
 use super::*;
 use crate::api::*;
 use crate::config::SecurityLevel;
+use crate::config::StoreConfig;
 use oxh_ipc::TokenType;
 
 fn caller(t: TokenType, token_id: u32) -> Caller {
