@@ -217,7 +217,9 @@ pub async fn run(cfg: DaemonConfig, spawner: std::os::unix::net::UnixStream) -> 
         .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
     // Every subsystem's state is the daemon's alone (other users reach it through IPC);
     // only the run dir (socket), the shell user's dir and the apps' dirs are shared.
-    for s in ["log", "device", "param", "atm", "bundle", "kvstore", "hdc"] {
+    for s in [
+        "log", "device", "param", "atm", "bundle", "kvstore", "rdb", "hdc",
+    ] {
         dirs.make_private(s)
             .with_context(|| format!("cannot make {}", dirs.subsystem(s).display()))?;
     }
@@ -434,10 +436,25 @@ pub async fn run(cfg: DaemonConfig, spawner: std::os::unix::net::UnixStream) -> 
     }));
     kv.attach_softbus(softbus.clone())
         .context("cannot start KV sync")?;
+    // The relational store is a feature of the same SA, as in OpenHarmony (its RDB service is
+    // reached through the distributed data service): its codes are a range of SA 1301's.
+    let rdb = oxh_rdb::RdbService::open(oxh_rdb::RdbConfig {
+        dir: dirs.subsystem("rdb"),
+        device_id: info.udid.clone(),
+    })
+    .context("cannot open the relational stores")?;
+    let a = atm.clone();
+    rdb.set_app_resolver(Arc::new(move |id| {
+        a.token_detail(&oxh_atm::api::TokenTarget::Id(id))
+            .ok()
+            .filter(|d| d.info.token_type == oxh_ipc::TokenType::Hap)
+            .map(|d| d.info.name)
+    }));
+    let data = oxh_rdb::sa::DataService::new(kv, rdb).map_err(anyhow::Error::msg)?;
     samgr.register(SaProfile::running(
         sa_id::DISTRIBUTED_KV,
         oxh_kvstore::api::SA_NAME,
-        kv,
+        Arc::new(data),
     ))?;
     let samgr = samgr.start().await?;
     // dbinder: calls to and from SAs on other devices, with the callers' tokens synced.

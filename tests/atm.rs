@@ -249,7 +249,36 @@ const PUBLIC_METHODS: &[(i32, &str, &str)] = &[
         "put/get of a large value in parts: as Put and Get (the app's own stores; staged \
          parts are the caller's connection's own)",
     ),
+    (sa_id::DISTRIBUTED_KV, "GetRdbStore", RDB_OWN_STORES),
+    (sa_id::DISTRIBUTED_KV, "RdbExecute", RDB_OWN_STORES),
+    (sa_id::DISTRIBUTED_KV, "RdbInsert", RDB_OWN_STORES),
+    (sa_id::DISTRIBUTED_KV, "RdbBatchInsert", RDB_OWN_STORES),
+    (sa_id::DISTRIBUTED_KV, "RdbUpdate", RDB_OWN_STORES),
+    (sa_id::DISTRIBUTED_KV, "RdbDelete", RDB_OWN_STORES),
+    (sa_id::DISTRIBUTED_KV, "RdbQuery", RDB_OWN_STORES),
+    (sa_id::DISTRIBUTED_KV, "RdbQuerySql", RDB_OWN_STORES),
+    (sa_id::DISTRIBUTED_KV, "RdbBeginTransaction", RDB_OWN_STORES),
+    (sa_id::DISTRIBUTED_KV, "RdbCommit", RDB_OWN_STORES),
+    (sa_id::DISTRIBUTED_KV, "RdbRollBack", RDB_OWN_STORES),
+    (
+        sa_id::DISTRIBUTED_KV,
+        "SetDistributedTables",
+        RDB_OWN_STORES,
+    ),
+    (
+        sa_id::DISTRIBUTED_KV,
+        "ObtainDistributedTableName",
+        RDB_OWN_STORES,
+    ),
+    (sa_id::DISTRIBUTED_KV, "CloseRdbStore", RDB_OWN_STORES),
+    (sa_id::DISTRIBUTED_KV, "DeleteRdbStore", RDB_OWN_STORES),
 ];
+
+/// Why the relational store's methods are open (SA 1301's RDB feature).
+const RDB_OWN_STORES: &str = "an app's own relational stores need no permission (as in OpenHarmony, where \
+     the app opens its own file); the service takes the app from the caller's token, refuses \
+     other apps' stores, and store handles are the caller's connection's own \
+     (apps_reach_only_their_own_stores_by_token, an_app_reaches_only_its_own_relational_stores)";
 
 /// Dump lines that change because of the refused calls themselves, with why; the rest of
 /// every SA's dump must be the same before and after the walk.

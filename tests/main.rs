@@ -16,5 +16,6 @@ mod limits;
 mod names;
 mod netns;
 mod param;
+mod rdb;
 mod samgr;
 mod softbus;

@@ -16,6 +16,7 @@ mod hidumper;
 mod hilog;
 mod kv;
 mod param;
+mod rdb;
 mod sa;
 mod sim;
 
@@ -82,6 +83,9 @@ enum Cmd {
     /// The distributed KV store (@ohos.data.distributedKVStore).
     #[command(subcommand)]
     Kv(kv::KvCmd),
+    /// The relational store (@ohos.data.relationalStore): SQL on an app's SQLite stores.
+    #[command(subcommand)]
+    Rdb(rdb::RdbCmd),
     /// Run a local super device: several devices on this machine, bound to each other.
     Sim(sim::SimArgs),
     /// The device connector (OpenHarmony's `hdc`); `oxh hdc allow` for the device owner.
@@ -255,6 +259,7 @@ pub fn main() -> Result<i32> {
                 Cmd::Atm(c) => client_runtime()?.block_on(atm::run(&o.global, c)),
                 Cmd::Bus(c) => client_runtime()?.block_on(bus::run(&o.global, c)),
                 Cmd::Kv(c) => client_runtime()?.block_on(kv::run(&o.global, c)),
+                Cmd::Rdb(c) => client_runtime()?.block_on(rdb::run(&o.global, c)),
                 Cmd::Sim(a) => sim::run(&o.global, a),
                 Cmd::Param(a) => client_runtime()?.block_on(param::run(&o.global, a)),
                 Cmd::Hap(c) => client_runtime()?.block_on(hap::run(&o.global, c)),

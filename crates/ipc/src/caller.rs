@@ -64,6 +64,67 @@ impl Caller {
     }
 }
 
+/// Why a caller may not act for an app ([`Caller::app`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AppRefused {
+    /// A HAP token the access-token manager does not know (201).
+    #[error("the caller's app is unknown")]
+    UnknownApp,
+    /// An app named another app (201).
+    #[error("app {own} may not open the stores of {named}")]
+    OtherApp {
+        /// The caller's own bundle.
+        own: String,
+        /// The one it named.
+        named: String,
+    },
+    /// A native or shell caller did not name the app (401).
+    #[error("name the app (bundleName) whose store to use")]
+    Unnamed,
+    /// A caller without a token (201).
+    #[error("a caller without a token has no stores")]
+    NoToken,
+}
+
+impl AppRefused {
+    /// OpenHarmony's code: 401 when the app must be named, else 201.
+    pub fn code(&self) -> i32 {
+        match self {
+            AppRefused::Unnamed => crate::code::INVALID_PARAM,
+            _ => crate::code::PERMISSION_DENIED,
+        }
+    }
+}
+
+impl Caller {
+    /// The app whose data a caller reaches (the data services' rule): a HAP token's own bundle
+    /// (`own_bundle` maps its token id, the access-token manager's answer), which it may name
+    /// or leave out; the bundle a native or shell caller names. The caller's identity is the
+    /// kernel's, never the request's. The name itself is for the service to check.
+    pub fn app(
+        &self,
+        named: Option<&str>,
+        own_bundle: impl FnOnce(u32) -> Option<String>,
+    ) -> Result<String, AppRefused> {
+        match self.token_type {
+            TokenType::Hap => {
+                let own = own_bundle(self.token_id).ok_or(AppRefused::UnknownApp)?;
+                match named {
+                    Some(n) if n != own => Err(AppRefused::OtherApp {
+                        own,
+                        named: n.to_string(),
+                    }),
+                    _ => Ok(own),
+                }
+            }
+            TokenType::Native | TokenType::Shell => {
+                named.map(String::from).ok_or(AppRefused::Unnamed)
+            }
+            TokenType::Invalid => Err(AppRefused::NoToken),
+        }
+    }
+}
+
 /// Turns kernel credentials into a caller. The daemon wires in the access-token manager's
 /// resolver; [`ToolTokenResolver`] is the built-in one.
 pub trait TokenResolver: Send + Sync + 'static {
@@ -146,6 +207,41 @@ impl TokenResolver for ToolTokenResolver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_app_is_its_token_and_the_system_names_one() {
+        let c = |t, token_id| Caller {
+            pid: 1,
+            uid: 0,
+            gid: 0,
+            token_id,
+            token_type: t,
+            process_name: "t".into(),
+        };
+        let own = |id| (id == 7).then(|| "com.a".to_string());
+        let app = c(TokenType::Hap, 7);
+        assert_eq!(app.app(None, own).unwrap(), "com.a");
+        assert_eq!(app.app(Some("com.a"), own).unwrap(), "com.a");
+        let e = app.app(Some("com.b"), own).unwrap_err();
+        assert_eq!(
+            (e.code(), e.to_string().as_str()),
+            (201, "app com.a may not open the stores of com.b")
+        );
+        assert_eq!(
+            c(TokenType::Hap, 8).app(None, own),
+            Err(AppRefused::UnknownApp)
+        );
+        let sh = c(TokenType::Shell, 0);
+        assert_eq!(sh.app(Some("com.b"), own).unwrap(), "com.b");
+        assert_eq!(sh.app(None, own).unwrap_err().code(), 401);
+        assert_eq!(
+            c(TokenType::Invalid, 0)
+                .app(Some("com.a"), own)
+                .unwrap_err()
+                .code(),
+            201
+        );
+    }
 
     #[test]
     fn token_layout_matches_openharmony() {

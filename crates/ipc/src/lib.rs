@@ -17,7 +17,7 @@ pub mod frame;
 pub mod sa_id;
 pub mod server;
 
-pub use caller::{Caller, TokenResolver, TokenType, ToolTokenResolver};
+pub use caller::{AppRefused, Caller, TokenResolver, TokenType, ToolTokenResolver};
 pub use client::{Client, PendingReply, Subscription};
 pub use error::{IpcError, RemoteError, code};
 pub use frame::MAX_TRANSACTION;

@@ -3,8 +3,11 @@
 
 /// OpenHarmony's relational store error codes. The SDK, the CLI and the NDK match on these.
 pub mod code {
+    /// 201: "Permission verification failed." (an app naming another app's store; a caller
+    /// without a token).
+    pub const PERMISSION_DENIED: i32 = oxh_ipc::code::PERMISSION_DENIED;
     /// 401: "Parameter error." (the universal code the older APIs use).
-    pub const PARAMETER_ERROR: i32 = 401;
+    pub const PARAMETER_ERROR: i32 = oxh_ipc::code::INVALID_PARAM;
     /// 14800000: "Inner error." (an SQL statement failed, an abnormal internal state).
     pub const INNER_ERROR: i32 = 14_800_000;
     /// 14800001: "Invalid arguments." (a parameter out of its valid range).
@@ -72,6 +75,7 @@ pub mod code {
 /// not the relational store's.
 pub fn message(c: i32) -> Option<&'static str> {
     Some(match c {
+        code::PERMISSION_DENIED => "Permission verification failed.",
         code::PARAMETER_ERROR => "Parameter error.",
         code::INNER_ERROR => "Inner error.",
         code::INVALID_ARGS => "Invalid arguments.",
@@ -175,6 +179,10 @@ impl From<rusqlite::Error> for RdbError {
             rusqlite::Error::SqliteFailure(f, msg) => {
                 RdbError::new(sqlite_code(f), msg.clone().unwrap_or_else(|| f.to_string()))
             }
+            // A statement SQLite cannot prepare (a syntax error): SQLITE_ERROR's code.
+            rusqlite::Error::SqlInputError {
+                error, msg, sql, ..
+            } => RdbError::new(sqlite_code(error), format!("{msg} in {sql:?}")),
             rusqlite::Error::MultipleStatement => {
                 RdbError::new(code::SQLITE_ERROR, "one SQL statement at a time")
             }
@@ -195,6 +203,12 @@ impl From<oxh_kal::sqlite::OpenError> for RdbError {
     }
 }
 
+impl From<RdbError> for oxh_ipc::RemoteError {
+    fn from(e: RdbError) -> Self {
+        oxh_ipc::RemoteError::new(e.code(), e.to_string())
+    }
+}
+
 /// Shorthand for results of this crate.
 pub type Result<T, E = RdbError> = std::result::Result<T, E>;
 
@@ -204,7 +218,7 @@ mod tests {
 
     #[test]
     fn every_code_has_openharmonys_message() {
-        for c in (14_800_000..=14_800_051).chain([401]) {
+        for c in (14_800_000..=14_800_051).chain([201, 401]) {
             if let Some(m) = message(c) {
                 assert!(!m.is_empty());
             }
@@ -234,5 +248,8 @@ mod tests {
             .into();
         assert_eq!(e.code(), code::SQLITE_ERROR);
         assert!(e.detail().contains("no such table"), "{e}");
+        let e: RdbError = c.prepare("INSRT INTO t VALUES (2)").unwrap_err().into();
+        assert_eq!(e.code(), code::SQLITE_ERROR);
+        assert!(e.detail().contains("syntax error"), "{e}");
     }
 }

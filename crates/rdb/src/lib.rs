@@ -8,7 +8,10 @@
 //! - [`store`]: `RdbStore` and `Transaction`; [`ops`] the statements behind them.
 //! - [`distributed`]: `setDistributedTables`, the change log by triggers, the pure merge
 //!   rule and changesets in and out.
+//! - [`api`]: the service's IPC contract on SA 1301 (method codes, args, limits).
+//! - [`service`]: [`RdbService`], the stores of every app, served by [`sa::DataService`].
 
+pub mod api;
 pub mod config;
 mod conn;
 pub mod distributed;
@@ -17,6 +20,8 @@ pub mod ident;
 pub mod ops;
 pub mod predicates;
 pub mod result_set;
+pub mod sa;
+pub mod service;
 pub mod store;
 pub mod value;
 
@@ -28,5 +33,6 @@ pub use error::{RdbError, code};
 pub use ops::ConflictResolution;
 pub use predicates::RdbPredicates;
 pub use result_set::ResultSet;
+pub use service::{RdbConfig, RdbService};
 pub use store::{RdbStore, Transaction, TransactionType};
 pub use value::{Value, ValuesBucket};

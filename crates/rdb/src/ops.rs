@@ -173,6 +173,17 @@ pub fn delete(c: &Connection, p: &RdbPredicates) -> Result<usize> {
 
 /// The rows the predicates match, `columns` of them (all when empty).
 pub fn query(c: &Connection, p: &RdbPredicates, columns: &[&str]) -> Result<ResultSet> {
+    query_capped(c, p, columns, usize::MAX)
+}
+
+/// [`query`], refused (see [`crate::api::too_big`]) as soon as the rows read take more than
+/// `cap` bytes encoded, so a server never holds more of a result than it may send.
+pub fn query_capped(
+    c: &Connection,
+    p: &RdbPredicates,
+    columns: &[&str],
+    cap: usize,
+) -> Result<ResultSet> {
     let pc = p.compile()?;
     let cols = if columns.is_empty() {
         "*".to_string()
@@ -189,34 +200,57 @@ pub fn query(c: &Connection, p: &RdbPredicates, columns: &[&str]) -> Result<Resu
         pc.where_clause(),
         pc.tail
     );
-    read(c, &sql, &pc.args)
+    read(c, &sql, &pc.args, cap)
 }
 
-fn read(c: &Connection, sql: &str, args: &[Value]) -> Result<ResultSet> {
+fn read(c: &Connection, sql: &str, args: &[Value], cap: usize) -> Result<ResultSet> {
     let mut st = c.prepare_cached(sql)?;
     let names: Vec<String> = st.column_names().iter().map(|s| s.to_string()).collect();
     let n = names.len();
     let mut rows = Vec::new();
     let mut q = st.query(params_from_iter(args.iter()))?;
+    // The bytes the reply takes encoded, an upper bound: the column names, then each row
+    // (a varint length and its values).
+    let mut size = crate::api::encoded_size(&Value::Null)
+        + names
+            .iter()
+            .map(|c| crate::api::encoded_size(&Value::Null) + c.len())
+            .sum::<usize>();
+    if size > cap {
+        return Err(crate::api::too_big(size));
+    }
     while let Some(r) = q.next()? {
-        rows.push(
-            (0..n)
-                .map(|i| r.get_ref(i).map(Value::from))
-                .collect::<Result<_, _>>()?,
-        );
+        let row: Vec<Value> = (0..n)
+            .map(|i| r.get_ref(i).map(Value::from))
+            .collect::<Result<_, _>>()?;
+        size += 10 + row.iter().map(crate::api::encoded_size).sum::<usize>();
+        if size > cap {
+            return Err(crate::api::too_big(size));
+        }
+        rows.push(row);
     }
     Ok(ResultSet::new(names, rows))
 }
 
 /// A query in SQL, `?` for each argument (14800019 when it is not a query).
 pub fn query_sql(c: &Connection, sql: &str, args: &[Value]) -> Result<ResultSet> {
+    query_sql_capped(c, sql, args, usize::MAX)
+}
+
+/// [`query_sql`] with a cap on the result's encoded bytes, as [`query_capped`].
+pub fn query_sql_capped(
+    c: &Connection,
+    sql: &str,
+    args: &[Value],
+    cap: usize,
+) -> Result<ResultSet> {
     {
         let st = c.prepare_cached(sql)?;
         if !st.readonly() || st.column_count() == 0 {
             return Err(RdbError::new(code::NOT_A_QUERY, sql.to_string()));
         }
     }
-    read(c, sql, args)
+    read(c, sql, args, cap)
 }
 
 /// One SQL statement of any kind. Returns what OpenHarmony's `execute` does: the first

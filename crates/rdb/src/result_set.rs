@@ -35,6 +35,11 @@ impl ResultSet {
         }
     }
 
+    /// The column names and the rows, for sending them on.
+    pub fn into_parts(self) -> (Vec<String>, Vec<Vec<Value>>) {
+        (self.columns, self.rows)
+    }
+
     /// The column names.
     pub fn column_names(&self) -> &[String] {
         &self.columns

@@ -287,6 +287,19 @@ impl RdbStore {
     pub fn query_sql(&self, sql: &str, args: &[Value]) -> Result<ResultSet> {
         self.read(|c| ops::query_sql(&c.c, sql, args))
     }
+    /// [`RdbStore::query`] refused once the rows take over `cap` encoded bytes.
+    pub fn query_capped(
+        &self,
+        p: &RdbPredicates,
+        columns: &[&str],
+        cap: usize,
+    ) -> Result<ResultSet> {
+        self.read(|c| ops::query_capped(&c.c, p, columns, cap))
+    }
+    /// [`RdbStore::query_sql`] refused once the rows take over `cap` encoded bytes.
+    pub fn query_sql_capped(&self, sql: &str, args: &[Value], cap: usize) -> Result<ResultSet> {
+        self.read(|c| ops::query_sql_capped(&c.c, sql, args, cap))
+    }
     /// `execute`: one statement of any kind (see [`ops::execute`] for what it returns).
     pub fn execute(&self, sql: &str, args: &[Value]) -> Result<Value> {
         self.with(|i| {
@@ -544,6 +557,19 @@ impl Transaction {
     /// `querySql`.
     pub fn query_sql(&mut self, sql: &str, args: &[Value]) -> Result<ResultSet> {
         self.run(|c| ops::query_sql(&c.c, sql, args))
+    }
+    /// [`Transaction::query`] refused once the rows take over `cap` encoded bytes.
+    pub fn query_capped(
+        &mut self,
+        p: &RdbPredicates,
+        columns: &[&str],
+        cap: usize,
+    ) -> Result<ResultSet> {
+        self.run(|c| ops::query_capped(&c.c, p, columns, cap))
+    }
+    /// [`Transaction::query_sql`] refused once the rows take over `cap` encoded bytes.
+    pub fn query_sql_capped(&mut self, sql: &str, args: &[Value], cap: usize) -> Result<ResultSet> {
+        self.run(|c| ops::query_sql_capped(&c.c, sql, args, cap))
     }
     /// `execute`.
     pub fn execute(&mut self, sql: &str, args: &[Value]) -> Result<Value> {

@@ -8,7 +8,7 @@ use crate::limits::{check_bundle_name, check_store_id};
 use crate::store::{Store, StoreMeta};
 use crate::sync::SyncEngine;
 use crate::wire::StoreDesc;
-use oxh_ipc::{Caller, TokenType};
+use oxh_ipc::Caller;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -44,30 +44,13 @@ impl KvService {
 
     /// The app a caller acts for: its own bundle (HAP), or the one it names (native, shell).
     pub fn app_of(&self, caller: &Caller, named: Option<&str>) -> Result<String, KvError> {
-        let app = match caller.token_type {
-            TokenType::Hap => {
-                let resolver = lock(&self.resolver).clone();
-                let own = resolver.and_then(|r| r(caller.token_id)).ok_or_else(|| {
-                    KvError::PermissionDenied("the caller's app is unknown".into())
-                })?;
-                if let Some(n) = named
-                    && n != own
-                {
-                    return Err(KvError::PermissionDenied(format!(
-                        "app {own} may not open the stores of {n}"
-                    )));
-                }
-                own
-            }
-            TokenType::Native | TokenType::Shell => named
-                .ok_or_else(|| KvError::invalid("name the app (bundleName) whose store to use"))?
-                .to_string(),
-            TokenType::Invalid => {
-                return Err(KvError::PermissionDenied(
-                    "a caller without a token has no KV stores".into(),
-                ));
-            }
-        };
+        let resolver = lock(&self.resolver).clone();
+        let app = caller
+            .app(named, |id| resolver.and_then(|r| r(id)))
+            .map_err(|e| match e {
+                oxh_ipc::AppRefused::Unnamed => KvError::invalid(e.to_string()),
+                _ => KvError::PermissionDenied(e.to_string()),
+            })?;
         check_bundle_name(&app)?;
         Ok(app)
     }

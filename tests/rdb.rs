@@ -1,0 +1,665 @@
+//! The relational store with a real daemon: `oxh rdb` round trips, the store file read by the
+//! `sqlite3` tool, apps kept apart, OpenHarmony's error codes, concurrent write transactions
+//! over two IPC connections, and the reply cap.
+
+use crate::common::*;
+use oxh_rdb::api::{self, BeginArgs, ExecuteArgs, GetStoreArgs, QuerySqlArgs, Rows, StoreInfo};
+use oxh_rdb::{SecurityLevel, StoreConfig, Value};
+use std::process::Command;
+use std::time::Duration;
+
+const APP: &str = "com.example.notes";
+const OTHER: &str = "com.example.other";
+
+fn rdb<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["rdb"];
+    v.extend_from_slice(args);
+    v
+}
+
+/// `sqlite3 FILE SQL`'s output (the tool must be installed: scripts/test installs it). It
+/// waits up to 10 s for a lock: the daemon checkpoints the WAL when it closes a store, as the
+/// last CLI connection on it goes.
+fn sqlite3(file: &std::path::Path, sql: &str) -> String {
+    let o = Command::new("sqlite3")
+        .args(["-cmd", ".timeout 10000"])
+        .arg(file)
+        .arg(sql)
+        .output()
+        .expect("the sqlite3 tool (apt-get install sqlite3; scripts/test installs it)");
+    assert!(
+        o.status.success(),
+        "sqlite3 {sql}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn cli_round_trip_the_file_in_sqlite3_apps_apart_and_openharmony_errors() {
+    let d = TestDevice::start();
+    let s = ["--app", APP, "--store", "notes.db"];
+    let ex = |args: &[&str]| {
+        let mut v = vec!["exec", s[0], s[1], s[2], s[3]];
+        v.extend_from_slice(args);
+        d.oxh_ok(&rdb(&v))
+    };
+    ex(&["CREATE TABLE note(id INTEGER PRIMARY KEY, title TEXT, body TEXT)"]);
+    // execute returns an INSERT's rowid.
+    assert_eq!(
+        ex(&["INSERT INTO note VALUES (?,?,?)", "1", "t", "b"]),
+        "1\n"
+    );
+    // Quoted numbers are text, x'..' a blob.
+    assert_eq!(
+        ex(&["INSERT INTO note VALUES (?,?,?)", "2", "\"42\"", "x'00ff'"]),
+        "2\n"
+    );
+    assert_eq!(
+        ex(&["UPDATE note SET body = body WHERE id > ?", "0"]),
+        "2\n"
+    );
+    let q = |extra: &[&str]| {
+        let mut v = vec!["query", s[0], s[1], s[2], s[3], "SELECT * FROM note"];
+        v.extend_from_slice(extra);
+        d.oxh_ok(&rdb(&v))
+    };
+    assert_eq!(q(&[]), "id|title|body\n1|t|b\n2|42|x'00ff'\n");
+    let json = q(&["--json"]);
+    // Column names as keys, in column order; the blob in hex.
+    assert!(
+        json.contains("{\"id\": 1, \"title\": \"t\", \"body\": \"b\"}"),
+        "{json}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!([
+            {"id": 1, "title": "t", "body": "b"},
+            {"id": 2, "title": "42", "body": "00ff"},
+        ])
+    );
+    let bound = d.oxh_ok(&rdb(&[
+        "query",
+        s[0],
+        s[1],
+        s[2],
+        s[3],
+        "SELECT title FROM note WHERE id = ?",
+        "2",
+        "--json",
+    ]));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&bound).unwrap(),
+        serde_json::json!([{"title": "42"}])
+    );
+
+    // The store is one SQLite file in the app's database dir, and sqlite3 reads it.
+    let file = d.data_dir().join("rdb").join(APP).join("notes.db");
+    assert_eq!(
+        sqlite3(
+            &file,
+            "SELECT id, title, typeof(body) FROM note ORDER BY id"
+        ),
+        "1|t|text\n2|42|blob\n"
+    );
+    assert_eq!(sqlite3(&file, "PRAGMA journal_mode"), "wal\n");
+    // The daemon's own dir: apps and the shell reach it only through the service.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(d.data_dir().join("rdb"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+
+    // Bad SQL: OpenHarmony's code and message; nothing lost. A constraint: its code.
+    let e = d.oxh_err(&rdb(&[
+        "exec",
+        s[0],
+        s[1],
+        s[2],
+        s[3],
+        "INSRT INTO note VALUES (3, 'x', 'y')",
+    ]));
+    assert!(
+        e.contains("14800021") && e.contains("SQLite: Generic error.") && e.contains("syntax"),
+        "{e}"
+    );
+    let e = d.oxh_err(&rdb(&[
+        "exec",
+        s[0],
+        s[1],
+        s[2],
+        s[3],
+        "INSERT INTO note VALUES (1, 'dup', '')",
+    ]));
+    assert!(
+        e.contains("14800032") && e.contains("constraint violation"),
+        "{e}"
+    );
+    let e = d.oxh_err(&rdb(&["query", s[0], s[1], s[2], s[3], "DELETE FROM note"]));
+    assert!(
+        e.contains("14800019") && e.contains("must be a query"),
+        "{e}"
+    );
+    assert_eq!(
+        sqlite3(&file, "SELECT count(*) FROM note"),
+        "2\n",
+        "nothing lost"
+    );
+    // Another securityLevel for the same store: 14800017.
+    let e = d.oxh_err(&rdb(&[
+        "query", s[0], s[1], s[2], s[3], "--level", "S3", "SELECT 1",
+    ]));
+    assert!(
+        e.contains("14800017") && e.contains("Config changed."),
+        "{e}"
+    );
+
+    // Another app's notes.db is another file: A's table is not there.
+    let e = d.oxh_err(&rdb(&[
+        "query",
+        "--app",
+        OTHER,
+        "--store",
+        "notes.db",
+        "SELECT * FROM note",
+    ]));
+    assert!(e.contains("14800021") && e.contains("no such table"), "{e}");
+    assert!(
+        d.data_dir()
+            .join("rdb")
+            .join(OTHER)
+            .join("notes.db")
+            .exists()
+    );
+    // A store name that is a path: 14800010.
+    let e = d.oxh_err(&rdb(&[
+        "query",
+        "--app",
+        APP,
+        "--store",
+        "../other/notes.db",
+        "SELECT 1",
+    ]));
+    assert!(e.contains("14800010"), "{e}");
+
+    // setDistributedTables: a table without a primary key is refused, saying why.
+    ex(&["CREATE TABLE log(line TEXT)"]);
+    let e = d.oxh_err(&rdb(&["distribute", s[0], s[1], s[2], s[3], "log"]));
+    assert!(
+        e.contains("14800001") && e.contains("no primary key") && e.contains("log"),
+        "{e}"
+    );
+    d.oxh_ok(&rdb(&["distribute", s[0], s[1], s[2], s[3], "note"]));
+    // Writes after it are tracked, and the rows are still plain rows for sqlite3.
+    ex(&["INSERT INTO note VALUES (3, 'three', '')"]);
+    assert_eq!(
+        sqlite3(&file, "SELECT title FROM note WHERE id = 3"),
+        "three\n"
+    );
+
+    d.oxh_ok(&rdb(&["delete-store", s[0], s[1], s[2], s[3]]));
+    assert!(!file.exists());
+}
+
+async fn get_store(dev: &oxh_sdk::Device, name: &str) -> StoreInfo {
+    dev.client()
+        .call(
+            api::SA_ID,
+            api::GET_RDB_STORE,
+            &GetStoreArgs {
+                app: Some(APP.into()),
+                config: StoreConfig::new(name, SecurityLevel::S1),
+            },
+        )
+        .await
+        .unwrap()
+}
+
+async fn exec(dev: &oxh_sdk::Device, handle: u64, sql: &str) -> Result<Value, oxh_sdk::Error> {
+    dev.client()
+        .call(
+            api::SA_ID,
+            api::EXECUTE,
+            &ExecuteArgs {
+                handle,
+                sql: sql.into(),
+                args: vec![],
+            },
+        )
+        .await
+}
+
+async fn rows(dev: &oxh_sdk::Device, handle: u64, sql: &str) -> Result<Rows, oxh_sdk::Error> {
+    dev.client()
+        .call(
+            api::SA_ID,
+            api::QUERY_SQL,
+            &QuerySqlArgs {
+                handle,
+                sql: sql.into(),
+                args: vec![],
+            },
+        )
+        .await
+}
+
+async fn begin(dev: &oxh_sdk::Device, handle: u64, kind: i32) -> Result<(), oxh_sdk::Error> {
+    dev.client()
+        .call(
+            api::SA_ID,
+            api::BEGIN_TRANSACTION,
+            &BeginArgs { handle, kind },
+        )
+        .await
+}
+
+fn code<T: std::fmt::Debug>(r: Result<T, oxh_sdk::Error>) -> i32 {
+    match r {
+        Err(e) => e
+            .code()
+            .unwrap_or_else(|| panic!("not a remote error: {e}")),
+        Ok(v) => panic!("expected an error, got {v:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_second_write_transaction_meets_14800024_and_a_closed_connection_rolls_back() {
+    let d = TestDevice::start();
+    let one = d.sdk().await;
+    let two = d.sdk().await;
+    let h1 = get_store(&one, "tx.db").await.handle;
+    let h2 = get_store(&two, "tx.db").await.handle;
+    exec(&one, h1, "CREATE TABLE t(id INTEGER PRIMARY KEY)")
+        .await
+        .unwrap();
+    begin(&one, h1, 1).await.unwrap();
+    exec(&one, h1, "INSERT INTO t VALUES (1)").await.unwrap();
+    // The other connection: IMMEDIATE fails at once; DEFERRED begins but cannot write.
+    assert_eq!(code(begin(&two, h2, 1).await), 14_800_024);
+    assert_eq!(
+        code(exec(&two, h2, "INSERT INTO t VALUES (2)").await),
+        14_800_024
+    );
+    // So does another process (the CLI).
+    let e = d.oxh_err(&rdb(&[
+        "exec",
+        "--app",
+        APP,
+        "--store",
+        "tx.db",
+        "INSERT INTO t VALUES (3)",
+    ]));
+    assert!(
+        e.contains("14800024") && e.contains("SQLite: The database file is locked."),
+        "{e}"
+    );
+    // Reads go on, without the open transaction's write.
+    assert!(
+        rows(&two, h2, "SELECT * FROM t")
+            .await
+            .unwrap()
+            .rows
+            .is_empty()
+    );
+    // A handle of another connection is not the caller's.
+    assert_eq!(code(rows(&two, h1, "SELECT * FROM t").await), 14_800_014);
+
+    // The connection goes: its transaction rolls back, the lock is free.
+    drop(one);
+    within(
+        "the closed connection's store released",
+        Duration::from_secs(10),
+        async {
+            loop {
+                let dump = two.samgr().dump(api::SA_ID, vec![]).await.unwrap();
+                if dump.contains("tx.db: handles=1") {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        },
+    )
+    .await;
+    begin(&two, h2, 0).await.unwrap();
+    exec(&two, h2, "INSERT INTO t VALUES (2)").await.unwrap();
+    two.client()
+        .call::<_, ()>(api::SA_ID, api::COMMIT, &api::HandleArgs { handle: h2 })
+        .await
+        .unwrap();
+    let r = rows(&two, h2, "SELECT id FROM t").await.unwrap();
+    assert_eq!(r.rows, [vec![Value::Integer(2)]], "1 was rolled back");
+}
+
+#[tokio::test]
+async fn insert_update_delete_and_query_with_predicates_over_ipc() {
+    use oxh_rdb::api::{
+        BatchInsertArgs, DeleteArgs, InsertArgs, PredicateOp as P, Predicates, QueryArgs,
+        UpdateArgs,
+    };
+    let d = TestDevice::start();
+    let dev = d.sdk().await;
+    let h = get_store(&dev, "api.db").await.handle;
+    exec(
+        &dev,
+        h,
+        "CREATE TABLE note(id INTEGER PRIMARY KEY, title TEXT, n REAL)",
+    )
+    .await
+    .unwrap();
+    let cl = dev.client();
+    let row = |id: i64, t: &str| {
+        vec![
+            ("id".to_string(), Value::Integer(id)),
+            ("title".to_string(), Value::Text(t.into())),
+        ]
+    };
+    let id: i64 = cl
+        .call(
+            api::SA_ID,
+            api::INSERT,
+            &InsertArgs {
+                handle: h,
+                table: "note".into(),
+                values: row(1, "one"),
+                conflict: 0,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(id, 1);
+    // ON_CONFLICT_IGNORE (4) skips the duplicate: -1.
+    let id: i64 = cl
+        .call(
+            api::SA_ID,
+            api::INSERT,
+            &InsertArgs {
+                handle: h,
+                table: "note".into(),
+                values: row(1, "dup"),
+                conflict: 4,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(id, -1);
+    let n: i64 = cl
+        .call(
+            api::SA_ID,
+            api::BATCH_INSERT,
+            &BatchInsertArgs {
+                handle: h,
+                table: "note".into(),
+                rows: (2..=5).map(|i| row(i, &format!("n{i}"))).collect(),
+                conflict: 0,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 4);
+    let up: u64 = cl
+        .call(
+            api::SA_ID,
+            api::UPDATE,
+            &UpdateArgs {
+                handle: h,
+                values: vec![("n".into(), Value::Real(0.5))],
+                predicates: Predicates::new("note").then(P::Between(
+                    "id".into(),
+                    Value::Integer(2),
+                    Value::Integer(3),
+                )),
+                conflict: 0,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(up, 2);
+    let del: u64 = cl
+        .call(
+            api::SA_ID,
+            api::DELETE,
+            &DeleteArgs {
+                handle: h,
+                predicates: Predicates::new("note").then(P::Like("title".into(), "n5".into())),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(del, 1);
+    let r: Rows = cl
+        .call(
+            api::SA_ID,
+            api::QUERY,
+            &QueryArgs {
+                handle: h,
+                predicates: Predicates::new("note")
+                    .then(P::IsNotNull("n".into()))
+                    .then(P::Or)
+                    .then(P::EqualTo("id".into(), Value::Integer(1)))
+                    .then(P::OrderByDesc("id".into())),
+                columns: vec!["id".into(), "n".into()],
+            },
+        )
+        .await
+        .unwrap();
+    let mut rs = r.into_result_set();
+    assert_eq!(rs.row_count(), 3);
+    assert!(rs.go_to_first_row().unwrap());
+    assert_eq!(rs.get_long(0).unwrap(), 3);
+    assert_eq!(rs.get_double(1).unwrap(), 0.5);
+    // A field that is not a name is refused (14800001), as the builder does.
+    let e = cl
+        .call::<_, Rows>(
+            api::SA_ID,
+            api::QUERY,
+            &QueryArgs {
+                handle: h,
+                predicates: Predicates::new("note").then(P::IsNull("id) OR (1".into())),
+                columns: vec![],
+            },
+        )
+        .await;
+    assert_eq!(code(e), 14_800_001);
+    // obtainDistributedTableName of a table that is not distributed: 14800001.
+    let e = cl
+        .call::<_, String>(
+            api::SA_ID,
+            api::OBTAIN_DISTRIBUTED_TABLE_NAME,
+            &api::ObtainNameArgs {
+                handle: h,
+                device: "peer".into(),
+                table: "note".into(),
+            },
+        )
+        .await;
+    assert_eq!(code(e), 14_800_001);
+    cl.call::<_, ()>(
+        api::SA_ID,
+        api::CLOSE_RDB_STORE,
+        &api::HandleArgs { handle: h },
+    )
+    .await
+    .unwrap();
+    assert_eq!(code(rows(&dev, h, "SELECT 1").await), 14_800_014);
+}
+
+#[test]
+fn a_result_over_the_reply_cap_is_refused_naming_the_limit() {
+    let d = TestDevice::start();
+    let s = ["--app", APP, "--store", "big.db"];
+    let ex = |sql: &str| d.oxh_ok(&rdb(&["exec", s[0], s[1], s[2], s[3], sql]));
+    ex("CREATE TABLE big(id INTEGER PRIMARY KEY, v TEXT)");
+    // Two rows of 600,000 characters: each fits one reply, both do not.
+    ex("INSERT INTO big VALUES (1, hex(randomblob(300000)))");
+    ex("INSERT INTO big VALUES (2, hex(randomblob(300000)))");
+    let one = d.oxh_ok(&rdb(&[
+        "query",
+        s[0],
+        s[1],
+        s[2],
+        s[3],
+        "SELECT v FROM big LIMIT 1",
+    ]));
+    assert_eq!(one.len(), "v\n".len() + 600_000 + 1);
+    let e = d.oxh_err(&rdb(&[
+        "query",
+        s[0],
+        s[1],
+        s[2],
+        s[3],
+        "SELECT * FROM big",
+    ]));
+    assert!(
+        e.contains("14800001") && e.contains(&api::MAX_RESULT_BYTES.to_string()),
+        "{e}"
+    );
+    assert!(e.contains("LIMIT/OFFSET"), "{e}");
+    // The daemon is still there and the rows are too.
+    assert_eq!(
+        d.oxh_ok(&rdb(&[
+            "query",
+            s[0],
+            s[1],
+            s[2],
+            s[3],
+            "SELECT id, length(v) FROM big",
+        ])),
+        "id|length(v)\n1|600000\n2|600000\n"
+    );
+}
+
+// ------------------------------------------------------------ app isolation, for real
+
+mod app {
+    //! An installed app (a HAP token for the uid `nobody`) running as `nobody`: it opens its
+    //! own store without naming itself, and cannot open another app's. The client is this
+    //! test binary run again through `runuser` with [`CHILD_ENV`] set; it prints its findings
+    //! as JSON lines.
+
+    use super::{APP, rdb};
+    use crate::common::{TestDevice, can_run_as_nobody, run_test_child};
+    use oxh_atm::rules::HapPolicy;
+    use oxh_rdb::api::{self, ExecuteArgs, GetStoreArgs, QuerySqlArgs, Rows, StoreInfo};
+    use oxh_rdb::{SecurityLevel, StoreConfig};
+    use serde_json::{Value, json};
+
+    const CHILD_ENV: &str = "OXH_RDB_TEST_CHILD";
+    const RESULT: &str = "OXH-RDB-RESULT ";
+    const RDBAPP: &str = "com.example.rdbapp";
+
+    fn code<T>(r: Result<T, oxh_sdk::Error>) -> Value {
+        match r {
+            Ok(_) => json!(0),
+            Err(e) => json!(e.code()),
+        }
+    }
+
+    async fn open(dev: &oxh_sdk::Device, app: Option<&str>) -> Result<StoreInfo, oxh_sdk::Error> {
+        let a = GetStoreArgs {
+            app: app.map(String::from),
+            config: StoreConfig::new("mine.db", SecurityLevel::S1),
+        };
+        dev.client().call(api::SA_ID, api::GET_RDB_STORE, &a).await
+    }
+
+    /// Not a test of its own: the client processes' entry point (nothing without CHILD_ENV).
+    #[tokio::test]
+    async fn child_entry() {
+        let Ok(spec) = std::env::var(CHILD_ENV) else {
+            return;
+        };
+        let (mode, dir) = spec.split_once(' ').expect("MODE DIR");
+        if mode == "setup" {
+            // As root named oxhd (a native process) that may create app tokens.
+            let path = format!("/proc/self/task/{}/comm", std::process::id());
+            std::fs::write(&path, "oxhd").unwrap();
+        }
+        let dev = oxh_sdk::Device::connect(dir).await.unwrap();
+        let out = match mode {
+            "setup" => {
+                let id = dev
+                    .atm()
+                    .alloc_hap_token(
+                        oxh_atm::test_util::app(RDBAPP, Some(65_534)),
+                        HapPolicy::normal(&["ohos.permission.INTERNET"]),
+                    )
+                    .await
+                    .unwrap()
+                    .token_id();
+                json!({ "app": id })
+            }
+            "app" => {
+                let own = open(&dev, None).await.unwrap();
+                let cl = dev.client();
+                for sql in [
+                    "CREATE TABLE t(k TEXT PRIMARY KEY)",
+                    "INSERT INTO t VALUES ('mine')",
+                ] {
+                    let a = ExecuteArgs {
+                        handle: own.handle,
+                        sql: sql.into(),
+                        args: vec![],
+                    };
+                    cl.call::<_, oxh_rdb::Value>(api::SA_ID, api::EXECUTE, &a)
+                        .await
+                        .unwrap();
+                }
+                let q = QuerySqlArgs {
+                    handle: own.handle,
+                    sql: "SELECT k FROM t".into(),
+                    args: vec![],
+                };
+                let rows: Rows = cl.call(api::SA_ID, api::QUERY_SQL, &q).await.unwrap();
+                json!({
+                    "app": own.app,
+                    "rows": rows.rows.len(),
+                    "named_self": code(open(&dev, Some(RDBAPP)).await),
+                    "other": code(open(&dev, Some(APP)).await),
+                })
+            }
+            m => panic!("unknown mode {m}"),
+        };
+        println!("{RESULT}{out}");
+    }
+
+    fn run_child(user: Option<&str>, mode: &str, dev: &TestDevice) -> Value {
+        let spec = format!("{mode} {}", dev.data_dir().display());
+        run_test_child(user, CHILD_ENV, &spec, "rdb::app::child_entry", RESULT).remove(0)
+    }
+
+    #[test]
+    fn an_app_reaches_only_its_own_relational_stores() {
+        if !can_run_as_nobody("an_app_reaches_only_its_own_relational_stores") {
+            return;
+        }
+        let d = TestDevice::start();
+        d.let_others_in();
+        d.oxh_ok(&rdb(&[
+            "exec",
+            "--app",
+            APP,
+            "--store",
+            "mine.db",
+            "CREATE TABLE secret(x)",
+        ]));
+        let setup = run_child(None, "setup", &d);
+        assert!(setup["app"].as_u64().is_some(), "{setup}");
+        let r = run_child(Some("nobody"), "app", &d);
+        assert_eq!(r["app"], RDBAPP, "the app comes from the token: {r}");
+        assert_eq!(r["rows"], 1, "{r}");
+        assert_eq!(r["named_self"], 0, "{r}");
+        assert_eq!(r["other"], 201, "another app's store: {r}");
+        // The app's store is under its own bundle, where the shell finds it.
+        let got = d.oxh_ok(&rdb(&[
+            "query",
+            "--app",
+            RDBAPP,
+            "--store",
+            "mine.db",
+            "SELECT k FROM t",
+        ]));
+        assert_eq!(got, "k\nmine\n");
+    }
+}
