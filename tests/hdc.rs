@@ -2648,3 +2648,33 @@ fn an_openharmony_host_discovers_the_device_by_udp() {
     assert_eq!(&b[..n], format!("OHOS HDC-{tcp_port}").as_bytes());
     assert_eq!(from.port(), port);
 }
+
+/// Our `hdc shell -b BUNDLE CMD`, to our own device and to one on OpenHarmony's wire only
+/// (CMD_UNITY_EXECUTE_EX): the command runs in the bundle's directory; a missing bundle and a
+/// name OpenHarmony's host refuses get OpenHarmony's E003001.
+#[test]
+fn our_shell_b_runs_in_the_bundles_directory_on_both_wires() {
+    for ohos_only in [false, true] {
+        let (d, addr) = device(true);
+        if ohos_only {
+            d.oxh_ok(&["param", "set", "persist.hdc.ohos_only", "1"]);
+        }
+        let bundle = "com.example.shellb";
+        let dir = d.data_dir().join("app/el1/bundle/public").join(bundle);
+        std::fs::create_dir_all(&dir).expect("bundle dir");
+        for p in [d.data_dir().to_path_buf(), dir.clone()] {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        let h = Host::new();
+        assert!(h.ok(&["tconn", &addr]).contains("Connect OK"));
+        let out = h.ok(&["shell", "-b", bundle, "pwd"]);
+        assert_eq!(out.trim(), dir.to_string_lossy(), "ohos_only={ohos_only}");
+        let e = h.err(&["shell", "-b", "com.example.missing", "pwd"]);
+        assert!(
+            e.contains("[E003001] Invalid bundle name: com.example.missing"),
+            "ohos_only={ohos_only}: {e}"
+        );
+        let e = h.err(&["shell", "-b", "../etc", "pwd"]);
+        assert!(e.contains("E003001"), "{e}");
+    }
+}

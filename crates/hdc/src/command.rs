@@ -192,6 +192,22 @@ pub fn parse(line: &str) -> Result<Command, ParseError> {
             pty: Some(crate::proto::WinSize { rows: 24, cols: 80 }),
             term: "xterm".into(),
         }),
+        ["shell", "-b", rest @ ..] => {
+            // As OpenHarmony's host checks it (HostShellOption).
+            let Some((bundle, cmd)) = rest.split_first() else {
+                return Err("[Fail][E003001] Invalid bundle name: ".into());
+            };
+            if !crate::ohos_device::plain_bundle_name(bundle) {
+                return Err(format!("[Fail][E003001] Invalid bundle name: {bundle}"));
+            }
+            if cmd.is_empty() {
+                return Err("[Fail][E003002] Unsupport interactive shell command option".into());
+            }
+            Command::Device(Request::ShellIn {
+                bundle: bundle.to_string(),
+                command: cmd.join(" "),
+            })
+        }
         ["shell", ..] => {
             // The command is the rest of the line as typed, quotes and all: the device's
             // shell parses it.
@@ -289,6 +305,21 @@ mod tests {
         );
         assert!(parse("file recv onlyone").is_err());
         assert!(parse("file send -cwd").is_err());
+    }
+
+    #[test]
+    fn shell_in_a_bundle_is_checked_as_openharmonys_host_does() {
+        assert_eq!(
+            parse("shell -b com.example.notes ls -l"),
+            Ok(Command::Device(Request::ShellIn {
+                bundle: "com.example.notes".into(),
+                command: "ls -l".into(),
+            }))
+        );
+        let e = parse("shell -b ../../etc ls").unwrap_err();
+        assert!(e.contains("E003001"), "{e}");
+        let e = parse("shell -b com.example.notes").unwrap_err();
+        assert!(e.contains("E003002"), "{e}");
     }
 
     #[test]

@@ -385,6 +385,23 @@ pub(crate) async fn handle(
             return;
         }
     };
+    // `shell -b`: the same shell, in the bundle's directory.
+    let req = match req {
+        Request::ShellIn { bundle, command } => {
+            match crate::ohos_device::bundle_shell_line(&cfg, &bundle, &command) {
+                Ok(line) => Request::Shell {
+                    command: Some(line),
+                    pty: None,
+                    term: String::new(),
+                },
+                Err(e) => {
+                    channel.close(&Exit::fail(e));
+                    return;
+                }
+            }
+        }
+        r => r,
+    };
     // Host commands that run programs or touch files do it as the shell user.
     let as_shell = matches!(
         req,
@@ -406,6 +423,8 @@ pub(crate) async fn handle(
     let act: transfer::ActAs = who.as_ref().map(|u| Arc::new(u.id.clone()));
     let who = who.as_deref();
     match req {
+        // Made a Shell above.
+        Request::ShellIn { .. } => channel.close(&Exit::fail("[Fail]shell -b")),
         Request::Shell { command, pty, term } => {
             let mut c = match &command {
                 Some(line) => shell_command(&cfg, who, &["/bin/sh", "-c", line]),

@@ -542,18 +542,31 @@ fn shell_in_bundle(cfg: &DeviceConfig, payload: &[u8]) -> Result<String, String>
         .get(&ohos::shell_tag::BUNDLE)
         .map(|b| String::from_utf8_lossy(b).into_owned())
         .unwrap_or_default();
-    // The host's own check (7..128 of [0-9a-zA-Z_.]); it also keeps the name a plain name.
-    let plain = (7..=128).contains(&bundle.len())
+    bundle_shell_line(cfg, &bundle, &cmd)
+}
+
+/// Whether `bundle` is a name OpenHarmony's host lets `shell -b` take (7 to 128 of
+/// `[0-9a-zA-Z_.]`), which also keeps it a plain name.
+pub fn plain_bundle_name(bundle: &str) -> bool {
+    (7..=128).contains(&bundle.len())
         && bundle
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
-        && !bundle.starts_with('.');
-    if !plain {
-        return Err(invalid_bundle(&bundle));
+        && !bundle.starts_with('.')
+}
+
+/// The shell line that runs `cmd` in `bundle`'s directory, or hdcd's refusal.
+pub(crate) fn bundle_shell_line(
+    cfg: &DeviceConfig,
+    bundle: &str,
+    cmd: &str,
+) -> Result<String, String> {
+    if !plain_bundle_name(bundle) {
+        return Err(invalid_bundle(bundle));
     }
-    let dir = cfg.data_dir.join("app/el1/bundle/public").join(&bundle);
+    let dir = cfg.data_dir.join("app/el1/bundle/public").join(bundle);
     if !dir.is_dir() {
-        return Err(invalid_bundle(&bundle));
+        return Err(invalid_bundle(bundle));
     }
     let d = dir.to_string_lossy().replace('\'', "'\\''");
     Ok(format!(

@@ -199,6 +199,13 @@ async fn serve_channel(
             command: Some(cmd), ..
         } => text(CMD_UNITY_EXECUTE, cmd),
         Request::Shell { command: None, .. } => text(CMD_SHELL_INIT, String::new()),
+        Request::ShellIn { bundle, command } => (
+            crate::ohos_device::CMD_UNITY_EXECUTE_EX,
+            ohos::tlv_buf(&[
+                (ohos::shell_tag::CMD, command.as_bytes()),
+                (ohos::shell_tag::BUNDLE, bundle.as_bytes()),
+            ]),
+        ),
         Request::Hilog { args } => {
             let line = args
                 .iter()

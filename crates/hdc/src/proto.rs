@@ -115,6 +115,14 @@ pub enum Request {
         /// TERM for the pty.
         term: String,
     },
+    /// `hdc shell -b BUNDLE CMD`: one command on pipes, in the bundle's directory (as
+    /// OpenHarmony's CMD_UNITY_EXECUTE_EX: the same identity, another working directory).
+    ShellIn {
+        /// The bundle (7 to 128 of `[0-9a-zA-Z_.]`).
+        bundle: String,
+        /// The command line, run by `/bin/sh -c`.
+        command: String,
+    },
     /// Files from the opener to the acceptor, written under `remote`.
     FileSend {
         /// Destination path on the receiving side.
