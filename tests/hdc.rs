@@ -1503,6 +1503,39 @@ fn pypi_hdctool_drives_our_server() {
     );
 }
 
+/// OpenHarmony's own test framework, xdevice (xdevice-ohos from PyPI), against our host
+/// server: its monitor's handshake (it reads exactly OpenHarmony's 48-byte server handshake),
+/// `alive` and `list targets -v` parsed as it parses them (tab-separated, at least 5 fields),
+/// shell output, and file send/recv byte-identical.
+#[test]
+fn pypi_xdevice_drives_our_server() {
+    let (h, d, addr) = connected();
+    let work = tempfile::tempdir().expect("tmp");
+    let w = work.path();
+    let data = blob(w);
+    let Some(r) = pypi_client("xdevice", "ohos.environment.dmlib", &h, &d, &addr, w) else {
+        return;
+    };
+    let targets = r["targets"].as_str().unwrap_or_default();
+    let line = targets
+        .lines()
+        .find(|l| l.starts_with(&addr))
+        .unwrap_or_else(|| panic!("{addr} not listed: {r}"));
+    let items: Vec<&str> = line.trim().split('\t').collect();
+    assert!(items.len() >= 5 && items.contains(&"Connected"), "{line:?}");
+    assert_eq!(r["shell"].as_str().map(str::trim), Some("hello-42"), "{r}");
+    for k in ["send", "recv"] {
+        assert!(r[k].is_null(), "{k} failed: {r}");
+    }
+    assert!(std::fs::read(shell_tmp(&d).join("blob")).expect("sent") == data);
+    assert!(std::fs::read(w.join("back")).expect("received") == data);
+    assert_eq!(
+        r["after"].as_str().map(str::trim),
+        Some("after-transfers"),
+        "{r}"
+    );
+}
+
 /// OpenHarmony's host side of a session, written here from developtools_hdc's definitions
 /// (docs/HDC-WIRE.md), as OpenHarmony's `hdc` server speaks to a device: plaintext packets,
 /// the handshake, the RSA key in `home`; with `OHOS_HDC_ENCRYPT_CHANNEL=1`'s

@@ -1,6 +1,7 @@
 """Drives oxharmony's hdc host server with clients nobody here wrote: hdc-rs-py (a Rust client
-of OpenHarmony's client protocol) and hdctool (protocol for shell/fport/targets, the `hdc` CLI
-for files and installs). Prints one JSON object of what each call returned; the Rust test
+of OpenHarmony's client protocol), hdctool (protocol for shell/fport/targets, the `hdc` CLI
+for files and installs) and OpenHarmony's own test framework xdevice (xdevice-ohos's
+HdcMonitor and HdcHelper, which speak the protocol themselves). Prints one JSON object of what each call returned; the Rust test
 judges it. Usage: hdc_clients.py CLIENT PORT KEY WORK REMOTE_DIR HAP BUNDLE ECHO_PORT FWD_PORT HDC_BIN"""
 
 import json
@@ -56,6 +57,44 @@ if client == "hdc_rs_py":
     step("installed", lambda: dev().shell("oxh bm dump -a"))
     step("uninstall", lambda: dev().uninstall(bundle))
     step("checkserver", lambda: HdcClient(addr).check_server())
+elif client == "xdevice":
+    import logging
+
+    from ohos.environment.dmlib import CollectingOutputReceiver, HdcHelper, HdcMonitor
+
+    class Device:
+        """What HdcHelper asks of a device."""
+
+        device_sn = key
+        host = "127.0.0.1"
+        log = logging.getLogger("xdevice-device")
+
+        def __init__(self):
+            self.port = port
+
+    dev = Device()
+
+    def targets():
+        # As HdcMonitor.list_targets: its handshake, `alive`, `list targets -v` on the
+        # monitor's kept connection, then one length-prefixed answer.
+        import struct
+
+        mon = HdcMonitor.get_instance("127.0.0.1", port=port)
+        mon.main_connection = mon.open_hdc_connection()
+        mon.monitoring_list_targets()
+        n = struct.unpack("!I", HdcHelper.read(mon.main_connection, 4))[0]
+        return HdcHelper.reply_to_string(HdcHelper.read(mon.main_connection, n))
+
+    def shell(cmd):
+        r = CollectingOutputReceiver()
+        HdcHelper.execute_shell_command(dev, cmd, timeout=20000, receiver=r)
+        return r.output
+
+    step("targets", targets)
+    step("shell", lambda: shell("echo hello-$((6*7))"))
+    step("send", lambda: HdcHelper.push_file(dev, f"{work}/blob", f"{remote}/blob"))
+    step("recv", lambda: HdcHelper.pull_file(dev, f"{remote}/blob", f"{work}/back"))
+    step("after", lambda: shell("echo after-transfers"))
 else:
     from hdctool import Client
 

@@ -4,8 +4,9 @@
 //!
 //! - Every message each way is a **u32 big-endian length** and a body.
 //! - Right after accepting, the server sends a `ChannelHandShake`: banner `"OHOS HDC"` NUL
-//!   padded to 12 bytes (byte 11 `'H'`: huge buffers), the channel id (u32 big-endian) in a
-//!   32-byte union with the connect key, and a 64-byte version string.
+//!   padded to 12 bytes (byte 11 `'H'`: huge buffers) and the channel id (u32 big-endian) in
+//!   a 32-byte union with the connect key: 44 bytes, without the 64-byte version that only
+//!   builds with `HDC_VERSION_CHECK` send (OpenHarmony's xdevice reads exactly 48 bytes).
 //! - The client echoes it with the connect key (`-t KEY`; empty: the only target) in the union
 //!   and byte 11 `'W'` for `hdc wait`; old clients send 36 or 44 bytes.
 //! - The client sends its command line as text (OpenHarmony's client includes the C string's
@@ -13,9 +14,11 @@
 //!   command is done. In an interactive shell, later client bodies are the shell's input.
 //!
 //! **oxharmony's extension**, negotiated so that clients nobody here wrote see only
-//! OpenHarmony's protocol: the server puts [`SERVER_EXT`] after the NUL of its version string;
-//! a client that speaks the extension answers with [`CLIENT_EXT`] after the NUL of its own
-//! (OpenHarmony's clients echo the server's bytes or send none, so they never say it). Then
+//! OpenHarmony's protocol: the server offers it with [`EXT_TAG`] in the banner's padding
+//! (byte 10, beside OpenHarmony's own feature tag in byte 11; clients check only the first 8
+//! bytes); a client that speaks the extension answers with [`CLIENT_EXT`] after the NUL of its
+//! version string (OpenHarmony's clients echo the server's bytes or send no version, so they
+//! never say it). Then
 //! every body both ways starts with a tag byte ([`ToClient`], [`ToServer`]): output and errors
 //! apart, the shell's exit status, the pty's size, signals and transfer progress.
 
@@ -39,8 +42,10 @@ pub const HANDSHAKE_LEN_NO_VERSION: usize = 12 + MAX_CONNECTKEY_SIZE;
 pub const HANDSHAKE_LEN_OLD: usize = 36;
 /// The version hdc reports (OpenHarmony's protocol version we follow).
 pub const VERSION: &str = "Ver: 3.2.0f";
-/// After the NUL of the server's version: the server speaks oxharmony's extension.
-pub const SERVER_EXT: &[u8] = b"oxh-ext/1";
+/// Where the banner carries our feature tag.
+pub const BANNER_EXT_OFFSET: usize = 10;
+/// Banner tag from the server: it speaks oxharmony's extension.
+pub const EXT_TAG: u8 = b'X';
 /// After the NUL of the client's version: the client speaks it too.
 pub const CLIENT_EXT: &[u8] = b"oxh-client/1";
 /// Largest body either side sends or takes: OpenHarmony's huge-buffer size (511 KiB), which
@@ -63,13 +68,15 @@ pub enum ChannelError {
     Bad(&'static str),
 }
 
-/// The server's handshake, with `channel_id`; `ext` adds [`SERVER_EXT`] after the version.
+/// The server's handshake, with `channel_id`; `ext` offers the extension ([`EXT_TAG`]).
 pub fn server_handshake(channel_id: u32, ext: bool) -> Vec<u8> {
-    let mut b = vec![0u8; HANDSHAKE_LEN];
+    let mut b = vec![0u8; HANDSHAKE_LEN_NO_VERSION];
     b[..BANNER.len()].copy_from_slice(BANNER);
     b[BANNER_TAG_OFFSET] = HUGE_BUF_TAG;
+    if ext {
+        b[BANNER_EXT_OFFSET] = EXT_TAG;
+    }
     b[12..16].copy_from_slice(&channel_id.to_be_bytes());
-    put_version(&mut b[44..], if ext { SERVER_EXT } else { b"" });
     b
 }
 
@@ -98,7 +105,7 @@ pub fn parse_server_handshake(b: &[u8]) -> Result<ServerHello, ChannelError> {
         return Err(ChannelError::Handshake("not an hdc server"));
     }
     let channel_id = u32::from_be_bytes([b[12], b[13], b[14], b[15]]);
-    let ext = b.len() >= HANDSHAKE_LEN && after_nul(&b[44..HANDSHAKE_LEN]) == SERVER_EXT;
+    let ext = b[BANNER_EXT_OFFSET] == EXT_TAG;
     Ok(ServerHello {
         channel_id,
         huge_buf: b[BANNER_TAG_OFFSET] == HUGE_BUF_TAG,
@@ -412,14 +419,12 @@ mod tests {
     #[test]
     fn server_handshake_bytes() {
         let b = server_handshake(0x0102_0304, false);
-        assert_eq!(b.len(), 108);
+        assert_eq!(b.len(), 44, "xdevice reads exactly 4 + 44 bytes");
         assert_eq!(&b[..12], b"OHOS HDC\0\0\0H");
         assert_eq!(&b[12..16], &[1, 2, 3, 4]);
         assert!(b[16..44].iter().all(|&c| c == 0));
-        assert_eq!(&b[44..55], b"Ver: 3.2.0f");
-        assert!(b[55..].iter().all(|&c| c == 0));
         let e = server_handshake(7, true);
-        assert_eq!(&e[55..65], b"\0oxh-ext/1");
+        assert_eq!(&e[..12], b"OHOS HDC\0\0XH");
         assert_eq!(
             parse_server_handshake(&e),
             Ok(ServerHello {
@@ -441,7 +446,7 @@ mod tests {
         let c = parse_client_handshake(&h, 9).unwrap();
         assert_eq!(c.connect_key, "127.0.0.1:8711");
         assert!(!c.ext && !c.wait);
-        // hdc-rs: the server's 108 bytes echoed, no key: the channel id stays in the union.
+        // hdc-rs: the server's bytes echoed, no key: the channel id stays in the union.
         let echo = server_handshake(9, true);
         let c = parse_client_handshake(&echo, 9).unwrap();
         assert_eq!(c.connect_key, "");
@@ -449,6 +454,13 @@ mod tests {
             !c.ext,
             "an echo of the server's extension is not a client's"
         );
+        // xdevice: banner and a 256-byte key field, 268 bytes.
+        let mut x = b"OHOS HDC\0\0\0\0".to_vec();
+        let mut key = b"127.0.0.1:8711".to_vec();
+        key.resize(256, 0);
+        x.extend_from_slice(&key);
+        let c = parse_client_handshake(&x, 9).unwrap();
+        assert_eq!((c.connect_key.as_str(), c.ext), ("127.0.0.1:8711", false));
         // Ours, waiting.
         let ours = client_handshake(9, "dev", true, true);
         let c = parse_client_handshake(&ours, 9).unwrap();
