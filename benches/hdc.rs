@@ -7,6 +7,9 @@
 //! Run: `cargo bench --bench hdc` (needs /usr/sbin/sshd and scp for the peer figures: the
 //! peer is skipped with a note when missing). `OXH_BENCH_MB` sets the file size (1024).
 //! Times are wall times of the whole command (process start included), medians of 3 runs.
+//! `OXH_BENCH_OHOS_WIRE=1` makes the device answer only OpenHarmony's wire
+//! (`persist.hdc.ohos_only`), so the host server drives it with OpenHarmony's own commands
+//! (FILE_*, LZ4 for `-z`) over its TLS-PSK channel, authenticated with the RSA host key.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -291,13 +294,27 @@ fn main() {
         .find_map(|l| oxh_kal::ready::ReadyLine::parse(&l).ok())
         .expect("oxhd ready");
     let addr = ready.hdc.expect("hdc address").to_string();
-    let o = Command::new(env!("CARGO_BIN_EXE_oxh"))
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["param", "set", "persist.hdc.auth_bypass", "1"])
-        .output()
-        .expect("param set");
-    assert!(o.status.success());
+    let ohos_wire = std::env::var("OXH_BENCH_OHOS_WIRE").as_deref() == Ok("1");
+    let oxh = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_oxh"))
+            .arg("--data-dir")
+            .arg(&data)
+            .args(args)
+            .output()
+            .expect("oxh");
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    if ohos_wire {
+        // No bypass: a bypassed OpenHarmony session gets no TLS-PSK.
+        oxh(&["param", "set", "persist.hdc.ohos_only", "1"]);
+    } else {
+        oxh(&["param", "set", "persist.hdc.auth_bypass", "1"]);
+    }
     let host = Host {
         home: tmp.path().join("home"),
         port: free_port(),
@@ -316,8 +333,18 @@ fn main() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    if ohos_wire {
+        // The RSA host key is unknown until the device's owner allows it.
+        let _ = host.hdc(&["tconn", &addr]).output().expect("tconn");
+        let pending = oxh(&["hdc", "allow", "--list"]);
+        let who = pending.split_whitespace().next().expect("a pending host");
+        oxh(&["hdc", "allow", "--always", who]);
+    }
     let o = host.hdc(&["tconn", &addr]).output().expect("tconn");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    if ohos_wire {
+        eprintln!("on OpenHarmony's wire (FILE_* commands, TLS-PSK)");
+    }
 
     let remote = data.join("local/tmp/dst.bin");
     let back = tmp.path().join("back.bin");

@@ -1885,7 +1885,11 @@ fn an_openharmony_heartbeat_before_authentication_closes_channel_zero() {
     h.send(0, 5000, &oxh_hdc::ohos::HeartbeatMsg::default().encode());
     let p = h.next().expect("an answer");
     assert_eq!(
-        (p.protect.channel_id, p.protect.command_flag, p.payload),
+        (
+            p.protect.channel_id,
+            p.protect.command_flag,
+            p.payload.to_vec()
+        ),
         (0, 2, vec![1])
     );
     let (_, first) = oxh_hdc::ohos_auth::HostAuth::start(1, &addr, &["heartbeat"]);
@@ -2041,7 +2045,7 @@ impl OhosHost {
                 continue;
             }
             match p.protect.command_flag {
-                x if x == command => return p.payload,
+                x if x == command => return p.payload.to_vec(),
                 9 => said.push(String::from_utf8_lossy(&p.payload[1..]).into_owned()),
                 2 => panic!("channel {channel} closed waiting for {command}: {said:?}"),
                 _ => {}

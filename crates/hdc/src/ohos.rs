@@ -448,8 +448,8 @@ impl TransferConfig {
 pub struct Packet {
     /// Its protect (channel, command).
     pub protect: PayloadProtect,
-    /// Its payload.
-    pub payload: Vec<u8>,
+    /// Its payload (a view of the read buffer: file chunks are not copied).
+    pub payload: bytes::Bytes,
 }
 
 /// Appends one packet to `out`.
@@ -496,7 +496,7 @@ pub fn decode_packet(buf: &mut BytesMut) -> Result<Option<Packet>, WireError> {
     if protect.v_code != PROTECT_VCODE {
         return Err(WireError::VCode(protect.v_code));
     }
-    let payload = buf.split_to(data).to_vec();
+    let payload = buf.split_to(data).freeze();
     Ok(Some(Packet { protect, payload }))
 }
 

@@ -197,9 +197,10 @@ async fn next_chunk(
         }
     };
     let head = TransferPayload::decode_prefix(&p.payload).map_err(|e| format!("[Fail]{e}"))?;
+    let range = PAYLOAD_PREFIX_RESERVE..PAYLOAD_PREFIX_RESERVE + head.compress_size as usize;
     let body = p
         .payload
-        .get(PAYLOAD_PREFIX_RESERVE..PAYLOAD_PREFIX_RESERVE + head.compress_size as usize)
+        .get(range.clone())
         .ok_or("[Fail]a file chunk is shorter than its compressSize")?;
     if head.index != got {
         return Err(format!(
@@ -214,7 +215,8 @@ async fn next_chunk(
         ));
     }
     let data = match head.compress_type {
-        COMPRESS_NONE if body.len() == n => Bytes::copy_from_slice(body),
+        // A view of the packet, not a copy.
+        COMPRESS_NONE if body.len() == n => p.payload.slice(range),
         COMPRESS_LZ4 => Bytes::from(
             lz4_flex::block::decompress(body, n)
                 .map_err(|e| format!("[Fail]a bad LZ4 chunk: {e}"))?,

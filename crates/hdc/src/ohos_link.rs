@@ -230,7 +230,7 @@ mod tests {
         b.write_all(&wire).await.unwrap();
 
         let p = rx.next().await.unwrap().unwrap();
-        assert_eq!(p.payload, b"the last plaintext packet");
+        assert_eq!(&p.payload[..], b"the last plaintext packet");
         switch(&mut rx, &mut tx, Box::new(client)).unwrap();
         assert!(rx.is_encrypted() && tx.is_encrypted());
         let p = rx.next().await.unwrap().unwrap();
@@ -268,7 +268,7 @@ mod tests {
         server.take_output(&mut ct);
         b.write_all(&ct).await.unwrap();
         let p = rx.next().await.unwrap().unwrap();
-        assert_eq!((p.protect.channel_id, p.payload), (5, vec![1]));
+        assert_eq!((p.protect.channel_id, p.payload.to_vec()), (5, vec![1]));
         assert!(rx.next().await.unwrap().is_none());
     }
 
