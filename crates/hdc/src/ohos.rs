@@ -452,6 +452,20 @@ pub struct Packet {
     pub payload: bytes::Bytes,
 }
 
+/// One packet, encoded: `payload` for `command` on `channel`.
+pub fn packet(channel: u32, command: u32, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32 + payload.len());
+    encode_packet(&mut out, &PayloadProtect::new(channel, command), payload);
+    out
+}
+
+/// CMD_KERNEL_ECHO (9): a message level (0 fail, 1 info, 2 ok) then the text.
+pub fn echo(channel: u32, level: u8, text: &str) -> Vec<u8> {
+    let mut p = vec![level];
+    p.extend_from_slice(text.as_bytes());
+    packet(channel, crate::ohos_auth::CMD_KERNEL_ECHO, &p)
+}
+
 /// Appends one packet to `out`.
 pub fn encode_packet(out: &mut Vec<u8>, protect: &PayloadProtect, payload: &[u8]) {
     let p = protect.encode();

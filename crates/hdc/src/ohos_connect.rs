@@ -3,7 +3,7 @@
 //! device offers it) and hands back the session's packet stream.
 
 use crate::hostkey::HostKey;
-use crate::ohos::{self, PayloadProtect, SessionHandShake};
+use crate::ohos::{self, SessionHandShake};
 use crate::ohos_auth::{
     Action, CMD_KERNEL_HANDSHAKE, FEATURE_ENCRYPT_TCP, HOST_PUBKEY_SEPARATOR, HostAuth,
     HostOutcome, HostPolicy,
@@ -55,12 +55,6 @@ impl HostPolicy for KeyPolicy<'_> {
     }
 }
 
-fn packet(command: u32, payload: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(32 + payload.len());
-    ohos::encode_packet(&mut v, &PayloadProtect::new(0, command), payload);
-    v
-}
-
 /// Opens an OpenHarmony session on `tcp` to the device known as `connect_key`, as
 /// OpenHarmony's host server does: asks for TLS-PSK when `encrypt` (as its
 /// `OHOS_HDC_ENCRYPT_CHANNEL=1`; the device decides, so a device without it gives a
@@ -85,7 +79,7 @@ pub async fn host_handshake(
     let features: &[&str] = if encrypt { &[FEATURE_ENCRYPT_TCP] } else { &[] };
     let (mut auth, first) = HostAuth::start(u32::from_le_bytes(id), connect_key, features);
     let run = async {
-        tx.send(&packet(first.command, &first.payload))
+        tx.send(&ohos::packet(0, first.command, &first.payload))
             .await
             .map_err(|e| e.to_string())?;
         loop {
@@ -100,7 +94,7 @@ pub async fn host_handshake(
             for a in auth.on_handshake(hs, &policy).map_err(|e| e.to_string())? {
                 match a {
                     Action::Send(o) => tx
-                        .send(&packet(o.command, &o.payload))
+                        .send(&ohos::packet(0, o.command, &o.payload))
                         .await
                         .map_err(|e| e.to_string())?,
                     Action::Switch(tls) => {

@@ -27,10 +27,10 @@
 //! discovery answer is [`crate::ohos_discovery`]'s.
 
 use crate::device::{AUTH_BYPASS_PARAM, DEBUGGABLE_PARAM, DeviceConfig};
-use crate::ohos::{self, PayloadProtect, SessionHandShake};
+use crate::ohos::{self, SessionHandShake, echo, packet};
 use crate::ohos_auth::{
-    Action, CMD_KERNEL_CHANNEL_CLOSE, CMD_KERNEL_ECHO, CMD_KERNEL_HANDSHAKE, DeviceAuth,
-    DeviceOutcome, DevicePolicy, KeyVerdict,
+    Action, CMD_KERNEL_CHANNEL_CLOSE, CMD_KERNEL_HANDSHAKE, DeviceAuth, DeviceOutcome,
+    DevicePolicy, KeyVerdict,
 };
 use crate::ohos_file;
 use crate::ohos_forward;
@@ -131,18 +131,6 @@ impl DevicePolicy for Policy {
     fn features(&self) -> Vec<String> {
         vec![FEATURE_HEARTBEAT.into()]
     }
-}
-
-fn packet(channel: u32, command: u32, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(32 + payload.len());
-    ohos::encode_packet(&mut out, &PayloadProtect::new(channel, command), payload);
-    out
-}
-
-fn echo(channel: u32, level: u8, text: &str) -> Vec<u8> {
-    let mut p = vec![level];
-    p.extend_from_slice(text.as_bytes());
-    packet(channel, CMD_KERNEL_ECHO, &p)
 }
 
 /// Whether plaintext sessions are refused here.
@@ -388,7 +376,7 @@ pub(crate) async fn serve(
             }),
             CMD_SHELL_DATA => {
                 if let Some(tx) = chans.get(&c) {
-                    let _ = tx.send(bytes::Bytes::from(p.payload)).await;
+                    let _ = tx.send(p.payload).await;
                 }
                 None
             }

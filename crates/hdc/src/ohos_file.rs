@@ -16,8 +16,8 @@
 //! LZ4 blocks (compressType 1, `-z`) both ways.
 
 use crate::ohos::{
-    self, COMPRESS_LZ4, COMPRESS_NONE, MAX_SIZE_IOBUF, PAYLOAD_PREFIX_RESERVE, PayloadProtect,
-    TransferConfig, TransferPayload,
+    self, COMPRESS_LZ4, COMPRESS_NONE, MAX_SIZE_IOBUF, PAYLOAD_PREFIX_RESERVE, TransferConfig,
+    TransferPayload,
 };
 use crate::proto::{Ctrl, Exit, FileMeta, FileOpts, Request};
 use crate::session::{Channel, Event, Session};
@@ -50,11 +50,7 @@ pub fn is_file_command(c: u32) -> bool {
     (CMD_FILE_INIT..=CMD_DIR_MODE).contains(&c)
 }
 
-pub(crate) fn packet(channel: u32, command: u32, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(32 + payload.len());
-    ohos::encode_packet(&mut out, &PayloadProtect::new(channel, command), payload);
-    out
-}
+pub(crate) use crate::ohos::packet;
 
 /// What a transfer task sends the host through.
 pub type Out = mpsc::Sender<Vec<u8>>;

@@ -36,8 +36,8 @@ use crate::limits::{
     FORWARD_STALL_TIMEOUT, MAX_FORWARD_CONTEXT_BUFFERED, MAX_FORWARD_CONTEXTS,
     MAX_FORWARD_SESSION_BUFFERED,
 };
-use crate::ohos::{self, PayloadProtect};
-use crate::ohos_auth::{CMD_KERNEL_CHANNEL_CLOSE, CMD_KERNEL_ECHO};
+use crate::ohos::{self, echo, packet};
+use crate::ohos_auth::CMD_KERNEL_CHANNEL_CLOSE;
 use crate::proto::{Ctrl, Exit, Request};
 use crate::session::{Channel, Event, Incoming, Sender, Session};
 use bytes::Bytes;
@@ -146,18 +146,6 @@ pub fn fuzz_one(data: &[u8]) {
         let _ = parse_node(&a);
         let _ = parse_node(&b);
     }
-}
-
-fn packet(channel: u32, command: u32, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(32 + payload.len());
-    ohos::encode_packet(&mut out, &PayloadProtect::new(channel, command), payload);
-    out
-}
-
-fn echo(channel: u32, level: u8, text: &str) -> Vec<u8> {
-    let mut p = vec![level];
-    p.extend_from_slice(text.as_bytes());
-    packet(channel, CMD_KERNEL_ECHO, &p)
 }
 
 /// What a forward task sends the host through.

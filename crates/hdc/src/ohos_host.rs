@@ -325,7 +325,7 @@ async fn pump_context(
                 }
                 match p.protect.command_flag {
                     CMD_FORWARD_DATA
-                        if tx.send(Bytes::copy_from_slice(&p.payload[4..])).await.is_err() =>
+                        if tx.send(p.payload.slice(4..)).await.is_err() =>
                     {
                         let _ = out.send(packet(c, CMD_FORWARD_FREE_CONTEXT, &fwd(id, &[]))).await;
                         return Exit::ok();
@@ -481,7 +481,7 @@ async fn command(
             p = rx.recv() => {
                 let Some(p) = p else { return ch.close(&Exit::fail(f::GONE)) };
                 if p.protect.command_flag == CMD_KERNEL_ECHO_RAW {
-                    if tx.send(Bytes::from(p.payload)).await.is_err() {
+                    if tx.send(p.payload).await.is_err() {
                         let _ = out.send(packet(c, CMD_KERNEL_CHANNEL_CLOSE, &[1])).await;
                         return;
                     }
