@@ -711,12 +711,14 @@ fn a_c_program_on_the_oh_rdb_ndk_writes_rows_the_store_really_holds() {
         out,
         "opened\n\
          inserted 2\n\
+         constraint 14800065\n\
          columns=5 second=NAME\n\
          rows=2\n\
          row id=2 name=Rose age=22 salary=200.5 codes=null\n\
          row id=1 name=Lisa age=18 salary=100.5 codes=set\n\
          rows=1\n\
          row id=2 name=Rose age=22 salary=200.5 codes=null\n\
+         busy 14800054\n\
          updated 1\n\
          rolled back delete of 1\n\
          rows=2\n\

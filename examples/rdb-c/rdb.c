@@ -88,6 +88,13 @@ int main(int argc, char **argv)
     printf("inserted %d\n", rowId);
     // A NULL bucket is refused, not dereferenced.
     CHECK(OH_Rdb_Insert(store, "EMPLOYEE", NULL) == RDB_E_INVALID_ARGS, "insert NULL");
+    // SQLite's errors come back as the NDK's codes: NAME is NOT NULL.
+    OH_VBucket *noName = OH_Rdb_CreateValuesBucket();
+    noName->putInt64(noName, "AGE", 1);
+    int rc = OH_Rdb_Insert(store, "EMPLOYEE", noName);
+    CHECK(rc == RDB_E_SQLITE_CONSTRAINT, "insert without NAME: %d", rc);
+    noName->destroy(noName);
+    printf("constraint %d\n", rc);
 
     // Query with predicates: AGE > 10 AND NAME LIKE '%s%' (both), ordered by AGE descending.
     OH_Predicates *predicates = OH_Rdb_CreatePredicates("EMPLOYEE");
@@ -124,6 +131,13 @@ int main(int argc, char **argv)
 
     // Update Lisa's salary, in a transaction that commits.
     CHECK(OH_Rdb_BeginTransaction(store) == RDB_OK, "begin");
+    // The store opened again is another handle: its transaction meets the open one.
+    OH_Rdb_Store *again = OH_Rdb_GetOrOpen(&config, &errCode);
+    CHECK(again != NULL && errCode == RDB_OK, "open again: %d", errCode);
+    rc = OH_Rdb_BeginTransaction(again);
+    CHECK(rc == RDB_E_SQLITE_BUSY, "second write transaction: %d", rc);
+    printf("busy %d\n", rc);
+    CHECK(OH_Rdb_CloseStore(again) == RDB_OK, "close again");
     OH_Predicates *lisa = OH_Rdb_CreatePredicates("EMPLOYEE");
     OH_VObject *name = OH_Rdb_CreateValueObject();
     name->putText(name, "Lisa");

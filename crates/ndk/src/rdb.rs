@@ -719,12 +719,13 @@ unsafe fn copy_out(bytes: &[u8], buf: *mut u8, len: c_int, nul: bool) -> c_int {
     RDB_OK
 }
 
-/// A cell as text, as SQLite's `sqlite3_column_text` reads it (a blob is refused).
+/// A cell as text, much as SQLite's `sqlite3_column_text` reads it (a real keeps its point:
+/// `300.0`); a blob is refused.
 fn cell_text(v: &Value) -> Result<String, c_int> {
     Ok(match v {
         Value::Null => String::new(),
         Value::Integer(i) => i.to_string(),
-        Value::Real(r) => r.to_string(),
+        Value::Real(r) => format!("{r:?}"),
         Value::Text(t) => t.clone(),
         Value::Blob(_) => return Err(RDB_E_INVALID_COLUMN_TYPE),
     })

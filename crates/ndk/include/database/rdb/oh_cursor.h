@@ -6,7 +6,9 @@
  *
  * getSize gives a text's length in bytes plus one (its NUL) or a blob's length; getText and
  * getColumnName need a buffer that holds the text and its NUL (length counts the NUL), else
- * RDB_E_INVALID_ARGS. Values convert as SQLite's do (an integer read as text is its digits).
+ * RDB_E_INVALID_ARGS. Values convert much as SQLite's do: a number read as text is its digits
+ * (a real keeps its point), text read as a number is its value if it is one (else 0), NULL is
+ * 0 or ""; a blob read as a number or as text is RDB_E_INVALID_COLUMN_TYPE.
  * Past the last row goToNextRow returns RDB_E_STEP_RESULT_IS_AFTER_LAST; a column out of range
  * is RDB_E_INVALID_COLUMN_INDEX.
  */
