@@ -13,7 +13,7 @@ fn s(p: &Path) -> &str {
 }
 
 /// Builds an example's library with the cargo that runs the tests, in the same profile.
-fn example_lib(package: &str, lib: &str) -> PathBuf {
+pub(crate) fn example_lib(package: &str, lib: &str) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let release = !cfg!(debug_assertions);
     let mut cmd = std::process::Command::new(cargo);

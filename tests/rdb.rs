@@ -663,3 +663,86 @@ mod app {
         assert_eq!(got, "k\nmine\n");
     }
 }
+
+/// `examples/rdb-c/rdb.c`, C written as OpenHarmony's NDK guide shows the relational store,
+/// compiled with `-Wall -Wextra -Werror` against the NDK headers and linked with
+/// liboxh_ndk.so, runs against a real daemon as a native process (uid 0, not the oxh tool:
+/// the resolver gives it a native token, which names its app in `bundleName`, as `oxh` does
+/// with --app); what it wrote is then read back by `oxh rdb query` and by sqlite3 on the file.
+#[test]
+fn a_c_program_on_the_oh_rdb_ndk_writes_rows_the_store_really_holds() {
+    let ndk = crate::ability::example_lib("oxh-ndk", "oxh_ndk");
+    let lib_dir = ndk.parent().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let exe = work.path().join("rdb-c");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let o = Command::new(&cc)
+        .args(["-Wall", "-Wextra", "-Werror", "-I"])
+        .arg(root.join("crates/ndk/include"))
+        .arg("-o")
+        .arg(&exe)
+        .arg(root.join("examples/rdb-c/rdb.c"))
+        .arg("-L")
+        .arg(lib_dir)
+        .arg("-loxh_ndk")
+        .output()
+        .expect("a C compiler");
+    assert!(
+        o.status.success(),
+        "rdb.c does not compile against the NDK headers: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let d = TestDevice::start();
+    let o = Command::new(&exe)
+        .arg(APP)
+        .env("OXH_DATA_DIR", d.data_dir())
+        .env_remove(oxh_ability::api::IPC_SOCKET_ENV)
+        .env("LD_LIBRARY_PATH", lib_dir)
+        .output()
+        .expect("run the C program");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        out,
+        "opened\n\
+         inserted 2\n\
+         constraint 14800065\n\
+         columns=5 second=NAME\n\
+         rows=2\n\
+         row id=2 name=Rose age=22 salary=200.5 codes=null\n\
+         row id=1 name=Lisa age=18 salary=100.5 codes=set\n\
+         rows=1\n\
+         row id=2 name=Rose age=22 salary=200.5 codes=null\n\
+         busy 14800054\n\
+         updated 1\n\
+         rolled back delete of 1\n\
+         rows=2\n\
+         row id=1 name=Lisa age=18 salary=300.0 codes=set\n\
+         row id=2 name=Rose age=22 salary=200.5 codes=null\n\
+         distributed\n\
+         closed\n"
+    );
+    // The committed update and the rolled-back delete, as the service and the file hold them.
+    let got = d.oxh_ok(&rdb(&[
+        "query",
+        "--app",
+        APP,
+        "--store",
+        "RdbTest.db",
+        "SELECT ID, NAME, AGE, SALARY, hex(CODES) FROM EMPLOYEE ORDER BY ID",
+    ]));
+    assert_eq!(
+        got,
+        "ID|NAME|AGE|SALARY|hex(CODES)\n1|Lisa|18|300|0102030405\n2|Rose|22|200.5|\n"
+    );
+    let file = d.data_dir().join("rdb").join(APP).join("RdbTest.db");
+    assert_eq!(
+        sqlite3(&file, "SELECT ID, NAME, SALARY FROM EMPLOYEE ORDER BY ID"),
+        "1|Lisa|300.0\n2|Rose|200.5\n"
+    );
+}
