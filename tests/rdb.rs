@@ -746,3 +746,133 @@ fn a_c_program_on_the_oh_rdb_ndk_writes_rows_the_store_really_holds() {
         "1|Lisa|300.0\n2|Rose|200.5\n"
     );
 }
+
+/// The SDK's `@ohos.data.relationalStore`: getRdbStore, insert / batchInsert, query by
+/// predicates into a ResultSet, update and delete by predicates, querySql, a transaction
+/// rolled back and one committed, setDistributedTables refusing a table without a primary
+/// key, and the rows really in the store (read back by the CLI).
+#[tokio::test]
+async fn the_sdk_store_writes_and_reads_by_predicates_and_transactions() {
+    use oxh_sdk::rdb::{self, RdbPredicates, TransactionType};
+    let d = TestDevice::start();
+    let dev = d.sdk().await;
+    let cfg = StoreConfig::new("sdk.db", SecurityLevel::S1);
+    let store = rdb::get_rdb_store(&dev, Some(APP), cfg.clone())
+        .await
+        .expect("getRdbStore");
+    assert_eq!(store.bundle_name(), APP);
+    store
+        .execute_sql(
+            "CREATE TABLE note(id INTEGER PRIMARY KEY, title TEXT, stars INTEGER)",
+            vec![],
+        )
+        .await
+        .expect("create");
+    let row = |id: i64, t: &str, s: i64| {
+        vec![
+            ("id".to_string(), Value::Integer(id)),
+            ("title".to_string(), Value::Text(t.into())),
+            ("stars".to_string(), Value::Integer(s)),
+        ]
+    };
+    assert_eq!(
+        store
+            .insert("note", row(1, "one", 1))
+            .await
+            .expect("insert"),
+        1
+    );
+    let n = store
+        .batch_insert(
+            "note",
+            vec![row(2, "two", 2), row(3, "three", 3), row(4, "four", 4)],
+        )
+        .await
+        .expect("batchInsert");
+    assert_eq!(n, 3);
+    let mut rs = store
+        .query(
+            RdbPredicates::new("note")
+                .greater_than("stars", Value::Integer(1))
+                .and()
+                .like("title", "t%")
+                .order_by_desc("stars"),
+            &["id", "title"],
+        )
+        .await
+        .expect("query");
+    let mut got = Vec::new();
+    while rs.go_to_next_row().expect("row") {
+        got.push((
+            rs.get_long(0).expect("id"),
+            rs.get_string(1).expect("title"),
+        ));
+    }
+    assert_eq!(got, vec![(3, "three".to_string()), (2, "two".to_string())]);
+    let changed = store
+        .update(
+            vec![("stars".to_string(), Value::Integer(10))],
+            RdbPredicates::new("note").in_("id", vec![Value::Integer(1), Value::Integer(2)]),
+        )
+        .await
+        .expect("update");
+    assert_eq!(changed, 2);
+    // A transaction rolled back leaves nothing; one committed stays.
+    store
+        .begin_transaction(TransactionType::Immediate)
+        .await
+        .expect("begin");
+    let gone = store
+        .delete(RdbPredicates::new("note").between("id", Value::Integer(1), Value::Integer(4)))
+        .await
+        .expect("delete");
+    assert_eq!(gone, 4);
+    store.roll_back().await.expect("rollBack");
+    store
+        .begin_transaction(TransactionType::Deferred)
+        .await
+        .expect("begin");
+    store
+        .delete(RdbPredicates::new("note").equal_to("id", Value::Integer(4)))
+        .await
+        .expect("delete");
+    store.commit().await.expect("commit");
+    let mut rs = store
+        .query_sql(
+            "SELECT sum(stars) FROM note WHERE id < ?",
+            vec![Value::Integer(10)],
+        )
+        .await
+        .expect("querySql");
+    assert!(rs.go_to_next_row().expect("row"));
+    assert_eq!(rs.get_long(0).expect("sum"), 10 + 10 + 3);
+    // Distribution needs a primary key.
+    store
+        .execute_sql("CREATE TABLE log(msg TEXT)", vec![])
+        .await
+        .expect("create log");
+    match store.set_distributed_tables(&["log"]).await {
+        Err(oxh_sdk::Error::Remote(e)) => assert_eq!(e.code, 14_800_001, "{e:?}"),
+        other => panic!("a table without a primary key was distributed: {other:?}"),
+    }
+    store
+        .set_distributed_tables(&["note"])
+        .await
+        .expect("distribute note");
+    store.close().await.expect("close");
+    let out = d.oxh_ok(&rdb(&[
+        "query",
+        "--app",
+        APP,
+        "--store",
+        "sdk.db",
+        "--json",
+        "SELECT id, stars FROM note ORDER BY id",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(
+        v,
+        serde_json::json!([{"id": 1, "stars": 10}, {"id": 2, "stars": 10}, {"id": 3, "stars": 3}]),
+        "{out}"
+    );
+}

@@ -22,6 +22,7 @@ pub mod device_manager;
 pub mod hilog;
 pub mod kv;
 pub mod param;
+pub mod rdb;
 pub mod samgr;
 
 /// Picks the data dir the way every tool does: the explicit one, else `OXH_DATA_DIR`, else
