@@ -802,9 +802,14 @@ struct TarDir {
 }
 
 impl TarDir {
-    fn add(&mut self, name: &str, data: &[u8], dir: bool) -> Result<(), String> {
-        if self.tar.len() + data.len() + 2 * crate::ohos_tar::BLOCK > crate::limits::MAX_INSTALL_TAR
-        {
+    /// Whether `more` bytes (with a header and padding) still fit [`MAX_INSTALL_TAR`].
+    ///
+    /// [`MAX_INSTALL_TAR`]: crate::limits::MAX_INSTALL_TAR
+    fn fits(&self, more: u64) -> Result<(), String> {
+        let total = (self.tar.len() as u64)
+            .saturating_add(more)
+            .saturating_add(2 * crate::ohos_tar::BLOCK as u64);
+        if total > crate::limits::MAX_INSTALL_TAR as u64 {
             return Err(format!(
                 "[Fail]{}: a directory to install on an OpenHarmony device is sent as one tar, \
                  at most {} MiB",
@@ -812,6 +817,11 @@ impl TarDir {
                 crate::limits::MAX_INSTALL_TAR >> 20
             ));
         }
+        Ok(())
+    }
+
+    fn add(&mut self, name: &str, data: &[u8], dir: bool) -> Result<(), String> {
+        self.fits(data.len() as u64)?;
         crate::ohos_tar::write_entry(&mut self.tar, name, data, dir)
             .map_err(|e| format!("[Fail]{e}"))
     }
@@ -841,14 +851,16 @@ async fn install(
                 Event::Ctrl(Ctrl::FileBegin(meta)) => {
                     if let Some(d) = dir.as_mut() {
                         let name = meta.rel.split_once('/').map(|(_, n)| n).unwrap_or("");
-                        let hidden = name.split('/').any(|p| p.starts_with('.'));
+                        let skip = name.is_empty() || name.split('/').any(|p| p.starts_with('.'));
                         d.file = None;
-                        if name.is_empty() || hidden {
-                        } else if meta.dir {
+                        if skip {
+                            continue;
+                        }
+                        if meta.dir {
                             d.add(name, &[], true)?;
                         } else {
-                            d.file =
-                                Some((name.to_string(), Vec::with_capacity(meta.size as usize)));
+                            d.fits(meta.size)?;
+                            d.file = Some((name.to_string(), Vec::new()));
                         }
                         continue;
                     }
