@@ -205,6 +205,44 @@ fn check<'a>(tables: &'a BTreeMap<String, TableInfo>, r: &RowChange) -> Result<&
     Ok(t)
 }
 
+/// The statements applying a changeset runs on a table, made once per changeset.
+struct TableSql {
+    sel_cl: String,
+    sel_cells: String,
+    set_cl: String,
+    del_row: String,
+    del_cells: String,
+}
+
+impl TableSql {
+    fn new(t: &TableInfo) -> Self {
+        let m = t.pk_match(1);
+        let n = t.pk.len();
+        let (rows, cells) = (q(&rows_table(&t.name)), q(&cells_table(&t.name)));
+        let marks = (1..=n).map(|i| format!("?{i}")).collect::<Vec<_>>();
+        Self {
+            sel_cl: format!("SELECT oxh_rdb_cl FROM {rows} WHERE {m}"),
+            sel_cells: format!(
+                "SELECT oxh_rdb_col, oxh_rdb_ts, oxh_rdb_dev FROM {cells} WHERE {m}"
+            ),
+            set_cl: format!(
+                "INSERT INTO {rows} ({}, oxh_rdb_cl, oxh_rdb_ts, oxh_rdb_dev, oxh_rdb_seq)
+                 VALUES ({}, ?{}, ?{}, ?{}, ?{}) ON CONFLICT DO UPDATE SET
+                 oxh_rdb_cl = excluded.oxh_rdb_cl, oxh_rdb_ts = excluded.oxh_rdb_ts,
+                 oxh_rdb_dev = excluded.oxh_rdb_dev, oxh_rdb_seq = excluded.oxh_rdb_seq",
+                t.pk_list(),
+                marks.join(", "),
+                n + 1,
+                n + 2,
+                n + 3,
+                n + 4
+            ),
+            del_row: format!("DELETE FROM {} WHERE {m}", q(&t.name)),
+            del_cells: format!("DELETE FROM {cells} WHERE {m}"),
+        }
+    }
+}
+
 /// Applies a peer's changeset (inside the caller's write transaction): for each row the
 /// merge [`plan`] decides, and only what wins is written, with new local change numbers so
 /// it travels on to other peers. The local triggers stand aside, so none of it comes back as
@@ -227,6 +265,10 @@ pub(crate) fn apply(conn: &Conn, cs: &Changeset) -> Result<Applied> {
     }
     conn.ctx.applying.store(true, Ordering::Relaxed);
     let _applying = Applying(&conn.ctx);
+    let sqls: BTreeMap<&str, TableSql> = tables
+        .iter()
+        .map(|(n, t)| (n.as_str(), TableSql::new(t)))
+        .collect();
     let mut out = Applied::default();
     let mut observed = 0u64;
     for r in &cs.rows {
@@ -235,21 +277,22 @@ pub(crate) fn apply(conn: &Conn, cs: &Changeset) -> Result<Applied> {
         for cell in &r.cells {
             observed = observed.max(cell.ts);
         }
-        let m = t.pk_match(1);
-        let (rows, cells) = (q(&rows_table(&t.name)), q(&cells_table(&t.name)));
+        let sql = &sqls[r.table.as_str()];
         let local_cl: u64 = c
-            .prepare_cached(&format!("SELECT oxh_rdb_cl FROM {rows} WHERE {m}"))?
+            .prepare_cached(&sql.sel_cl)?
             .query_row(params_from_iter(r.pk.iter()), |x| x.get::<_, i64>(0))
             .optional()?
             .unwrap_or(0) as u64;
-        let local: Vec<(String, u64, String)> = c
-            .prepare_cached(&format!(
-                "SELECT oxh_rdb_col, oxh_rdb_ts, oxh_rdb_dev FROM {cells} WHERE {m}"
-            ))?
-            .query_map(params_from_iter(r.pk.iter()), |x| {
-                Ok((x.get(0)?, x.get::<_, i64>(1)? as u64, x.get(2)?))
-            })?
-            .collect::<Result<_, _>>()?;
+        // A key never seen here has no cells and no row: nothing to read or clear.
+        let local: Vec<(String, u64, String)> = if local_cl % 2 == 1 {
+            c.prepare_cached(&sql.sel_cells)?
+                .query_map(params_from_iter(r.pk.iter()), |x| {
+                    Ok((x.get(0)?, x.get::<_, i64>(1)? as u64, x.get(2)?))
+                })?
+                .collect::<Result<_, _>>()?
+        } else {
+            Vec::new()
+        };
         let decided = plan(
             local_cl,
             |col| {
@@ -263,34 +306,23 @@ pub(crate) fn apply(conn: &Conn, cs: &Changeset) -> Result<Applied> {
         let was_present = local_cl % 2 == 1;
         let key = || (r.table.clone(), r.pk.clone());
         let set_cl = |cl: u64| -> Result<()> {
-            let n = t.pk.len();
-            c.prepare_cached(&format!(
-                "INSERT INTO {rows} ({}, oxh_rdb_cl, oxh_rdb_ts, oxh_rdb_dev, oxh_rdb_seq)
-                 VALUES ({}, ?{}, ?{}, ?{}, ?{}) ON CONFLICT DO UPDATE SET
-                 oxh_rdb_cl = excluded.oxh_rdb_cl, oxh_rdb_ts = excluded.oxh_rdb_ts,
-                 oxh_rdb_dev = excluded.oxh_rdb_dev, oxh_rdb_seq = excluded.oxh_rdb_seq",
-                t.pk_list(),
-                (1..=n)
-                    .map(|i| format!("?{i}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                n + 1,
-                n + 2,
-                n + 3,
-                n + 4
-            ))?
-            .execute(params_from_iter(r.pk.iter().cloned().chain([
-                Value::Integer(cl as i64),
-                Value::Integer(r.cl_ts as i64),
-                Value::Text(r.cl_dev.clone()),
-                Value::Integer(conn.ctx.next_seq()),
-            ])))?;
+            c.prepare_cached(&sql.set_cl)?.execute(params_from_iter(
+                r.pk.iter().cloned().chain([
+                    Value::Integer(cl as i64),
+                    Value::Integer(r.cl_ts as i64),
+                    Value::Text(r.cl_dev.clone()),
+                    Value::Integer(conn.ctx.next_seq()),
+                ]),
+            ))?;
             Ok(())
         };
         let clear = || -> Result<()> {
-            c.prepare_cached(&format!("DELETE FROM {} WHERE {m}", q(&t.name)))?
+            if !was_present {
+                return Ok(());
+            }
+            c.prepare_cached(&sql.del_row)?
                 .execute(params_from_iter(r.pk.iter()))?;
-            c.prepare_cached(&format!("DELETE FROM {cells} WHERE {m}"))?
+            c.prepare_cached(&sql.del_cells)?
                 .execute(params_from_iter(r.pk.iter()))?;
             Ok(())
         };
@@ -362,31 +394,32 @@ fn write_cells(
     };
     c.prepare_cached(&sql)?
         .execute(params_from_iter(args.iter()))?;
+    if idx.is_empty() {
+        return Ok(());
+    }
+    // One statement for the row's cells.
+    let tuple = format!("({})", vec!["?"; n + 4].join(", "));
     let mut st = c.prepare_cached(&format!(
         "INSERT INTO {} ({}, oxh_rdb_col, oxh_rdb_ts, oxh_rdb_dev, oxh_rdb_seq)
-         VALUES ({}, ?{}, ?{}, ?{}, ?{}) ON CONFLICT DO UPDATE SET
+         VALUES {} ON CONFLICT DO UPDATE SET
          oxh_rdb_ts = excluded.oxh_rdb_ts, oxh_rdb_dev = excluded.oxh_rdb_dev,
          oxh_rdb_seq = excluded.oxh_rdb_seq",
         q(&cells_table(&t.name)),
         t.pk_list(),
-        (1..=n)
-            .map(|i| format!("?{i}"))
-            .collect::<Vec<_>>()
-            .join(", "),
-        n + 1,
-        n + 2,
-        n + 3,
-        n + 4
+        vec![tuple; idx.len()].join(", "),
     ))?;
+    let mut args: Vec<Value> = Vec::with_capacity(idx.len() * (n + 4));
     for &i in idx {
         let cell = &r.cells[i];
-        st.execute(params_from_iter(r.pk.iter().cloned().chain([
+        args.extend(r.pk.iter().cloned());
+        args.extend([
             Value::Text(cell.col.clone()),
             Value::Integer(cell.ts as i64),
             Value::Text(cell.dev.clone()),
             Value::Integer(conn.ctx.next_seq()),
-        ])))?;
+        ]);
     }
+    st.execute(params_from_iter(args.iter()))?;
     Ok(())
 }
 
