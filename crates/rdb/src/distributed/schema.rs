@@ -189,17 +189,18 @@ fn row_born(t: &TableInfo, r: &str) -> String {
              oxh_rdb_seq = excluded.oxh_rdb_seq;\n"
     );
     if !t.cols.is_empty() {
-        let tuples: Vec<String> = t
-            .cols
-            .iter()
-            .map(|(c, _)| format!("({vals}, '{c}', oxh_rdb_ts(), oxh_rdb_dev(), oxh_rdb_seq())"))
-            .collect();
+        // The transaction's timestamp, the device and one change number for all the row's
+        // cells, each asked of the connection once (an uncorrelated subquery runs once per
+        // statement), not three calls per cell. The cells of one row may share a change
+        // number: a changeset picks rows, and takes all of a row it picks.
+        let names: Vec<String> = t.cols.iter().map(|(c, _)| format!("('{c}')")).collect();
         s.push_str(&format!(
             "INSERT INTO {cells} ({pks}, oxh_rdb_col, oxh_rdb_ts, oxh_rdb_dev, oxh_rdb_seq)
-               VALUES {}
+               SELECT {vals}, column1, (SELECT oxh_rdb_ts()), (SELECT oxh_rdb_dev()), (SELECT oxh_rdb_seq())
+               FROM (VALUES {}) WHERE true
                ON CONFLICT DO UPDATE SET oxh_rdb_ts = excluded.oxh_rdb_ts,
                  oxh_rdb_dev = excluded.oxh_rdb_dev, oxh_rdb_seq = excluded.oxh_rdb_seq;\n",
-            tuples.join(", ")
+            names.join(", ")
         ));
     }
     s
@@ -270,7 +271,7 @@ pub fn create_triggers(c: &Connection, t: &TableInfo) -> Result<()> {
                INSERT INTO {rows} ({pks}, oxh_rdb_cl, oxh_rdb_ts, oxh_rdb_dev, oxh_rdb_seq)
                  VALUES ({vals}, 1, oxh_rdb_ts(), oxh_rdb_dev(), oxh_rdb_seq()) ON CONFLICT DO NOTHING;
                INSERT INTO {cells} ({pks}, oxh_rdb_col, oxh_rdb_ts, oxh_rdb_dev, oxh_rdb_seq)
-                 SELECT {vals}, c, oxh_rdb_ts(), oxh_rdb_dev(), oxh_rdb_seq() FROM ({}) WHERE true
+                 SELECT {vals}, c, (SELECT oxh_rdb_ts()), (SELECT oxh_rdb_dev()), (SELECT oxh_rdb_seq()) FROM ({}) WHERE true
                  ON CONFLICT DO UPDATE SET oxh_rdb_ts = excluded.oxh_rdb_ts,
                    oxh_rdb_dev = excluded.oxh_rdb_dev, oxh_rdb_seq = excluded.oxh_rdb_seq;
              END;",
