@@ -109,7 +109,9 @@ pub(crate) fn changes_since(conn: &Conn, after: u64, max_rows: usize) -> Result<
     })
 }
 
-/// A row's causal length and its cells changed after `after`, with their values.
+/// A row's causal length and its cells changed after `after`, with their values. A cell
+/// without an entry in the cell log has its row's version (the write that began the row's
+/// life, in the rows log): it changed after `after` when that write did.
 fn row_state(
     c: &rusqlite::Connection,
     t: &TableInfo,
@@ -117,16 +119,16 @@ fn row_state(
     after: u64,
 ) -> Result<RowChange> {
     let m = t.pk_match(1);
-    let (cl, cl_ts, cl_dev): (i64, i64, String) = c
+    let (cl, cl_ts, cl_dev, row_seq): (i64, i64, String, i64) = c
         .prepare_cached(&format!(
-            "SELECT oxh_rdb_cl, oxh_rdb_ts, oxh_rdb_dev FROM {} WHERE {m}",
+            "SELECT oxh_rdb_cl, oxh_rdb_ts, oxh_rdb_dev, oxh_rdb_seq FROM {} WHERE {m}",
             q(&rows_table(&t.name))
         ))?
         .query_row(params_from_iter(pk.iter()), |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })
         .optional()?
-        .unwrap_or((1, 0, String::new()));
+        .unwrap_or((1, 0, String::new(), 0));
     let mut cells = Vec::new();
     if cl % 2 == 1 && !t.cols.is_empty() {
         let cols: Vec<String> = t.cols.iter().map(|(n, _)| q(n)).collect();
@@ -141,27 +143,34 @@ fn row_state(
             })
             .optional()?;
         let values = values.unwrap_or_else(|| vec![Value::Null; t.cols.len()]);
-        let n = t.pk.len();
+        // (ts, dev, seq) per column that has its own entry.
+        let mut own: Vec<Option<(u64, String, i64)>> = vec![None; t.cols.len()];
         let mut st = c.prepare_cached(&format!(
-            "SELECT oxh_rdb_col, oxh_rdb_ts, oxh_rdb_dev FROM {} WHERE {m} AND oxh_rdb_seq > ?{}
-             ORDER BY oxh_rdb_col",
+            "SELECT oxh_rdb_col, oxh_rdb_ts, oxh_rdb_dev, oxh_rdb_seq FROM {} WHERE {m}",
             q(&cells_table(&t.name)),
-            n + 1
         ))?;
-        let args = pk.iter().cloned().chain([Value::Integer(after as i64)]);
-        let mut rows = st.query(params_from_iter(args))?;
+        let mut rows = st.query(params_from_iter(pk.iter()))?;
         while let Some(r) = rows.next()? {
             let col: String = r.get(0)?;
-            let Some(i) = t.cols.iter().position(|(n, _)| *n == col) else {
-                continue;
+            if let Some(i) = t.cols.iter().position(|(n, _)| *n == col) {
+                own[i] = Some((r.get::<_, i64>(1)? as u64, r.get(2)?, r.get(3)?));
+            }
+        }
+        for (i, (col, _)) in t.cols.iter().enumerate() {
+            let (ts, dev) = match &own[i] {
+                Some((ts, dev, seq)) if *seq > after as i64 => (*ts, dev.clone()),
+                Some(_) => continue,
+                None if row_seq > after as i64 => (cl_ts as u64, cl_dev.clone()),
+                None => continue,
             };
             cells.push(CellChange {
-                col,
+                col: col.clone(),
                 value: values[i].clone(),
-                ts: r.get::<_, i64>(1)? as u64,
-                dev: r.get(2)?,
+                ts,
+                dev,
             });
         }
+        cells.sort_by(|x, y| x.col.cmp(&y.col));
     }
     Ok(RowChange {
         table: t.name.clone(),
@@ -221,7 +230,7 @@ impl TableSql {
         let (rows, cells) = (q(&rows_table(&t.name)), q(&cells_table(&t.name)));
         let marks = (1..=n).map(|i| format!("?{i}")).collect::<Vec<_>>();
         Self {
-            sel_cl: format!("SELECT oxh_rdb_cl FROM {rows} WHERE {m}"),
+            sel_cl: format!("SELECT oxh_rdb_cl, oxh_rdb_ts, oxh_rdb_dev FROM {rows} WHERE {m}"),
             sel_cells: format!(
                 "SELECT oxh_rdb_col, oxh_rdb_ts, oxh_rdb_dev FROM {cells} WHERE {m}"
             ),
@@ -278,11 +287,17 @@ pub(crate) fn apply(conn: &Conn, cs: &Changeset) -> Result<Applied> {
             observed = observed.max(cell.ts);
         }
         let sql = &sqls[r.table.as_str()];
-        let local_cl: u64 = c
+        let (local_cl, row_ts, row_dev): (u64, u64, String) = c
             .prepare_cached(&sql.sel_cl)?
-            .query_row(params_from_iter(r.pk.iter()), |x| x.get::<_, i64>(0))
+            .query_row(params_from_iter(r.pk.iter()), |x| {
+                Ok((
+                    x.get::<_, i64>(0)? as u64,
+                    x.get::<_, i64>(1)? as u64,
+                    x.get(2)?,
+                ))
+            })
             .optional()?
-            .unwrap_or(0) as u64;
+            .unwrap_or((0, 0, String::new()));
         // A key never seen here has no cells and no row: nothing to read or clear.
         let local: Vec<(String, u64, String)> = if local_cl % 2 == 1 {
             c.prepare_cached(&sql.sel_cells)?
@@ -295,11 +310,13 @@ pub(crate) fn apply(conn: &Conn, cs: &Changeset) -> Result<Applied> {
         };
         let decided = plan(
             local_cl,
+            // A cell without its own entry has the row's version.
             |col| {
                 local
                     .iter()
                     .find(|(c, _, _)| c == col)
                     .map(|(_, ts, d)| (*ts, d.as_str()))
+                    .or(Some((row_ts, row_dev.as_str())))
             },
             r,
         );
@@ -394,6 +411,13 @@ fn write_cells(
     };
     c.prepare_cached(&sql)?
         .execute(params_from_iter(args.iter()))?;
+    // A new life's cells written by the write that began it have the row's version (kept in
+    // the rows log): they need no entry of their own.
+    let idx: Vec<usize> = idx
+        .iter()
+        .copied()
+        .filter(|&i| !(insert && r.cells[i].ts == r.cl_ts && r.cells[i].dev == r.cl_dev))
+        .collect();
     if idx.is_empty() {
         return Ok(());
     }
@@ -409,7 +433,7 @@ fn write_cells(
         vec![tuple; idx.len()].join(", "),
     ))?;
     let mut args: Vec<Value> = Vec::with_capacity(idx.len() * (n + 4));
-    for &i in idx {
+    for &i in &idx {
         let cell = &r.cells[i];
         args.extend(r.pk.iter().cloned());
         args.extend([

@@ -178,32 +178,19 @@ pub fn create_log_tables(c: &Connection, t: &TableInfo) -> Result<()> {
 /// The log statements for a row that came into being (`r` is NEW): a new causal length if it
 /// was deleted or unknown, and every cell stamped.
 fn row_born(t: &TableInfo, r: &str) -> String {
-    let (rows, cells) = (q(&rows_table(&t.name)), q(&cells_table(&t.name)));
+    // Its cells get no entries: a cell without one has the version of the write that began
+    // its row's life, kept here (a row that comes into being has no cell entries: a delete
+    // removes them).
+    let rows = q(&rows_table(&t.name));
     let pks = t.pk_list();
     let vals = t.pk_of(r);
-    let mut s = format!(
+    format!(
         "INSERT INTO {rows} ({pks}, oxh_rdb_cl, oxh_rdb_ts, oxh_rdb_dev, oxh_rdb_seq)
            VALUES ({vals}, 1, oxh_rdb_ts(), oxh_rdb_dev(), oxh_rdb_seq())
            ON CONFLICT DO UPDATE SET oxh_rdb_cl = oxh_rdb_cl + 1 - (oxh_rdb_cl % 2),
              oxh_rdb_ts = excluded.oxh_rdb_ts, oxh_rdb_dev = excluded.oxh_rdb_dev,
              oxh_rdb_seq = excluded.oxh_rdb_seq;\n"
-    );
-    if !t.cols.is_empty() {
-        // The transaction's timestamp, the device and one change number for all the row's
-        // cells, each asked of the connection once (an uncorrelated subquery runs once per
-        // statement), not three calls per cell. The cells of one row may share a change
-        // number: a changeset picks rows, and takes all of a row it picks.
-        let names: Vec<String> = t.cols.iter().map(|(c, _)| format!("('{c}')")).collect();
-        s.push_str(&format!(
-            "INSERT INTO {cells} ({pks}, oxh_rdb_col, oxh_rdb_ts, oxh_rdb_dev, oxh_rdb_seq)
-               SELECT {vals}, column1, (SELECT oxh_rdb_ts()), (SELECT oxh_rdb_dev()), (SELECT oxh_rdb_seq())
-               FROM (VALUES {}) WHERE true
-               ON CONFLICT DO UPDATE SET oxh_rdb_ts = excluded.oxh_rdb_ts,
-                 oxh_rdb_dev = excluded.oxh_rdb_dev, oxh_rdb_seq = excluded.oxh_rdb_seq;\n",
-            names.join(", ")
-        ));
-    }
-    s
+    )
 }
 
 /// The log statements for a row that went (`r` is OLD): an even causal length, no cells.
@@ -285,7 +272,8 @@ pub fn create_triggers(c: &Connection, t: &TableInfo) -> Result<()> {
 
 /// Logs the rows a table held before it was distributed, as local writes now.
 pub fn backfill(c: &Connection, t: &TableInfo) -> Result<()> {
-    let (rows, cells) = (q(&rows_table(&t.name)), q(&cells_table(&t.name)));
+    // Rows only: their cells have the rows' version.
+    let rows = q(&rows_table(&t.name));
     let pks = t.pk_list();
     let tq = q(&t.name);
     c.execute_batch(&format!(
@@ -293,13 +281,6 @@ pub fn backfill(c: &Connection, t: &TableInfo) -> Result<()> {
            SELECT {pks}, 1, oxh_rdb_ts(), oxh_rdb_dev(), oxh_rdb_seq() FROM {tq} WHERE true
            ON CONFLICT DO NOTHING;"
     ))?;
-    for (col, _) in &t.cols {
-        c.execute_batch(&format!(
-            "INSERT INTO {cells} ({pks}, oxh_rdb_col, oxh_rdb_ts, oxh_rdb_dev, oxh_rdb_seq)
-               SELECT {pks}, '{col}', oxh_rdb_ts(), oxh_rdb_dev(), oxh_rdb_seq() FROM {tq} WHERE true
-               ON CONFLICT DO NOTHING;"
-        ))?;
-    }
     Ok(())
 }
 
