@@ -4,8 +4,10 @@
 //! - `oxh_rdb_T_rows(P…, oxh_rdb_cl, oxh_rdb_ts, oxh_rdb_dev, oxh_rdb_seq)`: one row per key
 //!   ever seen, with its causal length (odd: the row is present, even: deleted) and when and
 //!   where the length last changed.
-//! - `oxh_rdb_T_cells(P…, oxh_rdb_col, oxh_rdb_ts, oxh_rdb_dev, oxh_rdb_seq)`: one row per
-//!   cell of a present row: the HLC timestamp and origin device of its value.
+//! - `oxh_rdb_T_cells(P…, oxh_rdb_col, oxh_rdb_ts, oxh_rdb_dev, oxh_rdb_seq)`: the HLC
+//!   timestamp and origin device of a present row's cell written after the row began (by
+//!   an update or a merge); a cell without an entry has its row's version, the write that
+//!   began the row's life (so an insert writes no cell entries).
 //!
 //! `oxh_rdb_seq` is the store's local change number (every local write and every applied
 //! remote write takes the next): what a changeset since a watermark selects on. The triggers
