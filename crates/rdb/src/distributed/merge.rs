@@ -60,9 +60,10 @@ pub struct Changeset {
 pub const MAX_CHANGESET_BYTES: usize = 4 << 20;
 
 impl Changeset {
-    /// The changeset as bytes (postcard), for the sync session to carry.
+    /// The changeset as bytes (postcard, names and devices once: `wire`), for the sync
+    /// session to carry.
     pub fn encode(&self) -> Result<Vec<u8>> {
-        postcard::to_allocvec(self).map_err(|e| RdbError::inner(format!("changeset: {e}")))
+        super::wire::encode(self)
     }
 
     /// A changeset from a peer's bytes: over [`MAX_CHANGESET_BYTES`] or malformed is
@@ -74,7 +75,7 @@ impl Changeset {
                 b.len()
             )));
         }
-        postcard::from_bytes(b).map_err(|e| RdbError::invalid(format!("changeset: {e}")))
+        super::wire::decode(b)
     }
 }
 

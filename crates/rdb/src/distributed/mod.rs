@@ -4,6 +4,7 @@
 pub mod merge;
 pub mod replica;
 pub mod schema;
+mod wire;
 
 use crate::config::MAX_DISTRIBUTED_TABLES;
 use crate::conn::Conn;

@@ -109,7 +109,9 @@ pub(crate) fn changes_since(conn: &Conn, after: u64, max_rows: usize) -> Result<
     })
 }
 
-/// A row's causal length and its cells changed after `after`, with their values.
+/// A row's causal length and its cells changed after `after`, with their values. A cell
+/// without an entry in the cell log has its row's version (the write that began the row's
+/// life, in the rows log): it changed after `after` when that write did.
 fn row_state(
     c: &rusqlite::Connection,
     t: &TableInfo,
@@ -117,16 +119,16 @@ fn row_state(
     after: u64,
 ) -> Result<RowChange> {
     let m = t.pk_match(1);
-    let (cl, cl_ts, cl_dev): (i64, i64, String) = c
+    let (cl, cl_ts, cl_dev, row_seq): (i64, i64, String, i64) = c
         .prepare_cached(&format!(
-            "SELECT oxh_rdb_cl, oxh_rdb_ts, oxh_rdb_dev FROM {} WHERE {m}",
+            "SELECT oxh_rdb_cl, oxh_rdb_ts, oxh_rdb_dev, oxh_rdb_seq FROM {} WHERE {m}",
             q(&rows_table(&t.name))
         ))?
         .query_row(params_from_iter(pk.iter()), |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })
         .optional()?
-        .unwrap_or((1, 0, String::new()));
+        .unwrap_or((1, 0, String::new(), 0));
     let mut cells = Vec::new();
     if cl % 2 == 1 && !t.cols.is_empty() {
         let cols: Vec<String> = t.cols.iter().map(|(n, _)| q(n)).collect();
@@ -141,27 +143,34 @@ fn row_state(
             })
             .optional()?;
         let values = values.unwrap_or_else(|| vec![Value::Null; t.cols.len()]);
-        let n = t.pk.len();
+        // (ts, dev, seq) per column that has its own entry.
+        let mut own: Vec<Option<(u64, String, i64)>> = vec![None; t.cols.len()];
         let mut st = c.prepare_cached(&format!(
-            "SELECT oxh_rdb_col, oxh_rdb_ts, oxh_rdb_dev FROM {} WHERE {m} AND oxh_rdb_seq > ?{}
-             ORDER BY oxh_rdb_col",
+            "SELECT oxh_rdb_col, oxh_rdb_ts, oxh_rdb_dev, oxh_rdb_seq FROM {} WHERE {m}",
             q(&cells_table(&t.name)),
-            n + 1
         ))?;
-        let args = pk.iter().cloned().chain([Value::Integer(after as i64)]);
-        let mut rows = st.query(params_from_iter(args))?;
+        let mut rows = st.query(params_from_iter(pk.iter()))?;
         while let Some(r) = rows.next()? {
             let col: String = r.get(0)?;
-            let Some(i) = t.cols.iter().position(|(n, _)| *n == col) else {
-                continue;
+            if let Some(i) = t.cols.iter().position(|(n, _)| *n == col) {
+                own[i] = Some((r.get::<_, i64>(1)? as u64, r.get(2)?, r.get(3)?));
+            }
+        }
+        for (i, (col, _)) in t.cols.iter().enumerate() {
+            let (ts, dev) = match &own[i] {
+                Some((ts, dev, seq)) if *seq > after as i64 => (*ts, dev.clone()),
+                Some(_) => continue,
+                None if row_seq > after as i64 => (cl_ts as u64, cl_dev.clone()),
+                None => continue,
             };
             cells.push(CellChange {
-                col,
+                col: col.clone(),
                 value: values[i].clone(),
-                ts: r.get::<_, i64>(1)? as u64,
-                dev: r.get(2)?,
+                ts,
+                dev,
             });
         }
+        cells.sort_by(|x, y| x.col.cmp(&y.col));
     }
     Ok(RowChange {
         table: t.name.clone(),
@@ -205,6 +214,44 @@ fn check<'a>(tables: &'a BTreeMap<String, TableInfo>, r: &RowChange) -> Result<&
     Ok(t)
 }
 
+/// The statements applying a changeset runs on a table, made once per changeset.
+struct TableSql {
+    sel_cl: String,
+    sel_cells: String,
+    set_cl: String,
+    del_row: String,
+    del_cells: String,
+}
+
+impl TableSql {
+    fn new(t: &TableInfo) -> Self {
+        let m = t.pk_match(1);
+        let n = t.pk.len();
+        let (rows, cells) = (q(&rows_table(&t.name)), q(&cells_table(&t.name)));
+        let marks = (1..=n).map(|i| format!("?{i}")).collect::<Vec<_>>();
+        Self {
+            sel_cl: format!("SELECT oxh_rdb_cl, oxh_rdb_ts, oxh_rdb_dev FROM {rows} WHERE {m}"),
+            sel_cells: format!(
+                "SELECT oxh_rdb_col, oxh_rdb_ts, oxh_rdb_dev FROM {cells} WHERE {m}"
+            ),
+            set_cl: format!(
+                "INSERT INTO {rows} ({}, oxh_rdb_cl, oxh_rdb_ts, oxh_rdb_dev, oxh_rdb_seq)
+                 VALUES ({}, ?{}, ?{}, ?{}, ?{}) ON CONFLICT DO UPDATE SET
+                 oxh_rdb_cl = excluded.oxh_rdb_cl, oxh_rdb_ts = excluded.oxh_rdb_ts,
+                 oxh_rdb_dev = excluded.oxh_rdb_dev, oxh_rdb_seq = excluded.oxh_rdb_seq",
+                t.pk_list(),
+                marks.join(", "),
+                n + 1,
+                n + 2,
+                n + 3,
+                n + 4
+            ),
+            del_row: format!("DELETE FROM {} WHERE {m}", q(&t.name)),
+            del_cells: format!("DELETE FROM {cells} WHERE {m}"),
+        }
+    }
+}
+
 /// Applies a peer's changeset (inside the caller's write transaction): for each row the
 /// merge [`plan`] decides, and only what wins is written, with new local change numbers so
 /// it travels on to other peers. The local triggers stand aside, so none of it comes back as
@@ -227,6 +274,10 @@ pub(crate) fn apply(conn: &Conn, cs: &Changeset) -> Result<Applied> {
     }
     conn.ctx.applying.store(true, Ordering::Relaxed);
     let _applying = Applying(&conn.ctx);
+    let sqls: BTreeMap<&str, TableSql> = tables
+        .iter()
+        .map(|(n, t)| (n.as_str(), TableSql::new(t)))
+        .collect();
     let mut out = Applied::default();
     let mut observed = 0u64;
     for r in &cs.rows {
@@ -235,62 +286,60 @@ pub(crate) fn apply(conn: &Conn, cs: &Changeset) -> Result<Applied> {
         for cell in &r.cells {
             observed = observed.max(cell.ts);
         }
-        let m = t.pk_match(1);
-        let (rows, cells) = (q(&rows_table(&t.name)), q(&cells_table(&t.name)));
-        let local_cl: u64 = c
-            .prepare_cached(&format!("SELECT oxh_rdb_cl FROM {rows} WHERE {m}"))?
-            .query_row(params_from_iter(r.pk.iter()), |x| x.get::<_, i64>(0))
+        let sql = &sqls[r.table.as_str()];
+        let (local_cl, row_ts, row_dev): (u64, u64, String) = c
+            .prepare_cached(&sql.sel_cl)?
+            .query_row(params_from_iter(r.pk.iter()), |x| {
+                Ok((
+                    x.get::<_, i64>(0)? as u64,
+                    x.get::<_, i64>(1)? as u64,
+                    x.get(2)?,
+                ))
+            })
             .optional()?
-            .unwrap_or(0) as u64;
-        let local: Vec<(String, u64, String)> = c
-            .prepare_cached(&format!(
-                "SELECT oxh_rdb_col, oxh_rdb_ts, oxh_rdb_dev FROM {cells} WHERE {m}"
-            ))?
-            .query_map(params_from_iter(r.pk.iter()), |x| {
-                Ok((x.get(0)?, x.get::<_, i64>(1)? as u64, x.get(2)?))
-            })?
-            .collect::<Result<_, _>>()?;
+            .unwrap_or((0, 0, String::new()));
+        // A key never seen here has no cells and no row: nothing to read or clear.
+        let local: Vec<(String, u64, String)> = if local_cl % 2 == 1 {
+            c.prepare_cached(&sql.sel_cells)?
+                .query_map(params_from_iter(r.pk.iter()), |x| {
+                    Ok((x.get(0)?, x.get::<_, i64>(1)? as u64, x.get(2)?))
+                })?
+                .collect::<Result<_, _>>()?
+        } else {
+            Vec::new()
+        };
         let decided = plan(
             local_cl,
+            // A cell without its own entry has the row's version.
             |col| {
                 local
                     .iter()
                     .find(|(c, _, _)| c == col)
                     .map(|(_, ts, d)| (*ts, d.as_str()))
+                    .or(Some((row_ts, row_dev.as_str())))
             },
             r,
         );
         let was_present = local_cl % 2 == 1;
         let key = || (r.table.clone(), r.pk.clone());
         let set_cl = |cl: u64| -> Result<()> {
-            let n = t.pk.len();
-            c.prepare_cached(&format!(
-                "INSERT INTO {rows} ({}, oxh_rdb_cl, oxh_rdb_ts, oxh_rdb_dev, oxh_rdb_seq)
-                 VALUES ({}, ?{}, ?{}, ?{}, ?{}) ON CONFLICT DO UPDATE SET
-                 oxh_rdb_cl = excluded.oxh_rdb_cl, oxh_rdb_ts = excluded.oxh_rdb_ts,
-                 oxh_rdb_dev = excluded.oxh_rdb_dev, oxh_rdb_seq = excluded.oxh_rdb_seq",
-                t.pk_list(),
-                (1..=n)
-                    .map(|i| format!("?{i}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                n + 1,
-                n + 2,
-                n + 3,
-                n + 4
-            ))?
-            .execute(params_from_iter(r.pk.iter().cloned().chain([
-                Value::Integer(cl as i64),
-                Value::Integer(r.cl_ts as i64),
-                Value::Text(r.cl_dev.clone()),
-                Value::Integer(conn.ctx.next_seq()),
-            ])))?;
+            c.prepare_cached(&sql.set_cl)?.execute(params_from_iter(
+                r.pk.iter().cloned().chain([
+                    Value::Integer(cl as i64),
+                    Value::Integer(r.cl_ts as i64),
+                    Value::Text(r.cl_dev.clone()),
+                    Value::Integer(conn.ctx.next_seq()),
+                ]),
+            ))?;
             Ok(())
         };
         let clear = || -> Result<()> {
-            c.prepare_cached(&format!("DELETE FROM {} WHERE {m}", q(&t.name)))?
+            if !was_present {
+                return Ok(());
+            }
+            c.prepare_cached(&sql.del_row)?
                 .execute(params_from_iter(r.pk.iter()))?;
-            c.prepare_cached(&format!("DELETE FROM {cells} WHERE {m}"))?
+            c.prepare_cached(&sql.del_cells)?
                 .execute(params_from_iter(r.pk.iter()))?;
             Ok(())
         };
@@ -362,31 +411,39 @@ fn write_cells(
     };
     c.prepare_cached(&sql)?
         .execute(params_from_iter(args.iter()))?;
+    // A new life's cells written by the write that began it have the row's version (kept in
+    // the rows log): they need no entry of their own.
+    let idx: Vec<usize> = idx
+        .iter()
+        .copied()
+        .filter(|&i| !(insert && r.cells[i].ts == r.cl_ts && r.cells[i].dev == r.cl_dev))
+        .collect();
+    if idx.is_empty() {
+        return Ok(());
+    }
+    // One statement for the row's cells.
+    let tuple = format!("({})", vec!["?"; n + 4].join(", "));
     let mut st = c.prepare_cached(&format!(
         "INSERT INTO {} ({}, oxh_rdb_col, oxh_rdb_ts, oxh_rdb_dev, oxh_rdb_seq)
-         VALUES ({}, ?{}, ?{}, ?{}, ?{}) ON CONFLICT DO UPDATE SET
+         VALUES {} ON CONFLICT DO UPDATE SET
          oxh_rdb_ts = excluded.oxh_rdb_ts, oxh_rdb_dev = excluded.oxh_rdb_dev,
          oxh_rdb_seq = excluded.oxh_rdb_seq",
         q(&cells_table(&t.name)),
         t.pk_list(),
-        (1..=n)
-            .map(|i| format!("?{i}"))
-            .collect::<Vec<_>>()
-            .join(", "),
-        n + 1,
-        n + 2,
-        n + 3,
-        n + 4
+        vec![tuple; idx.len()].join(", "),
     ))?;
-    for &i in idx {
+    let mut args: Vec<Value> = Vec::with_capacity(idx.len() * (n + 4));
+    for &i in &idx {
         let cell = &r.cells[i];
-        st.execute(params_from_iter(r.pk.iter().cloned().chain([
+        args.extend(r.pk.iter().cloned());
+        args.extend([
             Value::Text(cell.col.clone()),
             Value::Integer(cell.ts as i64),
             Value::Text(cell.dev.clone()),
             Value::Integer(conn.ctx.next_seq()),
-        ])))?;
+        ]);
     }
+    st.execute(params_from_iter(args.iter()))?;
     Ok(())
 }
 

@@ -4,8 +4,10 @@
 //! - `oxh_rdb_T_rows(P…, oxh_rdb_cl, oxh_rdb_ts, oxh_rdb_dev, oxh_rdb_seq)`: one row per key
 //!   ever seen, with its causal length (odd: the row is present, even: deleted) and when and
 //!   where the length last changed.
-//! - `oxh_rdb_T_cells(P…, oxh_rdb_col, oxh_rdb_ts, oxh_rdb_dev, oxh_rdb_seq)`: one row per
-//!   cell of a present row: the HLC timestamp and origin device of its value.
+//! - `oxh_rdb_T_cells(P…, oxh_rdb_col, oxh_rdb_ts, oxh_rdb_dev, oxh_rdb_seq)`: the HLC
+//!   timestamp and origin device of a present row's cell written after the row began (by
+//!   an update or a merge); a cell without an entry has its row's version, the write that
+//!   began the row's life (so an insert writes no cell entries).
 //!
 //! `oxh_rdb_seq` is the store's local change number (every local write and every applied
 //! remote write takes the next): what a changeset since a watermark selects on. The triggers
@@ -178,31 +180,19 @@ pub fn create_log_tables(c: &Connection, t: &TableInfo) -> Result<()> {
 /// The log statements for a row that came into being (`r` is NEW): a new causal length if it
 /// was deleted or unknown, and every cell stamped.
 fn row_born(t: &TableInfo, r: &str) -> String {
-    let (rows, cells) = (q(&rows_table(&t.name)), q(&cells_table(&t.name)));
+    // Its cells get no entries: a cell without one has the version of the write that began
+    // its row's life, kept here (a row that comes into being has no cell entries: a delete
+    // removes them).
+    let rows = q(&rows_table(&t.name));
     let pks = t.pk_list();
     let vals = t.pk_of(r);
-    let mut s = format!(
+    format!(
         "INSERT INTO {rows} ({pks}, oxh_rdb_cl, oxh_rdb_ts, oxh_rdb_dev, oxh_rdb_seq)
            VALUES ({vals}, 1, oxh_rdb_ts(), oxh_rdb_dev(), oxh_rdb_seq())
            ON CONFLICT DO UPDATE SET oxh_rdb_cl = oxh_rdb_cl + 1 - (oxh_rdb_cl % 2),
              oxh_rdb_ts = excluded.oxh_rdb_ts, oxh_rdb_dev = excluded.oxh_rdb_dev,
              oxh_rdb_seq = excluded.oxh_rdb_seq;\n"
-    );
-    if !t.cols.is_empty() {
-        let tuples: Vec<String> = t
-            .cols
-            .iter()
-            .map(|(c, _)| format!("({vals}, '{c}', oxh_rdb_ts(), oxh_rdb_dev(), oxh_rdb_seq())"))
-            .collect();
-        s.push_str(&format!(
-            "INSERT INTO {cells} ({pks}, oxh_rdb_col, oxh_rdb_ts, oxh_rdb_dev, oxh_rdb_seq)
-               VALUES {}
-               ON CONFLICT DO UPDATE SET oxh_rdb_ts = excluded.oxh_rdb_ts,
-                 oxh_rdb_dev = excluded.oxh_rdb_dev, oxh_rdb_seq = excluded.oxh_rdb_seq;\n",
-            tuples.join(", ")
-        ));
-    }
-    s
+    )
 }
 
 /// The log statements for a row that went (`r` is OLD): an even causal length, no cells.
@@ -270,7 +260,7 @@ pub fn create_triggers(c: &Connection, t: &TableInfo) -> Result<()> {
                INSERT INTO {rows} ({pks}, oxh_rdb_cl, oxh_rdb_ts, oxh_rdb_dev, oxh_rdb_seq)
                  VALUES ({vals}, 1, oxh_rdb_ts(), oxh_rdb_dev(), oxh_rdb_seq()) ON CONFLICT DO NOTHING;
                INSERT INTO {cells} ({pks}, oxh_rdb_col, oxh_rdb_ts, oxh_rdb_dev, oxh_rdb_seq)
-                 SELECT {vals}, c, oxh_rdb_ts(), oxh_rdb_dev(), oxh_rdb_seq() FROM ({}) WHERE true
+                 SELECT {vals}, c, (SELECT oxh_rdb_ts()), (SELECT oxh_rdb_dev()), (SELECT oxh_rdb_seq()) FROM ({}) WHERE true
                  ON CONFLICT DO UPDATE SET oxh_rdb_ts = excluded.oxh_rdb_ts,
                    oxh_rdb_dev = excluded.oxh_rdb_dev, oxh_rdb_seq = excluded.oxh_rdb_seq;
              END;",
@@ -284,7 +274,8 @@ pub fn create_triggers(c: &Connection, t: &TableInfo) -> Result<()> {
 
 /// Logs the rows a table held before it was distributed, as local writes now.
 pub fn backfill(c: &Connection, t: &TableInfo) -> Result<()> {
-    let (rows, cells) = (q(&rows_table(&t.name)), q(&cells_table(&t.name)));
+    // Rows only: their cells have the rows' version.
+    let rows = q(&rows_table(&t.name));
     let pks = t.pk_list();
     let tq = q(&t.name);
     c.execute_batch(&format!(
@@ -292,13 +283,6 @@ pub fn backfill(c: &Connection, t: &TableInfo) -> Result<()> {
            SELECT {pks}, 1, oxh_rdb_ts(), oxh_rdb_dev(), oxh_rdb_seq() FROM {tq} WHERE true
            ON CONFLICT DO NOTHING;"
     ))?;
-    for (col, _) in &t.cols {
-        c.execute_batch(&format!(
-            "INSERT INTO {cells} ({pks}, oxh_rdb_col, oxh_rdb_ts, oxh_rdb_dev, oxh_rdb_seq)
-               SELECT {pks}, '{col}', oxh_rdb_ts(), oxh_rdb_dev(), oxh_rdb_seq() FROM {tq} WHERE true
-               ON CONFLICT DO NOTHING;"
-        ))?;
-    }
     Ok(())
 }
 

@@ -470,3 +470,48 @@ fn a_refused_changeset_inside_begin_transaction_leaves_local_writes_logged() {
     );
     assert_eq!(cs.rows[0].cells.len(), 2);
 }
+
+fn cell_entries(s: &RdbStore) -> i64 {
+    let mut r = s
+        .query_sql("SELECT count(*) FROM oxh_rdb_note_cells", &[])
+        .unwrap();
+    r.go_to_first_row().unwrap();
+    r.get_long(0).unwrap()
+}
+
+#[test]
+fn an_insert_logs_its_row_alone_and_its_cells_still_travel_with_the_rows_version() {
+    let d = tempfile::tempdir().unwrap();
+    let clock = Arc::new(AtomicU64::new(1_000));
+    let (a, b) = (
+        open(d.path(), "a", clock.clone()),
+        open(d.path(), "b", clock.clone()),
+    );
+    note(&a);
+    note(&b);
+    put(&a, 1, "t", "x");
+    assert_eq!(
+        cell_entries(&a),
+        0,
+        "an insert's cells have the row's version"
+    );
+    let cs = a.changes_since(0, 100).unwrap();
+    let r = &cs.rows[0];
+    assert_eq!(r.cells.len(), 2);
+    assert!(
+        r.cells
+            .iter()
+            .all(|c| (c.ts, c.dev.as_str()) == (r.cl_ts, "a"))
+    );
+    sync(&a, &b);
+    assert_eq!(cell_entries(&b), 0, "applied, they need no entries either");
+    assert_eq!(rows(&a, "note"), rows(&b, "note"));
+    // A later edit of one cell on b gets an entry, travels, and wins over the row's version.
+    clock.fetch_add(10, std::sync::atomic::Ordering::Relaxed);
+    set(&b, 1, "body", "y");
+    assert_eq!(cell_entries(&b), 1);
+    sync(&b, &a);
+    assert_eq!(cell_entries(&a), 1);
+    assert_eq!(rows(&a, "note"), rows(&b, "note"));
+    assert_eq!(rows(&a, "note")[0][2], t("y"));
+}
