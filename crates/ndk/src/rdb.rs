@@ -159,7 +159,7 @@ unsafe fn obj<'a, T: Obj>(p: *mut T) -> Option<&'a mut T> {
 /// Frees an object made by `Box::into_raw`, after checking it is one.
 ///
 /// # Safety
-/// As [`obj`]; `p` is not used again.
+/// As `obj`; `p` is not used again.
 unsafe fn destroy<T: Obj>(p: *mut T) -> c_int {
     // SAFETY: the caller's contract.
     if unsafe { obj(p) }.is_none() {
@@ -199,7 +199,7 @@ obj_id!(VObject, 0x4f48_564f_424a_0001);
 /// Replaces a value object's values with `count` items read by `f`.
 ///
 /// # Safety
-/// `o` as [`obj`]; `p` is null or points to `count` `T`s.
+/// `o` as `obj`; `p` is null or points to `count` `T`s.
 unsafe fn vput<T: Copy>(
     o: *mut VObject,
     p: *const T,
@@ -280,7 +280,7 @@ obj_id!(VBucket, 0x4f48_5642_4b54_0002);
 /// Puts `field` = `v` (replacing an earlier value of the column).
 ///
 /// # Safety
-/// `b` as [`obj`]; `field` null or NUL-terminated.
+/// `b` as `obj`; `field` null or NUL-terminated.
 unsafe fn bput(b: *mut VBucket, field: *const c_char, v: Option<Value>) -> c_int {
     // SAFETY: the caller's contract.
     let (Some(b), Some(field), Some(v)) = (unsafe { obj(b) }, unsafe { text(field) }, v) else {
@@ -397,7 +397,7 @@ obj_id!(Predicates, 0x4f48_5052_4544_0003);
 /// Adds the step `f` makes, or marks the predicates invalid when it makes none.
 ///
 /// # Safety
-/// `p` as [`obj`].
+/// `p` as `obj`.
 unsafe fn step(p: *mut Predicates, op: Option<PredicateOp>) -> *mut Predicates {
     // SAFETY: the caller's contract.
     let Some(pr) = (unsafe { obj(p) }) else {
@@ -413,7 +413,7 @@ unsafe fn step(p: *mut Predicates, op: Option<PredicateOp>) -> *mut Predicates {
 /// The field and the values of a (field, value object) step.
 ///
 /// # Safety
-/// `f` null or NUL-terminated; `v` as [`obj`].
+/// `f` null or NUL-terminated; `v` as `obj`.
 unsafe fn field_values(f: *const c_char, v: *mut VObject) -> Option<(String, Vec<Value>)> {
     // SAFETY: the caller's contract.
     let f = unsafe { text(f) }?;
@@ -625,7 +625,7 @@ pub unsafe extern "C" fn OH_Rdb_CreatePredicates(table: *const c_char) -> *mut P
 /// The wire form of predicates C passed, if they are valid.
 ///
 /// # Safety
-/// `p` as [`obj`].
+/// `p` as `obj`.
 unsafe fn wire(p: *mut Predicates) -> Result<api::Predicates, c_int> {
     // SAFETY: the caller's contract.
     match unsafe { obj(p) } {
@@ -676,7 +676,7 @@ impl Cursor {
 /// Writes `f(cursor)` to `out`.
 ///
 /// # Safety
-/// `c` as [`obj`]; `out` null or writable.
+/// `c` as `obj`; `out` null or writable.
 unsafe fn cursor_out<T>(
     c: *mut Cursor,
     out: *mut T,
@@ -985,7 +985,7 @@ unsafe fn store_args(config: *const RdbConfig) -> Result<api::GetStoreArgs, c_in
 /// `OH_Rdb_GetOrOpen`: the store, or NULL with `*errCode` set.
 ///
 /// # Safety
-/// `config` as [`store_args`]; `err_code` null or writable.
+/// `config` as `store_args`; `err_code` null or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn OH_Rdb_GetOrOpen(
     config: *const RdbConfig,
@@ -1015,7 +1015,7 @@ pub unsafe extern "C" fn OH_Rdb_GetOrOpen(
 /// The service handle of a store C passed.
 ///
 /// # Safety
-/// `s` as [`obj`].
+/// `s` as `obj`.
 unsafe fn handle(s: *mut Store) -> Result<StoreHandle, c_int> {
     // SAFETY: the caller's contract.
     unsafe { obj(s) }
@@ -1039,7 +1039,7 @@ fn count(r: Result<i64, c_int>) -> c_int {
 /// and frees it.
 ///
 /// # Safety
-/// `store` as [`obj`], not used again.
+/// `store` as `obj`, not used again.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn OH_Rdb_CloseStore(store: *mut Store) -> c_int {
     // SAFETY: the caller's contract.
@@ -1056,7 +1056,7 @@ pub unsafe extern "C" fn OH_Rdb_CloseStore(store: *mut Store) -> c_int {
 /// `OH_Rdb_DeleteStore`.
 ///
 /// # Safety
-/// As [`store_args`].
+/// As `store_args`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn OH_Rdb_DeleteStore(config: *const RdbConfig) -> c_int {
     // SAFETY: the caller's contract.
@@ -1066,7 +1066,7 @@ pub unsafe extern "C" fn OH_Rdb_DeleteStore(config: *const RdbConfig) -> c_int {
 /// `OH_Rdb_Execute`.
 ///
 /// # Safety
-/// `store` as [`obj`]; `sql` null or NUL-terminated.
+/// `store` as `obj`; `sql` null or NUL-terminated.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn OH_Rdb_Execute(store: *mut Store, sql: *const c_char) -> c_int {
     // SAFETY: the caller's contract.
@@ -1086,7 +1086,7 @@ pub unsafe extern "C" fn OH_Rdb_Execute(store: *mut Store, sql: *const c_char) -
 /// `OH_Rdb_ExecuteQuery`: NULL on failure.
 ///
 /// # Safety
-/// `store` as [`obj`]; `sql` null or NUL-terminated.
+/// `store` as `obj`; `sql` null or NUL-terminated.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn OH_Rdb_ExecuteQuery(store: *mut Store, sql: *const c_char) -> *mut Cursor {
     // SAFETY: the caller's contract.
@@ -1106,7 +1106,7 @@ pub unsafe extern "C" fn OH_Rdb_ExecuteQuery(store: *mut Store, sql: *const c_ch
 /// `OH_Rdb_Insert`: the new row's rowid, or an error code.
 ///
 /// # Safety
-/// `store`, `bucket` as [`obj`]; `table` null or NUL-terminated.
+/// `store`, `bucket` as `obj`; `table` null or NUL-terminated.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn OH_Rdb_Insert(
     store: *mut Store,
@@ -1133,7 +1133,7 @@ pub unsafe extern "C" fn OH_Rdb_Insert(
 /// `OH_Rdb_Update`: the rows changed, or an error code.
 ///
 /// # Safety
-/// `store`, `bucket`, `predicates` as [`obj`].
+/// `store`, `bucket`, `predicates` as `obj`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn OH_Rdb_Update(
     store: *mut Store,
@@ -1159,7 +1159,7 @@ pub unsafe extern "C" fn OH_Rdb_Update(
 /// `OH_Rdb_Delete`: the rows deleted, or an error code.
 ///
 /// # Safety
-/// `store`, `predicates` as [`obj`].
+/// `store`, `predicates` as `obj`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn OH_Rdb_Delete(store: *mut Store, predicates: *mut Predicates) -> c_int {
     // SAFETY: the caller's contract.
@@ -1177,7 +1177,7 @@ pub unsafe extern "C" fn OH_Rdb_Delete(store: *mut Store, predicates: *mut Predi
 /// `OH_Rdb_Query`: NULL on failure.
 ///
 /// # Safety
-/// `store`, `predicates` as [`obj`]; `columns` null or `length` NUL-terminated strings.
+/// `store`, `predicates` as `obj`; `columns` null or `length` NUL-terminated strings.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn OH_Rdb_Query(
     store: *mut Store,
@@ -1210,7 +1210,7 @@ pub unsafe extern "C" fn OH_Rdb_Query(
 /// Calls a method that names only the store.
 ///
 /// # Safety
-/// `store` as [`obj`].
+/// `store` as `obj`.
 unsafe fn on_store(store: *mut Store, code: u32) -> c_int {
     // SAFETY: the caller's contract.
     status(unsafe { handle(store) }.and_then(|handle| call(code, &api::HandleArgs { handle })))
@@ -1219,7 +1219,7 @@ unsafe fn on_store(store: *mut Store, code: u32) -> c_int {
 /// `OH_Rdb_BeginTransaction` (EXCLUSIVE).
 ///
 /// # Safety
-/// `store` as [`obj`].
+/// `store` as `obj`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn OH_Rdb_BeginTransaction(store: *mut Store) -> c_int {
     // SAFETY: the caller's contract.
@@ -1238,7 +1238,7 @@ pub unsafe extern "C" fn OH_Rdb_BeginTransaction(store: *mut Store) -> c_int {
 /// `OH_Rdb_Commit`.
 ///
 /// # Safety
-/// `store` as [`obj`].
+/// `store` as `obj`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn OH_Rdb_Commit(store: *mut Store) -> c_int {
     // SAFETY: the caller's contract.
@@ -1248,7 +1248,7 @@ pub unsafe extern "C" fn OH_Rdb_Commit(store: *mut Store) -> c_int {
 /// `OH_Rdb_RollBack`.
 ///
 /// # Safety
-/// `store` as [`obj`].
+/// `store` as `obj`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn OH_Rdb_RollBack(store: *mut Store) -> c_int {
     // SAFETY: the caller's contract.
@@ -1266,7 +1266,7 @@ pub struct DistributedConfig {
 /// value; here the tables sync between the super device's devices); `config` may be NULL.
 ///
 /// # Safety
-/// `store` as [`obj`]; `tables` null or `count` NUL-terminated strings.
+/// `store` as `obj`; `tables` null or `count` NUL-terminated strings.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn OH_Rdb_SetDistributedTables(
     store: *mut Store,
