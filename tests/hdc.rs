@@ -551,6 +551,32 @@ fn echo_through(port: u16, tag: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// `fport rm` of each (listening port, target port) rule, then a bounded wait until nothing
+/// listens on the listening ports any more (the device closes its listener when the rule's
+/// channel ends).
+fn remove_forwards_and_wait(h: &Host, rules: &[(u16, u16)]) {
+    for (listen, to) in rules {
+        let out = h.ok(&[
+            "fport",
+            "rm",
+            &format!("tcp:{listen}"),
+            &format!("tcp:{to}"),
+        ]);
+        assert!(out.contains("Remove forward ruler success"), "{out}");
+    }
+    let t0 = Instant::now();
+    while rules
+        .iter()
+        .any(|(listen, _)| TcpStream::connect(("127.0.0.1", *listen)).is_ok())
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "forward still listening after fport rm"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn fport_and_rport_with_100_parallel_connections() {
     let (h, _d, addr) = connected();
@@ -588,30 +614,7 @@ fn fport_and_rport_with_100_parallel_connections() {
     }
     assert!(h.ok(&["fport", "ls"]).contains("[Reverse]"));
 
-    let out = h.ok(&[
-        "fport",
-        "rm",
-        &format!("tcp:{local}"),
-        &format!("tcp:{dev_port}"),
-    ]);
-    assert!(out.contains("Remove forward ruler success"), "{out}");
-    h.ok(&[
-        "fport",
-        "rm",
-        &format!("tcp:{dport}"),
-        &format!("tcp:{host_port}"),
-    ]);
-    // Listeners are gone (bounded wait: the device closes its listener when the channel ends).
-    let t0 = Instant::now();
-    while TcpStream::connect(("127.0.0.1", local)).is_ok()
-        || TcpStream::connect(("127.0.0.1", dport)).is_ok()
-    {
-        assert!(
-            t0.elapsed() < Duration::from_secs(5),
-            "forward still listening after fport rm"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    remove_forwards_and_wait(&h, &[(local, dev_port), (dport, host_port)]);
     assert_eq!(h.ok(&["fport", "ls"]).trim(), "[Empty]");
 }
 
@@ -2379,28 +2382,7 @@ fn fport_and_rport_to_a_device_on_openharmonys_wire() {
     for t in threads {
         t.join().expect("thread").expect("echo through rport");
     }
-    h.ok(&[
-        "fport",
-        "rm",
-        &format!("tcp:{local}"),
-        &format!("tcp:{dev_port}"),
-    ]);
-    h.ok(&[
-        "fport",
-        "rm",
-        &format!("tcp:{dport}"),
-        &format!("tcp:{host_port}"),
-    ]);
-    let t0 = Instant::now();
-    while TcpStream::connect(("127.0.0.1", local)).is_ok()
-        || TcpStream::connect(("127.0.0.1", dport)).is_ok()
-    {
-        assert!(
-            t0.elapsed() < Duration::from_secs(5),
-            "forward still listening after fport rm"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    remove_forwards_and_wait(&h, &[(local, dev_port), (dport, host_port)]);
     assert_eq!(h.ok(&["shell", "echo still"]).trim(), "still");
 }
 
