@@ -2697,3 +2697,12 @@ fn our_shell_b_runs_in_the_bundles_directory_on_both_wires() {
         assert!(e.contains("E003001"), "{e}");
     }
 }
+
+/// A reverse forward's listener is the daemon's, but the host acts as the shell user: a
+/// privileged device port is refused, as it would be for hdcd's shell user.
+#[test]
+fn rport_refuses_a_privileged_device_port_to_the_shell_user() {
+    let (h, _d, _addr) = connected();
+    let e = h.err(&["rport", "tcp:80", &format!("tcp:{}", free_port())]);
+    assert!(e.contains("TCP Port listen failed at 80"), "{e}");
+}

@@ -467,6 +467,14 @@ pub(crate) async fn handle(
             ))),
         },
         Request::ReverseListen { port, host_port } => {
+            // The listener is the daemon's (root), but the host acts as the shell user, who
+            // may not take a privileged port: only in smode.
+            if port < 1024 && who.is_some() {
+                channel.close(&Exit::fail(format!(
+                    "[Fail]TCP Port listen failed at {port}: a port below 1024 needs `hdc smode`"
+                )));
+                return;
+            }
             let l = match TcpListener::bind(("127.0.0.1", port)).await {
                 Ok(l) => l,
                 Err(e) => {
