@@ -160,9 +160,10 @@ pub struct Batch {
     pub entries: Vec<WireEntry>,
 }
 
-/// A sync message.
+/// A sync message; `B` is what a data packet carries (the KV store's [`Batch`] by default,
+/// the relational store's changesets for its tables).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Msg {
+pub enum Msg<B = Batch> {
     /// Opens sync round `req`: capabilities, the sender's store epoch, and what it wants.
     Hello {
         /// Round id, chosen by the initiator.
@@ -198,7 +199,7 @@ pub enum Msg {
         /// Range end (inclusive).
         upto: u64,
         /// The writes.
-        batch: Batch,
+        batch: B,
     },
     /// The receiver applied (committed) the packet `(from, upto]`.
     Ack {

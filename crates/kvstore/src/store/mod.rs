@@ -7,7 +7,7 @@ use crate::api::{EntriesPage, Entry, Query};
 use crate::error::KvError;
 use crate::hlc::Hlc;
 use crate::limits::{SecurityLevel, StoreType};
-use crate::sync::{Change, ChangeKind, Record, Replica};
+use crate::sync::{Change, ChangeKind, Record, ReplicaState};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 
@@ -567,6 +567,7 @@ mod replica;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sync::Replica;
 
     pub(super) fn meta() -> StoreMeta {
         StoreMeta {

@@ -3,18 +3,62 @@
 
 use super::Store;
 use crate::hlc::{Version, wins};
-use crate::sync::{Change, ChangeKind, PeerState, Record, Replica};
+use crate::sync::{Change, ChangeKind, PeerState, Record, Replica, ReplicaState};
 use rusqlite::{OptionalExtension, params};
 
 fn s(e: rusqlite::Error) -> String {
     e.to_string()
 }
 
-impl Replica for Store {
+impl ReplicaState for Store {
     fn epoch(&self) -> [u8; 16] {
         self.epoch
     }
 
+    fn peer(&self, peer: &str) -> Result<Option<PeerState>, String> {
+        self.conn
+            .prepare_cached("SELECT epoch, acked FROM peers WHERE device = ?1")
+            .map_err(s)?
+            .query_row([peer], |r| {
+                let e: Vec<u8> = r.get(0)?;
+                let a: i64 = r.get(1)?;
+                Ok((e, a))
+            })
+            .optional()
+            .map_err(s)
+            .map(|o| {
+                o.map(|(e, a)| PeerState {
+                    epoch: e.try_into().unwrap_or_default(),
+                    acked: a as u64,
+                })
+            })
+    }
+
+    fn set_peer(&mut self, peer: &str, st: PeerState) -> Result<(), String> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO peers(device, epoch, acked) VALUES (?1, ?2, ?3)",
+            )
+            .map_err(s)?
+            .execute(params![peer, st.epoch.to_vec(), st.acked as i64])
+            .map_err(s)?;
+        Ok(())
+    }
+
+    fn reset_peer(&mut self, peer: &str, epoch: [u8; 16]) -> Result<(), String> {
+        let tx = self.conn.transaction().map_err(s)?;
+        tx.execute(
+            "INSERT OR REPLACE INTO peers(device, epoch, acked) VALUES (?1, ?2, 0)",
+            params![peer, epoch.to_vec()],
+        )
+        .map_err(s)?;
+        tx.execute("UPDATE kv SET src = '' WHERE src = ?1", [peer])
+            .map_err(s)?;
+        tx.commit().map_err(s)
+    }
+}
+
+impl Replica for Store {
     fn changes_since(
         &mut self,
         after: u64,
@@ -127,48 +171,6 @@ impl Replica for Store {
         self.seq = seq;
         self.hlc = hlc;
         Ok(changes)
-    }
-
-    fn peer(&self, peer: &str) -> Result<Option<PeerState>, String> {
-        self.conn
-            .prepare_cached("SELECT epoch, acked FROM peers WHERE device = ?1")
-            .map_err(s)?
-            .query_row([peer], |r| {
-                let e: Vec<u8> = r.get(0)?;
-                let a: i64 = r.get(1)?;
-                Ok((e, a))
-            })
-            .optional()
-            .map_err(s)
-            .map(|o| {
-                o.map(|(e, a)| PeerState {
-                    epoch: e.try_into().unwrap_or_default(),
-                    acked: a as u64,
-                })
-            })
-    }
-
-    fn set_peer(&mut self, peer: &str, st: PeerState) -> Result<(), String> {
-        self.conn
-            .prepare_cached(
-                "INSERT OR REPLACE INTO peers(device, epoch, acked) VALUES (?1, ?2, ?3)",
-            )
-            .map_err(s)?
-            .execute(params![peer, st.epoch.to_vec(), st.acked as i64])
-            .map_err(s)?;
-        Ok(())
-    }
-
-    fn reset_peer(&mut self, peer: &str, epoch: [u8; 16]) -> Result<(), String> {
-        let tx = self.conn.transaction().map_err(s)?;
-        tx.execute(
-            "INSERT OR REPLACE INTO peers(device, epoch, acked) VALUES (?1, ?2, 0)",
-            params![peer, epoch.to_vec()],
-        )
-        .map_err(s)?;
-        tx.execute("UPDATE kv SET src = '' WHERE src = ?1", [peer])
-            .map_err(s)?;
-        tx.commit().map_err(s)
     }
 }
 

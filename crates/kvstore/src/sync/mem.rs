@@ -1,6 +1,6 @@
 //! The in-memory [`Replica`] the simulation tests and the benchmark's peer run on.
 
-use super::{Change, ChangeKind, PeerState, Record, Replica};
+use super::{Change, ChangeKind, PeerState, Record, Replica, ReplicaState};
 use crate::hlc::{Hlc, Version, wins};
 use std::collections::{BTreeMap, HashMap};
 
@@ -141,11 +141,33 @@ impl MemReplica {
     }
 }
 
-impl Replica for MemReplica {
+impl ReplicaState for MemReplica {
     fn epoch(&self) -> [u8; 16] {
         self.epoch
     }
 
+    fn peer(&self, peer: &str) -> Result<Option<PeerState>, String> {
+        Ok(self.peers.get(peer).copied())
+    }
+
+    fn set_peer(&mut self, peer: &str, st: PeerState) -> Result<(), String> {
+        self.peers.insert(peer.into(), st);
+        Ok(())
+    }
+
+    fn reset_peer(&mut self, peer: &str, epoch: [u8; 16]) -> Result<(), String> {
+        self.peers
+            .insert(peer.into(), PeerState { epoch, acked: 0 });
+        for r in self.rows.values_mut() {
+            if r.src == peer {
+                r.src.clear();
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Replica for MemReplica {
     fn changes_since(
         &mut self,
         after: u64,
@@ -216,25 +238,5 @@ impl Replica for MemReplica {
             self.write(src, rec);
         }
         Ok(changes)
-    }
-
-    fn peer(&self, peer: &str) -> Result<Option<PeerState>, String> {
-        Ok(self.peers.get(peer).copied())
-    }
-
-    fn set_peer(&mut self, peer: &str, st: PeerState) -> Result<(), String> {
-        self.peers.insert(peer.into(), st);
-        Ok(())
-    }
-
-    fn reset_peer(&mut self, peer: &str, epoch: [u8; 16]) -> Result<(), String> {
-        self.peers
-            .insert(peer.into(), PeerState { epoch, acked: 0 });
-        for r in self.rows.values_mut() {
-            if r.src == peer {
-                r.src.clear();
-            }
-        }
-        Ok(())
     }
 }

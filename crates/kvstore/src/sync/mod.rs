@@ -20,7 +20,7 @@
 
 use crate::limits::device_covers;
 use crate::wire::{
-    MAX_PACKET_BYTES, MAX_PACKET_ENTRIES, Msg, PROTOCOL_VERSION, StoreDesc, SyncStatus, WINDOW,
+    Batch, MAX_PACKET_BYTES, MAX_PACKET_ENTRIES, Msg, PROTOCOL_VERSION, StoreDesc, SyncStatus, WINDOW,
 };
 use std::collections::{HashMap, VecDeque};
 
@@ -29,10 +29,9 @@ mod codec;
 mod mem;
 mod replica;
 pub use auto::{GC_EVERY_TICKS, TickPlan, plan_tick};
-use codec::batch_of;
 pub use codec::records_of;
 pub use mem::{MemReplica, Snap};
-pub use replica::{Change, ChangeKind, PeerState, Record, Replica};
+pub use replica::{Change, ChangeKind, PeerState, Record, Replica, ReplicaState, SyncReplica};
 
 /// Which way data flows in a sync round.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -96,15 +95,16 @@ impl Default for SyncConfig {
     }
 }
 
-/// What the engine asks its driver to do, or tells it.
+/// What the engine asks its driver to do, or tells it: `B` is what data packets carry,
+/// `C` what an applied packet changed (the KV store's by default).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
+pub enum Event<B = Batch, C = Change> {
     /// Send `msg` to device `to`.
     Send {
         /// Peer device.
         to: String,
         /// The message.
-        msg: Msg,
+        msg: Msg<B>,
     },
     /// Sync round `req` with `peer` ended.
     Complete {
@@ -129,7 +129,7 @@ pub enum Event {
         /// Peer device that sent them.
         from: String,
         /// The changes.
-        changes: Vec<Change>,
+        changes: Vec<C>,
     },
 }
 
@@ -209,13 +209,13 @@ impl SyncEngine {
 
     /// Starts a sync round with `peer`; returns its id. A round already running with that
     /// peer that covers `mode` is joined (its id is returned).
-    pub fn sync<R: Replica>(
+    pub fn sync<R: SyncReplica>(
         &mut self,
         r: &mut R,
         peer: &str,
         mode: SyncMode,
         now: u64,
-        out: &mut Vec<Event>,
+        out: &mut Vec<Event<R::Batch, R::Change>>,
     ) -> u64 {
         let mut superseded = None;
         if let Some(rd) = self.rounds.get(peer) {
@@ -253,13 +253,13 @@ impl SyncEngine {
         req
     }
 
-    fn send_hello<R: Replica>(
+    fn send_hello<R: SyncReplica>(
         &self,
         r: &R,
         peer: &str,
         req: u64,
         mode: SyncMode,
-        out: &mut Vec<Event>,
+        out: &mut Vec<Event<R::Batch, R::Change>>,
     ) {
         out.push(Event::Send {
             to: peer.to_string(),
@@ -274,7 +274,7 @@ impl SyncEngine {
         });
     }
 
-    fn end_round(&mut self, peer: &str, status: SyncStatus, out: &mut Vec<Event>) {
+    fn end_round<B, C>(&mut self, peer: &str, status: SyncStatus, out: &mut Vec<Event<B, C>>) {
         if let Some(rd) = self.rounds.remove(peer) {
             self.pushes.remove(&(peer.to_string(), rd.req));
             out.push(Event::Complete {
@@ -285,48 +285,28 @@ impl SyncEngine {
         }
     }
 
-    /// Received writes must fit the store: a single store has no partitions, a device store's
-    /// entry sits in the partition of the device that wrote it, and keys and values keep the
-    /// limits a local write has.
-    fn valid(&self, recs: &[Record]) -> bool {
-        recs.iter().all(|r| {
-            let part_ok = match self.desc.kind {
-                crate::limits::StoreType::SingleVersion => r.part.is_empty(),
-                crate::limits::StoreType::DeviceCollaboration => {
-                    !r.part.is_empty() && r.part == r.origin
-                }
-            };
-            part_ok
-                && !r.origin.is_empty()
-                && crate::limits::check_key(self.desc.kind, &r.key).is_ok()
-                && r.value
-                    .as_ref()
-                    .is_none_or(|v| crate::limits::check_value(v).is_ok())
-        })
-    }
-
     /// The peer went offline: its round ends with `DeviceOffline`, pushes to it stop.
-    pub fn peer_offline(&mut self, peer: &str, out: &mut Vec<Event>) {
+    pub fn peer_offline<B, C>(&mut self, peer: &str, out: &mut Vec<Event<B, C>>) {
         self.end_round(peer, SyncStatus::DeviceOffline, out);
         self.pushes.retain(|(p, _), _| p != peer);
         self.accepted.remove(peer);
     }
 
-    fn note_epoch<R: Replica>(r: &mut R, peer: &str, epoch: [u8; 16]) -> Result<(), String> {
+    fn note_epoch<R: SyncReplica>(r: &mut R, peer: &str, epoch: [u8; 16]) -> Result<(), String> {
         match r.peer(peer)? {
             Some(st) if st.epoch == epoch => Ok(()),
             _ => r.reset_peer(peer, epoch),
         }
     }
 
-    fn start_push<R: Replica>(
+    fn start_push<R: SyncReplica>(
         &mut self,
         r: &mut R,
         peer: &str,
         req: u64,
         send_done: bool,
         now: u64,
-        out: &mut Vec<Event>,
+        out: &mut Vec<Event<R::Batch, R::Change>>,
     ) -> Result<(), String> {
         let acked = r.peer(peer)?.map_or(0, |s| s.acked);
         self.pushes.insert(
@@ -345,13 +325,13 @@ impl SyncEngine {
     }
 
     /// Fills the window of push `(peer, req)`; marks it finished when all is acknowledged.
-    fn pump<R: Replica>(
+    fn pump<R: SyncReplica>(
         &mut self,
         r: &mut R,
         peer: &str,
         req: u64,
         _now: u64,
-        out: &mut Vec<Event>,
+        out: &mut Vec<Event<R::Batch, R::Change>>,
     ) -> Result<(), String> {
         let key = (peer.to_string(), req);
         let Some(p) = self.pushes.get_mut(&key) else {
@@ -362,8 +342,8 @@ impl SyncEngine {
         }
         let mut exhausted = false;
         while p.inflight.len() < self.cfg.window {
-            let (recs, upto) =
-                r.changes_since(p.next, peer, self.cfg.max_entries, self.cfg.max_bytes)?;
+            let (batch, upto) =
+                r.batch_since(p.next, peer, self.cfg.max_entries, self.cfg.max_bytes)?;
             if upto <= p.next {
                 exhausted = true;
                 break;
@@ -377,7 +357,7 @@ impl SyncEngine {
                     req,
                     from,
                     upto,
-                    batch: batch_of(recs),
+                    batch,
                 },
             });
         }
@@ -402,7 +382,7 @@ impl SyncEngine {
         Ok(())
     }
 
-    fn fail(&mut self, peer: &str, req: u64, e: String, out: &mut Vec<Event>) {
+    fn fail<B, C>(&mut self, peer: &str, req: u64, e: String, out: &mut Vec<Event<B, C>>) {
         self.pushes.remove(&(peer.to_string(), req));
         if self.rounds.get(peer).is_some_and(|rd| rd.req == req) {
             self.end_round(peer, SyncStatus::Failed(e), out);
@@ -410,13 +390,13 @@ impl SyncEngine {
     }
 
     /// Handles a message from `from`.
-    pub fn handle<R: Replica>(
+    pub fn handle<R: SyncReplica>(
         &mut self,
         r: &mut R,
         from: &str,
-        msg: Msg,
+        msg: Msg<R::Batch>,
         now: u64,
-        out: &mut Vec<Event>,
+        out: &mut Vec<Event<R::Batch, R::Change>>,
     ) {
         match msg {
             Msg::Hello {
@@ -518,11 +498,7 @@ impl SyncEngine {
                 if ours && let Some(rd) = self.rounds.get_mut(from) {
                     rd.last_heard = now;
                 }
-                let Some(recs) = records_of(batch).filter(|r| self.valid(r)) else {
-                    self.fail(from, req, "malformed data packet".into(), out);
-                    return;
-                };
-                match r.apply(from, recs) {
+                match r.apply_batch(&self.desc, from, batch) {
                     Ok(changes) => {
                         if !changes.is_empty() {
                             out.push(Event::Changed {
@@ -616,7 +592,7 @@ impl SyncEngine {
     }
 
     /// Advances time: retransmits and timeouts.
-    pub fn tick<R: Replica>(&mut self, r: &mut R, now: u64, out: &mut Vec<Event>) {
+    pub fn tick<R: SyncReplica>(&mut self, r: &mut R, now: u64, out: &mut Vec<Event<R::Batch, R::Change>>) {
         let timed_out: Vec<String> = self
             .rounds
             .iter()

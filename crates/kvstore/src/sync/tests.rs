@@ -111,32 +111,12 @@ impl Rep {
     }
 }
 
-impl Replica for Rep {
+impl ReplicaState for Rep {
     fn epoch(&self) -> [u8; 16] {
         match self {
             Rep::Mem(m) => m.epoch(),
             #[cfg(feature = "service")]
             Rep::Sql(s) => s.epoch(),
-        }
-    }
-    fn changes_since(
-        &mut self,
-        after: u64,
-        skip_src: &str,
-        max_entries: usize,
-        max_bytes: usize,
-    ) -> Result<(Vec<Record>, u64), String> {
-        match self {
-            Rep::Mem(m) => m.changes_since(after, skip_src, max_entries, max_bytes),
-            #[cfg(feature = "service")]
-            Rep::Sql(s) => s.changes_since(after, skip_src, max_entries, max_bytes),
-        }
-    }
-    fn apply(&mut self, src: &str, recs: Vec<Record>) -> Result<Vec<Change>, String> {
-        match self {
-            Rep::Mem(m) => m.apply(src, recs),
-            #[cfg(feature = "service")]
-            Rep::Sql(s) => s.apply(src, recs),
         }
     }
     fn peer(&self, peer: &str) -> Result<Option<PeerState>, String> {
@@ -158,6 +138,29 @@ impl Replica for Rep {
             Rep::Mem(m) => m.reset_peer(peer, epoch),
             #[cfg(feature = "service")]
             Rep::Sql(s) => s.reset_peer(peer, epoch),
+        }
+    }
+}
+
+impl Replica for Rep {
+    fn changes_since(
+        &mut self,
+        after: u64,
+        skip_src: &str,
+        max_entries: usize,
+        max_bytes: usize,
+    ) -> Result<(Vec<Record>, u64), String> {
+        match self {
+            Rep::Mem(m) => m.changes_since(after, skip_src, max_entries, max_bytes),
+            #[cfg(feature = "service")]
+            Rep::Sql(s) => s.changes_since(after, skip_src, max_entries, max_bytes),
+        }
+    }
+    fn apply(&mut self, src: &str, recs: Vec<Record>) -> Result<Vec<Change>, String> {
+        match self {
+            Rep::Mem(m) => m.apply(src, recs),
+            #[cfg(feature = "service")]
+            Rep::Sql(s) => s.apply(src, recs),
         }
     }
 }
