@@ -26,4 +26,4 @@ pub mod store;
 
 pub use error::{KvError, code};
 #[cfg(feature = "service")]
-pub use service::{KvConfig, KvService};
+pub use service::{Feature, KvConfig, KvService};

@@ -255,11 +255,27 @@ pub fn decode(b: &[u8]) -> Result<Envelope, WireError> {
     postcard::from_bytes(b).map_err(|e| WireError::Decode(e.to_string()))
 }
 
-/// Splits encoded bytes into fragments of at most `max` bytes each (flag byte included).
+/// The channel of the KV store's own messages on the data service's sync session.
+pub const CHANNEL_KV: u8 = 0;
+/// The channel of the relational store's (the data service's other feature, which shares
+/// the session: one socket per peer, as OpenHarmony's data service shares its communicator).
+pub const CHANNEL_RDB: u8 = 1;
+/// Channels a fragment's flag byte may name.
+const CHANNELS: u8 = 2;
+
+/// Splits encoded bytes into fragments of at most `max` bytes each (flag byte included),
+/// on the KV channel.
 pub fn fragment(bytes: &[u8], max: usize) -> Vec<Vec<u8>> {
+    fragment_on(CHANNEL_KV, bytes, max)
+}
+
+/// Splits one message of `channel` into fragments: the flag byte is `channel << 1 | more`,
+/// so the KV channel's bytes are what they were before channels existed.
+pub fn fragment_on(channel: u8, bytes: &[u8], max: usize) -> Vec<Vec<u8>> {
     let piece = max.saturating_sub(1).max(1);
+    let tag = channel << 1;
     if bytes.is_empty() {
-        return vec![vec![0]];
+        return vec![vec![tag]];
     }
     let n = bytes.len().div_ceil(piece);
     bytes
@@ -267,47 +283,77 @@ pub fn fragment(bytes: &[u8], max: usize) -> Vec<Vec<u8>> {
         .enumerate()
         .map(|(i, c)| {
             let mut v = Vec::with_capacity(c.len() + 1);
-            v.push(u8::from(i + 1 < n));
+            v.push(tag | u8::from(i + 1 < n));
             v.extend_from_slice(c);
             v
         })
         .collect()
 }
 
-/// Joins fragments from one ordered stream.
+/// A whole message from a peer: the KV store's, decoded, or another channel's bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// A KV sync message.
+    Kv(Envelope),
+    /// The bytes of a message on another channel (undecoded: its feature decodes them).
+    Other(u8, Vec<u8>),
+}
+
+/// Joins fragments from one ordered stream (a sender's fragments of one message are never
+/// interleaved with another message's).
 #[derive(Debug, Default)]
 pub struct Reassembler {
     buf: Vec<u8>,
+    channel: Option<u8>,
 }
 
 impl Reassembler {
-    /// Takes one fragment; returns the envelope once its last fragment arrived.
-    pub fn push(&mut self, frag: &[u8]) -> Result<Option<Envelope>, WireError> {
+    /// Takes one fragment; returns the message once its last fragment arrived.
+    pub fn push_frame(&mut self, frag: &[u8]) -> Result<Option<Frame>, WireError> {
         let (&flag, body) = frag
             .split_first()
             .ok_or_else(|| WireError::Decode("empty fragment".into()))?;
-        if flag > 1 {
+        let (channel, more) = (flag >> 1, flag & 1 == 1);
+        if channel >= CHANNELS || self.channel.is_some_and(|c| c != channel) {
             self.buf.clear();
+            self.channel = None;
             return Err(WireError::Decode(format!("bad fragment flag {flag}")));
         }
         if self.buf.len() + body.len() > MAX_ENVELOPE {
             let n = self.buf.len() + body.len();
             self.buf.clear();
+            self.channel = None;
             return Err(WireError::TooLarge(n));
         }
-        if flag == 1 {
+        if more {
             self.buf.extend_from_slice(body);
+            self.channel = Some(channel);
             return Ok(None);
         }
-        let r = if self.buf.is_empty() {
-            decode(body)
+        self.channel = None;
+        let whole = if self.buf.is_empty() {
+            body.to_vec()
         } else {
             self.buf.extend_from_slice(body);
-            let r = decode(&self.buf);
-            self.buf.clear();
-            r
+            std::mem::take(&mut self.buf)
         };
-        r.map(Some)
+        if channel == CHANNEL_KV {
+            decode(&whole).map(|e| Some(Frame::Kv(e)))
+        } else {
+            Ok(Some(Frame::Other(channel, whole)))
+        }
+    }
+
+    /// Takes one fragment of the KV channel; returns the envelope once its last fragment
+    /// arrived (another channel's message is an error here).
+    pub fn push(&mut self, frag: &[u8]) -> Result<Option<Envelope>, WireError> {
+        match self.push_frame(frag)? {
+            None => Ok(None),
+            Some(Frame::Kv(e)) => Ok(Some(e)),
+            Some(Frame::Other(c, _)) => Err(WireError::Decode(format!(
+                "a message of channel {c} where the KV channel's was expected"
+            ))),
+        }
     }
 }
 
@@ -391,5 +437,27 @@ mod tests {
         assert!(r.push(&[7, 1, 2]).is_err());
         assert!(r.push(&[0, 0xff, 0xff, 0xff]).is_err());
         assert!(decode(&[0xff; 40]).is_err());
+    }
+
+    #[test]
+    fn channels_keep_their_messages_apart() {
+        let mut r = Reassembler::default();
+        let big = vec![5u8; 3000];
+        let frags = fragment_on(CHANNEL_RDB, &big, 1000);
+        assert!(frags.iter().all(|f| f[0] >> 1 == CHANNEL_RDB));
+        let mut got = None;
+        for f in &frags {
+            if let Some(x) = r.push_frame(f).unwrap() {
+                got = Some(x);
+            }
+        }
+        assert_eq!(got, Some(Frame::Other(CHANNEL_RDB, big)));
+        // A KV fragment in the middle of an RDB message is refused, not joined.
+        assert!(r.push_frame(&frags[0]).unwrap().is_none());
+        assert!(r.push_frame(&[0, 1, 2]).is_err());
+        // An unknown channel is refused.
+        assert!(r.push_frame(&[CHANNELS << 1, 1]).is_err());
+        // The KV-only reader refuses another channel's message.
+        assert!(r.push(&fragment_on(CHANNEL_RDB, b"x", 100)[0]).is_err());
     }
 }

@@ -31,21 +31,7 @@ impl KvService {
         let o = self.existing(&key)?;
         // The bus's view, not the one fed by state events: right after a device comes back,
         // its ONLINE event may not have reached this service yet; it is applied here first.
-        let online: HashMap<String, String> = match self.net.get() {
-            Some(n) => {
-                let now: HashMap<String, String> = n
-                    .softbus
-                    .trusted()
-                    .into_iter()
-                    .filter_map(|t| t.network_id.map(|nid| (t.udid, nid)))
-                    .collect();
-                for (u, nid) in &now {
-                    self.peer_online(u, nid);
-                }
-                now
-            }
-            None => HashMap::new(),
-        };
+        let online: HashMap<String, String> = self.online_devices().into_iter().collect();
         let mut targets: Vec<(String, String, Option<String>)> = Vec::new(); // (asked, udid, networkId)
         if a.devices.is_empty() || a.devices.iter().any(|d| d == "all") {
             for (u, n) in &online {
@@ -203,6 +189,10 @@ impl KvService {
             return;
         }
         lock(&net.links).remove(udid);
+        let features: Vec<_> = lock(&self.features).values().cloned().collect();
+        for f in features {
+            f.on_online(udid, network_id);
+        }
         // Catch up: every auto-sync store syncs both ways with the device that came online.
         let stores = self.open_stores();
         for (k, o) in stores {
@@ -232,6 +222,10 @@ impl KvService {
         lock(&net.online).remove(udid);
         lock(&net.links).remove(udid);
         lock(&net.sockets).retain(|_, (u, _)| u != udid);
+        let features: Vec<_> = lock(&self.features).values().cloned().collect();
+        for f in features {
+            f.on_offline(udid);
+        }
         let stores = self.open_stores();
         for (k, o) in stores {
             let mut out = Vec::new();

@@ -1,10 +1,10 @@
 //! The sessions with remote devices on the soft bus: one outgoing socket per peer, the
 //! incoming sockets and their reassembly, online devices, and attaching to the bus.
 
-use super::{KvService, Net, lock};
+use super::{Feature, KvService, Net, lock};
 use crate::api;
 use crate::error::KvError;
-use crate::wire::{self, Envelope, Msg, Reassembler};
+use crate::wire::{self, Envelope, Frame, Msg, Reassembler};
 use oxh_ipc::{Caller, ConnHandle, TokenType};
 use oxh_softbus::Softbus;
 use oxh_softbus::transport::session::{DataType, MAX_BYTES, Owner, SocketEvent, event_channel};
@@ -18,9 +18,33 @@ use tokio::sync::mpsc;
 pub const KV_OWNER: Owner = u64::MAX - 1301;
 
 impl KvService {
+    /// The trusted devices online now, `(udid, networkId)`, as the bus sees them (ahead of
+    /// its state events), each made known to the sync first.
+    pub fn online_devices(&self) -> Vec<(String, String)> {
+        let Some(n) = self.net.get() else {
+            return Vec::new();
+        };
+        let now: Vec<(String, String)> = n
+            .softbus
+            .trusted()
+            .into_iter()
+            .filter_map(|t| t.network_id.map(|nid| (t.udid, nid)))
+            .collect();
+        for (u, nid) in &now {
+            self.peer_online(u, nid);
+        }
+        now
+    }
+
+    /// Lets `feature` share the sync session on `channel`: it gets the messages peers send
+    /// on it and hears of devices going online and offline.
+    pub fn attach_feature(&self, channel: u8, feature: Arc<dyn Feature>) {
+        lock(&self.features).insert(channel, feature);
+    }
+
     /// The device id a caller's device name means: a networkId of an online device, a
     /// trusted udid, `local`, or as given.
-    pub(super) fn resolve_device(&self, d: &str) -> String {
+    pub fn resolve_device(&self, d: &str) -> String {
         if d == "local" {
             return self.cfg.device_id.clone();
         }
@@ -52,6 +76,19 @@ impl KvService {
         self.sent[0].fetch_add(1, Ordering::Relaxed);
         self.sent[1].fetch_add((bytes.len() + frags) as u64, Ordering::Relaxed);
         self.sent[2].fetch_add(payload as u64, Ordering::Relaxed);
+        self.send_fragments(net, udid, wire::fragment(&bytes, MAX_BYTES));
+    }
+
+    /// Sends one message of another feature of the data service (`channel`, see
+    /// [`wire::CHANNEL_RDB`]) to the online device `udid`, on the session the KV sync uses.
+    /// Like the KV store's own messages, it may be lost: the feature's protocol resends.
+    pub fn send_feature(&self, udid: &str, channel: u8, bytes: &[u8]) {
+        let Some(net) = self.net.get() else { return };
+        self.send_fragments(net, udid, wire::fragment_on(channel, bytes, MAX_BYTES));
+    }
+
+    /// Queues one message's fragments, together, on the peer's link.
+    fn send_fragments(&self, net: &Net, udid: &str, frags: Vec<Vec<u8>>) {
         let mut links = lock(&net.links);
         let tx = match links.get(udid).filter(|t| !t.is_closed()) {
             Some(t) => t.clone(),
@@ -66,7 +103,7 @@ impl KvService {
                 tx
             }
         };
-        for f in wire::fragment(&bytes, MAX_BYTES) {
+        for f in frags {
             let _ = tx.send(f);
         }
     }
@@ -100,8 +137,8 @@ impl KvService {
                     let Some((udid, r)) = socks.get_mut(&socket) else {
                         return;
                     };
-                    match r.push(&data) {
-                        Ok(Some(env)) => Some((udid.clone(), env)),
+                    match r.push_frame(&data) {
+                        Ok(Some(frame)) => Some((udid.clone(), frame)),
                         Ok(None) => None,
                         Err(e) => {
                             tracing::warn!(tag = "kvstore", "dropping a bad sync message: {e}");
@@ -109,8 +146,15 @@ impl KvService {
                         }
                     }
                 };
-                if let Some((udid, env)) = got {
-                    self.on_envelope(&udid, env);
+                match got {
+                    Some((udid, Frame::Kv(env))) => self.on_envelope(&udid, env),
+                    Some((udid, Frame::Other(channel, bytes))) => {
+                        let f = lock(&self.features).get(&channel).cloned();
+                        if let Some(f) = f {
+                            f.on_message(&udid, bytes);
+                        }
+                    }
+                    None => {}
                 }
             }
             SocketEvent::Shutdown { socket, .. } => {

@@ -90,6 +90,17 @@ struct Net {
     online: Mutex<HashMap<String, String>>,
 }
 
+/// Another feature of the data service sharing the KV sync's session with peers (the
+/// relational store): one socket per peer carries both, on channels of their own.
+pub trait Feature: Send + Sync {
+    /// A whole message `udid` sent on the feature's channel.
+    fn on_message(&self, udid: &str, bytes: Vec<u8>);
+    /// The trusted device `udid` came online as `network_id`.
+    fn on_online(&self, udid: &str, network_id: &str);
+    /// `udid` went offline.
+    fn on_offline(&self, udid: &str);
+}
+
 /// The KV service.
 pub struct KvService {
     cfg: KvConfig,
@@ -104,6 +115,8 @@ pub struct KvService {
     sent: [AtomicU64; 3],
     /// Large values being uploaded in parts, per (connection, upload id).
     staged: Mutex<HashMap<(u64, u64), Vec<u8>>>,
+    /// The features sharing the sync session, by channel.
+    features: Mutex<HashMap<u8, Arc<dyn Feature>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -125,6 +138,7 @@ impl KvService {
             t0: Instant::now(),
             sent: Default::default(),
             staged: Mutex::new(HashMap::new()),
+            features: Mutex::new(HashMap::new()),
         });
         for (bundle, id, meta) in me.scan() {
             if meta.auto_sync {
