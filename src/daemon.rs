@@ -142,6 +142,56 @@ pub fn fork_spawner(data_dir: &std::path::Path) -> Result<std::os::unix::net::Un
 }
 
 /// The ability manager's view of the bundle manager.
+/// The relational store's sync on the KV service's session with peers.
+struct RdbBusOfKv {
+    kv: Arc<oxh_kvstore::KvService>,
+    atm: Arc<AccessTokenManager>,
+    level: u8,
+}
+
+impl oxh_rdb::sync::RdbBus for RdbBusOfKv {
+    fn send(&self, udid: &str, bytes: Vec<u8>) {
+        self.kv
+            .send_feature(udid, oxh_kvstore::wire::CHANNEL_RDB, &bytes);
+    }
+    fn online(&self) -> Vec<(String, String)> {
+        self.kv.online_devices()
+    }
+    fn resolve(&self, device: &str) -> String {
+        self.kv.resolve_device(device)
+    }
+    fn device_level(&self) -> u8 {
+        self.level
+    }
+    /// An installed app must hold DISTRIBUTED_DATASYNC here; a bundle with no app on this
+    /// device is data only the shell and native callers reach (`oxh rdb --app`), so the
+    /// shell's token decides.
+    fn app_may_sync(&self, bundle: &str) -> bool {
+        let perm = oxh_kvstore::api::DATASYNC_PERMISSION;
+        match self.atm.hap_token_id(0, bundle, 0) {
+            Some(id) => self.atm.verify_token(id.token_id(), perm),
+            None => self.atm.verify_token(self.atm.shell_token_id(), perm),
+        }
+    }
+}
+
+/// What peers send on the relational store's channel, to it.
+struct RdbFeature(std::sync::Weak<oxh_rdb::RdbService>);
+
+impl oxh_kvstore::Feature for RdbFeature {
+    fn on_message(&self, udid: &str, bytes: Vec<u8>) {
+        if let Some(r) = self.0.upgrade() {
+            r.on_bus_message(udid, &bytes);
+        }
+    }
+    fn on_online(&self, _udid: &str, _network_id: &str) {}
+    fn on_offline(&self, udid: &str) {
+        if let Some(r) = self.0.upgrade() {
+            r.on_peer_offline(udid);
+        }
+    }
+}
+
 struct BundleCatalog(Arc<oxh_bundle::BundleManager>);
 
 impl BundleCatalog {
@@ -449,6 +499,16 @@ pub async fn run(cfg: DaemonConfig, spawner: std::os::unix::net::UnixStream) -> 
             .ok()
             .filter(|d| d.info.token_type == oxh_ipc::TokenType::Hap)
             .map(|d| d.info.name)
+    }));
+    // Its sync shares the KV sync's session with peers, on a channel of its own.
+    kv.attach_feature(
+        oxh_kvstore::wire::CHANNEL_RDB,
+        Arc::new(RdbFeature(Arc::downgrade(&rdb))),
+    );
+    rdb.attach_bus(Arc::new(RdbBusOfKv {
+        kv: kv.clone(),
+        atm: atm.clone(),
+        level,
     }));
     let data = oxh_rdb::sa::DataService::new(kv, rdb).map_err(anyhow::Error::msg)?;
     samgr.register(SaProfile::running(

@@ -187,6 +187,43 @@ struct SyncView<'a> {
     status: &'a str,
 }
 
+/// `all` or a comma-separated list of devices, as the sync takes them (empty: all).
+pub(super) fn device_list(devices: &str) -> Vec<String> {
+    if devices == "all" {
+        return Vec::new();
+    }
+    devices
+        .split(',')
+        .map(|d| d.trim().to_string())
+        .filter(|d| !d.is_empty())
+        .collect()
+}
+
+/// Prints a sync's result per device (`networkId status`, or JSON); exit status 0 only when
+/// every device succeeded.
+pub(super) fn print_sync_results(
+    g: &Global,
+    res: &[oxh_kvstore::api::DeviceSyncResult],
+) -> Result<i32> {
+    let ok = res.iter().all(|r| r.status == SyncStatus::Success);
+    if g.json {
+        let v: Vec<_> = res
+            .iter()
+            .map(|r| SyncView {
+                network_id: &r.network_id,
+                device_id: &r.device_id,
+                status: r.status.as_str(),
+            })
+            .collect();
+        print_json(&v)?;
+    } else {
+        for r in res {
+            println!("{} {}", r.network_id, r.status.as_str());
+        }
+    }
+    Ok(if ok { 0 } else { 1 })
+}
+
 /// A data change as `kv watch --json` prints it: OpenHarmony's ChangeNotification
 /// (insertEntries, updateEntries, deleteEntries, deviceId) and whether it was local or remote.
 #[derive(serde::Serialize)]
@@ -273,35 +310,14 @@ pub async fn run(g: &Global, c: &KvCmd) -> Result<i32> {
         } => {
             let store = open(&dev, s, false).await?;
             let mode: SyncMode = mode.parse().map_err(anyhow::Error::msg)?;
-            let devices: Vec<String> = if devices == "all" {
-                Vec::new()
-            } else {
-                devices
-                    .split(',')
-                    .map(|d| d.trim().to_string())
-                    .filter(|d| !d.is_empty())
-                    .collect()
-            };
             let res = store
-                .sync(&devices, mode, Duration::from_millis(*timeout_ms))
+                .sync(
+                    &device_list(devices),
+                    mode,
+                    Duration::from_millis(*timeout_ms),
+                )
                 .await?;
-            let ok = res.iter().all(|r| r.status == SyncStatus::Success);
-            if g.json {
-                let v: Vec<_> = res
-                    .iter()
-                    .map(|r| SyncView {
-                        network_id: &r.network_id,
-                        device_id: &r.device_id,
-                        status: r.status.as_str(),
-                    })
-                    .collect();
-                print_json(&v)?;
-            } else {
-                for r in &res {
-                    println!("{} {}", r.network_id, r.status.as_str());
-                }
-            }
-            Ok(if ok { 0 } else { 1 })
+            print_sync_results(g, &res)
         }
         KvCmd::Watch {
             s,

@@ -89,6 +89,41 @@ pub enum RdbCmd {
         #[arg(required = true)]
         tables: Vec<String>,
     },
+    /// Sync the distributed tables with other devices (sync); prints the status per device
+    /// and exits 1 unless every device succeeded.
+    Sync {
+        #[command(flatten)]
+        s: StoreOpts,
+        /// Push only (SYNC_MODE_PUSH).
+        #[arg(long, conflicts_with = "pull")]
+        push: bool,
+        /// Pull only (SYNC_MODE_PULL). Neither: both ways.
+        #[arg(long)]
+        pull: bool,
+        /// `all` or networkIds / device ids, comma separated (the predicates' inDevices).
+        #[arg(long, default_value = "all")]
+        devices: String,
+        /// How long to wait, in milliseconds.
+        #[arg(long, default_value_t = api::DEFAULT_SYNC_TIMEOUT_MS)]
+        timeout_ms: u64,
+    },
+    /// Run a query on another device's copy of the store (remoteQuery), read-only; prints
+    /// as `query` does.
+    #[command(after_help = BIND_HELP, allow_negative_numbers = true)]
+    RemoteQuery {
+        #[command(flatten)]
+        s: StoreOpts,
+        /// The device (networkId or device id).
+        #[arg(long)]
+        device: String,
+        /// Every bind argument is TEXT.
+        #[arg(long)]
+        text: bool,
+        /// The query.
+        sql: String,
+        /// Bind arguments (see below).
+        args: Vec<String>,
+    },
     /// Delete the store's files (deleteRdbStore).
     DeleteStore {
         #[command(flatten)]
@@ -173,6 +208,19 @@ pub fn rows_json(r: &Rows) -> Result<String> {
     Ok(out)
 }
 
+fn print_rows(g: &Global, r: &Rows) -> Result<()> {
+    if g.json {
+        println!("{}", rows_json(r)?);
+    } else {
+        println!("{}", r.columns.join("|"));
+        for row in &r.rows {
+            let cells: Vec<String> = row.iter().map(cell_text).collect();
+            println!("{}", cells.join("|"));
+        }
+    }
+    Ok(())
+}
+
 async fn open(dev: &oxh_sdk::Device, s: &StoreOpts) -> Result<StoreHandle> {
     let a = GetStoreArgs {
         app: Some(s.app.clone()),
@@ -208,15 +256,44 @@ pub async fn run(g: &Global, c: &RdbCmd) -> Result<i32> {
                 args: binds(args, *text)?,
             };
             let r: Rows = cl.call(api::SA_ID, api::QUERY_SQL, &a).await?;
-            if g.json {
-                println!("{}", rows_json(&r)?);
-            } else {
-                println!("{}", r.columns.join("|"));
-                for row in &r.rows {
-                    let cells: Vec<String> = row.iter().map(cell_text).collect();
-                    println!("{}", cells.join("|"));
-                }
-            }
+            print_rows(g, &r)?;
+        }
+        RdbCmd::Sync {
+            s,
+            push,
+            pull,
+            devices,
+            timeout_ms,
+        } => {
+            let mode = match (push, pull) {
+                (true, _) => api::SyncMode::Push,
+                (_, true) => api::SyncMode::Pull,
+                _ => api::SyncMode::PushPull,
+            };
+            let a = api::SyncArgs {
+                handle: open(&dev, s).await?,
+                mode,
+                devices: super::kv::device_list(devices),
+                timeout_ms: *timeout_ms,
+            };
+            let res: Vec<api::DeviceSyncResult> = cl.call(api::SA_ID, api::SYNC, &a).await?;
+            return super::kv::print_sync_results(g, &res);
+        }
+        RdbCmd::RemoteQuery {
+            s,
+            device,
+            text,
+            sql,
+            args,
+        } => {
+            let a = api::RemoteQueryArgs {
+                handle: open(&dev, s).await?,
+                device: device.clone(),
+                sql: sql.clone(),
+                args: binds(args, *text)?,
+            };
+            let r: Rows = cl.call(api::SA_ID, api::REMOTE_QUERY, &a).await?;
+            print_rows(g, &r)?;
         }
         RdbCmd::Distribute { s, tables } => {
             let a = api::SetDistributedArgs {

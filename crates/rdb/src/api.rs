@@ -79,6 +79,53 @@ pub const OBTAIN_DISTRIBUTED_TABLE_NAME: u32 = CODE_BASE + 13;
 pub const CLOSE_RDB_STORE: u32 = CODE_BASE + 14;
 /// [`GetStoreArgs`] → `()`.
 pub const DELETE_RDB_STORE: u32 = CODE_BASE + 15;
+/// [`SyncArgs`] → `Vec<`[`DeviceSyncResult`]`>`; needs [`DATASYNC_PERMISSION`].
+pub const SYNC: u32 = CODE_BASE + 20;
+/// [`RemoteQueryArgs`] → [`Rows`]; needs [`DATASYNC_PERMISSION`].
+pub const REMOTE_QUERY: u32 = CODE_BASE + 21;
+
+pub use oxh_kvstore::api::{DATASYNC_PERMISSION, DeviceSyncResult};
+pub use oxh_kvstore::sync::SyncMode;
+pub use oxh_kvstore::wire::SyncStatus;
+
+/// How long a sync waits for its devices when the caller gives no timeout.
+pub const DEFAULT_SYNC_TIMEOUT_MS: u64 = 30_000;
+/// How long a remoteQuery waits for the device's answer.
+pub const REMOTE_QUERY_TIMEOUT_MS: u64 = 10_000;
+/// The most a remoteQuery's result may hold on the peer, in encoded bytes: OpenHarmony's
+/// 4 MiB, less what one reply to the caller carries ([`MAX_RESULT_BYTES`]) when that is less.
+pub const MAX_REMOTE_RESULT_BYTES: usize = if MAX_RESULT_BYTES < 4 * 1024 * 1024 {
+    MAX_RESULT_BYTES
+} else {
+    4 * 1024 * 1024
+};
+
+/// Arguments of [`SYNC`]: `sync(mode, predicates)` with the predicates' `inDevices`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncArgs {
+    /// The store.
+    pub handle: StoreHandle,
+    /// PUSH (`SYNC_MODE_PUSH`), PULL (`SYNC_MODE_PULL`) or both.
+    pub mode: SyncMode,
+    /// The devices (networkIds or udids); empty: every online trusted device.
+    pub devices: Vec<String>,
+    /// How long to wait for them, in ms (0: [`DEFAULT_SYNC_TIMEOUT_MS`]).
+    pub timeout_ms: u64,
+}
+
+/// Arguments of [`REMOTE_QUERY`]: a read-only SQL query run on another device's copy of
+/// the store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RemoteQueryArgs {
+    /// The store.
+    pub handle: StoreHandle,
+    /// The device (networkId or udid).
+    pub device: String,
+    /// A query (`SELECT ...`), `?` for each argument.
+    pub sql: String,
+    /// The arguments.
+    pub args: Vec<Value>,
+}
 
 /// At most this many stores open at once on one connection (each may hold one transaction,
 /// so this also bounds a connection's open transactions).

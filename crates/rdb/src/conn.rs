@@ -42,7 +42,8 @@ CREATE TABLE IF NOT EXISTS oxh_rdb_meta(
     id INTEGER PRIMARY KEY CHECK (id = 0),
     level INTEGER NOT NULL, epoch BLOB NOT NULL, seq INTEGER NOT NULL, hlc INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS oxh_rdb_tables(name TEXT PRIMARY KEY, cols TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS oxh_rdb_peers(device TEXT PRIMARY KEY, acked INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS oxh_rdb_peers(
+    device TEXT PRIMARY KEY, acked INTEGER NOT NULL, epoch BLOB NOT NULL DEFAULT x'');
 ";
 
 /// A connection and its trigger context.

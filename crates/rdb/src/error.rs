@@ -8,6 +8,8 @@ pub mod code {
     pub const PERMISSION_DENIED: i32 = oxh_ipc::code::PERMISSION_DENIED;
     /// 401: "Parameter error." (the universal code the older APIs use).
     pub const PARAMETER_ERROR: i32 = oxh_ipc::code::INVALID_PARAM;
+    /// 801: "Capability not supported." (sync on a device without a soft bus).
+    pub const NOT_SUPPORTED: i32 = oxh_ipc::code::NOT_SUPPORTED;
     /// 14800000: "Inner error." (an SQL statement failed, an abnormal internal state).
     pub const INNER_ERROR: i32 = 14_800_000;
     /// 14800001: "Invalid arguments." (a parameter out of its valid range).
@@ -77,6 +79,7 @@ pub fn message(c: i32) -> Option<&'static str> {
     Some(match c {
         code::PERMISSION_DENIED => "Permission verification failed.",
         code::PARAMETER_ERROR => "Parameter error.",
+        code::NOT_SUPPORTED => "Capability not supported.",
         code::INNER_ERROR => "Inner error.",
         code::INVALID_ARGS => "Invalid arguments.",
         code::INVALID_PATH => "Invalid database path.",

@@ -9,6 +9,8 @@
 //! - [`distributed`]: `setDistributedTables`, the change log by triggers, the pure merge
 //!   rule and changesets in and out.
 //! - [`api`]: the service's IPC contract on SA 1301 (method codes, args, limits).
+//! - [`sync`]: sync of distributed tables over the soft bus (the KV store's engine) and
+//!   remoteQuery.
 //! - [`service`]: [`RdbService`], the stores of every app, served by [`sa::DataService`].
 
 pub mod api;
@@ -23,6 +25,7 @@ pub mod result_set;
 pub mod sa;
 pub mod service;
 pub mod store;
+pub mod sync;
 pub mod value;
 
 pub use config::{SecurityLevel, StoreConfig};

@@ -2,8 +2,9 @@
 //! as OpenHarmony has it, one SA whose KV methods go to the KV service and whose RDB range
 //! ([`api::CODE_BASE`]..) goes to [`RdbService`] (see [`crate::api`] for why one SA).
 //!
-//! Every RDB method is open, as in OpenHarmony (an app's own stores need no permission): the
-//! service takes the app from the caller's token and refuses other apps' stores.
+//! Every RDB method but sync and remoteQuery is open, as in OpenHarmony (an app's own stores
+//! need no permission): the service takes the app from the caller's token and refuses other
+//! apps' stores. Sync and remoteQuery need DISTRIBUTED_DATASYNC.
 
 use crate::api;
 use crate::service::RdbService;
@@ -32,6 +33,8 @@ pub const METHODS: &[Method] = &[
     ),
     Method::open(api::CLOSE_RDB_STORE, "CloseRdbStore"),
     Method::open(api::DELETE_RDB_STORE, "DeleteRdbStore"),
+    Method::with_permission(api::SYNC, "RdbSync", api::DATASYNC_PERMISSION),
+    Method::with_permission(api::REMOTE_QUERY, "RemoteQuery", api::DATASYNC_PERMISSION),
 ];
 
 impl RdbService {
@@ -71,6 +74,8 @@ impl RdbService {
                 .obtain_distributed_table_name(id, &decode(data)?)
                 .map(|x| encode(&x)),
             api::CLOSE_RDB_STORE => self.close(id, &decode(data)?).map(|x| encode(&x)),
+            api::SYNC => self.sync(id, &decode(data)?).map(|x| encode(&x)),
+            api::REMOTE_QUERY => self.remote_query(id, &decode(data)?).map(|x| encode(&x)),
             api::DELETE_RDB_STORE => self
                 .delete_rdb_store(caller, &decode(data)?)
                 .map(|x| encode(&x)),

@@ -20,6 +20,7 @@
 use crate::api::{self, StoreHandle};
 use crate::error::{RdbError, Result, code};
 use crate::ops::ConflictResolution;
+use crate::StoreConfig;
 use crate::store::{RdbStore, Transaction, TransactionType};
 use crate::value::Value;
 use oxh_ipc::Caller;
@@ -71,6 +72,8 @@ pub struct RdbService {
     /// The last handle given out: handles are unique in the service, so a handle of another
     /// connection never names one of the caller's own by chance.
     last_handle: AtomicU64,
+    /// Sync and remoteQuery ([`crate::sync`]).
+    sync: crate::sync::SyncState,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -98,6 +101,7 @@ impl RdbService {
             stores: Mutex::new(HashMap::new()),
             conns: Mutex::new(HashMap::new()),
             last_handle: AtomicU64::new(0),
+            sync: Default::default(),
         }))
     }
 
@@ -393,6 +397,7 @@ impl RdbService {
     /// 14800014) and its files go. A store that does not exist is no error, as in OpenHarmony.
     pub fn delete_rdb_store(&self, caller: &Caller, a: &api::GetStoreArgs) -> Result<()> {
         let key = self.key(caller, a)?;
+        self.forget_synced(&key);
         if let Some(o) = lock(&self.stores).remove(&key) {
             o.store.close()?;
         }
@@ -400,6 +405,59 @@ impl RdbService {
             c.handles.retain(|_, h| h.key != key);
         }
         RdbStore::delete_store(&self.app_dir(&key.0), &a.config)
+    }
+
+    pub(crate) fn sync_state(&self) -> &crate::sync::SyncState {
+        &self.sync
+    }
+
+    /// A handle's store and its key.
+    pub(crate) fn handle_store(&self, conn: u64, h: StoreHandle) -> Result<(StoreKey, Arc<RdbStore>)> {
+        let hd = self.handle(conn, h)?;
+        Ok((hd.key, hd.store))
+    }
+
+    /// The sync keeps `store` open: one more user that never goes (until the store is
+    /// deleted).
+    pub(crate) fn pin_store(&self, key: &StoreKey, store: &Arc<RdbStore>) {
+        lock(&self.stores)
+            .entry(key.clone())
+            .or_insert_with(|| OpenStore {
+                store: store.clone(),
+                users: 0,
+            })
+            .users += 1;
+    }
+
+    /// The store `key` for a peer: the open one, or the file opened if it exists (a peer
+    /// never makes a store).
+    pub(crate) fn open_existing(&self, key: &StoreKey, config: &StoreConfig) -> Result<Arc<RdbStore>> {
+        let mut stores = lock(&self.stores);
+        if let Some(o) = stores.get(key) {
+            if o.store.config().security_level != config.security_level {
+                return Err(RdbError::new(
+                    code::CONFIG_CHANGED,
+                    "the store has another securityLevel here",
+                ));
+            }
+            return Ok(o.store.clone());
+        }
+        let dir = self.app_dir(&key.0);
+        if !dir.join(&key.1).is_file() {
+            return Err(RdbError::new(
+                code::INVALID_PATH,
+                format!("no store {} of {} here", key.1.display(), key.0),
+            ));
+        }
+        let s = Arc::new(RdbStore::open(&dir, config, &self.cfg.device_id)?);
+        stores.insert(
+            key.clone(),
+            OpenStore {
+                store: s.clone(),
+                users: 0,
+            },
+        );
+        Ok(s)
     }
 
     /// A client connection went away: its transactions roll back, its handles close.

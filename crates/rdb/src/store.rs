@@ -232,6 +232,21 @@ impl RdbStore {
         })
     }
 
+    /// Writes that must be durable when this returns (what the sync applies and
+    /// acknowledges): never inside the app's open `beginTransaction`, which could still roll
+    /// them back; then the store is busy (14800024) and the sync tries again later.
+    fn write_durable<T>(&self, f: impl FnOnce(&Conn) -> Result<T>) -> Result<T> {
+        self.with(|i| {
+            if i.open_tx.is_some() {
+                return Err(RdbError::new(
+                    code::SQLITE_BUSY,
+                    "the store has an open transaction: the sync waits for it",
+                ));
+            }
+            i.conn.write("BEGIN IMMEDIATE", f)
+        })
+    }
+
     fn read<T>(&self, f: impl FnOnce(&Conn) -> Result<T>) -> Result<T> {
         self.with(|i| f(&i.conn))
     }
@@ -446,13 +461,23 @@ impl RdbStore {
 
     /// The changeset a peer at watermark `after` needs next (at most `max_rows` rows).
     pub fn changes_since(&self, after: u64, max_rows: usize) -> Result<Changeset> {
+        self.changes_since_bounded(after, max_rows, usize::MAX)
+    }
+    /// The changeset a peer at watermark `after` needs next: at most `max_rows` rows and
+    /// about `max_bytes` bytes of values (at least one row).
+    pub fn changes_since_bounded(
+        &self,
+        after: u64,
+        max_rows: usize,
+        max_bytes: usize,
+    ) -> Result<Changeset> {
         self.with(|i| {
             if i.open_tx.is_some() {
-                replica::changes_since(&i.conn, after, max_rows)
+                replica::changes_since(&i.conn, after, max_rows, max_bytes)
             } else {
                 // One snapshot, so the rows and `upto` agree.
                 i.conn.c.execute_batch("BEGIN DEFERRED")?;
-                let r = replica::changes_since(&i.conn, after, max_rows);
+                let r = replica::changes_since(&i.conn, after, max_rows, max_bytes);
                 let _ = i.conn.c.execute_batch("COMMIT");
                 r
             }
@@ -460,7 +485,7 @@ impl RdbStore {
     }
     /// Applies a peer's changeset in one transaction (all of it or, on error, none).
     pub fn apply_changeset(&self, cs: &Changeset) -> Result<replica::Applied> {
-        self.write(|c| replica::apply(c, cs))
+        self.write_durable(|c| replica::apply(c, cs))
     }
     /// How far `peer` acknowledged our changes.
     pub fn peer_watermark(&self, peer: &str) -> Result<u64> {
@@ -469,6 +494,14 @@ impl RdbStore {
     /// `peer` applied our changeset `(from, upto]`; the watermark now.
     pub fn ack(&self, peer: &str, from: u64, upto: u64) -> Result<u64> {
         self.write(|c| replica::ack(&c.c, peer, from, upto))
+    }
+    /// What we know of `peer`: its acknowledgement and its store's epoch (empty: unknown).
+    pub fn peer_state(&self, peer: &str) -> Result<Option<(u64, Vec<u8>)>> {
+        self.read(|c| replica::peer_state(&c.c, peer))
+    }
+    /// Records `peer`'s acknowledgement and epoch (durably: the write commits first).
+    pub fn set_peer_state(&self, peer: &str, acked: u64, epoch: &[u8]) -> Result<()> {
+        self.write_durable(|c| replica::set_peer_state(&c.c, peer, acked, epoch))
     }
     /// The store's epoch (new when the store is deleted and made again).
     pub fn epoch(&self) -> Result<[u8; 16]> {

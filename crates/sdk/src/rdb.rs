@@ -20,6 +20,8 @@
 use crate::{Device, Error};
 use oxh_rdb::api::{self, Bucket, PredicateOp, Predicates};
 
+pub use oxh_rdb::api::{DeviceSyncResult, SyncMode, SyncStatus};
+
 pub use oxh_rdb::{
     ConflictResolution, ResultSet, SecurityLevel, StoreConfig, TransactionType, Value,
 };
@@ -285,6 +287,44 @@ impl RdbStore {
             tables: tables.iter().map(|t| t.to_string()).collect(),
         };
         self.call(api::SET_DISTRIBUTED_TABLES, &a).await
+    }
+
+    /// `sync(mode, predicates)`: a round with each device of the predicates' `inDevices`
+    /// (none: every online trusted device), waiting for them at most `timeout`; the status
+    /// per device, as OpenHarmony's `Array<[string, number]>`. Needs DISTRIBUTED_DATASYNC.
+    /// Every distributed table of the store syncs (the predicates choose the devices).
+    pub async fn sync(
+        &self,
+        mode: SyncMode,
+        predicates: &RdbPredicates,
+        timeout: std::time::Duration,
+    ) -> Result<Vec<DeviceSyncResult>, Error> {
+        let devices = predicates.0.to_rdb().devices().to_vec();
+        let a = api::SyncArgs {
+            handle: self.info.handle,
+            mode,
+            devices,
+            timeout_ms: timeout.as_millis().clamp(1, u64::MAX as u128) as u64,
+        };
+        self.call(api::SYNC, &a).await
+    }
+
+    /// `remoteQuery`: a read-only query on `device`'s copy of the store (its result at most
+    /// what one reply carries). Needs DISTRIBUTED_DATASYNC.
+    pub async fn remote_query(
+        &self,
+        device: &str,
+        sql: &str,
+        args: Vec<Value>,
+    ) -> Result<ResultSet, Error> {
+        let a = api::RemoteQueryArgs {
+            handle: self.info.handle,
+            device: device.into(),
+            sql: sql.into(),
+            args,
+        };
+        let rows: api::Rows = self.call(api::REMOTE_QUERY, &a).await?;
+        Ok(rows.into_result_set())
     }
 
     /// `obtainDistributedTableName`: the local name of `table`'s copy from `device`.

@@ -33,9 +33,25 @@ fn pk_key(ti: usize, pk: &[Value]) -> String {
     format!("{ti}:{pk:?}")
 }
 
-/// The rows changed after `after`, at most `max_rows` of them, as the changeset a peer at
-/// watermark `after` needs; its `upto` is where that peer is once it applied it.
-pub(crate) fn changes_since(conn: &Conn, after: u64, max_rows: usize) -> Result<Changeset> {
+/// About how many bytes a row's values take on the wire (for the packet bound).
+fn row_bytes(r: &RowChange) -> usize {
+    let v = |x: &Value| match x {
+        Value::Text(s) => s.len() + 2,
+        Value::Blob(b) => b.len() + 2,
+        _ => 9,
+    };
+    r.pk.iter().map(v).sum::<usize>() + r.cells.iter().map(|c| v(&c.value) + 3).sum::<usize>() + 4
+}
+
+/// The rows changed after `after`, at most `max_rows` of them and about `max_bytes` of
+/// values (at least one row), as the changeset a peer at watermark `after` needs; its
+/// `upto` is where that peer is once it applied it.
+pub(crate) fn changes_since(
+    conn: &Conn,
+    after: u64,
+    max_rows: usize,
+    max_bytes: usize,
+) -> Result<Changeset> {
     let c = &conn.c;
     let tables = super::tables(c)?;
     let max_rows = max_rows.max(1);
@@ -74,7 +90,8 @@ pub(crate) fn changes_since(conn: &Conn, after: u64, max_rows: usize) -> Result<
     }
     events.sort_by_key(|e| e.0);
     let mut seen = HashSet::new();
-    let mut picked: Vec<(usize, Vec<Value>)> = Vec::new();
+    // (table, key, the first change number of the row above the watermark)
+    let mut picked: Vec<(usize, Vec<Value>, i64)> = Vec::new();
     let mut upto = None;
     let mut prev = after as i64;
     for (seq, ti, pk) in events {
@@ -89,18 +106,27 @@ pub(crate) fn changes_since(conn: &Conn, after: u64, max_rows: usize) -> Result<
                 break;
             }
             seen.insert(k);
-            picked.push((ti, pk));
+            picked.push((ti, pk, seq));
         }
         prev = seq;
     }
-    let upto = match upto {
+    let mut upto = match upto {
         Some(u) => u,
         None if cap != i64::MAX => cap,
         None => conn.seq()?,
     };
     let mut out = Vec::with_capacity(picked.len());
-    for (ti, pk) in picked {
-        out.push(row_state(c, &tables[ti], pk, after)?);
+    let mut bytes = 0usize;
+    for (ti, pk, first) in picked {
+        // Past the byte bound, the packet ends before this row's first change: every change
+        // below that belongs to a row already in it.
+        if bytes >= max_bytes && !out.is_empty() {
+            upto = first - 1;
+            break;
+        }
+        let row = row_state(c, &tables[ti], pk, after)?;
+        bytes += row_bytes(&row);
+        out.push(row);
     }
     Ok(Changeset {
         from: after,
@@ -444,6 +470,31 @@ fn write_cells(
         ]);
     }
     st.execute(params_from_iter(args.iter()))?;
+    Ok(())
+}
+
+/// What we know of `peer`: how far it acknowledged our changes and its store's epoch.
+pub(crate) fn peer_state(c: &rusqlite::Connection, peer: &str) -> Result<Option<(u64, Vec<u8>)>> {
+    Ok(c.query_row(
+        "SELECT acked, epoch FROM oxh_rdb_peers WHERE device = ?1",
+        [peer],
+        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?)),
+    )
+    .optional()?)
+}
+
+/// Records `peer`'s acknowledgement and epoch.
+pub(crate) fn set_peer_state(
+    c: &rusqlite::Connection,
+    peer: &str,
+    acked: u64,
+    epoch: &[u8],
+) -> Result<()> {
+    c.execute(
+        "INSERT INTO oxh_rdb_peers(device, acked, epoch) VALUES (?1, ?2, ?3)
+         ON CONFLICT DO UPDATE SET acked = excluded.acked, epoch = excluded.epoch",
+        rusqlite::params![peer, acked as i64, epoch],
+    )?;
     Ok(())
 }
 

@@ -1,0 +1,388 @@
+//! Two services joined by an in-memory bus (a thread per device delivers what was sent to
+//! it, in order, as the soft-bus session does): sync rounds, the checks on the receiving
+//! device, and remoteQuery, without processes or sockets.
+
+use super::*;
+use crate::api::*;
+use crate::service::RdbConfig;
+use oxh_ipc::{Caller, TokenType};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Weak, mpsc as std_mpsc};
+
+struct MemBus {
+    me: String,
+    level: u8,
+    may_sync: AtomicBool,
+    /// Per peer udid: the queue its delivery thread reads.
+    peers: Mutex<HashMap<String, std_mpsc::Sender<(String, Vec<u8>)>>>,
+    online: Mutex<bool>,
+}
+
+impl RdbBus for MemBus {
+    fn send(&self, udid: &str, bytes: Vec<u8>) {
+        if !*lock(&self.online) {
+            return;
+        }
+        if let Some(tx) = lock(&self.peers).get(udid) {
+            let _ = tx.send((self.me.clone(), bytes));
+        }
+    }
+    fn online(&self) -> Vec<(String, String)> {
+        if !*lock(&self.online) {
+            return Vec::new();
+        }
+        lock(&self.peers)
+            .keys()
+            .map(|u| (u.clone(), format!("net-{u}")))
+            .collect()
+    }
+    fn resolve(&self, device: &str) -> String {
+        device.strip_prefix("net-").unwrap_or(device).to_string()
+    }
+    fn device_level(&self) -> u8 {
+        self.level
+    }
+    fn app_may_sync(&self, _bundle: &str) -> bool {
+        self.may_sync.load(Ordering::Relaxed)
+    }
+}
+
+struct Dev {
+    svc: Arc<RdbService>,
+    bus: Arc<MemBus>,
+    _dir: tempfile::TempDir,
+}
+
+fn caller() -> Caller {
+    Caller {
+        pid: 1,
+        uid: 0,
+        gid: 0,
+        token_id: 1,
+        token_type: TokenType::Shell,
+        process_name: "t".into(),
+    }
+}
+
+/// A device `name` whose deliveries come from a thread of its own.
+fn dev(name: &str, level: u8) -> (Dev, std_mpsc::Sender<(String, Vec<u8>)>) {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = RdbService::open(RdbConfig {
+        dir: dir.path().to_path_buf(),
+        device_id: name.into(),
+    })
+    .unwrap();
+    let bus = Arc::new(MemBus {
+        me: name.into(),
+        level,
+        may_sync: AtomicBool::new(true),
+        peers: Mutex::new(HashMap::new()),
+        online: Mutex::new(true),
+    });
+    svc.attach_bus(bus.clone());
+    let (tx, rx) = std_mpsc::channel::<(String, Vec<u8>)>();
+    let w: Weak<RdbService> = Arc::downgrade(&svc);
+    std::thread::spawn(move || {
+        while let Ok((from, b)) = rx.recv() {
+            let Some(s) = w.upgrade() else { return };
+            s.on_bus_message(&from, &b);
+        }
+    });
+    (
+        Dev {
+            svc,
+            bus,
+            _dir: dir,
+        },
+        tx,
+    )
+}
+
+fn pair() -> (Dev, Dev) {
+    let (a, ta) = dev("dev-a", 3);
+    let (b, tb) = dev("dev-b", 3);
+    lock(&a.bus.peers).insert("dev-b".into(), tb);
+    lock(&b.bus.peers).insert("dev-a".into(), ta);
+    (a, b)
+}
+
+const DDL: &str = "CREATE TABLE note(id INTEGER PRIMARY KEY, title TEXT, body TEXT)";
+
+fn open(d: &Dev, conn: u64, name: &str) -> StoreHandle {
+    let a = GetStoreArgs {
+        app: Some("com.example.notes".into()),
+        config: StoreConfig::new(name, SecurityLevel::S1),
+    };
+    d.svc.get_rdb_store(conn, &caller(), &a).unwrap().handle
+}
+
+fn exec(d: &Dev, h: StoreHandle, sql: &str, args: Vec<Value>) {
+    d.svc
+        .execute(
+            1,
+            &ExecuteArgs {
+                handle: h,
+                sql: sql.into(),
+                args,
+            },
+        )
+        .unwrap();
+}
+
+fn rows(d: &Dev, h: StoreHandle) -> Vec<Vec<Value>> {
+    d.svc
+        .query_sql(
+            1,
+            &QuerySqlArgs {
+                handle: h,
+                sql: "SELECT id, title, body FROM note ORDER BY id".into(),
+                args: vec![],
+            },
+        )
+        .unwrap()
+        .rows
+}
+
+fn distributed(d: &Dev) -> StoreHandle {
+    let h = open(d, 1, "notes.db");
+    exec(d, h, DDL, vec![]);
+    d.svc
+        .set_distributed_tables(
+            1,
+            &SetDistributedArgs {
+                handle: h,
+                tables: vec!["note".into()],
+            },
+        )
+        .unwrap();
+    h
+}
+
+async fn sync(d: &Dev, h: StoreHandle, mode: SyncMode) -> Vec<DeviceSyncResult> {
+    let svc = d.svc.clone();
+    tokio::task::spawn_blocking(move || {
+        svc.sync(
+            1,
+            &SyncArgs {
+                handle: h,
+                mode,
+                devices: vec![],
+                timeout_ms: 10_000,
+            },
+        )
+    })
+    .await
+    .unwrap()
+    .unwrap()
+}
+
+fn t(s: &str) -> Value {
+    Value::Text(s.into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_then_a_pull_carry_rows_and_both_column_edits_survive() {
+    let (a, b) = pair();
+    let (ha, hb) = (distributed(&a), distributed(&b));
+    for i in 0..50 {
+        exec(
+            &a,
+            ha,
+            "INSERT INTO note VALUES (?, ?, ?)",
+            vec![Value::Integer(i), t("t"), t("b")],
+        );
+    }
+    let r = sync(&a, ha, SyncMode::Push).await;
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].status, SyncStatus::Success, "{r:?}");
+    assert_eq!(r[0].network_id, "net-dev-b");
+    assert_eq!(rows(&b, hb), rows(&a, ha));
+    assert_eq!(rows(&b, hb).len(), 50);
+    // Concurrent edits of two columns of one row: both survive, both ways.
+    exec(&a, ha, "UPDATE note SET title = 'A' WHERE id = 7", vec![]);
+    exec(&b, hb, "UPDATE note SET body = 'B' WHERE id = 7", vec![]);
+    let r = sync(&b, hb, SyncMode::PushPull).await;
+    assert_eq!(r[0].status, SyncStatus::Success, "{r:?}");
+    assert_eq!(rows(&a, ha), rows(&b, hb));
+    assert_eq!(rows(&a, ha)[7], vec![Value::Integer(7), t("A"), t("B")]);
+    // A pull of nothing new succeeds and changes nothing.
+    let before = rows(&a, ha);
+    let r = sync(&a, ha, SyncMode::Pull).await;
+    assert_eq!(r[0].status, SyncStatus::Success, "{r:?}");
+    assert_eq!(rows(&a, ha), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_receiving_device_checks_the_permission_the_store_and_its_level() {
+    let (a, b) = pair();
+    let ha = distributed(&a);
+    exec(&a, ha, "INSERT INTO note VALUES (1, 't', 'b')", vec![]);
+    // The peer has no such store: refused there, never made.
+    let r = sync(&a, ha, SyncMode::Push).await;
+    assert!(
+        matches!(&r[0].status, SyncStatus::Failed(m) if m.contains("no such store")),
+        "{r:?}"
+    );
+    assert!(!b._dir.path().join("com.example.notes/notes.db").exists());
+    // The peer's copy of the app lacks DISTRIBUTED_DATASYNC.
+    let hb = distributed(&b);
+    b.bus.may_sync.store(false, Ordering::Relaxed);
+    let r = sync(&a, ha, SyncMode::Push).await;
+    assert_eq!(r[0].status, SyncStatus::PermissionDenied, "{r:?}");
+    assert!(rows(&b, hb).is_empty());
+    b.bus.may_sync.store(true, Ordering::Relaxed);
+    let r = sync(&a, ha, SyncMode::Push).await;
+    assert_eq!(r[0].status, SyncStatus::Success, "{r:?}");
+    assert_eq!(rows(&b, hb).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_s3_store_does_not_go_to_an_sl1_device() {
+    let (a, tx_a) = dev("dev-a", 3);
+    let (b, tx_b) = dev("dev-b", 1);
+    lock(&a.bus.peers).insert("dev-b".into(), tx_b);
+    lock(&b.bus.peers).insert("dev-a".into(), tx_a);
+    let mk = |d: &Dev| {
+        let args = GetStoreArgs {
+            app: Some("com.example.notes".into()),
+            config: StoreConfig::new("s3.db", SecurityLevel::S3),
+        };
+        let h = d.svc.get_rdb_store(1, &caller(), &args).unwrap().handle;
+        exec(d, h, DDL, vec![]);
+        d.svc
+            .set_distributed_tables(
+                1,
+                &SetDistributedArgs {
+                    handle: h,
+                    tables: vec!["note".into()],
+                },
+            )
+            .unwrap();
+        h
+    };
+    let (ha, hb) = (mk(&a), mk(&b));
+    exec(&a, ha, "INSERT INTO note VALUES (1, 't', 'b')", vec![]);
+    let r = sync(&a, ha, SyncMode::Push).await;
+    assert_eq!(r[0].status, SyncStatus::SecurityLevelMismatch, "{r:?}");
+    assert!(rows(&b, hb).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_devices_are_reported_and_nothing_online_is_an_error() {
+    let (a, _b) = pair();
+    let ha = distributed(&a);
+    let svc = a.svc.clone();
+    let r = tokio::task::spawn_blocking(move || {
+        svc.sync(
+            1,
+            &SyncArgs {
+                handle: ha,
+                mode: SyncMode::Push,
+                devices: vec!["net-dev-z".into()],
+                timeout_ms: 1000,
+            },
+        )
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(r[0].status, SyncStatus::DeviceOffline);
+    assert_eq!(r[0].network_id, "net-dev-z");
+    *lock(&a.bus.online) = false;
+    let svc = a.svc.clone();
+    let e = tokio::task::spawn_blocking(move || {
+        svc.sync(
+            1,
+            &SyncArgs {
+                handle: ha,
+                mode: SyncMode::Push,
+                devices: vec![],
+                timeout_ms: 1000,
+            },
+        )
+    })
+    .await
+    .unwrap()
+    .unwrap_err();
+    assert_eq!(e.code(), code::INNER_ERROR);
+    // A store without distributed tables has nothing to sync.
+    let h = open(&a, 1, "plain.db");
+    assert_eq!(
+        a.svc
+            .sync(
+                1,
+                &SyncArgs {
+                    handle: h,
+                    mode: SyncMode::Push,
+                    devices: vec![],
+                    timeout_ms: 10,
+                },
+            )
+            .unwrap_err()
+            .code(),
+        code::INVALID_ARGS
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_query_reads_the_peers_copy_and_never_writes() {
+    let (a, b) = pair();
+    let (ha, hb) = (distributed(&a), distributed(&b));
+    exec(&b, hb, "INSERT INTO note VALUES (5, 'peer', 'x')", vec![]);
+    let rq = |sql: &str, args: Vec<Value>| {
+        let svc = a.svc.clone();
+        let a = RemoteQueryArgs {
+            handle: ha,
+            device: "net-dev-b".into(),
+            sql: sql.into(),
+            args,
+        };
+        tokio::task::spawn_blocking(move || svc.remote_query(1, &a))
+    };
+    let r = rq("SELECT id, title FROM note WHERE id = ?", vec![Value::Integer(5)])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.columns, vec!["id", "title"]);
+    assert_eq!(r.rows, vec![vec![Value::Integer(5), t("peer")]]);
+    // Nothing local came of it.
+    assert!(rows(&a, ha).is_empty());
+    let e = rq("DELETE FROM note", vec![]).await.unwrap().unwrap_err();
+    assert_eq!(e.code(), code::NOT_A_QUERY, "{e}");
+    assert_eq!(rows(&b, hb).len(), 1);
+    // A device that is not online.
+    let svc = a.svc.clone();
+    let e = tokio::task::spawn_blocking(move || {
+        svc.remote_query(
+            1,
+            &RemoteQueryArgs {
+                handle: ha,
+                device: "net-dev-q".into(),
+                sql: "SELECT 1".into(),
+                args: vec![],
+            },
+        )
+    })
+    .await
+    .unwrap()
+    .unwrap_err();
+    assert_eq!(e.code(), code::INNER_ERROR);
+}
+
+#[test]
+fn a_peers_garbage_is_refused_and_store_ids_stay_inside_the_app() {
+    assert!(decode(&[0xff, 0xff, 0xff]).is_err());
+    let d = |id: &str| StoreDesc {
+        bundle: "com.example".into(),
+        store_id: id.into(),
+        kind: StoreType::SingleVersion,
+        level: oxh_kvstore::limits::SecurityLevel::S1,
+    };
+    assert_eq!(
+        config_of(&d("x/notes.db")).unwrap().relative_path().unwrap(),
+        std::path::Path::new("x/notes.db")
+    );
+    for bad in ["../notes.db", "/etc/passwd", "a//b", ""] {
+        assert!(config_of(&d(bad)).is_err(), "{bad}");
+    }
+}
