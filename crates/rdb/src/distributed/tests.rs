@@ -434,7 +434,7 @@ fn equal_timestamps_pick_the_same_winner_everywhere() {
 }
 
 #[test]
-fn a_refused_changeset_inside_begin_transaction_leaves_local_writes_logged() {
+fn a_changeset_is_refused_inside_begin_transaction_and_a_bad_one_leaves_local_writes_logged() {
     let d = tempfile::tempdir().unwrap();
     let a = open(d.path(), "a", Arc::new(AtomicU64::new(1_000)));
     note(&a);
@@ -455,11 +455,19 @@ fn a_refused_changeset_inside_begin_transaction_leaves_local_writes_logged() {
             }],
         }],
     };
+    // Inside the app's open transaction a changeset is not applied at all: the app could
+    // still roll it back after the sync acknowledged it.
     a.begin_transaction().unwrap();
+    assert_eq!(
+        a.apply_changeset(&bad).unwrap_err().code(),
+        code::SQLITE_BUSY
+    );
+    a.commit().unwrap();
     assert_eq!(
         a.apply_changeset(&bad).unwrap_err().code(),
         code::INVALID_ARGS
     );
+    a.begin_transaction().unwrap();
     put(&a, 7, "local", "write");
     a.commit().unwrap();
     let cs = a.changes_since(0, 10).unwrap();
