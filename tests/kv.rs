@@ -11,7 +11,7 @@ use std::time::Duration;
 const APP: &str = "com.example.notes";
 
 /// Waits until `d` sees device `udid` online (events first, then the list: nothing slips).
-async fn wait_online(d: &TestDevice, udid: &str) {
+pub(crate) async fn wait_online(d: &TestDevice, udid: &str) {
     let sdk = d.sdk().await;
     let dm = sdk.device_manager();
     let mut watch = dm.on_state_change().await.unwrap();
@@ -36,7 +36,7 @@ async fn wait_online(d: &TestDevice, udid: &str) {
 }
 
 /// `a`, and `b` which knows where `a` listens (so `b` can be restarted and come back).
-async fn pair() -> (TestDevice, TestDevice) {
+pub(crate) async fn pair() -> (TestDevice, TestDevice) {
     let a = TestDevice::start();
     let b = TestDevice::start_with(&["--peer", &a.ready_field("bus")]);
     bind_by_pin(&a, &b).await;

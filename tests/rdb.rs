@@ -876,3 +876,242 @@ async fn the_sdk_store_writes_and_reads_by_predicates_and_transactions() {
         "{out}"
     );
 }
+
+/// The store with `note` distributed, through the CLI.
+fn cli_note_store(d: &TestDevice) {
+    cli_ok(
+        d,
+        &[
+            "exec",
+            "CREATE TABLE note(id INTEGER PRIMARY KEY, title TEXT, body TEXT)",
+        ],
+    );
+    cli_ok(d, &["distribute", "note"]);
+}
+
+/// `oxh rdb CMD --app APP --store notes.db ARGS...`, which must succeed; its output.
+fn cli_ok(d: &TestDevice, args: &[&str]) -> String {
+    let s = ["--app", APP, "--store", "notes.db"];
+    let mut v = vec![args[0]];
+    v.extend_from_slice(&s);
+    v.extend_from_slice(&args[1..]);
+    let o = d.oxh(&rdb(&v));
+    assert!(
+        o.status.success(),
+        "oxh rdb {args:?}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn two_devices_sync_by_the_cli_keep_both_column_edits_and_answer_remote_queries() {
+    let (a, b) = crate::kv::pair().await;
+    cli_note_store(&a);
+    cli_note_store(&b);
+    for i in 1..=3 {
+        let id = i.to_string();
+        cli_ok(
+            &a,
+            &[
+                "exec",
+                "INSERT INTO note VALUES (?, ?, ?)",
+                &id,
+                "title",
+                "body",
+            ],
+        );
+    }
+    let b_udid = b.ready_field("udid");
+    let out = cli_ok(&a, &["sync", "--push", "--devices", &b_udid]);
+    assert!(out.trim_end().ends_with("success"), "{out}");
+    let q = "SELECT id, title, body FROM note ORDER BY id";
+    assert_eq!(cli_ok(&b, &["query", q]), cli_ok(&a, &["query", q]));
+    // Concurrent edits of two columns of one row, then one sync both ways.
+    cli_ok(
+        &a,
+        &["exec", "UPDATE note SET title = 'from a' WHERE id = 2"],
+    );
+    cli_ok(
+        &b,
+        &["exec", "UPDATE note SET body = 'from b' WHERE id = 2"],
+    );
+    let out = cli_ok(&b, &["sync"]);
+    assert!(out.trim_end().ends_with("success"), "{out}");
+    let want = "1|title|body\n2|from a|from b\n3|title|body\n";
+    for d in [&a, &b] {
+        let file = d.data_dir().join("rdb").join(APP).join("notes.db");
+        assert_eq!(sqlite3(&file, q), want, "{}", file.display());
+    }
+    // remoteQuery: b's rows, read on b, nothing written anywhere.
+    cli_ok(
+        &b,
+        &["exec", "INSERT INTO note VALUES (9, 'only on b', '')"],
+    );
+    let out = cli_ok(
+        &a,
+        &[
+            "remote-query",
+            "--device",
+            &b_udid,
+            "SELECT id, title FROM note WHERE id = ?",
+            "9",
+        ],
+    );
+    assert_eq!(out, "id|title\n9|only on b\n");
+    assert_eq!(
+        cli_ok(&a, &["query", "SELECT count(*) AS n FROM note"]),
+        "n\n3\n"
+    );
+    let o = a.oxh(&rdb(&[
+        "remote-query",
+        "--app",
+        APP,
+        "--store",
+        "notes.db",
+        "--device",
+        &b_udid,
+        "DELETE FROM note",
+    ]));
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("14800019"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // A device that is not there is reported per device, with exit status 1.
+    let o = a.oxh(&rdb(&[
+        "sync",
+        "--app",
+        APP,
+        "--store",
+        "notes.db",
+        "--devices",
+        "nosuchdevice",
+    ]));
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "nosuchdevice device offline\n"
+    );
+}
+
+async fn sdk_note_store(dev: &oxh_sdk::Device, name: &str) -> oxh_sdk::rdb::RdbStore {
+    let s = oxh_sdk::rdb::get_rdb_store(dev, Some(APP), StoreConfig::new(name, SecurityLevel::S1))
+        .await
+        .expect("getRdbStore");
+    s.execute_sql(
+        "CREATE TABLE IF NOT EXISTS note(id INTEGER PRIMARY KEY, title TEXT, body TEXT)",
+        vec![],
+    )
+    .await
+    .expect("create");
+    s.set_distributed_tables(&["note"])
+        .await
+        .expect("distribute");
+    s
+}
+
+async fn count(s: &oxh_sdk::rdb::RdbStore) -> i64 {
+    let mut rs = s
+        .query_sql("SELECT count(*) FROM note", vec![])
+        .await
+        .expect("count");
+    assert!(rs.go_to_next_row().expect("a row"));
+    rs.get_long(0).expect("n")
+}
+
+#[tokio::test]
+async fn kill9_mid_write_loses_no_acknowledged_row() {
+    let mut d = TestDevice::start();
+    let acked = {
+        let dev = d.sdk().await;
+        let st = sdk_note_store(&dev, "crash.db").await;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let writer = tokio::spawn(async move {
+            for i in 0..100_000i64 {
+                let row = vec![
+                    ("id".to_string(), Value::Integer(i)),
+                    ("title".to_string(), Value::Text("t".into())),
+                ];
+                if st.insert("note", row).await.is_err() {
+                    return;
+                }
+                let _ = tx.send(i);
+            }
+        });
+        let mut acked = Vec::new();
+        while acked.len() < 50 {
+            acked.push(rx.recv().await.expect("writes"));
+        }
+        d.kill9();
+        let _ = writer.await;
+        while let Ok(i) = rx.try_recv() {
+            acked.push(i);
+        }
+        acked
+    };
+    d.restart();
+    let dev = d.sdk().await;
+    let st = sdk_note_store(&dev, "crash.db").await;
+    let mut rs = st.query_sql("SELECT id FROM note", vec![]).await.unwrap();
+    let mut have = std::collections::HashSet::new();
+    while rs.go_to_next_row().unwrap() {
+        have.insert(rs.get_long(0).unwrap());
+    }
+    for i in &acked {
+        assert!(have.contains(i), "row {i} was acknowledged, then lost");
+    }
+    // The change log kept up: every row is still there to sync.
+    assert_eq!(have.len() as i64, count(&st).await);
+}
+
+#[tokio::test]
+async fn kill9_mid_sync_then_restart_resumes_and_loses_nothing() {
+    use oxh_sdk::rdb::{RdbPredicates, SyncMode, SyncStatus};
+    let (a, mut b) = crate::kv::pair().await;
+    let (da, db) = (a.sdk().await, b.sdk().await);
+    let sa = sdk_note_store(&da, "big.db").await;
+    let sb = sdk_note_store(&db, "big.db").await;
+    const N: i64 = 60_000;
+    for c in 0..N / 500 {
+        let rows: Vec<_> = (0..500)
+            .map(|i| {
+                vec![
+                    ("id".to_string(), Value::Integer(c * 500 + i)),
+                    ("title".to_string(), Value::Text("x".repeat(100))),
+                ]
+            })
+            .collect();
+        sa.batch_insert("note", rows).await.unwrap();
+    }
+    let b_udid = b.ready_field("udid");
+    let to_b = RdbPredicates::new("note").in_devices(vec![b_udid.clone()]);
+    let sync = {
+        let (sa, p) = (sa.clone(), to_b.clone());
+        tokio::spawn(async move { sa.sync(SyncMode::Push, &p, Duration::from_secs(30)).await })
+    };
+    // Once the first packets are committed on b, kill it in the middle of the sync.
+    within("the first rows on b", Duration::from_secs(30), async {
+        while count(&sb).await == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    drop(sb);
+    drop(db);
+    b.kill9();
+    let r = sync.await.unwrap().unwrap();
+    assert_ne!(r[0].status, SyncStatus::Success, "b died mid-sync: {r:?}");
+    b.restart();
+    crate::kv::wait_online(&a, &b_udid).await;
+    let r = sa
+        .sync(SyncMode::Push, &to_b, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(r[0].status, SyncStatus::Success, "{r:?}");
+    let db = b.sdk().await;
+    let sb = sdk_note_store(&db, "big.db").await;
+    assert_eq!(count(&sb).await, N);
+}

@@ -17,10 +17,10 @@
 //! the IPC connection that began it: other connections' writes meet its lock (14800024), and
 //! it rolls back when its connection goes ([`RdbService::client_died`]).
 
+use crate::StoreConfig;
 use crate::api::{self, StoreHandle};
 use crate::error::{RdbError, Result, code};
 use crate::ops::ConflictResolution;
-use crate::StoreConfig;
 use crate::store::{RdbStore, Transaction, TransactionType};
 use crate::value::Value;
 use oxh_ipc::Caller;
@@ -412,7 +412,11 @@ impl RdbService {
     }
 
     /// A handle's store and its key.
-    pub(crate) fn handle_store(&self, conn: u64, h: StoreHandle) -> Result<(StoreKey, Arc<RdbStore>)> {
+    pub(crate) fn handle_store(
+        &self,
+        conn: u64,
+        h: StoreHandle,
+    ) -> Result<(StoreKey, Arc<RdbStore>)> {
         let hd = self.handle(conn, h)?;
         Ok((hd.key, hd.store))
     }
@@ -431,7 +435,11 @@ impl RdbService {
 
     /// The store `key` for a peer: the open one, or the file opened if it exists (a peer
     /// never makes a store).
-    pub(crate) fn open_existing(&self, key: &StoreKey, config: &StoreConfig) -> Result<Arc<RdbStore>> {
+    pub(crate) fn open_existing(
+        &self,
+        key: &StoreKey,
+        config: &StoreConfig,
+    ) -> Result<Arc<RdbStore>> {
         let mut stores = lock(&self.stores);
         if let Some(o) = stores.get(key) {
             if o.store.config().security_level != config.security_level {

@@ -252,7 +252,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl RdbService {
     fn now(&self) -> u64 {
-        self.sync_state().t0.get_or_init(Instant::now).elapsed().as_millis() as u64
+        self.sync_state()
+            .t0
+            .get_or_init(Instant::now)
+            .elapsed()
+            .as_millis() as u64
     }
 
     fn bus(&self) -> Result<&Arc<dyn RdbBus>> {

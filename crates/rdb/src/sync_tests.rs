@@ -339,10 +339,13 @@ async fn remote_query_reads_the_peers_copy_and_never_writes() {
         };
         tokio::task::spawn_blocking(move || svc.remote_query(1, &a))
     };
-    let r = rq("SELECT id, title FROM note WHERE id = ?", vec![Value::Integer(5)])
-        .await
-        .unwrap()
-        .unwrap();
+    let r = rq(
+        "SELECT id, title FROM note WHERE id = ?",
+        vec![Value::Integer(5)],
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert_eq!(r.columns, vec!["id", "title"]);
     assert_eq!(r.rows, vec![vec![Value::Integer(5), t("peer")]]);
     // Nothing local came of it.
@@ -379,7 +382,10 @@ fn a_peers_garbage_is_refused_and_store_ids_stay_inside_the_app() {
         level: oxh_kvstore::limits::SecurityLevel::S1,
     };
     assert_eq!(
-        config_of(&d("x/notes.db")).unwrap().relative_path().unwrap(),
+        config_of(&d("x/notes.db"))
+            .unwrap()
+            .relative_path()
+            .unwrap(),
         std::path::Path::new("x/notes.db")
     );
     for bad in ["../notes.db", "/etc/passwd", "a//b", ""] {

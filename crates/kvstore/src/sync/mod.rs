@@ -20,7 +20,8 @@
 
 use crate::limits::device_covers;
 use crate::wire::{
-    Batch, MAX_PACKET_BYTES, MAX_PACKET_ENTRIES, Msg, PROTOCOL_VERSION, StoreDesc, SyncStatus, WINDOW,
+    Batch, MAX_PACKET_BYTES, MAX_PACKET_ENTRIES, Msg, PROTOCOL_VERSION, StoreDesc, SyncStatus,
+    WINDOW,
 };
 use std::collections::{HashMap, VecDeque};
 
@@ -592,7 +593,12 @@ impl SyncEngine {
     }
 
     /// Advances time: retransmits and timeouts.
-    pub fn tick<R: SyncReplica>(&mut self, r: &mut R, now: u64, out: &mut Vec<Event<R::Batch, R::Change>>) {
+    pub fn tick<R: SyncReplica>(
+        &mut self,
+        r: &mut R,
+        now: u64,
+        out: &mut Vec<Event<R::Batch, R::Change>>,
+    ) {
         let timed_out: Vec<String> = self
             .rounds
             .iter()
