@@ -9,7 +9,6 @@
 //! Run: `cargo bench --bench kv`. `OXH_BENCH_SYNC_ENTRIES` changes the sync size.
 
 mod common;
-use common::Daemon;
 
 use oxh_kvstore::limits::{SecurityLevel, StoreType};
 use oxh_kvstore::store::{Store, StoreMeta};
@@ -20,14 +19,6 @@ use std::time::{Duration, Instant};
 const SINGLE: usize = 500;
 const BATCHED: usize = 100_000;
 const GETS: usize = 100_000;
-
-fn start(dir: &std::path::Path, peers: &[String]) -> Daemon {
-    let mut args: Vec<&str> = common::LOOPBACK.to_vec();
-    for p in peers {
-        args.extend(["--peer", p.as_str()]);
-    }
-    Daemon::start_in(dir, &args)
-}
 
 fn p50(v: &mut [Duration]) -> Duration {
     v.sort();
@@ -166,21 +157,13 @@ fn sent(dump: &str) -> (u64, u64) {
 fn sync() {
     let entries: usize = common::env_num("OXH_BENCH_SYNC_ENTRIES", 100_000);
     let base = tempfile::tempdir().expect("tmp");
-    let a = start(&base.path().join("a"), &[]);
-    let b = start(&base.path().join("b"), &[a.field("bus")]);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("rt");
     rt.block_on(async {
-        let da = oxh_sdk::Device::connect(&a.dir).await.expect("a");
-        let db = oxh_sdk::Device::connect(&b.dir).await.expect("b");
-        let pin = db.device_manager().issue_pin().await.expect("pin");
-        da.device_manager()
-            .bind(&b.field("bus"), &pin.pin)
-            .await
-            .expect("bind");
+        let (_a, _b, da, db) = common::bound_pair(base.path()).await;
         let sa = KVManager::new(&da, Some("com.example.bench"))
             .get_single_kv_store("bench", Options::default())
             .await
@@ -206,16 +189,6 @@ fn sync() {
                 .map(|i| (key(i), vec![b'x'; 100 - key(i).len()]))
                 .collect();
             sa.put_batch(&batch).await.expect("batch");
-        }
-        // Wait until b is online for a.
-        let t = Instant::now();
-        loop {
-            let tr = da.device_manager().trusted_devices().await.expect("trusted");
-            if tr.iter().any(|t| t.online) {
-                break;
-            }
-            assert!(t.elapsed() < Duration::from_secs(20), "b never came online");
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let before = sent(&da.samgr().dump(oxh_kvstore::api::SA_ID, vec![]).await.expect("dump"));
         let t = Instant::now();

@@ -114,3 +114,37 @@ pub fn time_runs(iters: usize, prog: &str, args: &[&str]) -> Option<Vec<std::tim
     }
     Some(v)
 }
+
+/// Two devices on loopback, `b` dialling `a`, bound with a PIN and online for each other,
+/// with an SDK connection to each: what a bench of sync between devices runs on.
+pub async fn bound_pair(base: &Path) -> (Daemon, Daemon, oxh_sdk::Device, oxh_sdk::Device) {
+    let mut args: Vec<&str> = LOOPBACK.to_vec();
+    let a = Daemon::start_in(&base.join("a"), &args);
+    let bus = a.field("bus");
+    args.extend(["--peer", bus.as_str()]);
+    let b = Daemon::start_in(&base.join("b"), &args);
+    let da = oxh_sdk::Device::connect(&a.dir).await.expect("a");
+    let db = oxh_sdk::Device::connect(&b.dir).await.expect("b");
+    let pin = db.device_manager().issue_pin().await.expect("pin");
+    da.device_manager()
+        .bind(&b.field("bus"), &pin.pin)
+        .await
+        .expect("bind");
+    let t = std::time::Instant::now();
+    loop {
+        let tr = da
+            .device_manager()
+            .trusted_devices()
+            .await
+            .expect("trusted");
+        if tr.iter().any(|t| t.online) {
+            break;
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(20),
+            "b never came online"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    (a, b, da, db)
+}

@@ -489,6 +489,7 @@ impl RdbService {
             conns.len(),
             self.cfg.dir.display()
         );
+        s += &self.sync_dump();
         let mut keys: Vec<_> = stores.iter().collect();
         keys.sort_by(|a, b| a.0.cmp(b.0));
         for ((app, path), o) in keys {

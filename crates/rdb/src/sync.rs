@@ -55,9 +55,29 @@ pub trait RdbBus: Send + Sync {
     fn app_may_sync(&self, bundle: &str) -> bool;
 }
 
-/// A data packet's bytes: one [`Changeset`] in its compact encoding.
+/// A data packet: one [`Changeset`] in its compact encoding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Packet(pub Vec<u8>);
+pub struct Packet {
+    /// The encoded changeset.
+    pub bytes: Vec<u8>,
+    /// The values' bytes inside (keys and cells), for the wire-to-payload ratio; not sent.
+    #[serde(skip)]
+    pub payload: u64,
+}
+
+/// The bytes of a changeset's values: text and blobs by length, numbers as 8.
+fn payload_of(cs: &Changeset) -> u64 {
+    let v = |x: &Value| match x {
+        Value::Text(s) => s.len(),
+        Value::Blob(b) => b.len(),
+        Value::Null => 0,
+        _ => 8,
+    } as u64;
+    cs.rows
+        .iter()
+        .map(|r| r.pk.iter().map(v).sum::<u64>() + r.cells.iter().map(|c| v(&c.value)).sum::<u64>())
+        .sum()
+}
 
 /// A message on the relational store's channel.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -204,7 +224,13 @@ impl SyncReplica for Side<'_> {
             .changes_since_bounded(after, max_entries, max_bytes)
             .map_err(s)?;
         let upto = if cs.rows.is_empty() { after } else { cs.upto };
-        Ok((Packet(cs.encode().map_err(s)?), upto))
+        Ok((
+            Packet {
+                payload: payload_of(&cs),
+                bytes: cs.encode().map_err(s)?,
+            },
+            upto,
+        ))
     }
     fn apply_batch(
         &mut self,
@@ -212,7 +238,7 @@ impl SyncReplica for Side<'_> {
         _src: &str,
         batch: Packet,
     ) -> std::result::Result<Vec<Applied>, String> {
-        let cs = Changeset::decode(&batch.0).map_err(s)?;
+        let cs = Changeset::decode(&batch.bytes).map_err(s)?;
         let applied = self.store.apply_changeset(&cs).map_err(s)?;
         Ok(if applied.is_empty() {
             Vec::new()
@@ -242,6 +268,8 @@ pub(crate) struct SyncState {
     queries: Mutex<HashMap<(String, u64), Waiter2>>,
     next_query: AtomicU64,
     t0: OnceLock<Instant>,
+    /// Sync messages sent, their bytes as handed to the bus, and the values' bytes in them.
+    sent: [AtomicU64; 3],
 }
 
 type Waiter2 = mpsc::Sender<std::result::Result<api::Rows, (i32, String)>>;
@@ -329,6 +357,18 @@ impl RdbService {
         Ok(sy)
     }
 
+    /// For hidumper: what the sync sent (the wire-to-payload ratio).
+    pub(crate) fn sync_dump(&self) -> String {
+        let [m, b, p] = &self.sync_state().sent;
+        format!(
+            "rdb sync sent: {} messages, {} bytes, {} payload bytes; {} stores syncing\n",
+            m.load(Ordering::Relaxed),
+            b.load(Ordering::Relaxed),
+            p.load(Ordering::Relaxed),
+            lock(&self.sync_state().synced).len()
+        )
+    }
+
     /// A store deleted: its sync goes with it.
     pub(crate) fn forget_synced(&self, key: &Key) {
         lock(&self.sync_state().synced).remove(key);
@@ -413,11 +453,17 @@ impl RdbService {
             match e {
                 Event::Send { to, msg } => {
                     if let Ok(bus) = self.bus() {
+                        if let Msg::Data { batch, .. } = &msg {
+                            st.sent[2].fetch_add(batch.payload, Ordering::Relaxed);
+                        }
                         let m = RdbMsg::Sync {
                             store: sy.desc.clone(),
                             msg,
-                        };
-                        bus.send(&to, m.encode());
+                        }
+                        .encode();
+                        st.sent[0].fetch_add(1, Ordering::Relaxed);
+                        st.sent[1].fetch_add(m.len() as u64, Ordering::Relaxed);
+                        bus.send(&to, m);
                     }
                 }
                 Event::Complete { peer, req, status } => {
