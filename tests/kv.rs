@@ -499,7 +499,7 @@ async fn a_device_coming_online_catches_up_on_auto_sync_stores() {
 
 // ------------------------------------------------------------ three hosts in namespaces
 
-mod netns {
+pub(crate) mod netns {
     //! Three hosts on a bridge (network namespaces), each a real `oxhd`: concurrent writers
     //! on all three, one host cut off, writes on both sides, the link back: all converge on
     //! the winners that last-writer-wins on (HLC, device) predicts. Needs root and `ip`;
@@ -511,12 +511,12 @@ mod netns {
     use std::time::Duration;
 
     /// Where `d`'s bus listens, as the other hosts reach it (`ip` is its address).
-    fn bus(d: &NsDevice, ip: &str) -> String {
+    pub(crate) fn bus(d: &NsDevice, ip: &str) -> String {
         let port = d.ready_field("bus").rsplit(':').next().unwrap().to_string();
         format!("{ip}:{port}")
     }
 
-    async fn wait_online_count(d: &NsDevice, n: usize) {
+    pub(crate) async fn wait_online_count(d: &NsDevice, n: usize) {
         let sdk = d.sdk().await;
         within("trusted devices online", Duration::from_secs(20), async {
             loop {
@@ -552,16 +552,16 @@ mod netns {
         s.get_entries(b"").await.unwrap()
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn three_hosts_converge_after_a_partition_heals() {
-        let Some((_netns, hosts)) = oxh_testkit::bridged_hosts(
-            "three_hosts_converge_after_a_partition_heals",
-            "oxhkv",
-            3,
-            "10.79.0",
-        ) else {
-            return;
-        };
+    /// Three hosts on the bridge `<subnet>.0/24` (host i at `<subnet>.(i+1)`), each an `oxhd`,
+    /// every two bound by PIN and online for each other; `None` (after saying why) where
+    /// namespaces cannot be made.
+    pub(crate) async fn three_bound_hosts(
+        test: &str,
+        prefix: &str,
+        subnet: &str,
+        tag: &str,
+    ) -> Option<(oxh_testkit::Netns, Vec<NsDevice>)> {
+        let (netns, hosts) = oxh_testkit::bridged_hosts(test, prefix, 3, subnet)?;
         let pid = std::process::id();
         let devs: Vec<NsDevice> = hosts
             .iter()
@@ -569,30 +569,47 @@ mod netns {
             .map(|(i, ns)| {
                 NsDevice::start(
                     ns,
-                    &format!("kv{pid}-{i}"),
+                    &format!("{tag}{pid}-{i}"),
                     &["--discovery", "off", "--heartbeat-ms", "300"],
                 )
                 .expect("start oxhd in a namespace")
             })
             .collect();
-        let [a, b, c] = &devs[..] else { unreachable!() };
-        // Host i has 10.79.0.(i+1) (the bridge numbers them in order).
-        for (x, y, y_ip) in [
-            (a, b, "10.79.0.2"),
-            (a, c, "10.79.0.3"),
-            (b, c, "10.79.0.3"),
-        ] {
-            let pin = y.sdk().await.device_manager().issue_pin().await.unwrap();
-            x.sdk()
+        for (x, y) in [(0, 1), (0, 2), (1, 2)] {
+            let pin = devs[y]
+                .sdk()
                 .await
                 .device_manager()
-                .bind(&bus(y, y_ip), &pin.pin)
+                .issue_pin()
+                .await
+                .unwrap();
+            devs[x]
+                .sdk()
+                .await
+                .device_manager()
+                .bind(&bus(&devs[y], &format!("{subnet}.{}", y + 1)), &pin.pin)
                 .await
                 .unwrap();
         }
         for d in &devs {
             wait_online_count(d, 2).await;
         }
+        Some((netns, devs))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn three_hosts_converge_after_a_partition_heals() {
+        let Some((_netns, devs)) = three_bound_hosts(
+            "three_hosts_converge_after_a_partition_heals",
+            "oxhkv",
+            "10.79.0",
+            "kv",
+        )
+        .await
+        else {
+            return;
+        };
+        let [a, b, c] = &devs[..] else { unreachable!() };
         let stores = vec![store(a).await, store(b).await, store(c).await];
 
         // Concurrent writers on all three: the same keys, and keys of their own.
@@ -659,7 +676,9 @@ mod netns {
     }
 
     /// Runs futures concurrently (no extra dependency for join_all).
-    async fn futures_join_all<F: std::future::Future<Output = ()>>(fs: impl Iterator<Item = F>) {
+    pub(crate) async fn futures_join_all<F: std::future::Future<Output = ()>>(
+        fs: impl Iterator<Item = F>,
+    ) {
         let fs: Vec<_> = fs.map(Box::pin).collect();
         let mut fs: Vec<_> = fs.into_iter().map(Some).collect();
         std::future::poll_fn(|cx| {
