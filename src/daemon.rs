@@ -157,6 +157,9 @@ impl oxh_rdb::sync::RdbBus for RdbBusOfKv {
     fn online(&self) -> Vec<(String, String)> {
         self.kv.online_devices()
     }
+    fn trusted(&self) -> Vec<String> {
+        self.kv.trusted_devices()
+    }
     fn resolve(&self, device: &str) -> String {
         self.kv.resolve_device(device)
     }

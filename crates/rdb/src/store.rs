@@ -503,6 +503,11 @@ impl RdbStore {
     pub fn set_peer_state(&self, peer: &str, acked: u64, epoch: &[u8]) -> Result<()> {
         self.write_durable(|c| replica::set_peer_state(&c.c, peer, acked, epoch))
     }
+    /// Collects the row tombstones every one of `peers` (the devices bound to this one) has
+    /// acknowledged; how many went.
+    pub fn gc_tombstones(&self, peers: &[String]) -> Result<usize> {
+        self.write_durable(|c| replica::gc_tombstones(&c.c, peers))
+    }
     /// The store's epoch (new when the store is deleted and made again).
     pub fn epoch(&self) -> Result<[u8; 16]> {
         self.read(|c| c.epoch())

@@ -26,7 +26,9 @@ use crate::store::RdbStore;
 use crate::value::Value;
 use crate::{Applied, SecurityLevel, StoreConfig};
 use oxh_kvstore::limits::StoreType;
-use oxh_kvstore::sync::{Event, PeerState, ReplicaState, SyncConfig, SyncEngine, SyncReplica};
+use oxh_kvstore::sync::{
+    Event, GC_EVERY_TICKS, PeerState, ReplicaState, SyncConfig, SyncEngine, SyncReplica,
+};
 use oxh_kvstore::wire::{Msg, StoreDesc};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -35,7 +37,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
-/// How often the engines are ticked (resends, timeouts).
+/// How often the engines are ticked (resends, timeouts); tombstones are collected every
+/// [`GC_EVERY_TICKS`] ticks, as the KV store's.
 pub const TICK: Duration = Duration::from_millis(50);
 /// Remote queries one device may have waiting for answers from us at once.
 const MAX_PENDING_QUERIES: usize = 64;
@@ -47,6 +50,8 @@ pub trait RdbBus: Send + Sync {
     fn send(&self, udid: &str, bytes: Vec<u8>);
     /// The trusted devices online now: `(udid, networkId)`.
     fn online(&self) -> Vec<(String, String)>;
+    /// Every device bound to this one (udids), online or not: tombstones wait for them all.
+    fn trusted(&self) -> Vec<String>;
     /// The udid a caller's device name (networkId, udid or a prefix of one) means.
     fn resolve(&self, device: &str) -> String;
     /// This device's security level, 1..=5.
@@ -270,6 +275,7 @@ pub(crate) struct SyncState {
     t0: OnceLock<Instant>,
     /// Sync messages sent, their bytes as handed to the bus, and the values' bytes in them.
     sent: [AtomicU64; 3],
+    ticks: AtomicU64,
 }
 
 type Waiter2 = mpsc::Sender<std::result::Result<api::Rows, (i32, String)>>;
@@ -321,6 +327,17 @@ impl RdbService {
 
     fn tick(&self) {
         let now = self.now();
+        let n = self.sync_state().ticks.fetch_add(1, Ordering::Relaxed) + 1;
+        if n.is_multiple_of(GC_EVERY_TICKS)
+            && let Ok(bus) = self.bus()
+        {
+            let peers = bus.trusted();
+            for (k, sy) in self.all_synced() {
+                if let Err(e) = sy.store.gc_tombstones(&peers) {
+                    tracing::info!(tag = "rdb", "tombstones of {}: {e}", k.0);
+                }
+            }
+        }
         for (k, sy) in self.all_synced() {
             let mut out = Vec::new();
             {

@@ -9,12 +9,15 @@ use oxh_ipc::{Caller, TokenType};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Weak, mpsc as std_mpsc};
 
+/// Where a device's deliveries go: (sender udid, bytes).
+type Inbox = std_mpsc::Sender<(String, Vec<u8>)>;
+
 struct MemBus {
     me: String,
     level: u8,
     may_sync: AtomicBool,
     /// Per peer udid: the queue its delivery thread reads.
-    peers: Mutex<HashMap<String, std_mpsc::Sender<(String, Vec<u8>)>>>,
+    peers: Mutex<HashMap<String, Inbox>>,
     online: Mutex<bool>,
 }
 
@@ -35,6 +38,9 @@ impl RdbBus for MemBus {
             .keys()
             .map(|u| (u.clone(), format!("net-{u}")))
             .collect()
+    }
+    fn trusted(&self) -> Vec<String> {
+        lock(&self.peers).keys().cloned().collect()
     }
     fn resolve(&self, device: &str) -> String {
         device.strip_prefix("net-").unwrap_or(device).to_string()
@@ -65,7 +71,7 @@ fn caller() -> Caller {
 }
 
 /// A device `name` whose deliveries come from a thread of its own.
-fn dev(name: &str, level: u8) -> (Dev, std_mpsc::Sender<(String, Vec<u8>)>) {
+fn dev(name: &str, level: u8) -> (Dev, Inbox) {
     let dir = tempfile::tempdir().unwrap();
     let svc = RdbService::open(RdbConfig {
         dir: dir.path().to_path_buf(),

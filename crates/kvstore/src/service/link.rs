@@ -36,6 +36,14 @@ impl KvService {
         now
     }
 
+    /// Every device bound to this one (udids), online or not.
+    pub fn trusted_devices(&self) -> Vec<String> {
+        self.net
+            .get()
+            .map(|n| n.softbus.trusted().into_iter().map(|t| t.udid).collect())
+            .unwrap_or_default()
+    }
+
     /// Lets `feature` share the sync session on `channel`: it gets the messages peers send
     /// on it and hears of devices going online and offline.
     pub fn attach_feature(&self, channel: u8, feature: Arc<dyn Feature>) {

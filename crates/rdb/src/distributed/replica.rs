@@ -524,3 +524,27 @@ pub(crate) fn ack(c: &rusqlite::Connection, peer: &str, from: u64, upto: u64) ->
     }
     Ok(w)
 }
+
+/// Collects the row tombstones every peer in `peers` (every device this one is bound to)
+/// has acknowledged: none of them can send an older life of the row any more. A device never
+/// synced holds everything back. Returns how many went.
+pub(crate) fn gc_tombstones(c: &rusqlite::Connection, peers: &[String]) -> Result<usize> {
+    let mut min = u64::MAX;
+    for p in peers {
+        min = min.min(watermark(c, p)?);
+    }
+    if peers.is_empty() || min == 0 {
+        return Ok(0);
+    }
+    let mut n = 0;
+    for (t, _) in super::recorded(c)? {
+        n += c.execute(
+            &format!(
+                "DELETE FROM {} WHERE oxh_rdb_cl % 2 = 0 AND oxh_rdb_seq <= ?1",
+                q(&rows_table(&t))
+            ),
+            [min as i64],
+        )?;
+    }
+    Ok(n)
+}

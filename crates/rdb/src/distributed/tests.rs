@@ -523,3 +523,53 @@ fn an_insert_logs_its_row_alone_and_its_cells_still_travel_with_the_rows_version
     assert_eq!(rows(&a, "note"), rows(&b, "note"));
     assert_eq!(rows(&a, "note")[0][2], t("y"));
 }
+
+#[test]
+fn tombstones_go_once_every_bound_peer_acknowledged_them_and_the_row_stays_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(AtomicU64::new(1_000));
+    let (a, b) = (
+        open(dir.path(), "a", clock.clone()),
+        open(dir.path(), "b", clock.clone()),
+    );
+    note(&a);
+    note(&b);
+    put(&a, 1, "one", "x");
+    put(&a, 2, "two", "y");
+    sync(&a, &b);
+    let mut p = RdbPredicates::new("note");
+    p.equal_to("id", 1);
+    assert_eq!(a.delete(&p).unwrap(), 1);
+    let tombstones = |s: &RdbStore| -> i64 {
+        match s
+            .execute(
+                &format!(
+                    "SELECT count(*) FROM {} WHERE oxh_rdb_cl % 2 = 0",
+                    crate::ident::q(&super::schema::rows_table("note"))
+                ),
+                &[],
+            )
+            .unwrap()
+        {
+            Value::Integer(n) => n,
+            v => panic!("{v:?}"),
+        }
+    };
+    assert_eq!(tombstones(&a), 1);
+    // Not yet sent: nobody acknowledged it.
+    assert_eq!(a.gc_tombstones(&["b".into()]).unwrap(), 0);
+    sync(&a, &b);
+    // c is bound but never synced: it could still send the row's older life.
+    assert_eq!(a.gc_tombstones(&["b".into(), "c".into()]).unwrap(), 0);
+    assert_eq!(a.gc_tombstones(&[]).unwrap(), 0);
+    assert_eq!(a.gc_tombstones(&["b".into()]).unwrap(), 1);
+    assert_eq!(tombstones(&a), 0);
+    // b, which acknowledged the delete, sends all it has again: the row stays deleted.
+    b.set_peer_state("a", 0, &[]).unwrap();
+    sync(&b, &a);
+    assert_eq!(
+        rows(&a, "note"),
+        vec![vec![Value::from(2), t("two"), t("y")]]
+    );
+    assert_eq!(rows(&b, "note"), rows(&a, "note"));
+}
