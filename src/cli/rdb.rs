@@ -292,7 +292,22 @@ pub async fn run(g: &Global, c: &RdbCmd) -> Result<i32> {
                 sql: sql.clone(),
                 args: binds(args, *text)?,
             };
-            let r: Rows = cl.call(api::SA_ID, api::REMOTE_QUERY, &a).await?;
+            let mut page: api::RemotePage = cl.call(api::SA_ID, api::REMOTE_QUERY, &a).await?;
+            let mut rows = std::mem::take(&mut page.rows);
+            while let Some(cursor) = page.more {
+                page = cl
+                    .call(
+                        api::SA_ID,
+                        api::REMOTE_QUERY_NEXT,
+                        &api::NextPageArgs { cursor },
+                    )
+                    .await?;
+                rows.append(&mut page.rows);
+            }
+            let r = Rows {
+                columns: page.columns,
+                rows,
+            };
             print_rows(g, &r)?;
         }
         RdbCmd::Distribute { s, tables } => {

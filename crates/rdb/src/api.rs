@@ -81,8 +81,11 @@ pub const CLOSE_RDB_STORE: u32 = CODE_BASE + 14;
 pub const DELETE_RDB_STORE: u32 = CODE_BASE + 15;
 /// [`SyncArgs`] → `Vec<`[`DeviceSyncResult`]`>`; needs [`DATASYNC_PERMISSION`].
 pub const SYNC: u32 = CODE_BASE + 20;
-/// [`RemoteQueryArgs`] → [`Rows`]; needs [`DATASYNC_PERMISSION`].
+/// [`RemoteQueryArgs`] → [`RemotePage`]; needs [`DATASYNC_PERMISSION`].
 pub const REMOTE_QUERY: u32 = CODE_BASE + 21;
+/// [`NextPageArgs`] → [`RemotePage`]: the rest of a remoteQuery's result; needs
+/// [`DATASYNC_PERMISSION`].
+pub const REMOTE_QUERY_NEXT: u32 = CODE_BASE + 22;
 
 pub use oxh_kvstore::api::{DATASYNC_PERMISSION, DeviceSyncResult};
 pub use oxh_kvstore::sync::SyncMode;
@@ -92,13 +95,15 @@ pub use oxh_kvstore::wire::SyncStatus;
 pub const DEFAULT_SYNC_TIMEOUT_MS: u64 = 30_000;
 /// How long a remoteQuery waits for the device's answer.
 pub const REMOTE_QUERY_TIMEOUT_MS: u64 = 10_000;
-/// The most a remoteQuery's result may hold on the peer, in encoded bytes: OpenHarmony's
-/// 4 MiB, less what one reply to the caller carries ([`MAX_RESULT_BYTES`]) when that is less.
-pub const MAX_REMOTE_RESULT_BYTES: usize = if MAX_RESULT_BYTES < 4 * 1024 * 1024 {
-    MAX_RESULT_BYTES
-} else {
-    4 * 1024 * 1024
-};
+/// The most a remoteQuery's result may hold, in encoded bytes (OpenHarmony's limit): the
+/// peer refuses a larger one (14800001). It reaches the caller in pages of at most
+/// [`MAX_RESULT_BYTES`], the rest waiting in the service for [`REMOTE_QUERY_NEXT`].
+pub const MAX_REMOTE_RESULT_BYTES: usize = 4 * 1024 * 1024;
+/// Remote results one connection may leave unread in the service at once (each at most
+/// [`MAX_REMOTE_RESULT_BYTES`]); the oldest goes when another comes.
+pub const MAX_REMOTE_CURSORS_PER_CONN: usize = 2;
+/// Remote results the service holds unread at once, over every connection.
+pub const MAX_REMOTE_CURSORS: usize = 16;
 
 /// Arguments of [`SYNC`]: `sync(mode, predicates)` with the predicates' `inDevices`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,6 +130,24 @@ pub struct RemoteQueryArgs {
     pub sql: String,
     /// The arguments.
     pub args: Vec<Value>,
+}
+
+/// Arguments of [`REMOTE_QUERY_NEXT`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NextPageArgs {
+    /// From the previous page's `more`.
+    pub cursor: u64,
+}
+
+/// One page of a remoteQuery's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RemotePage {
+    /// Column names (on every page).
+    pub columns: Vec<String>,
+    /// The page's rows, in order.
+    pub rows: Vec<Vec<Value>>,
+    /// The cursor of the rest, if any: ask [`REMOTE_QUERY_NEXT`].
+    pub more: Option<u64>,
 }
 
 /// At most this many stores open at once on one connection (each may hold one transaction,
@@ -435,11 +458,17 @@ pub struct ObtainNameArgs {
     pub table: String,
 }
 
-/// The error an over-[`MAX_RESULT_BYTES`] result gets.
-pub fn too_big(bytes: usize) -> RdbError {
+/// The error a result over its cap gets: [`MAX_RESULT_BYTES`] (one reply) for a local
+/// query, [`MAX_REMOTE_RESULT_BYTES`] for a remote one.
+pub fn too_big(bytes: usize, cap: usize) -> RdbError {
+    let why = if cap == MAX_REMOTE_RESULT_BYTES {
+        "a remote query's result is at most 4 MiB, as in OpenHarmony"
+    } else {
+        "one reply carries at most that (the IPC limit of 1 MiB less the frame)"
+    };
     RdbError::invalid(format!(
-        "the result is over {bytes} bytes; one reply carries at most {MAX_RESULT_BYTES} \
-         bytes (the IPC limit of 1 MiB less the frame): page it with LIMIT/OFFSET"
+        "the result is over {bytes} bytes, past the cap of {cap} bytes: {why}; page it with \
+         LIMIT/OFFSET"
     ))
 }
 

@@ -217,7 +217,7 @@ fn read(c: &Connection, sql: &str, args: &[Value], cap: usize) -> Result<ResultS
             .map(|c| crate::api::encoded_size(&Value::Null) + c.len())
             .sum::<usize>();
     if size > cap {
-        return Err(crate::api::too_big(size));
+        return Err(crate::api::too_big(size, cap));
     }
     while let Some(r) = q.next()? {
         let row: Vec<Value> = (0..n)
@@ -225,7 +225,7 @@ fn read(c: &Connection, sql: &str, args: &[Value], cap: usize) -> Result<ResultS
             .collect::<Result<_, _>>()?;
         size += 10 + row.iter().map(crate::api::encoded_size).sum::<usize>();
         if size > cap {
-            return Err(crate::api::too_big(size));
+            return Err(crate::api::too_big(size, cap));
         }
         rows.push(row);
     }

@@ -35,6 +35,11 @@ pub const METHODS: &[Method] = &[
     Method::open(api::DELETE_RDB_STORE, "DeleteRdbStore"),
     Method::with_permission(api::SYNC, "RdbSync", api::DATASYNC_PERMISSION),
     Method::with_permission(api::REMOTE_QUERY, "RemoteQuery", api::DATASYNC_PERMISSION),
+    Method::with_permission(
+        api::REMOTE_QUERY_NEXT,
+        "RemoteQueryNext",
+        api::DATASYNC_PERMISSION,
+    ),
 ];
 
 impl RdbService {
@@ -76,6 +81,9 @@ impl RdbService {
             api::CLOSE_RDB_STORE => self.close(id, &decode(data)?).map(|x| encode(&x)),
             api::SYNC => self.sync(id, &decode(data)?).map(|x| encode(&x)),
             api::REMOTE_QUERY => self.remote_query(id, &decode(data)?).map(|x| encode(&x)),
+            api::REMOTE_QUERY_NEXT => self
+                .remote_query_next(id, &decode(data)?)
+                .map(|x| encode(&x)),
             api::DELETE_RDB_STORE => self
                 .delete_rdb_store(caller, &decode(data)?)
                 .map(|x| encode(&x)),

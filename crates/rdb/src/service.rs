@@ -470,6 +470,7 @@ impl RdbService {
 
     /// A client connection went away: its transactions roll back, its handles close.
     pub fn client_died(&self, conn: u64) {
+        self.drop_cursors(conn);
         let gone = lock(&self.conns).remove(&conn);
         for (_, hd) in gone.into_iter().flat_map(|c| c.handles) {
             self.release(hd);

@@ -273,6 +273,15 @@ pub(crate) struct SyncState {
     queries: Mutex<HashMap<(String, u64), Waiter2>>,
     next_query: AtomicU64,
     t0: OnceLock<Instant>,
+    /// Remote results being read page by page: (connection, cursor) → columns and rows left.
+    cursors: Mutex<
+        Vec<(
+            u64,
+            u64,
+            Vec<String>,
+            std::collections::VecDeque<Vec<Value>>,
+        )>,
+    >,
     /// Sync messages sent, their bytes as handed to the bus, and the values' bytes in them.
     sent: [AtomicU64; 3],
     ticks: AtomicU64,
@@ -632,8 +641,78 @@ impl RdbService {
         Ok(api::Rows { columns, rows })
     }
 
-    /// remoteQuery: the query runs read-only on `device`'s copy of the store.
-    pub fn remote_query(&self, conn: u64, a: &api::RemoteQueryArgs) -> Result<api::Rows> {
+    /// remoteQuery: the query runs read-only on `device`'s copy of the store; its result
+    /// (at most [`api::MAX_REMOTE_RESULT_BYTES`]) comes back in pages.
+    pub fn remote_query(&self, conn: u64, a: &api::RemoteQueryArgs) -> Result<api::RemotePage> {
+        let rows = self.remote_rows(conn, a)?;
+        let st = self.sync_state();
+        let cursor = st.next_query.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut rest = rows.rows.into();
+        let page = Self::page_of(rows.columns, &mut rest, cursor);
+        if page.more.is_some() {
+            let mut cs = lock(&st.cursors);
+            let mine: Vec<usize> = (0..cs.len()).filter(|&i| cs[i].0 == conn).collect();
+            if mine.len() >= api::MAX_REMOTE_CURSORS_PER_CONN {
+                cs.remove(mine[0]);
+            }
+            if cs.len() >= api::MAX_REMOTE_CURSORS {
+                cs.remove(0);
+            }
+            cs.push((conn, cursor, page.columns.clone(), rest));
+        }
+        Ok(page)
+    }
+
+    /// The next page of remote result `cursor` of connection `conn`.
+    pub fn remote_query_next(&self, conn: u64, a: &api::NextPageArgs) -> Result<api::RemotePage> {
+        let mut cs = lock(&self.sync_state().cursors);
+        let i = cs
+            .iter()
+            .position(|c| c.0 == conn && c.1 == a.cursor)
+            .ok_or_else(|| {
+                RdbError::new(
+                    code::ALREADY_CLOSED,
+                    format!("remote result {} is not open on this connection", a.cursor),
+                )
+            })?;
+        let (_, c, columns, mut rest) = cs.remove(i);
+        let page = Self::page_of(columns.clone(), &mut rest, c);
+        if page.more.is_some() {
+            cs.push((conn, c, columns, rest));
+        }
+        Ok(page)
+    }
+
+    /// The first rows of `rest` that fit one reply (taken out of it); the page names
+    /// `cursor` when some are left.
+    fn page_of(
+        columns: Vec<String>,
+        rest: &mut std::collections::VecDeque<Vec<Value>>,
+        cursor: u64,
+    ) -> api::RemotePage {
+        let mut size = 64 + columns.iter().map(|c| c.len() + 11).sum::<usize>();
+        let mut rows = Vec::new();
+        while let Some(r) = rest.front() {
+            let n = 10 + r.iter().map(api::encoded_size).sum::<usize>();
+            if size + n > api::MAX_RESULT_BYTES && !rows.is_empty() {
+                break;
+            }
+            size += n;
+            rows.extend(rest.pop_front());
+        }
+        api::RemotePage {
+            columns,
+            rows,
+            more: (!rest.is_empty()).then_some(cursor),
+        }
+    }
+
+    /// A client connection went: its unread remote results go.
+    pub(crate) fn drop_cursors(&self, conn: u64) {
+        lock(&self.sync_state().cursors).retain(|c| c.0 != conn);
+    }
+
+    fn remote_rows(&self, conn: u64, a: &api::RemoteQueryArgs) -> Result<api::Rows> {
         let (key, store) = self.handle_store(conn, a.handle)?;
         let bus = self.bus()?.clone();
         let udid = bus.resolve(&a.device);

@@ -354,6 +354,7 @@ async fn remote_query_reads_the_peers_copy_and_never_writes() {
     .unwrap();
     assert_eq!(r.columns, vec!["id", "title"]);
     assert_eq!(r.rows, vec![vec![Value::Integer(5), t("peer")]]);
+    assert_eq!(r.more, None);
     // Nothing local came of it.
     assert!(rows(&a, ha).is_empty());
     let e = rq("DELETE FROM note", vec![]).await.unwrap().unwrap_err();
@@ -397,4 +398,96 @@ fn a_peers_garbage_is_refused_and_store_ids_stay_inside_the_app() {
     for bad in ["../notes.db", "/etc/passwd", "a//b", ""] {
         assert!(config_of(&d(bad)).is_err(), "{bad}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_result_up_to_4_mib_comes_in_pages_and_a_larger_one_is_refused() {
+    let (a, b) = pair();
+    let (ha, hb) = (distributed(&a), distributed(&b));
+    // 30 rows of 100 KiB: 3 MiB, more than one reply, less than OpenHarmony's 4 MiB.
+    for i in 0..30 {
+        exec(
+            &b,
+            hb,
+            "INSERT INTO note VALUES (?, ?, '')",
+            vec![Value::Integer(i), Value::Text("x".repeat(100 * 1024))],
+        );
+    }
+    let rq = |sql: &'static str| {
+        let svc = a.svc.clone();
+        tokio::task::spawn_blocking(move || {
+            svc.remote_query(
+                1,
+                &RemoteQueryArgs {
+                    handle: ha,
+                    device: "net-dev-b".into(),
+                    sql: sql.into(),
+                    args: vec![],
+                },
+            )
+        })
+    };
+    let mut page = rq("SELECT id, title FROM note ORDER BY id")
+        .await
+        .unwrap()
+        .unwrap();
+    let mut ids = Vec::new();
+    let mut pages = 1;
+    loop {
+        assert!(oxh_ipc::encode(&page).len() <= MAX_RESULT_BYTES);
+        assert_eq!(page.columns, vec!["id", "title"]);
+        ids.extend(page.rows.iter().map(|r| r[0].clone()));
+        let Some(cursor) = page.more else { break };
+        page = a
+            .svc
+            .remote_query_next(1, &NextPageArgs { cursor })
+            .unwrap();
+        pages += 1;
+    }
+    assert!(pages >= 4, "{pages} pages");
+    assert_eq!(ids, (0..30).map(Value::Integer).collect::<Vec<_>>());
+    // A read cursor is gone; another connection never sees one.
+    let p = rq("SELECT id, title FROM note").await.unwrap().unwrap();
+    let cursor = p.more.unwrap();
+    assert_eq!(
+        a.svc
+            .remote_query_next(2, &NextPageArgs { cursor })
+            .unwrap_err()
+            .code(),
+        code::ALREADY_CLOSED
+    );
+    a.svc.client_died(1);
+    assert_eq!(
+        a.svc
+            .remote_query_next(1, &NextPageArgs { cursor })
+            .unwrap_err()
+            .code(),
+        code::ALREADY_CLOSED
+    );
+    // Over 4 MiB: the peer refuses it.
+    for i in 30..45 {
+        exec(
+            &b,
+            hb,
+            "INSERT INTO note VALUES (?, ?, '')",
+            vec![Value::Integer(i), Value::Text("x".repeat(100 * 1024))],
+        );
+    }
+    let ha2 = open(&a, 1, "notes.db");
+    let svc = a.svc.clone();
+    let e = tokio::task::spawn_blocking(move || {
+        svc.remote_query(
+            1,
+            &RemoteQueryArgs {
+                handle: ha2,
+                device: "net-dev-b".into(),
+                sql: "SELECT * FROM note".into(),
+                args: vec![],
+            },
+        )
+    })
+    .await
+    .unwrap()
+    .unwrap_err();
+    assert_eq!(e.code(), code::INVALID_ARGS, "{e}");
 }

@@ -310,7 +310,7 @@ impl RdbStore {
     }
 
     /// `remoteQuery`: a read-only query on `device`'s copy of the store (its result at most
-    /// what one reply carries). Needs DISTRIBUTED_DATASYNC.
+    /// 4 MiB, OpenHarmony's limit, read here page by page). Needs DISTRIBUTED_DATASYNC.
     pub async fn remote_query(
         &self,
         device: &str,
@@ -323,8 +323,19 @@ impl RdbStore {
             sql: sql.into(),
             args,
         };
-        let rows: api::Rows = self.call(api::REMOTE_QUERY, &a).await?;
-        Ok(rows.into_result_set())
+        let mut page: api::RemotePage = self.call(api::REMOTE_QUERY, &a).await?;
+        let mut rows = std::mem::take(&mut page.rows);
+        while let Some(cursor) = page.more {
+            page = self
+                .call(api::REMOTE_QUERY_NEXT, &api::NextPageArgs { cursor })
+                .await?;
+            rows.append(&mut page.rows);
+        }
+        Ok(api::Rows {
+            columns: page.columns,
+            rows,
+        }
+        .into_result_set())
     }
 
     /// `obtainDistributedTableName`: the local name of `table`'s copy from `device`.
