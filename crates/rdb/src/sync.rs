@@ -758,3 +758,7 @@ impl RdbService {
 #[cfg(test)]
 #[path = "sync_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "sync_sim_tests.rs"]
+mod sim_tests;
