@@ -514,8 +514,7 @@ bare_step!(pr_begin_wrap, Some(PredicateOp::BeginWrap));
 bare_step!(pr_end_wrap, Some(PredicateOp::EndWrap));
 bare_step!(pr_or, Some(PredicateOp::Or));
 bare_step!(pr_and, Some(PredicateOp::And));
-// DISTINCT has no step in our contract yet: refused, not ignored.
-bare_step!(pr_distinct, None);
+bare_step!(pr_distinct, Some(PredicateOp::Distinct));
 
 macro_rules! field_step {
     ($name:ident, $op:ident) => {
@@ -558,12 +557,25 @@ unsafe extern "C" fn pr_offset(p: *mut Predicates, n: c_uint) -> *mut Predicates
 
 unsafe extern "C" fn pr_group_by(
     p: *mut Predicates,
-    _fields: *const *const c_char,
-    _n: c_int,
+    fields: *const *const c_char,
+    n: c_int,
 ) -> *mut Predicates {
-    // GROUP BY has no step in our contract yet: refused, not ignored.
+    let op = (|| {
+        let n = usize::try_from(n).ok().filter(|&n| n > 0)?;
+        if fields.is_null() {
+            return None;
+        }
+        let mut v = Vec::with_capacity(n);
+        for i in 0..n {
+            // SAFETY: `fields` holds `n` pointers (the C caller's contract).
+            let f = unsafe { *fields.add(i) };
+            // SAFETY: each a NUL-terminated string (the same contract).
+            v.push(unsafe { text(f) }?.to_string());
+        }
+        Some(PredicateOp::GroupBy(v))
+    })();
     // SAFETY: the C caller's contract (OH_Predicates.groupBy).
-    unsafe { step(p, None) }
+    unsafe { step(p, op) }
 }
 
 unsafe extern "C" fn pr_clear(p: *mut Predicates) -> *mut Predicates {

@@ -294,6 +294,10 @@ pub enum PredicateOp {
     InDevices(Vec<String>),
     /// inAllDevices.
     InAllDevices,
+    /// distinct (last, so the steps before keep their numbers on the wire).
+    Distinct,
+    /// groupBy(fields).
+    GroupBy(Vec<String>),
 }
 
 /// `RdbPredicates` on the wire: the table and the builder steps.
@@ -345,6 +349,8 @@ impl Predicates {
                 P::Or => p.or(),
                 P::BeginWrap => p.begin_wrap(),
                 P::EndWrap => p.end_wrap(),
+                P::Distinct => p.distinct(),
+                P::GroupBy(f) => p.group_by(f),
                 P::OrderByAsc(f) => p.order_by_asc(f),
                 P::OrderByDesc(f) => p.order_by_desc(f),
                 P::LimitAs(n) => p.limit_as(*n),

@@ -129,7 +129,7 @@ pub fn batch_insert(
 fn no_tail(p: &crate::predicates::Compiled, what: &str) -> Result<()> {
     if p.has_tail {
         return Err(RdbError::invalid(format!(
-            "{what}: orderBy/limitAs/offsetAs apply to queries only"
+            "{what}: distinct/groupBy/orderBy/limitAs/offsetAs apply to queries only"
         )));
     }
     Ok(())
@@ -195,7 +195,8 @@ pub fn query_capped(
             .join(", ")
     };
     let sql = format!(
-        "SELECT {cols} FROM {}{}{}",
+        "SELECT {}{cols} FROM {}{}{}",
+        if pc.distinct { "DISTINCT " } else { "" },
         pc.table,
         pc.where_clause(),
         pc.tail

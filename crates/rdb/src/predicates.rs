@@ -23,6 +23,8 @@ pub struct RdbPredicates {
     toks: Vec<Tok>,
     args: Vec<Value>,
     order: Vec<String>,
+    group: Vec<String>,
+    distinct: bool,
     limit: Option<i64>,
     offset: Option<i64>,
     devices: Vec<String>,
@@ -40,10 +42,13 @@ pub struct Compiled {
     pub where_sql: String,
     /// The values, in order.
     pub args: Vec<Value>,
-    /// ` ORDER BY ...` and ` LIMIT ? OFFSET ?`, or empty.
+    /// ` GROUP BY ...`, ` ORDER BY ...` and ` LIMIT ? OFFSET ?`, or empty.
     pub tail: String,
-    /// True when ORDER BY, LIMIT or OFFSET were asked for.
+    /// True when DISTINCT, GROUP BY, ORDER BY, LIMIT or OFFSET were asked for (queries
+    /// only).
     pub has_tail: bool,
+    /// `SELECT DISTINCT`.
+    pub distinct: bool,
 }
 
 impl RdbPredicates {
@@ -54,6 +59,8 @@ impl RdbPredicates {
             toks: Vec::new(),
             args: Vec::new(),
             order: Vec::new(),
+            group: Vec::new(),
+            distinct: false,
             limit: None,
             offset: None,
             devices: Vec::new(),
@@ -174,6 +181,24 @@ impl RdbPredicates {
         self.toks.push(Tok::Close);
         self
     }
+    /// `distinct`: equal rows once (queries only).
+    pub fn distinct(&mut self) -> &mut Self {
+        self.distinct = true;
+        self
+    }
+    /// `groupBy(fields)`: one row per group of these fields (queries only).
+    pub fn group_by<S: AsRef<str>>(&mut self, fields: &[S]) -> &mut Self {
+        if fields.is_empty() {
+            self.error
+                .get_or_insert_with(|| RdbError::invalid("predicates: groupBy of no field"));
+        }
+        for f in fields {
+            if let Some(q) = self.field(f.as_ref()) {
+                self.group.push(q);
+            }
+        }
+        self
+    }
     /// Sorts by `field` ascending.
     pub fn order_by_asc(&mut self, f: &str) -> &mut Self {
         if let Some(q) = self.field(f) {
@@ -275,6 +300,10 @@ impl RdbPredicates {
             return bad("beginWrap without endWrap");
         }
         let mut tail = String::new();
+        if !self.group.is_empty() {
+            tail.push_str(" GROUP BY ");
+            tail.push_str(&self.group.join(", "));
+        }
         if !self.order.is_empty() {
             tail.push_str(" ORDER BY ");
             tail.push_str(&self.order.join(", "));
@@ -290,8 +319,9 @@ impl RdbPredicates {
             table,
             where_sql: sql,
             args: self.args.clone(),
-            has_tail: !tail.is_empty(),
+            has_tail: !tail.is_empty() || self.distinct,
             tail,
+            distinct: self.distinct,
         })
     }
 }

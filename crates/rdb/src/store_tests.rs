@@ -123,6 +123,52 @@ fn insert_update_delete_and_query_with_predicates() {
 }
 
 #[test]
+fn distinct_and_group_by_shape_queries_and_are_refused_elsewhere() {
+    let d = tempfile::tempdir().unwrap();
+    let s = store(d.path());
+    for i in 1..=6 {
+        s.insert("note", &row(i, if i % 2 == 0 { "even" } else { "odd" }, i))
+            .unwrap();
+    }
+    let mut p = RdbPredicates::new("note");
+    p.distinct().order_by_asc("title");
+    let rs = s.query(&p, &["title"]).unwrap();
+    assert_eq!(
+        rs.rows(),
+        [vec![Value::from("even")], vec![Value::from("odd")]]
+    );
+    let mut p = RdbPredicates::new("note");
+    p.group_by(&["title"]).order_by_asc("title");
+    let rs = s.query(&p, &["title"]).unwrap();
+    assert_eq!(
+        rs.rows(),
+        [vec![Value::from("even")], vec![Value::from("odd")]]
+    );
+    let mut p = RdbPredicates::new("note");
+    p.less_than("n", 5)
+        .group_by(&["title", "n"])
+        .order_by_asc("n");
+    assert_eq!(s.query(&p, &["title", "n"]).unwrap().row_count(), 4);
+    let mut p = RdbPredicates::new("note");
+    p.group_by(&["title; DROP TABLE note"]);
+    assert_eq!(s.query(&p, &[]).unwrap_err().code(), code::INVALID_ARGS);
+    let mut p = RdbPredicates::new("note");
+    p.group_by::<&str>(&[]);
+    assert_eq!(s.query(&p, &[]).unwrap_err().code(), code::INVALID_ARGS);
+    for mut p in [RdbPredicates::new("note"), RdbPredicates::new("note")] {
+        p.distinct();
+        assert_eq!(s.delete(&p).unwrap_err().code(), code::INVALID_ARGS);
+    }
+    let mut p = RdbPredicates::new("note");
+    p.group_by(&["title"]);
+    let e = s
+        .update(&ValuesBucket::new().with("body", "x"), &p)
+        .unwrap_err();
+    assert_eq!(e.code(), code::INVALID_ARGS, "{e}");
+    assert_eq!(ids(&s), vec![1, 2, 3, 4, 5, 6]);
+}
+
+#[test]
 fn values_that_look_like_sql_stay_values() {
     let d = tempfile::tempdir().unwrap();
     let s = store(d.path());

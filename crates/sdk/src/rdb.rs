@@ -90,6 +90,10 @@ impl RdbPredicates {
         order_by_asc(f: &str) => PredicateOp::OrderByAsc(f.into());
         /// orderByDesc.
         order_by_desc(f: &str) => PredicateOp::OrderByDesc(f.into());
+        /// distinct.
+        distinct() => PredicateOp::Distinct;
+        /// groupBy(fields).
+        group_by(fields: &[&str]) => PredicateOp::GroupBy(fields.iter().map(|f| f.to_string()).collect());
         /// limitAs.
         limit_as(n: i64) => PredicateOp::LimitAs(n);
         /// offsetAs.
