@@ -142,18 +142,6 @@ fn storage() {
     );
 }
 
-fn sent(dump: &str) -> (u64, u64) {
-    let line = dump
-        .lines()
-        .find(|l| l.starts_with("sync sent:"))
-        .expect("sync counters in the dump");
-    let nums: Vec<u64> = line
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|w| w.parse().ok())
-        .collect();
-    (nums[1], nums[2])
-}
-
 fn sync() {
     let entries: usize = common::env_num("OXH_BENCH_SYNC_ENTRIES", 100_000);
     let base = tempfile::tempdir().expect("tmp");
@@ -190,7 +178,10 @@ fn sync() {
                 .collect();
             sa.put_batch(&batch).await.expect("batch");
         }
-        let before = sent(&da.samgr().dump(oxh_kvstore::api::SA_ID, vec![]).await.expect("dump"));
+        let before = common::sent_counters(
+            &da.samgr().dump(oxh_kvstore::api::SA_ID, vec![]).await.expect("dump"),
+            "sync sent:",
+        );
         let t = Instant::now();
         let r = sa
             .sync(&[], SyncMode::Push, Duration::from_secs(120))
@@ -198,7 +189,10 @@ fn sync() {
             .expect("sync");
         let took = t.elapsed();
         assert_eq!(r[0].status, SyncStatus::Success, "{r:?}");
-        let after = sent(&da.samgr().dump(oxh_kvstore::api::SA_ID, vec![]).await.expect("dump"));
+        let after = common::sent_counters(
+            &da.samgr().dump(oxh_kvstore::api::SA_ID, vec![]).await.expect("dump"),
+            "sync sent:",
+        );
         let sb = KVManager::new(&db, Some("com.example.bench"))
             .get_single_kv_store("bench", Options::default())
             .await

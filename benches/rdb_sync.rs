@@ -34,19 +34,6 @@ async fn store(dev: &oxh_sdk::Device) -> rdb::RdbStore {
     s
 }
 
-/// (bytes, payload bytes) the relational store's sync has sent, from the SA's dump.
-fn sent(dump: &str) -> (u64, u64) {
-    let line = dump
-        .lines()
-        .find(|l| l.starts_with("rdb sync sent:"))
-        .expect("rdb sync counters in the dump");
-    let nums: Vec<u64> = line
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|w| w.parse().ok())
-        .collect();
-    (nums[1], nums[2])
-}
-
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -74,7 +61,10 @@ fn main() {
             sa.batch_insert("note", batch).await.expect("batch");
         }
         let sa_id = oxh_rdb::api::SA_ID;
-        let before = sent(&da.samgr().dump(sa_id, vec![]).await.expect("dump"));
+        let before = common::sent_counters(
+            &da.samgr().dump(sa_id, vec![]).await.expect("dump"),
+            "rdb sync sent:",
+        );
         let to_b = RdbPredicates::new("note").in_devices(vec![b.field("udid")]);
         let t = Instant::now();
         let r = sa
@@ -83,7 +73,10 @@ fn main() {
             .expect("sync");
         let took = t.elapsed().as_secs_f64();
         assert_eq!(r[0].status, SyncStatus::Success, "{r:?}");
-        let after = sent(&da.samgr().dump(sa_id, vec![]).await.expect("dump"));
+        let after = common::sent_counters(
+            &da.samgr().dump(sa_id, vec![]).await.expect("dump"),
+            "rdb sync sent:",
+        );
         let mut rs = sb
             .query_sql("SELECT count(*) FROM note", vec![])
             .await

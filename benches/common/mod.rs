@@ -148,3 +148,17 @@ pub async fn bound_pair(base: &Path) -> (Daemon, Daemon, oxh_sdk::Device, oxh_sd
     }
     (a, b, da, db)
 }
+
+/// The second and third numbers on the dump line that starts with `prefix` (a service's
+/// "... sent: N messages, B bytes, P payload bytes" counters): (bytes, payload bytes).
+pub fn sent_counters(dump: &str, prefix: &str) -> (u64, u64) {
+    let line = dump
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no {prefix:?} line in the dump"));
+    let nums: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    (nums[1], nums[2])
+}

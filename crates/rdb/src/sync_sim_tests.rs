@@ -6,14 +6,13 @@
 //! same rows.
 
 use super::*;
+use crate::distributed::sim_tests::{DDL, write};
 use crate::*;
 use oxh_kvstore::sync::SyncMode;
 use proptest::prelude::*;
 use std::sync::atomic::AtomicI64;
 
 const N: usize = 3;
-const DDL: &str =
-    "CREATE TABLE note(id INTEGER, part TEXT, title TEXT, body TEXT, PRIMARY KEY (id, part))";
 
 #[derive(Debug, Clone)]
 enum Step {
@@ -278,34 +277,6 @@ impl Sim {
             .rows()
             .to_vec()
     }
-}
-
-fn write(s: &RdbStore, key: u8, kind: u8, v: u8) {
-    let id = i64::from(key % 2);
-    let part = if key < 2 { "x" } else { "y" };
-    let mut p = RdbPredicates::new("note");
-    p.equal_to("id", id).equal_to("part", part);
-    let r = match kind {
-        0 => s
-            .insert_with(
-                "note",
-                &ValuesBucket::new()
-                    .with("id", id)
-                    .with("part", part)
-                    .with("title", format!("t{v}"))
-                    .with("body", format!("b{v}")),
-                ConflictResolution::Replace,
-            )
-            .map(|_| ()),
-        1 => s
-            .update(&ValuesBucket::new().with("title", format!("t{v}")), &p)
-            .map(|_| ()),
-        2 => s
-            .update(&ValuesBucket::new().with("body", format!("b{v}")), &p)
-            .map(|_| ()),
-        _ => s.delete(&p).map(|_| ()),
-    };
-    r.unwrap();
 }
 
 proptest! {

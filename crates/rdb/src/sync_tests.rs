@@ -164,22 +164,52 @@ fn distributed(d: &Dev) -> StoreHandle {
     h
 }
 
-async fn sync(d: &Dev, h: StoreHandle, mode: SyncMode) -> Vec<DeviceSyncResult> {
+/// `sync` on connection 1, off the runtime's threads as the SA runs it.
+async fn sync_with(
+    d: &Dev,
+    h: StoreHandle,
+    mode: SyncMode,
+    devices: &[&str],
+    timeout_ms: u64,
+) -> Result<Vec<DeviceSyncResult>> {
     let svc = d.svc.clone();
-    tokio::task::spawn_blocking(move || {
-        svc.sync(
-            1,
-            &SyncArgs {
-                handle: h,
-                mode,
-                devices: vec![],
-                timeout_ms: 10_000,
-            },
-        )
-    })
-    .await
-    .unwrap()
-    .unwrap()
+    let a = SyncArgs {
+        handle: h,
+        mode,
+        devices: devices.iter().map(|d| d.to_string()).collect(),
+        timeout_ms,
+    };
+    tokio::task::spawn_blocking(move || svc.sync(1, &a))
+        .await
+        .unwrap()
+}
+
+async fn sync(d: &Dev, h: StoreHandle, mode: SyncMode) -> Vec<DeviceSyncResult> {
+    sync_with(d, h, mode, &[], 10_000).await.unwrap()
+}
+
+/// `remoteQuery` on connection 1 of `d`, to dev-b.
+async fn remote(d: &Dev, h: StoreHandle, sql: &str, args: Vec<Value>) -> Result<RemotePage> {
+    remote_to(d, h, "net-dev-b", sql, args).await
+}
+
+async fn remote_to(
+    d: &Dev,
+    h: StoreHandle,
+    device: &str,
+    sql: &str,
+    args: Vec<Value>,
+) -> Result<RemotePage> {
+    let svc = d.svc.clone();
+    let a = RemoteQueryArgs {
+        handle: h,
+        device: device.into(),
+        sql: sql.into(),
+        args,
+    };
+    tokio::task::spawn_blocking(move || svc.remote_query(1, &a))
+        .await
+        .unwrap()
 }
 
 fn t(s: &str) -> Value {
@@ -277,57 +307,20 @@ async fn an_s3_store_does_not_go_to_an_sl1_device() {
 async fn offline_devices_are_reported_and_nothing_online_is_an_error() {
     let (a, _b) = pair();
     let ha = distributed(&a);
-    let svc = a.svc.clone();
-    let r = tokio::task::spawn_blocking(move || {
-        svc.sync(
-            1,
-            &SyncArgs {
-                handle: ha,
-                mode: SyncMode::Push,
-                devices: vec!["net-dev-z".into()],
-                timeout_ms: 1000,
-            },
-        )
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    let r = sync_with(&a, ha, SyncMode::Push, &["net-dev-z"], 1000)
+        .await
+        .unwrap();
     assert_eq!(r[0].status, SyncStatus::DeviceOffline);
     assert_eq!(r[0].network_id, "net-dev-z");
     *lock(&a.bus.online) = false;
-    let svc = a.svc.clone();
-    let e = tokio::task::spawn_blocking(move || {
-        svc.sync(
-            1,
-            &SyncArgs {
-                handle: ha,
-                mode: SyncMode::Push,
-                devices: vec![],
-                timeout_ms: 1000,
-            },
-        )
-    })
-    .await
-    .unwrap()
-    .unwrap_err();
+    let e = sync_with(&a, ha, SyncMode::Push, &[], 1000)
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), code::INNER_ERROR);
     // A store without distributed tables has nothing to sync.
     let h = open(&a, 1, "plain.db");
-    assert_eq!(
-        a.svc
-            .sync(
-                1,
-                &SyncArgs {
-                    handle: h,
-                    mode: SyncMode::Push,
-                    devices: vec![],
-                    timeout_ms: 10,
-                },
-            )
-            .unwrap_err()
-            .code(),
-        code::INVALID_ARGS
-    );
+    let e = sync_with(&a, h, SyncMode::Push, &[], 10).await.unwrap_err();
+    assert_eq!(e.code(), code::INVALID_ARGS);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -335,47 +328,28 @@ async fn remote_query_reads_the_peers_copy_and_never_writes() {
     let (a, b) = pair();
     let (ha, hb) = (distributed(&a), distributed(&b));
     exec(&b, hb, "INSERT INTO note VALUES (5, 'peer', 'x')", vec![]);
-    let rq = |sql: &str, args: Vec<Value>| {
-        let svc = a.svc.clone();
-        let a = RemoteQueryArgs {
-            handle: ha,
-            device: "net-dev-b".into(),
-            sql: sql.into(),
-            args,
-        };
-        tokio::task::spawn_blocking(move || svc.remote_query(1, &a))
-    };
-    let r = rq(
+    let r = remote(
+        &a,
+        ha,
         "SELECT id, title FROM note WHERE id = ?",
         vec![Value::Integer(5)],
     )
     .await
-    .unwrap()
     .unwrap();
     assert_eq!(r.columns, vec!["id", "title"]);
     assert_eq!(r.rows, vec![vec![Value::Integer(5), t("peer")]]);
     assert_eq!(r.more, None);
     // Nothing local came of it.
     assert!(rows(&a, ha).is_empty());
-    let e = rq("DELETE FROM note", vec![]).await.unwrap().unwrap_err();
+    let e = remote(&a, ha, "DELETE FROM note", vec![])
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), code::NOT_A_QUERY, "{e}");
     assert_eq!(rows(&b, hb).len(), 1);
     // A device that is not online.
-    let svc = a.svc.clone();
-    let e = tokio::task::spawn_blocking(move || {
-        svc.remote_query(
-            1,
-            &RemoteQueryArgs {
-                handle: ha,
-                device: "net-dev-q".into(),
-                sql: "SELECT 1".into(),
-                args: vec![],
-            },
-        )
-    })
-    .await
-    .unwrap()
-    .unwrap_err();
+    let e = remote_to(&a, ha, "net-dev-q", "SELECT 1", vec![])
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), code::INNER_ERROR);
 }
 
@@ -413,23 +387,8 @@ async fn a_remote_result_up_to_4_mib_comes_in_pages_and_a_larger_one_is_refused(
             vec![Value::Integer(i), Value::Text("x".repeat(100 * 1024))],
         );
     }
-    let rq = |sql: &'static str| {
-        let svc = a.svc.clone();
-        tokio::task::spawn_blocking(move || {
-            svc.remote_query(
-                1,
-                &RemoteQueryArgs {
-                    handle: ha,
-                    device: "net-dev-b".into(),
-                    sql: sql.into(),
-                    args: vec![],
-                },
-            )
-        })
-    };
-    let mut page = rq("SELECT id, title FROM note ORDER BY id")
+    let mut page = remote(&a, ha, "SELECT id, title FROM note ORDER BY id", vec![])
         .await
-        .unwrap()
         .unwrap();
     let mut ids = Vec::new();
     let mut pages = 1;
@@ -447,7 +406,9 @@ async fn a_remote_result_up_to_4_mib_comes_in_pages_and_a_larger_one_is_refused(
     assert!(pages >= 4, "{pages} pages");
     assert_eq!(ids, (0..30).map(Value::Integer).collect::<Vec<_>>());
     // A read cursor is gone; another connection never sees one.
-    let p = rq("SELECT id, title FROM note").await.unwrap().unwrap();
+    let p = remote(&a, ha, "SELECT id, title FROM note", vec![])
+        .await
+        .unwrap();
     let cursor = p.more.unwrap();
     assert_eq!(
         a.svc
@@ -474,20 +435,8 @@ async fn a_remote_result_up_to_4_mib_comes_in_pages_and_a_larger_one_is_refused(
         );
     }
     let ha2 = open(&a, 1, "notes.db");
-    let svc = a.svc.clone();
-    let e = tokio::task::spawn_blocking(move || {
-        svc.remote_query(
-            1,
-            &RemoteQueryArgs {
-                handle: ha2,
-                device: "net-dev-b".into(),
-                sql: "SELECT * FROM note".into(),
-                args: vec![],
-            },
-        )
-    })
-    .await
-    .unwrap()
-    .unwrap_err();
+    let e = remote(&a, ha2, "SELECT * FROM note", vec![])
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), code::INVALID_ARGS, "{e}");
 }

@@ -121,6 +121,6 @@ pub(crate) fn refresh(conn: &Conn) -> Result<()> {
 }
 
 #[cfg(test)]
-mod sim_tests;
+pub(crate) mod sim_tests;
 #[cfg(test)]
 mod tests;

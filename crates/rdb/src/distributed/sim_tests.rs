@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 const N: usize = 3;
-const DDL: &str =
+/// The table every simulation runs on (a composite key).
+pub(crate) const DDL: &str =
     "CREATE TABLE note(id INTEGER, part TEXT, title TEXT, body TEXT, PRIMARY KEY (id, part))";
 
 #[derive(Debug, Clone)]
@@ -212,7 +213,9 @@ impl Sim {
     }
 }
 
-fn write(s: &RdbStore, key: u8, kind: u8, v: u8) {
+/// A local write on `s`: to one of four rows (`key`), an insert-or-replace (0), a title
+/// edit (1), a body edit (2), a delete (3) or an insert-or-ignore (else).
+pub(crate) fn write(s: &RdbStore, key: u8, kind: u8, v: u8) {
     let id = i64::from(key % 2);
     let part = if key < 2 { "x" } else { "y" };
     let mut p = RdbPredicates::new("note");
