@@ -28,6 +28,7 @@ use crate::{Applied, SecurityLevel, StoreConfig};
 use oxh_kvstore::limits::StoreType;
 use oxh_kvstore::sync::{
     Event, GC_EVERY_TICKS, PeerState, ReplicaState, SyncConfig, SyncEngine, SyncReplica,
+    sync_targets,
 };
 use oxh_kvstore::wire::{Msg, StoreDesc};
 use serde::{Deserialize, Serialize};
@@ -273,19 +274,20 @@ pub(crate) struct SyncState {
     queries: Mutex<HashMap<(String, u64), Waiter2>>,
     next_query: AtomicU64,
     t0: OnceLock<Instant>,
-    /// Remote results being read page by page: (connection, cursor) → columns and rows left.
-    cursors: Mutex<
-        Vec<(
-            u64,
-            u64,
-            Vec<String>,
-            std::collections::VecDeque<Vec<Value>>,
-        )>,
-    >,
+    /// Remote results being read page by page.
+    cursors: Mutex<Vec<Cursor>>,
     /// Sync messages sent, their bytes as handed to the bus, and the values' bytes in them.
     sent: [AtomicU64; 3],
     ticks: AtomicU64,
 }
+
+/// A remote result read page by page: (connection, cursor, columns, rows left).
+type Cursor = (
+    u64,
+    u64,
+    Vec<String>,
+    std::collections::VecDeque<Vec<Value>>,
+);
 
 type Waiter2 = mpsc::Sender<std::result::Result<api::Rows, (i32, String)>>;
 
@@ -412,17 +414,7 @@ impl RdbService {
         }
         let sy = self.synced(&key, store)?;
         let online: HashMap<String, String> = bus.online().into_iter().collect();
-        let mut targets: Vec<(String, String, Option<String>)> = Vec::new();
-        if a.devices.is_empty() {
-            for (u, n) in &online {
-                targets.push((n.clone(), u.clone(), Some(n.clone())));
-            }
-        } else {
-            for d in &a.devices {
-                let u = bus.resolve(d);
-                targets.push((d.clone(), u.clone(), online.get(&u).cloned()));
-            }
-        }
+        let targets = sync_targets(&online, &a.devices, |d| bus.resolve(d));
         if targets.is_empty() {
             return Err(RdbError::new(
                 code::INNER_ERROR,

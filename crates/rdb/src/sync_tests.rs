@@ -150,7 +150,16 @@ fn rows(d: &Dev, h: StoreHandle) -> Vec<Vec<Value>> {
 }
 
 fn distributed(d: &Dev) -> StoreHandle {
-    let h = open(d, 1, "notes.db");
+    distributed_at(d, "notes.db", SecurityLevel::S1)
+}
+
+/// The store `name` at `level` with `note` distributed, on connection 1.
+fn distributed_at(d: &Dev, name: &str, level: SecurityLevel) -> StoreHandle {
+    let a = GetStoreArgs {
+        app: Some("com.example.notes".into()),
+        config: StoreConfig::new(name, level),
+    };
+    let h = d.svc.get_rdb_store(1, &caller(), &a).unwrap().handle;
     exec(d, h, DDL, vec![]);
     d.svc
         .set_distributed_tables(
@@ -278,25 +287,10 @@ async fn an_s3_store_does_not_go_to_an_sl1_device() {
     let (b, tx_b) = dev("dev-b", 1);
     lock(&a.bus.peers).insert("dev-b".into(), tx_b);
     lock(&b.bus.peers).insert("dev-a".into(), tx_a);
-    let mk = |d: &Dev| {
-        let args = GetStoreArgs {
-            app: Some("com.example.notes".into()),
-            config: StoreConfig::new("s3.db", SecurityLevel::S3),
-        };
-        let h = d.svc.get_rdb_store(1, &caller(), &args).unwrap().handle;
-        exec(d, h, DDL, vec![]);
-        d.svc
-            .set_distributed_tables(
-                1,
-                &SetDistributedArgs {
-                    handle: h,
-                    tables: vec!["note".into()],
-                },
-            )
-            .unwrap();
-        h
-    };
-    let (ha, hb) = (mk(&a), mk(&b));
+    let (ha, hb) = (
+        distributed_at(&a, "s3.db", SecurityLevel::S3),
+        distributed_at(&b, "s3.db", SecurityLevel::S3),
+    );
     exec(&a, ha, "INSERT INTO note VALUES (1, 't', 'b')", vec![]);
     let r = sync(&a, ha, SyncMode::Push).await;
     assert_eq!(r[0].status, SyncStatus::SecurityLevelMismatch, "{r:?}");

@@ -7,7 +7,7 @@ use crate::api::{self, DeviceSyncResult};
 use crate::error::KvError;
 use crate::limits::{check_bundle_name, check_store_id};
 use crate::store::{Store, StoreMeta};
-use crate::sync::{Event, SyncMode, plan_tick};
+use crate::sync::{Event, SyncMode, plan_tick, sync_targets};
 use crate::wire::{Envelope, Msg, SyncStatus};
 use oxh_ipc::Caller;
 use std::collections::HashMap;
@@ -32,17 +32,7 @@ impl KvService {
         // The bus's view, not the one fed by state events: right after a device comes back,
         // its ONLINE event may not have reached this service yet; it is applied here first.
         let online: HashMap<String, String> = self.online_devices().into_iter().collect();
-        let mut targets: Vec<(String, String, Option<String>)> = Vec::new(); // (asked, udid, networkId)
-        if a.devices.is_empty() || a.devices.iter().any(|d| d == "all") {
-            for (u, n) in &online {
-                targets.push((n.clone(), u.clone(), Some(n.clone())));
-            }
-        } else {
-            for d in &a.devices {
-                let u = self.resolve_device(d);
-                targets.push((d.clone(), u.clone(), online.get(&u).cloned()));
-            }
-        }
+        let targets = sync_targets(&online, &a.devices, |d| self.resolve_device(d));
         if targets.is_empty() {
             return Err(KvError::NotFound(
                 "no online trusted device to sync with".into(),

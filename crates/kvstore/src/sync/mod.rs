@@ -69,6 +69,29 @@ impl std::str::FromStr for SyncMode {
     }
 }
 
+/// Whom a sync call goes to, as `(what the caller named, udid, networkId if online)`: every
+/// online device (`online` maps udid → networkId) when `asked` is empty or says `all`, else
+/// each named device as `resolve` makes it a udid.
+pub fn sync_targets(
+    online: &HashMap<String, String>,
+    asked: &[String],
+    resolve: impl Fn(&str) -> String,
+) -> Vec<(String, String, Option<String>)> {
+    if asked.is_empty() || asked.iter().any(|d| d == "all") {
+        return online
+            .iter()
+            .map(|(u, n)| (n.clone(), u.clone(), Some(n.clone())))
+            .collect();
+    }
+    asked
+        .iter()
+        .map(|d| {
+            let u = resolve(d);
+            (d.clone(), u.clone(), online.get(&u).cloned())
+        })
+        .collect()
+}
+
 /// Timing and sizes of the sync.
 #[derive(Debug, Clone)]
 pub struct SyncConfig {
