@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS oxh_rdb_meta(
     id INTEGER PRIMARY KEY CHECK (id = 0),
     level INTEGER NOT NULL, epoch BLOB NOT NULL, seq INTEGER NOT NULL, hlc INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS oxh_rdb_tables(name TEXT PRIMARY KEY, cols TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS oxh_rdb_devices(idx INTEGER PRIMARY KEY, device TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS oxh_rdb_peers(
     device TEXT PRIMARY KEY, acked INTEGER NOT NULL, epoch BLOB NOT NULL DEFAULT x'');
 ";
@@ -57,6 +58,27 @@ fn random_epoch() -> Result<[u8; 16]> {
     let mut b = [0u8; 16];
     getrandom::fill(&mut b).map_err(|e| RdbError::inner(format!("no randomness: {e}")))?;
     Ok(b)
+}
+
+/// SQL for the udid of a log entry's `oxh_rdb_dev` index (inside a query on a log table).
+pub(crate) const DEV_NAME: &str = "(SELECT device FROM oxh_rdb_devices WHERE idx = oxh_rdb_dev)";
+
+/// The index of `device` in the store's device list, if it has one.
+pub(crate) fn known_device(c: &Connection, device: &str) -> Result<Option<i64>> {
+    Ok(rusqlite::OptionalExtension::optional(c.query_row(
+        "SELECT idx FROM oxh_rdb_devices WHERE device = ?1",
+        [device],
+        |r| r.get(0),
+    ))?)
+}
+
+/// The index of `device`, added to the list if new (inside a write transaction).
+pub(crate) fn device_index(c: &Connection, device: &str) -> Result<i64> {
+    if let Some(i) = known_device(c, device)? {
+        return Ok(i);
+    }
+    c.execute("INSERT INTO oxh_rdb_devices(device) VALUES (?1)", [device])?;
+    Ok(c.last_insert_rowid())
 }
 
 impl Conn {
@@ -78,13 +100,6 @@ impl Conn {
         c.create_scalar_function("oxh_rdb_applying", 0, flags, move |_| {
             Ok(x.applying.load(Ordering::Relaxed))
         })?;
-        let dev = device.to_string();
-        c.create_scalar_function(
-            "oxh_rdb_dev",
-            0,
-            flags | FunctionFlags::SQLITE_DETERMINISTIC,
-            move |_| Ok(dev.clone()),
-        )?;
         let conn = Self { c, ctx, clock };
         let read_level = |c: &Connection| -> Result<Option<i32>> {
             let made: bool = c.query_row(
@@ -128,6 +143,23 @@ impl Conn {
                 format!("the store was made at securityLevel S{l}, opened with S{level}"),
             ));
         }
+        // The logs name devices by a small index (a udid is 64 characters: every log entry
+        // would carry it); this device's is looked up once, made on its first open here.
+        let idx = match known_device(&conn.c, device)? {
+            Some(i) => i,
+            None => {
+                conn.c.execute_batch("BEGIN IMMEDIATE").map_err(busy)?;
+                let made = device_index(&conn.c, device);
+                conn.finish(made.is_ok())?;
+                made?
+            }
+        };
+        conn.c.create_scalar_function(
+            "oxh_rdb_dev",
+            0,
+            flags | FunctionFlags::SQLITE_DETERMINISTIC,
+            move |_| Ok(idx),
+        )?;
         Ok(conn)
     }
 

@@ -449,8 +449,10 @@ impl RdbStore {
             let dev = device.replace('\'', "''");
             c.c.execute_batch(&format!(
                 "CREATE TEMP VIEW IF NOT EXISTS {} AS SELECT * FROM {tq} WHERE
-                   EXISTS (SELECT 1 FROM {} l WHERE {join} AND l.oxh_rdb_dev = '{dev}')
-                   OR EXISTS (SELECT 1 FROM {} l WHERE {join} AND l.oxh_rdb_dev = '{dev}')",
+                   EXISTS (SELECT 1 FROM {} l WHERE {join} AND l.oxh_rdb_dev =
+                     (SELECT idx FROM oxh_rdb_devices WHERE device = '{dev}'))
+                   OR EXISTS (SELECT 1 FROM {} l WHERE {join} AND l.oxh_rdb_dev =
+                     (SELECT idx FROM oxh_rdb_devices WHERE device = '{dev}'))",
                 crate::ident::q(&name),
                 crate::ident::q(&distributed::schema::cells_table(&t.name)),
                 crate::ident::q(&distributed::schema::rows_table(&t.name)),

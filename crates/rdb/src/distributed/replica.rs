@@ -3,7 +3,7 @@
 
 use super::merge::{CellChange, Changeset, Plan, RowChange, plan};
 use super::schema::{TableInfo, cells_table, rows_table};
-use crate::conn::Conn;
+use crate::conn::{Conn, DEV_NAME, device_index};
 use crate::error::{RdbError, Result};
 use crate::ident::q;
 use crate::value::Value;
@@ -147,7 +147,7 @@ fn row_state(
     let m = t.pk_match(1);
     let (cl, cl_ts, cl_dev, row_seq): (i64, i64, String, i64) = c
         .prepare_cached(&format!(
-            "SELECT oxh_rdb_cl, oxh_rdb_ts, oxh_rdb_dev, oxh_rdb_seq FROM {} WHERE {m}",
+            "SELECT oxh_rdb_cl, oxh_rdb_ts, {DEV_NAME}, oxh_rdb_seq FROM {} WHERE {m}",
             q(&rows_table(&t.name))
         ))?
         .query_row(params_from_iter(pk.iter()), |r| {
@@ -172,7 +172,7 @@ fn row_state(
         // (ts, dev, seq) per column that has its own entry.
         let mut own: Vec<Option<(u64, String, i64)>> = vec![None; t.cols.len()];
         let mut st = c.prepare_cached(&format!(
-            "SELECT oxh_rdb_col, oxh_rdb_ts, oxh_rdb_dev, oxh_rdb_seq FROM {} WHERE {m}",
+            "SELECT oxh_rdb_col, oxh_rdb_ts, {DEV_NAME}, oxh_rdb_seq FROM {} WHERE {m}",
             q(&cells_table(&t.name)),
         ))?;
         let mut rows = st.query(params_from_iter(pk.iter()))?;
@@ -240,6 +240,21 @@ fn check<'a>(tables: &'a BTreeMap<String, TableInfo>, r: &RowChange) -> Result<&
     Ok(t)
 }
 
+/// The device indexes one changeset's writes use, looked up (or made) once each.
+#[derive(Default)]
+struct Devices(std::collections::HashMap<String, i64>);
+
+impl Devices {
+    fn index(&mut self, c: &rusqlite::Connection, device: &str) -> Result<i64> {
+        if let Some(&i) = self.0.get(device) {
+            return Ok(i);
+        }
+        let i = device_index(c, device)?;
+        self.0.insert(device.to_string(), i);
+        Ok(i)
+    }
+}
+
 /// The statements applying a changeset runs on a table, made once per changeset.
 struct TableSql {
     sel_cl: String,
@@ -256,10 +271,8 @@ impl TableSql {
         let (rows, cells) = (q(&rows_table(&t.name)), q(&cells_table(&t.name)));
         let marks = (1..=n).map(|i| format!("?{i}")).collect::<Vec<_>>();
         Self {
-            sel_cl: format!("SELECT oxh_rdb_cl, oxh_rdb_ts, oxh_rdb_dev FROM {rows} WHERE {m}"),
-            sel_cells: format!(
-                "SELECT oxh_rdb_col, oxh_rdb_ts, oxh_rdb_dev FROM {cells} WHERE {m}"
-            ),
+            sel_cl: format!("SELECT oxh_rdb_cl, oxh_rdb_ts, {DEV_NAME} FROM {rows} WHERE {m}"),
+            sel_cells: format!("SELECT oxh_rdb_col, oxh_rdb_ts, {DEV_NAME} FROM {cells} WHERE {m}"),
             set_cl: format!(
                 "INSERT INTO {rows} ({}, oxh_rdb_cl, oxh_rdb_ts, oxh_rdb_dev, oxh_rdb_seq)
                  VALUES ({}, ?{}, ?{}, ?{}, ?{}) ON CONFLICT DO UPDATE SET
@@ -305,6 +318,7 @@ pub(crate) fn apply(conn: &Conn, cs: &Changeset) -> Result<Applied> {
         .map(|(n, t)| (n.as_str(), TableSql::new(t)))
         .collect();
     let mut out = Applied::default();
+    let mut devs = Devices::default();
     let mut observed = 0u64;
     for r in &cs.rows {
         let t = &tables[&r.table];
@@ -348,12 +362,13 @@ pub(crate) fn apply(conn: &Conn, cs: &Changeset) -> Result<Applied> {
         );
         let was_present = local_cl % 2 == 1;
         let key = || (r.table.clone(), r.pk.clone());
+        let cl_dev = devs.index(c, &r.cl_dev)?;
         let set_cl = |cl: u64| -> Result<()> {
             c.prepare_cached(&sql.set_cl)?.execute(params_from_iter(
                 r.pk.iter().cloned().chain([
                     Value::Integer(cl as i64),
                     Value::Integer(r.cl_ts as i64),
-                    Value::Text(r.cl_dev.clone()),
+                    Value::Integer(cl_dev),
                     Value::Integer(conn.ctx.next_seq()),
                 ]),
             ))?;
@@ -382,7 +397,7 @@ pub(crate) fn apply(conn: &Conn, cs: &Changeset) -> Result<Applied> {
                 clear()?;
                 set_cl(cl)?;
                 let idx: Vec<usize> = (0..r.cells.len()).collect();
-                write_cells(conn, t, r, &idx, true)?;
+                write_cells(conn, &mut devs, t, r, &idx, true)?;
                 if was_present {
                     out.updated.push(key());
                 } else {
@@ -390,7 +405,7 @@ pub(crate) fn apply(conn: &Conn, cs: &Changeset) -> Result<Applied> {
                 }
             }
             Plan::Merge { cells: idx } => {
-                write_cells(conn, t, r, &idx, false)?;
+                write_cells(conn, &mut devs, t, r, &idx, false)?;
                 out.updated.push(key());
             }
         }
@@ -403,6 +418,7 @@ pub(crate) fn apply(conn: &Conn, cs: &Changeset) -> Result<Applied> {
 /// an update that makes the row if it is missing) and their versions into the cell log.
 fn write_cells(
     conn: &Conn,
+    devs: &mut Devices,
     t: &TableInfo,
     r: &RowChange,
     idx: &[usize],
@@ -465,7 +481,7 @@ fn write_cells(
         args.extend([
             Value::Text(cell.col.clone()),
             Value::Integer(cell.ts as i64),
-            Value::Text(cell.dev.clone()),
+            Value::Integer(devs.index(c, &cell.dev)?),
             Value::Integer(conn.ctx.next_seq()),
         ]);
     }

@@ -164,10 +164,10 @@ pub fn create_log_tables(c: &Connection, t: &TableInfo) -> Result<()> {
     let (rows, cells) = (rows_table(&t.name), cells_table(&t.name));
     c.execute_batch(&format!(
         "CREATE TABLE IF NOT EXISTS {rq} ({keys}, oxh_rdb_cl INTEGER NOT NULL, oxh_rdb_ts INTEGER NOT NULL,
-           oxh_rdb_dev TEXT NOT NULL, oxh_rdb_seq INTEGER NOT NULL, PRIMARY KEY ({pks})) WITHOUT ROWID;
+           oxh_rdb_dev INTEGER NOT NULL, oxh_rdb_seq INTEGER NOT NULL, PRIMARY KEY ({pks})) WITHOUT ROWID;
          CREATE INDEX IF NOT EXISTS {rs} ON {rq}(oxh_rdb_seq);
          CREATE TABLE IF NOT EXISTS {cq} ({keys}, oxh_rdb_col TEXT NOT NULL, oxh_rdb_ts INTEGER NOT NULL,
-           oxh_rdb_dev TEXT NOT NULL, oxh_rdb_seq INTEGER NOT NULL, PRIMARY KEY ({pks}, oxh_rdb_col)) WITHOUT ROWID;
+           oxh_rdb_dev INTEGER NOT NULL, oxh_rdb_seq INTEGER NOT NULL, PRIMARY KEY ({pks}, oxh_rdb_col)) WITHOUT ROWID;
          CREATE INDEX IF NOT EXISTS {cs} ON {cq}(oxh_rdb_seq);",
         rq = q(&rows),
         cq = q(&cells),
