@@ -44,7 +44,7 @@ fuzz_target!(|data: &[u8]| {
         level: KvLevel::S1,
     };
     let mut eng = SyncEngine::new(desc, 3, SyncConfig::default());
-    let mut side = Side::new(store).expect("side");
+    let mut side = Side::new(store, None).expect("side");
     let mut out = Vec::new();
     eng.sync(&mut side, "peer", SyncMode::PushPull, 0, &mut out);
     let mut r = Reassembler::default();

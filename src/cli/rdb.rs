@@ -103,6 +103,9 @@ pub enum RdbCmd {
         /// `all` or networkIds / device ids, comma separated (the predicates' inDevices).
         #[arg(long, default_value = "all")]
         devices: String,
+        /// Only this distributed table (the predicates' table); else every one.
+        #[arg(long)]
+        table: Option<String>,
         /// How long to wait, in milliseconds.
         #[arg(long, default_value_t = api::DEFAULT_SYNC_TIMEOUT_MS)]
         timeout_ms: u64,
@@ -263,6 +266,7 @@ pub async fn run(g: &Global, c: &RdbCmd) -> Result<i32> {
             push,
             pull,
             devices,
+            table,
             timeout_ms,
         } => {
             let mode = match (push, pull) {
@@ -275,6 +279,7 @@ pub async fn run(g: &Global, c: &RdbCmd) -> Result<i32> {
                 mode,
                 devices: super::kv::device_list(devices),
                 timeout_ms: *timeout_ms,
+                table: table.clone(),
             };
             let res: Vec<api::DeviceSyncResult> = cl.call(api::SA_ID, api::SYNC, &a).await?;
             return super::kv::print_sync_results(g, &res);

@@ -116,6 +116,9 @@ pub struct SyncArgs {
     pub devices: Vec<String>,
     /// How long to wait for them, in ms (0: [`DEFAULT_SYNC_TIMEOUT_MS`]).
     pub timeout_ms: u64,
+    /// The predicates' table: only its rows sync (with a watermark of its own); `None`:
+    /// every distributed table of the store.
+    pub table: Option<String>,
 }
 
 /// Arguments of [`REMOTE_QUERY`]: a read-only SQL query run on another device's copy of

@@ -473,13 +473,23 @@ impl RdbStore {
         max_rows: usize,
         max_bytes: usize,
     ) -> Result<Changeset> {
+        self.changes_since_in(after, max_rows, max_bytes, None)
+    }
+    /// [`RdbStore::changes_since_bounded`] of one distributed table only (`None`: all).
+    pub fn changes_since_in(
+        &self,
+        after: u64,
+        max_rows: usize,
+        max_bytes: usize,
+        table: Option<&str>,
+    ) -> Result<Changeset> {
         self.with(|i| {
             if i.open_tx.is_some() {
-                replica::changes_since(&i.conn, after, max_rows, max_bytes)
+                replica::changes_since(&i.conn, after, max_rows, max_bytes, table)
             } else {
                 // One snapshot, so the rows and `upto` agree.
                 i.conn.c.execute_batch("BEGIN DEFERRED")?;
-                let r = replica::changes_since(&i.conn, after, max_rows, max_bytes);
+                let r = replica::changes_since(&i.conn, after, max_rows, max_bytes, table);
                 let _ = i.conn.c.execute_batch("COMMIT");
                 r
             }

@@ -92,6 +92,9 @@ pub enum RdbMsg {
     Sync {
         /// The store: bundle, file (relative), security level.
         store: StoreDesc,
+        /// The one table the round is about (`sync` with predicates on it), or every
+        /// distributed table.
+        table: Option<String>,
         /// The engine's message.
         msg: Msg<Packet>,
     },
@@ -176,15 +179,27 @@ fn desc_of(app: &str, rel: &Path, level: SecurityLevel) -> StoreDesc {
 pub struct Side<'a> {
     store: &'a RdbStore,
     epoch: [u8; 16],
+    table: Option<String>,
 }
 
 impl<'a> Side<'a> {
-    /// The replica over `store`.
-    pub fn new(store: &'a RdbStore) -> Result<Self> {
+    /// The replica over `store`'s distributed tables, or over its one `table`: each has
+    /// its own watermark per peer.
+    pub fn new(store: &'a RdbStore, table: Option<&str>) -> Result<Self> {
         Ok(Self {
             epoch: store.epoch()?,
             store,
+            table: table.map(String::from),
         })
+    }
+
+    /// The name a peer's watermark is kept under: the peer, with the table when the round
+    /// is about one.
+    fn key(&self, peer: &str) -> String {
+        match &self.table {
+            Some(t) => format!("{peer}{}{t}", crate::distributed::replica::TABLE_SEP),
+            None => peer.to_string(),
+        }
     }
 }
 
@@ -197,21 +212,27 @@ impl ReplicaState for Side<'_> {
         self.epoch
     }
     fn peer(&self, peer: &str) -> std::result::Result<Option<PeerState>, String> {
-        Ok(self.store.peer_state(peer).map_err(s)?.map(|(acked, e)| {
-            let mut epoch = [0u8; 16];
-            if e.len() == 16 {
-                epoch.copy_from_slice(&e);
-            }
-            PeerState { epoch, acked }
-        }))
+        Ok(self
+            .store
+            .peer_state(&self.key(peer))
+            .map_err(s)?
+            .map(|(acked, e)| {
+                let mut epoch = [0u8; 16];
+                if e.len() == 16 {
+                    epoch.copy_from_slice(&e);
+                }
+                PeerState { epoch, acked }
+            }))
     }
     fn set_peer(&mut self, peer: &str, st: PeerState) -> std::result::Result<(), String> {
         self.store
-            .set_peer_state(peer, st.acked, &st.epoch)
+            .set_peer_state(&self.key(peer), st.acked, &st.epoch)
             .map_err(s)
     }
     fn reset_peer(&mut self, peer: &str, epoch: [u8; 16]) -> std::result::Result<(), String> {
-        self.store.set_peer_state(peer, 0, &epoch).map_err(s)
+        self.store
+            .set_peer_state(&self.key(peer), 0, &epoch)
+            .map_err(s)
     }
 }
 
@@ -227,7 +248,7 @@ impl SyncReplica for Side<'_> {
     ) -> std::result::Result<(Packet, u64), String> {
         let cs = self
             .store
-            .changes_since_bounded(after, max_entries, max_bytes)
+            .changes_since_in(after, max_entries, max_bytes, self.table.as_deref())
             .map_err(s)?;
         let upto = if cs.rows.is_empty() { after } else { cs.upto };
         Ok((
@@ -259,17 +280,20 @@ pub(crate) struct Synced {
     store: Arc<RdbStore>,
     engine: Mutex<SyncEngine>,
     desc: StoreDesc,
+    table: Option<String>,
 }
 
 type Key = (String, PathBuf);
+/// A store, and the one table its rounds are about (or every distributed table).
+type SyncKey = (Key, Option<String>);
 type Waiter = mpsc::Sender<SyncStatus>;
 
 /// The sync's state in the service.
 #[derive(Default)]
 pub(crate) struct SyncState {
     bus: OnceLock<Arc<dyn RdbBus>>,
-    synced: Mutex<HashMap<Key, Arc<Synced>>>,
-    waiters: Mutex<HashMap<(Key, String, u64), Vec<Waiter>>>,
+    synced: Mutex<HashMap<SyncKey, Arc<Synced>>>,
+    waiters: Mutex<HashMap<(SyncKey, String, u64), Vec<Waiter>>>,
     /// Our remote queries waiting for answers: (device, id).
     queries: Mutex<HashMap<(String, u64), Waiter2>>,
     next_query: AtomicU64,
@@ -329,7 +353,7 @@ impl RdbService {
         });
     }
 
-    fn all_synced(&self) -> Vec<(Key, Arc<Synced>)> {
+    fn all_synced(&self) -> Vec<(SyncKey, Arc<Synced>)> {
         lock(&self.sync_state().synced)
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
@@ -345,7 +369,7 @@ impl RdbService {
             let peers = bus.trusted();
             for (k, sy) in self.all_synced() {
                 if let Err(e) = sy.store.gc_tombstones(&peers) {
-                    tracing::info!(tag = "rdb", "tombstones of {}: {e}", k.0);
+                    tracing::info!(tag = "rdb", "tombstones of {}: {e}", k.0.0);
                 }
             }
         }
@@ -356,7 +380,7 @@ impl RdbService {
                 if !e.active() {
                     continue;
                 }
-                let Ok(mut side) = Side::new(&sy.store) else {
+                let Ok(mut side) = Side::new(&sy.store, sy.table.as_deref()) else {
                     continue;
                 };
                 e.tick(&mut side, now, &mut out);
@@ -367,19 +391,22 @@ impl RdbService {
 
     /// The sync's entry for `key`, made on first use with `store` (the sync then keeps the
     /// store open).
-    fn synced(&self, key: &Key, store: Arc<RdbStore>) -> Result<Arc<Synced>> {
+    fn synced(&self, key: &SyncKey, store: Arc<RdbStore>) -> Result<Arc<Synced>> {
         let st = self.sync_state();
         let mut m = lock(&st.synced);
         if let Some(s) = m.get(key) {
             return Ok(s.clone());
         }
         let level = self.bus()?.device_level();
-        let desc = desc_of(&key.0, &key.1, store.config().security_level);
-        self.pin_store(key, &store);
+        let desc = desc_of(&key.0.0, &key.0.1, store.config().security_level);
+        if !m.keys().any(|(k, _)| *k == key.0) {
+            self.pin_store(&key.0, &store);
+        }
         let sy = Arc::new(Synced {
             engine: Mutex::new(SyncEngine::new(desc.clone(), level, SyncConfig::default())),
             store,
             desc,
+            table: key.1.clone(),
         });
         m.insert(key.clone(), sy.clone());
         Ok(sy)
@@ -399,7 +426,7 @@ impl RdbService {
 
     /// A store deleted: its sync goes with it.
     pub(crate) fn forget_synced(&self, key: &Key) {
-        lock(&self.sync_state().synced).remove(key);
+        lock(&self.sync_state().synced).retain(|(k, _), _| k != key);
     }
 
     /// sync: a round with each device, waiting for them (or the timeout). Per-device status,
@@ -407,11 +434,20 @@ impl RdbService {
     pub fn sync(&self, conn: u64, a: &api::SyncArgs) -> Result<Vec<DeviceSyncResult>> {
         let (key, store) = self.handle_store(conn, a.handle)?;
         let bus = self.bus()?.clone();
-        if store.distributed_tables()?.is_empty() {
+        let tables = store.distributed_tables()?;
+        if tables.is_empty() {
             return Err(RdbError::invalid(
                 "the store has no distributed tables: setDistributedTables first",
             ));
         }
+        if let Some(t) = &a.table
+            && !tables.iter().any(|x| x == t)
+        {
+            return Err(RdbError::invalid(format!(
+                "{t:?} is not a distributed table: setDistributedTables first"
+            )));
+        }
+        let key = (key, a.table.clone());
         let sy = self.synced(&key, store)?;
         let online: HashMap<String, String> = bus.online().into_iter().collect();
         let targets = sync_targets(&online, &a.devices, |d| bus.resolve(d));
@@ -436,7 +472,7 @@ impl RdbService {
             let mut out = Vec::new();
             {
                 let mut e = lock(&sy.engine);
-                let mut side = Side::new(&sy.store)?;
+                let mut side = Side::new(&sy.store, sy.table.as_deref())?;
                 let req = e.sync(&mut side, &udid, a.mode, self.now(), &mut out);
                 lock(&self.sync_state().waiters)
                     .entry((key.clone(), udid.clone(), req))
@@ -465,7 +501,7 @@ impl RdbService {
     }
 
     /// Carries out what an engine asked for.
-    fn route(&self, key: &Key, sy: &Synced, evs: Vec<Event<Packet, Applied>>) {
+    fn route(&self, key: &SyncKey, sy: &Synced, evs: Vec<Event<Packet, Applied>>) {
         let st = self.sync_state();
         for e in evs {
             match e {
@@ -476,6 +512,7 @@ impl RdbService {
                         }
                         let m = RdbMsg::Sync {
                             store: sy.desc.clone(),
+                            table: sy.table.clone(),
                             msg,
                         }
                         .encode();
@@ -493,7 +530,7 @@ impl RdbService {
                 }
                 Event::Changed { from, changes } => {
                     for applied in &changes {
-                        self.remote_changed(key, &from, applied);
+                        self.remote_changed(&key.0, &from, applied);
                     }
                 }
                 Event::Superseded { peer, old, new } => {
@@ -510,11 +547,14 @@ impl RdbService {
     fn remote_changed(&self, _key: &Key, _from: &str, _applied: &Applied) {}
 
     /// The store a peer's message names, if it exists here (a peer never makes one).
-    fn store_for_peer(&self, d: &StoreDesc) -> Result<(Key, Arc<Synced>)> {
+    fn store_for_peer(&self, d: &StoreDesc, table: Option<&str>) -> Result<(SyncKey, Arc<Synced>)> {
         oxh_kvstore::limits::check_bundle_name(&d.bundle)
             .map_err(|e| RdbError::invalid(e.to_string()))?;
         let config = config_of(d)?;
-        let key: Key = (d.bundle.clone(), config.relative_path()?);
+        let key: SyncKey = (
+            (d.bundle.clone(), config.relative_path()?),
+            table.map(String::from),
+        );
         if let Some(sy) = lock(&self.sync_state().synced).get(&key) {
             if sy.desc != *d {
                 return Err(RdbError::new(
@@ -524,7 +564,14 @@ impl RdbService {
             }
             return Ok((key, sy.clone()));
         }
-        let store = self.open_existing(&key, &config)?;
+        let store = self.open_existing(&key.0, &config)?;
+        if let Some(t) = table
+            && !store.distributed_tables()?.iter().any(|x| x == t)
+        {
+            return Err(RdbError::invalid(format!(
+                "{t:?} is not a distributed table here"
+            )));
+        }
         let sy = self.synced(&key, store)?;
         Ok((key, sy))
     }
@@ -539,7 +586,7 @@ impl RdbService {
             }
         };
         match msg {
-            RdbMsg::Sync { store, msg } => self.on_sync_message(from, store, msg),
+            RdbMsg::Sync { store, table, msg } => self.on_sync_message(from, store, table, msg),
             RdbMsg::Query {
                 id,
                 store,
@@ -561,12 +608,19 @@ impl RdbService {
         }
     }
 
-    fn on_sync_message(&self, from: &str, store: StoreDesc, msg: Msg<Packet>) {
+    fn on_sync_message(
+        &self,
+        from: &str,
+        store: StoreDesc,
+        table: Option<String>,
+        msg: Msg<Packet>,
+    ) {
         let Ok(bus) = self.bus().cloned() else { return };
         let refuse = |status: SyncStatus| {
             if let Msg::Hello { req, .. } = &msg {
                 let m = RdbMsg::Sync {
                     store: store.clone(),
+                    table: table.clone(),
                     msg: Msg::HelloAck {
                         req: *req,
                         epoch: [0; 16],
@@ -581,21 +635,25 @@ impl RdbService {
             refuse(SyncStatus::PermissionDenied);
             return;
         }
-        let (key, sy) = match self.store_for_peer(&store) {
+        let (key, sy) = match self.store_for_peer(&store, table.as_deref()) {
             Ok(x) => x,
             Err(e) if e.code() == code::CONFIG_CHANGED => {
                 refuse(SyncStatus::StoreMismatch);
                 return;
             }
-            Err(e) => {
+            Err(e) if e.code() == code::INVALID_PATH => {
                 refuse(SyncStatus::Failed(format!("no such store here: {e}")));
+                return;
+            }
+            Err(e) => {
+                refuse(SyncStatus::Failed(e.to_string()));
                 return;
             }
         };
         let mut out = Vec::new();
         {
             let mut e = lock(&sy.engine);
-            match Side::new(&sy.store) {
+            match Side::new(&sy.store, sy.table.as_deref()) {
                 Ok(mut side) => e.handle(&mut side, from, msg, self.now(), &mut out),
                 Err(err) => {
                     drop(e);
@@ -625,7 +683,7 @@ impl RdbService {
                 "the app does not hold ohos.permission.DISTRIBUTED_DATASYNC on that device",
             ));
         }
-        let (_, sy) = self.store_for_peer(d)?;
+        let (_, sy) = self.store_for_peer(d, None)?;
         let rs = sy
             .store
             .query_sql_capped(sql, args, api::MAX_REMOTE_RESULT_BYTES)?;

@@ -134,7 +134,11 @@ impl Sim {
         for e in evs {
             match e {
                 Event::Send { to, msg } => {
-                    let m = RdbMsg::Sync { store: desc(), msg };
+                    let m = RdbMsg::Sync {
+                        store: desc(),
+                        table: None,
+                        msg,
+                    };
                     self.net.push((from, index(&to), m.encode()));
                 }
                 Event::Complete { peer, status, .. } => {
@@ -156,7 +160,7 @@ impl Sim {
         let mut out = Vec::new();
         {
             let n = &mut self.nodes[to];
-            let mut side = Side::new(&n.store).unwrap();
+            let mut side = Side::new(&n.store, None).unwrap();
             n.engine.handle(&mut side, &name(from), msg, now, &mut out);
         }
         self.route(to, out);
@@ -171,7 +175,7 @@ impl Sim {
                 let mut out = Vec::new();
                 {
                     let n = &mut self.nodes[from];
-                    let mut side = Side::new(&n.store).unwrap();
+                    let mut side = Side::new(&n.store, None).unwrap();
                     n.engine.sync(&mut side, &name(to), mode, now, &mut out);
                 }
                 self.route(from, out);
@@ -206,7 +210,7 @@ impl Sim {
                     let mut out = Vec::new();
                     {
                         let n = &mut self.nodes[i];
-                        let mut side = Side::new(&n.store).unwrap();
+                        let mut side = Side::new(&n.store, None).unwrap();
                         n.engine.tick(&mut side, now, &mut out);
                     }
                     self.route(i, out);

@@ -181,12 +181,24 @@ async fn sync_with(
     devices: &[&str],
     timeout_ms: u64,
 ) -> Result<Vec<DeviceSyncResult>> {
+    sync_table(d, h, mode, devices, timeout_ms, None).await
+}
+
+async fn sync_table(
+    d: &Dev,
+    h: StoreHandle,
+    mode: SyncMode,
+    devices: &[&str],
+    timeout_ms: u64,
+    table: Option<&str>,
+) -> Result<Vec<DeviceSyncResult>> {
     let svc = d.svc.clone();
     let a = SyncArgs {
         handle: h,
         mode,
         devices: devices.iter().map(|d| d.to_string()).collect(),
         timeout_ms,
+        table: table.map(String::from),
     };
     tokio::task::spawn_blocking(move || svc.sync(1, &a))
         .await
@@ -433,4 +445,82 @@ async fn a_remote_result_up_to_4_mib_comes_in_pages_and_a_larger_one_is_refused(
         .await
         .unwrap_err();
     assert_eq!(e.code(), code::INVALID_ARGS, "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_by_the_predicates_table_carries_that_table_only() {
+    let (a, b) = pair();
+    let (ha, hb) = (distributed(&a), distributed(&b));
+    for d in [(&a, ha), (&b, hb)] {
+        exec(
+            d.0,
+            d.1,
+            "CREATE TABLE tag(id INTEGER PRIMARY KEY, name TEXT)",
+            vec![],
+        );
+    }
+    for d in [(&a, ha), (&b, hb)] {
+        d.0.svc
+            .set_distributed_tables(
+                1,
+                &SetDistributedArgs {
+                    handle: d.1,
+                    tables: vec!["tag".into()],
+                },
+            )
+            .unwrap();
+    }
+    exec(&a, ha, "INSERT INTO note VALUES (1, 'n', 'b')", vec![]);
+    exec(&a, ha, "INSERT INTO tag VALUES (1, 't')", vec![]);
+    let tags = |d: &Dev, h| {
+        d.svc
+            .query_sql(
+                1,
+                &QuerySqlArgs {
+                    handle: h,
+                    sql: "SELECT * FROM tag".into(),
+                    args: vec![],
+                },
+            )
+            .unwrap()
+            .rows
+            .len()
+    };
+    let r = sync_table(&a, ha, SyncMode::Push, &[], 10_000, Some("note"))
+        .await
+        .unwrap();
+    assert_eq!(r[0].status, SyncStatus::Success, "{r:?}");
+    assert_eq!(rows(&b, hb).len(), 1);
+    assert_eq!(tags(&b, hb), 0, "only the predicates' table went");
+    // Its own watermark: a sync of every table still carries the rest.
+    let r = sync(&a, ha, SyncMode::Push).await;
+    assert_eq!(r[0].status, SyncStatus::Success, "{r:?}");
+    assert_eq!(tags(&b, hb), 1);
+    // A table that is not distributed here, or not on the peer.
+    let e = sync_table(&a, ha, SyncMode::Push, &[], 1000, Some("nope"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), code::INVALID_ARGS);
+    exec(
+        &a,
+        ha,
+        "CREATE TABLE only_a(id INTEGER PRIMARY KEY)",
+        vec![],
+    );
+    a.svc
+        .set_distributed_tables(
+            1,
+            &SetDistributedArgs {
+                handle: ha,
+                tables: vec!["only_a".into()],
+            },
+        )
+        .unwrap();
+    let r = sync_table(&a, ha, SyncMode::Push, &[], 10_000, Some("only_a"))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&r[0].status, SyncStatus::Failed(m) if m.contains("not a distributed table here")),
+        "{r:?}"
+    );
 }

@@ -296,19 +296,21 @@ impl RdbStore {
     /// `sync(mode, predicates)`: a round with each device of the predicates' `inDevices`
     /// (none: every online trusted device), waiting for them at most `timeout`; the status
     /// per device, as OpenHarmony's `Array<[string, number]>`. Needs DISTRIBUTED_DATASYNC.
-    /// Every distributed table of the store syncs (the predicates choose the devices).
+    /// Only the predicates' table syncs (its conditions are not applied: every row of it
+    /// goes); it must be distributed.
     pub async fn sync(
         &self,
         mode: SyncMode,
         predicates: &RdbPredicates,
         timeout: std::time::Duration,
     ) -> Result<Vec<DeviceSyncResult>, Error> {
-        let devices = predicates.0.to_rdb().devices().to_vec();
+        let p = predicates.0.to_rdb();
         let a = api::SyncArgs {
             handle: self.info.handle,
             mode,
-            devices,
+            devices: p.devices().to_vec(),
             timeout_ms: timeout.as_millis().clamp(1, u64::MAX as u128) as u64,
+            table: Some(p.table().to_string()),
         };
         self.call(api::SYNC, &a).await
     }

@@ -51,9 +51,13 @@ pub(crate) fn changes_since(
     after: u64,
     max_rows: usize,
     max_bytes: usize,
+    only: Option<&str>,
 ) -> Result<Changeset> {
     let c = &conn.c;
-    let tables = super::tables(c)?;
+    let mut tables = super::tables(c)?;
+    if let Some(t) = only {
+        tables.retain(|x| x.name == t);
+    }
     let max_rows = max_rows.max(1);
     // Every log entry above the watermark, by change number; a table's list is cut at a
     // bound that still covers `max_rows` rows, and then nothing past the cut may be used.
@@ -541,19 +545,29 @@ pub(crate) fn ack(c: &rusqlite::Connection, peer: &str, from: u64, upto: u64) ->
     Ok(w)
 }
 
+/// Between a peer's id and a table's name in the key of a watermark of one table's sync (a
+/// character neither a udid nor a table name has).
+pub(crate) const TABLE_SEP: char = '\u{1f}';
+
 /// Collects the row tombstones every peer in `peers` (every device this one is bound to)
-/// has acknowledged: none of them can send an older life of the row any more. A device never
-/// synced holds everything back. Returns how many went.
+/// has acknowledged, by a sync of every table or of the tombstone's own: none of them can
+/// send an older life of the row any more. A device never synced holds everything back.
+/// Returns how many went.
 pub(crate) fn gc_tombstones(c: &rusqlite::Connection, peers: &[String]) -> Result<usize> {
-    let mut min = u64::MAX;
-    for p in peers {
-        min = min.min(watermark(c, p)?);
-    }
-    if peers.is_empty() || min == 0 {
+    if peers.is_empty() {
         return Ok(0);
     }
     let mut n = 0;
     for (t, _) in super::recorded(c)? {
+        let mut min = u64::MAX;
+        for p in peers {
+            let all = watermark(c, p)?;
+            let one = watermark(c, &format!("{p}{TABLE_SEP}{t}"))?;
+            min = min.min(all.max(one));
+        }
+        if min == 0 {
+            continue;
+        }
         n += c.execute(
             &format!(
                 "DELETE FROM {} WHERE oxh_rdb_cl % 2 = 0 AND oxh_rdb_seq <= ?1",
