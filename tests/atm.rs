@@ -272,6 +272,8 @@ const PUBLIC_METHODS: &[(i32, &str, &str)] = &[
     ),
     (sa_id::DISTRIBUTED_KV, "CloseRdbStore", RDB_OWN_STORES),
     (sa_id::DISTRIBUTED_KV, "DeleteRdbStore", RDB_OWN_STORES),
+    (sa_id::DISTRIBUTED_KV, "RdbSubscribe", RDB_OWN_STORES),
+    (sa_id::DISTRIBUTED_KV, "RdbUnsubscribe", RDB_OWN_STORES),
 ];
 
 /// Why the relational store's methods are open (SA 1301's RDB feature).

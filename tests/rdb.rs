@@ -1088,17 +1088,17 @@ async fn kill9_mid_sync_then_restart_resumes_and_loses_nothing() {
     }
     let b_udid = b.ready_field("udid");
     let to_b = RdbPredicates::new("note").in_devices(vec![b_udid.clone()]);
+    let mut w = sb
+        .on_data_change(oxh_sdk::rdb::SUBSCRIBE_TYPE_REMOTE)
+        .await
+        .unwrap();
     let sync = {
         let (sa, p) = (sa.clone(), to_b.clone());
         tokio::spawn(async move { sa.sync(SyncMode::Push, &p, Duration::from_secs(30)).await })
     };
-    // Once the first packets are committed on b, kill it in the middle of the sync.
-    within("the first rows on b", Duration::from_secs(30), async {
-        while count(&sb).await == 0 {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    // Once the first packet is committed on b, kill it in the middle of the sync.
+    within("the first rows on b", Duration::from_secs(30), w.next()).await;
+    drop(w);
     drop(sb);
     drop(db);
     b.kill9();
@@ -1281,4 +1281,54 @@ mod netns {
         );
         assert_eq!(want.lines().count(), 19);
     }
+}
+
+#[tokio::test]
+async fn sdk_observers_hear_local_commits_and_a_peers_sync() {
+    use oxh_sdk::rdb::{
+        RdbEvent, RdbPredicates, SUBSCRIBE_TYPE_LOCAL_DETAILS, SUBSCRIBE_TYPE_REMOTE, SyncMode,
+        SyncStatus,
+    };
+    let (a, b) = crate::kv::pair().await;
+    let (da, db) = (a.sdk().await, b.sdk().await);
+    let sa = sdk_note_store(&da, "watch.db").await;
+    let sb = sdk_note_store(&db, "watch.db").await;
+    let mut la = sa
+        .on_data_change(SUBSCRIBE_TYPE_LOCAL_DETAILS)
+        .await
+        .unwrap();
+    let mut rb = sb.on_data_change(SUBSCRIBE_TYPE_REMOTE).await.unwrap();
+    let row = vec![
+        ("id".to_string(), Value::Integer(42)),
+        ("title".to_string(), Value::Text("t".into())),
+    ];
+    sa.insert("note", row).await.unwrap();
+    let Some(RdbEvent::DataChange {
+        remote: false,
+        changes,
+        ..
+    }) = within("a's local event", Duration::from_secs(10), la.next()).await
+    else {
+        panic!("not a local change");
+    };
+    assert_eq!(changes[0].table, "note");
+    assert_eq!(changes[0].inserted, vec![vec![Value::Integer(42)]]);
+    let to_b = RdbPredicates::new("note").in_devices(vec![b.ready_field("udid")]);
+    let r = sa
+        .sync(SyncMode::Push, &to_b, Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(r[0].status, SyncStatus::Success, "{r:?}");
+    let Some(RdbEvent::DataChange {
+        remote: true,
+        devices,
+        changes,
+        ..
+    }) = within("b's remote event", Duration::from_secs(10), rb.next()).await
+    else {
+        panic!("not a remote change");
+    };
+    assert_eq!(devices, vec![a.ready_field("udid")]);
+    assert_eq!(changes[0].inserted, vec![vec![Value::Integer(42)]]);
+    sb.off_data_change(rb).await.unwrap();
 }

@@ -91,6 +91,67 @@ pub use oxh_kvstore::api::{DATASYNC_PERMISSION, DeviceSyncResult};
 pub use oxh_kvstore::sync::SyncMode;
 pub use oxh_kvstore::wire::SyncStatus;
 
+/// [`SubscribeArgs`] → `()`: on('dataChange'); events are [`RdbEvent`]s.
+pub const SUBSCRIBE: u32 = CODE_BASE + 40;
+/// [`SubscribeArgs`] → `()`: off('dataChange').
+pub const UNSUBSCRIBE: u32 = CODE_BASE + 41;
+
+/// `SubscribeType.SUBSCRIBE_TYPE_REMOTE`: changes a sync brought from other devices (the
+/// observer gets the devices).
+pub const SUBSCRIBE_TYPE_REMOTE: i32 = 0;
+/// `SUBSCRIBE_TYPE_CLOUD`: there is no cloud here (801).
+pub const SUBSCRIBE_TYPE_CLOUD: i32 = 1;
+/// `SUBSCRIBE_TYPE_CLOUD_DETAILS`: there is no cloud here (801).
+pub const SUBSCRIBE_TYPE_CLOUD_DETAILS: i32 = 2;
+/// `SUBSCRIBE_TYPE_LOCAL_DETAILS`: this device's own committed changes, by primary key.
+pub const SUBSCRIBE_TYPE_LOCAL_DETAILS: i32 = 3;
+/// `ChangeType.DATA_CHANGE`.
+pub const DATA_CHANGE: i32 = 0;
+
+/// Arguments of [`SUBSCRIBE`] and [`UNSUBSCRIBE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscribeArgs {
+    /// The store.
+    pub handle: StoreHandle,
+    /// The client's subscription id: events come on it.
+    pub sub: u64,
+    /// A `SUBSCRIBE_TYPE_*`.
+    pub kind: i32,
+}
+
+/// `relationalStore.ChangeInfo`: one table's changed rows, by primary key (each key is its
+/// primary key's values, in the key's column order: one value for a single-column key).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChangeInfo {
+    /// The table.
+    pub table: String,
+    /// `ChangeType`: [`DATA_CHANGE`].
+    pub change_type: i32,
+    /// Rows that came into being.
+    pub inserted: Vec<Vec<Value>>,
+    /// Rows whose cells changed.
+    pub updated: Vec<Vec<Value>>,
+    /// Rows that went.
+    pub deleted: Vec<Vec<Value>>,
+}
+
+/// What an observer is told.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum RdbEvent {
+    /// on('dataChange'): `remote` changes came from `devices` by a sync; local ones are this
+    /// device's own committed writes (`devices` empty).
+    DataChange {
+        /// The store's name.
+        store: String,
+        /// From a sync (SUBSCRIBE_TYPE_REMOTE) or local (SUBSCRIBE_TYPE_LOCAL_DETAILS).
+        remote: bool,
+        /// The devices the changes came from (udids).
+        devices: Vec<String>,
+        /// Per table, the rows.
+        changes: Vec<ChangeInfo>,
+    },
+}
+
 /// How long a sync waits for its devices when the caller gives no timeout.
 pub const DEFAULT_SYNC_TIMEOUT_MS: u64 = 30_000;
 /// How long a remoteQuery waits for the device's answer.

@@ -11,6 +11,7 @@
 //! - [`api`]: the service's IPC contract on SA 1301 (method codes, args, limits).
 //! - [`sync`]: sync of distributed tables over the soft bus (the KV store's engine) and
 //!   remoteQuery.
+//! - [`events`]: on('dataChange') observers, local and remote.
 //! - [`service`]: [`RdbService`], the stores of every app, served by [`sa::DataService`].
 
 pub mod api;
@@ -18,6 +19,7 @@ pub mod config;
 mod conn;
 pub mod distributed;
 pub mod error;
+pub mod events;
 pub mod ident;
 pub mod ops;
 pub mod predicates;

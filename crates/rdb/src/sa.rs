@@ -33,6 +33,8 @@ pub const METHODS: &[Method] = &[
     ),
     Method::open(api::CLOSE_RDB_STORE, "CloseRdbStore"),
     Method::open(api::DELETE_RDB_STORE, "DeleteRdbStore"),
+    Method::open(api::SUBSCRIBE, "RdbSubscribe"),
+    Method::open(api::UNSUBSCRIBE, "RdbUnsubscribe"),
     Method::with_permission(api::SYNC, "RdbSync", api::DATASYNC_PERMISSION),
     Method::with_permission(api::REMOTE_QUERY, "RemoteQuery", api::DATASYNC_PERMISSION),
     Method::with_permission(
@@ -79,6 +81,8 @@ impl RdbService {
                 .obtain_distributed_table_name(id, &decode(data)?)
                 .map(|x| encode(&x)),
             api::CLOSE_RDB_STORE => self.close(id, &decode(data)?).map(|x| encode(&x)),
+            api::SUBSCRIBE => self.subscribe(conn, &decode(data)?).map(|x| encode(&x)),
+            api::UNSUBSCRIBE => self.unsubscribe(conn, &decode(data)?).map(|x| encode(&x)),
             api::SYNC => self.sync(id, &decode(data)?).map(|x| encode(&x)),
             api::REMOTE_QUERY => self.remote_query(id, &decode(data)?).map(|x| encode(&x)),
             api::REMOTE_QUERY_NEXT => self

@@ -74,6 +74,8 @@ pub struct RdbService {
     last_handle: AtomicU64,
     /// Sync and remoteQuery ([`crate::sync`]).
     sync: crate::sync::SyncState,
+    /// on('dataChange') ([`crate::events`]).
+    observers: crate::events::Observers,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -102,6 +104,7 @@ impl RdbService {
             conns: Mutex::new(HashMap::new()),
             last_handle: AtomicU64::new(0),
             sync: Default::default(),
+            observers: Default::default(),
         }))
     }
 
@@ -231,36 +234,39 @@ impl RdbService {
 
     /// execute.
     pub fn execute(&self, conn: u64, a: &api::ExecuteArgs) -> Result<Value> {
-        self.run(
+        let r = self.run(
             conn,
             a.handle,
             |t| t.execute(&a.sql, &a.args),
             |s| s.execute(&a.sql, &a.args),
-        )
+        );
+        self.told(conn, a.handle, r)
     }
 
     /// insert.
     pub fn insert(&self, conn: u64, a: &api::InsertArgs) -> Result<i64> {
         let how = conflict(a.conflict)?;
         let v = api::bucket(&a.values);
-        self.run(
+        let r = self.run(
             conn,
             a.handle,
             |t| t.insert(&a.table, &v, how),
             |s| s.insert_with(&a.table, &v, how),
-        )
+        );
+        self.told(conn, a.handle, r)
     }
 
     /// batchInsert.
     pub fn batch_insert(&self, conn: u64, a: &api::BatchInsertArgs) -> Result<i64> {
         let how = conflict(a.conflict)?;
         let rows: Vec<_> = a.rows.iter().map(api::bucket).collect();
-        self.run(
+        let r = self.run(
             conn,
             a.handle,
             |t| t.batch_insert(&a.table, &rows, how),
             |s| s.batch_insert_with(&a.table, &rows, how),
-        )
+        );
+        self.told(conn, a.handle, r)
     }
 
     /// update.
@@ -268,20 +274,20 @@ impl RdbService {
         let how = conflict(a.conflict)?;
         let v = api::bucket(&a.values);
         let p = a.predicates.to_rdb();
-        self.run(
+        let r = self.run(
             conn,
             a.handle,
             |t| t.update(&v, &p, how),
             |s| s.update_with(&v, &p, how),
-        )
-        .map(|n| n as u64)
+        );
+        self.told(conn, a.handle, r).map(|n| n as u64)
     }
 
     /// delete.
     pub fn delete(&self, conn: u64, a: &api::DeleteArgs) -> Result<u64> {
         let p = a.predicates.to_rdb();
-        self.run(conn, a.handle, |t| t.delete(&p), |s| s.delete(&p))
-            .map(|n| n as u64)
+        let r = self.run(conn, a.handle, |t| t.delete(&p), |s| s.delete(&p));
+        self.told(conn, a.handle, r).map(|n| n as u64)
     }
 
     /// query: at most [`api::MAX_RESULT_BYTES`].
@@ -336,7 +342,11 @@ impl RdbService {
                 "rollBack: no transaction is open"
             })
         })?;
-        if commit { t.commit() } else { t.rollback() }
+        if commit {
+            self.told(conn, a.handle, t.commit())
+        } else {
+            t.rollback()
+        }
     }
 
     /// setDistributedTables.
@@ -411,6 +421,18 @@ impl RdbService {
         &self.sync
     }
 
+    pub(crate) fn observers(&self) -> &crate::events::Observers {
+        &self.observers
+    }
+
+    /// `r`, and on success the local observers told of what the write committed.
+    fn told<T>(&self, conn: u64, h: StoreHandle, r: Result<T>) -> Result<T> {
+        if r.is_ok() {
+            self.after_write(conn, h);
+        }
+        r
+    }
+
     /// A handle's store and its key.
     pub(crate) fn handle_store(
         &self,
@@ -471,6 +493,7 @@ impl RdbService {
     /// A client connection went away: its transactions roll back, its handles close.
     pub fn client_died(&self, conn: u64) {
         self.drop_cursors(conn);
+        self.drop_observers(conn);
         let gone = lock(&self.conns).remove(&conn);
         for (_, hd) in gone.into_iter().flat_map(|c| c.handles) {
             self.release(hd);

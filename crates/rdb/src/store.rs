@@ -507,6 +507,15 @@ impl RdbStore {
     pub fn ack(&self, peer: &str, from: u64, upto: u64) -> Result<u64> {
         self.write(|c| replica::ack(&c.c, peer, from, upto))
     }
+    /// The rows this device changed after change number `after` (committed), by table and
+    /// primary key, and the change number reached (see [`crate::events`]).
+    pub fn local_changes(&self, after: u64) -> Result<(Vec<crate::api::ChangeInfo>, u64)> {
+        self.read(|c| replica::local_changes(c, after))
+    }
+    /// The store's last change number.
+    pub fn change_seq(&self) -> Result<u64> {
+        self.read(|c| Ok(c.seq()?.max(0) as u64))
+    }
     /// What we know of `peer`: its acknowledgement and its store's epoch (empty: unknown).
     pub fn peer_state(&self, peer: &str) -> Result<Option<(u64, Vec<u8>)>> {
         self.read(|c| replica::peer_state(&c.c, peer))

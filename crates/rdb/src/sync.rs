@@ -530,7 +530,7 @@ impl RdbService {
                 }
                 Event::Changed { from, changes } => {
                     for applied in &changes {
-                        self.remote_changed(&key.0, &from, applied);
+                        self.notify_remote(&key.0, &from, applied);
                     }
                 }
                 Event::Superseded { peer, old, new } => {
@@ -542,9 +542,6 @@ impl RdbService {
             }
         }
     }
-
-    /// Rows a peer's sync changed here (for dataChange observers).
-    fn remote_changed(&self, _key: &Key, _from: &str, _applied: &Applied) {}
 
     /// The store a peer's message names, if it exists here (a peer never makes one).
     fn store_for_peer(&self, d: &StoreDesc, table: Option<&str>) -> Result<(SyncKey, Arc<Synced>)> {

@@ -8,6 +8,7 @@ use crate::service::RdbConfig;
 use oxh_ipc::{Caller, TokenType};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Weak, mpsc as std_mpsc};
+use std::time::Duration;
 
 /// Where a device's deliveries go: (sender udid, bytes).
 type Inbox = std_mpsc::Sender<(String, Vec<u8>)>;
@@ -523,4 +524,204 @@ async fn a_sync_by_the_predicates_table_carries_that_table_only() {
         matches!(&r[0].status, SyncStatus::Failed(m) if m.contains("not a distributed table here")),
         "{r:?}"
     );
+}
+
+// ------------------------------------------------------------ on('dataChange')
+
+/// A connection of an app to `d`'s service, with the events pushed to it.
+struct Watch {
+    conn: oxh_ipc::ConnHandle,
+    rx: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
+    h: StoreHandle,
+}
+
+fn watch(d: &Dev, kind: i32) -> Watch {
+    let (conn, rx) = oxh_ipc::ConnHandle::detached(caller());
+    let a = GetStoreArgs {
+        app: Some("com.example.notes".into()),
+        config: StoreConfig::new("notes.db", SecurityLevel::S1),
+    };
+    let h = d
+        .svc
+        .get_rdb_store(conn.id(), &caller(), &a)
+        .unwrap()
+        .handle;
+    d.svc
+        .subscribe(
+            &conn,
+            &SubscribeArgs {
+                handle: h,
+                sub: 7,
+                kind,
+            },
+        )
+        .unwrap();
+    Watch { conn, rx, h }
+}
+
+impl Watch {
+    /// The next event (bounded wait).
+    async fn next(&mut self) -> RdbEvent {
+        let f = tokio::time::timeout(Duration::from_secs(10), self.rx.recv())
+            .await
+            .expect("an event within 10 s")
+            .expect("the connection is open");
+        let mut dec = oxh_ipc::frame::FrameDecoder::new();
+        dec.extend(&f);
+        let Ok(Some(oxh_ipc::frame::Decoded::Frame(fr))) = dec.decode_next() else {
+            panic!("not a frame");
+        };
+        assert_eq!(fr.id, 7, "on the subscription's id");
+        oxh_ipc::decode(&fr.body).unwrap()
+    }
+    fn nothing(&mut self) -> bool {
+        self.rx.try_recv().is_err()
+    }
+}
+
+fn local(ev: RdbEvent) -> Vec<ChangeInfo> {
+    let RdbEvent::DataChange {
+        remote,
+        changes,
+        devices,
+        store,
+    } = ev;
+    assert!(!remote && devices.is_empty());
+    assert_eq!(store, "notes.db");
+    changes
+}
+
+fn key(i: i64) -> Vec<Value> {
+    vec![Value::Integer(i)]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_observers_hear_committed_rows_by_primary_key_and_nothing_of_a_rollback() {
+    let (a, _b) = pair();
+    let h = distributed(&a);
+    let mut w = watch(&a, SUBSCRIBE_TYPE_LOCAL_DETAILS);
+    exec(&a, h, "INSERT INTO note VALUES (1, 't', 'b')", vec![]);
+    let c = local(w.next().await);
+    assert_eq!(c.len(), 1);
+    assert_eq!(
+        (c[0].table.as_str(), c[0].change_type),
+        ("note", DATA_CHANGE)
+    );
+    assert_eq!(c[0].inserted, vec![key(1)]);
+    exec(&a, h, "UPDATE note SET title = 'x' WHERE id = 1", vec![]);
+    assert_eq!(local(w.next().await)[0].updated, vec![key(1)]);
+    exec(&a, h, "DELETE FROM note WHERE id = 1", vec![]);
+    assert_eq!(local(w.next().await)[0].deleted, vec![key(1)]);
+    // A transaction: nothing until it commits; a rolled-back one never.
+    a.svc
+        .begin_transaction(1, &BeginArgs { handle: h, kind: 1 })
+        .unwrap();
+    exec(&a, h, "INSERT INTO note VALUES (2, 't', 'b')", vec![]);
+    assert!(w.nothing());
+    a.svc
+        .end_transaction(1, &HandleArgs { handle: h }, false)
+        .unwrap();
+    assert!(w.nothing());
+    a.svc
+        .begin_transaction(1, &BeginArgs { handle: h, kind: 1 })
+        .unwrap();
+    exec(&a, h, "INSERT INTO note VALUES (3, 't', 'b')", vec![]);
+    exec(&a, h, "INSERT INTO note VALUES (4, 't', 'b')", vec![]);
+    a.svc
+        .end_transaction(1, &HandleArgs { handle: h }, true)
+        .unwrap();
+    assert_eq!(local(w.next().await)[0].inserted, vec![key(3), key(4)]);
+    assert!(w.nothing());
+    // off: no more.
+    a.svc
+        .unsubscribe(
+            &w.conn,
+            &SubscribeArgs {
+                handle: w.h,
+                sub: 7,
+                kind: SUBSCRIBE_TYPE_LOCAL_DETAILS,
+            },
+        )
+        .unwrap();
+    exec(&a, h, "INSERT INTO note VALUES (5, 't', 'b')", vec![]);
+    assert!(w.nothing());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_most_8_observers_a_store_they_go_with_their_connection_and_no_cloud() {
+    let (a, _b) = pair();
+    distributed(&a);
+    let ws: Vec<Watch> = (0..8).map(|_| watch(&a, SUBSCRIBE_TYPE_REMOTE)).collect();
+    let (conn, _rx) = oxh_ipc::ConnHandle::detached(caller());
+    let ga = GetStoreArgs {
+        app: Some("com.example.notes".into()),
+        config: StoreConfig::new("notes.db", SecurityLevel::S1),
+    };
+    let h = a
+        .svc
+        .get_rdb_store(conn.id(), &caller(), &ga)
+        .unwrap()
+        .handle;
+    let sa = |kind| SubscribeArgs {
+        handle: h,
+        sub: 1,
+        kind,
+    };
+    let e = a
+        .svc
+        .subscribe(&conn, &sa(SUBSCRIBE_TYPE_REMOTE))
+        .unwrap_err();
+    assert_eq!(e.code(), code::INVALID_ARGS, "{e}");
+    assert_eq!(
+        a.svc
+            .subscribe(&conn, &sa(SUBSCRIBE_TYPE_CLOUD))
+            .unwrap_err()
+            .code(),
+        code::NOT_SUPPORTED
+    );
+    assert_eq!(
+        a.svc.subscribe(&conn, &sa(9)).unwrap_err().code(),
+        code::INVALID_ARGS
+    );
+    a.svc.client_died(ws[0].conn.id());
+    a.svc.subscribe(&conn, &sa(SUBSCRIBE_TYPE_REMOTE)).unwrap();
+    // Another connection's handle is not ours to observe.
+    let (other, _orx) = oxh_ipc::ConnHandle::detached(caller());
+    let e = a
+        .svc
+        .subscribe(
+            &other,
+            &SubscribeArgs {
+                handle: h,
+                sub: 1,
+                kind: SUBSCRIBE_TYPE_REMOTE,
+            },
+        )
+        .unwrap_err();
+    assert_eq!(e.code(), code::ALREADY_CLOSED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_observers_hear_a_syncs_rows_and_their_device() {
+    let (a, b) = pair();
+    let (ha, _hb) = (distributed(&a), distributed(&b));
+    let mut wb = watch(&b, SUBSCRIBE_TYPE_REMOTE);
+    let mut lb = watch(&b, SUBSCRIBE_TYPE_LOCAL_DETAILS);
+    exec(&a, ha, "INSERT INTO note VALUES (1, 't', 'b')", vec![]);
+    exec(&a, ha, "INSERT INTO note VALUES (2, 't', 'b')", vec![]);
+    let r = sync(&a, ha, SyncMode::Push).await;
+    assert_eq!(r[0].status, SyncStatus::Success);
+    let RdbEvent::DataChange {
+        remote,
+        devices,
+        changes,
+        ..
+    } = wb.next().await;
+    assert!(remote);
+    assert_eq!(devices, vec!["dev-a".to_string()]);
+    assert_eq!(changes[0].inserted, vec![key(1), key(2)]);
+    // Not a local change on b, not even after b's next own write.
+    exec(&b, _hb, "INSERT INTO note VALUES (3, 't', 'b')", vec![]);
+    assert_eq!(local(lb.next().await)[0].inserted, vec![key(3)]);
+    assert!(lb.nothing());
 }

@@ -20,7 +20,29 @@
 use crate::{Device, Error};
 use oxh_rdb::api::{self, Bucket, PredicateOp, Predicates};
 
-pub use oxh_rdb::api::{DeviceSyncResult, SyncMode, SyncStatus};
+pub use oxh_rdb::api::{
+    ChangeInfo, DeviceSyncResult, RdbEvent, SUBSCRIBE_TYPE_LOCAL_DETAILS, SUBSCRIBE_TYPE_REMOTE,
+    SyncMode, SyncStatus,
+};
+
+/// An observer from [`RdbStore::on_data_change`]: its events, in order.
+pub struct DataChangeObserver {
+    sub: oxh_ipc::Subscription,
+    kind: i32,
+}
+
+impl DataChangeObserver {
+    /// The next event; `None` once the connection closed. An event this SDK cannot decode
+    /// (from a newer service) is skipped.
+    pub async fn next(&mut self) -> Option<RdbEvent> {
+        loop {
+            let b = self.sub.recv().await?;
+            if let Ok(ev) = oxh_ipc::decode(&b) {
+                return Some(ev);
+            }
+        }
+    }
+}
 
 pub use oxh_rdb::{
     ConflictResolution, ResultSet, SecurityLevel, StoreConfig, TransactionType, Value,
@@ -291,6 +313,37 @@ impl RdbStore {
             tables: tables.iter().map(|t| t.to_string()).collect(),
         };
         self.call(api::SET_DISTRIBUTED_TABLES, &a).await
+    }
+
+    /// `on('dataChange', type)`: [`SUBSCRIBE_TYPE_LOCAL_DETAILS`] (this device's committed
+    /// changes to distributed tables, by primary key) or [`SUBSCRIBE_TYPE_REMOTE`] (changes
+    /// a sync brought, with their devices); at most 8 observers per store.
+    pub async fn on_data_change(&self, kind: i32) -> Result<DataChangeObserver, Error> {
+        let sub = self.dev.client.subscribe();
+        let () = self
+            .call(
+                api::SUBSCRIBE,
+                &api::SubscribeArgs {
+                    handle: self.info.handle,
+                    sub: sub.id(),
+                    kind,
+                },
+            )
+            .await?;
+        Ok(DataChangeObserver { sub, kind })
+    }
+
+    /// `off('dataChange', type, observer)`: no more events to it.
+    pub async fn off_data_change(&self, o: DataChangeObserver) -> Result<(), Error> {
+        self.call(
+            api::UNSUBSCRIBE,
+            &api::SubscribeArgs {
+                handle: self.info.handle,
+                sub: o.sub.id(),
+                kind: o.kind,
+            },
+        )
+        .await
     }
 
     /// `sync(mode, predicates)`: a round with each device of the predicates' `inDevices`

@@ -578,3 +578,56 @@ pub(crate) fn gc_tombstones(c: &rusqlite::Connection, peers: &[String]) -> Resul
     }
     Ok(n)
 }
+
+/// Rows of every distributed table this device changed itself after change number `after`
+/// (a peer's applied writes carry the peer's device and are left out), by primary key, and
+/// the change number they reach: what local observers are told after a commit.
+pub(crate) fn local_changes(conn: &Conn, after: u64) -> Result<(Vec<crate::api::ChangeInfo>, u64)> {
+    let c = &conn.c;
+    let upto = conn.seq()?.max(0) as u64;
+    let mut out = Vec::new();
+    if upto <= after {
+        return Ok((out, after));
+    }
+    for t in super::tables(c)? {
+        let pks = t.pk_list();
+        let n = t.pk.len();
+        let key = |r: &rusqlite::Row| -> rusqlite::Result<Vec<Value>> {
+            (0..n).map(|i| r.get::<_, Value>(i)).collect()
+        };
+        let mut info = crate::api::ChangeInfo {
+            table: t.name.clone(),
+            ..Default::default()
+        };
+        let mut seen = HashSet::new();
+        let mut st = c.prepare_cached(&format!(
+            "SELECT {pks}, oxh_rdb_cl FROM {} WHERE oxh_rdb_seq > ?1 AND oxh_rdb_dev = oxh_rdb_dev()",
+            q(&rows_table(&t.name))
+        ))?;
+        let mut rows = st.query([after as i64])?;
+        while let Some(r) = rows.next()? {
+            let k = key(r)?;
+            seen.insert(format!("{k:?}"));
+            if r.get::<_, i64>(n)? % 2 == 1 {
+                info.inserted.push(k);
+            } else {
+                info.deleted.push(k);
+            }
+        }
+        let mut st = c.prepare_cached(&format!(
+            "SELECT DISTINCT {pks} FROM {} WHERE oxh_rdb_seq > ?1 AND oxh_rdb_dev = oxh_rdb_dev()",
+            q(&cells_table(&t.name))
+        ))?;
+        let mut rows = st.query([after as i64])?;
+        while let Some(r) = rows.next()? {
+            let k = key(r)?;
+            if seen.insert(format!("{k:?}")) {
+                info.updated.push(k);
+            }
+        }
+        if !(info.inserted.is_empty() && info.updated.is_empty() && info.deleted.is_empty()) {
+            out.push(info);
+        }
+    }
+    Ok((out, upto))
+}
