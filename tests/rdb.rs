@@ -686,6 +686,7 @@ fn a_c_program_on_the_oh_rdb_ndk_writes_rows_the_store_really_holds() {
         .arg("-L")
         .arg(lib_dir)
         .arg("-loxh_ndk")
+        .arg("-lpthread")
         .output()
         .expect("a C compiler");
     assert!(
@@ -725,6 +726,8 @@ fn a_c_program_on_the_oh_rdb_ndk_writes_rows_the_store_really_holds() {
          row id=1 name=Lisa age=18 salary=300.0 codes=set\n\
          row id=2 name=Rose age=22 salary=200.5 codes=null\n\
          distributed\n\
+         observed table=EMPLOYEE inserted=1 key=3\n\
+         unsubscribed\n\
          closed\n"
     );
     // The committed update and the rolled-back delete, as the service and the file hold them.

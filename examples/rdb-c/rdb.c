@@ -8,9 +8,11 @@
  */
 #include <database/rdb/relational_store.h>
 #include <database/rdb/relational_store_error_code.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define CHECK(cond, ...)                  \
     do {                                  \
@@ -21,6 +23,35 @@
             exit(1);                      \
         }                                 \
     } while (0)
+
+/* What the LOCAL_DETAILS observer saw, handed over from the library's thread. */
+struct Seen {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int calls;
+    char table[64];
+    int inserted;
+    int64_t key;
+};
+
+static void on_change(void *context, const Rdb_ChangeInfo **infos, uint32_t count)
+{
+    struct Seen *seen = context;
+    pthread_mutex_lock(&seen->lock);
+    for (uint32_t i = 0; i < count; i++) {
+        if (infos[i]->version != DISTRIBUTED_CHANGE_INFO_VERSION || infos[i]->ChangeType != RDB_DATA_CHANGE) {
+            continue;
+        }
+        snprintf(seen->table, sizeof(seen->table), "%s", infos[i]->tableName);
+        seen->inserted = infos[i]->inserted.count;
+        if (infos[i]->inserted.count > 0 && infos[i]->inserted.type == TYPE_INT64) {
+            seen->key = (int64_t)infos[i]->inserted.data[0].integer;
+        }
+    }
+    seen->calls++;
+    pthread_cond_signal(&seen->cond);
+    pthread_mutex_unlock(&seen->lock);
+}
 
 static void print_rows(OH_Cursor *cursor)
 {
@@ -172,6 +203,36 @@ int main(int argc, char **argv)
     CHECK(OH_Rdb_SetDistributedTables(store, tables, 1, RDB_DISTRIBUTED_CLOUD, &distributed) == RDB_OK,
         "setDistributedTables");
     printf("distributed\n");
+
+    // Observe this device's committed changes: an insert arrives with its key.
+    static struct Seen seen = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, "", 0, 0};
+    Rdb_DataObserver observer = {.context = &seen, .callback.detailsObserver = on_change};
+    CHECK(OH_Rdb_Subscribe(store, RDB_SUBSCRIBE_TYPE_CLOUD, &observer) == RDB_E_NOT_SUPPORTED, "cloud");
+    CHECK(OH_Rdb_Subscribe(store, RDB_SUBSCRIBE_TYPE_LOCAL_DETAILS, &observer) == RDB_OK, "subscribe");
+    valueBucket->clear(valueBucket);
+    valueBucket->putInt64(valueBucket, "ID", 3);
+    valueBucket->putText(valueBucket, "NAME", "Tom");
+    rowId = OH_Rdb_Insert(store, "EMPLOYEE", valueBucket);
+    CHECK(rowId == 3, "insert Tom: %d", rowId);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10;
+    pthread_mutex_lock(&seen.lock);
+    while (seen.calls == 0) {
+        CHECK(pthread_cond_timedwait(&seen.cond, &seen.lock, &until) == 0, "no change event within 10 s");
+    }
+    printf("observed table=%s inserted=%d key=%lld\n", seen.table, seen.inserted, (long long)seen.key);
+    pthread_mutex_unlock(&seen.lock);
+    CHECK(OH_Rdb_Unsubscribe(store, RDB_SUBSCRIBE_TYPE_LOCAL_DETAILS, &observer) == RDB_OK, "unsubscribe");
+    OH_Predicates *tom = OH_Rdb_CreatePredicates("EMPLOYEE");
+    OH_VObject *tomId = OH_Rdb_CreateValueObject();
+    int64_t three = 3;
+    tomId->putInt64(tomId, &three, 1);
+    tom->equalTo(tom, "ID", tomId);
+    CHECK(OH_Rdb_Delete(store, tom) == 1, "delete Tom");
+    tom->destroy(tom);
+    tomId->destroy(tomId);
+    printf("unsubscribed\n");
 
     valueObject->destroy(valueObject);
     pattern->destroy(pattern);

@@ -13,7 +13,7 @@
 
 use oxh_rdb::api::{self, PredicateOp, Rows, StoreHandle};
 use oxh_rdb::{SecurityLevel, StoreConfig, Value};
-use std::ffi::{CStr, c_char, c_int, c_uint};
+use std::ffi::{CStr, c_char, c_int, c_uint, c_void};
 use std::ptr::null_mut;
 
 /// `OH_Rdb_ErrCode` (relational_store_error_code.h): the codes this library returns.
@@ -1441,4 +1441,261 @@ mod tests {
         );
         assert_eq!(ndk_code(api::code::INNER_ERROR), RDB_E_ERROR);
     }
+}
+
+// ---- OH_Rdb_Subscribe ----
+
+/// `Rdb_KeyInfo::Rdb_KeyData`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub union KeyData {
+    integer: u64,
+    real: f64,
+    text: *const c_char,
+}
+
+/// `Rdb_KeyInfo`.
+#[repr(C)]
+pub struct KeyInfo {
+    count: c_int,
+    key_type: c_int,
+    data: *mut KeyData,
+}
+
+/// `Rdb_ChangeInfo`.
+#[repr(C)]
+pub struct ChangeInfoC {
+    version: c_int,
+    table_name: *const c_char,
+    change_type: c_int,
+    inserted: KeyInfo,
+    updated: KeyInfo,
+    deleted: KeyInfo,
+}
+
+/// `Rdb_DetailsObserver`.
+pub type DetailsObserver = Option<
+    unsafe extern "C" fn(context: *mut c_void, infos: *const *const ChangeInfoC, count: u32),
+>;
+
+/// `Rdb_DataObserver` (its callback union read as the details observer, the one
+/// LOCAL_DETAILS uses).
+#[repr(C)]
+pub struct DataObserver {
+    context: *mut c_void,
+    callback: DetailsObserver,
+}
+
+/// `RDB_SUBSCRIBE_TYPE_LOCAL_DETAILS` in the NDK's numbering (the service's is 3).
+const NDK_LOCAL_DETAILS: c_int = 2;
+/// `DISTRIBUTED_CHANGE_INFO_VERSION`.
+const CHANGE_INFO_VERSION: c_int = 1;
+
+/// A C observer and what stops its thread.
+struct CObserver {
+    handle: StoreHandle,
+    context: usize,
+    callback: usize,
+    sub: u64,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+static OBSERVERS: std::sync::Mutex<Vec<CObserver>> = std::sync::Mutex::new(Vec::new());
+
+/// One table's keys as C holds them; `texts` keeps the strings alive.
+struct Keys {
+    data: Vec<KeyData>,
+    texts: Vec<std::ffi::CString>,
+    kind: c_int,
+}
+
+fn keys(ks: &[Vec<Value>]) -> Keys {
+    let mut k = Keys {
+        data: Vec::with_capacity(ks.len()),
+        texts: Vec::new(),
+        kind: 0,
+    };
+    // OpenHarmony gives one value per row (the primary key or the rowid): a key's first.
+    for key in ks {
+        match key.first() {
+            Some(Value::Integer(i)) => {
+                k.kind = 1;
+                k.data.push(KeyData { integer: *i as u64 });
+            }
+            Some(Value::Real(r)) => {
+                k.kind = 2;
+                k.data.push(KeyData { real: *r });
+            }
+            Some(Value::Text(t)) => {
+                k.kind = 3;
+                let c = std::ffi::CString::new(t.replace('\0', "")).unwrap_or_default();
+                k.data.push(KeyData { text: c.as_ptr() });
+                k.texts.push(c);
+            }
+            _ => {}
+        }
+    }
+    k
+}
+
+impl Keys {
+    fn info(&mut self) -> KeyInfo {
+        KeyInfo {
+            count: c_int::try_from(self.data.len()).unwrap_or(c_int::MAX),
+            key_type: self.kind,
+            data: self.data.as_mut_ptr(),
+        }
+    }
+}
+
+/// Hands one event to the C callback; everything it points to lives until it returns.
+fn deliver(
+    cb: unsafe extern "C" fn(*mut c_void, *const *const ChangeInfoC, u32),
+    ctx: usize,
+    ev: api::RdbEvent,
+) {
+    let api::RdbEvent::DataChange { changes, .. } = ev;
+    let mut names = Vec::new();
+    let mut all_keys = Vec::new();
+    for c in &changes {
+        names.push(std::ffi::CString::new(c.table.clone()).unwrap_or_default());
+        all_keys.push([keys(&c.inserted), keys(&c.updated), keys(&c.deleted)]);
+    }
+    let infos: Vec<ChangeInfoC> = changes
+        .iter()
+        .zip(names.iter())
+        .zip(all_keys.iter_mut())
+        .map(|((c, n), [i, u, d])| ChangeInfoC {
+            version: CHANGE_INFO_VERSION,
+            table_name: n.as_ptr(),
+            change_type: c.change_type,
+            inserted: i.info(),
+            updated: u.info(),
+            deleted: d.info(),
+        })
+        .collect();
+    let ptrs: Vec<*const ChangeInfoC> = infos.iter().map(|i| i as *const ChangeInfoC).collect();
+    // SAFETY: the C caller gave this callback and context for exactly this use.
+    unsafe { cb(ctx as *mut c_void, ptrs.as_ptr(), ptrs.len() as u32) };
+}
+
+/// `OH_Rdb_Subscribe`: LOCAL_DETAILS only (there is no cloud: 801).
+///
+/// # Safety
+/// `store` as `obj`; `observer` null or readable, its callback callable from any thread
+/// with its context until unsubscribed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn OH_Rdb_Subscribe(
+    store: *mut Store,
+    kind: c_int,
+    observer: *const DataObserver,
+) -> c_int {
+    // SAFETY: the caller's contract.
+    let h = match unsafe { handle(store) } {
+        Ok(h) => h,
+        Err(e) => return e,
+    };
+    if kind != NDK_LOCAL_DETAILS {
+        return if (0..NDK_LOCAL_DETAILS).contains(&kind) {
+            RDB_E_NOT_SUPPORTED
+        } else {
+            RDB_E_INVALID_ARGS
+        };
+    }
+    // SAFETY: null or readable (the caller's contract).
+    let Some(o) = (unsafe { observer.as_ref() }) else {
+        return RDB_E_INVALID_ARGS;
+    };
+    let Some(cb) = o.callback else {
+        return RDB_E_INVALID_ARGS;
+    };
+    let Some(l) = crate::link() else {
+        return RDB_E_ERROR;
+    };
+    let mut sub = l.dev.client().subscribe();
+    let r = call::<_, ()>(
+        api::SUBSCRIBE,
+        &api::SubscribeArgs {
+            handle: h,
+            sub: sub.id(),
+            kind: api::SUBSCRIBE_TYPE_LOCAL_DETAILS,
+        },
+    );
+    if let Err(e) = r {
+        return e;
+    }
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let ctx = o.context as usize;
+    OBSERVERS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(CObserver {
+            handle: h,
+            context: ctx,
+            callback: cb as usize,
+            sub: sub.id(),
+            stop: Some(stop),
+        });
+    std::thread::spawn(move || {
+        loop {
+            let next = l.rt.block_on(async {
+                tokio::select! {
+                    b = sub.recv() => b,
+                    _ = &mut stopped => None,
+                }
+            });
+            let Some(b) = next else { return };
+            if let Ok(ev) = oxh_ipc::decode::<api::RdbEvent>(&b) {
+                deliver(cb, ctx, ev);
+            }
+        }
+    });
+    RDB_OK
+}
+
+/// `OH_Rdb_Unsubscribe`: the observer with this context and callback, or (NULL) every
+/// observer of the store.
+///
+/// # Safety
+/// As [`OH_Rdb_Subscribe`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn OH_Rdb_Unsubscribe(
+    store: *mut Store,
+    kind: c_int,
+    observer: *const DataObserver,
+) -> c_int {
+    // SAFETY: the caller's contract.
+    let h = match unsafe { handle(store) } {
+        Ok(h) => h,
+        Err(e) => return e,
+    };
+    if kind != NDK_LOCAL_DETAILS {
+        return RDB_E_INVALID_ARGS;
+    }
+    // SAFETY: null or readable (the caller's contract).
+    let o = unsafe { observer.as_ref() };
+    let which = o.map(|o| (o.context as usize, o.callback.map_or(0, |c| c as usize)));
+    let gone: Vec<CObserver> = {
+        let mut all = OBSERVERS.lock().unwrap_or_else(|p| p.into_inner());
+        let (gone, keep) = std::mem::take(&mut *all).into_iter().partition(|c| {
+            c.handle == h && which.is_none_or(|(x, cb)| c.context == x && c.callback == cb)
+        });
+        *all = keep;
+        gone
+    };
+    let mut r = RDB_OK;
+    for mut g in gone {
+        let a = api::SubscribeArgs {
+            handle: h,
+            sub: g.sub,
+            kind: api::SUBSCRIBE_TYPE_LOCAL_DETAILS,
+        };
+        if let Err(e) = call::<_, ()>(api::UNSUBSCRIBE, &a) {
+            r = e;
+        }
+        if let Some(s) = g.stop.take() {
+            let _ = s.send(());
+        }
+    }
+    r
 }

@@ -105,6 +105,63 @@ typedef struct Rdb_DistributedConfig {
 int OH_Rdb_SetDistributedTables(OH_Rdb_Store *store, const char *tables[], uint32_t count, Rdb_DistributedType type,
     const Rdb_DistributedConfig *config);
 
+/* What changed. */
+typedef enum Rdb_ChangeType {
+    RDB_DATA_CHANGE,
+    RDB_ASSET_CHANGE
+} Rdb_ChangeType;
+
+/* What an observer is told of. The cloud types are RDB_E_NOT_SUPPORTED (801) here: there is
+ * no cloud; LOCAL_DETAILS is this device's committed changes to its distributed tables. */
+typedef enum Rdb_SubscribeType {
+    RDB_SUBSCRIBE_TYPE_CLOUD,
+    RDB_SUBSCRIBE_TYPE_CLOUD_DETAILS,
+    RDB_SUBSCRIBE_TYPE_LOCAL_DETAILS
+} Rdb_SubscribeType;
+
+#define DISTRIBUTED_CHANGE_INFO_VERSION 1
+
+/* The primary keys of changed rows: count of them, their OH_ColumnType, the values. */
+typedef struct Rdb_KeyInfo {
+    int count;
+    int type;
+    union Rdb_KeyData {
+        uint64_t integer;
+        double real;
+        const char *text;
+    } *data;
+} Rdb_KeyInfo;
+
+/* One table's changed rows. */
+typedef struct Rdb_ChangeInfo {
+    int version;
+    const char *tableName;
+    int ChangeType;
+    Rdb_KeyInfo inserted;
+    Rdb_KeyInfo updated;
+    Rdb_KeyInfo deleted;
+} Rdb_ChangeInfo;
+
+typedef void (*Rdb_BriefObserver)(void *context, const char *values[], uint32_t count);
+typedef void (*Rdb_DetailsObserver)(void *context, const Rdb_ChangeInfo **changeInfo, uint32_t count);
+
+typedef union Rdb_SubscribeCallback {
+    Rdb_DetailsObserver detailsObserver;
+    Rdb_BriefObserver briefObserver;
+} Rdb_SubscribeCallback;
+
+typedef struct Rdb_DataObserver {
+    void *context;
+    Rdb_SubscribeCallback callback;
+} Rdb_DataObserver;
+
+/* Calls observer->callback.detailsObserver after each committed change to the store's
+ * distributed tables (from a thread of the library's; the ChangeInfos live until it returns).
+ * At most 8 observers per store. */
+int OH_Rdb_Subscribe(OH_Rdb_Store *store, Rdb_SubscribeType type, const Rdb_DataObserver *observer);
+/* Stops the observer with that context and callback (NULL: every observer of the type). */
+int OH_Rdb_Unsubscribe(OH_Rdb_Store *store, Rdb_SubscribeType type, const Rdb_DataObserver *observer);
+
 #ifdef __cplusplus
 }
 #endif
