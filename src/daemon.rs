@@ -176,6 +176,24 @@ impl oxh_rdb::sync::RdbBus for RdbBusOfKv {
             None => self.atm.verify_token(self.atm.shell_token_id(), perm),
         }
     }
+    fn export_caller(&self, token_id: u32) -> Option<(u64, Vec<u8>)> {
+        self.atm
+            .export_token(token_id)
+            .map(|(rev, st)| (rev, oxh_ipc::encode(&st)))
+    }
+    /// The caller's token is copied here as dbinder copies a remote SA caller's (the bus
+    /// connection it came on is authenticated against the key pinned at binding).
+    fn caller_may_sync(&self, udid: &str, token_id: u32, rev: u64, state: &[u8]) -> bool {
+        let Ok(st) = oxh_ipc::decode::<oxh_atm::api::RemoteTokenState>(state) else {
+            return false;
+        };
+        self.atm
+            .import_remote_token(udid, token_id, rev, &st)
+            .is_ok_and(|id| {
+                self.atm
+                    .verify_token(id, oxh_kvstore::api::DATASYNC_PERMISSION)
+            })
+    }
 }
 
 /// What peers send on the relational store's channel, to it.

@@ -84,7 +84,9 @@ impl RdbService {
             api::SUBSCRIBE => self.subscribe(conn, &decode(data)?).map(|x| encode(&x)),
             api::UNSUBSCRIBE => self.unsubscribe(conn, &decode(data)?).map(|x| encode(&x)),
             api::SYNC => self.sync(id, &decode(data)?).map(|x| encode(&x)),
-            api::REMOTE_QUERY => self.remote_query(id, &decode(data)?).map(|x| encode(&x)),
+            api::REMOTE_QUERY => self
+                .remote_query(id, caller.token_id, &decode(data)?)
+                .map(|x| encode(&x)),
             api::REMOTE_QUERY_NEXT => self
                 .remote_query_next(id, &decode(data)?)
                 .map(|x| encode(&x)),

@@ -59,6 +59,24 @@ pub trait RdbBus: Send + Sync {
     fn device_level(&self) -> u8;
     /// Whether this device's copy of `bundle` holds DISTRIBUTED_DATASYNC.
     fn app_may_sync(&self, bundle: &str) -> bool;
+    /// The local token `token_id` as another device checks it: its revision and state (as
+    /// dbinder syncs a caller's token), `None` if there is no such token.
+    fn export_caller(&self, token_id: u32) -> Option<(u64, Vec<u8>)>;
+    /// Whether the caller on device `udid` whose token `token_id` (revision `rev`) it
+    /// exported as `state` holds DISTRIBUTED_DATASYNC, checked on this device's synced copy
+    /// of that token.
+    fn caller_may_sync(&self, udid: &str, token_id: u32, rev: u64, state: &[u8]) -> bool;
+}
+
+/// A caller's token as it travels with a remote query.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallerToken {
+    /// Its id on the calling device.
+    pub token_id: u32,
+    /// Its revision there.
+    pub rev: u64,
+    /// Its exported state (the access-token manager's encoding).
+    pub state: Vec<u8>,
 }
 
 /// A data packet: one [`Changeset`] in its compact encoding.
@@ -108,6 +126,8 @@ pub enum RdbMsg {
         sql: String,
         /// Its arguments.
         args: Vec<Value>,
+        /// The caller's token, which the peer checks on its synced copy.
+        caller: Option<CallerToken>,
     },
     /// The answer to query `id`: the rows, or OpenHarmony's error code and message.
     QueryReply {
@@ -589,9 +609,10 @@ impl RdbService {
                 store,
                 sql,
                 args,
+                caller,
             } => {
                 let result = self
-                    .answer_query(&store, &sql, &args)
+                    .answer_query(from, &store, &sql, &args, caller.as_ref())
                     .map_err(|e| (e.code(), e.to_string()));
                 if let Ok(bus) = self.bus() {
                     bus.send(from, RdbMsg::QueryReply { id, result }.encode());
@@ -672,12 +693,22 @@ impl RdbService {
         lock(&self.sync_state().queries).retain(|(d, _), _| d != udid);
     }
 
-    fn answer_query(&self, d: &StoreDesc, sql: &str, args: &[Value]) -> Result<api::Rows> {
+    /// A peer's remote query, run read-only under the caller's synced token.
+    fn answer_query(
+        &self,
+        from: &str,
+        d: &StoreDesc,
+        sql: &str,
+        args: &[Value],
+        caller: Option<&CallerToken>,
+    ) -> Result<api::Rows> {
         let bus = self.bus()?;
-        if !bus.app_may_sync(&d.bundle) {
+        let caller_ok =
+            caller.is_some_and(|c| bus.caller_may_sync(from, c.token_id, c.rev, &c.state));
+        if !caller_ok {
             return Err(RdbError::new(
                 code::PERMISSION_DENIED,
-                "the app does not hold ohos.permission.DISTRIBUTED_DATASYNC on that device",
+                "the caller's token does not hold ohos.permission.DISTRIBUTED_DATASYNC on that device",
             ));
         }
         let (_, sy) = self.store_for_peer(d, None)?;
@@ -690,8 +721,13 @@ impl RdbService {
 
     /// remoteQuery: the query runs read-only on `device`'s copy of the store; its result
     /// (at most [`api::MAX_REMOTE_RESULT_BYTES`]) comes back in pages.
-    pub fn remote_query(&self, conn: u64, a: &api::RemoteQueryArgs) -> Result<api::RemotePage> {
-        let rows = self.remote_rows(conn, a)?;
+    pub fn remote_query(
+        &self,
+        conn: u64,
+        token_id: u32,
+        a: &api::RemoteQueryArgs,
+    ) -> Result<api::RemotePage> {
+        let rows = self.remote_rows(conn, token_id, a)?;
         let st = self.sync_state();
         let cursor = st.next_query.fetch_add(1, Ordering::Relaxed) + 1;
         let mut rest = rows.rows.into();
@@ -759,7 +795,7 @@ impl RdbService {
         lock(&self.sync_state().cursors).retain(|c| c.0 != conn);
     }
 
-    fn remote_rows(&self, conn: u64, a: &api::RemoteQueryArgs) -> Result<api::Rows> {
+    fn remote_rows(&self, conn: u64, token_id: u32, a: &api::RemoteQueryArgs) -> Result<api::Rows> {
         let (key, store) = self.handle_store(conn, a.handle)?;
         let bus = self.bus()?.clone();
         let udid = bus.resolve(&a.device);
@@ -787,6 +823,11 @@ impl RdbService {
             store: desc_of(&key.0, &key.1, store.config().security_level),
             sql: a.sql.clone(),
             args: a.args.clone(),
+            caller: bus.export_caller(token_id).map(|(rev, state)| CallerToken {
+                token_id,
+                rev,
+                state,
+            }),
         };
         bus.send(&udid, m.encode());
         let r = rx.recv_timeout(Duration::from_millis(api::REMOTE_QUERY_TIMEOUT_MS));

@@ -52,6 +52,13 @@ impl RdbBus for MemBus {
     fn app_may_sync(&self, _bundle: &str) -> bool {
         self.may_sync.load(Ordering::Relaxed)
     }
+    fn export_caller(&self, token_id: u32) -> Option<(u64, Vec<u8>)> {
+        Some((1, token_id.to_le_bytes().to_vec()))
+    }
+    /// Token 1 holds the permission; others do not.
+    fn caller_may_sync(&self, _udid: &str, token_id: u32, _rev: u64, state: &[u8]) -> bool {
+        token_id == 1 && state == 1u32.to_le_bytes()
+    }
 }
 
 struct Dev {
@@ -222,6 +229,18 @@ async fn remote_to(
     sql: &str,
     args: Vec<Value>,
 ) -> Result<RemotePage> {
+    remote_as(d, h, device, sql, args, 1).await
+}
+
+/// `remoteQuery` by a caller with token `token`.
+async fn remote_as(
+    d: &Dev,
+    h: StoreHandle,
+    device: &str,
+    sql: &str,
+    args: Vec<Value>,
+    token: u32,
+) -> Result<RemotePage> {
     let svc = d.svc.clone();
     let a = RemoteQueryArgs {
         handle: h,
@@ -229,7 +248,7 @@ async fn remote_to(
         sql: sql.into(),
         args,
     };
-    tokio::task::spawn_blocking(move || svc.remote_query(1, &a))
+    tokio::task::spawn_blocking(move || svc.remote_query(1, token, &a))
         .await
         .unwrap()
 }
@@ -353,6 +372,11 @@ async fn remote_query_reads_the_peers_copy_and_never_writes() {
         .unwrap_err();
     assert_eq!(e.code(), code::NOT_A_QUERY, "{e}");
     assert_eq!(rows(&b, hb).len(), 1);
+    // A caller whose synced token lacks DISTRIBUTED_DATASYNC there.
+    let e = remote_as(&a, ha, "net-dev-b", "SELECT 1", vec![], 2)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), code::PERMISSION_DENIED, "{e}");
     // A device that is not online.
     let e = remote_to(&a, ha, "net-dev-q", "SELECT 1", vec![])
         .await
