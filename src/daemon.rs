@@ -183,16 +183,21 @@ impl oxh_rdb::sync::RdbBus for RdbBusOfKv {
     }
     /// The caller's token is copied here as dbinder copies a remote SA caller's (the bus
     /// connection it came on is authenticated against the key pinned at binding).
-    fn caller_may_sync(&self, udid: &str, token_id: u32, rev: u64, state: &[u8]) -> bool {
-        let Ok(st) = oxh_ipc::decode::<oxh_atm::api::RemoteTokenState>(state) else {
-            return false;
-        };
-        self.atm
+    fn caller_may_sync(
+        &self,
+        udid: &str,
+        token_id: u32,
+        rev: u64,
+        state: &[u8],
+    ) -> Option<(oxh_ipc::TokenType, String)> {
+        let st = oxh_ipc::decode::<oxh_atm::api::RemoteTokenState>(state).ok()?;
+        let id = self
+            .atm
             .import_remote_token(udid, token_id, rev, &st)
-            .is_ok_and(|id| {
-                self.atm
-                    .verify_token(id, oxh_kvstore::api::DATASYNC_PERMISSION)
-            })
+            .ok()?;
+        self.atm
+            .verify_token(id, oxh_kvstore::api::DATASYNC_PERMISSION)
+            .then_some((st.token_type, st.name))
     }
 }
 

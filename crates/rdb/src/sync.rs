@@ -62,10 +62,16 @@ pub trait RdbBus: Send + Sync {
     /// The local token `token_id` as another device checks it: its revision and state (as
     /// dbinder syncs a caller's token), `None` if there is no such token.
     fn export_caller(&self, token_id: u32) -> Option<(u64, Vec<u8>)>;
-    /// Whether the caller on device `udid` whose token `token_id` (revision `rev`) it
-    /// exported as `state` holds DISTRIBUTED_DATASYNC, checked on this device's synced copy
-    /// of that token.
-    fn caller_may_sync(&self, udid: &str, token_id: u32, rev: u64, state: &[u8]) -> bool;
+    /// The caller on device `udid` whose token `token_id` (revision `rev`) it exported as
+    /// `state`, as this device's synced copy of that token has it (its type and name: a
+    /// HAP token's bundle), if that copy holds DISTRIBUTED_DATASYNC.
+    fn caller_may_sync(
+        &self,
+        udid: &str,
+        token_id: u32,
+        rev: u64,
+        state: &[u8],
+    ) -> Option<(oxh_ipc::TokenType, String)>;
 }
 
 /// A caller's token as it travels with a remote query.
@@ -703,12 +709,15 @@ impl RdbService {
         caller: Option<&CallerToken>,
     ) -> Result<api::Rows> {
         let bus = self.bus()?;
-        let caller_ok =
-            caller.is_some_and(|c| bus.caller_may_sync(from, c.token_id, c.rev, &c.state));
+        // An app reaches only its own stores, on the peer as here; the shell and native
+        // callers name the app.
+        let caller_ok = caller
+            .and_then(|c| bus.caller_may_sync(from, c.token_id, c.rev, &c.state))
+            .is_some_and(|(t, name)| t != oxh_ipc::TokenType::Hap || name == d.bundle);
         if !caller_ok {
             return Err(RdbError::new(
                 code::PERMISSION_DENIED,
-                "the caller's token does not hold ohos.permission.DISTRIBUTED_DATASYNC on that device",
+                "the caller's token does not hold ohos.permission.DISTRIBUTED_DATASYNC for this app's store on that device",
             ));
         }
         let (_, sy) = self.store_for_peer(d, None)?;

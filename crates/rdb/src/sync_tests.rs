@@ -55,9 +55,23 @@ impl RdbBus for MemBus {
     fn export_caller(&self, token_id: u32) -> Option<(u64, Vec<u8>)> {
         Some((1, token_id.to_le_bytes().to_vec()))
     }
-    /// Token 1 holds the permission; others do not.
-    fn caller_may_sync(&self, _udid: &str, token_id: u32, _rev: u64, state: &[u8]) -> bool {
-        token_id == 1 && state == 1u32.to_le_bytes()
+    /// Token 1 is the shell's, token 3 another app's (both holding the permission); others
+    /// lack it.
+    fn caller_may_sync(
+        &self,
+        _udid: &str,
+        token_id: u32,
+        _rev: u64,
+        state: &[u8],
+    ) -> Option<(oxh_ipc::TokenType, String)> {
+        if state != token_id.to_le_bytes() {
+            return None;
+        }
+        match token_id {
+            1 => Some((TokenType::Shell, "shell".into())),
+            3 => Some((TokenType::Hap, "com.example.other".into())),
+            _ => None,
+        }
     }
 }
 
@@ -372,11 +386,14 @@ async fn remote_query_reads_the_peers_copy_and_never_writes() {
         .unwrap_err();
     assert_eq!(e.code(), code::NOT_A_QUERY, "{e}");
     assert_eq!(rows(&b, hb).len(), 1);
-    // A caller whose synced token lacks DISTRIBUTED_DATASYNC there.
-    let e = remote_as(&a, ha, "net-dev-b", "SELECT 1", vec![], 2)
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), code::PERMISSION_DENIED, "{e}");
+    // A caller whose synced token lacks DISTRIBUTED_DATASYNC there, and another app's
+    // token (which holds it) naming this app's store.
+    for token in [2, 3] {
+        let e = remote_as(&a, ha, "net-dev-b", "SELECT 1", vec![], token)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), code::PERMISSION_DENIED, "{token}: {e}");
+    }
     // A device that is not online.
     let e = remote_to(&a, ha, "net-dev-q", "SELECT 1", vec![])
         .await
