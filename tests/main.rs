@@ -8,6 +8,7 @@ mod atm;
 mod bundle;
 mod cli;
 mod crash;
+mod fs;
 mod hdc;
 mod hilog;
 mod ipc;

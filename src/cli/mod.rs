@@ -10,6 +10,7 @@ mod atm;
 mod bm;
 mod bus;
 mod device;
+mod fs;
 mod hap;
 mod hdc;
 mod hidumper;
@@ -86,6 +87,9 @@ enum Cmd {
     /// The relational store (@ohos.data.relationalStore): SQL on an app's SQLite stores.
     #[command(subcommand)]
     Rdb(rdb::RdbCmd),
+    /// Distributed files: security labels and file URIs.
+    #[command(subcommand)]
+    Fs(fs::FsCmd),
     /// Run a local super device: several devices on this machine, bound to each other.
     Sim(sim::SimArgs),
     /// The device connector (OpenHarmony's `hdc`); `oxh hdc allow` for the device owner.
@@ -260,6 +264,7 @@ pub fn main() -> Result<i32> {
                 Cmd::Bus(c) => client_runtime()?.block_on(bus::run(&o.global, c)),
                 Cmd::Kv(c) => client_runtime()?.block_on(kv::run(&o.global, c)),
                 Cmd::Rdb(c) => client_runtime()?.block_on(rdb::run(&o.global, c)),
+                Cmd::Fs(c) => fs::run(c),
                 Cmd::Sim(a) => sim::run(&o.global, a),
                 Cmd::Param(a) => client_runtime()?.block_on(param::run(&o.global, a)),
                 Cmd::Hap(c) => client_runtime()?.block_on(hap::run(&o.global, c)),

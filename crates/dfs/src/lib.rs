@@ -1,0 +1,16 @@
+//! Distributed files (OpenHarmony's HMDFS), the pure and kernel-facing cores the file daemon
+//! (SA 5201) and `oxh fs` build on:
+//! - [`label`]: a file's security label `s0`..`s4` (the `user.security` xattr, as
+//!   OpenHarmony's `securityLabel` keeps it) and which devices may open it.
+//! - [`merge`]: the merge view's names when devices' files collide.
+//! - [`uri`]: `file://<bundleName>/<path>[?networkid=<id>]` URIs.
+//! - [`beneath`]: opening a peer-named path only beneath the served root (no `..`, no
+//!   symlink out), with the kernel's `openat2(RESOLVE_BENEATH)`.
+
+pub mod beneath;
+pub mod error;
+pub mod label;
+pub mod merge;
+pub mod uri;
+
+pub use error::DfsError;
