@@ -84,8 +84,12 @@ impl TestDevice {
         let mut child = Command::new(oxhd_bin())
             .arg("--data-dir")
             .arg(self.dir.path())
-            .arg("--name")
-            .arg("test-device")
+            .args(
+                (!self.extra.iter().any(|a| a == "--name"))
+                    .then_some(["--name", "test-device"])
+                    .into_iter()
+                    .flatten(),
+            )
             .args(&self.extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

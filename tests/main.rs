@@ -7,6 +7,7 @@ mod ability;
 mod atm;
 mod bundle;
 mod cli;
+mod console;
 mod crash;
 mod fs;
 mod hdc;

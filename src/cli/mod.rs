@@ -9,6 +9,7 @@ mod aa;
 mod atm;
 mod bm;
 mod bus;
+mod console;
 mod device;
 mod fs;
 mod hap;
@@ -90,6 +91,8 @@ enum Cmd {
     /// Distributed files: security labels and file URIs.
     #[command(subcommand)]
     Fs(fs::FsCmd),
+    /// The web console of the super device: prints its URL (with a one-time token).
+    Console(console::ConsoleArgs),
     /// Run a local super device: several devices on this machine, bound to each other.
     Sim(sim::SimArgs),
     /// The device connector (OpenHarmony's `hdc`); `oxh hdc allow` for the device owner.
@@ -265,6 +268,7 @@ pub fn main() -> Result<i32> {
                 Cmd::Kv(c) => client_runtime()?.block_on(kv::run(&o.global, c)),
                 Cmd::Rdb(c) => client_runtime()?.block_on(rdb::run(&o.global, c)),
                 Cmd::Fs(c) => fs::run(c),
+                Cmd::Console(a) => client_runtime()?.block_on(console::run(&o.global, a)),
                 Cmd::Sim(a) => sim::run(&o.global, a),
                 Cmd::Param(a) => client_runtime()?.block_on(param::run(&o.global, a)),
                 Cmd::Hap(c) => client_runtime()?.block_on(hap::run(&o.global, c)),
