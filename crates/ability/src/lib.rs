@@ -8,6 +8,8 @@
 //!   lifecycle deadlines, driven by requests and by what app hosts report.
 //! - [`resolve`] (feature `manager` too): which ability a Want names, and may the caller start it.
 //! - [`skills`] (feature `manager` too): implicit start, by OpenHarmony's matching rules.
+//! - [`continuation`] (feature `manager` too): moving a mission to another device (dmsfwk's
+//!   handshake) as a pure source and target, so that exactly one copy runs.
 //! - `host` (feature `host`): the app host, the program each app process runs.
 //! - `codesign` (feature `host`): a release device's check of a native library's code
 //!   signature, over the bytes the host then loads.
@@ -21,6 +23,8 @@ pub mod abi;
 pub mod api;
 #[cfg(feature = "host")]
 pub mod codesign;
+#[cfg(feature = "manager")]
+pub mod continuation;
 pub mod error;
 #[cfg(feature = "host")]
 pub mod host;
