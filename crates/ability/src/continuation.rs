@@ -1091,6 +1091,14 @@ pub enum TargetAction {
         /// The continuation.
         txn: Txn,
     },
+    /// After a restart: destroy every continuation instance not yet shown, except `keep`
+    /// (the committed ones, whose MakeForeground may not have been carried out). A restart
+    /// may have lost a `Discard` whose txn the journal no longer names (superseded), so the
+    /// journal alone cannot list what to destroy.
+    DiscardPendingExcept {
+        /// The committed txns.
+        keep: Vec<Txn>,
+    },
 }
 
 /// What the target does.
@@ -1161,7 +1169,8 @@ impl Target {
     }
 
     /// A restarted target: pending txns were never committed, so they are aborted (journaled,
-    /// discarded, the source told); committed ones are shown again (idempotent).
+    /// the source told); committed ones are shown again (idempotent); then every other
+    /// instance not yet shown is destroyed, so that a restarted target holds no pending one.
     pub fn recover(local: impl Into<String>, journal: TargetJournal) -> (Self, Vec<TargetOutput>) {
         let mut t = Self {
             local: local.into(),
@@ -1169,6 +1178,7 @@ impl Target {
             deadlines: BTreeMap::new(),
         };
         let mut out = Vec::new();
+        let mut keep = Vec::new();
         let sources: Vec<String> = t.journal.records.keys().cloned().collect();
         for source in sources {
             let Some(rec) = t.journal.records.get(&source).cloned() else {
@@ -1183,11 +1193,16 @@ impl Target {
                     t.abort(&txn, Refusal::Aborted, &mut out)
                 }
                 TargetState::Committed => {
+                    keep.push(txn.clone());
                     out.push(TargetOutput::Act(TargetAction::MakeForeground { txn }))
                 }
                 TargetState::Aborted { .. } => {}
             }
         }
+        out.retain(|o| !matches!(o, TargetOutput::Act(TargetAction::Discard { .. })));
+        out.push(TargetOutput::Act(TargetAction::DiscardPendingExcept {
+            keep,
+        }));
         (t, out)
     }
 
@@ -1948,7 +1963,11 @@ mod tests {
         );
         t.handle(1, TargetInput::Started { txn: txn0() });
         let (mut t2, out) = Target::recover(DST, t.journal().clone());
-        assert!(out.contains(&TargetOutput::Act(TargetAction::Discard { txn: txn0() })));
+        assert!(
+            out.contains(&TargetOutput::Act(TargetAction::DiscardPendingExcept {
+                keep: vec![]
+            }))
+        );
         let out = t2.handle(
             2,
             TargetInput::Message {
@@ -1978,9 +1997,10 @@ mod tests {
         let (mut t2, out) = Target::recover(DST, t.journal().clone());
         assert_eq!(
             out,
-            vec![TargetOutput::Act(TargetAction::MakeForeground {
-                txn: txn0()
-            })]
+            vec![
+                TargetOutput::Act(TargetAction::MakeForeground { txn: txn0() }),
+                TargetOutput::Act(TargetAction::DiscardPendingExcept { keep: vec![txn0()] }),
+            ]
         );
         let out = t2.handle(
             3,
