@@ -30,6 +30,8 @@ const APP_ID: &str = "notes_sig";
 const STATE: &[u8] = b"draft 3, cursor at 41";
 /// Bound on steps to quiescence: far more than any healed run needs.
 const MAX_STEPS: usize = 20_000;
+/// Bound on virtual time from the heal to quiescence: every timeout and backoff fits.
+const MAX_SETTLE_MS: u64 = 60_000;
 
 /// What is installed on the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +77,8 @@ struct Stats {
     source_restart_committing: usize,
     target_restart_pending: usize,
     retries: usize,
+    /// At the heal the source was still committing, its ability frozen.
+    frozen_at_heal: bool,
 }
 
 impl Stats {
@@ -101,6 +105,9 @@ struct Triggers {
     crash_source_after_output: Option<usize>,
     /// Restart the target once it has taken this many inputs, before it acts on the last.
     crash_target_after_input: Option<usize>,
+    /// Partition the link, losing the next `Committed` (`Some(true)`: the target owns it, the
+    /// source cannot hear it) or the next `Commit` (`Some(false)`: the target will give up).
+    partition_at_commit: Option<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -428,6 +435,15 @@ impl World {
         if self.triggers.partition_at_msg == Some(k) {
             self.partition();
         }
+        let at_commit = match &ev {
+            Ev::ToSource(Message::Committed { .. }) => Some(true),
+            Ev::ToTarget(Message::Commit { .. }) => Some(false),
+            _ => None,
+        };
+        if at_commit.is_some() && self.triggers.partition_at_commit == at_commit {
+            self.triggers.partition_at_commit = None;
+            self.partition();
+        }
         if !self.link_up || self.triggers.drop_msg == Some(k) {
             self.log
                 .push(format!("{:>6} net dropped message {k}", self.now));
@@ -612,13 +628,15 @@ impl World {
     /// Heal, stop injecting faults, run until nothing is left; then exactly one copy.
     fn settle(&mut self) -> Result<Result<(), ContinueError>, String> {
         self.triggers = Triggers::default();
+        self.stats.frozen_at_heal = self.committing() && self.mission.frozen && !self.link_up;
         self.heal();
         self.check_safety()?;
+        let healed = self.now;
         let mut steps = 0;
         while self.step() {
             self.check_safety()?;
             steps += 1;
-            if steps > MAX_STEPS {
+            if steps > MAX_STEPS || self.now > healed + MAX_SETTLE_MS {
                 return Err(self.fail("no quiescence"));
             }
         }
@@ -752,6 +770,29 @@ fn a_partition_before_every_message_leaves_one_copy() {
 }
 
 #[test]
+fn a_partition_as_commit_leaves_is_settled_by_the_target() {
+    for committed in [true, false] {
+        let triggers = Triggers {
+            partition_at_commit: Some(committed),
+            ..Triggers::default()
+        };
+        match run_triggered(Config::happy(), triggers) {
+            // Either way the source stays frozen until the heal and then learns the outcome:
+            // the target committed, or it gave up without the Commit.
+            Ok((w, r)) => {
+                assert_eq!(r.is_ok(), committed, "{r:?}");
+                assert_eq!(w.stats.partition_committing, 1);
+                assert!(
+                    w.stats.frozen_at_heal,
+                    "30 s apart, the source must still wait"
+                );
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[test]
 fn a_source_restart_after_every_output_leaves_one_copy() {
     let (_, outs, _) = happy_counts();
     for k in 1..=outs {
@@ -761,6 +802,25 @@ fn a_source_restart_after_every_output_leaves_one_copy() {
         };
         if let Err(e) = run_triggered(Config::happy(), triggers.clone()) {
             panic!("{triggers:?}: {e}");
+        }
+    }
+}
+
+#[test]
+fn a_source_restart_and_a_lost_message_at_every_pair_of_steps_leave_one_copy() {
+    // E.g. the source restarts before the commit and its Abort is lost: only the target's own
+    // timeout then discards the pending instance.
+    let (msgs, outs, _) = happy_counts();
+    for k in 1..=outs {
+        for j in 0..msgs + 2 {
+            let triggers = Triggers {
+                crash_source_after_output: Some(k),
+                drop_msg: Some(j),
+                ..Triggers::default()
+            };
+            if let Err(e) = run_triggered(Config::happy(), triggers.clone()) {
+                panic!("{triggers:?}: {e}");
+            }
         }
     }
 }
@@ -886,6 +946,8 @@ enum Op {
     CrashTarget(usize),
     /// The target's pending (not yet shown) instance dies.
     TargetAppDies,
+    /// Partition, losing the next Committed (true) or Commit (false).
+    PartitionAtCommit(bool),
     /// After a failure, the caller asks again (a new txn, while the old one's messages may
     /// still be in flight).
     Retry,
@@ -904,6 +966,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0usize..4).prop_map(Op::CrashTarget),
         1 => Just(Op::TargetAppDies),
         1 => Just(Op::Retry),
+        1 => any::<bool>().prop_map(Op::PartitionAtCommit),
     ]
 }
 
@@ -988,6 +1051,7 @@ fn run_ops(cfg: Config, ops: &[Op]) -> Result<Stats, String> {
                     w.feed_target(TargetInput::Died { txn });
                 }
             }
+            Op::PartitionAtCommit(in_flight) => w.triggers.partition_at_commit = Some(in_flight),
             Op::Retry => {
                 let all_failed = w
                     .results
@@ -1001,12 +1065,19 @@ fn run_ops(cfg: Config, ops: &[Op]) -> Result<Stats, String> {
         }
         w.check_safety()?;
     }
-    w.settle()?;
+    // settle checks the outcome against the end state itself.
+    let _outcome = w.settle()?;
     Ok(w.stats)
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    // SIM_CASES=100000 for a longer search; 256 keeps the suite under a second or so.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("SIM_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256),
+        // Failures print their whole run; no regression file beside the test.
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn exactly_one_copy_under_random_faults(cfg in config(), ops in prop::collection::vec(op(), 0..48)) {
