@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use oxh_sdk::Device;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// An SDK error as the page shows it: OpenHarmony's code where the daemon gave one.
@@ -54,9 +55,10 @@ impl IntoResponse for Refusal {
 /// A handler's answer.
 pub(crate) type Reply = Result<Response, Refusal>;
 
-/// The daemon, or why not.
-pub(crate) async fn daemon(st: &AppState) -> Result<Device, Refusal> {
-    (st.cfg.connect)().await.map_err(Refusal::Offline)
+/// The daemon, or why not: one connection shared by every request and live view, made
+/// again once it closed (a daemon that restarted is simply reached again).
+pub(crate) async fn daemon(st: &AppState) -> Result<Arc<Device>, Refusal> {
+    st.device().await.map_err(Refusal::Offline)
 }
 
 /// `local`, empty or absent: this device; anything else is a networkId.
@@ -78,7 +80,7 @@ impl On {
 /// The devices as the topology draws them: this one, every trusted one (online or not, with
 /// the round trip of a remote call for those online).
 pub(crate) async fn devices_json(st: &AppState) -> Value {
-    let dev = match (st.cfg.connect)().await {
+    let dev = match st.device().await {
         Ok(d) => d,
         Err(e) => return json!({ "daemon": "offline", "error": e }),
     };
@@ -89,8 +91,9 @@ pub(crate) async fn devices_json(st: &AppState) -> Value {
             return json!({ "daemon": "offline", "error": e.to_string() });
         }
     };
-    let mut peers = Vec::with_capacity(trusted.len());
-    for t in trusted {
+    // The probes run side by side: the view takes one round trip, not one per device.
+    let dev = &dev;
+    let peers = futures_util::future::join_all(trusted.into_iter().map(|t| async move {
         let mut v = serde_json::to_value(&t).unwrap_or(Value::Null);
         if let (true, Some(nid)) = (t.online, t.network_id.as_deref()) {
             // The link's round trip, as an app sees it: one remote samgr call there and back.
@@ -119,8 +122,9 @@ pub(crate) async fn devices_json(st: &AppState) -> Value {
                 }
             }
         }
-        peers.push(v);
-    }
+        v
+    }))
+    .await;
     json!({ "daemon": "online", "local": local, "trusted": peers })
 }
 

@@ -99,7 +99,7 @@ pub(crate) async fn events(State(st): State<AppState>) -> Reply {
 async fn devices_task(st: AppState, tx: Tx) {
     let mut tick = tokio::time::interval(DEVICES_REFRESH);
     while !tx.closed() {
-        let watch = match (st.cfg.connect)().await {
+        let watch = match st.device().await {
             Ok(dev) => match dev.device_manager().on_state_change().await {
                 Ok(w) => Some((dev, w)),
                 Err(_) => None,
@@ -203,7 +203,7 @@ async fn logs_task(st: AppState, tx: Tx, device: String, filter: Filter) {
         tasks.spawn(follow_local(st.clone(), tx.clone(), filter.clone()));
     }
     let remotes: Vec<String> = if device == "all" {
-        match (st.cfg.connect)().await {
+        match st.device().await {
             Ok(dev) => dev
                 .device_manager()
                 .trusted_devices()
@@ -240,7 +240,7 @@ fn batch(tx: &Tx, device: &str, lines: &[LogEntry]) -> bool {
 
 async fn follow_local(st: AppState, tx: Tx, filter: Filter) {
     while !tx.closed() {
-        let dev = match (st.cfg.connect)().await {
+        let dev = match st.device().await {
             Ok(d) => d,
             Err(e) => {
                 if !tx.send("logerror", &json!({ "device": "local", "error": e }), 0) {
@@ -280,7 +280,7 @@ async fn follow_local(st: AppState, tx: Tx, filter: Filter) {
 async fn poll_remote(st: AppState, tx: Tx, nid: String, filter: Filter) {
     let mut after: Option<u64> = None;
     while !tx.closed() {
-        if let Ok(dev) = (st.cfg.connect)().await {
+        if let Ok(dev) = st.device().await {
             loop {
                 let args = oxh_hilog::api::ReadArgs {
                     filter: filter.clone(),

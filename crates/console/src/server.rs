@@ -36,6 +36,22 @@ pub(crate) struct AppState {
     hosts: Arc<Vec<String>>,
     /// Slots for live views.
     pub(crate) streams: Arc<tokio::sync::Semaphore>,
+    /// The connection to the daemon, while it is open.
+    conn: Arc<tokio::sync::Mutex<Option<Arc<oxh_sdk::Device>>>>,
+}
+
+impl AppState {
+    /// The open connection to the daemon, or a new one.
+    pub(crate) async fn device(&self) -> Result<Arc<oxh_sdk::Device>, String> {
+        let mut c = self.conn.lock().await;
+        if let Some(d) = c.as_ref().filter(|d| d.client().closed_reason().is_none()) {
+            return Ok(d.clone());
+        }
+        *c = None;
+        let d = Arc::new((self.cfg.connect)().await?);
+        *c = Some(d.clone());
+        Ok(d)
+    }
 }
 
 fn cookie_token(h: &HeaderMap) -> Option<String> {
@@ -165,6 +181,7 @@ pub async fn serve(
         cfg,
         hosts: Arc::new(hosts),
         streams: Arc::new(tokio::sync::Semaphore::new(crate::MAX_STREAMS)),
+        conn: Arc::default(),
     };
     use crate::{api, live};
     let app = Router::new()

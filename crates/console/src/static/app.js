@@ -6,8 +6,17 @@
 const SVG = "http://www.w3.org/2000/svg";
 const $ = (id) => document.getElementById(id);
 // What the browser tests and the benchmark read: render times and log lines shown.
-const perf = { topologyRenders: [], linesShown: 0, lastDevices: null };
+const perf = { topologyRenders: [], linesShown: 0, lastDevices: null, maxLagMs: 0 };
 window.__oxh = perf;
+// Responsiveness: how late a 100 ms timer fires (the longest the page was busy).
+{
+  let due = performance.now() + 100;
+  setInterval(() => {
+    const now = performance.now();
+    perf.maxLagMs = Math.max(perf.maxLagMs, now - due);
+    due = now + 100;
+  }, 100);
+}
 
 function svg(tag, attrs, text) {
   const e = document.createElementNS(SVG, tag);
