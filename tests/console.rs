@@ -137,6 +137,43 @@ fn the_token_host_and_origin_guard_every_request_and_names_stay_data() {
         get(&c, "/api/devices", "Cookie: oxh_console=nope\r\n").0,
         401
     );
+    // A change of state needs our own Origin: none (not a browser page's) or another one is
+    // refused before it reaches the daemon; ours goes through.
+    let put = |extra: &str| {
+        let body = r#"{"app":"com.example.console","store":"http","key":"k","value":"v"}"#;
+        http(
+            c.port,
+            &format!(
+                "POST /api/kv/put HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n{jar}{extra}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                c.port,
+                body.len()
+            ),
+        )
+    };
+    assert_eq!(put("").0, 403, "no Origin");
+    assert_eq!(
+        put("Origin: http://evil.example\r\n").0,
+        403,
+        "foreign Origin"
+    );
+    let (code, _, body) = put(&format!("Origin: http://127.0.0.1:{}\r\n", c.port));
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        d.oxh_ok(&[
+            "kv",
+            "get",
+            "--app",
+            "com.example.console",
+            "--store",
+            "http",
+            "k"
+        ]),
+        "v\n"
+    );
+    // Live views are bounded: a bad filter is refused with what is wrong.
+    let (code, _, body) = get(&c, "/api/logs?level=X", &jar);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("level"), "{body}");
     // The daemon goes away: a state the page shows, not an error.
     d.kill9();
     let (code, _, body) = get(&c, "/api/devices", &jar);

@@ -8,6 +8,7 @@ mod atm;
 mod bundle;
 mod cli;
 mod console;
+mod console_browser;
 mod crash;
 mod fs;
 mod hdc;

@@ -26,14 +26,37 @@ pub async fn run(g: &Global, a: &ConsoleArgs) -> Result<i32> {
             a.bind
         );
     }
-    let listener = tokio::net::TcpListener::bind((a.bind, a.port))
+    let (listener, host) = listen((a.bind, a.port).into()).await?;
+    let cfg = config(g.data_dir().to_path_buf())?;
+    println!("oxh console: http://{host}/?token={}", cfg.token);
+    std::io::stdout().flush()?;
+    let stop = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    oxh_console::serve(listener, cfg, stop).await?;
+    Ok(0)
+}
+
+/// The console's socket and the `host:port` its URL names.
+pub(super) async fn listen(
+    addr: std::net::SocketAddr,
+) -> Result<(tokio::net::TcpListener, String)> {
+    let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .with_context(|| format!("cannot listen on {}:{}", a.bind, a.port))?;
+        .with_context(|| format!("cannot listen on {addr}"))?;
     let addr = listener.local_addr()?;
-    let token = oxh_console::new_token()?;
-    let dir = g.data_dir().to_path_buf();
-    let cfg = oxh_console::Config {
-        token: token.clone(),
+    let host = if addr.ip().is_loopback() {
+        format!("127.0.0.1:{}", addr.port())
+    } else {
+        addr.to_string()
+    };
+    Ok((listener, host))
+}
+
+/// A console of the device whose data dir is `dir`, with a fresh token.
+pub(super) fn config(dir: std::path::PathBuf) -> Result<oxh_console::Config> {
+    Ok(oxh_console::Config {
+        token: oxh_console::new_token()?,
         connect: Arc::new(move || {
             let dir = dir.clone();
             Box::pin(async move {
@@ -42,17 +65,5 @@ pub async fn run(g: &Global, a: &ConsoleArgs) -> Result<i32> {
                     .map_err(|e| e.to_string())
             })
         }),
-    };
-    let host = if addr.ip().is_loopback() {
-        format!("127.0.0.1:{}", addr.port())
-    } else {
-        addr.to_string()
-    };
-    println!("oxh console: http://{host}/?token={token}");
-    std::io::stdout().flush()?;
-    let stop = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    oxh_console::serve(listener, cfg, stop).await?;
-    Ok(0)
+    })
 }

@@ -26,6 +26,15 @@ pub struct SimArgs {
     /// Do not build and install the example apps (notes, counter, hello-c).
     #[arg(long)]
     pub no_apps: bool,
+    /// Serve the web console of the first device (as `oxh console` does) and print its URL.
+    #[arg(long)]
+    pub console: bool,
+    /// The console's port with --console (0: any free one).
+    #[arg(long, default_value_t = 0)]
+    pub console_port: u16,
+    /// The devices' names, in order, once per device (the rest are dev<N>).
+    #[arg(long = "name", value_name = "NAME")]
+    pub names: Vec<String>,
 }
 
 /// Builds the example apps under the sim's dev root (`scripts/build-examples`, from the
@@ -125,9 +134,17 @@ pub fn run(_g: &Global, a: &SimArgs) -> Result<i32> {
     let exe = std::env::current_exe().context("cannot find the oxh binary")?;
     let mut children = Children(Vec::new());
     let mut started: Vec<Started> = Vec::new();
+    if a.names.len() > a.devices {
+        bail!("{} names for {} devices", a.names.len(), a.devices);
+    }
     for i in 1..=a.devices {
-        let name = format!("dev{i}");
-        let data_dir = base.join(&name);
+        let name = a
+            .names
+            .get(i - 1)
+            .cloned()
+            .unwrap_or_else(|| format!("dev{i}"));
+        // The dir is dev<N> whatever the name says (a name is free text, a path is not).
+        let data_dir = base.join(format!("dev{i}"));
         let mut cmd = Command::new(&exe);
         // A sim's devices are SL3, so that they sync S1..S3 KV stores.
         cmd.env("OXH_DEVICE_SECURITY_LEVEL", "SL3");
@@ -310,21 +327,36 @@ pub fn run(_g: &Global, a: &SimArgs) -> Result<i32> {
     }
     rt.block_on(async {
         use tokio::signal::unix::{SignalKind, signal};
-        match (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) {
-            (Ok(mut i), Ok(mut t)) => {
-                tokio::select! {
-                    _ = i.recv() => {},
-                    _ = t.recv() => {},
+        let stop = async {
+            match (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) {
+                (Ok(mut i), Ok(mut t)) => {
+                    tokio::select! {
+                        _ = i.recv() => {},
+                        _ = t.recv() => {},
+                    }
+                }
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
                 }
             }
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
+        };
+        match (a.console, started.first()) {
+            (true, Some(first)) => {
+                let addr = std::net::SocketAddr::from(([127, 0, 0, 1], a.console_port));
+                let (listener, host) = super::console::listen(addr).await?;
+                let cfg = super::console::config(first.data_dir.clone())?;
+                println!("oxh console: http://{host}/?token={}", cfg.token);
+                use std::io::Write;
+                std::io::stdout().flush()?;
+                oxh_console::serve(listener, cfg, stop).await?;
             }
+            _ => stop.await,
         }
-    });
+        anyhow::Ok(())
+    })?;
     eprintln!("stopping {} devices", children.0.len());
     drop(children);
     Ok(0)

@@ -12,9 +12,44 @@
 //! **A daemon that goes away** is a state, not an error: `/api/devices` answers
 //! `{"daemon": "offline"}` and the page shows it.
 
+mod api;
+mod live;
 mod server;
 
 pub use server::{Config, Connector, serve};
+
+use std::time::Duration;
+
+/// The user whose bundles the console shows and installs (OpenHarmony's first user).
+pub const DEFAULT_USER: i32 = 100;
+/// Largest package upload (a HAP or .app), so one request cannot make the console hold more.
+pub const MAX_UPLOAD: usize = 256 * 1024 * 1024;
+/// Live views (device and log streams) open at once, over every page.
+pub const MAX_STREAMS: usize = 16;
+/// Event batches one live view may have queued for a slow page; beyond, batches are dropped
+/// and counted.
+pub const STREAM_QUEUE: usize = 256;
+/// How often the devices view is refreshed when nothing changed (the links' round trips).
+pub const DEVICES_REFRESH: Duration = Duration::from_secs(2);
+/// How often another device's log is read for new lines.
+pub const LOG_POLL: Duration = Duration::from_millis(300);
+/// Lines a log view starts with.
+pub const MAX_LOG_TAIL: u64 = 200;
+/// Parameters one search shows.
+pub const MAX_PARAMS_SHOWN: usize = 500;
+/// KV entries one listing shows.
+pub const MAX_KV_ENTRIES_SHOWN: usize = 1000;
+/// How long the round-trip probe of one link may take before it counts as failed.
+pub const RTT_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The limits above, as the page (and `/api/about`) shows them.
+pub(crate) fn limits() -> serde_json::Value {
+    serde_json::json!({
+        "maxUpload": MAX_UPLOAD, "maxStreams": MAX_STREAMS, "streamQueue": STREAM_QUEUE,
+        "devicesRefreshMs": DEVICES_REFRESH.as_millis() as u64,
+        "logPollMs": LOG_POLL.as_millis() as u64, "maxLogTail": MAX_LOG_TAIL,
+    })
+}
 
 /// The token's length in random bytes (hex in the URL).
 pub const TOKEN_BYTES: usize = 24;

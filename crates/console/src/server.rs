@@ -2,11 +2,13 @@
 
 use crate::{COOKIE, ConsoleError};
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{Request, State};
+use axum::http::Method;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -28,10 +30,28 @@ pub struct Config {
 }
 
 #[derive(Clone)]
-struct AppState {
-    cfg: Config,
+pub(crate) struct AppState {
+    pub(crate) cfg: Config,
     /// The `Host` values that are ours: `127.0.0.1:PORT`, `localhost:PORT`, the bound one.
     hosts: Arc<Vec<String>>,
+    /// Slots for live views.
+    pub(crate) streams: Arc<tokio::sync::Semaphore>,
+    /// The connection to the daemon, while it is open.
+    conn: Arc<tokio::sync::Mutex<Option<Arc<oxh_sdk::Device>>>>,
+}
+
+impl AppState {
+    /// The open connection to the daemon, or a new one.
+    pub(crate) async fn device(&self) -> Result<Arc<oxh_sdk::Device>, String> {
+        let mut c = self.conn.lock().await;
+        if let Some(d) = c.as_ref().filter(|d| d.client().closed_reason().is_none()) {
+            return Ok(d.clone());
+        }
+        *c = None;
+        let d = Arc::new((self.cfg.connect)().await?);
+        *c = Some(d.clone());
+        Ok(d)
+    }
 }
 
 fn cookie_token(h: &HeaderMap) -> Option<String> {
@@ -69,15 +89,25 @@ async fn guard(State(st): State<AppState>, req: Request, next: Next) -> Response
         )
             .into_response();
     }
-    if let Some(origin) = h.get(header::ORIGIN) {
-        let own = format!("http://{host}");
-        if origin.to_str().ok() != Some(own.as_str()) {
+    let own = format!("http://{host}");
+    match h.get(header::ORIGIN) {
+        Some(origin) if origin.to_str().ok() != Some(own.as_str()) => {
             return (
                 StatusCode::FORBIDDEN,
                 "requests from other origins are refused",
             )
                 .into_response();
         }
+        // A change of state must say where it comes from: browsers send Origin with every
+        // POST, so one without it is not our page's (CSRF: with the SameSite cookie, twice).
+        None if !matches!(*req.method(), Method::GET | Method::HEAD) => {
+            return (
+                StatusCode::FORBIDDEN,
+                "a change needs the console's own Origin",
+            )
+                .into_response();
+        }
+        _ => {}
     }
     let by_cookie = cookie_token(h).is_some_and(|t| same(&t, &st.cfg.token));
     let by_query = query_token(req.uri().query()).is_some_and(|t| same(&t, &st.cfg.token));
@@ -128,24 +158,11 @@ async fn script() -> impl IntoResponse {
     )
 }
 
-async fn devices(State(st): State<AppState>) -> impl IntoResponse {
-    let v = match (st.cfg.connect)().await {
-        Err(e) => serde_json::json!({ "daemon": "offline", "error": e }),
-        Ok(dev) => {
-            let dm = dev.device_manager();
-            match (dm.local_device_info().await, dm.trusted_devices().await) {
-                (Ok(local), Ok(trusted)) => serde_json::json!({
-                    "daemon": "online",
-                    "local": local,
-                    "trusted": trusted,
-                }),
-                (Err(e), _) | (_, Err(e)) => {
-                    serde_json::json!({ "daemon": "offline", "error": e.to_string() })
-                }
-            }
-        }
-    };
-    axum::Json(v)
+async fn style() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("static/style.css"),
+    )
 }
 
 /// Serves the console on `listener` until `stop` resolves.
@@ -163,11 +180,37 @@ pub async fn serve(
     let st = AppState {
         cfg,
         hosts: Arc::new(hosts),
+        streams: Arc::new(tokio::sync::Semaphore::new(crate::MAX_STREAMS)),
+        conn: Arc::default(),
     };
+    use crate::{api, live};
     let app = Router::new()
         .route("/", get(page))
         .route("/app.js", get(script))
-        .route("/api/devices", get(devices))
+        .route("/style.css", get(style))
+        .route("/api/about", get(api::about))
+        .route("/api/devices", get(api::devices))
+        .route("/api/events", get(live::events))
+        .route("/api/discover", get(api::discover))
+        .route("/api/bind", post(api::bind))
+        .route("/api/unbind", post(api::unbind))
+        .route("/api/device", get(api::device_detail))
+        .route("/api/params", get(api::params))
+        .route("/api/params/set", post(api::param_set))
+        .route("/api/kv/stores", get(api::kv_stores))
+        .route("/api/kv", get(api::kv_entries))
+        .route("/api/kv/put", post(api::kv_put))
+        .route("/api/kv/delete", post(api::kv_delete))
+        .route("/api/kv/sync", post(api::kv_sync))
+        .route(
+            "/api/bundles/install",
+            post(api::bundle_install).layer(DefaultBodyLimit::max(crate::MAX_UPLOAD)),
+        )
+        .route("/api/bundles/uninstall", post(api::bundle_uninstall))
+        .route("/api/abilities/start", post(api::ability_start))
+        .route("/api/abilities/force-stop", post(api::ability_force_stop))
+        .route("/api/logs", get(live::logs))
+        .route("/api/logs/tail", get(api::logs_tail))
         .layer(middleware::from_fn_with_state(st.clone(), guard))
         .with_state(st);
     axum::serve(listener, app)
