@@ -204,14 +204,48 @@ pub(crate) async fn device_detail(State(st): State<AppState>, Query(on): Query<O
             &(),
         )
         .await;
+        let tokens: Result<Vec<oxh_atm::api::TokenInfo>, _> = call(
+            &dev,
+            &on,
+            oxh_atm::api::SA_ID,
+            oxh_atm::api::LIST_TOKENS,
+            &(),
+        )
+        .await;
         let part = |r: Result<Value, oxh_sdk::Error>| r.unwrap_or_else(|e| err_json(&e));
         Json(json!({
             "device": if on.remote().is_some() { on.device.as_str() } else { "local" },
             "sas": part(sas.map(|v| json!(v))),
             "bundles": part(bundles.map(|v| json!(v))),
             "missions": part(missions.map(|v| json!(v))),
+        "tokens": part(tokens.map(|v| json!(v))),
         }))
         .into_response()
+    })
+}
+
+#[derive(Deserialize)]
+pub(crate) struct TokenQuery {
+    #[serde(default)]
+    device: String,
+    id: u32,
+}
+
+/// One token's permissions and their grant state (`atm dump -t -i ID`).
+pub(crate) async fn token(State(st): State<AppState>, Query(q): Query<TokenQuery>) -> Reply {
+    let dev = daemon(&st).await?;
+    let on = On { device: q.device };
+    let r: Result<oxh_atm::api::TokenDetail, _> = call(
+        &dev,
+        &on,
+        oxh_atm::api::SA_ID,
+        oxh_atm::api::TOKEN_PERMISSIONS,
+        &oxh_atm::api::TokenTarget::Id(q.id),
+    )
+    .await;
+    Ok(match r {
+        Ok(d) => Json(json!({ "token": d })).into_response(),
+        Err(e) => failed(StatusCode::BAD_GATEWAY, err_json(&e)),
     })
 }
 

@@ -195,6 +195,7 @@ pub async fn serve(
         .route("/api/bind", post(api::bind))
         .route("/api/unbind", post(api::unbind))
         .route("/api/device", get(api::device_detail))
+        .route("/api/token", get(api::token))
         .route("/api/params", get(api::params))
         .route("/api/params/set", post(api::param_set))
         .route("/api/kv/stores", get(api::kv_stores))

@@ -56,6 +56,8 @@ struct Proc {
     control: Option<OwnedFd>,
     /// Its host's access token.
     token_id: u32,
+    /// The manager killed it (a stop, a missed deadline): its signal is not a fault.
+    killed: bool,
 }
 
 /// A service connection the manager knows of.
@@ -236,6 +238,9 @@ impl AbilityService {
                         tag = "AbilityManager",
                         "killing app process {proc}: {reason}"
                     );
+                    if let Some(p) = i.procs.get_mut(&proc) {
+                        p.killed = true;
+                    }
                     let _ = self.spawner.send(ToSpawner::Kill { proc });
                 }
                 Action::Reply { request, result } => {
@@ -374,6 +379,7 @@ impl AbilityService {
                 host: None,
                 control: None,
                 token_id: 0,
+                killed: false,
             },
         );
         if self.spawner.send(ToSpawner::Spawn(req)).is_err() {
@@ -404,11 +410,21 @@ impl AbilityService {
             }
             FromSpawner::Exited {
                 proc,
+                pid,
                 signal,
                 status,
-                ..
             } => {
-                self.with(|i| i.procs.remove(&proc));
+                let gone = self.with(|i| i.procs.remove(&proc));
+                // A signal the manager did not send is a fault (a crash, the OOM killer, a
+                // kill from outside): say so at ERROR with the pid, so that the app's own
+                // lines can be found (`hilog -P`).
+                if let (Some(sig), Some(p)) = (signal, gone.as_ref().filter(|p| !p.killed)) {
+                    tracing::error!(
+                        tag = "AbilityManager",
+                        "app fault: {} pid={pid} died of signal {sig}",
+                        p.bundle
+                    );
+                }
                 self.drive(|core| core.exited(proc, signal, status));
             }
         }

@@ -199,10 +199,37 @@ async function loadDevice() {
         say("ability-result", r.ok ? "stopped " + m.element.bundleName : errText(r.j, r.status), r.ok);
         loadDevice();
       });
-      document.querySelector("#missions tbody").append(row([m.mission ?? "", m.element.bundleName + "/" + m.element.abilityName, m.state, m.pid ?? "", stop]));
+      const cell = el("span");
+      cell.append(stop);
+      if (m.pid) {
+        const logsBtn = el("button", "logs");
+        logsBtn.addEventListener("click", () => showPidLogs(String(m.pid)));
+        cell.append(" ", logsBtn);
+      }
+      document.querySelector("#missions tbody").append(row([m.mission ?? "", m.element.bundleName + "/" + m.element.abilityName, m.state, m.pid ?? "", cell],
+        { "data-bundle": m.element.bundleName, "data-pid": m.pid ?? "" }));
     }
   }
+  const tbody = document.querySelector("#tokens tbody");
+  tbody.replaceChildren();
+  document.querySelector("#grants tbody").replaceChildren();
+  if (Array.isArray(d.tokens)) {
+    for (const t of d.tokens) {
+      const b = el("button", "grants");
+      b.addEventListener("click", () => loadGrants(dev, t.tokenID));
+      tbody.append(row([t.tokenID, t.tokenType, t.name, t.apl, b], { "data-token": t.tokenID }));
+    }
+  } else if (d.tokens) tbody.append(row(["tokens: " + errText(d.tokens, 0)]));
   loadParams();
+}
+async function loadGrants(dev, id) {
+  const body = document.querySelector("#grants tbody");
+  body.replaceChildren();
+  const res = await getJson("/api/token?device=" + encodeURIComponent(dev) + "&id=" + id);
+  if (!res.ok) { body.append(row([errText(res.j, res.status)])); return; }
+  for (const p of res.j.token.permStateList) {
+    body.append(row([p.permissionName, p.granted ? "granted" : "denied", p.grantFlag], { "data-permission": p.permissionName }));
+  }
 }
 $("device-select").addEventListener("change", loadDevice);
 $("device-refresh").addEventListener("click", loadDevice);
@@ -330,8 +357,17 @@ function appendLines(b) {
   const frag = document.createDocumentFragment();
   for (const l of b.lines) {
     const t = new Date(l.sec * 1000 + Math.floor(l.nsec / 1e6));
+    let msg = l.msg;
+    // A fault names the pid that died: link it to that process's own lines.
+    const fault = (l.level === "E" || l.level === "F") && /pid=(\d+)/.exec(l.msg);
+    if (fault) {
+      msg = el("span", l.msg + " ");
+      const a = el("a", "its lines", { href: "#", "data-pid": fault[1], class: "fault-link" });
+      a.addEventListener("click", (e) => { e.preventDefault(); showPidLogs(fault[1]); });
+      msg.append(a);
+    }
     frag.append(row([b.device === "local" ? "here" : b.device.slice(0, 8), t.toISOString().slice(11, 23), l.pid, l.level,
-      l.domain + "/" + l.tag, l.msg], { class: "level-" + l.level }));
+      l.domain + "/" + l.tag, msg], { class: "level-" + l.level }));
   }
   body.append(frag);
   while (body.rows.length > MAX_LOG_ROWS) body.deleteRow(0);
@@ -346,6 +382,14 @@ setInterval(() => {
   perf.logRate = logs.rate;
   if (logs.source) $("log-stats").textContent = logs.shown + " lines shown, " + logs.rate.toFixed(0) + "/s" + (logs.dropped ? ", " + logs.dropped + " dropped (the page fell behind)" : "") + (logs.paused ? " — paused" : "");
 }, 1000);
+function showPidLogs(pid) {
+  $("log-pid").value = pid;
+  $("log-level").value = "";
+  $("log-tag").value = "";
+  $("log-domain").value = "";
+  show("logs");
+  startLogs();
+}
 $("log-filter").addEventListener("submit", (e) => { e.preventDefault(); startLogs(); });
 $("log-pause").addEventListener("click", () => {
   logs.paused = !logs.paused;
