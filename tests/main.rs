@@ -9,6 +9,7 @@ mod bundle;
 mod cli;
 mod console;
 mod crash;
+mod dms;
 mod fs;
 mod hdc;
 mod hilog;
