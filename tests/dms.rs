@@ -148,3 +148,54 @@ async fn aa_dump_l_d_lists_the_other_devices_missions() {
     assert!(aa(&a, &["dump", "-a", "-d", &nid_b]).contains("goes with -l only"));
     assert!(aa(&a, &["dump", "-l", "-d"]).contains("requires a value"));
 }
+
+#[tokio::test]
+async fn an_apps_remote_start_is_judged_by_its_own_token() {
+    let Some((a, b, work)) = notes_pair().await else {
+        return;
+    };
+    install_notes(&a, work.path());
+    let nid_b = b.ready_field("network_id");
+    aa(&a, &["start", "-b", NOTES, "-W"]);
+    // notes requests DISTRIBUTED_DATASYNC (user_grant) but nobody granted it: its
+    // startAbility on B is refused with 201, though the shell that started it could.
+    aa(
+        &a,
+        &["start", "-b", NOTES, "--ps", "start_on", &nid_b, "-W"],
+    );
+    let l = read_until(
+        || lifecycle(&a),
+        |l| l.iter().any(|x| x.contains("remoteStart=")),
+    );
+    assert!(
+        l.iter().any(|x| x == "EntryAbility remoteStart=201"),
+        "{l:?}"
+    );
+    assert!(!aa(&b, &["dump", "-l"]).contains("Mission ID #"));
+    // Granted, the same call from the same process starts NoteAbility on B.
+    a.oxh_ok(&[
+        "atm",
+        "grant",
+        NOTES,
+        "ohos.permission.DISTRIBUTED_DATASYNC",
+    ]);
+    aa(
+        &a,
+        &["start", "-b", NOTES, "--ps", "start_on", &nid_b, "-W"],
+    );
+    let l = read_until(
+        || lifecycle(&a),
+        |l| l.iter().filter(|x| x.contains("remoteStart=")).count() >= 2,
+    );
+    let second = l.iter().filter(|x| x.contains("remoteStart=")).nth(1);
+    assert_eq!(
+        second.map(String::as_str),
+        Some("EntryAbility remoteStart=0"),
+        "{l:?}"
+    );
+    let d = read_until(
+        || aa(&b, &["dump", "-l"]),
+        |d| d.contains("main name [NoteAbility]") && d.contains("state #FOREGROUND"),
+    );
+    assert!(d.contains("main name [NoteAbility]"), "{d}");
+}
