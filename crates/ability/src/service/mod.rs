@@ -2,6 +2,7 @@
 //! reports and a timer, its actions carried out on the spawner's socket and the app hosts'
 //! subscriptions.
 
+pub mod continuation;
 pub mod dms;
 mod sa;
 
