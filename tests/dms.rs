@@ -68,8 +68,7 @@ async fn aa_start_d_starts_the_ability_on_the_other_device_exported_only() {
     );
     assert!(out.ends_with("start ability successfully.\n"), "{out}");
 
-    // Not exported: refused on B (16000004), though the shell's token there could start it
-    // locally only through visibility rules of its own device.
+    // Not exported: refused on B (16000004): a remote caller reaches exported abilities only.
     let out = aa(
         &a,
         &["start", "-d", &nid_b, "-b", NOTES, "-a", "HiddenAbility"],
