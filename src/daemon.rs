@@ -122,6 +122,36 @@ impl oxh_softbus::dbinder::TokenBridge for AtmBridge {
     }
 }
 
+/// The distributed scheduler's view of the soft bus: remote SA calls through dbinder, on
+/// behalf of the original caller.
+struct DmsPeers(Arc<Softbus>);
+
+#[async_trait::async_trait]
+impl oxh_ability::service::dms::Peers for DmsPeers {
+    fn local_network_id(&self) -> String {
+        self.0.network_id().to_string()
+    }
+    async fn call(
+        &self,
+        caller: &oxh_ipc::Caller,
+        network_id: &str,
+        code: u32,
+        data: Vec<u8>,
+    ) -> Result<Vec<u8>, oxh_ability::service::dms::PeerError> {
+        use oxh_ability::service::dms::PeerError;
+        self.0
+            .dbinder()
+            .call(caller, network_id, oxh_ability::dms_api::SA_ID, code, data)
+            .await
+            .map_err(|e| match e.code {
+                oxh_softbus::dbinder::ERR_DEVICE_OFFLINE => {
+                    PeerError::Offline(network_id.to_string())
+                }
+                _ => PeerError::Remote(e),
+            })
+    }
+}
+
 /// The parameter an owner names the device with (as `--name` does); read at start.
 pub const DEVICE_NAME_PARAM: &str = "persist.device.name";
 
@@ -261,6 +291,7 @@ impl oxh_ability::service::Bundles for BundleCatalog {
                         skills: a.skills.clone(),
                         main: entry && m.main_element == a.name,
                         src_entry: a.src_entry.clone(),
+                        continuable: a.continuable,
                     });
                 }
             }
@@ -440,7 +471,7 @@ pub async fn run(cfg: DaemonConfig, spawner: std::os::unix::net::UnixStream) -> 
     samgr.register(SaProfile::running(
         sa_id::ABILITY_MGR,
         "AbilityManagerService",
-        ams,
+        ams.clone(),
     ))?;
 
     let sa_list = vec![
@@ -452,6 +483,7 @@ pub async fn run(cfg: DaemonConfig, spawner: std::os::unix::net::UnixStream) -> 
         sa_id::DEVICE_MANAGER,
         sa_id::DISTRIBUTED_KV,
         sa_id::ABILITY_MGR,
+        sa_id::DISTRIBUTED_SCHED,
     ];
     let bus_cfg = SoftbusConfig {
         listen: cfg.listen,
@@ -465,6 +497,12 @@ pub async fn run(cfg: DaemonConfig, spawner: std::os::unix::net::UnixStream) -> 
     let softbus = Softbus::start(&identity, &dirs.subsystem("device"), bus_cfg, sa_list)
         .await
         .context("cannot start the soft bus")?;
+    // The distributed scheduler: remote starts and missions, over the ability manager.
+    samgr.register(SaProfile::running(
+        sa_id::DISTRIBUTED_SCHED,
+        "DistributedSchedService",
+        oxh_ability::service::dms::DmsService::new(ams, Arc::new(DmsPeers(softbus.clone()))),
+    ))?;
     samgr.register(SaProfile::running(
         sa_id::DEVICE_MANAGER,
         "DeviceManagerService",

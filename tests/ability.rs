@@ -6,7 +6,7 @@ use crate::common::TestDevice;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-const NOTES: &str = "com.example.notes";
+pub(crate) const NOTES: &str = "com.example.notes";
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -34,7 +34,7 @@ pub(crate) fn example_lib(package: &str, lib: &str) -> PathBuf {
 }
 
 /// Packs, signs and installs the notes example on `dev`.
-fn install_notes(dev: &TestDevice, work: &Path) {
+pub(crate) fn install_notes(dev: &TestDevice, work: &Path) {
     let lib = example_lib("oxh-example-notes", "notes");
     install(
         dev,
@@ -133,14 +133,14 @@ fn notes_device() -> Option<(TestDevice, tempfile::TempDir)> {
 }
 
 /// `aa ARGS` on the device (its output: aa always exits 0).
-fn aa(dev: &TestDevice, args: &[&str]) -> String {
+pub(crate) fn aa(dev: &TestDevice, args: &[&str]) -> String {
     let mut a = vec!["aa"];
     a.extend_from_slice(args);
     dev.oxh_ok(&a)
 }
 
 /// The app's lifecycle lines in hilog, in order ("EntryAbility onCreate StartAbility", ...).
-fn lifecycle(dev: &TestDevice) -> Vec<String> {
+pub(crate) fn lifecycle(dev: &TestDevice) -> Vec<String> {
     let out = dev.oxh_ok(&["hilog", "-x", "-T", "Notes"]);
     out.lines()
         .filter_map(|l| l.split_once("Notes: ").map(|(_, m)| m.trim().to_string()))
@@ -148,7 +148,7 @@ fn lifecycle(dev: &TestDevice) -> Vec<String> {
 }
 
 /// `read` until `done` holds of it, for at most 20 s (apps log asynchronously).
-fn read_until<T>(read: impl Fn() -> T, done: impl Fn(&T) -> bool) -> T {
+pub(crate) fn read_until<T>(read: impl Fn() -> T, done: impl Fn(&T) -> bool) -> T {
     let end = Instant::now() + Duration::from_secs(20);
     loop {
         let v = read();

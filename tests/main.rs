@@ -10,6 +10,7 @@ mod cli;
 mod console;
 mod console_browser;
 mod crash;
+mod dms;
 mod fs;
 mod hdc;
 mod hilog;

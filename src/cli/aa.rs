@@ -37,7 +37,7 @@ options list:
   -e, --extension              dump elementName (FA: serviceAbilityRecords,Stage: ExtensionRecords)
   -p, --pending                dump pendingWantRecordId
   -r, --process                dump process
-  -d, --data                   dump the data abilities
+  -d, --device <device-id>     with -l: another trusted device's missions
   -u, --userId                 userId
   -c, --client                 client
   -c, -u are auxiliary parameters and cannot be used alone
@@ -471,30 +471,80 @@ const DUMP_FIRST: &[&str] = &[
 /// Its auxiliary options.
 const DUMP_AUX: &[&str] = &["-c", "--client", "-u", "--userId"];
 
+/// Another device's missions (`aa dump -l -d <networkId>`), in the mission dump's layout,
+/// each with whether its ability is continuable.
+pub fn remote_mission_dump(network_id: &str, missions: &[oxh_sdk::ability::MissionInfo]) -> String {
+    let mut out = format!("Device ID #{network_id}\n  remote mission lists:{{\n");
+    for m in missions {
+        let e = &m.element;
+        let _ = writeln!(
+            out,
+            "    Mission ID #{}  mission name #[#{}:{}:{}]  lockedState #0  mission affinity #[]",
+            m.mission_id, e.bundle_name, e.module_name, e.ability_name
+        );
+        let _ = writeln!(out, "        main name [{}]", e.ability_name);
+        let _ = writeln!(out, "        bundle name [{}]", e.bundle_name);
+        let _ = writeln!(out, "        state #{}", m.state);
+        let _ = writeln!(out, "        continuable #{}", u8::from(m.continuable));
+        out.push_str(" }\n");
+    }
+    out
+}
+
+/// `aa dump`'s options: the dump's first command and, with `-d`, the device.
+fn parse_dump(args: &[String]) -> Result<(&str, Option<&str>), String> {
+    let mut first = Vec::new();
+    let mut device = None;
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].as_str();
+        if a == "-h" || a == "--help" {
+            return Err(HELP_DUMP.into());
+        }
+        if a == "-d" || a == "--device" {
+            match args.get(i + 1).filter(|v| !v.starts_with('-')) {
+                Some(v) => device = Some(v.as_str()),
+                None => return Err(format!("error: option requires a value.\n{HELP_DUMP}")),
+            }
+            i += 2;
+            continue;
+        }
+        if DUMP_FIRST.contains(&a) {
+            first.push(a);
+        } else if a.starts_with('-') && !DUMP_AUX.contains(&a) {
+            return Err(format!("fail: unknown option.\n{HELP_DUMP}"));
+        }
+        i += 1;
+    }
+    match first.as_slice() {
+        [] => Err(format!(
+            "error: you must specify an option at least.\n{HELP_DUMP}"
+        )),
+        [f] => Ok((f, device)),
+        _ => Err(HELP_DUMP.into()),
+    }
+}
+
 async fn dump(global: &super::Global, args: &[String]) -> String {
-    let first: Vec<&str> = args
-        .iter()
-        .map(String::as_str)
-        .filter(|a| DUMP_FIRST.contains(a))
-        .collect();
-    if args.iter().any(|a| a == "-h" || a == "--help") || first.len() > 1 {
-        return HELP_DUMP.into();
-    }
-    let known = |a: &str| DUMP_FIRST.contains(&a) || DUMP_AUX.contains(&a);
-    if args.iter().any(|a| a.starts_with('-') && !known(a)) {
-        return format!("fail: unknown option.\n{HELP_DUMP}");
-    }
-    if first.is_empty() {
-        return format!("error: you must specify an option at least.\n{HELP_DUMP}");
+    let (first, device) = match parse_dump(args) {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    let missions_only = matches!(first, "-l" | "--mission-list");
+    if device.is_some() && !missions_only {
+        return format!("error: -d <device-id> goes with -l only.\n{HELP_DUMP}");
     }
     let Ok(dev) = global.connect().await else {
         return "error: failed to execute your command.\n".into();
     };
+    if let Some(nid) = device {
+        return match dev.ability().remote_missions(nid).await {
+            Ok(ms) => remote_mission_dump(nid, &ms),
+            Err(e) => format!("error: failed to dump the missions of device {nid}.\n{e}\n"),
+        };
+    }
     match dev.ability().dump().await {
-        Ok(rs) => {
-            let all = !matches!(first[0], "-l" | "--mission-list");
-            mission_dump(&rs, all)
-        }
+        Ok(rs) => mission_dump(&rs, !missions_only),
         Err(_) => "error: inner err.\n".into(),
     }
 }

@@ -61,6 +61,15 @@ pub enum AbilityError {
     /// An app missed a lifecycle deadline, its process could not be spawned, or it died.
     #[error("Internal error: {0}")]
     Internal(String),
+    /// The device that ran the request (another device, for a Want with a `deviceId`)
+    /// answered this error; its code is kept.
+    #[error("{message}")]
+    Remote {
+        /// The code the other device answered.
+        code: i32,
+        /// Its message.
+        message: String,
+    },
 }
 
 impl AbilityError {
@@ -77,6 +86,7 @@ impl AbilityError {
             Self::InvalidParam(_) => code::INVALID_PARAM,
             Self::PermissionDenied(_) => code::PERMISSION_DENIED,
             Self::Internal(_) => code::INTERNAL,
+            Self::Remote { code, .. } => *code,
         }
     }
 }
@@ -84,5 +94,15 @@ impl AbilityError {
 impl From<AbilityError> for RemoteError {
     fn from(e: AbilityError) -> Self {
         RemoteError::new(e.code(), e.to_string())
+    }
+}
+
+impl From<RemoteError> for AbilityError {
+    /// An error another device (or a service) answered, its code kept.
+    fn from(e: RemoteError) -> Self {
+        AbilityError::Remote {
+            code: e.code,
+            message: e.message,
+        }
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! - [`abi`]: the C ABI between the app host and a native ability library.
 //! - [`api`]: method codes and argument types of SA 180 (the contract).
+//! - [`dms_api`]: method codes and types of the distributed scheduler, SA 1401 (the contract).
 //! - [`want`]: `Want` and `Element`, with OpenHarmony's field names (the contract).
 //! - [`error`]: [`AbilityError`] with the codes apps see (16000001 ...).
 //! - [`manager`] (feature `manager`): the pure core: ability records, missions, app processes and their
@@ -25,6 +26,7 @@ pub mod api;
 pub mod codesign;
 #[cfg(feature = "manager")]
 pub mod continuation;
+pub mod dms_api;
 pub mod error;
 #[cfg(feature = "host")]
 pub mod host;

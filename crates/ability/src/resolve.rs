@@ -23,6 +23,8 @@ pub struct AbilityDecl {
     pub main: bool,
     /// module.json's `srcEntry`: for native abilities, the library (see docs/DESIGN.md).
     pub src_entry: String,
+    /// module.json's `continuable`: the ability may move to another device.
+    pub continuable: bool,
 }
 
 /// Who asks.
@@ -171,6 +173,7 @@ mod tests {
             skills: vec![],
             main,
             src_entry: "libentry.so".into(),
+            continuable: false,
         }
     }
 

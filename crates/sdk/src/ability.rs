@@ -21,9 +21,10 @@ use crate::{Device, Error};
 use oxh_ability::abi::{
     self, OxhAbilityCallbacks, OxhCaller, OxhConnectOptions, OxhElement, OxhHost, OxhReply, OxhWant,
 };
-use oxh_ability::api;
 pub use oxh_ability::api::{RecordDump, StartArgs, StartReply, StartedInfo};
+pub use oxh_ability::dms_api::MissionInfo;
 pub use oxh_ability::{AbilityError, Element, LaunchReason, Want, WantParam};
+use oxh_ability::{api, dms_api};
 use std::ffi::{CStr, c_char, c_void};
 use std::sync::Arc;
 
@@ -33,7 +34,10 @@ pub struct AbilityManager<'a> {
 }
 
 impl AbilityManager<'_> {
-    /// Starts what `want` names; with `wait`, answers once it is in the foreground.
+    /// Starts what `want` names; with `wait`, answers once it is in the foreground. With
+    /// `want.device_id` naming another trusted device, it starts there (the caller needs
+    /// ohos.permission.DISTRIBUTED_DATASYNC, checked there too, and the ability must be
+    /// exported).
     pub async fn start_ability(&self, want: Want, wait: bool) -> Result<StartReply, Error> {
         self.dev
             .client
@@ -62,6 +66,20 @@ impl AbilityManager<'_> {
         self.dev
             .client
             .call(api::SA_ID, api::DUMP_MISSIONS, &())
+            .await
+    }
+
+    /// The missions of another trusted device (`distributedMissionManager.getMissionInfos`,
+    /// `aa dump -l -d`), each with whether its ability is `continuable`. Needs
+    /// ohos.permission.GET_RUNNING_INFO here and there, and DISTRIBUTED_DATASYNC there.
+    pub async fn remote_missions(&self, network_id: &str) -> Result<Vec<MissionInfo>, Error> {
+        self.dev
+            .client
+            .call(
+                dms_api::SA_ID,
+                dms_api::GET_REMOTE_MISSIONS,
+                &network_id.to_string(),
+            )
             .await
     }
 }

@@ -9,6 +9,8 @@
 //! ability; `disconnect` ends the connection. With `bench_calls` = N it then times N calls
 //! of the remote object and N calls of the daemon (a parameter read) from the same thread,
 //! and logs `bench remote_p50_us=.. remote_p99_us=.. ipc_p50_us=.. ipc_p99_us=..`.
+//! `start_on` = a networkId starts its NoteAbility on that device (startAbility with the
+//! Want's deviceId, which needs DISTRIBUTED_DATASYNC) and logs `remoteStart=<0 or code>`.
 
 use oxh_sdk::Device;
 use oxh_sdk::ability::{
@@ -340,6 +342,14 @@ macro_rules! ability {
                 }
                 if want.parameters.get("connect") == Some(&WantParam::Bool(true)) {
                     self.0.connect(ctx);
+                }
+                if let Some(WantParam::String(device)) = want.parameters.get("start_on") {
+                    // startAbility on another device: NoteAbility there.
+                    let mut w = Want::explicit("com.example.notes", "NoteAbility");
+                    w.device_id = device.clone();
+                    let r = ctx.start_ability(&w);
+                    self.0
+                        .log(ctx, &format!("remoteStart={}", r.err().unwrap_or(0)));
                 }
                 let note = match want.parameters.get("note") {
                     Some(WantParam::String(s)) => s.clone(),

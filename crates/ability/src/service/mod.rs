@@ -2,6 +2,8 @@
 //! reports and a timer, its actions carried out on the spawner's socket and the app hosts'
 //! subscriptions.
 
+pub mod continuation;
+pub mod dms;
 mod sa;
 
 use crate::api::{self, ConnectReply, HostControl, HostEvent, Peer, StartReply, StartedInfo};
@@ -17,7 +19,7 @@ use crate::want::{Element, Want};
 use oxh_ipc::ConnHandle;
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -96,6 +98,8 @@ pub struct AbilityService {
     /// Wakes hosts waiting in ATTACH for their pid to be known.
     spawned: Notify,
     spawner: mpsc::UnboundedSender<ToSpawner>,
+    /// The distributed scheduler (SA 1401), for Wants that name another device.
+    dms: OnceLock<Weak<dms::DmsService>>,
 }
 
 impl AbilityService {
@@ -127,6 +131,7 @@ impl AbilityService {
             wake: Notify::new(),
             spawned: Notify::new(),
             spawner: tx,
+            dms: OnceLock::new(),
         });
         tokio::spawn(async move {
             while let Some(m) = rx.recv().await {
@@ -430,14 +435,38 @@ impl AbilityService {
         }
     }
 
-    /// Starts what `want` names for `caller` (START_ABILITY).
+    /// Starts what `want` names for `caller` (START_ABILITY). A Want whose `deviceId` names
+    /// another device goes to the distributed scheduler, which starts it there.
     pub async fn start_ability(
         &self,
         caller: &oxh_ipc::Caller,
         want: Want,
         wait: bool,
     ) -> Result<StartReply, AbilityError> {
-        let target = self.target(caller, &want)?;
+        if !want.device_id.is_empty() {
+            let dms = self.dms.get().and_then(Weak::upgrade).ok_or_else(|| {
+                AbilityError::Internal(
+                    "this device has no distributed scheduler: it cannot start abilities on others"
+                        .into(),
+                )
+            })?;
+            if !dms.is_local(&want.device_id) {
+                return dms.start_remote(caller, want, wait).await;
+            }
+        }
+        self.start_here(caller, want, wait, false).await
+    }
+
+    /// Starts what `want` names on this device. `from_remote`: for a caller on another
+    /// device (its synced token), who reaches exported abilities only.
+    async fn start_here(
+        &self,
+        caller: &oxh_ipc::Caller,
+        want: Want,
+        wait: bool,
+        from_remote: bool,
+    ) -> Result<StartReply, AbilityError> {
+        let target = self.target(caller, &want, from_remote)?;
         let element = target.element.clone();
         let (tx, rx) = oneshot::channel();
         self.with(|i| {
@@ -469,7 +498,14 @@ impl AbilityService {
     }
 
     /// What `want` names, if `caller` may reach it (exported, or START_INVISIBLE_ABILITY).
-    fn target(&self, caller: &oxh_ipc::Caller, want: &Want) -> Result<Target, AbilityError> {
+    /// A caller on another device (`from_remote`) reaches exported abilities only, whatever
+    /// its token holds, as dmsfwk's target-side check of the ability's visibility.
+    fn target(
+        &self,
+        caller: &oxh_ipc::Caller,
+        want: &Want,
+        from_remote: bool,
+    ) -> Result<Target, AbilityError> {
         // A process with no token (a user that is neither an app, the shell nor a system
         // process) starts nothing, as on OpenHarmony.
         if caller.token_type == oxh_ipc::TokenType::Invalid {
@@ -479,9 +515,16 @@ impl AbilityService {
             )));
         }
         let installed = self.bundles.abilities(self.cfg.user);
-        let who = Caller {
-            bundle: self.bundles.bundle_of_uid(caller.uid),
-            may_start_invisible: self.perms.verify(caller, api::PERMISSION_START_INVISIBLE),
+        let who = if from_remote {
+            Caller {
+                bundle: None,
+                may_start_invisible: false,
+            }
+        } else {
+            Caller {
+                bundle: self.bundles.bundle_of_uid(caller.uid),
+                may_start_invisible: self.perms.verify(caller, api::PERMISSION_START_INVISIBLE),
+            }
         };
         let target = resolve(want, &installed, &who)?;
         if let Some(d) = installed.iter().find(|d| d.element == target.element) {
@@ -512,7 +555,7 @@ impl AbilityService {
                 "a connection's descriptor must be an end of a Unix stream socketpair the caller made".into(),
             ));
         }
-        let target = self.target(caller, &want)?;
+        let target = self.target(caller, &want, false)?;
         let client = Peer {
             pid: caller.pid,
             uid: caller.uid,

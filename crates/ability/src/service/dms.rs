@@ -1,0 +1,236 @@
+//! The distributed scheduler (SA 1401, dmsfwk's DistributedSchedService) over the ability
+//! manager: remote start and mission listing (see [`crate::dms_api`]).
+//!
+//! Every call to another device goes out as a remote SA call on behalf of the original
+//! caller ([`Peers::call`]: samgr's CALL_REMOTE path), so the device that runs the ability
+//! judges the caller's synced token: DISTRIBUTED_DATASYNC there, and the method's own
+//! permission. A remote caller reaches exported abilities only.
+
+use super::AbilityService;
+use crate::dms_api::{self, MissionInfo, StartArgs, StartReply};
+use crate::error::{AbilityError, code};
+use crate::manager::AbilityType;
+use crate::want::Want;
+use bytes::Bytes;
+use oxh_ipc::{Caller, RemoteError, decode, encode};
+use oxh_samgr::{CallContext, Method, SystemAbility};
+use std::sync::Arc;
+
+/// Why a call to another device's scheduler got no answer from it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PeerError {
+    /// The device is not online, or not trusted.
+    #[error("device {0} is not online (or not trusted)")]
+    Offline(String),
+    /// The other device (or the path to it) answered this error.
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+}
+
+/// What the scheduler needs of the soft bus (wired in by the daemon, so this crate does not
+/// depend on it).
+#[async_trait::async_trait]
+pub trait Peers: Send + Sync + 'static {
+    /// This device's networkId.
+    fn local_network_id(&self) -> String;
+    /// Calls method `code` of the scheduler on device `network_id` for `caller`, whose token
+    /// the device checks (dbinder's remote SA call).
+    async fn call(
+        &self,
+        caller: &Caller,
+        network_id: &str,
+        code: u32,
+        data: Vec<u8>,
+    ) -> Result<Vec<u8>, PeerError>;
+}
+
+const METHODS: &[Method] = &[
+    Method::with_permission(
+        dms_api::START_REMOTE_ABILITY,
+        "StartRemoteAbility",
+        dms_api::PERMISSION_DATASYNC,
+    ),
+    Method::with_permission(
+        dms_api::START_FROM_REMOTE,
+        "StartAbilityFromRemote",
+        dms_api::PERMISSION_DATASYNC,
+    ),
+    Method::with_permission(
+        dms_api::GET_REMOTE_MISSIONS,
+        "GetMissionInfos",
+        dms_api::PERMISSION_RUNNING_INFO,
+    ),
+    Method::with_permission(
+        dms_api::GET_LOCAL_MISSIONS,
+        "GetLocalMissionInfos",
+        dms_api::PERMISSION_RUNNING_INFO,
+    ),
+];
+
+/// The distributed scheduler SA.
+pub struct DmsService {
+    ams: Arc<AbilityService>,
+    peers: Arc<dyn Peers>,
+}
+
+impl DmsService {
+    /// The scheduler over `ams`; from now on the ability manager sends it the Wants that
+    /// name another device.
+    pub fn new(ams: Arc<AbilityService>, peers: Arc<dyn Peers>) -> Arc<Self> {
+        let me = Arc::new(DmsService { ams, peers });
+        let _ = me.ams.dms.set(Arc::downgrade(&me));
+        me
+    }
+
+    /// Whether `network_id` is this device.
+    pub fn is_local(&self, network_id: &str) -> bool {
+        network_id == self.peers.local_network_id()
+    }
+
+    /// Starts `want` on the device `want.device_id` names, for `caller`.
+    pub async fn start_remote(
+        &self,
+        caller: &Caller,
+        want: Want,
+        wait: bool,
+    ) -> Result<StartReply, AbilityError> {
+        if !self.ams.perms.verify(caller, dms_api::PERMISSION_DATASYNC) {
+            return Err(AbilityError::PermissionDenied(format!(
+                "{} is needed to start abilities on other devices",
+                dms_api::PERMISSION_DATASYNC
+            )));
+        }
+        let device = want.device_id.clone();
+        let args = encode(&StartArgs { want, wait });
+        let reply = self
+            .peers
+            .call(caller, &device, dms_api::START_FROM_REMOTE, args)
+            .await
+            .map_err(|e| match e {
+                PeerError::Offline(d) => AbilityError::Internal(format!(
+                    "cannot start on device {d}: it is not online (or not trusted)"
+                )),
+                PeerError::Remote(r) => r.into(),
+            })?;
+        decode(&reply).map_err(|e| {
+            AbilityError::Internal(format!("device {device} answered a bad StartReply: {e}"))
+        })
+    }
+
+    /// The missions of device `network_id` (this one's, if it names this device).
+    pub async fn remote_missions(
+        &self,
+        caller: &Caller,
+        network_id: &str,
+    ) -> Result<Vec<MissionInfo>, RemoteError> {
+        if self.is_local(network_id) {
+            return Ok(self.local_missions());
+        }
+        let reply = self
+            .peers
+            .call(caller, network_id, dms_api::GET_LOCAL_MISSIONS, encode(&()))
+            .await
+            .map_err(|e| match e {
+                PeerError::Offline(d) => RemoteError::new(
+                    crate::continuation::code::CONTINUE_ABNORMAL,
+                    format!(
+                        "cannot list the missions of device {d}: it is not online (or not trusted)"
+                    ),
+                ),
+                PeerError::Remote(r) => r,
+            })?;
+        decode(&reply)
+    }
+
+    /// This device's missions (UIAbilities with a mission), with module.json's `continuable`.
+    pub fn local_missions(&self) -> Vec<MissionInfo> {
+        let installed = self.ams.bundles.abilities(self.ams.cfg.user);
+        let records = self.ams.with(|i| i.core.records());
+        records
+            .into_iter()
+            .filter(|r| r.kind == AbilityType::Page)
+            .filter_map(|r| {
+                let mission_id = r.mission?;
+                let continuable = installed
+                    .iter()
+                    .any(|d| d.element == r.element && d.continuable);
+                Some(MissionInfo {
+                    mission_id,
+                    element: r.element,
+                    state: r.state.as_str().into(),
+                    continuable,
+                })
+            })
+            .collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl SystemAbility for DmsService {
+    fn methods(&self) -> &'static [Method] {
+        METHODS
+    }
+
+    async fn call(&self, ctx: CallContext, c: u32, data: Bytes) -> Result<Vec<u8>, RemoteError> {
+        let caller = ctx.caller().clone();
+        match c {
+            dms_api::START_REMOTE_ABILITY => {
+                let a: StartArgs = decode(&data)?;
+                if a.want.device_id.is_empty() || self.is_local(&a.want.device_id) {
+                    return Err(AbilityError::InvalidParam(
+                        "StartRemoteAbility needs the deviceId of another device".into(),
+                    )
+                    .into());
+                }
+                Ok(encode(&self.start_remote(&caller, a.want, a.wait).await?))
+            }
+            dms_api::START_FROM_REMOTE => {
+                let a: StartArgs = decode(&data)?;
+                if !a.want.device_id.is_empty() && !self.is_local(&a.want.device_id) {
+                    return Err(AbilityError::InvalidParam(format!(
+                        "the Want names device {}, not this one",
+                        a.want.device_id
+                    ))
+                    .into());
+                }
+                tracing::info!(
+                    tag = "DistributedSched",
+                    public_caller = caller.process_name.as_str(),
+                    public_bundle = a.want.bundle_name.as_str(),
+                    "start from a remote caller"
+                );
+                Ok(encode(
+                    &self.ams.start_here(&caller, a.want, a.wait, true).await?,
+                ))
+            }
+            dms_api::GET_REMOTE_MISSIONS => {
+                let nid: String = decode(&data)?;
+                if nid.is_empty() {
+                    return Err(RemoteError::new(
+                        code::INVALID_PARAM,
+                        "GetMissionInfos needs a networkId",
+                    ));
+                }
+                Ok(encode(&self.remote_missions(&caller, &nid).await?))
+            }
+            dms_api::GET_LOCAL_MISSIONS => Ok(encode(&self.local_missions())),
+            _ => Err(RemoteError::invalid(format!(
+                "DistributedSchedService has no method {c}"
+            ))),
+        }
+    }
+
+    fn dump(&self, _args: &[String]) -> String {
+        let mut out = format!(
+            "DistributedSchedService (SA 1401)\n  local networkId: {}\n  missions:\n",
+            self.peers.local_network_id()
+        );
+        for m in self.local_missions() {
+            out.push_str(&format!(
+                "    Mission ID #{}  {}  state #{}  continuable #{}\n",
+                m.mission_id, m.element, m.state, m.continuable
+            ));
+        }
+        out
+    }
+}
