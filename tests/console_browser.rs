@@ -177,6 +177,15 @@ async fn tab(c: &Client, name: &str) {
         .expect("click tab");
 }
 
+async fn click_css(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .expect(css)
+        .click()
+        .await
+        .expect("click");
+}
+
 async fn fill(c: &Client, id: &str, text: &str) {
     let e = c.find(Locator::Id(id)).await.expect(id);
     e.clear().await.expect("clear");
@@ -250,6 +259,14 @@ fn the_console_in_chromium_shows_drives_and_escapes_the_super_device() {
     });
     let url = url.trim_start_matches("oxh console: ").to_string();
     let origin = url.split("/?token=").next().unwrap().to_string();
+    // The sim's table: NAME NETWORK-ID BUS DATA-DIR.
+    let dev2_bus = seen
+        .iter()
+        .find_map(|l| {
+            l.strip_prefix("dev2 ")
+                .map(|r| r.split_whitespace().nth(1).unwrap_or("").to_string())
+        })
+        .expect("dev2's line in the sim's table");
     let (_driver, dport) = chromedriver();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -259,13 +276,14 @@ fn the_console_in_chromium_shows_drives_and_escapes_the_super_device() {
     rt.block_on(async {
         let c = browser(dport).await;
         // WebDriver calls have no bound of their own: the whole run has one.
-        let r = tokio::time::timeout(RUN_WITHIN, run(&c, &url, &origin, base.path())).await;
+        let r =
+            tokio::time::timeout(RUN_WITHIN, run(&c, &url, &origin, base.path(), &dev2_bus)).await;
         let _ = c.close().await;
         r.expect("the browser run finished in time");
     });
 }
 
-async fn run(c: &Client, url: &str, origin: &str, base: &Path) {
+async fn run(c: &Client, url: &str, origin: &str, base: &Path, dev2_bus: &str) {
     eprintln!("console browser test: {url}");
     // Without the token: refused, and the page says how to get in.
     c.goto(&format!("{origin}/")).await.unwrap();
@@ -394,6 +412,95 @@ async fn run(c: &Client, url: &str, origin: &str, base: &Path) {
     );
 
     eprintln!("step: Logs");
+    // A relational store: made, edited and browsed in the page, synced, read on dev2.
+    eprintln!("step: relational store");
+    tab(c, "rdb").await;
+    fill(c, "rdb-app", "com.example.console").await;
+    fill(c, "rdb-store", "browser.db").await;
+    for sql in [
+        "CREATE TABLE note(id INTEGER PRIMARY KEY, title TEXT)",
+        "INSERT INTO note(id, title) VALUES (1, 'made in the page')",
+    ] {
+        fill(c, "rdb-sql", sql).await;
+        c.execute(
+            "document.getElementById('rdb-result').textContent = ''",
+            vec![],
+        )
+        .await
+        .unwrap();
+        click(c, "rdb-exec").await;
+        until(
+            c,
+            sql,
+            SHOW_WITHIN,
+            "return document.getElementById('rdb-result').textContent.startsWith('done')",
+        )
+        .await;
+    }
+    until(
+        c,
+        "the table listed",
+        SHOW_WITHIN,
+        "return document.querySelector('#rdb-tables a[data-table=note]') !== null",
+    )
+    .await;
+    click_css(c, "#rdb-tables a[data-table=note]").await;
+    until(
+        c,
+        "the row shown",
+        SHOW_WITHIN,
+        "return [...document.querySelectorAll('#rdb-rows tbody tr')].some(r => r.cells[1].textContent === 'made in the page')",
+    )
+    .await;
+    let rdb = |dir: &Path, args: &[&str]| {
+        let mut a = vec!["rdb"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["--app", "com.example.console", "--store", "browser.db"]);
+        crate::common::run_oxh(dir, &a)
+    };
+    // A peer never makes a store: the others have theirs, with the table distributed.
+    for dev in ["dev2", "dev3"] {
+        let o = rdb(
+            &base.join(dev),
+            &[
+                "exec",
+                "CREATE TABLE note(id INTEGER PRIMARY KEY, title TEXT)",
+            ],
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    for dev in ["dev1", "dev2", "dev3"] {
+        let o = rdb(&base.join(dev), &["distribute", "note"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    click(c, "rdb-sync").await;
+    let synced = until(
+        c,
+        "the relational sync's result per device",
+        SHOW_WITHIN,
+        "const t = document.getElementById('rdb-result').textContent; \
+         return t.startsWith('synced') ? t : null",
+    )
+    .await;
+    assert!(
+        synced
+            .as_str()
+            .unwrap_or("")
+            .starts_with("synced with 2 of 2"),
+        "{synced}"
+    );
+    shot(c, "rdb").await;
+    let got = rdb(
+        &base.join("dev2"),
+        &["query", "SELECT title FROM note WHERE id = 1"],
+    );
+    assert!(
+        String::from_utf8_lossy(&got.stdout).contains("made in the page"),
+        "{}{}",
+        String::from_utf8_lossy(&got.stdout),
+        String::from_utf8_lossy(&got.stderr)
+    );
+
     // Logs: a line written with the SDK appears live.
     tab(c, "logs").await;
     until(
@@ -611,6 +718,50 @@ async fn run(c: &Client, url: &str, origin: &str, base: &Path) {
     .await;
     shot(c, "device-remote").await;
 
+    // Unbind dev2 in the page, then bind it again by its address and the PIN it shows.
+    eprintln!("step: unbind and bind");
+    tab(c, "topology").await;
+    c.execute(
+        "[...document.querySelectorAll('#devices tbody tr')].find(r => r.cells[0].textContent === 'dev2').querySelector('button').click()",
+        vec![],
+    )
+    .await
+    .unwrap();
+    until(
+        c,
+        "dev2 unbound",
+        SHOW_WITHIN,
+        "return document.getElementById('bind-result').textContent === 'unbound dev2' \
+         && ![...document.querySelectorAll('#devices tbody tr')].some(r => r.cells[0].textContent === 'dev2')",
+    )
+    .await;
+    let pin = crate::common::run_oxh(&base.join("dev2"), &["device", "pin"]);
+    let pin = String::from_utf8_lossy(&pin.stdout)
+        .split_whitespace()
+        .nth(1)
+        .expect("a PIN")
+        .to_string();
+    fill(c, "bind-id", dev2_bus).await;
+    fill(c, "bind-pin", &pin).await;
+    click(c, "bind").await;
+    until(
+        c,
+        "dev2 bound again and online",
+        SHOW_WITHIN,
+        "return document.getElementById('bind-result').textContent === 'bound dev2' \
+         && [...document.querySelectorAll('#devices tbody tr')].some(r => r.cells[0].textContent === 'dev2' && r.dataset.state === 'online')",
+    )
+    .await;
+    shot(c, "topology-rebound").await;
+    tab(c, "transfers").await;
+    until(
+        c,
+        "the page's syncs and installs listed",
+        SHOW_WITHIN,
+        "return document.querySelectorAll('#transfers tbody tr[data-state=done]').length >= 3",
+    )
+    .await;
+    shot(c, "transfers").await;
     eprintln!("step: Cut one device off");
     // Cut one device off: the page shows it offline within the bus's OFFLINE time.
     tab(c, "topology").await;

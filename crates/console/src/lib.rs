@@ -14,8 +14,11 @@
 
 mod api;
 mod live;
+mod rdb;
+pub mod request;
 mod server;
 
+pub use live::LogQuery;
 pub use server::{Config, Connector, serve};
 
 use std::time::Duration;
@@ -37,6 +40,8 @@ pub const LOG_POLL: Duration = Duration::from_millis(300);
 pub const MAX_LOG_TAIL: u64 = 200;
 /// Parameters one search shows.
 pub const MAX_PARAMS_SHOWN: usize = 500;
+/// Rows one relational-store query shows.
+pub const MAX_RDB_ROWS_SHOWN: usize = 1000;
 /// KV entries one listing shows.
 pub const MAX_KV_ENTRIES_SHOWN: usize = 1000;
 /// How long the round-trip probe of one link may take before it counts as failed.

@@ -137,22 +137,22 @@ async fn devices_task(st: AppState, tx: Tx) {
 
 /// hilog's filters, as the page sends them.
 #[derive(Debug, Deserialize, Default)]
-pub(crate) struct LogQuery {
+pub struct LogQuery {
     /// `local` (default), a networkId, or `all`.
     #[serde(default)]
-    device: String,
+    pub device: String,
     /// Levels, letters or names, comma separated (`-L`).
     #[serde(default)]
-    level: String,
+    pub level: String,
     /// Tags, comma separated (`-T`).
     #[serde(default)]
-    tag: String,
+    pub tag: String,
     /// Domains in hex, comma separated (`-D`).
     #[serde(default)]
-    domain: String,
+    pub domain: String,
     /// Pids, comma separated (`-P`).
     #[serde(default)]
-    pid: String,
+    pub pid: String,
 }
 
 fn list(s: &str) -> impl Iterator<Item = &str> {
@@ -161,7 +161,7 @@ fn list(s: &str) -> impl Iterator<Item = &str> {
 
 impl LogQuery {
     /// The filter, or what in it is wrong.
-    pub(crate) fn filter(&self) -> Result<Filter, String> {
+    pub fn filter(&self) -> Result<Filter, String> {
         let mut f = Filter::default();
         for l in list(&self.level) {
             f.levels.push(

@@ -1,11 +1,12 @@
 //! The HTTP side: the guard every request passes, the page, and the API.
 
+use crate::request::{cookie_token, query_token};
 use crate::{COOKIE, ConsoleError};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::{Request, State};
 use axum::http::Method;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -52,23 +53,6 @@ impl AppState {
         *c = Some(d.clone());
         Ok(d)
     }
-}
-
-fn cookie_token(h: &HeaderMap) -> Option<String> {
-    h.get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
-        .map(|(_, v)| v.to_string())
-}
-
-fn query_token(q: Option<&str>) -> Option<String> {
-    q?.split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == "token")
-        .map(|(_, v)| v.to_string())
 }
 
 /// Compares in time independent of where they differ.
@@ -183,7 +167,7 @@ pub async fn serve(
         streams: Arc::new(tokio::sync::Semaphore::new(crate::MAX_STREAMS)),
         conn: Arc::default(),
     };
-    use crate::{api, live};
+    use crate::{api, live, rdb};
     let app = Router::new()
         .route("/", get(page))
         .route("/app.js", get(script))
@@ -208,6 +192,10 @@ pub async fn serve(
             post(api::bundle_install).layer(DefaultBodyLimit::max(crate::MAX_UPLOAD)),
         )
         .route("/api/bundles/uninstall", post(api::bundle_uninstall))
+        .route("/api/rdb/tables", post(rdb::tables))
+        .route("/api/rdb/query", post(rdb::query))
+        .route("/api/rdb/exec", post(rdb::exec))
+        .route("/api/rdb/sync", post(rdb::sync))
         .route("/api/abilities/start", post(api::ability_start))
         .route("/api/abilities/force-stop", post(api::ability_force_stop))
         .route("/api/logs", get(live::logs))

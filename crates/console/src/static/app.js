@@ -82,6 +82,7 @@ function show(name) {
   if (name === "device") loadDevice();
   if (name === "bundles") loadBundles();
   if (name === "kv") loadKv();
+  if (name === "rdb") loadRdbTables();
   if (name === "logs" && !logs.source) startLogs();
 }
 
@@ -163,6 +164,11 @@ function startEvents() {
   };
 }
 
+$("bind-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const r = await post("/api/bind", { id: $("bind-id").value, pin: $("bind-pin").value });
+  say("bind-result", r.ok ? "bound " + r.j.bound.deviceName : errText(r.j, r.status), r.ok);
+});
 $("discover").addEventListener("click", async () => {
   const body = document.querySelector("#seen tbody");
   body.replaceChildren();
@@ -297,6 +303,53 @@ $("kv-sync").addEventListener("click", async () => {
   say("kv-result", msg, good === r.j.results.length);
   t.done(msg, good === r.j.results.length);
   loadKv();
+});
+
+// ---- relational stores ----
+function rdbWhich() { return { app: $("rdb-app").value, store: $("rdb-store").value, level: $("rdb-level").value }; }
+async function loadRdbTables() {
+  const span = $("rdb-tables");
+  span.replaceChildren();
+  const r = await post("/api/rdb/tables", rdbWhich());
+  if (!r.ok) { say("rdb-result", errText(r.j, r.status), false); return; }
+  for (const t of r.j.tables) {
+    const a = el("a", t, { href: "#", "data-table": t });
+    a.addEventListener("click", (e) => { e.preventDefault(); $("rdb-sql").value = "SELECT * FROM " + t; rdbQuery(); });
+    span.append(a, " ");
+  }
+}
+function drawRows(j) {
+  const head = document.querySelector("#rdb-rows thead");
+  const body = document.querySelector("#rdb-rows tbody");
+  head.replaceChildren(row(j.columns.map(String)));
+  body.replaceChildren();
+  for (const r of j.rows) body.append(row(r.map((v) => (v === null ? "NULL" : String(v)))));
+}
+async function rdbQuery() {
+  const r = await post("/api/rdb/query", { ...rdbWhich(), sql: $("rdb-sql").value });
+  if (!r.ok) { say("rdb-result", errText(r.j, r.status), false); return; }
+  drawRows(r.j);
+  say("rdb-result", r.j.total + " rows" + (r.j.total > r.j.rows.length ? " (" + r.j.rows.length + " shown)" : ""), true);
+}
+$("rdb-open").addEventListener("submit", (e) => { e.preventDefault(); loadRdbTables(); });
+$("rdb-sql-form").addEventListener("submit", (e) => { e.preventDefault(); rdbQuery(); });
+$("rdb-exec").addEventListener("click", async () => {
+  const r = await post("/api/rdb/exec", { ...rdbWhich(), sql: $("rdb-sql").value });
+  say("rdb-result", r.ok ? "done" + (r.j.result !== null ? ": " + r.j.result : "") : errText(r.j, r.status), r.ok);
+  loadRdbTables();
+});
+$("rdb-sync").addEventListener("click", async () => {
+  const w = rdbWhich();
+  const t = transfer("sync " + w.app + "/" + w.store);
+  const r = await post("/api/rdb/sync", w);
+  const body = document.querySelector("#rdb-sync-results tbody");
+  body.replaceChildren();
+  if (!r.ok) { say("rdb-result", errText(r.j, r.status), false); t.done(errText(r.j, r.status), false); return; }
+  for (const x of r.j.results) body.append(row([x.networkId.slice(0, 16), x.status], { "data-status": x.status }));
+  const good = r.j.results.filter((x) => x.status === "success").length;
+  const msg = "synced with " + good + " of " + r.j.results.length + " devices in " + r.j.ms + " ms";
+  say("rdb-result", msg, good === r.j.results.length);
+  t.done(msg, good === r.j.results.length);
 });
 
 // ---- bundles ----
