@@ -718,6 +718,82 @@ async fn run(c: &Client, url: &str, origin: &str, base: &Path, dev2_bus: &str) {
     .await;
     shot(c, "device-remote").await;
 
+    // A file sent from the page to a session on dev2, with its progress; it arrives whole.
+    eprintln!("step: file send");
+    let inbox = base.join("inbox");
+    let mut listen = Command::new(oxh_bin())
+        .arg("--data-dir")
+        .arg(base.join("dev2"))
+        .args(["bus", "listen", "console-files", "--out"])
+        .arg(&inbox)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("oxh bus listen");
+    let err = listen.stderr.take().expect("stderr");
+    let _listen = Proc(listen);
+    let (ltx, lrx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = ltx.send(l);
+        }
+    });
+    wait_line(&lrx, SHOW_WITHIN, &mut Vec::new(), |l| {
+        l.starts_with("listening on")
+    });
+    let payload: Vec<u8> = (0..32u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let upload = base.join("payload.bin");
+    std::fs::write(&upload, &payload).unwrap();
+    tab(c, "transfers").await;
+    c.execute(
+        "const s = document.getElementById('send-device'); \
+         s.value = [...s.options].find(o => o.textContent === 'dev2').value;",
+        vec![],
+    )
+    .await
+    .unwrap();
+    fill(c, "send-session", "console-files").await;
+    c.find(Locator::Id("send-file"))
+        .await
+        .unwrap()
+        .send_keys(&upload.to_string_lossy())
+        .await
+        .unwrap();
+    click(c, "send").await;
+    let result = until(
+        c,
+        "the send finished",
+        SHOW_WITHIN,
+        "const r = document.querySelector('#sends tbody tr'); \
+         return r && r.dataset.state !== 'running' ? r.dataset.state + ': ' + r.cells[3].textContent : null",
+    )
+    .await;
+    assert!(
+        result
+            .as_str()
+            .unwrap_or("")
+            .starts_with("done: received with a matching checksum"),
+        "{result}"
+    );
+    let progress = c
+        .execute(
+            "return document.querySelector('#sends tbody tr progress').value",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        progress.as_f64(),
+        Some(payload.len() as f64),
+        "the bar full"
+    );
+    assert!(
+        std::fs::read(inbox.join("payload.bin")).unwrap() == payload,
+        "the file arrived whole"
+    );
+
     // Unbind dev2 in the page, then bind it again by its address and the PIN it shows.
     eprintln!("step: unbind and bind");
     tab(c, "topology").await;

@@ -17,6 +17,7 @@ mod live;
 mod rdb;
 pub mod request;
 mod server;
+mod transfer;
 
 pub use live::LogQuery;
 pub use server::{Config, Connector, serve};

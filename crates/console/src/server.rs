@@ -37,6 +37,8 @@ pub(crate) struct AppState {
     hosts: Arc<Vec<String>>,
     /// Slots for live views.
     pub(crate) streams: Arc<tokio::sync::Semaphore>,
+    /// The file sends the page started.
+    pub(crate) transfers: Arc<std::sync::Mutex<crate::transfer::Transfers>>,
     /// The connection to the daemon, while it is open.
     conn: Arc<tokio::sync::Mutex<Option<Arc<oxh_sdk::Device>>>>,
 }
@@ -166,8 +168,9 @@ pub async fn serve(
         hosts: Arc::new(hosts),
         streams: Arc::new(tokio::sync::Semaphore::new(crate::MAX_STREAMS)),
         conn: Arc::default(),
+        transfers: Arc::default(),
     };
-    use crate::{api, live, rdb};
+    use crate::{api, live, rdb, transfer};
     let app = Router::new()
         .route("/", get(page))
         .route("/app.js", get(script))
@@ -192,6 +195,11 @@ pub async fn serve(
             post(api::bundle_install).layer(DefaultBodyLimit::max(crate::MAX_UPLOAD)),
         )
         .route("/api/bundles/uninstall", post(api::bundle_uninstall))
+        .route("/api/transfers", get(transfer::list))
+        .route(
+            "/api/bus/send",
+            post(transfer::send).layer(DefaultBodyLimit::max(crate::MAX_UPLOAD)),
+        )
         .route("/api/rdb/tables", post(rdb::tables))
         .route("/api/rdb/query", post(rdb::query))
         .route("/api/rdb/exec", post(rdb::exec))

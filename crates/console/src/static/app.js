@@ -83,6 +83,7 @@ function show(name) {
   if (name === "bundles") loadBundles();
   if (name === "kv") loadKv();
   if (name === "rdb") loadRdbTables();
+  if (name === "transfers") loadSends();
   if (name === "logs" && !logs.source) startLogs();
 }
 
@@ -140,9 +141,10 @@ function drawDevices(d) {
 }
 
 function fillDeviceSelect(d) {
-  for (const sel of [$("device-select"), $("log-device")]) {
+  for (const sel of [$("device-select"), $("log-device"), $("send-device")]) {
     const keep = sel.value;
-    const fixed = sel.id === "log-device" ? [["local", "this device"], ["all", "all devices"]] : [["local", d.local.deviceName + " (this device)"]];
+    const fixed = sel.id === "log-device" ? [["local", "this device"], ["all", "all devices"]]
+      : sel.id === "send-device" ? [] : [["local", d.local.deviceName + " (this device)"]];
     sel.replaceChildren();
     for (const [v, t] of fixed) sel.append(el("option", t, { value: v }));
     for (const p of d.trusted || []) {
@@ -464,5 +466,31 @@ function transfer(what) {
     },
   };
 }
+
+// ---- file sends ----
+let sendPoll = null;
+async function loadSends() {
+  const res = await getJson("/api/transfers");
+  if (!res.ok) return;
+  const body = document.querySelector("#sends tbody");
+  body.replaceChildren();
+  for (const t of res.j.transfers.slice().reverse()) {
+    const p = el("progress", null, { max: Math.max(t.total, 1) });
+    p.value = t.sent;
+    body.append(row([t.what, p, t.sent + " / " + t.total, t.result || t.state], { "data-id": t.id, "data-state": t.state }));
+  }
+  const running = res.j.transfers.some((t) => t.state === "running");
+  if (!running && sendPoll) { clearInterval(sendPoll); sendPoll = null; }
+  if (running && !sendPoll) sendPoll = setInterval(loadSends, 300);
+}
+$("send-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const f = $("send-file").files[0];
+  if (!f) { say("send-result", "choose a file", false); return; }
+  const q = new URLSearchParams({ device: $("send-device").value, session: $("send-session").value, name: f.name });
+  const r = await post("/api/bus/send?" + q, await f.arrayBuffer(), true);
+  say("send-result", r.ok ? "sending " + f.name : errText(r.j, r.status), r.ok);
+  loadSends();
+});
 
 startEvents();
