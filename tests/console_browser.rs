@@ -177,6 +177,27 @@ async fn tab(c: &Client, name: &str) {
         .expect("click tab");
 }
 
+/// Waits for a sync's summary in the element `result_id`; both other devices succeeded.
+async fn synced_with_both(c: &Client, what: &str, result_id: &str) {
+    let synced = until(
+        c,
+        what,
+        SHOW_WITHIN,
+        &format!(
+            "const t = document.getElementById('{result_id}').textContent; \
+             return t.startsWith('synced') ? t : null"
+        ),
+    )
+    .await;
+    assert!(
+        synced
+            .as_str()
+            .unwrap_or("")
+            .starts_with("synced with 2 of 2"),
+        "{synced}"
+    );
+}
+
 async fn click_css(c: &Client, css: &str) {
     c.find(Locator::Css(css))
         .await
@@ -376,21 +397,7 @@ async fn run(c: &Client, url: &str, origin: &str, base: &Path, dev2_bus: &str) {
     )
     .await;
     click(c, "kv-sync").await;
-    let synced = until(
-        c,
-        "the sync's result per device",
-        SHOW_WITHIN,
-        "const t = document.getElementById('kv-result').textContent; \
-         return t.startsWith('synced') ? t : null",
-    )
-    .await;
-    assert!(
-        synced
-            .as_str()
-            .unwrap_or("")
-            .starts_with("synced with 2 of 2"),
-        "{synced}"
-    );
+    synced_with_both(c, "the sync's result per device", "kv-result").await;
     shot(c, "kv").await;
     let got = crate::common::run_oxh(
         &base.join("dev2"),
@@ -474,21 +481,7 @@ async fn run(c: &Client, url: &str, origin: &str, base: &Path, dev2_bus: &str) {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
     click(c, "rdb-sync").await;
-    let synced = until(
-        c,
-        "the relational sync's result per device",
-        SHOW_WITHIN,
-        "const t = document.getElementById('rdb-result').textContent; \
-         return t.startsWith('synced') ? t : null",
-    )
-    .await;
-    assert!(
-        synced
-            .as_str()
-            .unwrap_or("")
-            .starts_with("synced with 2 of 2"),
-        "{synced}"
-    );
+    synced_with_both(c, "the relational sync's result per device", "rdb-result").await;
     shot(c, "rdb").await;
     let got = rdb(
         &base.join("dev2"),

@@ -292,18 +292,22 @@ $("kv-put-form").addEventListener("submit", async (e) => {
   say("kv-result", r.ok ? "put " + $("kv-key").value : errText(r.j, r.status), r.ok);
   loadKv();
 });
-$("kv-sync").addEventListener("click", async () => {
-  const w = kvWhich();
+// A sync started from the page: its result per device in `table`, a summary in `result`,
+// and a line in Transfers.
+async function syncFrom(url, w, table, result) {
   const t = transfer("sync " + w.app + "/" + w.store);
-  const r = await post("/api/kv/sync", w);
-  const body = document.querySelector("#kv-sync-results tbody");
+  const r = await post(url, w);
+  const body = document.querySelector("#" + table + " tbody");
   body.replaceChildren();
-  if (!r.ok) { say("kv-result", errText(r.j, r.status), false); t.done(errText(r.j, r.status), false); return; }
+  if (!r.ok) { say(result, errText(r.j, r.status), false); t.done(errText(r.j, r.status), false); return; }
   for (const x of r.j.results) body.append(row([x.networkId.slice(0, 16), x.status], { "data-status": x.status }));
   const good = r.j.results.filter((x) => x.status === "success").length;
   const msg = "synced with " + good + " of " + r.j.results.length + " devices in " + r.j.ms + " ms";
-  say("kv-result", msg, good === r.j.results.length);
+  say(result, msg, good === r.j.results.length);
   t.done(msg, good === r.j.results.length);
+}
+$("kv-sync").addEventListener("click", async () => {
+  await syncFrom("/api/kv/sync", kvWhich(), "kv-sync-results", "kv-result");
   loadKv();
 });
 
@@ -340,19 +344,7 @@ $("rdb-exec").addEventListener("click", async () => {
   say("rdb-result", r.ok ? "done" + (r.j.result !== null ? ": " + r.j.result : "") : errText(r.j, r.status), r.ok);
   loadRdbTables();
 });
-$("rdb-sync").addEventListener("click", async () => {
-  const w = rdbWhich();
-  const t = transfer("sync " + w.app + "/" + w.store);
-  const r = await post("/api/rdb/sync", w);
-  const body = document.querySelector("#rdb-sync-results tbody");
-  body.replaceChildren();
-  if (!r.ok) { say("rdb-result", errText(r.j, r.status), false); t.done(errText(r.j, r.status), false); return; }
-  for (const x of r.j.results) body.append(row([x.networkId.slice(0, 16), x.status], { "data-status": x.status }));
-  const good = r.j.results.filter((x) => x.status === "success").length;
-  const msg = "synced with " + good + " of " + r.j.results.length + " devices in " + r.j.ms + " ms";
-  say("rdb-result", msg, good === r.j.results.length);
-  t.done(msg, good === r.j.results.length);
-});
+$("rdb-sync").addEventListener("click", () => syncFrom("/api/rdb/sync", rdbWhich(), "rdb-sync-results", "rdb-result"));
 
 // ---- bundles ----
 async function loadBundles() {
