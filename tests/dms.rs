@@ -490,3 +490,73 @@ async fn a_target_stopped_mid_continuation_leaves_exactly_one_copy_after_heal() 
         assert_eq!((on_a, on_b), (1, 0), "{out}");
     }
 }
+
+#[tokio::test]
+async fn a_target_stopped_while_its_instance_is_pending_gives_the_mission_back_to_the_source() {
+    let Some((a, b, _work)) = notes_on_both().await else {
+        return;
+    };
+    let nid_b = b.ready_field("network_id");
+    aa(
+        &a,
+        &[
+            "start",
+            "-b",
+            NOTES,
+            "-a",
+            "EntryAbility",
+            "--ps",
+            "note",
+            "kept",
+            "--pi",
+            "continue_create_delay_ms",
+            "2000",
+            "-W",
+        ],
+    );
+    let m = mission_of(&a, "EntryAbility").expect("a mission on A");
+    let data_a = a.data_dir().to_path_buf();
+    let cont = std::thread::spawn(move || {
+        crate::common::run_oxh(
+            &data_a,
+            &["aa", "continue", "-m", &m.to_string(), "-d", &nid_b],
+        )
+    });
+    // B's instance is in its (slow) onCreate: not started, so nothing is prepared, and no
+    // commit can have been sent. B's daemon stops past both sides' timeouts.
+    let l = read_until(
+        || lifecycle(&b),
+        |l| l.iter().any(|x| x == "EntryAbility continued note=kept"),
+    );
+    assert!(
+        l.iter().any(|x| x == "EntryAbility continued note=kept"),
+        "{l:?}"
+    );
+    let pid_b = b.pid();
+    crate::common::unsafe_kill(pid_b, libc::SIGSTOP);
+    let out = cont.join().expect("aa continue ran");
+    crate::common::unsafe_kill(pid_b, libc::SIGCONT);
+    let out = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.contains("Error Code:16300"), "{out}");
+    // After the heal: the mission runs on A, resumed, and B discarded its pending instance.
+    let (on_a, on_b) = read_until(
+        || (entry_missions(&a), entry_missions(&b)),
+        |(x, y)| (*x, *y) == (1, 0),
+    );
+    assert_eq!((on_a, on_b), (1, 0), "{out}");
+    assert!(aa(&a, &["dump", "-l"]).contains("state #FOREGROUND"));
+    // And it can move again, now that B is back.
+    let out = aa(
+        &a,
+        &[
+            "continue",
+            "-m",
+            &m.to_string(),
+            "-d",
+            &b.ready_field("network_id"),
+        ],
+    );
+    assert_eq!(out, "continue mission successfully.\n");
+    read_until(|| entry_missions(&a), |n| *n == 0);
+    assert_eq!((entry_missions(&a), entry_missions(&b)), (0, 1));
+}

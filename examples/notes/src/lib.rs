@@ -18,6 +18,9 @@
 //! the source mission (supportContinueSourceExit false). Created with launchReason
 //! CONTINUATION, it logs `continued note=<the note>`. `continue_state` = `inactive` or
 //! `active` (onNewWant) calls setMissionContinueState and logs `continueState=<0 or code>`.
+//! `continue_create_delay_ms` = N is carried in the wantParam too: the target's onCreate
+//! then takes N ms (at most 5000) after logging, so a test can cut the link while the
+//! target's instance is pending.
 
 use oxh_sdk::Device;
 use oxh_sdk::ability::{
@@ -50,6 +53,8 @@ pub struct Notes {
     on_continue: OnContinueResult,
     /// Keep the source mission after a continuation (`continue_keep`).
     keep_source: bool,
+    /// How long the target's onCreate takes (`continue_create_delay_ms`).
+    create_delay_ms: i64,
 }
 
 impl Default for Notes {
@@ -68,6 +73,7 @@ impl Default for Notes {
             note: String::new(),
             on_continue: OnContinueResult::Agree,
             keep_source: false,
+            create_delay_ms: 0,
         }
     }
 }
@@ -91,6 +97,9 @@ fn read_continue_params(n: &mut Notes, want: &Want) {
     }
     if let Some(WantParam::Bool(b)) = want.parameters.get("continue_keep") {
         n.keep_source = *b;
+    }
+    if let Some(WantParam::Int(ms)) = want.parameters.get("continue_create_delay_ms") {
+        n.create_delay_ms = (*ms).clamp(0, 5000);
     }
 }
 
@@ -390,10 +399,18 @@ macro_rules! ability {
                 self.0.log(ctx, &format!("onCreate {reason:?}"));
                 if reason == LaunchReason::Continuation {
                     self.0.log(ctx, &format!("continued note={}", self.0.note));
+                    let ms = std::mem::take(&mut self.0.create_delay_ms);
+                    std::thread::sleep(std::time::Duration::from_millis(ms as u64));
                 }
             }
             fn on_continue(&mut self, want_param: &mut WantParams) -> OnContinueResult {
                 want_param.insert("note".into(), WantParam::String(self.0.note.clone()));
+                if self.0.create_delay_ms > 0 {
+                    want_param.insert(
+                        "continue_create_delay_ms".into(),
+                        WantParam::Int(self.0.create_delay_ms),
+                    );
+                }
                 if self.0.keep_source {
                     want_param.insert(
                         "ohos.extra.param.key.supportContinueSourceExit".into(),
