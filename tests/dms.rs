@@ -560,3 +560,103 @@ async fn a_target_stopped_while_its_instance_is_pending_gives_the_mission_back_t
     read_until(|| entry_missions(&a), |n| *n == 0);
     assert_eq!((entry_missions(&a), entry_missions(&b)), (0, 1));
 }
+
+#[tokio::test]
+async fn a_target_killed_and_restarted_while_pending_leaves_the_mission_on_the_source_only() {
+    let Some((a, mut b, _work)) = notes_on_both().await else {
+        return;
+    };
+    let nid_b = b.ready_field("network_id");
+    aa(
+        &a,
+        &[
+            "start",
+            "-b",
+            NOTES,
+            "-a",
+            "EntryAbility",
+            "--ps",
+            "note",
+            "survives",
+            "--pi",
+            "continue_create_delay_ms",
+            "3000",
+            "-W",
+        ],
+    );
+    let m = mission_of(&a, "EntryAbility").expect("a mission on A");
+    let data_a = a.data_dir().to_path_buf();
+    let cont = std::thread::spawn(move || {
+        crate::common::run_oxh(
+            &data_a,
+            &["aa", "continue", "-m", &m.to_string(), "-d", &nid_b],
+        )
+    });
+    read_until(
+        || lifecycle(&b),
+        |l| {
+            l.iter()
+                .any(|x| x == "EntryAbility continued note=survives")
+        },
+    );
+    // B crashes with the instance pending (its apps die with it), and comes back.
+    b.kill9();
+    let out = cont.join().expect("aa continue ran");
+    let out = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.contains("Error Code:16300"), "{out}");
+    b.restart();
+    crate::kv::wait_online(&a, &b.ready_field("udid")).await;
+    assert_eq!((entry_missions(&a), entry_missions(&b)), (1, 0), "{out}");
+    assert!(aa(&a, &["dump", "-l"]).contains("state #FOREGROUND"));
+    // B's journal recovered without taking anything on; the mission moves now.
+    let nid_b = b.ready_field("network_id");
+    let out = aa(&a, &["continue", "-m", &m.to_string(), "-d", &nid_b]);
+    assert_eq!(out, "continue mission successfully.\n");
+    read_until(|| entry_missions(&a), |n| *n == 0);
+    assert_eq!((entry_missions(&a), entry_missions(&b)), (0, 1));
+}
+
+#[tokio::test]
+async fn an_app_cannot_move_missions_continue_mission_is_a_system_api() {
+    let Some((a, b, _work)) = notes_on_both().await else {
+        return;
+    };
+    a.oxh_ok(&[
+        "atm",
+        "grant",
+        NOTES,
+        "ohos.permission.DISTRIBUTED_DATASYNC",
+    ]);
+    aa(&a, &["start", "-b", NOTES, "-a", "EntryAbility", "-W"]);
+    let m = mission_of(&a, "EntryAbility").expect("a mission on A");
+    let nid_b = b.ready_field("network_id");
+    aa(
+        &a,
+        &[
+            "start",
+            "-b",
+            NOTES,
+            "-a",
+            "EntryAbility",
+            "--pi",
+            "continue_mission",
+            &m.to_string(),
+            "--ps",
+            "continue_to",
+            &nid_b,
+            "-W",
+        ],
+    );
+    let l = read_until(
+        || lifecycle(&a),
+        |l| {
+            l.iter()
+                .any(|x| x.starts_with("EntryAbility continueMission="))
+        },
+    );
+    assert!(
+        l.iter().any(|x| x == "EntryAbility continueMission=201"),
+        "{l:?}"
+    );
+    assert_eq!((entry_missions(&a), entry_missions(&b)), (1, 0));
+}

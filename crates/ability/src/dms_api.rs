@@ -8,7 +8,7 @@
 //! | [`START_FROM_REMOTE`] | StartAbilityFromRemote | [`StartArgs`] | [`StartReply`] | a peer's scheduler, for its caller (synced token): DISTRIBUTED_DATASYNC; the ability must be exported |
 //! | [`GET_REMOTE_MISSIONS`] | GetMissionInfos | `String` networkId | `Vec<`[`MissionInfo`]`>` | GET_RUNNING_INFO here and on the peer (plus DISTRIBUTED_DATASYNC there) |
 //! | [`GET_LOCAL_MISSIONS`] | GetLocalMissionInfos | `()` | `Vec<`[`MissionInfo`]`>` | GET_RUNNING_INFO (a peer's scheduler calls it for its caller) |
-//! | [`CONTINUE_MISSION`] | ContinueMission | [`ContinueArgs`] | `()` once the mission runs on the target | DISTRIBUTED_DATASYNC (OpenHarmony also asks MANAGE_MISSIONS, a system_core permission our shell token lacks) |
+//! | [`CONTINUE_MISSION`] | ContinueMission | [`ContinueArgs`] | `()` once the mission runs on the target | DISTRIBUTED_DATASYNC; an app (HAP token) needs MANAGE_MISSIONS too (a system API), checked in the method |
 //!
 //! Continuation's own messages (prepare, commit ...) do not go through these methods: the
 //! daemons exchange them on the session the distributed data service keeps with each bound
@@ -46,6 +46,10 @@ pub const GET_LOCAL_MISSIONS: u32 = 4;
 
 /// Moves a mission of this device to another (`continueMission`, `aa continue`).
 pub const CONTINUE_MISSION: u32 = 5;
+
+/// The permission an app needs to move missions (continueMission is a system API); the
+/// shell and native callers need DISTRIBUTED_DATASYNC only.
+pub const PERMISSION_MANAGE_MISSIONS: &str = "ohos.permission.MANAGE_MISSIONS";
 
 /// Arguments of [`CONTINUE_MISSION`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,6 +18,8 @@
 //! the source mission (supportContinueSourceExit false). Created with launchReason
 //! CONTINUATION, it logs `continued note=<the note>`. `continue_state` = `inactive` or
 //! `active` (onNewWant) calls setMissionContinueState and logs `continueState=<0 or code>`.
+//! `continue_mission` = a mission id with `continue_to` = a networkId: the app itself asks
+//! to move that mission (continueMission, a system API) and logs `continueMission=<0 or code>`.
 //! `continue_create_delay_ms` = N is carried in the wantParam too: the target's onCreate
 //! then takes N ms (at most 5000) after logging, so a test can cut the link while the
 //! target's instance is pending.
@@ -425,6 +427,18 @@ macro_rules! ability {
             }
             fn on_new_want(&mut self, ctx: &Context, want: &Want) {
                 read_continue_params(&mut self.0, want);
+                if let (Some(WantParam::Int(m)), Some(WantParam::String(to))) = (
+                    want.parameters.get("continue_mission"),
+                    want.parameters.get("continue_to"),
+                ) && let Some(dev) = &self.0.dev
+                {
+                    let r = ctx.block_on(dev.ability().continue_mission(*m as i32, to));
+                    let code = match r {
+                        Ok(()) => 0,
+                        Err(e) => e.code().unwrap_or(-1),
+                    };
+                    self.0.log(ctx, &format!("continueMission={code}"));
+                }
                 if let Some(WantParam::String(st)) = want.parameters.get("continue_state") {
                     let state = if st == "inactive" {
                         ContinueState::Inactive

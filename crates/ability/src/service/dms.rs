@@ -254,6 +254,18 @@ impl SystemAbility for DmsService {
             dms_api::GET_LOCAL_MISSIONS => Ok(encode(&self.local_missions())),
             dms_api::CONTINUE_MISSION => {
                 let a: ContinueArgs = decode(&data)?;
+                if caller.token_type == oxh_ipc::TokenType::Hap
+                    && !self
+                        .ams
+                        .perms
+                        .verify(&caller, dms_api::PERMISSION_MANAGE_MISSIONS)
+                {
+                    return Err(AbilityError::PermissionDenied(format!(
+                        "an app needs {} to move missions (continueMission is a system API)",
+                        dms_api::PERMISSION_MANAGE_MISSIONS
+                    ))
+                    .into());
+                }
                 tracing::info!(
                     tag = "DistributedSched",
                     public_caller = caller.process_name.as_str(),
@@ -274,6 +286,11 @@ impl SystemAbility for DmsService {
             "DistributedSchedService (SA 1401)\n  local networkId: {}\n  missions:\n",
             self.peers.local_network_id()
         );
+        let busy = self.ams.continuation().is_some_and(|c| c.busy());
+        out.push_str(&format!(
+            "  continuation from this device under way: {}\n",
+            if busy { "yes" } else { "no" }
+        ));
         for m in self.local_missions() {
             out.push_str(&format!(
                 "    Mission ID #{}  {}  state #{}  continuable #{}\n",
