@@ -131,6 +131,13 @@ impl oxh_ability::service::dms::Peers for DmsPeers {
     fn local_network_id(&self) -> String {
         self.0.network_id().to_string()
     }
+    fn udid_of(&self, network_id: &str) -> Option<String> {
+        self.0
+            .trusted()
+            .into_iter()
+            .find(|t| t.network_id.as_deref() == Some(network_id))
+            .map(|t| t.udid)
+    }
     async fn call(
         &self,
         caller: &oxh_ipc::Caller,
@@ -149,6 +156,49 @@ impl oxh_ability::service::dms::Peers for DmsPeers {
                 }
                 _ => PeerError::Remote(e),
             })
+    }
+}
+
+/// Continuation's messages between schedulers: on the data service's session with each
+/// bound peer (channel [`oxh_kvstore::wire::CHANNEL_DMS`]), by udid. The session is
+/// authenticated by the binding, so a message is attributed to the device that sent it.
+struct DmsBus(Arc<oxh_kvstore::KvService>);
+
+#[async_trait::async_trait]
+impl oxh_ability::service::continuation::MessageBus for DmsBus {
+    async fn send(&self, to: &str, msg: oxh_ability::continuation::Message) -> Result<(), String> {
+        let bytes = oxh_ipc::encode(&msg);
+        self.0
+            .send_feature(to, oxh_kvstore::wire::CHANNEL_DMS, &bytes);
+        Ok(())
+    }
+}
+
+/// The other end of [`DmsBus`]: messages and the peers' comings and goings, to the driver.
+struct DmsFeature(Arc<oxh_ability::service::continuation::Continuation>);
+
+impl oxh_kvstore::Feature for DmsFeature {
+    fn on_message(&self, udid: &str, bytes: Vec<u8>) {
+        if bytes.len() > oxh_ability::continuation::MAX_WANT_PARAM + 64 * 1024 {
+            tracing::warn!(
+                tag = "DistributedSched",
+                "oversized continuation message dropped"
+            );
+            return;
+        }
+        match oxh_ipc::decode::<oxh_ability::continuation::Message>(&bytes) {
+            Ok(m) => self.0.on_message(udid, m),
+            Err(e) => tracing::warn!(
+                tag = "DistributedSched",
+                "bad continuation message from a peer: {e}"
+            ),
+        }
+    }
+    fn on_online(&self, udid: &str, _network_id: &str) {
+        self.0.link(udid, true);
+    }
+    fn on_offline(&self, udid: &str) {
+        self.0.link(udid, false);
     }
 }
 
@@ -303,6 +353,10 @@ impl oxh_ability::service::Bundles for BundleCatalog {
         self.0.get(bundle, user).ok().flatten().map(|r| r.uid)
     }
 
+    fn app_id(&self, bundle: &str, user: i32) -> Option<String> {
+        self.0.get(bundle, user).ok().flatten().map(|r| r.app_id)
+    }
+
     fn bundle_of_uid(&self, uid: u32) -> Option<String> {
         let user = (uid / oxh_ability::layout::UID_PER_USER) as i32;
         self.records(user)
@@ -325,7 +379,7 @@ pub async fn run(cfg: DaemonConfig, spawner: std::os::unix::net::UnixStream) -> 
     // Every subsystem's state is the daemon's alone (other users reach it through IPC);
     // only the run dir (socket), the shell user's dir and the apps' dirs are shared.
     for s in [
-        "log", "device", "param", "atm", "bundle", "kvstore", "rdb", "hdc",
+        "log", "device", "param", "atm", "bundle", "kvstore", "rdb", "hdc", "dms",
     ] {
         dirs.make_private(s)
             .with_context(|| format!("cannot make {}", dirs.subsystem(s).display()))?;
@@ -498,6 +552,7 @@ pub async fn run(cfg: DaemonConfig, spawner: std::os::unix::net::UnixStream) -> 
         .await
         .context("cannot start the soft bus")?;
     // The distributed scheduler: remote starts and missions, over the ability manager.
+    let ams_of_dms = ams.clone();
     samgr.register(SaProfile::running(
         sa_id::DISTRIBUTED_SCHED,
         "DistributedSchedService",
@@ -550,6 +605,18 @@ pub async fn run(cfg: DaemonConfig, spawner: std::os::unix::net::UnixStream) -> 
     }));
     kv.attach_softbus(softbus.clone())
         .context("cannot start KV sync")?;
+    // Continuation (SA 1401's driver): its messages on the data service's session, by udid.
+    let continuation = ams_of_dms
+        .open_continuation(
+            &info.udid,
+            &dirs.subsystem("dms"),
+            Arc::new(DmsBus(kv.clone())),
+        )
+        .context("cannot open the continuation journals")?;
+    kv.attach_feature(
+        oxh_kvstore::wire::CHANNEL_DMS,
+        Arc::new(DmsFeature(continuation)),
+    );
     // The relational store is a feature of the same SA, as in OpenHarmony (its RDB service is
     // reached through the distributed data service): its codes are a range of SA 1301's.
     let rdb = oxh_rdb::RdbService::open(oxh_rdb::RdbConfig {

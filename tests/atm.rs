@@ -56,6 +56,12 @@ const PUBLIC_METHODS: &[(i32, &str, &str)] = &[
     ),
     (
         sa_id::ABILITY_MGR,
+        "SetMissionContinueState",
+        "only the app process hosting the record may set its mission's continue state, \
+         checked in the method",
+    ),
+    (
+        sa_id::ABILITY_MGR,
         "AttachApplication",
         "only the process the spawner started, by its kernel pid and uid, checked in the method",
     ),

@@ -12,6 +12,14 @@ These are common aa commands list:
   stop-service                stop service with options
   dump                        dump the ability info
   force-stop <bundle-name>    force stop the process with bundle name
+  continue                    continue the mission to another device
+";
+
+const HELP_CONTINUE: &str = "usage: aa continue <options>
+options list:
+  -h, --help                   list available commands
+  -m, --mission <mission-id>   the mission to move (aa dump -l shows the ids)
+  -d, --device <device-id>     the trusted device to move it to (its networkId)
 ";
 
 const HELP_START: &str = "usage: aa start <options>
@@ -155,6 +163,7 @@ pub async fn run(global: &super::Global, args: &[String]) -> String {
         "stop-service" => stop_service(global, rest).await,
         "force-stop" => force_stop(global, rest).await,
         "dump" => dump(global, rest).await,
+        "continue" => continue_mission(global, rest).await,
         other => format!("aa: '{other}' is not a valid aa command. See 'aa help'.\n{HELP}"),
     }
 }
@@ -549,9 +558,115 @@ async fn dump(global: &super::Global, args: &[String]) -> String {
     }
 }
 
+/// `aa continue`'s options: the mission and the target device.
+fn parse_continue(args: &[String]) -> Result<(i32, String), String> {
+    let (mut mission, mut device) = (None, None);
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].as_str();
+        let v = args.get(i + 1).filter(|v| !v.starts_with('-'));
+        match a {
+            "-h" | "--help" => return Err(HELP_CONTINUE.into()),
+            "-m" | "--mission" | "-d" | "--device" => {
+                let Some(v) = v else {
+                    return Err(format!(
+                        "error: option requires a value.
+{HELP_CONTINUE}"
+                    ));
+                };
+                if a.contains('m') && a != "--device" {
+                    mission = Some(v.parse::<i32>().map_err(|_| {
+                        format!(
+                            "error: the mission id must be a number, not {v}.
+{HELP_CONTINUE}"
+                        )
+                    })?);
+                } else {
+                    device = Some(v.clone());
+                }
+                i += 2;
+            }
+            _ => {
+                return Err(format!(
+                    "fail: unknown option.
+{HELP_CONTINUE}"
+                ));
+            }
+        }
+    }
+    match (mission, device) {
+        (Some(m), Some(d)) => Ok((m, d)),
+        (None, _) => Err(format!(
+            "error: -m <mission-id> is expected
+{HELP_CONTINUE}"
+        )),
+        (_, None) => Err(format!(
+            "error: -d <device-id> is expected
+{HELP_CONTINUE}"
+        )),
+    }
+}
+
+/// `aa continue -m <missionId> -d <networkId>`: DistributedSchedule's code and message on
+/// failure (16300501 ... 16300509), the mission then still running here.
+async fn continue_mission(global: &super::Global, args: &[String]) -> String {
+    let (mission, device) = match parse_continue(args) {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    let Ok(dev) = global.connect().await else {
+        return "error: failed to execute your command.\n".into();
+    };
+    match dev.ability().continue_mission(mission, &device).await {
+        Ok(()) => "continue mission successfully.\n".into(),
+        Err(oxh_sdk::Error::Remote(r)) => format!(
+            "error: failed to continue mission {mission}.\nError Code:{}  Error Message:{}\n",
+            r.code, r.message
+        ),
+        Err(e) => format!("error: failed to continue mission {mission}.\n{e}\n"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn continue_needs_a_mission_and_a_device() {
+        assert_eq!(
+            parse_continue(&args("-m 3 -d abc")).unwrap(),
+            (3, "abc".to_string())
+        );
+        assert_eq!(
+            parse_continue(&args("--device abc --mission 3")).unwrap(),
+            (3, "abc".to_string())
+        );
+        assert!(
+            parse_continue(&args("-d abc"))
+                .unwrap_err()
+                .contains("-m <mission-id>")
+        );
+        assert!(
+            parse_continue(&args("-m 1"))
+                .unwrap_err()
+                .contains("-d <device-id>")
+        );
+        assert!(
+            parse_continue(&args("-m x -d a"))
+                .unwrap_err()
+                .contains("number")
+        );
+        assert!(
+            parse_continue(&args("-m"))
+                .unwrap_err()
+                .contains("requires a value")
+        );
+        assert!(
+            parse_continue(&args("-z"))
+                .unwrap_err()
+                .contains("unknown option")
+        );
+    }
 
     fn args(s: &str) -> Vec<String> {
         s.split_whitespace().map(String::from).collect()

@@ -1,5 +1,7 @@
 //! The C ABI between the app host and a native ability library (docs/DESIGN.md, "Native
-//! abilities"). Version [`ABI_VERSION`].
+//! abilities"). Version [`ABI_VERSION`]; the host also runs libraries built for version
+//! [`MIN_ABI_VERSION`] (1), whose callback table ends before `on_continue`: the host reads
+//! the fields of version 2 only from a table that declares version 2.
 //!
 //! A module.json ability whose `srcEntry` names a library (`libnotes.so`) is native: the
 //! host loads `/data/storage/el1/bundle/libs/<abi>/<srcEntry>` and calls its
@@ -21,8 +23,11 @@
 
 use core::ffi::{c_char, c_void};
 
-/// The ABI version; a library built for another one is refused.
-pub const ABI_VERSION: u32 = 1;
+/// The ABI version (2: `on_continue`, `set_mission_continue_state`); a library built for a
+/// version outside [`MIN_ABI_VERSION`]..=[`ABI_VERSION`] is refused.
+pub const ABI_VERSION: u32 = 2;
+/// The oldest ABI version the host still runs (1: no continuation).
+pub const MIN_ABI_VERSION: u32 = 1;
 /// The symbol a native ability library exports ([`EntryFn`]).
 pub const ENTRY_SYMBOL: &str = "OxhAbility_Entry";
 
@@ -78,6 +83,10 @@ pub struct OxhHost {
         len: usize,
         reply: *const OxhReply,
     ) -> i32,
+    /// (Version 2.) `context.setMissionContinueState(state)`: 1 ACTIVE, 0 INACTIVE; returns 0,
+    /// or an error code. An INACTIVE mission refuses to move to another device (16300501).
+    /// Read it only when `version` ≥ 2.
+    pub set_mission_continue_state: unsafe extern "C" fn(ctx: *mut c_void, active: i32) -> i32,
 }
 
 /// Where an answer's bytes go: `write` copies `len` bytes at `data` (valid during the call
@@ -213,6 +222,71 @@ pub struct OxhAbilityCallbacks {
             reply: *const OxhReply,
         ) -> i32,
     >,
+    /// (Version 2; a table of version 1 ends before it.) A UIAbility's `onContinue(wantParam)`:
+    /// the mission is about to move to another device. `want_param` holds the parameters the
+    /// app may extend (a Want whose `parameters` are the wantParam); the app writes the
+    /// filled Want to `out_data` (postcard, as the Rust SDK does) or to `out_json` (JSON, as
+    /// [`OxhWant::json`]); nothing written keeps `want_param` as it was. Returns
+    /// `OnContinueResult`: 0 AGREE, 1 REJECT, 2 MISMATCH. Null: the ability refuses (REJECT,
+    /// since it did not say what to carry).
+    pub on_continue: Option<
+        unsafe extern "C" fn(
+            ability: *mut c_void,
+            want_param: *const OxhWant,
+            out_data: *const OxhReply,
+            out_json: *const OxhReply,
+        ) -> i32,
+    >,
+}
+
+impl OxhAbilityCallbacks {
+    /// The bytes of a version-1 table: everything before `on_continue`.
+    pub const V1_SIZE: usize = std::mem::offset_of!(OxhAbilityCallbacks, on_continue);
+
+    /// A table with every callback null, of version `version`.
+    pub const fn empty(version: u32) -> Self {
+        OxhAbilityCallbacks {
+            version,
+            on_create: None,
+            on_new_want: None,
+            on_foreground: None,
+            on_background: None,
+            on_destroy: None,
+            on_request: None,
+            on_connect: None,
+            on_disconnect: None,
+            on_accept_want: None,
+            on_remote_request: None,
+            on_continue: None,
+        }
+    }
+
+    /// Reads a library's table: its version first, then as many bytes as that version has
+    /// (a version-1 table is shorter). `None` for a version this host does not run.
+    ///
+    /// # Safety
+    /// `table` points to a table of at least the size its `version` field declares.
+    pub unsafe fn read(table: *const OxhAbilityCallbacks) -> Option<Self> {
+        // SAFETY: the caller's contract: `version` is the table's first field.
+        let version = unsafe { std::ptr::addr_of!((*table).version).read() };
+        match version {
+            // SAFETY: the caller's contract: a version-2 table is whole.
+            ABI_VERSION => Some(unsafe { table.read() }),
+            MIN_ABI_VERSION => {
+                let mut t = Self::empty(version);
+                // SAFETY: a version-1 table has the V1_SIZE leading bytes of this layout.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        table.cast::<u8>(),
+                        (&mut t as *mut Self).cast::<u8>(),
+                        Self::V1_SIZE,
+                    )
+                };
+                Some(t)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// [`ENTRY_SYMBOL`]'s type: the callbacks of the ability named `ability_name`, or null.
@@ -246,5 +320,36 @@ mod tests {
         );
         assert!(!is_native_entry("libs/x86_64/libx.so"));
         assert!(!is_native_entry(".so"));
+    }
+
+    #[test]
+    fn a_version_1_table_is_read_without_the_version_2_fields() {
+        unsafe extern "C" fn fg(_: *mut c_void) {}
+        unsafe extern "C" fn cont(
+            _: *mut c_void,
+            _: *const OxhWant,
+            _: *const OxhReply,
+            _: *const OxhReply,
+        ) -> i32 {
+            0
+        }
+        // A version-1 table followed by bytes that are not its own (here: a pointer that
+        // must not be taken for `on_continue`).
+        let mut v1 = OxhAbilityCallbacks::empty(MIN_ABI_VERSION);
+        v1.on_foreground = Some(fg);
+        v1.on_continue = Some(cont);
+        // SAFETY: a whole table.
+        let t = unsafe { OxhAbilityCallbacks::read(&v1) }.expect("v1 runs");
+        assert_eq!(t.version, 1);
+        assert!(t.on_foreground.is_some() && t.on_continue.is_none());
+        let mut v2 = v1;
+        v2.version = ABI_VERSION;
+        // SAFETY: a whole table.
+        let t = unsafe { OxhAbilityCallbacks::read(&v2) }.expect("v2 runs");
+        assert!(t.on_continue.is_some());
+        let mut bad = OxhAbilityCallbacks::empty(7);
+        bad.on_foreground = Some(fg);
+        // SAFETY: a whole table.
+        assert!(unsafe { OxhAbilityCallbacks::read(&bad) }.is_none());
     }
 }

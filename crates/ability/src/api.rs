@@ -12,6 +12,7 @@
 //! | [`ATTACH`] | AttachApplication | [`AttachArgs`] + the host's end of its control socket | `()`, then [`HostEvent`]s on the subscription, [`HostControl`]s on the control socket | the spawned process itself (pid and uid checked) |
 //! | [`STEP_DONE`] | AbilityTransitionDone | [`StepDone`] | `()` | the record's own app process |
 //! | [`CONNECTION_CLOSED`] | ConnectionClosed | `u64` connection | `()` | the service's own app process |
+//! | [`SET_CONTINUE_STATE`] | SetMissionContinueState | [`ContinueStateArgs`] | `()` | the record's own app process |
 //!
 //! A connection is a Unix socketpair the client makes: it keeps one end and passes the
 //! other with [`CONNECT`]; once the service's `onConnect` ran, the ability manager hands
@@ -45,6 +46,9 @@ pub const ATTACH: u32 = 10;
 pub const STEP_DONE: u32 = 11;
 /// A service's host saw one of its connections end.
 pub const CONNECTION_CLOSED: u32 = 12;
+/// An ability says whether its mission may move to another device
+/// (`context.setMissionContinueState`).
+pub const SET_CONTINUE_STATE: u32 = 13;
 
 /// The SA id the frames of a service connection carry (they go to the remote object).
 pub const REMOTE_OBJECT_SA: i32 = 0;
@@ -219,6 +223,9 @@ pub enum Step {
     },
     /// `onDestroy()`.
     Destroy,
+    /// `onContinue(wantParam)`: the mission is about to move to another device; the host
+    /// reports the app's answer and the wantParam it filled ([`StepDone::continued`]).
+    Continue,
 }
 
 impl Step {
@@ -234,6 +241,7 @@ impl Step {
             Step::Connect { .. } => "onConnect",
             Step::Disconnect { .. } => "onDisconnect",
             Step::Destroy => "onDestroy",
+            Step::Continue => "onContinue",
         }
     }
 }
@@ -269,4 +277,43 @@ pub struct StepDone {
     pub step: String,
     /// `onAcceptWant`: the instance key the ability gave.
     pub key: Option<String>,
+    /// `onContinue`: what the app answered.
+    pub continued: Option<ContinueReport>,
+}
+
+/// What an app's `onContinue` answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContinueReport {
+    /// `AbilityConstant.OnContinueResult`: AGREE 0, REJECT 1, MISMATCH 2.
+    pub result: i32,
+    /// The wantParam it filled: postcard bytes of its parameters (a `Want`'s
+    /// `parameters`), which the target's `onCreate` finds in its Want.
+    pub want_param: Vec<u8>,
+}
+
+/// The app's answer from `onContinue` (`AbilityConstant.OnContinueResult`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OnContinueResult {
+    /// AGREE (0): go on, with the wantParam it filled.
+    Agree,
+    /// REJECT (1): the app will not move now.
+    Reject,
+    /// MISMATCH (2): the peer's version of the app cannot take this state.
+    Mismatch,
+}
+
+/// `OnContinueResult.AGREE`.
+pub const ON_CONTINUE_AGREE: i32 = 0;
+/// `OnContinueResult.REJECT`.
+pub const ON_CONTINUE_REJECT: i32 = 1;
+/// `OnContinueResult.MISMATCH`.
+pub const ON_CONTINUE_MISMATCH: i32 = 2;
+
+/// Arguments of [`SET_CONTINUE_STATE`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContinueStateArgs {
+    /// The calling ability's record.
+    pub record: u64,
+    /// `ContinueState.ACTIVE` (true) or `INACTIVE` (false).
+    pub active: bool,
 }

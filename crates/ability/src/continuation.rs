@@ -210,16 +210,7 @@ impl From<ContinueError> for oxh_ipc::RemoteError {
     }
 }
 
-/// The app's answer from `onContinue` (`AbilityConstant.OnContinueResult`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum OnContinueResult {
-    /// AGREE (0): go on, with the wantParam it filled.
-    Agree,
-    /// REJECT (1): the app will not move now.
-    Reject,
-    /// MISMATCH (2): the peer's version of the app cannot take this state.
-    Mismatch,
-}
+pub use crate::api::OnContinueResult;
 
 /// One continuation: the source device's id and its sequence number there.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

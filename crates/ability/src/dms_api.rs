@@ -8,6 +8,12 @@
 //! | [`START_FROM_REMOTE`] | StartAbilityFromRemote | [`StartArgs`] | [`StartReply`] | a peer's scheduler, for its caller (synced token): DISTRIBUTED_DATASYNC; the ability must be exported |
 //! | [`GET_REMOTE_MISSIONS`] | GetMissionInfos | `String` networkId | `Vec<`[`MissionInfo`]`>` | GET_RUNNING_INFO here and on the peer (plus DISTRIBUTED_DATASYNC there) |
 //! | [`GET_LOCAL_MISSIONS`] | GetLocalMissionInfos | `()` | `Vec<`[`MissionInfo`]`>` | GET_RUNNING_INFO (a peer's scheduler calls it for its caller) |
+//! | [`CONTINUE_MISSION`] | ContinueMission | [`ContinueArgs`] | `()` once the mission runs on the target | DISTRIBUTED_DATASYNC; an app (HAP token) needs MANAGE_MISSIONS too (a system API), checked in the method |
+//!
+//! Continuation's own messages (prepare, commit ...) do not go through these methods: the
+//! daemons exchange them on the session the distributed data service keeps with each bound
+//! peer, so each one is attributed to the device the session authenticated (its udid),
+//! never to what the message says.
 //!
 //! The ability manager (SA 180) sends a StartAbility whose `want.deviceId` names another
 //! device here, so an app's `startAbility(want)` and `aa start -d` take this path too. The
@@ -37,6 +43,25 @@ pub const START_FROM_REMOTE: u32 = 2;
 pub const GET_REMOTE_MISSIONS: u32 = 3;
 /// This device's missions, as a peer asks for them.
 pub const GET_LOCAL_MISSIONS: u32 = 4;
+
+/// Moves a mission of this device to another (`continueMission`, `aa continue`).
+pub const CONTINUE_MISSION: u32 = 5;
+
+/// The permission an app needs to move missions (continueMission is a system API); the
+/// shell and native callers need DISTRIBUTED_DATASYNC only.
+pub const PERMISSION_MANAGE_MISSIONS: &str = "ohos.permission.MANAGE_MISSIONS";
+
+/// Arguments of [`CONTINUE_MISSION`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContinueArgs {
+    /// The mission, on this device.
+    pub mission_id: i32,
+    /// The target device's networkId.
+    pub dst_device_id: String,
+    /// Allow installing the app on the target on demand.
+    pub free_install: bool,
+}
 
 /// The permission every cross-device call needs (a user_grant permission).
 pub const PERMISSION_DATASYNC: &str = "ohos.permission.DISTRIBUTED_DATASYNC";

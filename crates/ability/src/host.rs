@@ -305,6 +305,21 @@ unsafe extern "C" fn host_terminate_self(ctx: *mut c_void) -> i32 {
     }
 }
 
+unsafe extern "C" fn host_set_continue_state(ctx: *mut c_void, active: i32) -> i32 {
+    // SAFETY: as above.
+    let Some(c) = (unsafe { ctx.cast::<InstanceCtx>().as_ref() }) else {
+        return crate::code::CONTEXT_NOT_EXIST;
+    };
+    let args = api::ContinueStateArgs {
+        record: c.record,
+        active: active != 0,
+    };
+    match c.link.call::<_, ()>(api::SET_CONTINUE_STATE, &args) {
+        Ok(()) => 0,
+        Err(e) => code_of(&e),
+    }
+}
+
 unsafe extern "C" fn host_connect(
     ctx: *mut c_void,
     want: *const OxhWant,
@@ -660,7 +675,14 @@ pub fn run() -> Result<(), HostError> {
         };
         let done = step.name();
         let mut key = None;
+        let mut continued = None;
         match step {
+            Step::Continue => {
+                let Some(i) = instances.get(&record) else {
+                    continue;
+                };
+                continued = Some(on_continue(i));
+            }
             Step::AcceptWant { want } => {
                 match accept_want(&mut libs, &element.ability_name, &entry, &want) {
                     Ok(k) => key = Some(k),
@@ -738,6 +760,7 @@ pub fn run() -> Result<(), HostError> {
                 record,
                 step: done.into(),
                 key,
+                continued,
             },
         );
     }
@@ -881,17 +904,19 @@ fn table(libs: &mut Libs, ability: &str, entry: &str) -> Result<OxhAbilityCallba
     let cname = CString::new(ability).map_err(|e| e.to_string())?;
     // SAFETY: calling the library's entry with a NUL-terminated name.
     let table = unsafe { entry_fn(cname.as_ptr()) };
-    // SAFETY: the entry returns null or a pointer to a static table.
-    let callbacks =
-        *unsafe { table.as_ref() }.ok_or(format!("{entry} has no ability {ability}"))?;
-    if callbacks.version != abi::ABI_VERSION {
-        return Err(format!(
-            "{entry} speaks ABI {} (this host: {})",
-            callbacks.version,
-            abi::ABI_VERSION
-        ));
+    if table.is_null() {
+        return Err(format!("{entry} has no ability {ability}"));
     }
-    Ok(callbacks)
+    // SAFETY: the entry returns a pointer to a static table of the version it declares.
+    unsafe { OxhAbilityCallbacks::read(table) }.ok_or_else(|| {
+        // SAFETY: non-null, and every version starts with its version.
+        let v = unsafe { std::ptr::addr_of!((*table).version).read() };
+        format!(
+            "{entry} speaks ABI {v} (this host: {}..={})",
+            abi::MIN_ABI_VERSION,
+            abi::ABI_VERSION
+        )
+    })
 }
 
 /// `onAcceptWant(want)`: the instance key a `specified` ability names for a start.
@@ -929,6 +954,7 @@ fn create(
         connect_service_extension: host_connect,
         disconnect_service_extension: host_disconnect,
         send_request: host_send_request,
+        set_mission_continue_state: host_set_continue_state,
     });
     let w = WantArg::new(want);
     let raw = w.raw();
@@ -982,10 +1008,43 @@ fn run_step(i: &Instance, step: &Step) -> Option<*mut c_void> {
                     f(i.this, &w.raw());
                 }
             }
-            Step::Create { .. } | Step::AcceptWant { .. } => {}
+            Step::Create { .. } | Step::AcceptWant { .. } | Step::Continue => {}
         }
     }
     None
+}
+
+/// `onContinue(wantParam)`: the app's answer and the wantParam it filled (postcard of its
+/// parameters). A library of ABI 1, or one without `on_continue`, answers REJECT: it did not
+/// say what to carry.
+fn on_continue(i: &Instance) -> api::ContinueReport {
+    let reject = api::ContinueReport {
+        result: api::ON_CONTINUE_REJECT,
+        want_param: Vec::new(),
+    };
+    let Some(f) = i.callbacks.on_continue.filter(|_| i.callbacks.version >= 2) else {
+        return reject;
+    };
+    let w = WantArg::new(&Want::default());
+    let (mut data, mut json) = (Vec::new(), Vec::new());
+    let (rd, rj) = (OxhReply::to_vec(&mut data), OxhReply::to_vec(&mut json));
+    // SAFETY: the ABI: `this` is what on_create returned; the Want and replies live through
+    // the call.
+    let result = unsafe { f(i.this, &w.raw(), &rd, &rj) };
+    let filled = if !data.is_empty() {
+        oxh_ipc::decode::<Want>(&data).map_err(|e| e.to_string())
+    } else if !json.is_empty() {
+        want_from_json(&String::from_utf8_lossy(&json))
+    } else {
+        Ok(Want::default())
+    };
+    match filled {
+        Ok(w) => api::ContinueReport {
+            result,
+            want_param: oxh_ipc::encode(&w.parameters),
+        },
+        Err(_) => reject,
+    }
 }
 
 /// Names the process by its bundle, as `ps` shows OpenHarmony's apps (the kernel keeps 15

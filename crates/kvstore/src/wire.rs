@@ -260,8 +260,11 @@ pub const CHANNEL_KV: u8 = 0;
 /// The channel of the relational store's (the data service's other feature, which shares
 /// the session: one socket per peer, as OpenHarmony's data service shares its communicator).
 pub const CHANNEL_RDB: u8 = 1;
+/// The channel of the distributed scheduler's continuation messages (the session is the
+/// one authenticated link between two bound daemons, so each message is the peer's).
+pub const CHANNEL_DMS: u8 = 2;
 /// Channels a fragment's flag byte may name.
-const CHANNELS: u8 = 2;
+const CHANNELS: u8 = 3;
 
 /// Splits encoded bytes into fragments of at most `max` bytes each (flag byte included),
 /// on the KV channel.

@@ -21,9 +21,23 @@ use crate::{Device, Error};
 use oxh_ability::abi::{
     self, OxhAbilityCallbacks, OxhCaller, OxhConnectOptions, OxhElement, OxhHost, OxhReply, OxhWant,
 };
+pub use oxh_ability::api::OnContinueResult;
 pub use oxh_ability::api::{RecordDump, StartArgs, StartReply, StartedInfo};
 pub use oxh_ability::dms_api::MissionInfo;
 pub use oxh_ability::{AbilityError, Element, LaunchReason, Want, WantParam};
+
+/// What `onContinue` fills for the target device (OpenHarmony's `wantParam`): the target's
+/// `onCreate` finds it in its Want's parameters.
+pub type WantParams = std::collections::BTreeMap<String, WantParam>;
+
+/// `AbilityConstant.ContinueState`: whether a mission may move to another device now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContinueState {
+    /// ACTIVE (0): it may (the default).
+    Active,
+    /// INACTIVE (1): a continuation of it is refused (16300501).
+    Inactive,
+}
 use oxh_ability::{api, dms_api};
 use std::ffi::{CStr, c_char, c_void};
 use std::sync::Arc;
@@ -82,6 +96,25 @@ impl AbilityManager<'_> {
             )
             .await
     }
+
+    /// Moves mission `mission_id` of this device to the trusted device `network_id`
+    /// (`distributedMissionManager.continueMission`, `aa continue`): answers once it runs
+    /// there, or with DistributedSchedule's error (16300501 ... 16300509), the mission then
+    /// still running here. Needs ohos.permission.DISTRIBUTED_DATASYNC.
+    pub async fn continue_mission(&self, mission_id: i32, network_id: &str) -> Result<(), Error> {
+        self.dev
+            .client
+            .call(
+                dms_api::SA_ID,
+                dms_api::CONTINUE_MISSION,
+                &dms_api::ContinueArgs {
+                    mission_id,
+                    dst_device_id: network_id.to_string(),
+                    free_install: false,
+                },
+            )
+            .await
+    }
 }
 
 impl Device {
@@ -123,6 +156,20 @@ impl Context {
         let rc = unsafe {
             let h = &*self.host;
             (h.start_ability)(h.ctx, &w)
+        };
+        if rc == 0 { Ok(()) } else { Err(rc) }
+    }
+
+    /// `setMissionContinueState(state)`: an INACTIVE mission refuses to move to another
+    /// device (16300501) until it is ACTIVE again. 16000050 from a host of ABI 1.
+    pub fn set_mission_continue_state(&self, state: ContinueState) -> Result<(), i32> {
+        // SAFETY: as above; the field exists from ABI 2 on, checked first.
+        let rc = unsafe {
+            let h = &*self.host;
+            if h.version < 2 {
+                return Err(oxh_ability::code::INTERNAL);
+            }
+            (h.set_mission_continue_state)(h.ctx, i32::from(state == ContinueState::Active))
         };
         if rc == 0 { Ok(()) } else { Err(rc) }
     }
@@ -363,6 +410,15 @@ pub trait Ability: Send + 'static {
     fn on_background(&mut self, _ctx: &Context) {}
     /// `onDestroy()`.
     fn on_destroy(&mut self, _ctx: &Context) {}
+    /// `onContinue(wantParam)`: the mission is about to move to another device; put what
+    /// the target needs in `want_param` (at most 100 KiB in all) and answer Agree. The
+    /// default answers Reject, as OpenHarmony's UIAbility does when it has no `onContinue`
+    /// (JsUIAbility::OnContinue): an ability that did not say what to carry stays here.
+    /// Setting `ohos.extra.param.key.supportContinueSourceExit` to false keeps the mission
+    /// here after it moved.
+    fn on_continue(&mut self, _want_param: &mut WantParams) -> OnContinueResult {
+        OnContinueResult::Reject
+    }
 }
 
 /// A ServiceExtensionAbility's lifecycle.
@@ -487,7 +543,31 @@ impl<T: Ability + Default> UiTable<T> {
         on_disconnect: None,
         on_accept_want: Some(Self::on_accept_want),
         on_remote_request: None,
+        on_continue: Some(Self::on_continue),
     };
+
+    unsafe extern "C" fn on_continue(
+        this: *mut c_void,
+        want_param: *const OxhWant,
+        out_data: *const OxhReply,
+        _out_json: *const OxhReply,
+    ) -> i32 {
+        // SAFETY: the ABI's contract.
+        let (i, mut w) = unsafe { (instance::<T>(this), want_of(want_param)) };
+        let r = i.ability.on_continue(&mut w.parameters);
+        let bytes = oxh_ipc::encode(&w);
+        // SAFETY: the ABI: `out_data` is valid through the call.
+        unsafe {
+            if let Some(o) = out_data.as_ref() {
+                (o.write)(o.ctx, bytes.as_ptr(), bytes.len());
+            }
+        }
+        match r {
+            OnContinueResult::Agree => api::ON_CONTINUE_AGREE,
+            OnContinueResult::Reject => api::ON_CONTINUE_REJECT,
+            OnContinueResult::Mismatch => api::ON_CONTINUE_MISMATCH,
+        }
+    }
 
     unsafe extern "C" fn on_accept_want(want: *const OxhWant, key: *const OxhReply) {
         // SAFETY: the ABI's contract for `want` and `key`.
@@ -550,6 +630,7 @@ impl<T: ServiceExtension + Default> ServiceTable<T> {
         on_disconnect: Some(Self::on_disconnect),
         on_accept_want: None,
         on_remote_request: Some(Self::on_remote_request),
+        on_continue: None,
     };
 
     unsafe extern "C" fn on_create(
@@ -751,6 +832,10 @@ mod tests {
         16_000_050
     }
 
+    unsafe extern "C" fn no_state(_: *mut c_void, _: i32) -> i32 {
+        16_000_050
+    }
+
     /// A host whose every function refuses.
     fn stub_host() -> OxhHost {
         OxhHost {
@@ -761,6 +846,7 @@ mod tests {
             connect_service_extension: no_connect,
             disconnect_service_extension: no_disconnect,
             send_request: no_send,
+            set_mission_continue_state: no_state,
         }
     }
 

@@ -11,10 +11,23 @@
 //! and logs `bench remote_p50_us=.. remote_p99_us=.. ipc_p50_us=.. ipc_p99_us=..`.
 //! `start_on` = a networkId starts its NoteAbility on that device (startAbility with the
 //! Want's deviceId, which needs DISTRIBUTED_DATASYNC) and logs `remoteStart=<0 or code>`.
+//!
+//! Continuation: the note being edited is the Want parameter `note` (of the start, or of a
+//! later start's onNewWant). `onContinue` puts it in the wantParam and answers AGREE, or what
+//! the parameter `continue` says (`reject`, `mismatch`); `continue_keep` = true asks to keep
+//! the source mission (supportContinueSourceExit false). Created with launchReason
+//! CONTINUATION, it logs `continued note=<the note>`. `continue_state` = `inactive` or
+//! `active` (onNewWant) calls setMissionContinueState and logs `continueState=<0 or code>`.
+//! `continue_mission` = a mission id with `continue_to` = a networkId: the app itself asks
+//! to move that mission (continueMission, a system API) and logs `continueMission=<0 or code>`.
+//! `continue_create_delay_ms` = N is carried in the wantParam too: the target's onCreate
+//! then takes N ms (at most 5000) after logging, so a test can cut the link while the
+//! target's instance is pending.
 
 use oxh_sdk::Device;
 use oxh_sdk::ability::{
-    Ability, ConnectOptions, Context, Element, LaunchReason, RemoteProxy, Want, WantParam,
+    Ability, ConnectOptions, Context, ContinueState, Element, LaunchReason, OnContinueResult,
+    RemoteProxy, Want, WantParam, WantParams,
 };
 use oxh_sdk::hilog::LogArg;
 use oxh_sdk::kv::{KVManager, Options};
@@ -23,7 +36,6 @@ use oxh_sdk::kv::{KVManager, Options};
 const DOMAIN: u32 = 0x0001;
 
 /// One instance of an ability of this app.
-#[derive(Default)]
 pub struct Notes {
     name: &'static str,
     dev: Option<Device>,
@@ -37,6 +49,60 @@ pub struct Notes {
     conn: Option<u64>,
     /// What to connect to instead of the counter (`connect_to`).
     connect_to: Option<Want>,
+    /// The note being edited (`note`), carried by onContinue.
+    note: String,
+    /// What onContinue answers (`continue`: agree, reject, mismatch).
+    on_continue: OnContinueResult,
+    /// Keep the source mission after a continuation (`continue_keep`).
+    keep_source: bool,
+    /// How long the target's onCreate takes (`continue_create_delay_ms`).
+    create_delay_ms: i64,
+}
+
+impl Default for Notes {
+    fn default() -> Self {
+        Notes {
+            name: "",
+            dev: None,
+            crash: false,
+            hang: false,
+            probe: false,
+            connect_at_start: false,
+            bench_calls: 0,
+            kv: None,
+            conn: None,
+            connect_to: None,
+            note: String::new(),
+            on_continue: OnContinueResult::Agree,
+            keep_source: false,
+            create_delay_ms: 0,
+        }
+    }
+}
+
+fn continue_answer(want: &Want) -> Option<OnContinueResult> {
+    match want.parameters.get("continue") {
+        Some(WantParam::String(s)) if s == "reject" => Some(OnContinueResult::Reject),
+        Some(WantParam::String(s)) if s == "mismatch" => Some(OnContinueResult::Mismatch),
+        Some(WantParam::String(s)) if s == "agree" => Some(OnContinueResult::Agree),
+        _ => None,
+    }
+}
+
+/// Reads the continuation parameters of a start into `n`.
+fn read_continue_params(n: &mut Notes, want: &Want) {
+    if let Some(WantParam::String(s)) = want.parameters.get("note") {
+        n.note = s.clone();
+    }
+    if let Some(r) = continue_answer(want) {
+        n.on_continue = r;
+    }
+    if let Some(WantParam::Bool(b)) = want.parameters.get("continue_keep") {
+        n.keep_source = *b;
+    }
+    if let Some(WantParam::Int(ms)) = want.parameters.get("continue_create_delay_ms") {
+        n.create_delay_ms = (*ms).clamp(0, 5000);
+    }
 }
 
 /// The counter service (examples/counter).
@@ -258,6 +324,7 @@ impl Notes {
 
     fn create(&mut self, name: &'static str, ctx: &Context, want: &Want) {
         self.name = name;
+        read_continue_params(self, want);
         self.crash = want.parameters.get("crash") == Some(&WantParam::Bool(true));
         self.hang = want.parameters.get("hang") == Some(&WantParam::Bool(true));
         self.probe = want.parameters.get("probe") == Some(&WantParam::Bool(true));
@@ -332,8 +399,56 @@ macro_rules! ability {
             fn on_create(&mut self, ctx: &Context, want: &Want, reason: LaunchReason) {
                 self.0.create($name, ctx, want);
                 self.0.log(ctx, &format!("onCreate {reason:?}"));
+                if reason == LaunchReason::Continuation {
+                    self.0.log(ctx, &format!("continued note={}", self.0.note));
+                    let ms = std::mem::take(&mut self.0.create_delay_ms);
+                    std::thread::sleep(std::time::Duration::from_millis(ms as u64));
+                }
+            }
+            fn on_continue(&mut self, want_param: &mut WantParams) -> OnContinueResult {
+                want_param.insert("note".into(), WantParam::String(self.0.note.clone()));
+                if self.0.create_delay_ms > 0 {
+                    want_param.insert(
+                        "continue_create_delay_ms".into(),
+                        WantParam::Int(self.0.create_delay_ms),
+                    );
+                }
+                if self.0.keep_source {
+                    want_param.insert(
+                        "ohos.extra.param.key.supportContinueSourceExit".into(),
+                        WantParam::Bool(false),
+                    );
+                }
+                let r = self.0.on_continue;
+                if let Some(dev) = &self.0.dev {
+                    log_as(dev, self.0.name, &format!("onContinue {r:?}"));
+                }
+                r
             }
             fn on_new_want(&mut self, ctx: &Context, want: &Want) {
+                read_continue_params(&mut self.0, want);
+                if let (Some(WantParam::Int(m)), Some(WantParam::String(to))) = (
+                    want.parameters.get("continue_mission"),
+                    want.parameters.get("continue_to"),
+                ) && let Some(dev) = &self.0.dev
+                {
+                    let r = ctx.block_on(dev.ability().continue_mission(*m as i32, to));
+                    let code = match r {
+                        Ok(()) => 0,
+                        Err(e) => e.code().unwrap_or(-1),
+                    };
+                    self.0.log(ctx, &format!("continueMission={code}"));
+                }
+                if let Some(WantParam::String(st)) = want.parameters.get("continue_state") {
+                    let state = if st == "inactive" {
+                        ContinueState::Inactive
+                    } else {
+                        ContinueState::Active
+                    };
+                    let r = ctx.set_mission_continue_state(state);
+                    self.0
+                        .log(ctx, &format!("continueState={}", r.err().unwrap_or(0)));
+                }
                 if want.parameters.get("sync") == Some(&WantParam::Bool(true)) {
                     self.0.sync(ctx);
                 }

@@ -284,6 +284,11 @@ struct Record {
     key: Option<String>,
     /// Destroy once the queue is done (terminate requested).
     ending: bool,
+    /// Frozen for a continuation: no lifecycle step runs but `onContinue` (and the end).
+    frozen: bool,
+    /// A continuation's pending start: answered when `onCreate` is done (not the
+    /// foreground), and not shown until [`Manager::show`].
+    on_created: Option<Waiter>,
 }
 
 impl Record {
@@ -676,7 +681,13 @@ impl Manager {
             return;
         };
         match cmd {
-            Command::Create { .. } => r.state = State::Inactive,
+            Command::Create { .. } => {
+                r.state = State::Inactive;
+                if let Some(w) = r.on_created.take() {
+                    let mission = r.mission;
+                    self.reply_started(record, mission, vec![w], now);
+                }
+            }
             Command::Foreground => {
                 r.state = State::Foreground;
                 let done = std::mem::take(&mut r.waiters);
@@ -712,7 +723,10 @@ impl Manager {
                 // Its clients may all have left while onConnect ran.
                 r.unbind_if_idle();
             }
-            Command::NewWant { .. } | Command::Disconnect { .. } | Command::AcceptWant { .. } => {}
+            Command::NewWant { .. }
+            | Command::Disconnect { .. }
+            | Command::AcceptWant { .. }
+            | Command::Continue => {}
             Command::Destroy => {
                 self.remove_record(record);
                 return;
@@ -791,6 +805,123 @@ impl Manager {
         }
     }
 
+    /// Freezes a mission for a continuation: no lifecycle step runs on it until
+    /// [`Manager::resume`] or its end, but `onContinue` ([`Manager::call_on_continue`]).
+    /// False if it has no such mission.
+    pub fn freeze(&mut self, mission: MissionId) -> bool {
+        let Some(id) = self.record_of_mission(mission) else {
+            return false;
+        };
+        self.rec(id).frozen = true;
+        true
+    }
+
+    /// Lets a frozen mission run again, its queued steps with it (idempotent).
+    pub fn resume(&mut self, mission: MissionId, now: Instant) {
+        if let Some(id) = self.record_of_mission(mission) {
+            self.rec(id).frozen = false;
+            self.advance(id, now);
+        }
+    }
+
+    /// Runs the mission's `onContinue` (the step [`Command::Continue`]); the host's report
+    /// is [`Manager::step_done`] with `onContinue`. The record of the mission, or None.
+    pub fn call_on_continue(&mut self, mission: MissionId, now: Instant) -> Option<RecordId> {
+        let id = self.record_of_mission(mission)?;
+        self.rec(id).queue.push_back(Command::Continue);
+        self.advance(id, now);
+        Some(id)
+    }
+
+    /// Ends a mission (it moved to another device): `onBackground`, `onDestroy`, even if
+    /// it was frozen (idempotent).
+    pub fn end_mission(&mut self, mission: MissionId, now: Instant) {
+        if let Some(id) = self.record_of_mission(mission) {
+            let r = self.rec(id);
+            r.frozen = false;
+            // Steps queued while it was frozen (a start's foreground) are moot now.
+            r.queue.clear();
+            r.waiters.clear();
+            r.ending = true;
+            r.starts = 0;
+            self.advance(id, now);
+        }
+    }
+
+    /// The record of a mission.
+    pub fn record_of_mission(&self, mission: MissionId) -> Option<RecordId> {
+        self.missions
+            .iter()
+            .find(|(m, _)| *m == mission)
+            .map(|(_, r)| *r)
+    }
+
+    /// A frozen record (for dumps).
+    pub fn is_frozen(&self, record: RecordId) -> bool {
+        self.records.get(&record).is_some_and(|r| r.frozen)
+    }
+
+    /// A continuation's pending instance (a UIAbility): a new record and mission, created
+    /// with `onCreate(want, reason)` but not shown; `request` is answered once `onCreate`
+    /// is done. [`Manager::show`] brings it to the foreground, [`Manager::terminate`]
+    /// discards it. A singleton that already runs here is refused (16000050), so that the
+    /// continuation never lands on an instance with a state of its own.
+    pub fn start_pending(
+        &mut self,
+        request: RequestId,
+        target: Target,
+        want: Want,
+        reason: LaunchReason,
+        now: Instant,
+    ) {
+        let existing = match target.launch_type {
+            LaunchType::Singleton => self.find(&target.element),
+            _ => None,
+        };
+        let refused = if existing.is_some() {
+            Err(AbilityError::Internal(format!(
+                "{} already runs on this device",
+                target.element
+            )))
+        } else if target.kind != AbilityType::Page {
+            Err(AbilityError::IncorrectType(format!(
+                "{} is not a UIAbility",
+                target.element
+            )))
+        } else {
+            self.admit(None)
+        };
+        if let Err(e) = refused {
+            self.actions.push_back(Action::Reply {
+                request,
+                result: Err(e),
+            });
+            return;
+        }
+        let (id, cold) = self.create(target, want, now);
+        let r = self.rec(id);
+        if let Some(Command::Create { reason: r0, .. }) = r.queue.front_mut() {
+            *r0 = reason;
+        }
+        r.on_created = Some(Waiter {
+            request,
+            since: now,
+            cold,
+        });
+        self.advance(id, now);
+    }
+
+    /// Brings a record to the foreground (a continuation's commit), answering no one.
+    pub fn show(&mut self, record: RecordId, now: Instant) {
+        if let Some(r) = self.records.get_mut(&record)
+            && !r.ending
+        {
+            r.queue.push_back(Command::Foreground);
+            self.touch_mission(record);
+            self.advance(record, now);
+        }
+    }
+
     /// Missions, most recently used last.
     pub fn missions(&self) -> Vec<MissionInfo> {
         self.missions
@@ -862,6 +993,7 @@ impl Manager {
             Command::Background => self.timeouts.background,
             Command::Request { .. } | Command::Connect { .. } => self.timeouts.foreground,
             Command::Disconnect { .. } | Command::Destroy => self.timeouts.terminate,
+            Command::Continue => self.timeouts.foreground,
         }
     }
 
@@ -948,6 +1080,8 @@ impl Manager {
                 bound: None,
                 key: None,
                 ending: false,
+                frozen: false,
+                on_created: None,
             },
         );
         (id, cold)
@@ -976,6 +1110,23 @@ impl Manager {
                 return;
             }
             let r = self.rec(id);
+            if r.frozen {
+                // Only onContinue runs on a frozen record; the rest waits for the resume.
+                if let Some(i) = r.queue.iter().position(|c| *c == Command::Continue) {
+                    r.queue.remove(i);
+                    let deadline = now + self.limit(&Command::Continue);
+                    let r = self.rec(id);
+                    r.pending = Some((Command::Continue, deadline));
+                    let element = r.target.element.clone();
+                    self.actions.push_back(Action::Schedule {
+                        proc,
+                        record: id,
+                        element,
+                        cmd: Box::new(Command::Continue),
+                    });
+                }
+                return;
+            }
             let cmd = match r.queue.pop_front() {
                 Some(cmd) => cmd,
                 None if r.ending && r.state == State::Foreground => Command::Background,
@@ -1059,7 +1210,8 @@ impl Manager {
         for id in ids {
             if let Some(r) = self.records.get_mut(&id) {
                 let err = AbilityError::Internal(format!("{}: {why}", r.target.element));
-                for w in std::mem::take(&mut r.waiters) {
+                let created = r.on_created.take();
+                for w in std::mem::take(&mut r.waiters).into_iter().chain(created) {
                     self.actions.push_back(Action::Reply {
                         request: w.request,
                         result: Err(err.clone()),

@@ -733,3 +733,82 @@ fn an_app_that_never_answers_on_accept_want_is_killed_at_the_deadline() {
     assert_eq!(s.kills.len(), 1, "{:?}", s.kills);
     assert!(s.m.records().is_empty());
 }
+
+#[test]
+fn a_frozen_mission_runs_on_continue_only_until_it_resumes() {
+    let mut s = Sim::new();
+    s.start(1, page("a", "Main", LaunchType::Singleton));
+    let m = s.reply(1).clone().unwrap().mission.unwrap();
+    assert!(s.m.freeze(m));
+    // A start while frozen waits; onContinue runs.
+    s.start(2, page("a", "Main", LaunchType::Singleton));
+    let now = s.now;
+    assert!(s.m.call_on_continue(m, now).is_some());
+    s.settle();
+    assert_eq!(
+        s.log,
+        ["Main onCreate", "Main onForeground", "Main onContinue"]
+    );
+    assert!(
+        !s.replies.contains_key(&2),
+        "the start waits for the resume"
+    );
+    let now = s.now;
+    s.m.resume(m, now);
+    s.settle();
+    assert!(
+        s.log.ends_with(&["Main onNewWant".to_string()]),
+        "{:?}",
+        s.log
+    );
+    assert!(s.reply(2).is_ok());
+}
+
+#[test]
+fn a_frozen_mission_that_moved_ends() {
+    let mut s = Sim::new();
+    s.start(1, page("a", "Main", LaunchType::Singleton));
+    let m = s.reply(1).clone().unwrap().mission.unwrap();
+    s.m.freeze(m);
+    let now = s.now;
+    s.m.end_mission(m, now);
+    s.settle();
+    assert!(s.log.ends_with(&[
+        "Main onBackground".to_string(),
+        "Main onDestroy".to_string()
+    ]));
+    assert!(s.m.missions().is_empty());
+}
+
+#[test]
+fn a_pending_start_answers_after_on_create_and_shows_on_commit() {
+    let mut s = Sim::new();
+    let now = s.now;
+    s.m.start_pending(
+        1,
+        page("a", "Main", LaunchType::Singleton),
+        Want::default(),
+        LaunchReason::Continuation,
+        now,
+    );
+    s.settle();
+    assert_eq!(s.log, ["Main onCreate"]);
+    let r = s.reply(1).clone().expect("created");
+    assert_eq!(s.m.missions()[0].state, State::Inactive);
+    // A singleton that runs already is refused: the continuation needs a fresh instance.
+    let now = s.now;
+    s.m.start_pending(
+        2,
+        page("a", "Main", LaunchType::Singleton),
+        Want::default(),
+        LaunchReason::Continuation,
+        now,
+    );
+    s.settle();
+    assert!(s.reply(2).is_err());
+    let now = s.now;
+    s.m.show(r.record, now);
+    s.settle();
+    assert_eq!(s.log, ["Main onCreate", "Main onForeground"]);
+    assert_eq!(s.m.foreground(), Some(r.record));
+}

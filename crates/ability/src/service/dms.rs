@@ -7,7 +7,8 @@
 //! permission. A remote caller reaches exported abilities only.
 
 use super::AbilityService;
-use crate::dms_api::{self, MissionInfo, StartArgs, StartReply};
+use crate::continuation::{ContinueError, MissionRef};
+use crate::dms_api::{self, ContinueArgs, MissionInfo, StartArgs, StartReply};
 use crate::error::{AbilityError, code};
 use crate::manager::AbilityType;
 use crate::want::Want;
@@ -33,6 +34,8 @@ pub enum PeerError {
 pub trait Peers: Send + Sync + 'static {
     /// This device's networkId.
     fn local_network_id(&self) -> String;
+    /// The udid of the online, trusted device `network_id` (continuation's device ids).
+    fn udid_of(&self, network_id: &str) -> Option<String>;
     /// Calls method `code` of the scheduler on device `network_id` for `caller`, whose token
     /// the device checks (dbinder's remote SA call).
     async fn call(
@@ -64,6 +67,11 @@ const METHODS: &[Method] = &[
         dms_api::GET_LOCAL_MISSIONS,
         "GetLocalMissionInfos",
         dms_api::PERMISSION_RUNNING_INFO,
+    ),
+    Method::with_permission(
+        dms_api::CONTINUE_MISSION,
+        "ContinueMission",
+        dms_api::PERMISSION_DATASYNC,
     ),
 ];
 
@@ -142,6 +150,36 @@ impl DmsService {
         decode(&reply)
     }
 
+    /// Moves mission `a.mission_id` to device `a.dst_device_id` (`continueMission`, `aa
+    /// continue`); answers once it runs there, or why not (it then runs here still).
+    pub async fn continue_mission(&self, a: ContinueArgs) -> Result<(), ContinueError> {
+        let dst = a.dst_device_id;
+        if dst.is_empty() || self.is_local(&dst) {
+            return Err(ContinueError::NotSourceOrTarget(format!(
+                "device {dst:?} is this device: name another one"
+            )));
+        }
+        let Some(driver) = self.ams.continuation() else {
+            return Err(ContinueError::Abnormal(
+                "this device's continuation service is not running".into(),
+            ));
+        };
+        let Some(udid) = self.peers.udid_of(&dst) else {
+            return Err(ContinueError::ConnectFailed(format!(
+                "device {dst} is not online (or not trusted)"
+            )));
+        };
+        if self.ams.continue_inactive(a.mission_id) {
+            return Err(ContinueError::Abnormal(format!(
+                "mission {} set its continue state INACTIVE (setMissionContinueState): it does not move now",
+                a.mission_id
+            )));
+        }
+        driver
+            .continue_mission(&udid, MissionRef::Id(a.mission_id), a.free_install)
+            .await
+    }
+
     /// This device's missions (UIAbilities with a mission), with module.json's `continuable`.
     pub fn local_missions(&self) -> Vec<MissionInfo> {
         let installed = self.ams.bundles.abilities(self.ams.cfg.user);
@@ -214,6 +252,29 @@ impl SystemAbility for DmsService {
                 Ok(encode(&self.remote_missions(&caller, &nid).await?))
             }
             dms_api::GET_LOCAL_MISSIONS => Ok(encode(&self.local_missions())),
+            dms_api::CONTINUE_MISSION => {
+                let a: ContinueArgs = decode(&data)?;
+                if caller.token_type == oxh_ipc::TokenType::Hap
+                    && !self
+                        .ams
+                        .perms
+                        .verify(&caller, dms_api::PERMISSION_MANAGE_MISSIONS)
+                {
+                    return Err(AbilityError::PermissionDenied(format!(
+                        "an app needs {} to move missions (continueMission is a system API)",
+                        dms_api::PERMISSION_MANAGE_MISSIONS
+                    ))
+                    .into());
+                }
+                tracing::info!(
+                    tag = "DistributedSched",
+                    public_caller = caller.process_name.as_str(),
+                    public_mission = a.mission_id,
+                    "continue mission"
+                );
+                self.continue_mission(a).await?;
+                Ok(encode(&()))
+            }
             _ => Err(RemoteError::invalid(format!(
                 "DistributedSchedService has no method {c}"
             ))),
@@ -225,6 +286,11 @@ impl SystemAbility for DmsService {
             "DistributedSchedService (SA 1401)\n  local networkId: {}\n  missions:\n",
             self.peers.local_network_id()
         );
+        let busy = self.ams.continuation().is_some_and(|c| c.busy());
+        out.push_str(&format!(
+            "  continuation from this device under way: {}\n",
+            if busy { "yes" } else { "no" }
+        ));
         for m in self.local_missions() {
             out.push_str(&format!(
                 "    Mission ID #{}  {}  state #{}  continuable #{}\n",

@@ -3,6 +3,7 @@
 //! subscriptions.
 
 pub mod continuation;
+mod continue_host;
 pub mod dms;
 mod sa;
 
@@ -33,6 +34,11 @@ pub trait Bundles: Send + Sync + 'static {
     fn uid(&self, bundle: &str, user: i32) -> Option<u32>;
     /// The bundle a uid belongs to (to know when a caller starts its own abilities).
     fn bundle_of_uid(&self, uid: u32) -> Option<String>;
+    /// The appId (signer) of `bundle` for `user`, if it is installed (continuation's check
+    /// that the target runs the same app). None: unknown, so no continuation lands here.
+    fn app_id(&self, _bundle: &str, _user: i32) -> Option<String> {
+        None
+    }
 }
 
 /// How the service runs.
@@ -85,6 +91,8 @@ struct Inner {
     procs: HashMap<ProcId, Proc>,
     /// srcEntry of the abilities that have run, for the hosts' Create steps.
     entries: HashMap<Element, String>,
+    /// Continuations under way.
+    cont: continue_host::ContinueState,
 }
 
 /// The ability manager SA.
@@ -100,6 +108,8 @@ pub struct AbilityService {
     spawner: mpsc::UnboundedSender<ToSpawner>,
     /// The distributed scheduler (SA 1401), for Wants that name another device.
     dms: OnceLock<Weak<dms::DmsService>>,
+    /// The continuation driver (SA 1401's), once the daemon opened it.
+    continuation: OnceLock<Arc<continuation::Continuation>>,
 }
 
 impl AbilityService {
@@ -124,6 +134,7 @@ impl AbilityService {
                 next_conn: 1,
                 procs: HashMap::new(),
                 entries: HashMap::new(),
+                cont: Default::default(),
             }),
             cfg,
             bundles,
@@ -132,6 +143,7 @@ impl AbilityService {
             spawned: Notify::new(),
             spawner: tx,
             dms: OnceLock::new(),
+            continuation: OnceLock::new(),
         });
         tokio::spawn(async move {
             while let Some(m) = rx.recv().await {
@@ -431,6 +443,7 @@ impl AbilityService {
                     );
                 }
                 self.drive(|core| core.exited(proc, signal, status));
+                self.continuation_instances_died();
             }
         }
     }

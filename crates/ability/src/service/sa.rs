@@ -24,6 +24,7 @@ const METHODS: &[Method] = &[
     Method::open(api::ATTACH, "AttachApplication"),
     Method::open(api::STEP_DONE, "AbilityTransitionDone"),
     Method::open(api::CONNECTION_CLOSED, "ConnectionClosed"),
+    Method::open(api::SET_CONTINUE_STATE, "SetMissionContinueState"),
 ];
 
 impl AbilityService {
@@ -191,6 +192,15 @@ impl SystemAbility for AbilityService {
                     }
                     _ => self.drive(|core| core.step_done(proc, d.record, &d.step, now)),
                 }
+                if d.step == "onContinue" {
+                    self.continued(d.record, d.continued);
+                }
+                Ok(encode(&()))
+            }
+            api::SET_CONTINUE_STATE => {
+                let a: api::ContinueStateArgs = decode(&data)?;
+                self.own_record(&caller, a.record)?;
+                self.set_continue_state(a.record, a.active);
                 Ok(encode(&()))
             }
             _ => Err(RemoteError::invalid(format!(

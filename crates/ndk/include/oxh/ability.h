@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 /* The ABI version a library declares in OxhAbilityCallbacks.version. */
-#define OXH_ABILITY_ABI_VERSION 1
+#define OXH_ABILITY_ABI_VERSION 2
 
 /* The symbol a native ability library exports (EntryFn). */
 #define OXH_ABILITY_ENTRY_SYMBOL "OxhAbility_Entry"
@@ -136,6 +136,12 @@ typedef struct OxhHost {
    result, or 16000050 once the connection is gone. Any thread may call it.
    */
   int32_t (*send_request)(void *ctx, uint64_t conn, uint32_t code, const uint8_t *data, size_t len, const struct OxhReply *reply);
+  /*
+   (Version 2.) `context.setMissionContinueState(state)`: 1 ACTIVE, 0 INACTIVE; returns 0,
+   or an error code. An INACTIVE mission refuses to move to another device (16300501).
+   Read it only when `version` ≥ 2.
+   */
+  int32_t (*set_mission_continue_state)(void *ctx, int32_t active);
 } OxhHost;
 
 /*
@@ -217,6 +223,16 @@ typedef struct OxhAbilityCallbacks {
    gets back.
    */
   int32_t (*on_remote_request)(void *ability, void *remote, const struct OxhCaller *caller, uint32_t code, const uint8_t *data, size_t len, const struct OxhReply *reply);
+  /*
+   (Version 2; a table of version 1 ends before it.) A UIAbility's `onContinue(wantParam)`:
+   the mission is about to move to another device. `want_param` holds the parameters the
+   app may extend (a Want whose `parameters` are the wantParam); the app writes the
+   filled Want to `out_data` (postcard, as the Rust SDK does) or to `out_json` (JSON, as
+   [`OxhWant::json`]); nothing written keeps `want_param` as it was. Returns
+   `OnContinueResult`: 0 AGREE, 1 REJECT, 2 MISMATCH. Null: the ability refuses (REJECT,
+   since it did not say what to carry).
+   */
+  int32_t (*on_continue)(void *ability, const struct OxhWant *want_param, const struct OxhReply *out_data, const struct OxhReply *out_json);
 } OxhAbilityCallbacks;
 
 /*
