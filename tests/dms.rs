@@ -425,6 +425,14 @@ async fn a_rejected_mismatched_or_inactive_continuation_leaves_the_mission_here(
         out.contains("Error Code:16300508") && out.contains("no-such-device"),
         "{out}"
     );
+    // An ability module.json does not declare continuable stays too (16300501, named).
+    aa(&a, &["start", "-b", NOTES, "-a", "NoteAbility", "-W"]);
+    let note = mission_of(&a, "NoteAbility").expect("NoteAbility's mission");
+    let out = aa(&a, &["continue", "-m", &note.to_string(), "-d", &nid_b]);
+    assert!(
+        out.contains("Error Code:16300501") && out.contains("NoteAbility is not continuable"),
+        "{out}"
+    );
     // Active again, it moves.
     start(&["--ps", "continue_state", "active"]);
     read_until(
