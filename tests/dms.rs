@@ -3,7 +3,7 @@
 //! missions.
 
 use crate::ability::{NOTES, aa, install_notes, lifecycle, read_until};
-use crate::common::TestDevice;
+use crate::common::{TestDevice, bind_by_pin};
 use crate::kv::pair;
 
 /// Two bound devices, the notes example installed on the second; None (skip) without root.
@@ -302,7 +302,12 @@ async fn aa_continue_moves_notes_with_its_note_to_the_other_device() {
     );
     assert!(out.ends_with("start ability successfully.\n"), "{out}");
     let m = mission_of(&a, "EntryAbility").expect("a mission on A");
+    let t0 = std::time::Instant::now();
     let out = aa(&a, &["continue", "-m", &m.to_string(), "-d", &nid_b]);
+    eprintln!(
+        "aa continue (cold start on the target) took {:?}",
+        t0.elapsed()
+    );
     assert_eq!(out, "continue mission successfully.\n");
     // B created it for the continuation, with the note, and shows it.
     let l = read_until(
@@ -423,6 +428,14 @@ async fn a_rejected_mismatched_or_inactive_continuation_leaves_the_mission_here(
     let out = aa(&a, &["continue", "-m", &ms, "-d", "no-such-device"]);
     assert!(
         out.contains("Error Code:16300508") && out.contains("no-such-device"),
+        "{out}"
+    );
+    // An ability module.json does not declare continuable stays too (16300501, named).
+    aa(&a, &["start", "-b", NOTES, "-a", "NoteAbility", "-W"]);
+    let note = mission_of(&a, "NoteAbility").expect("NoteAbility's mission");
+    let out = aa(&a, &["continue", "-m", &note.to_string(), "-d", &nid_b]);
+    assert!(
+        out.contains("Error Code:16300501") && out.contains("NoteAbility is not continuable"),
         "{out}"
     );
     // Active again, it moves.
@@ -659,4 +672,75 @@ async fn an_app_cannot_move_missions_continue_mission_is_a_system_api() {
         "{l:?}"
     );
     assert_eq!((entry_missions(&a), entry_missions(&b)), (1, 0));
+}
+
+#[tokio::test]
+async fn an_unbind_while_the_target_is_pending_aborts_at_once_and_a_rebind_heals() {
+    let Some((a, b, _work)) = notes_on_both().await else {
+        return;
+    };
+    let nid_b = b.ready_field("network_id");
+    let udid_b = b.ready_field("udid");
+    aa(
+        &a,
+        &[
+            "start",
+            "-b",
+            NOTES,
+            "-a",
+            "EntryAbility",
+            "--ps",
+            "note",
+            "unbound",
+            "--pi",
+            "continue_create_delay_ms",
+            "3000",
+            "-W",
+        ],
+    );
+    let m = mission_of(&a, "EntryAbility").expect("a mission on A");
+    let data_a = a.data_dir().to_path_buf();
+    let cont = std::thread::spawn(move || {
+        crate::common::run_oxh(
+            &data_a,
+            &["aa", "continue", "-m", &m.to_string(), "-d", &nid_b],
+        )
+    });
+    read_until(
+        || lifecycle(&b),
+        |l| l.iter().any(|x| x == "EntryAbility continued note=unbound"),
+    );
+    // A forgets B: the link goes down, and the source gives up before its own timeout.
+    let t0 = std::time::Instant::now();
+    a.oxh_ok(&["device", "unbind", &udid_b]);
+    let out = cont.join().expect("aa continue ran");
+    let answered = t0.elapsed();
+    let out = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.contains("Error Code:16300"), "{out}");
+    assert!(
+        answered < std::time::Duration::from_millis(oxh_ability::continuation::CONTINUE_TIMEOUT_MS),
+        "answered {answered:?} after the unbind: {out}"
+    );
+    eprintln!("continuation answered {answered:?} after the unbind: {out}");
+    assert_eq!(entry_missions(&a), 1);
+    // B gives its pending instance up too (the link dropped there as well).
+    let on_b = read_until(|| entry_missions(&b), |n| *n == 0);
+    assert_eq!(on_b, 0);
+    // Bound again, the mission moves.
+    bind_by_pin(&a, &b).await;
+    crate::kv::wait_online(&a, &udid_b).await;
+    crate::kv::wait_online(&b, &a.ready_field("udid")).await;
+    let out = aa(
+        &a,
+        &[
+            "continue",
+            "-m",
+            &m.to_string(),
+            "-d",
+            &b.ready_field("network_id"),
+        ],
+    );
+    assert_eq!(out, "continue mission successfully.\n");
+    read_until(|| entry_missions(&a), |n| *n == 0);
+    assert_eq!((entry_missions(&a), entry_missions(&b)), (0, 1));
 }

@@ -462,5 +462,12 @@ mod tests {
         assert!(r.push_frame(&[CHANNELS << 1, 1]).is_err());
         // The KV-only reader refuses another channel's message.
         assert!(r.push(&fragment_on(CHANNEL_RDB, b"x", 100)[0]).is_err());
+        // The scheduler's channel is its own too.
+        let mut r = Reassembler::default();
+        let f = fragment_on(CHANNEL_DMS, b"prepare", 100);
+        assert_eq!(
+            r.push_frame(&f[0]).unwrap(),
+            Some(Frame::Other(CHANNEL_DMS, b"prepare".to_vec()))
+        );
     }
 }

@@ -120,6 +120,14 @@ impl AbilityService {
             for t in &dead {
                 i.cont.instances.remove(t);
             }
+            // Continue states of missions that are gone.
+            let missions: std::collections::BTreeSet<i32> = i
+                .core
+                .records()
+                .into_iter()
+                .filter_map(|r| r.mission)
+                .collect();
+            i.cont.inactive.retain(|m| missions.contains(m));
             dead
         });
         if let Some(c) = self.continuation() {
