@@ -48,7 +48,7 @@ fn console(d: &TestDevice) -> Console {
 }
 
 /// One HTTP/1.1 request; (status, headers, body).
-fn http(port: u16, req: &str) -> (u16, String, String) {
+pub(crate) fn http(port: u16, req: &str) -> (u16, String, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(req.as_bytes()).unwrap();

@@ -296,11 +296,19 @@ fn the_console_in_chromium_shows_drives_and_escapes_the_super_device() {
         .unwrap();
     rt.block_on(async {
         let c = browser(dport).await;
-        // WebDriver calls have no bound of their own: the whole run has one.
-        let r =
-            tokio::time::timeout(RUN_WITHIN, run(&c, &url, &origin, base.path(), &dev2_bus)).await;
+        // WebDriver calls have no bound of their own: the whole run has one. It runs as a
+        // task so that the browser is closed (and Chromium ends) even when a check fails.
+        let (c2, base_dir) = (c.clone(), base.path().to_path_buf());
+        let task = tokio::spawn(async move {
+            tokio::time::timeout(RUN_WITHIN, run(&c2, &url, &origin, &base_dir, &dev2_bus)).await
+        });
+        let r = task.await;
         let _ = c.close().await;
-        r.expect("the browser run finished in time");
+        match r {
+            Ok(r) => r.expect("the browser run finished in time"),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => panic!("the browser run: {e}"),
+        }
     });
 }
 
@@ -861,7 +869,6 @@ async fn upload(c: &Client, file: &Path) {
 
 /// A POST with the console's cookie and the given Origin (or none); its status.
 fn raw_post(port: u16, path: &str, cookie: &str, origin: Option<&str>) -> u16 {
-    use std::io::{Read, Write};
     let body = r#"{"app":"com.example.console","store":"browser","key":"evil","value":"x"}"#;
     let origin = origin
         .map(|o| format!("Origin: {o}\r\n"))
@@ -870,13 +877,5 @@ fn raw_post(port: u16, path: &str, cookie: &str, origin: Option<&str>) -> u16 {
         "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nCookie: {cookie}\r\n{origin}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(req.as_bytes()).unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out.split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
+    crate::console::http(port, &req).0
 }

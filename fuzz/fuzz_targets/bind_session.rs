@@ -14,7 +14,10 @@ fn device(seed: u8, name: &str) -> (LocalDevice, [u8; 32]) {
     let key = SigningKey::from_bytes(&[seed; 32]);
     let public = key.verifying_key().to_bytes();
     let advert_key = oxh_devauth::AdvertKey([seed ^ 0x5a; 32]);
-    (LocalDevice::new(key, advert_key, name, "phone", 0x0E), public)
+    (
+        LocalDevice::new(key, advert_key, name, "phone", 0x0E),
+        public,
+    )
 }
 
 fn frames(mut data: &[u8]) -> Vec<&[u8]> {

@@ -10,7 +10,9 @@ use oxh_bundle::{codesign, signing};
 fuzz_target!(|data: &[u8]| {
     codesign::fuzz_one(data);
     // An empty zip whose signing block holds `data` as its property block.
-    let empty = [0x50, 0x4b, 0x05, 0x06, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let empty = [
+        0x50, 0x4b, 0x05, 0x06, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
     let Ok(z) = signing::zip_layout(&empty) else {
         return;
     };

@@ -26,7 +26,9 @@ fn fixture() -> &'static Fixture {
         store
             .execute("CREATE TABLE note(id INTEGER PRIMARY KEY, title TEXT)", &[])
             .expect("table");
-        store.set_distributed_tables(&["note"]).expect("distributed");
+        store
+            .set_distributed_tables(&["note"])
+            .expect("distributed");
         store
             .execute("INSERT INTO note VALUES (1, 'x')", &[])
             .expect("row");
