@@ -174,6 +174,38 @@ fn the_token_host_and_origin_guard_every_request_and_names_stay_data() {
     let (code, _, body) = get(&c, "/api/logs?level=X", &jar);
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("level"), "{body}");
+    // One local process cannot make the console hold connections without bound: with
+    // MAX_CONNECTIONS idle ones open (no token needed for that), the next request is not
+    // served until one of them closes.
+    let mut idle: Vec<TcpStream> = (0..oxh_console::MAX_CONNECTIONS)
+        .map(|_| TcpStream::connect(("127.0.0.1", c.port)).unwrap())
+        .collect();
+    let mut extra = TcpStream::connect(("127.0.0.1", c.port)).unwrap();
+    extra
+        .write_all(
+            format!(
+                "GET /api/devices HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n{jar}\r\n",
+                c.port
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    extra
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut b = [0u8; 1];
+    assert!(
+        extra.read(&mut b).is_err(),
+        "served beyond the connection bound"
+    );
+    idle.pop();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut out = String::new();
+    extra.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    drop(idle);
     // The daemon goes away: a state the page shows, not an error.
     d.kill9();
     let (code, _, body) = get(&c, "/api/devices", &jar);

@@ -13,6 +13,7 @@
 //! `{"daemon": "offline"}` and the page shows it.
 
 mod api;
+mod bounded;
 mod live;
 mod rdb;
 pub mod request;
@@ -28,6 +29,8 @@ use std::time::Duration;
 pub const DEFAULT_USER: i32 = 100;
 /// Largest package upload (a HAP or .app), so one request cannot make the console hold more.
 pub const MAX_UPLOAD: usize = 256 * 1024 * 1024;
+/// Connections the console holds open at once (before and after the token is checked).
+pub const MAX_CONNECTIONS: usize = 64;
 /// Live views (device and log streams) open at once, over every page.
 pub const MAX_STREAMS: usize = 16;
 /// Event batches one live view may have queued for a slow page; beyond, batches are dropped

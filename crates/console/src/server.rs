@@ -210,6 +210,7 @@ pub async fn serve(
         .route("/api/logs/tail", get(api::logs_tail))
         .layer(middleware::from_fn_with_state(st.clone(), guard))
         .with_state(st);
+    let listener = crate::bounded::Bounded::new(listener, crate::MAX_CONNECTIONS);
     axum::serve(listener, app)
         .with_graceful_shutdown(stop)
         .await?;
