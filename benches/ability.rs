@@ -10,102 +10,12 @@
 //! default 2000).
 
 mod common;
-use common::Daemon;
+use common::{Daemon, build_examples, ms, oxh, pct};
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 const NOTES: &str = "com.example.notes";
-
-fn pct(mut v: Vec<Duration>, p: usize) -> Duration {
-    v.sort();
-    v[(v.len() * p / 100).min(v.len() - 1)]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-fn oxh(dir: &Path, args: &[&str]) -> String {
-    let o = Command::new(env!("CARGO_BIN_EXE_oxh"))
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("oxh runs");
-    assert!(
-        o.status.success(),
-        "oxh {args:?}: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// Builds the notes and counter examples; their libraries.
-fn build_examples() -> (PathBuf, PathBuf) {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let st = Command::new(cargo)
-        .args(["build", "-q", "--release", "-p", "oxh-example-notes"])
-        .args(["-p", "oxh-example-counter"])
-        .status()
-        .expect("cargo");
-    assert!(st.success());
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    (
-        target.join("release/libnotes.so"),
-        target.join("release/libcounter.so"),
-    )
-}
-
-/// Packs `lib` with the example `name`'s module.json5, signs and installs it.
-fn install(d: &Daemon, work: &Path, name: &str, bundle: &str, lib: &Path) {
-    let s = |p: &Path| p.to_string_lossy().into_owned();
-    let work = &work.join(name);
-    let src = work.join(name);
-    let abi = oxh_ability::abi::abi_dir();
-    std::fs::create_dir_all(src.join("libs").join(abi)).unwrap();
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("examples/{name}/hap/module.json5")),
-        src.join("module.json5"),
-    )
-    .unwrap();
-    std::fs::copy(
-        lib,
-        src.join("libs").join(abi).join(lib.file_name().unwrap()),
-    )
-    .unwrap();
-    let keys = work.join("keys");
-    oxh(
-        &d.dir,
-        &["hap", "keygen", "--bundle", bundle, "--out", &s(&keys)],
-    );
-    let unsigned = work.join("u.hap");
-    let hap = work.join("notes.hap");
-    oxh(&d.dir, &["hap", "pack", &s(&src), "-o", &s(&unsigned)]);
-    let k = |n: &str| s(&keys.join(n));
-    oxh(
-        &d.dir,
-        &[
-            "hap",
-            "sign",
-            &s(&unsigned),
-            "--key",
-            &k("dev.key"),
-            "--cert",
-            &k("dev.pem"),
-            "--profile",
-            &k("dev.p7b"),
-            "-o",
-            &s(&hap),
-        ],
-    );
-    oxh(&d.dir, &["hap", "trust", "add", &k("root.pem")]);
-    oxh(&d.dir, &["bm", "install", "-p", &s(&hap)]);
-}
 
 fn main() {
     if unsafe { libc::geteuid() } != 0 {
@@ -120,18 +30,16 @@ fn main() {
     let (lib, counter_lib) = build_examples();
     let d = Daemon::start_temp(common::LOOPBACK);
     let work = tempfile::tempdir().unwrap();
-    install(&d, work.path(), "notes", NOTES, &lib);
-    install(
-        &d,
+    common::install_example(&[&d], work.path(), "notes", NOTES, &lib, &[]);
+    common::install_example(
+        &[&d],
         work.path(),
         "counter",
         "com.example.counter",
         &counter_lib,
+        &[],
     );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::runtime();
     let dev = rt.block_on(oxh_sdk::Device::connect(&d.dir)).unwrap();
     let am = dev.ability();
     let want = oxh_sdk::ability::Want::explicit(NOTES, "EntryAbility");

@@ -90,11 +90,7 @@ fn main() {
     let n: usize = common::env_num("OXH_BENCH_CONSOLE_DEVICES", 32);
     let rate: u64 = common::env_num("OXH_BENCH_LOG_RATE", 1000);
     let base = tempfile::tempdir().expect("tmp");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("rt");
+    let rt = common::multi_thread_runtime();
 
     // The devices: dev1 and n-1 others bound to it (the console shows what dev1 trusts).
     let t_up = Instant::now();

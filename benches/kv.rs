@@ -145,11 +145,7 @@ fn storage() {
 fn sync() {
     let entries: usize = common::env_num("OXH_BENCH_SYNC_ENTRIES", 100_000);
     let base = tempfile::tempdir().expect("tmp");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("rt");
+    let rt = common::multi_thread_runtime();
     rt.block_on(async {
         let (_a, _b, da, db) = common::bound_pair(base.path()).await;
         let sa = KVManager::new(&da, Some("com.example.bench"))

@@ -40,11 +40,7 @@ fn main() {
     }
     let rows: i64 = common::env_num("OXH_BENCH_RDB_ROWS", 100_000);
     let base = tempfile::tempdir().expect("tmp");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("rt");
+    let rt = common::multi_thread_runtime();
     rt.block_on(async {
         let (_a, b, da, db) = common::bound_pair(base.path()).await;
         let (sa, sb) = (store(&da).await, store(&db).await);

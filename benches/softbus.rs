@@ -479,11 +479,7 @@ fn main() {
     let rounds: usize = common::env_num("OXH_BENCH_ROUNDS", 20_000);
     let file_mb: u64 = common::env_num("OXH_BENCH_FILE_MB", 1024);
     let base = tempfile::tempdir().expect("tmp");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("rt");
+    let rt = common::multi_thread_runtime();
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);

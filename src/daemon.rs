@@ -124,19 +124,33 @@ impl oxh_softbus::dbinder::TokenBridge for AtmBridge {
 
 /// The distributed scheduler's view of the soft bus: remote SA calls through dbinder, on
 /// behalf of the original caller.
-struct DmsPeers(Arc<Softbus>);
+struct DmsPeers {
+    bus: Arc<Softbus>,
+    /// The daemon as a caller (its native token), for the scheduler's own calls.
+    own: oxh_ipc::Caller,
+}
 
 #[async_trait::async_trait]
 impl oxh_ability::service::dms::Peers for DmsPeers {
     fn local_network_id(&self) -> String {
-        self.0.network_id().to_string()
+        self.bus.network_id().to_string()
     }
     fn udid_of(&self, network_id: &str) -> Option<String> {
-        self.0
+        self.bus
             .trusted()
             .into_iter()
             .find(|t| t.network_id.as_deref() == Some(network_id))
             .map(|t| t.udid)
+    }
+    fn network_id_of(&self, udid: &str) -> Option<String> {
+        self.bus
+            .trusted()
+            .into_iter()
+            .find(|t| t.udid == udid)
+            .and_then(|t| t.network_id)
+    }
+    fn own_caller(&self) -> oxh_ipc::Caller {
+        self.own.clone()
     }
     async fn call(
         &self,
@@ -145,17 +159,46 @@ impl oxh_ability::service::dms::Peers for DmsPeers {
         code: u32,
         data: Vec<u8>,
     ) -> Result<Vec<u8>, oxh_ability::service::dms::PeerError> {
-        use oxh_ability::service::dms::PeerError;
-        self.0
+        self.bus
             .dbinder()
             .call(caller, network_id, oxh_ability::dms_api::SA_ID, code, data)
             .await
-            .map_err(|e| match e.code {
-                oxh_softbus::dbinder::ERR_DEVICE_OFFLINE => {
-                    PeerError::Offline(network_id.to_string())
-                }
-                _ => PeerError::Remote(e),
-            })
+            .map_err(|e| peer_error(e, network_id))
+    }
+    async fn connect(
+        &self,
+        caller: &oxh_ipc::Caller,
+        network_id: &str,
+        code: u32,
+        data: Vec<u8>,
+        sock: std::os::fd::OwnedFd,
+    ) -> Result<
+        (Vec<u8>, oxh_ability::service::dms::RelayEnded),
+        oxh_ability::service::dms::PeerError,
+    > {
+        let (reply, end) = self
+            .bus
+            .dbinder()
+            .connect(
+                caller,
+                network_id,
+                oxh_ability::dms_api::SA_ID,
+                code,
+                data,
+                sock,
+            )
+            .await
+            .map_err(|e| peer_error(e, network_id))?;
+        Ok((reply, Box::pin(end.wait())))
+    }
+}
+
+/// A remote SA call's error, as the scheduler sees it.
+fn peer_error(e: oxh_ipc::RemoteError, network_id: &str) -> oxh_ability::service::dms::PeerError {
+    use oxh_ability::service::dms::PeerError;
+    match e.code {
+        oxh_softbus::dbinder::ERR_DEVICE_OFFLINE => PeerError::Offline(network_id.to_string()),
+        _ => PeerError::Remote(e),
     }
 }
 
@@ -199,6 +242,46 @@ impl oxh_kvstore::Feature for DmsFeature {
     }
     fn on_offline(&self, udid: &str) {
         self.0.link(udid, false);
+    }
+}
+
+/// Mission sync's lists between schedulers: on the data service's session with each bound
+/// peer (channel [`oxh_kvstore::wire::CHANNEL_DMS_MISSIONS`]), by udid.
+struct MissionBusOfKv(Arc<oxh_kvstore::KvService>);
+
+impl oxh_ability::service::mission_sync::MissionBus for MissionBusOfKv {
+    fn send(&self, udid: &str, bytes: Vec<u8>) {
+        self.0
+            .send_feature(udid, oxh_kvstore::wire::CHANNEL_DMS_MISSIONS, &bytes);
+    }
+    fn online(&self) -> Vec<String> {
+        self.0
+            .online_devices()
+            .into_iter()
+            .map(|(u, _)| u)
+            .collect()
+    }
+    fn network_id_of(&self, udid: &str) -> Option<String> {
+        self.0
+            .online_devices()
+            .into_iter()
+            .find(|(u, _)| u == udid)
+            .map(|(_, n)| n)
+    }
+}
+
+/// The other end of [`MissionBusOfKv`]: peers' lists and comings and goings, to mission sync.
+struct MissionSyncFeature(Arc<oxh_ability::service::mission_sync::MissionSync>);
+
+impl oxh_kvstore::Feature for MissionSyncFeature {
+    fn on_message(&self, udid: &str, bytes: Vec<u8>) {
+        self.0.on_message(udid, &bytes);
+    }
+    fn on_online(&self, udid: &str, _network_id: &str) {
+        self.0.on_online(udid);
+    }
+    fn on_offline(&self, udid: &str) {
+        self.0.on_offline(udid);
     }
 }
 
@@ -298,15 +381,23 @@ impl oxh_kvstore::Feature for RdbFeature {
     }
 }
 
-struct BundleCatalog(Arc<oxh_bundle::BundleManager>);
+struct BundleCatalog {
+    bms: Arc<oxh_bundle::BundleManager>,
+    /// Whether the policy lets a continuing app be installed on demand (read when asked).
+    free_install: Box<dyn Fn() -> bool + Send + Sync>,
+}
+
+/// The bundle manager's connection id for installs the daemon makes itself (install on
+/// demand); IPC connections count up from 1 and never reach it.
+const DAEMON_INSTALL_CONN: u64 = u64::MAX;
 
 impl BundleCatalog {
     fn records(&self, user: i32) -> Vec<oxh_bundle::plan::BundleRecord> {
-        self.0
+        self.bms
             .names(user)
             .unwrap_or_default()
             .iter()
-            .filter_map(|n| self.0.get(n, user).ok().flatten())
+            .filter_map(|n| self.bms.get(n, user).ok().flatten())
             .collect()
     }
 }
@@ -342,6 +433,7 @@ impl oxh_ability::service::Bundles for BundleCatalog {
                         main: entry && m.main_element == a.name,
                         src_entry: a.src_entry.clone(),
                         continuable: a.continuable,
+                        continue_bundle_names: a.continue_bundle_name.clone(),
                     });
                 }
             }
@@ -350,11 +442,86 @@ impl oxh_ability::service::Bundles for BundleCatalog {
     }
 
     fn uid(&self, bundle: &str, user: i32) -> Option<u32> {
-        self.0.get(bundle, user).ok().flatten().map(|r| r.uid)
+        self.bms.get(bundle, user).ok().flatten().map(|r| r.uid)
     }
 
     fn app_id(&self, bundle: &str, user: i32) -> Option<String> {
-        self.0.get(bundle, user).ok().flatten().map(|r| r.app_id)
+        self.bms.get(bundle, user).ok().flatten().map(|r| r.app_id)
+    }
+
+    fn package_files(&self, bundle: &str, _user: i32) -> Vec<PathBuf> {
+        let Ok(dir) = std::fs::read_dir(self.bms.code_dir(bundle)) else {
+            return Vec::new();
+        };
+        let mut v: Vec<PathBuf> = dir
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "hap") && p.is_file())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn may_install_on_demand(&self) -> bool {
+        (self.free_install)()
+    }
+
+    fn install_on_demand(
+        &self,
+        bundle: &str,
+        files: &[PathBuf],
+        user: i32,
+    ) -> Result<(), oxh_ipc::RemoteError> {
+        use oxh_bundle::error::BundleError;
+        let err = |e: BundleError| oxh_ipc::RemoteError::new(e.code, e.to_string());
+        let limits = oxh_bundle::package::Limits::default();
+        let mut datas = Vec::with_capacity(files.len());
+        for f in files {
+            let data = std::fs::read(f).map_err(|e| {
+                oxh_ipc::RemoteError::new(
+                    oxh_bundle::error::code::INTERNAL_ERROR,
+                    format!("cannot read the fetched package: {e}"),
+                )
+            })?;
+            // Only the bundle the continuation moves: a source cannot slip in another app.
+            let name = oxh_bundle::package::open_hap(&data, &limits)
+                .map_err(err)?
+                .info
+                .app
+                .bundle_name;
+            if name != bundle {
+                return Err(err(BundleError::invalid_file(format!(
+                    "the source sent a package of {name}, not of {bundle}"
+                ))));
+            }
+            datas.push(data);
+        }
+        let total = datas.iter().map(|d| d.len() as u64).sum();
+        let conn = DAEMON_INSTALL_CONN;
+        let session = self
+            .bms
+            .begin(conn, datas.len() as u32, total)
+            .map_err(err)?;
+        let staged = datas.iter().enumerate().try_for_each(|(i, d)| {
+            d.chunks(oxh_bundle::api::CHUNK)
+                .try_for_each(|c| self.bms.write(conn, session, i as u32, c))
+        });
+        if let Err(e) = staged {
+            self.bms.abort(conn, session);
+            return Err(err(e));
+        }
+        // The same rules as `bm install -r`: an installed bundle of another signer stays.
+        self.bms
+            .install(
+                conn,
+                &oxh_bundle::api::InstallArgs {
+                    session,
+                    user_id: user,
+                    replace: true,
+                    skip_verify: false,
+                },
+            )
+            .map(|_| ())
+            .map_err(err)
     }
 
     fn bundle_of_uid(&self, uid: u32) -> Option<String> {
@@ -364,6 +531,23 @@ impl oxh_ability::service::Bundles for BundleCatalog {
             .find(|r| r.uid == uid)
             .map(|r| r.bundle_name)
     }
+}
+
+/// The daemon as a caller: its own credentials, judged as any process's (its native token).
+fn own_caller(atm: &AccessTokenManager) -> oxh_ipc::Caller {
+    // SAFETY: getuid and getgid cannot fail and touch no memory.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    atm.caller_for(
+        oxh_kal::PeerCred {
+            pid: std::process::id() as i32,
+            uid,
+            gid,
+        },
+        oxh_atm::config::DAEMON_PROCESS.to_string(),
+        false,
+        uid,
+        None,
+    )
 }
 
 /// The user whose apps run: OpenHarmony's first user.
@@ -492,7 +676,17 @@ pub async fn run(cfg: DaemonConfig, spawner: std::os::unix::net::UnixStream) -> 
         atm.clone(),
     )
     .context("cannot open the bundle store")?;
-    let catalog = Arc::new(BundleCatalog(bms.clone()));
+    let p = param.clone();
+    let catalog = Arc::new(BundleCatalog {
+        bms: bms.clone(),
+        free_install: Box::new(move || {
+            match p.value(oxh_ability::dms_api::FREE_INSTALL_PARAM).as_deref() {
+                Some("1") => true,
+                Some("0") => false,
+                _ => p.value(oxh_hdc::device::DEBUGGABLE_PARAM).as_deref() != Some("0"),
+            }
+        }),
+    });
     samgr.register(SaProfile::running(
         sa_id::BUNDLE_MGR,
         "BundleMgrService",
@@ -538,6 +732,7 @@ pub async fn run(cfg: DaemonConfig, spawner: std::os::unix::net::UnixStream) -> 
         sa_id::DISTRIBUTED_KV,
         sa_id::ABILITY_MGR,
         sa_id::DISTRIBUTED_SCHED,
+        sa_id::DISTRIBUTED_FILE,
     ];
     let bus_cfg = SoftbusConfig {
         listen: cfg.listen,
@@ -556,7 +751,13 @@ pub async fn run(cfg: DaemonConfig, spawner: std::os::unix::net::UnixStream) -> 
     samgr.register(SaProfile::running(
         sa_id::DISTRIBUTED_SCHED,
         "DistributedSchedService",
-        oxh_ability::service::dms::DmsService::new(ams, Arc::new(DmsPeers(softbus.clone()))),
+        oxh_ability::service::dms::DmsService::new(
+            ams,
+            Arc::new(DmsPeers {
+                bus: softbus.clone(),
+                own: own_caller(&atm),
+            }),
+        ),
     ))?;
     samgr.register(SaProfile::running(
         sa_id::DEVICE_MANAGER,
@@ -617,6 +818,15 @@ pub async fn run(cfg: DaemonConfig, spawner: std::os::unix::net::UnixStream) -> 
         oxh_kvstore::wire::CHANNEL_DMS,
         Arc::new(DmsFeature(continuation)),
     );
+    // Mission sync: each device's movable missions, to its peers, on a channel of its own.
+    let sync = oxh_ability::service::mission_sync::MissionSync::start(
+        &ams_of_dms,
+        Arc::new(MissionBusOfKv(kv.clone())),
+    );
+    kv.attach_feature(
+        oxh_kvstore::wire::CHANNEL_DMS_MISSIONS,
+        Arc::new(MissionSyncFeature(sync)),
+    );
     // The relational store is a feature of the same SA, as in OpenHarmony (its RDB service is
     // reached through the distributed data service): its codes are a range of SA 1301's.
     let rdb = oxh_rdb::RdbService::open(oxh_rdb::RdbConfig {
@@ -646,6 +856,16 @@ pub async fn run(cfg: DaemonConfig, spawner: std::os::unix::net::UnixStream) -> 
         sa_id::DISTRIBUTED_KV,
         oxh_kvstore::api::SA_NAME,
         Arc::new(data),
+    ))?;
+    // The distributed file daemon (SA 5201): serves the account tree to peers and mounts the
+    // device views when FUSE is here.
+    let files = crate::file_daemon::FileDaemon::start(softbus.clone(), &cfg.data_dir, level)
+        .await
+        .context("cannot start the distributed file daemon")?;
+    samgr.register(SaProfile::running(
+        sa_id::DISTRIBUTED_FILE,
+        "DistributedFileDaemon",
+        files.clone(),
     ))?;
     let samgr = samgr.start().await?;
     // dbinder: calls to and from SAs on other devices, with the callers' tokens synced.
@@ -728,6 +948,7 @@ pub async fn run(cfg: DaemonConfig, spawner: std::os::unix::net::UnixStream) -> 
     }
     tracing::info!(tag = "oxhd", "shutting down");
     serve.abort();
+    files.shutdown().await;
     softbus.shutdown();
     if let Err(e) = atm.flush_usage() {
         tracing::warn!(tag = "oxhd", "{e}");

@@ -2,7 +2,7 @@
 //! `aa` into its sandbox, its lifecycle read back from hilog, and the sandbox checked from
 //! outside through /proc.
 
-use crate::common::TestDevice;
+use crate::common::{Oxh, TestDevice};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -34,7 +34,7 @@ pub(crate) fn example_lib(package: &str, lib: &str) -> PathBuf {
 }
 
 /// Packs, signs and installs the notes example on `dev`.
-pub(crate) fn install_notes(dev: &TestDevice, work: &Path) {
+pub(crate) fn install_notes(dev: &dyn Oxh, work: &Path) {
     let lib = example_lib("oxh-example-notes", "notes");
     install(
         dev,
@@ -46,10 +46,10 @@ pub(crate) fn install_notes(dev: &TestDevice, work: &Path) {
     );
 }
 
-const COUNTER: &str = "com.example.counter";
+pub(crate) const COUNTER: &str = "com.example.counter";
 
 /// Packs, signs and installs the counter example on `dev`.
-fn install_counter(dev: &TestDevice, work: &Path) {
+pub(crate) fn install_counter(dev: &dyn Oxh, work: &Path) {
     let lib = example_lib("oxh-example-counter", "counter");
     install(
         dev,
@@ -62,8 +62,8 @@ fn install_counter(dev: &TestDevice, work: &Path) {
 }
 
 /// The counter service's lines in hilog, in order.
-fn counter_log(dev: &TestDevice) -> Vec<String> {
-    dev.oxh_ok(&["hilog", "-x", "-T", "Counter"])
+pub(crate) fn counter_log(dev: &dyn Oxh) -> Vec<String> {
+    dev.run_ok(&["hilog", "-x", "-T", "Counter"])
         .lines()
         .filter_map(|l| l.split_once("Counter: ").map(|(_, m)| m.trim().to_string()))
         .collect()
@@ -71,13 +71,13 @@ fn counter_log(dev: &TestDevice) -> Vec<String> {
 
 /// Packs `module` (a module.json5 under the repo) with `lib` as `libs/<abi>/<name>`, signs
 /// it with a fresh dev key and installs it on `dev`.
-fn install(dev: &TestDevice, work: &Path, bundle: &str, module: &str, lib: &Path, name: &str) {
+fn install(dev: &dyn Oxh, work: &Path, bundle: &str, module: &str, lib: &Path, name: &str) {
     install_signed(dev, work, bundle, module, lib, name, true);
 }
 
 /// [`install`], with or without code signatures (`oxh hap sign --sign-code`).
 fn install_signed(
-    dev: &TestDevice,
+    dev: &dyn Oxh,
     work: &Path,
     bundle: &str,
     module: &str,
@@ -95,12 +95,12 @@ fn install_signed(
     .unwrap();
     std::fs::copy(lib, src.join("libs").join(abi).join(name)).unwrap();
     let keys = work.join(format!("{bundle}.keys"));
-    dev.oxh_ok(&["hap", "keygen", "--bundle", bundle, "--out", s(&keys)]);
+    dev.run_ok(&["hap", "keygen", "--bundle", bundle, "--out", s(&keys)]);
     let unsigned = work.join(format!("{bundle}.unsigned.hap"));
     let hap = work.join(format!("{bundle}.hap"));
-    dev.oxh_ok(&["hap", "pack", s(&src), "-o", s(&unsigned)]);
+    dev.run_ok(&["hap", "pack", s(&src), "-o", s(&unsigned)]);
     let k = |n: &str| keys.join(n).to_string_lossy().into_owned();
-    dev.oxh_ok(&[
+    dev.run_ok(&[
         "hap",
         "sign",
         s(&unsigned),
@@ -115,8 +115,8 @@ fn install_signed(
         "-o",
         s(&hap),
     ]);
-    dev.oxh_ok(&["hap", "trust", "add", &k("root.pem")]);
-    let out = dev.oxh_ok(&["bm", "install", "-p", s(&hap)]);
+    dev.run_ok(&["hap", "trust", "add", &k("root.pem")]);
+    let out = dev.run_ok(&["bm", "install", "-p", s(&hap)]);
     assert_eq!(out.trim(), "install bundle successfully.");
 }
 
@@ -133,15 +133,15 @@ fn notes_device() -> Option<(TestDevice, tempfile::TempDir)> {
 }
 
 /// `aa ARGS` on the device (its output: aa always exits 0).
-pub(crate) fn aa(dev: &TestDevice, args: &[&str]) -> String {
+pub(crate) fn aa(dev: &dyn Oxh, args: &[&str]) -> String {
     let mut a = vec!["aa"];
     a.extend_from_slice(args);
-    dev.oxh_ok(&a)
+    dev.run_ok(&a)
 }
 
 /// The app's lifecycle lines in hilog, in order ("EntryAbility onCreate StartAbility", ...).
-pub(crate) fn lifecycle(dev: &TestDevice) -> Vec<String> {
-    let out = dev.oxh_ok(&["hilog", "-x", "-T", "Notes"]);
+pub(crate) fn lifecycle(dev: &dyn Oxh) -> Vec<String> {
+    let out = dev.run_ok(&["hilog", "-x", "-T", "Notes"]);
     out.lines()
         .filter_map(|l| l.split_once("Notes: ").map(|(_, m)| m.trim().to_string()))
         .collect()
@@ -149,7 +149,16 @@ pub(crate) fn lifecycle(dev: &TestDevice) -> Vec<String> {
 
 /// `read` until `done` holds of it, for at most 20 s (apps log asynchronously).
 pub(crate) fn read_until<T>(read: impl Fn() -> T, done: impl Fn(&T) -> bool) -> T {
-    let end = Instant::now() + Duration::from_secs(20);
+    read_within(Duration::from_secs(20), read, done)
+}
+
+/// `read` until `done` holds of it, for at most `bound`; the last value read either way.
+pub(crate) fn read_within<T>(
+    bound: Duration,
+    read: impl Fn() -> T,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let end = Instant::now() + bound;
     loop {
         let v = read();
         if done(&v) || Instant::now() > end {
@@ -682,7 +691,7 @@ fn sim_installs_the_example_apps_on_every_device() {
 }
 
 /// The pid of `bundle`'s app process on `dev` (from `aa dump -a`'s records).
-fn pid_of(dev: &TestDevice, bundle: &str) -> Option<u32> {
+pub(crate) fn pid_of(dev: &dyn Oxh, bundle: &str) -> Option<u32> {
     let d = aa(dev, &["dump", "-a"]);
     d.split("AbilityRecord ID #")
         .filter(|rec| rec.contains(&format!("bundle name [{bundle}]")))

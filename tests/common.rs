@@ -33,6 +33,8 @@ pub struct TestDevice {
     pub extra: Vec<String>,
     /// The last ready line.
     pub ready: ReadyLine,
+    /// Extra environment of the daemon, on every (re)start.
+    pub env: Vec<(String, String)>,
 }
 
 impl TestDevice {
@@ -44,6 +46,12 @@ impl TestDevice {
     /// Starts a device with extra `oxhd` arguments. Without `--discovery`, discovery is off, so
     /// that no test multicasts outside loopback.
     pub fn start_with(extra: &[&str]) -> Self {
+        Self::start_with_env(extra, &[])
+    }
+
+    /// Starts a device with extra `oxhd` arguments and environment (e.g. its security level,
+    /// `OXH_DEVICE_SECURITY_LEVEL`).
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("oxh-test-")
             .tempdir()
@@ -60,6 +68,10 @@ impl TestDevice {
             child: None,
             extra,
             ready: ReadyLine::default(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         d.restart();
         d
@@ -91,6 +103,7 @@ impl TestDevice {
                     .flatten(),
             )
             .args(&self.extra)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -176,6 +189,47 @@ impl TestDevice {
 impl Drop for TestDevice {
     fn drop(&mut self) {
         self.kill9();
+        detach_file_views(self.dir.path());
+    }
+}
+
+/// Detaches a dead daemon's device views (FUSE, as root) before its data dir is removed, so
+/// that nothing is left mounted and the removal never walks into a view.
+pub fn detach_file_views(data_dir: &Path) {
+    let at = oxh_dfs::views::mount_point(data_dir, 100);
+    if let Ok(c) = std::ffi::CString::new(at.as_os_str().as_encoded_bytes()) {
+        // SAFETY: umount2(2) on a NUL-terminated path we own; nothing else is touched.
+        unsafe {
+            libc::umount2(c.as_ptr(), libc::MNT_DETACH);
+        }
+    }
+}
+
+/// A device that `oxh` can drive through its data dir: a loopback [`TestDevice`] or an
+/// [`NsDevice`] in a namespace. The app helpers (`aa`, hilog readers, installs) take this.
+pub trait Oxh {
+    /// Its data dir (where its socket is).
+    fn dir(&self) -> &Path;
+
+    /// `oxh --data-dir DIR ARGS...` that must succeed; its stdout.
+    fn run_ok(&self, args: &[&str]) -> String {
+        stdout_of_success(run_oxh(self.dir(), args), format_args!("oxh {args:?}"))
+    }
+}
+
+impl Oxh for TestDevice {
+    fn dir(&self) -> &Path {
+        self.data_dir()
+    }
+}
+
+impl Oxh for NsDevice {
+    fn dir(&self) -> &Path {
+        self.data_dir()
+    }
+
+    fn run_ok(&self, args: &[&str]) -> String {
+        self.oxh_ok(args)
     }
 }
 
@@ -476,6 +530,7 @@ impl Drop for NsDevice {
             }
             self.kill();
         }
+        detach_file_views(self.data_dir());
     }
 }
 

@@ -3,8 +3,9 @@
 //! missions.
 
 use crate::ability::{NOTES, aa, install_notes, lifecycle, read_until};
-use crate::common::{TestDevice, bind_by_pin};
+use crate::common::{Oxh, TestDevice, bind_by_pin};
 use crate::kv::pair;
+use std::path::Path;
 
 /// Two bound devices, the notes example installed on the second; None (skip) without root.
 async fn notes_pair() -> Option<(TestDevice, TestDevice, tempfile::TempDir)> {
@@ -202,37 +203,54 @@ async fn an_apps_remote_start_is_judged_by_its_own_token() {
 /// Two bound devices with notes installed on both from one HAP signed with a debug profile
 /// that lists both (one appId, as continuation requires).
 async fn notes_on_both() -> Option<(TestDevice, TestDevice, tempfile::TempDir)> {
+    let (a, b, work) = bound_pair_for_notes().await?;
+    let udids = [a.ready_field("udid"), b.ready_field("udid")];
+    install_notes_one_signer(&[&a, &b], &udids, work.path());
+    Some((a, b, work))
+}
+
+/// Two bound devices and a work dir; None (skip) without root.
+pub(crate) async fn bound_pair_for_notes() -> Option<(TestDevice, TestDevice, tempfile::TempDir)> {
     if !oxh_testkit::require_root("dms", "to sandbox app processes") {
         return None;
     }
     let (a, b) = pair().await;
-    let work = tempfile::tempdir().unwrap();
-    let w = |n: &str| work.path().join(n).to_string_lossy().into_owned();
+    Some((a, b, tempfile::tempdir().unwrap()))
+}
+
+/// Installs notes on each of `devs` from one HAP (packed in `work`) signed with a debug
+/// profile that lists `udids`: one appId everywhere, as continuation requires.
+pub(crate) fn install_notes_one_signer(devs: &[&dyn Oxh], udids: &[String], work: &Path) {
+    let hap = sign_notes_one_signer(devs, udids, work);
+    for d in devs {
+        let out = d.run_ok(&["bm", "install", "-p", &hap]);
+        assert_eq!(out.trim(), "install bundle successfully.");
+    }
+}
+
+/// Packs notes in `work` and signs it with a debug profile that lists `udids`; each of `devs`
+/// trusts its root. The signed HAP's path.
+pub(crate) fn sign_notes_one_signer(devs: &[&dyn Oxh], udids: &[String], work: &Path) -> String {
+    let w = |n: &str| work.join(n).to_string_lossy().into_owned();
     let lib = crate::ability::example_lib("oxh-example-notes", "notes");
     let abi = oxh_ability::abi::abi_dir();
-    let src = work.path().join("src");
+    let src = work.join("src");
     std::fs::create_dir_all(src.join("libs").join(abi)).unwrap();
     std::fs::copy(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/notes/hap/module.json5"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/notes/hap/module.json5"),
         src.join("module.json5"),
     )
     .unwrap();
     std::fs::copy(lib, src.join("libs").join(abi).join("libnotes.so")).unwrap();
-    let (ua, ub) = (a.ready_field("udid"), b.ready_field("udid"));
-    a.oxh_ok(&[
-        "hap",
-        "keygen",
-        "--bundle",
-        NOTES,
-        "--out",
-        &w("keys"),
-        "--device-id",
-        &ua,
-        "--device-id",
-        &ub,
-    ]);
-    a.oxh_ok(&["hap", "pack", &w("src"), "-o", &w("unsigned.hap")]);
-    a.oxh_ok(&[
+    let first = devs[0];
+    let keys = w("keys");
+    let mut keygen = vec!["hap", "keygen", "--bundle", NOTES, "--out", &keys];
+    for u in udids {
+        keygen.extend(["--device-id", u.as_str()]);
+    }
+    first.run_ok(&keygen);
+    first.run_ok(&["hap", "pack", &w("src"), "-o", &w("unsigned.hap")]);
+    first.run_ok(&[
         "hap",
         "sign",
         &w("unsigned.hap"),
@@ -247,16 +265,14 @@ async fn notes_on_both() -> Option<(TestDevice, TestDevice, tempfile::TempDir)> 
         "-o",
         &w("notes.hap"),
     ]);
-    for d in [&a, &b] {
-        d.oxh_ok(&["hap", "trust", "add", &w("keys/root.pem")]);
-        let out = d.oxh_ok(&["bm", "install", "-p", &w("notes.hap")]);
-        assert_eq!(out.trim(), "install bundle successfully.");
+    for d in devs {
+        d.run_ok(&["hap", "trust", "add", &w("keys/root.pem")]);
     }
-    Some((a, b, work))
+    w("notes.hap")
 }
 
 /// The mission id of `ability` in `aa dump -l` (None: no such mission).
-fn mission_of(dev: &TestDevice, ability: &str) -> Option<i32> {
+pub(crate) fn mission_of(dev: &dyn Oxh, ability: &str) -> Option<i32> {
     let d = aa(dev, &["dump", "-l"]);
     let mut id = None;
     for l in d.lines() {
@@ -274,7 +290,7 @@ fn mission_of(dev: &TestDevice, ability: &str) -> Option<i32> {
 }
 
 /// How many EntryAbility missions `dev` runs.
-fn entry_missions(dev: &TestDevice) -> usize {
+pub(crate) fn entry_missions(dev: &dyn Oxh) -> usize {
     aa(dev, &["dump", "-l"])
         .matches("main name [EntryAbility]")
         .count()

@@ -552,17 +552,32 @@ pub(crate) mod netns {
         s.get_entries(b"").await.unwrap()
     }
 
-    /// Three hosts on the bridge `<subnet>.0/24` (host i at `<subnet>.(i+1)`), each an `oxhd`,
-    /// every two bound by PIN and online for each other; `None` (after saying why) where
-    /// namespaces cannot be made.
+    /// The bus heartbeat of the hosts [`bound_hosts`] starts (OFFLINE after 4 of them).
+    pub(crate) const HEARTBEAT_MS: u64 = 300;
+
+    /// Three hosts on the bridge `<subnet>.0/24`, as [`bound_hosts`] makes them.
     pub(crate) async fn three_bound_hosts(
         test: &str,
         prefix: &str,
         subnet: &str,
         tag: &str,
     ) -> Option<(oxh_testkit::Netns, Vec<NsDevice>)> {
-        let (netns, hosts) = oxh_testkit::bridged_hosts(test, prefix, 3, subnet)?;
+        bound_hosts(test, prefix, subnet, tag, 3).await
+    }
+
+    /// `n` hosts on the bridge `<subnet>.0/24` (host i at `<subnet>.(i+1)`), each an `oxhd`,
+    /// every two bound by PIN and online for each other; `None` (after saying why) where
+    /// namespaces cannot be made.
+    pub(crate) async fn bound_hosts(
+        test: &str,
+        prefix: &str,
+        subnet: &str,
+        tag: &str,
+        n: usize,
+    ) -> Option<(oxh_testkit::Netns, Vec<NsDevice>)> {
+        let (netns, hosts) = oxh_testkit::bridged_hosts(test, prefix, n, subnet)?;
         let pid = std::process::id();
+        let heartbeat = HEARTBEAT_MS.to_string();
         let devs: Vec<NsDevice> = hosts
             .iter()
             .enumerate()
@@ -570,29 +585,31 @@ pub(crate) mod netns {
                 NsDevice::start(
                     ns,
                     &format!("{tag}{pid}-{i}"),
-                    &["--discovery", "off", "--heartbeat-ms", "300"],
+                    &["--discovery", "off", "--heartbeat-ms", &heartbeat],
                 )
                 .expect("start oxhd in a namespace")
             })
             .collect();
-        for (x, y) in [(0, 1), (0, 2), (1, 2)] {
-            let pin = devs[y]
-                .sdk()
-                .await
-                .device_manager()
-                .issue_pin()
-                .await
-                .unwrap();
-            devs[x]
-                .sdk()
-                .await
-                .device_manager()
-                .bind(&bus(&devs[y], &format!("{subnet}.{}", y + 1)), &pin.pin)
-                .await
-                .unwrap();
+        for x in 0..n {
+            for y in x + 1..n {
+                let pin = devs[y]
+                    .sdk()
+                    .await
+                    .device_manager()
+                    .issue_pin()
+                    .await
+                    .unwrap();
+                devs[x]
+                    .sdk()
+                    .await
+                    .device_manager()
+                    .bind(&bus(&devs[y], &format!("{subnet}.{}", y + 1)), &pin.pin)
+                    .await
+                    .unwrap();
+            }
         }
         for d in &devs {
-            wait_online_count(d, 2).await;
+            wait_online_count(d, n - 1).await;
         }
         Some((netns, devs))
     }

@@ -84,6 +84,16 @@ pub fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
+/// The two-worker runtime a bench drives its clients from when replies must be read while
+/// other tasks run (the machine has 2 cores).
+pub fn multi_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt")
+}
+
 /// The single-threaded runtime a bench drives its client from.
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -161,4 +171,131 @@ pub fn sent_counters(dump: &str, prefix: &str) -> (u64, u64) {
         .filter_map(|w| w.parse().ok())
         .collect();
     (nums[1], nums[2])
+}
+
+/// The `p`th percentile of `v` (nearest rank below).
+pub fn pct(mut v: Vec<std::time::Duration>, p: usize) -> std::time::Duration {
+    v.sort();
+    v[(v.len() * p / 100).min(v.len() - 1)]
+}
+
+/// Milliseconds, for printing.
+pub fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// `oxh --data-dir DIR ARGS...`, which must succeed; its stdout.
+pub fn oxh(dir: &Path, args: &[&str]) -> String {
+    let o = Command::new(env!("CARGO_BIN_EXE_oxh"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("oxh runs");
+    assert!(
+        o.status.success(),
+        "oxh {args:?}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Builds the notes and counter examples (release); their libraries.
+pub fn build_examples() -> (PathBuf, PathBuf) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let st = Command::new(cargo)
+        .args(["build", "-q", "--release", "-p", "oxh-example-notes"])
+        .args(["-p", "oxh-example-counter"])
+        .status()
+        .expect("cargo");
+    assert!(st.success());
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    (
+        target.join("release/libnotes.so"),
+        target.join("release/libcounter.so"),
+    )
+}
+
+/// Packs `lib` with the example `name`'s module.json5 and signs it with a fresh dev key
+/// whose debug profile lists `device_ids` (none: any device), in `work`; installs it on each
+/// of `devs` (one HAP, so one appId on all of them).
+pub fn install_example(
+    devs: &[&Daemon],
+    work: &Path,
+    name: &str,
+    bundle: &str,
+    lib: &Path,
+    device_ids: &[String],
+) {
+    let hap = pack_example(devs, work, name, bundle, lib, device_ids, &[]);
+    for d in devs {
+        oxh(&d.dir, &["bm", "install", "-p", &hap.to_string_lossy()]);
+    }
+}
+
+/// [`install_example`]'s HAP, with `extra` files (path in the HAP, bytes) beside the
+/// library, not installed: each of `devs` trusts its root. Its path.
+pub fn pack_example(
+    devs: &[&Daemon],
+    work: &Path,
+    name: &str,
+    bundle: &str,
+    lib: &Path,
+    device_ids: &[String],
+    extra: &[(&str, &[u8])],
+) -> PathBuf {
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    let work = &work.join(name);
+    let src = work.join(name);
+    let abi = oxh_ability::abi::abi_dir();
+    std::fs::create_dir_all(src.join("libs").join(abi)).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("examples/{name}/hap/module.json5")),
+        src.join("module.json5"),
+    )
+    .unwrap();
+    std::fs::copy(
+        lib,
+        src.join("libs").join(abi).join(lib.file_name().unwrap()),
+    )
+    .unwrap();
+    for (path, bytes) in extra {
+        let p = src.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, bytes).unwrap();
+    }
+    let dir = &devs[0].dir;
+    let keys = s(&work.join("keys"));
+    let mut keygen = vec!["hap", "keygen", "--bundle", bundle, "--out", &keys];
+    for id in device_ids {
+        keygen.extend(["--device-id", id.as_str()]);
+    }
+    oxh(dir, &keygen);
+    let unsigned = work.join("u.hap");
+    let hap = work.join(format!("{name}.hap"));
+    oxh(dir, &["hap", "pack", &s(&src), "-o", &s(&unsigned)]);
+    let k = |n: &str| s(&work.join("keys").join(n));
+    oxh(
+        dir,
+        &[
+            "hap",
+            "sign",
+            &s(&unsigned),
+            "--key",
+            &k("dev.key"),
+            "--cert",
+            &k("dev.pem"),
+            "--profile",
+            &k("dev.p7b"),
+            "-o",
+            &s(&hap),
+        ],
+    );
+    for d in devs {
+        oxh(&d.dir, &["hap", "trust", "add", &k("root.pem")]);
+    }
+    hap
 }

@@ -1,10 +1,14 @@
 //! Fuzzes what the ability manager and the app host take from outside: the IPC arguments of
 //! SA 180 (first byte picks the method, the rest is its postcard payload), the Want JSON a C
-//! app hands the host, and what a service's host reads from a client on a connection.
+//! app hands the host, what a service's host reads from a client on a connection, and what a
+//! peer's scheduler sends SA 1401 to connect a service here (ConnectAbilityFromRemote), and
+//! its answer; a peer's synced mission list; and a continuation's package request and answer (FetchBundleFromRemote), whose
+//! announced sizes the target bounds before it takes a byte.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use oxh_ability::api::{AttachArgs, ConnectArgs, HostControl, HostEvent, StartArgs, StepDone};
+use oxh_ability::dms_api::{ConnectFromRemoteArgs, ConnectReply, FetchBundleArgs, FetchBundleReply};
 use oxh_ability::{Element, host, remote};
 use oxh_ipc::decode;
 use std::io::Write;
@@ -20,6 +24,21 @@ fuzz_target!(|data: &[u8]| {
         1 => {
             let _ = decode::<ConnectArgs>(body);
             let _ = decode::<Element>(body);
+            if let Ok(a) = decode::<ConnectFromRemoteArgs>(body) {
+                assert_eq!(decode::<ConnectFromRemoteArgs>(&oxh_ipc::encode(&a)).ok(), Some(a));
+            }
+            let _ = decode::<ConnectReply>(body);
+            let _ = decode::<FetchBundleArgs>(body);
+            if let Some(oxh_ability::dms_api::MissionSyncMsg::Missions(l)) =
+                oxh_ability::dms_api::decode_mission_sync(body)
+            {
+                assert!(l.len() <= oxh_ability::dms_api::MAX_SYNCED_MISSIONS);
+            }
+            if let Ok(r) = decode::<FetchBundleReply>(body)
+                && let Ok(total) = oxh_ability::continuation::check_package_sizes(&r.sizes)
+            {
+                assert_eq!(total, r.sizes.iter().sum::<u64>());
+            }
         }
         2 => {
             let _ = decode::<AttachArgs>(body);

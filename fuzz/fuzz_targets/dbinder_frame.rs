@@ -1,5 +1,7 @@
 //! Fuzzes dbinder frames: the input is what a trusted peer writes on a remote-call stream
-//! (a call with the caller's token state, a reply, a token push). A frame that decodes must
+//! (a call with the caller's token state, a call that carries a stream (a service
+//! connection, whose stream then goes on as relayed bytes nobody here parses), a reply, a
+//! token push). A frame that decodes must
 //! encode back to itself; the stream reader must stop at the frame limit without buffering
 //! past it.
 #![no_main]

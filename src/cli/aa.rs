@@ -2,6 +2,7 @@
 //! even on failure (scripts read the text), errors as `Error Code:` blocks with OpenHarmony's
 //! 101xxxxx codes.
 
+use oxh_sdk::ability::ContinueArgs;
 use oxh_sdk::ability::{Element, Want, WantParam};
 use std::fmt::Write as _;
 
@@ -20,6 +21,8 @@ options list:
   -h, --help                   list available commands
   -m, --mission <mission-id>   the mission to move (aa dump -l shows the ids)
   -d, --device <device-id>     the trusted device to move it to (its networkId)
+  -f, --free-install           install the app there on demand if it lacks it
+                               (when that device's policy allows it)
 ";
 
 const HELP_START: &str = "usage: aa start <options>
@@ -446,6 +449,10 @@ pub fn mission_dump(records: &[oxh_sdk::ability::RecordDump], all: bool) -> Stri
         };
         let _ = writeln!(out, "        ability type [{kind}]");
         let _ = writeln!(out, "        state #{}  start time [0]", r.state);
+        if r.continuing {
+            // Ours: frozen while a continuation may move it (OpenHarmony's dump has no line).
+            let _ = writeln!(out, "        continuing #1");
+        }
         let _ = writeln!(
             out,
             "        app state #{}",
@@ -558,15 +565,19 @@ async fn dump(global: &super::Global, args: &[String]) -> String {
     }
 }
 
-/// `aa continue`'s options: the mission and the target device.
-fn parse_continue(args: &[String]) -> Result<(i32, String), String> {
-    let (mut mission, mut device) = (None, None);
+/// `aa continue`'s options: the mission, the target device, install on demand.
+fn parse_continue(args: &[String]) -> Result<ContinueArgs, String> {
+    let (mut mission, mut device, mut free_install) = (None, None, false);
     let mut i = 0;
     while i < args.len() {
         let a = args[i].as_str();
         let v = args.get(i + 1).filter(|v| !v.starts_with('-'));
         match a {
             "-h" | "--help" => return Err(HELP_CONTINUE.into()),
+            "-f" | "--free-install" => {
+                free_install = true;
+                i += 1;
+            }
             "-m" | "--mission" | "-d" | "--device" => {
                 let Some(v) = v else {
                     return Err(format!(
@@ -595,7 +606,11 @@ fn parse_continue(args: &[String]) -> Result<(i32, String), String> {
         }
     }
     match (mission, device) {
-        (Some(m), Some(d)) => Ok((m, d)),
+        (Some(mission_id), Some(dst_device_id)) => Ok(ContinueArgs {
+            mission_id,
+            dst_device_id,
+            free_install,
+        }),
         (None, _) => Err(format!(
             "error: -m <mission-id> is expected
 {HELP_CONTINUE}"
@@ -610,14 +625,15 @@ fn parse_continue(args: &[String]) -> Result<(i32, String), String> {
 /// `aa continue -m <missionId> -d <networkId>`: DistributedSchedule's code and message on
 /// failure (16300501 ... 16300509), the mission then still running here.
 async fn continue_mission(global: &super::Global, args: &[String]) -> String {
-    let (mission, device) = match parse_continue(args) {
+    let a = match parse_continue(args) {
         Ok(v) => v,
         Err(e) => return e,
     };
+    let mission = a.mission_id;
     let Ok(dev) = global.connect().await else {
         return "error: failed to execute your command.\n".into();
     };
-    match dev.ability().continue_mission(mission, &device).await {
+    match dev.ability().continue_mission_with(&a).await {
         Ok(()) => "continue mission successfully.\n".into(),
         Err(oxh_sdk::Error::Remote(r)) => format!(
             "error: failed to continue mission {mission}.\nError Code:{}  Error Message:{}\n",
@@ -633,13 +649,20 @@ mod tests {
 
     #[test]
     fn continue_needs_a_mission_and_a_device() {
-        assert_eq!(
-            parse_continue(&args("-m 3 -d abc")).unwrap(),
-            (3, "abc".to_string())
-        );
+        let want = |free_install| ContinueArgs {
+            mission_id: 3,
+            dst_device_id: "abc".into(),
+            free_install,
+        };
+        assert_eq!(parse_continue(&args("-m 3 -d abc")).unwrap(), want(false));
         assert_eq!(
             parse_continue(&args("--device abc --mission 3")).unwrap(),
-            (3, "abc".to_string())
+            want(false)
+        );
+        assert_eq!(parse_continue(&args("-m 3 -f -d abc")).unwrap(), want(true));
+        assert_eq!(
+            parse_continue(&args("--free-install -d abc -m 3")).unwrap(),
+            want(true)
         );
         assert!(
             parse_continue(&args("-d abc"))

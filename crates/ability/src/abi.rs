@@ -138,7 +138,9 @@ pub struct OxhElement {
 
 /// Who calls a remote object: the kernel's credentials of the client's socket and the
 /// access token the ability manager resolved for that process (OpenHarmony's
-/// `IPCSkeleton.getCallingUid()`, `getCallingTokenId()` ...).
+/// `IPCSkeleton.getCallingUid()`, `getCallingTokenId()` ...). A client on another device
+/// (a remote connection, relayed by the daemons) has pid 0, the overflow uid 65534 and the
+/// local copy of its synced token, whose permissions `verify` answers as its own device does.
 #[repr(C)]
 #[derive(Debug)]
 pub struct OxhCaller {

@@ -21,6 +21,10 @@
 //! connection ([`CONNECTION_CLOSED`]). On the socket, each call is an IPC request frame
 //! (`oxh_ipc::frame`, SA [`REMOTE_OBJECT_SA`]) and its answer a reply frame, as local IPC's
 //! (the answer's bytes, or a `RemoteError` with the service's code): see `remote`.
+//!
+//! A [`CONNECT`] whose `want.deviceId` names another device goes to the distributed
+//! scheduler (see [`crate::dms_api`]): the client's end is relayed to a connection the
+//! target device makes for it, and the reply's [`ConnectReply::service`] names that device.
 
 use crate::want::{Element, LaunchReason, Want};
 use serde::{Deserialize, Serialize};
@@ -130,6 +134,10 @@ pub struct Peer {
     pub token_id: u32,
     /// Its bundle (empty: not an app).
     pub bundle: String,
+    /// The networkId of its device; empty: this device. A remote client (a connection from
+    /// another device, relayed by the daemons) has pid 0, the overflow uid and the local copy
+    /// of its synced token; its socket end was made by the daemon.
+    pub device_id: String,
 }
 
 /// A made connection.
@@ -177,6 +185,9 @@ pub struct RecordDump {
     pub pid: Option<u32>,
     /// Services: live connections.
     pub connections: u32,
+    /// Frozen while a continuation may move it to another device ("continuing").
+    #[serde(default)]
+    pub continuing: bool,
 }
 
 /// A lifecycle step the app host must run (the [`HostEvent::Schedule`] command).

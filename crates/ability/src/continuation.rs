@@ -114,6 +114,28 @@ pub mod code {
 /// The largest wantParam onContinue may hand over (100 KiB); larger ones are refused (401).
 pub const MAX_WANT_PARAM: usize = 100 * 1024;
 
+/// The most package files a target takes for one install on demand: the bundle manager's own
+/// limit for one install.
+pub const MAX_PACKAGE_FILES: usize = oxh_bundle::api::MAX_FILES as usize;
+
+/// Checks the sizes of the package files a source announced for install on demand against
+/// the installer's limits (files per install, bytes per package), before a byte is taken;
+/// their total.
+pub fn check_package_sizes(sizes: &[u64]) -> Result<u64, String> {
+    let max = oxh_bundle::package::Limits::default().max_package_bytes;
+    if sizes.is_empty() || sizes.len() > MAX_PACKAGE_FILES {
+        return Err(format!(
+            "the source offered {} package files (1..={MAX_PACKAGE_FILES} allowed)",
+            sizes.len()
+        ));
+    }
+    sizes
+        .iter()
+        .try_fold(0u64, |a, s| a.checked_add(*s))
+        .filter(|t| *t <= max)
+        .ok_or_else(|| format!("the source offered more than the {max} bytes one install takes"))
+}
+
 /// The launch reason the target's ability is created with (`LaunchReason.CONTINUATION`).
 pub const LAUNCH_REASON_CONTINUATION: i32 = LaunchReason::Continuation as i32;
 
@@ -127,6 +149,9 @@ pub const CONTINUE_TIMEOUT_MS: u64 = 10_000;
 
 /// How long the target holds a pending instance, from the `Prepare`, waiting for `Commit`.
 pub const PENDING_TIMEOUT_MS: u64 = 10_000;
+
+/// The longest reason a [`Refusal::InstallFailed`] carries (longer ones are cut).
+pub const MAX_REASON: usize = 1024;
 
 /// The first retransmission interval of `Prepare` and `Commit` (messages may be lost).
 pub const RETRY_MS: u64 = 500;
@@ -184,13 +209,27 @@ pub enum ContinueError {
     /// A malformed request (401), e.g. a wantParam over [`MAX_WANT_PARAM`].
     #[error("Invalid input parameter: {0}")]
     InvalidParam(String),
+    /// The target tried to install the app on demand and its bundle manager refused it, or
+    /// the package could not be fetched (16300501 in our port: OpenHarmony's app store path
+    /// has no code of its own here). The message says why, as the target's installer did.
+    #[error(
+        "The system ability work abnormally: installing {bundle} on the target failed: {reason}"
+    )]
+    InstallFailed {
+        /// The bundle.
+        bundle: String,
+        /// The target's reason (its bundle manager's code and message).
+        reason: String,
+    },
 }
 
 impl ContinueError {
     /// OpenHarmony's code for this error.
     pub fn code(&self) -> i32 {
         match self {
-            Self::Rejected | Self::Mismatch | Self::Abnormal(_) => code::CONTINUE_ABNORMAL,
+            Self::Rejected | Self::Mismatch | Self::Abnormal(_) | Self::InstallFailed { .. } => {
+                code::CONTINUE_ABNORMAL
+            }
             Self::MissionNotFound(_) => code::CONTINUE_NO_MISSION,
             Self::NotInstalled(_) => code::CONTINUE_NOT_INSTALLED,
             Self::FreeInstallRequired(_) => code::CONTINUE_FREE_INSTALL,
@@ -233,6 +272,9 @@ pub enum Refusal {
     },
     /// The ability failed to start, or died while pending.
     StartFailed,
+    /// The target tried to install the bundle on demand and could not (its reason, at most
+    /// [`MAX_REASON`] bytes).
+    InstallFailed(String),
     /// Another continuation of the same bundle is pending here.
     Busy,
     /// The target gave up (timeout, link loss, restart, the source's `Abort`), or the txn is
@@ -304,19 +346,49 @@ impl Message {
     }
 }
 
-/// Which local bundle may take a continuation of `bundle` signed as `app_id`: that bundle, or a
-/// declared continueBundleName, installed here with the same appId. `installed_app_id` answers
-/// a local bundle's appId. The ability manager runs this when it carries out
-/// [`TargetAction::StartPending`] (and reports [`StartFailure::NotInstalled`] on `None`).
+/// What this device has installed under one bundle name, as [`local_bundle`] needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstalledBundle {
+    /// Its appId (`bundleName_` + the signer's public key).
+    pub app_id: String,
+    /// The `continueBundleName` its ability of the same name declares.
+    pub continue_bundle_names: Vec<String>,
+}
+
+/// The signer part of an appId (`bundleName_publicKey`), if it has that form.
+fn signer<'a>(app_id: &'a str, bundle: &str) -> Option<&'a str> {
+    app_id.strip_prefix(bundle)?.strip_prefix('_')
+}
+
+/// Which local bundle may take a continuation of `bundle` signed as `app_id`:
+/// - that bundle, installed here with the same appId;
+/// - or one of its declared `continueBundleName`s, installed here by the same signer, whose
+///   ability declares `bundle` back (both apps agree to trade missions, as OpenHarmony asks
+///   both to configure it; the signer check keeps another developer's app out).
+///
+/// `installed` answers a local bundle's appId and its ability's declarations. The ability
+/// manager runs this when it carries out [`TargetAction::StartPending`] (and reports
+/// [`StartFailure::NotInstalled`] on `None`).
 pub fn local_bundle<'a>(
     bundle: &'a str,
     continue_bundle_names: &'a [String],
     app_id: &str,
-    installed_app_id: impl Fn(&str) -> Option<String>,
+    installed: impl Fn(&str) -> Option<InstalledBundle>,
 ) -> Option<&'a str> {
-    std::iter::once(bundle)
-        .chain(continue_bundle_names.iter().map(String::as_str))
-        .find(|name| installed_app_id(name).as_deref() == Some(app_id))
+    if installed(bundle).is_some_and(|i| i.app_id == app_id) {
+        return Some(bundle);
+    }
+    let source_signer = signer(app_id, bundle)?;
+    continue_bundle_names
+        .iter()
+        .map(String::as_str)
+        .filter(|name| *name != bundle)
+        .find(|name| {
+            installed(name).is_some_and(|i| {
+                signer(&i.app_id, name) == Some(source_signer)
+                    && i.continue_bundle_names.iter().any(|b| b == bundle)
+            })
+        })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -628,6 +700,19 @@ impl Source {
             .is_some_and(|r| !matches!(r.stage, SourceStage::Done { .. }))
     }
 
+    /// Whether this source offers the package of `bundle` to `peer` for txn `seq`: only
+    /// while that txn prepares there, and only if its caller allowed install on demand. The
+    /// one rule by which the scheduler serves an app's signed HAPs to another device.
+    pub fn offers(&self, peer: &str, seq: u64, bundle: &str) -> bool {
+        self.journal.current.as_ref().is_some_and(|r| {
+            r.target == peer
+                && r.seq == seq
+                && r.bundle == bundle
+                && r.free_install
+                && matches!(r.stage, SourceStage::Preparing { .. })
+        })
+    }
+
     /// Take one input at time `now` (milliseconds).
     pub fn handle(&mut self, now: u64, input: SourceInput) -> Vec<SourceOutput> {
         let mut out = Vec::new();
@@ -851,6 +936,10 @@ impl Source {
             Refusal::StartFailed => {
                 ContinueError::ConnectFailed("the target could not start the ability".into())
             }
+            Refusal::InstallFailed(reason) => ContinueError::InstallFailed {
+                bundle,
+                reason: cut(reason),
+            },
             Refusal::Busy => ContinueError::RemoteInProgress,
             Refusal::Aborted => {
                 ContinueError::ConnectFailed("the target gave up the continuation".into())
@@ -1006,6 +1095,20 @@ pub enum StartFailure {
     },
     /// The app failed (crashed) while starting.
     Failed,
+    /// Installing it on demand failed (the installer's reason).
+    InstallFailed(String),
+}
+
+/// `reason` cut to at most [`MAX_REASON`] bytes, on a character boundary.
+fn cut(mut reason: String) -> String {
+    if reason.len() > MAX_REASON {
+        let mut end = MAX_REASON;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+    }
+    reason
 }
 
 /// What the target receives.
@@ -1245,6 +1348,7 @@ impl Target {
                             free_install_supported,
                         },
                         StartFailure::Failed => Refusal::StartFailed,
+                        StartFailure::InstallFailed(r) => Refusal::InstallFailed(cut(r)),
                     };
                     self.abort(&txn, why, &mut out);
                 }
@@ -1795,6 +1899,92 @@ mod tests {
     }
 
     #[test]
+    fn package_sizes_are_bounded_by_the_installers_limits() {
+        let max = oxh_bundle::package::Limits::default().max_package_bytes;
+        assert_eq!(check_package_sizes(&[10, 20]), Ok(30));
+        assert!(check_package_sizes(&[]).is_err(), "nothing to install");
+        assert!(check_package_sizes(&vec![1; MAX_PACKAGE_FILES + 1]).is_err());
+        assert!(check_package_sizes(&[max, 1]).is_err());
+        assert!(
+            check_package_sizes(&[u64::MAX, u64::MAX]).is_err(),
+            "no overflow"
+        );
+    }
+
+    #[test]
+    fn the_package_is_offered_to_the_target_only_while_a_free_install_txn_prepares() {
+        let mut s = Source::new(SRC);
+        let mut req = request(Some(mission()));
+        req.free_install = true;
+        s.handle(0, SourceInput::Continue(req));
+        let bundle = mission().bundle;
+        assert!(!s.offers(DST, 0, &bundle), "not during onContinue");
+        agree(&mut s, 1, 1);
+        assert!(s.offers(DST, 0, &bundle));
+        assert!(!s.offers("elsewhere", 0, &bundle), "another device");
+        assert!(!s.offers(DST, 1, &bundle), "another txn");
+        assert!(!s.offers(DST, 0, "com.example.other"), "another bundle");
+        // Refused by a target whose installer failed: over, nothing offered any more, and the
+        // caller hears the installer's reason.
+        let why = Refusal::InstallFailed("9568304 the signature is not the installed one's".into());
+        let out = s.handle(2, from_target(Message::Refused { txn: txn0(), why }));
+        assert_eq!(err_code(&out), code::CONTINUE_ABNORMAL);
+        assert!(matches!(
+            done(&out),
+            Some(Err(ContinueError::InstallFailed { reason, .. })) if reason.starts_with("9568304")
+        ));
+        assert!(!s.offers(DST, 0, &bundle));
+        // Without the caller's leave, nothing is offered at all.
+        let mut s = Source::new(SRC);
+        s.handle(0, SourceInput::Continue(request(Some(mission()))));
+        agree(&mut s, 1, 1);
+        assert!(!s.offers(DST, 0, &bundle));
+    }
+
+    #[test]
+    fn an_install_failure_on_the_target_is_refused_with_a_reason_cut_to_its_limit() {
+        let (mut s, prep) = preparing();
+        let mut t = Target::new(DST);
+        t.handle(
+            1,
+            TargetInput::Message {
+                from: SRC.into(),
+                msg: prep,
+            },
+        );
+        let out = t.handle(
+            2,
+            TargetInput::StartFailed {
+                txn: txn0(),
+                why: StartFailure::InstallFailed("é".repeat(MAX_REASON)),
+            },
+        );
+        let refused = out
+            .iter()
+            .find_map(|o| match o {
+                TargetOutput::Send {
+                    msg:
+                        Message::Refused {
+                            why: Refusal::InstallFailed(r),
+                            ..
+                        },
+                    ..
+                } => Some(r.clone()),
+                _ => None,
+            })
+            .expect("refused with the installer's reason");
+        assert!(refused.len() <= MAX_REASON && refused.starts_with('é'));
+        let out = s.handle(
+            3,
+            from_target(Message::Refused {
+                txn: txn0(),
+                why: Refusal::InstallFailed(refused),
+            }),
+        );
+        assert!(out.contains(&SourceOutput::Act(SourceAction::Resume { mission_id: 7 })));
+    }
+
+    #[test]
     fn target_start_failure_is_16300508() {
         let (mut s, prep) = preparing();
         let mut t = Target::new(DST);
@@ -2082,19 +2272,63 @@ mod tests {
     }
 
     #[test]
-    fn local_bundle_needs_the_same_app_id() {
+    fn local_bundle_needs_the_same_app_id_or_a_mutual_declaration_by_the_same_signer() {
         let names = vec!["com.example.notes.pad".to_string()];
-        let installed = |b: &str| match b {
-            "com.example.notes" => Some("other_sig".to_string()),
-            "com.example.notes.pad" => Some("notes_sig".to_string()),
+        let back = vec!["com.example.notes".to_string()];
+        let with = |app_id: &str, names: &[String]| InstalledBundle {
+            app_id: app_id.into(),
+            continue_bundle_names: names.to_vec(),
+        };
+        // The same bundle with the same appId.
+        let same = |b: &str| (b == "com.example.notes").then(|| with("com.example.notes_KEY", &[]));
+        assert_eq!(
+            local_bundle("com.example.notes", &[], "com.example.notes_KEY", same),
+            Some("com.example.notes")
+        );
+        // The same name by another signer is not it.
+        assert_eq!(
+            local_bundle("com.example.notes", &[], "com.example.notes_OTHER", same),
+            None
+        );
+        // A declared other name, same signer, declaring this one back.
+        let pad = |b: &str| match b {
+            "com.example.notes" => Some(with("com.example.notes_OTHER", &[])),
+            "com.example.notes.pad" => Some(with("com.example.notes.pad_KEY", &back)),
             _ => None,
         };
         assert_eq!(
-            local_bundle("com.example.notes", &names, "notes_sig", installed),
+            local_bundle("com.example.notes", &names, "com.example.notes_KEY", pad),
             Some("com.example.notes.pad")
         );
+        // Not declared by the source: refused.
         assert_eq!(
-            local_bundle("com.example.notes", &[], "notes_sig", installed),
+            local_bundle("com.example.notes", &[], "com.example.notes_KEY", pad),
+            None
+        );
+        // Not declared back by the target's app: refused.
+        let one_sided = |b: &str| {
+            (b == "com.example.notes.pad").then(|| with("com.example.notes.pad_KEY", &[]))
+        };
+        assert_eq!(
+            local_bundle(
+                "com.example.notes",
+                &names,
+                "com.example.notes_KEY",
+                one_sided
+            ),
+            None
+        );
+        // Another signer's app of the declared name: refused.
+        let stranger = |b: &str| {
+            (b == "com.example.notes.pad").then(|| with("com.example.notes.pad_EVIL", &back))
+        };
+        assert_eq!(
+            local_bundle(
+                "com.example.notes",
+                &names,
+                "com.example.notes_KEY",
+                stranger
+            ),
             None
         );
     }

@@ -489,13 +489,26 @@ fn serve_connection(link: &Arc<Link>, record: u64, conn: u64, client: Peer, fd: 
     let run = move || {
         let link = for_thread;
         let sock = UnixStream::from(fd);
+        // The kernel's word on who is at the other end, beside the ability manager's: the
+        // client itself made a local connection's socket; the daemon made a remote one's
+        // (its relay's end), and the client is the ability manager's word alone.
+        let remote_client = !client.device_id.is_empty();
+        let made_by = |cred: &oxh_kal::PeerCred| {
+            if remote_client {
+                link.client
+                    .server_cred()
+                    .is_some_and(|d| (d.pid, d.uid) == (cred.pid, cred.uid))
+                    && client.pid == 0
+            } else {
+                cred.uid == client.uid && cred.pid == client.pid
+            }
+        };
         match (remote, oxh_kal::peer_cred(sock.as_fd())) {
-            // The kernel's word on who is at the other end, beside the ability manager's.
-            (Some(r), Ok(cred)) if cred.uid == client.uid && cred.pid == client.pid => {
+            (Some(r), Ok(cred)) if made_by(&cred) => {
                 let bundle = CString::new(client.bundle).unwrap_or_default();
                 let caller = OxhCaller {
-                    pid: cred.pid,
-                    uid: cred.uid,
+                    pid: client.pid,
+                    uid: client.uid,
                     token_id: client.token_id,
                     bundle_name: bundle.as_ptr(),
                 };

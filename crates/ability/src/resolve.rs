@@ -25,6 +25,8 @@ pub struct AbilityDecl {
     pub src_entry: String,
     /// module.json's `continuable`: the ability may move to another device.
     pub continuable: bool,
+    /// module.json's `continueBundleName`: other bundle names it may move to or come from.
+    pub continue_bundle_names: Vec<String>,
 }
 
 /// Who asks.
@@ -174,6 +176,7 @@ mod tests {
             main,
             src_entry: "libentry.so".into(),
             continuable: false,
+            continue_bundle_names: vec![],
         }
     }
 

@@ -15,9 +15,9 @@
 use std::collections::BTreeMap;
 
 use oxh_ability::continuation::{
-    ContinueError, ContinueRequest, MAX_WANT_PARAM, Message, MissionInfo, MissionRef,
-    OnContinueResult, Source, SourceAction, SourceInput, SourceJournal, SourceOutput, SourceStage,
-    StartFailure, Target, TargetAction, TargetInput, TargetJournal, TargetOutput, Txn,
+    ContinueError, ContinueRequest, InstalledBundle, MAX_WANT_PARAM, Message, MissionInfo,
+    MissionRef, OnContinueResult, Source, SourceAction, SourceInput, SourceJournal, SourceOutput,
+    SourceStage, StartFailure, Target, TargetAction, TargetInput, TargetJournal, TargetOutput, Txn,
     local_bundle,
 };
 use proptest::prelude::*;
@@ -37,7 +37,11 @@ const MAX_SETTLE_MS: u64 = 60_000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Install {
     Installed,
-    Missing { free_install_supported: bool },
+    Missing {
+        free_install_supported: bool,
+    },
+    /// Missing, install on demand allowed, but the installer refuses the package.
+    Refused,
 }
 
 /// The apps' behaviour in one run.
@@ -373,7 +377,10 @@ impl World {
                                     == (Install::Missing {
                                         free_install_supported: true,
                                     }));
-                        (here && b == BUNDLE).then(|| APP_ID.to_string())
+                        (here && b == BUNDLE).then(|| InstalledBundle {
+                            app_id: APP_ID.to_string(),
+                            continue_bundle_names: Vec::new(),
+                        })
                     };
                     let failure = match (
                         local_bundle(&bundle, &continue_bundle_names, &app_id, installed),
@@ -389,6 +396,14 @@ impl World {
                         }),
                         (None, Install::Installed) => Some(StartFailure::NotInstalled {
                             free_install_supported: false,
+                        }),
+                        (None, Install::Refused) if free_install => {
+                            Some(StartFailure::InstallFailed(
+                                "9568332 install sign info inconsistent".into(),
+                            ))
+                        }
+                        (None, Install::Refused) => Some(StartFailure::NotInstalled {
+                            free_install_supported: true,
                         }),
                         (Some(_), _) if self.cfg.start_fails => Some(StartFailure::Failed),
                         (Some(_), _) => None,
@@ -895,6 +910,14 @@ fn app_answers_and_target_refusals_resume_the_source() {
             },
             16_300_508,
         ),
+        (
+            Config {
+                install: Install::Refused,
+                free_install: true,
+                ..Config::happy()
+            },
+            16_300_501,
+        ),
     ];
     for (cfg, code) in cases {
         match run_triggered(cfg.clone(), Triggers::default()) {
@@ -983,6 +1006,7 @@ fn config() -> impl Strategy<Value = Config> {
         8 => Just(Install::Installed),
         1 => Just(Install::Missing { free_install_supported: false }),
         1 => Just(Install::Missing { free_install_supported: true }),
+        1 => Just(Install::Refused),
     ];
     (
         answer,

@@ -109,6 +109,10 @@ pub struct AbilityInfo {
     /// `continuable`: the ability may move to another device.
     #[serde(default)]
     pub continuable: bool,
+    /// `continueBundleName`: other bundles (same signer) this ability may move to or come
+    /// from, for an app whose bundle name differs between devices.
+    #[serde(default, rename = "continueBundleName", alias = "continue_bundle_name")]
+    pub continue_bundle_name: Vec<String>,
 }
 
 /// `usedScene` of a requested permission.
@@ -401,6 +405,7 @@ pub fn parse_module_json(text: &[u8]) -> Result<HapInfo, BundleError> {
             if t.is_empty() { "singleton".into() } else { t }
         },
         continuable: b(a, "continuable").unwrap_or(false),
+        continue_bundle_name: strings(a, "continueBundleName"),
     };
     let list = |k: &str, ext: bool| -> Vec<AbilityInfo> {
         m.get(k)
@@ -470,6 +475,7 @@ pub fn parse_config_json(text: &[u8]) -> Result<HapInfo, BundleError> {
                         if t.is_empty() { "singleton".into() } else { t }
                     },
                     continuable: b(x, "continuable").unwrap_or(false),
+                    continue_bundle_name: Vec::new(),
                 })
                 .collect()
         })

@@ -57,18 +57,31 @@ impl std::str::FromStr for Label {
 /// `getSecurityLabel(path)`: the file's label ([`DEFAULT_LABEL`] when it has none).
 pub fn get(path: &Path) -> Result<Label, DfsError> {
     let mut buf = [0u8; 8];
-    match rustix::fs::getxattr(path, XATTR, &mut buf) {
+    let what = || path.display().to_string();
+    parse_xattr(rustix::fs::getxattr(path, XATTR, &mut buf), &buf, what)
+}
+
+/// The label of an open file (what the file daemon checks, on the file it opened, so the
+/// name cannot be swapped between the check and the open).
+pub fn get_fd(fd: impl rustix::fd::AsFd, what: &str) -> Result<Label, DfsError> {
+    let mut buf = [0u8; 8];
+    parse_xattr(rustix::fs::fgetxattr(fd, XATTR, &mut buf), &buf, || {
+        what.to_string()
+    })
+}
+
+fn parse_xattr(
+    got: rustix::io::Result<usize>,
+    buf: &[u8],
+    what: impl Fn() -> String,
+) -> Result<Label, DfsError> {
+    match got {
         Ok(n) => std::str::from_utf8(&buf[..n])
-            .map_err(|_| {
-                DfsError::Invalid(format!("{}: a label that is not text", path.display()))
-            })?
+            .map_err(|_| DfsError::Invalid(format!("{}: a label that is not text", what())))?
             .trim_end_matches('\0')
             .parse(),
         Err(rustix::io::Errno::NODATA) => Ok(DEFAULT_LABEL),
-        Err(e) => Err(DfsError::os(
-            format!("{}: read the label", path.display()),
-            e,
-        )),
+        Err(e) => Err(DfsError::os(format!("{}: read the label", what()), e)),
     }
 }
 

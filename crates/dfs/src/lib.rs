@@ -6,11 +6,21 @@
 //! - [`uri`]: `file://<bundleName>/<path>[?networkid=<id>]` URIs.
 //! - [`beneath`]: opening a peer-named path only beneath the served root (no `..`, no
 //!   symlink out), with the kernel's `openat2(RESOLVE_BENEATH)`.
+//! - [`proto`]: the remote file protocol between two devices' file daemons.
+//! - [`serve`]: the owner's side of it, executing a peer's requests on the account tree.
+//! - [`link`]: the protocol on a link between two daemons (the owner's adapter, the viewer's
+//!   client).
+//! - [`views`]: the device views over FUSE.
 
+pub mod api;
 pub mod beneath;
 pub mod error;
 pub mod label;
+pub mod link;
 pub mod merge;
+pub mod proto;
+pub mod serve;
 pub mod uri;
+pub mod views;
 
 pub use error::DfsError;

@@ -33,6 +33,8 @@ pub struct Entry {
 pub struct Shown {
     /// The name shown.
     pub name: String,
+    /// The name on its device(s).
+    pub real: String,
     /// File or directory.
     pub kind: Kind,
     /// Where it is: the devices whose entries it shows (a merged directory has several),
@@ -75,6 +77,7 @@ pub fn merge(entries: &[Entry]) -> Vec<Shown> {
             Some(Kind::Dir) => {
                 out.push(Shown {
                     name: name.to_string(),
+                    real: name.to_string(),
                     kind: Kind::Dir,
                     from: dirs,
                 });
@@ -82,6 +85,7 @@ pub fn merge(entries: &[Entry]) -> Vec<Shown> {
                     conflicts += 1;
                     out.push(Shown {
                         name: conflict_name(name, conflicts),
+                        real: name.to_string(),
                         kind: Kind::File,
                         from: vec![e.device.clone()],
                     });
@@ -91,6 +95,7 @@ pub fn merge(entries: &[Entry]) -> Vec<Shown> {
                 let owner = owner.map(|o| o.device.clone());
                 out.push(Shown {
                     name: name.to_string(),
+                    real: name.to_string(),
                     kind: Kind::File,
                     from: vec![owner.clone().flatten()],
                 });
@@ -101,6 +106,7 @@ pub fn merge(entries: &[Entry]) -> Vec<Shown> {
                     conflicts += 1;
                     out.push(Shown {
                         name: conflict_name(name, conflicts),
+                        real: name.to_string(),
                         kind: Kind::File,
                         from: vec![e.device.clone()],
                     });
@@ -108,6 +114,7 @@ pub fn merge(entries: &[Entry]) -> Vec<Shown> {
                 if has_file && !dirs.is_empty() {
                     out.push(Shown {
                         name: format!("{name}{REMOTE_DIRECTORY_SUFFIX}"),
+                        real: name.to_string(),
                         kind: Kind::Dir,
                         from: dirs,
                     });

@@ -39,6 +39,8 @@ pub struct Client {
     shared: Arc<Shared>,
     next_id: Arc<AtomicU64>,
     _reader: Arc<ReaderGuard>,
+    /// The daemon's credentials, as the kernel reported them when we connected.
+    server: Option<oxh_kal::PeerCred>,
 }
 
 struct ReaderGuard(tokio::task::JoinHandle<()>);
@@ -100,6 +102,7 @@ impl Client {
                 source,
             })?;
         oxh_kal::set_socket_buffers(std::os::fd::AsFd::as_fd(&stream), crate::SOCKET_BUFFER);
+        let server = oxh_kal::peer_cred(std::os::fd::AsFd::as_fd(&stream)).ok();
         let (mut rd, wr) = stream.into_split();
         let shared = Arc::new(Shared {
             pending: Mutex::new(HashMap::new()),
@@ -178,7 +181,14 @@ impl Client {
             shared,
             next_id: Arc::new(AtomicU64::new(1)),
             _reader: Arc::new(ReaderGuard(reader)),
+            server,
         })
+    }
+
+    /// The daemon's credentials (SO_PEERCRED when this client connected): an app host tells
+    /// by them that a socket was made by the daemon itself (a remote connection's relay).
+    pub fn server_cred(&self) -> Option<oxh_kal::PeerCred> {
+        self.server
     }
 
     /// Calls method `code` of system ability `sa` with raw bytes; the daemon's answer or error.

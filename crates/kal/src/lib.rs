@@ -185,6 +185,11 @@ pub fn socket_kind(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<(i32, i32)> {
     Ok((get(libc::SO_DOMAIN)?, get(libc::SO_TYPE)?))
 }
 
+/// Whether `fd` is a Unix stream socket (what a service connection's end must be).
+pub fn is_unix_stream(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    socket_kind(fd).ok() == Some((libc::AF_UNIX, libc::SOCK_STREAM))
+}
+
 /// Shuts down the sending side of a socket, so the peer reads end-of-file even while other
 /// handles to the socket stay open.
 pub fn shutdown_write(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {

@@ -263,8 +263,10 @@ pub const CHANNEL_RDB: u8 = 1;
 /// The channel of the distributed scheduler's continuation messages (the session is the
 /// one authenticated link between two bound daemons, so each message is the peer's).
 pub const CHANNEL_DMS: u8 = 2;
+/// The channel of the distributed scheduler's mission sync (each device's movable missions).
+pub const CHANNEL_DMS_MISSIONS: u8 = 3;
 /// Channels a fragment's flag byte may name.
-const CHANNELS: u8 = 3;
+const CHANNELS: u8 = 4;
 
 /// Splits encoded bytes into fragments of at most `max` bytes each (flag byte included),
 /// on the KV channel.
@@ -437,7 +439,7 @@ mod tests {
         }
         assert_eq!(got, Some(e));
         assert!(r.push(&[]).is_err());
-        assert!(r.push(&[7, 1, 2]).is_err());
+        assert!(r.push(&[CHANNELS << 1 | 1, 1, 2]).is_err());
         assert!(r.push(&[0, 0xff, 0xff, 0xff]).is_err());
         assert!(decode(&[0xff; 40]).is_err());
     }

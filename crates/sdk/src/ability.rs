@@ -23,7 +23,7 @@ use oxh_ability::abi::{
 };
 pub use oxh_ability::api::OnContinueResult;
 pub use oxh_ability::api::{RecordDump, StartArgs, StartReply, StartedInfo};
-pub use oxh_ability::dms_api::MissionInfo;
+pub use oxh_ability::dms_api::{ContinueArgs, MissionEvent, MissionInfo};
 pub use oxh_ability::{AbilityError, Element, LaunchReason, Want, WantParam};
 
 /// What `onContinue` fills for the target device (OpenHarmony's `wantParam`): the target's
@@ -41,6 +41,20 @@ pub enum ContinueState {
 use oxh_ability::{api, dms_api};
 use std::ffi::{CStr, c_char, c_void};
 use std::sync::Arc;
+
+/// Another device's movable missions as they change
+/// ([`AbilityManager::watch_missions`]).
+pub struct MissionWatch {
+    sub: oxh_ipc::Subscription,
+}
+
+impl MissionWatch {
+    /// The next event; `None` once the connection closed.
+    pub async fn next(&mut self) -> Option<MissionEvent> {
+        let b = self.sub.recv().await?;
+        oxh_ipc::decode(&b).ok()
+    }
+}
 
 /// The ability manager (`@ohos.app.ability.abilityManager`, `aa`).
 pub struct AbilityManager<'a> {
@@ -102,17 +116,41 @@ impl AbilityManager<'_> {
     /// there, or with DistributedSchedule's error (16300501 ... 16300509), the mission then
     /// still running here. Needs ohos.permission.DISTRIBUTED_DATASYNC.
     pub async fn continue_mission(&self, mission_id: i32, network_id: &str) -> Result<(), Error> {
+        self.continue_mission_with(&ContinueArgs {
+            mission_id,
+            dst_device_id: network_id.to_string(),
+            free_install: false,
+        })
+        .await
+    }
+
+    /// Follows the missions of the trusted device `network_id` that may move now (continuable,
+    /// continue state ACTIVE): the list at once if known, after each change, and the device's
+    /// disconnect (`distributedMissionManager.registerMissionListener`). Needs
+    /// ohos.permission.GET_RUNNING_INFO, and an app MANAGE_MISSIONS too.
+    pub async fn watch_missions(&self, network_id: &str) -> Result<MissionWatch, Error> {
+        let sub = self.dev.client.subscribe();
         self.dev
             .client
-            .call(
+            .call::<_, ()>(
                 dms_api::SA_ID,
-                dms_api::CONTINUE_MISSION,
-                &dms_api::ContinueArgs {
-                    mission_id,
-                    dst_device_id: network_id.to_string(),
-                    free_install: false,
+                dms_api::REGISTER_MISSION_LISTENER,
+                &dms_api::MissionListenerArgs {
+                    network_id: network_id.to_string(),
+                    sub: sub.id(),
                 },
             )
+            .await?;
+        Ok(MissionWatch { sub })
+    }
+
+    /// [`AbilityManager::continue_mission`] with every option: `free_install` lets the target
+    /// install the app on demand from this device's signed HAPs if it lacks it and its policy
+    /// allows (without it, such a target answers 16300504).
+    pub async fn continue_mission_with(&self, args: &ContinueArgs) -> Result<(), Error> {
+        self.dev
+            .client
+            .call(dms_api::SA_ID, dms_api::CONTINUE_MISSION, args)
             .await
     }
 }
@@ -300,6 +338,8 @@ impl RemoteProxy {
 }
 
 /// Who calls a remote object: the kernel's credentials of the client's socket and its token.
+/// A client on another device ([`RemoteCaller::is_remote`]) has pid 0, the overflow uid and
+/// the local copy of its synced token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteCaller {
     /// `getCallingPid()`.
@@ -310,6 +350,13 @@ pub struct RemoteCaller {
     pub token_id: u32,
     /// The client's bundle (empty: not an app).
     pub bundle_name: String,
+}
+
+impl RemoteCaller {
+    /// The client runs on another device (its connection is relayed by the daemons).
+    pub fn is_remote(&self) -> bool {
+        self.pid == 0
+    }
 }
 
 /// A service's remote object (`rpc.RemoteObject`): `on_remote_request` runs on the calling

@@ -1,10 +1,14 @@
 //! The counter example: a ServiceExtensionAbility in Rust. It counts the starts it is asked
 //! for (`onRequest`) and the calls of its clients, and logs each callback to hilog (tag
 //! `Counter`). Its remote object answers:
-//! - code 1: count one more, and answer `count=N caller=UID token=T bundle=B` (the caller as
-//!   the host saw it: the kernel's credentials of the client's socket, and its token);
+//! - code 1: count one more, and answer `count=N caller=UID token=T pid=P service_pid=S
+//!   bundle=B` (the caller as the host saw it: the kernel's credentials of the client's
+//!   socket, and its token; pid 0 for a client on another device), and the service's own pid;
 //! - code 2: the count, without counting;
 //! - anything else: 401.
+//!
+//! The same service is declared twice: `CounterService` (exported) and `HiddenCounter` (not
+//! exported: only its own app reaches it).
 
 use oxh_sdk::Device;
 use oxh_sdk::ability::{Context, RemoteCaller, RemoteObject, ServiceExtension, Want};
@@ -40,8 +44,12 @@ impl RemoteObject for Remote {
             _ => return Err(oxh_sdk::ability::AbilityError::InvalidParam(String::new()).code()),
         };
         Ok(format!(
-            "count={n} caller={} token={} bundle={}",
-            caller.uid, caller.token_id, caller.bundle_name
+            "count={n} caller={} token={} pid={} service_pid={} bundle={}",
+            caller.uid,
+            caller.token_id,
+            caller.pid,
+            std::process::id(),
+            caller.bundle_name
         )
         .into_bytes())
     }
@@ -86,4 +94,7 @@ impl ServiceExtension for CounterService {
     }
 }
 
-oxh_sdk::export_abilities!(service "CounterService" => CounterService);
+oxh_sdk::export_abilities!(
+    service "CounterService" => CounterService,
+    service "HiddenCounter" => CounterService,
+);

@@ -6,7 +6,8 @@
 //! and `sync` (sync its KV store, which needs DISTRIBUTED_DATASYNC: the log says the result).
 //! `connect` connects to the counter example's service and calls its remote object (each
 //! answer logged as `counter <answer>`), or, with `connect_to` = `bundle/ability`, to that
-//! ability; `disconnect` ends the connection. With `bench_calls` = N it then times N calls
+//! ability; `connect_on` = a networkId connects to it on that device (the Want's deviceId:
+//! its calls run there, which needs DISTRIBUTED_DATASYNC); `disconnect` ends the connection. With `bench_calls` = N it then times N calls
 //! of the remote object and N calls of the daemon (a parameter read) from the same thread,
 //! and logs `bench remote_p50_us=.. remote_p99_us=.. ipc_p50_us=.. ipc_p99_us=..`.
 //! `start_on` = a networkId starts its NoteAbility on that device (startAbility with the
@@ -49,6 +50,8 @@ pub struct Notes {
     conn: Option<u64>,
     /// What to connect to instead of the counter (`connect_to`).
     connect_to: Option<Want>,
+    /// The device to connect on (`connect_on`; empty: this one).
+    connect_device: String,
     /// The note being edited (`note`), carried by onContinue.
     note: String,
     /// What onContinue answers (`continue`: agree, reject, mismatch).
@@ -72,6 +75,7 @@ impl Default for Notes {
             kv: None,
             conn: None,
             connect_to: None,
+            connect_device: String::new(),
             note: String::new(),
             on_continue: OnContinueResult::Agree,
             keep_source: false,
@@ -308,7 +312,8 @@ impl Notes {
             name: self.name,
             bench_calls: self.bench_calls,
         };
-        let want = self.connect_to.clone().unwrap_or_else(counter_want);
+        let mut want = self.connect_to.clone().unwrap_or_else(counter_want);
+        want.device_id = self.connect_device.clone();
         match ctx.connect_service_extension(&want, opts) {
             Ok(c) => self.conn = Some(c),
             Err(e) => self.log(ctx, &format!("connect error={e}")),
@@ -336,6 +341,10 @@ impl Notes {
             if let Some((b, a)) = to.split_once('/') {
                 self.connect_to = Some(Want::explicit(b, a));
             }
+            self.connect_at_start = true;
+        }
+        if let Some(WantParam::String(device)) = want.parameters.get("connect_on") {
+            self.connect_device = device.clone();
             self.connect_at_start = true;
         }
         self.dev = ctx.block_on(Device::connect_in_app()).ok();
@@ -454,6 +463,10 @@ macro_rules! ability {
                 }
                 if want.parameters.get("disconnect") == Some(&WantParam::Bool(true)) {
                     self.0.disconnect(ctx);
+                }
+                if let Some(WantParam::String(device)) = want.parameters.get("connect_on") {
+                    self.0.connect_device = device.clone();
+                    self.0.connect(ctx);
                 }
                 if want.parameters.get("connect") == Some(&WantParam::Bool(true)) {
                     self.0.connect(ctx);

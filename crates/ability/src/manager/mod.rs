@@ -66,6 +66,10 @@ pub const MAX_QUEUED_STEPS: usize = 32;
 pub const MAX_CONNECTIONS_PER_SERVICE: usize = 256;
 /// Live connections one client uid may hold (to all services): past it, 16000007.
 pub const MAX_CONNECTIONS_PER_CLIENT: usize = 64;
+/// Live connections the clients of one other device may hold here (to all services; each is
+/// a relay on the bus): past it, 16000007. Twice a client's own limit: one device's apps
+/// share it.
+pub const MAX_REMOTE_CONNECTIONS_PER_DEVICE: usize = 2 * MAX_CONNECTIONS_PER_CLIENT;
 
 /// What kind of ability a record is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -339,6 +343,8 @@ pub struct RecordInfo {
     pub pid: Option<u32>,
     /// Services: live connections.
     pub connections: usize,
+    /// Frozen for a continuation (it may be moving to another device).
+    pub frozen: bool,
 }
 
 /// The ability manager's state. See the module documentation.
@@ -951,6 +957,7 @@ impl Manager {
                 mission: r.mission,
                 pid: self.pid_of(r.proc),
                 connections: r.conns.len(),
+                frozen: r.frozen,
             })
             .collect()
     }

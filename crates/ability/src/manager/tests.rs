@@ -739,7 +739,14 @@ fn a_frozen_mission_runs_on_continue_only_until_it_resumes() {
     let mut s = Sim::new();
     s.start(1, page("a", "Main", LaunchType::Singleton));
     let m = s.reply(1).clone().unwrap().mission.unwrap();
+    let frozen = |s: &Sim| {
+        s.m.records()
+            .iter()
+            .any(|r| r.mission == Some(m) && r.frozen)
+    };
+    assert!(!frozen(&s));
     assert!(s.m.freeze(m));
+    assert!(frozen(&s), "dumps show it continuing");
     // A start while frozen waits; onContinue runs.
     s.start(2, page("a", "Main", LaunchType::Singleton));
     let now = s.now;
@@ -755,6 +762,7 @@ fn a_frozen_mission_runs_on_continue_only_until_it_resumes() {
     );
     let now = s.now;
     s.m.resume(m, now);
+    assert!(!frozen(&s));
     s.settle();
     assert!(
         s.log.ends_with(&["Main onNewWant".to_string()]),

@@ -195,6 +195,17 @@ impl Continuation {
         &self.local
     }
 
+    /// The dir of its journals (the scheduler's own).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether the source offers `bundle`'s package to `peer` for txn `seq` now
+    /// ([`Source::offers`]).
+    pub fn offers(&self, peer: &str, seq: u64, bundle: &str) -> bool {
+        self.with(|st| st.source.offers(peer, seq, bundle))
+    }
+
     fn now(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }

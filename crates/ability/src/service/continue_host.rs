@@ -11,8 +11,8 @@ use super::AbilityService;
 use super::continuation::{Continuation, ContinuationHost};
 use crate::api::{self, ContinueReport};
 use crate::continuation::{
-    MissionInfo, MissionRef, OnContinueResult, SUPPORT_CONTINUE_SOURCE_EXIT_KEY, SourceAction,
-    StartFailure, TargetAction, Txn, local_bundle,
+    InstalledBundle, MissionInfo, MissionRef, OnContinueResult, SUPPORT_CONTINUE_SOURCE_EXIT_KEY,
+    SourceAction, StartFailure, TargetAction, Txn, local_bundle,
 };
 use crate::manager::{AbilityType, RecordId, Target};
 use crate::resolve::{Caller, resolve};
@@ -79,6 +79,7 @@ impl AbilityService {
                 i.cont.inactive.insert(m);
             }
         });
+        self.missions_changed.notify_one();
     }
 
     /// The host reported `onContinue` of `record`: tell the driver.
@@ -137,22 +138,94 @@ impl AbilityService {
         }
     }
 
+    /// The local bundle that may take continuation `a` ([`local_bundle`]).
+    fn continuation_bundle(&self, a: &PendingStart) -> Option<String> {
+        let user = self.cfg.user;
+        let decls = self.bundles.abilities(user);
+        local_bundle(&a.bundle, &a.continue_bundle_names, &a.app_id, |b| {
+            Some(InstalledBundle {
+                app_id: self.bundles.app_id(b, user)?,
+                continue_bundle_names: decls
+                    .iter()
+                    .find(|d| d.element.bundle_name == b && d.element.ability_name == a.ability)
+                    .map(|d| d.continue_bundle_names.clone())
+                    .unwrap_or_default(),
+            })
+        })
+        .map(str::to_string)
+    }
+
     fn start_pending(self: &Arc<Self>, a: PendingStart) {
         let Some(c) = self.continuation() else { return };
-        let user = self.cfg.user;
-        let local = local_bundle(&a.bundle, &a.continue_bundle_names, &a.app_id, |b| {
-            self.bundles.app_id(b, user)
-        })
-        .map(str::to_string);
-        let Some(local) = local else {
+        if let Some(local) = self.continuation_bundle(&a) {
+            return self.start_pending_as(c, a, local);
+        }
+        let allowed = self.bundles.may_install_on_demand();
+        let dms = self.dms.get().and_then(Weak::upgrade);
+        let (true, true, Some(dms)) = (allowed, a.free_install, dms) else {
             c.start_failed(
                 a.txn,
                 StartFailure::NotInstalled {
-                    free_install_supported: false,
+                    free_install_supported: allowed,
                 },
             );
             return;
         };
+        // Install on demand: fetch the signed HAPs from the source, install them here with
+        // every check, then start as if the app had been here.
+        let me = self.clone();
+        tokio::spawn(async move {
+            let dir = c
+                .dir()
+                .join("on-demand")
+                .join(format!("{}-{}", a.txn.source, a.txn.seq));
+            let r = me.install_from_source(&dms, &a, &dir).await;
+            let _ = std::fs::remove_dir_all(&dir);
+            if let Err(why) = r {
+                tracing::warn!(
+                    tag = "DistributedSched",
+                    public_bundle = a.bundle.as_str(),
+                    "install on demand failed: {why}"
+                );
+                return c.start_failed(a.txn, StartFailure::InstallFailed(why));
+            }
+            match me.continuation_bundle(&a) {
+                Some(local) => me.start_pending_as(c, a, local),
+                None => c.start_failed(
+                    a.txn,
+                    StartFailure::InstallFailed(format!(
+                        "the installed {} is not signed as the source's (appId {})",
+                        a.bundle, a.app_id
+                    )),
+                ),
+            }
+        });
+    }
+
+    /// Fetches `a`'s bundle from its source into `dir` and installs it.
+    async fn install_from_source(
+        &self,
+        dms: &super::dms::DmsService,
+        a: &PendingStart,
+        dir: &std::path::Path,
+    ) -> Result<(), String> {
+        let files = dms.fetch_bundle(&a.txn, &a.bundle, dir).await?;
+        let bundles = self.bundles.clone();
+        let (bundle, user) = (a.bundle.clone(), self.cfg.user);
+        tokio::task::spawn_blocking(move || bundles.install_on_demand(&bundle, &files, user))
+            .await
+            .map_err(|e| format!("the install task failed: {e}"))?
+            .map_err(|e| e.message)?;
+        tracing::info!(
+            tag = "DistributedSched",
+            public_bundle = a.bundle.as_str(),
+            "installed on demand for a continuation"
+        );
+        Ok(())
+    }
+
+    fn start_pending_as(self: &Arc<Self>, c: Arc<Continuation>, a: PendingStart, local: String) {
+        let user = self.cfg.user;
         let Ok(params) = oxh_ipc::decode::<BTreeMap<String, WantParam>>(&a.want_param) else {
             c.start_failed(a.txn, StartFailure::Failed);
             return;
@@ -208,6 +281,7 @@ impl AbilityService {
 
 struct PendingStart {
     txn: Txn,
+    free_install: bool,
     bundle: String,
     continue_bundle_names: Vec<String>,
     app_id: String,
@@ -227,11 +301,12 @@ impl ContinuationHost for AmsHost {
                     MissionRef::Bundle(b) => r.element.bundle_name == *b,
                 }
         })?;
-        let continuable = ams
+        let decl = ams
             .bundles
             .abilities(ams.cfg.user)
-            .iter()
-            .any(|d| d.element == r.element && d.continuable);
+            .into_iter()
+            .find(|d| d.element == r.element);
+        let continuable = decl.as_ref().is_some_and(|d| d.continuable);
         Some(MissionInfo {
             mission_id: r.mission?,
             app_id: ams
@@ -241,7 +316,7 @@ impl ContinuationHost for AmsHost {
             bundle: r.element.bundle_name,
             ability: r.element.ability_name,
             continuable,
-            continue_bundle_names: Vec::new(),
+            continue_bundle_names: decl.map(|d| d.continue_bundle_names).unwrap_or_default(),
         })
     }
 
@@ -288,9 +363,11 @@ impl ContinuationHost for AmsHost {
                 app_id,
                 ability,
                 want_param,
+                free_install,
                 ..
             } => ams.start_pending(PendingStart {
                 txn,
+                free_install,
                 bundle,
                 continue_bundle_names,
                 app_id,

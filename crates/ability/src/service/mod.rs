@@ -5,14 +5,16 @@
 pub mod continuation;
 mod continue_host;
 pub mod dms;
+pub mod mission_sync;
+mod on_demand;
 mod sa;
 
 use crate::api::{self, ConnectReply, HostControl, HostEvent, Peer, StartReply, StartedInfo};
 use crate::error::AbilityError;
 use crate::layout::{self, Host};
 use crate::manager::{
-    Action, ConnId, MAX_CONNECTIONS_PER_CLIENT, Manager, ProcId, RecordId, RequestId, Started,
-    Target, Timeouts,
+    Action, ConnId, MAX_CONNECTIONS_PER_CLIENT, MAX_REMOTE_CONNECTIONS_PER_DEVICE, Manager, ProcId,
+    RecordId, RequestId, Started, Target, Timeouts,
 };
 use crate::resolve::{AbilityDecl, Caller, resolve};
 use crate::spawn::{FromSpawner, MAX_FRAME, SpawnRequest, ToSpawner};
@@ -38,6 +40,29 @@ pub trait Bundles: Send + Sync + 'static {
     /// that the target runs the same app). None: unknown, so no continuation lands here.
     fn app_id(&self, _bundle: &str, _user: i32) -> Option<String> {
         None
+    }
+    /// The signed package files `bundle` is installed from here, in install order (what a
+    /// continuation offers a target that lacks the app). Empty: none to offer.
+    fn package_files(&self, _bundle: &str, _user: i32) -> Vec<std::path::PathBuf> {
+        Vec::new()
+    }
+    /// Whether this device's policy lets a continuing app be installed on demand.
+    fn may_install_on_demand(&self) -> bool {
+        false
+    }
+    /// Installs `bundle` for `user` from the package files `files` (fetched from the source),
+    /// through the bundle manager with all its checks; refuses packages of another bundle.
+    /// The error is the installer's code and message.
+    fn install_on_demand(
+        &self,
+        bundle: &str,
+        _files: &[std::path::PathBuf],
+        _user: i32,
+    ) -> Result<(), oxh_ipc::RemoteError> {
+        Err(oxh_ipc::RemoteError::new(
+            crate::error::code::INTERNAL,
+            format!("no bundle manager here to install {bundle}"),
+        ))
     }
 }
 
@@ -68,6 +93,63 @@ struct Proc {
     killed: bool,
 }
 
+/// A connection a local client made to a service on another device: the daemons relay it
+/// (see [`crate::dms_api`]); the client hears when the relay ends.
+#[derive(Debug)]
+struct RemoteConn {
+    /// The client's uid (its connections count against [`MAX_CONNECTIONS_PER_CLIENT`]).
+    client_uid: u32,
+    /// The client's process, when it is an app.
+    client_proc: Option<ProcId>,
+}
+
+/// Who holds connections, for their limits.
+#[derive(Debug, Clone, Copy)]
+enum Holder<'a> {
+    /// A local client uid: [`MAX_CONNECTIONS_PER_CLIENT`], here and to other devices.
+    Uid(u32),
+    /// The clients of another device, by networkId: [`MAX_REMOTE_CONNECTIONS_PER_DEVICE`].
+    Device(&'a str),
+}
+
+impl Inner {
+    /// Refuses one more connection for `who` past its limit (16000007).
+    fn admit(&self, who: Holder<'_>) -> Result<(), AbilityError> {
+        match who {
+            Holder::Uid(uid) => {
+                let held = self
+                    .conns
+                    .values()
+                    .filter(|c| c.client.device_id.is_empty() && c.client.uid == uid)
+                    .count()
+                    + self
+                        .remote_conns
+                        .values()
+                        .filter(|c| c.client_uid == uid)
+                        .count();
+                if held >= MAX_CONNECTIONS_PER_CLIENT {
+                    return Err(AbilityError::Busy(format!(
+                        "uid {uid} holds {MAX_CONNECTIONS_PER_CLIENT} connections (the limit)"
+                    )));
+                }
+            }
+            Holder::Device(device) => {
+                let held = self
+                    .conns
+                    .values()
+                    .filter(|c| c.client.device_id == device)
+                    .count();
+                if held >= MAX_REMOTE_CONNECTIONS_PER_DEVICE {
+                    return Err(AbilityError::Busy(format!(
+                        "device {device} holds {MAX_REMOTE_CONNECTIONS_PER_DEVICE} connections here (the limit)"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A service connection the manager knows of.
 #[derive(Debug)]
 struct Conn {
@@ -87,6 +169,8 @@ struct Inner {
     waiting: HashMap<RequestId, oneshot::Sender<Result<Started, AbilityError>>>,
     connecting: HashMap<RequestId, oneshot::Sender<Result<ConnectReply, AbilityError>>>,
     conns: HashMap<ConnId, Conn>,
+    /// Connections of local clients to services on other devices.
+    remote_conns: HashMap<ConnId, RemoteConn>,
     next_conn: ConnId,
     procs: HashMap<ProcId, Proc>,
     /// srcEntry of the abilities that have run, for the hosts' Create steps.
@@ -110,6 +194,10 @@ pub struct AbilityService {
     dms: OnceLock<Weak<dms::DmsService>>,
     /// The continuation driver (SA 1401's), once the daemon opened it.
     continuation: OnceLock<Arc<continuation::Continuation>>,
+    /// Notified after every change the core made (mission sync compares its list then).
+    missions_changed: Notify,
+    /// Mission sync (SA 1401's), once the daemon started it.
+    mission_sync: OnceLock<Arc<mission_sync::MissionSync>>,
 }
 
 impl AbilityService {
@@ -131,6 +219,7 @@ impl AbilityService {
                 waiting: HashMap::new(),
                 connecting: HashMap::new(),
                 conns: HashMap::new(),
+                remote_conns: HashMap::new(),
                 next_conn: 1,
                 procs: HashMap::new(),
                 entries: HashMap::new(),
@@ -144,6 +233,8 @@ impl AbilityService {
             spawner: tx,
             dms: OnceLock::new(),
             continuation: OnceLock::new(),
+            missions_changed: Notify::new(),
+            mission_sync: OnceLock::new(),
         });
         tokio::spawn(async move {
             while let Some(m) = rx.recv().await {
@@ -223,6 +314,7 @@ impl AbilityService {
     }
 
     fn perform(&self, i: &mut Inner) {
+        self.missions_changed.notify_one();
         while let Some(a) = i.core.poll_action() {
             match a {
                 Action::Spawn { proc, bundle } => self.spawn(i, proc, bundle),
@@ -360,6 +452,7 @@ impl AbilityService {
                 uid: p.uid,
                 token_id: p.token_id,
                 bundle: p.bundle.clone(),
+                device_id: String::new(),
             },
         })
     }
@@ -457,12 +550,7 @@ impl AbilityService {
         wait: bool,
     ) -> Result<StartReply, AbilityError> {
         if !want.device_id.is_empty() {
-            let dms = self.dms.get().and_then(Weak::upgrade).ok_or_else(|| {
-                AbilityError::Internal(
-                    "this device has no distributed scheduler: it cannot start abilities on others"
-                        .into(),
-                )
-            })?;
+            let dms = self.dms()?;
             if !dms.is_local(&want.device_id) {
                 return dms.start_remote(caller, want, wait).await;
             }
@@ -549,8 +637,18 @@ impl AbilityService {
         Ok(target)
     }
 
+    /// The distributed scheduler, for Wants that name another device.
+    fn dms(&self) -> Result<Arc<dms::DmsService>, AbilityError> {
+        self.dms.get().and_then(Weak::upgrade).ok_or_else(|| {
+            AbilityError::Internal(
+                "this device has no distributed scheduler: it cannot reach other devices".into(),
+            )
+        })
+    }
+
     /// Connects `caller` to the service `want` names (CONNECT); `sock` is the caller's end
-    /// of the socketpair it made, for the service.
+    /// of the socketpair it made, for the service. A Want whose `deviceId` names another
+    /// device goes to the distributed scheduler, which relays `sock` to a connection there.
     pub async fn connect(
         &self,
         caller: &oxh_ipc::Caller,
@@ -559,14 +657,19 @@ impl AbilityService {
     ) -> Result<ConnectReply, AbilityError> {
         // The service will trust the socket's credentials: it must be a stream socket the
         // caller itself made, not some other descriptor it holds.
-        let kind = oxh_kal::socket_kind(sock.as_fd()).ok();
         let cred = oxh_kal::peer_cred(sock.as_fd()).ok();
-        if kind != Some((libc::AF_UNIX, libc::SOCK_STREAM))
+        if !oxh_kal::is_unix_stream(sock.as_fd())
             || cred.map(|c| (c.pid, c.uid)) != Some((caller.pid, caller.uid))
         {
             return Err(AbilityError::InvalidParam(
                 "a connection's descriptor must be an end of a Unix stream socketpair the caller made".into(),
             ));
+        }
+        if !want.device_id.is_empty() {
+            let dms = self.dms()?;
+            if !dms.is_local(&want.device_id) {
+                return dms.connect_remote(caller, want, sock).await;
+            }
         }
         let target = self.target(caller, &want, false)?;
         let client = Peer {
@@ -574,21 +677,56 @@ impl AbilityService {
             uid: caller.uid,
             token_id: caller.token_id,
             bundle: self.bundles.bundle_of_uid(caller.uid).unwrap_or_default(),
+            device_id: String::new(),
         };
         let client_proc = self.host_proc(caller);
+        self.connect_here(
+            target,
+            want,
+            client,
+            client_proc,
+            sock,
+            Holder::Uid(caller.uid),
+        )
+        .await
+    }
+
+    /// Connects a client on device `device` (a peer's scheduler's ConnectAbilityFromRemote,
+    /// for `caller`, the synced token's local copy) to the exported service `want` names;
+    /// `sock` is the end of the relay dbinder made.
+    async fn connect_from_remote(
+        &self,
+        caller: &oxh_ipc::Caller,
+        device: &str,
+        want: Want,
+        client_bundle: String,
+        sock: OwnedFd,
+    ) -> Result<ConnectReply, AbilityError> {
+        let target = self.target(caller, &want, true)?;
+        let client = Peer {
+            pid: 0,
+            uid: caller.uid,
+            token_id: caller.token_id,
+            bundle: client_bundle,
+            device_id: device.to_string(),
+        };
+        self.connect_here(target, want, client, None, sock, Holder::Device(device))
+            .await
+    }
+
+    /// Connects `client` to `target` on this device, within `holder`'s limit.
+    async fn connect_here(
+        &self,
+        target: Target,
+        want: Want,
+        client: Peer,
+        client_proc: Option<ProcId>,
+        sock: OwnedFd,
+        holder: Holder<'_>,
+    ) -> Result<ConnectReply, AbilityError> {
         let (tx, rx) = oneshot::channel();
         self.with(|i| {
-            let held = i
-                .conns
-                .values()
-                .filter(|c| c.client.uid == caller.uid)
-                .count();
-            if held >= MAX_CONNECTIONS_PER_CLIENT {
-                return Err(AbilityError::Busy(format!(
-                    "uid {} holds {MAX_CONNECTIONS_PER_CLIENT} connections (the limit)",
-                    caller.uid
-                )));
-            }
+            i.admit(holder)?;
             let request = i.next_request;
             i.next_request += 1;
             let conn = i.next_conn;
@@ -605,11 +743,50 @@ impl AbilityService {
             );
             i.core.connect(request, conn, target, want, Instant::now());
             self.perform(i);
-            Ok(())
+            Ok::<(), AbilityError>(())
         })?;
         self.wake.notify_one();
         rx.await
             .map_err(|_| AbilityError::Internal("the ability manager stopped".into()))?
+    }
+
+    /// A connection id for `caller`'s connection to another device, within its limit.
+    fn reserve_remote_conn(&self, caller: &oxh_ipc::Caller) -> Result<ConnId, AbilityError> {
+        let client_proc = self.host_proc(caller);
+        self.with(|i| {
+            i.admit(Holder::Uid(caller.uid))?;
+            let conn = i.next_conn;
+            i.next_conn += 1;
+            i.remote_conns.insert(
+                conn,
+                RemoteConn {
+                    client_uid: caller.uid,
+                    client_proc,
+                },
+            );
+            Ok(conn)
+        })
+    }
+
+    /// A connection to another device ended (`why`), or never was made: its client's host
+    /// hears of it (the client's `onDisconnect`, unless it disconnected itself).
+    fn remote_conn_ended(&self, conn: ConnId, why: &str) {
+        self.with(|i| {
+            let Some(c) = i.remote_conns.remove(&conn) else {
+                return;
+            };
+            tracing::info!(
+                tag = "AbilityManager",
+                "remote connection {conn} ended: {why}"
+            );
+            let host = c
+                .client_proc
+                .and_then(|p| i.procs.get(&p))
+                .and_then(|p| p.host.as_ref());
+            if let Some((h, sub)) = host {
+                let _ = h.push_event(*sub, &oxh_ipc::encode(&HostEvent::ConnectionLost { conn }));
+            }
+        });
     }
 
     /// The service's host saw connection `conn` end (CONNECTION_CLOSED).

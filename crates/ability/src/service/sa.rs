@@ -44,6 +44,7 @@ impl AbilityService {
                     },
                     pid: r.pid,
                     connections: r.connections as u32,
+                    continuing: r.frozen,
                 })
                 .collect()
         })

@@ -45,6 +45,7 @@ pub(super) async fn serve_conn(
         sink: Sink::Socket(outbox.clone()),
         fd: None,
         waits: conn_ledger(MAX_PENDING_WAITS),
+        device: None,
     };
     let mut fds: Vec<std::os::fd::OwnedFd> = Vec::new();
     dispatcher.on_connect(&conn);

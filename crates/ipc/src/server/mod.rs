@@ -62,6 +62,8 @@ pub struct ConnHandle {
     fd: Option<Arc<Mutex<Option<std::os::fd::OwnedFd>>>>,
     /// This connection's long-lived waits ([`MAX_PENDING_WAITS`]).
     waits: Arc<Ledger<()>>,
+    /// A remote SA call's: the networkId of the device it came from (dbinder).
+    device: Option<Arc<str>>,
 }
 
 /// One of a connection's [`MAX_PENDING_WAITS`] wait slots, given back when dropped.
@@ -109,6 +111,12 @@ impl ConnHandle {
     /// opened with its own rights, for the SA to read or write instead of a path.
     pub fn take_fd(&self) -> Option<std::os::fd::OwnedFd> {
         self.fd.as_ref()?.lock().ok()?.take()
+    }
+    /// For a remote SA call (dbinder), the networkId of the device it came from, as the
+    /// authenticated bus connection it arrived on says; `None` for a local caller. A method
+    /// meant for peers' daemons only refuses a call without it.
+    pub fn remote_device(&self) -> Option<&str> {
+        self.device.as_deref()
     }
     /// Takes one of this connection's [`MAX_PENDING_WAITS`] slots for a long-lived wait or
     /// subscription (`what` names it in the error); keep it as long as the wait lasts. Past
@@ -184,9 +192,22 @@ impl ConnHandle {
                 sink: Sink::Channel(tx),
                 fd: None,
                 waits: conn_ledger(MAX_PENDING_WAITS),
+                device: None,
             },
             rx,
         )
+    }
+    /// The handle of a remote SA call from device `network_id` (dbinder): no socket, and
+    /// `fd`, if any, as the call's descriptor (a local end of a stream the bus relays).
+    pub fn remote(
+        caller: Caller,
+        network_id: &str,
+        fd: Option<std::os::fd::OwnedFd>,
+    ) -> (Self, mpsc::UnboundedReceiver<Vec<u8>>) {
+        let (mut h, rx) = Self::detached(caller);
+        h.device = Some(Arc::from(network_id));
+        h.fd = fd.map(|fd| Arc::new(Mutex::new(Some(fd))));
+        (h, rx)
     }
 }
 
