@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The bus's OFFLINE time in the test devices (4 heartbeats of 500 ms), and a margin.
-pub(crate) const OFFLINE_BOUND: Duration = Duration::from_secs(10);
+const OFFLINE_BOUND: Duration = Duration::from_secs(10);
 /// How long a peer's view may take to appear once both devices are online.
 pub(crate) const VIEW_BOUND: Duration = Duration::from_secs(45);
 const USER: u32 = 100;
