@@ -130,16 +130,7 @@ async fn files_through_a_peers_device_view_land_in_its_account_tree() {
             std::fs::read(vb.parent().unwrap().join("local/a.txt")).unwrap(),
             b"from a"
         );
-        // mkdir, create, write, rename, readdir, unlink, rmdir.
-        std::fs::create_dir(vb.join("new")).unwrap();
-        std::fs::write(vb.join("new/n.txt"), b"made on a").unwrap();
-        assert_eq!(std::fs::read(tb.join("new/n.txt")).unwrap(), b"made on a");
-        std::fs::rename(vb.join("new/n.txt"), vb.join("docs/n.txt")).unwrap();
-        assert_eq!(names(&vb.join("docs")), ["b.txt", "n.txt"]);
-        assert_eq!(names(&tb.join("docs")), ["b.txt", "n.txt"]);
-        std::fs::remove_file(vb.join("docs/n.txt")).unwrap();
-        std::fs::remove_dir(vb.join("new")).unwrap();
-        assert_eq!(names(&tb), ["docs"]);
+        file_ops_land_in(&vb, &tb);
         // Close-to-open across devices: written on A through B's view, closed, read on A.
         std::fs::write(va.join("a.txt"), b"rewritten by b").unwrap();
         assert_eq!(std::fs::read(ta.join("a.txt")).unwrap(), b"rewritten by b");
@@ -394,4 +385,19 @@ pub(crate) fn sqlite_through(sqlite3: impl Fn() -> Command, db: &Path, owned: &P
         run(sqlite3().arg(db).arg("select t from notes order by t")),
         "one\ntwo\n"
     );
+}
+
+/// Through the view `vb` of a tree `tb` holding only `docs/b.txt`: mkdir, create, write,
+/// rename, readdir, unlink and rmdir, each seen in `tb`, which is left as it was.
+pub(crate) fn file_ops_land_in(vb: &Path, tb: &Path) {
+    std::fs::create_dir(vb.join("new")).unwrap();
+    assert!(tb.join("new").is_dir());
+    std::fs::write(vb.join("new/n.txt"), b"made on a").unwrap();
+    assert_eq!(std::fs::read(tb.join("new/n.txt")).unwrap(), b"made on a");
+    std::fs::rename(vb.join("new/n.txt"), vb.join("docs/n.txt")).unwrap();
+    assert_eq!(names(&vb.join("docs")), ["b.txt", "n.txt"]);
+    assert_eq!(names(&tb.join("docs")), ["b.txt", "n.txt"]);
+    std::fs::remove_file(vb.join("docs/n.txt")).unwrap();
+    std::fs::remove_dir(vb.join("new")).unwrap();
+    assert_eq!(names(tb), ["docs"]);
 }

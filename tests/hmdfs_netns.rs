@@ -7,13 +7,15 @@
 //! `rsync`, `cp`, `cat` and `sqlite3` work on the views unchanged.
 //!
 //! Each daemon mounts in the private mount namespace `ip netns exec` gives it, so the test
-//! reaches its views through `/proc/<pid>/root`. Needs root, `ip`, /dev/fuse and fusermount3;
+//! reaches its views through `/proc/<pid>/root`, and runs the tools in that namespace
+//! (`nsenter -m`: rsync and sqlite3 resolve paths themselves). Needs root, `ip`, /dev/fuse and fusermount3;
 //! prints why and passes without them. [`Hosts`] drops the daemons (and with them their
 //! mounts) before the namespaces, even when a test fails.
 
 use crate::common::{NsDevice, within};
 use crate::hmdfs::{
-    VIEW_BOUND, errno_of, names, read_until_error, run, runnable, sqlite_through, tree_in, view_in,
+    VIEW_BOUND, errno_of, file_ops_land_in, names, read_until_error, run, runnable, sqlite_through,
+    tree_in, view_in,
 };
 use crate::kv::netns::{HEARTBEAT_MS, bound_hosts_with, wait_online_count};
 use std::path::{Path, PathBuf};
@@ -122,16 +124,7 @@ async fn files_through_device_and_merge_views_land_in_the_owners_tree_across_hos
         // Through A's device_view/<B>: mkdir, create, write, read, rename, readdir, unlink,
         // rmdir, each seen in B's tree.
         assert_eq!(std::fs::read(vb.join("docs/b.txt")).unwrap(), b"from b");
-        std::fs::create_dir(vb.join("new")).unwrap();
-        assert!(tb.join("new").is_dir());
-        std::fs::write(vb.join("new/n.txt"), b"made on a").unwrap();
-        assert_eq!(std::fs::read(tb.join("new/n.txt")).unwrap(), b"made on a");
-        std::fs::rename(vb.join("new/n.txt"), vb.join("docs/n.txt")).unwrap();
-        assert_eq!(names(&vb.join("docs")), ["b.txt", "n.txt"]);
-        assert_eq!(names(&tb.join("docs")), ["b.txt", "n.txt"]);
-        std::fs::remove_file(vb.join("docs/n.txt")).unwrap();
-        std::fs::remove_dir(vb.join("new")).unwrap();
-        assert_eq!(names(&tb), ["docs"]);
+        file_ops_land_in(&vb, &tb);
 
         // Close-to-open from one viewer to another: written and closed on A, then opened on
         // C; rewritten (same size) on C, then opened again on A.
