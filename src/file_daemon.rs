@@ -26,9 +26,12 @@ pub const SESSION_NAME: &str = "ohos.storage.distributedfile.daemon";
 pub const OWNER: Owner = u64::MAX - 5201;
 /// The user whose account tree is served and viewed (OpenHarmony's first user).
 pub const USER: u32 = 100;
-/// How long a link to a peer that just came online is retried (its daemon may still be
-/// starting its listener).
-const CONNECT_FOR: Duration = Duration::from_secs(30);
+/// The first wait before a link to an online peer is tried again (its daemon may still be
+/// starting its listener, or the bus replacing a duplicate connection); it doubles up to
+/// [`RETRY_MAX`] while the peer stays online.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+/// The longest wait between two tries at a link.
+const RETRY_MAX: Duration = Duration::from_secs(2);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -47,6 +50,9 @@ pub struct FileDaemon {
     remotes: Mutex<HashMap<String, (Arc<Remote>, u64)>>,
     /// Online peers' networkIds, by udid (what OFFLINE events name them by).
     online: Mutex<HashMap<String, String>>,
+    /// The peers whose link a task keeps, by networkId, each with its wake-up (an ONLINE
+    /// cuts its backoff short). Locked after `online`.
+    linking: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
     /// The owner side: each peer socket's queue of calls.
     served: Mutex<HashMap<u64, mpsc::Sender<Vec<u8>>>>,
 }
@@ -83,6 +89,7 @@ impl FileDaemon {
             unmounted: Mutex::new(None),
             remotes: Mutex::new(HashMap::new()),
             online: Mutex::new(HashMap::new()),
+            linking: Mutex::new(HashMap::new()),
             served: Mutex::new(HashMap::new()),
         });
         me.listen()?;
@@ -236,21 +243,30 @@ impl FileDaemon {
         });
     }
 
+    /// A peer is online: it gets a link, made by one supervising task per peer (so two
+    /// ONLINE events, or an ONLINE while a link is being made, never make two links).
     fn peer_online(self: &Arc<Self>, udid: String, network_id: String) {
-        lock(&self.online).insert(udid, network_id.clone());
-        if lock(&self.remotes).contains_key(&network_id) {
+        let mut online = lock(&self.online);
+        online.insert(udid, network_id.clone());
+        let mut linking = lock(&self.linking);
+        if let Some(wake) = linking.get(&network_id) {
+            // Its supervisor may be waiting out a backoff: try again now.
+            wake.notify_one();
             return;
         }
+        let wake = Arc::new(tokio::sync::Notify::new());
+        linking.insert(network_id.clone(), wake.clone());
         let me = self.clone();
-        tokio::spawn(async move { me.connect(network_id).await });
+        tokio::spawn(async move { me.supervise(network_id, wake).await });
     }
 
     fn peer_offline(&self, udid: &str) {
         let Some(nid) = lock(&self.online).remove(udid) else {
             return;
         };
+        let gone = lock(&self.remotes).remove(&nid);
         self.views.remove_peer(&nid);
-        if let Some((r, socket)) = lock(&self.remotes).remove(&nid) {
+        if let Some((r, socket)) = gone {
             r.close();
             let sessions = self.softbus.sessions().clone();
             tokio::spawn(async move {
@@ -264,52 +280,66 @@ impl FileDaemon {
         lock(&self.online).values().any(|n| n == network_id)
     }
 
-    /// Binds to the peer's daemon (retrying while its listener may still be starting), says
-    /// Hello and shows its view.
-    async fn connect(self: Arc<Self>, network_id: String) {
-        let sessions = self.softbus.sessions().clone();
-        let (ev_tx, mut events) = event_channel();
-        let deadline = tokio::time::Instant::now() + CONNECT_FOR;
-        let mut wait = Duration::from_millis(100);
-        let socket = loop {
-            if !self.still_online(&network_id) {
-                return;
-            }
-            let bound = sessions
-                .bind(
-                    &network_id,
-                    SESSION_NAME,
-                    SESSION_NAME,
-                    DataType::Bytes,
-                    OWNER,
-                    ev_tx.clone(),
-                )
-                .await;
-            match bound {
-                Ok(s) => break s,
-                Err(e) if tokio::time::Instant::now() + wait > deadline => {
-                    tracing::info!(tag = "hmdfs", "no file daemon link to {network_id}: {e}");
+    /// Keeps one link to the peer while it is online: binds (its daemon may still be
+    /// starting, or the bus may be replacing a duplicate connection under us), says Hello,
+    /// and when the link ends or a try fails, tries again after a backoff of
+    /// [`RETRY_FIRST`] doubling to [`RETRY_MAX`]. Ends when the peer goes offline.
+    async fn supervise(self: Arc<Self>, network_id: String, wake: Arc<tokio::sync::Notify>) {
+        let mut wait = RETRY_FIRST;
+        loop {
+            {
+                // Checked under both locks, in peer_online's order: an ONLINE after this
+                // finds no supervisor and starts one.
+                let online = lock(&self.online);
+                if !online.values().any(|n| n == &network_id) {
+                    lock(&self.linking).remove(&network_id);
                     return;
                 }
-                Err(_) => {
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(1));
+            }
+            match self.connect(&network_id).await {
+                Ok(ended) => {
+                    let _ = ended.await;
+                    wait = RETRY_FIRST;
+                    if self.still_online(&network_id) {
+                        tracing::info!(
+                            tag = "hmdfs",
+                            "link to {network_id} ended while it is online: relinking"
+                        );
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(
+                        tag = "hmdfs",
+                        "no file daemon link to {network_id} yet: {e}"
+                    );
+                    let _ = tokio::time::timeout(wait, wake.notified()).await;
+                    wait = (wait * 2).min(RETRY_MAX);
                 }
             }
-        };
-        let (remote, mut out) = Remote::new();
-        let raced = {
-            let mut r = lock(&self.remotes);
-            let raced = r.contains_key(&network_id);
-            if !raced {
-                r.insert(network_id.clone(), (remote.clone(), socket));
-            }
-            raced
-        };
-        if raced {
-            let _ = sessions.shutdown(socket, OWNER).await;
-            return;
         }
+    }
+
+    /// One try at a link: binds to the peer's daemon, says Hello and shows its view. The
+    /// receiver hears when the link ends.
+    async fn connect(
+        self: &Arc<Self>,
+        network_id: &str,
+    ) -> Result<tokio::sync::oneshot::Receiver<()>, String> {
+        let sessions = self.softbus.sessions().clone();
+        let (ev_tx, mut events) = event_channel();
+        let socket = sessions
+            .bind(
+                network_id,
+                SESSION_NAME,
+                SESSION_NAME,
+                DataType::Bytes,
+                OWNER,
+                ev_tx,
+            )
+            .await
+            .map_err(|e| format!("bind: {e}"))?;
+        let (remote, mut out) = Remote::new();
+        lock(&self.remotes).insert(network_id.to_string(), (remote.clone(), socket));
         let s = sessions.clone();
         tokio::spawn(async move {
             while let Some(b) = out.recv().await {
@@ -318,7 +348,8 @@ impl FileDaemon {
                 }
             }
         });
-        let (me, r, nid) = (Arc::downgrade(&self), remote.clone(), network_id.clone());
+        let (ended_tx, ended) = tokio::sync::oneshot::channel();
+        let (me, r, nid) = (Arc::downgrade(self), remote.clone(), network_id.to_string());
         tokio::spawn(async move {
             while let Some(ev) = events.recv().await {
                 match ev {
@@ -336,6 +367,7 @@ impl FileDaemon {
             if let Some(me) = me.upgrade() {
                 me.link_ended(&nid, &r);
             }
+            let _ = ended_tx.send(());
         });
         let hello = remote
             .call_async(Request::Hello {
@@ -343,24 +375,32 @@ impl FileDaemon {
                 device_level: self.level,
             })
             .await;
-        match hello {
-            Ok(Reply::Hello { .. }) if !remote.is_closed() => {
-                self.views.add_peer(&network_id, remote);
-                tracing::info!(tag = "hmdfs", "device view of {network_id} up");
+        let shown = match &hello {
+            Ok(Reply::Hello { .. }) => {
+                // Shown only if the link is still the peer's (not closed by an OFFLINE).
+                let remotes = lock(&self.remotes);
+                let current = remotes
+                    .get(network_id)
+                    .is_some_and(|(cur, _)| Arc::ptr_eq(cur, &remote));
+                if current && !remote.is_closed() {
+                    self.views.add_peer(network_id, remote.clone());
+                }
+                current
             }
-            other => {
-                tracing::warn!(
-                    tag = "hmdfs",
-                    "{network_id} refused the file protocol: {other:?}"
-                );
-                remote.close();
-                let _ = sessions.shutdown(socket, OWNER).await;
-            }
+            _ => false,
+        };
+        if shown {
+            tracing::info!(tag = "hmdfs", "device view of {network_id} up");
+            return Ok(ended);
         }
+        remote.close();
+        self.link_ended(network_id, &remote);
+        let _ = sessions.shutdown(socket, OWNER).await;
+        Err(format!("Hello: {hello:?}"))
     }
 
-    /// A link ended on its own (the peer's socket closed): its view goes, unless a newer
-    /// link replaced it.
+    /// A link ended (the peer's socket closed, or its Hello failed): its view goes, unless a
+    /// newer link replaced it.
     fn link_ended(&self, network_id: &str, r: &Arc<Remote>) {
         let mut remotes = lock(&self.remotes);
         if remotes

@@ -474,6 +474,11 @@ impl NsDevice {
         self.ready_field("udid")
     }
 
+    /// The daemon's pid (the process `ip netns exec` became), while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Its data dir.
     pub fn data_dir(&self) -> &Path {
         self.dir.path()

@@ -14,10 +14,11 @@ use std::time::{Duration, Instant};
 /// The bus's OFFLINE time in the test devices (4 heartbeats of 500 ms), and a margin.
 const OFFLINE_BOUND: Duration = Duration::from_secs(10);
 /// How long a peer's view may take to appear once both devices are online.
-const VIEW_BOUND: Duration = Duration::from_secs(45);
+pub(crate) const VIEW_BOUND: Duration = Duration::from_secs(45);
 const USER: u32 = 100;
 
-fn runnable(test: &str) -> bool {
+/// Whether the FUSE views can run here (root, /dev/fuse, fusermount3); prints why not.
+pub(crate) fn runnable(test: &str) -> bool {
     if !oxh_testkit::require_root(test, "to mount FUSE") {
         return false;
     }
@@ -41,16 +42,32 @@ async fn pair_at(level_a: &str, level_b: &str) -> (TestDevice, TestDevice) {
 }
 
 fn device_view(d: &TestDevice) -> PathBuf {
-    oxh_dfs::views::mount_point(d.data_dir(), USER).join("device_view")
+    device_view_in(d.data_dir())
+}
+
+/// The `device_view` directory of the device whose data dir is `data`.
+fn device_view_in(data: &Path) -> PathBuf {
+    oxh_dfs::views::mount_point(data, USER).join("device_view")
 }
 
 fn tree(d: &TestDevice) -> PathBuf {
-    oxh_dfs::views::account_tree(d.data_dir(), USER)
+    tree_in(d.data_dir())
+}
+
+/// The account tree the device whose data dir is `data` serves.
+pub(crate) fn tree_in(data: &Path) -> PathBuf {
+    oxh_dfs::views::account_tree(data, USER)
 }
 
 /// `viewer`'s view of `owner`, once it is there (bounded).
 async fn view_of(viewer: &TestDevice, owner: &TestDevice) -> PathBuf {
-    let p = device_view(viewer).join(owner.ready_field("network_id"));
+    view_in(&device_view(viewer), &owner.ready_field("network_id")).await
+}
+
+/// The view of the peer `network_id` in the `device_view` directory `dv`, once it is there
+/// (bounded by [`VIEW_BOUND`]).
+pub(crate) async fn view_in(dv: &Path, network_id: &str) -> PathBuf {
+    let p = dv.join(network_id);
     let q = p.clone();
     within("the peer's device view", VIEW_BOUND, async move {
         loop {
@@ -64,11 +81,12 @@ async fn view_of(viewer: &TestDevice, owner: &TestDevice) -> PathBuf {
     p
 }
 
-fn errno_of(e: std::io::Error) -> i32 {
+pub(crate) fn errno_of(e: std::io::Error) -> i32 {
     e.raw_os_error().unwrap_or(0)
 }
 
-fn run(cmd: &mut Command) -> String {
+/// Runs a standard tool that must succeed; its stdout.
+pub(crate) fn run(cmd: &mut Command) -> String {
     let out = cmd.output().expect("runs");
     assert!(
         out.status.success(),
@@ -78,7 +96,8 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn names(dir: &Path) -> Vec<String> {
+/// The sorted names in `dir`.
+pub(crate) fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -111,16 +130,7 @@ async fn files_through_a_peers_device_view_land_in_its_account_tree() {
             std::fs::read(vb.parent().unwrap().join("local/a.txt")).unwrap(),
             b"from a"
         );
-        // mkdir, create, write, rename, readdir, unlink, rmdir.
-        std::fs::create_dir(vb.join("new")).unwrap();
-        std::fs::write(vb.join("new/n.txt"), b"made on a").unwrap();
-        assert_eq!(std::fs::read(tb.join("new/n.txt")).unwrap(), b"made on a");
-        std::fs::rename(vb.join("new/n.txt"), vb.join("docs/n.txt")).unwrap();
-        assert_eq!(names(&vb.join("docs")), ["b.txt", "n.txt"]);
-        assert_eq!(names(&tb.join("docs")), ["b.txt", "n.txt"]);
-        std::fs::remove_file(vb.join("docs/n.txt")).unwrap();
-        std::fs::remove_dir(vb.join("new")).unwrap();
-        assert_eq!(names(&tb), ["docs"]);
+        file_ops_land_in(&vb, &tb);
         // Close-to-open across devices: written on A through B's view, closed, read on A.
         std::fs::write(va.join("a.txt"), b"rewritten by b").unwrap();
         assert_eq!(std::fs::read(ta.join("a.txt")).unwrap(), b"rewritten by b");
@@ -143,21 +153,10 @@ async fn files_through_a_peers_device_view_land_in_its_account_tree() {
             big,
             "A→B by cp on A"
         );
-        let db = vb.join("notes.db");
-        run(Command::new("sqlite3")
-            .arg(&db)
-            .arg("create table notes(t); insert into notes values ('one'), ('two');"));
-        assert_eq!(
-            run(Command::new("sqlite3")
-                .arg(tb.join("notes.db"))
-                .arg("select count(*) from notes; pragma integrity_check;")),
-            "2\nok\n"
-        );
-        assert_eq!(
-            run(Command::new("sqlite3")
-                .arg(&db)
-                .arg("select t from notes order by t")),
-            "one\ntwo\n"
+        sqlite_through(
+            || Command::new("sqlite3"),
+            &vb.join("notes.db"),
+            &tb.join("notes.db"),
         );
         // A's merge view: both devices' files, B's colliding one renamed.
         let mv = vb.parent().unwrap().parent().unwrap().join("merge_view");
@@ -299,34 +298,7 @@ async fn a_peer_stopped_mid_read_gives_eio_within_the_offline_time() {
     let big: Vec<u8> = vec![0x5a; 64 << 20];
     std::fs::write(tb.join("big.bin"), &big).unwrap();
     let vb = view_of(&a, &b).await;
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        use std::io::{Read, Seek};
-        use std::os::fd::AsRawFd;
-        let mut f = std::fs::File::open(vb.join("big.bin")).unwrap();
-        let mut buf = vec![0u8; 1 << 20];
-        f.read_exact(&mut buf).unwrap();
-        tx.send(()).unwrap();
-        // Keep reading past anything read ahead until the owner is gone.
-        let mut at = 2u64 << 20;
-        let t0 = Instant::now();
-        let e = loop {
-            if at + (1 << 20) > 64 << 20 {
-                at = 2 << 20;
-            }
-            // Drop what is cached, so each read asks the owner.
-            // SAFETY: posix_fadvise(2) on our own open file; it touches no memory.
-            unsafe {
-                libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED);
-            }
-            f.seek(std::io::SeekFrom::Start(at)).unwrap();
-            match f.read(&mut buf) {
-                Ok(n) => at += (4 << 20).max(n as u64),
-                Err(e) => break e,
-            }
-        };
-        (errno_of(e), t0.elapsed())
-    });
+    let (rx, reader) = read_until_error(vb.join("big.bin"));
     rx.recv_timeout(Duration::from_secs(20))
         .expect("the first read");
     let stopped = Instant::now();
@@ -354,4 +326,78 @@ async fn a_peer_stopped_mid_read_gives_eio_within_the_offline_time() {
         }
     })
     .await;
+}
+
+/// Reads the 64 MiB file at `path` in a thread, past anything cached, until a read fails.
+/// The receiver hears when the first MiB is read; the thread gives the errno and how long
+/// it read after that.
+pub(crate) fn read_until_error(
+    path: PathBuf,
+) -> (
+    std::sync::mpsc::Receiver<()>,
+    std::thread::JoinHandle<(i32, Duration)>,
+) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::{Read, Seek};
+        use std::os::fd::AsRawFd;
+        let mut f = std::fs::File::open(&path).unwrap();
+        let mut buf = vec![0u8; 1 << 20];
+        f.read_exact(&mut buf).unwrap();
+        tx.send(()).unwrap();
+        // Keep reading past anything read ahead until the owner is gone.
+        let mut at = 2u64 << 20;
+        let t0 = Instant::now();
+        let e = loop {
+            if at + (1 << 20) > 64 << 20 {
+                at = 2 << 20;
+            }
+            // Drop what is cached, so each read asks the owner.
+            // SAFETY: posix_fadvise(2) on our own open file; it touches no memory.
+            unsafe {
+                libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED);
+            }
+            f.seek(std::io::SeekFrom::Start(at)).unwrap();
+            match f.read(&mut buf) {
+                Ok(n) => at += (4 << 20).max(n as u64),
+                Err(e) => break e,
+            }
+        };
+        (errno_of(e), t0.elapsed())
+    });
+    (rx, reader)
+}
+
+/// sqlite3 (run by `sqlite3`, where the view is mounted) makes a database through a view at
+/// `db`; sqlite3 on the owner's copy `owned` finds it whole, and reads back through the view
+/// find its rows.
+pub(crate) fn sqlite_through(sqlite3: impl Fn() -> Command, db: &Path, owned: &Path) {
+    run(sqlite3()
+        .arg(db)
+        .arg("create table notes(t); insert into notes values ('one'), ('two');"));
+    assert_eq!(
+        run(Command::new("sqlite3")
+            .arg(owned)
+            .arg("select count(*) from notes; pragma integrity_check;")),
+        "2\nok\n"
+    );
+    assert_eq!(
+        run(sqlite3().arg(db).arg("select t from notes order by t")),
+        "one\ntwo\n"
+    );
+}
+
+/// Through the view `vb` of a tree `tb` holding only `docs/b.txt`: mkdir, create, write,
+/// rename, readdir, unlink and rmdir, each seen in `tb`, which is left as it was.
+pub(crate) fn file_ops_land_in(vb: &Path, tb: &Path) {
+    std::fs::create_dir(vb.join("new")).unwrap();
+    assert!(tb.join("new").is_dir());
+    std::fs::write(vb.join("new/n.txt"), b"made on a").unwrap();
+    assert_eq!(std::fs::read(tb.join("new/n.txt")).unwrap(), b"made on a");
+    std::fs::rename(vb.join("new/n.txt"), vb.join("docs/n.txt")).unwrap();
+    assert_eq!(names(&vb.join("docs")), ["b.txt", "n.txt"]);
+    assert_eq!(names(&tb.join("docs")), ["b.txt", "n.txt"]);
+    std::fs::remove_file(vb.join("docs/n.txt")).unwrap();
+    std::fs::remove_dir(vb.join("new")).unwrap();
+    assert_eq!(names(tb), ["docs"]);
 }

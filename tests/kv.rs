@@ -575,6 +575,18 @@ pub(crate) mod netns {
         tag: &str,
         n: usize,
     ) -> Option<(oxh_testkit::Netns, Vec<NsDevice>)> {
+        bound_hosts_with(test, prefix, subnet, tag, &vec![&[][..]; n]).await
+    }
+
+    /// As [`bound_hosts`], one host for each of `envs`, started with that environment.
+    pub(crate) async fn bound_hosts_with(
+        test: &str,
+        prefix: &str,
+        subnet: &str,
+        tag: &str,
+        envs: &[&[(&str, &str)]],
+    ) -> Option<(oxh_testkit::Netns, Vec<NsDevice>)> {
+        let n = envs.len();
         let (netns, hosts) = oxh_testkit::bridged_hosts(test, prefix, n, subnet)?;
         let pid = std::process::id();
         let heartbeat = HEARTBEAT_MS.to_string();
@@ -582,10 +594,12 @@ pub(crate) mod netns {
             .iter()
             .enumerate()
             .map(|(i, ns)| {
-                NsDevice::start(
+                NsDevice::start_with(
                     ns,
                     &format!("{tag}{pid}-{i}"),
+                    true,
                     &["--discovery", "off", "--heartbeat-ms", &heartbeat],
+                    envs[i],
                 )
                 .expect("start oxhd in a namespace")
             })
