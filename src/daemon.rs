@@ -707,6 +707,10 @@ pub async fn run(cfg: DaemonConfig, spawner: std::os::unix::net::UnixStream) -> 
                 host_program,
                 ndk_dir,
                 ipc_socket: dirs.socket_path(),
+                distributed_files: Some(oxh_ability::layout::DistributedFiles {
+                    merged: oxh_dfs::views::apps_merge_view(dirs.root(), crate::file_daemon::USER),
+                    local: oxh_dfs::views::apps_tree(dirs.root(), crate::file_daemon::USER),
+                }),
             },
             user: APP_USER,
             timeouts: Default::default(),

@@ -196,13 +196,7 @@ impl Drop for TestDevice {
 /// Detaches a dead daemon's device views (FUSE, as root) before its data dir is removed, so
 /// that nothing is left mounted and the removal never walks into a view.
 pub fn detach_file_views(data_dir: &Path) {
-    let at = oxh_dfs::views::mount_point(data_dir, 100);
-    if let Ok(c) = std::ffi::CString::new(at.as_os_str().as_encoded_bytes()) {
-        // SAFETY: umount2(2) on a NUL-terminated path we own; nothing else is touched.
-        unsafe {
-            libc::umount2(c.as_ptr(), libc::MNT_DETACH);
-        }
-    }
+    oxh_dfs::views::detach_dead(data_dir, 100);
 }
 
 /// A device that `oxh` can drive through its data dir: a loopback [`TestDevice`] or an

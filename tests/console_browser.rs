@@ -49,6 +49,18 @@ impl Drop for Proc {
     }
 }
 
+/// Detaches the device views a killed sim's devices left mounted under its base dir (dropped
+/// after the sim, before the dir).
+struct SimViews<'a>(&'a Path, usize);
+
+impl Drop for SimViews<'_> {
+    fn drop(&mut self) {
+        for i in 1..=self.1 {
+            crate::common::detach_file_views(&self.0.join(format!("dev{i}")));
+        }
+    }
+}
+
 fn browser_missing() -> Option<String> {
     for p in [CHROMIUM, CHROMEDRIVER] {
         if !Path::new(p).exists() {
@@ -266,6 +278,7 @@ fn the_console_in_chromium_shows_drives_and_escapes_the_super_device() {
         .spawn()
         .expect("oxh sim");
     let out = sim.stdout.take().expect("stdout");
+    let _views = SimViews(base.path(), 3);
     let _sim = Proc(sim);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

@@ -30,7 +30,7 @@ pub(crate) fn runnable(test: &str) -> bool {
 }
 
 /// Two bound devices, both of security level SL3 unless given.
-async fn pair_at(level_a: &str, level_b: &str) -> (TestDevice, TestDevice) {
+pub(crate) async fn pair_at(level_a: &str, level_b: &str) -> (TestDevice, TestDevice) {
     let env_a = [("OXH_DEVICE_SECURITY_LEVEL", level_a)];
     let env_b = [("OXH_DEVICE_SECURITY_LEVEL", level_b)];
     let a = TestDevice::start_with_env(&[], &env_a);
@@ -60,7 +60,7 @@ pub(crate) fn tree_in(data: &Path) -> PathBuf {
 }
 
 /// `viewer`'s view of `owner`, once it is there (bounded).
-async fn view_of(viewer: &TestDevice, owner: &TestDevice) -> PathBuf {
+pub(crate) async fn view_of(viewer: &TestDevice, owner: &TestDevice) -> PathBuf {
     view_in(&device_view(viewer), &owner.ready_field("network_id")).await
 }
 

@@ -19,6 +19,7 @@ mod fs;
 mod hdc;
 mod hilog;
 mod hmdfs;
+mod hmdfs_app;
 mod hmdfs_netns;
 mod ipc;
 mod kv;

@@ -66,18 +66,19 @@ fn build_example_apps(base: &Path) -> Result<Vec<PathBuf>> {
     Ok(haps)
 }
 
-/// The children; killed (SIGTERM, then reaped) when dropped, also on a panic.
-struct Children(Vec<Child>);
+/// The children and their data dirs; killed (SIGTERM, then reaped) when dropped, also on a
+/// panic, and then any device views a killed one left mounted are detached.
+struct Children(Vec<(Child, PathBuf)>);
 
 impl Drop for Children {
     fn drop(&mut self) {
-        for c in &self.0 {
+        for (c, _) in &self.0 {
             // SAFETY: kill(2) on our own children; no memory involved.
             unsafe {
                 libc::kill(c.id() as i32, libc::SIGTERM);
             }
         }
-        for c in &mut self.0 {
+        for (c, dir) in &mut self.0 {
             let deadline = Instant::now() + Duration::from_secs(5);
             loop {
                 match c.try_wait() {
@@ -92,6 +93,7 @@ impl Drop for Children {
                     }
                 }
             }
+            oxh_dfs::views::detach_dead(dir, crate::file_daemon::USER);
         }
     }
 }
@@ -181,7 +183,7 @@ pub fn run(_g: &Global, a: &SimArgs) -> Result<i32> {
             .spawn()
             .with_context(|| format!("cannot start {name}"))?;
         let stdout = child.stdout.take().context("no stdout")?;
-        children.0.push(child);
+        children.0.push((child, data_dir.clone()));
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {

@@ -8,6 +8,7 @@
 //! | `/data/storage/el1/database` | `<root>/app/el1/<user>/database/<bundle>` | |
 //! | `/data/storage/el2/base` | `<root>/app/el2/<user>/base/<bundle>` | |
 //! | `/data/storage/el2/database` | `<root>/app/el2/<user>/database/<bundle>` | |
+//! | `/data/storage/el2/distributedfiles` | HMDFS's `merge_view/data/<bundle>` (its account-tree dir when the views are not mounted) | |
 //! | `/system/bin/oxh-apphost` | the app host binary | read-only |
 //! | `/system/lib/ndk/{liboxh_ndk.so, libhilog_ndk.z.so}` | the NDK's libraries | read-only |
 //! | `/run/oxhd.sock` | the daemon's IPC socket | |
@@ -29,6 +30,8 @@ pub const NDK_DIR: &str = "/system/lib/ndk";
 /// ours, then OpenHarmony's hilog library under its own name.
 pub const NDK_LIBS: [&str; 2] = ["liboxh_ndk.so", "libhilog_ndk.z.so"];
 pub use crate::api::{IPC_SOCKET, IPC_SOCKET_ENV, PROC_ENV};
+/// Where an app sees its distributed files (OpenHarmony's appdata-sandbox.json).
+pub const DISTRIBUTED_FILES: &str = "/data/storage/el2/distributedfiles";
 /// The user's uid range (OpenHarmony's BASE_USER_RANGE): uid = userId * 200000 + bundleId.
 pub const UID_PER_USER: u32 = 200_000;
 
@@ -52,6 +55,18 @@ pub struct Host {
     pub ndk_dir: Option<PathBuf>,
     /// The daemon's IPC socket.
     pub ipc_socket: PathBuf,
+    /// Where apps' distributed files are, when the device has them.
+    pub distributed_files: Option<DistributedFiles>,
+}
+
+/// The roots of apps' distributed files (`<bundle>` below each is one app's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DistributedFiles {
+    /// Every trusted device's files merged (HMDFS's `merge_view/data`): what an app is shown.
+    pub merged: PathBuf,
+    /// This device's own (the account tree's `data`): shown instead when the merged view is
+    /// not mounted (no FUSE), so the app still has its directory.
+    pub local: PathBuf,
 }
 
 /// The mounts of `bundle`'s sandbox for `user`. `exists` says which host paths exist (so
@@ -108,6 +123,15 @@ pub fn binds(
         "/data/storage/el2/database",
         false,
     ));
+    if let Some(d) = &host.distributed_files {
+        let merged = d.merged.join(bundle);
+        let src = if exists(&merged) {
+            merged
+        } else {
+            d.local.join(bundle)
+        };
+        v.push(bind(src, DISTRIBUTED_FILES, false));
+    }
     v
 }
 
@@ -122,6 +146,7 @@ mod tests {
             host_program: "/opt/oxh/bin/oxh-apphost".into(),
             ndk_dir: None,
             ipc_socket: "/var/lib/oxh/run/oxhd.sock".into(),
+            distributed_files: None,
         };
         let b = binds(&host, "com.example.notes", 100, |p| {
             p != Path::new("/usr/lib64")
@@ -155,6 +180,43 @@ mod tests {
             b.iter()
                 .filter(|x| x.src.starts_with("/var/lib/oxh/app"))
                 .all(|x| x.src.ends_with("com.example.notes"))
+        );
+        assert!(find(DISTRIBUTED_FILES).is_none(), "no HMDFS, no such dir");
+    }
+
+    #[test]
+    fn distributed_files_are_the_merged_view_or_this_devices_own_without_it() {
+        let host = Host {
+            data_root: "/d".into(),
+            host_program: "/d/oxh-apphost".into(),
+            ndk_dir: None,
+            ipc_socket: "/d/run/oxhd.sock".into(),
+            distributed_files: Some(DistributedFiles {
+                merged: "/d/mnt/hmdfs/100/account/merge_view/data".into(),
+                local: "/d/service/el2/100/hmdfs/account/data".into(),
+            }),
+        };
+        let src = |mounted: bool| {
+            binds(&host, "com.example.notes", 100, |p| {
+                mounted || !p.starts_with("/d/mnt")
+            })
+            .into_iter()
+            .find(|x| x.dst == Path::new(DISTRIBUTED_FILES))
+            .map(|x| (x.src, x.read_only))
+        };
+        assert_eq!(
+            src(true),
+            Some((
+                "/d/mnt/hmdfs/100/account/merge_view/data/com.example.notes".into(),
+                false
+            ))
+        );
+        assert_eq!(
+            src(false),
+            Some((
+                "/d/service/el2/100/hmdfs/account/data/com.example.notes".into(),
+                false
+            ))
         );
     }
 }

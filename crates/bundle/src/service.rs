@@ -105,7 +105,8 @@ impl BundleManager {
             .join(bundle)
     }
 
-    /// The data dirs of a bundle for a user.
+    /// The data dirs of a bundle for a user: its el1/el2 base and database dirs and its
+    /// distributed files in the HMDFS account tree.
     pub fn data_dirs(&self, bundle: &str, user: i32) -> Vec<PathBuf> {
         let mut v = Vec::new();
         for el in ["el1", "el2"] {
@@ -120,6 +121,10 @@ impl BundleManager {
                         .join(bundle),
                 );
             }
+        }
+        // Its distributed files (`/data/storage/el2/distributedfiles` in its sandbox).
+        if let Ok(u) = u32::try_from(user) {
+            v.push(oxh_dfs::views::apps_tree(&self.cfg.data_root, u).join(bundle));
         }
         v
     }

@@ -3,6 +3,7 @@
 //! - [`label`]: a file's security label `s0`..`s4` (the `user.security` xattr, as
 //!   OpenHarmony's `securityLabel` keeps it) and which devices may open it.
 //! - [`merge`]: the merge view's names when devices' files collide.
+//! - [`grant`]: which app may open which file URI with which modes (`fileShare`'s grants).
 //! - [`uri`]: `file://<bundleName>/<path>[?networkid=<id>]` URIs.
 //! - [`beneath`]: opening a peer-named path only beneath the served root (no `..`, no
 //!   symlink out), with the kernel's `openat2(RESOLVE_BENEATH)`.
@@ -15,6 +16,7 @@
 pub mod api;
 pub mod beneath;
 pub mod error;
+pub mod grant;
 pub mod label;
 pub mod link;
 pub mod merge;

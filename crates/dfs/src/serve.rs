@@ -20,7 +20,7 @@ use crate::proto::{
     errno, flags, join, split,
 };
 use rustix::fd::{AsFd, OwnedFd};
-use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags};
+use rustix::fs::{AtFlags, Gid, Mode, OFlags, RenameFlags, Uid};
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -171,6 +171,9 @@ impl Server {
                 let (dir, name) = self.parent(&path)?;
                 rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(mode & PERM_MASK))
                     .map_err(os)?;
+                inherit_owner(&dir, |uid, gid| {
+                    rustix::fs::chownat(&dir, name, uid, gid, AtFlags::SYMLINK_NOFOLLOW)
+                });
                 let st = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(os)?;
                 Ok(Reply::Attr(to_attr(&st)))
             }
@@ -346,7 +349,12 @@ impl Server {
         self.room()?;
         let fl = open_flags(f | flags::WRITE) | OFlags::CREATE | OFlags::EXCL;
         match beneath::open(&self.root, path, fl, Mode::from_raw_mode(mode & PERM_MASK)) {
-            Ok(fd) => Ok(File::from(fd)),
+            Ok(fd) => {
+                if let Ok((dir, _)) = self.parent(path) {
+                    inherit_owner(&dir, |uid, gid| rustix::fs::fchown(&fd, uid, gid));
+                }
+                Ok(File::from(fd))
+            }
             Err(e) => {
                 let e = code(e);
                 if e == errno::EEXIST && f & flags::EXCL == 0 {
@@ -382,6 +390,25 @@ impl Server {
 
 /// The kernel's open flags for the protocol's; never truncating (that waits for the label
 /// check), never blocking on a fifo, never taking a terminal.
+/// What a peer (or an app through a view) makes belongs to whoever owns the directory it is
+/// made in: a peer's uids mean nothing on this device, and everything below an app's
+/// `data/<bundleName>` must stay that app's (HMDFS fixes ownership up the same way). Only root
+/// can give a file away: otherwise the chown fails and the file stays the daemon's.
+fn inherit_owner(
+    dir: &OwnedFd,
+    chown: impl FnOnce(Option<Uid>, Option<Gid>) -> rustix::io::Result<()>,
+) {
+    let Ok(st) = rustix::fs::fstat(dir) else {
+        return;
+    };
+    if st.st_uid != 0 || st.st_gid != 0 {
+        let _ = chown(
+            Some(Uid::from_raw(st.st_uid)),
+            Some(Gid::from_raw(st.st_gid)),
+        );
+    }
+}
+
 fn open_flags(f: u32) -> OFlags {
     let acc = match (f & flags::READ != 0, f & flags::WRITE != 0) {
         (true, true) => OFlags::RDWR,

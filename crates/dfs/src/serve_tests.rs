@@ -402,3 +402,48 @@ fn bad_requests_change_nothing() {
     };
     assert!(d.is_empty(), "past the end reads nothing");
 }
+
+#[test]
+fn what_a_peer_makes_in_an_apps_dir_belongs_to_the_app() {
+    use std::os::unix::fs::MetadataExt;
+    if !oxh_root() {
+        eprintln!("skipped: only root can give files away (the daemon runs as root)");
+        return;
+    }
+    let t = tree();
+    let app = t.root.join("data/com.example.notes");
+    std::fs::create_dir_all(&app).unwrap();
+    std::os::unix::fs::chown(&app, Some(20_010_042), Some(20_010_042)).unwrap();
+    let s = server(&t, 3);
+    let made = s.call(Request::Create {
+        path: "data/com.example.notes/n.txt".into(),
+        mode: 0o660,
+        flags: flags::WRITE,
+    });
+    assert!(matches!(made, Reply::Opened { .. }), "{made:?}");
+    let made = s.call(Request::Mkdir {
+        path: "data/com.example.notes/sub".into(),
+        mode: 0o770,
+    });
+    assert!(matches!(made, Reply::Attr(_)), "{made:?}");
+    for p in ["n.txt", "sub"] {
+        let m = std::fs::metadata(app.join(p)).unwrap();
+        assert_eq!((m.uid(), m.gid()), (20_010_042, 20_010_042), "{p}");
+    }
+    // Outside an app's dir (root's), things stay root's.
+    let made = s.call(Request::Create {
+        path: "docs/r.txt".into(),
+        mode: 0o644,
+        flags: flags::WRITE,
+    });
+    assert!(matches!(made, Reply::Opened { .. }), "{made:?}");
+    assert_eq!(
+        std::fs::metadata(t.root.join("docs/r.txt")).unwrap().uid(),
+        0
+    );
+}
+
+fn oxh_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}

@@ -46,6 +46,19 @@ pub fn account_tree(data_dir: &Path, user: u32) -> PathBuf {
     data_dir.join(format!("service/el2/{user}/hmdfs/account"))
 }
 
+/// Apps' own distributed files in this device's account tree: `data/<bundleName>` below it
+/// is one app's (made at install, as OpenHarmony's storage daemon does), what the views serve
+/// of that app from here.
+pub fn apps_tree(data_dir: &Path, user: u32) -> PathBuf {
+    account_tree(data_dir, user).join("data")
+}
+
+/// Apps' distributed files merged across devices: `<bundleName>` below it is what that app's
+/// sandbox shows at `/data/storage/el2/distributedfiles`.
+pub fn apps_merge_view(data_dir: &Path, user: u32) -> PathBuf {
+    mount_point(data_dir, user).join(MERGE_VIEW).join("data")
+}
+
 /// Why the views cannot be mounted here, if they cannot (no /dev/fuse or no fusermount3,
 /// which fuser runs to mount without libfuse).
 pub fn unavailable() -> Option<String> {
@@ -1073,6 +1086,16 @@ impl Mounted {
             ))),
         }
     }
+}
+
+/// Lazily detaches the views of a device whose daemon is dead (killed before it could
+/// unmount them), so that removing its data dir never walks into a dead mount. Root only;
+/// nothing mounted there is not an error.
+pub fn detach_dead(data_dir: &Path, user: u32) {
+    let _ = rustix::mount::unmount(
+        mount_point(data_dir, user),
+        rustix::mount::UnmountFlags::DETACH,
+    );
 }
 
 /// How long an unmount waits for the FUSE threads (a file still open keeps a lazily

@@ -10,6 +10,9 @@
 //! its calls run there, which needs DISTRIBUTED_DATASYNC); `disconnect` ends the connection. With `bench_calls` = N it then times N calls
 //! of the remote object and N calls of the daemon (a parameter read) from the same thread,
 //! and logs `bench remote_p50_us=.. remote_p99_us=.. ipc_p50_us=.. ipc_p99_us=..`.
+//! `dfs_write` = `name=text` writes the text to `name` in its distributed files
+//! (`/data/storage/el2/distributedfiles`, merged across trusted devices) and `dfs_read` = `name`
+//! reads one back, each logged as `dfs write|read name=<text or error>`.
 //! `start_on` = a networkId starts its NoteAbility on that device (startAbility with the
 //! Want's deviceId, which needs DISTRIBUTED_DATASYNC) and logs `remoteStart=<0 or code>`.
 //!
@@ -60,6 +63,10 @@ pub struct Notes {
     keep_source: bool,
     /// How long the target's onCreate takes (`continue_create_delay_ms`).
     create_delay_ms: i64,
+    /// A file to write in its distributed files, and its text (`dfs_write` = `name=text`).
+    dfs_write: Option<(String, String)>,
+    /// A file to read from its distributed files (`dfs_read`).
+    dfs_read: Option<String>,
 }
 
 impl Default for Notes {
@@ -80,6 +87,8 @@ impl Default for Notes {
             on_continue: OnContinueResult::Agree,
             keep_source: false,
             create_delay_ms: 0,
+            dfs_write: None,
+            dfs_read: None,
         }
     }
 }
@@ -195,6 +204,11 @@ fn errno() -> String {
         Some(e) => format!("errno {e}"),
         None => "?".into(),
     }
+}
+
+/// A file in the app's distributed files (no path out of them: a name with `/` stays in).
+fn distributed_file(name: &str) -> std::path::PathBuf {
+    std::path::Path::new("/data/storage/el2/distributedfiles").join(name.replace('/', "_"))
 }
 
 /// What the sandbox must refuse, each as `name=result` (`ok` means the app got through).
@@ -333,6 +347,14 @@ impl Notes {
         self.crash = want.parameters.get("crash") == Some(&WantParam::Bool(true));
         self.hang = want.parameters.get("hang") == Some(&WantParam::Bool(true));
         self.probe = want.parameters.get("probe") == Some(&WantParam::Bool(true));
+        if let Some(WantParam::String(w)) = want.parameters.get("dfs_write") {
+            self.dfs_write = w
+                .split_once('=')
+                .map(|(n, t)| (n.to_string(), t.to_string()));
+        }
+        if let Some(WantParam::String(r)) = want.parameters.get("dfs_read") {
+            self.dfs_read = Some(r.clone());
+        }
         self.connect_at_start = want.parameters.get("connect") == Some(&WantParam::Bool(true));
         if let Some(WantParam::Int(n)) = want.parameters.get("bench_calls") {
             self.bench_calls = u32::try_from(*n).unwrap_or(0).min(100_000);
@@ -492,6 +514,16 @@ macro_rules! ability {
                 self.0.log(ctx, "onForeground");
                 if std::mem::take(&mut self.0.connect_at_start) {
                     self.0.connect(ctx);
+                }
+                if let Some((name, text)) = self.0.dfs_write.take() {
+                    let r = std::fs::write(distributed_file(&name), text.as_bytes());
+                    let r = r.map(|()| text).unwrap_or_else(|e| format!("error {e}"));
+                    self.0.log(ctx, &format!("dfs write {name}={r}"));
+                }
+                if let Some(name) = self.0.dfs_read.take() {
+                    let r = std::fs::read_to_string(distributed_file(&name))
+                        .unwrap_or_else(|e| format!("error {e}"));
+                    self.0.log(ctx, &format!("dfs read {name}={r}"));
                 }
                 if self.0.probe {
                     for p in probes() {
