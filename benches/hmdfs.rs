@@ -15,7 +15,8 @@
 //! with the reason otherwise. Mounts and sshd are cleaned up on every exit, panics included.
 //!
 //! Run: `cargo bench --bench hmdfs` (env OXH_BENCH_ITERS, runs of each, default 3;
-//! OXH_BENCH_FILE_MB, default 1024; OXH_BENCH_FILES, default 10000).
+//! OXH_BENCH_FILE_MB, default 1024; OXH_BENCH_FILES, default 10000; OXH_BENCH_DIR, where
+//! the devices' data dirs go, default /var/tmp: a disk, so that cold reads come from it).
 
 mod common;
 use common::{Daemon, env_num};
@@ -246,14 +247,19 @@ fn main() {
         println!("hmdfs bench skipped: {why}");
         return;
     }
+    // Both devices SL3, as the integration tests make them: an unlabelled file is s3, which
+    // the default device level (SL1) may not open.
+    // SAFETY: no other thread runs yet; the daemons inherit it.
+    unsafe { std::env::set_var("OXH_DEVICE_SECURITY_LEVEL", "SL3") };
     let iters: usize = env_num("OXH_BENCH_ITERS", 3).max(1);
     let size: u64 = env_num::<u64>("OXH_BENCH_FILE_MB", 1024) << 20;
     let files: usize = env_num("OXH_BENCH_FILES", 10_000);
 
-    // On the disk, not tmpfs: cold reads must come from it.
+    // On the disk, not tmpfs, so that cold reads come from it (OXH_BENCH_DIR to change).
+    let dir = std::env::var("OXH_BENCH_DIR").unwrap_or_else(|_| "/var/tmp".into());
     let base = tempfile::Builder::new()
         .prefix("oxh-hmdfs-bench")
-        .tempdir_in("/var/tmp")
+        .tempdir_in(&dir)
         .expect("tmp");
     let _views =
         Detach(["a", "b"].map(|d| oxh_dfs::views::mount_point(&base.path().join(d), USER)));

@@ -4,9 +4,12 @@
 //! - `device_view/<networkId>/...`: each trusted online peer's, through its [`Remote`];
 //! - `merge_view/...`: all of them merged, with [`crate::merge`]'s names for collisions.
 //!
-//! Consistency is OpenHarmony's close-to-open: entries and attributes are not cached (every
-//! path walk asks the owner), an open revalidates the file and keeps the kernel's cached pages
-//! only if the owner's inode, size, mtime and ctime are those the pages were read at; writes
+//! Consistency is OpenHarmony's close-to-open: an open always asks the owner, and keeps the
+//! kernel's cached pages only if the owner's inode, size, mtime and ctime are those the pages
+//! were read at; names and attributes are remembered for a second at most ([`crate::cache`],
+//! [`ENTRY_TTL`]; any change through the views forgets them), and a listing from its start
+//! always asks the owner. Sequential reads of a remote file are read ahead
+//! ([`crate::ahead`]) by calls in flight together on the link. Writes
 //! go through to the owner as they are made, a close of a written file and an fsync make
 //! them durable there (fsync forwarded). A peer going OFFLINE leaves `device_view` at once,
 //! and its open files answer EIO (EAGAIN for writes) without waiting.
@@ -187,8 +190,15 @@ const DEVICES: u64 = 2;
 const MERGED: u64 = 3;
 /// The block size `stat` reports: what `cp` and friends size their buffers by.
 const BLKSIZE: u32 = 128 * 1024;
-/// Entries and attributes are revalidated on every use (close-to-open across devices).
+/// Attributes are asked for on every use: the kernel's idea of a file's size bounds its
+/// reads, so a size it kept would break close-to-open (a file grown on its owner, then
+/// opened here, must read to its new end). Our own cache ([`crate::cache`]) answers most of
+/// these asks without a call.
 const TTL: Duration = Duration::ZERO;
+/// How long the kernel keeps a name's entry: nodes are named by (view, path), so a kept
+/// entry still leads to whatever the owner has at that path now (a removed file answers
+/// ENOENT at open); no negative entry is kept. It spares `ls -l` a lookup per file.
+const ENTRY_TTL: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 struct Node {
@@ -519,7 +529,9 @@ impl Views {
         }
         let t = now();
         if let Ok(mut a) = self.attrs.lock() {
-            for e in &all {
+            // Not what cannot be opened (a link out of the tree, a fifo): a walk through it
+            // must hear the owner's own answer.
+            for e in all.iter().filter(|e| e.attr.kind != Kind::Other) {
                 a.put((view.to_string(), proto::join(path, &e.name)), e.attr, t);
             }
         }
@@ -790,10 +802,15 @@ impl fuser::Filesystem for ViewsFs {
         let v = &self.0;
         match parent.0 {
             ROOT if name == DEVICE_VIEW => {
-                return reply.entry(&TTL, &v.dir_attr(DEVICES), Generation(0));
+                return reply.entry_with_ttls(
+                    &TTL,
+                    &ENTRY_TTL,
+                    &v.dir_attr(DEVICES),
+                    Generation(0),
+                );
             }
             ROOT if name == MERGE_VIEW => {
-                return reply.entry(&TTL, &v.dir_attr(MERGED), Generation(0));
+                return reply.entry_with_ttls(&TTL, &ENTRY_TTL, &v.dir_attr(MERGED), Generation(0));
             }
             ROOT => return reply.error(Errno::ENOENT),
             DEVICES => {
@@ -806,7 +823,7 @@ impl fuser::Filesystem for ViewsFs {
                     .map(|b| b.call(Request::Lookup { path: "".into() }));
                 return match r {
                     Some(Ok(Reply::Attr(a))) => {
-                        reply.entry(&TTL, &fuse_attr(ino, &a), Generation(0))
+                        reply.entry_with_ttls(&TTL, &ENTRY_TTL, &fuse_attr(ino, &a), Generation(0))
                     }
                     Some(other) => reply.error(failed(other)),
                     None => reply.error(Errno::ENOENT),
@@ -819,7 +836,9 @@ impl fuser::Filesystem for ViewsFs {
                 return reply.error(Errno::ENOENT);
             };
             return match v.merge_child(&merged, name) {
-                Ok((ino, a)) => reply.entry(&TTL, &fuse_attr(ino, &a), Generation(0)),
+                Ok((ino, a)) => {
+                    reply.entry_with_ttls(&TTL, &ENTRY_TTL, &fuse_attr(ino, &a), Generation(0))
+                }
                 Err(e) => reply.error(e),
             };
         }
@@ -830,7 +849,7 @@ impl fuser::Filesystem for ViewsFs {
         match v.attr(&view, &path, &*b) {
             Ok(a) => {
                 let ino = v.ino(&view, &path);
-                reply.entry(&TTL, &fuse_attr(ino, &a), Generation(0))
+                reply.entry_with_ttls(&TTL, &ENTRY_TTL, &fuse_attr(ino, &a), Generation(0))
             }
             Err(e) => reply.error(e),
         }
@@ -935,7 +954,7 @@ impl fuser::Filesystem for ViewsFs {
                     (Some(m), Some(n)) => v.ino(MERGE, &proto::join(m, n)),
                     _ => v.ino(&view, &path),
                 };
-                reply.entry(&TTL, &fuse_attr(ino, &a), Generation(0))
+                reply.entry_with_ttls(&TTL, &ENTRY_TTL, &fuse_attr(ino, &a), Generation(0))
             }
             r => reply.error(failed(r)),
         }
