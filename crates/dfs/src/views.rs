@@ -293,10 +293,13 @@ pub struct Views {
     ahead_budget: Arc<AtomicUsize>,
     /// Listings by (view, path), attributes by (view, path), merged listings by their
     /// sources: answered from memory for [`crate::cache::TTL`].
-    listings: Mutex<Cache<(String, String), Arc<Vec<DirEntry>>>>,
-    attrs: Mutex<Cache<(String, String), Attr>>,
-    merged: Mutex<Cache<Vec<(String, String)>, Arc<Merged>>>,
+    listings: Mutex<Cache<Place, Arc<Vec<DirEntry>>>>,
+    attrs: Mutex<Cache<Place, Attr>>,
+    merged: Mutex<Cache<Vec<Place>, Arc<Merged>>>,
 }
+
+/// A path on one view: (view, path).
+type Place = (String, String);
 
 /// A merged listing and where each name is in it.
 struct Merged {
