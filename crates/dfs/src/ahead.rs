@@ -5,8 +5,9 @@
 //! The window starts at [`MIN_WINDOW`] chunks of [`CHUNK`] bytes and doubles each time the
 //! reader has to wait for a chunk (the round trip was longer than reading the chunks ahead
 //! of it took), up to [`MAX_WINDOW`]: it grows with the round trip, as the issue asks, and
-//! stays small on a fast link. A read outside the window (a seek) starts it again there; a
-//! read behind it (a straggler of the kernel's parallel reads) is left to a direct call.
+//! stays small on a fast link. A read just past the window (the kernel's parallel reads
+//! overtaking each other) stretches it; one far past it (a seek) starts it again there; a
+//! read behind it (a straggler) is left to a direct call.
 //! Chunks are aligned to [`CHUNK`], so the kernel's aligned reads fall within one chunk and
 //! are served without a copy. Nothing is read ahead past the size the file had at open
 //! (close-to-open: a file grown since is read directly).
@@ -91,13 +92,28 @@ impl<T> ReadAhead<T> {
         if len == 0 || offset >= self.size {
             return Served::Direct;
         }
-        while self.chunks.front().is_some_and(|c| c.end <= offset) {
+        // Chunks behind the read go, but one not read yet stays a little while: a read
+        // that was overtaken by this one may still come for it.
+        while self
+            .chunks
+            .front()
+            .is_some_and(|c| c.end <= offset && (c.got.is_some() || c.end + 2 * CHUNK <= offset))
+        {
             self.chunks.pop_front();
         }
         match self.chunks.front() {
             Some(c) if offset < c.offset => return Served::Direct,
             Some(_) if offset < self.next => {}
-            // Empty, or a jump past the window: start it again here.
+            // Just past the window: the kernel's parallel reads overtook each other; the
+            // window reaches out to it and keeps what is in flight.
+            Some(_) if offset < self.next + MAX_WINDOW as u64 * CHUNK => {
+                while self.next <= offset && self.next < self.size {
+                    if !self.push(src) {
+                        break;
+                    }
+                }
+            }
+            // Empty, or a jump far past the window: start it again here.
             _ => {
                 self.chunks.clear();
                 self.next = offset;
@@ -147,19 +163,27 @@ impl<T> ReadAhead<T> {
     /// Issues chunks until the window is full (or the file's end, or the budget).
     fn fill<S: Source<Ticket = T>>(&mut self, src: &S) {
         while self.chunks.len() < self.window && self.next < self.size {
-            let end = ((self.next / CHUNK + 1) * CHUNK).min(self.size);
-            // At most CHUNK (MAX_IO, a u32) bytes.
-            let Some(ticket) = src.start(self.next, (end - self.next) as u32) else {
+            if !self.push(src) {
                 return;
-            };
-            self.chunks.push_back(Chunk {
-                offset: self.next,
-                end,
-                ticket,
-                got: None,
-            });
-            self.next = end;
+            }
         }
+    }
+
+    /// Issues the next chunk; false when the budget is spent.
+    fn push<S: Source<Ticket = T>>(&mut self, src: &S) -> bool {
+        let end = ((self.next / CHUNK + 1) * CHUNK).min(self.size);
+        // At most CHUNK (MAX_IO, a u32) bytes.
+        let Some(ticket) = src.start(self.next, (end - self.next) as u32) else {
+            return false;
+        };
+        self.chunks.push_back(Chunk {
+            offset: self.next,
+            end,
+            ticket,
+            got: None,
+        });
+        self.next = end;
+        true
     }
 
     /// Waits for chunk `i` if it is not here; a wait widens the window.
@@ -283,6 +307,15 @@ mod tests {
         let at = 7 * CHUNK + 5;
         assert_eq!(data(ra.read(&src, at, 1000)), src.bytes(at, 1000));
         assert_eq!(ra.read(&src, 3 * CHUNK, 10), Served::Direct, "behind");
+        // Just past the window (parallel reads out of order): reached, the rest kept.
+        let calls = src.calls.borrow().len();
+        let at = 9 * CHUNK + 7;
+        assert_eq!(data(ra.read(&src, at, 100)), src.bytes(at, 100));
+        assert_eq!(
+            data(ra.read(&src, 8 * CHUNK, 100)),
+            src.bytes(8 * CHUNK, 100)
+        );
+        assert_eq!(src.calls.borrow().len(), calls + 1, "only chunk 9 was new");
         assert_eq!(
             ra.read(&src, size, 10),
             Served::Direct,
