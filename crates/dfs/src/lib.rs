@@ -12,9 +12,13 @@
 //! - [`link`]: the protocol on a link between two daemons (the owner's adapter, the viewer's
 //!   client).
 //! - [`views`]: the device views over FUSE.
+//! - [`ahead`]: read-ahead of a remote file, the window growing with the round trip.
+//! - [`cache`]: the views' short-lived memory of listings and attributes.
 
+pub mod ahead;
 pub mod api;
 pub mod beneath;
+pub mod cache;
 pub mod error;
 pub mod grant;
 pub mod label;

@@ -122,6 +122,13 @@ impl Remote {
     /// Calls the peer and waits for its reply (or EIO: the link closed or the call timed
     /// out). Blocks: call it from a plain thread (FUSE's) or `spawn_blocking`.
     pub fn call(&self, req: Request) -> Result<Reply, i32> {
+        self.start(req)?.wait(self)
+    }
+
+    /// Sends a call without waiting for its answer, so that several are in flight on the
+    /// link at once (read-ahead); [`Pending::wait`] takes the answer. Blocks only while
+    /// [`MAX_IN_FLIGHT`] calls are out already.
+    pub fn start(&self, req: Request) -> Result<Pending, i32> {
         let deadline = Instant::now() + CALL_TIMEOUT;
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let frame = encode(&Call { id, req }).map_err(|_| errno::EINVAL)?;
@@ -144,19 +151,7 @@ impl Remote {
             self.close();
             return Err(errno::EIO);
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(reply) => Ok(reply),
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(errno::EIO),
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                tracing::warn!(
-                    tag = "hmdfs",
-                    "a peer did not answer in {CALL_TIMEOUT:?}: its link is closed"
-                );
-                self.close();
-                Err(errno::EIO)
-            }
-        }
+        Ok(Pending { rx, deadline })
     }
 
     /// [`Remote::call`] from async code.
@@ -169,6 +164,41 @@ impl Remote {
             tokio::task::spawn_blocking(move || me.call(req))
                 .await
                 .unwrap_or(Err(errno::EIO))
+        }
+    }
+}
+
+/// A call in flight on a [`Remote`]: its answer, once the peer gives it.
+pub struct Pending {
+    rx: std::sync::mpsc::Receiver<Reply>,
+    deadline: Instant,
+}
+
+impl Pending {
+    /// The answer if it is here (EIO if the link closed), without waiting.
+    pub fn try_take(&self) -> Option<Result<Reply, i32>> {
+        match self.rx.try_recv() {
+            Ok(reply) => Some(Ok(reply)),
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => Some(Err(errno::EIO)),
+            Err(std::sync::mpsc::TryRecvError::Empty) => None,
+        }
+    }
+
+    /// Waits for the answer (or EIO: the link closed or the call timed out, which closes
+    /// `remote`, the link it was sent on).
+    pub fn wait(self, remote: &Remote) -> Result<Reply, i32> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        match self.rx.recv_timeout(left) {
+            Ok(reply) => Ok(reply),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(errno::EIO),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                tracing::warn!(
+                    tag = "hmdfs",
+                    "a peer did not answer in {CALL_TIMEOUT:?}: its link is closed"
+                );
+                remote.close();
+                Err(errno::EIO)
+            }
         }
     }
 }

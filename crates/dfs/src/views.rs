@@ -4,14 +4,20 @@
 //! - `device_view/<networkId>/...`: each trusted online peer's, through its [`Remote`];
 //! - `merge_view/...`: all of them merged, with [`crate::merge`]'s names for collisions.
 //!
-//! Consistency is OpenHarmony's close-to-open: entries and attributes are not cached (every
-//! path walk asks the owner), an open revalidates the file and keeps the kernel's cached pages
-//! only if the owner's inode, size, mtime and ctime are those the pages were read at; writes
+//! Consistency is OpenHarmony's close-to-open: an open always asks the owner, and keeps the
+//! kernel's cached pages only if the owner's inode, size, mtime and ctime are those the pages
+//! were read at; names and attributes are remembered for a second at most ([`crate::cache`],
+//! [`ENTRY_TTL`]; any change through the views forgets them), and a listing from its start
+//! always asks the owner. Sequential reads of a remote file are read ahead
+//! ([`crate::ahead`]) by calls in flight together on the link. Writes
 //! go through to the owner as they are made, a close of a written file and an fsync make
 //! them durable there (fsync forwarded). A peer going OFFLINE leaves `device_view` at once,
 //! and its open files answer EIO (EAGAIN for writes) without waiting.
 
+use crate::ahead::{ReadAhead, Served};
+use crate::cache::Cache;
 use crate::link::Remote;
+use crate::proto::DirEntry;
 use crate::proto::{self, Attr, Kind, MAX_IO, Reply, Request, Time, flags};
 use crate::serve::Server;
 use fuser::{
@@ -22,9 +28,9 @@ use fuser::{
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The view of this device's own tree, beside the peers' networkIds.
 pub const LOCAL: &str = "local";
@@ -78,6 +84,30 @@ pub trait Backend: Send + Sync {
     fn gone(&self) -> bool {
         false
     }
+    /// Whether calls can be in flight together ([`Backend::start`] does not run them at
+    /// once): what makes read-ahead worth its copies.
+    fn pipelined(&self) -> bool {
+        false
+    }
+    /// Sends a request without waiting for its reply; by default it runs at once.
+    fn start(&self, req: Request) -> Ticket {
+        Ticket::Done(Some(self.call(req)))
+    }
+    /// The reply of a started request, waiting for it if needed; whether it had to wait.
+    fn finish(&self, t: &mut Ticket) -> (Result<Reply, i32>, bool) {
+        match t {
+            Ticket::Done(r) => (r.take().unwrap_or(Err(proto::errno::EIO)), false),
+            Ticket::Flying(_) => (Err(proto::errno::EIO), false),
+        }
+    }
+}
+
+/// A request started on a [`Backend`].
+pub enum Ticket {
+    /// Run already: its reply (taken once).
+    Done(Option<Result<Reply, i32>>),
+    /// In flight on a link (taken once).
+    Flying(Option<crate::link::Pending>),
 }
 
 impl Backend for Server {
@@ -93,6 +123,79 @@ impl Backend for Remote {
     fn gone(&self) -> bool {
         self.is_closed()
     }
+    fn pipelined(&self) -> bool {
+        true
+    }
+    fn start(&self, req: Request) -> Ticket {
+        match Remote::start(self, req) {
+            Ok(p) => Ticket::Flying(Some(p)),
+            Err(e) => Ticket::Done(Some(Err(e))),
+        }
+    }
+    fn finish(&self, t: &mut Ticket) -> (Result<Reply, i32>, bool) {
+        match t {
+            Ticket::Done(r) => (r.take().unwrap_or(Err(proto::errno::EIO)), false),
+            Ticket::Flying(p) => match p.take() {
+                Some(p) => match p.try_take() {
+                    Some(r) => (r, false),
+                    None => (p.wait(self), true),
+                },
+                None => (Err(proto::errno::EIO), false),
+            },
+        }
+    }
+}
+
+/// Read-ahead memory all open files of the views may hold, in chunks of
+/// [`crate::ahead::CHUNK`] (64 MiB: four files at the widest window).
+const AHEAD_BUDGET: usize = 64;
+
+/// A read-ahead chunk's call, holding its share of [`AHEAD_BUDGET`] until it is dropped.
+struct AheadTicket {
+    t: Ticket,
+    budget: Arc<AtomicUsize>,
+}
+
+impl Drop for AheadTicket {
+    fn drop(&mut self) {
+        self.budget.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// An open file's chunks, read through its backend.
+struct FileSource<'a> {
+    backend: &'a dyn Backend,
+    handle: u64,
+    budget: &'a Arc<AtomicUsize>,
+}
+
+impl crate::ahead::Source for FileSource<'_> {
+    type Ticket = AheadTicket;
+
+    fn start(&self, offset: u64, size: u32) -> Option<AheadTicket> {
+        self.budget
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1))
+            .ok()?;
+        let t = self.backend.start(Request::Read {
+            handle: self.handle,
+            offset,
+            size,
+        });
+        Some(AheadTicket {
+            t,
+            budget: self.budget.clone(),
+        })
+    }
+
+    fn finish(&self, t: &mut AheadTicket) -> (Result<Vec<u8>, i32>, bool) {
+        let (r, waited) = self.backend.finish(&mut t.t);
+        let r = match r {
+            Ok(Reply::Data(d)) => Ok(d),
+            Ok(Reply::Error(e)) | Err(e) => Err(e),
+            Ok(_) => Err(proto::errno::EIO),
+        };
+        (r, waited)
+    }
 }
 
 const ROOT: u64 = 1;
@@ -100,8 +203,15 @@ const DEVICES: u64 = 2;
 const MERGED: u64 = 3;
 /// The block size `stat` reports: what `cp` and friends size their buffers by.
 const BLKSIZE: u32 = 128 * 1024;
-/// Entries and attributes are revalidated on every use (close-to-open across devices).
+/// Attributes are asked for on every use: the kernel's idea of a file's size bounds its
+/// reads, so a size it kept would break close-to-open (a file grown on its owner, then
+/// opened here, must read to its new end). Our own cache ([`crate::cache`]) answers most of
+/// these asks without a call.
 const TTL: Duration = Duration::ZERO;
+/// How long the kernel keeps a name's entry: nodes are named by (view, path), so a kept
+/// entry still leads to whatever the owner has at that path now (a removed file answers
+/// ENOENT at open); no negative entry is kept. It spares `ls -l` a lookup per file.
+const ENTRY_TTL: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 struct Node {
@@ -180,6 +290,8 @@ struct OpenFile {
     handle: u64,
     /// Written since the last fsync: a close makes it durable on the owner.
     dirty: bool,
+    /// A remote file opened for reading: what is read ahead of its reader.
+    ahead: Option<Arc<Mutex<ReadAhead<AheadTicket>>>>,
 }
 
 /// The device views of one user: the FUSE file system.
@@ -190,6 +302,32 @@ pub struct Views {
     files: Mutex<HashMap<u64, OpenFile>>,
     next_fh: AtomicU64,
     started: SystemTime,
+    /// Chunks left of [`AHEAD_BUDGET`].
+    ahead_budget: Arc<AtomicUsize>,
+    /// Listings by (view, path), attributes by (view, path), merged listings by their
+    /// sources: answered from memory for [`crate::cache::TTL`].
+    listings: Mutex<Cache<Place, Arc<Vec<DirEntry>>>>,
+    attrs: Mutex<Cache<Place, Attr>>,
+    merged: Mutex<Cache<Vec<Place>, Arc<Merged>>>,
+}
+
+/// A path on one view: (view, path).
+type Place = (String, String);
+
+/// A merged listing and where each name is in it.
+struct Merged {
+    shown: Vec<crate::merge::Shown>,
+    by_name: HashMap<String, usize>,
+}
+
+impl Merged {
+    fn find(&self, name: &str) -> Option<&crate::merge::Shown> {
+        self.by_name.get(name).and_then(|i| self.shown.get(*i))
+    }
+}
+
+fn now() -> Instant {
+    Instant::now()
 }
 
 impl Views {
@@ -202,6 +340,10 @@ impl Views {
             files: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             started: SystemTime::now(),
+            ahead_budget: Arc::new(AtomicUsize::new(AHEAD_BUDGET)),
+            listings: Mutex::default(),
+            attrs: Mutex::default(),
+            merged: Mutex::default(),
         })
     }
 
@@ -284,8 +426,8 @@ impl Views {
         if let Some(merged) = self.merged_path(parent) {
             // What the name shows on its device, or where a new one would be made.
             let sources = self.merge_sources(&merged)?;
-            let shown = self.merge_list(&sources)?;
-            let at = match shown.iter().find(|s| s.name == name) {
+            let shown = self.merge_list(&sources, false)?;
+            let at = match shown.find(name) {
                 Some(s) => Self::sources_of(&sources, s).into_iter().next(),
                 None => sources
                     .iter()
@@ -352,8 +494,8 @@ impl Views {
             return Ok(sources);
         }
         for c in merged.split('/') {
-            let shown = self.merge_list(&sources)?;
-            let s = shown.iter().find(|s| s.name == c).ok_or(Errno::ENOENT)?;
+            let shown = self.merge_list(&sources, false)?;
+            let s = shown.find(c).ok_or(Errno::ENOENT)?;
             if s.kind != crate::merge::Kind::Dir {
                 return Err(Errno::ENOTDIR);
             }
@@ -376,36 +518,118 @@ impl Views {
             .collect()
     }
 
-    /// The merged listing of the directories `sources` (devices gone since are left out).
-    fn merge_list(&self, sources: &[(String, String)]) -> Result<Vec<crate::merge::Shown>, Errno> {
-        let mut entries = Vec::new();
-        for (view, path) in sources {
-            let Some(b) = self.backend(view) else {
-                continue;
+    /// The listing of `path` on `view` (every part of it), from the cache unless `fresh`;
+    /// its entries' attributes are cached too.
+    fn list(&self, view: &str, path: &str, fresh: bool) -> Result<Arc<Vec<DirEntry>>, Errno> {
+        let key = (view.to_string(), path.to_string());
+        if !fresh && let Some(l) = self.listings.lock().ok().and_then(|c| c.get(&key, now())) {
+            return Ok(l);
+        }
+        let b = self.backend(view).ok_or(Errno::ENOENT)?;
+        let mut all = Vec::new();
+        loop {
+            let r = b.call(Request::Readdir {
+                path: path.to_string(),
+                offset: all.len() as u64,
+            });
+            let (es, done) = match r {
+                Ok(Reply::Entries { entries, done }) => (entries, done),
+                r => return Err(failed(r)),
             };
-            let mut at = 0;
-            // A device whose directory is gone or unreadable shows nothing here; a listing
-            // that stops moving ends.
-            while let Ok(Reply::Entries { entries: es, done }) = b.call(Request::Readdir {
-                path: path.clone(),
-                offset: at,
-            }) {
-                let more = !done && !es.is_empty();
-                at += es.len() as u64;
-                entries.extend(es.into_iter().map(|e| crate::merge::Entry {
-                    device: (view != LOCAL).then(|| view.clone()),
-                    name: e.name,
-                    kind: match e.attr.kind {
-                        Kind::Dir => crate::merge::Kind::Dir,
-                        _ => crate::merge::Kind::File,
-                    },
-                }));
-                if !more {
-                    break;
-                }
+            // A listing that stops moving ends (an owner cannot keep us here).
+            let done = done || es.is_empty();
+            all.extend(es);
+            if done {
+                break;
             }
         }
-        Ok(crate::merge::merge(&entries))
+        let t = now();
+        if let Ok(mut a) = self.attrs.lock() {
+            // Not what cannot be opened (a link out of the tree, a fifo): a walk through it
+            // must hear the owner's own answer.
+            for e in all.iter().filter(|e| e.attr.kind != Kind::Other) {
+                a.put((view.to_string(), proto::join(path, &e.name)), e.attr, t);
+            }
+        }
+        let all = Arc::new(all);
+        if let Ok(mut c) = self.listings.lock() {
+            c.put(key, all.clone(), t);
+        }
+        Ok(all)
+    }
+
+    /// The cached attributes of `path` on `view`, else the owner's (then cached).
+    fn attr(&self, view: &str, path: &str, b: &dyn Backend) -> Result<Attr, Errno> {
+        let key = (view.to_string(), path.to_string());
+        if let Some(a) = self.attrs.lock().ok().and_then(|c| c.get(&key, now())) {
+            return Ok(a);
+        }
+        match b.call(Request::Lookup {
+            path: path.to_string(),
+        }) {
+            Ok(Reply::Attr(a)) => {
+                if let Ok(mut c) = self.attrs.lock() {
+                    c.put(key, a, now());
+                }
+                Ok(a)
+            }
+            r => Err(failed(r)),
+        }
+    }
+
+    /// Runs a request that changes a file, then forgets what the caches hold.
+    fn change(&self, b: &dyn Backend, req: Request) -> Result<Reply, i32> {
+        let r = b.call(req);
+        self.changed();
+        r
+    }
+
+    /// Forgets every cached listing and attribute (a change made through the views).
+    fn changed(&self) {
+        if let Ok(mut c) = self.listings.lock() {
+            c.clear();
+        }
+        if let Ok(mut c) = self.merged.lock() {
+            c.clear();
+        }
+        if let Ok(mut c) = self.attrs.lock() {
+            c.clear();
+        }
+    }
+
+    /// The merged listing of the directories `sources` (devices gone since are left out),
+    /// from the cache unless `fresh`.
+    fn merge_list(&self, sources: &[(String, String)], fresh: bool) -> Result<Arc<Merged>, Errno> {
+        let key = sources.to_vec();
+        if !fresh && let Some(m) = self.merged.lock().ok().and_then(|c| c.get(&key, now())) {
+            return Ok(m);
+        }
+        let mut entries = Vec::new();
+        for (view, path) in sources {
+            // A device whose directory is gone or unreadable shows nothing here.
+            let Ok(listed) = self.list(view, path, fresh) else {
+                continue;
+            };
+            entries.extend(listed.iter().map(|e| crate::merge::Entry {
+                device: (view != LOCAL).then(|| view.clone()),
+                name: e.name.clone(),
+                kind: match e.attr.kind {
+                    Kind::Dir => crate::merge::Kind::Dir,
+                    _ => crate::merge::Kind::File,
+                },
+            }));
+        }
+        let shown = crate::merge::merge(&entries);
+        let by_name = shown
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.clone(), i))
+            .collect();
+        let m = Arc::new(Merged { shown, by_name });
+        if let Ok(mut c) = self.merged.lock() {
+            c.put(key, m.clone(), now());
+        }
+        Ok(m)
     }
 
     /// The node a shown entry of the merge-view directory `merged` is: a directory is a merge
@@ -421,17 +645,14 @@ impl Views {
     /// A child of the merge-view directory `merged`, with its attributes.
     fn merge_child(&self, merged: &str, name: &str) -> Result<(u64, Attr), Errno> {
         let sources = self.merge_sources(merged)?;
-        let shown = self.merge_list(&sources)?;
-        let s = shown.iter().find(|s| s.name == name).ok_or(Errno::ENOENT)?;
+        let shown = self.merge_list(&sources, false)?;
+        let s = shown.find(name).ok_or(Errno::ENOENT)?;
         let at = Self::sources_of(&sources, s)
             .into_iter()
             .next()
             .ok_or(Errno::ENOENT)?;
         let b = self.backend(&at.0).ok_or(Errno::ENOENT)?;
-        let attr = match b.call(Request::Lookup { path: at.1.clone() }) {
-            Ok(Reply::Attr(a)) => a,
-            r => return Err(failed(r)),
-        };
+        let attr = self.attr(&at.0, &at.1, &*b)?;
         Ok((self.merge_ino(merged, s, &at), attr))
     }
 
@@ -444,7 +665,7 @@ impl Views {
     ) -> Result<(String, String, Arc<dyn Backend>), Errno> {
         proto::check_name(name).map_err(Errno::from_i32)?;
         let sources = self.merge_sources(merged)?;
-        if crate::merge::taken(&self.merge_list(&sources)?, name) {
+        if crate::merge::taken(&self.merge_list(&sources, true)?.shown, name) {
             return Err(Errno::EEXIST);
         }
         let (view, path) = sources
@@ -461,7 +682,14 @@ impl Views {
         self.files.lock().ok()?.get_mut(&fh.0).map(f)
     }
 
-    fn opened(&self, ino: u64, backend: Arc<dyn Backend>, handle: u64, attr: &Attr) -> (u64, bool) {
+    fn opened(
+        &self,
+        ino: u64,
+        backend: Arc<dyn Backend>,
+        handle: u64,
+        attr: &Attr,
+        reading: bool,
+    ) -> (u64, bool) {
         let keep = match self.nodes.lock() {
             Ok(mut n) => n.by_ino.get_mut(&ino).is_some_and(|node| {
                 let keep = node.pages.is_some_and(|p| p.same_content(attr));
@@ -471,6 +699,8 @@ impl Views {
             Err(_) => false,
         };
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        let ahead = (reading && backend.pipelined())
+            .then(|| Arc::new(Mutex::new(ReadAhead::new(attr.size))));
         if let Ok(mut f) = self.files.lock() {
             f.insert(
                 fh,
@@ -478,6 +708,7 @@ impl Views {
                     backend,
                     handle,
                     dirty: false,
+                    ahead,
                 },
             );
         }
@@ -587,10 +818,15 @@ impl fuser::Filesystem for ViewsFs {
         let v = &self.0;
         match parent.0 {
             ROOT if name == DEVICE_VIEW => {
-                return reply.entry(&TTL, &v.dir_attr(DEVICES), Generation(0));
+                return reply.entry_with_ttls(
+                    &TTL,
+                    &ENTRY_TTL,
+                    &v.dir_attr(DEVICES),
+                    Generation(0),
+                );
             }
             ROOT if name == MERGE_VIEW => {
-                return reply.entry(&TTL, &v.dir_attr(MERGED), Generation(0));
+                return reply.entry_with_ttls(&TTL, &ENTRY_TTL, &v.dir_attr(MERGED), Generation(0));
             }
             ROOT => return reply.error(Errno::ENOENT),
             DEVICES => {
@@ -603,7 +839,7 @@ impl fuser::Filesystem for ViewsFs {
                     .map(|b| b.call(Request::Lookup { path: "".into() }));
                 return match r {
                     Some(Ok(Reply::Attr(a))) => {
-                        reply.entry(&TTL, &fuse_attr(ino, &a), Generation(0))
+                        reply.entry_with_ttls(&TTL, &ENTRY_TTL, &fuse_attr(ino, &a), Generation(0))
                     }
                     Some(other) => reply.error(failed(other)),
                     None => reply.error(Errno::ENOENT),
@@ -616,7 +852,9 @@ impl fuser::Filesystem for ViewsFs {
                 return reply.error(Errno::ENOENT);
             };
             return match v.merge_child(&merged, name) {
-                Ok((ino, a)) => reply.entry(&TTL, &fuse_attr(ino, &a), Generation(0)),
+                Ok((ino, a)) => {
+                    reply.entry_with_ttls(&TTL, &ENTRY_TTL, &fuse_attr(ino, &a), Generation(0))
+                }
                 Err(e) => reply.error(e),
             };
         }
@@ -624,12 +862,12 @@ impl fuser::Filesystem for ViewsFs {
             Ok(x) => x,
             Err(e) => return reply.error(e),
         };
-        match b.call(Request::Lookup { path: path.clone() }) {
-            Ok(Reply::Attr(a)) => {
+        match v.attr(&view, &path, &*b) {
+            Ok(a) => {
                 let ino = v.ino(&view, &path);
-                reply.entry(&TTL, &fuse_attr(ino, &a), Generation(0))
+                reply.entry_with_ttls(&TTL, &ENTRY_TTL, &fuse_attr(ino, &a), Generation(0))
             }
-            r => reply.error(failed(r)),
+            Err(e) => reply.error(e),
         }
     }
 
@@ -645,16 +883,21 @@ impl fuser::Filesystem for ViewsFs {
             return reply.attr(&TTL, &v.dir_attr(ino.0));
         }
         let open = fh.and_then(|fh| v.with_file(fh, |f| (f.backend.clone(), f.handle)));
+        // An open file's attributes are the owner's now (the kernel asks for them when a
+        // read reaches the size it knows); a name's may come from a recent listing.
         let r = match open {
-            Some((b, handle)) => b.call(Request::Getattr { handle }),
+            Some((b, handle)) => match b.call(Request::Getattr { handle }) {
+                Ok(Reply::Attr(a)) => Ok(a),
+                r => Err(failed(r)),
+            },
             None => match v.resolve(ino.0) {
-                Ok((n, b)) => b.call(Request::Lookup { path: n.path }),
+                Ok((n, b)) => v.attr(&n.view, &n.path, &*b),
                 Err(e) => return reply.error(e),
             },
         };
         match r {
-            Ok(Reply::Attr(a)) => reply.attr(&TTL, &fuse_attr(ino.0, &a)),
-            r => reply.error(failed(r)),
+            Ok(a) => reply.attr(&TTL, &fuse_attr(ino.0, &a)),
+            Err(e) => reply.error(e),
         }
     }
 
@@ -694,6 +937,7 @@ impl fuser::Filesystem for ViewsFs {
             atime: atime.map(to_time),
             mtime: mtime.map(to_time),
         });
+        v.changed();
         match r {
             Ok(Reply::Attr(a)) => reply.attr(&TTL, &fuse_attr(ino.0, &a)),
             r => reply.error(failed(r)),
@@ -715,16 +959,18 @@ impl fuser::Filesystem for ViewsFs {
             Ok(x) => x,
             Err(e) => return reply.error(e),
         };
-        match b.call(Request::Mkdir {
+        let r = b.call(Request::Mkdir {
             path: path.clone(),
             mode: mode & !umask,
-        }) {
+        });
+        v.changed();
+        match r {
             Ok(Reply::Attr(a)) => {
                 let ino = match (&merged, name.to_str()) {
                     (Some(m), Some(n)) => v.ino(MERGE, &proto::join(m, n)),
                     _ => v.ino(&view, &path),
                 };
-                reply.entry(&TTL, &fuse_attr(ino, &a), Generation(0))
+                reply.entry_with_ttls(&TTL, &ENTRY_TTL, &fuse_attr(ino, &a), Generation(0))
             }
             r => reply.error(failed(r)),
         }
@@ -732,7 +978,7 @@ impl fuser::Filesystem for ViewsFs {
 
     fn unlink(&self, _req: &fuser::Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         match self.0.child(parent.0, name) {
-            Ok((_, path, b)) => match b.call(Request::Unlink { path }) {
+            Ok((_, path, b)) => match self.0.change(&*b, Request::Unlink { path }) {
                 Ok(Reply::Done) => reply.ok(),
                 r => reply.error(failed(r)),
             },
@@ -742,7 +988,7 @@ impl fuser::Filesystem for ViewsFs {
 
     fn rmdir(&self, _req: &fuser::Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         match self.0.child(parent.0, name) {
-            Ok((_, path, b)) => match b.call(Request::Rmdir { path }) {
+            Ok((_, path, b)) => match self.0.change(&*b, Request::Rmdir { path }) {
                 Ok(Reply::Done) => reply.ok(),
                 r => reply.error(failed(r)),
             },
@@ -778,6 +1024,7 @@ impl fuser::Filesystem for ViewsFs {
             to: to.1.clone(),
             noreplace: flags.contains(RenameFlags::RENAME_NOREPLACE),
         });
+        v.changed();
         match r {
             Ok(Reply::Done) => {
                 if let Ok(mut n) = v.nodes.lock() {
@@ -795,13 +1042,21 @@ impl fuser::Filesystem for ViewsFs {
             Ok(x) => x,
             Err(e) => return reply.error(e),
         };
+        let pf = proto_flags(flags.0) & !proto::flags::EXCL;
         let r = b.call(Request::Open {
-            path: n.path,
-            flags: proto_flags(flags.0) & !proto::flags::EXCL,
+            path: n.path.clone(),
+            flags: pf,
         });
+        if pf & proto::flags::TRUNC != 0 {
+            v.changed();
+        }
         match r {
             Ok(Reply::Opened { handle, attr }) => {
-                let (fh, keep) = v.opened(ino.0, b, handle, &attr);
+                if let Ok(mut c) = v.attrs.lock() {
+                    c.put((n.view.clone(), n.path.clone()), attr, now());
+                }
+                let reading = flags.acc_mode() != OpenAccMode::O_WRONLY;
+                let (fh, keep) = v.opened(ino.0, b, handle, &attr, reading);
                 let f = if keep {
                     FopenFlags::FOPEN_KEEP_CACHE
                 } else {
@@ -834,10 +1089,11 @@ impl fuser::Filesystem for ViewsFs {
             mode: mode & !umask,
             flags: proto_flags(flags),
         });
+        v.changed();
         match r {
             Ok(Reply::Opened { handle, attr }) => {
                 let ino = v.ino(&view, &path);
-                let (fh, _) = v.opened(ino, b, handle, &attr);
+                let (fh, _) = v.opened(ino, b, handle, &attr, false);
                 reply.created(
                     &TTL,
                     &fuse_attr(ino, &attr),
@@ -861,9 +1117,26 @@ impl fuser::Filesystem for ViewsFs {
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyData,
     ) {
-        let Some((b, handle)) = self.0.with_file(fh, |f| (f.backend.clone(), f.handle)) else {
+        let Some((b, handle, ahead)) = self
+            .0
+            .with_file(fh, |f| (f.backend.clone(), f.handle, f.ahead.clone()))
+        else {
             return reply.error(Errno::EBADF);
         };
+        if let Some(ahead) = ahead
+            && let Ok(mut ra) = ahead.lock()
+        {
+            let src = FileSource {
+                backend: &*b,
+                handle,
+                budget: &self.0.ahead_budget,
+            };
+            match ra.read(&src, offset, size.min(MAX_IO)) {
+                Served::Data(d) => return reply.data(&d),
+                Served::Failed(e) => return reply.error(Errno::from_i32(e)),
+                Served::Direct => {}
+            }
+        }
         match b.call(Request::Read {
             handle,
             offset,
@@ -886,18 +1159,28 @@ impl fuser::Filesystem for ViewsFs {
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyWrite,
     ) {
-        let Some((b, handle)) = self.0.with_file(fh, |f| {
+        let Some((b, handle, ahead)) = self.0.with_file(fh, |f| {
             f.dirty = true;
-            (f.backend.clone(), f.handle)
+            (f.backend.clone(), f.handle, f.ahead.clone())
         }) else {
             return reply.error(Errno::EBADF);
         };
+        if let Some(ra) = ahead
+            && let Ok(mut ra) = ra.lock()
+        {
+            // What was read ahead is older than this write.
+            ra.clear();
+        }
         // The kernel sends at most max_write (MAX_IO) bytes a call.
-        match b.call(Request::Write {
-            handle,
-            offset,
-            data: data.to_vec(),
-        }) {
+        let r = self.0.change(
+            &*b,
+            Request::Write {
+                handle,
+                offset,
+                data: data.to_vec(),
+            },
+        );
+        match r {
             Ok(Reply::Written(n)) => reply.written(n),
             // An owner out of reach: try again later, as OpenHarmony answers writes.
             Err(_) => reply.error(Errno::EAGAIN),
@@ -924,10 +1207,13 @@ impl fuser::Filesystem for ViewsFs {
             return reply.ok();
         }
         // A close of a written file returns once the data is on the owner's disk.
-        match b.call(Request::Fsync {
-            handle,
-            datasync: true,
-        }) {
+        match self.0.change(
+            &*b,
+            Request::Fsync {
+                handle,
+                datasync: true,
+            },
+        ) {
             Ok(Reply::Done) => reply.ok(),
             r => reply.error(failed(r)),
         }
@@ -947,7 +1233,7 @@ impl fuser::Filesystem for ViewsFs {
         }) else {
             return reply.error(Errno::EBADF);
         };
-        match b.call(Request::Fsync { handle, datasync }) {
+        match self.0.change(&*b, Request::Fsync { handle, datasync }) {
             Ok(Reply::Done) => reply.ok(),
             r => reply.error(failed(r)),
         }
@@ -988,57 +1274,57 @@ impl fuser::Filesystem for ViewsFs {
             ],
             i if v.merged_path(i).is_some() => {
                 let merged = v.merged_path(i).unwrap_or_default();
+                // A listing from its start asks the owners again; its later parts (the
+                // kernel reads a few KiB at a time) come from the cached listing.
                 let listed = v
                     .merge_sources(&merged)
-                    .and_then(|src| Ok((v.merge_list(&src)?, src)));
+                    .and_then(|src| Ok((v.merge_list(&src, offset == 0)?, src)));
                 let (shown, sources) = match listed {
                     Ok(x) => x,
                     Err(e) => return reply.error(e),
                 };
-                shown
-                    .iter()
-                    .filter_map(|s| {
-                        let at = Views::sources_of(&sources, s).into_iter().next()?;
-                        let kind = match s.kind {
-                            crate::merge::Kind::Dir => FileType::Directory,
-                            crate::merge::Kind::File => FileType::RegularFile,
-                        };
-                        Some((v.merge_ino(&merged, s, &at), kind, s.name.clone()))
-                    })
-                    .collect()
+                let from = usize::try_from(offset).unwrap_or(usize::MAX);
+                for (i, s) in shown.shown.iter().enumerate().skip(from) {
+                    let Some(at) = Views::sources_of(&sources, s).into_iter().next() else {
+                        continue;
+                    };
+                    let kind = match s.kind {
+                        crate::merge::Kind::Dir => FileType::Directory,
+                        crate::merge::Kind::File => FileType::RegularFile,
+                    };
+                    let child = v.merge_ino(&merged, s, &at);
+                    if reply.add(INodeNo(child), i as u64 + 1, kind, &s.name) {
+                        break;
+                    }
+                }
+                return reply.ok();
             }
             DEVICES => std::iter::once(LOCAL.to_string())
                 .chain(v.peers())
                 .map(|n| (v.ino(&n, ""), FileType::Directory, n))
                 .collect(),
             _ => {
-                let (n, b) = match v.resolve(ino.0) {
-                    Ok(x) => x,
+                let n = match v.resolve(ino.0) {
+                    Ok((n, _)) => n,
                     Err(e) => return reply.error(e),
                 };
-                let mut at = offset;
-                loop {
-                    let r = b.call(Request::Readdir {
-                        path: n.path.clone(),
-                        offset: at,
-                    });
-                    let (entries, done) = match r {
-                        Ok(Reply::Entries { entries, done }) => (entries, done),
-                        r => return reply.error(failed(r)),
-                    };
-                    // A listing that stops moving ends (an owner cannot keep us here).
-                    let done = done || entries.is_empty();
-                    for e in entries {
-                        at += 1;
-                        let child = v.ino(&n.view, &proto::join(&n.path, &e.name));
-                        if reply.add(INodeNo(child), at, fuse_kind(e.attr.kind), &e.name) {
-                            return reply.ok();
-                        }
-                    }
-                    if done {
-                        return reply.ok();
+                let listed = match v.list(&n.view, &n.path, offset == 0) {
+                    Ok(l) => l,
+                    Err(e) => return reply.error(e),
+                };
+                let from = usize::try_from(offset).unwrap_or(usize::MAX);
+                for (i, e) in listed.iter().enumerate().skip(from) {
+                    let child = v.ino(&n.view, &proto::join(&n.path, &e.name));
+                    if reply.add(
+                        INodeNo(child),
+                        i as u64 + 1,
+                        fuse_kind(e.attr.kind),
+                        &e.name,
+                    ) {
+                        break;
                     }
                 }
+                return reply.ok();
             }
         };
         for (i, (child, kind, name)) in names.into_iter().enumerate().skip(offset as usize) {
@@ -1108,6 +1394,30 @@ impl Drop for Mounted {
     }
 }
 
+/// The kernel's read-ahead on the views, in KiB: it offers FUSE only its default (128 KiB)
+/// at INIT, so each read would ask a tenth of what one call moves; with this it sends reads
+/// of up to [`MAX_IO`] (the max_pages that max_write gives) several at a time.
+const KERNEL_READAHEAD_KB: u32 = 4 * MAX_IO / 1024;
+
+/// Sets the mount's read-ahead (its backing device's `read_ahead_kb`, which root may write)
+/// once INIT is done (a stat of the root waits for it). Best effort: without it reads are
+/// only smaller.
+fn widen_readahead(at: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(m) = std::fs::metadata(at) else {
+        return;
+    };
+    let dev = m.dev();
+    let bdi = format!(
+        "/sys/class/bdi/{}:{}/read_ahead_kb",
+        rustix::fs::major(dev),
+        rustix::fs::minor(dev)
+    );
+    if let Err(e) = std::fs::write(&bdi, KERNEL_READAHEAD_KB.to_string()) {
+        tracing::debug!(tag = "hmdfs", "cannot widen the read-ahead ({bdi}): {e}");
+    }
+}
+
 /// FUSE threads serving the views (reads in flight together, as read-ahead issues them).
 const FUSE_THREADS: usize = 4;
 
@@ -1131,6 +1441,7 @@ pub fn mount(views: Arc<Views>, at: &Path) -> std::io::Result<Mounted> {
     config.acl = fuser::SessionACL::All;
     config.n_threads = Some(FUSE_THREADS);
     let session = fuser::spawn_mount(ViewsFs(views), at, &config)?;
+    widen_readahead(at);
     Ok(Mounted {
         session: Some(session),
         at: at.to_path_buf(),
