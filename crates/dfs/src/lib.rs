@@ -10,10 +10,14 @@
 //! - [`serve`]: the owner's side of it, executing a peer's requests on the account tree.
 //! - [`link`]: the protocol on a link between two daemons (the owner's adapter, the viewer's
 //!   client).
-//! - [`views`]: the device views over FUSE.
+//! - [`views`]: the device views over FUSE (feature `service`).
+//! - [`copy`]: cross-device copy's limits, admission, progress and wire (pure).
+//! - [`errcode`]: OpenHarmony's file error codes (`139000xx`).
 
 pub mod api;
 pub mod beneath;
+pub mod copy;
+pub mod errcode;
 pub mod error;
 pub mod label;
 pub mod link;
@@ -21,6 +25,7 @@ pub mod merge;
 pub mod proto;
 pub mod serve;
 pub mod uri;
+#[cfg(feature = "service")]
 pub mod views;
 
 pub use error::DfsError;
