@@ -17,7 +17,7 @@ const OFFLINE_BOUND: Duration = Duration::from_secs(10);
 const VIEW_BOUND: Duration = Duration::from_secs(45);
 const USER: u32 = 100;
 
-fn runnable(test: &str) -> bool {
+pub(crate) fn runnable(test: &str) -> bool {
     if !oxh_testkit::require_root(test, "to mount FUSE") {
         return false;
     }
@@ -28,8 +28,8 @@ fn runnable(test: &str) -> bool {
     true
 }
 
-/// Two bound devices, both of security level SL3 unless given.
-async fn pair_at(level_a: &str, level_b: &str) -> (TestDevice, TestDevice) {
+/// Two bound devices, of the security levels given, both online to each other.
+pub(crate) async fn pair_at(level_a: &str, level_b: &str) -> (TestDevice, TestDevice) {
     let env_a = [("OXH_DEVICE_SECURITY_LEVEL", level_a)];
     let env_b = [("OXH_DEVICE_SECURITY_LEVEL", level_b)];
     let a = TestDevice::start_with_env(&[], &env_a);
@@ -44,12 +44,12 @@ fn device_view(d: &TestDevice) -> PathBuf {
     oxh_dfs::views::mount_point(d.data_dir(), USER).join("device_view")
 }
 
-fn tree(d: &TestDevice) -> PathBuf {
+pub(crate) fn tree(d: &TestDevice) -> PathBuf {
     oxh_dfs::views::account_tree(d.data_dir(), USER)
 }
 
 /// `viewer`'s view of `owner`, once it is there (bounded).
-async fn view_of(viewer: &TestDevice, owner: &TestDevice) -> PathBuf {
+pub(crate) async fn view_of(viewer: &TestDevice, owner: &TestDevice) -> PathBuf {
     let p = device_view(viewer).join(owner.ready_field("network_id"));
     let q = p.clone();
     within("the peer's device view", VIEW_BOUND, async move {
