@@ -40,8 +40,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The caller sees `error <code>: <OpenHarmony's message>: <what happened>`.
 fn remote(e: CopyError) -> RemoteError {
-    RemoteError::new(e.err.code, e.to_string())
+    RemoteError::new(e.err.code, format!("{}: {}", e.err.message, e.detail))
 }
 
 fn fail(err: FileErr, detail: impl Into<String>) -> RemoteError {

@@ -56,7 +56,7 @@ impl TaskSignal {
 
 /// A file error with OpenHarmony's code.
 fn ferr(e: FileErr, detail: impl std::fmt::Display) -> Error {
-    Error::Remote(RemoteError::new(e.code, format!("{e}: {detail}")))
+    Error::Remote(RemoteError::new(e.code, format!("{}: {detail}", e.message)))
 }
 
 /// Proxy for the file daemon's copy methods.
