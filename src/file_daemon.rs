@@ -55,6 +55,8 @@ pub struct FileDaemon {
     linking: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
     /// The owner side: each peer socket's queue of calls.
     served: Mutex<HashMap<u64, mpsc::Sender<Vec<u8>>>>,
+    /// Cross-device copies (PrepareSession, RequestSendFile, CancelCopyTask).
+    copy: Arc<crate::file_copy::FileCopy>,
 }
 
 impl FileDaemon {
@@ -80,6 +82,7 @@ impl FileDaemon {
         let tree = views::account_tree(data_dir, USER);
         std::fs::create_dir_all(&tree)?;
         let local = Arc::new(Server::local(&tree)?);
+        let copy = crate::file_copy::FileCopy::start(softbus.clone(), tree.clone(), level)?;
         let me = Arc::new(Self {
             softbus: softbus.clone(),
             tree,
@@ -91,6 +94,7 @@ impl FileDaemon {
             online: Mutex::new(HashMap::new()),
             linking: Mutex::new(HashMap::new()),
             served: Mutex::new(HashMap::new()),
+            copy,
         });
         me.listen()?;
         me.follow_peers();
@@ -416,22 +420,27 @@ impl FileDaemon {
 #[async_trait::async_trait]
 impl SystemAbility for FileDaemon {
     fn methods(&self) -> &'static [Method] {
-        const METHODS: &[Method] = &[Method::with_permission(
-            oxh_dfs::api::GET_DEVICE_VIEWS,
-            "GetDeviceViews",
-            oxh_dfs::api::PERMISSION_DATASYNC,
-        )];
+        use oxh_dfs::api::PERMISSION_DATASYNC as P;
+        const METHODS: &[Method] = &[
+            Method::with_permission(oxh_dfs::api::GET_DEVICE_VIEWS, "GetDeviceViews", P),
+            Method::with_permission(oxh_dfs::api::PREPARE_SESSION, "PrepareSession", P),
+            Method::with_permission(oxh_dfs::api::RECV_FILE, "RequestSendFile", P),
+            Method::with_permission(oxh_dfs::api::CANCEL_COPY_TASK, "CancelCopyTask", P),
+        ];
         METHODS
     }
 
     async fn call(
         &self,
-        _ctx: CallContext,
+        ctx: CallContext,
         code: u32,
-        _data: bytes::Bytes,
+        data: bytes::Bytes,
     ) -> Result<Vec<u8>, oxh_ipc::RemoteError> {
         match code {
             oxh_dfs::api::GET_DEVICE_VIEWS => Ok(oxh_ipc::encode(&self.device_views())),
+            oxh_dfs::api::PREPARE_SESSION
+            | oxh_dfs::api::RECV_FILE
+            | oxh_dfs::api::CANCEL_COPY_TASK => self.copy.call(ctx, code, &data).await,
             _ => Err(oxh_ipc::RemoteError::new(
                 401,
                 format!("no method {code} on the distributed file daemon"),
@@ -448,10 +457,15 @@ impl SystemAbility for FileDaemon {
         };
         format!(
             "DistributedFileDaemon\n  account tree: {}\n  device views: {mount}\n  peers: {}\n  \
-             peers served: {}\n",
+             peers served: {}\n  copies running: {}\n",
             v.account_tree,
             v.peers.join(", "),
-            lock(&self.served).len()
+            lock(&self.served).len(),
+            self.copy.running()
         )
+    }
+
+    fn on_client_died(&self, conn: &ConnHandle) {
+        self.copy.client_died(conn);
     }
 }

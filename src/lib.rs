@@ -4,4 +4,5 @@
 
 pub mod cli;
 pub mod daemon;
+pub mod file_copy;
 pub mod file_daemon;

@@ -50,7 +50,7 @@ fn device_view_in(data: &Path) -> PathBuf {
     oxh_dfs::views::mount_point(data, USER).join("device_view")
 }
 
-fn tree(d: &TestDevice) -> PathBuf {
+pub(crate) fn tree(d: &TestDevice) -> PathBuf {
     tree_in(d.data_dir())
 }
 

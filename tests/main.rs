@@ -16,6 +16,7 @@ mod dms_install;
 mod dms_netns;
 mod dms_sync;
 mod fs;
+mod fs_copy;
 mod hdc;
 mod hilog;
 mod hmdfs;

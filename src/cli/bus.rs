@@ -8,22 +8,22 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-const MIB: f64 = 1024.0 * 1024.0;
+pub(super) const MIB: f64 = 1024.0 * 1024.0;
 
 /// Redraws one progress line on stderr at most every 100 ms (only when it is a terminal).
-struct Progress {
+pub(super) struct Progress {
     on: bool,
     last: Option<Instant>,
 }
 
 impl Progress {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self {
             on: std::io::stderr().is_terminal(),
             last: None,
         }
     }
-    fn show(&mut self, text: impl FnOnce() -> String) {
+    pub(super) fn show(&mut self, text: impl FnOnce() -> String) {
         if !self.on
             || self
                 .last
@@ -34,14 +34,14 @@ impl Progress {
         self.last = Some(Instant::now());
         eprint!("\r\x1b[2K{}", text());
     }
-    fn clear(&mut self) {
+    pub(super) fn clear(&mut self) {
         if self.on && self.last.take().is_some() {
             eprint!("\r\x1b[2K");
         }
     }
 }
 
-fn rate(bytes: u64, d: Duration) -> String {
+pub(super) fn rate(bytes: u64, d: Duration) -> String {
     let s = d.as_secs_f64().max(1e-9);
     format!(
         "{:.1} MiB/s ({:.0} MB/s)",

@@ -267,7 +267,7 @@ pub fn main() -> Result<i32> {
                 Cmd::Bus(c) => client_runtime()?.block_on(bus::run(&o.global, c)),
                 Cmd::Kv(c) => client_runtime()?.block_on(kv::run(&o.global, c)),
                 Cmd::Rdb(c) => client_runtime()?.block_on(rdb::run(&o.global, c)),
-                Cmd::Fs(c) => fs::run(c),
+                Cmd::Fs(c) => client_runtime()?.block_on(fs::run(&o.global, c)),
                 Cmd::Console(a) => client_runtime()?.block_on(console::run(&o.global, a)),
                 Cmd::Sim(a) => sim::run(&o.global, a),
                 Cmd::Param(a) => client_runtime()?.block_on(param::run(&o.global, a)),

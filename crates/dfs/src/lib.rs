@@ -11,14 +11,18 @@
 //! - [`serve`]: the owner's side of it, executing a peer's requests on the account tree.
 //! - [`link`]: the protocol on a link between two daemons (the owner's adapter, the viewer's
 //!   client).
-//! - [`views`]: the device views over FUSE.
 //! - [`ahead`]: read-ahead of a remote file, the window growing with the round trip.
 //! - [`cache`]: the views' short-lived memory of listings and attributes.
+//! - [`views`]: the device views over FUSE (feature `service`).
+//! - [`copy`]: cross-device copy's limits, admission, progress and wire (pure).
+//! - [`errcode`]: OpenHarmony's file error codes (`139000xx`).
 
 pub mod ahead;
 pub mod api;
 pub mod beneath;
 pub mod cache;
+pub mod copy;
+pub mod errcode;
 pub mod error;
 pub mod grant;
 pub mod label;
@@ -27,6 +31,7 @@ pub mod merge;
 pub mod proto;
 pub mod serve;
 pub mod uri;
+#[cfg(feature = "service")]
 pub mod views;
 
 pub use error::DfsError;

@@ -81,6 +81,15 @@ impl Server {
         Ok(s)
     }
 
+    /// Opens an existing regular file to send it whole to a peer of device level `level`
+    /// (a cross-device copy): the same checks as a peer's open, no handle kept.
+    pub fn open_to_send(&self, path: &str, level: u8) -> Result<File, i32> {
+        let fd = beneath::open(&self.root, path, open_flags(flags::READ), Mode::empty())
+            .map_err(code)?;
+        check_opened(&fd, path, level)?;
+        Ok(File::from(fd))
+    }
+
     /// How many files the peer holds open.
     pub fn open_files(&self) -> usize {
         self.handles.lock().map(|h| h.open.len()).unwrap_or(0)

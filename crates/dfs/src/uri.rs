@@ -106,6 +106,89 @@ impl FileUri {
     }
 }
 
+/// The sandbox dir whose files an app shares with its other devices (OpenHarmony's
+/// `distributedfiles`): what a peer's file daemon serves, as `data/<bundle>/` of its account
+/// tree (hmdfs's `account/.../data/<bundleName>`).
+pub const DISTRIBUTED_FILES: &str = "/data/storage/el2/distributedfiles";
+
+/// The sandbox dirs of an app on its own device, and where each is below the data dir (as the
+/// app spawner binds them: `crates/ability/src/layout.rs`). `{user}`/`{bundle}` are filled in.
+const SANDBOX_DIRS: &[(&str, &str)] = &[
+    ("/data/storage/el1/base", "app/el1/{user}/base/{bundle}"),
+    (
+        "/data/storage/el1/database",
+        "app/el1/{user}/database/{bundle}",
+    ),
+    ("/data/storage/el2/base", "app/el2/{user}/base/{bundle}"),
+    (
+        "/data/storage/el2/database",
+        "app/el2/{user}/database/{bundle}",
+    ),
+    (
+        DISTRIBUTED_FILES,
+        "service/el2/{user}/hmdfs/account/data/{bundle}",
+    ),
+];
+
+/// `rest` (what follows a sandbox dir in a path) checked to stay beneath it.
+fn beneath_rest(path: &str, rest: &str) -> Result<String, DfsError> {
+    let rest = rest.trim_start_matches('/');
+    if rest.split('/').any(|c| c == "..") {
+        return Err(DfsError::Escape(path.to_string()));
+    }
+    Ok(rest.to_string())
+}
+
+impl FileUri {
+    /// For a file in [`DISTRIBUTED_FILES`]: its path in a device's account tree
+    /// (`data/<bundle>/<rest>`), which is what a peer serves. Other paths are not shared.
+    pub fn account_path(&self) -> Result<String, DfsError> {
+        let rest = self
+            .path
+            .strip_prefix(DISTRIBUTED_FILES)
+            .filter(|r| r.is_empty() || r.starts_with('/'))
+            .ok_or_else(|| {
+                DfsError::Invalid(format!(
+                    "{}: only files in {DISTRIBUTED_FILES} are shared across devices",
+                    self.path
+                ))
+            })?;
+        let rest = beneath_rest(&self.path, rest)?;
+        Ok(if rest.is_empty() {
+            format!("data/{}", self.authority)
+        } else {
+            format!("data/{}/{rest}", self.authority)
+        })
+    }
+
+    /// For a local URI: the file's path below the device's data dir, for `user` (the app's
+    /// sandbox dirs as the app spawner binds them).
+    pub fn local_path(&self, user: u32) -> Result<std::path::PathBuf, DfsError> {
+        for (dir, host) in SANDBOX_DIRS {
+            if let Some(rest) = self
+                .path
+                .strip_prefix(dir)
+                .filter(|r| r.is_empty() || r.starts_with('/'))
+            {
+                let rest = beneath_rest(&self.path, rest)?;
+                let base = host
+                    .replace("{user}", &user.to_string())
+                    .replace("{bundle}", &self.authority);
+                return Ok(std::path::Path::new(&base).join(rest));
+            }
+        }
+        Err(DfsError::Invalid(format!(
+            "{}: not in an app's sandbox dirs ({})",
+            self.path,
+            SANDBOX_DIRS
+                .iter()
+                .map(|(d, _)| *d)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )))
+    }
+}
+
 impl std::fmt::Display for FileUri {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "file://{}{}", self.authority, encode(&self.path))?;
@@ -199,5 +282,36 @@ mod tests {
         }
         let long = format!("file://com.a/{}", "x".repeat(MAX_URI_LEN));
         assert!(long.parse::<FileUri>().is_err());
+    }
+
+    #[test]
+    fn uris_map_to_the_account_tree_and_the_apps_dirs() {
+        let u: FileUri = "file://com.a/data/storage/el2/distributedfiles/d/x.txt?networkid=n"
+            .parse()
+            .unwrap();
+        assert_eq!(u.account_path().unwrap(), "data/com.a/d/x.txt");
+        assert_eq!(
+            u.local_path(100).unwrap(),
+            std::path::Path::new("service/el2/100/hmdfs/account/data/com.a/d/x.txt")
+        );
+        let b: FileUri = "file://com.a/data/storage/el2/base/files/a"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            b.local_path(100).unwrap(),
+            std::path::Path::new("app/el2/100/base/com.a/files/a")
+        );
+        assert!(b.account_path().is_err(), "base files are not shared");
+        for bad in [
+            "file://com.a/data/storage/el2/distributedfiles/../base/x",
+            "file://com.a/data/storage/el2/distributedfilesX/x",
+            "file://com.a/etc/passwd",
+        ] {
+            let u: FileUri = bad.parse().unwrap();
+            assert!(
+                u.account_path().is_err() && u.local_path(100).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

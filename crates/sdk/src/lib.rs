@@ -19,6 +19,7 @@ pub mod ability;
 pub mod bundle;
 pub mod bus;
 pub mod device_manager;
+pub mod fs;
 pub mod hilog;
 pub mod kv;
 pub mod param;
@@ -115,6 +116,11 @@ impl Device {
     /// Soft bus sockets.
     pub fn bus(&self) -> bus::Bus<'_> {
         bus::Bus { dev: self }
+    }
+
+    /// Files across devices (`@ohos.file.fs` copy).
+    pub fn fs(&self) -> fs::Fs<'_> {
+        fs::Fs { dev: self }
     }
 
     /// The device manager (`@ohos.distributedDeviceManager`).
