@@ -7,7 +7,7 @@
 //! Consistency is OpenHarmony's close-to-open: an open always asks the owner, and keeps the
 //! kernel's cached pages only if the owner's inode, size, mtime and ctime are those the pages
 //! were read at; names and attributes are remembered for a second at most ([`crate::cache`],
-//! [`ENTRY_TTL`]; any change through the views forgets them), and a listing from its start
+//! `ENTRY_TTL`; any change through the views forgets them), and a listing from its start
 //! always asks the owner. Sequential reads of a remote file are read ahead
 //! ([`crate::ahead`]) by calls in flight together on the link. Writes
 //! go through to the owner as they are made, a close of a written file and an fsync make
