@@ -700,6 +700,7 @@ pub async fn run(cfg: DaemonConfig, spawner: std::os::unix::net::UnixStream) -> 
         .unwrap_or_default();
     let host_program = bin_dir.join("oxh-apphost");
     let ndk_dir = Some(bin_dir.clone());
+    let views_mounted = oxh_ability::layout::ViewsMounted::default();
     let ams = oxh_ability::service::AbilityService::start(
         oxh_ability::service::Config {
             host: oxh_ability::layout::Host {
@@ -708,6 +709,7 @@ pub async fn run(cfg: DaemonConfig, spawner: std::os::unix::net::UnixStream) -> 
                 ndk_dir,
                 ipc_socket: dirs.socket_path(),
                 distributed_files: Some(oxh_ability::layout::DistributedFiles {
+                    mounted: views_mounted.clone(),
                     merged: oxh_dfs::views::apps_merge_view(dirs.root(), crate::file_daemon::USER),
                     local: oxh_dfs::views::apps_tree(dirs.root(), crate::file_daemon::USER),
                 }),
@@ -866,6 +868,8 @@ pub async fn run(cfg: DaemonConfig, spawner: std::os::unix::net::UnixStream) -> 
     let files = crate::file_daemon::FileDaemon::start(softbus.clone(), &cfg.data_dir, level)
         .await
         .context("cannot start the distributed file daemon")?;
+    // Apps spawned from now on see their distributed files merged across devices.
+    views_mounted.set(files.is_mounted());
     samgr.register(SaProfile::running(
         sa_id::DISTRIBUTED_FILE,
         "DistributedFileDaemon",
@@ -952,6 +956,7 @@ pub async fn run(cfg: DaemonConfig, spawner: std::os::unix::net::UnixStream) -> 
     }
     tracing::info!(tag = "oxhd", "shutting down");
     serve.abort();
+    views_mounted.set(false);
     files.shutdown().await;
     softbus.shutdown();
     if let Err(e) = atm.flush_usage() {

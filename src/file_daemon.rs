@@ -126,6 +126,11 @@ impl FileDaemon {
         Ok(me)
     }
 
+    /// Whether the device views are mounted.
+    pub fn is_mounted(&self) -> bool {
+        lock(&self.mounted).is_some()
+    }
+
     /// Unmounts the views and closes the links (daemon shutdown).
     pub async fn shutdown(&self) {
         for (_, (r, _)) in lock(&self.remotes).drain() {

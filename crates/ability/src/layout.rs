@@ -62,12 +62,41 @@ pub struct Host {
 /// The roots of apps' distributed files (`<bundle>` below each is one app's).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DistributedFiles {
-    /// Every trusted device's files merged (HMDFS's `merge_view/data`): what an app is shown.
+    /// Every trusted device's files merged (HMDFS's `merge_view/data`): what an app is shown
+    /// while [`DistributedFiles::mounted`] says the views are up.
     pub merged: PathBuf,
+    /// Whether the views are mounted, as the file daemon says. Never found out by looking
+    /// through the mount: a daemon thread blocked on its own FUSE file system while the
+    /// daemon is killed never returns (the request is already with the dead server), and the
+    /// daemon could not die.
+    pub mounted: ViewsMounted,
     /// This device's own (the account tree's `data`): shown instead when the merged view is
     /// not mounted (no FUSE), so the app still has its directory.
     pub local: PathBuf,
 }
+
+/// Whether HMDFS's views are mounted: set by the file daemon, read at each spawn.
+#[derive(Debug, Clone, Default)]
+pub struct ViewsMounted(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl ViewsMounted {
+    /// Says whether they are.
+    pub fn set(&self, mounted: bool) {
+        self.0.store(mounted, std::sync::atomic::Ordering::Release);
+    }
+    /// Whether they are.
+    pub fn get(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+impl PartialEq for ViewsMounted {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for ViewsMounted {}
 
 /// The mounts of `bundle`'s sandbox for `user`. `exists` says which host paths exist (so
 /// a test can plan without a file system); a system path the host lacks is left out, an app
@@ -124,9 +153,8 @@ pub fn binds(
         false,
     ));
     if let Some(d) = &host.distributed_files {
-        let merged = d.merged.join(bundle);
-        let src = if exists(&merged) {
-            merged
+        let src = if d.mounted.get() {
+            d.merged.join(bundle)
         } else {
             d.local.join(bundle)
         };
@@ -194,11 +222,16 @@ mod tests {
             distributed_files: Some(DistributedFiles {
                 merged: "/d/mnt/hmdfs/100/account/merge_view/data".into(),
                 local: "/d/service/el2/100/hmdfs/account/data".into(),
+                mounted: ViewsMounted::default(),
             }),
         };
         let src = |mounted: bool| {
+            if let Some(d) = &host.distributed_files {
+                d.mounted.set(mounted);
+            }
+            // Never looked for through the mount (see `DistributedFiles::mounted`).
             binds(&host, "com.example.notes", 100, |p| {
-                mounted || !p.starts_with("/d/mnt")
+                !p.starts_with("/d/mnt")
             })
             .into_iter()
             .find(|x| x.dst == Path::new(DISTRIBUTED_FILES))
