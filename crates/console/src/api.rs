@@ -527,7 +527,10 @@ pub(crate) async fn ability_start(State(st): State<AppState>, Json(s): Json<Star
         let on = On { device: s.device };
         let args = oxh_ability::api::StartArgs {
             want: oxh_ability::want::Want::explicit(&s.bundle_name, &s.ability_name),
-            wait: false,
+            // As `aa start -W`: answered once the ability is in the foreground, so the page's
+            // refresh right after shows its mission with its process (a spawn may take a
+            // while: its distributed files are looked up through the merged view).
+            wait: true,
         };
         let r: Result<oxh_ability::api::StartReply, _> = call(
             &dev,
