@@ -9,7 +9,6 @@
 mod common;
 
 use oxh_sdk::bus::{DataType, SocketEvent};
-use std::io::Write;
 use std::time::Instant;
 
 const RUNS: usize = 3;
@@ -31,21 +30,7 @@ fn main() {
         .join(BUNDLE);
     std::fs::create_dir_all(&shared).expect("shared dir");
     let src = shared.join("big.bin");
-    {
-        let mut f = std::fs::File::create(&src).expect("src");
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut buf = vec![0u8; 1 << 20];
-        for _ in 0..mb {
-            for c in buf.chunks_exact_mut(8) {
-                x ^= x >> 12;
-                x ^= x << 25;
-                x ^= x >> 27;
-                c.copy_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-            }
-            f.write_all(&buf).expect("write src");
-        }
-        f.sync_all().expect("sync src");
-    }
+    common::write_incompressible(&src, mb << 20);
     // The bench's devices run at the default level (SL1): a file they may send each other.
     oxh_dfs::label::set(&src, "s1".parse().expect("label")).expect("label the source");
     let out = base.path().join("out");

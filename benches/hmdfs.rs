@@ -21,7 +21,7 @@
 mod common;
 use common::{Daemon, env_num};
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -213,26 +213,6 @@ fn ls_l(dir: &Path) -> Duration {
     t.elapsed()
 }
 
-/// `size` bytes of xorshift64 output (nothing on the way can shrink them), fsync'd.
-fn write_file(path: &Path, size: u64) {
-    let mut f = std::fs::File::create(path).unwrap();
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let mut chunk = vec![0u8; 8 << 20];
-    let mut left = size;
-    while left > 0 {
-        for w in chunk.chunks_exact_mut(8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            w.copy_from_slice(&x.to_le_bytes());
-        }
-        let n = left.min(chunk.len() as u64) as usize;
-        f.write_all(&chunk[..n]).unwrap();
-        left -= n as u64;
-    }
-    f.sync_all().unwrap();
-}
-
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -272,7 +252,7 @@ fn main() {
         "writing {} MiB and {files} small files on the owner...",
         size >> 20
     );
-    write_file(&file, size);
+    common::write_incompressible(&file, size);
     for i in 0..files {
         std::fs::write(tree.join(format!("many/f{i:05}")), b"0123456789").unwrap();
     }

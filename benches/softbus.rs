@@ -381,23 +381,8 @@ fn iperf3() -> Option<f64> {
 /// Sends a `mb` MiB file from a to b app to app (SDK send_file, b saving with
 /// save_files_into: temp name, checksum checked, fsync'd, renamed); MB/s of each transfer.
 async fn file_throughput(a: &Daemon, b: &Daemon, dir: &std::path::Path, mb: u64) -> Vec<f64> {
-    use std::io::Write;
     let src = dir.join("src.bin");
-    {
-        let mut f = std::fs::File::create(&src).expect("src");
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut buf = vec![0u8; 1 << 20];
-        for _ in 0..mb {
-            for c in buf.chunks_exact_mut(8) {
-                x ^= x >> 12;
-                x ^= x << 25;
-                x ^= x >> 27;
-                c.copy_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-            }
-            f.write_all(&buf).expect("write src");
-        }
-        f.sync_all().expect("sync src");
-    }
+    common::write_incompressible(&src, mb << 20);
     let out = dir.join("out");
     std::fs::create_dir_all(&out).expect("out");
     let da = oxh_sdk::Device::connect(&a.dir).await.expect("a");

@@ -299,3 +299,25 @@ pub fn pack_example(
     }
     hap
 }
+
+/// `size` bytes of xorshift64 output at `path` (nothing on the way can shrink them), fsync'd:
+/// the file the transfer and read benchmarks move.
+pub fn write_incompressible(path: &Path, size: u64) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).expect("create the bench file");
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut chunk = vec![0u8; 8 << 20];
+    let mut left = size;
+    while left > 0 {
+        for w in chunk.chunks_exact_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            w.copy_from_slice(&x.to_le_bytes());
+        }
+        let n = left.min(chunk.len() as u64) as usize;
+        f.write_all(&chunk[..n]).expect("write the bench file");
+        left -= n as u64;
+    }
+    f.sync_all().expect("sync the bench file");
+}
