@@ -111,6 +111,15 @@ impl FileCopy {
     ) -> Result<Vec<u8>, RemoteError> {
         match code {
             oxh_dfs::api::PREPARE_SESSION => {
+                // The paths name any file of the user's account tree on the peer, other apps'
+                // `data/<bundleName>` too: until an app's copy is held to its own directory
+                // (its token's bundle), only system processes and the shell may copy.
+                if ctx.caller().token_type == oxh_ipc::TokenType::Hap {
+                    return Err(RemoteError::new(
+                        oxh_ipc::code::PERMISSION_DENIED,
+                        "Permission verification failed: cross-device copy is not yet open to apps",
+                    ));
+                }
                 let a: PrepareSessionArgs = oxh_ipc::decode(data)?;
                 Ok(oxh_ipc::encode(&self.prepare(ctx.conn, a).await?))
             }
