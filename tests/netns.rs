@@ -382,8 +382,13 @@ async fn adverts_rotate_carry_no_host_name_and_only_bound_peers_recognise_them()
     let addr_a = within("B discovers A", DISCOVER_WITHIN, async {
         loop {
             let seen = sb.device_manager().discover().await.unwrap();
-            if let Some(s) = seen.into_iter().find(|s| s.name == unnamed) {
-                return s.addresses[0].clone();
+            // Listed before its first dialable address is known: wait for one.
+            if let Some(a) = seen
+                .into_iter()
+                .find(|s| s.name == unnamed)
+                .and_then(|s| s.addresses.into_iter().next())
+            {
+                return a;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

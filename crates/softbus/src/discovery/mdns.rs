@@ -381,6 +381,7 @@ pub fn browse(interfaces: &Interfaces, wait: Duration) -> Result<Vec<Found>, Dis
                 if let Ok(advert) = Advert::from_txt(txt) {
                     let mut addrs: Vec<IpAddr> =
                         svc.get_addresses().iter().map(|a| a.to_ip_addr()).collect();
+                    addrs.retain(super::table::dialable);
                     addrs.sort();
                     addrs.dedup();
                     found.insert(svc.get_fullname().to_string(), Found { advert, addrs });

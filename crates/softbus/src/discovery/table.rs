@@ -97,6 +97,18 @@ impl Entry {
     }
 }
 
+/// Whether an address can be dialled as `SocketAddr::new(ip, port)`. An IPv6 link-local
+/// address (fe80::/10) cannot: it needs the scope (interface) it was seen on, which an
+/// `IpAddr` does not carry, and connecting without one fails ("invalid remote address").
+/// mDNS often resolves a device's AAAA record before its A record, so keeping it would make
+/// such an address the first (and only) one a caller sees.
+pub(super) fn dialable(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => !v4.is_unspecified(),
+        IpAddr::V6(v6) => !v6.is_unspecified() && (v6.segments()[0] & 0xffc0) != 0xfe80,
+    }
+}
+
 /// Devices by advert id, plus static peers whose advert is still unknown.
 #[derive(Debug)]
 pub struct DeviceTable {
@@ -154,6 +166,7 @@ impl DeviceTable {
         if self.is_own(&advert.id) {
             return None;
         }
+        addrs.retain(dialable);
         addrs.sort();
         addrs.dedup();
         if let Some(e) = self.devices.get_mut(&advert.id) {
@@ -325,6 +338,32 @@ mod tests {
     }
     fn sa(s: &str) -> SocketAddr {
         s.parse().expect("test address")
+    }
+
+    #[test]
+    fn link_local_v6_is_never_offered_and_a_v4_that_arrives_later_is() {
+        let mut tb = DeviceTable::new(advert("me", "me").id);
+        let a = advert("a", "A");
+        let inst = "A._oxh._udp.local.";
+        let ev = tb.on_resolved(
+            inst,
+            a.clone(),
+            vec![ip("fe80::84ae:53ff:fe95:f333")],
+            4700,
+            t(1),
+        );
+        assert!(matches!(ev, Some(DiscoveryEvent::Found(ref d)) if d.addresses.is_empty()));
+        let ev = tb.on_resolved(
+            inst,
+            a,
+            vec![ip("fe80::1"), ip("2001:db8::2"), ip("10.0.0.2")],
+            4700,
+            t(2),
+        );
+        assert!(
+            matches!(ev, Some(DiscoveryEvent::Updated(ref d)) if d.addresses == vec![ip("10.0.0.2"), ip("2001:db8::2")]),
+            "{ev:?}"
+        );
     }
 
     #[test]
