@@ -865,9 +865,18 @@ pub async fn run(cfg: DaemonConfig, spawner: std::os::unix::net::UnixStream) -> 
     ))?;
     // The distributed file daemon (SA 5201): serves the account tree to peers and mounts the
     // device views when FUSE is here.
-    let files = crate::file_daemon::FileDaemon::start(softbus.clone(), &cfg.data_dir, level)
-        .await
-        .context("cannot start the distributed file daemon")?;
+    let atm_of_copy = atm.clone();
+    let bundle_of: crate::file_copy::BundleOfToken = Box::new(move |token| {
+        let t = atm_of_copy
+            .token_detail(&oxh_atm::api::TokenTarget::Id(token))
+            .ok()?
+            .info;
+        (t.token_type == oxh_ipc::TokenType::Hap && t.remote_udid.is_none()).then_some(t.name)
+    });
+    let files =
+        crate::file_daemon::FileDaemon::start(softbus.clone(), &cfg.data_dir, level, bundle_of)
+            .await
+            .context("cannot start the distributed file daemon")?;
     // Apps spawned from now on see their distributed files merged across devices.
     views_mounted.set(files.is_mounted());
     samgr.register(SaProfile::running(

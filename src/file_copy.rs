@@ -64,9 +64,14 @@ struct Task {
     cancel: watch::Sender<bool>,
 }
 
+/// An app token's bundle name (OpenHarmony's HapTokenInfo bundleName), `None` when the
+/// token is not an installed app's.
+pub type BundleOfToken = Box<dyn Fn(u32) -> Option<String> + Send + Sync>;
+
 /// The copy service of one file daemon (both sides).
 pub struct FileCopy {
     softbus: Arc<Softbus>,
+    bundle_of: BundleOfToken,
     tree: PathBuf,
     level: u8,
     admission: Mutex<Admission>,
@@ -77,10 +82,16 @@ pub struct FileCopy {
 
 impl FileCopy {
     /// Starts serving copies of `tree` (this device's account tree, at device level `level`)
-    /// to peers, and taking copies from them.
-    pub fn start(softbus: Arc<Softbus>, tree: PathBuf, level: u8) -> anyhow::Result<Arc<Self>> {
+    /// to peers, and taking copies from them; an app caller's bundle comes from `bundle_of`.
+    pub fn start(
+        softbus: Arc<Softbus>,
+        tree: PathBuf,
+        level: u8,
+        bundle_of: BundleOfToken,
+    ) -> anyhow::Result<Arc<Self>> {
         let me = Arc::new(Self {
             softbus,
+            bundle_of,
             tree,
             level,
             admission: Mutex::new(Admission::default()),
@@ -111,16 +122,8 @@ impl FileCopy {
     ) -> Result<Vec<u8>, RemoteError> {
         match code {
             oxh_dfs::api::PREPARE_SESSION => {
-                // The paths name any file of the user's account tree on the peer, other apps'
-                // `data/<bundleName>` too: until an app's copy is held to its own directory
-                // (its token's bundle), only system processes and the shell may copy.
-                if ctx.caller().token_type == oxh_ipc::TokenType::Hap {
-                    return Err(RemoteError::new(
-                        oxh_ipc::code::PERMISSION_DENIED,
-                        "Permission verification failed: cross-device copy is not yet open to apps",
-                    ));
-                }
                 let a: PrepareSessionArgs = oxh_ipc::decode(data)?;
+                self.check_app_paths(ctx.caller(), &a.paths)?;
                 Ok(oxh_ipc::encode(&self.prepare(ctx.conn, a).await?))
             }
             oxh_dfs::api::RECV_FILE => {
@@ -142,6 +145,34 @@ impl FileCopy {
                 oxh_ipc::code::INVALID_PARAM,
                 format!("no method {code} in the copy service"),
             )),
+        }
+    }
+
+    /// The paths name any file of the user's account tree on the peer: an app (its bundle
+    /// from its token, never from the request) copies only its own `data/<bundleName>/`.
+    fn check_app_paths(
+        &self,
+        caller: &oxh_ipc::Caller,
+        paths: &[String],
+    ) -> Result<(), RemoteError> {
+        if caller.token_type != oxh_ipc::TokenType::Hap {
+            return Ok(());
+        }
+        let bundle = (self.bundle_of)(caller.token_id).ok_or_else(|| {
+            fail(
+                errcode::E_ACCES,
+                format!("token {:#x} is no installed app's", caller.token_id),
+            )
+        })?;
+        match paths
+            .iter()
+            .find(|p| !oxh_dfs::copy::app_may_copy(&bundle, p))
+        {
+            Some(p) => Err(fail(
+                errcode::E_ACCES,
+                format!("{p}: {bundle} copies only its own distributed files (data/{bundle}/)"),
+            )),
+            None => Ok(()),
         }
     }
 

@@ -78,11 +78,13 @@ impl FileDaemon {
         softbus: Arc<Softbus>,
         data_dir: &Path,
         level: u8,
+        bundle_of: crate::file_copy::BundleOfToken,
     ) -> anyhow::Result<Arc<Self>> {
         let tree = views::account_tree(data_dir, USER);
         std::fs::create_dir_all(&tree)?;
         let local = Arc::new(Server::local(&tree)?);
-        let copy = crate::file_copy::FileCopy::start(softbus.clone(), tree.clone(), level)?;
+        let copy =
+            crate::file_copy::FileCopy::start(softbus.clone(), tree.clone(), level, bundle_of)?;
         let me = Arc::new(Self {
             softbus: softbus.clone(),
             tree,

@@ -31,6 +31,26 @@ fn start_and_wait(d: &TestDevice, params: &[(&str, &str)], want: &str) -> Vec<St
     read_until(|| lifecycle(d), |log| log.iter().any(|l| l.ends_with(want)))
 }
 
+/// Starts notes on `d` to copy `uri`, waits (bounded) for this start's answer, ok or not,
+/// and stops it; the log from that answer on.
+fn copy_on(d: &TestDevice, uri: &str) -> Vec<String> {
+    let answered = format!("dfs copy {uri}=");
+    let answers = |log: &Vec<String>| log.iter().filter(|l| l.contains(&answered)).count();
+    let before = answers(&lifecycle(d));
+    let out = aa(d, &["start", "-b", NOTES, "--ps", "dfs_copy", uri, "-W"]);
+    assert!(out.ends_with("start ability successfully.\n"), "{out}");
+    let mut log = read_until(|| lifecycle(d), |log| answers(log) > before);
+    // Only this start's answer.
+    let mine = log.iter().rposition(|l| l.contains(&answered));
+    log.drain(..mine.unwrap_or(log.len()));
+    aa(d, &["force-stop", NOTES]);
+    log
+}
+
+fn logged_with(log: &[String], part: &str) -> bool {
+    log.iter().any(|l| l.contains(part))
+}
+
 fn logged(log: &[String], want: &str) -> bool {
     log.iter().any(|l| l.ends_with(want))
 }
@@ -77,6 +97,46 @@ async fn an_app_reads_on_one_device_what_it_wrote_to_its_distributed_files_on_an
         std::fs::read_to_string(app_tree(&b).join("b.txt")).unwrap(),
         "from B"
     );
+
+    // fs.copy on B of A's file lands in the app's own base dir; another app's file on A is
+    // refused by the app's token (its bundle), though the daemon could read it.
+    let nid_a = a.ready_field("network_id");
+    let own = format!("file://{NOTES}/data/storage/el2/distributedfiles/a.txt?networkid={nid_a}");
+    let other = oxh_dfs::views::apps_tree(a.data_dir(), USER).join("com.example.other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("secret.txt"), "not yours").unwrap();
+    let theirs = format!(
+        "file://com.example.other/data/storage/el2/distributedfiles/secret.txt?networkid={nid_a}"
+    );
+    aa(&b, &["force-stop", NOTES]);
+    // DISTRIBUTED_DATASYNC is user_grant: refused (201) until granted.
+    let log = copy_on(&b, &own);
+    assert!(
+        logged_with(&log, &format!("dfs copy {own}=error 201")),
+        "{log:?}"
+    );
+    b.oxh_ok(&[
+        "atm",
+        "grant",
+        NOTES,
+        "ohos.permission.DISTRIBUTED_DATASYNC",
+    ]);
+    let log = copy_on(&b, &own);
+    assert!(
+        logged_with(&log, &format!("dfs copy {own}=ok from A")),
+        "{log:?}"
+    );
+    let base_b = b.data_dir().join(format!("app/el2/{USER}/base/{NOTES}"));
+    assert_eq!(
+        std::fs::read_to_string(base_b.join("copied_a.txt")).unwrap(),
+        "from A"
+    );
+    let log = copy_on(&b, &theirs);
+    assert!(
+        logged_with(&log, &format!("dfs copy {theirs}=error 13900012")),
+        "another app's file is not copied: {log:?}"
+    );
+    assert!(!base_b.join("copied_secret.txt").exists());
 
     // And A reads B's.
     aa(&a, &["force-stop", NOTES]);

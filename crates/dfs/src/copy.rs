@@ -203,9 +203,49 @@ impl Wire {
     }
 }
 
+/// Whether an app `bundle` may copy `path` (an account-tree path, checked by
+/// [`crate::beneath::check`]) from a peer: only what is in its own distributed files,
+/// `data/<bundle>/...`, as its sandbox's `distributedfiles` is all an app can name. Other
+/// apps' `data/<bundleName>` and the rest of the tree are system processes' only.
+pub fn app_may_copy(bundle: &str, path: &str) -> bool {
+    use std::path::Component;
+    let mut parts = std::path::Path::new(path)
+        .components()
+        .filter(|c| !matches!(c, Component::CurDir));
+    let own = matches!(parts.next(), Some(Component::Normal(d)) if d == "data")
+        && matches!(parts.next(), Some(Component::Normal(b)) if b == bundle);
+    own && parts.all(|c| matches!(c, Component::Normal(_)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_app_copies_only_its_own_distributed_files() {
+        let b = "com.example.notes";
+        for ok in [
+            "data/com.example.notes",
+            "data/com.example.notes/a.txt",
+            "./data/com.example.notes/d/a.txt",
+        ] {
+            assert!(app_may_copy(b, ok), "{ok}");
+        }
+        for no in [
+            "data/com.example.other/a.txt",
+            "data/com.example.notesX/a.txt",
+            "data/com.example.notes/../com.example.other/a",
+            "data",
+            "data/",
+            "com.example.notes/a",
+            "/data/com.example.notes/a",
+            "base/com.example.notes/a",
+            "",
+        ] {
+            assert!(!app_may_copy(b, no), "{no}");
+        }
+        assert!(!app_may_copy("", "data//a"), "an empty bundle owns nothing");
+    }
 
     #[test]
     fn at_most_ten_copies_at_once_and_500_files_each() {

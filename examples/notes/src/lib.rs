@@ -12,7 +12,10 @@
 //! and logs `bench remote_p50_us=.. remote_p99_us=.. ipc_p50_us=.. ipc_p99_us=..`.
 //! `dfs_write` = `name=text` writes the text to `name` in its distributed files
 //! (`/data/storage/el2/distributedfiles`, merged across trusted devices) and `dfs_read` = `name`
-//! reads one back, each logged as `dfs write|read name=<text or error>`.
+//! reads one back, each logged as `dfs write|read name=<text or error>`. `dfs_copy` = a file
+//! URI with a networkId copies that file from the peer (fs.copy) into
+//! `/data/storage/el2/base/copied_<file name>` and logs `dfs copy <uri>=ok <its text>` or
+//! `dfs copy <uri>=error <code> ...`.
 //! `start_on` = a networkId starts its NoteAbility on that device (startAbility with the
 //! Want's deviceId, which needs DISTRIBUTED_DATASYNC) and logs `remoteStart=<0 or code>`.
 //!
@@ -67,6 +70,8 @@ pub struct Notes {
     dfs_write: Option<(String, String)>,
     /// A file to read from its distributed files (`dfs_read`).
     dfs_read: Option<String>,
+    /// A remote file URI to copy here (`dfs_copy`).
+    dfs_copy: Option<String>,
 }
 
 impl Default for Notes {
@@ -89,6 +94,7 @@ impl Default for Notes {
             create_delay_ms: 0,
             dfs_write: None,
             dfs_read: None,
+            dfs_copy: None,
         }
     }
 }
@@ -316,6 +322,25 @@ impl Notes {
         }
     }
 
+    /// fs.copy of the remote file `uri` into its own base dir: `ok <text>` or `error ...`.
+    fn dfs_copy(&self, uri: &str) -> String {
+        let Some(dev) = &self.dev else {
+            return "error no device".into();
+        };
+        let name = uri.split('?').next().and_then(|p| p.rsplit('/').next());
+        let dst = std::path::Path::new("/data/storage/el2/base")
+            .join(format!("copied_{}", name.unwrap_or("file")));
+        let signal = oxh_sdk::fs::TaskSignal::default();
+        let r = oxh_sdk::ability::block_on(dev.fs().copy(uri, &dst, &signal, |_| {}));
+        match r {
+            Ok(_) => match std::fs::read_to_string(&dst) {
+                Ok(t) => format!("ok {t}"),
+                Err(e) => format!("error reading the copy: {e}"),
+            },
+            Err(e) => format!("error {} {e}", e.code().unwrap_or(-1)),
+        }
+    }
+
     /// Connects to the counter service (once).
     fn connect(&mut self, ctx: &Context) {
         if self.conn.is_some() {
@@ -354,6 +379,9 @@ impl Notes {
         }
         if let Some(WantParam::String(r)) = want.parameters.get("dfs_read") {
             self.dfs_read = Some(r.clone());
+        }
+        if let Some(WantParam::String(u)) = want.parameters.get("dfs_copy") {
+            self.dfs_copy = Some(u.clone());
         }
         self.connect_at_start = want.parameters.get("connect") == Some(&WantParam::Bool(true));
         if let Some(WantParam::Int(n)) = want.parameters.get("bench_calls") {
@@ -524,6 +552,10 @@ macro_rules! ability {
                     let r = std::fs::read_to_string(distributed_file(&name))
                         .unwrap_or_else(|e| format!("error {e}"));
                     self.0.log(ctx, &format!("dfs read {name}={r}"));
+                }
+                if let Some(uri) = self.0.dfs_copy.take() {
+                    let r = self.0.dfs_copy(&uri);
+                    self.0.log(ctx, &format!("dfs copy {uri}={r}"));
                 }
                 if self.0.probe {
                     for p in probes() {
